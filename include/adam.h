@@ -1,0 +1,25 @@
+// Adam over the model's flat parameter buffer: one kernel launch updates every parameter.
+#ifndef CLVAE_ADAM_H
+#define CLVAE_ADAM_H
+
+#include <stdint.h>
+
+#include "cl_runtime.h"
+
+struct adam {
+    float lr, beta1, beta2, eps;
+    int64_t step; // updates done so far
+    int n;
+    cl_mem m, v; // first and second moments, (n) each, zero at the start
+    cl_kernel kernel;
+    struct clrt *rt;
+};
+
+// Moments for n parameters on rt's device, with PyTorch's defaults for betas and eps.
+int adam_create(struct adam *adam, struct clrt *rt, int n, float lr, struct clvae_error *err);
+void adam_release(struct adam *adam);
+
+// params (n) -= one bias-corrected Adam step on grads (n); enqueued, not waited for.
+void adam_step(struct adam *adam, cl_mem params, cl_mem grads);
+
+#endif

@@ -1,0 +1,82 @@
+// The OpenCL side of clvae: picking a device, building the embedded kernels, checked calls,
+// device buffers, and the CLBlast matrix product every layer uses.
+#ifndef CLVAE_CL_RUNTIME_H
+#define CLVAE_CL_RUNTIME_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <CL/cl.h>
+
+#include "error.h"
+
+// Most device buffers a runtime tracks for its memory report.
+#define CLRT_MAX_BUFFERS 96
+
+// One context, one in-order queue, one program holding every kernel of cl/.
+struct clrt {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    cl_program program;
+    int platform_index, device_index;
+    char platform_name[128], device_name[128];
+    cl_device_type device_type;
+    cl_ulong global_mem, max_alloc;
+    size_t max_work_group;
+    cl_uint compute_units;
+    size_t allocated; // bytes of device memory created through clrt_buffer
+};
+
+// "CL_OUT_OF_RESOURCES" for -5, and so on; CLBlast's own codes too.
+const char *clrt_error_name(int status);
+
+// Stops the program with "clvae: <call> failed: <NAME> (file:line)" when status is not success.
+void clrt_check(int status, const char *call, const char *file, int line);
+#define CL_CHECK(call) clrt_check((int)(call), #call, __FILE__, __LINE__)
+
+// Prints every platform and device with index, name, vendor, type, memory and compute units.
+int clrt_list_devices(FILE *out, struct clvae_error *err);
+
+// Opens platform/device by index; -1 for either picks the default (the first GPU, else the first
+// device). Out-of-range indices fail with a message listing what exists.
+int clrt_open(struct clrt *rt, int platform, int device, bool profiling, struct clvae_error *err);
+
+// Builds the kernels embedded from cl/; on failure the message holds the compiler's log.
+int clrt_build(struct clrt *rt, struct clvae_error *err);
+
+void clrt_close(struct clrt *rt);
+
+// A kernel of the program by name; stops the program if it is missing.
+cl_kernel clrt_kernel(struct clrt *rt, const char *name);
+
+// Creates a device buffer of bytes, named in any error ("training set (47040000 bytes)"); checks
+// the device's limits first and forces the allocation so that a failure shows up here.
+cl_mem clrt_buffer(struct clrt *rt, size_t bytes, const char *name, struct clvae_error *err);
+
+// Enqueues kernel over global work items (rounded up to a multiple of local when local is given).
+void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *global,
+                 const size_t *local);
+
+// Sets argument index of kernel from a value of any type: KARG(k, 0, buffer).
+#define KARG(kernel, index, value)                                                               \
+    CL_CHECK(clSetKernelArg((kernel), (index), sizeof(value), &(value)))
+
+// A row-major matrix operand of a product: buffer, float offset of its first element, and
+// leading dimension (floats from one row to the next).
+struct clrt_mat {
+    cl_mem mem;
+    size_t offset, ld;
+};
+
+// C (m, n) = alpha op(A) op(B) + beta C through CLBlast on rt's queue, without waiting; op
+// transposes when ta/tb. temp is CLBlast's scratch buffer, sized by clrt_gemm_temp_size.
+void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
+               struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c, cl_mem temp);
+
+// Bytes of scratch CLBlast needs for that product (0 when none).
+size_t clrt_gemm_temp_size(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k,
+                           size_t lda, size_t ldb, size_t ldc);
+
+#endif

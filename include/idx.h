@@ -1,0 +1,29 @@
+// IDX image files (the MNIST family's format): gzip-compressed or raw, any image size.
+#ifndef CLVAE_IDX_H
+#define CLVAE_IDX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+// The largest pixel payload clvae accepts (count * rows * cols bytes); larger headers are refused
+// before anything is allocated.
+#define IDX_MAX_BYTES ((uint64_t)4 << 30)
+
+// count images of rows x cols unsigned bytes, row-major, image after image.
+struct idx_images {
+    uint32_t count, rows, cols;
+    uint8_t *pixels;
+};
+
+// Reads an IDX3 unsigned-byte file (magic 0x00000803), gzip or raw (told apart by content).
+// On failure returns -1 with err->status CLVAE_EXIT_DATA and a message naming path.
+int idx_read_images(const char *path, struct idx_images *out, struct clvae_error *err);
+
+// Finds DIR/STEM.gz, else DIR/STEM; writes the path found into path (size len).
+int idx_find(const char *dir, const char *stem, char *path, size_t len, struct clvae_error *err);
+
+void idx_free(struct idx_images *images);
+
+#endif

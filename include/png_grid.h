@@ -1,0 +1,19 @@
+// 8-bit grayscale PNG output through libpng, written atomically.
+#ifndef CLVAE_PNG_GRID_H
+#define CLVAE_PNG_GRID_H
+
+#include <stdint.h>
+
+#include "error.h"
+
+// Writes an 8-bit grayscale image (height, width), row-major, to path: written to a temporary file
+// in the same directory, flushed, then renamed, so path never holds a partial image.
+int png_write_gray(const char *path, const uint8_t *pixels, int height, int width,
+                   struct clvae_error *err);
+
+// tiles (n, tile_h, tile_w) -> a grid of `cols` tiles a row (ceil(n / cols) rows) with `pad` pixels
+// of black border around and between tiles; missing tiles in the last row stay black.
+int png_write_grid(const char *path, const uint8_t *tiles, int n, int tile_h, int tile_w, int cols,
+                   int pad, struct clvae_error *err);
+
+#endif

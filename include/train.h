@@ -1,0 +1,27 @@
+// `clvae train`: the training loop, the per-epoch evaluation, and what it writes.
+#ifndef CLVAE_TRAIN_H
+#define CLVAE_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "vae.h"
+
+struct train_options {
+    int platform, device; // -1: the default device
+    const char *data_dir, *out_dir;
+    int epochs, batch;
+    double lr, beta;
+    struct vae_config model; // in_dim is taken from the data
+    uint64_t seed;
+    bool quiet;
+};
+
+// Sets the documented defaults.
+void train_defaults(struct train_options *opt);
+
+// Trains, evaluates after every epoch, writes OUT/metrics.csv and the image grids.
+int train_run(const struct train_options *opt, struct clvae_error *err);
+
+#endif

@@ -1,0 +1,55 @@
+#include "adam.h"
+
+#include <math.h>
+#include <string.h>
+
+int adam_create(struct adam *adam, struct clrt *rt, int n, float lr, struct clvae_error *err)
+{
+    memset(adam, 0, sizeof *adam);
+    adam->rt = rt;
+    adam->n = n;
+    adam->lr = lr;
+    adam->beta1 = 0.9f;
+    adam->beta2 = 0.999f;
+    adam->eps = 1e-8f;
+    // clrt_buffer zero-fills, which is where Adam's moments start.
+    if (!(adam->m = clrt_buffer(rt, (size_t)n * sizeof(float), "Adam first moments", err)) ||
+        !(adam->v = clrt_buffer(rt, (size_t)n * sizeof(float), "Adam second moments", err)))
+        return -1;
+    adam->kernel = clrt_kernel(rt, "adam_update");
+    return 0;
+}
+
+void adam_release(struct adam *adam)
+{
+    if (adam->kernel)
+        clReleaseKernel(adam->kernel);
+    if (adam->m)
+        clReleaseMemObject(adam->m);
+    if (adam->v)
+        clReleaseMemObject(adam->v);
+    memset(adam, 0, sizeof *adam);
+}
+
+void adam_step(struct adam *adam, cl_mem params, cl_mem grads)
+{
+    adam->step++;
+    // The bias corrections in double on the host: beta^t for large t underflows gracefully.
+    double bc1 = 1.0 - pow(adam->beta1, (double)adam->step);
+    double bc2 = 1.0 - pow(adam->beta2, (double)adam->step);
+    float step_size = (float)(adam->lr / bc1);
+    float inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    cl_kernel k = adam->kernel;
+    KARG(k, 0, params);
+    KARG(k, 1, grads);
+    KARG(k, 2, adam->m);
+    KARG(k, 3, adam->v);
+    KARG(k, 4, adam->n);
+    KARG(k, 5, adam->beta1);
+    KARG(k, 6, adam->beta2);
+    KARG(k, 7, adam->eps);
+    KARG(k, 8, step_size);
+    KARG(k, 9, inv_sqrt_bc2);
+    size_t global = (size_t)adam->n;
+    clrt_launch(adam->rt, k, 1, &global, NULL);
+}

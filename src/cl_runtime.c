@@ -1,0 +1,411 @@
+#include "cl_runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <clblast_c.h>
+
+extern const char *const clvae_cl_sources[];
+extern const char *const clvae_cl_names[];
+extern const size_t clvae_cl_count;
+
+const char *clrt_error_name(int status)
+{
+    switch (status) {
+#define NAME(code) \
+    case code:     \
+        return #code
+        NAME(CL_SUCCESS);
+        NAME(CL_DEVICE_NOT_FOUND);
+        NAME(CL_DEVICE_NOT_AVAILABLE);
+        NAME(CL_COMPILER_NOT_AVAILABLE);
+        NAME(CL_MEM_OBJECT_ALLOCATION_FAILURE);
+        NAME(CL_OUT_OF_RESOURCES);
+        NAME(CL_OUT_OF_HOST_MEMORY);
+        NAME(CL_PROFILING_INFO_NOT_AVAILABLE);
+        NAME(CL_MEM_COPY_OVERLAP);
+        NAME(CL_IMAGE_FORMAT_MISMATCH);
+        NAME(CL_IMAGE_FORMAT_NOT_SUPPORTED);
+        NAME(CL_BUILD_PROGRAM_FAILURE);
+        NAME(CL_MAP_FAILURE);
+        NAME(CL_MISALIGNED_SUB_BUFFER_OFFSET);
+        NAME(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST);
+        NAME(CL_COMPILE_PROGRAM_FAILURE);
+        NAME(CL_LINKER_NOT_AVAILABLE);
+        NAME(CL_LINK_PROGRAM_FAILURE);
+        NAME(CL_DEVICE_PARTITION_FAILED);
+        NAME(CL_KERNEL_ARG_INFO_NOT_AVAILABLE);
+        NAME(CL_INVALID_VALUE);
+        NAME(CL_INVALID_DEVICE_TYPE);
+        NAME(CL_INVALID_PLATFORM);
+        NAME(CL_INVALID_DEVICE);
+        NAME(CL_INVALID_CONTEXT);
+        NAME(CL_INVALID_QUEUE_PROPERTIES);
+        NAME(CL_INVALID_COMMAND_QUEUE);
+        NAME(CL_INVALID_HOST_PTR);
+        NAME(CL_INVALID_MEM_OBJECT);
+        NAME(CL_INVALID_IMAGE_FORMAT_DESCRIPTOR);
+        NAME(CL_INVALID_IMAGE_SIZE);
+        NAME(CL_INVALID_SAMPLER);
+        NAME(CL_INVALID_BINARY);
+        NAME(CL_INVALID_BUILD_OPTIONS);
+        NAME(CL_INVALID_PROGRAM);
+        NAME(CL_INVALID_PROGRAM_EXECUTABLE);
+        NAME(CL_INVALID_KERNEL_NAME);
+        NAME(CL_INVALID_KERNEL_DEFINITION);
+        NAME(CL_INVALID_KERNEL);
+        NAME(CL_INVALID_ARG_INDEX);
+        NAME(CL_INVALID_ARG_VALUE);
+        NAME(CL_INVALID_ARG_SIZE);
+        NAME(CL_INVALID_KERNEL_ARGS);
+        NAME(CL_INVALID_WORK_DIMENSION);
+        NAME(CL_INVALID_WORK_GROUP_SIZE);
+        NAME(CL_INVALID_WORK_ITEM_SIZE);
+        NAME(CL_INVALID_GLOBAL_OFFSET);
+        NAME(CL_INVALID_EVENT_WAIT_LIST);
+        NAME(CL_INVALID_EVENT);
+        NAME(CL_INVALID_OPERATION);
+        NAME(CL_INVALID_GL_OBJECT);
+        NAME(CL_INVALID_BUFFER_SIZE);
+        NAME(CL_INVALID_MIP_LEVEL);
+        NAME(CL_INVALID_GLOBAL_WORK_SIZE);
+        NAME(CL_INVALID_PROPERTY);
+        NAME(CL_INVALID_IMAGE_DESCRIPTOR);
+        NAME(CL_INVALID_COMPILER_OPTIONS);
+        NAME(CL_INVALID_LINKER_OPTIONS);
+        NAME(CL_INVALID_DEVICE_PARTITION_COUNT);
+    case -1001:
+        return "CL_PLATFORM_NOT_FOUND_KHR";
+        NAME(CLBlastNotImplemented);
+        NAME(CLBlastInvalidMatrixA);
+        NAME(CLBlastInvalidMatrixB);
+        NAME(CLBlastInvalidMatrixC);
+        NAME(CLBlastInvalidVectorX);
+        NAME(CLBlastInvalidVectorY);
+        NAME(CLBlastInvalidDimension);
+        NAME(CLBlastInvalidLeadDimA);
+        NAME(CLBlastInvalidLeadDimB);
+        NAME(CLBlastInvalidLeadDimC);
+        NAME(CLBlastInvalidIncrementX);
+        NAME(CLBlastInvalidIncrementY);
+        NAME(CLBlastInsufficientMemoryA);
+        NAME(CLBlastInsufficientMemoryB);
+        NAME(CLBlastInsufficientMemoryC);
+        NAME(CLBlastInsufficientMemoryX);
+        NAME(CLBlastInsufficientMemoryY);
+        NAME(CLBlastInsufficientMemoryTemp);
+        NAME(CLBlastInvalidBatchCount);
+        NAME(CLBlastInvalidOverrideKernel);
+        NAME(CLBlastMissingOverrideParameter);
+        NAME(CLBlastInvalidLocalMemUsage);
+        NAME(CLBlastNoHalfPrecision);
+        NAME(CLBlastNoDoublePrecision);
+        NAME(CLBlastInvalidVectorScalar);
+        NAME(CLBlastInsufficientMemoryScalar);
+        NAME(CLBlastDatabaseError);
+        NAME(CLBlastUnknownError);
+        NAME(CLBlastUnexpectedError);
+#undef NAME
+    default:
+        return "an unknown OpenCL status";
+    }
+}
+
+void clrt_check(int status, const char *call, const char *file, int line)
+{
+    if (status == CL_SUCCESS)
+        return;
+    // Only the function's name: the argument list is noise in a one-line message.
+    int len = (int)strcspn(call, "(");
+    fprintf(stderr, "clvae: %.*s failed: %s (%d) at %s:%d\n", len, call, clrt_error_name(status),
+            status, file, line);
+    exit(status == CL_MEM_OBJECT_ALLOCATION_FAILURE || status == CL_OUT_OF_RESOURCES
+             ? CLVAE_EXIT_DEVICE
+             : CLVAE_EXIT_FAILURE);
+}
+
+static const char *device_type_name(cl_device_type type)
+{
+    if (type & CL_DEVICE_TYPE_GPU)
+        return "GPU";
+    if (type & CL_DEVICE_TYPE_CPU)
+        return "CPU";
+    if (type & CL_DEVICE_TYPE_ACCELERATOR)
+        return "accelerator";
+    return "other";
+}
+
+// Fills ids with up to max platforms; fails with advice when there are none.
+static int get_platforms(cl_platform_id *ids, cl_uint max, cl_uint *count, struct clvae_error *err)
+{
+    cl_int status = clGetPlatformIDs(max, ids, count);
+    if (status == -1001 || (status == CL_SUCCESS && *count == 0))
+        return clvae_fail(err, CLVAE_EXIT_DEVICE,
+                          "no OpenCL platform found: install pocl-opencl-icd (runs on the CPU) "
+                          "or your GPU's OpenCL driver");
+    if (status != CL_SUCCESS)
+        return clvae_fail(err, CLVAE_EXIT_DEVICE, "clGetPlatformIDs failed: %s",
+                          clrt_error_name(status));
+    if (*count > max)
+        *count = max;
+    return 0;
+}
+
+// Devices of one platform (any type); 0 when it has none.
+static cl_uint get_devices(cl_platform_id platform, cl_device_id *ids, cl_uint max)
+{
+    cl_uint count = 0;
+    cl_int status = clGetDeviceIDs(platform, CL_DEVICE_TYPE_ALL, max, ids, &count);
+    if (status == CL_DEVICE_NOT_FOUND)
+        return 0;
+    CL_CHECK(status);
+    return count < max ? count : max;
+}
+
+static void device_string(cl_device_id device, cl_device_info what, char *buf, size_t len)
+{
+    CL_CHECK(clGetDeviceInfo(device, what, len, buf, NULL));
+    buf[len - 1] = '\0';
+}
+
+// "platform P device D: name (vendor), type, memory, compute units" for each device.
+static void print_device_table(FILE *out, cl_platform_id *platforms, cl_uint n_platforms)
+{
+    for (cl_uint p = 0; p < n_platforms; p++) {
+        char pname[128];
+        CL_CHECK(clGetPlatformInfo(platforms[p], CL_PLATFORM_NAME, sizeof pname, pname, NULL));
+        pname[sizeof pname - 1] = '\0';
+        fprintf(out, "platform %u: %s\n", p, pname);
+        cl_device_id devices[16];
+        cl_uint n_devices = get_devices(platforms[p], devices, 16);
+        if (n_devices == 0)
+            fprintf(out, "  (no devices)\n");
+        for (cl_uint d = 0; d < n_devices; d++) {
+            char name[128], vendor[128];
+            cl_device_type type;
+            cl_ulong mem;
+            cl_uint units;
+            device_string(devices[d], CL_DEVICE_NAME, name, sizeof name);
+            device_string(devices[d], CL_DEVICE_VENDOR, vendor, sizeof vendor);
+            CL_CHECK(clGetDeviceInfo(devices[d], CL_DEVICE_TYPE, sizeof type, &type, NULL));
+            CL_CHECK(clGetDeviceInfo(devices[d], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL));
+            CL_CHECK(clGetDeviceInfo(devices[d], CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units,
+                                     NULL));
+            fprintf(out, "  device %u: %s (%s), %s, %.1f GiB, %u compute units\n", d, name, vendor,
+                    device_type_name(type), (double)mem / (1024.0 * 1024.0 * 1024.0), units);
+        }
+    }
+}
+
+int clrt_list_devices(FILE *out, struct clvae_error *err)
+{
+    cl_platform_id platforms[16];
+    cl_uint n_platforms;
+    if (get_platforms(platforms, 16, &n_platforms, err))
+        return -1;
+    print_device_table(out, platforms, n_platforms);
+    return 0;
+}
+
+// Writes the device table into err's message after a one-line reason.
+static int fail_listing(struct clvae_error *err, const char *reason, cl_platform_id *platforms,
+                        cl_uint n_platforms)
+{
+    char table[CLVAE_ERROR_MAX];
+    FILE *mem = fmemopen(table, sizeof table, "w");
+    if (mem) {
+        print_device_table(mem, platforms, n_platforms);
+        fclose(mem);
+        table[sizeof table - 1] = '\0';
+        size_t len = strlen(table);
+        if (len && table[len - 1] == '\n')
+            table[len - 1] = '\0';
+    } else {
+        table[0] = '\0';
+    }
+    return clvae_fail(err, CLVAE_EXIT_DEVICE, "%s; these exist:\n%s", reason, table);
+}
+
+int clrt_open(struct clrt *rt, int platform, int device, bool profiling, struct clvae_error *err)
+{
+    memset(rt, 0, sizeof *rt);
+    cl_platform_id platforms[16];
+    cl_uint n_platforms;
+    if (get_platforms(platforms, 16, &n_platforms, err))
+        return -1;
+    cl_device_id devices[16];
+    cl_uint n_devices = 0;
+    char reason[160];
+    if (platform < 0 && device < 0) {
+        // The first GPU of any platform, else the first device of any platform.
+        for (int want_gpu = 1; want_gpu >= 0 && platform < 0; want_gpu--) {
+            for (cl_uint p = 0; p < n_platforms && platform < 0; p++) {
+                n_devices = get_devices(platforms[p], devices, 16);
+                for (cl_uint d = 0; d < n_devices; d++) {
+                    cl_device_type type;
+                    CL_CHECK(clGetDeviceInfo(devices[d], CL_DEVICE_TYPE, sizeof type, &type, NULL));
+                    if (!want_gpu || (type & CL_DEVICE_TYPE_GPU)) {
+                        platform = (int)p;
+                        device = (int)d;
+                        break;
+                    }
+                }
+            }
+        }
+        if (platform < 0)
+            return fail_listing(err, "no OpenCL device found", platforms, n_platforms);
+    }
+    if (platform < 0)
+        platform = 0;
+    if (device < 0)
+        device = 0;
+    if ((cl_uint)platform >= n_platforms) {
+        snprintf(reason, sizeof reason, "--platform %d: no such platform", platform);
+        return fail_listing(err, reason, platforms, n_platforms);
+    }
+    n_devices = get_devices(platforms[platform], devices, 16);
+    if ((cl_uint)device >= n_devices) {
+        snprintf(reason, sizeof reason, "--device %d: no such device on platform %d", device,
+                 platform);
+        return fail_listing(err, reason, platforms, n_platforms);
+    }
+    rt->platform = platforms[platform];
+    rt->device = devices[device];
+    rt->platform_index = platform;
+    rt->device_index = device;
+    CL_CHECK(clGetPlatformInfo(rt->platform, CL_PLATFORM_NAME, sizeof rt->platform_name,
+                               rt->platform_name, NULL));
+    rt->platform_name[sizeof rt->platform_name - 1] = '\0';
+    device_string(rt->device, CL_DEVICE_NAME, rt->device_name, sizeof rt->device_name);
+    CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_TYPE, sizeof rt->device_type, &rt->device_type,
+                             NULL));
+    CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof rt->global_mem,
+                             &rt->global_mem, NULL));
+    CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof rt->max_alloc,
+                             &rt->max_alloc, NULL));
+    CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof rt->max_work_group,
+                             &rt->max_work_group, NULL));
+    CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof rt->compute_units,
+                             &rt->compute_units, NULL));
+    cl_int status;
+    rt->context = clCreateContext(NULL, 1, &rt->device, NULL, NULL, &status);
+    CL_CHECK(status);
+    rt->queue = clCreateCommandQueue(rt->context, rt->device,
+                                     profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &status);
+    CL_CHECK(status);
+    return 0;
+}
+
+int clrt_build(struct clrt *rt, struct clvae_error *err)
+{
+    cl_int status;
+    rt->program = clCreateProgramWithSource(rt->context, (cl_uint)clvae_cl_count,
+                                            (const char **)clvae_cl_sources, NULL, &status);
+    CL_CHECK(status);
+    status = clBuildProgram(rt->program, 1, &rt->device, "-cl-std=CL1.2", NULL, NULL);
+    if (status == CL_SUCCESS)
+        return 0;
+    size_t len = 0;
+    clGetProgramBuildInfo(rt->program, rt->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len);
+    char *log = xcalloc(len + 1, 1);
+    clGetProgramBuildInfo(rt->program, rt->device, CL_PROGRAM_BUILD_LOG, len, log, NULL);
+    // The log is the point of the message, so it goes to stderr whole; err gets the summary.
+    fprintf(stderr, "%s\n", log);
+    free(log);
+    return clvae_fail(err, CLVAE_EXIT_DEVICE,
+                      "building the OpenCL kernels (%zu files from cl/) for %s failed: %s; the "
+                      "compiler's log is above",
+                      (size_t)clvae_cl_count, rt->device_name, clrt_error_name(status));
+}
+
+void clrt_close(struct clrt *rt)
+{
+    if (rt->program)
+        clReleaseProgram(rt->program);
+    if (rt->queue)
+        clReleaseCommandQueue(rt->queue);
+    if (rt->context)
+        clReleaseContext(rt->context);
+    memset(rt, 0, sizeof *rt);
+}
+
+cl_kernel clrt_kernel(struct clrt *rt, const char *name)
+{
+    cl_int status;
+    cl_kernel kernel = clCreateKernel(rt->program, name, &status);
+    if (status != CL_SUCCESS) {
+        fprintf(stderr, "clvae: clCreateKernel(\"%s\") failed: %s\n", name,
+                clrt_error_name(status));
+        exit(CLVAE_EXIT_FAILURE);
+    }
+    return kernel;
+}
+
+cl_mem clrt_buffer(struct clrt *rt, size_t bytes, const char *name, struct clvae_error *err)
+{
+    if (bytes == 0)
+        bytes = sizeof(float);
+    if (bytes > rt->max_alloc)
+        return clvae_fail(err, CLVAE_EXIT_DEVICE,
+                          "device buffer '%s' (%zu bytes) is larger than %s's largest allocation "
+                          "(%llu bytes)",
+                          name, bytes, rt->device_name, (unsigned long long)rt->max_alloc),
+               NULL;
+    if (rt->allocated + bytes > rt->global_mem)
+        return clvae_fail(err, CLVAE_EXIT_DEVICE,
+                          "device buffer '%s' (%zu bytes) does not fit: %s has %llu bytes and "
+                          "clvae already uses %zu",
+                          name, bytes, rt->device_name, (unsigned long long)rt->global_mem,
+                          rt->allocated),
+               NULL;
+    cl_int status;
+    cl_mem mem = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, bytes, NULL, &status);
+    if (status == CL_SUCCESS) {
+        // Drivers allocate lazily; touching the buffer makes a failure show up here, named.
+        const cl_uchar zero = 0;
+        status = clEnqueueFillBuffer(rt->queue, mem, &zero, 1, 0, bytes, 0, NULL, NULL);
+        if (status == CL_SUCCESS)
+            status = clFinish(rt->queue);
+        if (status != CL_SUCCESS)
+            clReleaseMemObject(mem);
+    }
+    if (status != CL_SUCCESS)
+        return clvae_fail(err, CLVAE_EXIT_DEVICE,
+                          "allocating device buffer '%s' (%zu bytes) on %s failed: %s", name, bytes,
+                          rt->device_name, clrt_error_name(status)),
+               NULL;
+    rt->allocated += bytes;
+    return mem;
+}
+
+void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *global,
+                 const size_t *local)
+{
+    size_t rounded[3];
+    for (cl_uint i = 0; i < dims; i++) {
+        rounded[i] = global[i];
+        if (local && local[i] > 0)
+            rounded[i] = (global[i] + local[i] - 1) / local[i] * local[i];
+    }
+    CL_CHECK(clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, rounded, local, 0, NULL, NULL));
+}
+
+void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
+               struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c, cl_mem temp)
+{
+    CL_CHECK(CLBlastSgemmWithTempBuffer(
+        CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+        tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, a.ld, b.mem,
+        b.offset, b.ld, beta, c.mem, c.offset, c.ld, &rt->queue, NULL, temp));
+}
+
+size_t clrt_gemm_temp_size(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k,
+                           size_t lda, size_t ldb, size_t ldc)
+{
+    size_t bytes = 0;
+    CL_CHECK(CLBlastSGemmTempBufferSize(
+        CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+        tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 0, lda, 0, ldb, 0, ldc, &rt->queue,
+        &bytes));
+    return bytes;
+}

@@ -1,0 +1,210 @@
+// clvae: a variational autoencoder trainer for any OpenCL device.
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_runtime.h"
+#include "error.h"
+#include "train.h"
+
+#ifndef CLVAE_VERSION
+#define CLVAE_VERSION "unknown"
+#endif
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "usage: clvae <command> [options]\n"
+                 "\n"
+                 "commands:\n"
+                 "  devices     list every OpenCL platform and device, with the indices to pick them\n"
+                 "  train       train a variational autoencoder, report and write images\n"
+                 "\n"
+                 "  clvae --help, clvae --version, clvae <command> --help\n");
+}
+
+static void print_train_usage(FILE *out)
+{
+    struct train_options d;
+    train_defaults(&d);
+    fprintf(out,
+            "usage: clvae train [options]\n"
+            "\n"
+            "Trains a VAE (MLP encoder and decoder, Bernoulli pixels) on IDX image files; after each\n"
+            "epoch prints the train and test negative ELBO, appends them to OUT/metrics.csv and\n"
+            "writes OUT/samples_epochNNN.png and OUT/reconstructions_epochNNN.png.\n"
+            "\n"
+            "  -p, --platform N   OpenCL platform index (see `clvae devices`)   [first with a GPU]\n"
+            "  -d, --device N     device index within the platform             [first GPU, else 0]\n"
+            "  -D, --data DIR     directory with train-images-idx3-ubyte[.gz] and\n"
+            "                     t10k-images-idx3-ubyte[.gz]  [%s]\n"
+            "  -o, --out DIR      output directory, created if missing          [%s]\n"
+            "  -e, --epochs N     passes over the training set                  [%d]\n"
+            "  -b, --batch N      images per step                               [%d]\n"
+            "  -l, --lr X         Adam learning rate                            [%g]\n"
+            "  -H, --hidden LIST  encoder widths, comma-separated; the decoder mirrors them [%d]\n"
+            "  -z, --latent N     latent dimensions                             [%d]\n"
+            "      --beta X       weight of the KL term (the seed article's is about 0.31) [%g]\n"
+            "  -s, --seed N       seed of initialisation, shuffling and noise   [%llu]\n"
+            "  -q, --quiet        print nothing but errors\n"
+            "  -h, --help         show this help\n",
+            d.data_dir, d.out_dir, d.epochs, d.batch, d.lr, d.model.hidden[0], d.model.latent,
+            d.beta, (unsigned long long)d.seed);
+}
+
+// Parses a whole-string integer in [min, max] for option name.
+static int parse_int(const char *name, const char *text, long min, long max, int *out,
+                     struct clvae_error *err)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end != '\0')
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not an integer", name, text);
+    if (errno == ERANGE || v < min || v > max)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: %s is out of range (%ld to %ld)", name, text,
+                          min, max);
+    *out = (int)v;
+    return 0;
+}
+
+// Parses a whole-string finite number with min <= x (or min < x when open) and x <= max.
+static int parse_double(const char *name, const char *text, double min, bool open, double max,
+                        double *out, struct clvae_error *err)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end != '\0' || !isfinite(v))
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not a finite number", name, text);
+    if (v < min || (open && v == min) || v > max)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: %s is out of range (%s%g to %g)", name, text,
+                          open ? "above " : "", min, max);
+    *out = v;
+    return 0;
+}
+
+// "512,256" -> hidden widths.
+static int parse_hidden(const char *text, struct vae_config *cfg, struct clvae_error *err)
+{
+    char buf[256];
+    if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--hidden: '%s' is too long", text);
+    int n = 0;
+    char *save = NULL;
+    if (buf[0] == '\0' || buf[0] == ',' || buf[strlen(buf) - 1] == ',' || strstr(buf, ",,"))
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--hidden: '%s' is not a comma-separated list of widths", text);
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == VAE_MAX_HIDDEN)
+            return clvae_fail(err, CLVAE_EXIT_USAGE, "--hidden: at most %d layers", VAE_MAX_HIDDEN);
+        if (parse_int("--hidden", tok, 1, 65536, &cfg->hidden[n], err))
+            return -1;
+        n++;
+    }
+    cfg->n_hidden = n;
+    return 0;
+}
+
+static int parse_train(int argc, char **argv, struct train_options *opt, struct clvae_error *err)
+{
+    enum { OPT_BETA = 256 };
+    static const struct option longopts[] = {
+        {"platform", required_argument, NULL, 'p'}, {"device", required_argument, NULL, 'd'},
+        {"data", required_argument, NULL, 'D'},     {"out", required_argument, NULL, 'o'},
+        {"epochs", required_argument, NULL, 'e'},   {"batch", required_argument, NULL, 'b'},
+        {"lr", required_argument, NULL, 'l'},       {"hidden", required_argument, NULL, 'H'},
+        {"latent", required_argument, NULL, 'z'},   {"beta", required_argument, NULL, OPT_BETA},
+        {"seed", required_argument, NULL, 's'},     {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    train_defaults(opt);
+    opterr = 0;
+    optind = 1;
+    int c, longindex;
+    while ((c = getopt_long(argc, argv, ":p:d:D:o:e:b:l:H:z:s:qh", longopts, &longindex)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case 'p': rc = parse_int("--platform", optarg, 0, 1000, &opt->platform, err); break;
+        case 'd': rc = parse_int("--device", optarg, 0, 1000, &opt->device, err); break;
+        case 'D': opt->data_dir = optarg; break;
+        case 'o': opt->out_dir = optarg; break;
+        case 'e': rc = parse_int("--epochs", optarg, 1, 1000000, &opt->epochs, err); break;
+        case 'b': rc = parse_int("--batch", optarg, 1, 1 << 20, &opt->batch, err); break;
+        case 'l': rc = parse_double("--lr", optarg, 0.0, true, 10.0, &opt->lr, err); break;
+        case 'H': rc = parse_hidden(optarg, &opt->model, err); break;
+        case 'z': rc = parse_int("--latent", optarg, 1, 4096, &opt->model.latent, err); break;
+        case OPT_BETA: rc = parse_double("--beta", optarg, 0.0, false, 1e6, &opt->beta, err); break;
+        case 's': {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || errno == ERANGE || optarg[0] == '-')
+                rc = clvae_fail(err, CLVAE_EXIT_USAGE,
+                                "--seed: '%s' is not an integer from 0 to 2^64-1", optarg);
+            opt->seed = v;
+            break;
+        }
+        case 'q': opt->quiet = true; break;
+        case 'h': print_train_usage(stdout); exit(CLVAE_EXIT_OK);
+        case ':':
+            return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: needs a value", argv[optind - 1]);
+        default:
+            return clvae_fail(err, CLVAE_EXIT_USAGE,
+                              "%s: unknown option (see clvae train --help)", argv[optind - 1]);
+        }
+        if (rc)
+            return -1;
+    }
+    if (optind < argc)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: unexpected argument (see clvae train --help)",
+                          argv[optind]);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct clvae_error err = {0};
+    if (argc < 2) {
+        print_usage(stderr);
+        return CLVAE_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        print_usage(stdout);
+        return CLVAE_EXIT_OK;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+        printf("clvae %s\n", CLVAE_VERSION);
+        return CLVAE_EXIT_OK;
+    }
+    int rc;
+    if (!strcmp(cmd, "devices")) {
+        if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+            printf("usage: clvae devices\n\nLists every OpenCL platform and device with the "
+                   "indices that --platform and --device take.\n");
+            return CLVAE_EXIT_OK;
+        }
+        if (argc > 2) {
+            clvae_fail(&err, CLVAE_EXIT_USAGE, "devices: unexpected argument '%s'", argv[2]);
+            rc = -1;
+        } else {
+            rc = clrt_list_devices(stdout, &err);
+        }
+    } else if (!strcmp(cmd, "train")) {
+        struct train_options opt;
+        rc = parse_train(argc - 1, argv + 1, &opt, &err);
+        if (rc == 0)
+            rc = train_run(&opt, &err);
+    } else {
+        clvae_fail(&err, CLVAE_EXIT_USAGE, "%s: unknown command (try clvae --help)", cmd);
+        rc = -1;
+    }
+    if (rc) {
+        clvae_print_error(&err);
+        return err.status ? err.status : CLVAE_EXIT_FAILURE;
+    }
+    return CLVAE_EXIT_OK;
+}

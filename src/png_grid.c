@@ -1,0 +1,258 @@
+#include "png_grid.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <png.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+// Far beyond any grid clvae draws; keeps height * width (and every offset) inside an int.
+#define PNG_GRID_MAX_SIDE (1 << 15)
+
+#define TMP_SUFFIX ".tmp"
+#define TMP_RANDOM_CHARS 6
+// O_EXCL collisions need a retry; this many in a row means something else is wrong.
+#define TMP_ATTEMPTS 100
+
+// The output stream and the first failure met while libpng wrote to it.
+struct png_sink {
+    FILE *fp;
+    int failed;
+    char msg[CLVAE_ERROR_MAX];
+};
+
+// Records msg unless a failure was already recorded: the first one is the cause, later ones follow.
+static void sink_note(struct png_sink *sink, const char *msg)
+{
+    if (!sink->failed) {
+        snprintf(sink->msg, sizeof sink->msg, "%s", msg);
+        sink->failed = 1;
+    }
+}
+
+// libpng error callback: keeps the message (the module never prints) and unwinds to the setjmp.
+static void on_png_error(png_structp png, png_const_charp msg)
+{
+    sink_note(png_get_error_ptr(png), msg);
+    png_longjmp(png, 1);
+}
+
+// libpng warning callback: a warning does not make the image wrong, and the module never prints.
+static void on_png_warning(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg;
+}
+
+// libpng write callback: goes through stdio, keeping errno's text so a full disk reads as such.
+static void on_png_write(png_structp png, png_bytep data, size_t len)
+{
+    struct png_sink *sink = png_get_io_ptr(png);
+    if (fwrite(data, 1, len, sink->fp) != len) {
+        sink_note(sink, strerror(errno));
+        png_error(png, "write failed");
+    }
+}
+
+// libpng flush callback: flushes stdio, keeping errno's text on failure.
+static void on_png_flush(png_structp png)
+{
+    struct png_sink *sink = png_get_io_ptr(png);
+    if (fflush(sink->fp) != 0) {
+        sink_note(sink, strerror(errno));
+        png_error(png, "flush failed");
+    }
+}
+
+// Hands the rows to libpng; kept out of png_write_stream so no local changes after its setjmp.
+static void write_rows(png_structp png, const uint8_t *pixels, int height, int width)
+{
+    for (int y = 0; y < height; y++) {
+        png_write_row(png, pixels + (size_t)y * (size_t)width);
+    }
+}
+
+// Encodes the image into sink->fp; returns -1 with sink->msg set when libpng or the stream fails.
+static int png_write_stream(struct png_sink *sink, const uint8_t *pixels, int height, int width)
+{
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, sink, on_png_error, on_png_warning);
+    if (!png) {
+        sink_note(sink, "cannot create the libpng write structure");
+        return -1;
+    }
+    png_infop info = png_create_info_struct(png);
+    if (!info) {
+        png_destroy_write_struct(&png, NULL);
+        sink_note(sink, "cannot create the libpng info structure");
+        return -1;
+    }
+    // png and info are not modified past this point until the destroy, so they survive a longjmp.
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        return -1;
+    }
+    png_set_write_fn(png, sink, on_png_write, on_png_flush);
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    write_rows(png, pixels, height, width);
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    return 0;
+}
+
+// splitmix64 step: spreads a counter and the clock over the temporary name's characters.
+static uint64_t mix64(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+// Creates "<path>.tmpXXXXXX" beside path; returns its descriptor and *tmp_path, or -1 with errno set.
+static int open_temp(const char *path, char **tmp_path)
+{
+    // Not mkstemp: its 0600 would survive the rename; O_EXCL with 0666 lets the umask decide, as
+    // fopen would have.
+    static const char alphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static uint64_t counter;
+    size_t len = strlen(path);
+    char *name = xmalloc(len + sizeof TMP_SUFFIX - 1 + TMP_RANDOM_CHARS + 1);
+    memcpy(name, path, len);
+    memcpy(name + len, TMP_SUFFIX, sizeof TMP_SUFFIX - 1);
+    char *random = name + len + sizeof TMP_SUFFIX - 1;
+    random[TMP_RANDOM_CHARS] = '\0';
+
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t state = ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec ^
+                     ((uint64_t)getpid() << 40) ^ (++counter << 20);
+    for (int attempt = 0; attempt < TMP_ATTEMPTS; attempt++) {
+        uint64_t bits = mix64(&state);
+        for (int i = 0; i < TMP_RANDOM_CHARS; i++) {
+            random[i] = alphabet[bits % (sizeof alphabet - 1)];
+            bits /= sizeof alphabet - 1;
+        }
+        int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0) {
+            *tmp_path = name;
+            return fd;
+        }
+        if (errno != EEXIST) {
+            int saved = errno;
+            free(name);
+            errno = saved;
+            return -1;
+        }
+    }
+    free(name);
+    errno = EEXIST;
+    return -1;
+}
+
+// Validates, writes to a temporary file beside path, syncs it, then renames it over path.
+int png_write_gray(const char *path, const uint8_t *pixels, int height, int width,
+                   struct clvae_error *err)
+{
+    if (!path || !*path) {
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "png_write_gray: empty output path");
+    }
+    if (!pixels) {
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: png_write_gray: no pixels", path);
+    }
+    if (height <= 0 || width <= 0 || height > PNG_GRID_MAX_SIDE || width > PNG_GRID_MAX_SIDE) {
+        return clvae_fail(err, CLVAE_EXIT_FAILURE,
+                          "%s: png_write_gray: image size %dx%d outside 1..%d per side", path,
+                          height, width, PNG_GRID_MAX_SIDE);
+    }
+
+    // rename would replace a device or FIFO (even /dev/null, as root) with a regular file.
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path,
+                          S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
+    }
+
+    char *tmp_path;
+    int fd = open_temp(path, &tmp_path);
+    if (fd < 0) {
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(errno));
+    }
+    struct png_sink sink = {.fp = fdopen(fd, "wb")};
+    if (!sink.fp) {
+        sink_note(&sink, strerror(errno));
+        close(fd);
+    } else {
+        png_write_stream(&sink, pixels, height, width);
+        // stdio may still hold the tail of the file: a full disk often shows only here.
+        if (!sink.failed && fflush(sink.fp) != 0) {
+            sink_note(&sink, strerror(errno));
+        }
+        // Without it a crash after the rename could leave path empty or partial.
+        if (!sink.failed && fsync(fileno(sink.fp)) != 0) {
+            sink_note(&sink, strerror(errno));
+        }
+        if (fclose(sink.fp) != 0) {
+            sink_note(&sink, strerror(errno));
+        }
+    }
+    if (!sink.failed && rename(tmp_path, path) != 0) {
+        sink_note(&sink, strerror(errno));
+    }
+    if (sink.failed) {
+        unlink(tmp_path);
+        free(tmp_path);
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, sink.msg);
+    }
+    free(tmp_path);
+    return 0;
+}
+
+// Lays the tiles out on a black canvas in memory and writes it with png_write_gray.
+int png_write_grid(const char *path, const uint8_t *tiles, int n, int tile_h, int tile_w, int cols,
+                   int pad, struct clvae_error *err)
+{
+    const char *name = path ? path : "(null)";
+    if (!tiles) {
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: png_write_grid: no tiles", name);
+    }
+    if (n <= 0 || tile_h <= 0 || tile_w <= 0 || cols <= 0 || pad < 0) {
+        return clvae_fail(err, CLVAE_EXIT_FAILURE,
+                          "%s: png_write_grid: invalid grid (n %d, tile %dx%d, cols %d, pad %d)",
+                          name, n, tile_h, tile_w, cols, pad);
+    }
+    // In 64 bits: each factor is below 2^31, so no product or sum here can overflow.
+    int64_t rows = ((int64_t)n + cols - 1) / cols;
+    int64_t grid_h = rows * tile_h + (rows + 1) * pad;
+    int64_t grid_w = (int64_t)cols * tile_w + ((int64_t)cols + 1) * pad;
+    if (grid_h > PNG_GRID_MAX_SIDE || grid_w > PNG_GRID_MAX_SIDE) {
+        return clvae_fail(err, CLVAE_EXIT_FAILURE,
+                          "%s: png_write_grid: grid of %lldx%lld pixels exceeds %d per side", name,
+                          (long long)grid_h, (long long)grid_w, PNG_GRID_MAX_SIDE);
+    }
+
+    int height = (int)grid_h;
+    int width = (int)grid_w;
+    uint8_t *grid = xcalloc((size_t)height * (size_t)width, 1);
+    size_t tile_size = (size_t)tile_h * (size_t)tile_w;
+    for (int t = 0; t < n; t++) {
+        int top = pad + (t / cols) * (tile_h + pad);
+        int left = pad + (t % cols) * (tile_w + pad);
+        const uint8_t *tile = tiles + (size_t)t * tile_size;
+        for (int y = 0; y < tile_h; y++) {
+            memcpy(grid + (size_t)(top + y) * (size_t)width + (size_t)left,
+                   tile + (size_t)y * (size_t)tile_w, (size_t)tile_w);
+        }
+    }
+    int rc = png_write_gray(path, grid, height, width, err);
+    free(grid);
+    return rc;
+}

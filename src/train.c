@@ -1,0 +1,511 @@
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "adam.h"
+#include "cl_runtime.h"
+#include "idx.h"
+#include "philox.h"
+#include "png_grid.h"
+
+#define GRID_COLS 8
+#define GRID_SAMPLES 64     // prior samples in each samples_epochNNN.png
+#define GRID_PAIRS 32       // test images beside their reconstructions
+#define READ_EVERY 8        // steps between loss read-backs
+#define READS_IN_FLIGHT 4   // read-backs the host may run ahead of the device
+
+void train_defaults(struct train_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->platform = -1;
+    opt->device = -1;
+    opt->data_dir = "/usr/share/datasets/fashion-mnist";
+    opt->out_dir = "out";
+    opt->epochs = 30;
+    opt->batch = 256;
+    opt->lr = 1e-3;
+    opt->beta = 1.0;
+    opt->model.n_hidden = 1;
+    opt->model.hidden[0] = 128;
+    opt->model.latent = 10;
+    opt->seed = 1;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// Creates dir (and its parents) and proves a file can be written there, before any training.
+static int prepare_out_dir(const char *dir, struct clvae_error *err)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: path too long", dir);
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: cannot create directory: %s", path,
+                              strerror(errno));
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: not a directory", dir);
+    snprintf(path, sizeof path, "%s/.clvae-write-test-XXXXXX", dir);
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: cannot write there: %s", dir,
+                          strerror(errno));
+    bool ok = write(fd, "ok", 2) == 2 && fsync(fd) == 0;
+    int saved = errno;
+    close(fd);
+    unlink(path);
+    if (!ok)
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: cannot write there: %s", dir,
+                          strerror(saved));
+    return 0;
+}
+
+// Reads DIR's training and test images and checks they agree in size.
+static int load_data(const char *dir, struct idx_images *train, struct idx_images *test,
+                     struct clvae_error *err)
+{
+    char train_path[4096], test_path[4096];
+    if (idx_find(dir, "train-images-idx3-ubyte", train_path, sizeof train_path, err) ||
+        idx_find(dir, "t10k-images-idx3-ubyte", test_path, sizeof test_path, err) ||
+        idx_read_images(train_path, train, err) || idx_read_images(test_path, test, err))
+        return -1;
+    if (train->rows != test->rows || train->cols != test->cols)
+        return clvae_fail(err, CLVAE_EXIT_DATA,
+                          "%s: training images are %ux%u but test images (%s) are %ux%u",
+                          train_path, train->rows, train->cols, test_path, test->rows, test->cols);
+    if ((uint64_t)train->rows * train->cols > (uint64_t)INT32_MAX / 2 ||
+        train->count > (uint32_t)INT32_MAX || test->count > (uint32_t)INT32_MAX)
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u images of %ux%u is more than clvae handles",
+                          train_path, train->count, train->rows, train->cols);
+    return 0;
+}
+
+// Everything one run holds on the device besides the model and the optimizer.
+struct run {
+    struct clrt *rt;
+    struct vae *vae;
+    int dim, rows, cols, n_train, n_test;
+    cl_mem train_data, test_data; // (count, dim) bytes
+    cl_mem train_index, test_index; // (count) ints: this epoch's order; the identity
+    cl_mem train_rec, train_kl, test_rec, test_kl; // per-image losses of the current epoch
+    cl_kernel k_gather;
+    float *host_rec, *host_kl; // (n_train) read back as the epoch goes
+    float *host_test_rec, *host_test_kl;
+};
+
+static cl_mem upload(struct run *run, const void *host, size_t bytes, const char *name,
+                     struct clvae_error *err)
+{
+    cl_mem mem = clrt_buffer(run->rt, bytes, name, err);
+    if (mem && host)
+        CL_CHECK(clEnqueueWriteBuffer(run->rt->queue, mem, CL_TRUE, 0, bytes, host, 0, NULL, NULL));
+    return mem;
+}
+
+static void run_release(struct run *run)
+{
+    cl_mem mems[] = {run->train_data, run->test_data, run->train_index, run->test_index,
+                     run->train_rec, run->train_kl, run->test_rec, run->test_kl};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        if (mems[i])
+            clReleaseMemObject(mems[i]);
+    if (run->k_gather)
+        clReleaseKernel(run->k_gather);
+    free(run->host_rec);
+    free(run->host_kl);
+    free(run->host_test_rec);
+    free(run->host_test_kl);
+}
+
+// vae->x (rows, dim) = images index[start .. start + rows) of data, scaled to [0, 1].
+static void gather(struct run *run, cl_mem data, cl_mem index, int start, int rows)
+{
+    cl_kernel k = run->k_gather;
+    KARG(k, 0, data);
+    KARG(k, 1, index);
+    KARG(k, 2, start);
+    KARG(k, 3, rows);
+    KARG(k, 4, run->dim);
+    KARG(k, 5, run->vae->x);
+    size_t global[2] = {(size_t)run->dim, (size_t)rows};
+    clrt_launch(run->rt, k, 2, global, NULL);
+}
+
+// A fresh order of 0..n-1 for epoch (Fisher-Yates on Philox draws).
+static void shuffle(int *order, int n, uint64_t seed, int epoch)
+{
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        uint32_t r[4];
+        philox_block(seed, (uint32_t)i, (uint64_t)epoch, PHILOX_STREAM_SHUFFLE, r);
+        int j = (int)(((uint64_t)r[0] * (uint64_t)(i + 1)) >> 32);
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+// A non-blocking read of the per-image losses of images [from, to) of this epoch.
+struct readback {
+    cl_event done;
+    int from, to, step_end;
+};
+
+struct progress {
+    bool live; // draw a progress bar (stderr is a terminal and not --quiet)
+    int epoch, epochs, steps, steps_done;
+    double started, last_drawn, loss;
+};
+
+static void draw_progress(struct progress *p, bool force)
+{
+    double t = now_seconds();
+    if (!p->live || (!force && t - p->last_drawn < 0.1))
+        return;
+    p->last_drawn = t;
+    int width = 30, filled = p->steps ? width * p->steps_done / p->steps : 0;
+    double eta = p->steps_done ? (t - p->started) * (p->steps - p->steps_done) / p->steps_done : 0;
+    fprintf(stderr, "\r  epoch %d/%d [%.*s%*s] step %d/%d  loss %7.2f  ETA %5.1fs ", p->epoch,
+            p->epochs, filled, "##############################", width - filled, "",
+            p->steps_done, p->steps, p->loss, eta);
+    fflush(stderr);
+}
+
+// Takes a finished read-back: its mean loss feeds the progress bar; a non-finite loss stops the
+// run naming the step where it first appeared.
+static int finish_readback(struct run *run, struct readback *rb, struct progress *p, int batch,
+                           int64_t epoch_first_step, struct clvae_error *err)
+{
+    CL_CHECK(clWaitForEvents(1, &rb->done));
+    CL_CHECK(clReleaseEvent(rb->done));
+    rb->done = NULL;
+    double sum = 0;
+    for (int i = rb->from; i < rb->to; i++) {
+        double loss = (double)run->host_rec[i] + (double)run->host_kl[i];
+        if (!isfinite(loss)) {
+            int step = i / batch;
+            return clvae_fail(err, CLVAE_EXIT_DIVERGED,
+                              "the loss became %s at step %lld (epoch %d, batch %d of %d); "
+                              "stopping: try a smaller --lr",
+                              isnan(loss) ? "NaN" : "infinite",
+                              (long long)(epoch_first_step + step + 1), p->epoch, step + 1,
+                              p->steps);
+        }
+        sum += loss;
+    }
+    p->loss = sum / (rb->to - rb->from);
+    p->steps_done = rb->step_end;
+    draw_progress(p, false);
+    return 0;
+}
+
+// Sums of the per-image reconstruction and KL losses, in double.
+static void sum_losses(const float *rec, const float *kl, int n, double *rec_sum, double *kl_sum)
+{
+    double r = 0, k = 0;
+    for (int i = 0; i < n; i++) {
+        r += rec[i];
+        k += kl[i];
+    }
+    *rec_sum = r;
+    *kl_sum = k;
+}
+
+// Test-set negative ELBO with fresh noise (stream EVAL, counter epoch): fills the mean rec, KL.
+static void evaluate(struct run *run, const struct train_options *opt, int epoch, double *rec,
+                     double *kl)
+{
+    for (int start = 0; start < run->n_test; start += opt->batch) {
+        int rows = run->n_test - start < opt->batch ? run->n_test - start : opt->batch;
+        gather(run, run->test_data, run->test_index, start, rows);
+        struct vae_pass pass = {rows, opt->seed, (uint64_t)epoch, PHILOX_STREAM_EVAL, 1.0f,
+                                run->test_rec, run->test_kl, start, 0.0f};
+        vae_forward(run->vae, &pass);
+    }
+    size_t bytes = (size_t)run->n_test * sizeof(float);
+    CL_CHECK(clEnqueueReadBuffer(run->rt->queue, run->test_rec, CL_FALSE, 0, bytes,
+                                 run->host_test_rec, 0, NULL, NULL));
+    CL_CHECK(clEnqueueReadBuffer(run->rt->queue, run->test_kl, CL_TRUE, 0, bytes,
+                                 run->host_test_kl, 0, NULL, NULL));
+    sum_losses(run->host_test_rec, run->host_test_kl, run->n_test, rec, kl);
+    *rec /= run->n_test;
+    *kl /= run->n_test;
+}
+
+static uint8_t to_pixel(float logit)
+{
+    float p = 1.0f / (1.0f + expf(-logit));
+    return (uint8_t)lrintf(p * 255.0f);
+}
+
+// OUT/samples_epochNNN.png (decoded fixed prior draws) and OUT/reconstructions_epochNNN.png
+// (test images, each followed by its reconstruction from the posterior mean).
+static int write_images(struct run *run, const struct train_options *opt, int epoch,
+                        struct clvae_error *err)
+{
+    struct vae *vae = run->vae;
+    size_t tile = (size_t)run->dim;
+    float *buf = xmalloc(2 * GRID_PAIRS * tile * sizeof(float));
+    uint8_t *tiles = xmalloc(GRID_SAMPLES * tile);
+    char path[4200];
+    int status = 0;
+
+    vae_sample_prior(vae, GRID_SAMPLES, opt->seed, 0, PHILOX_STREAM_GRID);
+    vae_decode(vae, GRID_SAMPLES);
+    CL_CHECK(clEnqueueReadBuffer(run->rt->queue, vae->logits, CL_TRUE, 0,
+                                 GRID_SAMPLES * tile * sizeof(float), buf, 0, NULL, NULL));
+    for (size_t i = 0; i < GRID_SAMPLES * tile; i++)
+        tiles[i] = to_pixel(buf[i]);
+    snprintf(path, sizeof path, "%s/samples_epoch%03d.png", opt->out_dir, epoch);
+    status = png_write_grid(path, tiles, GRID_SAMPLES, run->rows, run->cols, GRID_COLS, 2, err);
+
+    if (status == 0) {
+        // The loss buffers' first rows are free once the evaluation has been read back.
+        gather(run, run->test_data, run->test_index, 0, GRID_PAIRS);
+        struct vae_pass pass = {GRID_PAIRS, opt->seed, 0, PHILOX_STREAM_EVAL, 0.0f,
+                                run->test_rec, run->test_kl, 0, 0.0f};
+        vae_forward(vae, &pass);
+        size_t bytes = GRID_PAIRS * tile * sizeof(float);
+        CL_CHECK(clEnqueueReadBuffer(run->rt->queue, vae->x, CL_FALSE, 0, bytes, buf, 0, NULL,
+                                     NULL));
+        CL_CHECK(clEnqueueReadBuffer(run->rt->queue, vae->logits, CL_TRUE, 0, bytes,
+                                     buf + GRID_PAIRS * tile, 0, NULL, NULL));
+        for (size_t i = 0; i < GRID_PAIRS; i++)
+            for (size_t j = 0; j < tile; j++) {
+                tiles[(2 * i) * tile + j] = (uint8_t)lrintf(buf[i * tile + j] * 255.0f);
+                tiles[(2 * i + 1) * tile + j] = to_pixel(buf[(GRID_PAIRS + i) * tile + j]);
+            }
+        snprintf(path, sizeof path, "%s/reconstructions_epoch%03d.png", opt->out_dir, epoch);
+        status = png_write_grid(path, tiles, 2 * GRID_PAIRS, run->rows, run->cols, GRID_COLS, 2,
+                                err);
+    }
+    free(buf);
+    free(tiles);
+    return status;
+}
+
+// Uploads the data, creates the loss buffers and the gather kernel.
+static int run_setup(struct run *run, const struct idx_images *train, const struct idx_images *test,
+                     struct clvae_error *err)
+{
+    run->dim = (int)(train->rows * train->cols);
+    run->rows = (int)train->rows;
+    run->cols = (int)train->cols;
+    run->n_train = (int)train->count;
+    run->n_test = (int)test->count;
+    size_t d = (size_t)run->dim, ntr = (size_t)run->n_train, nte = (size_t)run->n_test;
+    int *identity = xmalloc(nte * sizeof(int));
+    for (size_t i = 0; i < nte; i++)
+        identity[i] = (int)i;
+    run->train_data = upload(run, train->pixels, ntr * d, "training set", err);
+    run->test_data = run->train_data ? upload(run, test->pixels, nte * d, "test set", err) : NULL;
+    run->train_index =
+        run->test_data ? upload(run, NULL, ntr * sizeof(int), "training order", err) : NULL;
+    run->test_index =
+        run->train_index ? upload(run, identity, nte * sizeof(int), "test order", err) : NULL;
+    free(identity);
+    if (!run->test_index ||
+        !(run->train_rec = upload(run, NULL, ntr * sizeof(float), "training losses", err)) ||
+        !(run->train_kl = upload(run, NULL, ntr * sizeof(float), "training KL terms", err)) ||
+        !(run->test_rec = upload(run, NULL, nte * sizeof(float), "test losses", err)) ||
+        !(run->test_kl = upload(run, NULL, nte * sizeof(float), "test KL terms", err)))
+        return -1;
+    run->k_gather = clrt_kernel(run->rt, "gather_images");
+    run->host_rec = xmalloc(ntr * sizeof(float));
+    run->host_kl = xmalloc(ntr * sizeof(float));
+    run->host_test_rec = xmalloc(nte * sizeof(float));
+    run->host_test_kl = xmalloc(nte * sizeof(float));
+    return 0;
+}
+
+// One pass over the shuffled training set; fills the epoch's mean rec and KL.
+static int train_epoch(struct run *run, const struct train_options *opt, struct adam *adam,
+                       int *order, struct progress *prog, double *rec, double *kl,
+                       struct clvae_error *err)
+{
+    cl_command_queue queue = run->rt->queue;
+    int n = run->n_train, batch = opt->batch;
+    shuffle(order, n, opt->seed, prog->epoch);
+    CL_CHECK(clEnqueueWriteBuffer(queue, run->train_index, CL_TRUE, 0, (size_t)n * sizeof(int),
+                                  order, 0, NULL, NULL));
+    int64_t first_step = adam->step;
+    struct readback ring[READS_IN_FLIGHT];
+    int head = 0, pending = 0, read_upto = 0;
+    prog->steps = (n + batch - 1) / batch;
+    prog->steps_done = 0;
+    prog->started = now_seconds();
+    for (int step = 0; step < prog->steps; step++) {
+        int start = step * batch, rows = n - start < batch ? n - start : batch;
+        gather(run, run->train_data, run->train_index, start, rows);
+        struct vae_pass pass = {rows, opt->seed, (uint64_t)adam->step, PHILOX_STREAM_TRAIN, 1.0f,
+                                run->train_rec, run->train_kl, start, 1.0f / (float)rows};
+        vae_forward(run->vae, &pass);
+        vae_backward(run->vae, &pass, (float)opt->beta);
+        adam_step(adam, run->vae->params, run->vae->grads);
+        if ((step + 1) % READ_EVERY != 0 && step + 1 != prog->steps)
+            continue;
+        if (pending == READS_IN_FLIGHT) {
+            struct readback *old = &ring[(head + READS_IN_FLIGHT - pending) % READS_IN_FLIGHT];
+            pending--;
+            if (finish_readback(run, old, prog, batch, first_step, err))
+                return -1;
+        }
+        struct readback *rb = &ring[head];
+        head = (head + 1) % READS_IN_FLIGHT;
+        pending++;
+        rb->from = read_upto;
+        rb->to = start + rows;
+        rb->step_end = step + 1;
+        size_t off = (size_t)rb->from * sizeof(float), bytes = (size_t)(rb->to - rb->from) * sizeof(float);
+        CL_CHECK(clEnqueueReadBuffer(queue, run->train_rec, CL_FALSE, off, bytes,
+                                     run->host_rec + rb->from, 0, NULL, NULL));
+        CL_CHECK(clEnqueueReadBuffer(queue, run->train_kl, CL_FALSE, off, bytes,
+                                     run->host_kl + rb->from, 0, NULL, &rb->done));
+        CL_CHECK(clFlush(queue));
+        read_upto = rb->to;
+    }
+    while (pending > 0) {
+        struct readback *old = &ring[(head + READS_IN_FLIGHT - pending) % READS_IN_FLIGHT];
+        pending--;
+        if (finish_readback(run, old, prog, batch, first_step, err))
+            return -1;
+    }
+    sum_losses(run->host_rec, run->host_kl, n, rec, kl);
+    *rec /= n;
+    *kl /= n;
+    return 0;
+}
+
+int train_run(const struct train_options *opt, struct clvae_error *err)
+{
+    struct idx_images train = {0}, test = {0};
+    struct clrt rt = {0};
+    struct vae vae = {0};
+    struct adam adam = {0};
+    struct run run = {0};
+    FILE *metrics = NULL;
+    int *order = NULL;
+    int status = -1;
+    char path[4200];
+
+    if (prepare_out_dir(opt->out_dir, err) || load_data(opt->data_dir, &train, &test, err))
+        goto done;
+    if ((uint32_t)opt->batch > train.count) {
+        clvae_fail(err, CLVAE_EXIT_USAGE, "--batch: %d is larger than the training set (%u images)",
+                   opt->batch, train.count);
+        goto done;
+    }
+    struct vae_config cfg = opt->model;
+    cfg.in_dim = (int)(train.rows * train.cols);
+    if (clrt_open(&rt, opt->platform, opt->device, false, err))
+        goto done;
+    if (!opt->quiet)
+        fprintf(stderr, "clvae: building kernels for %s...\r", rt.device_name);
+    if (clrt_build(&rt, err))
+        goto done;
+    int max_rows = opt->batch > 2 * GRID_PAIRS ? opt->batch : 2 * GRID_PAIRS;
+    run.rt = &rt;
+    run.vae = &vae;
+    if (vae_create(&vae, &rt, &cfg, max_rows, err) ||
+        adam_create(&adam, &rt, (int)vae.n_params, (float)opt->lr, err) ||
+        run_setup(&run, &train, &test, err))
+        goto done;
+    idx_free(&train);
+    idx_free(&test);
+
+    float *init = xmalloc(vae.n_params * sizeof(float));
+    vae_init_params_host(&vae, opt->seed, init);
+    CL_CHECK(clEnqueueWriteBuffer(rt.queue, vae.params, CL_TRUE, 0, vae.n_params * sizeof(float),
+                                  init, 0, NULL, NULL));
+    free(init);
+
+    if (!opt->quiet) {
+        char shape[128];
+        int len = snprintf(shape, sizeof shape, "%d", cfg.in_dim);
+        for (int i = 0; i < cfg.n_hidden; i++)
+            len += snprintf(shape + len, sizeof shape - (size_t)len, "-%d", cfg.hidden[i]);
+        snprintf(shape + len, sizeof shape - (size_t)len, "-%d", cfg.latent);
+        printf("clvae: device %s (%s), %u compute units\n", rt.device_name, rt.platform_name,
+               rt.compute_units);
+        printf("clvae: model %s, %zu parameters; %d training and %d test images of %dx%d\n", shape,
+               vae.n_params, run.n_train, run.n_test, run.rows, run.cols);
+        printf("clvae: device memory %.1f MiB (data %.1f, parameters+gradients+Adam %.1f, "
+               "activations %.1f)\n",
+               (double)rt.allocated / 1048576.0,
+               (double)((size_t)(run.n_train + run.n_test) * (size_t)run.dim) / 1048576.0,
+               (double)(4 * vae.n_params * sizeof(float)) / 1048576.0,
+               (double)vae.activation_bytes / 1048576.0);
+        fflush(stdout);
+    }
+
+    snprintf(path, sizeof path, "%s/metrics.csv", opt->out_dir);
+    if (!(metrics = fopen(path, "w"))) {
+        clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(errno));
+        goto done;
+    }
+    fprintf(metrics, "epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,test_kl,"
+                     "seconds,images_per_second\n");
+
+    order = xmalloc((size_t)run.n_train * sizeof(int));
+    struct progress prog = {.live = !opt->quiet && isatty(STDERR_FILENO), .epochs = opt->epochs};
+    for (int epoch = 1; epoch <= opt->epochs; epoch++) {
+        double t0 = now_seconds(), rec, kl, test_rec, test_kl;
+        prog.epoch = epoch;
+        if (train_epoch(&run, opt, &adam, order, &prog, &rec, &kl, err))
+            goto done;
+        double seconds = now_seconds() - t0;
+        evaluate(&run, opt, epoch, &test_rec, &test_kl);
+        if (prog.live)
+            fprintf(stderr, "\r%*s\r", 90, "");
+        double ips = run.n_train / seconds;
+        if (!opt->quiet) {
+            printf("epoch %3d  train %.2f (rec %.2f, kl %.2f)  test %.2f (rec %.2f, kl %.2f)  "
+                   "%.2f s  %.0f img/s\n",
+                   epoch, rec + kl, rec, kl, test_rec + test_kl, test_rec, test_kl, seconds, ips);
+            fflush(stdout);
+        }
+        fprintf(metrics, "%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f\n", epoch, rec + kl, rec, kl,
+                test_rec + test_kl, test_rec, test_kl, seconds, ips);
+        if (fflush(metrics) != 0) {
+            clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(errno));
+            goto done;
+        }
+        if (write_images(&run, opt, epoch, err))
+            goto done;
+    }
+    status = 0;
+
+done:
+    if (metrics && fclose(metrics) != 0 && status == 0)
+        status = clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(errno));
+    free(order);
+    run_release(&run);
+    adam_release(&adam);
+    vae_release(&vae);
+    clrt_close(&rt);
+    idx_free(&train);
+    idx_free(&test);
+    return status;
+}

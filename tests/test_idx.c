@@ -1,0 +1,575 @@
+// Tests for src/idx.c: good raw and gzip files, every malformed case the reader refuses, idx_find,
+// and the real Fashion-MNIST files.
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "idx.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
+#define MAX_CREATED 128
+
+static int checks, failures;
+static char tmpdir[1024];
+static char *created[MAX_CREATED];
+static int n_created;
+
+// Records one check: prints "idx: <label> ok", or a FAIL line with the reason.
+static bool check(bool ok, const char *label, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool check(bool ok, const char *label, const char *fmt, ...)
+{
+    checks++;
+    if (ok) {
+        printf("idx: %s ok\n", label);
+        return true;
+    }
+    failures++;
+    printf("idx: FAIL %s: ", label);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    return false;
+}
+
+// Returns tmpdir/name (malloc'ed, freed at cleanup) and remembers it so it gets removed.
+static const char *tmp_path(const char *name)
+{
+    size_t n = strlen(tmpdir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (!p || n_created == MAX_CREATED) {
+        fprintf(stderr, "test_idx: out of memory or too many files\n");
+        exit(1);
+    }
+    snprintf(p, n, "%s/%s", tmpdir, name);
+    created[n_created++] = p;
+    return p;
+}
+
+// Removes everything tmp_path handed out, newest first so directories are empty by then.
+static void cleanup(void)
+{
+    for (int i = n_created - 1; i >= 0; i--) {
+        remove(created[i]);
+        free(created[i]);
+    }
+    n_created = 0;
+    if (tmpdir[0])
+        rmdir(tmpdir);
+}
+
+// Dies on a failure of the test's own set-up (not of the code under test).
+static void setup_fail(const char *what, const char *path)
+{
+    fprintf(stderr, "test_idx: %s %s: %s\n", what, path, strerror(errno));
+    cleanup();
+    exit(1);
+}
+
+// Writes n bytes to path as a plain file.
+static void write_raw(const char *path, const uint8_t *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || (n > 0 && fwrite(data, 1, n, f) != n) || fclose(f) != 0)
+        setup_fail("cannot write", path);
+}
+
+// Writes n bytes to path gzip-compressed, in a few pieces so zlib sees more than one write.
+static void write_gz(const char *path, const uint8_t *data, size_t n)
+{
+    gzFile gz = gzopen(path, "wb6");
+    if (!gz)
+        setup_fail("cannot gzopen", path);
+    size_t done = 0;
+    while (done < n) {
+        size_t part = n - done > 100000 ? 100000 : n - done;
+        if (gzwrite(gz, data + done, (unsigned)part) != (int)part)
+            setup_fail("cannot gzwrite", path);
+        done += part;
+    }
+    if (gzclose(gz) != Z_OK)
+        setup_fail("cannot gzclose", path);
+}
+
+// Reads a whole file into a malloc'ed buffer.
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        setup_fail("cannot open", path);
+    size_t cap = 1 << 16, len = 0;
+    uint8_t *buf = malloc(cap);
+    for (;;) {
+        if (!buf)
+            setup_fail("out of memory reading", path);
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap)
+            break;
+        cap *= 2;
+        uint8_t *grown = realloc(buf, cap);
+        if (!grown)
+            free(buf);
+        buf = grown;
+    }
+    fclose(f);
+    *n = len;
+    return buf;
+}
+
+// Stores v big-endian.
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+// Builds an IDX3 file image: a 16-byte header with the given magic and dims, then n pixel bytes.
+static uint8_t *make_idx3(uint32_t magic, uint32_t count, uint32_t rows, uint32_t cols,
+                          const uint8_t *pixels, size_t n, size_t *total)
+{
+    *total = 16 + n;
+    uint8_t *buf = malloc(*total);
+    if (!buf)
+        setup_fail("out of memory building", "an IDX file");
+    put_be32(buf, magic);
+    put_be32(buf + 4, count);
+    put_be32(buf + 8, rows);
+    put_be32(buf + 12, cols);
+    if (n > 0)
+        memcpy(buf + 16, pixels, n);
+    return buf;
+}
+
+// Writes an IDX3 file (raw or gzip) with the given header and pixel bytes.
+static void write_idx3(const char *path, bool gzip, uint32_t magic, uint32_t count, uint32_t rows,
+                       uint32_t cols, const uint8_t *pixels, size_t n)
+{
+    size_t total;
+    uint8_t *buf = make_idx3(magic, count, rows, cols, pixels, n, &total);
+    if (gzip)
+        write_gz(path, buf, total);
+    else
+        write_raw(path, buf, total);
+    free(buf);
+}
+
+// Deterministic, moderately compressible test pixels.
+static uint8_t *pattern(size_t n, uint32_t seed)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    if (!p)
+        setup_fail("out of memory building", "pixels");
+    uint32_t x = seed;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        p[i] = (uint8_t)((i % 7 == 0) ? (x >> 24) : (i * 37 + 11));
+    }
+    return p;
+}
+
+// Seconds on the monotonic clock.
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// Reads path and checks it gives count images of rows x cols equal to want.
+static void expect_ok(const char *label, const char *path, uint32_t count, uint32_t rows,
+                      uint32_t cols, const uint8_t *want)
+{
+    struct idx_images im;
+    struct clvae_error err = {0};
+    if (idx_read_images(path, &im, &err) != 0) {
+        check(false, label, "unexpected error: %s", err.msg);
+        return;
+    }
+    size_t n = (size_t)count * rows * cols;
+    bool dims = im.count == count && im.rows == rows && im.cols == cols;
+    check(dims && im.pixels && memcmp(im.pixels, want, n) == 0, label,
+          "got %u images of %ux%u (want %u of %ux%u) or different pixels", (unsigned)im.count,
+          (unsigned)im.rows, (unsigned)im.cols, (unsigned)count, (unsigned)rows, (unsigned)cols);
+    idx_free(&im);
+}
+
+// Whether err holds a data error whose message starts with "<path>: " and contains word.
+static bool is_data_error(const struct clvae_error *err, const char *path, const char *word)
+{
+    size_t pl = strlen(path);
+    return err->status == CLVAE_EXIT_DATA && strncmp(err->msg, path, pl) == 0 &&
+           strncmp(err->msg + pl, ": ", 2) == 0 && strstr(err->msg, word) != NULL;
+}
+
+// One check that a call returned rc == -1 with a data error naming path and containing word.
+static void check_error(const char *label, int rc, const struct clvae_error *err,
+                        const char *path, const char *word)
+{
+    bool ok = rc == -1 && is_data_error(err, path, word);
+    char shown[CLVAE_ERROR_MAX + 300];
+    snprintf(shown, sizeof shown, "%s: '%s'", label, err->msg);
+    check(ok, ok ? shown : label, "returned %d, status %d, message '%s' (want -1, status %d, "
+          "'%s: ...%s...')", rc, err->status, err->msg, CLVAE_EXIT_DATA, path, word);
+}
+
+// Reads path and checks it fails with a data error naming path and containing word.
+static void expect_fail(const char *label, const char *path, const char *word)
+{
+    struct idx_images im = {.count = 7, .pixels = (uint8_t *)&im};
+    struct clvae_error err = {0};
+    int rc = idx_read_images(path, &im, &err);
+    if (rc == 0) {
+        check(false, label, "read %u images of %ux%u, want an error", (unsigned)im.count,
+              (unsigned)im.rows, (unsigned)im.cols);
+        idx_free(&im);
+        return;
+    }
+    if (im.pixels != NULL) {
+        check(false, label, "failed but left pixels %p", (void *)im.pixels);
+        return;
+    }
+    check_error(label, rc, &err, path, word);
+}
+
+// Good files: raw and gzip, odd sizes, and a gzip file big enough to grow the read buffer.
+static void test_good(void)
+{
+    uint8_t *small = pattern(3 * 5 * 4, 1);
+    const char *raw = tmp_path("good.idx");
+    const char *gz = tmp_path("good.idx.gz");
+    write_idx3(raw, false, 0x803, 3, 5, 4, small, 60);
+    write_idx3(gz, true, 0x803, 3, 5, 4, small, 60);
+    expect_ok("raw 3x5x4", raw, 3, 5, 4, small);
+    expect_ok("gzip 3x5x4", gz, 3, 5, 4, small);
+
+    // A raw file whose name ends in .gz is still told apart by content.
+    const char *misnamed = tmp_path("raw-named.gz");
+    write_idx3(misnamed, false, 0x803, 3, 5, 4, small, 60);
+    expect_ok("raw file named .gz", misnamed, 3, 5, 4, small);
+
+    // 7,000,000 bytes: more than the reader's first chunk and not a power-of-two multiple of it.
+    size_t big_n = (size_t)7 * 1000 * 1000;
+    uint8_t *big = pattern(big_n, 2);
+    const char *biggz = tmp_path("big.idx.gz");
+    write_idx3(biggz, true, 0x803, 7, 1000, 1000, big, big_n);
+    expect_ok("gzip 7x1000x1000 (buffer growth)", biggz, 7, 1000, 1000, big);
+    free(big);
+
+    struct idx_images zero = {0};
+    idx_free(&zero);
+    idx_free(&zero);
+    idx_free(NULL);
+    check(zero.pixels == NULL, "idx_free on a zeroed struct, twice, and on NULL", "pixels %p",
+          (void *)zero.pixels);
+    free(small);
+}
+
+// Headers the reader must refuse: wrong magic, type or rank, zero or oversized dims, short files.
+static void test_bad_headers(void)
+{
+    uint8_t *px = pattern(60, 3);
+    const char *p;
+
+    p = tmp_path("bad-magic.idx");
+    write_idx3(p, false, 0x12345678, 3, 5, 4, px, 60);
+    expect_fail("bad magic", p, "magic 0x12345678");
+
+    // An idx1 (labels) file: 00 00 08 01, one dimension, then the bytes.
+    p = tmp_path("labels.idx1");
+    uint8_t labels[8 + 3] = {0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3};
+    write_raw(p, labels, sizeof labels);
+    expect_fail("idx1 (rank 1) file", p, "rank 1");
+
+    p = tmp_path("float.idx");
+    write_idx3(p, false, 0x0d03, 3, 5, 4, px, 60);
+    expect_fail("wrong type byte (0x0d, float)", p, "type 0x0d");
+
+    p = tmp_path("zero-rows.idx");
+    write_idx3(p, false, 0x803, 3, 0, 4, px, 0);
+    expect_fail("zero dimension", p, "zero");
+
+    p = tmp_path("zero-count.idx.gz");
+    write_idx3(p, true, 0x803, 0, 5, 4, px, 0);
+    expect_fail("zero count (gzip)", p, "zero");
+
+    p = tmp_path("overflow.idx");
+    write_idx3(p, false, 0x803, 0xffffffffu, 0xffffffffu, 0xffffffffu, px, 60);
+    expect_fail("dims whose product overflows 64 bits", p, "limit");
+
+    p = tmp_path("over-limit.idx");
+    write_idx3(p, false, 0x803, 4097, 1024, 1024, px, 60);
+    expect_fail("dims just over IDX_MAX_BYTES", p, "limit");
+
+    // Exactly IDX_MAX_BYTES passes the limit but not the size check, without allocating 4 GiB.
+    p = tmp_path("at-limit.idx");
+    write_idx3(p, false, 0x803, 4096, 1024, 1024, px, 60);
+    expect_fail("dims exactly at IDX_MAX_BYTES, raw file far too short", p, "truncated");
+
+    p = tmp_path("empty.idx");
+    write_raw(p, NULL, 0);
+    expect_fail("empty file", p, "empty");
+
+    p = tmp_path("empty.idx.gz");
+    write_gz(p, NULL, 0);
+    expect_fail("empty gzip file", p, "empty");
+
+    uint8_t header[16] = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0};
+    p = tmp_path("short-header.idx");
+    write_raw(p, header, 10);
+    expect_fail("header cut at 10 bytes", p, "truncated IDX header");
+
+    p = tmp_path("short-magic.idx");
+    write_raw(p, header, 3);
+    expect_fail("header cut at 3 bytes", p, "truncated IDX header");
+
+    p = tmp_path("missing.idx");
+    expect_fail("missing file", p, strerror(ENOENT));
+
+    p = tmp_path("a-directory");
+    if (mkdir(p, 0700) != 0)
+        setup_fail("cannot mkdir", p);
+    expect_fail("directory given as file", p, strerror(EISDIR));
+    free(px);
+}
+
+// Raw payloads that disagree with the header.
+static void test_bad_raw(void)
+{
+    uint8_t *px = pattern(80, 4);
+    const char *p;
+
+    p = tmp_path("short.idx");
+    write_idx3(p, false, 0x803, 3, 5, 4, px, 59);
+    expect_fail("truncated raw payload (59 of 60 bytes)", p, "truncated: header says 3 images");
+
+    p = tmp_path("long.idx");
+    write_idx3(p, false, 0x803, 3, 5, 4, px, 65);
+    expect_fail("raw file with 5 trailing bytes", p, "5 bytes of trailing data");
+    free(px);
+}
+
+// Gzip streams that are cut, damaged, lying about their size, or longer than their header says.
+static void test_bad_gzip(void)
+{
+    size_t n = 40 * 28 * 28;
+    uint8_t *px = pattern(n, 5);
+    const char *good = tmp_path("good40.idx.gz");
+    write_idx3(good, true, 0x803, 40, 28, 28, px, n);
+    expect_ok("gzip 40x28x28", good, 40, 28, 28, px);
+    size_t gz_n;
+    uint8_t *gz = slurp(good, &gz_n);
+    const char *p;
+
+    p = tmp_path("cut.idx.gz");
+    write_raw(p, gz, gz_n / 2);
+    expect_fail("gzip cut in the middle", p, "truncated gzip data");
+
+    p = tmp_path("cut-early.idx.gz");
+    write_raw(p, gz, 12);
+    expect_fail("gzip cut 2 bytes into the deflate stream", p, "truncated gzip data");
+
+    p = tmp_path("cut-trailer.idx.gz");
+    write_raw(p, gz, gz_n - 4);
+    expect_fail("gzip without the end of its trailer", p, "truncated gzip data");
+
+    // The 10-byte gzip header stays intact, so the file is still recognised as gzip.
+    uint8_t *bad = malloc(gz_n);
+    if (!bad)
+        setup_fail("out of memory copying", good);
+    memcpy(bad, gz, gz_n);
+    for (size_t i = gz_n / 3; i < gz_n / 3 + 8; i++)
+        bad[i] ^= 0xa5;
+    p = tmp_path("corrupt.idx.gz");
+    write_raw(p, bad, gz_n);
+    expect_fail("gzip with flipped bytes in the deflate stream", p, "corrupt gzip data (");
+
+    memcpy(bad, gz, gz_n);
+    bad[gz_n - 8] ^= 0x01;
+    p = tmp_path("bad-crc.idx.gz");
+    write_raw(p, bad, gz_n);
+    expect_fail("gzip with a wrong CRC", p, "corrupt gzip data (");
+    free(bad);
+    free(gz);
+
+    p = tmp_path("gz-short.idx.gz");
+    write_idx3(p, true, 0x803, 41, 28, 28, px, n);
+    expect_fail("valid gzip, header says one image more than it holds", p,
+                "truncated: header says 41 images of 28x28 (32144 bytes) but the decompressed "
+                "data holds 31360");
+
+    p = tmp_path("gz-long.idx.gz");
+    write_idx3(p, true, 0x803, 39, 28, 28, px, n);
+    expect_fail("valid gzip with one image of trailing data", p, "784 bytes of trailing data");
+
+    // 2^31 images of 28x28 (1.7 TB): refused from the header alone.
+    p = tmp_path("huge.idx.gz");
+    write_idx3(p, true, 0x803, 1u << 31, 28, 28, px, 2 * 784);
+    double t0 = now();
+    expect_fail("gzip claiming 2^31 images of 28x28", p, "limit");
+    check(now() - t0 < 1.0, "gzip claiming 2^31 images fails quickly", "took %.2f s", now() - t0);
+
+    // 5,000,000 images of 28x28 (3.9 GB) is under the limit: it must fail at the real end of the
+    // data, having grown the buffer only as far as the data went.
+    p = tmp_path("lying.idx.gz");
+    write_idx3(p, true, 0x803, 5000000, 28, 28, px, 2 * 784);
+    t0 = now();
+    expect_fail("gzip claiming 5,000,000 images of 28x28 but holding 2", p,
+                "decompressed data holds 1568");
+    check(now() - t0 < 1.0, "lying gzip header fails quickly", "took %.2f s", now() - t0);
+    free(px);
+}
+
+// idx_find: missing directory, a file as directory, raw only, both, neither, a too-small buffer.
+static void test_find(void)
+{
+    char path[1024];
+    struct clvae_error err = {0};
+    uint8_t *px = pattern(60, 6);
+    const char *p;
+
+    p = tmp_path("no-such-dir");
+    int rc = idx_find(p, "imgs", path, sizeof path, &err);
+    check_error("idx_find on a missing directory", rc, &err, p, "no such directory");
+
+    p = tmp_path("plain-file");
+    write_raw(p, px, 60);
+    err = (struct clvae_error){0};
+    rc = idx_find(p, "imgs", path, sizeof path, &err);
+    check_error("idx_find on a file", rc, &err, p, "not a directory");
+
+    const char *empty_dir = tmp_path("empty-dir");
+    if (mkdir(empty_dir, 0700) != 0)
+        setup_fail("cannot mkdir", empty_dir);
+    err = (struct clvae_error){0};
+    rc = idx_find(empty_dir, "imgs", path, sizeof path, &err);
+    check_error("idx_find on a directory with neither file", rc, &err, empty_dir,
+                "neither imgs.gz nor imgs");
+
+    const char *raw_dir = tmp_path("raw-only");
+    if (mkdir(raw_dir, 0700) != 0)
+        setup_fail("cannot mkdir", raw_dir);
+    const char *raw = tmp_path("raw-only/imgs");
+    write_idx3(raw, false, 0x803, 3, 5, 4, px, 60);
+    rc = idx_find(raw_dir, "imgs", path, sizeof path, &err);
+    check(rc == 0 && strcmp(path, raw) == 0, "idx_find with only the raw file",
+          "returned %d, '%s' (%s)", rc, path, rc ? err.msg : "");
+    if (rc == 0)
+        expect_ok("idx_find's raw file reads back", path, 3, 5, 4, px);
+
+    const char *both_dir = tmp_path("both");
+    if (mkdir(both_dir, 0700) != 0)
+        setup_fail("cannot mkdir", both_dir);
+    write_idx3(tmp_path("both/imgs"), false, 0x803, 3, 5, 4, px, 60);
+    const char *gz = tmp_path("both/imgs.gz");
+    write_idx3(gz, true, 0x803, 3, 5, 4, px, 60);
+    rc = idx_find(both_dir, "imgs", path, sizeof path, &err);
+    check(rc == 0 && strcmp(path, gz) == 0, "idx_find with both prefers .gz",
+          "returned %d, '%s' (%s)", rc, path, rc ? err.msg : "");
+
+    // A trailing slash on the directory does not double up.
+    char slashed[1024];
+    snprintf(slashed, sizeof slashed, "%s/", both_dir);
+    rc = idx_find(slashed, "imgs", path, sizeof path, &err);
+    check(rc == 0 && strcmp(path, gz) == 0, "idx_find with a trailing slash",
+          "returned %d, '%s' (%s)", rc, path, rc ? err.msg : "");
+
+    char tiny[8];
+    err = (struct clvae_error){0};
+    rc = idx_find(both_dir, "imgs", tiny, sizeof tiny, &err);
+    check_error("idx_find with a too-small path buffer", rc, &err, both_dir, "too long");
+    free(px);
+}
+
+// The real Fashion-MNIST images: counts, sizes and the training set's mean pixel value.
+static void test_fashion_mnist(void)
+{
+    const char *dir = getenv("CLVAE_DATA");
+    if (!dir || !*dir)
+        dir = DEFAULT_DATA_DIR;
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        check(false, "Fashion-MNIST", "no directory %s: install dataset-fashion-mnist (or set "
+              "CLVAE_DATA to a directory holding the Fashion-MNIST files)", dir);
+        return;
+    }
+    static const struct {
+        const char *stem;
+        uint32_t count;
+        bool mean;
+    } sets[] = {
+        {"train-images-idx3-ubyte", 60000, true},
+        {"t10k-images-idx3-ubyte", 10000, false},
+    };
+    for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++) {
+        char path[4096], label[4400];
+        struct clvae_error err = {0};
+        snprintf(label, sizeof label, "Fashion-MNIST %s", sets[s].stem);
+        if (idx_find(dir, sets[s].stem, path, sizeof path, &err) != 0) {
+            check(false, label, "%s (install dataset-fashion-mnist)", err.msg);
+            continue;
+        }
+        struct idx_images im;
+        if (idx_read_images(path, &im, &err) != 0) {
+            check(false, label, "%s", err.msg);
+            continue;
+        }
+        snprintf(label, sizeof label, "Fashion-MNIST %s: %u images of %ux%u", path,
+                 (unsigned)im.count, (unsigned)im.rows, (unsigned)im.cols);
+        check(im.count == sets[s].count && im.rows == 28 && im.cols == 28, label,
+              "%u images of %ux%u, want %u of 28x28", (unsigned)im.count, (unsigned)im.rows,
+              (unsigned)im.cols, (unsigned)sets[s].count);
+        if (sets[s].mean) {
+            size_t n = (size_t)im.count * im.rows * im.cols;
+            uint64_t sum = 0;
+            for (size_t i = 0; i < n; i++)
+                sum += im.pixels[i];
+            double mean = (double)sum / (double)n;
+            snprintf(label, sizeof label, "Fashion-MNIST training mean pixel %.3f", mean);
+            check(mean >= 72.5 && mean <= 73.5, label, "want 72.5..73.5 (about 72.94)");
+        }
+        idx_free(&im);
+    }
+}
+
+int main(void)
+{
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base)
+        base = "/tmp";
+    snprintf(tmpdir, sizeof tmpdir, "%s/test_idx.XXXXXX", base);
+    if (!mkdtemp(tmpdir)) {
+        fprintf(stderr, "test_idx: cannot create a directory under %s: %s\n", base,
+                strerror(errno));
+        return 1;
+    }
+
+    test_good();
+    test_bad_headers();
+    test_bad_raw();
+    test_bad_gzip();
+    test_find();
+    test_fashion_mnist();
+    cleanup();
+
+    if (failures) {
+        printf("test_idx: %d of %d checks FAILED\n", failures, checks);
+        return 1;
+    }
+    printf("test_idx: %d checks passed\n", checks);
+    return 0;
+}
