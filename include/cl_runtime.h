@@ -13,6 +13,16 @@
 // Most device buffers a runtime tracks for its memory report.
 #define CLRT_MAX_BUFFERS 96
 
+// Device time of one kernel or one GEMM shape, summed over a run (clvae train --profile).
+struct clrt_prof {
+    char label[48];
+    double seconds, flops; // flops: per call, 0 for kernels that are not products
+    long calls;
+};
+
+#define CLRT_MAX_PROF 64
+#define CLRT_MAX_PENDING 4096
+
 // One context, one in-order queue, one program holding every kernel of cl/.
 struct clrt {
     cl_platform_id platform;
@@ -27,6 +37,11 @@ struct clrt {
     size_t max_work_group;
     cl_uint compute_units;
     size_t allocated; // bytes of device memory created through clrt_buffer
+    bool profiling;   // the queue records events; launches and products are timed
+    struct clrt_prof prof[CLRT_MAX_PROF];
+    int n_prof;
+    cl_event pending[CLRT_MAX_PENDING]; // events not yet added into prof
+    int pending_slot[CLRT_MAX_PENDING], n_pending;
 };
 
 // "CL_OUT_OF_RESOURCES" for -5, and so on; CLBlast's own codes too.
@@ -78,5 +93,11 @@ void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, 
 // Bytes of scratch CLBlast needs for that product (0 when none).
 size_t clrt_gemm_temp_size(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k,
                            size_t lda, size_t ldb, size_t ldc);
+
+// Adds the device time of every finished profiled command into rt->prof (waits for the queue).
+void clrt_profile_collect(struct clrt *rt);
+
+// The profile as a table, slowest first, with each entry's share of wall_seconds.
+void clrt_profile_print(struct clrt *rt, FILE *out, double wall_seconds);
 
 #endif

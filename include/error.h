@@ -16,7 +16,7 @@ enum clvae_exit {
     CLVAE_EXIT_INTERRUPTED = 130,
 };
 
-#define CLVAE_ERROR_MAX 512
+#define CLVAE_ERROR_MAX 2048 // room for the device table a bad --device lists
 
 // The first failure a call met: what the user sees is "clvae: <msg>".
 struct clvae_error {

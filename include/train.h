@@ -16,6 +16,7 @@ struct train_options {
     struct vae_config model; // in_dim is taken from the data
     uint64_t seed;
     bool quiet;
+    bool profile; // time every kernel and GEMM on the device, print the table at the end
 };
 
 // Sets the documented defaults.

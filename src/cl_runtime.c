@@ -211,7 +211,7 @@ int clrt_list_devices(FILE *out, struct clvae_error *err)
 static int fail_listing(struct clvae_error *err, const char *reason, cl_platform_id *platforms,
                         cl_uint n_platforms)
 {
-    char table[CLVAE_ERROR_MAX];
+    char table[CLVAE_ERROR_MAX - 200];
     FILE *mem = fmemopen(table, sizeof table, "w");
     if (mem) {
         print_device_table(mem, platforms, n_platforms);
@@ -287,6 +287,7 @@ int clrt_open(struct clrt *rt, int platform, int device, bool profiling, struct 
                              &rt->max_work_group, NULL));
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof rt->compute_units,
                              &rt->compute_units, NULL));
+    rt->profiling = profiling;
     cl_int status;
     rt->context = clCreateContext(NULL, 1, &rt->device, NULL, NULL, &status);
     CL_CHECK(status);
@@ -320,6 +321,8 @@ int clrt_build(struct clrt *rt, struct clvae_error *err)
 
 void clrt_close(struct clrt *rt)
 {
+    for (int i = 0; i < rt->n_pending; i++)
+        clReleaseEvent(rt->pending[i]);
     if (rt->program)
         clReleaseProgram(rt->program);
     if (rt->queue)
@@ -378,6 +381,77 @@ cl_mem clrt_buffer(struct clrt *rt, size_t bytes, const char *name, struct clvae
     return mem;
 }
 
+// The profile entry for label, created on first use.
+static int prof_slot(struct clrt *rt, const char *label, double flops)
+{
+    for (int i = 0; i < rt->n_prof; i++)
+        if (!strcmp(rt->prof[i].label, label))
+            return i;
+    if (rt->n_prof == CLRT_MAX_PROF)
+        return CLRT_MAX_PROF - 1; // the table is full: lump the rest into the last entry
+    struct clrt_prof *p = &rt->prof[rt->n_prof];
+    snprintf(p->label, sizeof p->label, "%s", label);
+    p->flops = flops;
+    return rt->n_prof++;
+}
+
+// Keeps ev until clrt_profile_collect reads its times.
+static void prof_record(struct clrt *rt, cl_event ev, int slot)
+{
+    if (rt->n_pending == CLRT_MAX_PENDING)
+        clrt_profile_collect(rt);
+    rt->pending[rt->n_pending] = ev;
+    rt->pending_slot[rt->n_pending++] = slot;
+}
+
+void clrt_profile_collect(struct clrt *rt)
+{
+    if (rt->n_pending == 0)
+        return;
+    CL_CHECK(clWaitForEvents((cl_uint)rt->n_pending, rt->pending));
+    for (int i = 0; i < rt->n_pending; i++) {
+        cl_ulong start, end;
+        CL_CHECK(clGetEventProfilingInfo(rt->pending[i], CL_PROFILING_COMMAND_START, sizeof start,
+                                         &start, NULL));
+        CL_CHECK(clGetEventProfilingInfo(rt->pending[i], CL_PROFILING_COMMAND_END, sizeof end, &end,
+                                         NULL));
+        struct clrt_prof *p = &rt->prof[rt->pending_slot[i]];
+        p->seconds += 1e-9 * (double)(end - start);
+        p->calls++;
+        CL_CHECK(clReleaseEvent(rt->pending[i]));
+    }
+    rt->n_pending = 0;
+}
+
+static int compare_prof(const void *a, const void *b)
+{
+    double x = ((const struct clrt_prof *)a)->seconds, y = ((const struct clrt_prof *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+void clrt_profile_print(struct clrt *rt, FILE *out, double wall_seconds)
+{
+    clrt_profile_collect(rt);
+    qsort(rt->prof, (size_t)rt->n_prof, sizeof rt->prof[0], compare_prof);
+    double total = 0;
+    for (int i = 0; i < rt->n_prof; i++)
+        total += rt->prof[i].seconds;
+    fprintf(out, "%-34s %8s %10s %9s %7s %9s\n", "kernel or GEMM (m x n x k)", "calls", "total ms",
+            "us/call", "share", "GFLOP/s");
+    for (int i = 0; i < rt->n_prof; i++) {
+        const struct clrt_prof *p = &rt->prof[i];
+        fprintf(out, "%-34s %8ld %10.1f %9.1f %6.1f%%", p->label, p->calls, 1e3 * p->seconds,
+                p->calls ? 1e6 * p->seconds / (double)p->calls : 0.0,
+                wall_seconds > 0 ? 100.0 * p->seconds / wall_seconds : 0.0);
+        if (p->flops > 0 && p->seconds > 0)
+            fprintf(out, " %9.1f", 1e-9 * p->flops * (double)p->calls / p->seconds);
+        fputc('\n', out);
+    }
+    fprintf(out, "%-34s %8s %10.1f %9s %6.1f%%   (of %.2f s wall)\n", "device total", "",
+            1e3 * total, "", wall_seconds > 0 ? 100.0 * total / wall_seconds : 0.0,
+            wall_seconds);
+}
+
 void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *global,
                  const size_t *local)
 {
@@ -387,16 +461,32 @@ void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *
         if (local && local[i] > 0)
             rounded[i] = (global[i] + local[i] - 1) / local[i] * local[i];
     }
-    CL_CHECK(clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, rounded, local, 0, NULL, NULL));
+    cl_event ev = NULL;
+    CL_CHECK(clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, rounded, local, 0, NULL,
+                                    rt->profiling ? &ev : NULL));
+    if (ev) {
+        char name[48];
+        CL_CHECK(clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL));
+        name[sizeof name - 1] = '\0';
+        prof_record(rt, ev, prof_slot(rt, name, 0));
+    }
 }
 
 void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
                struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c, cl_mem temp)
 {
+    cl_event ev = NULL;
     CL_CHECK(CLBlastSgemmWithTempBuffer(
         CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
         tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, a.ld, b.mem,
-        b.offset, b.ld, beta, c.mem, c.offset, c.ld, &rt->queue, NULL, temp));
+        b.offset, b.ld, beta, c.mem, c.offset, c.ld, &rt->queue, rt->profiling ? &ev : NULL,
+        temp));
+    if (ev) {
+        char label[48];
+        snprintf(label, sizeof label, "gemm %c%c %zux%zux%zu", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n,
+                 k);
+        prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)m * (double)n * (double)k));
+    }
 }
 
 size_t clrt_gemm_temp_size(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k,

@@ -1,7 +1,9 @@
 // clvae: a variational autoencoder trainer for any OpenCL device.
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,7 @@ static void print_train_usage(FILE *out)
             "      --beta X       weight of the KL term (the seed article's is about 0.31) [%g]\n"
             "  -s, --seed N       seed of initialisation, shuffling and noise   [%llu]\n"
             "  -q, --quiet        print nothing but errors\n"
+            "      --profile      time every kernel and GEMM on the device; print the table at the end\n"
             "  -h, --help         show this help\n",
             d.data_dir, d.out_dir, d.epochs, d.batch, d.lr, d.model.hidden[0], d.model.latent,
             d.beta, (unsigned long long)d.seed);
@@ -61,7 +64,9 @@ static int parse_int(const char *name, const char *text, long min, long max, int
     char *end;
     errno = 0;
     long v = strtol(text, &end, 10);
-    if (end == text || *end != '\0')
+    // strtol would take leading blanks and a '+'; a command line value is digits, maybe a '-'.
+    bool digits = text[0] == '-' ? isdigit((unsigned char)text[1]) : isdigit((unsigned char)text[0]);
+    if (!digits || end == text || *end != '\0')
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not an integer", name, text);
     if (errno == ERANGE || v < min || v > max)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: %s is out of range (%ld to %ld)", name, text,
@@ -110,7 +115,7 @@ static int parse_hidden(const char *text, struct vae_config *cfg, struct clvae_e
 
 static int parse_train(int argc, char **argv, struct train_options *opt, struct clvae_error *err)
 {
-    enum { OPT_BETA = 256 };
+    enum { OPT_BETA = 256, OPT_PROFILE };
     static const struct option longopts[] = {
         {"platform", required_argument, NULL, 'p'}, {"device", required_argument, NULL, 'd'},
         {"data", required_argument, NULL, 'D'},     {"out", required_argument, NULL, 'o'},
@@ -118,6 +123,7 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
         {"lr", required_argument, NULL, 'l'},       {"hidden", required_argument, NULL, 'H'},
         {"latent", required_argument, NULL, 'z'},   {"beta", required_argument, NULL, OPT_BETA},
         {"seed", required_argument, NULL, 's'},     {"quiet", no_argument, NULL, 'q'},
+        {"profile", no_argument, NULL, OPT_PROFILE},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     train_defaults(opt);
@@ -141,19 +147,25 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
             char *end;
             errno = 0;
             unsigned long long v = strtoull(optarg, &end, 10);
-            if (end == optarg || *end != '\0' || errno == ERANGE || optarg[0] == '-')
+            if (!isdigit((unsigned char)optarg[0]) || *end != '\0' || errno == ERANGE)
                 rc = clvae_fail(err, CLVAE_EXIT_USAGE,
                                 "--seed: '%s' is not an integer from 0 to 2^64-1", optarg);
             opt->seed = v;
             break;
         }
         case 'q': opt->quiet = true; break;
+        case OPT_PROFILE: opt->profile = true; break;
         case 'h': print_train_usage(stdout); exit(CLVAE_EXIT_OK);
         case ':':
             return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: needs a value", argv[optind - 1]);
         default:
+            // Inside a group of short options (-xq) getopt has not moved optind on yet.
+            if (optopt > 0 && optopt < 256)
+                return clvae_fail(err, CLVAE_EXIT_USAGE,
+                                  "-%c: unknown option (see clvae train --help)", optopt);
             return clvae_fail(err, CLVAE_EXIT_USAGE,
-                              "%s: unknown option (see clvae train --help)", argv[optind - 1]);
+                              "%s: unknown or ambiguous option (see clvae train --help)",
+                              argv[optind - 1]);
         }
         if (rc)
             return -1;
@@ -161,6 +173,10 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
     if (optind < argc)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: unexpected argument (see clvae train --help)",
                           argv[optind]);
+    if (opt->data_dir[0] == '\0')
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--data: empty path");
+    if (opt->out_dir[0] == '\0')
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--out: empty path");
     return 0;
 }
 

@@ -410,7 +410,7 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
     int status = -1;
     char path[4200];
 
-    if (prepare_out_dir(opt->out_dir, err) || load_data(opt->data_dir, &train, &test, err))
+    if (load_data(opt->data_dir, &train, &test, err))
         goto done;
     if ((uint32_t)opt->batch > train.count) {
         clvae_fail(err, CLVAE_EXIT_USAGE, "--batch: %d is larger than the training set (%u images)",
@@ -419,12 +419,18 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
     }
     struct vae_config cfg = opt->model;
     cfg.in_dim = (int)(train.rows * train.cols);
-    if (clrt_open(&rt, opt->platform, opt->device, false, err))
+    // The output directory is created once the data and the device are known to be good, so a
+    // failed start leaves no empty directories behind, and still before any training.
+    if (clrt_open(&rt, opt->platform, opt->device, opt->profile, err) ||
+        prepare_out_dir(opt->out_dir, err))
         goto done;
-    if (!opt->quiet)
-        fprintf(stderr, "clvae: building kernels for %s...\r", rt.device_name);
+    bool tty = !opt->quiet && isatty(STDERR_FILENO);
+    if (tty)
+        fprintf(stderr, "clvae: compiling the OpenCL kernels for %s...", rt.device_name);
     if (clrt_build(&rt, err))
         goto done;
+    if (tty)
+        fprintf(stderr, "\r%*s\r", 100, "");
     int max_rows = opt->batch > 2 * GRID_PAIRS ? opt->batch : 2 * GRID_PAIRS;
     run.rt = &rt;
     run.vae = &vae;
@@ -469,6 +475,7 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
                      "seconds,images_per_second\n");
 
     order = xmalloc((size_t)run.n_train * sizeof(int));
+    double loop_start = now_seconds();
     struct progress prog = {.live = !opt->quiet && isatty(STDERR_FILENO), .epochs = opt->epochs};
     for (int epoch = 1; epoch <= opt->epochs; epoch++) {
         double t0 = now_seconds(), rec, kl, test_rec, test_kl;
@@ -494,6 +501,11 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
         }
         if (write_images(&run, opt, epoch, err))
             goto done;
+    }
+    if (opt->profile) {
+        printf("\nclvae: device time by kernel and GEMM shape over %d epochs (training, "
+               "evaluation, images)\n", opt->epochs);
+        clrt_profile_print(&rt, stdout, now_seconds() - loop_start);
     }
     status = 0;
 

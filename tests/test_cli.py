@@ -1,0 +1,503 @@
+#!/usr/bin/env python3
+"""Command-line tests for clvae: every bad input fails with one "clvae: " line naming the option or
+file, the documented exit status (include/error.h) and nothing left in the output directory; a good
+run on small synthetic IDX data writes metrics.csv and the PNG grids, reproducibly for a seed.
+
+Run as `CLVAE=path/to/clvae python3 tests/test_cli.py`; CLVAE defaults to build-cli/clvae.
+"""
+import gzip
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLVAE = os.path.abspath(os.environ.get("CLVAE") or os.path.join(ROOT, "build-cli", "clvae"))
+
+# include/error.h
+EXIT_OK, EXIT_USAGE, EXIT_DATA, EXIT_OUTPUT, EXIT_DEVICE, EXIT_DIVERGED = 0, 2, 3, 4, 5, 6
+
+# The synthetic data set: small enough that a whole run is build time plus a few milliseconds.
+ROWS, COLS, N_TRAIN, N_TEST = 8, 8, 300, 100
+GRID_COLS, GRID_PAD = 8, 2  # src/train.c: 8 tiles a row, 2 px of padding
+METRICS_HEADER = ("epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,test_kl,"
+                  "seconds,images_per_second")
+TIMING_COLUMNS = ("seconds", "images_per_second")  # the only columns allowed to differ between runs
+
+passed = failed = 0
+
+
+def check(label, ok, why=""):
+    """Records one check: prints "cli: <label> ok", or a FAIL line with the reason."""
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"cli: {label} ok")
+    else:
+        failed += 1
+        print(f"cli: FAIL {label}: {why}")
+    sys.stdout.flush()
+    return ok
+
+
+class Result:
+    def __init__(self, args, rc, out, err, seconds):
+        self.args, self.rc, self.out, self.err, self.seconds = args, rc, out, err, seconds
+
+    def describe(self):
+        """The command and everything it printed, for a FAIL line."""
+        cmd = " ".join(repr(a) if (not a or " " in a) else a for a in ["clvae"] + self.args)
+        return (f"`{cmd}` exited {self.rc} after {self.seconds:.2f} s; "
+                f"stdout {self.out!r}; stderr {self.err!r}")
+
+
+def run(args, env=None, cwd=None):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([CLVAE] + args, capture_output=True, text=True, env=full_env,
+                           cwd=cwd or TMP, timeout=300)
+        rc, out, err = p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, out, err = "timeout", str(e.stdout or ""), str(e.stderr or "")
+    return Result(args, rc, out, err, time.monotonic() - t0)
+
+
+def files_under(path):
+    """Every file (not directory) below path, relative to it; [] when path does not exist."""
+    found = []
+    for dirpath, _, names in os.walk(path):
+        found += [os.path.relpath(os.path.join(dirpath, n), path) for n in names]
+    return sorted(found)
+
+
+def stray_temporaries(path):
+    """Leftovers of png_write_gray (NAME.tmpXXXXXX) or of the output-directory write test."""
+    return [f for f in files_under(path)
+            if ".tmp" in os.path.basename(f) or ".clvae-write-test" in os.path.basename(f)]
+
+
+# ---- data -----------------------------------------------------------------------------------
+
+def idx3(count, rows, cols, seed, magic=0x00000803):
+    """An IDX3 unsigned-byte image file: soft blobs on black, different for every image."""
+    state = seed * 2654435761 + 12345
+    pixels = bytearray()
+    for _ in range(count):
+        state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
+        cy, cx = (state >> 20) % rows, (state >> 30) % cols
+        for y in range(rows):
+            for x in range(cols):
+                d = (y - cy) ** 2 + (x - cx) ** 2
+                pixels.append(max(0, 255 - 40 * d))
+    return struct.pack(">IIII", magic, count, rows, cols) + bytes(pixels)
+
+
+TRAIN_IMAGES = idx3(N_TRAIN, ROWS, COLS, seed=1)
+TEST_IMAGES = idx3(N_TEST, ROWS, COLS, seed=2)
+TRAIN_GZ = gzip.compress(TRAIN_IMAGES, mtime=0)
+
+
+def data_dir(name, train=None, test=None, train_name="train-images-idx3-ubyte.gz",
+             test_name="t10k-images-idx3-ubyte"):
+    """TMP/data/name holding the given bytes under the given names (None: no such file)."""
+    d = os.path.join(TMP, "data", name)
+    os.makedirs(d)
+    for fname, blob in ((train_name, train), (test_name, test)):
+        if blob is not None:
+            with open(os.path.join(d, fname), "wb") as f:
+                f.write(blob)
+    return d
+
+
+_outs = 0
+
+
+def fresh_out():
+    """A path for --out that does not exist yet."""
+    global _outs
+    _outs += 1
+    return os.path.join(TMP, "outs", str(_outs))
+
+
+# ---- PNG --------------------------------------------------------------------------------------
+
+def png_size(path):
+    """(width, height) of an 8-bit grayscale PNG, after checking its signature, IHDR (and CRC),
+    and that the IDAT stream inflates to height rows of 1 + width bytes; raises ValueError."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    if blob[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"no PNG signature (starts {blob[:8]!r})")
+    length, kind = struct.unpack(">I4s", blob[8:16])
+    if kind != b"IHDR" or length != 13:
+        raise ValueError(f"first chunk is {kind!r} of {length} bytes, not a 13-byte IHDR")
+    ihdr = blob[16:29]
+    if struct.unpack(">I", blob[29:33])[0] != zlib.crc32(b"IHDR" + ihdr):
+        raise ValueError("IHDR CRC does not match")
+    width, height, depth, color = struct.unpack(">IIBB", ihdr[:10])
+    if (depth, color) != (8, 0):
+        raise ValueError(f"bit depth {depth}, colour type {color}: not 8-bit grayscale")
+    pos, idat, seen_end = 8, b"", False
+    while pos + 8 <= len(blob):
+        length, kind = struct.unpack(">I4s", blob[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += blob[pos + 8:pos + 8 + length]
+        seen_end = kind == b"IEND"
+        pos += 12 + length
+    if not seen_end:
+        raise ValueError("no IEND chunk at the end")
+    raw = zlib.decompress(idat)
+    if len(raw) != height * (width + 1):
+        raise ValueError(f"IDAT inflates to {len(raw)} bytes, not {height} rows of {width + 1}")
+    return width, height
+
+
+def grid_side(tile, n_tiles=64):
+    rows = (n_tiles + GRID_COLS - 1) // GRID_COLS
+    return GRID_COLS * tile + (GRID_COLS + 1) * GRID_PAD, rows * tile + (rows + 1) * GRID_PAD
+
+
+# ---- error cases ------------------------------------------------------------------------------
+
+def expect_error(label, args, status, mentions, out=None, env=None, one_line=True,
+                 out_may_exist=True):
+    """Runs args and checks: exit status, nothing on stdout, stderr one "clvae: " line (or, with
+    one_line False, starting with one) that contains every string in mentions, and no file left
+    in out (which, with out_may_exist False, must not even have been created)."""
+    r = run(args, env=env)
+    problems = []
+    allowed = status if isinstance(status, tuple) else (status,)
+    if r.rc not in allowed:
+        problems.append(f"exit status {r.rc}, expected {' or '.join(map(str, allowed))}")
+    if r.out:
+        problems.append("something on stdout")
+    if not r.err.startswith("clvae: "):
+        problems.append("stderr does not start with 'clvae: '")
+    if one_line and (r.err.count("\n") != 1 or not r.err.endswith("\n") or "\r" in r.err):
+        problems.append("stderr is not exactly one line")
+    for m in mentions:
+        if m not in r.err:
+            problems.append(f"stderr does not mention {m!r}")
+    if out is not None:
+        if files_under(out):
+            problems.append(f"left files in OUT: {files_under(out)}")
+        if not out_may_exist and os.path.exists(out):
+            problems.append("created OUT")
+    check(label, not problems, "; ".join(problems) + " -- " + r.describe())
+    return r
+
+
+def test_usage():
+    r = run([])
+    check("no arguments: usage on stderr, exit 2",
+          r.rc == EXIT_USAGE and not r.out and "usage: clvae" in r.err, r.describe())
+    expect_error("unknown command", ["frobnicate"], EXIT_USAGE, ["frobnicate"])
+    expect_error("devices with an argument", ["devices", "extra"], EXIT_USAGE, ["extra"])
+
+    good = data_dir("usage", TRAIN_GZ, TEST_IMAGES)
+
+    def usage_error(label, extra, mentions):
+        out = fresh_out()
+        # --epochs 1 first: a later --epochs wins, and a bad value let through trains only briefly.
+        expect_error(label, ["train", "--data", good, "--out", out, "--epochs", "1"] + extra,
+                     EXIT_USAGE, mentions, out=out, out_may_exist=False)
+
+    usage_error("unknown long option", ["--bogus"], ["--bogus"])
+    usage_error("unknown short option", ["-x"], ["-x"])
+    # getopt leaves optind on the group while it is not finished: argv[optind - 1] is the one before.
+    usage_error("unknown short option in a group (-xq)", ["-xq"], ["-x"])
+    usage_error("unexpected argument", ["stray"], ["stray"])
+    usage_error("--epochs without a value", ["--epochs"], ["--epochs"])
+    usage_error("-e without a value", ["-e"], ["-e"])
+
+    bad_values = {
+        "--epochs": ["a", "", "0", "-1", "1.5", "3x", "1000001", "99999999999999999999"],
+        "--batch": ["a", "", "0", "-1", "1048577"],
+        "--latent": ["a", "", "0", "-1", "4097"],
+        "--lr": ["a", "", "0", "-1", "11", "nan", "inf", "1e-400"],
+        "--beta": ["-1", "a", "", "1e7", "nan"],
+        "--hidden": ["0", "", "12,,3", "a", ",3", "3,", "3,a", "-4", "65537",
+                     ",".join(["4"] * 9), ",".join(["4"] * 40)],
+        "--seed": ["-1", "abc", "", "18446744073709551616", " -1"],
+        "--platform": ["x", "-1", "1001"],
+        "--device": ["x", "-1", "1001"],
+    }
+    for option, values in bad_values.items():
+        for v in values:
+            usage_error(f"{option} {v!r}", [option, v], [option])
+    usage_error("--beta given as --beta=-1", ["--beta=-1"], ["--beta"])
+    # An empty path names nothing: the message has to name the option (2, or the path's own status).
+    out = fresh_out()
+    expect_error("--data ''", ["train", "--out", out, "--data", ""], (EXIT_USAGE, EXIT_DATA),
+                 ["--data"], out=out)
+    expect_error("--out ''", ["train", "--data", good, "--out", ""], (EXIT_USAGE, EXIT_OUTPUT),
+                 ["--out"])
+
+    # More images per step than the training set holds: checked once the data is read.
+    out = fresh_out()
+    expect_error(f"--batch {N_TRAIN + 1} with {N_TRAIN} training images",
+                 ["train", "--data", good, "--out", out, "--batch", str(N_TRAIN + 1)], EXIT_USAGE,
+                 ["--batch", str(N_TRAIN + 1)], out=out)
+
+
+def test_help():
+    for args in (["--help"], ["-h"], ["help"]):
+        r = run(args)
+        check(f"clvae {args[0]}: usage on stdout, exit 0",
+              r.rc == EXIT_OK and "usage: clvae" in r.out and "train" in r.out and not r.err,
+              r.describe())
+    r = run(["--version"])
+    check("clvae --version: 'clvae VERSION' on stdout, exit 0",
+          r.rc == EXIT_OK and re.fullmatch(r"clvae \S+\n", r.out) is not None and not r.err,
+          r.describe())
+    r = run(["devices", "--help"])
+    check("clvae devices --help: exit 0", r.rc == EXIT_OK and "usage" in r.out and not r.err,
+          r.describe())
+
+    r = run(["train", "--help"])
+    check("clvae train --help: exit 0, on stdout", r.rc == EXIT_OK and r.out and not r.err,
+          r.describe())
+    # src/train.c train_defaults: every option and the default its line shows.
+    defaults = {
+        "--platform": "[first with a GPU]", "--device": "[first GPU, else 0]",
+        "--data": "[/usr/share/datasets/fashion-mnist]", "--out": "[out]", "--epochs": "[30]",
+        "--batch": "[256]", "--lr": "[0.001]", "--hidden": "[128]", "--latent": "[10]",
+        "--beta": "[1]", "--seed": "[1]", "--quiet": "", "--help": "",
+    }
+    lines = r.out.splitlines()
+    for option, default in defaults.items():
+        at = [i for i, line in enumerate(lines) if re.search(re.escape(option) + r"\b", line)]
+        # A default may sit on the option's line or on the continuation line below it.
+        text = " ".join(lines[at[0]:at[0] + 2]) if at else ""
+        check(f"train --help shows {option} {default}".rstrip(), at and default in text,
+              f"not found in: {r.out!r}")
+
+
+def test_data():
+    g = TRAIN_GZ
+    short_gz = gzip.compress(TRAIN_IMAGES[:-5], mtime=0)
+    long_gz = gzip.compress(TRAIN_IMAGES + b"xx", mtime=0)
+    bad_crc = bytearray(g)
+    bad_crc[-8] ^= 0xFF  # the gzip trailer's CRC-32
+    bad_deflate = bytearray(g)
+    bad_deflate[10] = 0xFF  # the first deflate block header: BTYPE 11, reserved
+    idx1 = struct.pack(">II", 0x00000801, N_TRAIN) + bytes(N_TRAIN)
+    tr_gz, tr_raw = "train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"
+
+    # label, files (train bytes, test bytes, train name), the words the message must hold
+    cases = [
+        ("directory without the files", (None, None, tr_gz), ["train-images-idx3-ubyte"]),
+        ("test images missing", (g, None, tr_gz), ["t10k-images-idx3-ubyte"]),
+        ("empty file", (b"", TEST_IMAGES, tr_raw), [tr_raw, "empty"]),
+        ("bad magic (gzip)", (gzip.compress(b"\x12\x34" + TRAIN_IMAGES[2:]), TEST_IMAGES, tr_gz),
+         [tr_gz, "magic"]),
+        ("bad magic (raw)", (b"\x12\x34" + TRAIN_IMAGES[2:], TEST_IMAGES, tr_raw),
+         [tr_raw, "magic"]),
+        ("float IDX (type 0x0d)", (struct.pack(">I", 0x0D03) + TRAIN_IMAGES[4:], TEST_IMAGES,
+                                   tr_raw), [tr_raw, "0x0d"]),
+        ("idx1 labels file (rank 1, gzip)", (gzip.compress(idx1), TEST_IMAGES, tr_gz),
+         [tr_gz, "rank 1"]),
+        ("idx1 labels file (rank 1, raw)", (idx1, TEST_IMAGES, tr_raw), [tr_raw, "rank 1"]),
+        ("truncated header", (TRAIN_IMAGES[:10], TEST_IMAGES, tr_raw), [tr_raw, "truncated"]),
+        ("zero images in header", (struct.pack(">IIII", 0x803, 0, ROWS, COLS), TEST_IMAGES,
+                                   tr_raw), [tr_raw, "0 images"]),
+        ("raw file shorter than its header says", (TRAIN_IMAGES[:-5], TEST_IMAGES, tr_raw),
+         [tr_raw, "truncated"]),
+        ("raw file longer than its header says", (TRAIN_IMAGES + b"xx", TEST_IMAGES, tr_raw),
+         [tr_raw, "trailing"]),
+        ("gzip data shorter than its header says", (short_gz, TEST_IMAGES, tr_gz),
+         [tr_gz, "truncated"]),
+        ("gzip data longer than its header says", (long_gz, TEST_IMAGES, tr_gz),
+         [tr_gz, "trailing"]),
+        ("header asking for 100 GB", (struct.pack(">IIII", 0x803, 100000, 1000, 1000),
+                                      TEST_IMAGES, tr_raw), [tr_raw, "100000 images"]),
+        ("truncated gzip (half)", (g[:len(g) // 2], TEST_IMAGES, tr_gz), [tr_gz, "truncated"]),
+        ("truncated gzip (no trailer)", (g[:-8], TEST_IMAGES, tr_gz), [tr_gz, "truncated"]),
+        ("corrupt gzip (CRC)", (bytes(bad_crc), TEST_IMAGES, tr_gz), [tr_gz, "corrupt"]),
+        ("corrupt gzip (deflate block type)", (bytes(bad_deflate), TEST_IMAGES, tr_gz),
+         [tr_gz, "corrupt"]),
+        ("training 8x8, test 7x8", (g, idx3(N_TEST, 7, COLS, seed=3), tr_gz),
+         [tr_gz, "t10k-images-idx3-ubyte", "8x8", "7x8"]),
+    ]
+    for i, (label, (train, test, train_name), mentions) in enumerate(cases):
+        d = data_dir(f"case{i}", train, test, train_name=train_name)
+        out = fresh_out()
+        expect_error(f"data: {label}", ["train", "--data", d, "--out", out], EXIT_DATA,
+                     [d] + mentions, out=out)
+
+    missing = os.path.join(TMP, "data", "no-such-directory")
+    out = fresh_out()
+    expect_error("data: missing directory", ["train", "--data", missing, "--out", out], EXIT_DATA,
+                 [missing], out=out)
+    a_file = os.path.join(TMP, "data", "case0", "not-a-directory")
+    open(a_file, "wb").close()
+    out = fresh_out()
+    expect_error("data: --data is a regular file", ["train", "--data", a_file, "--out", out],
+                 EXIT_DATA, [a_file], out=out)
+
+
+def test_output():
+    good = data_dir("output", TRAIN_GZ, TEST_IMAGES)
+    blocker = os.path.join(TMP, "x", "file")
+    os.makedirs(os.path.dirname(blocker))
+    with open(blocker, "w") as f:
+        f.write("a regular file\n")
+    for label, out in (("--out under a regular file", os.path.join(blocker, "sub")),
+                       ("--out is a regular file", blocker),
+                       ("--out /proc/x", "/proc/x"),
+                       ("--out /dev/null", "/dev/null")):
+        r = expect_error(label, ["train", "--data", good, "--out", out], EXIT_OUTPUT, [out])
+        # Before the data and the device: no "clvae: device" line, no kernel build.
+        check(f"{label}: refused before training starts", r.seconds < 1.0 and not r.out,
+              r.describe())
+    with open(blocker) as f:
+        check("--out under a regular file leaves that file alone",
+              f.read() == "a regular file\n", "its content changed")
+    leftovers = [p for p in files_under(TMP)
+                 if os.path.basename(p) == "metrics.csv" and not p.startswith("outs" + os.sep)]
+    check("no metrics.csv written by the refused runs", not leftovers, f"found {leftovers}")
+
+
+def list_devices():
+    r = run(["devices"])
+    check("clvae devices: exit 0, lists platform 0",
+          r.rc == EXIT_OK and r.out.startswith("platform 0:") and not r.err, r.describe())
+    return [line for line in r.out.splitlines() if line.strip()]
+
+
+def test_device(listing):
+    good = data_dir("device", TRAIN_GZ, TEST_IMAGES)
+    for option in ("--device", "--platform"):
+        out = fresh_out()
+        # The message goes on with the table of what exists, one line per platform and device.
+        expect_error(f"{option} 7: no such {option[2:]}",
+                     ["train", "--data", good, "--out", out, option, "7"], EXIT_DEVICE,
+                     [f"{option} 7"] + listing, out=out, one_line=False)
+    empty_vendors = os.path.join(TMP, "no-icd-vendors")
+    os.makedirs(empty_vendors)
+    env = {"OCL_ICD_VENDORS": empty_vendors, "OCL_ICD_FILENAMES": ""}
+    out = fresh_out()
+    expect_error("no OpenCL platform: train", ["train", "--data", good, "--out", out], EXIT_DEVICE,
+                 ["pocl-opencl-icd"], out=out, env=env)
+    expect_error("no OpenCL platform: devices", ["devices"], EXIT_DEVICE, ["pocl-opencl-icd"],
+                 env=env)
+
+
+def test_diverges():
+    good = data_dir("diverge", TRAIN_GZ, TEST_IMAGES)
+    out = fresh_out()
+    # Adam's first steps move every weight by about lr: at lr 10 the logits overflow at once.
+    r = run(["train", "--data", good, "--out", out, "--epochs", "3", "--batch", "32",
+             "--lr", "10"])
+    last = r.err.rstrip("\n").split("\r")[-1].split("\n")[-1]
+    check("diverging run (--lr 10): exit 6 naming the step",
+          r.rc == EXIT_DIVERGED and re.match(
+              r"clvae: the loss became (NaN|infinite) at step \d+ \(epoch \d+", last) is not None,
+          r.describe())
+    check("diverging run: stderr is that one line (no progress or build text in a log)",
+          r.err.count("\n") == 1 and "\r" not in r.err and r.err.startswith("clvae: the loss"),
+          r.describe())
+    check("diverging run: no temporary files left", not stray_temporaries(out),
+          f"{stray_temporaries(out)}")
+
+
+def read_metrics(out):
+    with open(os.path.join(out, "metrics.csv")) as f:
+        text = f.read()
+    lines = text.splitlines()
+    header = lines[0].split(",") if lines else []
+    return text, header, [dict(zip(header, line.split(","))) for line in lines[1:]]
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]
+
+
+def test_good_runs():
+    good = data_dir("good", TRAIN_GZ, TEST_IMAGES)
+    base = ["train", "--data", good, "--epochs", "2", "--batch", "32"]
+    out_a, out_b, out_c = fresh_out(), fresh_out(), fresh_out()
+    a = run(base + ["--out", out_a, "--seed", "7"])
+    check("good run: exit 0", a.rc == EXIT_OK, a.describe())
+    check("good run: nothing on stderr when it is not a terminal", not a.err, a.describe())
+    epochs_printed = re.findall(r"^epoch +(\d+) ", a.out, re.M)
+    check("good run: prints a line per epoch on stdout", epochs_printed == ["1", "2"],
+          a.describe())
+
+    text, header, rows = read_metrics(out_a) if a.rc == EXIT_OK else ("", [], [])
+    check("metrics.csv: header", text.startswith(METRICS_HEADER + "\n"), f"{text!r}")
+    finite = all(re.fullmatch(r"-?\d+(\.\d+)?", v or "") for row in rows for v in row.values())
+    check("metrics.csv: 2 rows, epochs 1 and 2, every field a number",
+          [r_.get("epoch") for r_ in rows] == ["1", "2"] and finite
+          and all(len(r_) == len(header) for r_ in rows) and text.endswith("\n"), f"{text!r}")
+    tile_w, tile_h = grid_side(COLS)[0], grid_side(ROWS)[1]
+    for name in ("samples_epoch001.png", "samples_epoch002.png",
+                 "reconstructions_epoch001.png", "reconstructions_epoch002.png"):
+        path = os.path.join(out_a, name)
+        try:
+            size = png_size(path)
+            why = f"{size[0]}x{size[1]}, expected {tile_w}x{tile_h}"
+        except (OSError, ValueError, zlib.error) as e:
+            size, why = None, str(e)
+        check(f"{name}: PNG of {tile_w}x{tile_h} (8 tiles of {COLS}x{ROWS} a row, 2 px padding)",
+              size == (tile_w, tile_h), why)
+    expected = sorted(["metrics.csv", "samples_epoch001.png", "samples_epoch002.png",
+                       "reconstructions_epoch001.png", "reconstructions_epoch002.png"])
+    check("good run: OUT holds exactly metrics.csv and the four PNGs",
+          files_under(out_a) == expected, f"{files_under(out_a)}")
+
+    b = run(base + ["--out", out_b, "--seed", "7", "--quiet"])
+    check("--quiet: exit 0, nothing on stdout or stderr", b.rc == EXIT_OK and not b.out
+          and not b.err, b.describe())
+    _, _, rows_b = read_metrics(out_b) if b.rc == EXIT_OK else ("", [], [])
+    check("same --seed: identical metrics.csv but for seconds and images_per_second",
+          rows and without_timing(rows) == without_timing(rows_b),
+          f"{without_timing(rows)} vs {without_timing(rows_b)}")
+    same_png = all(open(os.path.join(out_a, n), "rb").read()
+                   == open(os.path.join(out_b, n), "rb").read()
+                   for n in expected[1:] if os.path.exists(os.path.join(out_b, n)))
+    check("same --seed: identical PNGs", b.rc == EXIT_OK and same_png, "images differ")
+
+    c = run(base + ["--out", out_c, "--seed", "8", "--quiet"])
+    _, _, rows_c = read_metrics(out_c) if c.rc == EXIT_OK else ("", [], [])
+    check("different --seed: exit 0, different numbers",
+          c.rc == EXIT_OK and rows_c and without_timing(rows) != without_timing(rows_c),
+          c.describe() + f"; {without_timing(rows_c)}")
+
+
+def main():
+    global TMP
+    if not os.access(CLVAE, os.X_OK):
+        print(f"cli: FAIL {CLVAE} is not an executable (set CLVAE)")
+        print("0 passed, 1 failed")
+        return 1
+    TMP = tempfile.mkdtemp(prefix="clvae-cli-")
+    try:
+        t0 = time.monotonic()
+        test_usage()
+        test_help()
+        test_data()
+        test_output()
+        test_device(list_devices())
+        test_diverges()
+        test_good_runs()
+        stray = stray_temporaries(TMP)
+        check("no stray .tmp files anywhere after all runs", not stray, f"{stray}")
+        check("nothing written to the default --out (out/ in the working directory)",
+              not os.path.exists(os.path.join(TMP, "out")), f"{files_under(os.path.join(TMP, 'out'))}")
+        print(f"cli: all checks took {time.monotonic() - t0:.1f} s")
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+// Gradient check of the whole model: vae_forward then vae_backward on the OpenCL device against
+// central finite differences of a double-precision C implementation of the same loss, for every
+// parameter of small models (two hidden layers; one hidden layer with an odd latent size; noise on
+// and off). Prints the largest error per layer's weight and bias and the tolerance.
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_runtime.h"
+#include "philox.h"
+#include "vae.h"
+
+#define MAX_ROWS 8
+#define MAX_WIDTH 64
+#define FD_STEP 1e-6
+#define GRAD_ATOL 2e-4
+#define GRAD_RTOL 2e-3
+#define LOSS_RTOL 1e-4
+#define RELU_MARGIN 1e-4
+
+static struct clrt rt;
+static int checks, failures;
+
+// Counts one check and prints "<what>: ok", or a FAIL line.
+static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool check(bool ok, const char *fmt, ...)
+{
+    checks++;
+    if (!ok)
+        failures++;
+    printf("%s", ok ? "" : "FAIL ");
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("%s\n", ok ? ": ok" : "");
+    return ok;
+}
+
+// A zeroed host array of n elements of size bytes; exits if out of memory.
+static void *host_alloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p) {
+        fprintf(stderr, "test_gradcheck: out of host memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+// What the reference forward pass gives: the loss, per-image rec and kl (rows), and the smallest
+// |pre-activation| any ReLU saw (finite differences across a kink would be meaningless).
+struct ref_result {
+    double loss, rec[MAX_ROWS], kl[MAX_ROWS], relu_margin;
+};
+
+// x (rows, l->in) -> y (rows, l->out) = x W^T + b with W (out, in) at params + l->weight and b at
+// params + l->bias, then ReLU when l->relu; lowers *margin to the smallest |pre-activation|.
+static void ref_dense(const struct vae_dense *l, const double *params, const double *x, int rows,
+                      double *y, double *margin)
+{
+    for (int r = 0; r < rows; r++) {
+        for (int o = 0; o < l->out; o++) {
+            const double *w = params + l->weight + (size_t)o * l->in;
+            double a = params[l->bias + o];
+            for (int i = 0; i < l->in; i++)
+                a += w[i] * x[r * l->in + i];
+            if (l->relu) {
+                if (fabs(a) < *margin)
+                    *margin = fabs(a);
+                a = a > 0.0 ? a : 0.0;
+            }
+            y[r * l->out + o] = a;
+        }
+    }
+}
+
+// The model's loss (sum_r rec_r + beta sum_r kl_r) / rows in double: x (rows, in_dim) through the
+// encoder to [mu | logvar] (rows, 2 latent), z = mu + noise_scale exp(logvar / 2) eps with eps
+// (rows, latent), the decoder to logits (rows, in_dim), BCE on logits summed over pixels.
+static struct ref_result ref_forward(const struct vae *vae, const double *params, const double *x,
+                                     const double *eps, int rows, double noise_scale, double beta)
+{
+    static double buf_a[MAX_ROWS * MAX_WIDTH], buf_b[MAX_ROWS * MAX_WIDTH];
+    struct ref_result res = {.relu_margin = INFINITY};
+    int latent = vae->cfg.latent, dim = vae->cfg.in_dim;
+    const double *in = x;
+    double *out = buf_a;
+    for (int i = 0; i <= vae->head; i++) {
+        ref_dense(&vae->layer[i], params, in, rows, out, &res.relu_margin);
+        in = out;
+        out = out == buf_a ? buf_b : buf_a;
+    }
+    const double *ml = in;
+    double *z = out;
+    for (int r = 0; r < rows; r++) {
+        for (int k = 0; k < latent; k++) {
+            double mu = ml[r * 2 * latent + k], logvar = ml[r * 2 * latent + latent + k];
+            z[r * latent + k] = mu + noise_scale * exp(0.5 * logvar) * eps[r * latent + k];
+            res.kl[r] += -0.5 * (1.0 + logvar - mu * mu - exp(logvar));
+        }
+    }
+    in = z;
+    out = out == buf_a ? buf_b : buf_a;
+    for (int i = vae->first_decoder; i < vae->n_layers; i++) {
+        ref_dense(&vae->layer[i], params, in, rows, out, &res.relu_margin);
+        in = out;
+        out = out == buf_a ? buf_b : buf_a;
+    }
+    const double *logits = in;
+    double total = 0.0;
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < dim; j++) {
+            double l = logits[r * dim + j], t = x[r * dim + j];
+            res.rec[r] += fmax(l, 0.0) - l * t + log1p(exp(-fabs(l)));
+        }
+        total += res.rec[r] + beta * res.kl[r];
+    }
+    res.loss = total / rows;
+    return res;
+}
+
+// One gradient check configuration.
+struct gc_case {
+    const char *name;
+    struct vae_config cfg;
+    int max_rows, rows, offset;
+    uint64_t seed, step;
+    float noise_scale, beta;
+};
+
+// got (n) against want (n) per element: rel err |got - want| / |want| counted where |want| >
+// 1e-3; returns the worst |got - want| / (atol + rtol |want|) and prints one line.
+static double compare_grad(const char *what, const float *got, const double *want, size_t n)
+{
+    double max_abs = 0.0, max_rel = 0.0, worst = 0.0;
+    size_t worst_at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(got[i] - want[i]), tol = GRAD_ATOL + GRAD_RTOL * fabs(want[i]);
+        if (!(d <= max_abs))
+            max_abs = d;
+        if (fabs(want[i]) > 1e-3 && !(d / fabs(want[i]) <= max_rel))
+            max_rel = d / fabs(want[i]);
+        if (!(d / tol <= worst))
+            worst = d / tol, worst_at = i;
+    }
+    checks++;
+    bool ok = worst <= 1.0;
+    if (!ok)
+        failures++;
+    printf("%s%s: max abs err %.3g, max rel err %.3g (|fd| > 1e-3) (tol %g + %g rel)",
+           ok ? "" : "FAIL ", what, max_abs, max_rel, GRAD_ATOL, GRAD_RTOL);
+    if (!ok)
+        printf("; worst [%zu]: device %.9g, finite difference %.9g", worst_at,
+               (double)got[worst_at], want[worst_at]);
+    printf("\n");
+    return worst;
+}
+
+// Runs one configuration: device forward and backward against the double reference's rec, kl and
+// central differences of its loss for every parameter.
+static void run_case(const struct gc_case *c)
+{
+    struct clvae_error err;
+    struct vae vae;
+    if (vae_create(&vae, &rt, &c->cfg, c->max_rows, &err)) {
+        clvae_print_error(&err);
+        exit(1);
+    }
+    int rows = c->rows, dim = c->cfg.in_dim, latent = c->cfg.latent;
+    size_t n = vae.n_params;
+    int widest = dim;
+    for (int i = 0; i < vae.n_layers; i++)
+        widest = vae.layer[i].out > widest ? vae.layer[i].out : widest;
+    if (rows > MAX_ROWS || widest > MAX_WIDTH) {
+        fprintf(stderr, "test_gradcheck: case %s exceeds MAX_ROWS or MAX_WIDTH\n", c->name);
+        exit(1);
+    }
+    printf("case %s: in %d, hidden", c->name, dim);
+    for (int i = 0; i < c->cfg.n_hidden; i++)
+        printf(" %d", c->cfg.hidden[i]);
+    printf(", latent %d, rows %d of %d, noise %g, beta %g, %zu parameters\n", latent, rows,
+           c->max_rows, c->noise_scale, c->beta, n);
+
+    float *params = host_alloc(n, sizeof(float));
+    float *grads = host_alloc(n, sizeof(float));
+    double *p = host_alloc(n, sizeof(double));
+    double *fd = host_alloc(n, sizeof(double));
+    float *x = host_alloc((size_t)rows * dim, sizeof(float));
+    double *xd = host_alloc((size_t)rows * dim, sizeof(double));
+    double *eps = host_alloc((size_t)rows * latent, sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        params[i] = (float)(philox_uniform(c->seed, (uint32_t)i, 1, PHILOX_STREAM_INIT) - 0.5);
+        p[i] = params[i];
+    }
+    for (int i = 0; i < rows * dim; i++) {
+        x[i] = (float)philox_uniform(c->seed, (uint32_t)i, 2, PHILOX_STREAM_INIT);
+        xd[i] = x[i];
+    }
+    for (int i = 0; i < rows * latent; i++)
+        eps[i] = philox_normal(c->seed, (uint32_t)i, c->step, PHILOX_STREAM_TRAIN);
+
+    size_t n_loss = (size_t)c->offset + rows;
+    cl_mem rec = clrt_buffer(&rt, n_loss * sizeof(float), "rec", &err);
+    cl_mem kl = rec ? clrt_buffer(&rt, n_loss * sizeof(float), "kl", &err) : NULL;
+    if (!kl) {
+        clvae_print_error(&err);
+        exit(1);
+    }
+    CL_CHECK(clEnqueueWriteBuffer(rt.queue, vae.params, CL_TRUE, 0, n * sizeof(float), params, 0,
+                                  NULL, NULL));
+    CL_CHECK(clEnqueueWriteBuffer(rt.queue, vae.x, CL_TRUE, 0, (size_t)rows * dim * sizeof(float),
+                                  x, 0, NULL, NULL));
+    struct vae_pass pass = {
+        .rows = rows,
+        .seed = c->seed,
+        .step = c->step,
+        .stream = PHILOX_STREAM_TRAIN,
+        .noise_scale = c->noise_scale,
+        .rec = rec,
+        .kl = kl,
+        .offset = c->offset,
+        .grad_scale = 1.0f / (float)rows,
+    };
+    vae_forward(&vae, &pass);
+    vae_backward(&vae, &pass, c->beta);
+    float got_rec[MAX_ROWS], got_kl[MAX_ROWS];
+    CL_CHECK(clEnqueueReadBuffer(rt.queue, rec, CL_TRUE, (size_t)c->offset * sizeof(float),
+                                 (size_t)rows * sizeof(float), got_rec, 0, NULL, NULL));
+    CL_CHECK(clEnqueueReadBuffer(rt.queue, kl, CL_TRUE, (size_t)c->offset * sizeof(float),
+                                 (size_t)rows * sizeof(float), got_kl, 0, NULL, NULL));
+    CL_CHECK(clEnqueueReadBuffer(rt.queue, vae.grads, CL_TRUE, 0, n * sizeof(float), grads, 0, NULL,
+                                 NULL));
+
+    struct ref_result ref = ref_forward(&vae, p, xd, eps, rows, c->noise_scale, c->beta);
+    double rec_err = 0.0, kl_err = 0.0;
+    for (int r = 0; r < rows; r++) {
+        double e = fabs(got_rec[r] - ref.rec[r]) / fabs(ref.rec[r]);
+        rec_err = e > rec_err || e != e ? e : rec_err;
+        e = fabs(got_kl[r] - ref.kl[r]) / fabs(ref.kl[r]);
+        kl_err = e > kl_err || e != e ? e : kl_err;
+    }
+    check(rec_err <= LOSS_RTOL,
+          "case %s: per-image rec (rows %d, offset %d): max rel err %.3g (tol %g rel)", c->name,
+          rows, c->offset, rec_err, LOSS_RTOL);
+    check(kl_err <= LOSS_RTOL,
+          "case %s: per-image kl (rows %d, offset %d): max rel err %.3g (tol %g rel)", c->name,
+          rows, c->offset, kl_err, LOSS_RTOL);
+    check(ref.relu_margin > RELU_MARGIN,
+          "case %s: smallest |pre-activation| of a ReLU %.3g (needs > %g for finite differences)",
+          c->name, ref.relu_margin, RELU_MARGIN);
+
+    for (size_t i = 0; i < n; i++) {
+        double keep = p[i];
+        p[i] = keep + FD_STEP;
+        double up = ref_forward(&vae, p, xd, eps, rows, c->noise_scale, c->beta).loss;
+        p[i] = keep - FD_STEP;
+        double down = ref_forward(&vae, p, xd, eps, rows, c->noise_scale, c->beta).loss;
+        p[i] = keep;
+        fd[i] = (up - down) / (2.0 * FD_STEP);
+    }
+    size_t zero = 0;
+    for (size_t i = 0; i < n; i++)
+        zero += fd[i] == 0.0;
+    double worst = 0.0;
+    for (int i = 0; i < vae.n_layers; i++) {
+        const struct vae_dense *l = &vae.layer[i];
+        char what[160];
+        snprintf(what, sizeof what, "case %s: d loss / d %s weight (%dx%d)", c->name, l->name,
+                 l->out, l->in);
+        double w = compare_grad(what, grads + l->weight, fd + l->weight, (size_t)l->out * l->in);
+        worst = w > worst ? w : worst;
+        snprintf(what, sizeof what, "case %s: d loss / d %s bias (%d)", c->name, l->name, l->out);
+        w = compare_grad(what, grads + l->bias, fd + l->bias, (size_t)l->out);
+        worst = w > worst ? w : worst;
+    }
+    printf("case %s: loss %.6f, all %zu parameters (%zu with zero gradient: dead ReLUs): worst "
+           "|device - fd| / tol = %.3g\n",
+           c->name, ref.loss, n, zero, worst);
+
+    clReleaseMemObject(rec);
+    clReleaseMemObject(kl);
+    vae_release(&vae);
+    free(params);
+    free(grads);
+    free(p);
+    free(fd);
+    free(x);
+    free(xd);
+    free(eps);
+}
+
+int main(void)
+{
+    struct clvae_error err;
+    if (clrt_open(&rt, -1, -1, false, &err) || clrt_build(&rt, &err)) {
+        clvae_print_error(&err);
+        return 1;
+    }
+    printf("test_gradcheck: on %s (%s)\n", rt.device_name, rt.platform_name);
+    // A: two hidden layers; B: one, with an odd latent size and a partial batch written at an
+    // offset of the loss buffers; A0, B0: the same with z = mu (noise_scale 0).
+    static const struct gc_case cases[] = {
+        {.name = "A", .cfg = {.in_dim = 12, .n_hidden = 2, .hidden = {7, 5}, .latent = 3},
+         .max_rows = 4, .rows = 4, .seed = 11, .step = 5, .noise_scale = 1.0f, .beta = 0.7f},
+        {.name = "B", .cfg = {.in_dim = 11, .n_hidden = 1, .hidden = {9}, .latent = 5},
+         .max_rows = 5, .rows = 3, .offset = 2, .seed = 23, .step = 9, .noise_scale = 1.0f,
+         .beta = 0.7f},
+        {.name = "A0", .cfg = {.in_dim = 12, .n_hidden = 2, .hidden = {7, 5}, .latent = 3},
+         .max_rows = 4, .rows = 4, .seed = 11, .step = 5, .noise_scale = 0.0f, .beta = 0.7f},
+        {.name = "B0", .cfg = {.in_dim = 11, .n_hidden = 1, .hidden = {9}, .latent = 5},
+         .max_rows = 5, .rows = 3, .offset = 2, .seed = 23, .step = 9, .noise_scale = 0.0f,
+         .beta = 1.3f},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_case(&cases[i]);
+    clrt_close(&rt);
+    if (failures) {
+        printf("test_gradcheck: %d of %d checks FAILED\n", failures, checks);
+        return 1;
+    }
+    printf("test_gradcheck: %d checks passed\n", checks);
+    return 0;
+}

@@ -1,0 +1,817 @@
+// Tests for cl/*.cl: every kernel against a plain C reference (double where it helps) on random
+// inputs of odd sizes, on the real OpenCL device. Each comparison prints the largest absolute and
+// relative error it saw and its tolerance; output buffers carry guard cells past the end (and
+// before an offset) that must come back untouched.
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adam.h"
+#include "cl_runtime.h"
+#include "philox.h"
+
+#define GUARD 37          // guard cells after (and before offsets into) every output buffer
+#define SENTINEL 12345.5f // what the guard cells hold
+
+static struct clrt rt;
+static int checks, failures;
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+
+// The next draw of a fixed-seed xorshift64* stream as a double uniform in [0, 1).
+static double rng_uniform(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+}
+
+// A float uniform in [lo, hi).
+static float rng_range(double lo, double hi)
+{
+    return (float)(lo + (hi - lo) * rng_uniform());
+}
+
+// A uniform integer in [0, n).
+static int rng_int(int n)
+{
+    return (int)(rng_uniform() * n);
+}
+
+// Counts one check and prints "<what>: ok", or a FAIL line with the reason.
+static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool check(bool ok, const char *fmt, ...)
+{
+    checks++;
+    if (!ok)
+        failures++;
+    printf("%s", ok ? "" : "FAIL ");
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("%s\n", ok ? ": ok" : "");
+    return ok;
+}
+
+// got (n) against want (n): passes when every |got - want| <= atol + rtol * scale, scale[i] being
+// the element's magnitude (|want[i]| when scale is NULL); non-finite results fail unless want is
+// the same infinity. Prints the largest absolute and relative (to scale) errors and the tolerance.
+static bool compare(const char *what, const float *got, const double *want, const double *scale,
+                    size_t n, double atol, double rtol)
+{
+    double max_abs = 0.0, max_rel = 0.0;
+    size_t bad = 0, first_bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double g = got[i], w = want[i], s = scale ? scale[i] : fabs(w);
+        double d = g == w ? 0.0 : fabs(g - w);
+        double rel = s > 0.0 ? d / s : (d > 0.0 ? INFINITY : 0.0);
+        if (!(d <= atol + rtol * s)) {
+            if (bad++ == 0)
+                first_bad = i;
+        }
+        if (!(d <= max_abs))
+            max_abs = d;
+        if (!(rel <= max_rel))
+            max_rel = rel;
+    }
+    char tol[64];
+    if (rtol == 0.0)
+        snprintf(tol, sizeof tol, "tol %g", atol);
+    else if (atol == 0.0)
+        snprintf(tol, sizeof tol, "tol %g rel", rtol);
+    else
+        snprintf(tol, sizeof tol, "tol %g + %g rel", atol, rtol);
+    checks++;
+    if (bad == 0) {
+        printf("%s: max abs err %.3g, max rel err %.3g (%s)\n", what, max_abs, max_rel, tol);
+        return true;
+    }
+    failures++;
+    printf("FAIL %s: max abs err %.3g, max rel err %.3g (%s); %zu of %zu elements out of "
+           "tolerance, first [%zu]: got %.9g, want %.9g\n",
+           what, max_abs, max_rel, tol, bad, n, first_bad, (double)got[first_bad], want[first_bad]);
+    return false;
+}
+
+// Whether host[from .. to) all still hold SENTINEL.
+static bool untouched(const float *host, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        if (host[i] != SENTINEL)
+            return false;
+    return true;
+}
+
+// Fills host[from .. to) with SENTINEL.
+static void fill_guard(float *host, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        host[i] = SENTINEL;
+}
+
+// A host array of n doubles (or floats, ints: any element of size bytes), zeroed; exits if out of
+// memory.
+static void *host_alloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p) {
+        fprintf(stderr, "test_kernels: out of host memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+// A device buffer of bytes holding host's bytes (zeros when host is NULL).
+static cl_mem upload(const void *host, size_t bytes, const char *name)
+{
+    struct clvae_error err;
+    cl_mem mem = clrt_buffer(&rt, bytes, name, &err);
+    if (!mem) {
+        clvae_print_error(&err);
+        exit(1);
+    }
+    if (host)
+        CL_CHECK(clEnqueueWriteBuffer(rt.queue, mem, CL_TRUE, 0, bytes, host, 0, NULL, NULL));
+    return mem;
+}
+
+// host (bytes) = mem's contents, after everything queued so far.
+static void download(cl_mem mem, void *host, size_t bytes)
+{
+    CL_CHECK(clEnqueueReadBuffer(rt.queue, mem, CL_TRUE, 0, bytes, host, 0, NULL, NULL));
+}
+
+// Random123's known-answer vectors for Philox4x32-10 against the host philox4x32_10.
+static void test_philox_known_answers(void)
+{
+    static const struct {
+        uint32_t ctr[4], key[2], out[4];
+    } kat[] = {
+        {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
+        {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
+         {0xffffffff, 0xffffffff},
+         {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
+        {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344},
+         {0xa4093822, 0x299f31d0},
+         {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
+    };
+    for (size_t t = 0; t < sizeof kat / sizeof kat[0]; t++) {
+        uint32_t out[4];
+        philox4x32_10(kat[t].ctr, kat[t].key, out);
+        int wrong = 0;
+        for (int i = 0; i < 4; i++)
+            wrong += out[i] != kat[t].out[i];
+        check(wrong == 0,
+              "philox4x32_10 known answer %zu (counter %08x.., key %08x %08x): %d of 4 words "
+              "differ (got %08x %08x %08x %08x, tol 0)",
+              t, kat[t].ctr[0], kat[t].key[0], kat[t].key[1], wrong, out[0], out[1], out[2],
+              out[3]);
+    }
+}
+
+// sample_normal's out (n) for (seed, step, stream) against the host philox_normal; returns the
+// device's draws (n, caller frees).
+static float *test_sample_normal(int n, uint64_t seed, uint64_t step, uint32_t stream)
+{
+    cl_kernel k = clrt_kernel(&rt, "sample_normal");
+    float *got = host_alloc((size_t)n + GUARD, sizeof(float));
+    double *want = host_alloc((size_t)n, sizeof(double));
+    fill_guard(got, 0, (size_t)n + GUARD);
+    cl_mem out = upload(got, ((size_t)n + GUARD) * sizeof(float), "sample_normal out");
+    cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32);
+    cl_uint step_lo = (cl_uint)step, step_hi = (cl_uint)(step >> 32);
+    KARG(k, 0, out);
+    KARG(k, 1, n);
+    KARG(k, 2, seed_lo);
+    KARG(k, 3, seed_hi);
+    KARG(k, 4, step_lo);
+    KARG(k, 5, step_hi);
+    KARG(k, 6, stream);
+    size_t global = (size_t)n, local = 16;
+    clrt_launch(&rt, k, 1, &global, &local);
+    download(out, got, ((size_t)n + GUARD) * sizeof(float));
+    for (int i = 0; i < n; i++)
+        want[i] = philox_normal(seed, (uint32_t)i, step, stream);
+    char what[160];
+    snprintf(what, sizeof what,
+             "sample_normal vs philox_normal (n %d, seed %#llx, step %#llx, stream %u)", n,
+             (unsigned long long)seed, (unsigned long long)step, stream);
+    // Float log, sqrt and cos (a few ulp each) on values up to |5.8|.
+    compare(what, got, want, NULL, (size_t)n, 1e-5, 0.0);
+    check(untouched(got, (size_t)n, (size_t)n + GUARD), "sample_normal (n %d): guard cells", n);
+    free(want);
+    clReleaseMemObject(out);
+    clReleaseKernel(k);
+    return got;
+}
+
+// sample_normal against the host for several seeds, steps and streams, then the mean and
+// variance of 100003 draws.
+static void test_normals(void)
+{
+    static const struct {
+        uint64_t seed, step;
+        uint32_t stream;
+    } cases[] = {
+        {0, 0, PHILOX_STREAM_TRAIN},
+        {42, 7, PHILOX_STREAM_EVAL},
+        {0xDEADBEEFCAFEF00Dull, (1ull << 33) + 5, PHILOX_STREAM_GRID},
+        {0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, PHILOX_STREAM_SHUFFLE},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        free(test_sample_normal(1003, cases[c].seed, cases[c].step, cases[c].stream));
+    int n = 100003;
+    float *z = test_sample_normal(n, 1234567, 3, PHILOX_STREAM_TRAIN);
+    double sum = 0.0, sq = 0.0;
+    for (int i = 0; i < n; i++)
+        sum += z[i];
+    double mean = sum / n;
+    for (int i = 0; i < n; i++)
+        sq += (z[i] - mean) * (z[i] - mean);
+    double var = sq / (n - 1);
+    // Standard errors are 1/sqrt(n) = 0.0032 for the mean and sqrt(2/n) = 0.0045 for the
+    // variance: 0.02 is more than 4 of them.
+    check(fabs(mean) < 0.02, "sample_normal (n %d): mean %.4f (want 0, tol 0.02)", n, mean);
+    check(fabs(var - 1.0) < 0.02, "sample_normal (n %d): variance %.4f (want 1, tol 0.02)", n, var);
+    free(z);
+}
+
+// bias_forward or bias_relu_forward on y (rows, n) with the bias at params + offset; launched
+// with the given work-group size (NULL: the driver's) so that a rounded-up range reaches the
+// kernel's bounds checks. Exact: one float add (and a max) per element.
+static void test_bias_forward(bool relu, int rows, int n, int offset, const size_t *local)
+{
+    const char *name = relu ? "bias_relu_forward" : "bias_forward";
+    cl_kernel k = clrt_kernel(&rt, name);
+    size_t count = (size_t)rows * n, n_params = (size_t)offset + n + GUARD;
+    float *y = host_alloc(count + GUARD, sizeof(float));
+    float *params = host_alloc(n_params, sizeof(float));
+    double *want = host_alloc(count, sizeof(double));
+    for (size_t i = 0; i < count; i++)
+        y[i] = rng_range(-1.0, 1.0);
+    fill_guard(y, count, count + GUARD);
+    for (size_t i = 0; i < n_params; i++)
+        params[i] = rng_range(-1.0, 1.0);
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < n; j++) {
+            float v = y[(size_t)r * n + j] + params[offset + j];
+            want[(size_t)r * n + j] = relu && v < 0.0f ? 0.0 : v;
+        }
+    }
+    cl_mem dy = upload(y, (count + GUARD) * sizeof(float), "y");
+    cl_mem dparams = upload(params, n_params * sizeof(float), "params");
+    KARG(k, 0, dy);
+    KARG(k, 1, dparams);
+    KARG(k, 2, offset);
+    KARG(k, 3, rows);
+    KARG(k, 4, n);
+    size_t global[2] = {(size_t)n, (size_t)rows};
+    clrt_launch(&rt, k, 2, global, local);
+    download(dy, y, (count + GUARD) * sizeof(float));
+    char what[160];
+    snprintf(what, sizeof what, "%s (%dx%d, bias offset %d, local %s)", name, rows, n, offset,
+             local ? "8x4" : "driver's");
+    compare(what, y, want, NULL, count, 0.0, 0.0);
+    check(untouched(y, count, count + GUARD), "%s (%dx%d): guard cells", name, rows, n);
+    free(y);
+    free(params);
+    free(want);
+    clReleaseMemObject(dy);
+    clReleaseMemObject(dparams);
+    clReleaseKernel(k);
+}
+
+// bias_grad, or relu_backward_bias_grad with a ReLU output y of which about 40% is zero, on dy
+// (rows, n) into grads + offset: the column sums in double (relative to the sums of |dy|) and,
+// for the ReLU version, dy masked in place (exact). Every other cell of grads must keep its value.
+static void test_bias_grad(bool relu, int rows, int n, int offset, const size_t *local)
+{
+    const char *name = relu ? "relu_backward_bias_grad" : "bias_grad";
+    cl_kernel k = clrt_kernel(&rt, name);
+    size_t count = (size_t)rows * n, n_grads = (size_t)offset + n + GUARD;
+    float *dy = host_alloc(count + GUARD, sizeof(float));
+    float *y = host_alloc(count, sizeof(float));
+    float *grads = host_alloc(n_grads, sizeof(float));
+    double *want_dy = host_alloc(count, sizeof(double));
+    double *want = host_alloc((size_t)n, sizeof(double));
+    double *scale = host_alloc((size_t)n, sizeof(double));
+    for (size_t i = 0; i < count; i++) {
+        dy[i] = rng_range(-1.0, 1.0);
+        y[i] = rng_uniform() < 0.4 ? 0.0f : rng_range(0.0, 2.0);
+        want_dy[i] = !relu || y[i] > 0.0f ? dy[i] : 0.0;
+    }
+    fill_guard(dy, count, count + GUARD);
+    fill_guard(grads, 0, n_grads);
+    for (int j = 0; j < n; j++) {
+        for (int r = 0; r < rows; r++) {
+            want[j] += want_dy[(size_t)r * n + j];
+            scale[j] += fabs(want_dy[(size_t)r * n + j]);
+        }
+    }
+    cl_mem ddy = upload(dy, (count + GUARD) * sizeof(float), "dy");
+    cl_mem dyy = upload(y, count * sizeof(float), "y");
+    cl_mem dgrads = upload(grads, n_grads * sizeof(float), "grads");
+    cl_uint arg = 0;
+    KARG(k, arg++, ddy);
+    if (relu)
+        KARG(k, arg++, dyy);
+    KARG(k, arg++, dgrads);
+    KARG(k, arg++, offset);
+    KARG(k, arg++, rows);
+    KARG(k, arg++, n);
+    size_t global = (size_t)n;
+    clrt_launch(&rt, k, 1, &global, local);
+    download(ddy, dy, (count + GUARD) * sizeof(float));
+    download(dgrads, grads, n_grads * sizeof(float));
+    char what[160];
+    snprintf(what, sizeof what, "%s (%dx%d, offset %d, local %s): column sums, rel to sum |dy|",
+             name, rows, n, offset, local ? "16" : "driver's");
+    compare(what, grads + offset, want, scale, (size_t)n, 0.0, 1e-5);
+    check(untouched(grads, 0, (size_t)offset) && untouched(grads, (size_t)offset + n, n_grads),
+          "%s (%dx%d): grads outside [offset, offset + n) untouched", name, rows, n);
+    if (relu) {
+        snprintf(what, sizeof what, "%s (%dx%d): dy masked by y > 0", name, rows, n);
+        compare(what, dy, want_dy, NULL, count, 0.0, 0.0);
+    }
+    check(untouched(dy, count, count + GUARD), "%s (%dx%d): dy guard cells", name, rows, n);
+    free(dy);
+    free(y);
+    free(grads);
+    free(want_dy);
+    free(want);
+    free(scale);
+    clReleaseMemObject(ddy);
+    clReleaseMemObject(dyy);
+    clReleaseMemObject(dgrads);
+    clReleaseKernel(k);
+}
+
+// gather_images: data (count, dim) random bytes, index a random permutation of count, rows images
+// from start -> x (rows, dim); exact against the kernel's own formula, byte * (1 / 255.0f).
+static void test_gather_images(int count, int dim, int start, int rows, const size_t *local)
+{
+    cl_kernel k = clrt_kernel(&rt, "gather_images");
+    size_t bytes = (size_t)count * dim, n_x = (size_t)rows * dim;
+    unsigned char *data = host_alloc(bytes, 1);
+    int *index = host_alloc((size_t)count, sizeof(int));
+    float *x = host_alloc(n_x + GUARD, sizeof(float));
+    double *want = host_alloc(n_x, sizeof(double));
+    double *exact = host_alloc(n_x, sizeof(double));
+    for (size_t i = 0; i < bytes; i++)
+        data[i] = (unsigned char)rng_int(256);
+    data[0] = 0, data[1] = 255;
+    for (int i = 0; i < count; i++)
+        index[i] = i;
+    for (int i = count - 1; i > 0; i--) {
+        int j = rng_int(i + 1), t = index[i];
+        index[i] = index[j], index[j] = t;
+    }
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < dim; j++) {
+            unsigned char b = data[(size_t)index[start + r] * dim + j];
+            want[(size_t)r * dim + j] = (float)b * (1.0f / 255.0f);
+            exact[(size_t)r * dim + j] = b / 255.0;
+        }
+    }
+    fill_guard(x, 0, n_x + GUARD);
+    cl_mem ddata = upload(data, bytes, "data");
+    cl_mem dindex = upload(index, (size_t)count * sizeof(int), "index");
+    cl_mem dx = upload(x, (n_x + GUARD) * sizeof(float), "x");
+    KARG(k, 0, ddata);
+    KARG(k, 1, dindex);
+    KARG(k, 2, start);
+    KARG(k, 3, rows);
+    KARG(k, 4, dim);
+    KARG(k, 5, dx);
+    size_t global[2] = {(size_t)dim, (size_t)rows};
+    clrt_launch(&rt, k, 2, global, local);
+    download(dx, x, (n_x + GUARD) * sizeof(float));
+    char what[160];
+    snprintf(what, sizeof what, "gather_images (%d of %d images of %d bytes from %d, local %s)",
+             rows, count, dim, start, local ? "8x4" : "driver's");
+    compare(what, x, want, NULL, n_x, 0.0, 0.0);
+    snprintf(what, sizeof what, "gather_images (%dx%d) vs byte / 255 in double", rows, dim);
+    compare(what, x, exact, NULL, n_x, 0.0, 1.2e-7);
+    check(untouched(x, n_x, n_x + GUARD), "gather_images (%dx%d): guard cells", rows, dim);
+    free(data);
+    free(index);
+    free(x);
+    free(want);
+    free(exact);
+    clReleaseMemObject(ddata);
+    clReleaseMemObject(dindex);
+    clReleaseMemObject(dx);
+    clReleaseKernel(k);
+}
+
+// ml (rows, 2 latent) = [mu | logvar] with mu in +-3 and logvar in [-20, 10], both ends included.
+static void random_ml(float *ml, int rows, int latent)
+{
+    for (int r = 0; r < rows; r++) {
+        for (int k = 0; k < latent; k++) {
+            ml[(size_t)r * 2 * latent + k] = rng_range(-3.0, 3.0);
+            ml[(size_t)r * 2 * latent + latent + k] = rng_range(-20.0, 10.0);
+        }
+    }
+    ml[latent] = -20.0f;
+    ml[2 * latent + latent] = 10.0f;
+}
+
+// reparameterize on ml (rows, 2 latent) -> eps, z (rows, latent) and kl[kl_offset + r] against
+// philox_normal and the formulas in double, for noise_scale 1 or 0.
+static void test_reparameterize(int rows, int latent, int kl_offset, uint64_t seed, uint64_t step,
+                                uint32_t stream, float noise_scale)
+{
+    cl_kernel k = clrt_kernel(&rt, "reparameterize");
+    size_t n_ml = (size_t)rows * 2 * latent, n_z = (size_t)rows * latent;
+    size_t n_kl = (size_t)kl_offset + rows + GUARD;
+    float *ml = host_alloc(n_ml, sizeof(float));
+    float *z = host_alloc(n_z + GUARD, sizeof(float));
+    float *eps = host_alloc(n_z + GUARD, sizeof(float));
+    float *kl = host_alloc(n_kl, sizeof(float));
+    double *want_eps = host_alloc(n_z, sizeof(double));
+    double *want_z = host_alloc(n_z, sizeof(double));
+    double *scale_z = host_alloc(n_z, sizeof(double));
+    double *want_kl = host_alloc((size_t)rows, sizeof(double));
+    double *scale_kl = host_alloc((size_t)rows, sizeof(double));
+    random_ml(ml, rows, latent);
+    fill_guard(z, 0, n_z + GUARD);
+    fill_guard(eps, 0, n_z + GUARD);
+    fill_guard(kl, 0, n_kl);
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < latent; j++) {
+            size_t i = (size_t)r * latent + j;
+            double mu = ml[(size_t)r * 2 * latent + j];
+            double logvar = ml[(size_t)r * 2 * latent + latent + j];
+            double e = philox_normal(seed, (uint32_t)i, step, stream), sd = exp(0.5 * logvar);
+            want_eps[i] = e;
+            want_z[i] = mu + noise_scale * sd * e;
+            // Errors come from eps (absolute, ~1e-6) times sd and from rounding mu and sd * eps.
+            scale_z[i] = fabs(mu) + noise_scale * sd * (1.0 + fabs(e));
+            want_kl[r] += -0.5 * (1.0 + logvar - mu * mu - exp(logvar));
+            scale_kl[r] += 0.5 * (1.0 + fabs(logvar) + mu * mu + exp(logvar));
+        }
+    }
+    cl_mem dml = upload(ml, n_ml * sizeof(float), "ml");
+    cl_mem dz = upload(z, (n_z + GUARD) * sizeof(float), "z");
+    cl_mem deps = upload(eps, (n_z + GUARD) * sizeof(float), "eps");
+    cl_mem dkl = upload(kl, n_kl * sizeof(float), "kl");
+    cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32);
+    cl_uint step_lo = (cl_uint)step, step_hi = (cl_uint)(step >> 32);
+    KARG(k, 0, dml);
+    KARG(k, 1, dz);
+    KARG(k, 2, deps);
+    KARG(k, 3, dkl);
+    KARG(k, 4, kl_offset);
+    KARG(k, 5, rows);
+    KARG(k, 6, latent);
+    KARG(k, 7, seed_lo);
+    KARG(k, 8, seed_hi);
+    KARG(k, 9, step_lo);
+    KARG(k, 10, step_hi);
+    KARG(k, 11, stream);
+    KARG(k, 12, noise_scale);
+    size_t global = (size_t)rows, local = 8;
+    clrt_launch(&rt, k, 1, &global, &local);
+    download(dz, z, (n_z + GUARD) * sizeof(float));
+    download(deps, eps, (n_z + GUARD) * sizeof(float));
+    download(dkl, kl, n_kl * sizeof(float));
+    char what[160];
+    snprintf(what, sizeof what, "reparameterize (%dx%d, noise %g): eps vs philox_normal", rows,
+             latent, noise_scale);
+    compare(what, eps, want_eps, NULL, n_z, 1e-5, 0.0);
+    if (noise_scale == 0.0f) {
+        snprintf(what, sizeof what, "reparameterize (%dx%d, noise 0): z = mu", rows, latent);
+        compare(what, z, want_z, NULL, n_z, 0.0, 0.0);
+    } else {
+        snprintf(what, sizeof what,
+                 "reparameterize (%dx%d, noise %g): z, rel to |mu| + sd (1 + |eps|)", rows, latent,
+                 noise_scale);
+        compare(what, z, want_z, scale_z, n_z, 0.0, 1e-5);
+    }
+    snprintf(what, sizeof what,
+             "reparameterize (%dx%d, noise %g, kl offset %d): kl, rel to its terms' sum of "
+             "magnitudes",
+             rows, latent, noise_scale, kl_offset);
+    compare(what, kl + kl_offset, want_kl, scale_kl, (size_t)rows, 0.0, 1e-5);
+    check(untouched(z, n_z, n_z + GUARD) && untouched(eps, n_z, n_z + GUARD) &&
+              untouched(kl, 0, (size_t)kl_offset) && untouched(kl, (size_t)kl_offset + rows, n_kl),
+          "reparameterize (%dx%d): guard cells of z, eps and kl", rows, latent);
+    free(ml);
+    free(z);
+    free(eps);
+    free(kl);
+    free(want_eps);
+    free(want_z);
+    free(scale_z);
+    free(want_kl);
+    free(scale_kl);
+    clReleaseMemObject(dml);
+    clReleaseMemObject(dz);
+    clReleaseMemObject(deps);
+    clReleaseMemObject(dkl);
+    clReleaseKernel(k);
+}
+
+// reparameterize_backward: dz, eps (rows, latent) and ml (rows, 2 latent) -> dml (rows, 2 latent)
+// against d/dmu = dz + b mu, d/dlogvar = dz eps s sd / 2 + b (sd^2 - 1) / 2, sd = exp(logvar / 2),
+// b = beta_scale, s = noise_scale.
+static void test_reparameterize_backward(int rows, int latent, float beta_scale, float noise_scale)
+{
+    cl_kernel k = clrt_kernel(&rt, "reparameterize_backward");
+    size_t n_ml = (size_t)rows * 2 * latent, n_z = (size_t)rows * latent;
+    float *ml = host_alloc(n_ml, sizeof(float));
+    float *dz = host_alloc(n_z, sizeof(float));
+    float *eps = host_alloc(n_z, sizeof(float));
+    float *dml = host_alloc(n_ml + GUARD, sizeof(float));
+    double *want = host_alloc(n_ml, sizeof(double));
+    double *scale = host_alloc(n_ml, sizeof(double));
+    random_ml(ml, rows, latent);
+    for (size_t i = 0; i < n_z; i++) {
+        dz[i] = rng_range(-1.0, 1.0);
+        eps[i] = (float)philox_normal(99, (uint32_t)i, 0, PHILOX_STREAM_EVAL);
+    }
+    fill_guard(dml, 0, n_ml + GUARD);
+    double b = beta_scale, s = noise_scale;
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < latent; j++) {
+            size_t i = (size_t)r * latent + j, m = (size_t)r * 2 * latent + j;
+            double mu = ml[m], sd = exp(0.5 * ml[m + latent]);
+            want[m] = dz[i] + b * mu;
+            scale[m] = fabs(dz[i]) + fabs(b * mu);
+            want[m + latent] = dz[i] * eps[i] * s * 0.5 * sd + b * 0.5 * (sd * sd - 1.0);
+            scale[m + latent] =
+                fabs(dz[i] * eps[i] * s * 0.5 * sd) + fabs(b) * 0.5 * (sd * sd + 1.0);
+        }
+    }
+    cl_mem ddz = upload(dz, n_z * sizeof(float), "dz");
+    cl_mem dml_in = upload(ml, n_ml * sizeof(float), "ml");
+    cl_mem deps = upload(eps, n_z * sizeof(float), "eps");
+    cl_mem ddml = upload(dml, (n_ml + GUARD) * sizeof(float), "dml");
+    KARG(k, 0, ddz);
+    KARG(k, 1, dml_in);
+    KARG(k, 2, deps);
+    KARG(k, 3, ddml);
+    KARG(k, 4, rows);
+    KARG(k, 5, latent);
+    KARG(k, 6, beta_scale);
+    KARG(k, 7, noise_scale);
+    size_t global = (size_t)rows, local = 8;
+    clrt_launch(&rt, k, 1, &global, &local);
+    download(ddml, dml, (n_ml + GUARD) * sizeof(float));
+    char what[160];
+    snprintf(what, sizeof what,
+             "reparameterize_backward (%dx%d, beta_scale %g, noise %g): dml, rel to its terms' "
+             "magnitudes",
+             rows, latent, beta_scale, noise_scale);
+    compare(what, dml, want, scale, n_ml, 0.0, 1e-5);
+    check(untouched(dml, n_ml, n_ml + GUARD), "reparameterize_backward (%dx%d): guard cells", rows,
+          latent);
+    free(ml);
+    free(dz);
+    free(eps);
+    free(dml);
+    free(want);
+    free(scale);
+    clReleaseMemObject(ddz);
+    clReleaseMemObject(dml_in);
+    clReleaseMemObject(deps);
+    clReleaseMemObject(ddml);
+    clReleaseKernel(k);
+}
+
+// bce_logits_grad on logits, x (rows, dim) with one work-group of local items per row: rec (rows,
+// at rec_offset) against the stable BCE summed in double, and dlogits (rows, dim) against
+// scale * (sigmoid - x). Logits include 0, +-17, +-30, +-80 and +-1e4; x includes 0 and 1.
+static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad_scale)
+{
+    cl_kernel k = clrt_kernel(&rt, "bce_logits_grad");
+    size_t kernel_max;
+    CL_CHECK(clGetKernelWorkGroupInfo(k, rt.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kernel_max,
+                                      &kernel_max, NULL));
+    if (local > kernel_max) {
+        printf("bce_logits_grad (%dx%d, local %zu): skipped, the kernel allows at most %zu\n", rows,
+               dim, local, kernel_max);
+        clReleaseKernel(k);
+        return;
+    }
+    static const float extremes[] = {80.0f, -80.0f, 1e4f,  -1e4f, 0.0f,
+                                     30.0f, -30.0f, 17.0f, -17.0f};
+    size_t n = (size_t)rows * dim, n_rec = (size_t)rec_offset + rows + GUARD;
+    float *logits = host_alloc(n, sizeof(float));
+    float *x = host_alloc(n, sizeof(float));
+    float *dlogits = host_alloc(n + GUARD, sizeof(float));
+    float *rec = host_alloc(n_rec, sizeof(float));
+    double *want_d = host_alloc(n, sizeof(double));
+    double *scale_d = host_alloc(n, sizeof(double));
+    double *want_rec = host_alloc((size_t)rows, sizeof(double));
+    double *scale_rec = host_alloc((size_t)rows, sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        double u = rng_uniform();
+        logits[i] = u < 0.15 ? extremes[rng_int(sizeof extremes / sizeof extremes[0])]
+                             : rng_range(-8.0, 8.0);
+        u = rng_uniform();
+        x[i] = u < 0.1 ? 0.0f : u < 0.2 ? 1.0f : rng_range(0.0, 1.0);
+    }
+    fill_guard(dlogits, 0, n + GUARD);
+    fill_guard(rec, 0, n_rec);
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < dim; j++) {
+            size_t i = (size_t)r * dim + j;
+            double l = logits[i], t = x[i], e = exp(-fabs(l));
+            double sig = l >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+            want_rec[r] += fmax(l, 0.0) - l * t + log1p(e);
+            scale_rec[r] += fmax(l, 0.0) + fabs(l * t) + log1p(e);
+            want_d[i] = grad_scale * (sig - t);
+            scale_d[i] = fabs(grad_scale) * (sig + t);
+        }
+    }
+    cl_mem dl = upload(logits, n * sizeof(float), "logits");
+    cl_mem dx = upload(x, n * sizeof(float), "x");
+    cl_mem ddl = upload(dlogits, (n + GUARD) * sizeof(float), "dlogits");
+    cl_mem drec = upload(rec, n_rec * sizeof(float), "rec");
+    KARG(k, 0, dl);
+    KARG(k, 1, dx);
+    KARG(k, 2, ddl);
+    KARG(k, 3, drec);
+    KARG(k, 4, rec_offset);
+    KARG(k, 5, dim);
+    KARG(k, 6, grad_scale);
+    CL_CHECK(clSetKernelArg(k, 7, local * sizeof(float), NULL));
+    size_t global = (size_t)rows * local;
+    clrt_launch(&rt, k, 1, &global, &local);
+    download(ddl, dlogits, (n + GUARD) * sizeof(float));
+    download(drec, rec, n_rec * sizeof(float));
+    char what[160];
+    // The row sum is plain float accumulation: its error grows with dim / local terms per item.
+    snprintf(what, sizeof what,
+             "bce_logits_grad (%dx%d, local %zu, rec offset %d): rec, rel to sum of |terms|", rows,
+             dim, local, rec_offset);
+    compare(what, rec + rec_offset, want_rec, scale_rec, (size_t)rows, 0.0, 1e-5);
+    snprintf(what, sizeof what,
+             "bce_logits_grad (%dx%d, local %zu): dlogits, rel to scale (sigmoid + x)", rows, dim,
+             local);
+    compare(what, dlogits, want_d, scale_d, n, 0.0, 1e-6);
+    check(untouched(dlogits, n, n + GUARD) && untouched(rec, 0, (size_t)rec_offset) &&
+              untouched(rec, (size_t)rec_offset + rows, n_rec),
+          "bce_logits_grad (%dx%d, local %zu): guard cells of dlogits and rec", rows, dim, local);
+    free(logits);
+    free(x);
+    free(dlogits);
+    free(rec);
+    free(want_d);
+    free(scale_d);
+    free(want_rec);
+    free(scale_rec);
+    clReleaseMemObject(dl);
+    clReleaseMemObject(dx);
+    clReleaseMemObject(ddl);
+    clReleaseMemObject(drec);
+    clReleaseKernel(k);
+}
+
+// adam_create/adam_step over n parameters for steps steps of gradients spanning 1e-4 .. 1e2 in
+// magnitude (some exactly zero) against PyTorch's Adam in double (betas 0.9, 0.999, eps 1e-8):
+// params after every step. The moments after the last step are compared with the same recurrence
+// run on the float betas the kernel gets: 1 - 0.999f is 1.3e-5 relative below 0.001, so v differs
+// from PyTorch's exp_avg_sq by that much, while the bias correction (from the same float beta2)
+// cancels it out of the update.
+static void test_adam(int n, float lr, int steps)
+{
+    struct adam adam;
+    struct clvae_error err;
+    size_t n_params = (size_t)n + GUARD;
+    float *params = host_alloc(n_params, sizeof(float));
+    float *grads = host_alloc((size_t)n, sizeof(float));
+    float *m = host_alloc((size_t)n, sizeof(float));
+    float *v = host_alloc((size_t)n, sizeof(float));
+    double *p_ref = host_alloc((size_t)n, sizeof(double));
+    double *m_ref = host_alloc((size_t)n, sizeof(double));
+    double *m_mag = host_alloc((size_t)n, sizeof(double));
+    double *v_ref = host_alloc((size_t)n, sizeof(double));
+    double *m_f = host_alloc((size_t)n, sizeof(double));
+    double *v_f = host_alloc((size_t)n, sizeof(double));
+    double *scale = host_alloc((size_t)n, sizeof(double));
+    for (int i = 0; i < n; i++)
+        p_ref[i] = params[i] = rng_range(-1.0, 1.0);
+    fill_guard(params, (size_t)n, n_params);
+    if (adam_create(&adam, &rt, n, lr, &err)) {
+        clvae_print_error(&err);
+        exit(1);
+    }
+    check(adam.beta1 == 0.9f && adam.beta2 == 0.999f && adam.eps == 1e-8f && adam.lr == lr,
+          "adam_create: betas %g %g, eps %g, lr %g (want PyTorch's 0.9 0.999 1e-8)",
+          (double)adam.beta1, (double)adam.beta2, (double)adam.eps, (double)adam.lr);
+    cl_mem dparams = upload(params, n_params * sizeof(float), "params");
+    cl_mem dgrads = upload(NULL, (size_t)n * sizeof(float), "grads");
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8, b1f = adam.beta1, b2f = adam.beta2;
+    char what[160];
+    for (int t = 1; t <= steps; t++) {
+        for (int i = 0; i < n; i++) {
+            double mag = pow(10.0, rng_range(-4.0, 2.0));
+            grads[i] = rng_uniform() < 0.05 ? 0.0f : (float)((rng_uniform() < 0.5 ? -1 : 1) * mag);
+        }
+        CL_CHECK(clEnqueueWriteBuffer(rt.queue, dgrads, CL_TRUE, 0, (size_t)n * sizeof(float),
+                                      grads, 0, NULL, NULL));
+        adam_step(&adam, dparams, dgrads);
+        download(dparams, params, n_params * sizeof(float));
+        double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
+        for (int i = 0; i < n; i++) {
+            double g = grads[i];
+            m_ref[i] = b1 * m_ref[i] + (1.0 - b1) * g;
+            m_mag[i] = b1 * m_mag[i] + (1.0 - b1) * fabs(g);
+            v_ref[i] = b2 * v_ref[i] + (1.0 - b2) * g * g;
+            m_f[i] = b1f * m_f[i] + (1.0 - b1f) * g;
+            v_f[i] = b2f * v_f[i] + (1.0 - b2f) * g * g;
+            p_ref[i] -= lr / bc1 * m_ref[i] / (sqrt(v_ref[i]) / sqrt(bc2) + eps);
+            scale[i] = fabs(p_ref[i]) + lr;
+        }
+        snprintf(what, sizeof what,
+                 "adam_update (n %d, lr %g) params after step %d, rel to |p| + lr", n, lr, t);
+        compare(what, params, p_ref, scale, (size_t)n, 0.0, 1e-6);
+    }
+    download(adam.m, m, (size_t)n * sizeof(float));
+    download(adam.v, v, (size_t)n * sizeof(float));
+    snprintf(what, sizeof what,
+             "adam_update (n %d) first moment after %d steps (float betas), rel to its |g| sum", n,
+             steps);
+    compare(what, m, m_f, m_mag, (size_t)n, 0.0, 1e-6);
+    snprintf(what, sizeof what, "adam_update (n %d) second moment after %d steps (float betas)", n,
+             steps);
+    compare(what, v, v_f, NULL, (size_t)n, 0.0, 1e-6);
+    snprintf(what, sizeof what,
+             "adam_update (n %d) second moment after %d steps vs PyTorch's betas (1 - 0.999f)", n,
+             steps);
+    compare(what, v, v_ref, NULL, (size_t)n, 0.0, 2e-5);
+    check(untouched(params, (size_t)n, n_params), "adam_update (n %d): guard cells", n);
+    adam_release(&adam);
+    clReleaseMemObject(dparams);
+    clReleaseMemObject(dgrads);
+    free(params);
+    free(grads);
+    free(m);
+    free(v);
+    free(p_ref);
+    free(m_ref);
+    free(m_mag);
+    free(v_ref);
+    free(m_f);
+    free(v_f);
+    free(scale);
+}
+
+int main(void)
+{
+    struct clvae_error err;
+    if (clrt_open(&rt, -1, -1, false, &err) || clrt_build(&rt, &err)) {
+        clvae_print_error(&err);
+        return 1;
+    }
+    printf("test_kernels: on %s (%s)\n", rt.device_name, rt.platform_name);
+    const size_t local2[2] = {8, 4}, local1 = 16;
+
+    test_philox_known_answers();
+    test_normals();
+
+    test_bias_forward(false, 37, 53, 101, NULL);
+    test_bias_forward(false, 37, 53, 0, local2);
+    test_bias_forward(true, 37, 53, 101, NULL);
+    test_bias_forward(true, 13, 3, 7, local2);
+    test_bias_grad(false, 37, 53, 101, NULL);
+    test_bias_grad(false, 129, 7, 5, &local1);
+    test_bias_grad(true, 37, 53, 101, NULL);
+    test_bias_grad(true, 129, 7, 5, &local1);
+
+    test_gather_images(97, 61, 13, 29, NULL);
+    test_gather_images(97, 61, 68, 29, local2);
+
+    test_reparameterize(23, 7, 5, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
+    test_reparameterize(23, 7, 5, 0xDEADBEEFCAFEF00Dull, (1ull << 32) + 11, PHILOX_STREAM_EVAL,
+                        1.0f);
+    test_reparameterize(19, 3, 0, 7, 3, PHILOX_STREAM_TRAIN, 0.0f);
+    test_reparameterize_backward(23, 7, 0.7f / 23.0f, 1.0f);
+    test_reparameterize_backward(19, 5, 1.3f / 19.0f, 0.0f);
+
+    static const struct {
+        int dim;
+        size_t local;
+    } bce[] = {{1, 1}, {37, 1}, {37, 16}, {5, 16}, {129, 64}, {300, 128}, {789, 32}, {789, 256}};
+    for (size_t i = 0; i < sizeof bce / sizeof bce[0]; i++)
+        test_bce(11, bce[i].dim, bce[i].local, 3, 1.0f / 11.0f);
+
+    test_adam(1001, 1e-3f, 5);
+    test_adam(77, 0.05f, 5);
+
+    clrt_close(&rt);
+    if (failures) {
+        printf("test_kernels: %d of %d checks FAILED\n", failures, checks);
+        return 1;
+    }
+    printf("test_kernels: %d checks passed\n", checks);
+    return 0;
+}
