@@ -618,6 +618,8 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
         u = rng_uniform();
         x[i] = u < 0.1 ? 0.0f : u < 0.2 ? 1.0f : rng_range(0.0, 1.0);
     }
+    // A pixel whose whole loss is log(1 + e) with e = exp(-17) = 4e-8: lost in 1 + e in float.
+    logits[0] = -17.0f, x[0] = 0.0f;
     fill_guard(dlogits, 0, n + GUARD);
     fill_guard(rec, 0, n_rec);
     for (int r = 0; r < rows; r++) {
@@ -648,15 +650,19 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
     download(ddl, dlogits, (n + GUARD) * sizeof(float));
     download(drec, rec, n_rec * sizeof(float));
     char what[160];
-    // The row sum is plain float accumulation: its error grows with dim / local terms per item.
+    // The row sum is plain float accumulation (its error grows with dim / local terms per item),
+    // and the kernel takes native_log(1 + e): absolute accuracy only, up to 2 float ulps of 1 a
+    // pixel when e is below rounding.
     snprintf(what, sizeof what,
              "bce_logits_grad (%dx%d, local %zu, rec offset %d): rec, rel to sum of |terms|", rows,
              dim, local, rec_offset);
-    compare(what, rec + rec_offset, want_rec, scale_rec, (size_t)rows, 0.0, 1e-5);
+    compare(what, rec + rec_offset, want_rec, scale_rec, (size_t)rows, 2.4e-7 * dim, 1e-5);
+    // sigmoid from native_exp, whose accuracy is the implementation's: exp2-based GPU versions
+    // are ~3e-6 relative off at |l| = 80, so 1e-5 rather than a few float ulps.
     snprintf(what, sizeof what,
              "bce_logits_grad (%dx%d, local %zu): dlogits, rel to scale (sigmoid + x)", rows, dim,
              local);
-    compare(what, dlogits, want_d, scale_d, n, 0.0, 1e-6);
+    compare(what, dlogits, want_d, scale_d, n, 0.0, 1e-5);
     check(untouched(dlogits, n, n + GUARD) && untouched(rec, 0, (size_t)rec_offset) &&
               untouched(rec, (size_t)rec_offset + rows, n_rec),
           "bce_logits_grad (%dx%d, local %zu): guard cells of dlogits and rec", rows, dim, local);
