@@ -52,3 +52,13 @@ __kernel void relu_backward_bias_grad(__global float *dy, __global const float *
     }
     grads[dbias + j] = sum;
 }
+
+// dst (cols, rows) at dst_off = the transpose of src (rows, cols) at src_off. Range: (cols, rows).
+__kernel void transpose(__global const float *src, int src_off, __global float *dst, int dst_off,
+                        int rows, int cols)
+{
+    int c = get_global_id(0), r = get_global_id(1);
+    if (c >= cols || r >= rows)
+        return;
+    dst[dst_off + (size_t)c * rows + r] = src[src_off + (size_t)r * cols + c];
+}

@@ -7,7 +7,7 @@
 #include "cl_runtime.h"
 
 struct adam {
-    float lr, beta1, beta2, eps;
+    double lr, beta1, beta2, eps;
     int64_t step; // updates done so far
     int n;
     cl_mem m, v; // first and second moments, (n) each, zero at the start
@@ -16,7 +16,7 @@ struct adam {
 };
 
 // Moments for n parameters on rt's device, with PyTorch's defaults for betas and eps.
-int adam_create(struct adam *adam, struct clrt *rt, int n, float lr, struct clvae_error *err);
+int adam_create(struct adam *adam, struct clrt *rt, int n, double lr, struct clvae_error *err);
 void adam_release(struct adam *adam);
 
 // params (n) -= one bias-corrected Adam step on grads (n); enqueued, not waited for.

@@ -55,8 +55,13 @@ void clrt_check(int status, const char *call, const char *file, int line);
 int clrt_list_devices(FILE *out, struct clvae_error *err);
 
 // Opens platform/device by index; -1 for either picks the default (the first GPU, else the first
-// device). Out-of-range indices fail with a message listing what exists.
+// device), and applies the device's CLBlast tuning. Out-of-range indices fail with a message
+// listing what exists.
 int clrt_open(struct clrt *rt, int platform, int device, bool profiling, struct clvae_error *err);
+
+// Applies the CLBlast parameters of data/clblast-tuning.txt whose pattern matches the device's
+// name (unless CLVAE_CLBLAST_TUNING=off); returns how many kernels it tuned.
+int clrt_tune_clblast(struct clrt *rt);
 
 // Builds the kernels embedded from cl/; on failure the message holds the compiler's log.
 int clrt_build(struct clrt *rt, struct clvae_error *err);

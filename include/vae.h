@@ -20,12 +20,15 @@ struct vae_config {
     int latent;
 };
 
-// One dense layer: weight (out, in) row-major as PyTorch's nn.Linear keeps it, bias (out), both as
-// float offsets into the flat parameter buffer. x (rows, in) -> y (rows, out); dx, dy likewise.
+// One dense layer y = x W + b: weight (in, out) row-major, as a Keras Dense layer keeps its kernel
+// (the transpose of PyTorch's nn.Linear weight), bias (out), both as float offsets into the flat
+// parameter buffer. x (rows, in) -> y (rows, out); dx, dy likewise. The layout makes the forward
+// product and the weight gradient the NN and TN products that CLBlast runs fast on every device;
+// the input gradient dy W^T uses a transposed copy (out, in) at weight_t in vae->weights_t.
 struct vae_dense {
     char name[24]; // "encoder.0", "mean+logvar", "decoder.1", "output"
     int in, out;
-    size_t weight, bias;
+    size_t weight, bias, weight_t;
     bool relu;
     cl_mem x, y, dx, dy; // dx is NULL for the first layer: nothing below needs it
 };
@@ -40,16 +43,20 @@ struct vae {
     size_t n_params;
     int max_rows;
     cl_mem params, grads;
+    cl_mem weights_t; // the weights of every layer but the first, transposed
+    size_t n_weights_t;
     // Activations for max_rows images: x input, ml = [mu | logvar], z sample, eps its noise,
     // logits and their gradients; hidden layers' outputs live in layer[i].y.
     cl_mem x, ml, dml, z, dz, eps, logits, dlogits;
+    cl_mem terms; // (max_rows, in_dim) each pixel's cross-entropy, summed by row_sum
     cl_mem gemm_temp;
     cl_mem owned[4 * VAE_MAX_LAYERS + 16];
     int n_owned;
     size_t activation_bytes;
-    size_t reduce_local; // work-group size of bce_logits_grad (a power of two)
+    size_t reduce_local; // work-group size of row_sum (a power of two)
     cl_kernel k_bias_forward, k_bias_relu_forward, k_bias_grad, k_relu_backward_bias_grad;
     cl_kernel k_reparameterize, k_reparameterize_backward, k_bce_logits_grad, k_sample_normal;
+    cl_kernel k_transpose, k_row_sum;
 };
 
 // Fills the layers' shapes and parameter offsets from cfg, and n_params; no device work.
@@ -61,7 +68,8 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
                struct clvae_error *err);
 void vae_release(struct vae *vae);
 
-// PyTorch's nn.Linear default: weight and bias uniform in +-1/sqrt(in), drawn from Philox(seed).
+// PyTorch's nn.Linear default: weight and bias uniform in +-1/sqrt(in), drawn from Philox(seed)
+// in the order of the flat buffer.
 void vae_init_params_host(const struct vae *vae, uint64_t seed, float *params);
 
 // The noise and loss bookkeeping of one forward pass.

@@ -3,15 +3,15 @@
 #include <math.h>
 #include <string.h>
 
-int adam_create(struct adam *adam, struct clrt *rt, int n, float lr, struct clvae_error *err)
+int adam_create(struct adam *adam, struct clrt *rt, int n, double lr, struct clvae_error *err)
 {
     memset(adam, 0, sizeof *adam);
     adam->rt = rt;
     adam->n = n;
     adam->lr = lr;
-    adam->beta1 = 0.9f;
-    adam->beta2 = 0.999f;
-    adam->eps = 1e-8f;
+    adam->beta1 = 0.9;
+    adam->beta2 = 0.999;
+    adam->eps = 1e-8;
     // clrt_buffer zero-fills, which is where Adam's moments start.
     if (!(adam->m = clrt_buffer(rt, (size_t)n * sizeof(float), "Adam first moments", err)) ||
         !(adam->v = clrt_buffer(rt, (size_t)n * sizeof(float), "Adam second moments", err)))
@@ -39,17 +39,21 @@ void adam_step(struct adam *adam, cl_mem params, cl_mem grads)
     double bc2 = 1.0 - pow(adam->beta2, (double)adam->step);
     float step_size = (float)(adam->lr / bc1);
     float inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    float b1 = (float)adam->beta1, b2 = (float)adam->beta2, eps = (float)adam->eps;
+    float one_minus_b1 = (float)(1.0 - adam->beta1), one_minus_b2 = (float)(1.0 - adam->beta2);
     cl_kernel k = adam->kernel;
     KARG(k, 0, params);
     KARG(k, 1, grads);
     KARG(k, 2, adam->m);
     KARG(k, 3, adam->v);
     KARG(k, 4, adam->n);
-    KARG(k, 5, adam->beta1);
-    KARG(k, 6, adam->beta2);
-    KARG(k, 7, adam->eps);
-    KARG(k, 8, step_size);
-    KARG(k, 9, inv_sqrt_bc2);
+    KARG(k, 5, b1);
+    KARG(k, 6, one_minus_b1);
+    KARG(k, 7, b2);
+    KARG(k, 8, one_minus_b2);
+    KARG(k, 9, eps);
+    KARG(k, 10, step_size);
+    KARG(k, 11, inv_sqrt_bc2);
     size_t global = (size_t)adam->n;
     clrt_launch(adam->rt, k, 1, &global, NULL);
 }

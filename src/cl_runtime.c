@@ -1,5 +1,6 @@
 #include "cl_runtime.h"
 
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 extern const char *const clvae_cl_sources[];
 extern const char *const clvae_cl_names[];
 extern const size_t clvae_cl_count;
+extern const char *const clvae_tuning_sources[];
 
 const char *clrt_error_name(int status)
 {
@@ -294,7 +296,42 @@ int clrt_open(struct clrt *rt, int platform, int device, bool profiling, struct 
     rt->queue = clCreateCommandQueue(rt->context, rt->device,
                                      profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &status);
     CL_CHECK(status);
+    clrt_tune_clblast(rt);
     return 0;
+}
+
+int clrt_tune_clblast(struct clrt *rt)
+{
+    const char *env = getenv("CLVAE_CLBLAST_TUNING");
+    if (env && !strcmp(env, "off"))
+        return 0;
+    int tuned = 0;
+    const char *text = clvae_tuning_sources[0];
+    while (*text) {
+        size_t len = strcspn(text, "\n");
+        char line[512];
+        snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1), text);
+        text += len + (text[len] == '\n');
+        line[strcspn(line, "#")] = '\0';
+        char *save = NULL, *pattern = strtok_r(line, " \t", &save);
+        char *kernel = pattern ? strtok_r(NULL, " \t", &save) : NULL;
+        if (!kernel || fnmatch(pattern, rt->device_name, 0) != 0)
+            continue;
+        const char *names[32];
+        size_t values[32], n = 0;
+        for (char *tok; n < 32 && (tok = strtok_r(NULL, " \t", &save));) {
+            char *eq = strchr(tok, '=');
+            if (!eq)
+                continue;
+            *eq = '\0';
+            names[n] = tok;
+            values[n++] = strtoul(eq + 1, NULL, 10);
+        }
+        CL_CHECK(CLBlastOverrideParameters(rt->device, kernel, CLBlastPrecisionSingle, n, names,
+                                           values));
+        tuned++;
+    }
+    return tuned;
 }
 
 int clrt_build(struct clrt *rt, struct clvae_error *err)

@@ -435,7 +435,7 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
     run.rt = &rt;
     run.vae = &vae;
     if (vae_create(&vae, &rt, &cfg, max_rows, err) ||
-        adam_create(&adam, &rt, (int)vae.n_params, (float)opt->lr, err) ||
+        adam_create(&adam, &rt, (int)vae.n_params, opt->lr, err) ||
         run_setup(&run, &train, &test, err))
         goto done;
     idx_free(&train);

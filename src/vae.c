@@ -18,6 +18,10 @@ static void add_layer(struct vae *vae, const char *name, int in, int out, bool r
     l->weight = vae->n_params;
     l->bias = l->weight + (size_t)in * (size_t)out;
     vae->n_params = l->bias + (size_t)out;
+    if (vae->n_layers > 1) {
+        l->weight_t = vae->n_weights_t;
+        vae->n_weights_t += (size_t)in * (size_t)out;
+    }
 }
 
 void vae_layout(struct vae *vae, const struct vae_config *cfg)
@@ -73,7 +77,8 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
                           vae->n_params, INT32_MAX);
     size_t rows = (size_t)max_rows, d = (size_t)cfg->in_dim, z = (size_t)cfg->latent;
     if (!(vae->params = own(vae, vae->n_params, 1, "parameters", err)) ||
-        !(vae->grads = own(vae, vae->n_params, 1, "gradients", err)))
+        !(vae->grads = own(vae, vae->n_params, 1, "gradients", err)) ||
+        !(vae->weights_t = own(vae, vae->n_weights_t, 1, "transposed weights", err)))
         return -1;
     size_t before = rt->allocated;
     if (!(vae->x = own(vae, rows, d, "input batch", err)) ||
@@ -83,7 +88,8 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         !(vae->dz = own(vae, rows, z, "latent sample gradient", err)) ||
         !(vae->eps = own(vae, rows, z, "latent noise", err)) ||
         !(vae->logits = own(vae, rows, d, "logits", err)) ||
-        !(vae->dlogits = own(vae, rows, d, "logits gradient", err)))
+        !(vae->dlogits = own(vae, rows, d, "logits gradient", err)) ||
+        !(vae->terms = own(vae, rows, d, "per-pixel losses", err)))
         return -1;
     for (int i = 0; i < vae->n_layers; i++) {
         struct vae_dense *l = &vae->layer[i];
@@ -113,9 +119,9 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
     size_t temp = 0;
     for (int i = 0; i < vae->n_layers; i++) {
         size_t in = (size_t)vae->layer[i].in, out = (size_t)vae->layer[i].out, t;
-        t = clrt_gemm_temp_size(rt, false, true, rows, out, in, in, in, out);
+        t = clrt_gemm_temp_size(rt, false, false, rows, out, in, in, out, out);
         temp = t > temp ? t : temp;
-        t = clrt_gemm_temp_size(rt, true, false, out, in, rows, out, in, in);
+        t = clrt_gemm_temp_size(rt, true, false, in, out, rows, in, out, out);
         temp = t > temp ? t : temp;
         t = clrt_gemm_temp_size(rt, false, false, rows, in, out, out, in, in);
         temp = t > temp ? t : temp;
@@ -133,10 +139,14 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
     vae->k_reparameterize_backward = clrt_kernel(rt, "reparameterize_backward");
     vae->k_bce_logits_grad = clrt_kernel(rt, "bce_logits_grad");
     vae->k_sample_normal = clrt_kernel(rt, "sample_normal");
+    vae->k_transpose = clrt_kernel(rt, "transpose");
+    vae->k_row_sum = clrt_kernel(rt, "row_sum");
     size_t kernel_max;
-    CL_CHECK(clGetKernelWorkGroupInfo(vae->k_bce_logits_grad, rt->device, CL_KERNEL_WORK_GROUP_SIZE,
+    CL_CHECK(clGetKernelWorkGroupInfo(vae->k_row_sum, rt->device, CL_KERNEL_WORK_GROUP_SIZE,
                                       sizeof kernel_max, &kernel_max, NULL));
-    vae->reduce_local = pow2_at_most(kernel_max, 256);
+    // A CPU runs a work-group's items one after another: one item a row, no barriers. A GPU
+    // wants the row spread over a work-group.
+    vae->reduce_local = rt->device_type & CL_DEVICE_TYPE_CPU ? 1 : pow2_at_most(kernel_max, 256);
     return 0;
 }
 
@@ -145,7 +155,8 @@ void vae_release(struct vae *vae)
     cl_kernel kernels[] = {vae->k_bias_forward,         vae->k_bias_relu_forward,
                            vae->k_bias_grad,            vae->k_relu_backward_bias_grad,
                            vae->k_reparameterize,       vae->k_reparameterize_backward,
-                           vae->k_bce_logits_grad,      vae->k_sample_normal};
+                           vae->k_bce_logits_grad,      vae->k_sample_normal,
+                           vae->k_transpose,            vae->k_row_sum};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
@@ -173,12 +184,12 @@ static struct clrt_mat mat(cl_mem mem, size_t offset, int ld)
     return (struct clrt_mat){mem, offset, (size_t)ld};
 }
 
-// y = x W^T + b, then ReLU if the layer has it: (rows, in) -> (rows, out).
+// y = x W + b, then ReLU if the layer has it: (rows, in) -> (rows, out).
 static void dense_forward(struct vae *vae, const struct vae_dense *l, int rows)
 {
-    clrt_gemm(vae->rt, false, true, (size_t)rows, (size_t)l->out, (size_t)l->in, 1.0f,
-              mat(l->x, 0, l->in), mat(vae->params, l->weight, l->in), 0.0f, mat(l->y, 0, l->out),
-              vae->gemm_temp);
+    clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->out, (size_t)l->in, 1.0f,
+              mat(l->x, 0, l->in), mat(vae->params, l->weight, l->out), 0.0f,
+              mat(l->y, 0, l->out), vae->gemm_temp);
     cl_kernel k = l->relu ? vae->k_bias_relu_forward : vae->k_bias_forward;
     int bias = (int)l->bias;
     KARG(k, 0, l->y);
@@ -190,16 +201,34 @@ static void dense_forward(struct vae *vae, const struct vae_dense *l, int rows)
     clrt_launch(vae->rt, k, 2, global, NULL);
 }
 
-// dW (out, in) = dy^T x, and dx (rows, in) = dy W when the layer below needs it.
+// dW (in, out) = x^T dy, and dx (rows, in) = dy W^T when the layer below needs it.
 static void dense_backward(struct vae *vae, const struct vae_dense *l, int rows)
 {
-    clrt_gemm(vae->rt, true, false, (size_t)l->out, (size_t)l->in, (size_t)rows, 1.0f,
-              mat(l->dy, 0, l->out), mat(l->x, 0, l->in), 0.0f, mat(vae->grads, l->weight, l->in),
-              vae->gemm_temp);
+    clrt_gemm(vae->rt, true, false, (size_t)l->in, (size_t)l->out, (size_t)rows, 1.0f,
+              mat(l->x, 0, l->in), mat(l->dy, 0, l->out), 0.0f,
+              mat(vae->grads, l->weight, l->out), vae->gemm_temp);
     if (l->dx)
         clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->in, (size_t)l->out, 1.0f,
-                  mat(l->dy, 0, l->out), mat(vae->params, l->weight, l->in), 0.0f,
+                  mat(l->dy, 0, l->out), mat(vae->weights_t, l->weight_t, l->in), 0.0f,
                   mat(l->dx, 0, l->in), vae->gemm_temp);
+}
+
+// weights_t = W^T, (out, in), for every layer whose input gradient is needed.
+static void transpose_weights(struct vae *vae)
+{
+    cl_kernel k = vae->k_transpose;
+    for (int i = 1; i < vae->n_layers; i++) {
+        const struct vae_dense *l = &vae->layer[i];
+        int src = (int)l->weight, dst = (int)l->weight_t;
+        KARG(k, 0, vae->params);
+        KARG(k, 1, src);
+        KARG(k, 2, vae->weights_t);
+        KARG(k, 3, dst);
+        KARG(k, 4, l->in);
+        KARG(k, 5, l->out);
+        size_t global[2] = {(size_t)l->out, (size_t)l->in};
+        clrt_launch(vae->rt, k, 2, global, NULL);
+    }
 }
 
 // The bias gradient of layer l from its dy, masking dy by ReLU first when the layer has one.
@@ -251,11 +280,19 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass)
     KARG(k, 0, vae->logits);
     KARG(k, 1, vae->x);
     KARG(k, 2, vae->dlogits);
-    KARG(k, 3, pass->rec);
-    KARG(k, 4, pass->offset);
+    KARG(k, 3, vae->terms);
+    KARG(k, 4, rows);
     KARG(k, 5, dim);
     KARG(k, 6, pass->grad_scale);
-    CL_CHECK(clSetKernelArg(k, 7, vae->reduce_local * sizeof(float), NULL));
+    size_t pixels[2] = {(size_t)dim, (size_t)rows};
+    clrt_launch(vae->rt, k, 2, pixels, NULL);
+
+    k = vae->k_row_sum;
+    KARG(k, 0, vae->terms);
+    KARG(k, 1, pass->rec);
+    KARG(k, 2, pass->offset);
+    KARG(k, 3, dim);
+    CL_CHECK(clSetKernelArg(k, 4, vae->reduce_local * sizeof(float), NULL));
     size_t local = vae->reduce_local, groups = (size_t)rows * local;
     clrt_launch(vae->rt, k, 1, &groups, &local);
 }
@@ -263,6 +300,9 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass)
 void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
 {
     int rows = pass->rows, latent = vae->cfg.latent;
+    // Here rather than after each update: backward then always sees the current parameters,
+    // however they were set.
+    transpose_weights(vae);
     bias_backward(vae, &vae->layer[vae->n_layers - 1], rows);
     for (int i = vae->n_layers - 1; i >= 0; i--) {
         dense_backward(vae, &vae->layer[i], rows);

@@ -58,17 +58,17 @@ struct ref_result {
     double loss, rec[MAX_ROWS], kl[MAX_ROWS], relu_margin;
 };
 
-// x (rows, l->in) -> y (rows, l->out) = x W^T + b with W (out, in) at params + l->weight and b at
+// x (rows, l->in) -> y (rows, l->out) = x W + b with W (in, out) at params + l->weight and b at
 // params + l->bias, then ReLU when l->relu; lowers *margin to the smallest |pre-activation|.
 static void ref_dense(const struct vae_dense *l, const double *params, const double *x, int rows,
                       double *y, double *margin)
 {
     for (int r = 0; r < rows; r++) {
         for (int o = 0; o < l->out; o++) {
-            const double *w = params + l->weight + (size_t)o * l->in;
+            const double *w = params + l->weight + (size_t)o;
             double a = params[l->bias + o];
             for (int i = 0; i < l->in; i++)
-                a += w[i] * x[r * l->in + i];
+                a += w[(size_t)i * l->out] * x[r * l->in + i];
             if (l->relu) {
                 if (fabs(a) < *margin)
                     *margin = fabs(a);
