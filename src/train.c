@@ -175,6 +175,8 @@ struct readback {
 
 struct progress {
     bool live; // draw a progress bar (stderr is a terminal and not --quiet)
+    bool report_first_step; // print how long the start took, once the first step is done
+    double run_started;
     int epoch, epochs, steps, steps_done;
     double started, last_drawn, loss;
 };
@@ -364,6 +366,19 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
         vae_forward(run->vae, &pass);
         vae_backward(run->vae, &pass, (float)opt->beta);
         adam_step(adam, run->vae->params, run->vae->grads);
+        if (prog->report_first_step) {
+            // One wait in the whole run, so that the figure includes compiling CLBlast's kernels.
+            if (prog->live)
+                fprintf(stderr, "clvae: first step: CLBlast compiles its GEMM kernels for this "
+                                "device unless a driver cache holds them...");
+            CL_CHECK(clFinish(queue));
+            if (prog->live)
+                fprintf(stderr, "\r%*s\r", 100, "");
+            printf("clvae: first training step done %.2f s after start\n",
+                   now_seconds() - prog->run_started);
+            fflush(stdout);
+            prog->report_first_step = false;
+        }
         if ((step + 1) % READ_EVERY != 0 && step + 1 != prog->steps)
             continue;
         if (pending == READS_IN_FLIGHT) {
@@ -409,6 +424,7 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
     int *order = NULL;
     int status = -1;
     char path[4200];
+    double run_started = now_seconds();
 
     if (load_data(opt->data_dir, &train, &test, err))
         goto done;
@@ -476,7 +492,10 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
 
     order = xmalloc((size_t)run.n_train * sizeof(int));
     double loop_start = now_seconds();
-    struct progress prog = {.live = !opt->quiet && isatty(STDERR_FILENO), .epochs = opt->epochs};
+    struct progress prog = {.live = !opt->quiet && isatty(STDERR_FILENO),
+                            .report_first_step = !opt->quiet,
+                            .run_started = run_started,
+                            .epochs = opt->epochs};
     for (int epoch = 1; epoch <= opt->epochs; epoch++) {
         double t0 = now_seconds(), rec, kl, test_rec, test_kl;
         prog.epoch = epoch;

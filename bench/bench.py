@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""clvae's benchmark: builds a release binary, trains the default model and, when PyTorch is
+importable, runs ../shared/reference/torch_vae.py on the same model, batch and data in the same
+run, alternating the two, and prints medians and the ratio.
+
+Usage: python3 bench/bench.py [--epochs N] [--rounds R] [--device-args "..."] [--no-torch]
+
+Prints: steady-state seconds per epoch (median of the epochs after each run's first, with min and
+max), training images per second, the time from launch to the first finished training step with
+the PoCL cache cold (an empty POCL_CACHE_DIR) and warm, and peak host memory (maximum resident set
+size, from wait4, as /usr/bin/time -v reports it). Figures from a shared, noisy machine: quote
+medians measured side by side, never one run.
+"""
+import argparse
+import csv
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference", "torch_vae.py")
+N_TRAIN = 60000
+
+
+def run_measured(cmd, env=None):
+    """Like run, with the child's own peak RSS (MiB) from wait4."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    out = p.stdout.read()
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    seconds = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit("bench: %s failed (%d):\n%s" % (" ".join(cmd), code, err))
+    return out, seconds, usage.ru_maxrss / 1024.0
+
+
+def build():
+    build_dir = os.path.join(ROOT, "build-bench")
+    if not os.path.isdir(build_dir):
+        subprocess.run(["meson", "setup", build_dir, "--buildtype=release", "-Doptimization=3"],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["ninja", "-C", build_dir], check=True, stdout=subprocess.DEVNULL)
+    return os.path.join(build_dir, "clvae")
+
+
+def torch_python():
+    """A Python that imports torch (Debian's python3-torch lives under /usr/bin/python3), or None."""
+    for py in [sys.executable, "/usr/bin/python3", shutil.which("python3")]:
+        if py and subprocess.run([py, "-c", "import torch"], capture_output=True).returncode == 0:
+            return py
+    return None
+
+
+def clvae_run(exe, epochs, extra, env=None):
+    """One clvae training run: (epoch seconds list, first-step seconds, peak RSS MiB)."""
+    with tempfile.TemporaryDirectory() as out_dir:
+        out, _, rss = run_measured([exe, "train", "--epochs", str(epochs), "--out", out_dir]
+                                   + extra, env)
+        with open(os.path.join(out_dir, "metrics.csv")) as f:
+            seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+    m = re.search(r"first training step done ([0-9.]+) s", out)
+    return seconds, float(m.group(1)) if m else float("nan"), rss
+
+
+def torch_run(py, epochs):
+    out, _, rss = run_measured([py, REFERENCE, "--epochs", str(epochs)])
+    return [float(m) for m in re.findall(r"epoch \d+ ([0-9.]+)s", out)], rss
+
+
+def summary(name, steady):
+    med = statistics.median(steady)
+    print("%-8s steady-state epoch: median %.3f s (min %.3f, max %.3f, %d epochs); %.0f images/s"
+          % (name, med, min(steady), max(steady), len(steady), N_TRAIN / med))
+    return med
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=4, help="epochs per run (the first is dropped)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of clvae and torch")
+    ap.add_argument("--device-args", default="", help="extra clvae options, e.g. '--device 1'")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    a = ap.parse_args()
+    exe = build()
+    extra = a.device_args.split()
+    print("bench: %s, %d rounds of %d epochs, default model 784-128-10, batch 256" %
+          (exe, a.rounds, a.epochs))
+    print("bench: machine: %s, %d cores" % (platform_cpu(), os.cpu_count()))
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, POCL_CACHE_DIR=cache)
+        _, cold, _ = clvae_run(exe, 1, extra, env)
+    py = None if a.no_torch else torch_python()
+    if not a.no_torch and py is None:
+        print("bench: PyTorch is not importable: clvae alone (Debian: python3-torch "
+              "libopenblas0-pthread)")
+    ours, theirs, firsts, rss_ours, rss_theirs = [], [], [], [], []
+    for r in range(a.rounds):
+        seconds, first, rss = clvae_run(exe, a.epochs, extra)
+        ours += seconds[1:]
+        firsts.append(first)
+        rss_ours.append(rss)
+        print("bench: round %d clvae epochs %s" % (r + 1, " ".join("%.3f" % s for s in seconds)))
+        if py:
+            seconds, rss = torch_run(py, a.epochs)
+            theirs += seconds[1:]
+            rss_theirs.append(rss)
+            print("bench: round %d torch epochs %s" % (r + 1, " ".join("%.3f" % s for s in seconds)))
+    print()
+    med = summary("clvae", ours)
+    print("clvae    start to first step: cold %.2f s (empty PoCL cache), warm median %.2f s" %
+          (cold, statistics.median(firsts)))
+    print("clvae    peak host memory: %.0f MiB" % max(rss_ours))
+    if theirs:
+        med_t = summary("pytorch", theirs)
+        print("pytorch  peak host memory: %.0f MiB" % max(rss_theirs))
+        print("ratio clvae / pytorch (median epoch time): %.2f" % (med / med_t))
+
+
+def platform_cpu():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()
