@@ -529,6 +529,10 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
     status = 0;
 
 done:
+    // An early stop (a NaN, a failed write) leaves commands in flight; a driver still compiling
+    // or running them while the process exits can crash in its own threads.
+    if (rt.queue)
+        clFinish(rt.queue);
     if (metrics && fclose(metrics) != 0 && status == 0)
         status = clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(errno));
     free(order);
