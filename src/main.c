@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cl_runtime.h"
+#include "cli.h"
 #include "error.h"
 #include "train.h"
 
@@ -57,40 +58,6 @@ static void print_train_usage(FILE *out)
             d.beta, (unsigned long long)d.seed);
 }
 
-// Parses a whole-string integer in [min, max] for option name.
-static int parse_int(const char *name, const char *text, long min, long max, int *out,
-                     struct clvae_error *err)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    // strtol would take leading blanks and a '+'; a command line value is digits, maybe a '-'.
-    bool digits = text[0] == '-' ? isdigit((unsigned char)text[1]) : isdigit((unsigned char)text[0]);
-    if (!digits || end == text || *end != '\0')
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not an integer", name, text);
-    if (errno == ERANGE || v < min || v > max)
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: %s is out of range (%ld to %ld)", name, text,
-                          min, max);
-    *out = (int)v;
-    return 0;
-}
-
-// Parses a whole-string finite number with min <= x (or min < x when open) and x <= max.
-static int parse_double(const char *name, const char *text, double min, bool open, double max,
-                        double *out, struct clvae_error *err)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (end == text || *end != '\0' || !isfinite(v))
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not a finite number", name, text);
-    if (v < min || (open && v == min) || v > max)
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: %s is out of range (%s%g to %g)", name, text,
-                          open ? "above " : "", min, max);
-    *out = v;
-    return 0;
-}
-
 // "512,256" -> hidden widths.
 static int parse_hidden(const char *text, struct vae_config *cfg, struct clvae_error *err)
 {
@@ -105,7 +72,7 @@ static int parse_hidden(const char *text, struct vae_config *cfg, struct clvae_e
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (n == VAE_MAX_HIDDEN)
             return clvae_fail(err, CLVAE_EXIT_USAGE, "--hidden: at most %d layers", VAE_MAX_HIDDEN);
-        if (parse_int("--hidden", tok, 1, 65536, &cfg->hidden[n], err))
+        if (cli_parse_int("--hidden", tok, 1, 65536, &cfg->hidden[n], err))
             return -1;
         n++;
     }
@@ -133,39 +100,22 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
     while ((c = getopt_long(argc, argv, ":p:d:D:o:e:b:l:H:z:s:qh", longopts, &longindex)) != -1) {
         int rc = 0;
         switch (c) {
-        case 'p': rc = parse_int("--platform", optarg, 0, 1000, &opt->platform, err); break;
-        case 'd': rc = parse_int("--device", optarg, 0, 1000, &opt->device, err); break;
+        case 'p': rc = cli_parse_int("--platform", optarg, 0, 1000, &opt->platform, err); break;
+        case 'd': rc = cli_parse_int("--device", optarg, 0, 1000, &opt->device, err); break;
         case 'D': opt->data_dir = optarg; break;
         case 'o': opt->out_dir = optarg; break;
-        case 'e': rc = parse_int("--epochs", optarg, 1, 1000000, &opt->epochs, err); break;
-        case 'b': rc = parse_int("--batch", optarg, 1, 1 << 20, &opt->batch, err); break;
-        case 'l': rc = parse_double("--lr", optarg, 0.0, true, 10.0, &opt->lr, err); break;
+        case 'e': rc = cli_parse_int("--epochs", optarg, 1, 1000000, &opt->epochs, err); break;
+        case 'b': rc = cli_parse_int("--batch", optarg, 1, 1 << 20, &opt->batch, err); break;
+        case 'l': rc = cli_parse_double("--lr", optarg, 0.0, true, 10.0, &opt->lr, err); break;
         case 'H': rc = parse_hidden(optarg, &opt->model, err); break;
-        case 'z': rc = parse_int("--latent", optarg, 1, 4096, &opt->model.latent, err); break;
-        case OPT_BETA: rc = parse_double("--beta", optarg, 0.0, false, 1e6, &opt->beta, err); break;
-        case 's': {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            if (!isdigit((unsigned char)optarg[0]) || *end != '\0' || errno == ERANGE)
-                rc = clvae_fail(err, CLVAE_EXIT_USAGE,
-                                "--seed: '%s' is not an integer from 0 to 2^64-1", optarg);
-            opt->seed = v;
-            break;
-        }
+        case 'z': rc = cli_parse_int("--latent", optarg, 1, 4096, &opt->model.latent, err); break;
+        case OPT_BETA: rc = cli_parse_double("--beta", optarg, 0.0, false, 1e6, &opt->beta, err); break;
+        case 's': rc = cli_parse_u64("--seed", optarg, &opt->seed, err); break;
         case 'q': opt->quiet = true; break;
         case OPT_PROFILE: opt->profile = true; break;
         case 'h': print_train_usage(stdout); exit(CLVAE_EXIT_OK);
-        case ':':
-            return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: needs a value", argv[optind - 1]);
         default:
-            // Inside a group of short options (-xq) getopt has not moved optind on yet.
-            if (optopt > 0 && optopt < 256)
-                return clvae_fail(err, CLVAE_EXIT_USAGE,
-                                  "-%c: unknown option (see clvae train --help)", optopt);
-            return clvae_fail(err, CLVAE_EXIT_USAGE,
-                              "%s: unknown or ambiguous option (see clvae train --help)",
-                              argv[optind - 1]);
+            return cli_bad_option(c, argv, "train", err);
         }
         if (rc)
             return -1;

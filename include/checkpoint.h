@@ -1,0 +1,54 @@
+// Checkpoints in the safetensors format (8-byte little-endian header length, a JSON header, raw
+// little-endian tensors), so that Python's safetensors, numpy or PyTorch read the weights as they
+// are. Tensors are stored as torch.nn.Linear keeps them: weight (out, in), bias (out), named
+//   encoder.{i}.weight/bias, mean.weight/bias, logvar.weight/bias, decoder.{i}.weight/bias,
+//   output.weight/bias
+// and, in a training checkpoint, Adam's moments of each as optimizer.m.<name>, optimizer.v.<name>.
+// The header's __metadata__ holds the architecture, hyper-parameters, data shape, progress, seed and
+// the format version (all values are strings, as safetensors requires).
+#ifndef CLVAE_CHECKPOINT_H
+#define CLVAE_CHECKPOINT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "vae.h"
+
+#define CKPT_FORMAT_VERSION 1
+
+// Everything a checkpoint says besides its tensors.
+struct ckpt_meta {
+    struct vae_config cfg;      // in_dim == image_rows * image_cols
+    int image_rows, image_cols;
+    int batch;
+    double lr, beta;
+    uint64_t seed;
+    int epoch;          // epochs completed
+    int64_t step;       // training steps done in all (Adam's t)
+    int epoch_step;     // steps of epoch + 1 already done (an interrupted epoch); 0 at a boundary
+    bool has_optimizer; // the Adam moments are in the file
+};
+
+// A loaded checkpoint: host arrays in clvae's flat parameter layout (vae_layout's order and
+// offsets, weights (in, out)); adam_m and adam_v are NULL when !meta.has_optimizer.
+struct ckpt {
+    struct ckpt_meta meta;
+    size_t n_params;
+    float *params, *adam_m, *adam_v;
+};
+
+// Writes params (and adam_m, adam_v unless NULL) in clvae's flat layout for meta->cfg to path:
+// through a temporary file in the same directory, fsync'd and renamed over path, so path holds the
+// old checkpoint or the new one, never a partial file. Errors: CLVAE_EXIT_OUTPUT, naming path.
+int checkpoint_save(const char *path, const struct ckpt_meta *meta, const float *params,
+                    const float *adam_m, const float *adam_v, struct clvae_error *err);
+
+// Reads and checks path: header length against the file size, the JSON, the format version, every
+// tensor's dtype (F32), shape and byte range against the metadata's architecture, no tensor missing
+// or left over. Errors: CLVAE_EXIT_DATA, naming path and what is wrong.
+int checkpoint_load(const char *path, struct ckpt *out, struct clvae_error *err);
+
+void checkpoint_free(struct ckpt *ckpt);
+
+#endif

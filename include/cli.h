@@ -1,0 +1,25 @@
+// Parsing of command-line values, shared by the subcommands: whole-string, range-checked, and
+// reported as "clvae: <option>: <what is wrong>" with CLVAE_EXIT_USAGE.
+#ifndef CLVAE_CLI_H
+#define CLVAE_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+// An integer in [min, max]: digits with an optional leading '-', nothing else.
+int cli_parse_int(const char *name, const char *text, long min, long max, int *out,
+                  struct clvae_error *err);
+
+// A finite number with min <= x (min < x when open) and x <= max.
+int cli_parse_double(const char *name, const char *text, double min, bool open, double max,
+                     double *out, struct clvae_error *err);
+
+// An unsigned 64-bit integer: digits only.
+int cli_parse_u64(const char *name, const char *text, uint64_t *out, struct clvae_error *err);
+
+// The error for getopt_long's '?' or ':' return, naming the option (argv as given to getopt).
+int cli_bad_option(int c, char **argv, const char *command, struct clvae_error *err);
+
+#endif

@@ -1,0 +1,29 @@
+#include "model_io.h"
+
+#include <string.h>
+
+int model_io_open(struct model_io *m, const char *path, int platform, int device, int max_rows,
+                  struct clvae_error *err)
+{
+    memset(m, 0, sizeof *m);
+    if (checkpoint_load(path, &m->ckpt, err))
+        return -1;
+    if (clrt_open(&m->rt, platform, device, false, err) || clrt_build(&m->rt, err) ||
+        vae_create(&m->vae, &m->rt, &m->ckpt.meta.cfg, max_rows, err)) {
+        model_io_close(m);
+        return -1;
+    }
+    CL_CHECK(clEnqueueWriteBuffer(m->rt.queue, m->vae.params, CL_TRUE, 0,
+                                  m->vae.n_params * sizeof(float), m->ckpt.params, 0, NULL, NULL));
+    return 0;
+}
+
+void model_io_close(struct model_io *m)
+{
+    if (m->rt.queue)
+        clFinish(m->rt.queue);
+    vae_release(&m->vae);
+    clrt_close(&m->rt);
+    checkpoint_free(&m->ckpt);
+    memset(m, 0, sizeof *m);
+}
