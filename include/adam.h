@@ -6,6 +6,11 @@
 
 #include "cl_runtime.h"
 
+// PyTorch's defaults, which clvae always uses (checkpoints record them).
+#define ADAM_BETA1 0.9
+#define ADAM_BETA2 0.999
+#define ADAM_EPS 1e-8
+
 struct adam {
     double lr, beta1, beta2, eps;
     int64_t step; // updates done so far

@@ -40,13 +40,16 @@ struct ckpt {
 
 // Writes params (and adam_m, adam_v unless NULL) in clvae's flat layout for meta->cfg to path:
 // through a temporary file in the same directory, fsync'd and renamed over path, so path holds the
-// old checkpoint or the new one, never a partial file. Errors: CLVAE_EXIT_OUTPUT, naming path.
+// old checkpoint or the new one, never a partial file. Errors: CLVAE_EXIT_OUTPUT naming path;
+// CLVAE_EXIT_FAILURE for invalid arguments or metadata (a caller's bug).
 int checkpoint_save(const char *path, const struct ckpt_meta *meta, const float *params,
                     const float *adam_m, const float *adam_v, struct clvae_error *err);
 
 // Reads and checks path: header length against the file size, the JSON, the format version, every
 // tensor's dtype (F32), shape and byte range against the metadata's architecture, no tensor missing
-// or left over. Errors: CLVAE_EXIT_DATA, naming path and what is wrong.
+// or left over; limits: header at most 100 MiB, dimensions at most 2^24, at most INT32_MAX
+// parameters, 1 to VAE_MAX_HIDDEN hidden layers. Errors: CLVAE_EXIT_DATA, naming path and what
+// is wrong.
 int checkpoint_load(const char *path, struct ckpt *out, struct clvae_error *err);
 
 void checkpoint_free(struct ckpt *ckpt);

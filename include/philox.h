@@ -12,6 +12,7 @@ enum philox_stream {
     PHILOX_STREAM_GRID = 2,  // the fixed prior samples drawn into every epoch's sample grid
     PHILOX_STREAM_INIT = 3,  // parameter initialisation
     PHILOX_STREAM_SHUFFLE = 4,
+    PHILOX_STREAM_IWAE = 5, // importance samples of clvae eval: counter (sample*latent+d, image)
 };
 
 // counter (4 words), key (2 words) -> out (4 words).

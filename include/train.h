@@ -17,12 +17,19 @@ struct train_options {
     uint64_t seed;
     bool quiet;
     bool profile; // time every kernel and GEMM on the device, print the table at the end
+    const char *save_path;   // checkpoint after every epoch and when interrupted; NULL: none
+    const char *resume_path; // continue from this training checkpoint; NULL: start afresh
+    // Which options the command line set: with --resume the others come from the checkpoint,
+    // and these must agree with it.
+    bool set_model, set_batch, set_lr, set_beta, set_seed;
 };
 
 // Sets the documented defaults.
 void train_defaults(struct train_options *opt);
 
-// Trains, evaluates after every epoch, writes OUT/metrics.csv and the image grids.
+// Trains, evaluates after every epoch, writes OUT/metrics.csv, the image grids and, with
+// save_path, a checkpoint. SIGINT or SIGTERM finish the current step, write the checkpoint and
+// return CLVAE_EXIT_INTERRUPTED; a second signal ends the process at once.
 int train_run(const struct train_options *opt, struct clvae_error *err);
 
 #endif

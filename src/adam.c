@@ -9,9 +9,9 @@ int adam_create(struct adam *adam, struct clrt *rt, int n, double lr, struct clv
     adam->rt = rt;
     adam->n = n;
     adam->lr = lr;
-    adam->beta1 = 0.9;
-    adam->beta2 = 0.999;
-    adam->eps = 1e-8;
+    adam->beta1 = ADAM_BETA1;
+    adam->beta2 = ADAM_BETA2;
+    adam->eps = ADAM_EPS;
     // clrt_buffer zero-fills, which is where Adam's moments start.
     if (!(adam->m = clrt_buffer(rt, (size_t)n * sizeof(float), "Adam first moments", err)) ||
         !(adam->v = clrt_buffer(rt, (size_t)n * sizeof(float), "Adam second moments", err)))

@@ -11,6 +11,8 @@
 #include "cl_runtime.h"
 #include "cli.h"
 #include "error.h"
+#include "evaluate.h"
+#include "images.h"
 #include "train.h"
 
 #ifndef CLVAE_VERSION
@@ -24,6 +26,11 @@ static void print_usage(FILE *out)
                  "commands:\n"
                  "  devices     list every OpenCL platform and device, with the indices to pick them\n"
                  "  train       train a variational autoencoder, report and write images\n"
+                 "  generate    decode draws from the prior of a trained model into a grid\n"
+                 "  reconstruct test images beside their reconstructions\n"
+                 "  interpolate a straight walk in latent space between two test images\n"
+                 "  manifold    the decoded latent space: a 2-D grid, or each dimension's traversal\n"
+                 "  eval        a trained model's test-set negative ELBO and IWAE bound (nats/image)\n"
                  "\n"
                  "  clvae --help, clvae --version, clvae <command> --help\n");
 }
@@ -53,6 +60,9 @@ static void print_train_usage(FILE *out)
             "  -s, --seed N       seed of initialisation, shuffling and noise   [%llu]\n"
             "  -q, --quiet        print nothing but errors\n"
             "      --profile      time every kernel and GEMM on the device; print the table at the end\n"
+            "      --save FILE    write a checkpoint (safetensors) after every epoch and on Ctrl-C\n"
+            "      --resume FILE  carry on from a checkpoint of --save; the model, batch, lr, beta\n"
+            "                     and seed come from it; --epochs is the total to reach\n"
             "  -h, --help         show this help\n",
             d.data_dir, d.out_dir, d.epochs, d.batch, d.lr, d.model.hidden[0], d.model.latent,
             d.beta, (unsigned long long)d.seed);
@@ -82,7 +92,7 @@ static int parse_hidden(const char *text, struct vae_config *cfg, struct clvae_e
 
 static int parse_train(int argc, char **argv, struct train_options *opt, struct clvae_error *err)
 {
-    enum { OPT_BETA = 256, OPT_PROFILE };
+    enum { OPT_BETA = 256, OPT_PROFILE, OPT_SAVE, OPT_RESUME };
     static const struct option longopts[] = {
         {"platform", required_argument, NULL, 'p'}, {"device", required_argument, NULL, 'd'},
         {"data", required_argument, NULL, 'D'},     {"out", required_argument, NULL, 'o'},
@@ -90,7 +100,8 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
         {"lr", required_argument, NULL, 'l'},       {"hidden", required_argument, NULL, 'H'},
         {"latent", required_argument, NULL, 'z'},   {"beta", required_argument, NULL, OPT_BETA},
         {"seed", required_argument, NULL, 's'},     {"quiet", no_argument, NULL, 'q'},
-        {"profile", no_argument, NULL, OPT_PROFILE},
+        {"profile", no_argument, NULL, OPT_PROFILE}, {"save", required_argument, NULL, OPT_SAVE},
+        {"resume", required_argument, NULL, OPT_RESUME},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     train_defaults(opt);
@@ -105,14 +116,34 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
         case 'D': opt->data_dir = optarg; break;
         case 'o': opt->out_dir = optarg; break;
         case 'e': rc = cli_parse_int("--epochs", optarg, 1, 1000000, &opt->epochs, err); break;
-        case 'b': rc = cli_parse_int("--batch", optarg, 1, 1 << 20, &opt->batch, err); break;
-        case 'l': rc = cli_parse_double("--lr", optarg, 0.0, true, 10.0, &opt->lr, err); break;
-        case 'H': rc = parse_hidden(optarg, &opt->model, err); break;
-        case 'z': rc = cli_parse_int("--latent", optarg, 1, 4096, &opt->model.latent, err); break;
-        case OPT_BETA: rc = cli_parse_double("--beta", optarg, 0.0, false, 1e6, &opt->beta, err); break;
-        case 's': rc = cli_parse_u64("--seed", optarg, &opt->seed, err); break;
+        case 'b':
+            rc = cli_parse_int("--batch", optarg, 1, 1 << 20, &opt->batch, err);
+            opt->set_batch = true;
+            break;
+        case 'l':
+            rc = cli_parse_double("--lr", optarg, 0.0, true, 10.0, &opt->lr, err);
+            opt->set_lr = true;
+            break;
+        case 'H':
+            rc = parse_hidden(optarg, &opt->model, err);
+            opt->set_model = true;
+            break;
+        case 'z':
+            rc = cli_parse_int("--latent", optarg, 1, 4096, &opt->model.latent, err);
+            opt->set_model = true;
+            break;
+        case OPT_BETA:
+            rc = cli_parse_double("--beta", optarg, 0.0, false, 1e6, &opt->beta, err);
+            opt->set_beta = true;
+            break;
+        case 's':
+            rc = cli_parse_u64("--seed", optarg, &opt->seed, err);
+            opt->set_seed = true;
+            break;
         case 'q': opt->quiet = true; break;
         case OPT_PROFILE: opt->profile = true; break;
+        case OPT_SAVE: opt->save_path = optarg; break;
+        case OPT_RESUME: opt->resume_path = optarg; break;
         case 'h': print_train_usage(stdout); exit(CLVAE_EXIT_OK);
         default:
             return cli_bad_option(c, argv, "train", err);
@@ -164,6 +195,16 @@ int main(int argc, char **argv)
         rc = parse_train(argc - 1, argv + 1, &opt, &err);
         if (rc == 0)
             rc = train_run(&opt, &err);
+    } else if (!strcmp(cmd, "generate")) {
+        rc = generate_main(argc - 1, argv + 1, &err);
+    } else if (!strcmp(cmd, "reconstruct")) {
+        rc = reconstruct_main(argc - 1, argv + 1, &err);
+    } else if (!strcmp(cmd, "interpolate")) {
+        rc = interpolate_main(argc - 1, argv + 1, &err);
+    } else if (!strcmp(cmd, "eval")) {
+        rc = eval_main(argc - 1, argv + 1, &err);
+    } else if (!strcmp(cmd, "manifold")) {
+        rc = manifold_main(argc - 1, argv + 1, &err);
     } else {
         clvae_fail(&err, CLVAE_EXIT_USAGE, "%s: unknown command (try clvae --help)", cmd);
         rc = -1;

@@ -1,5 +1,7 @@
 #include "png_grid.h"
 
+#include "atomic_file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <png.h>
@@ -14,10 +16,7 @@
 // Far beyond any grid clvae draws; keeps height * width (and every offset) inside an int.
 #define PNG_GRID_MAX_SIDE (1 << 15)
 
-#define TMP_SUFFIX ".tmp"
-#define TMP_RANDOM_CHARS 6
 // O_EXCL collisions need a retry; this many in a row means something else is wrong.
-#define TMP_ATTEMPTS 100
 
 // The output stream and the first failure met while libpng wrote to it.
 struct png_sink {
@@ -107,58 +106,7 @@ static int png_write_stream(struct png_sink *sink, const uint8_t *pixels, int he
     return 0;
 }
 
-// splitmix64 step: spreads a counter and the clock over the temporary name's characters.
-static uint64_t mix64(uint64_t *state)
-{
-    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
-// Creates "<path>.tmpXXXXXX" beside path; returns its descriptor and *tmp_path, or -1 with errno set.
-static int open_temp(const char *path, char **tmp_path)
-{
-    // Not mkstemp: its 0600 would survive the rename; O_EXCL with 0666 lets the umask decide, as
-    // fopen would have.
-    static const char alphabet[] =
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    static uint64_t counter;
-    size_t len = strlen(path);
-    char *name = xmalloc(len + sizeof TMP_SUFFIX - 1 + TMP_RANDOM_CHARS + 1);
-    memcpy(name, path, len);
-    memcpy(name + len, TMP_SUFFIX, sizeof TMP_SUFFIX - 1);
-    char *random = name + len + sizeof TMP_SUFFIX - 1;
-    random[TMP_RANDOM_CHARS] = '\0';
-
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t state = ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec ^
-                     ((uint64_t)getpid() << 40) ^ (++counter << 20);
-    for (int attempt = 0; attempt < TMP_ATTEMPTS; attempt++) {
-        uint64_t bits = mix64(&state);
-        for (int i = 0; i < TMP_RANDOM_CHARS; i++) {
-            random[i] = alphabet[bits % (sizeof alphabet - 1)];
-            bits /= sizeof alphabet - 1;
-        }
-        int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0) {
-            *tmp_path = name;
-            return fd;
-        }
-        if (errno != EEXIST) {
-            int saved = errno;
-            free(name);
-            errno = saved;
-            return -1;
-        }
-    }
-    free(name);
-    errno = EEXIST;
-    return -1;
-}
-
-// Validates, writes to a temporary file beside path, syncs it, then renames it over path.
+// Validates, then writes path atomically (include/atomic_file.h).
 int png_write_gray(const char *path, const uint8_t *pixels, int height, int width,
                    struct clvae_error *err)
 {
@@ -174,46 +122,16 @@ int png_write_gray(const char *path, const uint8_t *pixels, int height, int widt
                           height, width, PNG_GRID_MAX_SIDE);
     }
 
-    // rename would replace a device or FIFO (even /dev/null, as root) with a regular file.
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path,
-                          S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
-    }
-
-    char *tmp_path;
-    int fd = open_temp(path, &tmp_path);
-    if (fd < 0) {
-        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(errno));
-    }
-    struct png_sink sink = {.fp = fdopen(fd, "wb")};
-    if (!sink.fp) {
-        sink_note(&sink, strerror(errno));
-        close(fd);
-    } else {
-        png_write_stream(&sink, pixels, height, width);
-        // stdio may still hold the tail of the file: a full disk often shows only here.
-        if (!sink.failed && fflush(sink.fp) != 0) {
-            sink_note(&sink, strerror(errno));
-        }
-        // Without it a crash after the rename could leave path empty or partial.
-        if (!sink.failed && fsync(fileno(sink.fp)) != 0) {
-            sink_note(&sink, strerror(errno));
-        }
-        if (fclose(sink.fp) != 0) {
-            sink_note(&sink, strerror(errno));
-        }
-    }
-    if (!sink.failed && rename(tmp_path, path) != 0) {
-        sink_note(&sink, strerror(errno));
-    }
+    struct atomic_file out;
+    if (atomic_file_open(&out, path, err))
+        return -1;
+    struct png_sink sink = {.fp = out.fp};
+    png_write_stream(&sink, pixels, height, width);
     if (sink.failed) {
-        unlink(tmp_path);
-        free(tmp_path);
+        atomic_file_abort(&out);
         return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, sink.msg);
     }
-    free(tmp_path);
-    return 0;
+    return atomic_file_commit(&out, err);
 }
 
 // Lays the tiles out on a black canvas in memory and writes it with png_write_gray.

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "adam.h"
+#include "checkpoint.h"
 #include "cl_runtime.h"
 #include "idx.h"
 #include "philox.h"
@@ -20,6 +22,15 @@
 #define GRID_PAIRS 32       // test images beside their reconstructions
 #define READ_EVERY 8        // steps between loss read-backs
 #define READS_IN_FLIGHT 4   // read-backs the host may run ahead of the device
+
+// Set by SIGINT/SIGTERM; the training loop stops after the step in progress.
+static volatile sig_atomic_t stop_requested;
+
+static void request_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
 
 void train_defaults(struct train_options *opt)
 {
@@ -342,23 +353,25 @@ static int run_setup(struct run *run, const struct idx_images *train, const stru
     return 0;
 }
 
-// One pass over the shuffled training set; fills the epoch's mean rec and KL.
+// One pass over the shuffled training set from step first_step on; fills the mean rec and KL of
+// the images it trained on, and *steps_done (less than the epoch's steps when a stop was requested).
 static int train_epoch(struct run *run, const struct train_options *opt, struct adam *adam,
-                       int *order, struct progress *prog, double *rec, double *kl,
-                       struct clvae_error *err)
+                       int *order, struct progress *prog, int first_step_in_epoch, int *steps_done,
+                       double *rec, double *kl, struct clvae_error *err)
 {
     cl_command_queue queue = run->rt->queue;
     int n = run->n_train, batch = opt->batch;
     shuffle(order, n, opt->seed, prog->epoch);
     CL_CHECK(clEnqueueWriteBuffer(queue, run->train_index, CL_TRUE, 0, (size_t)n * sizeof(int),
                                   order, 0, NULL, NULL));
-    int64_t first_step = adam->step;
+    int64_t first_step = adam->step - first_step_in_epoch;
     struct readback ring[READS_IN_FLIGHT];
-    int head = 0, pending = 0, read_upto = 0;
+    int head = 0, pending = 0, read_from = first_step_in_epoch * batch, read_upto = read_from;
     prog->steps = (n + batch - 1) / batch;
-    prog->steps_done = 0;
+    prog->steps_done = first_step_in_epoch;
     prog->started = now_seconds();
-    for (int step = 0; step < prog->steps; step++) {
+    *steps_done = prog->steps;
+    for (int step = first_step_in_epoch; step < prog->steps; step++) {
         int start = step * batch, rows = n - start < batch ? n - start : batch;
         gather(run, run->train_data, run->train_index, start, rows);
         struct vae_pass pass = {rows, opt->seed, (uint64_t)adam->step, PHILOX_STREAM_TRAIN, 1.0f,
@@ -379,7 +392,8 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
             fflush(stdout);
             prog->report_first_step = false;
         }
-        if ((step + 1) % READ_EVERY != 0 && step + 1 != prog->steps)
+        bool stopping = stop_requested;
+        if ((step + 1) % READ_EVERY != 0 && step + 1 != prog->steps && !stopping)
             continue;
         if (pending == READS_IN_FLIGHT) {
             struct readback *old = &ring[(head + READS_IN_FLIGHT - pending) % READS_IN_FLIGHT];
@@ -400,6 +414,10 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
                                      run->host_kl + rb->from, 0, NULL, &rb->done));
         CL_CHECK(clFlush(queue));
         read_upto = rb->to;
+        if (stopping) {
+            *steps_done = step + 1;
+            break;
+        }
     }
     while (pending > 0) {
         struct readback *old = &ring[(head + READS_IN_FLIGHT - pending) % READS_IN_FLIGHT];
@@ -407,14 +425,88 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
         if (finish_readback(run, old, prog, batch, first_step, err))
             return -1;
     }
-    sum_losses(run->host_rec, run->host_kl, n, rec, kl);
-    *rec /= n;
-    *kl /= n;
+    sum_losses(run->host_rec + read_from, run->host_kl + read_from, read_upto - read_from, rec, kl);
+    *rec /= read_upto - read_from;
+    *kl /= read_upto - read_from;
     return 0;
 }
 
-int train_run(const struct train_options *opt, struct clvae_error *err)
+// Writes params and Adam's state after `epoch` whole epochs and epoch_step steps of the next.
+static int save_checkpoint(struct run *run, const struct train_options *opt, struct adam *adam,
+                           int epoch, int epoch_step, struct clvae_error *err)
 {
+    size_t n = run->vae->n_params, bytes = n * sizeof(float);
+    float *host = xmalloc(3 * bytes);
+    cl_command_queue queue = run->rt->queue;
+    CL_CHECK(clEnqueueReadBuffer(queue, run->vae->params, CL_FALSE, 0, bytes, host, 0, NULL, NULL));
+    CL_CHECK(clEnqueueReadBuffer(queue, adam->m, CL_FALSE, 0, bytes, host + n, 0, NULL, NULL));
+    CL_CHECK(clEnqueueReadBuffer(queue, adam->v, CL_TRUE, 0, bytes, host + 2 * n, 0, NULL, NULL));
+    struct ckpt_meta meta = {
+        .cfg = run->vae->cfg,
+        .image_rows = run->rows,
+        .image_cols = run->cols,
+        .batch = opt->batch,
+        .lr = opt->lr,
+        .beta = opt->beta,
+        .seed = opt->seed,
+        .epoch = epoch,
+        .step = adam->step,
+        .epoch_step = epoch_step,
+        .has_optimizer = true,
+    };
+    int status = checkpoint_save(opt->save_path, &meta, host, host + n, host + 2 * n, err);
+    free(host);
+    return status;
+}
+
+// With --resume: the training options the checkpoint fixes, checked against those given.
+static int merge_resume(struct train_options *o, const struct ckpt *ck, struct clvae_error *err)
+{
+    const struct ckpt_meta *m = &ck->meta;
+    const char *path = o->resume_path;
+    if (!m->has_optimizer)
+        return clvae_fail(err, CLVAE_EXIT_DATA,
+                          "%s: holds no optimizer state; --resume needs a checkpoint written by "
+                          "clvae train --save",
+                          path);
+    bool same_model = o->model.n_hidden == m->cfg.n_hidden && o->model.latent == m->cfg.latent;
+    for (int i = 0; same_model && i < m->cfg.n_hidden; i++)
+        same_model = o->model.hidden[i] == m->cfg.hidden[i];
+    if (o->set_model && !same_model)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--resume %s: the checkpoint's architecture differs from --hidden/--latent "
+                          "given (leave them out to take the checkpoint's)",
+                          path);
+    if (o->set_batch && o->batch != m->batch)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--batch %d: the checkpoint %s was trained with %d",
+                          o->batch, path, m->batch);
+    if (o->set_lr && o->lr != m->lr)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--lr %g: the checkpoint %s was trained with %g",
+                          o->lr, path, m->lr);
+    if (o->set_beta && o->beta != m->beta)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--beta %g: the checkpoint %s was trained with %g",
+                          o->beta, path, m->beta);
+    if (o->set_seed && o->seed != m->seed)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--seed %llu: the checkpoint %s was trained with %llu",
+                          (unsigned long long)o->seed, path, (unsigned long long)m->seed);
+    if (m->epoch >= o->epochs)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--epochs %d: the checkpoint %s has already trained %d epochs", o->epochs,
+                          path, m->epoch);
+    o->model = m->cfg;
+    o->batch = m->batch;
+    o->lr = m->lr;
+    o->beta = m->beta;
+    o->seed = m->seed;
+    return 0;
+}
+
+int train_run(const struct train_options *given, struct clvae_error *err)
+{
+    struct train_options options = *given, *opt = &options;
+    struct ckpt resume = {0};
+    struct sigaction stop = {0}, old_int, old_term;
     struct idx_images train = {0}, test = {0};
     struct clrt rt = {0};
     struct vae vae = {0};
@@ -426,8 +518,25 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
     char path[4200];
     double run_started = now_seconds();
 
+    stop_requested = 0;
+    stop.sa_handler = request_stop;
+    stop.sa_flags = SA_RESETHAND; // a second signal takes the default action: exit at once
+    sigemptyset(&stop.sa_mask);
+    sigaction(SIGINT, &stop, &old_int);
+    sigaction(SIGTERM, &stop, &old_term);
+
+    if (opt->resume_path &&
+        (checkpoint_load(opt->resume_path, &resume, err) || merge_resume(opt, &resume, err)))
+        goto done;
     if (load_data(opt->data_dir, &train, &test, err))
         goto done;
+    if (opt->resume_path && ((int)train.rows != resume.meta.image_rows ||
+                             (int)train.cols != resume.meta.image_cols)) {
+        clvae_fail(err, CLVAE_EXIT_DATA, "%s: images are %ux%u but the checkpoint %s's model "
+                   "takes %dx%d", opt->data_dir, train.rows, train.cols, opt->resume_path,
+                   resume.meta.image_rows, resume.meta.image_cols);
+        goto done;
+    }
     if ((uint32_t)opt->batch > train.count) {
         clvae_fail(err, CLVAE_EXIT_USAGE, "--batch: %d is larger than the training set (%u images)",
                    opt->batch, train.count);
@@ -457,11 +566,26 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
     idx_free(&train);
     idx_free(&test);
 
-    float *init = xmalloc(vae.n_params * sizeof(float));
-    vae_init_params_host(&vae, opt->seed, init);
-    CL_CHECK(clEnqueueWriteBuffer(rt.queue, vae.params, CL_TRUE, 0, vae.n_params * sizeof(float),
-                                  init, 0, NULL, NULL));
-    free(init);
+    size_t param_bytes = vae.n_params * sizeof(float);
+    int start_epoch = 1, start_step = 0;
+    if (opt->resume_path) {
+        CL_CHECK(clEnqueueWriteBuffer(rt.queue, vae.params, CL_FALSE, 0, param_bytes,
+                                      resume.params, 0, NULL, NULL));
+        CL_CHECK(clEnqueueWriteBuffer(rt.queue, adam.m, CL_FALSE, 0, param_bytes, resume.adam_m, 0,
+                                      NULL, NULL));
+        CL_CHECK(clEnqueueWriteBuffer(rt.queue, adam.v, CL_TRUE, 0, param_bytes, resume.adam_v, 0,
+                                      NULL, NULL));
+        adam.step = resume.meta.step;
+        start_epoch = resume.meta.epoch + 1;
+        start_step = resume.meta.epoch_step;
+        checkpoint_free(&resume);
+    } else {
+        float *init = xmalloc(param_bytes);
+        vae_init_params_host(&vae, opt->seed, init);
+        CL_CHECK(clEnqueueWriteBuffer(rt.queue, vae.params, CL_TRUE, 0, param_bytes, init, 0, NULL,
+                                      NULL));
+        free(init);
+    }
 
     if (!opt->quiet) {
         char shape[128];
@@ -479,16 +603,21 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
                (double)((size_t)(run.n_train + run.n_test) * (size_t)run.dim) / 1048576.0,
                (double)(4 * vae.n_params * sizeof(float)) / 1048576.0,
                (double)vae.activation_bytes / 1048576.0);
+        if (opt->resume_path)
+            printf("clvae: resuming %s after epoch %d, step %lld\n", opt->resume_path,
+                   start_epoch - 1, (long long)adam.step);
         fflush(stdout);
     }
 
+    // A resumed run carries on the metrics of the run it continues.
     snprintf(path, sizeof path, "%s/metrics.csv", opt->out_dir);
-    if (!(metrics = fopen(path, "w"))) {
+    if (!(metrics = fopen(path, opt->resume_path ? "a" : "w"))) {
         clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(errno));
         goto done;
     }
-    fprintf(metrics, "epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,test_kl,"
-                     "seconds,images_per_second\n");
+    if (ftell(metrics) == 0)
+        fprintf(metrics, "epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,test_kl,"
+                         "seconds,images_per_second\n");
 
     order = xmalloc((size_t)run.n_train * sizeof(int));
     double loop_start = now_seconds();
@@ -496,11 +625,30 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
                             .report_first_step = !opt->quiet,
                             .run_started = run_started,
                             .epochs = opt->epochs};
-    for (int epoch = 1; epoch <= opt->epochs; epoch++) {
+    for (int epoch = start_epoch; epoch <= opt->epochs; epoch++) {
         double t0 = now_seconds(), rec, kl, test_rec, test_kl;
+        int first = epoch == start_epoch ? start_step : 0, done_steps;
         prog.epoch = epoch;
-        if (train_epoch(&run, opt, &adam, order, &prog, &rec, &kl, err))
+        if (train_epoch(&run, opt, &adam, order, &prog, first, &done_steps, &rec, &kl, err))
             goto done;
+        if (done_steps < prog.steps) {
+            if (prog.live)
+                fprintf(stderr, "\r%*s\r", 90, "");
+            if (opt->save_path && save_checkpoint(&run, opt, &adam, epoch - 1, done_steps, err))
+                goto done;
+            if (opt->save_path)
+                clvae_fail(err, CLVAE_EXIT_INTERRUPTED,
+                           "interrupted in epoch %d after step %d of %d; checkpoint written to %s "
+                           "(carry on with: clvae train --resume %s --save %s)",
+                           epoch, done_steps, prog.steps, opt->save_path, opt->save_path,
+                           opt->save_path);
+            else
+                clvae_fail(err, CLVAE_EXIT_INTERRUPTED,
+                           "interrupted in epoch %d after step %d of %d; no checkpoint written "
+                           "(train with --save FILE to keep one)",
+                           epoch, done_steps, prog.steps);
+            goto done;
+        }
         double seconds = now_seconds() - t0;
         evaluate(&run, opt, epoch, &test_rec, &test_kl);
         if (prog.live)
@@ -518,8 +666,15 @@ int train_run(const struct train_options *opt, struct clvae_error *err)
             clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(errno));
             goto done;
         }
-        if (write_images(&run, opt, epoch, err))
+        if (write_images(&run, opt, epoch, err) ||
+            (opt->save_path && save_checkpoint(&run, opt, &adam, epoch, 0, err)))
             goto done;
+        if (stop_requested && epoch < opt->epochs) {
+            clvae_fail(err, CLVAE_EXIT_INTERRUPTED, "interrupted after epoch %d%s%s", epoch,
+                       opt->save_path ? "; checkpoint written to " : "",
+                       opt->save_path ? opt->save_path : "");
+            goto done;
+        }
     }
     if (opt->profile) {
         printf("\nclvae: device time by kernel and GEMM shape over %d epochs (training, "
@@ -542,5 +697,8 @@ done:
     clrt_close(&rt);
     idx_free(&train);
     idx_free(&test);
+    checkpoint_free(&resume);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     return status;
 }

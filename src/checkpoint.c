@@ -1,0 +1,975 @@
+#include "checkpoint.h"
+
+#include "adam.h"
+#include "atomic_file.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+// A header this long is already absurd for at most a few hundred tensors; the cap keeps a corrupt
+// length from driving a large allocation.
+#define CKPT_MAX_HEADER ((uint64_t)100 << 20)
+// Every width, latent size and image side: keeps each tensor's element count (< 2^48) and the sum
+// of them all far inside size_t, and exact in a double (what JSON numbers become in cJSON).
+#define CKPT_MAX_DIM (1 << 24)
+// vae_create's limit: a larger model could never be used, so its size is no reason to allocate.
+#define CKPT_MAX_PARAMS ((size_t)INT32_MAX)
+// Byte offsets beyond 2^53 cannot be told apart once cJSON has made them doubles.
+#define CKPT_MAX_OFFSET 9007199254740992.0
+// Per layer a weight and a bias; the heads are two layers' worth; three copies with Adam's moments.
+#define CKPT_MAX_TENSORS (3 * 2 * (VAE_MAX_LAYERS + 1))
+#define CKPT_LAYOUT "weight (out, in) as torch.nn.Linear"
+#define CKPT_WHY_MAX 1024
+
+
+enum ckpt_array { ARRAY_PARAMS, ARRAY_ADAM_M, ARRAY_ADAM_V };
+
+// One tensor of the file and where its elements live in clvae's flat layout: element [o][i] of a
+// weight (out, in) is flat[base + i * ld + o]; element [o] of a bias (out) is flat[base + o].
+struct tensor {
+    char name[48];
+    int ndim;
+    int out, in; // shape (out, in), or (out) when ndim == 1
+    size_t count, base, ld;
+    enum ckpt_array array;
+    // What the file's header says, while loading.
+    bool seen;
+    uint64_t begin, end;
+};
+
+// Formats a reason into why (CKPT_WHY_MAX bytes); always returns -1.
+static int bad(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int bad(char *why, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, CKPT_WHY_MAX, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+// Little-endian byte order whatever the host's: the format fixes it.
+static void put_u64_le(uint8_t *p, uint64_t v)
+{
+    for (int k = 0; k < 8; k++) {
+        p[k] = (uint8_t)(v >> (8 * k));
+    }
+}
+
+// The inverse of put_u64_le.
+static uint64_t get_u64_le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < 8; k++) {
+        v |= (uint64_t)p[k] << (8 * k);
+    }
+    return v;
+}
+
+// A float's bits as 4 little-endian bytes: copies NaN payloads and signed zeros exactly.
+static void put_f32_le(uint8_t *p, float x)
+{
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    for (int k = 0; k < 4; k++) {
+        p[k] = (uint8_t)(bits >> (8 * k));
+    }
+}
+
+// The inverse of put_f32_le.
+static float get_f32_le(const uint8_t *p)
+{
+    uint32_t bits =
+        (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+// x with the fewest digits that read back as x ("0.9", not %.17g's "0.90000000000000002"), in
+// text (32 bytes).
+static const char *shortest(double x, char *text)
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(text, 32, "%.*g", digits, x);
+        if (strtod(text, NULL) == x) {
+            break;
+        }
+    }
+    return text;
+}
+
+// Fails unless lo <= v <= hi, naming the metadata field.
+static int check_range(char *why, const char *name, int64_t v, int64_t lo, int64_t hi)
+{
+    if (v < lo || v > hi) {
+        return bad(why, "%s %" PRId64 " is out of range (%" PRId64 " to %" PRId64 ")", name, v, lo,
+                   hi);
+    }
+    return 0;
+}
+
+// The rules every checkpoint's metadata obeys, saved or loaded: positive sizes below CKPT_MAX_DIM,
+// in_dim = image_rows * image_cols, 1..VAE_MAX_HIDDEN hidden layers, a model vae_create accepts.
+static int check_meta(const struct ckpt_meta *m, char *why)
+{
+    const struct vae_config *cfg = &m->cfg;
+    if (cfg->n_hidden < 1 || cfg->n_hidden > VAE_MAX_HIDDEN) {
+        return bad(why, "hidden: %d hidden layers, clvae handles 1 to %d (too many or none)",
+                   cfg->n_hidden, VAE_MAX_HIDDEN);
+    }
+    for (int i = 0; i < cfg->n_hidden; i++) {
+        if (check_range(why, "hidden width", cfg->hidden[i], 1, CKPT_MAX_DIM)) {
+            return -1;
+        }
+    }
+    if (check_range(why, "latent", cfg->latent, 1, CKPT_MAX_DIM) ||
+        check_range(why, "image_rows", m->image_rows, 1, CKPT_MAX_DIM) ||
+        check_range(why, "image_cols", m->image_cols, 1, CKPT_MAX_DIM) ||
+        check_range(why, "in_dim", cfg->in_dim, 1, CKPT_MAX_DIM) ||
+        check_range(why, "batch", m->batch, 1, INT_MAX) ||
+        check_range(why, "epoch", m->epoch, 0, INT_MAX) ||
+        check_range(why, "step", m->step, 0, INT64_MAX) ||
+        check_range(why, "epoch_step", m->epoch_step, 0, INT_MAX)) {
+        return -1;
+    }
+    if ((int64_t)m->image_rows * m->image_cols != cfg->in_dim) {
+        return bad(why, "in_dim %d is not image_rows x image_cols (%d x %d)", cfg->in_dim,
+                   m->image_rows, m->image_cols);
+    }
+    if (!isfinite(m->lr) || m->lr <= 0) {
+        return bad(why, "lr %g is out of range (a finite number above 0)", m->lr);
+    }
+    if (!isfinite(m->beta) || m->beta < 0) {
+        return bad(why, "beta %g is out of range (a finite number from 0)", m->beta);
+    }
+    struct vae vae;
+    vae_layout(&vae, cfg);
+    if (vae.n_params > CKPT_MAX_PARAMS) {
+        return bad(why, "the model has %zu parameters, out of range (clvae handles at most %zu)",
+                   vae.n_params, CKPT_MAX_PARAMS);
+    }
+    return 0;
+}
+
+// Appends a weight (out, in) and a bias (out) read from columns col0..col0+out-1 of a layer whose
+// weight is (in, ld) at weight and bias (ld) at bias in the flat layout.
+static void add_pair(struct tensor *t, int *n, const char *name, int in, int out, size_t weight,
+                     size_t bias, size_t ld, size_t col0)
+{
+    struct tensor *w = &t[(*n)++], *b = &t[(*n)++];
+    memset(w, 0, sizeof *w);
+    memset(b, 0, sizeof *b);
+    snprintf(w->name, sizeof w->name, "%s.weight", name);
+    w->ndim = 2;
+    w->out = out;
+    w->in = in;
+    w->count = (size_t)out * (size_t)in;
+    w->base = weight + col0;
+    w->ld = ld;
+    snprintf(b->name, sizeof b->name, "%s.bias", name);
+    b->ndim = 1;
+    b->out = out;
+    b->in = 1;
+    b->count = (size_t)out;
+    b->base = bias + col0;
+    b->ld = 0;
+}
+
+// Lists the file's tensors in header order for vae's layout (CKPT_MAX_TENSORS at most): the
+// parameters, then Adam's m and v of each when optimizer; returns how many.
+static int list_tensors(const struct vae *vae, bool optimizer, struct tensor *t)
+{
+    int n = 0;
+    for (int k = 0; k < vae->n_layers; k++) {
+        const struct vae_dense *l = &vae->layer[k];
+        size_t ld = (size_t)l->out;
+        if (k == vae->head) {
+            // One layer (in, 2 * latent) in clvae, two nn.Linear in the file: mean's columns first.
+            size_t latent = (size_t)vae->cfg.latent;
+            add_pair(t, &n, "mean", l->in, (int)latent, l->weight, l->bias, ld, 0);
+            add_pair(t, &n, "logvar", l->in, (int)latent, l->weight, l->bias, ld, latent);
+        } else {
+            add_pair(t, &n, l->name, l->in, l->out, l->weight, l->bias, ld, 0);
+        }
+    }
+    if (optimizer) {
+        int n_params = n;
+        static const char *const prefix[] = {"optimizer.m.", "optimizer.v."};
+        static const enum ckpt_array array[] = {ARRAY_ADAM_M, ARRAY_ADAM_V};
+        for (int a = 0; a < 2; a++) {
+            for (int k = 0; k < n_params; k++) {
+                struct tensor moment = t[k];
+                snprintf(moment.name, sizeof moment.name, "%s%s", prefix[a], t[k].name);
+                moment.array = array[a];
+                t[n++] = moment;
+            }
+        }
+    }
+    return n;
+}
+
+// Flat layout -> the tensor's (out, in) row-major little-endian bytes (4 * t->count of them).
+static void pack_tensor(const struct tensor *t, const float *flat, uint8_t *bytes)
+{
+    for (size_t o = 0; o < (size_t)t->out; o++) {
+        for (size_t i = 0; i < (size_t)t->in; i++) {
+            put_f32_le(bytes + 4 * (o * (size_t)t->in + i), flat[t->base + i * t->ld + o]);
+        }
+    }
+}
+
+// The inverse of pack_tensor: the file's bytes into their places in the flat layout.
+static void unpack_tensor(const struct tensor *t, const uint8_t *bytes, float *flat)
+{
+    for (size_t o = 0; o < (size_t)t->out; o++) {
+        for (size_t i = 0; i < (size_t)t->in; i++) {
+            flat[t->base + i * t->ld + o] = get_f32_le(bytes + 4 * (o * (size_t)t->in + i));
+        }
+    }
+}
+
+// Adds key: printf-formatted string to obj; false when cJSON is out of memory.
+static bool add_string(cJSON *obj, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool add_string(cJSON *obj, const char *key, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    return cJSON_AddStringToObject(obj, key, text) != NULL;
+}
+
+// Adds key: [numbers...] to obj; false when cJSON is out of memory.
+static bool add_numbers(cJSON *obj, const char *key, const double *numbers, int count)
+{
+    cJSON *array = cJSON_CreateDoubleArray(numbers, count);
+    if (!array) {
+        return false;
+    }
+    if (!cJSON_AddItemToObject(obj, key, array)) {
+        cJSON_Delete(array);
+        return false;
+    }
+    return true;
+}
+
+// Adds key: x printed by shortest; false when cJSON is out of memory.
+static bool add_shortest(cJSON *obj, const char *key, double x)
+{
+    char text[32];
+    return cJSON_AddStringToObject(obj, key, shortest(x, text)) != NULL;
+}
+
+// The __metadata__ object: every value a string, as safetensors requires.
+static bool add_metadata(cJSON *root, const struct ckpt_meta *m, bool optimizer)
+{
+    cJSON *md = cJSON_AddObjectToObject(root, "__metadata__");
+    if (!md) {
+        return false;
+    }
+    char hidden[VAE_MAX_HIDDEN * 12 + 1] = "";
+    size_t used = 0;
+    for (int i = 0; i < m->cfg.n_hidden; i++) {
+        used += (size_t)snprintf(hidden + used, sizeof hidden - used, "%s%d", i ? "," : "",
+                                 m->cfg.hidden[i]);
+    }
+    bool ok =
+        add_string(md, "format", "clvae") &&
+        add_string(md, "format_version", "%d", CKPT_FORMAT_VERSION) &&
+        add_string(md, "in_dim", "%d", m->cfg.in_dim) &&
+        add_string(md, "image_rows", "%d", m->image_rows) &&
+        add_string(md, "image_cols", "%d", m->image_cols) &&
+        add_string(md, "hidden", "%s", hidden) && add_string(md, "latent", "%d", m->cfg.latent) &&
+        add_string(md, "batch", "%d", m->batch) && add_string(md, "lr", "%.17g", m->lr) &&
+        add_string(md, "beta", "%.17g", m->beta) && add_string(md, "seed", "%" PRIu64, m->seed) &&
+        add_string(md, "epoch", "%d", m->epoch) && add_string(md, "step", "%" PRId64, m->step) &&
+        add_string(md, "epoch_step", "%d", m->epoch_step) &&
+        add_string(md, "optimizer", "%s", optimizer ? "adam" : "none");
+    if (ok && optimizer) {
+        ok = add_shortest(md, "adam_beta1", ADAM_BETA1) &&
+             add_shortest(md, "adam_beta2", ADAM_BETA2) &&
+             add_shortest(md, "adam_eps", ADAM_EPS);
+    }
+    return ok && add_string(md, "layout", "%s", CKPT_LAYOUT);
+}
+
+// The header JSON, padded with spaces to a multiple of 8 bytes; *len its length. NULL when out of
+// memory. Tensors' data follow each other in list order.
+static char *build_header(const struct ckpt_meta *m, bool optimizer, const struct tensor *t, int n,
+                          size_t *len)
+{
+    cJSON *root = cJSON_CreateObject();
+    bool ok = root && add_metadata(root, m, optimizer);
+    uint64_t offset = 0;
+    for (int k = 0; ok && k < n; k++) {
+        cJSON *entry = cJSON_AddObjectToObject(root, t[k].name);
+        double shape[2] = {t[k].out, t[k].in};
+        double offsets[2] = {(double)offset, (double)(offset + 4 * t[k].count)};
+        offset += 4 * t[k].count;
+        ok = entry && add_string(entry, "dtype", "F32") &&
+             add_numbers(entry, "shape", shape, t[k].ndim) &&
+             add_numbers(entry, "data_offsets", offsets, 2);
+    }
+    char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!json) {
+        return NULL;
+    }
+    size_t json_len = strlen(json);
+    *len = (json_len + 7) / 8 * 8;
+    char *header = xmalloc(*len);
+    memcpy(header, json, json_len);
+    memset(header + json_len, ' ', *len - json_len);
+    cJSON_free(json);
+    return header;
+}
+
+// Header length, header and every tensor's bytes into fp; -1 with errno's text in why.
+static int write_stream(FILE *fp, const char *header, size_t header_len, const struct tensor *t,
+                        int n, const float *const arrays[3], char *why)
+{
+    uint8_t len_bytes[8];
+    put_u64_le(len_bytes, header_len);
+    size_t max_count = 0;
+    for (int k = 0; k < n; k++) {
+        max_count = t[k].count > max_count ? t[k].count : max_count;
+    }
+    errno = 0;
+    if (fwrite(len_bytes, 1, 8, fp) != 8 || fwrite(header, 1, header_len, fp) != header_len) {
+        return bad(why, "%s", errno ? strerror(errno) : "write failed");
+    }
+    uint8_t *bytes = xmalloc(4 * max_count);
+    for (int k = 0; k < n; k++) {
+        pack_tensor(&t[k], arrays[t[k].array], bytes);
+        if (fwrite(bytes, 4, t[k].count, fp) != t[k].count) {
+            free(bytes);
+            return bad(why, "%s", errno ? strerror(errno) : "write failed");
+        }
+    }
+    free(bytes);
+    return 0;
+}
+
+// Checks the arguments, then writes path atomically (include/atomic_file.h).
+int checkpoint_save(const char *path, const struct ckpt_meta *meta, const float *params,
+                    const float *adam_m, const float *adam_v, struct clvae_error *err)
+{
+    char why[CKPT_WHY_MAX];
+    if (!path || !*path) {
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "checkpoint_save: empty output path");
+    }
+    if (!meta || !params || !adam_m != !adam_v) {
+        return clvae_fail(err, CLVAE_EXIT_FAILURE,
+                          "%s: checkpoint_save: needs meta, params, and adam_m and adam_v both or "
+                          "neither",
+                          path);
+    }
+    // A bug in the caller, not the disk: status 1, as png_write_gray does for bad arguments.
+    if (check_meta(meta, why)) {
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: checkpoint_save: %s", path, why);
+    }
+    bool optimizer = adam_m != NULL;
+    struct vae vae;
+    vae_layout(&vae, &meta->cfg);
+    struct tensor *tensors = xmalloc(CKPT_MAX_TENSORS * sizeof *tensors);
+    int n = list_tensors(&vae, optimizer, tensors);
+    size_t header_len;
+    char *header = build_header(meta, optimizer, tensors, n, &header_len);
+    if (!header) {
+        free(tensors);
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory building the header",
+                          path);
+    }
+
+    struct atomic_file out;
+    int status = atomic_file_open(&out, path, err);
+    if (status == 0) {
+        const float *const arrays[3] = {params, adam_m, adam_v};
+        if (write_stream(out.fp, header, header_len, tensors, n, arrays, why)) {
+            atomic_file_abort(&out);
+            status = clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, why);
+        } else {
+            status = atomic_file_commit(&out, err);
+        }
+    }
+    free(header);
+    free(tensors);
+    return status;
+}
+
+// Reads exactly len bytes at offset; -1 with the reason in why (a short read: the file shrank).
+static int read_at(int fd, void *buf, size_t len, uint64_t offset, char *why)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t got = pread(fd, p, len, (off_t)offset);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got < 0) {
+            return bad(why, "%s", strerror(errno));
+        }
+        if (got == 0) {
+            return bad(why, "unexpected end of file at byte %" PRIu64 " (truncated while read?)",
+                       offset);
+        }
+        p += got;
+        len -= (size_t)got;
+        offset += (uint64_t)got;
+    }
+    return 0;
+}
+
+// The string value of __metadata__[key]; NULL with why set when it is missing or not a string.
+static const char *meta_string(const cJSON *md, const char *key, char *why)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(md, key);
+    if (!item) {
+        bad(why, "__metadata__: \"%s\" is missing", key);
+        return NULL;
+    }
+    if (!cJSON_IsString(item) || !item->valuestring) {
+        bad(why, "__metadata__: \"%s\" is not a string", key);
+        return NULL;
+    }
+    return item->valuestring;
+}
+
+// An integer written as digits with an optional leading '-' and nothing else, within [lo, hi].
+static int parse_i64(const char *key, const char *text, int64_t lo, int64_t hi, int64_t *out,
+                     char *why)
+{
+    const char *digits = text[0] == '-' ? text + 1 : text;
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (!isdigit((unsigned char)digits[0]) || *end != '\0') {
+        return bad(why, "__metadata__: %s '%.64s' is not an integer", key, text);
+    }
+    if (errno == ERANGE || v < lo || v > hi) {
+        return bad(why, "__metadata__: %s %.64s is out of range (%" PRId64 " to %" PRId64 ")", key,
+                   text, lo, hi);
+    }
+    *out = v;
+    return 0;
+}
+
+// __metadata__[key] as an int in [lo, hi] (the limits check_meta holds saved checkpoints to).
+static int meta_int(const cJSON *md, const char *key, int lo, int hi, int *out, char *why)
+{
+    const char *text = meta_string(md, key, why);
+    int64_t v = 0;
+    if (!text || parse_i64(key, text, lo, hi, &v, why)) {
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+// __metadata__[key] as a finite double, written as %.17g writes it or any way strtod reads.
+static int meta_double(const cJSON *md, const char *key, double *out, char *why)
+{
+    const char *text = meta_string(md, key, why);
+    if (!text) {
+        return -1;
+    }
+    char *end;
+    double v = strtod(text, &end);
+    if (isspace((unsigned char)text[0]) || end == text || *end != '\0' || !isfinite(v)) {
+        return bad(why, "__metadata__: %s '%.64s' is not a finite number", key, text);
+    }
+    *out = v;
+    return 0;
+}
+
+// __metadata__[key] as an unsigned 64-bit integer: digits only.
+static int meta_u64(const cJSON *md, const char *key, uint64_t *out, char *why)
+{
+    const char *text = meta_string(md, key, why);
+    if (!text) {
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (!isdigit((unsigned char)text[0]) || *end != '\0' || errno == ERANGE) {
+        return bad(why, "__metadata__: %s '%.64s' is not an integer from 0 to 2^64-1", key, text);
+    }
+    *out = v;
+    return 0;
+}
+
+// "512,256" -> cfg->hidden, cfg->n_hidden (range rules are check_meta's).
+static int meta_hidden(const cJSON *md, struct vae_config *cfg, char *why)
+{
+    const char *text = meta_string(md, "hidden", why);
+    if (!text) {
+        return -1;
+    }
+    int n = 0;
+    for (const char *p = text;;) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (!isdigit((unsigned char)p[0]) || (*end != '\0' && *end != ',')) {
+            return bad(why, "__metadata__: hidden '%.64s' is not a comma-separated list of widths",
+                       text);
+        }
+        if (n == VAE_MAX_HIDDEN) {
+            return bad(why, "__metadata__: hidden '%.64s': too many hidden layers (at most %d)",
+                       text, VAE_MAX_HIDDEN);
+        }
+        if (errno == ERANGE || v < 1 || v > CKPT_MAX_DIM) {
+            return bad(why, "__metadata__: hidden width %.*s is out of range (1 to %d)",
+                       (int)(end - p > 32 ? 32 : end - p), p, CKPT_MAX_DIM);
+        }
+        cfg->hidden[n++] = (int)v;
+        if (*end == '\0') {
+            break;
+        }
+        p = end + 1;
+    }
+    cfg->n_hidden = n;
+    return 0;
+}
+
+// __metadata__ -> *m, every field present and well-formed, then check_meta's rules.
+static int parse_meta(const cJSON *md, struct ckpt_meta *m, char *why)
+{
+    memset(m, 0, sizeof *m);
+    const char *text = meta_string(md, "format", why);
+    if (!text) {
+        return -1;
+    }
+    if (strcmp(text, "clvae") != 0) {
+        return bad(why, "__metadata__: format '%.64s' is not clvae's (\"clvae\")", text);
+    }
+    if (!(text = meta_string(md, "format_version", why))) {
+        return -1;
+    }
+    int64_t version = 0;
+    if (parse_i64("format_version", text, 0, INT_MAX, &version, why)) {
+        return -1;
+    }
+    if (version != CKPT_FORMAT_VERSION) {
+        return bad(why, "format version %" PRId64 ", this clvae reads %d", version,
+                   CKPT_FORMAT_VERSION);
+    }
+    if (!(text = meta_string(md, "layout", why))) {
+        return -1;
+    }
+    if (strcmp(text, CKPT_LAYOUT) != 0) {
+        return bad(why, "__metadata__: layout '%.64s' unknown, clvae reads '%s'", text,
+                   CKPT_LAYOUT);
+    }
+    if (meta_int(md, "in_dim", 1, CKPT_MAX_DIM, &m->cfg.in_dim, why) ||
+        meta_int(md, "image_rows", 1, CKPT_MAX_DIM, &m->image_rows, why) ||
+        meta_int(md, "image_cols", 1, CKPT_MAX_DIM, &m->image_cols, why) ||
+        meta_hidden(md, &m->cfg, why) ||
+        meta_int(md, "latent", 1, CKPT_MAX_DIM, &m->cfg.latent, why) ||
+        meta_int(md, "batch", 1, INT_MAX, &m->batch, why) || meta_double(md, "lr", &m->lr, why) ||
+        meta_double(md, "beta", &m->beta, why) || meta_u64(md, "seed", &m->seed, why) ||
+        meta_int(md, "epoch", 0, INT_MAX, &m->epoch, why) ||
+        meta_int(md, "epoch_step", 0, INT_MAX, &m->epoch_step, why)) {
+        return -1;
+    }
+    int64_t step = 0;
+    if (!(text = meta_string(md, "step", why)) ||
+        parse_i64("step", text, 0, INT64_MAX, &step, why)) {
+        return -1;
+    }
+    m->step = step;
+    if (!(text = meta_string(md, "optimizer", why))) {
+        return -1;
+    }
+    if (strcmp(text, "adam") == 0) {
+        m->has_optimizer = true;
+        static const char *const keys[] = {"adam_beta1", "adam_beta2", "adam_eps"};
+        static const double want[] = {ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+        for (int k = 0; k < 3; k++) {
+            double v;
+            if (meta_double(md, keys[k], &v, why)) {
+                return -1;
+            }
+            if (v != want[k]) {
+                char have_text[32], want_text[32];
+                return bad(why, "__metadata__: %s %s, clvae's Adam uses %s", keys[k],
+                           shortest(v, have_text), shortest(want[k], want_text));
+            }
+        }
+    } else if (strcmp(text, "none") != 0) {
+        return bad(why, "__metadata__: optimizer '%.64s' unknown (adam or none)", text);
+    }
+    char rule[CKPT_WHY_MAX];
+    if (check_meta(m, rule)) {
+        return bad(why, "__metadata__: %.900s", rule);
+    }
+    return 0;
+}
+
+// item's dimensions as "[a,b]" for a message, whatever JSON it holds.
+static void describe_shape(const cJSON *item, char *buf, size_t size)
+{
+    if (!cJSON_IsArray(item)) {
+        snprintf(buf, size, "%s", item ? "(not an array)" : "(missing)");
+        return;
+    }
+    size_t used = (size_t)snprintf(buf, size, "[");
+    int k = 0;
+    for (const cJSON *d = item->child; d && used < size; d = d->next, k++) {
+        const char *sep = k ? "," : "";
+        if (k == 4) {
+            used += (size_t)snprintf(buf + used, size - used, ",...");
+            break;
+        }
+        if (cJSON_IsNumber(d)) {
+            used += (size_t)snprintf(buf + used, size - used, "%s%.17g", sep, d->valuedouble);
+        } else {
+            used += (size_t)snprintf(buf + used, size - used, "%s?", sep);
+        }
+    }
+    if (used < size) {
+        snprintf(buf + used, size - used, "]");
+    }
+}
+
+// A JSON number that is a whole byte offset a double holds exactly.
+static bool json_offset(const cJSON *item, uint64_t *out)
+{
+    if (!cJSON_IsNumber(item)) {
+        return false;
+    }
+    double v = item->valuedouble;
+    if (!(v >= 0 && v <= CKPT_MAX_OFFSET) || v != floor(v)) {
+        return false;
+    }
+    *out = (uint64_t)v;
+    return true;
+}
+
+// Checks one header entry against the tensor the architecture needs and records its byte range,
+// which must lie inside the data_len bytes of the data section.
+static int check_entry(const cJSON *entry, struct tensor *t, uint64_t data_len, char *why)
+{
+    if (!cJSON_IsObject(entry)) {
+        return bad(why, "tensor '%s' is not an object", t->name);
+    }
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
+    if (!cJSON_IsString(dtype) || !dtype->valuestring) {
+        return bad(why, "tensor '%s': dtype missing or not a string", t->name);
+    }
+    if (strcmp(dtype->valuestring, "F32") != 0) {
+        return bad(why, "tensor '%s': dtype %.16s, clvae reads F32 only", t->name,
+                   dtype->valuestring);
+    }
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(entry, "shape");
+    bool shape_ok = cJSON_IsArray(shape) && cJSON_GetArraySize(shape) == t->ndim;
+    const double want[2] = {t->out, t->in};
+    int k = 0;
+    for (const cJSON *d = shape_ok ? shape->child : NULL; d; d = d->next, k++) {
+        shape_ok = shape_ok && cJSON_IsNumber(d) && d->valuedouble == want[k];
+    }
+    if (!shape_ok) {
+        char have[128];
+        describe_shape(shape, have, sizeof have);
+        if (t->ndim == 2) {
+            return bad(why, "tensor '%s': shape %s, the architecture needs [%d,%d]", t->name, have,
+                       t->out, t->in);
+        }
+        return bad(why, "tensor '%s': shape %s, the architecture needs [%d]", t->name, have,
+                   t->out);
+    }
+    const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
+    if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 ||
+        !json_offset(offsets->child, &t->begin) || !json_offset(offsets->child->next, &t->end)) {
+        return bad(why, "tensor '%s': data_offsets is not [begin, end] (two whole byte offsets)",
+                   t->name);
+    }
+    if (t->begin > t->end) {
+        return bad(why, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end before begin",
+                   t->name, t->begin, t->end);
+    }
+    uint64_t bytes = 4 * (uint64_t)t->count;
+    if (t->end - t->begin != bytes) {
+        return bad(why,
+                   "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64
+                   " bytes, its shape needs %" PRIu64,
+                   t->name, t->begin, t->end, t->end - t->begin, bytes);
+    }
+    if (t->end > data_len) {
+        return bad(why,
+                   "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+                   "] outside the data section (%" PRIu64 " bytes: is the file truncated?)",
+                   t->name, t->begin, t->end, data_len);
+    }
+    return 0;
+}
+
+// qsort order: by first byte.
+static int by_begin(const void *a, const void *b)
+{
+    const struct tensor *x = *(const struct tensor *const *)a;
+    const struct tensor *y = *(const struct tensor *const *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+// Requires the tensors' byte ranges to cover the data section exactly once, in any order.
+static int check_tiling(struct tensor *t, int n, uint64_t data_len, char *why)
+{
+    struct tensor *sorted[CKPT_MAX_TENSORS];
+    for (int k = 0; k < n; k++) {
+        sorted[k] = &t[k];
+    }
+    qsort(sorted, (size_t)n, sizeof *sorted, by_begin);
+    uint64_t covered = 0;
+    for (int k = 0; k < n; k++) {
+        if (sorted[k]->begin < covered) {
+            return bad(why, "tensors '%s' and '%s' overlap (data_offsets)", sorted[k - 1]->name,
+                       sorted[k]->name);
+        }
+        if (sorted[k]->begin > covered) {
+            return bad(why,
+                       "a gap of %" PRIu64 " bytes before tensor '%s' (data_offsets must tile "
+                       "the data section)",
+                       sorted[k]->begin - covered, sorted[k]->name);
+        }
+        covered = sorted[k]->end;
+    }
+    if (covered != data_len) {
+        return bad(why,
+                   "the data section is %" PRIu64 " bytes but its tensors take %" PRIu64
+                   " (trailing bytes)",
+                   data_len, covered);
+    }
+    return 0;
+}
+
+// Matches the header's entries with the tensors the metadata's architecture needs: each once,
+// none missing, none extra, each well-formed, together tiling the data section.
+static int check_tensors(const cJSON *root, struct tensor *t, int n, bool optimizer,
+                         uint64_t data_len, char *why)
+{
+    int n_meta = 0;
+    for (const cJSON *entry = root->child; entry; entry = entry->next) {
+        const char *key = entry->string ? entry->string : "";
+        if (strcmp(key, "__metadata__") == 0) {
+            if (++n_meta > 1) {
+                return bad(why, "__metadata__ appears twice");
+            }
+            continue;
+        }
+        struct tensor *match = NULL;
+        for (int k = 0; k < n && !match; k++) {
+            match = strcmp(t[k].name, key) == 0 ? &t[k] : NULL;
+        }
+        if (!match) {
+            bool moment = strncmp(key, "optimizer.", 10) == 0;
+            return bad(why, "unexpected tensor '%.64s'%s", key,
+                       moment && !optimizer ? " (metadata optimizer is none)"
+                                            : " (not in this architecture)");
+        }
+        if (match->seen) {
+            return bad(why, "tensor '%s' appears twice", key);
+        }
+        match->seen = true;
+        if (check_entry(entry, match, data_len, why)) {
+            return -1;
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        if (!t[k].seen) {
+            return bad(why, "tensor '%s' is missing", t[k].name);
+        }
+    }
+    return check_tiling(t, n, data_len, why);
+}
+
+// The header JSON (len bytes of buf, NUL-terminated): one object and then only the padding.
+static cJSON *parse_header(const char *buf, size_t len, char *why)
+{
+    // cJSON would skip any leading bytes up to ' ', NULs included; safetensors readers want '{'.
+    if (buf[0] != '{') {
+        bad(why, "the header JSON is not an object (its first byte is not '{')");
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, false);
+    if (!root) {
+        size_t at = end && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
+        bad(why, "the header is not valid JSON (near byte %zu of %zu)", at, len);
+        return NULL;
+    }
+    for (const char *p = end; p < buf + len; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(root);
+            bad(why, "the header is not valid JSON (more after the object, at byte %zu)",
+                (size_t)(p - buf));
+            return NULL;
+        }
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        bad(why, "the header JSON is not an object");
+        return NULL;
+    }
+    return root;
+}
+
+// The tensors of the parsed header root into *c (whose meta parse_meta has filled): checks them
+// against the architecture, then reads each from the data section at data_start into its place.
+static int load_tensors(int fd, const cJSON *root, uint64_t data_start, uint64_t data_len,
+                        struct ckpt *c, char *why)
+{
+    struct tensor *t = xmalloc(CKPT_MAX_TENSORS * sizeof *t);
+    struct vae vae;
+    vae_layout(&vae, &c->meta.cfg);
+    int n = list_tensors(&vae, c->meta.has_optimizer, t);
+    if (check_tensors(root, t, n, c->meta.has_optimizer, data_len, why)) {
+        free(t);
+        return -1;
+    }
+    // The sizes are now the architecture's, which check_meta bounded, and the file holds them all.
+    c->n_params = vae.n_params;
+    float *arrays[3] = {NULL, NULL, NULL};
+    arrays[ARRAY_PARAMS] = c->params = xmalloc(c->n_params * sizeof(float));
+    if (c->meta.has_optimizer) {
+        arrays[ARRAY_ADAM_M] = c->adam_m = xmalloc(c->n_params * sizeof(float));
+        arrays[ARRAY_ADAM_V] = c->adam_v = xmalloc(c->n_params * sizeof(float));
+    }
+    size_t max_count = 0;
+    for (int k = 0; k < n; k++) {
+        max_count = t[k].count > max_count ? t[k].count : max_count;
+    }
+    uint8_t *bytes = xmalloc(4 * max_count);
+    int rc = 0;
+    for (int k = 0; k < n && rc == 0; k++) {
+        rc = read_at(fd, bytes, 4 * t[k].count, data_start + t[k].begin, why);
+        if (rc == 0) {
+            unpack_tensor(&t[k], bytes, arrays[t[k].array]);
+        }
+    }
+    free(bytes);
+    free(t);
+    return rc;
+}
+
+// The header of the file of size bytes open on fd, parsed; NULL with the reason in why.
+static cJSON *read_header(int fd, uint64_t size, uint64_t *header_len, char *why)
+{
+    uint8_t len_bytes[8];
+    if (size < 8) {
+        bad(why, "the file is %" PRIu64 " bytes, too short for the 8-byte header length", size);
+        return NULL;
+    }
+    if (read_at(fd, len_bytes, 8, 0, why)) {
+        return NULL;
+    }
+    uint64_t len = get_u64_le(len_bytes);
+    if (len == 0) {
+        bad(why, "header length 0");
+        return NULL;
+    }
+    if (len > CKPT_MAX_HEADER) {
+        bad(why, "header length %" PRIu64 " is over the limit of 100 MiB", len);
+        return NULL;
+    }
+    if (len > size - 8) {
+        bad(why,
+            "header length %" PRIu64 " runs past the end of the file (%" PRIu64
+            " bytes: is it truncated?)",
+            len, size);
+        return NULL;
+    }
+    // One byte more, a NUL: nothing cJSON does can read past the header.
+    char *text = xmalloc((size_t)len + 1);
+    text[len] = '\0';
+    cJSON *root = read_at(fd, text, (size_t)len, 8, why) ? NULL : parse_header(text, len, why);
+    free(text);
+    *header_len = len;
+    return root;
+}
+
+// Loads the checkpoint of size bytes open on fd into out; -1 with the reason in why, out untouched.
+static int load_fd(int fd, uint64_t size, struct ckpt *out, char *why)
+{
+    uint64_t header_len;
+    cJSON *root = read_header(fd, size, &header_len, why);
+    if (!root) {
+        return -1;
+    }
+    struct ckpt c = {0};
+    int rc = -1;
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+    if (!md) {
+        bad(why, "the header has no __metadata__ (missing)");
+    } else if (!cJSON_IsObject(md)) {
+        bad(why, "__metadata__ is not an object");
+    } else if (parse_meta(md, &c.meta, why) == 0) {
+        rc = load_tensors(fd, root, 8 + header_len, size - 8 - header_len, &c, why);
+    }
+    cJSON_Delete(root);
+    if (rc != 0) {
+        checkpoint_free(&c);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+// Opens path without blocking (a FIFO would wait for a writer), checks it is a regular file and
+// loads it; every failure is CLVAE_EXIT_DATA naming path, with *out left zeroed.
+int checkpoint_load(const char *path, struct ckpt *out, struct clvae_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!path || !*path) {
+        return clvae_fail(err, CLVAE_EXIT_DATA, "checkpoint_load: empty checkpoint path");
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    char why[CKPT_WHY_MAX];
+    int rc;
+    if (fstat(fd, &st) != 0) {
+        rc = bad(why, "%s", strerror(errno));
+    } else if (S_ISDIR(st.st_mode)) {
+        rc = bad(why, "%s", strerror(EISDIR));
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = bad(why, "not a regular file");
+    } else {
+        rc = load_fd(fd, (uint64_t)st.st_size, out, why);
+    }
+    close(fd);
+    if (rc != 0) {
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", path, why);
+    }
+    return 0;
+}
+
+// Frees the arrays and zeroes the struct: safe on a zeroed struct and twice.
+void checkpoint_free(struct ckpt *ckpt)
+{
+    if (!ckpt) {
+        return;
+    }
+    free(ckpt->params);
+    free(ckpt->adam_m);
+    free(ckpt->adam_v);
+    memset(ckpt, 0, sizeof *ckpt);
+}

@@ -1,0 +1,440 @@
+#include "evaluate.h"
+
+#include "atomic_file.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "idx.h"
+#include "model_io.h"
+#include "philox.h"
+#include "train.h"
+
+#define EVAL_ROWS 4096             // images encoded, and samples decoded, at once
+#define EVAL_LOG_WEIGHTS (1 << 22) // log-weights held on the device at once (16 MiB)
+#define EVAL_MAX_K 1000000
+
+int iwae_create(struct iwae *iw, struct vae *vae, int k, size_t max_log_weights,
+                struct clvae_error *err)
+{
+    memset(iw, 0, sizeof *iw);
+    iw->vae = vae;
+    iw->k = k;
+    if (k < 1 || (uint64_t)k * (uint64_t)vae->cfg.latent > UINT32_MAX)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "-k: %d samples of %d latent dimensions do not fit the noise counter "
+                          "(k * latent must be below 2^32)",
+                          k, vae->cfg.latent);
+    size_t group = max_log_weights / (size_t)k;
+    group = group > (size_t)vae->max_rows ? (size_t)vae->max_rows : group;
+    group = group < 1 ? 1 : group;
+    if (group * (size_t)k > (size_t)INT32_MAX)
+        group = (size_t)INT32_MAX / (size_t)k;
+    iw->group = (int)group;
+    if (!(iw->log_w =
+              clrt_buffer(vae->rt, group * (size_t)k * sizeof(float), "IWAE log-weights", err)))
+        return -1;
+    iw->k_sample = clrt_kernel(vae->rt, "iwae_sample");
+    iw->k_log_likelihood = clrt_kernel(vae->rt, "iwae_log_likelihood");
+    iw->k_logsumexp = clrt_kernel(vae->rt, "iwae_logsumexp");
+    return 0;
+}
+
+void iwae_release(struct iwae *iw)
+{
+    cl_kernel kernels[] = {iw->k_sample, iw->k_log_likelihood, iw->k_logsumexp};
+    for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
+        if (kernels[i])
+            clReleaseKernel(kernels[i]);
+    if (iw->log_w)
+        clReleaseMemObject(iw->log_w);
+    memset(iw, 0, sizeof *iw);
+}
+
+void iwae_log_weights(struct iwae *iw, int image0, int images, uint64_t first_image, uint64_t seed)
+{
+    struct vae *vae = iw->vae;
+    int k = iw->k, latent = vae->cfg.latent, dim = vae->cfg.in_dim;
+    int total = images * k;
+    uint64_t base = first_image + (uint64_t)image0;
+    cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32);
+    cl_uint base_lo = (cl_uint)base, base_hi = (cl_uint)(base >> 32);
+    cl_uint stream = PHILOX_STREAM_IWAE;
+    size_t local = vae->reduce_local;
+    for (int first = 0; first < total; first += vae->max_rows) {
+        int rows = total - first < vae->max_rows ? total - first : vae->max_rows;
+        cl_kernel kern = iw->k_sample;
+        KARG(kern, 0, vae->ml);
+        KARG(kern, 1, vae->z);
+        KARG(kern, 2, iw->log_w);
+        KARG(kern, 3, first);
+        KARG(kern, 4, rows);
+        KARG(kern, 5, k);
+        KARG(kern, 6, image0);
+        KARG(kern, 7, latent);
+        KARG(kern, 8, seed_lo);
+        KARG(kern, 9, seed_hi);
+        KARG(kern, 10, base_lo);
+        KARG(kern, 11, base_hi);
+        KARG(kern, 12, stream);
+        size_t global = (size_t)rows;
+        clrt_launch(vae->rt, kern, 1, &global, NULL);
+
+        vae_decode(vae, rows);
+
+        kern = iw->k_log_likelihood;
+        KARG(kern, 0, vae->logits);
+        KARG(kern, 1, vae->x);
+        KARG(kern, 2, iw->log_w);
+        KARG(kern, 3, first);
+        KARG(kern, 4, k);
+        KARG(kern, 5, image0);
+        KARG(kern, 6, dim);
+        CL_CHECK(clSetKernelArg(kern, 7, local * sizeof(float), NULL));
+        global = (size_t)rows * local;
+        clrt_launch(vae->rt, kern, 1, &global, &local);
+    }
+}
+
+void iwae_logsumexp(struct iwae *iw, int images, cl_mem bound, int offset)
+{
+    cl_kernel kern = iw->k_logsumexp;
+    float log_k = (float)log((double)iw->k);
+    size_t local = iw->vae->reduce_local, global = (size_t)images * local;
+    KARG(kern, 0, iw->log_w);
+    KARG(kern, 1, bound);
+    KARG(kern, 2, offset);
+    KARG(kern, 3, iw->k);
+    KARG(kern, 4, log_k);
+    CL_CHECK(clSetKernelArg(kern, 5, local * sizeof(float), NULL));
+    clrt_launch(iw->vae->rt, kern, 1, &global, &local);
+}
+
+void iwae_bound(struct iwae *iw, int rows, uint64_t first_image, uint64_t seed, cl_mem bound,
+                int offset)
+{
+    for (int image0 = 0; image0 < rows; image0 += iw->group) {
+        int images = rows - image0 < iw->group ? rows - image0 : iw->group;
+        iwae_log_weights(iw, image0, images, first_image, seed);
+        iwae_logsumexp(iw, images, bound, offset + image0);
+    }
+}
+
+struct eval_options {
+    const char *model, *data_dir, *csv;
+    int k, images; // images: the first N test images; 0 for all
+    int platform, device;
+    uint64_t seed;
+};
+
+static void eval_defaults(struct eval_options *opt)
+{
+    struct train_options train;
+    train_defaults(&train);
+    memset(opt, 0, sizeof *opt);
+    opt->data_dir = train.data_dir;
+    opt->k = 1000;
+    opt->platform = -1;
+    opt->device = -1;
+    opt->seed = 1;
+}
+
+static void print_eval_usage(FILE *out)
+{
+    struct eval_options d;
+    eval_defaults(&d);
+    fprintf(out,
+            "usage: clvae eval --model FILE [options]\n"
+            "\n"
+            "Evaluates a trained model on the test images DIR/t10k-images-idx3-ubyte[.gz]\n"
+            "and prints, in nats per image averaged over the images, with standard errors:\n"
+            "  the negative ELBO: reconstruction + KL with one sample, as training reports it;\n"
+            "  the negative IWAE bound (Burda et al. 2015) with k samples,\n"
+            "  -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x):\n"
+            "  an estimate of -log p(x) that tightens as k grows.\n"
+            "\n"
+            "  -m, --model FILE   checkpoint written by clvae train             (required)\n"
+            "  -D, --data DIR     directory with t10k-images-idx3-ubyte[.gz]\n"
+            "                     [%s]\n"
+            "  -k, --samples N    importance samples per image (1 to %d)   [%d]\n"
+            "  -n, --images N     evaluate the first N test images only         [all]\n"
+            "  -c, --csv FILE     also write the figures to FILE: a header and one row\n"
+            "  -s, --seed N       seed of the sampling noise                    [%llu]\n"
+            "  -p, --platform N   OpenCL platform index (see `clvae devices`) [first with a GPU]\n"
+            "  -d, --device N     device index within the platform           [first GPU, else 0]\n"
+            "  -h, --help         show this help\n",
+            d.data_dir, EVAL_MAX_K, d.k, (unsigned long long)d.seed);
+}
+
+// 1: --help was given (usage printed); 0: options parsed; -1: a bad command line.
+static int parse_eval(int argc, char **argv, struct eval_options *opt, struct clvae_error *err)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'},    {"data", required_argument, NULL, 'D'},
+        {"samples", required_argument, NULL, 'k'},  {"images", required_argument, NULL, 'n'},
+        {"csv", required_argument, NULL, 'c'},      {"seed", required_argument, NULL, 's'},
+        {"platform", required_argument, NULL, 'p'}, {"device", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    eval_defaults(opt);
+    opterr = 0;
+    optind = 1;
+    int c, longindex;
+    while ((c = getopt_long(argc, argv, ":m:D:k:n:c:s:p:d:h", longopts, &longindex)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case 'm': opt->model = optarg; break;
+        case 'D': opt->data_dir = optarg; break;
+        case 'k': rc = cli_parse_int("-k", optarg, 1, EVAL_MAX_K, &opt->k, err); break;
+        case 'n': rc = cli_parse_int("-n", optarg, 1, INT32_MAX, &opt->images, err); break;
+        case 'c': opt->csv = optarg; break;
+        case 's': rc = cli_parse_u64("--seed", optarg, &opt->seed, err); break;
+        case 'p': rc = cli_parse_int("--platform", optarg, 0, 1000, &opt->platform, err); break;
+        case 'd': rc = cli_parse_int("--device", optarg, 0, 1000, &opt->device, err); break;
+        case 'h': print_eval_usage(stdout); return 1;
+        default: return cli_bad_option(c, argv, "eval", err);
+        }
+        if (rc)
+            return -1;
+    }
+    if (optind < argc)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: unexpected argument (see clvae eval --help)",
+                          argv[optind]);
+    if (!opt->model)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--model: required (see clvae eval --help)");
+    if (opt->model[0] == '\0')
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--model: empty path");
+    if (opt->data_dir[0] == '\0')
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--data: empty path");
+    if (opt->csv && opt->csv[0] == '\0')
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--csv: empty path");
+    return 0;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+
+// The mean of v (n) and its standard error (NaN for fewer than two values).
+static void mean_and_se(const double *v, int n, double *mean, double *se)
+{
+    double sum = 0.0;
+    for (int i = 0; i < n; i++)
+        sum += v[i];
+    *mean = sum / n;
+    double ss = 0.0;
+    for (int i = 0; i < n; i++)
+        ss += (v[i] - *mean) * (v[i] - *mean);
+    *se = n > 1 ? sqrt(ss / (n - 1) / n) : NAN;
+}
+
+// Everything one evaluation holds on the device besides the model.
+struct eval_run {
+    cl_mem data, index;    // (images, dim) bytes; (images) ints 0 .. images - 1 for gather_images
+    cl_mem rec, kl, bound; // (images) each: the ELBO's terms and the IWAE bound per image
+    cl_kernel k_gather;
+};
+
+static void eval_run_release(struct eval_run *run)
+{
+    cl_mem mems[] = {run->data, run->index, run->rec, run->kl, run->bound};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        if (mems[i])
+            clReleaseMemObject(mems[i]);
+    if (run->k_gather)
+        clReleaseKernel(run->k_gather);
+}
+
+// Uploads the first n images of test and creates the result buffers.
+static int eval_run_setup(struct eval_run *run, struct clrt *rt, const struct idx_images *test,
+                          int n, struct clvae_error *err)
+{
+    size_t dim = (size_t)test->rows * test->cols;
+    int *identity = xmalloc((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++)
+        identity[i] = i;
+    int status = -1;
+    if ((run->data = clrt_buffer(rt, (size_t)n * dim, "test set", err)) &&
+        (run->index = clrt_buffer(rt, (size_t)n * sizeof(int), "test order", err)) &&
+        (run->rec = clrt_buffer(rt, (size_t)n * sizeof(float), "test losses", err)) &&
+        (run->kl = clrt_buffer(rt, (size_t)n * sizeof(float), "test KL terms", err)) &&
+        (run->bound = clrt_buffer(rt, (size_t)n * sizeof(float), "IWAE bounds", err))) {
+        CL_CHECK(clEnqueueWriteBuffer(rt->queue, run->data, CL_TRUE, 0, (size_t)n * dim,
+                                      test->pixels, 0, NULL, NULL));
+        CL_CHECK(clEnqueueWriteBuffer(rt->queue, run->index, CL_TRUE, 0, (size_t)n * sizeof(int),
+                                      identity, 0, NULL, NULL));
+        run->k_gather = clrt_kernel(rt, "gather_images");
+        status = 0;
+    }
+    free(identity);
+    return status;
+}
+
+// vae->x (rows, dim) = test images start .. start + rows - 1, scaled to [0, 1].
+static void gather(struct eval_run *run, struct vae *vae, int start, int rows)
+{
+    cl_kernel kern = run->k_gather;
+    int dim = vae->cfg.in_dim;
+    KARG(kern, 0, run->data);
+    KARG(kern, 1, run->index);
+    KARG(kern, 2, start);
+    KARG(kern, 3, rows);
+    KARG(kern, 4, dim);
+    KARG(kern, 5, vae->x);
+    size_t global[2] = {(size_t)dim, (size_t)rows};
+    clrt_launch(vae->rt, kern, 2, global, NULL);
+}
+
+// "784-128-10"
+static void describe_shape(const struct vae_config *cfg, char *buf, size_t len)
+{
+    int used = snprintf(buf, len, "%d", cfg->in_dim);
+    for (int i = 0; i < cfg->n_hidden && used >= 0 && (size_t)used < len; i++)
+        used += snprintf(buf + used, len - (size_t)used, "-%d", cfg->hidden[i]);
+    if (used >= 0 && (size_t)used < len)
+        snprintf(buf + used, len - (size_t)used, "-%d", cfg->latent);
+}
+
+int eval_main(int argc, char **argv, struct clvae_error *err)
+{
+    struct eval_options opt;
+    int parsed = parse_eval(argc, argv, &opt, err);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : -1;
+
+    struct model_io model;
+    struct idx_images test = {0};
+    struct eval_run run = {0};
+    struct iwae iw = {0};
+    struct atomic_file csv = {0}; // created before any device work: a bad --csv fails early
+    float *host = NULL;
+    double *neg_elbo = NULL, *neg_iwae = NULL;
+    int status = -1;
+    double started = now_seconds();
+
+    if (model_io_open(&model, opt.model, opt.platform, opt.device, EVAL_ROWS, err))
+        return -1;
+    struct vae *vae = &model.vae;
+    const struct ckpt_meta *meta = &model.ckpt.meta;
+    char path[4096];
+    if (idx_find(opt.data_dir, "t10k-images-idx3-ubyte", path, sizeof path, err) ||
+        idx_read_images(path, &test, err))
+        goto done;
+    if ((uint64_t)test.rows * test.cols != (uint64_t)meta->cfg.in_dim) {
+        clvae_fail(err, CLVAE_EXIT_DATA,
+                   "%s: images are %ux%u (%llu pixels) but the model %s takes %d pixels (%dx%d)",
+                   path, test.rows, test.cols, (unsigned long long)test.rows * test.cols, opt.model,
+                   meta->cfg.in_dim, meta->image_rows, meta->image_cols);
+        goto done;
+    }
+    if (test.count == 0) {
+        clvae_fail(err, CLVAE_EXIT_DATA, "%s: holds no images", path);
+        goto done;
+    }
+    uint32_t count = test.count;
+    if (opt.images && (uint32_t)opt.images < count)
+        count = (uint32_t)opt.images;
+    if (count > (uint32_t)INT32_MAX) {
+        clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u images is more than clvae handles: use -n", path,
+                   count);
+        goto done;
+    }
+    int n = (int)count;
+    if ((opt.csv && atomic_file_open(&csv, opt.csv, err)) ||
+        iwae_create(&iw, vae, opt.k, EVAL_LOG_WEIGHTS, err) ||
+        eval_run_setup(&run, &model.rt, &test, n, err))
+        goto done;
+
+    char shape[160];
+    describe_shape(&meta->cfg, shape, sizeof shape);
+    printf("clvae: model %s: %s, %zu parameters, %d epochs; device %s (%s)\n", opt.model, shape,
+           vae->n_params, meta->epoch, model.rt.device_name, model.rt.platform_name);
+    printf("clvae: %d test images of %ux%u from %s; k = %d samples per image, seed %llu\n", n,
+           test.rows, test.cols, path, opt.k, (unsigned long long)opt.seed);
+    fflush(stdout);
+    idx_free(&test);
+
+    bool live = isatty(STDERR_FILENO);
+    host = xmalloc(3 * (size_t)n * sizeof(float));
+    float *rec = host, *kl = host + n, *bound = host + 2 * (size_t)n;
+    for (int start = 0; start < n; start += vae->max_rows) {
+        int rows = n - start < vae->max_rows ? n - start : vae->max_rows;
+        gather(&run, vae, start, rows);
+        // The ELBO's noise: stream EVAL as in training's evaluation, the batch's first image as
+        // the step; the batch size is fixed, so each image's noise depends on the seed alone.
+        struct vae_pass pass = {.rows = rows,
+                                .seed = opt.seed,
+                                .step = (uint64_t)start,
+                                .stream = PHILOX_STREAM_EVAL,
+                                .noise_scale = 1.0f,
+                                .rec = run.rec,
+                                .kl = run.kl,
+                                .offset = start};
+        vae_forward(vae, &pass);
+        iwae_bound(&iw, rows, (uint64_t)start, opt.seed, run.bound, start);
+        size_t off = (size_t)start * sizeof(float), bytes = (size_t)rows * sizeof(float);
+        CL_CHECK(clEnqueueReadBuffer(model.rt.queue, run.rec, CL_FALSE, off, bytes, rec + start, 0,
+                                     NULL, NULL));
+        CL_CHECK(clEnqueueReadBuffer(model.rt.queue, run.kl, CL_FALSE, off, bytes, kl + start, 0,
+                                     NULL, NULL));
+        CL_CHECK(clEnqueueReadBuffer(model.rt.queue, run.bound, CL_TRUE, off, bytes, bound + start,
+                                     0, NULL, NULL));
+        if (live) {
+            fprintf(stderr, "\rclvae: evaluated %d of %d images", start + rows, n);
+            fflush(stderr);
+        }
+    }
+    if (live)
+        fprintf(stderr, "\r%*s\r", 60, "");
+
+    neg_elbo = xmalloc(2 * (size_t)n * sizeof(double));
+    neg_iwae = neg_elbo + n;
+    double rec_sum = 0.0, kl_sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        rec_sum += rec[i];
+        kl_sum += kl[i];
+        neg_elbo[i] = (double)rec[i] + (double)kl[i];
+        neg_iwae[i] = -(double)bound[i];
+    }
+    double elbo_mean, elbo_se, iwae_mean, iwae_se;
+    mean_and_se(neg_elbo, n, &elbo_mean, &elbo_se);
+    mean_and_se(neg_iwae, n, &iwae_mean, &iwae_se);
+    printf("negative ELBO  %10.4f nats/image, std err %.4f (rec %.4f + KL %.4f, one sample)\n",
+           elbo_mean, elbo_se, rec_sum / n, kl_sum / n);
+    printf("negative IWAE  %10.4f nats/image, std err %.4f (k = %d: an upper bound on -log p(x))\n",
+           iwae_mean, iwae_se, opt.k);
+    printf("clvae: %.2f s\n", now_seconds() - started);
+    if (opt.csv) {
+        fprintf(csv.fp, "images,k,neg_elbo,neg_iwae,neg_elbo_se,neg_iwae_se,rec,kl,seed\n");
+        fprintf(csv.fp, "%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%llu\n", n, opt.k, elbo_mean,
+                iwae_mean, elbo_se, iwae_se, rec_sum / n, kl_sum / n, (unsigned long long)opt.seed);
+        if (atomic_file_commit(&csv, err))
+            goto done;
+    }
+    status = 0;
+
+done:
+    atomic_file_abort(&csv);
+    free(host);
+    free(neg_elbo);
+    if (model.rt.queue)
+        clFinish(model.rt.queue);
+    iwae_release(&iw);
+    eval_run_release(&run);
+    idx_free(&test);
+    model_io_close(&model);
+    return status;
+}

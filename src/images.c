@@ -1,0 +1,421 @@
+#include "images.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "atomic_file.h"
+#include "cli.h"
+#include "idx.h"
+#include "model_io.h"
+#include "philox.h"
+#include "png_grid.h"
+
+#define CHUNK_ROWS 1024 // images decoded at once
+
+// The options of the image subcommands; each uses the ones its usage lists.
+struct image_options {
+    const char *model, *out, *data, *each, *raw;
+    int platform, device, n, cols, from, to, steps;
+    double temperature, range;
+    uint64_t seed;
+};
+
+static const char *const usage_generate =
+    "usage: clvae generate --model FILE [-n 64] [--seed S] [--temperature T] [--cols C]\n"
+    "                      [-o grid.png] [--each DIR] [--raw FILE] [--platform N --device N]\n"
+    "\n"
+    "Decodes n draws of z ~ N(0, T^2 I) into a grid. The draws depend only on the seed: with the\n"
+    "training seed, the first 64 are those of the samples_epochNNN.png grids. --each writes one\n"
+    "PNG per image into DIR; --raw writes the pixel probabilities as little-endian float32\n"
+    "(n, height, width). Defaults: -n 64, --seed 1, --temperature 1, --cols sqrt(n).\n";
+static const char *const usage_reconstruct =
+    "usage: clvae reconstruct --model FILE [--data DIR] [-n 32] [--cols C] -o recon.png\n"
+    "                         [--platform N --device N]\n"
+    "\n"
+    "The first n test images of DIR (default /usr/share/datasets/fashion-mnist), each followed\n"
+    "by its reconstruction from the posterior mean. Defaults: -n 32, --cols 8 (4 pairs a row).\n";
+static const char *const usage_interpolate =
+    "usage: clvae interpolate --model FILE --from I --to J [--steps 10] [--data DIR] -o walk.png\n"
+    "                         [--platform N --device N]\n"
+    "\n"
+    "A straight walk in latent space from the posterior mean of test image I to that of test\n"
+    "image J: test image I, the decoded steps (both ends included), test image J, in one row.\n";
+static const char *const usage_manifold =
+    "usage: clvae manifold --model FILE [-n 20] [--range R] -o manifold.png [--platform N --device N]\n"
+    "\n"
+    "For a 2-dimensional latent: an n x n grid of decoded images over the inverse normal CDF of a\n"
+    "regular grid in (0, 1)^2. For a larger latent: one row per latent dimension, n images\n"
+    "walking that dimension from -R to R (default 3) with the others at the prior mean 0.\n";
+
+// Parses the options of subcommand name; usage is its help text.
+static int parse_image_options(int argc, char **argv, const char *name, const char *usage,
+                               struct image_options *o, struct clvae_error *err)
+{
+    enum { OPT_TEMPERATURE = 256, OPT_FROM, OPT_TO, OPT_STEPS, OPT_EACH, OPT_RAW, OPT_COLS,
+           OPT_RANGE };
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'},  {"out", required_argument, NULL, 'o'},
+        {"data", required_argument, NULL, 'D'},   {"platform", required_argument, NULL, 'p'},
+        {"device", required_argument, NULL, 'd'}, {"seed", required_argument, NULL, 's'},
+        {"temperature", required_argument, NULL, OPT_TEMPERATURE},
+        {"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
+        {"steps", required_argument, NULL, OPT_STEPS}, {"each", required_argument, NULL, OPT_EACH},
+        {"raw", required_argument, NULL, OPT_RAW},  {"cols", required_argument, NULL, OPT_COLS},
+        {"range", required_argument, NULL, OPT_RANGE}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->platform = o->device = -1;
+    o->data = "/usr/share/datasets/fashion-mnist";
+    o->temperature = 1.0;
+    o->seed = 1;
+    o->from = o->to = -1;
+    o->steps = 10;
+    o->range = 3.0;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":m:o:D:p:d:s:n:h", longopts, NULL)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'o': o->out = optarg; break;
+        case 'D': o->data = optarg; break;
+        case 'p': rc = cli_parse_int("--platform", optarg, 0, 1000, &o->platform, err); break;
+        case 'd': rc = cli_parse_int("--device", optarg, 0, 1000, &o->device, err); break;
+        case 's': rc = cli_parse_u64("--seed", optarg, &o->seed, err); break;
+        case 'n': rc = cli_parse_int("-n", optarg, 1, 100000, &o->n, err); break;
+        case OPT_TEMPERATURE:
+            rc = cli_parse_double("--temperature", optarg, 0.0, false, 100.0, &o->temperature, err);
+            break;
+        case OPT_FROM: rc = cli_parse_int("--from", optarg, 0, INT32_MAX, &o->from, err); break;
+        case OPT_TO: rc = cli_parse_int("--to", optarg, 0, INT32_MAX, &o->to, err); break;
+        case OPT_STEPS: rc = cli_parse_int("--steps", optarg, 2, 1000, &o->steps, err); break;
+        case OPT_EACH: o->each = optarg; break;
+        case OPT_RAW: o->raw = optarg; break;
+        case OPT_COLS: rc = cli_parse_int("--cols", optarg, 1, 1000, &o->cols, err); break;
+        case OPT_RANGE:
+            rc = cli_parse_double("--range", optarg, 0.0, true, 100.0, &o->range, err);
+            break;
+        case 'h': fputs(usage, stdout); exit(CLVAE_EXIT_OK);
+        default: return cli_bad_option(c, argv, name, err);
+        }
+        if (rc)
+            return -1;
+    }
+    if (optind < argc)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: unexpected argument (see clvae %s --help)",
+                          argv[optind], name);
+    if (!o->model || !o->model[0])
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: --model FILE is required", name);
+    return 0;
+}
+
+// Fails unless -o was given (or, where allowed, another output).
+static int need_out(const struct image_options *o, const char *name, bool other,
+                    struct clvae_error *err)
+{
+    if ((!o->out || !o->out[0]) && !other)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: -o FILE is required", name);
+    return 0;
+}
+
+static uint8_t prob_to_pixel(float logit)
+{
+    return (uint8_t)lrintf(255.0f / (1.0f + expf(-logit)));
+}
+
+// z (rows, latent) on the host -> logits (rows, in_dim) on the host, CHUNK_ROWS at a time.
+static void decode_host(struct model_io *m, const float *z, int rows, float *logits)
+{
+    size_t latent = (size_t)m->vae.cfg.latent, dim = (size_t)m->vae.cfg.in_dim;
+    cl_command_queue q = m->rt.queue;
+    for (int start = 0; start < rows; start += CHUNK_ROWS) {
+        int n = rows - start < CHUNK_ROWS ? rows - start : CHUNK_ROWS;
+        CL_CHECK(clEnqueueWriteBuffer(q, m->vae.z, CL_FALSE, 0, (size_t)n * latent * sizeof(float),
+                                      z + (size_t)start * latent, 0, NULL, NULL));
+        vae_decode(&m->vae, n);
+        CL_CHECK(clEnqueueReadBuffer(q, m->vae.logits, CL_TRUE, 0, (size_t)n * dim * sizeof(float),
+                                     logits + (size_t)start * dim, 0, NULL, NULL));
+    }
+}
+
+// Test images [0, count) of dir, checked against the model's image size.
+static int load_test_images(const struct image_options *o, const struct model_io *m,
+                            uint32_t count, struct idx_images *test, struct clvae_error *err)
+{
+    char path[4096];
+    if (idx_find(o->data, "t10k-images-idx3-ubyte", path, sizeof path, err) ||
+        idx_read_images(path, test, err))
+        return -1;
+    const struct ckpt_meta *meta = &m->ckpt.meta;
+    if ((int)test->rows != meta->image_rows || (int)test->cols != meta->image_cols)
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: images are %ux%u but the model %s takes %dx%d",
+                          path, test->rows, test->cols, o->model, meta->image_rows,
+                          meta->image_cols);
+    if (count > test->count)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "-n %u: %s holds only %u test images", count, path,
+                          test->count);
+    return 0;
+}
+
+// Encodes test images (indices, count <= max_rows) and returns their posterior means
+// (count, latent) in mu, and their pixels scaled to [0, 1] in x (count, in_dim) if not NULL.
+static void encode_means(struct model_io *m, const struct idx_images *test, const int *indices,
+                         int count, float *mu, float *x)
+{
+    size_t dim = (size_t)m->vae.cfg.in_dim, latent = (size_t)m->vae.cfg.latent;
+    float *scaled = xmalloc((size_t)count * dim * sizeof(float));
+    for (int i = 0; i < count; i++)
+        for (size_t j = 0; j < dim; j++)
+            scaled[(size_t)i * dim + j] =
+                (float)test->pixels[(size_t)indices[i] * dim + j] * (1.0f / 255.0f);
+    struct clvae_error ignore;
+    cl_mem rec = clrt_buffer(&m->rt, (size_t)count * sizeof(float), "losses", &ignore);
+    cl_mem kl = rec ? clrt_buffer(&m->rt, (size_t)count * sizeof(float), "KL terms", &ignore) : NULL;
+    if (!rec || !kl) {
+        fprintf(stderr, "clvae: %s\n", ignore.msg);
+        exit(ignore.status);
+    }
+    CL_CHECK(clEnqueueWriteBuffer(m->rt.queue, m->vae.x, CL_TRUE, 0,
+                                  (size_t)count * dim * sizeof(float), scaled, 0, NULL, NULL));
+    struct vae_pass pass = {count, 0, 0, PHILOX_STREAM_EVAL, 0.0f, rec, kl, 0, 0.0f};
+    vae_forward(&m->vae, &pass);
+    float *ml = xmalloc((size_t)count * 2 * latent * sizeof(float));
+    CL_CHECK(clEnqueueReadBuffer(m->rt.queue, m->vae.ml, CL_TRUE, 0,
+                                 (size_t)count * 2 * latent * sizeof(float), ml, 0, NULL, NULL));
+    for (int i = 0; i < count; i++)
+        memcpy(mu + (size_t)i * latent, ml + (size_t)i * 2 * latent, latent * sizeof(float));
+    if (x)
+        memcpy(x, scaled, (size_t)count * dim * sizeof(float));
+    free(ml);
+    free(scaled);
+    clReleaseMemObject(rec);
+    clReleaseMemObject(kl);
+}
+
+// Writes len bytes to path atomically.
+static int write_file_atomic(const char *path, const void *bytes, size_t len,
+                             struct clvae_error *err)
+{
+    struct atomic_file out;
+    if (atomic_file_open(&out, path, err))
+        return -1;
+    if (fwrite(bytes, 1, len, out.fp) != len) {
+        int saved = errno;
+        atomic_file_abort(&out);
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(saved));
+    }
+    return atomic_file_commit(&out, err);
+}
+
+int generate_main(int argc, char **argv, struct clvae_error *err)
+{
+    struct image_options o;
+    if (parse_image_options(argc, argv, "generate", usage_generate, &o, err) ||
+        need_out(&o, "generate", o.each || o.raw, err))
+        return -1;
+    if (o.n == 0)
+        o.n = 64;
+    if (o.each && mkdir(o.each, 0777) != 0 && errno != EEXIST)
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: cannot create directory: %s", o.each,
+                          strerror(errno));
+    struct model_io m;
+    if (model_io_open(&m, o.model, o.platform, o.device, CHUNK_ROWS, err))
+        return -1;
+    const struct ckpt_meta *meta = &m.ckpt.meta;
+    size_t latent = (size_t)meta->cfg.latent, dim = (size_t)meta->cfg.in_dim;
+    float *z = xmalloc((size_t)o.n * latent * sizeof(float));
+    for (size_t i = 0; i < (size_t)o.n * latent; i++)
+        z[i] = (float)(o.temperature * philox_normal(o.seed, (uint32_t)i, 0, PHILOX_STREAM_GRID));
+    float *logits = xmalloc((size_t)o.n * dim * sizeof(float));
+    decode_host(&m, z, o.n, logits);
+    uint8_t *pixels = xmalloc((size_t)o.n * dim);
+    for (size_t i = 0; i < (size_t)o.n * dim; i++)
+        pixels[i] = prob_to_pixel(logits[i]);
+    int cols = o.cols ? o.cols : (int)ceil(sqrt((double)o.n));
+    int status = 0;
+    if (o.out)
+        status = png_write_grid(o.out, pixels, o.n, meta->image_rows, meta->image_cols, cols, 2,
+                                err);
+    for (int i = 0; status == 0 && o.each && i < o.n; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/image_%05d.png", o.each, i);
+        status = png_write_gray(path, pixels + (size_t)i * dim, meta->image_rows,
+                                meta->image_cols, err);
+    }
+    if (status == 0 && o.raw) {
+        for (size_t i = 0; i < (size_t)o.n * dim; i++)
+            logits[i] = 1.0f / (1.0f + expf(-logits[i]));
+        status = write_file_atomic(o.raw, logits, (size_t)o.n * dim * sizeof(float), err);
+    }
+    free(z);
+    free(logits);
+    free(pixels);
+    model_io_close(&m);
+    return status;
+}
+
+int reconstruct_main(int argc, char **argv, struct clvae_error *err)
+{
+    struct image_options o;
+    if (parse_image_options(argc, argv, "reconstruct", usage_reconstruct, &o, err) ||
+        need_out(&o, "reconstruct", false, err))
+        return -1;
+    if (o.n == 0)
+        o.n = 32;
+    struct model_io m;
+    struct idx_images test = {0};
+    if (model_io_open(&m, o.model, o.platform, o.device, o.n > CHUNK_ROWS ? o.n : CHUNK_ROWS,
+                      err))
+        return -1;
+    int status = load_test_images(&o, &m, (uint32_t)o.n, &test, err);
+    if (status == 0) {
+        size_t latent = (size_t)m.vae.cfg.latent, dim = (size_t)m.vae.cfg.in_dim;
+        int *indices = xmalloc((size_t)o.n * sizeof(int));
+        for (int i = 0; i < o.n; i++)
+            indices[i] = i;
+        float *mu = xmalloc((size_t)o.n * latent * sizeof(float));
+        float *x = xmalloc((size_t)o.n * dim * sizeof(float));
+        float *logits = xmalloc((size_t)o.n * dim * sizeof(float));
+        encode_means(&m, &test, indices, o.n, mu, x);
+        decode_host(&m, mu, o.n, logits);
+        uint8_t *tiles = xmalloc(2 * (size_t)o.n * dim);
+        for (size_t i = 0; i < (size_t)o.n; i++)
+            for (size_t j = 0; j < dim; j++) {
+                tiles[2 * i * dim + j] = test.pixels[i * dim + j];
+                tiles[(2 * i + 1) * dim + j] = prob_to_pixel(logits[i * dim + j]);
+            }
+        status = png_write_grid(o.out, tiles, 2 * o.n, m.ckpt.meta.image_rows,
+                                m.ckpt.meta.image_cols, o.cols ? o.cols : 8, 2, err);
+        free(indices);
+        free(mu);
+        free(x);
+        free(logits);
+        free(tiles);
+    }
+    idx_free(&test);
+    model_io_close(&m);
+    return status;
+}
+
+int interpolate_main(int argc, char **argv, struct clvae_error *err)
+{
+    struct image_options o;
+    if (parse_image_options(argc, argv, "interpolate", usage_interpolate, &o, err) ||
+        need_out(&o, "interpolate", false, err))
+        return -1;
+    if (o.from < 0 || o.to < 0)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "interpolate: --from I and --to J are required");
+    struct model_io m;
+    struct idx_images test = {0};
+    if (model_io_open(&m, o.model, o.platform, o.device, o.steps > 64 ? o.steps : 64, err))
+        return -1;
+    int status = load_test_images(&o, &m, 0, &test, err);
+    if (status == 0 && (uint32_t)(o.from > o.to ? o.from : o.to) >= test.count)
+        status = clvae_fail(err, CLVAE_EXIT_USAGE,
+                            "--%s %d: no such test image (%s holds %u, numbered from 0)",
+                            o.from > o.to ? "from" : "to", o.from > o.to ? o.from : o.to, o.data,
+                            test.count);
+    if (status == 0) {
+        size_t latent = (size_t)m.vae.cfg.latent, dim = (size_t)m.vae.cfg.in_dim;
+        int ends[2] = {o.from, o.to};
+        float mu[2 * 4096];
+        encode_means(&m, &test, ends, 2, mu, NULL);
+        float *z = xmalloc((size_t)o.steps * latent * sizeof(float));
+        for (int s = 0; s < o.steps; s++) {
+            float t = (float)s / (float)(o.steps - 1);
+            for (size_t k = 0; k < latent; k++)
+                z[(size_t)s * latent + k] = (1.0f - t) * mu[k] + t * mu[latent + k];
+        }
+        float *logits = xmalloc((size_t)o.steps * dim * sizeof(float));
+        decode_host(&m, z, o.steps, logits);
+        int n = o.steps + 2;
+        uint8_t *tiles = xmalloc((size_t)n * dim);
+        memcpy(tiles, test.pixels + (size_t)o.from * dim, dim);
+        for (size_t i = 0; i < (size_t)o.steps * dim; i++)
+            tiles[dim + i] = prob_to_pixel(logits[i]);
+        memcpy(tiles + (size_t)(n - 1) * dim, test.pixels + (size_t)o.to * dim, dim);
+        status = png_write_grid(o.out, tiles, n, m.ckpt.meta.image_rows, m.ckpt.meta.image_cols,
+                                n, 2, err);
+        free(z);
+        free(logits);
+        free(tiles);
+    }
+    idx_free(&test);
+    model_io_close(&m);
+    return status;
+}
+
+double normal_quantile(double p)
+{
+    static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,
+                               -2.759285104469687e+02, 1.383577518672690e+02,
+                               -3.066479806614716e+01, 2.506628277459239e+00};
+    static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02,
+                               -1.556989798598866e+02, 6.680131188771972e+01,
+                               -1.328068155288572e+01};
+    static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
+                               -2.400758277161838e+00, -2.549732539343734e+00,
+                               4.374664141464968e+00,  2.938163982698783e+00};
+    static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01,
+                               2.445134137142996e+00, 3.754408661907416e+00};
+    const double low = 0.02425;
+    if (p < low) {
+        double q = sqrt(-2.0 * log(p));
+        return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+               ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0);
+    }
+    if (p > 1.0 - low)
+        return -normal_quantile(1.0 - p);
+    double q = p - 0.5, r = q * q;
+    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
+           (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0);
+}
+
+int manifold_main(int argc, char **argv, struct clvae_error *err)
+{
+    struct image_options o;
+    if (parse_image_options(argc, argv, "manifold", usage_manifold, &o, err) ||
+        need_out(&o, "manifold", false, err))
+        return -1;
+    if (o.n == 0)
+        o.n = 20;
+    struct model_io m;
+    if (model_io_open(&m, o.model, o.platform, o.device, CHUNK_ROWS, err))
+        return -1;
+    int latent = m.vae.cfg.latent;
+    size_t dim = (size_t)m.vae.cfg.in_dim;
+    int rows = latent == 2 ? o.n : latent, count = rows * o.n;
+    float *z = xcalloc((size_t)count * (size_t)latent, sizeof(float));
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < o.n; c++) {
+            float *zi = z + ((size_t)r * o.n + c) * (size_t)latent;
+            if (latent == 2) {
+                // Rows go down the second dimension from its high end, as plotted in Kingma and
+                // Welling's figures; quantiles of (i + 0.5) / n keep clear of 0 and 1.
+                zi[0] = (float)normal_quantile((c + 0.5) / o.n);
+                zi[1] = (float)normal_quantile(1.0 - (r + 0.5) / o.n);
+            } else {
+                zi[r] = (float)(o.n > 1 ? -o.range + 2.0 * o.range * c / (o.n - 1) : 0.0);
+            }
+        }
+    float *logits = xmalloc((size_t)count * dim * sizeof(float));
+    decode_host(&m, z, count, logits);
+    uint8_t *tiles = xmalloc((size_t)count * dim);
+    for (size_t i = 0; i < (size_t)count * dim; i++)
+        tiles[i] = prob_to_pixel(logits[i]);
+    int status = png_write_grid(o.out, tiles, count, m.ckpt.meta.image_rows,
+                                m.ckpt.meta.image_cols, o.n, latent == 2 ? 0 : 2, err);
+    free(z);
+    free(logits);
+    free(tiles);
+    model_io_close(&m);
+    return status;
+}

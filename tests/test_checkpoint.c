@@ -1,0 +1,1414 @@
+// checkpoint tests: round trips bit for bit, the file as another safetensors reader sees it, atomic
+// replacement (an interrupted save keeps the old file), and every malformed file refused cleanly.
+// Run as `test_checkpoint DIR`, it instead writes DIR/small.safetensors and DIR/small_expected.bin
+// for tests/test_checkpoint_numpy.py (see write_numpy_fixture).
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "vae.h"
+
+#define PATH_MAX_LEN 4096
+
+static char tmp_dir[PATH_MAX_LEN];
+static int checks_passed;
+static int checks_failed;
+
+// The check now running: its first failure, and a note its line shows when it passes.
+static int cur_failed;
+static char cur_why[1024];
+static char cur_note[CLVAE_ERROR_MAX];
+
+// An architecture and data shape to save and load.
+struct arch {
+    const char *name;
+    int rows, cols;
+    int n_hidden;
+    int hidden[VAE_MAX_HIDDEN];
+    int latent;
+};
+
+static const struct arch small_arch = {"6-5-4-3 (2x3 images)", 2, 3, 2, {5, 4}, 3};
+static const struct arch default_arch = {"784-128-10 (28x28 images)", 28, 28, 1, {128}, 10};
+
+// Parameters and moments for one architecture, in clvae's flat layout.
+struct model {
+    struct ckpt_meta meta;
+    struct vae vae; // the layout only: no device buffers
+    size_t n;
+    float *params, *adam_m, *adam_v;
+};
+
+// A whole file read into memory.
+struct blob {
+    uint8_t *bytes;
+    size_t len;
+};
+
+// Starts a check.
+static void begin_check(void)
+{
+    cur_failed = 0;
+    cur_why[0] = '\0';
+    cur_note[0] = '\0';
+}
+
+// Records a failed condition; only the first is reported, the rest usually follow from it.
+static void expect(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void expect(int cond, const char *fmt, ...)
+{
+    if (cond || cur_failed) {
+        cur_failed |= !cond;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cur_why, sizeof cur_why, fmt, ap);
+    va_end(ap);
+    cur_failed = 1;
+}
+
+// Prints the check's line and counts it.
+static void end_check(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void end_check(const char *fmt, ...)
+{
+    char name[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    if (cur_failed) {
+        printf("FAIL %s: %s\n", name, cur_why);
+        checks_failed++;
+    } else {
+        printf("ok   %s%s%s\n", name, cur_note[0] ? ": " : "", cur_note);
+        checks_passed++;
+    }
+    fflush(stdout);
+}
+
+// dir/name into buf (PATH_MAX_LEN bytes); a path that does not fit ends the test.
+static const char *join_path(char *buf, const char *dir, const char *name)
+{
+    int len = snprintf(buf, PATH_MAX_LEN, "%s/%s", dir, name);
+    if (len < 0 || len >= PATH_MAX_LEN) {
+        fprintf(stderr, "test_checkpoint: path %s/%s is too long\n", dir, name);
+        exit(1);
+    }
+    return buf;
+}
+
+// name inside the test's temporary directory.
+static const char *in_tmp(char *buf, const char *name)
+{
+    return join_path(buf, tmp_dir, name);
+}
+
+// splitmix64: a reproducible stream of 64-bit values.
+static uint64_t next_u64(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+// Uniform in [-scale, scale).
+static float next_uniform(uint64_t *state, float scale)
+{
+    double u = (double)(next_u64(state) >> 11) / 9007199254740992.0;
+    return (float)((2 * u - 1) * scale);
+}
+
+// A float from its bits.
+static float from_bits(uint32_t bits)
+{
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+// Random values plus, when specials, bit patterns a lossy copy would change: -0, a subnormal,
+// infinities and NaNs with payloads.
+static void fill_random(float *a, size_t n, uint64_t seed, bool specials)
+{
+    uint64_t state = seed;
+    for (size_t i = 0; i < n; i++) {
+        a[i] = next_uniform(&state, 1.0f);
+    }
+    if (specials && n >= 6) {
+        static const uint32_t bits[] = {0x80000000u, 0x00000001u, 0x7f800000u,
+                                        0xff800000u, 0x7fc12345u, 0xffa00001u};
+        for (size_t k = 0; k < sizeof bits / sizeof bits[0]; k++) {
+            a[(k * 7919) % n] = from_bits(bits[k]);
+        }
+    }
+}
+
+// Metadata for arch, with values that test the printing: a seed past 2^63, a step past 2^32, an
+// lr and beta that %g would round.
+static struct ckpt_meta make_meta(const struct arch *a, bool optimizer)
+{
+    struct ckpt_meta m;
+    memset(&m, 0, sizeof m);
+    m.cfg.in_dim = a->rows * a->cols;
+    m.cfg.n_hidden = a->n_hidden;
+    memcpy(m.cfg.hidden, a->hidden, sizeof m.cfg.hidden);
+    m.cfg.latent = a->latent;
+    m.image_rows = a->rows;
+    m.image_cols = a->cols;
+    m.batch = 256;
+    m.lr = 1e-3 / 3;
+    m.beta = 0.1 + 1e-12;
+    m.seed = UINT64_C(0xfedcba9876543210);
+    m.epoch = 7;
+    m.step = (INT64_C(1) << 33) + 12345;
+    m.epoch_step = 17;
+    m.has_optimizer = optimizer;
+    return m;
+}
+
+// A model of arch with random parameters (and moments when optimizer).
+static void make_model(struct model *md, const struct arch *a, bool optimizer, uint64_t seed)
+{
+    memset(md, 0, sizeof *md);
+    md->meta = make_meta(a, optimizer);
+    vae_layout(&md->vae, &md->meta.cfg);
+    md->n = md->vae.n_params;
+    md->params = malloc(md->n * sizeof(float));
+    fill_random(md->params, md->n, seed, true);
+    if (optimizer) {
+        md->adam_m = malloc(md->n * sizeof(float));
+        md->adam_v = malloc(md->n * sizeof(float));
+        fill_random(md->adam_m, md->n, seed + 1, true);
+        fill_random(md->adam_v, md->n, seed + 2, true);
+    }
+}
+
+// Releases make_model's arrays.
+static void free_model(struct model *md)
+{
+    free(md->params);
+    free(md->adam_m);
+    free(md->adam_v);
+    memset(md, 0, sizeof *md);
+}
+
+// Saves md to path; the current check fails if the save does.
+static int save_model(const char *path, const struct model *md)
+{
+    struct clvae_error err = {0};
+    int rc = checkpoint_save(path, &md->meta, md->params, md->adam_m, md->adam_v, &err);
+    expect(rc == 0, "saving %s: %s", path, err.msg);
+    return rc;
+}
+
+// The first index where a and b differ in their bits, or -1.
+static long first_diff(const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+// Compares a loaded array with the saved one, bit for bit.
+static void expect_same_floats(const char *what, const float *got, const float *want, size_t n)
+{
+    expect(got != NULL, "%s: not loaded", what);
+    if (!got) {
+        return;
+    }
+    long d = first_diff(got, want, n);
+    uint32_t g = 0, w = 0;
+    if (d >= 0) {
+        memcpy(&g, &got[d], 4);
+        memcpy(&w, &want[d], 4);
+    }
+    expect(d < 0, "%s[%ld]: bits %08" PRIx32 ", saved %08" PRIx32, what, d, g, w);
+}
+
+// Compares every metadata field.
+static void expect_same_meta(const struct ckpt_meta *got, const struct ckpt_meta *want)
+{
+    expect(got->cfg.in_dim == want->cfg.in_dim, "in_dim %d, saved %d", got->cfg.in_dim,
+           want->cfg.in_dim);
+    expect(got->cfg.n_hidden == want->cfg.n_hidden, "n_hidden %d, saved %d", got->cfg.n_hidden,
+           want->cfg.n_hidden);
+    for (int i = 0; i < VAE_MAX_HIDDEN; i++) {
+        expect(got->cfg.hidden[i] == want->cfg.hidden[i], "hidden[%d] %d, saved %d", i,
+               got->cfg.hidden[i], want->cfg.hidden[i]);
+    }
+    expect(got->cfg.latent == want->cfg.latent, "latent %d, saved %d", got->cfg.latent,
+           want->cfg.latent);
+    expect(got->image_rows == want->image_rows && got->image_cols == want->image_cols,
+           "image %dx%d, saved %dx%d", got->image_rows, got->image_cols, want->image_rows,
+           want->image_cols);
+    expect(got->batch == want->batch, "batch %d, saved %d", got->batch, want->batch);
+    expect(got->lr == want->lr, "lr %.17g, saved %.17g", got->lr, want->lr);
+    expect(got->beta == want->beta, "beta %.17g, saved %.17g", got->beta, want->beta);
+    expect(got->seed == want->seed, "seed %" PRIu64 ", saved %" PRIu64, got->seed, want->seed);
+    expect(got->epoch == want->epoch, "epoch %d, saved %d", got->epoch, want->epoch);
+    expect(got->step == want->step, "step %" PRId64 ", saved %" PRId64, got->step, want->step);
+    expect(got->epoch_step == want->epoch_step, "epoch_step %d, saved %d", got->epoch_step,
+           want->epoch_step);
+    expect(got->has_optimizer == want->has_optimizer, "has_optimizer %d, saved %d",
+           got->has_optimizer, want->has_optimizer);
+}
+
+// Loads path and compares everything with md.
+static void expect_loads_as(const char *path, const struct model *md)
+{
+    struct ckpt c;
+    struct clvae_error err = {0};
+    int rc = checkpoint_load(path, &c, &err);
+    expect(rc == 0, "loading %s: %s", path, err.msg);
+    if (rc != 0) {
+        return;
+    }
+    expect(c.n_params == md->n, "n_params %zu, the layout has %zu", c.n_params, md->n);
+    expect_same_meta(&c.meta, &md->meta);
+    if (c.n_params == md->n) {
+        expect_same_floats("params", c.params, md->params, md->n);
+        if (md->adam_m) {
+            expect_same_floats("adam_m", c.adam_m, md->adam_m, md->n);
+            expect_same_floats("adam_v", c.adam_v, md->adam_v, md->n);
+        } else {
+            expect(!c.adam_m && !c.adam_v, "moments loaded from a checkpoint without them");
+        }
+    }
+    checkpoint_free(&c);
+}
+
+// Reads a whole file; bytes NULL when it cannot.
+static struct blob read_blob(const char *path)
+{
+    struct blob b = {NULL, 0};
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        return b;
+    }
+    struct stat st;
+    if (fstat(fileno(fp), &st) == 0) {
+        b.bytes = malloc((size_t)st.st_size + 1);
+        b.len = fread(b.bytes, 1, (size_t)st.st_size, fp);
+    }
+    fclose(fp);
+    return b;
+}
+
+// Writes len bytes to path, replacing it; 0 on success.
+static int write_bytes(const char *path, const void *bytes, size_t len)
+{
+    FILE *fp = fopen(path, "wb");
+    if (!fp) {
+        return -1;
+    }
+    bool ok = len == 0 || fwrite(bytes, 1, len, fp) == len;
+    return fclose(fp) == 0 && ok ? 0 : -1;
+}
+
+// Whether path exists at all.
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+// Counts entries of dir whose name holds ".tmp": what a failed atomic write could leave behind.
+static int count_tmp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        return -1;
+    }
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        count += strstr(e->d_name, ".tmp") != NULL;
+    }
+    closedir(d);
+    return count;
+}
+
+// Checks that no temporary file is left in dir.
+static void expect_no_tmp(const char *dir)
+{
+    int count = count_tmp_files(dir);
+    expect(count == 0, "%d temporary file(s) left in %s (or unreadable: -1)", count, dir);
+}
+
+// Little-endian u64 at p.
+static uint64_t get_u64_le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < 8; k++) {
+        v |= (uint64_t)p[k] << (8 * k);
+    }
+    return v;
+}
+
+// Little-endian u64 into p.
+static void put_u64_le(uint8_t *p, uint64_t v)
+{
+    for (int k = 0; k < 8; k++) {
+        p[k] = (uint8_t)(v >> (8 * k));
+    }
+}
+
+// A safetensors file as this test reads it on its own: length, header JSON, data section.
+struct st_file {
+    struct blob blob;
+    uint64_t header_len;
+    const char *header;
+    const uint8_t *data;
+    size_t data_len;
+    cJSON *root;
+};
+
+// Reads and parses path; 0 on success, the current check failing otherwise.
+static int st_open(const char *path, struct st_file *f)
+{
+    memset(f, 0, sizeof *f);
+    f->blob = read_blob(path);
+    expect(f->blob.bytes && f->blob.len >= 8, "cannot read %s", path);
+    if (!f->blob.bytes || f->blob.len < 8) {
+        return -1;
+    }
+    f->header_len = get_u64_le(f->blob.bytes);
+    expect(f->header_len <= f->blob.len - 8, "header length %" PRIu64 " past the end",
+           f->header_len);
+    if (f->header_len > f->blob.len - 8) {
+        return -1;
+    }
+    f->header = (const char *)f->blob.bytes + 8;
+    f->data = f->blob.bytes + 8 + f->header_len;
+    f->data_len = f->blob.len - 8 - (size_t)f->header_len;
+    f->root = cJSON_ParseWithLength(f->header, (size_t)f->header_len);
+    expect(f->root != NULL, "%s: the header does not parse", path);
+    return f->root ? 0 : -1;
+}
+
+// Releases st_open's memory.
+static void st_close(struct st_file *f)
+{
+    cJSON_Delete(f->root);
+    free(f->blob.bytes);
+    memset(f, 0, sizeof *f);
+}
+
+// The bytes of tensor name and its shape (ndim entries of dims); NULL when absent or malformed.
+static const uint8_t *st_tensor(const struct st_file *f, const char *name, int *ndim, int dims[2],
+                                size_t *nbytes)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(f->root, name);
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(t, "shape");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
+    if (!cJSON_IsArray(shape) || !cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 ||
+        cJSON_GetArraySize(shape) > 2) {
+        return NULL;
+    }
+    *ndim = cJSON_GetArraySize(shape);
+    for (int k = 0; k < *ndim; k++) {
+        dims[k] = cJSON_GetArrayItem(shape, k)->valueint;
+    }
+    double begin = cJSON_GetArrayItem(off, 0)->valuedouble;
+    double end = cJSON_GetArrayItem(off, 1)->valuedouble;
+    if (begin < 0 || end < begin || end > (double)f->data_len) {
+        return NULL;
+    }
+    *nbytes = (size_t)(end - begin);
+    return f->data + (size_t)begin;
+}
+
+// A metadata string from the file, or "" when absent.
+static const char *st_meta(const struct st_file *f, const char *key)
+{
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(f->root, "__metadata__");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+// One tensor the file should hold, computed here from the layout: weight (out, in) with element
+// [o][i] = flat[weight + i * ld + col0 + o], or bias (out) with [o] = flat[bias + col0 + o].
+struct expected {
+    char name[64];
+    int out, in; // in == 0: a bias
+    size_t start, ld;
+};
+
+// The tensors of a model in the documented order, parameters only; returns how many.
+static int expected_tensors(const struct vae *vae, struct expected *e)
+{
+    int n = 0;
+    for (int k = 0; k < vae->n_layers; k++) {
+        const struct vae_dense *l = &vae->layer[k];
+        int parts = k == vae->head ? 2 : 1;
+        int out = l->out / parts;
+        for (int p = 0; p < parts; p++) {
+            const char *base = k != vae->head ? l->name : p == 0 ? "mean" : "logvar";
+            size_t col0 = (size_t)p * (size_t)out;
+            e[n] = (struct expected){
+                .out = out, .in = l->in, .start = l->weight + col0, .ld = (size_t)l->out};
+            snprintf(e[n].name, sizeof e[n].name, "%s.weight", base);
+            n++;
+            e[n] = (struct expected){.out = out, .in = 0, .start = l->bias + col0, .ld = 0};
+            snprintf(e[n].name, sizeof e[n].name, "%s.bias", base);
+            n++;
+        }
+    }
+    return n;
+}
+
+// Compares a tensor's bytes in the file with its expected values from flat; returns elements seen.
+static size_t expect_tensor_bytes(const struct st_file *f, const char *name,
+                                  const struct expected *e, const float *flat)
+{
+    int ndim = 0, dims[2] = {0, 0};
+    size_t nbytes = 0;
+    const uint8_t *bytes = st_tensor(f, name, &ndim, dims, &nbytes);
+    expect(bytes != NULL, "%s: missing or malformed in the file", name);
+    if (!bytes) {
+        return 0;
+    }
+    bool weight = e->in > 0;
+    size_t count = (size_t)e->out * (size_t)(weight ? e->in : 1);
+    expect(ndim == (weight ? 2 : 1) && dims[0] == e->out && (!weight || dims[1] == e->in),
+           "%s: shape [%d,%d] (ndim %d), expected [%d,%d]", name, dims[0], dims[1], ndim, e->out,
+           e->in);
+    expect(nbytes == 4 * count, "%s: %zu bytes, expected %zu", name, nbytes, 4 * count);
+    if (cur_failed) {
+        return 0;
+    }
+    for (size_t o = 0; o < (size_t)e->out; o++) {
+        for (size_t i = 0; i < (weight ? (size_t)e->in : 1); i++) {
+            float want = flat[e->start + i * e->ld + o];
+            const uint8_t *p = bytes + 4 * (o * (weight ? (size_t)e->in : 1) + i);
+            uint32_t bits =
+                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+            float got = from_bits(bits);
+            if (memcmp(&got, &want, 4) != 0) {
+                expect(0, "%s[%zu][%zu]: %g in the file, the flat layout's transpose has %g", name,
+                       o, i, (double)got, (double)want);
+                return 0;
+            }
+        }
+    }
+    return count;
+}
+
+// Saves and loads arch with and without moments: every float and metadata field comes back.
+static void test_round_trip(const struct arch *a, bool optimizer)
+{
+    char path[PATH_MAX_LEN];
+    struct model md;
+    make_model(&md, a, optimizer, 1000 + (uint64_t)optimizer);
+    in_tmp(path, "round_trip.safetensors");
+    begin_check();
+    if (save_model(path, &md) == 0) {
+        expect_loads_as(path, &md);
+    }
+    snprintf(cur_note, sizeof cur_note, "%zu parameters%s, bit-exact", md.n,
+             optimizer ? " and both moments" : "");
+    end_check("round trip %s %s Adam moments", a->name, optimizer ? "with" : "without");
+    unlink(path);
+    free_model(&md);
+}
+
+// Reads the file with this test's own reader: the header's form, the metadata's strings, and every
+// tensor's bytes as the (out, in) transpose of the flat layout, back to back in header order.
+static void test_file_layout(const struct arch *a)
+{
+    char path[PATH_MAX_LEN];
+    struct model md;
+    make_model(&md, a, true, 2000);
+    in_tmp(path, "layout.safetensors");
+    begin_check();
+    struct st_file f;
+    if (save_model(path, &md) == 0 && st_open(path, &f) == 0) {
+        expect(f.header_len % 8 == 0, "header length %" PRIu64 " is not a multiple of 8",
+               f.header_len);
+        const char *last = f.header + f.header_len - 1;
+        while (last > f.header && *last == ' ') {
+            last--;
+        }
+        expect(*last == '}', "the header is not JSON padded with spaces");
+        char hidden[128] = "";
+        for (int i = 0; i < a->n_hidden; i++) {
+            size_t used = strlen(hidden);
+            snprintf(hidden + used, sizeof hidden - used, "%s%d", i ? "," : "", a->hidden[i]);
+        }
+        char lr[64], seed[32];
+        snprintf(lr, sizeof lr, "%.17g", md.meta.lr);
+        snprintf(seed, sizeof seed, "%" PRIu64, md.meta.seed);
+        const char *pairs[][2] = {{"format", "clvae"},
+                                  {"format_version", "1"},
+                                  {"hidden", hidden},
+                                  {"lr", lr},
+                                  {"seed", seed},
+                                  {"step", "8589946937"},
+                                  {"optimizer", "adam"},
+                                  {"adam_beta1", "0.9"},
+                                  {"adam_beta2", "0.999"},
+                                  {"adam_eps", "1e-08"},
+                                  {"layout", "weight (out, in) as torch.nn.Linear"}};
+        for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
+            expect(strcmp(st_meta(&f, pairs[k][0]), pairs[k][1]) == 0,
+                   "__metadata__ %s is '%s', expected '%s'", pairs[k][0], st_meta(&f, pairs[k][0]),
+                   pairs[k][1]);
+        }
+
+        struct expected e[2 * (VAE_MAX_LAYERS + 1)];
+        int n = expected_tensors(&md.vae, e);
+        static const char *const prefix[] = {"", "optimizer.m.", "optimizer.v."};
+        const float *flat[] = {md.params, md.adam_m, md.adam_v};
+        size_t seen = 0, mean_weight = 0;
+        double offset = 0;
+        int entries = 0;
+        for (int a3 = 0; a3 < 3; a3++) {
+            for (int k = 0; k < n; k++) {
+                char name[96];
+                if (snprintf(name, sizeof name, "%s%s", prefix[a3], e[k].name) >=
+                    (int)sizeof name) {
+                    expect(0, "tensor name %s%s too long", prefix[a3], e[k].name);
+                }
+                size_t got = expect_tensor_bytes(&f, name, &e[k], flat[a3]);
+                seen += got;
+                if (a3 == 0 && strcmp(e[k].name, "mean.weight") == 0) {
+                    mean_weight = got;
+                }
+                // Back to back in the documented order.
+                const cJSON *off = cJSON_GetObjectItemCaseSensitive(
+                    cJSON_GetObjectItemCaseSensitive(f.root, name), "data_offsets");
+                expect(off && cJSON_GetArrayItem(off, 0)->valuedouble == offset,
+                       "%s does not start where the tensor before it ends (%.0f)", name, offset);
+                offset += 4.0 * (double)got;
+                entries++;
+            }
+        }
+        expect(cJSON_GetArraySize(f.root) == entries + 1, "the header has %d entries, expected %d",
+               cJSON_GetArraySize(f.root), entries + 1);
+        expect(offset == (double)f.data_len, "tensors take %.0f bytes, the data section %zu",
+               offset, f.data_len);
+        snprintf(cur_note, sizeof cur_note,
+                 "%d tensors, %zu floats as (out, in); mean.weight's %zu match", entries, seen,
+                 mean_weight);
+        st_close(&f);
+    }
+    end_check("file layout %s: header, metadata strings, transposed tensors", a->name);
+    unlink(path);
+    free_model(&md);
+}
+
+// Saving over an existing checkpoint replaces it whole.
+static void test_overwrite(void)
+{
+    char path[PATH_MAX_LEN];
+    struct model old, fresh;
+    make_model(&old, &small_arch, true, 3000);
+    make_model(&fresh, &small_arch, false, 3100);
+    fresh.meta.epoch = 8;
+    in_tmp(path, "overwrite.safetensors");
+    begin_check();
+    if (save_model(path, &old) == 0 && save_model(path, &fresh) == 0) {
+        expect_loads_as(path, &fresh);
+    }
+    expect_no_tmp(tmp_dir);
+    end_check("saving over an existing checkpoint replaces it");
+    unlink(path);
+    free_model(&old);
+    free_model(&fresh);
+}
+
+// Checks a failed save: status, message naming path, nothing at path.
+static void expect_save_error(int rc, const struct clvae_error *err, int status, const char *path)
+{
+    expect(rc == -1, "the save succeeded");
+    expect(err->status == status, "status %d, expected %d (%s)", err->status, status, err->msg);
+    expect(strncmp(err->msg, path, strlen(path)) == 0, "message \"%s\" does not start with %s",
+           err->msg, path);
+    snprintf(cur_note, sizeof cur_note, "%s", err->msg);
+}
+
+// Saves into a directory that does not exist, or onto a directory: status 4, nothing left.
+static void test_bad_paths(void)
+{
+    char dir[PATH_MAX_LEN], path[PATH_MAX_LEN];
+    struct model md;
+    make_model(&md, &small_arch, false, 4000);
+    in_tmp(dir, "missing");
+    join_path(path, dir, "c.safetensors");
+    begin_check();
+    struct clvae_error err = {0};
+    int rc = checkpoint_save(path, &md.meta, md.params, NULL, NULL, &err);
+    expect_save_error(rc, &err, CLVAE_EXIT_OUTPUT, path);
+    expect(!exists(dir) && !exists(path), "%s was created", dir);
+    expect_no_tmp(tmp_dir);
+    end_check("save into a missing directory fails with status 4");
+
+    in_tmp(dir, "a_directory");
+    begin_check();
+    expect(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir, strerror(errno));
+    err = (struct clvae_error){0};
+    rc = checkpoint_save(dir, &md.meta, md.params, NULL, NULL, &err);
+    expect_save_error(rc, &err, CLVAE_EXIT_OUTPUT, dir);
+    struct stat st;
+    expect(stat(dir, &st) == 0 && S_ISDIR(st.st_mode), "%s is no longer a directory", dir);
+    expect_no_tmp(tmp_dir);
+    end_check("save onto a directory fails with status 4");
+    rmdir(dir);
+    free_model(&md);
+}
+
+// Arguments that are the caller's bug: status 1, nothing written.
+static void test_invalid_save(void)
+{
+    char path[PATH_MAX_LEN];
+    struct model md;
+    make_model(&md, &small_arch, true, 4500);
+    in_tmp(path, "invalid.safetensors");
+    struct ckpt_meta bad_meta[5];
+    const char *what[5] = {"latent 0", "in_dim not rows x cols", "9 hidden layers", "lr 0",
+                           "adam_m without adam_v"};
+    for (int k = 0; k < 5; k++) {
+        bad_meta[k] = md.meta;
+    }
+    bad_meta[0].cfg.latent = 0;
+    bad_meta[1].cfg.in_dim = 7;
+    bad_meta[2].cfg.n_hidden = 9;
+    bad_meta[3].lr = 0;
+    for (int k = 0; k < 5; k++) {
+        begin_check();
+        struct clvae_error err = {0};
+        int rc = checkpoint_save(path, &bad_meta[k], md.params, md.adam_m,
+                                 k == 4 ? NULL : md.adam_v, &err);
+        expect_save_error(rc, &err, CLVAE_EXIT_FAILURE, path);
+        expect(!exists(path), "%s was written", path);
+        expect_no_tmp(tmp_dir);
+        end_check("save refuses %s with status 1", what[k]);
+    }
+    free_model(&md);
+}
+
+// The child of test_interrupted_save: saves under a small RLIMIT_FSIZE, reports through fd.
+static void interrupted_child(const char *path, const struct model *md, rlim_t limit, int fd)
+{
+    struct rlimit small = {limit, limit};
+    struct rlimit cur;
+    if (getrlimit(RLIMIT_FSIZE, &cur) == 0 && cur.rlim_max != RLIM_INFINITY &&
+        cur.rlim_max < limit) {
+        small.rlim_max = cur.rlim_max;
+    }
+    signal(SIGXFSZ, SIG_IGN);
+    if (setrlimit(RLIMIT_FSIZE, &small) != 0) {
+        _exit(20);
+    }
+    struct clvae_error err = {0};
+    int rc = checkpoint_save(path, &md->meta, md->params, md->adam_m, md->adam_v, &err);
+    size_t len = strlen(err.msg);
+    if (write(fd, err.msg, len) != (ssize_t)len) {
+        _exit(21);
+    }
+    _exit(rc == 0 ? 10 : err.status == CLVAE_EXIT_OUTPUT ? 0 : 11);
+}
+
+// A save that fails part-way (a full disk, simulated in a child with RLIMIT_FSIZE) leaves the
+// old checkpoint whole and no temporary file.
+static void test_interrupted_save(rlim_t limit)
+{
+    char path[PATH_MAX_LEN];
+    struct model old, fresh;
+    make_model(&old, &default_arch, true, 5000);
+    make_model(&fresh, &default_arch, true, 5100);
+    in_tmp(path, "interrupted.safetensors");
+    begin_check();
+    int pipe_fd[2];
+    if (save_model(path, &old) == 0 && pipe(pipe_fd) == 0) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(pipe_fd[0]);
+            interrupted_child(path, &fresh, limit, pipe_fd[1]);
+        }
+        close(pipe_fd[1]);
+        char msg[CLVAE_ERROR_MAX] = "";
+        ssize_t got = read(pipe_fd[0], msg, sizeof msg - 1);
+        msg[got > 0 ? got : 0] = '\0';
+        close(pipe_fd[0]);
+        int status = 0;
+        expect(pid > 0 && waitpid(pid, &status, 0) == pid, "fork or wait failed");
+        expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+               "the child's save: exit %d (10: it succeeded, 11: wrong status, 2x: setup), "
+               "signal %d; \"%s\"",
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+               WIFSIGNALED(status) ? WTERMSIG(status) : 0, msg);
+        expect(strncmp(msg, path, strlen(path)) == 0, "message \"%s\" does not name %s", msg, path);
+        snprintf(cur_note, sizeof cur_note, "%s", msg);
+        expect_loads_as(path, &old);
+        expect_no_tmp(tmp_dir);
+    }
+    end_check("save interrupted at %lu bytes (RLIMIT_FSIZE) keeps the old checkpoint bit-exact",
+              (unsigned long)limit);
+    unlink(path);
+    free_model(&old);
+    free_model(&fresh);
+}
+
+// A good small file's parts, for the corrupt cases to edit.
+struct good_file {
+    cJSON *root;
+    uint8_t *data;
+    size_t data_len;
+};
+
+// Writes header JSON text (padded with spaces to a multiple of 8) and data as a checkpoint.
+static int write_checkpoint(const char *path, const char *json, const uint8_t *data,
+                            size_t data_len)
+{
+    size_t json_len = strlen(json), header_len = (json_len + 7) / 8 * 8;
+    size_t total = 8 + header_len + data_len;
+    uint8_t *bytes = malloc(total);
+    put_u64_le(bytes, header_len);
+    memcpy(bytes + 8, json, json_len);
+    memset(bytes + 8 + json_len, ' ', header_len - json_len);
+    if (data_len) {
+        memcpy(bytes + 8 + header_len, data, data_len);
+    }
+    int rc = write_bytes(path, bytes, total);
+    free(bytes);
+    return rc;
+}
+
+// Writes root re-emitted with data; 0 on success.
+static int write_json_checkpoint(const char *path, const cJSON *root, const uint8_t *data,
+                                 size_t data_len)
+{
+    char *json = cJSON_PrintUnformatted(root);
+    int rc = json ? write_checkpoint(path, json, data, data_len) : -1;
+    cJSON_free(json);
+    return rc;
+}
+
+// Reads a good checkpoint's header and data for editing.
+static int open_good(const char *path, struct good_file *g)
+{
+    struct st_file f;
+    memset(g, 0, sizeof *g);
+    if (st_open(path, &f) != 0) {
+        return -1;
+    }
+    g->root = cJSON_Duplicate(f.root, true);
+    g->data_len = f.data_len;
+    g->data = malloc(f.data_len + 64);
+    memcpy(g->data, f.data, f.data_len);
+    st_close(&f);
+    return 0;
+}
+
+// Releases open_good's copies.
+static void close_good(struct good_file *g)
+{
+    cJSON_Delete(g->root);
+    free(g->data);
+    memset(g, 0, sizeof *g);
+}
+
+// Loads path expecting a refusal: status 3, a message "<path>: ..." holding word, *out zeroed.
+static void expect_refused(const char *path, const char *word)
+{
+    struct ckpt c;
+    memset(&c, 0xa5, sizeof c);
+    struct clvae_error err = {0};
+    int rc = checkpoint_load(path, &c, &err);
+    size_t len = strlen(path);
+    expect(rc == -1, "the load succeeded");
+    expect(err.status == CLVAE_EXIT_DATA, "status %d, expected %d (%s)", err.status,
+           CLVAE_EXIT_DATA, err.msg);
+    expect(strncmp(err.msg, path, len) == 0 && err.msg[len] == ':' && err.msg[len + 1] == ' ',
+           "message \"%s\" does not start with \"%s: \"", err.msg, path);
+    expect(strstr(err.msg, word) != NULL, "message \"%s\" lacks \"%s\"", err.msg, word);
+    static const struct ckpt zero;
+    expect(memcmp(&c, &zero, sizeof c) == 0, "*out is not zeroed after the failure");
+    checkpoint_free(&c);
+    if (strncmp(err.msg, path, len) == 0 && err.msg[len] == ':') {
+        snprintf(cur_note, sizeof cur_note, "%s", err.msg + len + 2);
+    }
+}
+
+// One header edit: in the object named target (the root when NULL), key set to the JSON value,
+// or deleted when value is NULL; the load must then fail with a message holding word.
+struct json_edit {
+    const char *target, *key, *value, *word;
+};
+
+// Applies e to root; false when its target is not there or its value is not JSON.
+static bool apply_edit(cJSON *root, const struct json_edit *e)
+{
+    cJSON *obj = e->target ? cJSON_GetObjectItemCaseSensitive(root, e->target) : root;
+    if (!cJSON_IsObject(obj)) {
+        return false;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, e->key);
+    if (e->value) {
+        cJSON *v = cJSON_Parse(e->value);
+        if (!v) {
+            return false;
+        }
+        cJSON_AddItemToObject(obj, e->key, v);
+    }
+    return true;
+}
+
+// Every header edit the loader must refuse, on a small checkpoint with Adam moments.
+static const struct json_edit json_edits[] = {
+    {NULL, "__metadata__", NULL, "__metadata__"},
+    {NULL, "__metadata__", "[1,2]", "__metadata__ is not an object"},
+    {"__metadata__", "format", "\"pytorch\"", "format"},
+    {"__metadata__", "format", "1", "not a string"},
+    {"__metadata__", "format_version", "\"7\"", "format version 7, this clvae reads 1"},
+    {"__metadata__", "format_version", "\"1.0\"", "not an integer"},
+    {"__metadata__", "format_version", "\"99999999999999999999999\"", "out of range"},
+    {"__metadata__", "layout", "\"weight (in, out)\"", "layout"},
+    {"__metadata__", "in_dim", "\"7\"", "image_rows x image_cols"},
+    {"__metadata__", "in_dim", "\"six\"", "not an integer"},
+    {"__metadata__", "in_dim", "\" 6\"", "not an integer"},
+    {"__metadata__", "in_dim", "\"-6\"", "out of range"},
+    {"__metadata__", "image_rows", "\"0\"", "out of range"},
+    {"__metadata__", "image_cols", "\"3000000000\"", "out of range"},
+    {"__metadata__", "hidden", "\"5,,4\"", "comma-separated"},
+    {"__metadata__", "hidden", "\"\"", "comma-separated"},
+    {"__metadata__", "hidden", "\"5,4,\"", "comma-separated"},
+    {"__metadata__", "hidden", "\"5,0\"", "out of range"},
+    {"__metadata__", "hidden", "\"5,99999999999999999999\"", "out of range"},
+    {"__metadata__", "hidden", "\"1,1,1,1,1,1,1,1,1\"", "too many hidden layers"},
+    {"__metadata__", "latent", "\"0\"", "out of range"},
+    {"__metadata__", "latent", "\"16777217\"", "out of range"},
+    {"__metadata__", "batch", "\"0\"", "out of range"},
+    {"__metadata__", "lr", "\"nan\"", "not a finite number"},
+    {"__metadata__", "lr", "\"0\"", "out of range"},
+    {"__metadata__", "lr", "\"1e-3x\"", "not a finite number"},
+    {"__metadata__", "beta", "\"-1\"", "out of range"},
+    {"__metadata__", "beta", "\"inf\"", "not a finite number"},
+    {"__metadata__", "seed", "\"-1\"", "not an integer"},
+    {"__metadata__", "seed", "\"18446744073709551616\"", "not an integer"},
+    {"__metadata__", "epoch", "\"-1\"", "out of range"},
+    {"__metadata__", "step", "\"x\"", "not an integer"},
+    {"__metadata__", "step", "\"-5\"", "out of range"},
+    {"__metadata__", "epoch_step", "\"1.5\"", "not an integer"},
+    {"__metadata__", "optimizer", "\"sgd\"", "optimizer"},
+    {"__metadata__", "optimizer", "\"none\"", "unexpected tensor 'optimizer."},
+    {"__metadata__", "adam_beta1", "\"0.8\"", "adam_beta1"},
+    {"__metadata__", "adam_eps", "\"1e-7\"", "adam_eps"},
+    {NULL, "mean.bias", NULL, "tensor 'mean.bias' is missing"},
+    {NULL, "optimizer.v.output.weight", NULL, "tensor 'optimizer.v.output.weight' is missing"},
+    {NULL, "extra.weight", "{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}",
+     "unexpected tensor 'extra.weight'"},
+    {NULL, "mean.weight", "[]", "not an object"},
+    {"mean.weight", "dtype", "\"F16\"", "dtype"},
+    {"mean.weight", "dtype", NULL, "dtype"},
+    {"mean.weight", "dtype", "32", "dtype"},
+    {"mean.weight", "shape", "[4,3]", "shape [4,3], the architecture needs [3,4]"},
+    {"mean.weight", "shape", "[3,4,1]", "shape"},
+    {"mean.weight", "shape", "[12]", "shape"},
+    {"mean.weight", "shape", "[3.5,4]", "shape"},
+    {"mean.weight", "shape", "\"3,4\"", "shape"},
+    {"mean.weight", "shape", NULL, "shape"},
+    {"mean.bias", "shape", "[]", "shape"},
+    {"mean.weight", "data_offsets", NULL, "data_offsets"},
+    {"mean.weight", "data_offsets", "[0]", "data_offsets"},
+    {"mean.weight", "data_offsets", "[0,48,96]", "data_offsets"},
+    {"mean.weight", "data_offsets", "[\"0\",\"48\"]", "data_offsets"},
+    {"mean.weight", "data_offsets", "[-48,0]", "data_offsets"},
+    {"mean.weight", "data_offsets", "[0.5,48.5]", "data_offsets"},
+    {"mean.weight", "data_offsets", "[1e300,1e300]", "data_offsets"},
+    {"mean.weight", "data_offsets", "[48,0]", "end before begin"},
+    {"mean.weight", "data_offsets", "[0,44]", "shape needs 48"},
+    {"mean.weight", "data_offsets", "[1000000,1000048]", "outside the data section"},
+    {"mean.weight", "data_offsets", "[0,48]", "overlap"},
+};
+
+// Names of every metadata field: removing any one must be refused.
+static const char *const meta_fields[] = {
+    "format",     "format_version", "layout",     "in_dim",   "image_rows",
+    "image_cols", "hidden",         "latent",     "batch",    "lr",
+    "beta",       "seed",           "epoch",      "step",     "epoch_step",
+    "optimizer",  "adam_beta1",     "adam_beta2", "adam_eps",
+};
+
+// Each header edit on a good file, and each missing metadata field.
+static void test_corrupt_headers(const char *good_path)
+{
+    char path[PATH_MAX_LEN];
+    in_tmp(path, "corrupt.safetensors");
+    size_t n_edits = sizeof json_edits / sizeof json_edits[0];
+    size_t n_fields = sizeof meta_fields / sizeof meta_fields[0];
+    for (size_t k = 0; k < n_edits + n_fields; k++) {
+        struct json_edit missing = {"__metadata__", NULL, NULL, NULL};
+        const struct json_edit *e = k < n_edits ? &json_edits[k] : &missing;
+        char word[96];
+        if (k >= n_edits) {
+            missing.key = meta_fields[k - n_edits];
+            snprintf(word, sizeof word, "\"%s\" is missing", missing.key);
+            missing.word = word;
+        }
+        struct good_file g;
+        begin_check();
+        if (open_good(good_path, &g) == 0) {
+            expect(apply_edit(g.root, e), "the edit does not apply");
+            expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "cannot write %s",
+                   path);
+            expect_refused(path, e->word);
+            close_good(&g);
+        }
+        end_check("refuses %s%s%s %s", e->target ? e->target : "", e->target ? "." : "", e->key,
+                  e->value ? e->value : "removed");
+    }
+    unlink(path);
+}
+
+// Corruptions outside what a JSON edit reaches: the length field, broken JSON, the data section.
+static void test_corrupt_files(const char *good_path)
+{
+    char path[PATH_MAX_LEN];
+    in_tmp(path, "corrupt.safetensors");
+    struct blob good = read_blob(good_path);
+    uint8_t bytes[64];
+
+    begin_check();
+    char missing[PATH_MAX_LEN];
+    expect_refused(in_tmp(missing, "no-such.safetensors"), strerror(ENOENT));
+    end_check("refuses a missing file");
+
+    begin_check();
+    expect_refused(tmp_dir, strerror(EISDIR));
+    end_check("refuses a directory");
+
+    for (size_t len = 0; len < 8; len += 7) {
+        begin_check();
+        expect(write_bytes(path, good.bytes, len) == 0, "cannot write %s", path);
+        expect_refused(path, "too short");
+        end_check("refuses a %zu-byte file", len);
+    }
+
+    // In a 40-byte file: 32 bytes follow the length, so 40 runs past the end.
+    const uint64_t lengths[] = {0, (UINT64_C(100) << 20) + 8, UINT64_MAX, 40};
+    const char *words[] = {"header length 0", "100 MiB", "100 MiB", "past the end"};
+    for (size_t k = 0; k < 4; k++) {
+        begin_check();
+        memset(bytes, ' ', sizeof bytes);
+        uint64_t v = lengths[k];
+        put_u64_le(bytes, v);
+        expect(write_bytes(path, bytes, 8 + 32) == 0, "cannot write %s", path);
+        expect_refused(path, words[k]);
+        end_check("refuses header length %" PRIu64 " (file of 40 bytes)", v);
+    }
+
+    static const struct {
+        const char *json, *word, *what;
+    } texts[] = {
+        {"{\"a\":", "not valid JSON", "truncated JSON"},
+        {"{not json}", "not valid JSON", "invalid JSON"},
+        {"[1,2,3]", "not an object", "a JSON array"},
+        {"\"clvae\"", "not an object", "a JSON string"},
+        {"{} {}", "not valid JSON", "two JSON objects"},
+        {"{}", "__metadata__", "an empty object"},
+        {"{\"__metadata__\":{}}", "\"format\" is missing", "empty metadata"},
+    };
+    for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++) {
+        begin_check();
+        expect(write_checkpoint(path, texts[k].json, NULL, 0) == 0, "cannot write %s", path);
+        expect_refused(path, texts[k].word);
+        end_check("refuses a header of %s", texts[k].what);
+    }
+
+    // NUL bytes as padding: not JSON whitespace.
+    begin_check();
+    {
+        const char json[] = "{}\0\0\0\0\0";
+        uint8_t raw[16];
+        put_u64_le(raw, 8);
+        memcpy(raw + 8, json, 8);
+        expect(write_bytes(path, raw, 16) == 0, "cannot write %s", path);
+        expect_refused(path, "not valid JSON");
+    }
+    end_check("refuses a header padded with NUL bytes");
+
+    struct good_file g;
+    begin_check();
+    if (open_good(good_path, &g) == 0) {
+        memset(g.data + g.data_len, 0, 4);
+        expect(write_json_checkpoint(path, g.root, g.data, g.data_len + 4) == 0, "write failed");
+        expect_refused(path, "trailing bytes");
+        close_good(&g);
+    }
+    end_check("refuses 4 bytes after the last tensor");
+
+    // A gap: the last tensor moved 4 bytes on, the data section 4 bytes longer to hold it.
+    begin_check();
+    if (open_good(good_path, &g) == 0) {
+        cJSON *off = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(g.root, "optimizer.v.output.bias"), "data_offsets");
+        double begin = cJSON_GetArrayItem(off, 0)->valuedouble;
+        double end = cJSON_GetArrayItem(off, 1)->valuedouble;
+        expect(end == (double)g.data_len, "optimizer.v.output.bias is not the last tensor");
+        cJSON_SetNumberValue(cJSON_GetArrayItem(off, 0), begin + 4);
+        cJSON_SetNumberValue(cJSON_GetArrayItem(off, 1), end + 4);
+        memset(g.data + g.data_len, 0, 4);
+        expect(write_json_checkpoint(path, g.root, g.data, g.data_len + 4) == 0, "write failed");
+        expect_refused(path, "gap of 4 bytes");
+        close_good(&g);
+    }
+    end_check("refuses a gap between tensors");
+
+    begin_check();
+    if (open_good(good_path, &g) == 0) {
+        cJSON *copy = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(g.root, "mean.bias"), 1);
+        cJSON_AddItemToObject(g.root, "mean.bias", copy);
+        expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
+        expect_refused(path, "appears twice");
+        close_good(&g);
+    }
+    end_check("refuses a tensor named twice");
+
+    begin_check();
+    if (open_good(good_path, &g) == 0) {
+        cJSON *copy = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(g.root, "__metadata__"), 1);
+        cJSON_AddItemToObject(g.root, "__metadata__", copy);
+        expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
+        expect_refused(path, "__metadata__ appears twice");
+        close_good(&g);
+    }
+    end_check("refuses __metadata__ twice");
+
+    // Claiming Adam moments a file without them lacks.
+    begin_check();
+    {
+        struct model md;
+        char plain[PATH_MAX_LEN];
+        make_model(&md, &small_arch, false, 6000);
+        in_tmp(plain, "plain.safetensors");
+        if (save_model(plain, &md) == 0 && open_good(plain, &g) == 0) {
+            cJSON *meta = cJSON_GetObjectItemCaseSensitive(g.root, "__metadata__");
+            cJSON_ReplaceItemInObjectCaseSensitive(meta, "optimizer", cJSON_CreateString("adam"));
+            cJSON_AddStringToObject(meta, "adam_beta1", "0.9");
+            cJSON_AddStringToObject(meta, "adam_beta2", "0.999");
+            cJSON_AddStringToObject(meta, "adam_eps", "1e-08");
+            expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
+            expect_refused(path, "tensor 'optimizer.m.encoder.0.weight' is missing");
+            close_good(&g);
+        }
+        unlink(plain);
+        free_model(&md);
+    }
+    end_check("refuses optimizer adam without the moments");
+    free(good.bytes);
+    unlink(path);
+}
+
+// The tensors may come in any order in the header and in the data: swapping two same-sized
+// tensors' byte ranges swaps what loads, and a reversed header loads the same.
+static void test_any_order(const char *good_path, const struct model *md)
+{
+    char path[PATH_MAX_LEN];
+    in_tmp(path, "reordered.safetensors");
+    struct good_file g;
+    begin_check();
+    if (open_good(good_path, &g) == 0) {
+        // Reverse the header's entries (cJSON_AddItemToObject copies the key before freeing it).
+        cJSON *items[3 * 2 * (VAE_MAX_LAYERS + 1) + 1];
+        int n = 0;
+        cJSON *item;
+        while ((item = g.root->child) != NULL && n < (int)(sizeof items / sizeof items[0])) {
+            items[n++] = cJSON_DetachItemViaPointer(g.root, item);
+        }
+        while (n > 0) {
+            item = items[--n];
+            cJSON_AddItemToObject(g.root, item->string, item);
+        }
+        cJSON *mb = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(g.root, "mean.bias"), "data_offsets");
+        cJSON *lb = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(g.root, "logvar.bias"), "data_offsets");
+        cJSON *tmp = cJSON_Duplicate(mb, 1);
+        cJSON_ReplaceItemInObjectCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(g.root, "mean.bias"), "data_offsets",
+            cJSON_Duplicate(lb, 1));
+        cJSON_ReplaceItemInObjectCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(g.root, "logvar.bias"), "data_offsets", tmp);
+        expect(strcmp(g.root->child->string, "optimizer.v.output.bias") == 0,
+               "the header was not reversed (first '%s')", g.root->child->string);
+        expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
+        close_good(&g);
+
+        struct ckpt c;
+        struct clvae_error err = {0};
+        int rc = checkpoint_load(path, &c, &err);
+        expect(rc == 0, "load: %s", err.msg);
+        if (rc == 0) {
+            const struct vae_dense *head = &md->vae.layer[md->vae.head];
+            size_t latent = (size_t)md->meta.cfg.latent;
+            float *want = malloc(md->n * sizeof(float));
+            memcpy(want, md->params, md->n * sizeof(float));
+            memcpy(want + head->bias, md->params + head->bias + latent, latent * sizeof(float));
+            memcpy(want + head->bias + latent, md->params + head->bias, latent * sizeof(float));
+            expect_same_floats("params (mean and logvar bias swapped)", c.params, want, md->n);
+            expect_same_floats("adam_m", c.adam_m, md->adam_m, md->n);
+            expect_same_floats("adam_v", c.adam_v, md->adam_v, md->n);
+            free(want);
+            checkpoint_free(&c);
+        }
+    }
+    end_check("a reversed header with two tensors' data swapped loads as written");
+    unlink(path);
+}
+
+// Every prefix of a good file is refused: nothing read past the end, nothing left allocated.
+static void test_truncations(const char *good_path)
+{
+    char path[PATH_MAX_LEN];
+    in_tmp(path, "truncated.safetensors");
+    struct blob good = read_blob(good_path);
+    begin_check();
+    size_t refused = 0;
+    for (size_t cut = 0; cut < good.len && !cur_failed; cut++) {
+        expect(write_bytes(path, good.bytes, cut) == 0, "cannot write %s", path);
+        expect_refused(path, "");
+        refused += !cur_failed;
+    }
+    snprintf(cur_note, sizeof cur_note, "%zu of %zu prefixes refused with status 3", refused,
+             good.len);
+    end_check("truncated at every byte offset 0..%zu", good.len - 1);
+    free(good.bytes);
+    unlink(path);
+}
+
+// checkpoint_free on a zeroed struct and twice on a loaded one.
+static void test_free(const char *good_path)
+{
+    begin_check();
+    struct ckpt c;
+    memset(&c, 0, sizeof c);
+    checkpoint_free(&c);
+    checkpoint_free(NULL);
+    struct clvae_error err = {0};
+    expect(checkpoint_load(good_path, &c, &err) == 0, "load: %s", err.msg);
+    checkpoint_free(&c);
+    expect(!c.params && !c.adam_m && !c.adam_v, "checkpoint_free left pointers");
+    checkpoint_free(&c);
+    end_check("checkpoint_free is safe on a zeroed struct and twice");
+}
+
+// Removes the temporary directory and whatever the checks left in it.
+static void remove_tmp_dir(void)
+{
+    DIR *d = opendir(tmp_dir);
+    if (d) {
+        struct dirent *e;
+        char path[PATH_MAX_LEN];
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+                unlink(in_tmp(path, e->d_name));
+            }
+        }
+        closedir(d);
+    }
+    if (rmdir(tmp_dir) != 0) {
+        fprintf(stderr, "test_checkpoint: cannot remove %s: %s\n", tmp_dir, strerror(errno));
+        checks_failed++;
+    }
+}
+
+// One dense layer in double from the flat layout: x (rows, in) -> y (rows, out) = x W + b, W
+// (in, out) at flat + weight; only columns col0..col0+out-1 of a layer ld wide.
+static void dense_double(const float *flat, size_t weight, size_t bias, size_t ld, size_t col0,
+                         const double *x, int rows, int in, int out, bool relu, double *y)
+{
+    for (int r = 0; r < rows; r++) {
+        for (int o = 0; o < out; o++) {
+            double s = flat[bias + col0 + (size_t)o];
+            for (int i = 0; i < in; i++) {
+                s += x[(size_t)r * (size_t)in + (size_t)i] *
+                     flat[weight + (size_t)i * ld + col0 + (size_t)o];
+            }
+            y[(size_t)r * (size_t)out + (size_t)o] = relu && s < 0 ? 0 : s;
+        }
+    }
+}
+
+// Appends n doubles to fp as little-endian bytes; false on a write error.
+static bool write_f64s(FILE *fp, const double *v, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        uint64_t bits;
+        memcpy(&bits, &v[k], 8);
+        uint8_t b[8];
+        put_u64_le(b, bits);
+        if (fwrite(b, 1, 8, fp) != 8) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// The fixture for test_checkpoint_numpy.py: DIR/small.safetensors (the small architecture, with
+// moments) and DIR/small_expected.bin, all little-endian: u32 rows, latent, in_dim, 0; then f64
+// x (rows, in_dim), mean (rows, latent), logvar (rows, latent), z (rows, latent) and the decoder's
+// logits (rows, in_dim) for that z, computed here in double from the flat layout.
+static int write_numpy_fixture(const char *dir)
+{
+    enum { ROWS = 4 };
+    char path[PATH_MAX_LEN], expected_path[PATH_MAX_LEN];
+    struct model md;
+    make_model(&md, &small_arch, true, 7000);
+    uint64_t state = 7001;
+    for (size_t i = 0; i < md.n; i++) {
+        md.params[i] = next_uniform(&state, 0.8f);
+    }
+    join_path(path, dir, "small.safetensors");
+    join_path(expected_path, dir, "small_expected.bin");
+    struct clvae_error err = {0};
+    if (checkpoint_save(path, &md.meta, md.params, md.adam_m, md.adam_v, &err) != 0) {
+        fprintf(stderr, "test_checkpoint: %s\n", err.msg);
+        free_model(&md);
+        return 1;
+    }
+
+    const struct vae *v = &md.vae;
+    int in_dim = md.meta.cfg.in_dim, latent = md.meta.cfg.latent;
+    double x[ROWS * 6], act[2][ROWS * 16], mean[ROWS * 3], logvar[ROWS * 3], z[ROWS * 3];
+    double logits[ROWS * 6];
+    for (int k = 0; k < ROWS * in_dim; k++) {
+        x[k] = (double)(next_u64(&state) >> 11) / 9007199254740992.0;
+    }
+    for (int k = 0; k < ROWS * latent; k++) {
+        z[k] = 2.0 * next_uniform(&state, 1.0f);
+    }
+    // Encoder: x -> hidden layers -> mean, logvar.
+    const double *h = x;
+    int cur = 0;
+    for (int k = 0; k < v->head; k++) {
+        const struct vae_dense *l = &v->layer[k];
+        dense_double(md.params, l->weight, l->bias, (size_t)l->out, 0, h, ROWS, l->in, l->out, true,
+                     act[cur]);
+        h = act[cur];
+        cur ^= 1;
+    }
+    const struct vae_dense *head = &v->layer[v->head];
+    dense_double(md.params, head->weight, head->bias, (size_t)head->out, 0, h, ROWS, head->in,
+                 latent, false, mean);
+    dense_double(md.params, head->weight, head->bias, (size_t)head->out, (size_t)latent, h, ROWS,
+                 head->in, latent, false, logvar);
+    // Decoder: z -> hidden layers -> logits.
+    h = z;
+    for (int k = v->first_decoder; k < v->n_layers; k++) {
+        const struct vae_dense *l = &v->layer[k];
+        bool last = k == v->n_layers - 1;
+        double *y = last ? logits : act[cur];
+        dense_double(md.params, l->weight, l->bias, (size_t)l->out, 0, h, ROWS, l->in, l->out,
+                     !last, y);
+        h = y;
+        cur ^= 1;
+    }
+
+    FILE *fp = fopen(expected_path, "wb");
+    uint8_t head_bytes[16] = {0};
+    const uint32_t dims[3] = {ROWS, (uint32_t)latent, (uint32_t)in_dim};
+    for (int k = 0; k < 3; k++) {
+        for (int b = 0; b < 4; b++) {
+            head_bytes[4 * k + b] = (uint8_t)(dims[k] >> (8 * b));
+        }
+    }
+    bool ok = fp && fwrite(head_bytes, 1, 16, fp) == 16 &&
+              write_f64s(fp, x, (size_t)(ROWS * in_dim)) &&
+              write_f64s(fp, mean, (size_t)(ROWS * latent)) &&
+              write_f64s(fp, logvar, (size_t)(ROWS * latent)) &&
+              write_f64s(fp, z, (size_t)(ROWS * latent)) &&
+              write_f64s(fp, logits, (size_t)(ROWS * in_dim));
+    if (fp && fclose(fp) != 0) {
+        ok = false;
+    }
+    free_model(&md);
+    if (!ok) {
+        fprintf(stderr, "test_checkpoint: cannot write %s: %s\n", expected_path, strerror(errno));
+        return 1;
+    }
+    printf("test_checkpoint: wrote %s and %s\n", path, expected_path);
+    return 0;
+}
+
+// Runs every check in a fresh temporary directory; exits non-zero if any failed. With an
+// argument, writes the numpy fixture into that directory instead.
+int main(int argc, char **argv)
+{
+    if (argc == 2) {
+        return write_numpy_fixture(argv[1]);
+    }
+    if (argc > 2) {
+        fprintf(stderr, "usage: test_checkpoint [FIXTURE_DIR]\n");
+        return 2;
+    }
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) {
+        base = "/tmp";
+    }
+    snprintf(tmp_dir, sizeof tmp_dir, "%s/test_checkpoint.XXXXXX", base);
+    if (!mkdtemp(tmp_dir)) {
+        fprintf(stderr, "test_checkpoint: mkdtemp %s: %s\n", tmp_dir, strerror(errno));
+        return 1;
+    }
+    umask(022);
+
+    const struct arch *archs[] = {&small_arch, &default_arch};
+    for (int a = 0; a < 2; a++) {
+        test_round_trip(archs[a], false);
+        test_round_trip(archs[a], true);
+        test_file_layout(archs[a]);
+    }
+    test_overwrite();
+    test_bad_paths();
+    test_invalid_save();
+    test_interrupted_save(100);
+    test_interrupted_save(64 * 1024);
+
+    // The corrupt cases all start from one good small checkpoint with moments.
+    char good_path[PATH_MAX_LEN];
+    struct model good;
+    make_model(&good, &small_arch, true, 8000);
+    in_tmp(good_path, "good.safetensors");
+    begin_check();
+    save_model(good_path, &good);
+    end_check("a good small checkpoint for the corrupt cases");
+    test_corrupt_headers(good_path);
+    test_corrupt_files(good_path);
+    test_any_order(good_path, &good);
+    test_truncations(good_path);
+    test_free(good_path);
+    free_model(&good);
+    remove_tmp_dir();
+
+    if (checks_failed) {
+        printf("test_checkpoint: %d of %d checks failed\n", checks_failed,
+               checks_passed + checks_failed);
+        return 1;
+    }
+    printf("test_checkpoint: %d checks passed\n", checks_passed);
+    return 0;
+}

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""clvae checkpoints as numpy reads them: the safetensors file taken apart with the standard
+library and numpy alone, and the decoder run on its weights as torch.nn.Linear would (weights
+(out, in), y = x @ W.T + b), compared with what the C side computed from clvae's flat layout.
+
+Usage:
+  test_checkpoint_numpy.py CHECKPOINT [EXPECTED]
+      CHECKPOINT as `test_checkpoint DIR` writes it (DIR/small.safetensors); EXPECTED defaults to
+      DIR/small_expected.bin beside it (layout: see read_expected).
+  test_checkpoint_numpy.py
+      with TEST_CHECKPOINT naming the test_checkpoint binary: runs it into a temporary directory
+      and checks what it wrote.
+
+Exits 0 when every check passed, 1 when one failed, 77 (meson's "skipped") without numpy.
+"""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+try:
+    import numpy as np
+except ImportError:
+    np = None
+
+# safetensors' dtype names this script reads; clvae writes F32 only.
+DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2"}
+
+
+def load_safetensors(path):
+    """path -> (tensors: name -> np.float32 array in the file's shape, metadata: str -> str).
+
+    Checks what a careful reader should: the header length against the file, a JSON object, and
+    every tensor's byte range inside the data section with its size matching dtype and shape.
+    """
+    with open(path, "rb") as f:
+        blob = f.read()
+    if len(blob) < 8:
+        raise ValueError(f"{path}: {len(blob)} bytes, too short for the header length")
+    (header_len,) = struct.unpack("<Q", blob[:8])
+    if header_len > len(blob) - 8:
+        raise ValueError(f"{path}: header length {header_len} past the end of the file")
+    header = json.loads(blob[8 : 8 + header_len].decode("utf-8"))
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: the header is not a JSON object")
+    metadata = header.pop("__metadata__", {})
+    data = memoryview(blob)[8 + header_len :]
+    tensors = {}
+    for name, info in header.items():
+        dtype = np.dtype(DTYPES[info["dtype"]])
+        shape = tuple(int(d) for d in info["shape"])
+        begin, end = (int(x) for x in info["data_offsets"])
+        count = int(np.prod(shape, dtype=np.int64))
+        if not 0 <= begin <= end <= len(data) or end - begin != count * dtype.itemsize:
+            raise ValueError(f"{path}: {name}: data_offsets [{begin}, {end}] do not fit {shape}")
+        array = np.frombuffer(data, dtype=dtype, count=count, offset=begin).reshape(shape)
+        tensors[name] = array.astype(np.float32)
+    return tensors, metadata
+
+
+def hidden_widths(metadata):
+    """The encoder's hidden widths from metadata "hidden" ("512,256")."""
+    return [int(w) for w in metadata["hidden"].split(",")]
+
+
+def expected_shapes(metadata):
+    """Every tensor name the metadata's architecture implies -> its shape, in the file's order."""
+    in_dim, latent = int(metadata["in_dim"]), int(metadata["latent"])
+    hidden = hidden_widths(metadata)
+    shapes = {}
+    prev = in_dim
+    for i, width in enumerate(hidden):
+        shapes[f"encoder.{i}.weight"], shapes[f"encoder.{i}.bias"] = (width, prev), (width,)
+        prev = width
+    for head in ("mean", "logvar"):
+        shapes[f"{head}.weight"], shapes[f"{head}.bias"] = (latent, prev), (latent,)
+    prev = latent
+    for i, width in enumerate(reversed(hidden)):
+        shapes[f"decoder.{i}.weight"], shapes[f"decoder.{i}.bias"] = (width, prev), (width,)
+        prev = width
+    shapes["output.weight"], shapes["output.bias"] = (in_dim, prev), (in_dim,)
+    if metadata.get("optimizer") == "adam":
+        params = list(shapes.items())
+        for moment in ("m", "v"):
+            for name, shape in params:
+                shapes[f"optimizer.{moment}.{name}"] = shape
+    return shapes
+
+
+def linear(x, tensors, name):
+    """x (n, in) -> x @ W.T + b, as torch.nn.Linear with weight (out, in), in double."""
+    w = tensors[name + ".weight"].astype(np.float64)
+    b = tensors[name + ".bias"].astype(np.float64)
+    return x @ w.T + b
+
+
+def encode(tensors, metadata, x):
+    """x (n, in_dim) -> (mean, logvar), each (n, latent): ReLU hidden layers, linear heads."""
+    h = np.asarray(x, dtype=np.float64)
+    for i in range(len(hidden_widths(metadata))):
+        h = np.maximum(linear(h, tensors, f"encoder.{i}"), 0.0)
+    return linear(h, tensors, "mean"), linear(h, tensors, "logvar")
+
+
+def decode_logits(tensors, metadata, z):
+    """z (n, latent) -> logits (n, in_dim): ReLU hidden layers, a linear output layer."""
+    h = np.asarray(z, dtype=np.float64)
+    for i in range(len(hidden_widths(metadata))):
+        h = np.maximum(linear(h, tensors, f"decoder.{i}"), 0.0)
+    return linear(h, tensors, "output")
+
+
+def decode(tensors, metadata, z):
+    """z (n, latent) -> pixel probabilities (n, in_dim): the sigmoid of decode_logits."""
+    logits = decode_logits(tensors, metadata, z)
+    # tanh form: no overflow in exp for large |logits|.
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))
+
+
+def read_expected(path):
+    """test_checkpoint's small_expected.bin: little-endian u32 rows, latent, in_dim, 0; then f64
+    x (rows, in_dim), mean, logvar, z (rows, latent each), logits (rows, in_dim)."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    rows, latent, in_dim, _ = struct.unpack("<4I", blob[:16])
+    sizes = [("x", in_dim), ("mean", latent), ("logvar", latent), ("z", latent),
+             ("logits", in_dim)]
+    need = 16 + 8 * rows * sum(cols for _, cols in sizes)
+    if len(blob) != need:
+        raise ValueError(f"{path}: {len(blob)} bytes, expected {need}")
+    out, offset = {}, 16
+    for name, cols in sizes:
+        out[name] = np.frombuffer(blob, dtype="<f8", count=rows * cols, offset=offset)
+        out[name] = out[name].reshape(rows, cols).astype(np.float64)
+        offset += 8 * rows * cols
+    return out
+
+
+class Checks:
+    """Prints one line per check and counts them."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, ok, name, detail=""):
+        line = f"{'ok  ' if ok else 'FAIL'} {name}" + (f": {detail}" if detail else "")
+        print(line, flush=True)
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+
+    def close(self, tol, name, got, want):
+        err = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
+        self.check(err <= tol, name, f"max abs error {err:.3g} (tolerance {tol:g})")
+
+
+def check_file(checks, path):
+    """The file's form and tensors; returns (tensors, metadata) or None when it does not load."""
+    try:
+        tensors, metadata = load_safetensors(path)
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        checks.check(False, "load_safetensors", str(e))
+        return None
+    checks.check(True, "load_safetensors", f"{len(tensors)} tensors")
+
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header_text = f.read(header_len)
+        data_len = len(f.read())
+    checks.check(header_len % 8 == 0 and header_text.startswith(b"{"),
+                 "header: a JSON object, length a multiple of 8", f"{header_len} bytes")
+    checks.check(metadata.get("format") == "clvae" and metadata.get("format_version") == "1",
+                 "metadata format clvae, version 1",
+                 f"{metadata.get('format')!r} {metadata.get('format_version')!r}")
+    checks.check(all(isinstance(v, str) for v in metadata.values()),
+                 "metadata values are strings")
+    checks.check(metadata.get("layout") == "weight (out, in) as torch.nn.Linear",
+                 "metadata layout", repr(metadata.get("layout")))
+    checks.check(int(metadata["in_dim"]) ==
+                 int(metadata["image_rows"]) * int(metadata["image_cols"]),
+                 "in_dim = image_rows * image_cols")
+
+    shapes = expected_shapes(metadata)
+    checks.check(set(tensors) == set(shapes), "tensor names match the architecture",
+                 f"extra {sorted(set(tensors) - set(shapes))}, "
+                 f"missing {sorted(set(shapes) - set(tensors))}")
+    wrong = [n for n, s in shapes.items() if n in tensors and tensors[n].shape != s]
+    checks.check(not wrong, "shapes match the architecture (weights (out, in))",
+                 ", ".join(f"{n} {tensors[n].shape} != {shapes[n]}" for n in wrong))
+    header = json.loads(header_text)
+    ranges = sorted(tuple(v["data_offsets"]) for k, v in header.items() if k != "__metadata__")
+    tiled = ranges and ranges[0][0] == 0 and ranges[-1][1] == data_len and all(
+        a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    checks.check(bool(tiled), "data_offsets tile the data section", f"{data_len} bytes")
+    order = [k for k in header if k != "__metadata__"]
+    checks.check(order == list(shapes), "tensors in the documented order")
+    return tensors, metadata
+
+
+def check_against_safetensors(checks, path, tensors, metadata):
+    """The same file through the safetensors package, when it is installed."""
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        print("skip safetensors package: not installed")
+        return
+    with safe_open(path, framework="numpy") as f:
+        same_meta = f.metadata() == metadata
+        same = set(f.keys()) == set(tensors) and all(
+            np.array_equal(f.get_tensor(k), tensors[k], equal_nan=True) for k in f.keys())
+    checks.check(same_meta and same, "the safetensors package reads the same tensors")
+
+
+def run(checkpoint, expected_path):
+    """Every check on one checkpoint and its expected outputs; returns the process status."""
+    checks = Checks()
+    loaded = check_file(checks, checkpoint)
+    if loaded is not None:
+        tensors, metadata = loaded
+        check_against_safetensors(checks, checkpoint, tensors, metadata)
+        try:
+            want = read_expected(expected_path)
+        except (OSError, ValueError) as e:
+            checks.check(False, "read the expected outputs", str(e))
+            want = None
+        if want is not None:
+            mean, logvar = encode(tensors, metadata, want["x"])
+            checks.close(1e-5, "encode: mean as the C reference", mean, want["mean"])
+            checks.close(1e-5, "encode: logvar as the C reference", logvar, want["logvar"])
+            logits = decode_logits(tensors, metadata, want["z"])
+            checks.close(1e-5, "decode: logits as the C reference", logits, want["logits"])
+            probs = decode(tensors, metadata, want["z"])
+            ref = 1.0 / (1.0 + np.exp(-want["logits"]))
+            checks.close(1e-5, "decode: probabilities as the C reference", probs, ref)
+            checks.check(probs.shape == (want["z"].shape[0], int(metadata["in_dim"])),
+                         "decode: shape (n, in_dim)", str(probs.shape))
+    print(f"{checks.passed} passed, {checks.failed} failed")
+    return 1 if checks.failed else 0
+
+
+def main(argv):
+    if np is None:
+        print("numpy is not importable: skipped")
+        return 77
+    if len(argv) in (2, 3):
+        checkpoint = argv[1]
+        if len(argv) == 3:
+            expected = argv[2]
+        else:
+            expected = os.path.join(os.path.dirname(checkpoint) or ".", "small_expected.bin")
+        return run(checkpoint, expected)
+    binary = os.environ.get("TEST_CHECKPOINT")
+    if len(argv) == 1 and binary:
+        with tempfile.TemporaryDirectory(prefix="test_checkpoint_numpy.") as tmp:
+            done = subprocess.run([binary, tmp], check=False)
+            if done.returncode != 0:
+                print(f"{binary} {tmp}: exit {done.returncode}")
+                print("0 passed, 1 failed")
+                return 1
+            return run(os.path.join(tmp, "small.safetensors"),
+                       os.path.join(tmp, "small_expected.bin"))
+    print(__doc__.strip(), file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
