@@ -21,6 +21,18 @@ struct idx_images {
 // On failure returns -1 with err->status CLVAE_EXIT_DATA and a message naming path.
 int idx_read_images(const char *path, struct idx_images *out, struct clvae_error *err);
 
+// Where idx_read_images_into puts the pixels: called once with the payload's size in bytes, after
+// the header (and whatever the file can tell of its length) has been checked; returns the
+// destination, or NULL with err filled.
+typedef uint8_t *(*idx_dest_fn)(void *ctx, size_t bytes, struct clvae_error *err);
+
+// idx_read_images into memory the caller provides (a mapped device buffer, so that the data set
+// is not held twice); out->pixels points there and is not the reader's to free. A gzip file goes
+// straight to the destination when its trailer's length agrees with the header; otherwise it is
+// staged in host memory that grows only as data arrives, as idx_read_images does.
+int idx_read_images_into(const char *path, struct idx_images *out, idx_dest_fn dest, void *ctx,
+                         struct clvae_error *err);
+
 // Finds DIR/STEM.gz, else DIR/STEM; writes the path found into path (size len).
 int idx_find(const char *dir, const char *stem, char *path, size_t len, struct clvae_error *err);
 

@@ -32,9 +32,11 @@
 struct idx_file {
     const char *path;
     gzFile gz;
+    int fd;           // gz's descriptor, for pread of a gzip trailer
     bool gzip;        // compressed: the payload size is only known once it has been decompressed
     bool known_size;  // a raw regular file: size holds its length
-    uint64_t size;
+    bool regular;     // a regular file (raw or gzip) of file_size bytes
+    uint64_t size, file_size;
 };
 
 // Reads a big-endian 32-bit value.
@@ -131,7 +133,10 @@ static int open_file(const char *path, struct idx_file *f, struct clvae_error *e
         f->gz = NULL;
         return -1;
     }
-    f->known_size = !f->gzip && S_ISREG(st.st_mode);
+    f->fd = fd;
+    f->regular = S_ISREG(st.st_mode);
+    f->file_size = f->regular ? (uint64_t)st.st_size : 0;
+    f->known_size = !f->gzip && f->regular;
     f->size = f->known_size ? (uint64_t)st.st_size : 0;
     return 0;
 }
@@ -278,6 +283,72 @@ static int check_end(struct idx_file *f, struct clvae_error *err)
     return 0;
 }
 
+// For a raw regular file: the file's length against the header's, before anything is allocated.
+static int check_raw_length(struct idx_file *f, const struct idx_images *im, uint64_t payload,
+                            struct clvae_error *err)
+{
+    uint64_t held = f->size > IDX_HEADER_BYTES ? f->size - IDX_HEADER_BYTES : 0;
+    if (held < payload)
+        return fail_truncated(f, im, payload, held, err);
+    if (held > payload)
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %llu bytes of trailing data after the images",
+                          f->path, (unsigned long long)(held - payload));
+    return 0;
+}
+
+// Whether a single-member gzip file's trailer (ISIZE: the uncompressed length mod 2^32) agrees
+// with the header's promise: then the payload can be allocated before it is decompressed.
+static bool gzip_trailer_agrees(const struct idx_file *f, uint64_t payload)
+{
+    uint8_t t[4];
+    if (!f->gzip || !f->regular || f->file_size < 18 ||
+        pread(f->fd, t, 4, (off_t)(f->file_size - 4)) != 4)
+        return false;
+    uint32_t isize = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
+                     (uint32_t)t[3] << 24;
+    return isize == (uint32_t)(payload + IDX_HEADER_BYTES);
+}
+
+int idx_read_images_into(const char *path, struct idx_images *out, idx_dest_fn dest, void *ctx,
+                         struct clvae_error *err)
+{
+    *out = (struct idx_images){0};
+    struct idx_file f;
+    if (open_file(path, &f, err) != 0)
+        return -1;
+    struct idx_images im = {0};
+    uint64_t payload = 0;
+    uint8_t *pixels = NULL, *staged = NULL;
+    int rc = read_header(&f, &im, &payload, err);
+    if (rc == 0 && f.known_size)
+        rc = check_raw_length(&f, &im, payload, err);
+    if (rc == 0 && (f.known_size || gzip_trailer_agrees(&f, payload))) {
+        if (!(pixels = dest(ctx, (size_t)payload, err)))
+            rc = -1;
+        else
+            rc = read_known(&f, &im, pixels, payload, err);
+    } else if (rc == 0) {
+        // Nothing vouches for the header: read what really arrives, then hand it over.
+        rc = read_growing(&f, &im, &staged, payload, err);
+        if (rc == 0 && !(pixels = dest(ctx, (size_t)payload, err)))
+            rc = -1;
+        if (rc == 0)
+            memcpy(pixels, staged, (size_t)payload);
+        free(staged);
+    }
+    if (rc == 0)
+        rc = check_end(&f, err);
+    int close_rc = gzclose(f.gz);
+    if (rc == 0 && close_rc != Z_OK)
+        rc = clvae_fail(err, CLVAE_EXIT_DATA, "%s: error closing the file (zlib %d)", path,
+                        close_rc);
+    if (rc != 0)
+        return -1;
+    im.pixels = pixels;
+    *out = im;
+    return 0;
+}
+
 // Reads an IDX3 unsigned-byte image file, gzip or raw, into out.
 int idx_read_images(const char *path, struct idx_images *out, struct clvae_error *err)
 {
@@ -292,13 +363,7 @@ int idx_read_images(const char *path, struct idx_images *out, struct clvae_error
     int rc = read_header(&f, &im, &payload, err);
     if (rc == 0 && f.known_size) {
         // Measured before allocating, so a lying header on a raw file costs nothing.
-        uint64_t held = f.size > IDX_HEADER_BYTES ? f.size - IDX_HEADER_BYTES : 0;
-        if (held < payload)
-            rc = fail_truncated(&f, &im, payload, held, err);
-        else if (held > payload)
-            rc = clvae_fail(err, CLVAE_EXIT_DATA,
-                            "%s: %llu bytes of trailing data after the images", path,
-                            (unsigned long long)(held - payload));
+        rc = check_raw_length(&f, &im, payload, err);
         if (rc == 0) {
             pixels = malloc((size_t)payload);
             if (!pixels)

@@ -92,26 +92,6 @@ static int prepare_out_dir(const char *dir, struct clvae_error *err)
     return 0;
 }
 
-// Reads DIR's training and test images and checks they agree in size.
-static int load_data(const char *dir, struct idx_images *train, struct idx_images *test,
-                     struct clvae_error *err)
-{
-    char train_path[4096], test_path[4096];
-    if (idx_find(dir, "train-images-idx3-ubyte", train_path, sizeof train_path, err) ||
-        idx_find(dir, "t10k-images-idx3-ubyte", test_path, sizeof test_path, err) ||
-        idx_read_images(train_path, train, err) || idx_read_images(test_path, test, err))
-        return -1;
-    if (train->rows != test->rows || train->cols != test->cols)
-        return clvae_fail(err, CLVAE_EXIT_DATA,
-                          "%s: training images are %ux%u but test images (%s) are %ux%u",
-                          train_path, train->rows, train->cols, test_path, test->rows, test->cols);
-    if ((uint64_t)train->rows * train->cols > (uint64_t)INT32_MAX / 2 ||
-        train->count > (uint32_t)INT32_MAX || test->count > (uint32_t)INT32_MAX)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u images of %ux%u is more than clvae handles",
-                          train_path, train->count, train->rows, train->cols);
-    return 0;
-}
-
 // Everything one run holds on the device besides the model and the optimizer.
 struct run {
     struct clrt *rt;
@@ -124,6 +104,63 @@ struct run {
     float *host_rec, *host_kl; // (n_train) read back as the epoch goes
     float *host_test_rec, *host_test_kl;
 };
+
+// A device buffer that idx_read_images_into fills through a mapping: on a CPU device the file is
+// read straight into the buffer, so the data set is never held twice.
+struct device_dest {
+    struct clrt *rt;
+    const char *name;
+    cl_mem mem;
+    void *mapped;
+};
+
+static uint8_t *map_device_dest(void *ctx, size_t bytes, struct clvae_error *err)
+{
+    struct device_dest *d = ctx;
+    if (!(d->mem = clrt_buffer(d->rt, bytes, d->name, err)))
+        return NULL;
+    cl_int status;
+    d->mapped = clEnqueueMapBuffer(d->rt->queue, d->mem, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION,
+                                   0, bytes, 0, NULL, NULL, &status);
+    CL_CHECK(status);
+    return d->mapped;
+}
+
+// Reads the IDX file at path into a new device buffer named name; *mem is set even on failure
+// (NULL if nothing was allocated) so that the caller releases it.
+static int read_to_device(struct clrt *rt, const char *path, const char *name,
+                          struct idx_images *images, cl_mem *mem, struct clvae_error *err)
+{
+    struct device_dest d = {rt, name, NULL, NULL};
+    int rc = idx_read_images_into(path, images, map_device_dest, &d, err);
+    if (d.mapped)
+        CL_CHECK(clEnqueueUnmapMemObject(rt->queue, d.mem, d.mapped, 0, NULL, NULL));
+    CL_CHECK(clFinish(rt->queue));
+    images->pixels = NULL; // the device's, not ours
+    *mem = d.mem;
+    return rc;
+}
+
+// DIR's training and test images, read into device buffers, checked to agree in size.
+static int load_data(struct run *run, const char *dir, struct idx_images *train,
+                     struct idx_images *test, struct clvae_error *err)
+{
+    char train_path[4096], test_path[4096];
+    if (idx_find(dir, "train-images-idx3-ubyte", train_path, sizeof train_path, err) ||
+        idx_find(dir, "t10k-images-idx3-ubyte", test_path, sizeof test_path, err) ||
+        read_to_device(run->rt, train_path, "training set", train, &run->train_data, err) ||
+        read_to_device(run->rt, test_path, "test set", test, &run->test_data, err))
+        return -1;
+    if (train->rows != test->rows || train->cols != test->cols)
+        return clvae_fail(err, CLVAE_EXIT_DATA,
+                          "%s: training images are %ux%u but test images (%s) are %ux%u",
+                          train_path, train->rows, train->cols, test_path, test->rows, test->cols);
+    if ((uint64_t)train->rows * train->cols > (uint64_t)INT32_MAX / 2 ||
+        train->count > (uint32_t)INT32_MAX || test->count > (uint32_t)INT32_MAX)
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u images of %ux%u is more than clvae handles",
+                          train_path, train->count, train->rows, train->cols);
+    return 0;
+}
 
 static cl_mem upload(struct run *run, const void *host, size_t bytes, const char *name,
                      struct clvae_error *err)
@@ -319,7 +356,7 @@ static int write_images(struct run *run, const struct train_options *opt, int ep
     return status;
 }
 
-// Uploads the data, creates the loss buffers and the gather kernel.
+// Creates the index and loss buffers and the gather kernel for the data already on the device.
 static int run_setup(struct run *run, const struct idx_images *train, const struct idx_images *test,
                      struct clvae_error *err)
 {
@@ -328,14 +365,11 @@ static int run_setup(struct run *run, const struct idx_images *train, const stru
     run->cols = (int)train->cols;
     run->n_train = (int)train->count;
     run->n_test = (int)test->count;
-    size_t d = (size_t)run->dim, ntr = (size_t)run->n_train, nte = (size_t)run->n_test;
+    size_t ntr = (size_t)run->n_train, nte = (size_t)run->n_test;
     int *identity = xmalloc(nte * sizeof(int));
     for (size_t i = 0; i < nte; i++)
         identity[i] = (int)i;
-    run->train_data = upload(run, train->pixels, ntr * d, "training set", err);
-    run->test_data = run->train_data ? upload(run, test->pixels, nte * d, "test set", err) : NULL;
-    run->train_index =
-        run->test_data ? upload(run, NULL, ntr * sizeof(int), "training order", err) : NULL;
+    run->train_index = upload(run, NULL, ntr * sizeof(int), "training order", err);
     run->test_index =
         run->train_index ? upload(run, identity, nte * sizeof(int), "test order", err) : NULL;
     free(identity);
@@ -528,7 +562,10 @@ int train_run(const struct train_options *given, struct clvae_error *err)
     if (opt->resume_path &&
         (checkpoint_load(opt->resume_path, &resume, err) || merge_resume(opt, &resume, err)))
         goto done;
-    if (load_data(opt->data_dir, &train, &test, err))
+    run.rt = &rt;
+    run.vae = &vae;
+    if (clrt_open(&rt, opt->platform, opt->device, opt->profile, err) ||
+        load_data(&run, opt->data_dir, &train, &test, err))
         goto done;
     if (opt->resume_path && ((int)train.rows != resume.meta.image_rows ||
                              (int)train.cols != resume.meta.image_cols)) {
@@ -546,8 +583,7 @@ int train_run(const struct train_options *given, struct clvae_error *err)
     cfg.in_dim = (int)(train.rows * train.cols);
     // The output directory is created once the data and the device are known to be good, so a
     // failed start leaves no empty directories behind, and still before any training.
-    if (clrt_open(&rt, opt->platform, opt->device, opt->profile, err) ||
-        prepare_out_dir(opt->out_dir, err))
+    if (prepare_out_dir(opt->out_dir, err))
         goto done;
     bool tty = !opt->quiet && isatty(STDERR_FILENO);
     if (tty)
@@ -557,8 +593,6 @@ int train_run(const struct train_options *given, struct clvae_error *err)
     if (tty)
         fprintf(stderr, "\r%*s\r", 100, "");
     int max_rows = opt->batch > 2 * GRID_PAIRS ? opt->batch : 2 * GRID_PAIRS;
-    run.rt = &rt;
-    run.vae = &vae;
     if (vae_create(&vae, &rt, &cfg, max_rows, err) ||
         adam_create(&adam, &rt, (int)vae.n_params, opt->lr, err) ||
         run_setup(&run, &train, &test, err))
