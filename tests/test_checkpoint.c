@@ -3,12 +3,10 @@
 // Run as `test_checkpoint DIR`, it instead writes DIR/small.safetensors and DIR/small_expected.bin
 // for tests/test_checkpoint_numpy.py (see write_numpy_fixture).
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,18 +20,8 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "test_util.h"
 #include "vae.h"
-
-#define PATH_MAX_LEN 4096
-
-static char tmp_dir[PATH_MAX_LEN];
-static int checks_passed;
-static int checks_failed;
-
-// The check now running: its first failure, and a note its line shows when it passes.
-static int cur_failed;
-static char cur_why[1024];
-static char cur_note[CLVAE_ERROR_MAX];
 
 // An architecture and data shape to save and load.
 struct arch {
@@ -60,65 +48,6 @@ struct blob {
     uint8_t *bytes;
     size_t len;
 };
-
-// Starts a check.
-static void begin_check(void)
-{
-    cur_failed = 0;
-    cur_why[0] = '\0';
-    cur_note[0] = '\0';
-}
-
-// Records a failed condition; only the first is reported, the rest usually follow from it.
-static void expect(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void expect(int cond, const char *fmt, ...)
-{
-    if (cond || cur_failed) {
-        cur_failed |= !cond;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cur_why, sizeof cur_why, fmt, ap);
-    va_end(ap);
-    cur_failed = 1;
-}
-
-// Prints the check's line and counts it.
-static void end_check(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void end_check(const char *fmt, ...)
-{
-    char name[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    if (cur_failed) {
-        printf("FAIL %s: %s\n", name, cur_why);
-        checks_failed++;
-    } else {
-        printf("ok   %s%s%s\n", name, cur_note[0] ? ": " : "", cur_note);
-        checks_passed++;
-    }
-    fflush(stdout);
-}
-
-// dir/name into buf (PATH_MAX_LEN bytes); a path that does not fit ends the test.
-static const char *join_path(char *buf, const char *dir, const char *name)
-{
-    int len = snprintf(buf, PATH_MAX_LEN, "%s/%s", dir, name);
-    if (len < 0 || len >= PATH_MAX_LEN) {
-        fprintf(stderr, "test_checkpoint: path %s/%s is too long\n", dir, name);
-        exit(1);
-    }
-    return buf;
-}
-
-// name inside the test's temporary directory.
-static const char *in_tmp(char *buf, const char *name)
-{
-    return join_path(buf, tmp_dir, name);
-}
 
 // splitmix64: a reproducible stream of 64-bit values.
 static uint64_t next_u64(uint64_t *state)
@@ -215,7 +144,7 @@ static int save_model(const char *path, const struct model *md)
 {
     struct clvae_error err = {0};
     int rc = checkpoint_save(path, &md->meta, md->params, md->adam_m, md->adam_v, &err);
-    expect(rc == 0, "saving %s: %s", path, err.msg);
+    tu_expect(rc == 0, "saving %s: %s", path, err.msg);
     return rc;
 }
 
@@ -233,7 +162,7 @@ static long first_diff(const float *a, const float *b, size_t n)
 // Compares a loaded array with the saved one, bit for bit.
 static void expect_same_floats(const char *what, const float *got, const float *want, size_t n)
 {
-    expect(got != NULL, "%s: not loaded", what);
+    tu_expect(got != NULL, "%s: not loaded", what);
     if (!got) {
         return;
     }
@@ -243,35 +172,35 @@ static void expect_same_floats(const char *what, const float *got, const float *
         memcpy(&g, &got[d], 4);
         memcpy(&w, &want[d], 4);
     }
-    expect(d < 0, "%s[%ld]: bits %08" PRIx32 ", saved %08" PRIx32, what, d, g, w);
+    tu_expect(d < 0, "%s[%ld]: bits %08" PRIx32 ", saved %08" PRIx32, what, d, g, w);
 }
 
 // Compares every metadata field.
 static void expect_same_meta(const struct ckpt_meta *got, const struct ckpt_meta *want)
 {
-    expect(got->cfg.in_dim == want->cfg.in_dim, "in_dim %d, saved %d", got->cfg.in_dim,
-           want->cfg.in_dim);
-    expect(got->cfg.n_hidden == want->cfg.n_hidden, "n_hidden %d, saved %d", got->cfg.n_hidden,
-           want->cfg.n_hidden);
+    tu_expect(got->cfg.in_dim == want->cfg.in_dim, "in_dim %d, saved %d", got->cfg.in_dim,
+              want->cfg.in_dim);
+    tu_expect(got->cfg.n_hidden == want->cfg.n_hidden, "n_hidden %d, saved %d", got->cfg.n_hidden,
+              want->cfg.n_hidden);
     for (int i = 0; i < VAE_MAX_HIDDEN; i++) {
-        expect(got->cfg.hidden[i] == want->cfg.hidden[i], "hidden[%d] %d, saved %d", i,
-               got->cfg.hidden[i], want->cfg.hidden[i]);
+        tu_expect(got->cfg.hidden[i] == want->cfg.hidden[i], "hidden[%d] %d, saved %d", i,
+                  got->cfg.hidden[i], want->cfg.hidden[i]);
     }
-    expect(got->cfg.latent == want->cfg.latent, "latent %d, saved %d", got->cfg.latent,
-           want->cfg.latent);
-    expect(got->image_rows == want->image_rows && got->image_cols == want->image_cols,
-           "image %dx%d, saved %dx%d", got->image_rows, got->image_cols, want->image_rows,
-           want->image_cols);
-    expect(got->batch == want->batch, "batch %d, saved %d", got->batch, want->batch);
-    expect(got->lr == want->lr, "lr %.17g, saved %.17g", got->lr, want->lr);
-    expect(got->beta == want->beta, "beta %.17g, saved %.17g", got->beta, want->beta);
-    expect(got->seed == want->seed, "seed %" PRIu64 ", saved %" PRIu64, got->seed, want->seed);
-    expect(got->epoch == want->epoch, "epoch %d, saved %d", got->epoch, want->epoch);
-    expect(got->step == want->step, "step %" PRId64 ", saved %" PRId64, got->step, want->step);
-    expect(got->epoch_step == want->epoch_step, "epoch_step %d, saved %d", got->epoch_step,
-           want->epoch_step);
-    expect(got->has_optimizer == want->has_optimizer, "has_optimizer %d, saved %d",
-           got->has_optimizer, want->has_optimizer);
+    tu_expect(got->cfg.latent == want->cfg.latent, "latent %d, saved %d", got->cfg.latent,
+              want->cfg.latent);
+    tu_expect(got->image_rows == want->image_rows && got->image_cols == want->image_cols,
+              "image %dx%d, saved %dx%d", got->image_rows, got->image_cols, want->image_rows,
+              want->image_cols);
+    tu_expect(got->batch == want->batch, "batch %d, saved %d", got->batch, want->batch);
+    tu_expect(got->lr == want->lr, "lr %.17g, saved %.17g", got->lr, want->lr);
+    tu_expect(got->beta == want->beta, "beta %.17g, saved %.17g", got->beta, want->beta);
+    tu_expect(got->seed == want->seed, "seed %" PRIu64 ", saved %" PRIu64, got->seed, want->seed);
+    tu_expect(got->epoch == want->epoch, "epoch %d, saved %d", got->epoch, want->epoch);
+    tu_expect(got->step == want->step, "step %" PRId64 ", saved %" PRId64, got->step, want->step);
+    tu_expect(got->epoch_step == want->epoch_step, "epoch_step %d, saved %d", got->epoch_step,
+              want->epoch_step);
+    tu_expect(got->has_optimizer == want->has_optimizer, "has_optimizer %d, saved %d",
+              got->has_optimizer, want->has_optimizer);
 }
 
 // Loads path and compares everything with md.
@@ -280,11 +209,11 @@ static void expect_loads_as(const char *path, const struct model *md)
     struct ckpt c;
     struct clvae_error err = {0};
     int rc = checkpoint_load(path, &c, &err);
-    expect(rc == 0, "loading %s: %s", path, err.msg);
+    tu_expect(rc == 0, "loading %s: %s", path, err.msg);
     if (rc != 0) {
         return;
     }
-    expect(c.n_params == md->n, "n_params %zu, the layout has %zu", c.n_params, md->n);
+    tu_expect(c.n_params == md->n, "n_params %zu, the layout has %zu", c.n_params, md->n);
     expect_same_meta(&c.meta, &md->meta);
     if (c.n_params == md->n) {
         expect_same_floats("params", c.params, md->params, md->n);
@@ -292,7 +221,7 @@ static void expect_loads_as(const char *path, const struct model *md)
             expect_same_floats("adam_m", c.adam_m, md->adam_m, md->n);
             expect_same_floats("adam_v", c.adam_v, md->adam_v, md->n);
         } else {
-            expect(!c.adam_m && !c.adam_v, "moments loaded from a checkpoint without them");
+            tu_expect(!c.adam_m && !c.adam_v, "moments loaded from a checkpoint without them");
         }
     }
     checkpoint_free(&c);
@@ -313,47 +242,6 @@ static struct blob read_blob(const char *path)
     }
     fclose(fp);
     return b;
-}
-
-// Writes len bytes to path, replacing it; 0 on success.
-static int write_bytes(const char *path, const void *bytes, size_t len)
-{
-    FILE *fp = fopen(path, "wb");
-    if (!fp) {
-        return -1;
-    }
-    bool ok = len == 0 || fwrite(bytes, 1, len, fp) == len;
-    return fclose(fp) == 0 && ok ? 0 : -1;
-}
-
-// Whether path exists at all.
-static bool exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-// Counts entries of dir whose name holds ".tmp": what a failed atomic write could leave behind.
-static int count_tmp_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) {
-        return -1;
-    }
-    int count = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        count += strstr(e->d_name, ".tmp") != NULL;
-    }
-    closedir(d);
-    return count;
-}
-
-// Checks that no temporary file is left in dir.
-static void expect_no_tmp(const char *dir)
-{
-    int count = count_tmp_files(dir);
-    expect(count == 0, "%d temporary file(s) left in %s (or unreadable: -1)", count, dir);
 }
 
 // Little-endian u64 at p.
@@ -389,13 +277,13 @@ static int st_open(const char *path, struct st_file *f)
 {
     memset(f, 0, sizeof *f);
     f->blob = read_blob(path);
-    expect(f->blob.bytes && f->blob.len >= 8, "cannot read %s", path);
+    tu_expect(f->blob.bytes && f->blob.len >= 8, "cannot read %s", path);
     if (!f->blob.bytes || f->blob.len < 8) {
         return -1;
     }
     f->header_len = get_u64_le(f->blob.bytes);
-    expect(f->header_len <= f->blob.len - 8, "header length %" PRIu64 " past the end",
-           f->header_len);
+    tu_expect(f->header_len <= f->blob.len - 8, "header length %" PRIu64 " past the end",
+              f->header_len);
     if (f->header_len > f->blob.len - 8) {
         return -1;
     }
@@ -403,7 +291,7 @@ static int st_open(const char *path, struct st_file *f)
     f->data = f->blob.bytes + 8 + f->header_len;
     f->data_len = f->blob.len - 8 - (size_t)f->header_len;
     f->root = cJSON_ParseWithLength(f->header, (size_t)f->header_len);
-    expect(f->root != NULL, "%s: the header does not parse", path);
+    tu_expect(f->root != NULL, "%s: the header does not parse", path);
     return f->root ? 0 : -1;
 }
 
@@ -485,17 +373,17 @@ static size_t expect_tensor_bytes(const struct st_file *f, const char *name,
     int ndim = 0, dims[2] = {0, 0};
     size_t nbytes = 0;
     const uint8_t *bytes = st_tensor(f, name, &ndim, dims, &nbytes);
-    expect(bytes != NULL, "%s: missing or malformed in the file", name);
+    tu_expect(bytes != NULL, "%s: missing or malformed in the file", name);
     if (!bytes) {
         return 0;
     }
     bool weight = e->in > 0;
     size_t count = (size_t)e->out * (size_t)(weight ? e->in : 1);
-    expect(ndim == (weight ? 2 : 1) && dims[0] == e->out && (!weight || dims[1] == e->in),
-           "%s: shape [%d,%d] (ndim %d), expected [%d,%d]", name, dims[0], dims[1], ndim, e->out,
-           e->in);
-    expect(nbytes == 4 * count, "%s: %zu bytes, expected %zu", name, nbytes, 4 * count);
-    if (cur_failed) {
+    tu_expect(ndim == (weight ? 2 : 1) && dims[0] == e->out && (!weight || dims[1] == e->in),
+              "%s: shape [%d,%d] (ndim %d), expected [%d,%d]", name, dims[0], dims[1], ndim, e->out,
+              e->in);
+    tu_expect(nbytes == 4 * count, "%s: %zu bytes, expected %zu", name, nbytes, 4 * count);
+    if (tu_failing()) {
         return 0;
     }
     for (size_t o = 0; o < (size_t)e->out; o++) {
@@ -506,8 +394,8 @@ static size_t expect_tensor_bytes(const struct st_file *f, const char *name,
                 (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
             float got = from_bits(bits);
             if (memcmp(&got, &want, 4) != 0) {
-                expect(0, "%s[%zu][%zu]: %g in the file, the flat layout's transpose has %g", name,
-                       o, i, (double)got, (double)want);
+                tu_expect(0, "%s[%zu][%zu]: %g in the file, the flat layout's transpose has %g",
+                          name, o, i, (double)got, (double)want);
                 return 0;
             }
         }
@@ -518,17 +406,16 @@ static size_t expect_tensor_bytes(const struct st_file *f, const char *name,
 // Saves and loads arch with and without moments: every float and metadata field comes back.
 static void test_round_trip(const struct arch *a, bool optimizer)
 {
-    char path[PATH_MAX_LEN];
+    char path[TU_PATH_MAX];
     struct model md;
     make_model(&md, a, optimizer, 1000 + (uint64_t)optimizer);
-    in_tmp(path, "round_trip.safetensors");
-    begin_check();
+    tu_in_tmp(path, "round_trip.safetensors");
+    tu_begin();
     if (save_model(path, &md) == 0) {
         expect_loads_as(path, &md);
     }
-    snprintf(cur_note, sizeof cur_note, "%zu parameters%s, bit-exact", md.n,
-             optimizer ? " and both moments" : "");
-    end_check("round trip %s %s Adam moments", a->name, optimizer ? "with" : "without");
+    tu_note("%zu parameters%s, bit-exact", md.n, optimizer ? " and both moments" : "");
+    tu_end("round trip %s %s Adam moments", a->name, optimizer ? "with" : "without");
     unlink(path);
     free_model(&md);
 }
@@ -537,20 +424,20 @@ static void test_round_trip(const struct arch *a, bool optimizer)
 // tensor's bytes as the (out, in) transpose of the flat layout, back to back in header order.
 static void test_file_layout(const struct arch *a)
 {
-    char path[PATH_MAX_LEN];
+    char path[TU_PATH_MAX];
     struct model md;
     make_model(&md, a, true, 2000);
-    in_tmp(path, "layout.safetensors");
-    begin_check();
+    tu_in_tmp(path, "layout.safetensors");
+    tu_begin();
     struct st_file f;
     if (save_model(path, &md) == 0 && st_open(path, &f) == 0) {
-        expect(f.header_len % 8 == 0, "header length %" PRIu64 " is not a multiple of 8",
-               f.header_len);
+        tu_expect(f.header_len % 8 == 0, "header length %" PRIu64 " is not a multiple of 8",
+                  f.header_len);
         const char *last = f.header + f.header_len - 1;
         while (last > f.header && *last == ' ') {
             last--;
         }
-        expect(*last == '}', "the header is not JSON padded with spaces");
+        tu_expect(*last == '}', "the header is not JSON padded with spaces");
         char hidden[128] = "";
         for (int i = 0; i < a->n_hidden; i++) {
             size_t used = strlen(hidden);
@@ -571,9 +458,9 @@ static void test_file_layout(const struct arch *a)
                                   {"adam_eps", "1e-08"},
                                   {"layout", "weight (out, in) as torch.nn.Linear"}};
         for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
-            expect(strcmp(st_meta(&f, pairs[k][0]), pairs[k][1]) == 0,
-                   "__metadata__ %s is '%s', expected '%s'", pairs[k][0], st_meta(&f, pairs[k][0]),
-                   pairs[k][1]);
+            tu_expect(strcmp(st_meta(&f, pairs[k][0]), pairs[k][1]) == 0,
+                      "__metadata__ %s is '%s', expected '%s'", pairs[k][0],
+                      st_meta(&f, pairs[k][0]), pairs[k][1]);
         }
 
         struct expected e[2 * (VAE_MAX_LAYERS + 1)];
@@ -588,7 +475,7 @@ static void test_file_layout(const struct arch *a)
                 char name[96];
                 if (snprintf(name, sizeof name, "%s%s", prefix[a3], e[k].name) >=
                     (int)sizeof name) {
-                    expect(0, "tensor name %s%s too long", prefix[a3], e[k].name);
+                    tu_expect(0, "tensor name %s%s too long", prefix[a3], e[k].name);
                 }
                 size_t got = expect_tensor_bytes(&f, name, &e[k], flat[a3]);
                 seen += got;
@@ -598,22 +485,22 @@ static void test_file_layout(const struct arch *a)
                 // Back to back in the documented order.
                 const cJSON *off = cJSON_GetObjectItemCaseSensitive(
                     cJSON_GetObjectItemCaseSensitive(f.root, name), "data_offsets");
-                expect(off && cJSON_GetArrayItem(off, 0)->valuedouble == offset,
-                       "%s does not start where the tensor before it ends (%.0f)", name, offset);
+                tu_expect(off && cJSON_GetArrayItem(off, 0)->valuedouble == offset,
+                          "%s does not start where the tensor before it ends (%.0f)", name, offset);
                 offset += 4.0 * (double)got;
                 entries++;
             }
         }
-        expect(cJSON_GetArraySize(f.root) == entries + 1, "the header has %d entries, expected %d",
-               cJSON_GetArraySize(f.root), entries + 1);
-        expect(offset == (double)f.data_len, "tensors take %.0f bytes, the data section %zu",
-               offset, f.data_len);
-        snprintf(cur_note, sizeof cur_note,
-                 "%d tensors, %zu floats as (out, in); mean.weight's %zu match", entries, seen,
-                 mean_weight);
+        tu_expect(cJSON_GetArraySize(f.root) == entries + 1,
+                  "the header has %d entries, expected %d", cJSON_GetArraySize(f.root),
+                  entries + 1);
+        tu_expect(offset == (double)f.data_len, "tensors take %.0f bytes, the data section %zu",
+                  offset, f.data_len);
+        tu_note("%d tensors, %zu floats as (out, in); mean.weight's %zu match", entries, seen,
+                mean_weight);
         st_close(&f);
     }
-    end_check("file layout %s: header, metadata strings, transposed tensors", a->name);
+    tu_end("file layout %s: header, metadata strings, transposed tensors", a->name);
     unlink(path);
     free_model(&md);
 }
@@ -621,18 +508,18 @@ static void test_file_layout(const struct arch *a)
 // Saving over an existing checkpoint replaces it whole.
 static void test_overwrite(void)
 {
-    char path[PATH_MAX_LEN];
+    char path[TU_PATH_MAX];
     struct model old, fresh;
     make_model(&old, &small_arch, true, 3000);
     make_model(&fresh, &small_arch, false, 3100);
     fresh.meta.epoch = 8;
-    in_tmp(path, "overwrite.safetensors");
-    begin_check();
+    tu_in_tmp(path, "overwrite.safetensors");
+    tu_begin();
     if (save_model(path, &old) == 0 && save_model(path, &fresh) == 0) {
         expect_loads_as(path, &fresh);
     }
-    expect_no_tmp(tmp_dir);
-    end_check("saving over an existing checkpoint replaces it");
+    tu_expect_no_tmp(tu_tmp_dir);
+    tu_end("saving over an existing checkpoint replaces it");
     unlink(path);
     free_model(&old);
     free_model(&fresh);
@@ -641,39 +528,39 @@ static void test_overwrite(void)
 // Checks a failed save: status, message naming path, nothing at path.
 static void expect_save_error(int rc, const struct clvae_error *err, int status, const char *path)
 {
-    expect(rc == -1, "the save succeeded");
-    expect(err->status == status, "status %d, expected %d (%s)", err->status, status, err->msg);
-    expect(strncmp(err->msg, path, strlen(path)) == 0, "message \"%s\" does not start with %s",
-           err->msg, path);
-    snprintf(cur_note, sizeof cur_note, "%s", err->msg);
+    tu_expect(rc == -1, "the save succeeded");
+    tu_expect(err->status == status, "status %d, expected %d (%s)", err->status, status, err->msg);
+    tu_expect(strncmp(err->msg, path, strlen(path)) == 0, "message \"%s\" does not start with %s",
+              err->msg, path);
+    tu_note("%s", err->msg);
 }
 
 // Saves into a directory that does not exist, or onto a directory: status 4, nothing left.
 static void test_bad_paths(void)
 {
-    char dir[PATH_MAX_LEN], path[PATH_MAX_LEN];
+    char dir[TU_PATH_MAX], path[TU_PATH_MAX];
     struct model md;
     make_model(&md, &small_arch, false, 4000);
-    in_tmp(dir, "missing");
-    join_path(path, dir, "c.safetensors");
-    begin_check();
+    tu_in_tmp(dir, "missing");
+    tu_join(path, dir, "c.safetensors");
+    tu_begin();
     struct clvae_error err = {0};
     int rc = checkpoint_save(path, &md.meta, md.params, NULL, NULL, &err);
     expect_save_error(rc, &err, CLVAE_EXIT_OUTPUT, path);
-    expect(!exists(dir) && !exists(path), "%s was created", dir);
-    expect_no_tmp(tmp_dir);
-    end_check("save into a missing directory fails with status 4");
+    tu_expect(!tu_exists(dir) && !tu_exists(path), "%s was created", dir);
+    tu_expect_no_tmp(tu_tmp_dir);
+    tu_end("save into a missing directory fails with status 4");
 
-    in_tmp(dir, "a_directory");
-    begin_check();
-    expect(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir, strerror(errno));
+    tu_in_tmp(dir, "a_directory");
+    tu_begin();
+    tu_expect(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir, strerror(errno));
     err = (struct clvae_error){0};
     rc = checkpoint_save(dir, &md.meta, md.params, NULL, NULL, &err);
     expect_save_error(rc, &err, CLVAE_EXIT_OUTPUT, dir);
     struct stat st;
-    expect(stat(dir, &st) == 0 && S_ISDIR(st.st_mode), "%s is no longer a directory", dir);
-    expect_no_tmp(tmp_dir);
-    end_check("save onto a directory fails with status 4");
+    tu_expect(stat(dir, &st) == 0 && S_ISDIR(st.st_mode), "%s is no longer a directory", dir);
+    tu_expect_no_tmp(tu_tmp_dir);
+    tu_end("save onto a directory fails with status 4");
     rmdir(dir);
     free_model(&md);
 }
@@ -681,10 +568,10 @@ static void test_bad_paths(void)
 // Arguments that are the caller's bug: status 1, nothing written.
 static void test_invalid_save(void)
 {
-    char path[PATH_MAX_LEN];
+    char path[TU_PATH_MAX];
     struct model md;
     make_model(&md, &small_arch, true, 4500);
-    in_tmp(path, "invalid.safetensors");
+    tu_in_tmp(path, "invalid.safetensors");
     struct ckpt_meta bad_meta[5];
     const char *what[5] = {"latent 0", "in_dim not rows x cols", "9 hidden layers", "lr 0",
                            "adam_m without adam_v"};
@@ -696,14 +583,14 @@ static void test_invalid_save(void)
     bad_meta[2].cfg.n_hidden = 9;
     bad_meta[3].lr = 0;
     for (int k = 0; k < 5; k++) {
-        begin_check();
+        tu_begin();
         struct clvae_error err = {0};
         int rc = checkpoint_save(path, &bad_meta[k], md.params, md.adam_m,
                                  k == 4 ? NULL : md.adam_v, &err);
         expect_save_error(rc, &err, CLVAE_EXIT_FAILURE, path);
-        expect(!exists(path), "%s was written", path);
-        expect_no_tmp(tmp_dir);
-        end_check("save refuses %s with status 1", what[k]);
+        tu_expect(!tu_exists(path), "%s was written", path);
+        tu_expect_no_tmp(tu_tmp_dir);
+        tu_end("save refuses %s with status 1", what[k]);
     }
     free_model(&md);
 }
@@ -734,12 +621,12 @@ static void interrupted_child(const char *path, const struct model *md, rlim_t l
 // old checkpoint whole and no temporary file.
 static void test_interrupted_save(rlim_t limit)
 {
-    char path[PATH_MAX_LEN];
+    char path[TU_PATH_MAX];
     struct model old, fresh;
     make_model(&old, &default_arch, true, 5000);
     make_model(&fresh, &default_arch, true, 5100);
-    in_tmp(path, "interrupted.safetensors");
-    begin_check();
+    tu_in_tmp(path, "interrupted.safetensors");
+    tu_begin();
     int pipe_fd[2];
     if (save_model(path, &old) == 0 && pipe(pipe_fd) == 0) {
         fflush(stdout);
@@ -754,19 +641,20 @@ static void test_interrupted_save(rlim_t limit)
         msg[got > 0 ? got : 0] = '\0';
         close(pipe_fd[0]);
         int status = 0;
-        expect(pid > 0 && waitpid(pid, &status, 0) == pid, "fork or wait failed");
-        expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-               "the child's save: exit %d (10: it succeeded, 11: wrong status, 2x: setup), "
-               "signal %d; \"%s\"",
-               WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-               WIFSIGNALED(status) ? WTERMSIG(status) : 0, msg);
-        expect(strncmp(msg, path, strlen(path)) == 0, "message \"%s\" does not name %s", msg, path);
-        snprintf(cur_note, sizeof cur_note, "%s", msg);
+        tu_expect(pid > 0 && waitpid(pid, &status, 0) == pid, "fork or wait failed");
+        tu_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the child's save: exit %d (10: it succeeded, 11: wrong status, 2x: setup), "
+                  "signal %d; \"%s\"",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                  WIFSIGNALED(status) ? WTERMSIG(status) : 0, msg);
+        tu_expect(strncmp(msg, path, strlen(path)) == 0, "message \"%s\" does not name %s", msg,
+                  path);
+        tu_note("%s", msg);
         expect_loads_as(path, &old);
-        expect_no_tmp(tmp_dir);
+        tu_expect_no_tmp(tu_tmp_dir);
     }
-    end_check("save interrupted at %lu bytes (RLIMIT_FSIZE) keeps the old checkpoint bit-exact",
-              (unsigned long)limit);
+    tu_end("save interrupted at %lu bytes (RLIMIT_FSIZE) keeps the old checkpoint bit-exact",
+           (unsigned long)limit);
     unlink(path);
     free_model(&old);
     free_model(&fresh);
@@ -792,7 +680,7 @@ static int write_checkpoint(const char *path, const char *json, const uint8_t *d
     if (data_len) {
         memcpy(bytes + 8 + header_len, data, data_len);
     }
-    int rc = write_bytes(path, bytes, total);
+    int rc = tu_write_file(path, bytes, total);
     free(bytes);
     return rc;
 }
@@ -839,17 +727,17 @@ static void expect_refused(const char *path, const char *word)
     struct clvae_error err = {0};
     int rc = checkpoint_load(path, &c, &err);
     size_t len = strlen(path);
-    expect(rc == -1, "the load succeeded");
-    expect(err.status == CLVAE_EXIT_DATA, "status %d, expected %d (%s)", err.status,
-           CLVAE_EXIT_DATA, err.msg);
-    expect(strncmp(err.msg, path, len) == 0 && err.msg[len] == ':' && err.msg[len + 1] == ' ',
-           "message \"%s\" does not start with \"%s: \"", err.msg, path);
-    expect(strstr(err.msg, word) != NULL, "message \"%s\" lacks \"%s\"", err.msg, word);
+    tu_expect(rc == -1, "the load succeeded");
+    tu_expect(err.status == CLVAE_EXIT_DATA, "status %d, expected %d (%s)", err.status,
+              CLVAE_EXIT_DATA, err.msg);
+    tu_expect(strncmp(err.msg, path, len) == 0 && err.msg[len] == ':' && err.msg[len + 1] == ' ',
+              "message \"%s\" does not start with \"%s: \"", err.msg, path);
+    tu_expect(strstr(err.msg, word) != NULL, "message \"%s\" lacks \"%s\"", err.msg, word);
     static const struct ckpt zero;
-    expect(memcmp(&c, &zero, sizeof c) == 0, "*out is not zeroed after the failure");
+    tu_expect(memcmp(&c, &zero, sizeof c) == 0, "*out is not zeroed after the failure");
     checkpoint_free(&c);
     if (strncmp(err.msg, path, len) == 0 && err.msg[len] == ':') {
-        snprintf(cur_note, sizeof cur_note, "%s", err.msg + len + 2);
+        tu_note("%s", err.msg + len + 2);
     }
 }
 
@@ -956,8 +844,8 @@ static const char *const meta_fields[] = {
 // Each header edit on a good file, and each missing metadata field.
 static void test_corrupt_headers(const char *good_path)
 {
-    char path[PATH_MAX_LEN];
-    in_tmp(path, "corrupt.safetensors");
+    char path[TU_PATH_MAX];
+    tu_in_tmp(path, "corrupt.safetensors");
     size_t n_edits = sizeof json_edits / sizeof json_edits[0];
     size_t n_fields = sizeof meta_fields / sizeof meta_fields[0];
     for (size_t k = 0; k < n_edits + n_fields; k++) {
@@ -970,16 +858,16 @@ static void test_corrupt_headers(const char *good_path)
             missing.word = word;
         }
         struct good_file g;
-        begin_check();
+        tu_begin();
         if (open_good(good_path, &g) == 0) {
-            expect(apply_edit(g.root, e), "the edit does not apply");
-            expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "cannot write %s",
-                   path);
+            tu_expect(apply_edit(g.root, e), "the edit does not apply");
+            tu_expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0,
+                      "cannot write %s", path);
             expect_refused(path, e->word);
             close_good(&g);
         }
-        end_check("refuses %s%s%s %s", e->target ? e->target : "", e->target ? "." : "", e->key,
-                  e->value ? e->value : "removed");
+        tu_end("refuses %s%s%s %s", e->target ? e->target : "", e->target ? "." : "", e->key,
+               e->value ? e->value : "removed");
     }
     unlink(path);
 }
@@ -987,38 +875,38 @@ static void test_corrupt_headers(const char *good_path)
 // Corruptions outside what a JSON edit reaches: the length field, broken JSON, the data section.
 static void test_corrupt_files(const char *good_path)
 {
-    char path[PATH_MAX_LEN];
-    in_tmp(path, "corrupt.safetensors");
+    char path[TU_PATH_MAX];
+    tu_in_tmp(path, "corrupt.safetensors");
     struct blob good = read_blob(good_path);
     uint8_t bytes[64];
 
-    begin_check();
-    char missing[PATH_MAX_LEN];
-    expect_refused(in_tmp(missing, "no-such.safetensors"), strerror(ENOENT));
-    end_check("refuses a missing file");
+    tu_begin();
+    char missing[TU_PATH_MAX];
+    expect_refused(tu_in_tmp(missing, "no-such.safetensors"), strerror(ENOENT));
+    tu_end("refuses a missing file");
 
-    begin_check();
-    expect_refused(tmp_dir, strerror(EISDIR));
-    end_check("refuses a directory");
+    tu_begin();
+    expect_refused(tu_tmp_dir, strerror(EISDIR));
+    tu_end("refuses a directory");
 
     for (size_t len = 0; len < 8; len += 7) {
-        begin_check();
-        expect(write_bytes(path, good.bytes, len) == 0, "cannot write %s", path);
+        tu_begin();
+        tu_expect(tu_write_file(path, good.bytes, len) == 0, "cannot write %s", path);
         expect_refused(path, "too short");
-        end_check("refuses a %zu-byte file", len);
+        tu_end("refuses a %zu-byte file", len);
     }
 
     // In a 40-byte file: 32 bytes follow the length, so 40 runs past the end.
     const uint64_t lengths[] = {0, (UINT64_C(100) << 20) + 8, UINT64_MAX, 40};
     const char *words[] = {"header length 0", "100 MiB", "100 MiB", "past the end"};
     for (size_t k = 0; k < 4; k++) {
-        begin_check();
+        tu_begin();
         memset(bytes, ' ', sizeof bytes);
         uint64_t v = lengths[k];
         put_u64_le(bytes, v);
-        expect(write_bytes(path, bytes, 8 + 32) == 0, "cannot write %s", path);
+        tu_expect(tu_write_file(path, bytes, 8 + 32) == 0, "cannot write %s", path);
         expect_refused(path, words[k]);
-        end_check("refuses header length %" PRIu64 " (file of 40 bytes)", v);
+        tu_end("refuses header length %" PRIu64 " (file of 40 bytes)", v);
     }
 
     static const struct {
@@ -1033,92 +921,92 @@ static void test_corrupt_files(const char *good_path)
         {"{\"__metadata__\":{}}", "\"format\" is missing", "empty metadata"},
     };
     for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++) {
-        begin_check();
-        expect(write_checkpoint(path, texts[k].json, NULL, 0) == 0, "cannot write %s", path);
+        tu_begin();
+        tu_expect(write_checkpoint(path, texts[k].json, NULL, 0) == 0, "cannot write %s", path);
         expect_refused(path, texts[k].word);
-        end_check("refuses a header of %s", texts[k].what);
+        tu_end("refuses a header of %s", texts[k].what);
     }
 
     // NUL bytes as padding: not JSON whitespace.
-    begin_check();
+    tu_begin();
     {
         const char json[] = "{}\0\0\0\0\0";
         uint8_t raw[16];
         put_u64_le(raw, 8);
         memcpy(raw + 8, json, 8);
-        expect(write_bytes(path, raw, 16) == 0, "cannot write %s", path);
+        tu_expect(tu_write_file(path, raw, 16) == 0, "cannot write %s", path);
         expect_refused(path, "not valid JSON");
     }
-    end_check("refuses a header padded with NUL bytes");
+    tu_end("refuses a header padded with NUL bytes");
 
     struct good_file g;
-    begin_check();
+    tu_begin();
     if (open_good(good_path, &g) == 0) {
         memset(g.data + g.data_len, 0, 4);
-        expect(write_json_checkpoint(path, g.root, g.data, g.data_len + 4) == 0, "write failed");
+        tu_expect(write_json_checkpoint(path, g.root, g.data, g.data_len + 4) == 0, "write failed");
         expect_refused(path, "trailing bytes");
         close_good(&g);
     }
-    end_check("refuses 4 bytes after the last tensor");
+    tu_end("refuses 4 bytes after the last tensor");
 
     // A gap: the last tensor moved 4 bytes on, the data section 4 bytes longer to hold it.
-    begin_check();
+    tu_begin();
     if (open_good(good_path, &g) == 0) {
         cJSON *off = cJSON_GetObjectItemCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(g.root, "optimizer.v.output.bias"), "data_offsets");
         double begin = cJSON_GetArrayItem(off, 0)->valuedouble;
         double end = cJSON_GetArrayItem(off, 1)->valuedouble;
-        expect(end == (double)g.data_len, "optimizer.v.output.bias is not the last tensor");
+        tu_expect(end == (double)g.data_len, "optimizer.v.output.bias is not the last tensor");
         cJSON_SetNumberValue(cJSON_GetArrayItem(off, 0), begin + 4);
         cJSON_SetNumberValue(cJSON_GetArrayItem(off, 1), end + 4);
         memset(g.data + g.data_len, 0, 4);
-        expect(write_json_checkpoint(path, g.root, g.data, g.data_len + 4) == 0, "write failed");
+        tu_expect(write_json_checkpoint(path, g.root, g.data, g.data_len + 4) == 0, "write failed");
         expect_refused(path, "gap of 4 bytes");
         close_good(&g);
     }
-    end_check("refuses a gap between tensors");
+    tu_end("refuses a gap between tensors");
 
-    begin_check();
+    tu_begin();
     if (open_good(good_path, &g) == 0) {
         cJSON *copy = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(g.root, "mean.bias"), 1);
         cJSON_AddItemToObject(g.root, "mean.bias", copy);
-        expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
+        tu_expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
         expect_refused(path, "appears twice");
         close_good(&g);
     }
-    end_check("refuses a tensor named twice");
+    tu_end("refuses a tensor named twice");
 
-    begin_check();
+    tu_begin();
     if (open_good(good_path, &g) == 0) {
         cJSON *copy = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(g.root, "__metadata__"), 1);
         cJSON_AddItemToObject(g.root, "__metadata__", copy);
-        expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
+        tu_expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
         expect_refused(path, "__metadata__ appears twice");
         close_good(&g);
     }
-    end_check("refuses __metadata__ twice");
+    tu_end("refuses __metadata__ twice");
 
     // Claiming Adam moments a file without them lacks.
-    begin_check();
+    tu_begin();
     {
         struct model md;
-        char plain[PATH_MAX_LEN];
+        char plain[TU_PATH_MAX];
         make_model(&md, &small_arch, false, 6000);
-        in_tmp(plain, "plain.safetensors");
+        tu_in_tmp(plain, "plain.safetensors");
         if (save_model(plain, &md) == 0 && open_good(plain, &g) == 0) {
             cJSON *meta = cJSON_GetObjectItemCaseSensitive(g.root, "__metadata__");
             cJSON_ReplaceItemInObjectCaseSensitive(meta, "optimizer", cJSON_CreateString("adam"));
             cJSON_AddStringToObject(meta, "adam_beta1", "0.9");
             cJSON_AddStringToObject(meta, "adam_beta2", "0.999");
             cJSON_AddStringToObject(meta, "adam_eps", "1e-08");
-            expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
+            tu_expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
             expect_refused(path, "tensor 'optimizer.m.encoder.0.weight' is missing");
             close_good(&g);
         }
         unlink(plain);
         free_model(&md);
     }
-    end_check("refuses optimizer adam without the moments");
+    tu_end("refuses optimizer adam without the moments");
     free(good.bytes);
     unlink(path);
 }
@@ -1127,10 +1015,10 @@ static void test_corrupt_files(const char *good_path)
 // tensors' byte ranges swaps what loads, and a reversed header loads the same.
 static void test_any_order(const char *good_path, const struct model *md)
 {
-    char path[PATH_MAX_LEN];
-    in_tmp(path, "reordered.safetensors");
+    char path[TU_PATH_MAX];
+    tu_in_tmp(path, "reordered.safetensors");
     struct good_file g;
-    begin_check();
+    tu_begin();
     if (open_good(good_path, &g) == 0) {
         // Reverse the header's entries (cJSON_AddItemToObject copies the key before freeing it).
         cJSON *items[3 * 2 * (VAE_MAX_LAYERS + 1) + 1];
@@ -1153,15 +1041,15 @@ static void test_any_order(const char *good_path, const struct model *md)
             cJSON_Duplicate(lb, 1));
         cJSON_ReplaceItemInObjectCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(g.root, "logvar.bias"), "data_offsets", tmp);
-        expect(strcmp(g.root->child->string, "optimizer.v.output.bias") == 0,
-               "the header was not reversed (first '%s')", g.root->child->string);
-        expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
+        tu_expect(strcmp(g.root->child->string, "optimizer.v.output.bias") == 0,
+                  "the header was not reversed (first '%s')", g.root->child->string);
+        tu_expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "write failed");
         close_good(&g);
 
         struct ckpt c;
         struct clvae_error err = {0};
         int rc = checkpoint_load(path, &c, &err);
-        expect(rc == 0, "load: %s", err.msg);
+        tu_expect(rc == 0, "load: %s", err.msg);
         if (rc == 0) {
             const struct vae_dense *head = &md->vae.layer[md->vae.head];
             size_t latent = (size_t)md->meta.cfg.latent;
@@ -1176,26 +1064,25 @@ static void test_any_order(const char *good_path, const struct model *md)
             checkpoint_free(&c);
         }
     }
-    end_check("a reversed header with two tensors' data swapped loads as written");
+    tu_end("a reversed header with two tensors' data swapped loads as written");
     unlink(path);
 }
 
 // Every prefix of a good file is refused: nothing read past the end, nothing left allocated.
 static void test_truncations(const char *good_path)
 {
-    char path[PATH_MAX_LEN];
-    in_tmp(path, "truncated.safetensors");
+    char path[TU_PATH_MAX];
+    tu_in_tmp(path, "truncated.safetensors");
     struct blob good = read_blob(good_path);
-    begin_check();
+    tu_begin();
     size_t refused = 0;
-    for (size_t cut = 0; cut < good.len && !cur_failed; cut++) {
-        expect(write_bytes(path, good.bytes, cut) == 0, "cannot write %s", path);
+    for (size_t cut = 0; cut < good.len && !tu_failing(); cut++) {
+        tu_expect(tu_write_file(path, good.bytes, cut) == 0, "cannot write %s", path);
         expect_refused(path, "");
-        refused += !cur_failed;
+        refused += !tu_failing();
     }
-    snprintf(cur_note, sizeof cur_note, "%zu of %zu prefixes refused with status 3", refused,
-             good.len);
-    end_check("truncated at every byte offset 0..%zu", good.len - 1);
+    tu_note("%zu of %zu prefixes refused with status 3", refused, good.len);
+    tu_end("truncated at every byte offset 0..%zu", good.len - 1);
     free(good.bytes);
     unlink(path);
 }
@@ -1203,37 +1090,17 @@ static void test_truncations(const char *good_path)
 // checkpoint_free on a zeroed struct and twice on a loaded one.
 static void test_free(const char *good_path)
 {
-    begin_check();
+    tu_begin();
     struct ckpt c;
     memset(&c, 0, sizeof c);
     checkpoint_free(&c);
     checkpoint_free(NULL);
     struct clvae_error err = {0};
-    expect(checkpoint_load(good_path, &c, &err) == 0, "load: %s", err.msg);
+    tu_expect(checkpoint_load(good_path, &c, &err) == 0, "load: %s", err.msg);
     checkpoint_free(&c);
-    expect(!c.params && !c.adam_m && !c.adam_v, "checkpoint_free left pointers");
+    tu_expect(!c.params && !c.adam_m && !c.adam_v, "checkpoint_free left pointers");
     checkpoint_free(&c);
-    end_check("checkpoint_free is safe on a zeroed struct and twice");
-}
-
-// Removes the temporary directory and whatever the checks left in it.
-static void remove_tmp_dir(void)
-{
-    DIR *d = opendir(tmp_dir);
-    if (d) {
-        struct dirent *e;
-        char path[PATH_MAX_LEN];
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-                unlink(in_tmp(path, e->d_name));
-            }
-        }
-        closedir(d);
-    }
-    if (rmdir(tmp_dir) != 0) {
-        fprintf(stderr, "test_checkpoint: cannot remove %s: %s\n", tmp_dir, strerror(errno));
-        checks_failed++;
-    }
+    tu_end("checkpoint_free is safe on a zeroed struct and twice");
 }
 
 // One dense layer in double from the flat layout: x (rows, in) -> y (rows, out) = x W + b, W
@@ -1275,15 +1142,15 @@ static bool write_f64s(FILE *fp, const double *v, size_t n)
 static int write_numpy_fixture(const char *dir)
 {
     enum { ROWS = 4 };
-    char path[PATH_MAX_LEN], expected_path[PATH_MAX_LEN];
+    char path[TU_PATH_MAX], expected_path[TU_PATH_MAX];
     struct model md;
     make_model(&md, &small_arch, true, 7000);
     uint64_t state = 7001;
     for (size_t i = 0; i < md.n; i++) {
         md.params[i] = next_uniform(&state, 0.8f);
     }
-    join_path(path, dir, "small.safetensors");
-    join_path(expected_path, dir, "small_expected.bin");
+    tu_join(path, dir, "small.safetensors");
+    tu_join(expected_path, dir, "small_expected.bin");
     struct clvae_error err = {0};
     if (checkpoint_save(path, &md.meta, md.params, md.adam_m, md.adam_v, &err) != 0) {
         fprintf(stderr, "test_checkpoint: %s\n", err.msg);
@@ -1358,6 +1225,7 @@ static int write_numpy_fixture(const char *dir)
 // argument, writes the numpy fixture into that directory instead.
 int main(int argc, char **argv)
 {
+    tu_init("test_checkpoint");
     if (argc == 2) {
         return write_numpy_fixture(argv[1]);
     }
@@ -1365,15 +1233,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_checkpoint [FIXTURE_DIR]\n");
         return 2;
     }
-    const char *base = getenv("TMPDIR");
-    if (!base || !*base) {
-        base = "/tmp";
-    }
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/test_checkpoint.XXXXXX", base);
-    if (!mkdtemp(tmp_dir)) {
-        fprintf(stderr, "test_checkpoint: mkdtemp %s: %s\n", tmp_dir, strerror(errno));
-        return 1;
-    }
+    tu_make_tmp_dir();
     umask(022);
 
     const struct arch *archs[] = {&small_arch, &default_arch};
@@ -1389,26 +1249,22 @@ int main(int argc, char **argv)
     test_interrupted_save(64 * 1024);
 
     // The corrupt cases all start from one good small checkpoint with moments.
-    char good_path[PATH_MAX_LEN];
+    char good_path[TU_PATH_MAX];
     struct model good;
     make_model(&good, &small_arch, true, 8000);
-    in_tmp(good_path, "good.safetensors");
-    begin_check();
+    tu_in_tmp(good_path, "good.safetensors");
+    tu_begin();
     save_model(good_path, &good);
-    end_check("a good small checkpoint for the corrupt cases");
+    tu_end("a good small checkpoint for the corrupt cases");
     test_corrupt_headers(good_path);
     test_corrupt_files(good_path);
     test_any_order(good_path, &good);
     test_truncations(good_path);
     test_free(good_path);
     free_model(&good);
-    remove_tmp_dir();
-
-    if (checks_failed) {
-        printf("test_checkpoint: %d of %d checks failed\n", checks_failed,
-               checks_passed + checks_failed);
-        return 1;
+    if (tu_remove_tmp_dir() != 0) {
+        tu_checks++;
+        tu_failures++;
     }
-    printf("test_checkpoint: %d checks passed\n", checks_passed);
-    return 0;
+    return tu_summary();
 }

@@ -3,7 +3,6 @@
 // parameter of small models (two hidden layers; one hidden layer with an odd latent size; noise on
 // and off). Prints the largest error per layer's weight and bias and the tolerance.
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 
 #include "cl_runtime.h"
 #include "philox.h"
+#include "test_util.h"
 #include "vae.h"
 
 #define MAX_ROWS 8
@@ -23,34 +23,6 @@
 #define RELU_MARGIN 1e-4
 
 static struct clrt rt;
-static int checks, failures;
-
-// Counts one check and prints "<what>: ok", or a FAIL line.
-static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool check(bool ok, const char *fmt, ...)
-{
-    checks++;
-    if (!ok)
-        failures++;
-    printf("%s", ok ? "" : "FAIL ");
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("%s\n", ok ? ": ok" : "");
-    return ok;
-}
-
-// A zeroed host array of n elements of size bytes; exits if out of memory.
-static void *host_alloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        fprintf(stderr, "test_gradcheck: out of host memory\n");
-        exit(1);
-    }
-    return p;
-}
 
 // What the reference forward pass gives: the loss, per-image rec and kl (rows), and the smallest
 // |pre-activation| any ReLU saw (finite differences across a kink would be meaningless).
@@ -148,10 +120,10 @@ static double compare_grad(const char *what, const float *got, const double *wan
         if (!(d / tol <= worst))
             worst = d / tol, worst_at = i;
     }
-    checks++;
+    tu_checks++;
     bool ok = worst <= 1.0;
     if (!ok)
-        failures++;
+        tu_failures++;
     printf("%s%s: max abs err %.3g, max rel err %.3g (|fd| > 1e-3) (tol %g + %g rel)",
            ok ? "" : "FAIL ", what, max_abs, max_rel, GRAD_ATOL, GRAD_RTOL);
     if (!ok)
@@ -167,10 +139,7 @@ static void run_case(const struct gc_case *c)
 {
     struct clvae_error err;
     struct vae vae;
-    if (vae_create(&vae, &rt, &c->cfg, c->max_rows, &err)) {
-        clvae_print_error(&err);
-        exit(1);
-    }
+    tu_die_on(vae_create(&vae, &rt, &c->cfg, c->max_rows, &err), &err);
     int rows = c->rows, dim = c->cfg.in_dim, latent = c->cfg.latent;
     size_t n = vae.n_params;
     int widest = dim;
@@ -186,13 +155,13 @@ static void run_case(const struct gc_case *c)
     printf(", latent %d, rows %d of %d, noise %g, beta %g, %zu parameters\n", latent, rows,
            c->max_rows, c->noise_scale, c->beta, n);
 
-    float *params = host_alloc(n, sizeof(float));
-    float *grads = host_alloc(n, sizeof(float));
-    double *p = host_alloc(n, sizeof(double));
-    double *fd = host_alloc(n, sizeof(double));
-    float *x = host_alloc((size_t)rows * dim, sizeof(float));
-    double *xd = host_alloc((size_t)rows * dim, sizeof(double));
-    double *eps = host_alloc((size_t)rows * latent, sizeof(double));
+    float *params = tu_alloc(n, sizeof(float));
+    float *grads = tu_alloc(n, sizeof(float));
+    double *p = tu_alloc(n, sizeof(double));
+    double *fd = tu_alloc(n, sizeof(double));
+    float *x = tu_alloc((size_t)rows * dim, sizeof(float));
+    double *xd = tu_alloc((size_t)rows * dim, sizeof(double));
+    double *eps = tu_alloc((size_t)rows * latent, sizeof(double));
     for (size_t i = 0; i < n; i++) {
         params[i] = (float)(philox_uniform(c->seed, (uint32_t)i, 1, PHILOX_STREAM_INIT) - 0.5);
         p[i] = params[i];
@@ -205,16 +174,10 @@ static void run_case(const struct gc_case *c)
         eps[i] = philox_normal(c->seed, (uint32_t)i, c->step, PHILOX_STREAM_TRAIN);
 
     size_t n_loss = (size_t)c->offset + rows;
-    cl_mem rec = clrt_buffer(&rt, n_loss * sizeof(float), "rec", &err);
-    cl_mem kl = rec ? clrt_buffer(&rt, n_loss * sizeof(float), "kl", &err) : NULL;
-    if (!kl) {
-        clvae_print_error(&err);
-        exit(1);
-    }
-    CL_CHECK(clEnqueueWriteBuffer(rt.queue, vae.params, CL_TRUE, 0, n * sizeof(float), params, 0,
-                                  NULL, NULL));
-    CL_CHECK(clEnqueueWriteBuffer(rt.queue, vae.x, CL_TRUE, 0, (size_t)rows * dim * sizeof(float),
-                                  x, 0, NULL, NULL));
+    cl_mem rec = tu_buffer(&rt, n_loss * sizeof(float), "rec");
+    cl_mem kl = tu_buffer(&rt, n_loss * sizeof(float), "kl");
+    tu_write(&rt, vae.params, params, n * sizeof(float));
+    tu_write(&rt, vae.x, x, (size_t)rows * dim * sizeof(float));
     struct vae_pass pass = {
         .rows = rows,
         .seed = c->seed,
@@ -233,8 +196,7 @@ static void run_case(const struct gc_case *c)
                                  (size_t)rows * sizeof(float), got_rec, 0, NULL, NULL));
     CL_CHECK(clEnqueueReadBuffer(rt.queue, kl, CL_TRUE, (size_t)c->offset * sizeof(float),
                                  (size_t)rows * sizeof(float), got_kl, 0, NULL, NULL));
-    CL_CHECK(clEnqueueReadBuffer(rt.queue, vae.grads, CL_TRUE, 0, n * sizeof(float), grads, 0, NULL,
-                                 NULL));
+    tu_download(&rt, vae.grads, grads, n * sizeof(float));
 
     struct ref_result ref = ref_forward(&vae, p, xd, eps, rows, c->noise_scale, c->beta);
     double rec_err = 0.0, kl_err = 0.0;
@@ -244,15 +206,16 @@ static void run_case(const struct gc_case *c)
         e = fabs(got_kl[r] - ref.kl[r]) / fabs(ref.kl[r]);
         kl_err = e > kl_err || e != e ? e : kl_err;
     }
-    check(rec_err <= LOSS_RTOL,
-          "case %s: per-image rec (rows %d, offset %d): max rel err %.3g (tol %g rel)", c->name,
-          rows, c->offset, rec_err, LOSS_RTOL);
-    check(kl_err <= LOSS_RTOL,
-          "case %s: per-image kl (rows %d, offset %d): max rel err %.3g (tol %g rel)", c->name,
-          rows, c->offset, kl_err, LOSS_RTOL);
-    check(ref.relu_margin > RELU_MARGIN,
-          "case %s: smallest |pre-activation| of a ReLU %.3g (needs > %g for finite differences)",
-          c->name, ref.relu_margin, RELU_MARGIN);
+    tu_check(rec_err <= LOSS_RTOL,
+             "case %s: per-image rec (rows %d, offset %d): max rel err %.3g (tol %g rel)", c->name,
+             rows, c->offset, rec_err, LOSS_RTOL);
+    tu_check(kl_err <= LOSS_RTOL,
+             "case %s: per-image kl (rows %d, offset %d): max rel err %.3g (tol %g rel)", c->name,
+             rows, c->offset, kl_err, LOSS_RTOL);
+    tu_check(
+        ref.relu_margin > RELU_MARGIN,
+        "case %s: smallest |pre-activation| of a ReLU %.3g (needs > %g for finite differences)",
+        c->name, ref.relu_margin, RELU_MARGIN);
 
     for (size_t i = 0; i < n; i++) {
         double keep = p[i];
@@ -296,12 +259,8 @@ static void run_case(const struct gc_case *c)
 
 int main(void)
 {
-    struct clvae_error err;
-    if (clrt_open(&rt, -1, -1, false, &err) || clrt_build(&rt, &err)) {
-        clvae_print_error(&err);
-        return 1;
-    }
-    printf("test_gradcheck: on %s (%s)\n", rt.device_name, rt.platform_name);
+    tu_init("test_gradcheck");
+    tu_open_device(&rt);
     // A: two hidden layers; B: one, with an odd latent size and a partial batch written at an
     // offset of the loss buffers; A0, B0: the same with z = mu (noise_scale 0).
     static const struct gc_case cases[] = {
@@ -319,10 +278,5 @@ int main(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);
     clrt_close(&rt);
-    if (failures) {
-        printf("test_gradcheck: %d of %d checks FAILED\n", failures, checks);
-        return 1;
-    }
-    printf("test_gradcheck: %d checks passed\n", checks);
-    return 0;
+    return tu_summary();
 }

@@ -5,6 +5,7 @@
 #endif
 
 #include "idx.h"
+#include "test_util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -20,8 +21,6 @@
 #define DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
 #define MAX_CREATED 128
 
-static int checks, failures;
-static char tmpdir[1024];
 static char *created[MAX_CREATED];
 static int n_created;
 
@@ -30,12 +29,12 @@ static bool check(bool ok, const char *label, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static bool check(bool ok, const char *label, const char *fmt, ...)
 {
-    checks++;
+    tu_checks++;
     if (ok) {
         printf("idx: %s ok\n", label);
         return true;
     }
-    failures++;
+    tu_failures++;
     printf("idx: FAIL %s: ", label);
     va_list ap;
     va_start(ap, fmt);
@@ -45,30 +44,27 @@ static bool check(bool ok, const char *label, const char *fmt, ...)
     return false;
 }
 
-// Returns tmpdir/name (malloc'ed, freed at cleanup) and remembers it so it gets removed.
+// Returns tu_tmp_dir/name (malloc'ed, freed at cleanup).
 static const char *tmp_path(const char *name)
 {
-    size_t n = strlen(tmpdir) + strlen(name) + 2;
+    size_t n = strlen(tu_tmp_dir) + strlen(name) + 2;
     char *p = malloc(n);
     if (!p || n_created == MAX_CREATED) {
         fprintf(stderr, "test_idx: out of memory or too many files\n");
         exit(1);
     }
-    snprintf(p, n, "%s/%s", tmpdir, name);
+    snprintf(p, n, "%s/%s", tu_tmp_dir, name);
     created[n_created++] = p;
     return p;
 }
 
-// Removes everything tmp_path handed out, newest first so directories are empty by then.
+// Removes the temporary directory with everything in it, and frees what tmp_path handed out.
 static void cleanup(void)
 {
-    for (int i = n_created - 1; i >= 0; i--) {
-        remove(created[i]);
+    for (int i = 0; i < n_created; i++)
         free(created[i]);
-    }
     n_created = 0;
-    if (tmpdir[0])
-        rmdir(tmpdir);
+    tu_remove_tmp_dir();
 }
 
 // Dies on a failure of the test's own set-up (not of the code under test).
@@ -82,8 +78,7 @@ static void setup_fail(const char *what, const char *path)
 // Writes n bytes to path as a plain file.
 static void write_raw(const char *path, const uint8_t *data, size_t n)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f || (n > 0 && fwrite(data, 1, n, f) != n) || fclose(f) != 0)
+    if (tu_write_file(path, data, n) != 0)
         setup_fail("cannot write", path);
 }
 
@@ -546,30 +541,121 @@ static void test_fashion_mnist(void)
     }
 }
 
+// What idx_read_images_into's destination saw: how often it was asked, for how much, and a buffer
+// the size the test expects (a request for more is refused, as a device that cannot fit it would).
+struct dest_log {
+    int calls;
+    size_t bytes, capacity;
+    uint8_t *buf;
+};
+
+static uint8_t *log_dest(void *ctx, size_t bytes, struct clvae_error *err)
+{
+    struct dest_log *d = ctx;
+    d->calls++;
+    d->bytes = bytes;
+    if (bytes > d->capacity) {
+        clvae_fail(err, CLVAE_EXIT_DEVICE, "test destination: %zu bytes asked, %zu held", bytes,
+                   d->capacity);
+        return NULL;
+    }
+    return d->buf;
+}
+
+// Concatenates two gzip members of the halves of an IDX file: its trailer's ISIZE covers only the
+// second half, so the reader must stage the data instead of trusting the header.
+static void write_two_member_gz(const char *path, const uint8_t *data, size_t n)
+{
+    const char *a = tmp_path("member_a.gz"), *b = tmp_path("member_b.gz");
+    write_gz(a, data, n / 2);
+    write_gz(b, data + n / 2, n - n / 2);
+    size_t na, nb;
+    uint8_t *ba = slurp(a, &na), *bb = slurp(b, &nb);
+    uint8_t *both = malloc(na + nb);
+    if (!both)
+        setup_fail("out of memory building", path);
+    memcpy(both, ba, na);
+    memcpy(both + na, bb, nb);
+    write_raw(path, both, na + nb);
+    free(ba);
+    free(bb);
+    free(both);
+}
+
+// idx_read_images_into: raw and single-member gzip files ask the destination once for exactly the
+// payload and fill it; a two-member gzip file (trailer disagrees) is staged and still arrives
+// whole; a gzip header that lies about the count is refused without asking the destination for
+// the claimed size; a destination that fails makes the read fail with its error.
+static void test_read_into(void)
+{
+    const uint32_t count = 5, rows = 7, cols = 9;
+    size_t n = (size_t)count * rows * cols;
+    uint8_t *want = pattern(n, 99);
+    struct dest_log d = {.capacity = n, .buf = malloc(n)};
+    if (!d.buf)
+        setup_fail("out of memory building", "a destination");
+    static const struct {
+        const char *name;
+        int kind; // 0 raw, 1 gzip, 2 two gzip members
+    } files[] = {{"into.idx", 0}, {"into.idx.gz", 1}, {"into2.idx.gz", 2}};
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        const char *path = tmp_path(files[f].name);
+        size_t total;
+        uint8_t *file = make_idx3(0x803, count, rows, cols, want, n, &total);
+        if (files[f].kind == 0)
+            write_raw(path, file, total);
+        else if (files[f].kind == 1)
+            write_gz(path, file, total);
+        else
+            write_two_member_gz(path, file, total);
+        free(file);
+        memset(d.buf, 0, n);
+        d.calls = 0;
+        struct idx_images im;
+        struct clvae_error err = {0};
+        int rc = idx_read_images_into(path, &im, log_dest, &d, &err);
+        check(rc == 0 && d.calls == 1 && d.bytes == n && im.pixels == d.buf && im.count == count &&
+                  im.rows == rows && im.cols == cols && memcmp(d.buf, want, n) == 0,
+              files[f].kind == 0   ? "read_into: raw file, destination asked once, filled"
+              : files[f].kind == 1 ? "read_into: gzip file, destination asked once, filled"
+                                   : "read_into: two gzip members (staged), filled",
+              "rc %d (%s), %d calls for %zu bytes (want 1 for %zu)", rc, err.msg, d.calls, d.bytes,
+              n);
+    }
+
+    const char *liar = tmp_path("into_liar.idx.gz");
+    write_idx3(liar, true, 0x803, 1000000, rows, cols, want, n);
+    d.calls = 0;
+    struct idx_images im;
+    struct clvae_error err = {0};
+    int rc = idx_read_images_into(liar, &im, log_dest, &d, &err);
+    check(rc == -1 && d.calls == 0 && is_data_error(&err, liar, "truncated"),
+          "read_into: gzip header claiming 1000000 images refused before the destination",
+          "rc %d, %d destination calls, '%s'", rc, d.calls, err.msg);
+
+    const char *raw = tmp_path("into.idx");
+    d.capacity = n - 1;
+    err = (struct clvae_error){0};
+    rc = idx_read_images_into(raw, &im, log_dest, &d, &err);
+    check(rc == -1 && err.status == CLVAE_EXIT_DEVICE,
+          "read_into: a destination that fails fails the read with its error",
+          "rc %d, status %d '%s'", rc, err.status, err.msg);
+    free(d.buf);
+    free(want);
+}
+
 int main(void)
 {
-    const char *base = getenv("TMPDIR");
-    if (!base || !*base)
-        base = "/tmp";
-    snprintf(tmpdir, sizeof tmpdir, "%s/test_idx.XXXXXX", base);
-    if (!mkdtemp(tmpdir)) {
-        fprintf(stderr, "test_idx: cannot create a directory under %s: %s\n", base,
-                strerror(errno));
-        return 1;
-    }
+    tu_init("test_idx");
+    tu_make_tmp_dir();
 
     test_good();
     test_bad_headers();
     test_bad_raw();
     test_bad_gzip();
     test_find();
+    test_read_into();
     test_fashion_mnist();
     cleanup();
-
-    if (failures) {
-        printf("test_idx: %d of %d checks FAILED\n", failures, checks);
-        return 1;
-    }
-    printf("test_idx: %d checks passed\n", checks);
-    return 0;
+    return tu_summary();
 }

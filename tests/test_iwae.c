@@ -8,7 +8,6 @@
 // (d) on a model trained here for a few hundred steps on synthetic data, the negative IWAE bound
 //     lies below the negative ELBO, and the k = 1 bound agrees with the ELBO in expectation.
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,10 +18,10 @@
 #include "cl_runtime.h"
 #include "evaluate.h"
 #include "philox.h"
+#include "test_util.h"
 #include "vae.h"
 
-#define GUARD 5           // guard cells before and after the bounds written
-#define SENTINEL 12345.5f // what the guard cells hold
+#define GUARD 5           // guard cells (TU_SENTINEL) before and after the bounds written
 #define LOGW_ATOL 2e-4    // device log-weight against the double reference: abs + rel of |want|
 #define LOGW_RTOL 2e-5
 #define LSE_ATOL 1e-5 // logsumexp of given float inputs: abs + rel of |want|
@@ -30,104 +29,13 @@
 #define STAT_SIGMAS 4.0 // statistical checks: allowed distance in standard errors
 
 static struct clrt rt;
-static int checks, failures;
-
-// Counts one check and prints "<what>: ok", or a FAIL line.
-static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool check(bool ok, const char *fmt, ...)
-{
-    checks++;
-    if (!ok)
-        failures++;
-    printf("%s", ok ? "" : "FAIL ");
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("%s\n", ok ? ": ok" : "");
-    return ok;
-}
-
-// A zeroed host array of n elements of size bytes; exits if out of memory.
-static void *host_alloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        fprintf(stderr, "test_iwae: out of host memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-static void die_on(int status, const struct clvae_error *err)
-{
-    if (status) {
-        clvae_print_error(err);
-        exit(1);
-    }
-}
-
-static cl_mem device_buffer(size_t bytes, const char *name)
-{
-    struct clvae_error err;
-    cl_mem mem = clrt_buffer(&rt, bytes, name, &err);
-    die_on(mem == NULL, &err);
-    return mem;
-}
-
-static void upload(cl_mem mem, const void *host, size_t bytes)
-{
-    CL_CHECK(clEnqueueWriteBuffer(rt.queue, mem, CL_TRUE, 0, bytes, host, 0, NULL, NULL));
-}
-
-static void download(cl_mem mem, void *host, size_t bytes)
-{
-    CL_CHECK(clEnqueueReadBuffer(rt.queue, mem, CL_TRUE, 0, bytes, host, 0, NULL, NULL));
-}
-
-// got (n) against want (n): every |got - want| <= atol + rtol |want|, and non-finite values only
-// where want has the same one. Prints the largest errors and the tolerance.
-static bool compare(const char *what, const float *got, const double *want, size_t n, double atol,
-                    double rtol)
-{
-    double max_abs = 0.0, max_rel = 0.0;
-    size_t bad = 0, first_bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        double g = got[i], w = want[i];
-        bool ok;
-        if (!isfinite(w)) {
-            ok = isnan(w) ? isnan(g) : g == w;
-        } else {
-            double d = fabs(g - w);
-            ok = d <= atol + rtol * fabs(w);
-            if (!(d <= max_abs))
-                max_abs = d;
-            if (w != 0.0 && !(d / fabs(w) <= max_rel))
-                max_rel = d / fabs(w);
-        }
-        if (!ok && bad++ == 0)
-            first_bad = i;
-    }
-    checks++;
-    if (bad == 0) {
-        printf("%s: max abs err %.3g, max rel err %.3g (tol %g + %g rel)\n", what, max_abs, max_rel,
-               atol, rtol);
-        return true;
-    }
-    failures++;
-    printf("FAIL %s: max abs err %.3g, max rel err %.3g (tol %g + %g rel); %zu of %zu out of "
-           "tolerance, first [%zu]: got %.9g, want %.9g\n",
-           what, max_abs, max_rel, atol, rtol, bad, n, first_bad, (double)got[first_bad],
-           want[first_bad]);
-    return false;
-}
 
 // The model's parameters as the device holds them, in double.
 static double *params_of(const struct vae *vae)
 {
-    float *f = host_alloc(vae->n_params, sizeof(float));
-    double *d = host_alloc(vae->n_params, sizeof(double));
-    download(vae->params, f, vae->n_params * sizeof(float));
+    float *f = tu_alloc(vae->n_params, sizeof(float));
+    double *d = tu_alloc(vae->n_params, sizeof(double));
+    tu_download(&rt, vae->params, f, vae->n_params * sizeof(float));
     for (size_t i = 0; i < vae->n_params; i++)
         d[i] = f[i];
     free(f);
@@ -224,21 +132,21 @@ static void make_model(struct vae *vae, const struct vae_config *cfg, int max_ro
                        uint64_t seed)
 {
     struct clvae_error err;
-    die_on(vae_create(vae, &rt, cfg, max_rows, &err), &err);
-    float *p = host_alloc(vae->n_params, sizeof(float));
+    tu_die_on(vae_create(vae, &rt, cfg, max_rows, &err), &err);
+    float *p = tu_alloc(vae->n_params, sizeof(float));
     if (scale == 0.0)
         vae_init_params_host(vae, seed, p);
     else
         for (size_t i = 0; i < vae->n_params; i++)
             p[i] = (float)(scale * (2.0 * philox_uniform(seed, (uint32_t)i, 1, 99) - 1.0));
-    upload(vae->params, p, vae->n_params * sizeof(float));
+    tu_write(&rt, vae->params, p, vae->n_params * sizeof(float));
     free(p);
 }
 
 // n images of dim pixels uniform in [0, 1], on the 1/255 grid the data's bytes give.
 static float *random_images(int n, int dim, uint64_t seed)
 {
-    float *x = host_alloc((size_t)n * dim, sizeof(float));
+    float *x = tu_alloc((size_t)n * dim, sizeof(float));
     for (int i = 0; i < n * dim; i++)
         x[i] = (float)floor(256.0 * philox_uniform(seed, (uint32_t)i, 7, 99)) / 255.0f;
     return x;
@@ -252,13 +160,13 @@ static cl_mem rec_buf, kl_buf; // (LOSS_ROWS) the per-image losses of encode's f
 static void encode(struct vae *vae, const float *x, int rows, uint64_t seed, uint64_t step,
                    float *rec, float *kl)
 {
-    upload(vae->x, x, (size_t)rows * vae->cfg.in_dim * sizeof(float));
+    tu_write(&rt, vae->x, x, (size_t)rows * vae->cfg.in_dim * sizeof(float));
     struct vae_pass pass = {rows, seed, step, PHILOX_STREAM_EVAL, 1.0f, rec_buf, kl_buf, 0, 0.0f};
     vae_forward(vae, &pass);
     if (rec)
-        download(rec_buf, rec, (size_t)rows * sizeof(float));
+        tu_download(&rt, rec_buf, rec, (size_t)rows * sizeof(float));
     if (kl)
-        download(kl_buf, kl, (size_t)rows * sizeof(float));
+        tu_download(&rt, kl_buf, kl, (size_t)rows * sizeof(float));
 }
 
 // n images x (n, in_dim) in batches of vae->max_rows, numbered from 0 -> bound (n) the IWAE
@@ -268,11 +176,11 @@ static void iwae_bounds(struct vae *vae, const float *x, int n, int k, uint64_t 
 {
     struct clvae_error err;
     struct iwae iw;
-    die_on(iwae_create(&iw, vae, k, 1 << 16, &err), &err);
-    cl_mem dev = device_buffer((size_t)n * sizeof(float), "bounds");
-    float *rec = host_alloc((size_t)vae->max_rows, sizeof(float));
-    float *kl = host_alloc((size_t)vae->max_rows, sizeof(float));
-    float *got = host_alloc((size_t)n, sizeof(float));
+    tu_die_on(iwae_create(&iw, vae, k, 1 << 16, &err), &err);
+    cl_mem dev = tu_buffer(&rt, (size_t)n * sizeof(float), "bounds");
+    float *rec = tu_alloc((size_t)vae->max_rows, sizeof(float));
+    float *kl = tu_alloc((size_t)vae->max_rows, sizeof(float));
+    float *got = tu_alloc((size_t)n, sizeof(float));
     for (int start = 0; start < n; start += vae->max_rows) {
         int rows = n - start < vae->max_rows ? n - start : vae->max_rows;
         encode(vae, x + (size_t)start * vae->cfg.in_dim, rows, seed, (uint64_t)start, rec, kl);
@@ -280,7 +188,7 @@ static void iwae_bounds(struct vae *vae, const float *x, int n, int k, uint64_t 
         for (int i = 0; neg_elbo && i < rows; i++)
             neg_elbo[start + i] = (double)rec[i] + (double)kl[i];
     }
-    download(dev, got, (size_t)n * sizeof(float));
+    tu_download(&rt, dev, got, (size_t)n * sizeof(float));
     for (int i = 0; i < n; i++)
         bound[i] = got[i];
     clReleaseMemObject(dev);
@@ -322,18 +230,19 @@ static void test_log_weights(size_t local)
     uint64_t seed = 0x123456789abcull, first = ((uint64_t)1 << 32) + 17;
     float *x = random_images(images, dim, 3);
     encode(&vae, x, images, seed, 0, NULL, NULL);
-    float *ml = host_alloc((size_t)images * 2 * latent, sizeof(float));
-    download(vae.ml, ml, (size_t)images * 2 * latent * sizeof(float));
+    float *ml = tu_alloc((size_t)images * 2 * latent, sizeof(float));
+    tu_download(&rt, vae.ml, ml, (size_t)images * 2 * latent * sizeof(float));
     double *params = params_of(&vae);
 
     struct iwae iw;
-    die_on(iwae_create(&iw, &vae, k, 3 * (size_t)k, &err), &err);
-    check(iw.group == 3, "iwae_create: %d log-weights of k = %d hold a group of %d images (want 3)",
-          3 * k, k, iw.group);
-    double *want = host_alloc((size_t)images * k, sizeof(double));
-    float *got = host_alloc((size_t)images * k, sizeof(float));
+    tu_die_on(iwae_create(&iw, &vae, k, 3 * (size_t)k, &err), &err);
+    tu_check(iw.group == 3,
+             "iwae_create: %d log-weights of k = %d hold a group of %d images (want 3)", 3 * k, k,
+             iw.group);
+    double *want = tu_alloc((size_t)images * k, sizeof(double));
+    float *got = tu_alloc((size_t)images * k, sizeof(float));
     iwae_log_weights(&iw, 2, 3, first, seed);
-    download(iw.log_w, got, (size_t)3 * k * sizeof(float));
+    tu_download(&rt, iw.log_w, got, (size_t)3 * k * sizeof(float));
     ref_log_weights(&vae, params, ml, x, 2, 3, k, first, seed, want, NULL, NULL);
     double lo = INFINITY, hi = -INFINITY;
     for (int i = 0; i < 3 * k; i++) {
@@ -342,30 +251,26 @@ static void test_log_weights(size_t local)
     }
     printf("(a) log-weights of images 2..4 (k %d, image numbers from 2^32 + 19): %.2f to %.2f\n", k,
            lo, hi);
-    compare("(a) iwae_log_weights (3 images x 7 samples, chunks of 16 rows) against the double "
-            "reference",
-            got, want, (size_t)3 * k, LOGW_ATOL, LOGW_RTOL);
+    tu_compare("(a) iwae_log_weights (3 images x 7 samples, chunks of 16 rows) against the double "
+               "reference",
+               got, want, NULL, (size_t)3 * k, LOGW_ATOL, LOGW_RTOL);
 
     // The whole batch in two groups, written at offset GUARD of a guarded buffer.
     size_t n_out = (size_t)images + 2 * GUARD;
-    float *out = host_alloc(n_out, sizeof(float));
-    for (size_t i = 0; i < n_out; i++)
-        out[i] = SENTINEL;
-    cl_mem bound = device_buffer(n_out * sizeof(float), "bounds");
-    upload(bound, out, n_out * sizeof(float));
+    float *out = tu_alloc(n_out, sizeof(float));
+    tu_fill_guard(out, 0, n_out);
+    cl_mem bound = tu_upload(&rt, out, n_out * sizeof(float), "bounds");
     iwae_bound(&iw, images, first, seed, bound, GUARD);
-    download(bound, out, n_out * sizeof(float));
+    tu_download(&rt, bound, out, n_out * sizeof(float));
     ref_log_weights(&vae, params, ml, x, 0, images, k, first, seed, want, NULL, NULL);
     double want_bound[16];
     for (int i = 0; i < images; i++)
         want_bound[i] = ref_logsumexp(want + (size_t)i * k, k);
-    compare("(a) iwae_bound (6 images in groups of 3, k 7) against the double reference",
-            out + GUARD, want_bound, (size_t)images, LOGW_ATOL, LOGW_RTOL);
-    int touched = 0;
-    for (int i = 0; i < GUARD; i++)
-        touched += (out[i] != SENTINEL) + (out[GUARD + images + i] != SENTINEL);
-    check(touched == 0, "(a) iwae_bound: %d guard cells around the bounds changed (want 0)",
-          touched);
+    tu_compare("(a) iwae_bound (6 images in groups of 3, k 7) against the double reference",
+               out + GUARD, want_bound, NULL, (size_t)images, LOGW_ATOL, LOGW_RTOL);
+    int touched = tu_changed(out, 0, GUARD) + tu_changed(out, GUARD + images, n_out);
+    tu_check(touched == 0, "(a) iwae_bound: %d guard cells around the bounds changed (want 0)",
+             touched);
 
     clReleaseMemObject(bound);
     iwae_release(&iw);
@@ -389,9 +294,9 @@ static void test_logsumexp(int k, size_t local)
     if (local)
         vae.reduce_local = local;
     struct iwae iw;
-    die_on(iwae_create(&iw, &vae, k, (size_t)ROWS * k, &err), &err);
-    float *lw = host_alloc((size_t)ROWS * k, sizeof(float));
-    double *lw_d = host_alloc((size_t)ROWS * k, sizeof(double));
+    tu_die_on(iwae_create(&iw, &vae, k, (size_t)ROWS * k, &err), &err);
+    float *lw = tu_alloc((size_t)ROWS * k, sizeof(float));
+    double *lw_d = tu_alloc((size_t)ROWS * k, sizeof(double));
     for (int r = 0; r < ROWS; r++) {
         for (int j = 0; j < k; j++) {
             double u = philox_uniform(9, (uint32_t)(r * k + j), 3, 99), v;
@@ -412,14 +317,12 @@ static void test_logsumexp(int k, size_t local)
             lw_d[r * k + j] = (double)lw[r * k + j];
         }
     }
-    upload(iw.log_w, lw, (size_t)ROWS * k * sizeof(float));
+    tu_write(&rt, iw.log_w, lw, (size_t)ROWS * k * sizeof(float));
     float out[ROWS + 2 * GUARD];
-    for (int i = 0; i < ROWS + 2 * GUARD; i++)
-        out[i] = SENTINEL;
-    cl_mem bound = device_buffer(sizeof out, "bounds");
-    upload(bound, out, sizeof out);
+    tu_fill_guard(out, 0, ROWS + 2 * GUARD);
+    cl_mem bound = tu_upload(&rt, out, sizeof out, "bounds");
     iwae_logsumexp(&iw, ROWS, bound, GUARD);
-    download(bound, out, sizeof out);
+    tu_download(&rt, bound, out, sizeof out);
     double want[ROWS];
     for (int r = 0; r < ROWS; r++)
         want[r] = ref_logsumexp(lw_d + (size_t)r * k, k);
@@ -428,11 +331,9 @@ static void test_logsumexp(int k, size_t local)
              "(a) iwae_logsumexp, k %d, work-group %zu: spread 1e4, all -1e4, 150..250, "
              "-1e4..-9995, one at 80, some -inf, all -inf (%g), a NaN (%g), ordinary",
              k, vae.reduce_local, (double)out[GUARD + 6], (double)out[GUARD + 7]);
-    compare(what, out + GUARD, want, ROWS, LSE_ATOL, LSE_RTOL);
-    int touched = 0;
-    for (int i = 0; i < GUARD; i++)
-        touched += (out[i] != SENTINEL) + (out[GUARD + ROWS + i] != SENTINEL);
-    check(touched == 0, "(a) iwae_logsumexp k %d: %d guard cells changed (want 0)", k, touched);
+    tu_compare(what, out + GUARD, want, NULL, ROWS, LSE_ATOL, LSE_RTOL);
+    int touched = tu_changed(out, 0, GUARD) + tu_changed(out, GUARD + ROWS, ROWS + 2 * GUARD);
+    tu_check(touched == 0, "(a) iwae_logsumexp k %d: %d guard cells changed (want 0)", k, touched);
     clReleaseMemObject(bound);
     iwae_release(&iw);
     vae_release(&vae);
@@ -452,42 +353,43 @@ static void test_one_sample(void)
     float *x = random_images(images, dim, 4);
     float kl[16];
     encode(&vae, x, images, seed, 0, NULL, kl);
-    float *ml = host_alloc((size_t)images * 2 * latent, sizeof(float));
-    download(vae.ml, ml, (size_t)images * 2 * latent * sizeof(float));
+    float *ml = tu_alloc((size_t)images * 2 * latent, sizeof(float));
+    tu_download(&rt, vae.ml, ml, (size_t)images * 2 * latent * sizeof(float));
     double *params = params_of(&vae);
 
     struct iwae iw;
-    die_on(iwae_create(&iw, &vae, 1, 1 << 16, &err), &err);
-    cl_mem bound = device_buffer((size_t)images * sizeof(float), "bounds");
+    tu_die_on(iwae_create(&iw, &vae, 1, 1 << 16, &err), &err);
+    cl_mem bound = tu_buffer(&rt, (size_t)images * sizeof(float), "bounds");
     iwae_bound(&iw, images, 0, seed, bound, 0);
     float got_bound[16], got_lw[16];
-    download(bound, got_bound, (size_t)images * sizeof(float));
-    download(iw.log_w, got_lw, (size_t)images * sizeof(float)); // the last group: all 4 images
+    tu_download(&rt, bound, got_bound, (size_t)images * sizeof(float));
+    tu_download(&rt, iw.log_w, got_lw,
+                (size_t)images * sizeof(float)); // the last group: all 4 images
     int differ = 0;
     for (int i = 0; i < images; i++)
         differ += got_bound[i] != got_lw[i];
-    check(differ == 0, "(b) k = 1: %d of %d bounds differ from their one log-weight (want 0)",
-          differ, images);
+    tu_check(differ == 0, "(b) k = 1: %d of %d bounds differ from their one log-weight (want 0)",
+             differ, images);
     double want[16], px[16], ratio[16];
     ref_log_weights(&vae, params, ml, x, 0, images, 1, 0, seed, want, px, ratio);
-    compare("(b) k = 1 bound = log p(x|z) + log p(z) - log q(z|x) of the reference, same noise",
-            got_bound, want, (size_t)images, LOGW_ATOL, LOGW_RTOL);
+    tu_compare("(b) k = 1 bound = log p(x|z) + log p(z) - log q(z|x) of the reference, same noise",
+               got_bound, want, NULL, (size_t)images, LOGW_ATOL, LOGW_RTOL);
     clReleaseMemObject(bound);
     iwae_release(&iw);
 
     // E_q[log w] = E_q[log p(x|z)] - KL(q || p): paired on the same samples, the difference
     // log w + rec + KL = log p(z) - log q(z|x) + KL has mean 0.
     int k = 4096;
-    die_on(iwae_create(&iw, &vae, k, (size_t)images * k, &err), &err);
+    tu_die_on(iwae_create(&iw, &vae, k, (size_t)images * k, &err), &err);
     iwae_log_weights(&iw, 0, images, 0, seed);
-    float *lw = host_alloc((size_t)images * k, sizeof(float));
-    double *ref_w = host_alloc((size_t)images * k, sizeof(double));
-    double *ref_px = host_alloc((size_t)images * k, sizeof(double));
-    double *diff = host_alloc((size_t)k, sizeof(double));
-    download(iw.log_w, lw, (size_t)images * k * sizeof(float));
+    float *lw = tu_alloc((size_t)images * k, sizeof(float));
+    double *ref_w = tu_alloc((size_t)images * k, sizeof(double));
+    double *ref_px = tu_alloc((size_t)images * k, sizeof(double));
+    double *diff = tu_alloc((size_t)k, sizeof(double));
+    tu_download(&rt, iw.log_w, lw, (size_t)images * k * sizeof(float));
     ref_log_weights(&vae, params, ml, x, 0, images, k, 0, seed, ref_w, ref_px, NULL);
-    compare("(b) 4 images x 4096 log-weights against the reference", lw, ref_w, (size_t)images * k,
-            LOGW_ATOL, LOGW_RTOL);
+    tu_compare("(b) 4 images x 4096 log-weights against the reference", lw, ref_w, NULL,
+               (size_t)images * k, LOGW_ATOL, LOGW_RTOL);
     for (int i = 0; i < images; i++) {
         double mean_w = 0.0, mean_rec = 0.0, mean_d, se_d;
         for (int j = 0; j < k; j++) {
@@ -497,11 +399,12 @@ static void test_one_sample(void)
             diff[j] = (double)lw[at] + (-ref_px[at]) + (double)kl[i];
         }
         mean_se(diff, k, &mean_d, &se_d);
-        check(fabs(mean_d) <= STAT_SIGMAS * se_d,
-              "(b) image %d: mean log w over %d samples %.4f, -(E rec %.4f + analytic KL %.4f) = "
-              "%.4f: difference %.4f, %.2f standard errors (allowed %g)",
-              i, k, mean_w, mean_rec, (double)kl[i], -(mean_rec + kl[i]), mean_d, mean_d / se_d,
-              STAT_SIGMAS);
+        tu_check(
+            fabs(mean_d) <= STAT_SIGMAS * se_d,
+            "(b) image %d: mean log w over %d samples %.4f, -(E rec %.4f + analytic KL %.4f) = "
+            "%.4f: difference %.4f, %.2f standard errors (allowed %g)",
+            i, k, mean_w, mean_rec, (double)kl[i], -(mean_rec + kl[i]), mean_d, mean_d / se_d,
+            STAT_SIGMAS);
     }
     iwae_release(&iw);
     vae_release(&vae);
@@ -526,9 +429,9 @@ static void test_growing_k(void)
     static const int ks[] = {1, 10, 100, 1000};
     enum { NK = sizeof ks / sizeof ks[0] };
     double *bound[NK], mean[NK], se[NK];
-    double *diff = host_alloc((size_t)images, sizeof(double));
+    double *diff = tu_alloc((size_t)images, sizeof(double));
     for (int t = 0; t < NK; t++) {
-        bound[t] = host_alloc((size_t)images, sizeof(double));
+        bound[t] = tu_alloc((size_t)images, sizeof(double));
         iwae_bounds(&vae, x, images, ks[t], seed, bound[t], NULL);
         mean_se(bound[t], images, &mean[t], &se[t]);
         printf("(c) k %4d: negative IWAE bound %.4f nats/image (std err %.4f)\n", ks[t], -mean[t],
@@ -539,10 +442,10 @@ static void test_growing_k(void)
         for (int i = 0; i < images; i++)
             diff[i] = bound[t][i] - bound[t - 1][i];
         mean_se(diff, images, &m, &s);
-        check(m >= -3.0 * s,
-              "(c) k %d -> %d: the bound rises by %.4f nats/image (paired std err %.4f; allowed "
-              "drop 3 std err)",
-              ks[t - 1], ks[t], m, s);
+        tu_check(m >= -3.0 * s,
+                 "(c) k %d -> %d: the bound rises by %.4f nats/image (paired std err %.4f; allowed "
+                 "drop 3 std err)",
+                 ks[t - 1], ks[t], m, s);
     }
     for (int t = 0; t < NK; t++)
         free(bound[t]);
@@ -561,29 +464,30 @@ static void test_trained(void)
     struct vae vae;
     make_model(&vae, &cfg, BATCH, 0.0, 8);
     struct adam adam;
-    die_on(adam_create(&adam, &rt, (int)vae.n_params, 1e-2, &err), &err);
+    tu_die_on(adam_create(&adam, &rt, (int)vae.n_params, 1e-2, &err), &err);
     int dim = cfg.in_dim;
     // Image i: prototype i % PROTOS with each pixel flipped with probability 0.05.
-    float *data = host_alloc((size_t)(STEPS * BATCH + TEST) * dim, sizeof(float));
+    float *data = tu_alloc((size_t)(STEPS * BATCH + TEST) * dim, sizeof(float));
     for (int i = 0; i < STEPS * BATCH + TEST; i++)
         for (int j = 0; j < dim; j++) {
             int proto = philox_uniform(31, (uint32_t)((i % PROTOS) * dim + j), 0, 99) < 0.5;
             bool flip = philox_uniform(32, (uint32_t)(i * dim + j), 0, 99) < 0.05;
             data[(size_t)i * dim + j] = (float)(proto ^ flip);
         }
-    cl_mem rec = device_buffer(BATCH * sizeof(float), "rec"),
-           kl = device_buffer(BATCH * sizeof(float), "kl");
+    cl_mem rec = tu_buffer(&rt, BATCH * sizeof(float), "rec"),
+           kl = tu_buffer(&rt, BATCH * sizeof(float), "kl");
     float first_loss = 0.0f, last_loss = 0.0f, host_rec[BATCH], host_kl[BATCH];
     for (int step = 0; step < STEPS; step++) {
-        upload(vae.x, data + (size_t)step * BATCH * dim, (size_t)BATCH * dim * sizeof(float));
+        tu_write(&rt, vae.x, data + (size_t)step * BATCH * dim,
+                 (size_t)BATCH * dim * sizeof(float));
         struct vae_pass pass = {BATCH, 8, (uint64_t)step, PHILOX_STREAM_TRAIN, 1.0f, rec,
                                 kl,    0, 1.0f / BATCH};
         vae_forward(&vae, &pass);
         vae_backward(&vae, &pass, 1.0f);
         adam_step(&adam, vae.params, vae.grads);
         if (step == 0 || step == STEPS - 1) {
-            download(rec, host_rec, sizeof host_rec);
-            download(kl, host_kl, sizeof host_kl);
+            tu_download(&rt, rec, host_rec, sizeof host_rec);
+            tu_download(&rt, kl, host_kl, sizeof host_kl);
             float sum = 0.0f;
             for (int i = 0; i < BATCH; i++)
                 sum += host_rec[i] + host_kl[i];
@@ -592,11 +496,11 @@ static void test_trained(void)
     }
     printf("(d) trained %d steps of %d: training -ELBO %.3f -> %.3f nats/image\n", STEPS, BATCH,
            (double)first_loss, (double)last_loss);
-    check(last_loss < 0.5f * first_loss, "(d) training lowered the loss by half or more");
+    tu_check(last_loss < 0.5f * first_loss, "(d) training lowered the loss by half or more");
 
     const float *test = data + (size_t)STEPS * BATCH * dim;
-    double *neg_elbo = host_alloc(TEST, sizeof(double)), *b1 = host_alloc(TEST, sizeof(double));
-    double *b100 = host_alloc(TEST, sizeof(double)), *diff = host_alloc(TEST, sizeof(double));
+    double *neg_elbo = tu_alloc(TEST, sizeof(double)), *b1 = tu_alloc(TEST, sizeof(double));
+    double *b100 = tu_alloc(TEST, sizeof(double)), *diff = tu_alloc(TEST, sizeof(double));
     iwae_bounds(&vae, test, TEST, 1, 5, b1, neg_elbo);
     iwae_bounds(&vae, test, TEST, 100, 5, b100, NULL);
     double elbo_m, elbo_s, m1, s1, m100, s100, dm, ds;
@@ -609,17 +513,17 @@ static void test_trained(void)
     for (int i = 0; i < TEST; i++)
         diff[i] = neg_elbo[i] - (-b100[i]);
     mean_se(diff, TEST, &dm, &ds);
-    check(
+    tu_check(
         dm > 0.0 && dm > 3.0 * ds,
         "(d) -IWAE (k 100) below -ELBO by %.4f nats/image (paired std err %.4f; want > 3 std err)",
         dm, ds);
     for (int i = 0; i < TEST; i++)
         diff[i] = neg_elbo[i] - (-b1[i]);
     mean_se(diff, TEST, &dm, &ds);
-    check(fabs(dm) <= STAT_SIGMAS * ds,
-          "(d) -ELBO minus -IWAE (k 1): %.4f nats/image, %.2f paired std errors (allowed %g): "
-          "the one-sample bound is the ELBO in expectation",
-          dm, dm / ds, STAT_SIGMAS);
+    tu_check(fabs(dm) <= STAT_SIGMAS * ds,
+             "(d) -ELBO minus -IWAE (k 1): %.4f nats/image, %.2f paired std errors (allowed %g): "
+             "the one-sample bound is the ELBO in expectation",
+             dm, dm / ds, STAT_SIGMAS);
 
     clReleaseMemObject(rec);
     clReleaseMemObject(kl);
@@ -634,14 +538,10 @@ static void test_trained(void)
 
 int main(void)
 {
-    struct clvae_error err;
-    if (clrt_open(&rt, -1, -1, false, &err) || clrt_build(&rt, &err)) {
-        clvae_print_error(&err);
-        return 1;
-    }
-    printf("test_iwae: on %s (%s)\n", rt.device_name, rt.platform_name);
-    rec_buf = device_buffer(LOSS_ROWS * sizeof(float), "rec");
-    kl_buf = device_buffer(LOSS_ROWS * sizeof(float), "kl");
+    tu_init("test_iwae");
+    tu_open_device(&rt);
+    rec_buf = tu_buffer(&rt, LOSS_ROWS * sizeof(float), "rec");
+    kl_buf = tu_buffer(&rt, LOSS_ROWS * sizeof(float), "kl");
     // The device's own work-group size for the reductions (1 on CPUs), then 32 items, so that
     // both the plain loop and the tree reduction in local memory are tested on every device.
     static const size_t locals[] = {0, 32};
@@ -657,10 +557,5 @@ int main(void)
     clReleaseMemObject(rec_buf);
     clReleaseMemObject(kl_buf);
     clrt_close(&rt);
-    if (failures) {
-        printf("test_iwae: %d of %d checks FAILED\n", failures, checks);
-        return 1;
-    }
-    printf("test_iwae: %d checks passed\n", checks);
-    return 0;
+    return tu_summary();
 }

@@ -3,7 +3,6 @@
 // relative error it saw and its tolerance; output buffers carry guard cells past the end (and
 // before an offset) that must come back untouched.
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,12 +12,11 @@
 #include "adam.h"
 #include "cl_runtime.h"
 #include "philox.h"
+#include "test_util.h"
 
-#define GUARD 37          // guard cells after (and before offsets into) every output buffer
-#define SENTINEL 12345.5f // what the guard cells hold
+#define GUARD 37 // guard cells (holding TU_SENTINEL) after (and before offsets into) every output
 
 static struct clrt rt;
-static int checks, failures;
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
 
 // The next draw of a fixed-seed xorshift64* stream as a double uniform in [0, 1).
@@ -42,110 +40,6 @@ static int rng_int(int n)
     return (int)(rng_uniform() * n);
 }
 
-// Counts one check and prints "<what>: ok", or a FAIL line with the reason.
-static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool check(bool ok, const char *fmt, ...)
-{
-    checks++;
-    if (!ok)
-        failures++;
-    printf("%s", ok ? "" : "FAIL ");
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("%s\n", ok ? ": ok" : "");
-    return ok;
-}
-
-// got (n) against want (n): passes when every |got - want| <= atol + rtol * scale, scale[i] being
-// the element's magnitude (|want[i]| when scale is NULL); non-finite results fail unless want is
-// the same infinity. Prints the largest absolute and relative (to scale) errors and the tolerance.
-static bool compare(const char *what, const float *got, const double *want, const double *scale,
-                    size_t n, double atol, double rtol)
-{
-    double max_abs = 0.0, max_rel = 0.0;
-    size_t bad = 0, first_bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        double g = got[i], w = want[i], s = scale ? scale[i] : fabs(w);
-        double d = g == w ? 0.0 : fabs(g - w);
-        double rel = s > 0.0 ? d / s : (d > 0.0 ? INFINITY : 0.0);
-        if (!(d <= atol + rtol * s)) {
-            if (bad++ == 0)
-                first_bad = i;
-        }
-        if (!(d <= max_abs))
-            max_abs = d;
-        if (!(rel <= max_rel))
-            max_rel = rel;
-    }
-    char tol[64];
-    if (rtol == 0.0)
-        snprintf(tol, sizeof tol, "tol %g", atol);
-    else if (atol == 0.0)
-        snprintf(tol, sizeof tol, "tol %g rel", rtol);
-    else
-        snprintf(tol, sizeof tol, "tol %g + %g rel", atol, rtol);
-    checks++;
-    if (bad == 0) {
-        printf("%s: max abs err %.3g, max rel err %.3g (%s)\n", what, max_abs, max_rel, tol);
-        return true;
-    }
-    failures++;
-    printf("FAIL %s: max abs err %.3g, max rel err %.3g (%s); %zu of %zu elements out of "
-           "tolerance, first [%zu]: got %.9g, want %.9g\n",
-           what, max_abs, max_rel, tol, bad, n, first_bad, (double)got[first_bad], want[first_bad]);
-    return false;
-}
-
-// Whether host[from .. to) all still hold SENTINEL.
-static bool untouched(const float *host, size_t from, size_t to)
-{
-    for (size_t i = from; i < to; i++)
-        if (host[i] != SENTINEL)
-            return false;
-    return true;
-}
-
-// Fills host[from .. to) with SENTINEL.
-static void fill_guard(float *host, size_t from, size_t to)
-{
-    for (size_t i = from; i < to; i++)
-        host[i] = SENTINEL;
-}
-
-// A host array of n doubles (or floats, ints: any element of size bytes), zeroed; exits if out of
-// memory.
-static void *host_alloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        fprintf(stderr, "test_kernels: out of host memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-// A device buffer of bytes holding host's bytes (zeros when host is NULL).
-static cl_mem upload(const void *host, size_t bytes, const char *name)
-{
-    struct clvae_error err;
-    cl_mem mem = clrt_buffer(&rt, bytes, name, &err);
-    if (!mem) {
-        clvae_print_error(&err);
-        exit(1);
-    }
-    if (host)
-        CL_CHECK(clEnqueueWriteBuffer(rt.queue, mem, CL_TRUE, 0, bytes, host, 0, NULL, NULL));
-    return mem;
-}
-
-// host (bytes) = mem's contents, after everything queued so far.
-static void download(cl_mem mem, void *host, size_t bytes)
-{
-    CL_CHECK(clEnqueueReadBuffer(rt.queue, mem, CL_TRUE, 0, bytes, host, 0, NULL, NULL));
-}
-
 // Random123's known-answer vectors for Philox4x32-10 against the host philox4x32_10.
 static void test_philox_known_answers(void)
 {
@@ -166,11 +60,11 @@ static void test_philox_known_answers(void)
         int wrong = 0;
         for (int i = 0; i < 4; i++)
             wrong += out[i] != kat[t].out[i];
-        check(wrong == 0,
-              "philox4x32_10 known answer %zu (counter %08x.., key %08x %08x): %d of 4 words "
-              "differ (got %08x %08x %08x %08x, tol 0)",
-              t, kat[t].ctr[0], kat[t].key[0], kat[t].key[1], wrong, out[0], out[1], out[2],
-              out[3]);
+        tu_check(wrong == 0,
+                 "philox4x32_10 known answer %zu (counter %08x.., key %08x %08x): %d of 4 words "
+                 "differ (got %08x %08x %08x %08x, tol 0)",
+                 t, kat[t].ctr[0], kat[t].key[0], kat[t].key[1], wrong, out[0], out[1], out[2],
+                 out[3]);
     }
 }
 
@@ -179,10 +73,10 @@ static void test_philox_known_answers(void)
 static float *test_sample_normal(int n, uint64_t seed, uint64_t step, uint32_t stream)
 {
     cl_kernel k = clrt_kernel(&rt, "sample_normal");
-    float *got = host_alloc((size_t)n + GUARD, sizeof(float));
-    double *want = host_alloc((size_t)n, sizeof(double));
-    fill_guard(got, 0, (size_t)n + GUARD);
-    cl_mem out = upload(got, ((size_t)n + GUARD) * sizeof(float), "sample_normal out");
+    float *got = tu_alloc((size_t)n + GUARD, sizeof(float));
+    double *want = tu_alloc((size_t)n, sizeof(double));
+    tu_fill_guard(got, 0, (size_t)n + GUARD);
+    cl_mem out = tu_upload(&rt, got, ((size_t)n + GUARD) * sizeof(float), "sample_normal out");
     cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32);
     cl_uint step_lo = (cl_uint)step, step_hi = (cl_uint)(step >> 32);
     KARG(k, 0, out);
@@ -194,7 +88,7 @@ static float *test_sample_normal(int n, uint64_t seed, uint64_t step, uint32_t s
     KARG(k, 6, stream);
     size_t global = (size_t)n, local = 16;
     clrt_launch(&rt, k, 1, &global, &local);
-    download(out, got, ((size_t)n + GUARD) * sizeof(float));
+    tu_download(&rt, out, got, ((size_t)n + GUARD) * sizeof(float));
     for (int i = 0; i < n; i++)
         want[i] = philox_normal(seed, (uint32_t)i, step, stream);
     char what[160];
@@ -202,8 +96,9 @@ static float *test_sample_normal(int n, uint64_t seed, uint64_t step, uint32_t s
              "sample_normal vs philox_normal (n %d, seed %#llx, step %#llx, stream %u)", n,
              (unsigned long long)seed, (unsigned long long)step, stream);
     // Float log, sqrt and cos (a few ulp each) on values up to |5.8|.
-    compare(what, got, want, NULL, (size_t)n, 1e-5, 0.0);
-    check(untouched(got, (size_t)n, (size_t)n + GUARD), "sample_normal (n %d): guard cells", n);
+    tu_compare(what, got, want, NULL, (size_t)n, 1e-5, 0.0);
+    tu_check(!tu_changed(got, (size_t)n, (size_t)n + GUARD), "sample_normal (n %d): guard cells",
+             n);
     free(want);
     clReleaseMemObject(out);
     clReleaseKernel(k);
@@ -236,8 +131,9 @@ static void test_normals(void)
     double var = sq / (n - 1);
     // Standard errors are 1/sqrt(n) = 0.0032 for the mean and sqrt(2/n) = 0.0045 for the
     // variance: 0.02 is more than 4 of them.
-    check(fabs(mean) < 0.02, "sample_normal (n %d): mean %.4f (want 0, tol 0.02)", n, mean);
-    check(fabs(var - 1.0) < 0.02, "sample_normal (n %d): variance %.4f (want 1, tol 0.02)", n, var);
+    tu_check(fabs(mean) < 0.02, "sample_normal (n %d): mean %.4f (want 0, tol 0.02)", n, mean);
+    tu_check(fabs(var - 1.0) < 0.02, "sample_normal (n %d): variance %.4f (want 1, tol 0.02)", n,
+             var);
     free(z);
 }
 
@@ -249,12 +145,12 @@ static void test_bias_forward(bool relu, int rows, int n, int offset, const size
     const char *name = relu ? "bias_relu_forward" : "bias_forward";
     cl_kernel k = clrt_kernel(&rt, name);
     size_t count = (size_t)rows * n, n_params = (size_t)offset + n + GUARD;
-    float *y = host_alloc(count + GUARD, sizeof(float));
-    float *params = host_alloc(n_params, sizeof(float));
-    double *want = host_alloc(count, sizeof(double));
+    float *y = tu_alloc(count + GUARD, sizeof(float));
+    float *params = tu_alloc(n_params, sizeof(float));
+    double *want = tu_alloc(count, sizeof(double));
     for (size_t i = 0; i < count; i++)
         y[i] = rng_range(-1.0, 1.0);
-    fill_guard(y, count, count + GUARD);
+    tu_fill_guard(y, count, count + GUARD);
     for (size_t i = 0; i < n_params; i++)
         params[i] = rng_range(-1.0, 1.0);
     for (int r = 0; r < rows; r++) {
@@ -263,8 +159,8 @@ static void test_bias_forward(bool relu, int rows, int n, int offset, const size
             want[(size_t)r * n + j] = relu && v < 0.0f ? 0.0 : v;
         }
     }
-    cl_mem dy = upload(y, (count + GUARD) * sizeof(float), "y");
-    cl_mem dparams = upload(params, n_params * sizeof(float), "params");
+    cl_mem dy = tu_upload(&rt, y, (count + GUARD) * sizeof(float), "y");
+    cl_mem dparams = tu_upload(&rt, params, n_params * sizeof(float), "params");
     KARG(k, 0, dy);
     KARG(k, 1, dparams);
     KARG(k, 2, offset);
@@ -272,12 +168,12 @@ static void test_bias_forward(bool relu, int rows, int n, int offset, const size
     KARG(k, 4, n);
     size_t global[2] = {(size_t)n, (size_t)rows};
     clrt_launch(&rt, k, 2, global, local);
-    download(dy, y, (count + GUARD) * sizeof(float));
+    tu_download(&rt, dy, y, (count + GUARD) * sizeof(float));
     char what[160];
     snprintf(what, sizeof what, "%s (%dx%d, bias offset %d, local %s)", name, rows, n, offset,
              local ? "8x4" : "driver's");
-    compare(what, y, want, NULL, count, 0.0, 0.0);
-    check(untouched(y, count, count + GUARD), "%s (%dx%d): guard cells", name, rows, n);
+    tu_compare(what, y, want, NULL, count, 0.0, 0.0);
+    tu_check(!tu_changed(y, count, count + GUARD), "%s (%dx%d): guard cells", name, rows, n);
     free(y);
     free(params);
     free(want);
@@ -293,16 +189,16 @@ static void test_transpose(int rows, int cols, int src_off, int dst_off, const s
     cl_kernel k = clrt_kernel(&rt, "transpose");
     size_t count = (size_t)rows * cols, n_src = (size_t)src_off + count;
     size_t n_dst = (size_t)dst_off + count + GUARD;
-    float *src = host_alloc(n_src, sizeof(float)), *dst = host_alloc(n_dst, sizeof(float));
-    double *want = host_alloc(count, sizeof(double));
+    float *src = tu_alloc(n_src, sizeof(float)), *dst = tu_alloc(n_dst, sizeof(float));
+    double *want = tu_alloc(count, sizeof(double));
     for (size_t i = 0; i < n_src; i++)
         src[i] = rng_range(-1.0, 1.0);
-    fill_guard(dst, 0, n_dst);
+    tu_fill_guard(dst, 0, n_dst);
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++)
             want[(size_t)c * rows + r] = src[src_off + (size_t)r * cols + c];
-    cl_mem dsrc = upload(src, n_src * sizeof(float), "src");
-    cl_mem ddst = upload(dst, n_dst * sizeof(float), "dst");
+    cl_mem dsrc = tu_upload(&rt, src, n_src * sizeof(float), "src");
+    cl_mem ddst = tu_upload(&rt, dst, n_dst * sizeof(float), "dst");
     KARG(k, 0, dsrc);
     KARG(k, 1, src_off);
     KARG(k, 2, ddst);
@@ -311,14 +207,14 @@ static void test_transpose(int rows, int cols, int src_off, int dst_off, const s
     KARG(k, 5, cols);
     size_t global[2] = {(size_t)cols, (size_t)rows};
     clrt_launch(&rt, k, 2, global, local);
-    download(ddst, dst, n_dst * sizeof(float));
+    tu_download(&rt, ddst, dst, n_dst * sizeof(float));
     char what[160];
     snprintf(what, sizeof what, "transpose (%dx%d, offsets %d -> %d, local %s)", rows, cols,
              src_off, dst_off, local ? "8x4" : "driver's");
-    compare(what, dst + dst_off, want, NULL, count, 0.0, 0.0);
-    check(untouched(dst, 0, (size_t)dst_off) &&
-              untouched(dst, (size_t)dst_off + count, n_dst),
-          "transpose (%dx%d): guard cells", rows, cols);
+    tu_compare(what, dst + dst_off, want, NULL, count, 0.0, 0.0);
+    tu_check(!tu_changed(dst, 0, (size_t)dst_off) &&
+                 !tu_changed(dst, (size_t)dst_off + count, n_dst),
+             "transpose (%dx%d): guard cells", rows, cols);
     free(src);
     free(dst);
     free(want);
@@ -335,28 +231,28 @@ static void test_bias_grad(bool relu, int rows, int n, int offset, const size_t 
     const char *name = relu ? "relu_backward_bias_grad" : "bias_grad";
     cl_kernel k = clrt_kernel(&rt, name);
     size_t count = (size_t)rows * n, n_grads = (size_t)offset + n + GUARD;
-    float *dy = host_alloc(count + GUARD, sizeof(float));
-    float *y = host_alloc(count, sizeof(float));
-    float *grads = host_alloc(n_grads, sizeof(float));
-    double *want_dy = host_alloc(count, sizeof(double));
-    double *want = host_alloc((size_t)n, sizeof(double));
-    double *scale = host_alloc((size_t)n, sizeof(double));
+    float *dy = tu_alloc(count + GUARD, sizeof(float));
+    float *y = tu_alloc(count, sizeof(float));
+    float *grads = tu_alloc(n_grads, sizeof(float));
+    double *want_dy = tu_alloc(count, sizeof(double));
+    double *want = tu_alloc((size_t)n, sizeof(double));
+    double *scale = tu_alloc((size_t)n, sizeof(double));
     for (size_t i = 0; i < count; i++) {
         dy[i] = rng_range(-1.0, 1.0);
         y[i] = rng_uniform() < 0.4 ? 0.0f : rng_range(0.0, 2.0);
         want_dy[i] = !relu || y[i] > 0.0f ? dy[i] : 0.0;
     }
-    fill_guard(dy, count, count + GUARD);
-    fill_guard(grads, 0, n_grads);
+    tu_fill_guard(dy, count, count + GUARD);
+    tu_fill_guard(grads, 0, n_grads);
     for (int j = 0; j < n; j++) {
         for (int r = 0; r < rows; r++) {
             want[j] += want_dy[(size_t)r * n + j];
             scale[j] += fabs(want_dy[(size_t)r * n + j]);
         }
     }
-    cl_mem ddy = upload(dy, (count + GUARD) * sizeof(float), "dy");
-    cl_mem dyy = upload(y, count * sizeof(float), "y");
-    cl_mem dgrads = upload(grads, n_grads * sizeof(float), "grads");
+    cl_mem ddy = tu_upload(&rt, dy, (count + GUARD) * sizeof(float), "dy");
+    cl_mem dyy = tu_upload(&rt, y, count * sizeof(float), "y");
+    cl_mem dgrads = tu_upload(&rt, grads, n_grads * sizeof(float), "grads");
     cl_uint arg = 0;
     KARG(k, arg++, ddy);
     if (relu)
@@ -367,19 +263,20 @@ static void test_bias_grad(bool relu, int rows, int n, int offset, const size_t 
     KARG(k, arg++, n);
     size_t global = (size_t)n;
     clrt_launch(&rt, k, 1, &global, local);
-    download(ddy, dy, (count + GUARD) * sizeof(float));
-    download(dgrads, grads, n_grads * sizeof(float));
+    tu_download(&rt, ddy, dy, (count + GUARD) * sizeof(float));
+    tu_download(&rt, dgrads, grads, n_grads * sizeof(float));
     char what[160];
     snprintf(what, sizeof what, "%s (%dx%d, offset %d, local %s): column sums, rel to sum |dy|",
              name, rows, n, offset, local ? "16" : "driver's");
-    compare(what, grads + offset, want, scale, (size_t)n, 0.0, 1e-5);
-    check(untouched(grads, 0, (size_t)offset) && untouched(grads, (size_t)offset + n, n_grads),
-          "%s (%dx%d): grads outside [offset, offset + n) untouched", name, rows, n);
+    tu_compare(what, grads + offset, want, scale, (size_t)n, 0.0, 1e-5);
+    tu_check(!tu_changed(grads, 0, (size_t)offset) &&
+                 !tu_changed(grads, (size_t)offset + n, n_grads),
+             "%s (%dx%d): grads outside [offset, offset + n) untouched", name, rows, n);
     if (relu) {
         snprintf(what, sizeof what, "%s (%dx%d): dy masked by y > 0", name, rows, n);
-        compare(what, dy, want_dy, NULL, count, 0.0, 0.0);
+        tu_compare(what, dy, want_dy, NULL, count, 0.0, 0.0);
     }
-    check(untouched(dy, count, count + GUARD), "%s (%dx%d): dy guard cells", name, rows, n);
+    tu_check(!tu_changed(dy, count, count + GUARD), "%s (%dx%d): dy guard cells", name, rows, n);
     free(dy);
     free(y);
     free(grads);
@@ -398,11 +295,11 @@ static void test_gather_images(int count, int dim, int start, int rows, const si
 {
     cl_kernel k = clrt_kernel(&rt, "gather_images");
     size_t bytes = (size_t)count * dim, n_x = (size_t)rows * dim;
-    unsigned char *data = host_alloc(bytes, 1);
-    int *index = host_alloc((size_t)count, sizeof(int));
-    float *x = host_alloc(n_x + GUARD, sizeof(float));
-    double *want = host_alloc(n_x, sizeof(double));
-    double *exact = host_alloc(n_x, sizeof(double));
+    unsigned char *data = tu_alloc(bytes, 1);
+    int *index = tu_alloc((size_t)count, sizeof(int));
+    float *x = tu_alloc(n_x + GUARD, sizeof(float));
+    double *want = tu_alloc(n_x, sizeof(double));
+    double *exact = tu_alloc(n_x, sizeof(double));
     for (size_t i = 0; i < bytes; i++)
         data[i] = (unsigned char)rng_int(256);
     data[0] = 0, data[1] = 255;
@@ -419,10 +316,10 @@ static void test_gather_images(int count, int dim, int start, int rows, const si
             exact[(size_t)r * dim + j] = b / 255.0;
         }
     }
-    fill_guard(x, 0, n_x + GUARD);
-    cl_mem ddata = upload(data, bytes, "data");
-    cl_mem dindex = upload(index, (size_t)count * sizeof(int), "index");
-    cl_mem dx = upload(x, (n_x + GUARD) * sizeof(float), "x");
+    tu_fill_guard(x, 0, n_x + GUARD);
+    cl_mem ddata = tu_upload(&rt, data, bytes, "data");
+    cl_mem dindex = tu_upload(&rt, index, (size_t)count * sizeof(int), "index");
+    cl_mem dx = tu_upload(&rt, x, (n_x + GUARD) * sizeof(float), "x");
     KARG(k, 0, ddata);
     KARG(k, 1, dindex);
     KARG(k, 2, start);
@@ -431,14 +328,14 @@ static void test_gather_images(int count, int dim, int start, int rows, const si
     KARG(k, 5, dx);
     size_t global[2] = {(size_t)dim, (size_t)rows};
     clrt_launch(&rt, k, 2, global, local);
-    download(dx, x, (n_x + GUARD) * sizeof(float));
+    tu_download(&rt, dx, x, (n_x + GUARD) * sizeof(float));
     char what[160];
     snprintf(what, sizeof what, "gather_images (%d of %d images of %d bytes from %d, local %s)",
              rows, count, dim, start, local ? "8x4" : "driver's");
-    compare(what, x, want, NULL, n_x, 0.0, 0.0);
+    tu_compare(what, x, want, NULL, n_x, 0.0, 0.0);
     snprintf(what, sizeof what, "gather_images (%dx%d) vs byte / 255 in double", rows, dim);
-    compare(what, x, exact, NULL, n_x, 0.0, 1.2e-7);
-    check(untouched(x, n_x, n_x + GUARD), "gather_images (%dx%d): guard cells", rows, dim);
+    tu_compare(what, x, exact, NULL, n_x, 0.0, 1.2e-7);
+    tu_check(!tu_changed(x, n_x, n_x + GUARD), "gather_images (%dx%d): guard cells", rows, dim);
     free(data);
     free(index);
     free(x);
@@ -471,19 +368,19 @@ static void test_reparameterize(int rows, int latent, int kl_offset, uint64_t se
     cl_kernel k = clrt_kernel(&rt, "reparameterize");
     size_t n_ml = (size_t)rows * 2 * latent, n_z = (size_t)rows * latent;
     size_t n_kl = (size_t)kl_offset + rows + GUARD;
-    float *ml = host_alloc(n_ml, sizeof(float));
-    float *z = host_alloc(n_z + GUARD, sizeof(float));
-    float *eps = host_alloc(n_z + GUARD, sizeof(float));
-    float *kl = host_alloc(n_kl, sizeof(float));
-    double *want_eps = host_alloc(n_z, sizeof(double));
-    double *want_z = host_alloc(n_z, sizeof(double));
-    double *scale_z = host_alloc(n_z, sizeof(double));
-    double *want_kl = host_alloc((size_t)rows, sizeof(double));
-    double *scale_kl = host_alloc((size_t)rows, sizeof(double));
+    float *ml = tu_alloc(n_ml, sizeof(float));
+    float *z = tu_alloc(n_z + GUARD, sizeof(float));
+    float *eps = tu_alloc(n_z + GUARD, sizeof(float));
+    float *kl = tu_alloc(n_kl, sizeof(float));
+    double *want_eps = tu_alloc(n_z, sizeof(double));
+    double *want_z = tu_alloc(n_z, sizeof(double));
+    double *scale_z = tu_alloc(n_z, sizeof(double));
+    double *want_kl = tu_alloc((size_t)rows, sizeof(double));
+    double *scale_kl = tu_alloc((size_t)rows, sizeof(double));
     random_ml(ml, rows, latent);
-    fill_guard(z, 0, n_z + GUARD);
-    fill_guard(eps, 0, n_z + GUARD);
-    fill_guard(kl, 0, n_kl);
+    tu_fill_guard(z, 0, n_z + GUARD);
+    tu_fill_guard(eps, 0, n_z + GUARD);
+    tu_fill_guard(kl, 0, n_kl);
     for (int r = 0; r < rows; r++) {
         for (int j = 0; j < latent; j++) {
             size_t i = (size_t)r * latent + j;
@@ -498,10 +395,10 @@ static void test_reparameterize(int rows, int latent, int kl_offset, uint64_t se
             scale_kl[r] += 0.5 * (1.0 + fabs(logvar) + mu * mu + exp(logvar));
         }
     }
-    cl_mem dml = upload(ml, n_ml * sizeof(float), "ml");
-    cl_mem dz = upload(z, (n_z + GUARD) * sizeof(float), "z");
-    cl_mem deps = upload(eps, (n_z + GUARD) * sizeof(float), "eps");
-    cl_mem dkl = upload(kl, n_kl * sizeof(float), "kl");
+    cl_mem dml = tu_upload(&rt, ml, n_ml * sizeof(float), "ml");
+    cl_mem dz = tu_upload(&rt, z, (n_z + GUARD) * sizeof(float), "z");
+    cl_mem deps = tu_upload(&rt, eps, (n_z + GUARD) * sizeof(float), "eps");
+    cl_mem dkl = tu_upload(&rt, kl, n_kl * sizeof(float), "kl");
     cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32);
     cl_uint step_lo = (cl_uint)step, step_hi = (cl_uint)(step >> 32);
     KARG(k, 0, dml);
@@ -519,30 +416,31 @@ static void test_reparameterize(int rows, int latent, int kl_offset, uint64_t se
     KARG(k, 12, noise_scale);
     size_t global = (size_t)rows, local = 8;
     clrt_launch(&rt, k, 1, &global, &local);
-    download(dz, z, (n_z + GUARD) * sizeof(float));
-    download(deps, eps, (n_z + GUARD) * sizeof(float));
-    download(dkl, kl, n_kl * sizeof(float));
+    tu_download(&rt, dz, z, (n_z + GUARD) * sizeof(float));
+    tu_download(&rt, deps, eps, (n_z + GUARD) * sizeof(float));
+    tu_download(&rt, dkl, kl, n_kl * sizeof(float));
     char what[160];
     snprintf(what, sizeof what, "reparameterize (%dx%d, noise %g): eps vs philox_normal", rows,
              latent, noise_scale);
-    compare(what, eps, want_eps, NULL, n_z, 1e-5, 0.0);
+    tu_compare(what, eps, want_eps, NULL, n_z, 1e-5, 0.0);
     if (noise_scale == 0.0f) {
         snprintf(what, sizeof what, "reparameterize (%dx%d, noise 0): z = mu", rows, latent);
-        compare(what, z, want_z, NULL, n_z, 0.0, 0.0);
+        tu_compare(what, z, want_z, NULL, n_z, 0.0, 0.0);
     } else {
         snprintf(what, sizeof what,
                  "reparameterize (%dx%d, noise %g): z, rel to |mu| + sd (1 + |eps|)", rows, latent,
                  noise_scale);
-        compare(what, z, want_z, scale_z, n_z, 0.0, 1e-5);
+        tu_compare(what, z, want_z, scale_z, n_z, 0.0, 1e-5);
     }
     snprintf(what, sizeof what,
              "reparameterize (%dx%d, noise %g, kl offset %d): kl, rel to its terms' sum of "
              "magnitudes",
              rows, latent, noise_scale, kl_offset);
-    compare(what, kl + kl_offset, want_kl, scale_kl, (size_t)rows, 0.0, 1e-5);
-    check(untouched(z, n_z, n_z + GUARD) && untouched(eps, n_z, n_z + GUARD) &&
-              untouched(kl, 0, (size_t)kl_offset) && untouched(kl, (size_t)kl_offset + rows, n_kl),
-          "reparameterize (%dx%d): guard cells of z, eps and kl", rows, latent);
+    tu_compare(what, kl + kl_offset, want_kl, scale_kl, (size_t)rows, 0.0, 1e-5);
+    tu_check(!tu_changed(z, n_z, n_z + GUARD) && !tu_changed(eps, n_z, n_z + GUARD) &&
+                 !tu_changed(kl, 0, (size_t)kl_offset) &&
+                 !tu_changed(kl, (size_t)kl_offset + rows, n_kl),
+             "reparameterize (%dx%d): guard cells of z, eps and kl", rows, latent);
     free(ml);
     free(z);
     free(eps);
@@ -566,18 +464,18 @@ static void test_reparameterize_backward(int rows, int latent, float beta_scale,
 {
     cl_kernel k = clrt_kernel(&rt, "reparameterize_backward");
     size_t n_ml = (size_t)rows * 2 * latent, n_z = (size_t)rows * latent;
-    float *ml = host_alloc(n_ml, sizeof(float));
-    float *dz = host_alloc(n_z, sizeof(float));
-    float *eps = host_alloc(n_z, sizeof(float));
-    float *dml = host_alloc(n_ml + GUARD, sizeof(float));
-    double *want = host_alloc(n_ml, sizeof(double));
-    double *scale = host_alloc(n_ml, sizeof(double));
+    float *ml = tu_alloc(n_ml, sizeof(float));
+    float *dz = tu_alloc(n_z, sizeof(float));
+    float *eps = tu_alloc(n_z, sizeof(float));
+    float *dml = tu_alloc(n_ml + GUARD, sizeof(float));
+    double *want = tu_alloc(n_ml, sizeof(double));
+    double *scale = tu_alloc(n_ml, sizeof(double));
     random_ml(ml, rows, latent);
     for (size_t i = 0; i < n_z; i++) {
         dz[i] = rng_range(-1.0, 1.0);
         eps[i] = (float)philox_normal(99, (uint32_t)i, 0, PHILOX_STREAM_EVAL);
     }
-    fill_guard(dml, 0, n_ml + GUARD);
+    tu_fill_guard(dml, 0, n_ml + GUARD);
     double b = beta_scale, s = noise_scale;
     for (int r = 0; r < rows; r++) {
         for (int j = 0; j < latent; j++) {
@@ -590,10 +488,10 @@ static void test_reparameterize_backward(int rows, int latent, float beta_scale,
                 fabs(dz[i] * eps[i] * s * 0.5 * sd) + fabs(b) * 0.5 * (sd * sd + 1.0);
         }
     }
-    cl_mem ddz = upload(dz, n_z * sizeof(float), "dz");
-    cl_mem dml_in = upload(ml, n_ml * sizeof(float), "ml");
-    cl_mem deps = upload(eps, n_z * sizeof(float), "eps");
-    cl_mem ddml = upload(dml, (n_ml + GUARD) * sizeof(float), "dml");
+    cl_mem ddz = tu_upload(&rt, dz, n_z * sizeof(float), "dz");
+    cl_mem dml_in = tu_upload(&rt, ml, n_ml * sizeof(float), "ml");
+    cl_mem deps = tu_upload(&rt, eps, n_z * sizeof(float), "eps");
+    cl_mem ddml = tu_upload(&rt, dml, (n_ml + GUARD) * sizeof(float), "dml");
     KARG(k, 0, ddz);
     KARG(k, 1, dml_in);
     KARG(k, 2, deps);
@@ -604,15 +502,15 @@ static void test_reparameterize_backward(int rows, int latent, float beta_scale,
     KARG(k, 7, noise_scale);
     size_t global = (size_t)rows, local = 8;
     clrt_launch(&rt, k, 1, &global, &local);
-    download(ddml, dml, (n_ml + GUARD) * sizeof(float));
+    tu_download(&rt, ddml, dml, (n_ml + GUARD) * sizeof(float));
     char what[160];
     snprintf(what, sizeof what,
              "reparameterize_backward (%dx%d, beta_scale %g, noise %g): dml, rel to its terms' "
              "magnitudes",
              rows, latent, beta_scale, noise_scale);
-    compare(what, dml, want, scale, n_ml, 0.0, 1e-5);
-    check(untouched(dml, n_ml, n_ml + GUARD), "reparameterize_backward (%dx%d): guard cells", rows,
-          latent);
+    tu_compare(what, dml, want, scale, n_ml, 0.0, 1e-5);
+    tu_check(!tu_changed(dml, n_ml, n_ml + GUARD), "reparameterize_backward (%dx%d): guard cells",
+             rows, latent);
     free(ml);
     free(dz);
     free(eps);
@@ -647,16 +545,16 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
     static const float extremes[] = {80.0f, -80.0f, 1e4f,  -1e4f, 0.0f,
                                      30.0f, -30.0f, 17.0f, -17.0f};
     size_t n = (size_t)rows * dim, n_rec = (size_t)rec_offset + rows + GUARD;
-    float *logits = host_alloc(n, sizeof(float));
-    float *x = host_alloc(n, sizeof(float));
-    float *dlogits = host_alloc(n + GUARD, sizeof(float));
-    float *terms = host_alloc(n + GUARD, sizeof(float));
-    float *rec = host_alloc(n_rec, sizeof(float));
-    double *want_t = host_alloc(n, sizeof(double));
-    double *want_d = host_alloc(n, sizeof(double));
-    double *scale_d = host_alloc(n, sizeof(double));
-    double *want_rec = host_alloc((size_t)rows, sizeof(double));
-    double *scale_rec = host_alloc((size_t)rows, sizeof(double));
+    float *logits = tu_alloc(n, sizeof(float));
+    float *x = tu_alloc(n, sizeof(float));
+    float *dlogits = tu_alloc(n + GUARD, sizeof(float));
+    float *terms = tu_alloc(n + GUARD, sizeof(float));
+    float *rec = tu_alloc(n_rec, sizeof(float));
+    double *want_t = tu_alloc(n, sizeof(double));
+    double *want_d = tu_alloc(n, sizeof(double));
+    double *scale_d = tu_alloc(n, sizeof(double));
+    double *want_rec = tu_alloc((size_t)rows, sizeof(double));
+    double *scale_rec = tu_alloc((size_t)rows, sizeof(double));
     for (size_t i = 0; i < n; i++) {
         double u = rng_uniform();
         logits[i] = u < 0.15 ? extremes[rng_int(sizeof extremes / sizeof extremes[0])]
@@ -666,9 +564,9 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
     }
     // A pixel whose whole loss is log(1 + e) with e = exp(-17) = 4e-8: lost in 1 + e in float.
     logits[0] = -17.0f, x[0] = 0.0f;
-    fill_guard(dlogits, 0, n + GUARD);
-    fill_guard(terms, 0, n + GUARD);
-    fill_guard(rec, 0, n_rec);
+    tu_fill_guard(dlogits, 0, n + GUARD);
+    tu_fill_guard(terms, 0, n + GUARD);
+    tu_fill_guard(rec, 0, n_rec);
     for (int r = 0; r < rows; r++) {
         for (int j = 0; j < dim; j++) {
             size_t i = (size_t)r * dim + j;
@@ -681,11 +579,11 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
             scale_d[i] = fabs(grad_scale) * (sig + t);
         }
     }
-    cl_mem dl = upload(logits, n * sizeof(float), "logits");
-    cl_mem dx = upload(x, n * sizeof(float), "x");
-    cl_mem ddl = upload(dlogits, (n + GUARD) * sizeof(float), "dlogits");
-    cl_mem drec = upload(rec, n_rec * sizeof(float), "rec");
-    cl_mem dterms = upload(terms, (n + GUARD) * sizeof(float), "terms");
+    cl_mem dl = tu_upload(&rt, logits, n * sizeof(float), "logits");
+    cl_mem dx = tu_upload(&rt, x, n * sizeof(float), "x");
+    cl_mem ddl = tu_upload(&rt, dlogits, (n + GUARD) * sizeof(float), "dlogits");
+    cl_mem drec = tu_upload(&rt, rec, n_rec * sizeof(float), "rec");
+    cl_mem dterms = tu_upload(&rt, terms, (n + GUARD) * sizeof(float), "terms");
     KARG(kb, 0, dl);
     KARG(kb, 1, dx);
     KARG(kb, 2, ddl);
@@ -702,29 +600,30 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
     CL_CHECK(clSetKernelArg(k, 4, local * sizeof(float), NULL));
     size_t global = (size_t)rows * local;
     clrt_launch(&rt, k, 1, &global, &local);
-    download(ddl, dlogits, (n + GUARD) * sizeof(float));
-    download(dterms, terms, (n + GUARD) * sizeof(float));
-    download(drec, rec, n_rec * sizeof(float));
+    tu_download(&rt, ddl, dlogits, (n + GUARD) * sizeof(float));
+    tu_download(&rt, dterms, terms, (n + GUARD) * sizeof(float));
+    tu_download(&rt, drec, rec, n_rec * sizeof(float));
     char what[160];
     // Each term needs absolute accuracy only: log(1 + e) comes from a series accurate to 1e-8,
     // and native_exp's error is the implementation's.
     snprintf(what, sizeof what, "bce_logits_grad (%dx%d): per-pixel terms", rows, dim);
-    compare(what, terms, want_t, NULL, n, 2e-6, 1e-5);
+    tu_compare(what, terms, want_t, NULL, n, 2e-6, 1e-5);
     // The row sum is plain float accumulation: its error grows with dim / local terms per item.
     snprintf(what, sizeof what,
              "bce_logits_grad (%dx%d, local %zu, rec offset %d): rec, rel to sum of |terms|", rows,
              dim, local, rec_offset);
-    compare(what, rec + rec_offset, want_rec, scale_rec, (size_t)rows, 2.4e-7 * dim, 1e-5);
+    tu_compare(what, rec + rec_offset, want_rec, scale_rec, (size_t)rows, 2.4e-7 * dim, 1e-5);
     // sigmoid from native_exp, whose accuracy is the implementation's: exp2-based GPU versions
     // are ~3e-6 relative off at |l| = 80, so 1e-5 rather than a few float ulps.
     snprintf(what, sizeof what,
              "bce_logits_grad (%dx%d, local %zu): dlogits, rel to scale (sigmoid + x)", rows, dim,
              local);
-    compare(what, dlogits, want_d, scale_d, n, 0.0, 1e-5);
-    check(untouched(dlogits, n, n + GUARD) && untouched(terms, n, n + GUARD) &&
-              untouched(rec, 0, (size_t)rec_offset) &&
-              untouched(rec, (size_t)rec_offset + rows, n_rec),
-          "bce_logits_grad (%dx%d, local %zu): guard cells of dlogits and rec", rows, dim, local);
+    tu_compare(what, dlogits, want_d, scale_d, n, 0.0, 1e-5);
+    tu_check(!tu_changed(dlogits, n, n + GUARD) && !tu_changed(terms, n, n + GUARD) &&
+                 !tu_changed(rec, 0, (size_t)rec_offset) &&
+                 !tu_changed(rec, (size_t)rec_offset + rows, n_rec),
+             "bce_logits_grad (%dx%d, local %zu): guard cells of dlogits and rec", rows, dim,
+             local);
     free(logits);
     free(x);
     free(dlogits);
@@ -753,27 +652,24 @@ static void test_adam(int n, float lr, int steps)
     struct adam adam;
     struct clvae_error err;
     size_t n_params = (size_t)n + GUARD;
-    float *params = host_alloc(n_params, sizeof(float));
-    float *grads = host_alloc((size_t)n, sizeof(float));
-    float *m = host_alloc((size_t)n, sizeof(float));
-    float *v = host_alloc((size_t)n, sizeof(float));
-    double *p_ref = host_alloc((size_t)n, sizeof(double));
-    double *m_ref = host_alloc((size_t)n, sizeof(double));
-    double *m_mag = host_alloc((size_t)n, sizeof(double));
-    double *v_ref = host_alloc((size_t)n, sizeof(double));
-    double *scale = host_alloc((size_t)n, sizeof(double));
+    float *params = tu_alloc(n_params, sizeof(float));
+    float *grads = tu_alloc((size_t)n, sizeof(float));
+    float *m = tu_alloc((size_t)n, sizeof(float));
+    float *v = tu_alloc((size_t)n, sizeof(float));
+    double *p_ref = tu_alloc((size_t)n, sizeof(double));
+    double *m_ref = tu_alloc((size_t)n, sizeof(double));
+    double *m_mag = tu_alloc((size_t)n, sizeof(double));
+    double *v_ref = tu_alloc((size_t)n, sizeof(double));
+    double *scale = tu_alloc((size_t)n, sizeof(double));
     for (int i = 0; i < n; i++)
         p_ref[i] = params[i] = rng_range(-1.0, 1.0);
-    fill_guard(params, (size_t)n, n_params);
-    if (adam_create(&adam, &rt, n, lr, &err)) {
-        clvae_print_error(&err);
-        exit(1);
-    }
-    check(adam.beta1 == 0.9 && adam.beta2 == 0.999 && adam.eps == 1e-8 && adam.lr == lr,
-          "adam_create: betas %g %g, eps %g, lr %g (want PyTorch's 0.9 0.999 1e-8)",
-          adam.beta1, adam.beta2, adam.eps, adam.lr);
-    cl_mem dparams = upload(params, n_params * sizeof(float), "params");
-    cl_mem dgrads = upload(NULL, (size_t)n * sizeof(float), "grads");
+    tu_fill_guard(params, (size_t)n, n_params);
+    tu_die_on(adam_create(&adam, &rt, n, lr, &err), &err);
+    tu_check(adam.beta1 == 0.9 && adam.beta2 == 0.999 && adam.eps == 1e-8 && adam.lr == lr,
+             "adam_create: betas %g %g, eps %g, lr %g (want PyTorch's 0.9 0.999 1e-8)", adam.beta1,
+             adam.beta2, adam.eps, adam.lr);
+    cl_mem dparams = tu_upload(&rt, params, n_params * sizeof(float), "params");
+    cl_mem dgrads = tu_upload(&rt, NULL, (size_t)n * sizeof(float), "grads");
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     char what[160];
     for (int t = 1; t <= steps; t++) {
@@ -781,10 +677,9 @@ static void test_adam(int n, float lr, int steps)
             double mag = pow(10.0, rng_range(-4.0, 2.0));
             grads[i] = rng_uniform() < 0.05 ? 0.0f : (float)((rng_uniform() < 0.5 ? -1 : 1) * mag);
         }
-        CL_CHECK(clEnqueueWriteBuffer(rt.queue, dgrads, CL_TRUE, 0, (size_t)n * sizeof(float),
-                                      grads, 0, NULL, NULL));
+        tu_write(&rt, dgrads, grads, (size_t)n * sizeof(float));
         adam_step(&adam, dparams, dgrads);
-        download(dparams, params, n_params * sizeof(float));
+        tu_download(&rt, dparams, params, n_params * sizeof(float));
         double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
         for (int i = 0; i < n; i++) {
             double g = grads[i];
@@ -796,18 +691,18 @@ static void test_adam(int n, float lr, int steps)
         }
         snprintf(what, sizeof what,
                  "adam_update (n %d, lr %g) params after step %d, rel to |p| + lr", n, lr, t);
-        compare(what, params, p_ref, scale, (size_t)n, 0.0, 1e-6);
+        tu_compare(what, params, p_ref, scale, (size_t)n, 0.0, 1e-6);
     }
-    download(adam.m, m, (size_t)n * sizeof(float));
-    download(adam.v, v, (size_t)n * sizeof(float));
+    tu_download(&rt, adam.m, m, (size_t)n * sizeof(float));
+    tu_download(&rt, adam.v, v, (size_t)n * sizeof(float));
     snprintf(what, sizeof what,
              "adam_update (n %d) first moment after %d steps vs PyTorch's, rel to its |g| sum", n,
              steps);
-    compare(what, m, m_ref, m_mag, (size_t)n, 0.0, 1e-6);
+    tu_compare(what, m, m_ref, m_mag, (size_t)n, 0.0, 1e-6);
     snprintf(what, sizeof what, "adam_update (n %d) second moment after %d steps vs PyTorch's", n,
              steps);
-    compare(what, v, v_ref, NULL, (size_t)n, 0.0, 1e-6);
-    check(untouched(params, (size_t)n, n_params), "adam_update (n %d): guard cells", n);
+    tu_compare(what, v, v_ref, NULL, (size_t)n, 0.0, 1e-6);
+    tu_check(!tu_changed(params, (size_t)n, n_params), "adam_update (n %d): guard cells", n);
     adam_release(&adam);
     clReleaseMemObject(dparams);
     clReleaseMemObject(dgrads);
@@ -824,12 +719,8 @@ static void test_adam(int n, float lr, int steps)
 
 int main(void)
 {
-    struct clvae_error err;
-    if (clrt_open(&rt, -1, -1, false, &err) || clrt_build(&rt, &err)) {
-        clvae_print_error(&err);
-        return 1;
-    }
-    printf("test_kernels: on %s (%s)\n", rt.device_name, rt.platform_name);
+    tu_init("test_kernels");
+    tu_open_device(&rt);
     const size_t local2[2] = {8, 4}, local1 = 16;
 
     test_philox_known_answers();
@@ -868,10 +759,5 @@ int main(void)
     test_adam(77, 0.05f, 5);
 
     clrt_close(&rt);
-    if (failures) {
-        printf("test_kernels: %d of %d checks FAILED\n", failures, checks);
-        return 1;
-    }
-    printf("test_kernels: %d checks passed\n", checks);
-    return 0;
+    return tu_summary();
 }

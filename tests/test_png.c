@@ -1,9 +1,7 @@
 // png_grid tests: round trips through libpng's reader, the grid layout, and atomic-write failures.
-#include <dirent.h>
 #include <errno.h>
 #include <png.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,16 +12,9 @@
 
 #include "error.h"
 #include "png_grid.h"
+#include "test_util.h"
 
-#define PATH_MAX_LEN 4096
-
-static char tmp_dir[PATH_MAX_LEN];
-static int checks_passed;
-static int checks_failed;
-
-// The check now running: its first failure, and the largest pixel difference it saw (-1: none).
-static int cur_failed;
-static char cur_why[512];
+// The largest pixel difference the check now running saw (-1: none).
 static int cur_max_diff;
 
 // A PNG as read back: whatever libpng reported, and the pixels when they are 8-bit gray.
@@ -37,40 +28,18 @@ struct image {
 // Starts a check.
 static void begin_check(void)
 {
-    cur_failed = 0;
-    cur_why[0] = '\0';
+    tu_begin();
     cur_max_diff = -1;
 }
 
-// Records a failed condition; only the first is reported, the rest usually follow from it.
-static void expect(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void expect(int cond, const char *fmt, ...)
-{
-    if (cond || cur_failed) {
-        cur_failed |= !cond;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cur_why, sizeof cur_why, fmt, ap);
-    va_end(ap);
-    cur_failed = 1;
-}
-
-// Prints the check's line and counts it.
+// Ends the check: its line shows the largest pixel difference when it compared pixels.
 static void end_check(const char *name)
 {
     char diff[64] = "";
     if (cur_max_diff >= 0) {
         snprintf(diff, sizeof diff, " (max pixel diff %d)", cur_max_diff);
     }
-    if (cur_failed) {
-        printf("FAIL %s%s: %s\n", name, diff, cur_why);
-        checks_failed++;
-    } else {
-        printf("ok   %s%s\n", name, diff);
-        checks_passed++;
-    }
+    tu_end("%s%s", name, diff);
 }
 
 // libpng read error callback: keeps the message for the check's report instead of printing it.
@@ -140,46 +109,6 @@ static int read_png(const char *path, struct image *img)
     return 0;
 }
 
-// Joins dir and name into buf (PATH_MAX_LEN bytes); a path too long ends the test.
-static const char *join_path(char *buf, const char *dir, const char *name)
-{
-    int len = snprintf(buf, PATH_MAX_LEN, "%s/%s", dir, name);
-    if (len < 0 || len >= PATH_MAX_LEN) {
-        fprintf(stderr, "test_png: path too long: %s/%s\n", dir, name);
-        exit(1);
-    }
-    return buf;
-}
-
-// Joins tmp_dir and name into buf.
-static const char *in_tmp(char *buf, const char *name)
-{
-    return join_path(buf, tmp_dir, name);
-}
-
-// Counts entries of dir whose name holds ".tmp": what a failed atomic write could leave behind.
-static int count_tmp_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) {
-        return -1;
-    }
-    int count = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        count += strstr(e->d_name, ".tmp") != NULL;
-    }
-    closedir(d);
-    return count;
-}
-
-// Checks that no temporary file is left in dir, as a condition of the current check.
-static void expect_no_tmp(const char *dir)
-{
-    int count = count_tmp_files(dir);
-    expect(count == 0, "%d temporary file(s) left in %s (or unreadable: -1)", count, dir);
-}
-
 // Reads a whole (small) file; returns its length, or -1.
 static long read_file(const char *path, uint8_t *buf, size_t cap)
 {
@@ -192,35 +121,16 @@ static long read_file(const char *path, uint8_t *buf, size_t cap)
     return (long)len;
 }
 
-// Writes bytes to path with stdio (a stand-in for an earlier output).
-static int write_file(const char *path, const char *bytes)
-{
-    FILE *fp = fopen(path, "wb");
-    if (!fp) {
-        return -1;
-    }
-    size_t len = strlen(bytes);
-    int ok = fwrite(bytes, 1, len, fp) == len;
-    return fclose(fp) == 0 && ok ? 0 : -1;
-}
-
-// Whether path exists at all.
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 // Compares a read-back image with the expected pixels, updating the check's max difference.
 static void expect_pixels(const struct image *img, const uint8_t *want, int height, int width)
 {
-    expect(img->width == (uint32_t)width && img->height == (uint32_t)height,
-           "size %ux%u, want %dx%d", img->height, img->width, height, width);
-    expect(img->bit_depth == 8, "bit depth %d, want 8", img->bit_depth);
-    expect(img->color_type == PNG_COLOR_TYPE_GRAY, "color type %d, want gray", img->color_type);
-    expect(img->interlace == PNG_INTERLACE_NONE, "interlace %d, want none", img->interlace);
+    tu_expect(img->width == (uint32_t)width && img->height == (uint32_t)height,
+              "size %ux%u, want %dx%d", img->height, img->width, height, width);
+    tu_expect(img->bit_depth == 8, "bit depth %d, want 8", img->bit_depth);
+    tu_expect(img->color_type == PNG_COLOR_TYPE_GRAY, "color type %d, want gray", img->color_type);
+    tu_expect(img->interlace == PNG_INTERLACE_NONE, "interlace %d, want none", img->interlace);
     if (!img->pixels || img->width != (uint32_t)width || img->height != (uint32_t)height) {
-        expect(0, "no comparable pixels");
+        tu_expect(0, "no comparable pixels");
         return;
     }
     int max_diff = 0;
@@ -231,19 +141,20 @@ static void expect_pixels(const struct image *img, const uint8_t *want, int heig
         wrong += d != 0;
     }
     cur_max_diff = max_diff > cur_max_diff ? max_diff : cur_max_diff;
-    expect(wrong == 0, "%ld pixel(s) differ", wrong);
+    tu_expect(wrong == 0, "%ld pixel(s) differ", wrong);
 }
 
 // Checks a failed call's error: its status, and a message "<path>: <reason>" on one line.
 static void expect_output_error(int rc, const struct clvae_error *err, const char *path)
 {
     size_t len = strlen(path);
-    expect(rc == -1, "returned %d, want -1", rc);
-    expect(err->status == CLVAE_EXIT_OUTPUT, "status %d, want %d", err->status, CLVAE_EXIT_OUTPUT);
-    expect(strncmp(err->msg, path, len) == 0 && strncmp(err->msg + len, ": ", 2) == 0 &&
-               err->msg[len + 2] != '\0',
-           "message \"%s\" does not start with \"%s: \"", err->msg, path);
-    expect(strchr(err->msg, '\n') == NULL, "message \"%s\" holds a newline", err->msg);
+    tu_expect(rc == -1, "returned %d, want -1", rc);
+    tu_expect(err->status == CLVAE_EXIT_OUTPUT, "status %d, want %d", err->status,
+              CLVAE_EXIT_OUTPUT);
+    tu_expect(strncmp(err->msg, path, len) == 0 && strncmp(err->msg + len, ": ", 2) == 0 &&
+                  err->msg[len + 2] != '\0',
+              "message \"%s\" does not start with \"%s: \"", err->msg, path);
+    tu_expect(strchr(err->msg, '\n') == NULL, "message \"%s\" holds a newline", err->msg);
 }
 
 // Fills an image with a pattern that differs in every neighbouring pixel.
@@ -261,22 +172,22 @@ static void test_gray_round_trip(void)
 {
     enum { H = 37, W = 53 };
     uint8_t pixels[H * W];
-    char path[PATH_MAX_LEN];
+    char path[TU_PATH_MAX];
     struct clvae_error err = {0};
     struct image img;
     struct stat st;
 
     begin_check();
     fill_pattern(pixels, H, W, 0);
-    in_tmp(path, "gray.png");
+    tu_in_tmp(path, "gray.png");
     int rc = png_write_gray(path, pixels, H, W, &err);
-    expect(rc == 0, "png_write_gray: %s", err.msg);
-    expect(read_png(path, &img) == 0, "read back: %s", img.msg);
+    tu_expect(rc == 0, "png_write_gray: %s", err.msg);
+    tu_expect(read_png(path, &img) == 0, "read back: %s", img.msg);
     expect_pixels(&img, pixels, H, W);
     free(img.pixels);
-    expect(stat(path, &st) == 0 && (st.st_mode & 0777) == 0644, "mode %o, want 644 (umask 022)",
-           (unsigned)(st.st_mode & 0777));
-    expect_no_tmp(tmp_dir);
+    tu_expect(stat(path, &st) == 0 && (st.st_mode & 0777) == 0644, "mode %o, want 644 (umask 022)",
+              (unsigned)(st.st_mode & 0777));
+    tu_expect_no_tmp(tu_tmp_dir);
     end_check("gray 37x53 round trip");
 }
 
@@ -286,7 +197,7 @@ static void test_grid(void)
     enum { N = 7, TH = 5, TW = 4, COLS = 3, PAD = 2, GH = 3 * TH + 4 * PAD, GW = COLS * TW + 4 * PAD };
     uint8_t tiles[N * TH * TW];
     uint8_t want[GH * GW];
-    char path[PATH_MAX_LEN];
+    char path[TU_PATH_MAX];
     struct clvae_error err = {0};
     struct image img;
 
@@ -309,17 +220,18 @@ static void test_grid(void)
             tile_pixels += inside;
         }
     }
-    expect(tile_pixels == N * TH * TW, "expected grid covers %d tile pixels, want %d", tile_pixels,
-           N * TH * TW);
-    expect(want[0] == 0 && want[PAD * GW + PAD] == 1 && want[(GH - 1 - PAD) * GW + GW - 1 - PAD] == 0,
-           "expected grid corners wrong");
-    in_tmp(path, "grid.png");
+    tu_expect(tile_pixels == N * TH * TW, "expected grid covers %d tile pixels, want %d",
+              tile_pixels, N * TH * TW);
+    tu_expect(want[0] == 0 && want[PAD * GW + PAD] == 1 &&
+                  want[(GH - 1 - PAD) * GW + GW - 1 - PAD] == 0,
+              "expected grid corners wrong");
+    tu_in_tmp(path, "grid.png");
     int rc = png_write_grid(path, tiles, N, TH, TW, COLS, PAD, &err);
-    expect(rc == 0, "png_write_grid: %s", err.msg);
-    expect(read_png(path, &img) == 0, "read back: %s", img.msg);
+    tu_expect(rc == 0, "png_write_grid: %s", err.msg);
+    tu_expect(read_png(path, &img) == 0, "read back: %s", img.msg);
     expect_pixels(&img, want, GH, GW);
     free(img.pixels);
-    expect_no_tmp(tmp_dir);
+    tu_expect_no_tmp(tu_tmp_dir);
     end_check("grid 7 tiles 5x4, cols 3, pad 2 (23x20)");
 
     // pad 0 and a single full row: the tiles sit edge to edge.
@@ -331,11 +243,11 @@ static void test_grid(void)
         }
     }
     rc = png_write_grid(path, tiles, 2, TH, TW, 2, 0, &err);
-    expect(rc == 0, "png_write_grid: %s", err.msg);
-    expect(read_png(path, &img) == 0, "read back: %s", img.msg);
+    tu_expect(rc == 0, "png_write_grid: %s", err.msg);
+    tu_expect(read_png(path, &img) == 0, "read back: %s", img.msg);
     expect_pixels(&img, row_want, TH, 2 * TW);
     free(img.pixels);
-    expect_no_tmp(tmp_dir);
+    tu_expect_no_tmp(tu_tmp_dir);
     end_check("grid 2 tiles, cols 2, pad 0");
 }
 
@@ -343,28 +255,28 @@ static void test_grid(void)
 static void test_overwrite(void)
 {
     uint8_t first[10 * 12], second[6 * 9];
-    char path[PATH_MAX_LEN], other[PATH_MAX_LEN];
+    char path[TU_PATH_MAX], other[TU_PATH_MAX];
     struct clvae_error err = {0};
     struct image img;
 
     begin_check();
     fill_pattern(first, 10, 12, 1);
     fill_pattern(second, 6, 9, 100);
-    in_tmp(path, "over.png");
-    expect(png_write_gray(path, first, 10, 12, &err) == 0, "first write: %s", err.msg);
-    expect(png_write_gray(path, second, 6, 9, &err) == 0, "second write: %s", err.msg);
-    expect(read_png(path, &img) == 0, "read back: %s", img.msg);
+    tu_in_tmp(path, "over.png");
+    tu_expect(png_write_gray(path, first, 10, 12, &err) == 0, "first write: %s", err.msg);
+    tu_expect(png_write_gray(path, second, 6, 9, &err) == 0, "second write: %s", err.msg);
+    tu_expect(read_png(path, &img) == 0, "read back: %s", img.msg);
     expect_pixels(&img, second, 6, 9);
     free(img.pixels);
 
-    in_tmp(other, "not-a-png.png");
-    expect(write_file(other, "an older, larger file that is not a png at all\n") == 0,
-           "cannot create %s", other);
-    expect(png_write_gray(other, first, 10, 12, &err) == 0, "write over text: %s", err.msg);
-    expect(read_png(other, &img) == 0, "read back: %s", img.msg);
+    tu_in_tmp(other, "not-a-png.png");
+    const char *text = "an older, larger file that is not a png at all\n";
+    tu_expect(tu_write_file(other, text, strlen(text)) == 0, "cannot create %s", other);
+    tu_expect(png_write_gray(other, first, 10, 12, &err) == 0, "write over text: %s", err.msg);
+    tu_expect(read_png(other, &img) == 0, "read back: %s", img.msg);
     expect_pixels(&img, first, 10, 12);
     free(img.pixels);
-    expect_no_tmp(tmp_dir);
+    tu_expect_no_tmp(tu_tmp_dir);
     end_check("write over an existing file replaces it");
 }
 
@@ -372,16 +284,16 @@ static void test_overwrite(void)
 static void test_bad_paths(void)
 {
     uint8_t pixels[4 * 4] = {0};
-    char path[PATH_MAX_LEN], dir[PATH_MAX_LEN];
+    char path[TU_PATH_MAX], dir[TU_PATH_MAX];
     struct clvae_error err = {0};
 
     begin_check();
-    in_tmp(path, "missing/sub/out.png");
+    tu_in_tmp(path, "missing/sub/out.png");
     int rc = png_write_gray(path, pixels, 4, 4, &err);
     expect_output_error(rc, &err, path);
-    expect(!exists(path), "%s exists after a failed write", path);
-    expect(!exists(in_tmp(dir, "missing")), "%s was created", dir);
-    expect_no_tmp(tmp_dir);
+    tu_expect(!tu_exists(path), "%s exists after a failed write", path);
+    tu_expect(!tu_exists(tu_in_tmp(dir, "missing")), "%s was created", dir);
+    tu_expect_no_tmp(tu_tmp_dir);
     end_check("write into a missing directory fails with status 4");
     printf("     message: %s\n", err.msg);
 
@@ -389,31 +301,31 @@ static void test_bad_paths(void)
     struct clvae_error grid_err = {0};
     rc = png_write_grid(path, pixels, 1, 4, 4, 1, 1, &grid_err);
     expect_output_error(rc, &grid_err, path);
-    expect(!exists(path), "%s exists after a failed write", path);
-    expect_no_tmp(tmp_dir);
+    tu_expect(!tu_exists(path), "%s exists after a failed write", path);
+    tu_expect_no_tmp(tu_tmp_dir);
     end_check("grid into a missing directory fails with status 4");
 
     begin_check();
-    in_tmp(path, "a-directory");
-    expect(mkdir(path, 0700) == 0, "mkdir %s: %s", path, strerror(errno));
+    tu_in_tmp(path, "a-directory");
+    tu_expect(mkdir(path, 0700) == 0, "mkdir %s: %s", path, strerror(errno));
     err = (struct clvae_error){0};
     rc = png_write_gray(path, pixels, 4, 4, &err);
     expect_output_error(rc, &err, path);
-    expect(count_tmp_files(path) == 0, "temporary file inside %s", path);
-    expect_no_tmp(tmp_dir);
+    tu_expect(tu_count_tmp_files(path) == 0, "temporary file inside %s", path);
+    tu_expect_no_tmp(tu_tmp_dir);
     end_check("write onto a directory fails with status 4");
     rmdir(path);
 
     // A FIFO stands in for a device such as /dev/null: renaming over it would destroy it.
     begin_check();
-    in_tmp(path, "a-fifo");
-    expect(mkfifo(path, 0600) == 0, "mkfifo %s: %s", path, strerror(errno));
+    tu_in_tmp(path, "a-fifo");
+    tu_expect(mkfifo(path, 0600) == 0, "mkfifo %s: %s", path, strerror(errno));
     err = (struct clvae_error){0};
     rc = png_write_gray(path, pixels, 4, 4, &err);
     expect_output_error(rc, &err, path);
     struct stat st;
-    expect(lstat(path, &st) == 0 && S_ISFIFO(st.st_mode), "%s is no longer a FIFO", path);
-    expect_no_tmp(tmp_dir);
+    tu_expect(lstat(path, &st) == 0 && S_ISFIFO(st.st_mode), "%s is no longer a FIFO", path);
+    tu_expect_no_tmp(tu_tmp_dir);
     end_check("write onto a FIFO fails with status 4 and keeps it");
     unlink(path);
 }
@@ -423,18 +335,18 @@ static void test_unwritable_dir(void)
 {
     uint8_t pixels[8 * 8];
     uint8_t after[256];
-    char dir[PATH_MAX_LEN], path[PATH_MAX_LEN], fresh[PATH_MAX_LEN];
+    char dir[TU_PATH_MAX], path[TU_PATH_MAX], fresh[TU_PATH_MAX];
     struct clvae_error err = {0};
     const char *old = "previous contents\n";
 
     fill_pattern(pixels, 8, 8, 5);
-    in_tmp(dir, "readonly");
-    join_path(path, dir, "keep.png");
-    join_path(fresh, dir, "new.png");
+    tu_in_tmp(dir, "readonly");
+    tu_join(path, dir, "keep.png");
+    tu_join(fresh, dir, "new.png");
     begin_check();
-    expect(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir, strerror(errno));
-    expect(write_file(path, old) == 0, "cannot create %s", path);
-    expect(chmod(dir, 0500) == 0, "chmod %s: %s", dir, strerror(errno));
+    tu_expect(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir, strerror(errno));
+    tu_expect(tu_write_file(path, old, strlen(old)) == 0, "cannot create %s", path);
+    tu_expect(chmod(dir, 0500) == 0, "chmod %s: %s", dir, strerror(errno));
     int rc = png_write_gray(path, pixels, 8, 8, &err);
     if (rc == 0 && geteuid() == 0) {
         printf("note unwritable directory: skipped, running as root bypasses the permission\n");
@@ -445,13 +357,13 @@ static void test_unwritable_dir(void)
     }
     expect_output_error(rc, &err, path);
     long len = read_file(path, after, sizeof after);
-    expect(len == (long)strlen(old) && memcmp(after, old, strlen(old)) == 0,
-           "existing %s changed", path);
+    tu_expect(len == (long)strlen(old) && memcmp(after, old, strlen(old)) == 0,
+              "existing %s changed", path);
     err = (struct clvae_error){0};
     rc = png_write_gray(fresh, pixels, 8, 8, &err);
     expect_output_error(rc, &err, fresh);
-    expect(!exists(fresh), "%s exists after a failed write", fresh);
-    expect_no_tmp(dir);
+    tu_expect(!tu_exists(fresh), "%s exists after a failed write", fresh);
+    tu_expect_no_tmp(dir);
     end_check("write into an unwritable directory fails with status 4");
     chmod(dir, 0700);
     unlink(path);
@@ -464,7 +376,7 @@ static void test_full_disk(void)
     enum { H = 256, W = 256, LIMIT = 4096 };
     static uint8_t noise[H * W];
     uint8_t after[256];
-    char path[PATH_MAX_LEN], fresh[PATH_MAX_LEN];
+    char path[TU_PATH_MAX], fresh[TU_PATH_MAX];
     struct clvae_error err = {0};
     struct rlimit saved, small;
     const char *old = "an earlier image\n";
@@ -475,30 +387,30 @@ static void test_full_disk(void)
         state = state * 1664525u + 1013904223u;
         noise[i] = (uint8_t)(state >> 24);
     }
-    in_tmp(path, "full.png");
-    in_tmp(fresh, "full-new.png");
+    tu_in_tmp(path, "full.png");
+    tu_in_tmp(fresh, "full-new.png");
     begin_check();
-    expect(write_file(path, old) == 0, "cannot create %s", path);
-    expect(getrlimit(RLIMIT_FSIZE, &saved) == 0, "getrlimit: %s", strerror(errno));
+    tu_expect(tu_write_file(path, old, strlen(old)) == 0, "cannot create %s", path);
+    tu_expect(getrlimit(RLIMIT_FSIZE, &saved) == 0, "getrlimit: %s", strerror(errno));
     small = saved;
     small.rlim_cur = LIMIT;
     void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
-    expect(setrlimit(RLIMIT_FSIZE, &small) == 0, "setrlimit: %s", strerror(errno));
+    tu_expect(setrlimit(RLIMIT_FSIZE, &small) == 0, "setrlimit: %s", strerror(errno));
     int rc = png_write_gray(path, noise, H, W, &err);
     struct clvae_error fresh_err = {0};
     int fresh_rc = png_write_gray(fresh, noise, H, W, &fresh_err);
-    expect(setrlimit(RLIMIT_FSIZE, &saved) == 0, "restoring the limit: %s", strerror(errno));
+    tu_expect(setrlimit(RLIMIT_FSIZE, &saved) == 0, "restoring the limit: %s", strerror(errno));
     signal(SIGXFSZ, old_handler);
 
     expect_output_error(rc, &err, path);
-    expect(strstr(err.msg, strerror(EFBIG)) != NULL, "message \"%s\" lacks \"%s\"", err.msg,
-           strerror(EFBIG));
+    tu_expect(strstr(err.msg, strerror(EFBIG)) != NULL, "message \"%s\" lacks \"%s\"", err.msg,
+              strerror(EFBIG));
     long len = read_file(path, after, sizeof after);
-    expect(len == (long)strlen(old) && memcmp(after, old, strlen(old)) == 0,
-           "existing %s changed", path);
+    tu_expect(len == (long)strlen(old) && memcmp(after, old, strlen(old)) == 0,
+              "existing %s changed", path);
     expect_output_error(fresh_rc, &fresh_err, fresh);
-    expect(!exists(fresh), "%s exists after a failed write", fresh);
-    expect_no_tmp(tmp_dir);
+    tu_expect(!tu_exists(fresh), "%s exists after a failed write", fresh);
+    tu_expect_no_tmp(tu_tmp_dir);
     end_check("write past a full disk (RLIMIT_FSIZE) fails with status 4");
     printf("     message: %s\n", err.msg);
     unlink(path);
@@ -508,10 +420,10 @@ static void test_full_disk(void)
 static void test_invalid_args(void)
 {
     uint8_t pixels[16] = {0};
-    char path[PATH_MAX_LEN];
+    char path[TU_PATH_MAX];
     struct clvae_error err;
 
-    in_tmp(path, "invalid.png");
+    tu_in_tmp(path, "invalid.png");
     begin_check();
     struct {
         const char *what;
@@ -530,8 +442,8 @@ static void test_invalid_args(void)
         err = (struct clvae_error){0};
         int rc = png_write_grid(path, pixels, grids[i].n, grids[i].tile_h, grids[i].tile_w,
                                 grids[i].cols, grids[i].pad, &err);
-        expect(rc == -1 && err.status == CLVAE_EXIT_FAILURE && err.msg[0] != '\0',
-               "grid %s: rc %d, status %d", grids[i].what, rc, err.status);
+        tu_expect(rc == -1 && err.status == CLVAE_EXIT_FAILURE && err.msg[0] != '\0',
+                  "grid %s: rc %d, status %d", grids[i].what, rc, err.status);
     }
     struct {
         const char *what;
@@ -545,58 +457,31 @@ static void test_invalid_args(void)
     for (size_t i = 0; i < sizeof grays / sizeof grays[0]; i++) {
         err = (struct clvae_error){0};
         int rc = png_write_gray(path, pixels, grays[i].height, grays[i].width, &err);
-        expect(rc == -1 && err.status == CLVAE_EXIT_FAILURE,
-               "gray %s: rc %d, status %d", grays[i].what, rc, err.status);
+        tu_expect(rc == -1 && err.status == CLVAE_EXIT_FAILURE, "gray %s: rc %d, status %d",
+                  grays[i].what, rc, err.status);
     }
     err = (struct clvae_error){0};
-    expect(png_write_gray(path, NULL, 4, 4, &err) == -1 && err.status == CLVAE_EXIT_FAILURE,
-           "NULL pixels accepted");
+    tu_expect(png_write_gray(path, NULL, 4, 4, &err) == -1 && err.status == CLVAE_EXIT_FAILURE,
+              "NULL pixels accepted");
     err = (struct clvae_error){0};
-    expect(png_write_gray("", pixels, 4, 4, &err) == -1 && err.status == CLVAE_EXIT_FAILURE,
-           "empty path accepted");
+    tu_expect(png_write_gray("", pixels, 4, 4, &err) == -1 && err.status == CLVAE_EXIT_FAILURE,
+              "empty path accepted");
     err = (struct clvae_error){0};
-    expect(png_write_grid(path, NULL, 1, 4, 4, 1, 0, &err) == -1 &&
-               err.status == CLVAE_EXIT_FAILURE,
-           "NULL tiles accepted");
+    tu_expect(png_write_grid(path, NULL, 1, 4, 4, 1, 0, &err) == -1 &&
+                  err.status == CLVAE_EXIT_FAILURE,
+              "NULL tiles accepted");
     // err is optional.
-    expect(png_write_grid(path, pixels, 0, 2, 2, 1, 0, NULL) == -1, "n=0 without err accepted");
-    expect(!exists(path), "%s written by an invalid call", path);
-    expect_no_tmp(tmp_dir);
+    tu_expect(png_write_grid(path, pixels, 0, 2, 2, 1, 0, NULL) == -1, "n=0 without err accepted");
+    tu_expect(!tu_exists(path), "%s written by an invalid call", path);
+    tu_expect_no_tmp(tu_tmp_dir);
     end_check("invalid arguments fail with status 1 and write nothing");
-}
-
-// Removes the test directory's remaining files, then the directory.
-static void remove_tmp_dir(void)
-{
-    DIR *d = opendir(tmp_dir);
-    if (d) {
-        struct dirent *e;
-        char path[PATH_MAX_LEN];
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-                unlink(in_tmp(path, e->d_name));
-            }
-        }
-        closedir(d);
-    }
-    if (rmdir(tmp_dir) != 0) {
-        fprintf(stderr, "test_png: cannot remove %s: %s\n", tmp_dir, strerror(errno));
-        checks_failed++;
-    }
 }
 
 // Runs every check in a fresh temporary directory; exits non-zero if any failed.
 int main(void)
 {
-    const char *base = getenv("TMPDIR");
-    if (!base || !*base) {
-        base = "/tmp";
-    }
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/test_png.XXXXXX", base);
-    if (!mkdtemp(tmp_dir)) {
-        fprintf(stderr, "test_png: mkdtemp %s: %s\n", tmp_dir, strerror(errno));
-        return 1;
-    }
+    tu_init("test_png");
+    tu_make_tmp_dir();
     umask(022);
 
     test_gray_round_trip();
@@ -606,12 +491,9 @@ int main(void)
     test_unwritable_dir();
     test_full_disk();
     test_invalid_args();
-    remove_tmp_dir();
-
-    if (checks_failed) {
-        printf("test_png: %d of %d checks failed\n", checks_failed, checks_passed + checks_failed);
-        return 1;
+    if (tu_remove_tmp_dir() != 0) {
+        tu_checks++;
+        tu_failures++;
     }
-    printf("test_png: %d checks passed\n", checks_passed);
-    return 0;
+    return tu_summary();
 }

@@ -9,12 +9,14 @@ Exits 77 (meson's "skipped") when the data set is not installed.
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_cli as cli  # noqa: E402  (the shared helpers: png_size)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLVAE = os.path.abspath(os.environ.get("CLVAE") or os.path.join(ROOT, "build-cli", "clvae"))
@@ -37,37 +39,6 @@ def check(label, ok, why=""):
         print(f"train: FAIL {label}: {why}")
     sys.stdout.flush()
     return ok
-
-
-def png_size(path):
-    """(width, height) of an 8-bit grayscale PNG, after checking its signature, IHDR (and CRC),
-    and that the IDAT stream inflates to height rows of 1 + width bytes; raises ValueError."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    if blob[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError(f"no PNG signature (starts {blob[:8]!r})")
-    length, kind = struct.unpack(">I4s", blob[8:16])
-    if kind != b"IHDR" or length != 13:
-        raise ValueError(f"first chunk is {kind!r} of {length} bytes, not a 13-byte IHDR")
-    ihdr = blob[16:29]
-    if struct.unpack(">I", blob[29:33])[0] != zlib.crc32(b"IHDR" + ihdr):
-        raise ValueError("IHDR CRC does not match")
-    width, height, depth, color = struct.unpack(">IIBB", ihdr[:10])
-    if (depth, color) != (8, 0):
-        raise ValueError(f"bit depth {depth}, colour type {color}: not 8-bit grayscale")
-    pos, idat, seen_end = 8, b"", False
-    while pos + 8 <= len(blob):
-        length, kind = struct.unpack(">I4s", blob[pos:pos + 8])
-        if kind == b"IDAT":
-            idat += blob[pos + 8:pos + 8 + length]
-        seen_end = kind == b"IEND"
-        pos += 12 + length
-    if not seen_end:
-        raise ValueError("no IEND chunk at the end")
-    raw = zlib.decompress(idat)
-    if len(raw) != height * (width + 1):
-        raise ValueError(f"IDAT inflates to {len(raw)} bytes, not {height} rows of {width + 1}")
-    return width, height
 
 
 def main():
@@ -118,7 +89,7 @@ def main():
 
         for name in ("samples_epoch001.png", "reconstructions_epoch001.png"):
             try:
-                size = png_size(os.path.join(out, name))
+                size = cli.png_size(os.path.join(out, name))
                 why = f"{size[0]}x{size[1]}"
             except (OSError, ValueError, zlib.error) as e:
                 size, why = None, str(e)
