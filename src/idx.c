@@ -296,12 +296,20 @@ static int check_raw_length(struct idx_file *f, const struct idx_images *im, uin
     return 0;
 }
 
-// Whether a single-member gzip file's trailer (ISIZE: the uncompressed length mod 2^32) agrees
-// with the header's promise: then the payload can be allocated before it is decompressed.
+// Deflate never packs more than 1032 bytes into one (zlib's documented limit): a header whose
+// payload would need a better ratio than this file allows is lying.
+#define DEFLATE_MAX_RATIO 1032
+
+// Whether a gzip file's trailer (ISIZE: the uncompressed length mod 2^32) agrees with the
+// header's promise, for a payload that this file could really hold: then the payload can be
+// allocated before it is decompressed. Anything else (a multi-member file, a pipe, a forged
+// trailer) is staged as it arrives.
 static bool gzip_trailer_agrees(const struct idx_file *f, uint64_t payload)
 {
     uint8_t t[4];
-    if (!f->gzip || !f->regular || f->file_size < 18 ||
+    uint64_t total = payload + IDX_HEADER_BYTES;
+    if (!f->gzip || !f->regular || f->file_size < 18 || total >= ((uint64_t)1 << 32) ||
+        total / DEFLATE_MAX_RATIO > f->file_size ||
         pread(f->fd, t, 4, (off_t)(f->file_size - 4)) != 4)
         return false;
     uint32_t isize = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "adam.h"
+#include "atomic_file.h"
 #include "checkpoint.h"
 #include "cl_runtime.h"
 #include "idx.h"
@@ -82,8 +83,12 @@ static int prepare_out_dir(const char *dir, struct clvae_error *err)
     if (fd < 0)
         return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: cannot write there: %s", dir,
                           strerror(errno));
-    bool ok = write(fd, "ok", 2) == 2 && fsync(fd) == 0;
-    int saved = errno;
+    // A short write (a disk with one byte left) must report why, not a stale errno.
+    ssize_t w = write(fd, "ok", 2);
+    if (w == 1)
+        w = write(fd, "k", 1) == 1 ? 2 : -1;
+    bool ok = w == 2 && fsync(fd) == 0;
+    int saved = w >= 0 && w < 2 ? EIO : errno;
     close(fd);
     unlink(path);
     if (!ok)
@@ -475,6 +480,17 @@ static int save_checkpoint(struct run *run, const struct train_options *opt, str
     CL_CHECK(clEnqueueReadBuffer(queue, run->vae->params, CL_FALSE, 0, bytes, host, 0, NULL, NULL));
     CL_CHECK(clEnqueueReadBuffer(queue, adam->m, CL_FALSE, 0, bytes, host + n, 0, NULL, NULL));
     CL_CHECK(clEnqueueReadBuffer(queue, adam->v, CL_TRUE, 0, bytes, host + 2 * n, 0, NULL, NULL));
+    // The last good checkpoint is worth more than one of a model that has diverged.
+    for (size_t i = 0; i < 3 * n; i++) {
+        if (!isfinite(host[i])) {
+            free(host);
+            return clvae_fail(err, CLVAE_EXIT_DIVERGED,
+                              "the model's %s hold a non-finite value after step %lld; %s keeps "
+                              "the last good checkpoint: try a smaller --lr",
+                              i < n ? "parameters" : "Adam moments", (long long)adam->step,
+                              opt->save_path);
+        }
+    }
     struct ckpt_meta meta = {
         .cfg = run->vae->cfg,
         .image_rows = run->rows,
@@ -581,10 +597,31 @@ int train_run(const struct train_options *given, struct clvae_error *err)
     }
     struct vae_config cfg = opt->model;
     cfg.in_dim = (int)(train.rows * train.cols);
+    struct vae layout;
+    vae_layout(&layout, &cfg);
+    if (layout.n_params > (size_t)INT32_MAX) {
+        clvae_fail(err, CLVAE_EXIT_USAGE,
+                   "--hidden/--latent: the model has %zu parameters for %ux%u images; at most %d "
+                   "fit",
+                   layout.n_params, train.rows, train.cols, INT32_MAX);
+        goto done;
+    }
     // The output directory is created once the data and the device are known to be good, so a
     // failed start leaves no empty directories behind, and still before any training.
     if (prepare_out_dir(opt->out_dir, err))
         goto done;
+    if (opt->save_path) {
+        // Proves the checkpoint can be written there (directory exists, is writable, the path is
+        // not a directory) before an epoch's work depends on it.
+        struct atomic_file probe;
+        if (atomic_file_open(&probe, opt->save_path, err)) {
+            err->msg[0] = '\0';
+            clvae_fail(err, CLVAE_EXIT_OUTPUT, "--save %s: cannot write a checkpoint there",
+                       opt->save_path);
+            goto done;
+        }
+        atomic_file_abort(&probe);
+    }
     bool tty = !opt->quiet && isatty(STDERR_FILENO);
     if (tty)
         fprintf(stderr, "clvae: compiling the OpenCL kernels for %s...", rt.device_name);
@@ -694,10 +731,26 @@ int train_run(const struct train_options *given, struct clvae_error *err)
                    epoch, rec + kl, rec, kl, test_rec + test_kl, test_rec, test_kl, seconds, ips);
             fflush(stdout);
         }
+        if (!isfinite(test_rec + test_kl)) {
+            // The last step's update diverged: its own loss was still finite.
+            clvae_fail(err, CLVAE_EXIT_DIVERGED,
+                       "the test loss became %s at step %lld (the end of epoch %d); stopping%s%s: "
+                       "try a smaller --lr",
+                       isnan(test_rec + test_kl) ? "NaN" : "infinite", (long long)adam.step,
+                       epoch, opt->save_path ? ", keeping " : "",
+                       opt->save_path ? opt->save_path : "");
+            goto done;
+        }
+        // A row is written whole or not at all: a failed write is cut back off the file.
+        long row_start = ftell(metrics);
         fprintf(metrics, "%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f\n", epoch, rec + kl, rec, kl,
                 test_rec + test_kl, test_rec, test_kl, seconds, ips);
         if (fflush(metrics) != 0) {
-            clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(errno));
+            int saved = errno;
+            clearerr(metrics);
+            if (row_start >= 0 && ftruncate(fileno(metrics), row_start) == 0)
+                fseek(metrics, row_start, SEEK_SET);
+            clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(saved));
             goto done;
         }
         if (write_images(&run, opt, epoch, err) ||

@@ -100,10 +100,10 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         } else {
             char name[64];
             snprintf(name, sizeof name, "%s activations", l->name);
-            l->y = own(vae, rows, (size_t)l->out, name, err);
+            if (!(l->y = own(vae, rows, (size_t)l->out, name, err)))
+                return -1;
             snprintf(name, sizeof name, "%s activation gradient", l->name);
-            l->dy = own(vae, rows, (size_t)l->out, name, err);
-            if (!l->y || !l->dy)
+            if (!(l->dy = own(vae, rows, (size_t)l->out, name, err)))
                 return -1;
         }
         if (i == 0) {
