@@ -51,15 +51,9 @@ __kernel void iwae_log_likelihood(__global const float *logits, __global const f
         float l = logits[lrow + j], t = x[xrow + j];
         sum += fmax(l, 0.0f) - l * t + log1p_unit(native_exp(-fabs(l)));
     }
-    partial[lid] = sum;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = lsize / 2; stride > 0; stride /= 2) {
-        if (lid < stride)
-            partial[lid] += partial[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    sum = work_group_sum(partial, sum);
     if (lid == 0)
-        log_w[p] -= partial[0];
+        log_w[p] -= sum;
 }
 
 // The larger of a and b, or NaN when either is (fmax would drop a NaN).
@@ -93,13 +87,7 @@ __kernel void iwae_logsumexp(__global const float *log_w, __global float *bound,
     if (!isinf(m))
         for (int j = lid; j < k; j += lsize)
             sum += exp(log_w[row + j] - m);
-    partial[lid] = sum;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = lsize / 2; stride > 0; stride /= 2) {
-        if (lid < stride)
-            partial[lid] += partial[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    sum = work_group_sum(partial, sum);
     if (lid == 0)
-        bound[offset + i] = isinf(m) ? m : m + log(partial[0]) - log_k;
+        bound[offset + i] = isinf(m) ? m : m + log(sum) - log_k;
 }

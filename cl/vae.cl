@@ -93,6 +93,23 @@ __kernel void bce_logits_grad(__global const float *logits, __global const float
     dlogits[i] = scale * ((l >= 0.0f ? 1.0f : e) / (1.0f + e) - t);
 }
 
+// The sum of value over the work-group, returned to every work-item. partial holds one float per
+// work-item (the work-group size a power of two) and may be used again straight after.
+float work_group_sum(__local float *partial, float value)
+{
+    int lid = get_local_id(0), lsize = get_local_size(0);
+    partial[lid] = value;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int stride = lsize / 2; stride > 0; stride /= 2) {
+        if (lid < stride)
+            partial[lid] += partial[lid + stride];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float total = partial[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+}
+
 // terms (rows, dim) -> out[out_offset + r] = the sum of row r. One work-group a row; partial holds
 // one float per work-item (a power of two: 1 on CPUs, where a plain loop is fastest).
 __kernel void row_sum(__global const float *terms, __global float *out, int out_offset, int dim,
@@ -103,13 +120,7 @@ __kernel void row_sum(__global const float *terms, __global float *out, int out_
     float sum = 0.0f;
     for (int j = lid; j < dim; j += lsize)
         sum += terms[base + j];
-    partial[lid] = sum;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = lsize / 2; stride > 0; stride /= 2) {
-        if (lid < stride)
-            partial[lid] += partial[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    sum = work_group_sum(partial, sum);
     if (lid == 0)
-        out[out_offset + r] = partial[0];
+        out[out_offset + r] = sum;
 }

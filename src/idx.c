@@ -357,45 +357,24 @@ int idx_read_images_into(const char *path, struct idx_images *out, idx_dest_fn d
     return 0;
 }
 
-// Reads an IDX3 unsigned-byte image file, gzip or raw, into out.
+// idx_read_images' destination: host memory of its own (ctx: where to keep the pointer).
+static uint8_t *malloc_dest(void *ctx, size_t bytes, struct clvae_error *err)
+{
+    uint8_t **owned = ctx;
+    if (!(*owned = malloc(bytes ? bytes : 1)))
+        clvae_fail(err, CLVAE_EXIT_FAILURE, "out of host memory reading an IDX file (%zu bytes)",
+                   bytes);
+    return *owned;
+}
+
+// Reads an IDX3 unsigned-byte image file, gzip or raw, into memory of its own.
 int idx_read_images(const char *path, struct idx_images *out, struct clvae_error *err)
 {
-    *out = (struct idx_images){0};
-    struct idx_file f;
-    if (open_file(path, &f, err) != 0)
-        return -1;
-
-    struct idx_images im = {0};
-    uint64_t payload = 0;
-    uint8_t *pixels = NULL;
-    int rc = read_header(&f, &im, &payload, err);
-    if (rc == 0 && f.known_size) {
-        // Measured before allocating, so a lying header on a raw file costs nothing.
-        rc = check_raw_length(&f, &im, payload, err);
-        if (rc == 0) {
-            pixels = malloc((size_t)payload);
-            if (!pixels)
-                rc = clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory (%llu bytes)",
-                                path, (unsigned long long)payload);
-        }
-        if (rc == 0)
-            rc = read_known(&f, &im, pixels, payload, err);
-    } else if (rc == 0) {
-        rc = read_growing(&f, &im, &pixels, payload, err);
-    }
-    if (rc == 0)
-        rc = check_end(&f, err);
-
-    int close_rc = gzclose(f.gz);
-    if (rc == 0 && close_rc != Z_OK)
-        rc = clvae_fail(err, CLVAE_EXIT_DATA, "%s: error closing the file (zlib %d)", path,
-                        close_rc);
-    if (rc != 0) {
-        free(pixels);
+    uint8_t *owned = NULL;
+    if (idx_read_images_into(path, out, malloc_dest, &owned, err) != 0) {
+        free(owned);
         return -1;
     }
-    im.pixels = pixels;
-    *out = im;
     return 0;
 }
 
