@@ -615,9 +615,9 @@ int train_run(const struct train_options *given, struct clvae_error *err)
         // not a directory) before an epoch's work depends on it.
         struct atomic_file probe;
         if (atomic_file_open(&probe, opt->save_path, err)) {
-            err->msg[0] = '\0';
-            clvae_fail(err, CLVAE_EXIT_OUTPUT, "--save %s: cannot write a checkpoint there",
-                       opt->save_path);
+            char reason[CLVAE_ERROR_MAX];
+            snprintf(reason, sizeof reason, "%s", err->msg);
+            clvae_fail(err, CLVAE_EXIT_OUTPUT, "--save: %s", reason);
             goto done;
         }
         atomic_file_abort(&probe);
