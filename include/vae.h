@@ -56,7 +56,7 @@ struct vae {
     size_t reduce_local; // work-group size of row_sum (a power of two)
     cl_kernel k_bias_forward, k_bias_relu_forward, k_bias_grad, k_relu_backward_bias_grad;
     cl_kernel k_reparameterize, k_reparameterize_backward, k_bce_logits_grad, k_sample_normal;
-    cl_kernel k_transpose, k_row_sum;
+    cl_kernel k_transpose, k_row_sum, k_gather;
 };
 
 // Fills the layers' shapes and parameter offsets from cfg, and n_params; no device work.
@@ -89,6 +89,13 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass);
 // dlogits and the saved activations -> gradients of (sum rec + beta sum KL) * grad_scale for every
 // parameter, in vae->grads (overwritten).
 void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta);
+
+// x (rows, in_dim) = images index[start .. start + rows) of data ((count, in_dim) bytes on the
+// device), scaled to [0, 1].
+void vae_gather(struct vae *vae, cl_mem data, cl_mem index, int start, int rows);
+
+// "784-128-10": the layer widths of cfg, for messages.
+void vae_describe(const struct vae_config *cfg, char *buf, size_t len);
 
 // z (rows, latent) -> logits (rows, in_dim) through the decoder alone.
 void vae_decode(struct vae *vae, int rows);

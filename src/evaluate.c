@@ -245,7 +245,6 @@ static void mean_and_se(const double *v, int n, double *mean, double *se)
 struct eval_run {
     cl_mem data, index;    // (images, dim) bytes; (images) ints 0 .. images - 1 for gather_images
     cl_mem rec, kl, bound; // (images) each: the ELBO's terms and the IWAE bound per image
-    cl_kernel k_gather;
 };
 
 static void eval_run_release(struct eval_run *run)
@@ -254,8 +253,6 @@ static void eval_run_release(struct eval_run *run)
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i])
             clReleaseMemObject(mems[i]);
-    if (run->k_gather)
-        clReleaseKernel(run->k_gather);
 }
 
 // Uploads the first n images of test and creates the result buffers.
@@ -276,36 +273,10 @@ static int eval_run_setup(struct eval_run *run, struct clrt *rt, const struct id
                                       test->pixels, 0, NULL, NULL));
         CL_CHECK(clEnqueueWriteBuffer(rt->queue, run->index, CL_TRUE, 0, (size_t)n * sizeof(int),
                                       identity, 0, NULL, NULL));
-        run->k_gather = clrt_kernel(rt, "gather_images");
         status = 0;
     }
     free(identity);
     return status;
-}
-
-// vae->x (rows, dim) = test images start .. start + rows - 1, scaled to [0, 1].
-static void gather(struct eval_run *run, struct vae *vae, int start, int rows)
-{
-    cl_kernel kern = run->k_gather;
-    int dim = vae->cfg.in_dim;
-    KARG(kern, 0, run->data);
-    KARG(kern, 1, run->index);
-    KARG(kern, 2, start);
-    KARG(kern, 3, rows);
-    KARG(kern, 4, dim);
-    KARG(kern, 5, vae->x);
-    size_t global[2] = {(size_t)dim, (size_t)rows};
-    clrt_launch(vae->rt, kern, 2, global, NULL);
-}
-
-// "784-128-10"
-static void describe_shape(const struct vae_config *cfg, char *buf, size_t len)
-{
-    int used = snprintf(buf, len, "%d", cfg->in_dim);
-    for (int i = 0; i < cfg->n_hidden && used >= 0 && (size_t)used < len; i++)
-        used += snprintf(buf + used, len - (size_t)used, "-%d", cfg->hidden[i]);
-    if (used >= 0 && (size_t)used < len)
-        snprintf(buf + used, len - (size_t)used, "-%d", cfg->latent);
 }
 
 int eval_main(int argc, char **argv, struct clvae_error *err)
@@ -359,7 +330,7 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
         goto done;
 
     char shape[160];
-    describe_shape(&meta->cfg, shape, sizeof shape);
+    vae_describe(&meta->cfg, shape, sizeof shape);
     printf("clvae: model %s: %s, %zu parameters, %d epochs; device %s (%s)\n", opt.model, shape,
            vae->n_params, meta->epoch, model.rt.device_name, model.rt.platform_name);
     printf("clvae: %d test images of %ux%u from %s; k = %d samples per image, seed %llu\n", n,
@@ -372,7 +343,7 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
     float *rec = host, *kl = host + n, *bound = host + 2 * (size_t)n;
     for (int start = 0; start < n; start += vae->max_rows) {
         int rows = n - start < vae->max_rows ? n - start : vae->max_rows;
-        gather(&run, vae, start, rows);
+        vae_gather(vae, run.data, run.index, start, rows);
         // The ELBO's noise: stream EVAL as in training's evaluation, the batch's first image as
         // the step; the batch size is fixed, so each image's noise depends on the seed alone.
         struct vae_pass pass = {.rows = rows,

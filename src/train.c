@@ -105,7 +105,6 @@ struct run {
     cl_mem train_data, test_data; // (count, dim) bytes
     cl_mem train_index, test_index; // (count) ints: this epoch's order; the identity
     cl_mem train_rec, train_kl, test_rec, test_kl; // per-image losses of the current epoch
-    cl_kernel k_gather;
     float *host_rec, *host_kl; // (n_train) read back as the epoch goes
     float *host_test_rec, *host_test_kl;
 };
@@ -183,26 +182,10 @@ static void run_release(struct run *run)
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i])
             clReleaseMemObject(mems[i]);
-    if (run->k_gather)
-        clReleaseKernel(run->k_gather);
     free(run->host_rec);
     free(run->host_kl);
     free(run->host_test_rec);
     free(run->host_test_kl);
-}
-
-// vae->x (rows, dim) = images index[start .. start + rows) of data, scaled to [0, 1].
-static void gather(struct run *run, cl_mem data, cl_mem index, int start, int rows)
-{
-    cl_kernel k = run->k_gather;
-    KARG(k, 0, data);
-    KARG(k, 1, index);
-    KARG(k, 2, start);
-    KARG(k, 3, rows);
-    KARG(k, 4, run->dim);
-    KARG(k, 5, run->vae->x);
-    size_t global[2] = {(size_t)run->dim, (size_t)rows};
-    clrt_launch(run->rt, k, 2, global, NULL);
 }
 
 // A fresh order of 0..n-1 for epoch (Fisher-Yates on Philox draws).
@@ -294,7 +277,7 @@ static void evaluate(struct run *run, const struct train_options *opt, int epoch
 {
     for (int start = 0; start < run->n_test; start += opt->batch) {
         int rows = run->n_test - start < opt->batch ? run->n_test - start : opt->batch;
-        gather(run, run->test_data, run->test_index, start, rows);
+        vae_gather(run->vae, run->test_data, run->test_index, start, rows);
         struct vae_pass pass = {rows, opt->seed, (uint64_t)epoch, PHILOX_STREAM_EVAL, 1.0f,
                                 run->test_rec, run->test_kl, start, 0.0f};
         vae_forward(run->vae, &pass);
@@ -338,7 +321,7 @@ static int write_images(struct run *run, const struct train_options *opt, int ep
 
     if (status == 0) {
         // The loss buffers' first rows are free once the evaluation has been read back.
-        gather(run, run->test_data, run->test_index, 0, GRID_PAIRS);
+        vae_gather(run->vae, run->test_data, run->test_index, 0, GRID_PAIRS);
         struct vae_pass pass = {GRID_PAIRS, opt->seed, 0, PHILOX_STREAM_EVAL, 0.0f,
                                 run->test_rec, run->test_kl, 0, 0.0f};
         vae_forward(vae, &pass);
@@ -361,7 +344,7 @@ static int write_images(struct run *run, const struct train_options *opt, int ep
     return status;
 }
 
-// Creates the index and loss buffers and the gather kernel for the data already on the device.
+// Creates the index and loss buffers for the data already on the device.
 static int run_setup(struct run *run, const struct idx_images *train, const struct idx_images *test,
                      struct clvae_error *err)
 {
@@ -384,7 +367,6 @@ static int run_setup(struct run *run, const struct idx_images *train, const stru
         !(run->test_rec = upload(run, NULL, nte * sizeof(float), "test losses", err)) ||
         !(run->test_kl = upload(run, NULL, nte * sizeof(float), "test KL terms", err)))
         return -1;
-    run->k_gather = clrt_kernel(run->rt, "gather_images");
     run->host_rec = xmalloc(ntr * sizeof(float));
     run->host_kl = xmalloc(ntr * sizeof(float));
     run->host_test_rec = xmalloc(nte * sizeof(float));
@@ -412,7 +394,7 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
     *steps_done = prog->steps;
     for (int step = first_step_in_epoch; step < prog->steps; step++) {
         int start = step * batch, rows = n - start < batch ? n - start : batch;
-        gather(run, run->train_data, run->train_index, start, rows);
+        vae_gather(run->vae, run->train_data, run->train_index, start, rows);
         struct vae_pass pass = {rows, opt->seed, (uint64_t)adam->step, PHILOX_STREAM_TRAIN, 1.0f,
                                 run->train_rec, run->train_kl, start, 1.0f / (float)rows};
         vae_forward(run->vae, &pass);
@@ -659,11 +641,8 @@ int train_run(const struct train_options *given, struct clvae_error *err)
     }
 
     if (!opt->quiet) {
-        char shape[128];
-        int len = snprintf(shape, sizeof shape, "%d", cfg.in_dim);
-        for (int i = 0; i < cfg.n_hidden; i++)
-            len += snprintf(shape + len, sizeof shape - (size_t)len, "-%d", cfg.hidden[i]);
-        snprintf(shape + len, sizeof shape - (size_t)len, "-%d", cfg.latent);
+        char shape[160];
+        vae_describe(&cfg, shape, sizeof shape);
         printf("clvae: device %s (%s), %u compute units\n", rt.device_name, rt.platform_name,
                rt.compute_units);
         printf("clvae: model %s, %zu parameters; %d training and %d test images of %dx%d\n", shape,

@@ -141,6 +141,7 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
     vae->k_sample_normal = clrt_kernel(rt, "sample_normal");
     vae->k_transpose = clrt_kernel(rt, "transpose");
     vae->k_row_sum = clrt_kernel(rt, "row_sum");
+    vae->k_gather = clrt_kernel(rt, "gather_images");
     size_t kernel_max;
     CL_CHECK(clGetKernelWorkGroupInfo(vae->k_row_sum, rt->device, CL_KERNEL_WORK_GROUP_SIZE,
                                       sizeof kernel_max, &kernel_max, NULL));
@@ -156,7 +157,8 @@ void vae_release(struct vae *vae)
                            vae->k_bias_grad,            vae->k_relu_backward_bias_grad,
                            vae->k_reparameterize,       vae->k_reparameterize_backward,
                            vae->k_bce_logits_grad,      vae->k_sample_normal,
-                           vae->k_transpose,            vae->k_row_sum};
+                           vae->k_transpose,            vae->k_row_sum,
+                           vae->k_gather};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
@@ -324,6 +326,29 @@ void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
         }
         bias_backward(vae, &vae->layer[i - 1], rows);
     }
+}
+
+void vae_gather(struct vae *vae, cl_mem data, cl_mem index, int start, int rows)
+{
+    cl_kernel k = vae->k_gather;
+    int dim = vae->cfg.in_dim;
+    KARG(k, 0, data);
+    KARG(k, 1, index);
+    KARG(k, 2, start);
+    KARG(k, 3, rows);
+    KARG(k, 4, dim);
+    KARG(k, 5, vae->x);
+    size_t global[2] = {(size_t)dim, (size_t)rows};
+    clrt_launch(vae->rt, k, 2, global, NULL);
+}
+
+void vae_describe(const struct vae_config *cfg, char *buf, size_t len)
+{
+    int used = snprintf(buf, len, "%d", cfg->in_dim);
+    for (int i = 0; i < cfg->n_hidden && used >= 0 && (size_t)used < len; i++)
+        used += snprintf(buf + used, len - (size_t)used, "-%d", cfg->hidden[i]);
+    if (used >= 0 && (size_t)used < len)
+        snprintf(buf + used, len - (size_t)used, "-%d", cfg->latent);
 }
 
 void vae_decode(struct vae *vae, int rows)
