@@ -1,7 +1,7 @@
 // The importance-weighted bound (Burda, Grosse and Salakhutdinov, "Importance weighted
 // autoencoders", 2015): log p(x) >= log (1/k) sum_j w_j, w_j = p(x|z_j) p(z_j) / q(z_j|x),
 // z_j ~ q(z|x). A group of images' k samples each are laid out flat, p = image * k + sample, and
-// decoded in chunks of rows p = first .. first + rows - 1. Needs random.cl and vae.cl.
+// decoded in chunks of rows p = first .. first + rows - 1. Needs common.cl and likelihood.cl.
 
 #define IWAE_HALF_LOG_2PI 0.91893853320467274f
 
@@ -37,7 +37,7 @@ __kernel void iwae_sample(__global const float *ml, __global float *z, __global 
 
 // logits (rows, dim) of chunk rows p = first + r; x (images, dim) the batch's pixels in [0, 1] ->
 // log_w[p] -= sum over pixels of the binary cross-entropy of logits against x's row image0 + p / k
-// (the same expression as bce_logits_grad), so log_w[p] gains log p(x|z). One work-group a row;
+// (bernoulli_nll, as in training), so log_w[p] gains log p(x|z). One work-group a row;
 // partial holds one float per work-item (a power of two, 1 on CPUs).
 __kernel void iwae_log_likelihood(__global const float *logits, __global const float *x,
                                   __global float *log_w, int first, int k, int image0, int dim,
@@ -49,7 +49,7 @@ __kernel void iwae_log_likelihood(__global const float *logits, __global const f
     float sum = 0.0f;
     for (int j = lid; j < dim; j += lsize) {
         float l = logits[lrow + j], t = x[xrow + j];
-        sum += fmax(l, 0.0f) - l * t + log1p_unit(native_exp(-fabs(l)));
+        sum += bernoulli_nll(l, t);
     }
     sum = work_group_sum(partial, sum);
     if (lid == 0)

@@ -15,7 +15,7 @@
 #include "error.h"
 #include "vae.h"
 
-#define CKPT_FORMAT_VERSION 1
+#define CKPT_FORMAT_VERSION 2
 
 // Everything a checkpoint says besides its tensors.
 struct ckpt_meta {

@@ -33,7 +33,6 @@
 #define CKPT_LAYOUT "weight (out, in) as torch.nn.Linear"
 #define CKPT_WHY_MAX 1024
 
-
 enum ckpt_array { ARRAY_PARAMS, ARRAY_ADAM_M, ARRAY_ADAM_V };
 
 // One tensor of the file and where its elements live in clvae's flat layout: element [o][i] of a
@@ -126,13 +125,19 @@ static int check_range(char *why, const char *name, int64_t v, int64_t lo, int64
 static int check_meta(const struct ckpt_meta *m, char *why)
 {
     const struct vae_config *cfg = &m->cfg;
-    if (cfg->n_hidden < 1 || cfg->n_hidden > VAE_MAX_HIDDEN) {
-        return bad(why, "hidden: %d hidden layers, clvae handles 1 to %d (too many or none)",
-                   cfg->n_hidden, VAE_MAX_HIDDEN);
-    }
-    for (int i = 0; i < cfg->n_hidden; i++) {
-        if (check_range(why, "hidden width", cfg->hidden[i], 1, CKPT_MAX_DIM)) {
-            return -1;
+    const struct layer_spec *side[2] = {cfg->encoder, cfg->decoder};
+    const int count[2] = {cfg->n_encoder, cfg->n_decoder};
+    static const char *const side_name[2] = {"encoder", "decoder"};
+    for (int s = 0; s < 2; s++) {
+        if (count[s] < 1 || count[s] > VAE_MAX_HIDDEN) {
+            return bad(why, "%s: %d hidden layers, clvae handles 1 to %d (too many or none)",
+                       side_name[s], count[s], VAE_MAX_HIDDEN);
+        }
+        for (int i = 0; i < count[s]; i++) {
+            if (!layer_ops_of(side[s][i].kind) ||
+                check_range(why, "hidden width", side[s][i].units, 1, CKPT_MAX_DIM)) {
+                return -1;
+            }
         }
     }
     if (check_range(why, "latent", cfg->latent, 1, CKPT_MAX_DIM) ||
@@ -156,7 +161,10 @@ static int check_meta(const struct ckpt_meta *m, char *why)
         return bad(why, "beta %g is out of range (a finite number from 0)", m->beta);
     }
     struct vae vae;
-    vae_layout(&vae, cfg);
+    struct clvae_error err;
+    if (vae_layout(&vae, cfg, "architecture", &err)) {
+        return bad(why, "%.900s", err.msg);
+    }
     if (vae.n_params > CKPT_MAX_PARAMS) {
         return bad(why, "the model has %zu parameters, out of range (clvae handles at most %zu)",
                    vae.n_params, CKPT_MAX_PARAMS);
@@ -164,45 +172,22 @@ static int check_meta(const struct ckpt_meta *m, char *why)
     return 0;
 }
 
-// Appends a weight (out, in) and a bias (out) read from columns col0..col0+out-1 of a layer whose
-// weight is (in, ld) at weight and bias (ld) at bias in the flat layout.
-static void add_pair(struct tensor *t, int *n, const char *name, int in, int out, size_t weight,
-                     size_t bias, size_t ld, size_t col0)
-{
-    struct tensor *w = &t[(*n)++], *b = &t[(*n)++];
-    memset(w, 0, sizeof *w);
-    memset(b, 0, sizeof *b);
-    snprintf(w->name, sizeof w->name, "%s.weight", name);
-    w->ndim = 2;
-    w->out = out;
-    w->in = in;
-    w->count = (size_t)out * (size_t)in;
-    w->base = weight + col0;
-    w->ld = ld;
-    snprintf(b->name, sizeof b->name, "%s.bias", name);
-    b->ndim = 1;
-    b->out = out;
-    b->in = 1;
-    b->count = (size_t)out;
-    b->base = bias + col0;
-    b->ld = 0;
-}
-
-// Lists the file's tensors in header order for vae's layout (CKPT_MAX_TENSORS at most): the
-// parameters, then Adam's m and v of each when optimizer; returns how many.
+// Lists the file's tensors in header order for vae's layout (CKPT_MAX_TENSORS at most): every
+// layer's own (layer_ops.tensors), then Adam's m and v of each when optimizer; returns how many.
 static int list_tensors(const struct vae *vae, bool optimizer, struct tensor *t)
 {
     int n = 0;
     for (int k = 0; k < vae->n_layers; k++) {
-        const struct vae_dense *l = &vae->layer[k];
-        size_t ld = (size_t)l->out;
-        if (k == vae->head) {
-            // One layer (in, 2 * latent) in clvae, two nn.Linear in the file: mean's columns first.
-            size_t latent = (size_t)vae->cfg.latent;
-            add_pair(t, &n, "mean", l->in, (int)latent, l->weight, l->bias, ld, 0);
-            add_pair(t, &n, "logvar", l->in, (int)latent, l->weight, l->bias, ld, latent);
-        } else {
-            add_pair(t, &n, l->name, l->in, l->out, l->weight, l->bias, ld, 0);
+        struct layer_tensor lt[LAYER_MAX_TENSORS];
+        int count = vae->layer[k].ops->tensors(&vae->layer[k], lt);
+        for (int j = 0; j < count; j++, n++) {
+            t[n] = (struct tensor){.ndim = lt[j].ndim,
+                                   .out = lt[j].out,
+                                   .in = lt[j].in,
+                                   .count = (size_t)lt[j].out * (size_t)lt[j].in,
+                                   .base = lt[j].base,
+                                   .ld = lt[j].ld};
+            memcpy(t[n].name, lt[j].name, sizeof t[n].name);
         }
     }
     if (optimizer) {
@@ -282,28 +267,25 @@ static bool add_metadata(cJSON *root, const struct ckpt_meta *m, bool optimizer)
     if (!md) {
         return false;
     }
-    char hidden[VAE_MAX_HIDDEN * 12 + 1] = "";
-    size_t used = 0;
-    for (int i = 0; i < m->cfg.n_hidden; i++) {
-        used += (size_t)snprintf(hidden + used, sizeof hidden - used, "%s%d", i ? "," : "",
-                                 m->cfg.hidden[i]);
-    }
+    char encoder[VAE_MAX_HIDDEN * 24], decoder[VAE_MAX_HIDDEN * 24];
+    vae_format_layers(m->cfg.encoder, m->cfg.n_encoder, encoder, sizeof encoder);
+    vae_format_layers(m->cfg.decoder, m->cfg.n_decoder, decoder, sizeof decoder);
     bool ok =
         add_string(md, "format", "clvae") &&
         add_string(md, "format_version", "%d", CKPT_FORMAT_VERSION) &&
         add_string(md, "in_dim", "%d", m->cfg.in_dim) &&
         add_string(md, "image_rows", "%d", m->image_rows) &&
         add_string(md, "image_cols", "%d", m->image_cols) &&
-        add_string(md, "hidden", "%s", hidden) && add_string(md, "latent", "%d", m->cfg.latent) &&
-        add_string(md, "batch", "%d", m->batch) && add_string(md, "lr", "%.17g", m->lr) &&
-        add_string(md, "beta", "%.17g", m->beta) && add_string(md, "seed", "%" PRIu64, m->seed) &&
-        add_string(md, "epoch", "%d", m->epoch) && add_string(md, "step", "%" PRId64, m->step) &&
+        add_string(md, "encoder", "%s", encoder) && add_string(md, "decoder", "%s", decoder) &&
+        add_string(md, "latent", "%d", m->cfg.latent) && add_string(md, "batch", "%d", m->batch) &&
+        add_string(md, "lr", "%.17g", m->lr) && add_string(md, "beta", "%.17g", m->beta) &&
+        add_string(md, "seed", "%" PRIu64, m->seed) && add_string(md, "epoch", "%d", m->epoch) &&
+        add_string(md, "step", "%" PRId64, m->step) &&
         add_string(md, "epoch_step", "%d", m->epoch_step) &&
         add_string(md, "optimizer", "%s", optimizer ? "adam" : "none");
     if (ok && optimizer) {
         ok = add_shortest(md, "adam_beta1", ADAM_BETA1) &&
-             add_shortest(md, "adam_beta2", ADAM_BETA2) &&
-             add_shortest(md, "adam_eps", ADAM_EPS);
+             add_shortest(md, "adam_beta2", ADAM_BETA2) && add_shortest(md, "adam_eps", ADAM_EPS);
     }
     return ok && add_string(md, "layout", "%s", CKPT_LAYOUT);
 }
@@ -385,7 +367,7 @@ int checkpoint_save(const char *path, const struct ckpt_meta *meta, const float 
     }
     bool optimizer = adam_m != NULL;
     struct vae vae;
-    vae_layout(&vae, &meta->cfg);
+    vae_layout(&vae, &meta->cfg, "architecture", NULL); // check_meta has laid it out already
     struct tensor *tensors = xmalloc(CKPT_MAX_TENSORS * sizeof *tensors);
     int n = list_tensors(&vae, optimizer, tensors);
     size_t header_len;
@@ -514,7 +496,8 @@ static int meta_u64(const cJSON *md, const char *key, uint64_t *out, char *why)
     return 0;
 }
 
-// "512,256" -> cfg->hidden, cfg->n_hidden (range rules are check_meta's).
+// Format version 1's "512,256" -> dense encoder layers and their mirror as the decoder (range
+// rules are check_meta's).
 static int meta_hidden(const cJSON *md, struct vae_config *cfg, char *why)
 {
     const char *text = meta_string(md, "hidden", why);
@@ -538,13 +521,33 @@ static int meta_hidden(const cJSON *md, struct vae_config *cfg, char *why)
             return bad(why, "__metadata__: hidden width %.*s is out of range (1 to %d)",
                        (int)(end - p > 32 ? 32 : end - p), p, CKPT_MAX_DIM);
         }
-        cfg->hidden[n++] = (int)v;
+        cfg->encoder[n++] = (struct layer_spec){.kind = LAYER_DENSE, .units = (int)v};
         if (*end == '\0') {
             break;
         }
         p = end + 1;
     }
-    cfg->n_hidden = n;
+    cfg->n_encoder = cfg->n_decoder = n;
+    for (int i = 0; i < n; i++) {
+        cfg->decoder[i] = cfg->encoder[n - 1 - i];
+    }
+    return 0;
+}
+
+// Format version 2's __metadata__[key], "dense:512,dense:256", -> specs, *n.
+static int meta_layers(const cJSON *md, const char *key, struct layer_spec *specs, int *n,
+                       char *why)
+{
+    const char *text = meta_string(md, key, why);
+    if (!text) {
+        return -1;
+    }
+    char option[48];
+    snprintf(option, sizeof option, "__metadata__: %s", key);
+    struct clvae_error err;
+    if (vae_parse_layers(option, text, specs, n, &err)) {
+        return bad(why, "%.900s", err.msg);
+    }
     return 0;
 }
 
@@ -566,8 +569,8 @@ static int parse_meta(const cJSON *md, struct ckpt_meta *m, char *why)
     if (parse_i64("format_version", text, 0, INT_MAX, &version, why)) {
         return -1;
     }
-    if (version != CKPT_FORMAT_VERSION) {
-        return bad(why, "format version %" PRId64 ", this clvae reads %d", version,
+    if (version < 1 || version > CKPT_FORMAT_VERSION) {
+        return bad(why, "format version %" PRId64 ", this clvae reads 1 to %d", version,
                    CKPT_FORMAT_VERSION);
     }
     if (!(text = meta_string(md, "layout", why))) {
@@ -580,7 +583,9 @@ static int parse_meta(const cJSON *md, struct ckpt_meta *m, char *why)
     if (meta_int(md, "in_dim", 1, CKPT_MAX_DIM, &m->cfg.in_dim, why) ||
         meta_int(md, "image_rows", 1, CKPT_MAX_DIM, &m->image_rows, why) ||
         meta_int(md, "image_cols", 1, CKPT_MAX_DIM, &m->image_cols, why) ||
-        meta_hidden(md, &m->cfg, why) ||
+        (version == 1 ? meta_hidden(md, &m->cfg, why)
+                      : meta_layers(md, "encoder", m->cfg.encoder, &m->cfg.n_encoder, why) ||
+                            meta_layers(md, "decoder", m->cfg.decoder, &m->cfg.n_decoder, why)) ||
         meta_int(md, "latent", 1, CKPT_MAX_DIM, &m->cfg.latent, why) ||
         meta_int(md, "batch", 1, INT_MAX, &m->batch, why) || meta_double(md, "lr", &m->lr, why) ||
         meta_double(md, "beta", &m->beta, why) || meta_u64(md, "seed", &m->seed, why) ||
@@ -837,7 +842,7 @@ static int load_tensors(int fd, const cJSON *root, uint64_t data_start, uint64_t
 {
     struct tensor *t = xmalloc(CKPT_MAX_TENSORS * sizeof *t);
     struct vae vae;
-    vae_layout(&vae, &c->meta.cfg);
+    vae_layout(&vae, &c->meta.cfg, "architecture", NULL); // parse_meta has laid it out already
     int n = list_tensors(&vae, c->meta.has_optimizer, t);
     if (check_tensors(root, t, n, c->meta.has_optimizer, data_len, why)) {
         free(t);

@@ -69,7 +69,7 @@ void iwae_log_weights(struct iwae *iw, int image0, int images, uint64_t first_im
     cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32);
     cl_uint base_lo = (cl_uint)base, base_hi = (cl_uint)(base >> 32);
     cl_uint stream = PHILOX_STREAM_IWAE;
-    size_t local = vae->reduce_local;
+    size_t local = vae->likelihood.reduce_local;
     for (int first = 0; first < total; first += vae->max_rows) {
         int rows = total - first < vae->max_rows ? total - first : vae->max_rows;
         cl_kernel kern = iw->k_sample;
@@ -109,7 +109,7 @@ void iwae_logsumexp(struct iwae *iw, int images, cl_mem bound, int offset)
 {
     cl_kernel kern = iw->k_logsumexp;
     float log_k = (float)log((double)iw->k);
-    size_t local = iw->vae->reduce_local, global = (size_t)images * local;
+    size_t local = iw->vae->likelihood.reduce_local, global = (size_t)images * local;
     KARG(kern, 0, iw->log_w);
     KARG(kern, 1, bound);
     KARG(kern, 2, offset);

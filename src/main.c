@@ -64,30 +64,8 @@ static void print_train_usage(FILE *out)
             "      --resume FILE  carry on from a checkpoint of --save; the model, batch, lr, beta\n"
             "                     and seed come from it; --epochs is the total to reach\n"
             "  -h, --help         show this help\n",
-            d.data_dir, d.out_dir, d.epochs, d.batch, d.lr, d.model.hidden[0], d.model.latent,
+            d.data_dir, d.out_dir, d.epochs, d.batch, d.lr, d.model.encoder[0].units, d.model.latent,
             d.beta, (unsigned long long)d.seed);
-}
-
-// "512,256" -> hidden widths.
-static int parse_hidden(const char *text, struct vae_config *cfg, struct clvae_error *err)
-{
-    char buf[256];
-    if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf)
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "--hidden: '%s' is too long", text);
-    int n = 0;
-    char *save = NULL;
-    if (buf[0] == '\0' || buf[0] == ',' || buf[strlen(buf) - 1] == ',' || strstr(buf, ",,"))
-        return clvae_fail(err, CLVAE_EXIT_USAGE,
-                          "--hidden: '%s' is not a comma-separated list of widths", text);
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == VAE_MAX_HIDDEN)
-            return clvae_fail(err, CLVAE_EXIT_USAGE, "--hidden: at most %d layers", VAE_MAX_HIDDEN);
-        if (cli_parse_int("--hidden", tok, 1, 65536, &cfg->hidden[n], err))
-            return -1;
-        n++;
-    }
-    cfg->n_hidden = n;
-    return 0;
 }
 
 static int parse_train(int argc, char **argv, struct train_options *opt, struct clvae_error *err)
@@ -125,7 +103,7 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
             opt->set_lr = true;
             break;
         case 'H':
-            rc = parse_hidden(optarg, &opt->model, err);
+            rc = vae_parse_hidden("--hidden", optarg, &opt->model, err);
             opt->set_model = true;
             break;
         case 'z':

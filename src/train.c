@@ -44,8 +44,8 @@ void train_defaults(struct train_options *opt)
     opt->batch = 256;
     opt->lr = 1e-3;
     opt->beta = 1.0;
-    opt->model.n_hidden = 1;
-    opt->model.hidden[0] = 128;
+    opt->model.n_encoder = opt->model.n_decoder = 1;
+    opt->model.encoder[0] = opt->model.decoder[0] = (struct layer_spec){LAYER_DENSE, 128};
     opt->model.latent = 10;
     opt->seed = 1;
 }
@@ -501,10 +501,7 @@ static int merge_resume(struct train_options *o, const struct ckpt *ck, struct c
                           "%s: holds no optimizer state; --resume needs a checkpoint written by "
                           "clvae train --save",
                           path);
-    bool same_model = o->model.n_hidden == m->cfg.n_hidden && o->model.latent == m->cfg.latent;
-    for (int i = 0; same_model && i < m->cfg.n_hidden; i++)
-        same_model = o->model.hidden[i] == m->cfg.hidden[i];
-    if (o->set_model && !same_model)
+    if (o->set_model && !vae_same_layers(&o->model, &m->cfg))
         return clvae_fail(err, CLVAE_EXIT_USAGE,
                           "--resume %s: the checkpoint's architecture differs from --hidden/--latent "
                           "given (leave them out to take the checkpoint's)",
@@ -580,7 +577,8 @@ int train_run(const struct train_options *given, struct clvae_error *err)
     struct vae_config cfg = opt->model;
     cfg.in_dim = (int)(train.rows * train.cols);
     struct vae layout;
-    vae_layout(&layout, &cfg);
+    if (vae_layout(&layout, &cfg, "--hidden/--latent", err))
+        goto done;
     if (layout.n_params > (size_t)INT32_MAX) {
         clvae_fail(err, CLVAE_EXIT_USAGE,
                    "--hidden/--latent: the model has %zu parameters for %ux%u images; at most %d "

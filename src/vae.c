@@ -4,47 +4,139 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "philox.h"
+#include "cli.h"
 
-// Appends one dense layer of in -> out at the end of the parameter layout.
-static void add_layer(struct vae *vae, const char *name, int in, int out, bool relu)
+const struct layer_ops *layer_ops_of(enum layer_kind kind)
 {
-    struct vae_dense *l = &vae->layer[vae->n_layers++];
-    memset(l, 0, sizeof *l);
-    snprintf(l->name, sizeof l->name, "%s", name);
-    l->in = in;
-    l->out = out;
-    l->relu = relu;
-    l->weight = vae->n_params;
-    l->bias = l->weight + (size_t)in * (size_t)out;
-    vae->n_params = l->bias + (size_t)out;
-    if (vae->n_layers > 1) {
-        l->weight_t = vae->n_weights_t;
-        vae->n_weights_t += (size_t)in * (size_t)out;
+    switch (kind) {
+    case LAYER_DENSE: return &dense_ops;
+    }
+    return NULL;
+}
+
+int vae_parse_hidden(const char *option, const char *text, struct vae_config *cfg,
+                     struct clvae_error *err)
+{
+    char buf[256], *save = NULL;
+    if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is too long", option, text);
+    int n = 0;
+    size_t len = strlen(buf);
+    if (len == 0 || buf[0] == ',' || buf[len - 1] == ',' || strstr(buf, ",,"))
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not a comma-separated list of widths",
+                          option, text);
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == VAE_MAX_HIDDEN)
+            return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: at most %d layers", option,
+                              VAE_MAX_HIDDEN);
+        int width;
+        if (cli_parse_int(option, tok, 1, 65536, &width, err))
+            return -1;
+        cfg->encoder[n++] = (struct layer_spec){.kind = LAYER_DENSE, .units = width};
+    }
+    cfg->n_encoder = cfg->n_decoder = n;
+    for (int i = 0; i < n; i++)
+        cfg->decoder[i] = cfg->encoder[n - 1 - i];
+    return 0;
+}
+
+int vae_parse_layers(const char *option, const char *text, struct layer_spec *specs, int *n,
+                     struct clvae_error *err)
+{
+    char buf[512], *save = NULL;
+    if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%.64s...' is too long", option, text);
+    size_t len = strlen(buf);
+    if (len == 0 || buf[0] == ',' || buf[len - 1] == ',' || strstr(buf, ",,"))
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "%s: '%s' is not a comma-separated list of layers (dense:N)", option,
+                          text);
+    int count = 0;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (count == VAE_MAX_HIDDEN)
+            return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: at most %d layers", option,
+                              VAE_MAX_HIDDEN);
+        if (strncmp(tok, "dense:", 6) != 0)
+            return clvae_fail(err, CLVAE_EXIT_USAGE,
+                              "%s: '%s' is not a layer (dense:N, N the width)", option, tok);
+        int width;
+        if (cli_parse_int(option, tok + 6, 1, 65536, &width, err))
+            return -1;
+        specs[count++] = (struct layer_spec){.kind = LAYER_DENSE, .units = width};
+    }
+    *n = count;
+    return 0;
+}
+
+void vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && used < len; i++) {
+        int w = snprintf(buf + used, len - used, "%s%s:%d", i ? "," : "",
+                         layer_ops_of(specs[i].kind)->kind, specs[i].units);
+        used += w > 0 ? (size_t)w : 0;
     }
 }
 
-void vae_layout(struct vae *vae, const struct vae_config *cfg)
+bool vae_same_layers(const struct vae_config *a, const struct vae_config *b)
+{
+    if (a->latent != b->latent || a->n_encoder != b->n_encoder || a->n_decoder != b->n_decoder)
+        return false;
+    for (int i = 0; i < a->n_encoder; i++)
+        if (a->encoder[i].kind != b->encoder[i].kind || a->encoder[i].units != b->encoder[i].units)
+            return false;
+    for (int i = 0; i < a->n_decoder; i++)
+        if (a->decoder[i].kind != b->decoder[i].kind || a->decoder[i].units != b->decoder[i].units)
+            return false;
+    return true;
+}
+
+// Appends a layer of spec taking in floats per image, named name, and lays it out.
+static int add_layer(struct vae *vae, struct layer_spec spec, const char *name, int in, bool relu,
+                     char *why)
+{
+    struct layer *l = &vae->layer[vae->n_layers];
+    *l = (struct layer){.ops = layer_ops_of(spec.kind),
+                        .spec = spec,
+                        .in = in,
+                        .relu = relu,
+                        .needs_dx = vae->n_layers > 0};
+    snprintf(l->name, sizeof l->name, "%s", name);
+    if (l->ops->layout(vae, l, why))
+        return -1;
+    vae->n_layers++;
+    return 0;
+}
+
+int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option,
+               struct clvae_error *err)
 {
     memset(vae, 0, sizeof *vae);
     vae->cfg = *cfg;
-    int n = cfg->n_hidden, prev = cfg->in_dim;
-    char name[24];
-    for (int i = 0; i < n; i++) {
+    char name[24], why[CLVAE_ERROR_MAX] = "";
+    int prev = cfg->in_dim, rc = 0;
+    for (int i = 0; rc == 0 && i < cfg->n_encoder; i++) {
         snprintf(name, sizeof name, "encoder.%d", i);
-        add_layer(vae, name, prev, cfg->hidden[i], true);
-        prev = cfg->hidden[i];
+        rc = add_layer(vae, cfg->encoder[i], name, prev, true, why);
+        prev = vae->layer[vae->n_layers - 1].out;
     }
-    vae->head = vae->n_layers;
-    add_layer(vae, "mean+logvar", prev, 2 * cfg->latent, false);
-    vae->first_decoder = vae->n_layers;
+    struct layer_spec head = {.kind = LAYER_DENSE, .units = 2 * cfg->latent};
+    if (rc == 0 && (rc = add_layer(vae, head, "mean+logvar", prev, false, why)) == 0)
+        vae->layer[vae->n_layers - 1].gaussian_head = true;
+    vae->n_encoder = vae->n_layers;
     prev = cfg->latent;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; rc == 0 && i < cfg->n_decoder; i++) {
         snprintf(name, sizeof name, "decoder.%d", i);
-        add_layer(vae, name, prev, cfg->hidden[n - 1 - i], true);
-        prev = cfg->hidden[n - 1 - i];
+        rc = add_layer(vae, cfg->decoder[i], name, prev, true, why);
+        prev = vae->layer[vae->n_layers - 1].out;
     }
-    add_layer(vae, "output", prev, cfg->in_dim, false);
+    struct layer_spec output = {.kind = LAYER_DENSE, .units = cfg->in_dim};
+    if (rc == 0)
+        rc = add_layer(vae, output, "output", prev, false, why);
+    if (rc)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: %s", option, why);
+    return 0;
 }
 
 // A device buffer of rows x cols floats that the model owns and releases.
@@ -57,19 +149,40 @@ static cl_mem own(struct vae *vae, size_t rows, size_t cols, const char *name,
     return mem;
 }
 
-// The largest power of two <= limit and <= want.
-static size_t pow2_at_most(size_t limit, size_t want)
+// Every layer's x, y, dx, dy: the model's x, ml, z and logits at the ends, buffers of its own
+// between.
+static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
 {
-    size_t p = 1;
-    while (p * 2 <= limit && p * 2 <= want)
-        p *= 2;
-    return p;
+    for (int i = 0; i < vae->n_layers; i++) {
+        struct layer *l = &vae->layer[i];
+        if (i == vae->n_encoder - 1) {
+            l->y = vae->ml, l->dy = vae->dml;
+        } else if (i == vae->n_layers - 1) {
+            l->y = vae->logits, l->dy = vae->dlogits;
+        } else {
+            char name[64];
+            snprintf(name, sizeof name, "%s activations", l->name);
+            if (!(l->y = own(vae, rows, (size_t)l->out, name, err)))
+                return -1;
+            snprintf(name, sizeof name, "%s activation gradient", l->name);
+            if (!(l->dy = own(vae, rows, (size_t)l->out, name, err)))
+                return -1;
+        }
+        if (i == 0)
+            l->x = vae->x, l->dx = NULL;
+        else if (i == vae->n_encoder)
+            l->x = vae->z, l->dx = vae->dz;
+        else
+            l->x = vae->layer[i - 1].y, l->dx = vae->layer[i - 1].dy;
+    }
+    return 0;
 }
 
 int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, int max_rows,
                struct clvae_error *err)
 {
-    vae_layout(vae, cfg);
+    if (vae_layout(vae, cfg, "--hidden/--latent", err))
+        return -1;
     vae->rt = rt;
     vae->max_rows = max_rows;
     if (vae->n_params > (size_t)INT32_MAX)
@@ -89,31 +202,8 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         !(vae->eps = own(vae, rows, z, "latent noise", err)) ||
         !(vae->logits = own(vae, rows, d, "logits", err)) ||
         !(vae->dlogits = own(vae, rows, d, "logits gradient", err)) ||
-        !(vae->terms = own(vae, rows, d, "per-pixel losses", err)))
+        !(vae->terms = own(vae, rows, d, "per-pixel losses", err)) || wire_layers(vae, rows, err))
         return -1;
-    for (int i = 0; i < vae->n_layers; i++) {
-        struct vae_dense *l = &vae->layer[i];
-        if (i == vae->head) {
-            l->y = vae->ml, l->dy = vae->dml;
-        } else if (i == vae->n_layers - 1) {
-            l->y = vae->logits, l->dy = vae->dlogits;
-        } else {
-            char name[64];
-            snprintf(name, sizeof name, "%s activations", l->name);
-            if (!(l->y = own(vae, rows, (size_t)l->out, name, err)))
-                return -1;
-            snprintf(name, sizeof name, "%s activation gradient", l->name);
-            if (!(l->dy = own(vae, rows, (size_t)l->out, name, err)))
-                return -1;
-        }
-        if (i == 0) {
-            l->x = vae->x, l->dx = NULL;
-        } else if (i == vae->first_decoder) {
-            l->x = vae->z, l->dx = vae->dz;
-        } else {
-            l->x = vae->layer[i - 1].y, l->dx = vae->layer[i - 1].dy;
-        }
-    }
     // One scratch buffer, big enough for every product the passes make, shared: the queue is in
     // order, so no two products use it at once.
     size_t temp = 0;
@@ -131,37 +221,24 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
     vae->owned[vae->n_owned++] = vae->gemm_temp;
     vae->activation_bytes = rt->allocated - before;
 
-    vae->k_bias_forward = clrt_kernel(rt, "bias_forward");
-    vae->k_bias_relu_forward = clrt_kernel(rt, "bias_relu_forward");
-    vae->k_bias_grad = clrt_kernel(rt, "bias_grad");
-    vae->k_relu_backward_bias_grad = clrt_kernel(rt, "relu_backward_bias_grad");
-    vae->k_reparameterize = clrt_kernel(rt, "reparameterize");
-    vae->k_reparameterize_backward = clrt_kernel(rt, "reparameterize_backward");
-    vae->k_bce_logits_grad = clrt_kernel(rt, "bce_logits_grad");
-    vae->k_sample_normal = clrt_kernel(rt, "sample_normal");
-    vae->k_transpose = clrt_kernel(rt, "transpose");
-    vae->k_row_sum = clrt_kernel(rt, "row_sum");
+    for (int i = 0; i < vae->n_layers; i++)
+        vae->layer[i].ops->create(vae, &vae->layer[i]);
+    sampler_create(&vae->sampler, rt);
+    likelihood_create(&vae->likelihood, rt);
     vae->k_gather = clrt_kernel(rt, "gather_images");
-    size_t kernel_max;
-    CL_CHECK(clGetKernelWorkGroupInfo(vae->k_row_sum, rt->device, CL_KERNEL_WORK_GROUP_SIZE,
-                                      sizeof kernel_max, &kernel_max, NULL));
-    // A CPU runs a work-group's items one after another: one item a row, no barriers. A GPU
-    // wants the row spread over a work-group.
-    vae->reduce_local = rt->device_type & CL_DEVICE_TYPE_CPU ? 1 : pow2_at_most(kernel_max, 256);
     return 0;
 }
 
 void vae_release(struct vae *vae)
 {
-    cl_kernel kernels[] = {vae->k_bias_forward,         vae->k_bias_relu_forward,
-                           vae->k_bias_grad,            vae->k_relu_backward_bias_grad,
-                           vae->k_reparameterize,       vae->k_reparameterize_backward,
-                           vae->k_bce_logits_grad,      vae->k_sample_normal,
-                           vae->k_transpose,            vae->k_row_sum,
-                           vae->k_gather};
-    for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
-        if (kernels[i])
-            clReleaseKernel(kernels[i]);
+    for (int i = 0; i < vae->n_layers; i++)
+        if (vae->layer[i].ops)
+            vae->layer[i].ops->release(&vae->layer[i]);
+    sampler_release(&vae->sampler);
+    likelihood_release(&vae->likelihood);
+    if (vae->k_gather)
+        clReleaseKernel(vae->k_gather);
+    vae->k_gather = NULL;
     for (int i = 0; i < vae->n_owned; i++)
         clReleaseMemObject(vae->owned[i]);
     vae->n_owned = 0;
@@ -169,175 +246,39 @@ void vae_release(struct vae *vae)
 
 void vae_init_params_host(const struct vae *vae, uint64_t seed, float *params)
 {
-    for (int i = 0; i < vae->n_layers; i++) {
-        const struct vae_dense *l = &vae->layer[i];
-        double bound = 1.0 / sqrt((double)l->in);
-        size_t end = l->bias + (size_t)l->out;
-        for (size_t p = l->weight; p < end; p++) {
-            double u = philox_uniform(seed, (uint32_t)p, 0, PHILOX_STREAM_INIT);
-            params[p] = (float)((2.0 * u - 1.0) * bound);
-        }
-    }
-}
-
-// Row-major operand views.
-static struct clrt_mat mat(cl_mem mem, size_t offset, int ld)
-{
-    return (struct clrt_mat){mem, offset, (size_t)ld};
-}
-
-// y = x W + b, then ReLU if the layer has it: (rows, in) -> (rows, out).
-static void dense_forward(struct vae *vae, const struct vae_dense *l, int rows)
-{
-    clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->out, (size_t)l->in, 1.0f,
-              mat(l->x, 0, l->in), mat(vae->params, l->weight, l->out), 0.0f,
-              mat(l->y, 0, l->out), vae->gemm_temp);
-    cl_kernel k = l->relu ? vae->k_bias_relu_forward : vae->k_bias_forward;
-    int bias = (int)l->bias;
-    KARG(k, 0, l->y);
-    KARG(k, 1, vae->params);
-    KARG(k, 2, bias);
-    KARG(k, 3, rows);
-    KARG(k, 4, l->out);
-    size_t global[2] = {(size_t)l->out, (size_t)rows};
-    clrt_launch(vae->rt, k, 2, global, NULL);
-}
-
-// dW (in, out) = x^T dy, and dx (rows, in) = dy W^T when the layer below needs it.
-static void dense_backward(struct vae *vae, const struct vae_dense *l, int rows)
-{
-    clrt_gemm(vae->rt, true, false, (size_t)l->in, (size_t)l->out, (size_t)rows, 1.0f,
-              mat(l->x, 0, l->in), mat(l->dy, 0, l->out), 0.0f,
-              mat(vae->grads, l->weight, l->out), vae->gemm_temp);
-    if (l->dx)
-        clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->in, (size_t)l->out, 1.0f,
-                  mat(l->dy, 0, l->out), mat(vae->weights_t, l->weight_t, l->in), 0.0f,
-                  mat(l->dx, 0, l->in), vae->gemm_temp);
-}
-
-// weights_t = W^T, (out, in), for every layer whose input gradient is needed.
-static void transpose_weights(struct vae *vae)
-{
-    cl_kernel k = vae->k_transpose;
-    for (int i = 1; i < vae->n_layers; i++) {
-        const struct vae_dense *l = &vae->layer[i];
-        int src = (int)l->weight, dst = (int)l->weight_t;
-        KARG(k, 0, vae->params);
-        KARG(k, 1, src);
-        KARG(k, 2, vae->weights_t);
-        KARG(k, 3, dst);
-        KARG(k, 4, l->in);
-        KARG(k, 5, l->out);
-        size_t global[2] = {(size_t)l->out, (size_t)l->in};
-        clrt_launch(vae->rt, k, 2, global, NULL);
-    }
-}
-
-// The bias gradient of layer l from its dy, masking dy by ReLU first when the layer has one.
-static void bias_backward(struct vae *vae, const struct vae_dense *l, int rows)
-{
-    int dbias = (int)l->bias, arg = 0;
-    cl_kernel k = l->relu ? vae->k_relu_backward_bias_grad : vae->k_bias_grad;
-    KARG(k, arg++, l->dy);
-    if (l->relu)
-        KARG(k, arg++, l->y);
-    KARG(k, arg++, vae->grads);
-    KARG(k, arg++, dbias);
-    KARG(k, arg++, rows);
-    KARG(k, arg++, l->out);
-    size_t global = (size_t)l->out;
-    clrt_launch(vae->rt, k, 1, &global, NULL);
+    for (int i = 0; i < vae->n_layers; i++)
+        vae->layer[i].ops->init(&vae->layer[i], seed, params);
 }
 
 void vae_forward(struct vae *vae, const struct vae_pass *pass)
 {
-    int rows = pass->rows, latent = vae->cfg.latent, dim = vae->cfg.in_dim;
-    for (int i = 0; i <= vae->head; i++)
-        dense_forward(vae, &vae->layer[i], rows);
-
-    cl_kernel k = vae->k_reparameterize;
-    cl_uint seed_lo = (cl_uint)pass->seed, seed_hi = (cl_uint)(pass->seed >> 32);
-    cl_uint step_lo = (cl_uint)pass->step, step_hi = (cl_uint)(pass->step >> 32);
-    cl_uint stream = pass->stream;
-    KARG(k, 0, vae->ml);
-    KARG(k, 1, vae->z);
-    KARG(k, 2, vae->eps);
-    KARG(k, 3, pass->kl);
-    KARG(k, 4, pass->offset);
-    KARG(k, 5, rows);
-    KARG(k, 6, latent);
-    KARG(k, 7, seed_lo);
-    KARG(k, 8, seed_hi);
-    KARG(k, 9, step_lo);
-    KARG(k, 10, step_hi);
-    KARG(k, 11, stream);
-    KARG(k, 12, pass->noise_scale);
-    size_t global = (size_t)rows;
-    clrt_launch(vae->rt, k, 1, &global, NULL);
-
-    for (int i = vae->first_decoder; i < vae->n_layers; i++)
-        dense_forward(vae, &vae->layer[i], rows);
-
-    k = vae->k_bce_logits_grad;
-    KARG(k, 0, vae->logits);
-    KARG(k, 1, vae->x);
-    KARG(k, 2, vae->dlogits);
-    KARG(k, 3, vae->terms);
-    KARG(k, 4, rows);
-    KARG(k, 5, dim);
-    KARG(k, 6, pass->grad_scale);
-    size_t pixels[2] = {(size_t)dim, (size_t)rows};
-    clrt_launch(vae->rt, k, 2, pixels, NULL);
-
-    k = vae->k_row_sum;
-    KARG(k, 0, vae->terms);
-    KARG(k, 1, pass->rec);
-    KARG(k, 2, pass->offset);
-    KARG(k, 3, dim);
-    CL_CHECK(clSetKernelArg(k, 4, vae->reduce_local * sizeof(float), NULL));
-    size_t local = vae->reduce_local, groups = (size_t)rows * local;
-    clrt_launch(vae->rt, k, 1, &groups, &local);
+    for (int i = 0; i < vae->n_encoder; i++)
+        vae->layer[i].ops->forward(vae, &vae->layer[i], pass->rows);
+    sampler_forward(vae, pass);
+    vae_decode(vae, pass->rows);
+    likelihood_forward(vae, pass);
 }
 
 void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
 {
-    int rows = pass->rows, latent = vae->cfg.latent;
-    // Here rather than after each update: backward then always sees the current parameters,
-    // however they were set.
-    transpose_weights(vae);
-    bias_backward(vae, &vae->layer[vae->n_layers - 1], rows);
-    for (int i = vae->n_layers - 1; i >= 0; i--) {
-        dense_backward(vae, &vae->layer[i], rows);
-        if (i == 0)
-            break;
-        if (i == vae->first_decoder) {
-            cl_kernel k = vae->k_reparameterize_backward;
-            float beta_scale = beta * pass->grad_scale;
-            KARG(k, 0, vae->dz);
-            KARG(k, 1, vae->ml);
-            KARG(k, 2, vae->eps);
-            KARG(k, 3, vae->dml);
-            KARG(k, 4, rows);
-            KARG(k, 5, latent);
-            KARG(k, 6, beta_scale);
-            KARG(k, 7, pass->noise_scale);
-            size_t global = (size_t)rows;
-            clrt_launch(vae->rt, k, 1, &global, NULL);
-        }
-        bias_backward(vae, &vae->layer[i - 1], rows);
-    }
+    for (int i = vae->n_layers - 1; i >= vae->n_encoder; i--)
+        vae->layer[i].ops->backward(vae, &vae->layer[i], pass->rows);
+    sampler_backward(vae, pass, beta);
+    for (int i = vae->n_encoder - 1; i >= 0; i--)
+        vae->layer[i].ops->backward(vae, &vae->layer[i], pass->rows);
 }
 
 void vae_gather(struct vae *vae, cl_mem data, cl_mem index, int start, int rows)
 {
     cl_kernel k = vae->k_gather;
     int dim = vae->cfg.in_dim;
-    KARG(k, 0, data);
-    KARG(k, 1, index);
-    KARG(k, 2, start);
-    KARG(k, 3, rows);
-    KARG(k, 4, dim);
-    KARG(k, 5, vae->x);
+    cl_uint a = 0;
+    KARG(k, a++, data);
+    KARG(k, a++, index);
+    KARG(k, a++, start);
+    KARG(k, a++, rows);
+    KARG(k, a++, dim);
+    KARG(k, a++, vae->x);
     size_t global[2] = {(size_t)dim, (size_t)rows};
     clrt_launch(vae->rt, k, 2, global, NULL);
 }
@@ -345,31 +286,19 @@ void vae_gather(struct vae *vae, cl_mem data, cl_mem index, int start, int rows)
 void vae_describe(const struct vae_config *cfg, char *buf, size_t len)
 {
     int used = snprintf(buf, len, "%d", cfg->in_dim);
-    for (int i = 0; i < cfg->n_hidden && used >= 0 && (size_t)used < len; i++)
-        used += snprintf(buf + used, len - (size_t)used, "-%d", cfg->hidden[i]);
+    for (int i = 0; i < cfg->n_encoder && used >= 0 && (size_t)used < len; i++)
+        used += snprintf(buf + used, len - (size_t)used, "-%d", cfg->encoder[i].units);
     if (used >= 0 && (size_t)used < len)
         snprintf(buf + used, len - (size_t)used, "-%d", cfg->latent);
 }
 
 void vae_decode(struct vae *vae, int rows)
 {
-    for (int i = vae->first_decoder; i < vae->n_layers; i++)
-        dense_forward(vae, &vae->layer[i], rows);
+    for (int i = vae->n_encoder; i < vae->n_layers; i++)
+        vae->layer[i].ops->forward(vae, &vae->layer[i], rows);
 }
 
 void vae_sample_prior(struct vae *vae, int rows, uint64_t seed, uint64_t step, uint32_t stream)
 {
-    cl_kernel k = vae->k_sample_normal;
-    int n = rows * vae->cfg.latent;
-    cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32);
-    cl_uint step_lo = (cl_uint)step, step_hi = (cl_uint)(step >> 32);
-    KARG(k, 0, vae->z);
-    KARG(k, 1, n);
-    KARG(k, 2, seed_lo);
-    KARG(k, 3, seed_hi);
-    KARG(k, 4, step_lo);
-    KARG(k, 5, step_hi);
-    KARG(k, 6, stream);
-    size_t global = (size_t)n;
-    clrt_launch(vae->rt, k, 1, &global, NULL);
+    sampler_prior(vae, rows, seed, step, stream);
 }

@@ -6,12 +6,12 @@ RAW is `clvae generate --raw` output for the same N, --seed and --temperature: N
 probabilities, float32. The draws are clvae's: z[i] = T * Philox4x32-10 Box-Muller normal of
 counter (i, 0, 0, stream 2) under the seed (src/philox.c), ported here.
 """
-import json
 import math
-import struct
 import sys
 
 import numpy as np
+
+from test_checkpoint_numpy import decode, load_safetensors
 
 M32 = 0xFFFFFFFF
 
@@ -33,35 +33,9 @@ def normal(seed, index, step, stream):
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(6.283185307179586 * u2)
 
 
-def load_safetensors(path):
-    """(name -> float32 array, metadata dict) from a safetensors file."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    data = blob[8 + n:]
-    tensors = {}
-    for name, t in header.items():
-        assert t["dtype"] == "F32", name
-        b, e = t["data_offsets"]
-        tensors[name] = np.frombuffer(data[b:e], dtype="<f4").reshape(t["shape"])
-    return tensors, meta
-
-
-def decode(tensors, meta, z):
-    """Pixel probabilities (n, in_dim) for latent codes z (n, latent): torch.nn.Linear layout."""
-    h = z.astype(np.float64)
-    n_hidden = len(meta["hidden"].split(","))
-    for i in range(n_hidden):
-        h = np.maximum(h @ tensors[f"decoder.{i}.weight"].T + tensors[f"decoder.{i}.bias"], 0.0)
-    logits = h @ tensors["output.weight"].T + tensors["output.bias"]
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
 def main():
     model, raw, n, seed, temperature = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-    tensors, meta = load_safetensors(model)
+    tensors, meta = load_safetensors(model)  # the decoder's layers from the file's architecture
     latent, dim = int(meta["latent"]), int(meta["in_dim"])
     z = np.array([[temperature * normal(seed, i * latent + k, 0, 2) for k in range(latent)]
                   for i in range(n)])

@@ -20,6 +20,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "ref_model.h"
 #include "test_util.h"
 #include "vae.h"
 
@@ -97,8 +98,11 @@ static struct ckpt_meta make_meta(const struct arch *a, bool optimizer)
     struct ckpt_meta m;
     memset(&m, 0, sizeof m);
     m.cfg.in_dim = a->rows * a->cols;
-    m.cfg.n_hidden = a->n_hidden;
-    memcpy(m.cfg.hidden, a->hidden, sizeof m.cfg.hidden);
+    m.cfg.n_encoder = m.cfg.n_decoder = a->n_hidden;
+    for (int i = 0; i < a->n_hidden; i++) {
+        m.cfg.encoder[i] = (struct layer_spec){LAYER_DENSE, a->hidden[i]};
+        m.cfg.decoder[a->n_hidden - 1 - i] = m.cfg.encoder[i];
+    }
     m.cfg.latent = a->latent;
     m.image_rows = a->rows;
     m.image_cols = a->cols;
@@ -118,7 +122,7 @@ static void make_model(struct model *md, const struct arch *a, bool optimizer, u
 {
     memset(md, 0, sizeof *md);
     md->meta = make_meta(a, optimizer);
-    vae_layout(&md->vae, &md->meta.cfg);
+    tu_expect(vae_layout(&md->vae, &md->meta.cfg, "test", NULL) == 0, "cannot lay out %s", a->name);
     md->n = md->vae.n_params;
     md->params = malloc(md->n * sizeof(float));
     fill_random(md->params, md->n, seed, true);
@@ -180,12 +184,16 @@ static void expect_same_meta(const struct ckpt_meta *got, const struct ckpt_meta
 {
     tu_expect(got->cfg.in_dim == want->cfg.in_dim, "in_dim %d, saved %d", got->cfg.in_dim,
               want->cfg.in_dim);
-    tu_expect(got->cfg.n_hidden == want->cfg.n_hidden, "n_hidden %d, saved %d", got->cfg.n_hidden,
-              want->cfg.n_hidden);
-    for (int i = 0; i < VAE_MAX_HIDDEN; i++) {
-        tu_expect(got->cfg.hidden[i] == want->cfg.hidden[i], "hidden[%d] %d, saved %d", i,
-                  got->cfg.hidden[i], want->cfg.hidden[i]);
-    }
+    char got_layers[256], want_layers[256];
+    vae_format_layers(got->cfg.encoder, got->cfg.n_encoder, got_layers, sizeof got_layers);
+    vae_format_layers(want->cfg.encoder, want->cfg.n_encoder, want_layers, sizeof want_layers);
+    tu_expect(strcmp(got_layers, want_layers) == 0, "encoder %s, saved %s", got_layers,
+              want_layers);
+    vae_format_layers(got->cfg.decoder, got->cfg.n_decoder, got_layers, sizeof got_layers);
+    vae_format_layers(want->cfg.decoder, want->cfg.n_decoder, want_layers, sizeof want_layers);
+    tu_expect(strcmp(got_layers, want_layers) == 0, "decoder %s, saved %s", got_layers,
+              want_layers);
+    tu_expect(vae_same_layers(&got->cfg, &want->cfg), "the architectures differ");
     tu_expect(got->cfg.latent == want->cfg.latent, "latent %d, saved %d", got->cfg.latent,
               want->cfg.latent);
     tu_expect(got->image_rows == want->image_rows && got->image_cols == want->image_cols,
@@ -348,11 +356,11 @@ static int expected_tensors(const struct vae *vae, struct expected *e)
 {
     int n = 0;
     for (int k = 0; k < vae->n_layers; k++) {
-        const struct vae_dense *l = &vae->layer[k];
-        int parts = k == vae->head ? 2 : 1;
+        const struct layer *l = &vae->layer[k];
+        int parts = l->gaussian_head ? 2 : 1;
         int out = l->out / parts;
         for (int p = 0; p < parts; p++) {
-            const char *base = k != vae->head ? l->name : p == 0 ? "mean" : "logvar";
+            const char *base = !l->gaussian_head ? l->name : p == 0 ? "mean" : "logvar";
             size_t col0 = (size_t)p * (size_t)out;
             e[n] = (struct expected){
                 .out = out, .in = l->in, .start = l->weight + col0, .ld = (size_t)l->out};
@@ -438,17 +446,22 @@ static void test_file_layout(const struct arch *a)
             last--;
         }
         tu_expect(*last == '}', "the header is not JSON padded with spaces");
-        char hidden[128] = "";
+        char encoder[128] = "", decoder[128] = "";
         for (int i = 0; i < a->n_hidden; i++) {
-            size_t used = strlen(hidden);
-            snprintf(hidden + used, sizeof hidden - used, "%s%d", i ? "," : "", a->hidden[i]);
+            size_t used = strlen(encoder);
+            snprintf(encoder + used, sizeof encoder - used, "%sdense:%d", i ? "," : "",
+                     a->hidden[i]);
+            used = strlen(decoder);
+            snprintf(decoder + used, sizeof decoder - used, "%sdense:%d", i ? "," : "",
+                     a->hidden[a->n_hidden - 1 - i]);
         }
         char lr[64], seed[32];
         snprintf(lr, sizeof lr, "%.17g", md.meta.lr);
         snprintf(seed, sizeof seed, "%" PRIu64, md.meta.seed);
         const char *pairs[][2] = {{"format", "clvae"},
-                                  {"format_version", "1"},
-                                  {"hidden", hidden},
+                                  {"format_version", "2"},
+                                  {"encoder", encoder},
+                                  {"decoder", decoder},
                                   {"lr", lr},
                                   {"seed", seed},
                                   {"step", "8589946937"},
@@ -573,14 +586,14 @@ static void test_invalid_save(void)
     make_model(&md, &small_arch, true, 4500);
     tu_in_tmp(path, "invalid.safetensors");
     struct ckpt_meta bad_meta[5];
-    const char *what[5] = {"latent 0", "in_dim not rows x cols", "9 hidden layers", "lr 0",
+    const char *what[5] = {"latent 0", "in_dim not rows x cols", "9 encoder layers", "lr 0",
                            "adam_m without adam_v"};
     for (int k = 0; k < 5; k++) {
         bad_meta[k] = md.meta;
     }
     bad_meta[0].cfg.latent = 0;
     bad_meta[1].cfg.in_dim = 7;
-    bad_meta[2].cfg.n_hidden = 9;
+    bad_meta[2].cfg.n_encoder = 9;
     bad_meta[3].lr = 0;
     for (int k = 0; k < 5; k++) {
         tu_begin();
@@ -781,12 +794,19 @@ static const struct json_edit json_edits[] = {
     {"__metadata__", "in_dim", "\"-6\"", "out of range"},
     {"__metadata__", "image_rows", "\"0\"", "out of range"},
     {"__metadata__", "image_cols", "\"3000000000\"", "out of range"},
-    {"__metadata__", "hidden", "\"5,,4\"", "comma-separated"},
-    {"__metadata__", "hidden", "\"\"", "comma-separated"},
-    {"__metadata__", "hidden", "\"5,4,\"", "comma-separated"},
-    {"__metadata__", "hidden", "\"5,0\"", "out of range"},
-    {"__metadata__", "hidden", "\"5,99999999999999999999\"", "out of range"},
-    {"__metadata__", "hidden", "\"1,1,1,1,1,1,1,1,1\"", "too many hidden layers"},
+    {"__metadata__", "encoder", "\"dense:5,,dense:4\"", "comma-separated"},
+    {"__metadata__", "encoder", "\"\"", "comma-separated"},
+    {"__metadata__", "encoder", "\"dense:5,dense:4,\"", "comma-separated"},
+    {"__metadata__", "encoder", "\"dense:5,dense:0\"", "out of range"},
+    {"__metadata__", "encoder", "\"dense:5,dense:99999999999999999999\"", "out of range"},
+    {"__metadata__", "encoder", "\"dense:5,dense\"", "not a layer"},
+    {"__metadata__", "encoder", "\"5,4\"", "not a layer"},
+    {"__metadata__", "encoder", "\"dense:5,dense:5\"", "the architecture needs [5,5]"},
+    {"__metadata__", "decoder",
+     "\"dense:1,dense:1,dense:1,dense:1,dense:1,dense:1,dense:1,dense:1,"
+     "dense:1\"",
+     "at most 8 layers"},
+    {"__metadata__", "decoder", "\"dense:4\"", "decoder.1.weight"},
     {"__metadata__", "latent", "\"0\"", "out of range"},
     {"__metadata__", "latent", "\"16777217\"", "out of range"},
     {"__metadata__", "batch", "\"0\"", "out of range"},
@@ -835,10 +855,9 @@ static const struct json_edit json_edits[] = {
 
 // Names of every metadata field: removing any one must be refused.
 static const char *const meta_fields[] = {
-    "format",     "format_version", "layout",     "in_dim",   "image_rows",
-    "image_cols", "hidden",         "latent",     "batch",    "lr",
-    "beta",       "seed",           "epoch",      "step",     "epoch_step",
-    "optimizer",  "adam_beta1",     "adam_beta2", "adam_eps",
+    "format",  "format_version", "layout",    "in_dim",     "image_rows", "image_cols", "encoder",
+    "decoder", "latent",         "batch",     "lr",         "beta",       "seed",       "epoch",
+    "step",    "epoch_step",     "optimizer", "adam_beta1", "adam_beta2", "adam_eps",
 };
 
 // Each header edit on a good file, and each missing metadata field.
@@ -868,6 +887,42 @@ static void test_corrupt_headers(const char *good_path)
         }
         tu_end("refuses %s%s%s %s", e->target ? e->target : "", e->target ? "." : "", e->key,
                e->value ? e->value : "removed");
+    }
+    unlink(path);
+}
+
+// Format version 1 (clvae before the layer list) named the architecture by "hidden" widths, the
+// decoder mirroring them: such a file loads as the same model; its bad "hidden" is refused.
+static void test_version1(const char *good_path, const struct model *md)
+{
+    char path[TU_PATH_MAX];
+    tu_in_tmp(path, "version1.safetensors");
+    static const char *const hidden[] = {"\"5,4\"", "\"5,,4\"", "\"1,1,1,1,1,1,1,1,1\"", "\"5,0\""};
+    static const char *const words[] = {NULL, "comma-separated", "too many hidden layers",
+                                        "out of range"};
+    for (size_t k = 0; k < sizeof hidden / sizeof hidden[0]; k++) {
+        struct good_file g;
+        tu_begin();
+        if (open_good(good_path, &g) == 0) {
+            const struct json_edit edits[] = {
+                {"__metadata__", "format_version", "\"1\"", NULL},
+                {"__metadata__", "encoder", NULL, NULL},
+                {"__metadata__", "decoder", NULL, NULL},
+                {"__metadata__", "hidden", hidden[k], NULL},
+            };
+            for (size_t e = 0; e < sizeof edits / sizeof edits[0]; e++) {
+                tu_expect(apply_edit(g.root, &edits[e]), "edit %zu does not apply", e);
+            }
+            tu_expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0,
+                      "cannot write %s", path);
+            if (words[k]) {
+                expect_refused(path, words[k]);
+            } else {
+                expect_loads_as(path, md);
+            }
+            close_good(&g);
+        }
+        tu_end("format version 1 with hidden %s: %s", hidden[k], words[k] ? "refused" : "loads");
     }
     unlink(path);
 }
@@ -1051,7 +1106,7 @@ static void test_any_order(const char *good_path, const struct model *md)
         int rc = checkpoint_load(path, &c, &err);
         tu_expect(rc == 0, "load: %s", err.msg);
         if (rc == 0) {
-            const struct vae_dense *head = &md->vae.layer[md->vae.head];
+            const struct layer *head = &md->vae.layer[md->vae.n_encoder - 1];
             size_t latent = (size_t)md->meta.cfg.latent;
             float *want = malloc(md->n * sizeof(float));
             memcpy(want, md->params, md->n * sizeof(float));
@@ -1103,23 +1158,6 @@ static void test_free(const char *good_path)
     tu_end("checkpoint_free is safe on a zeroed struct and twice");
 }
 
-// One dense layer in double from the flat layout: x (rows, in) -> y (rows, out) = x W + b, W
-// (in, out) at flat + weight; only columns col0..col0+out-1 of a layer ld wide.
-static void dense_double(const float *flat, size_t weight, size_t bias, size_t ld, size_t col0,
-                         const double *x, int rows, int in, int out, bool relu, double *y)
-{
-    for (int r = 0; r < rows; r++) {
-        for (int o = 0; o < out; o++) {
-            double s = flat[bias + col0 + (size_t)o];
-            for (int i = 0; i < in; i++) {
-                s += x[(size_t)r * (size_t)in + (size_t)i] *
-                     flat[weight + (size_t)i * ld + col0 + (size_t)o];
-            }
-            y[(size_t)r * (size_t)out + (size_t)o] = relu && s < 0 ? 0 : s;
-        }
-    }
-}
-
 // Appends n doubles to fp as little-endian bytes; false on a write error.
 static bool write_f64s(FILE *fp, const double *v, size_t n)
 {
@@ -1160,7 +1198,7 @@ static int write_numpy_fixture(const char *dir)
 
     const struct vae *v = &md.vae;
     int in_dim = md.meta.cfg.in_dim, latent = md.meta.cfg.latent;
-    double x[ROWS * 6], act[2][ROWS * 16], mean[ROWS * 3], logvar[ROWS * 3], z[ROWS * 3];
+    double x[ROWS * 6], ml[ROWS * 6], mean[ROWS * 3], logvar[ROWS * 3], z[ROWS * 3];
     double logits[ROWS * 6];
     for (int k = 0; k < ROWS * in_dim; k++) {
         x[k] = (double)(next_u64(&state) >> 11) / 9007199254740992.0;
@@ -1168,31 +1206,16 @@ static int write_numpy_fixture(const char *dir)
     for (int k = 0; k < ROWS * latent; k++) {
         z[k] = 2.0 * next_uniform(&state, 1.0f);
     }
-    // Encoder: x -> hidden layers -> mean, logvar.
-    const double *h = x;
-    int cur = 0;
-    for (int k = 0; k < v->head; k++) {
-        const struct vae_dense *l = &v->layer[k];
-        dense_double(md.params, l->weight, l->bias, (size_t)l->out, 0, h, ROWS, l->in, l->out, true,
-                     act[cur]);
-        h = act[cur];
-        cur ^= 1;
-    }
-    const struct vae_dense *head = &v->layer[v->head];
-    dense_double(md.params, head->weight, head->bias, (size_t)head->out, 0, h, ROWS, head->in,
-                 latent, false, mean);
-    dense_double(md.params, head->weight, head->bias, (size_t)head->out, (size_t)latent, h, ROWS,
-                 head->in, latent, false, logvar);
-    // Decoder: z -> hidden layers -> logits.
-    h = z;
-    for (int k = v->first_decoder; k < v->n_layers; k++) {
-        const struct vae_dense *l = &v->layer[k];
-        bool last = k == v->n_layers - 1;
-        double *y = last ? logits : act[cur];
-        dense_double(md.params, l->weight, l->bias, (size_t)l->out, 0, h, ROWS, l->in, l->out,
-                     !last, y);
-        h = y;
-        cur ^= 1;
+    // The model's own layer list in double (tests/ref_model.c): x -> [mean | logvar]; z -> logits.
+    double *params = ref_params(md.params, md.n);
+    ref_encode(v, params, x, ROWS, ml, NULL);
+    ref_decode(v, params, z, ROWS, logits, NULL);
+    free(params);
+    for (int r = 0; r < ROWS; r++) {
+        for (int k = 0; k < latent; k++) {
+            mean[r * latent + k] = ml[r * 2 * latent + k];
+            logvar[r * latent + k] = ml[r * 2 * latent + latent + k];
+        }
     }
 
     FILE *fp = fopen(expected_path, "wb");
@@ -1258,6 +1281,7 @@ int main(int argc, char **argv)
     tu_end("a good small checkpoint for the corrupt cases");
     test_corrupt_headers(good_path);
     test_corrupt_files(good_path);
+    test_version1(good_path, &good);
     test_any_order(good_path, &good);
     test_truncations(good_path);
     test_free(good_path);

@@ -61,24 +61,29 @@ def load_safetensors(path):
     return tensors, metadata
 
 
-def hidden_widths(metadata):
-    """The encoder's hidden widths from metadata "hidden" ("512,256")."""
-    return [int(w) for w in metadata["hidden"].split(",")]
+def layers(metadata, side):
+    """The widths of side's ("encoder" or "decoder") dense layers: format version 2 names them
+    ("dense:512,dense:256"); version 1 had "hidden" widths ("512,256"), the decoder mirrored."""
+    if metadata["format_version"] == "1":
+        widths = [int(w) for w in metadata["hidden"].split(",")]
+        return widths if side == "encoder" else widths[::-1]
+    items = [item.split(":") for item in metadata[side].split(",")]
+    assert all(kind == "dense" for kind, _ in items), metadata[side]
+    return [int(width) for _, width in items]
 
 
 def expected_shapes(metadata):
     """Every tensor name the metadata's architecture implies -> its shape, in the file's order."""
     in_dim, latent = int(metadata["in_dim"]), int(metadata["latent"])
-    hidden = hidden_widths(metadata)
     shapes = {}
     prev = in_dim
-    for i, width in enumerate(hidden):
+    for i, width in enumerate(layers(metadata, "encoder")):
         shapes[f"encoder.{i}.weight"], shapes[f"encoder.{i}.bias"] = (width, prev), (width,)
         prev = width
     for head in ("mean", "logvar"):
         shapes[f"{head}.weight"], shapes[f"{head}.bias"] = (latent, prev), (latent,)
     prev = latent
-    for i, width in enumerate(reversed(hidden)):
+    for i, width in enumerate(layers(metadata, "decoder")):
         shapes[f"decoder.{i}.weight"], shapes[f"decoder.{i}.bias"] = (width, prev), (width,)
         prev = width
     shapes["output.weight"], shapes["output.bias"] = (in_dim, prev), (in_dim,)
@@ -100,7 +105,7 @@ def linear(x, tensors, name):
 def encode(tensors, metadata, x):
     """x (n, in_dim) -> (mean, logvar), each (n, latent): ReLU hidden layers, linear heads."""
     h = np.asarray(x, dtype=np.float64)
-    for i in range(len(hidden_widths(metadata))):
+    for i in range(len(layers(metadata, "encoder"))):
         h = np.maximum(linear(h, tensors, f"encoder.{i}"), 0.0)
     return linear(h, tensors, "mean"), linear(h, tensors, "logvar")
 
@@ -108,7 +113,7 @@ def encode(tensors, metadata, x):
 def decode_logits(tensors, metadata, z):
     """z (n, latent) -> logits (n, in_dim): ReLU hidden layers, a linear output layer."""
     h = np.asarray(z, dtype=np.float64)
-    for i in range(len(hidden_widths(metadata))):
+    for i in range(len(layers(metadata, "decoder"))):
         h = np.maximum(linear(h, tensors, f"decoder.{i}"), 0.0)
     return linear(h, tensors, "output")
 
@@ -174,8 +179,8 @@ def check_file(checks, path):
         data_len = len(f.read())
     checks.check(header_len % 8 == 0 and header_text.startswith(b"{"),
                  "header: a JSON object, length a multiple of 8", f"{header_len} bytes")
-    checks.check(metadata.get("format") == "clvae" and metadata.get("format_version") == "1",
-                 "metadata format clvae, version 1",
+    checks.check(metadata.get("format") == "clvae" and metadata.get("format_version") == "2",
+                 "metadata format clvae, version 2",
                  f"{metadata.get('format')!r} {metadata.get('format_version')!r}")
     checks.check(all(isinstance(v, str) for v in metadata.values()),
                  "metadata values are strings")

@@ -11,6 +11,7 @@
 
 #include "cl_runtime.h"
 #include "philox.h"
+#include "ref_model.h"
 #include "test_util.h"
 #include "vae.h"
 
@@ -30,45 +31,16 @@ struct ref_result {
     double loss, rec[MAX_ROWS], kl[MAX_ROWS], relu_margin;
 };
 
-// x (rows, l->in) -> y (rows, l->out) = x W + b with W (in, out) at params + l->weight and b at
-// params + l->bias, then ReLU when l->relu; lowers *margin to the smallest |pre-activation|.
-static void ref_dense(const struct vae_dense *l, const double *params, const double *x, int rows,
-                      double *y, double *margin)
-{
-    for (int r = 0; r < rows; r++) {
-        for (int o = 0; o < l->out; o++) {
-            const double *w = params + l->weight + (size_t)o;
-            double a = params[l->bias + o];
-            for (int i = 0; i < l->in; i++)
-                a += w[(size_t)i * l->out] * x[r * l->in + i];
-            if (l->relu) {
-                if (fabs(a) < *margin)
-                    *margin = fabs(a);
-                a = a > 0.0 ? a : 0.0;
-            }
-            y[r * l->out + o] = a;
-        }
-    }
-}
-
 // The model's loss (sum_r rec_r + beta sum_r kl_r) / rows in double: x (rows, in_dim) through the
 // encoder to [mu | logvar] (rows, 2 latent), z = mu + noise_scale exp(logvar / 2) eps with eps
-// (rows, latent), the decoder to logits (rows, in_dim), BCE on logits summed over pixels.
+// (rows, latent), the decoder to logits (rows, in_dim), the likelihood's -log p(x|z).
 static struct ref_result ref_forward(const struct vae *vae, const double *params, const double *x,
                                      const double *eps, int rows, double noise_scale, double beta)
 {
-    static double buf_a[MAX_ROWS * MAX_WIDTH], buf_b[MAX_ROWS * MAX_WIDTH];
+    static double ml[MAX_ROWS * MAX_WIDTH], z[MAX_ROWS * MAX_WIDTH], logits[MAX_ROWS * MAX_WIDTH];
     struct ref_result res = {.relu_margin = INFINITY};
     int latent = vae->cfg.latent, dim = vae->cfg.in_dim;
-    const double *in = x;
-    double *out = buf_a;
-    for (int i = 0; i <= vae->head; i++) {
-        ref_dense(&vae->layer[i], params, in, rows, out, &res.relu_margin);
-        in = out;
-        out = out == buf_a ? buf_b : buf_a;
-    }
-    const double *ml = in;
-    double *z = out;
+    ref_encode(vae, params, x, rows, ml, &res.relu_margin);
     for (int r = 0; r < rows; r++) {
         for (int k = 0; k < latent; k++) {
             double mu = ml[r * 2 * latent + k], logvar = ml[r * 2 * latent + latent + k];
@@ -76,20 +48,11 @@ static struct ref_result ref_forward(const struct vae *vae, const double *params
             res.kl[r] += -0.5 * (1.0 + logvar - mu * mu - exp(logvar));
         }
     }
-    in = z;
-    out = out == buf_a ? buf_b : buf_a;
-    for (int i = vae->first_decoder; i < vae->n_layers; i++) {
-        ref_dense(&vae->layer[i], params, in, rows, out, &res.relu_margin);
-        in = out;
-        out = out == buf_a ? buf_b : buf_a;
-    }
-    const double *logits = in;
+    ref_decode(vae, params, z, rows, logits, &res.relu_margin);
     double total = 0.0;
     for (int r = 0; r < rows; r++) {
-        for (int j = 0; j < dim; j++) {
-            double l = logits[r * dim + j], t = x[r * dim + j];
-            res.rec[r] += fmax(l, 0.0) - l * t + log1p(exp(-fabs(l)));
-        }
+        for (int j = 0; j < dim; j++)
+            res.rec[r] += ref_bernoulli_nll(logits[r * dim + j], x[r * dim + j]);
         total += res.rec[r] + beta * res.kl[r];
     }
     res.loss = total / rows;
@@ -149,11 +112,12 @@ static void run_case(const struct gc_case *c)
         fprintf(stderr, "test_gradcheck: case %s exceeds MAX_ROWS or MAX_WIDTH\n", c->name);
         exit(1);
     }
-    printf("case %s: in %d, hidden", c->name, dim);
-    for (int i = 0; i < c->cfg.n_hidden; i++)
-        printf(" %d", c->cfg.hidden[i]);
-    printf(", latent %d, rows %d of %d, noise %g, beta %g, %zu parameters\n", latent, rows,
-           c->max_rows, c->noise_scale, c->beta, n);
+    char encoder[128], decoder[128];
+    vae_format_layers(c->cfg.encoder, c->cfg.n_encoder, encoder, sizeof encoder);
+    vae_format_layers(c->cfg.decoder, c->cfg.n_decoder, decoder, sizeof decoder);
+    printf("case %s: in %d, encoder %s, decoder %s, latent %d, rows %d of %d, noise %g, beta %g, "
+           "%zu parameters\n",
+           c->name, dim, encoder, decoder, latent, rows, c->max_rows, c->noise_scale, c->beta, n);
 
     float *params = tu_alloc(n, sizeof(float));
     float *grads = tu_alloc(n, sizeof(float));
@@ -231,7 +195,7 @@ static void run_case(const struct gc_case *c)
         zero += fd[i] == 0.0;
     double worst = 0.0;
     for (int i = 0; i < vae.n_layers; i++) {
-        const struct vae_dense *l = &vae.layer[i];
+        const struct layer *l = &vae.layer[i];
         char what[160];
         snprintf(what, sizeof what, "case %s: d loss / d %s weight (%dx%d)", c->name, l->name,
                  l->out, l->in);
@@ -264,15 +228,39 @@ int main(void)
     // A: two hidden layers; B: one, with an odd latent size and a partial batch written at an
     // offset of the loss buffers; A0, B0: the same with z = mu (noise_scale 0).
     static const struct gc_case cases[] = {
-        {.name = "A", .cfg = {.in_dim = 12, .n_hidden = 2, .hidden = {7, 5}, .latent = 3},
-         .max_rows = 4, .rows = 4, .seed = 11, .step = 5, .noise_scale = 1.0f, .beta = 0.7f},
-        {.name = "B", .cfg = {.in_dim = 11, .n_hidden = 1, .hidden = {9}, .latent = 5},
-         .max_rows = 5, .rows = 3, .offset = 2, .seed = 23, .step = 9, .noise_scale = 1.0f,
+        {.name = "A",
+         .cfg = CFG2(12, 7, 5, 3),
+         .max_rows = 4,
+         .rows = 4,
+         .seed = 11,
+         .step = 5,
+         .noise_scale = 1.0f,
          .beta = 0.7f},
-        {.name = "A0", .cfg = {.in_dim = 12, .n_hidden = 2, .hidden = {7, 5}, .latent = 3},
-         .max_rows = 4, .rows = 4, .seed = 11, .step = 5, .noise_scale = 0.0f, .beta = 0.7f},
-        {.name = "B0", .cfg = {.in_dim = 11, .n_hidden = 1, .hidden = {9}, .latent = 5},
-         .max_rows = 5, .rows = 3, .offset = 2, .seed = 23, .step = 9, .noise_scale = 0.0f,
+        {.name = "B",
+         .cfg = CFG1(11, 9, 5),
+         .max_rows = 5,
+         .rows = 3,
+         .offset = 2,
+         .seed = 23,
+         .step = 9,
+         .noise_scale = 1.0f,
+         .beta = 0.7f},
+        {.name = "A0",
+         .cfg = CFG2(12, 7, 5, 3),
+         .max_rows = 4,
+         .rows = 4,
+         .seed = 11,
+         .step = 5,
+         .noise_scale = 0.0f,
+         .beta = 0.7f},
+        {.name = "B0",
+         .cfg = CFG1(11, 9, 5),
+         .max_rows = 5,
+         .rows = 3,
+         .offset = 2,
+         .seed = 23,
+         .step = 9,
+         .noise_scale = 0.0f,
          .beta = 1.3f},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

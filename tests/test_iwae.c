@@ -18,11 +18,12 @@
 #include "cl_runtime.h"
 #include "evaluate.h"
 #include "philox.h"
+#include "ref_model.h"
 #include "test_util.h"
 #include "vae.h"
 
-#define GUARD 5           // guard cells (TU_SENTINEL) before and after the bounds written
-#define LOGW_ATOL 2e-4    // device log-weight against the double reference: abs + rel of |want|
+#define GUARD 5        // guard cells (TU_SENTINEL) before and after the bounds written
+#define LOGW_ATOL 2e-4 // device log-weight against the double reference: abs + rel of |want|
 #define LOGW_RTOL 2e-5
 #define LSE_ATOL 1e-5 // logsumexp of given float inputs: abs + rel of |want|
 #define LSE_RTOL 3e-7
@@ -42,35 +43,16 @@ static double *params_of(const struct vae *vae)
     return d;
 }
 
-// x (l->in) -> y (l->out) = x W + b, then ReLU when l->relu, for one row in double.
-static void ref_dense(const struct vae_dense *l, const double *params, const double *x, double *y)
-{
-    for (int o = 0; o < l->out; o++) {
-        double a = params[l->bias + o];
-        for (int i = 0; i < l->in; i++)
-            a += params[l->weight + (size_t)i * l->out + o] * x[i];
-        y[o] = l->relu && a < 0.0 ? 0.0 : a;
-    }
-}
-
-// z (latent) -> log p(x|z) = -(sum over pixels of the BCE of the decoder's logits against x);
-// layers up to 512 wide.
+// z (latent) -> log p(x|z) = -(sum over pixels of the likelihood's -log p of x given the
+// decoder's logits).
 static double ref_log_px(const struct vae *vae, const double *params, const double *z,
                          const float *x)
 {
-    double a[512], b[512];
-    const double *in = z;
-    double *out = a;
-    for (int i = vae->first_decoder; i < vae->n_layers; i++) {
-        ref_dense(&vae->layer[i], params, in, out);
-        in = out;
-        out = out == a ? b : a;
-    }
+    double logits[512];
+    ref_decode(vae, params, z, 1, logits, NULL);
     double sum = 0.0;
-    for (int j = 0; j < vae->cfg.in_dim; j++) {
-        double l = in[j], t = x[j];
-        sum += fmax(l, 0.0) - l * t + log1p(exp(-fabs(l)));
-    }
+    for (int j = 0; j < vae->cfg.in_dim; j++)
+        sum += ref_bernoulli_nll(logits[j], x[j]);
     return -sum;
 }
 
@@ -212,8 +194,7 @@ static void mean_se(const double *v, int n, double *mean, double *se)
 
 // The small model of (a) to (c): two hidden layers, parameters uniform in +-0.5 so that the
 // posterior is far from the prior and the log-weights spread.
-static const struct vae_config small_cfg = {
-    .in_dim = 20, .n_hidden = 2, .hidden = {16, 12}, .latent = 4};
+static const struct vae_config small_cfg = CFG2(20, 16, 12, 4);
 
 // (a) iwae_log_weights and iwae_bound against the reference: 6 images, k = 7, 16 rows a chunk
 // (chunks straddle images), groups of 3 images, image numbers past 2^32; the reductions run with
@@ -224,8 +205,8 @@ static void test_log_weights(size_t local)
     struct vae vae;
     make_model(&vae, &small_cfg, 16, 0.5, 5);
     if (local)
-        vae.reduce_local = local;
-    printf("(a) reductions in work-groups of %zu\n", vae.reduce_local);
+        vae.likelihood.reduce_local = local;
+    printf("(a) reductions in work-groups of %zu\n", vae.likelihood.reduce_local);
     int images = 6, k = 7, latent = small_cfg.latent, dim = small_cfg.in_dim;
     uint64_t seed = 0x123456789abcull, first = ((uint64_t)1 << 32) + 17;
     float *x = random_images(images, dim, 3);
@@ -292,7 +273,7 @@ static void test_logsumexp(int k, size_t local)
     struct vae vae;
     make_model(&vae, &small_cfg, 16, 0.5, 5);
     if (local)
-        vae.reduce_local = local;
+        vae.likelihood.reduce_local = local;
     struct iwae iw;
     tu_die_on(iwae_create(&iw, &vae, k, (size_t)ROWS * k, &err), &err);
     float *lw = tu_alloc((size_t)ROWS * k, sizeof(float));
@@ -330,7 +311,7 @@ static void test_logsumexp(int k, size_t local)
     snprintf(what, sizeof what,
              "(a) iwae_logsumexp, k %d, work-group %zu: spread 1e4, all -1e4, 150..250, "
              "-1e4..-9995, one at 80, some -inf, all -inf (%g), a NaN (%g), ordinary",
-             k, vae.reduce_local, (double)out[GUARD + 6], (double)out[GUARD + 7]);
+             k, vae.likelihood.reduce_local, (double)out[GUARD + 6], (double)out[GUARD + 7]);
     tu_compare(what, out + GUARD, want, NULL, ROWS, LSE_ATOL, LSE_RTOL);
     int touched = tu_changed(out, 0, GUARD) + tu_changed(out, GUARD + ROWS, ROWS + 2 * GUARD);
     tu_check(touched == 0, "(a) iwae_logsumexp k %d: %d guard cells changed (want 0)", k, touched);
@@ -459,7 +440,7 @@ static void test_growing_k(void)
 static void test_trained(void)
 {
     struct clvae_error err;
-    const struct vae_config cfg = {.in_dim = 36, .n_hidden = 1, .hidden = {32}, .latent = 2};
+    const struct vae_config cfg = CFG1(36, 32, 2);
     enum { BATCH = 64, STEPS = 400, TEST = 512, PROTOS = 4 };
     struct vae vae;
     make_model(&vae, &cfg, BATCH, 0.0, 8);

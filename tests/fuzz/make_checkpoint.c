@@ -1,6 +1,7 @@
 // Writes a tiny checkpoint with checkpoint_save, for make_corpus.py's seed files:
 //   make_checkpoint PATH HIDDEN none|adam
-// images of 2x3 (in_dim 6), hidden widths HIDDEN ("5" or "5,3"), latent 2, and made-up values.
+// images of 2x3 (in_dim 6), dense hidden widths HIDDEN ("5" or "5,3", the decoder mirroring them),
+// latent 2, and made-up values, in the current format version.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,15 +26,13 @@ int main(int argc, char **argv)
         .step = 3,
         .epoch_step = 0,
     };
-    for (char *p = argv[2]; meta.cfg.n_hidden < VAE_MAX_HIDDEN;) {
-        char *end;
-        meta.cfg.hidden[meta.cfg.n_hidden++] = (int)strtol(p, &end, 10);
-        if (*end != ',')
-            break;
-        p = end + 1;
-    }
+    struct clvae_error err;
     struct vae vae;
-    vae_layout(&vae, &meta.cfg);
+    if (vae_parse_hidden("HIDDEN", argv[2], &meta.cfg, &err) ||
+        vae_layout(&vae, &meta.cfg, "HIDDEN", &err)) {
+        clvae_print_error(&err);
+        return 2;
+    }
     float *arrays[3];
     for (int a = 0; a < 3; a++) {
         arrays[a] = xmalloc(vae.n_params * sizeof(float));
@@ -42,7 +41,6 @@ int main(int argc, char **argv)
             arrays[a][k] = (float)((int)((k * 37 + 11 * (size_t)a) % 64) - 32) / 64.0f;
     }
     bool adam = strcmp(argv[3], "adam") == 0;
-    struct clvae_error err;
     int rc = checkpoint_save(argv[1], &meta, arrays[0], adam ? arrays[1] : NULL,
                              adam ? arrays[2] : NULL, &err);
     if (rc != 0)

@@ -104,6 +104,18 @@ def checkpoint_corpus(make_checkpoint):
     def md(key, value):
         return lambda h, d: h["__metadata__"].__setitem__(key, value)
 
+    def version1(hidden):
+        """Format version 1: the architecture as "hidden" widths, the decoder mirroring them."""
+        def change(h, d):
+            h["__metadata__"].update(format_version="1", hidden=hidden)
+            h["__metadata__"].pop("encoder")
+            h["__metadata__"].pop("decoder")
+        return change
+
+    for name in list(valid):
+        hidden = "5,3" if name.endswith("-3") else "5"
+        valid[name + "-v1"] = edit(valid[name], version1(hidden))
+
     def tensor(name, key, value):
         return lambda h, d: h[name].__setitem__(key, value)
 
@@ -117,7 +129,8 @@ def checkpoint_corpus(make_checkpoint):
         return d + bytes(24)
 
     def too_many(h, d):
-        h["__metadata__"].update(hidden="16777216", latent="16777216")
+        h["__metadata__"].update(encoder="dense:65536", decoder="dense:65536", latent="4096",
+                                 image_rows="16777216", in_dim="16777216", image_cols="1")
 
     def gap(h, d):
         begin, end = h["output.bias"]["data_offsets"]
@@ -140,8 +153,10 @@ def checkpoint_corpus(make_checkpoint):
         "shape-five-dims": edit(none, tensor("encoder.0.weight", "shape", [5, "6", 1, 1, 1])),
         "tensor-not-object": edit(none, lambda h, d: h.__setitem__("encoder.0.bias", 3)),
         "metadata-not-object": edit(none, lambda h, d: h.__setitem__("__metadata__", "clvae")),
-        "nine-hidden-layers": edit(none, md("hidden", ",".join(["5"] * 9))),
-        "format-version-2": edit(none, md("format_version", "2")),
+        "nine-hidden-layers-v1": edit(valid["none-h5-v1"], md("hidden", ",".join(["5"] * 9))),
+        "nine-encoder-layers": edit(none, md("encoder", ",".join(["dense:5"] * 9))),
+        "unknown-layer-kind": edit(none, md("decoder", "conv:5")),
+        "format-version-3": edit(none, md("format_version", "3")),
         "adam-wrong-beta1": edit(adam, md("adam_beta1", "0.8")),
         "too-many-params": edit(none, too_many),
     }

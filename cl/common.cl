@@ -1,0 +1,60 @@
+// Functions every kernel file may use (built first): counter-based random numbers, a work-group
+// sum, and log(1 + e) on [0, 1].
+//
+// Counter-based random numbers: Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as
+// 1, 2, 3", SC 2011). Every draw is a pure function of (key, counter), so any work-item can draw
+// its own numbers, in any order, and the host can reproduce them (src/philox.c).
+
+// counter (4 x u32), key (2 x u32) -> 4 random u32.
+uint4 philox4x32_10(uint4 ctr, uint2 key)
+{
+    const uint m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
+    for (int round = 0; round < 10; round++) {
+        uint hi0 = mul_hi(m0, ctr.x), lo0 = m0 * ctr.x;
+        uint hi1 = mul_hi(m1, ctr.z), lo1 = m1 * ctr.z;
+        ctr = (uint4)(hi1 ^ ctr.y ^ key.x, lo1, hi0 ^ ctr.w ^ key.y, lo0);
+        key += (uint2)(0x9E3779B9u, 0xBB67AE85u);
+    }
+    return ctr;
+}
+
+// One standard normal by Box-Muller from the first two words of a Philox block.
+// u1 lies in (0, 1], so the log is finite.
+float philox_normal(uint4 ctr, uint2 key)
+{
+    uint4 r = philox4x32_10(ctr, key);
+    float u1 = (float)((r.x >> 8) + 1u) * (1.0f / 16777216.0f);
+    float u2 = (float)(r.y >> 8) * (1.0f / 16777216.0f);
+    return sqrt(-2.0f * log(u1)) * cos(6.283185307179586f * u2);
+}
+
+// The sum of value over the work-group, returned to every work-item. partial holds one float per
+// work-item (the work-group size a power of two) and may be used again straight after.
+float work_group_sum(__local float *partial, float value)
+{
+    int lid = get_local_id(0), lsize = get_local_size(0);
+    partial[lid] = value;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int stride = lsize / 2; stride > 0; stride /= 2) {
+        if (lid < stride)
+            partial[lid] += partial[lid + stride];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float total = partial[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+}
+
+// log(1 + e) for e in [0, 1], as 2 atanh(s) with s = e / (2 + e) <= 1/3: the series in s^2 <= 1/9
+// stops at s^13, leaving an error below 1e-8. PoCL turns log() and native_log() into scalar
+// library calls (11 ns an element, half of the loss kernel's time); this vectorises everywhere.
+float log1p_unit(float e)
+{
+    float s = e / (2.0f + e), s2 = s * s;
+    float series = 1.0f / 11.0f + s2 * (1.0f / 13.0f);
+    series = 1.0f / 9.0f + s2 * series;
+    series = 1.0f / 7.0f + s2 * series;
+    series = 1.0f / 5.0f + s2 * series;
+    series = 1.0f / 3.0f + s2 * series;
+    return 2.0f * s * (1.0f + s2 * series);
+}

@@ -1,0 +1,58 @@
+// The Gaussian sampler (src/sampler.c): the reparameterised sample with its KL term, its gradient,
+// and draws from the prior. Needs common.cl.
+
+// ml (rows, 2 latent) = [mu | logvar] -> z = mu + noise_scale * exp(logvar / 2) * eps, eps (rows,
+// latent) ~ N(0, I) from Philox counter (r * latent + k, step, stream); kl[kl_offset + r] =
+// KL(N(mu, exp(logvar)) || N(0, I)) summed over the latent dimensions. Range: (rows).
+__kernel void reparameterize(__global const float *ml, __global float *z, __global float *eps,
+                             __global float *kl, int kl_offset, int rows, int latent, uint seed_lo,
+                             uint seed_hi, uint step_lo, uint step_hi, uint stream,
+                             float noise_scale)
+{
+    int r = get_global_id(0);
+    if (r >= rows)
+        return;
+    uint2 key = (uint2)(seed_lo, seed_hi);
+    float sum = 0.0f;
+    for (int k = 0; k < latent; k++) {
+        float mu = ml[(size_t)r * 2 * latent + k];
+        float logvar = ml[(size_t)r * 2 * latent + latent + k];
+        uint ctr = (uint)(r * latent + k);
+        float e = philox_normal((uint4)(ctr, step_lo, step_hi, stream), key);
+        size_t i = (size_t)r * latent + k;
+        eps[i] = e;
+        z[i] = mu + noise_scale * exp(0.5f * logvar) * e;
+        sum += 1.0f + logvar - mu * mu - exp(logvar);
+    }
+    kl[kl_offset + r] = -0.5f * sum;
+}
+
+// dz (rows, latent), ml, eps -> dml (rows, 2 latent): the gradient through the sample plus
+// beta_scale times the KL term's own gradient (beta_scale = beta / batch). Range: (rows).
+__kernel void reparameterize_backward(__global const float *dz, __global const float *ml,
+                                      __global const float *eps, __global float *dml, int rows,
+                                      int latent, float beta_scale, float noise_scale)
+{
+    int r = get_global_id(0);
+    if (r >= rows)
+        return;
+    for (int k = 0; k < latent; k++) {
+        size_t i = (size_t)r * latent + k;
+        size_t m = (size_t)r * 2 * latent + k;
+        float mu = ml[m], logvar = ml[m + latent];
+        float sd = exp(0.5f * logvar);
+        dml[m] = dz[i] + beta_scale * mu;
+        dml[m + latent] =
+            dz[i] * eps[i] * noise_scale * 0.5f * sd + beta_scale * 0.5f * (sd * sd - 1.0f);
+    }
+}
+
+// out (n) = N(0, 1) draws, element i from counter (i, step, stream).
+__kernel void sample_normal(__global float *out, int n, uint seed_lo, uint seed_hi, uint step_lo,
+                            uint step_hi, uint stream)
+{
+    int i = get_global_id(0);
+    if (i >= n)
+        return;
+    out[i] = philox_normal((uint4)((uint)i, step_lo, step_hi, stream), (uint2)(seed_lo, seed_hi));
+}

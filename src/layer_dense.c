@@ -1,0 +1,161 @@
+// The dense layer y = relu?(x W + b): W (in, out) row-major, as a Keras Dense layer keeps its
+// kernel (the transpose of PyTorch's nn.Linear weight), b (out). The layout makes the forward
+// product and the weight gradient the NN and TN products that CLBlast runs fast on every device;
+// the input gradient dy W^T uses a transposed copy (out, in) in vae->weights_t.
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "philox.h"
+#include "vae.h"
+
+static int dense_layout(struct vae *vae, struct layer *l, char *why)
+{
+    (void)why;
+    l->out = l->spec.units;
+    l->weight = vae->n_params;
+    l->bias = l->weight + (size_t)l->in * (size_t)l->out;
+    vae->n_params = l->bias + (size_t)l->out;
+    if (l->needs_dx) {
+        l->weight_t = vae->n_weights_t;
+        vae->n_weights_t += (size_t)l->in * (size_t)l->out;
+    }
+    return 0;
+}
+
+// PyTorch's nn.Linear default: weight and bias uniform in +-1/sqrt(in), element p of the flat
+// buffer from Philox counter p.
+static void dense_init(const struct layer *l, uint64_t seed, float *params)
+{
+    double bound = 1.0 / sqrt((double)l->in);
+    size_t end = l->bias + (size_t)l->out;
+    for (size_t p = l->weight; p < end; p++) {
+        double u = philox_uniform(seed, (uint32_t)p, 0, PHILOX_STREAM_INIT);
+        params[p] = (float)((2.0 * u - 1.0) * bound);
+    }
+}
+
+static void dense_create(struct vae *vae, struct layer *l)
+{
+    l->k_forward = clrt_kernel(vae->rt, l->relu ? "bias_relu_forward" : "bias_forward");
+    l->k_bias_backward = clrt_kernel(vae->rt, l->relu ? "relu_backward_bias_grad" : "bias_grad");
+    if (l->needs_dx)
+        l->k_transpose = clrt_kernel(vae->rt, "transpose");
+}
+
+static void dense_release(struct layer *l)
+{
+    cl_kernel kernels[] = {l->k_forward, l->k_bias_backward, l->k_transpose};
+    for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
+        if (kernels[i])
+            clReleaseKernel(kernels[i]);
+    l->k_forward = l->k_bias_backward = l->k_transpose = NULL;
+}
+
+// Row-major operand views.
+static struct clrt_mat mat(cl_mem mem, size_t offset, int ld)
+{
+    return (struct clrt_mat){mem, offset, (size_t)ld};
+}
+
+// y (rows, out) = x W + b, then ReLU if the layer has it.
+static void dense_forward(struct vae *vae, const struct layer *l, int rows)
+{
+    clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->out, (size_t)l->in, 1.0f,
+              mat(l->x, 0, l->in), mat(vae->params, l->weight, l->out), 0.0f, mat(l->y, 0, l->out),
+              vae->gemm_temp);
+    cl_kernel k = l->k_forward;
+    int bias = (int)l->bias;
+    cl_uint a = 0;
+    KARG(k, a++, l->y);
+    KARG(k, a++, vae->params);
+    KARG(k, a++, bias);
+    KARG(k, a++, rows);
+    KARG(k, a++, l->out);
+    size_t global[2] = {(size_t)l->out, (size_t)rows};
+    clrt_launch(vae->rt, k, 2, global, NULL);
+}
+
+// dy (rows, out) masked by the ReLU in place; db (out) = its column sums.
+static void dense_bias_backward(struct vae *vae, const struct layer *l, int rows)
+{
+    cl_kernel k = l->k_bias_backward;
+    int dbias = (int)l->bias;
+    cl_uint a = 0;
+    KARG(k, a++, l->dy);
+    if (l->relu)
+        KARG(k, a++, l->y);
+    KARG(k, a++, vae->grads);
+    KARG(k, a++, dbias);
+    KARG(k, a++, rows);
+    KARG(k, a++, l->out);
+    size_t global = (size_t)l->out;
+    clrt_launch(vae->rt, k, 1, &global, NULL);
+}
+
+// weights_t at l->weight_t = W^T (out, in): refreshed every backward pass, so backward always sees
+// the current parameters however they were set.
+static void dense_transpose_weight(struct vae *vae, const struct layer *l)
+{
+    cl_kernel k = l->k_transpose;
+    int src = (int)l->weight, dst = (int)l->weight_t;
+    cl_uint a = 0;
+    KARG(k, a++, vae->params);
+    KARG(k, a++, src);
+    KARG(k, a++, vae->weights_t);
+    KARG(k, a++, dst);
+    KARG(k, a++, l->in);
+    KARG(k, a++, l->out);
+    size_t global[2] = {(size_t)l->out, (size_t)l->in};
+    clrt_launch(vae->rt, k, 2, global, NULL);
+}
+
+// dy masked by the ReLU, then db, dW (in, out) = x^T dy and, when a layer below needs it,
+// dx (rows, in) = dy W^T.
+static void dense_backward(struct vae *vae, const struct layer *l, int rows)
+{
+    dense_bias_backward(vae, l, rows);
+    if (l->needs_dx)
+        dense_transpose_weight(vae, l);
+    clrt_gemm(vae->rt, true, false, (size_t)l->in, (size_t)l->out, (size_t)rows, 1.0f,
+              mat(l->x, 0, l->in), mat(l->dy, 0, l->out), 0.0f, mat(vae->grads, l->weight, l->out),
+              vae->gemm_temp);
+    if (l->needs_dx)
+        clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->in, (size_t)l->out, 1.0f,
+                  mat(l->dy, 0, l->out), mat(vae->weights_t, l->weight_t, l->in), 0.0f,
+                  mat(l->dx, 0, l->in), vae->gemm_temp);
+}
+
+// A weight (out, in) and a bias (out) from columns col0 .. col0 + out - 1 of the layer.
+static int dense_pair(const struct layer *l, const char *name, int out, size_t col0,
+                      struct layer_tensor *t)
+{
+    struct layer_tensor *w = &t[0], *b = &t[1];
+    *w = (struct layer_tensor){
+        .ndim = 2, .out = out, .in = l->in, .base = l->weight + col0, .ld = (size_t)l->out};
+    snprintf(w->name, sizeof w->name, "%s.weight", name);
+    *b = (struct layer_tensor){.ndim = 1, .out = out, .in = 1, .base = l->bias + col0, .ld = 0};
+    snprintf(b->name, sizeof b->name, "%s.bias", name);
+    return 2;
+}
+
+// torch.nn.Linear's tensors; the Gaussian head is two of them, mean's columns first.
+static int dense_tensors(const struct layer *l, struct layer_tensor *t)
+{
+    if (!l->gaussian_head)
+        return dense_pair(l, l->name, l->out, 0, t);
+    int half = l->out / 2;
+    dense_pair(l, "mean", half, 0, t);
+    return 2 + dense_pair(l, "logvar", half, (size_t)half, t + 2);
+}
+
+const struct layer_ops dense_ops = {
+    .kind = "dense",
+    .layout = dense_layout,
+    .init = dense_init,
+    .create = dense_create,
+    .forward = dense_forward,
+    .backward = dense_backward,
+    .tensors = dense_tensors,
+    .release = dense_release,
+};
