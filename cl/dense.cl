@@ -1,4 +1,4 @@
-// Dense-layer epilogues. CLBlast computes y = x W^T; these add the bias, apply ReLU, and on the
+// Dense-layer epilogues. CLBlast computes y = x W; these add the bias, apply ReLU, and on the
 // way back mask the gradient and reduce it to the bias gradient. Matrices are row-major.
 
 // y (rows, n) += bias (n, at params + bias), in place. Range: (n, rows).
@@ -22,35 +22,46 @@ __kernel void bias_relu_forward(__global float *y, __global const float *params,
     y[i] = fmax(y[i] + params[bias + j], 0.0f);
 }
 
-// grads[dbias .. dbias + n) = column sums of dy (rows, n). Range: (n).
-__kernel void bias_grad(__global const float *dy, __global float *grads, int dbias, int rows, int n)
+// The bias gradient as a two-pass column reduction that uses the whole device. Pass one: part p
+// of `parts` sums rows [p R, min((p + 1) R, rows)) of column j of dy (rows, n), R = rows_per_part,
+// masking dy by the ReLU in place first when relu (y (rows, n) the layer's output); neighbouring
+// work-items read neighbouring columns, so every row is read coalesced. The sum goes to
+// out[out_offset + p n + j], added to what is there when accumulate. With one part, out is the
+// gradient itself and no second pass runs (on CPUs, where a work-item a column is fastest).
+// Range: (n, parts).
+__kernel void bias_backward(__global float *dy, __global const float *y, int relu,
+                            __global float *out, int out_offset, int accumulate, int rows, int n,
+                            int rows_per_part)
 {
-    int j = get_global_id(0);
+    int j = get_global_id(0), p = get_global_id(1);
     if (j >= n)
         return;
+    int first = p * rows_per_part, last = min(rows, first + rows_per_part);
     float sum = 0.0f;
-    for (int r = 0; r < rows; r++)
-        sum += dy[(size_t)r * n + j];
-    grads[dbias + j] = sum;
-}
-
-// dy (rows, n) *= (y > 0) in place, where y = relu(...) is the layer's output; dbias (n) = column
-// sums of the masked dy, at grads + dbias. Range: (n).
-__kernel void relu_backward_bias_grad(__global float *dy, __global const float *y,
-                                      __global float *grads, int dbias, int rows,
-                                      int n)
-{
-    int j = get_global_id(0);
-    if (j >= n)
-        return;
-    float sum = 0.0f;
-    for (int r = 0; r < rows; r++) {
+    for (int r = first; r < last; r++) {
         size_t i = (size_t)r * n + j;
-        float g = y[i] > 0.0f ? dy[i] : 0.0f;
-        dy[i] = g;
+        float g = dy[i];
+        if (relu) {
+            g = y[i] > 0.0f ? g : 0.0f;
+            dy[i] = g;
+        }
         sum += g;
     }
-    grads[dbias + j] = sum;
+    size_t at = (size_t)out_offset + (size_t)p * n + j;
+    out[at] = accumulate ? out[at] + sum : sum;
+}
+
+// Pass two: grads[dbias + j] (+)= the sum over parts of partial[p n + j]. Range: (n).
+__kernel void bias_backward_sum(__global const float *partial, int parts, __global float *grads,
+                                int dbias, int accumulate, int n)
+{
+    int j = get_global_id(0);
+    if (j >= n)
+        return;
+    float sum = partial[j];
+    for (int p = 1; p < parts; p++)
+        sum += partial[(size_t)p * n + j];
+    grads[dbias + j] = accumulate ? grads[dbias + j] + sum : sum;
 }
 
 // dst (cols, rows) at dst_off = the transpose of src (rows, cols) at src_off. Range: (cols, rows).

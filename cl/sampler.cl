@@ -2,11 +2,12 @@
 // and draws from the prior. Needs common.cl.
 
 // ml (rows, 2 latent) = [mu | logvar] -> z = mu + noise_scale * exp(logvar / 2) * eps, eps (rows,
-// latent) ~ N(0, I) from Philox counter (r * latent + k, step, stream); kl[kl_offset + r] =
+// latent) ~ N(0, I) from Philox counter ((row0 + r) * latent + k, step, stream), row0 the pass's
+// first row within its step's batch (micro-batches draw the batch's noise); kl[kl_offset + r] =
 // KL(N(mu, exp(logvar)) || N(0, I)) summed over the latent dimensions. Range: (rows).
 __kernel void reparameterize(__global const float *ml, __global float *z, __global float *eps,
-                             __global float *kl, int kl_offset, int rows, int latent, uint seed_lo,
-                             uint seed_hi, uint step_lo, uint step_hi, uint stream,
+                             __global float *kl, int kl_offset, int row0, int rows, int latent,
+                             uint seed_lo, uint seed_hi, uint step_lo, uint step_hi, uint stream,
                              float noise_scale)
 {
     int r = get_global_id(0);
@@ -17,7 +18,7 @@ __kernel void reparameterize(__global const float *ml, __global float *z, __glob
     for (int k = 0; k < latent; k++) {
         float mu = ml[(size_t)r * 2 * latent + k];
         float logvar = ml[(size_t)r * 2 * latent + latent + k];
-        uint ctr = (uint)(r * latent + k);
+        uint ctr = (uint)((row0 + r) * latent + k);
         float e = philox_normal((uint4)(ctr, step_lo, step_hi, stream), key);
         size_t i = (size_t)r * latent + k;
         eps[i] = e;

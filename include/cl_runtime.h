@@ -36,7 +36,10 @@ struct clrt {
     cl_ulong global_mem, max_alloc;
     size_t max_work_group;
     cl_uint compute_units;
-    size_t allocated; // bytes of device memory created through clrt_buffer
+    size_t reduce_work; // work-items a reduction over rows should fill; 0: one pass (CPUs)
+    size_t allocated;   // bytes of device memory created through clrt_buffer
+    cl_mem gemm_temp; // CLBlast's scratch, shared by every product (the queue is in order)
+    size_t gemm_temp_bytes;
     bool profiling;   // the queue records events; launches and products are timed
     struct clrt_prof prof[CLRT_MAX_PROF];
     int n_prof;
@@ -91,9 +94,14 @@ struct clrt_mat {
 };
 
 // C (m, n) = alpha op(A) op(B) + beta C through CLBlast on rt's queue, without waiting; op
-// transposes when ta/tb. temp is CLBlast's scratch buffer, sized by clrt_gemm_temp_size.
+// transposes when ta/tb. CLBlast's scratch is rt's, grown when a product needs more than was
+// reserved (a failure to grow it stops the program naming the product and the size).
 void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
-               struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c, cl_mem temp);
+               struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c);
+
+// Makes rt's CLBlast scratch at least bytes, up front, so that a device too small says so before
+// any work. 0, or -1 with err (CLVAE_EXIT_DEVICE) naming the buffer and its size.
+int clrt_reserve_gemm_temp(struct clrt *rt, size_t bytes, struct clvae_error *err);
 
 // Bytes of scratch CLBlast needs for that product (0 when none).
 size_t clrt_gemm_temp_size(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k,

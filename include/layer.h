@@ -43,9 +43,9 @@ struct layer_ops {
     void (*create)(struct vae *vae, struct layer *l);
     // y (rows, out) from x (rows, in).
     void (*forward)(struct vae *vae, const struct layer *l, int rows);
-    // dy (rows, out) -> its share of vae->grads and dx (rows, in) unless l->dx is NULL; masks dy
-    // by the layer's own activation first.
-    void (*backward)(struct vae *vae, const struct layer *l, int rows);
+    // dy (rows, out) -> its share of vae->grads (added to what is there when accumulate) and dx
+    // (rows, in) unless l->dx is NULL; masks dy by the layer's own activation first.
+    void (*backward)(struct vae *vae, const struct layer *l, int rows, bool accumulate);
     // The layer's tensors in checkpoint order (LAYER_MAX_TENSORS at most); returns how many.
     int (*tensors)(const struct layer *l, struct layer_tensor *t);
     void (*release)(struct layer *l);
@@ -62,7 +62,7 @@ struct layer {
     size_t weight, bias, weight_t; // offsets: params/grads, and vae->weights_t
     cl_mem x, dx;                  // borrowed: the layer below's y and dy (dx NULL if !needs_dx)
     cl_mem y, dy;                  // (max_rows, out): the model's buffers
-    cl_kernel k_forward, k_bias_backward, k_transpose;
+    cl_kernel k_forward, k_bias_backward, k_bias_backward_sum, k_transpose;
 };
 
 // The ops of a kind.

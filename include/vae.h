@@ -56,7 +56,8 @@ struct vae {
     // logits and their gradients; hidden layers' outputs live in layer[i].y.
     cl_mem x, ml, dml, z, dz, eps, logits, dlogits;
     cl_mem terms; // (max_rows, in_dim) each pixel's negative log-likelihood, summed by row_sum
-    cl_mem gemm_temp;
+    cl_mem bias_partial; // the bias gradients' partial column sums (vae_bias_parts)
+    size_t bias_work;    // work-items a column reduction should fill (rt->reduce_work)
     cl_mem owned[4 * VAE_MAX_LAYERS + 16];
     int n_owned;
     size_t activation_bytes;
@@ -69,6 +70,11 @@ struct vae {
 // 0, or -1 with CLVAE_EXIT_USAGE naming option ("--hidden/--latent") when a shape is refused.
 int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option,
                struct clvae_error *err);
+
+// Bytes of device memory vae_create allocates for a laid-out model and max_rows rows (CLBlast's
+// scratch aside), and in *largest and *largest_name the largest single buffer and its name.
+size_t vae_device_bytes(const struct vae *layout, int max_rows, size_t *largest,
+                        const char **largest_name);
 
 // Lays out the model and creates its parameter, gradient and activation buffers for up to
 // max_rows images at once. Parameters start at zero: see vae_init_params.
@@ -89,13 +95,15 @@ struct vae_pass {
     cl_mem rec, kl;    // per-image losses land at rec[offset + r], kl[offset + r]
     int offset;
     float grad_scale; // dlogits = grad_scale * (sigmoid - x): 1 / batch for training
+    int noise_row0;   // row r's noise is that of row noise_row0 + r of the step's batch
+    bool accumulate;  // vae_backward adds to vae->grads: a later micro-batch of one step
 };
 
 // x (rows, in_dim) -> ml, z, logits, per-image reconstruction and KL losses, and dlogits.
 void vae_forward(struct vae *vae, const struct vae_pass *pass);
 
 // dlogits and the saved activations -> gradients of (sum rec + beta sum KL) * grad_scale for every
-// parameter, in vae->grads (overwritten).
+// parameter, in vae->grads (overwritten, or added to when pass->accumulate).
 void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta);
 
 // x (rows, in_dim) = images index[start .. start + rows) of data ((count, in_dim) bytes on the
@@ -104,6 +112,10 @@ void vae_gather(struct vae *vae, cl_mem data, cl_mem index, int start, int rows)
 
 // "784-128-10": the layer widths of cfg, for messages.
 void vae_describe(const struct vae_config *cfg, char *buf, size_t len);
+
+// How many parts a column reduction of rows x n splits the rows into: 1 on CPUs; on GPUs enough
+// to give vae->bias_work work-items, at least 32 rows a part.
+int vae_bias_parts(const struct vae *vae, int rows, int n);
 
 // z (rows, latent) -> logits (rows, in_dim) through the decoder alone.
 void vae_decode(struct vae *vae, int rows);

@@ -289,6 +289,9 @@ int clrt_open(struct clrt *rt, int platform, int device, bool profiling, struct 
                              &rt->max_work_group, NULL));
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof rt->compute_units,
                              &rt->compute_units, NULL));
+    // A CPU runs a work-group's items one after another: a work-item a column, one pass. A GPU
+    // wants thousands of work-items: 256 a compute unit.
+    rt->reduce_work = rt->device_type & CL_DEVICE_TYPE_CPU ? 0 : 256 * (size_t)rt->compute_units;
     rt->profiling = profiling;
     cl_int status;
     rt->context = clCreateContext(NULL, 1, &rt->device, NULL, NULL, &status);
@@ -358,6 +361,8 @@ int clrt_build(struct clrt *rt, struct clvae_error *err)
 
 void clrt_close(struct clrt *rt)
 {
+    if (rt->gemm_temp)
+        clReleaseMemObject(rt->gemm_temp);
     for (int i = 0; i < rt->n_pending; i++)
         clReleaseEvent(rt->pending[i]);
     if (rt->program)
@@ -401,9 +406,14 @@ cl_mem clrt_buffer(struct clrt *rt, size_t bytes, const char *name, struct clvae
     cl_int status;
     cl_mem mem = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, bytes, NULL, &status);
     if (status == CL_SUCCESS) {
-        // Drivers allocate lazily; touching the buffer makes a failure show up here, named.
+        // Drivers allocate lazily; touching the buffer makes a failure show up here, named. In
+        // fills of at most 1 GiB: NVIDIA's driver fails a fill of 2^31 bytes or more with
+        // CL_INVALID_COMMAND_QUEUE (pyopencl works around the same).
         const cl_uchar zero = 0;
-        status = clEnqueueFillBuffer(rt->queue, mem, &zero, 1, 0, bytes, 0, NULL, NULL);
+        const size_t chunk = (size_t)1 << 30;
+        for (size_t at = 0; at < bytes && status == CL_SUCCESS; at += chunk)
+            status = clEnqueueFillBuffer(rt->queue, mem, &zero, 1, at,
+                                         bytes - at < chunk ? bytes - at : chunk, 0, NULL, NULL);
         if (status == CL_SUCCESS)
             status = clFinish(rt->queue);
         if (status != CL_SUCCESS)
@@ -509,15 +519,56 @@ void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *
     }
 }
 
-void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
-               struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c, cl_mem temp)
+int clrt_reserve_gemm_temp(struct clrt *rt, size_t bytes, struct clvae_error *err)
 {
-    cl_event ev = NULL;
-    CL_CHECK(CLBlastSgemmWithTempBuffer(
+    if (rt->gemm_temp && bytes <= rt->gemm_temp_bytes)
+        return 0;
+    // The queue is in order and a released buffer lives until the commands using it are done.
+    if (rt->gemm_temp) {
+        clReleaseMemObject(rt->gemm_temp);
+        rt->allocated -= rt->gemm_temp_bytes;
+        rt->gemm_temp = NULL;
+        rt->gemm_temp_bytes = 0;
+    }
+    if (!(rt->gemm_temp = clrt_buffer(rt, bytes, "CLBlast scratch", err)))
+        return -1;
+    rt->gemm_temp_bytes = bytes;
+    return 0;
+}
+
+static CLBlastStatusCode gemm_call(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k,
+                                   float alpha, struct clrt_mat a, struct clrt_mat b, float beta,
+                                   struct clrt_mat c, cl_event *ev)
+{
+    return CLBlastSgemmWithTempBuffer(
         CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
         tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, a.ld, b.mem,
-        b.offset, b.ld, beta, c.mem, c.offset, c.ld, &rt->queue, rt->profiling ? &ev : NULL,
-        temp));
+        b.offset, b.ld, beta, c.mem, c.offset, c.ld, &rt->queue, ev, rt->gemm_temp);
+}
+
+void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
+               struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c)
+{
+    cl_event ev = NULL;
+    cl_event *want = rt->profiling ? &ev : NULL;
+    CLBlastStatusCode status = gemm_call(rt, ta, tb, m, n, k, alpha, a, b, beta, c, want);
+    if (status == CLBlastInsufficientMemoryTemp) {
+        // Whether CLBlast copies an operand into padded scratch depends on the exact sizes, so a
+        // product of a row count the model was not sized for can need more: grow and retry.
+        size_t bytes = 0;
+        CL_CHECK(CLBlastSGemmTempBufferSize(
+            CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+            tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, a.offset, a.ld, b.offset, b.ld,
+            c.offset, c.ld, &rt->queue, &bytes));
+        struct clvae_error err;
+        if (clrt_reserve_gemm_temp(rt, bytes, &err)) {
+            fprintf(stderr, "clvae: the %zux%zux%zu matrix product: %s\n", m, n, k, err.msg);
+            clFinish(rt->queue);
+            exit(err.status);
+        }
+        status = gemm_call(rt, ta, tb, m, n, k, alpha, a, b, beta, c, want);
+    }
+    CL_CHECK(status);
     if (ev) {
         char label[48];
         snprintf(label, sizeof label, "gemm %c%c %zux%zux%zu", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n,

@@ -185,7 +185,7 @@ static void encode_means(struct model_io *m, const struct idx_images *test, cons
     }
     CL_CHECK(clEnqueueWriteBuffer(m->rt.queue, m->vae.x, CL_TRUE, 0,
                                   (size_t)count * dim * sizeof(float), scaled, 0, NULL, NULL));
-    struct vae_pass pass = {count, 0, 0, PHILOX_STREAM_EVAL, 0.0f, rec, kl, 0, 0.0f};
+    struct vae_pass pass = {.rows = count, .stream = PHILOX_STREAM_EVAL, .rec = rec, .kl = kl};
     vae_forward(&m->vae, &pass);
     float *ml = xmalloc((size_t)count * 2 * latent * sizeof(float));
     CL_CHECK(clEnqueueReadBuffer(m->rt.queue, m->vae.ml, CL_TRUE, 0,

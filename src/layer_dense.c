@@ -38,18 +38,20 @@ static void dense_init(const struct layer *l, uint64_t seed, float *params)
 static void dense_create(struct vae *vae, struct layer *l)
 {
     l->k_forward = clrt_kernel(vae->rt, l->relu ? "bias_relu_forward" : "bias_forward");
-    l->k_bias_backward = clrt_kernel(vae->rt, l->relu ? "relu_backward_bias_grad" : "bias_grad");
+    l->k_bias_backward = clrt_kernel(vae->rt, "bias_backward");
+    l->k_bias_backward_sum = clrt_kernel(vae->rt, "bias_backward_sum");
     if (l->needs_dx)
         l->k_transpose = clrt_kernel(vae->rt, "transpose");
 }
 
 static void dense_release(struct layer *l)
 {
-    cl_kernel kernels[] = {l->k_forward, l->k_bias_backward, l->k_transpose};
+    cl_kernel kernels[] = {l->k_forward, l->k_bias_backward, l->k_bias_backward_sum,
+                           l->k_transpose};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
-    l->k_forward = l->k_bias_backward = l->k_transpose = NULL;
+    l->k_forward = l->k_bias_backward = l->k_bias_backward_sum = l->k_transpose = NULL;
 }
 
 // Row-major operand views.
@@ -62,8 +64,7 @@ static struct clrt_mat mat(cl_mem mem, size_t offset, int ld)
 static void dense_forward(struct vae *vae, const struct layer *l, int rows)
 {
     clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->out, (size_t)l->in, 1.0f,
-              mat(l->x, 0, l->in), mat(vae->params, l->weight, l->out), 0.0f, mat(l->y, 0, l->out),
-              vae->gemm_temp);
+              mat(l->x, 0, l->in), mat(vae->params, l->weight, l->out), 0.0f, mat(l->y, 0, l->out));
     cl_kernel k = l->k_forward;
     int bias = (int)l->bias;
     cl_uint a = 0;
@@ -76,21 +77,41 @@ static void dense_forward(struct vae *vae, const struct layer *l, int rows)
     clrt_launch(vae->rt, k, 2, global, NULL);
 }
 
-// dy (rows, out) masked by the ReLU in place; db (out) = its column sums.
-static void dense_bias_backward(struct vae *vae, const struct layer *l, int rows)
+// dy (rows, out) masked by the ReLU in place; db (out) (+)= its column sums, in vae_bias_parts
+// parts summed again when there are several (a column reduction that fills a GPU at any batch).
+static void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, bool accumulate)
 {
-    cl_kernel k = l->k_bias_backward;
+    int parts = vae_bias_parts(vae, rows, l->out);
+    int per_part = (rows + parts - 1) / parts, relu = l->relu, acc = accumulate;
     int dbias = (int)l->bias;
+    // One part writes the gradient itself; several write partial sums from 0 for the second pass.
+    cl_mem y = l->relu ? l->y : l->dy, out = parts == 1 ? vae->grads : vae->bias_partial;
+    int out_offset = parts == 1 ? dbias : 0, out_acc = parts == 1 ? acc : 0;
+    cl_kernel k = l->k_bias_backward;
     cl_uint a = 0;
     KARG(k, a++, l->dy);
-    if (l->relu)
-        KARG(k, a++, l->y);
-    KARG(k, a++, vae->grads);
-    KARG(k, a++, dbias);
+    KARG(k, a++, y);
+    KARG(k, a++, relu);
+    KARG(k, a++, out);
+    KARG(k, a++, out_offset);
+    KARG(k, a++, out_acc);
     KARG(k, a++, rows);
     KARG(k, a++, l->out);
-    size_t global = (size_t)l->out;
-    clrt_launch(vae->rt, k, 1, &global, NULL);
+    KARG(k, a++, per_part);
+    size_t global[2] = {(size_t)l->out, (size_t)parts};
+    clrt_launch(vae->rt, k, 2, global, NULL);
+    if (parts == 1)
+        return;
+    k = l->k_bias_backward_sum;
+    a = 0;
+    KARG(k, a++, vae->bias_partial);
+    KARG(k, a++, parts);
+    KARG(k, a++, vae->grads);
+    KARG(k, a++, dbias);
+    KARG(k, a++, acc);
+    KARG(k, a++, l->out);
+    size_t n = (size_t)l->out;
+    clrt_launch(vae->rt, k, 1, &n, NULL);
 }
 
 // weights_t at l->weight_t = W^T (out, in): refreshed every backward pass, so backward always sees
@@ -110,20 +131,20 @@ static void dense_transpose_weight(struct vae *vae, const struct layer *l)
     clrt_launch(vae->rt, k, 2, global, NULL);
 }
 
-// dy masked by the ReLU, then db, dW (in, out) = x^T dy and, when a layer below needs it,
-// dx (rows, in) = dy W^T.
-static void dense_backward(struct vae *vae, const struct layer *l, int rows)
+// dy masked by the ReLU, then db, dW (in, out) = x^T dy (added to the gradients when
+// accumulate) and, when a layer below needs it, dx (rows, in) = dy W^T.
+static void dense_backward(struct vae *vae, const struct layer *l, int rows, bool accumulate)
 {
-    dense_bias_backward(vae, l, rows);
+    dense_bias_backward(vae, l, rows, accumulate);
     if (l->needs_dx)
         dense_transpose_weight(vae, l);
     clrt_gemm(vae->rt, true, false, (size_t)l->in, (size_t)l->out, (size_t)rows, 1.0f,
-              mat(l->x, 0, l->in), mat(l->dy, 0, l->out), 0.0f, mat(vae->grads, l->weight, l->out),
-              vae->gemm_temp);
+              mat(l->x, 0, l->in), mat(l->dy, 0, l->out), accumulate ? 1.0f : 0.0f,
+              mat(vae->grads, l->weight, l->out));
     if (l->needs_dx)
         clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->in, (size_t)l->out, 1.0f,
                   mat(l->dy, 0, l->out), mat(vae->weights_t, l->weight_t, l->in), 0.0f,
-                  mat(l->dx, 0, l->in), vae->gemm_temp);
+                  mat(l->dx, 0, l->in));
 }
 
 // A weight (out, in) and a bias (out) from columns col0 .. col0 + out - 1 of the layer.

@@ -29,6 +29,7 @@ void sampler_forward(struct vae *vae, const struct vae_pass *pass)
     KARG(k, a++, vae->eps);
     KARG(k, a++, pass->kl);
     KARG(k, a++, pass->offset);
+    KARG(k, a++, pass->noise_row0);
     KARG(k, a++, pass->rows);
     KARG(k, a++, vae->cfg.latent);
     KARG(k, a++, seed_lo);

@@ -178,6 +178,39 @@ static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
     return 0;
 }
 
+size_t vae_device_bytes(const struct vae *layout, int max_rows, size_t *largest,
+                        const char **largest_name)
+{
+    size_t rows = (size_t)max_rows, d = (size_t)layout->cfg.in_dim, z = (size_t)layout->cfg.latent;
+    size_t f = sizeof(float), widest = 0;
+    // What vae_create allocates: parameters, gradients, transposed weights; x, logits, dlogits,
+    // terms (rows, d); ml, dml (rows, 2 z); z, dz, eps (rows, z); each inner layer's y and dy.
+    size_t sizes[4 + 2 * VAE_MAX_LAYERS] = {layout->n_params * f, layout->n_weights_t * f,
+                                            rows * d * f, rows * 2 * z * f};
+    int n = 4;
+    size_t total = 2 * sizes[0] + sizes[1] + 4 * sizes[2] + 2 * sizes[3] + 3 * rows * z * f;
+    for (int i = 0; i < layout->n_layers; i++) {
+        const struct layer *l = &layout->layer[i];
+        widest = (size_t)l->out > widest ? (size_t)l->out : widest;
+        if (i != layout->n_encoder - 1 && i != layout->n_layers - 1) {
+            sizes[n++] = rows * (size_t)l->out * f;
+            total += 2 * rows * (size_t)l->out * f;
+        }
+    }
+    total += (layout->bias_work + widest) * f; // bias_partial, at most
+    static const char *const names[4] = {"parameters", "transposed weights", "input batch",
+                                         "mean and log-variance"};
+    *largest = 0;
+    *largest_name = "activations";
+    for (int i = 0; i < n; i++) {
+        if (sizes[i] > *largest) {
+            *largest = sizes[i];
+            *largest_name = i < 4 ? names[i] : "layer activations";
+        }
+    }
+    return total;
+}
+
 int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, int max_rows,
                struct clvae_error *err)
 {
@@ -204,8 +237,8 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         !(vae->dlogits = own(vae, rows, d, "logits gradient", err)) ||
         !(vae->terms = own(vae, rows, d, "per-pixel losses", err)) || wire_layers(vae, rows, err))
         return -1;
-    // One scratch buffer, big enough for every product the passes make, shared: the queue is in
-    // order, so no two products use it at once.
+    // CLBlast's scratch, reserved for the products of a full batch; clrt_gemm grows it if a
+    // product of another row count needs more.
     size_t temp = 0;
     for (int i = 0; i < vae->n_layers; i++) {
         size_t in = (size_t)vae->layer[i].in, out = (size_t)vae->layer[i].out, t;
@@ -216,9 +249,8 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         t = clrt_gemm_temp_size(rt, false, false, rows, in, out, out, in, in);
         temp = t > temp ? t : temp;
     }
-    if (!(vae->gemm_temp = clrt_buffer(rt, temp, "CLBlast scratch", err)))
+    if (clrt_reserve_gemm_temp(rt, temp, err))
         return -1;
-    vae->owned[vae->n_owned++] = vae->gemm_temp;
     vae->activation_bytes = rt->allocated - before;
 
     for (int i = 0; i < vae->n_layers; i++)
@@ -262,10 +294,20 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass)
 void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
 {
     for (int i = vae->n_layers - 1; i >= vae->n_encoder; i--)
-        vae->layer[i].ops->backward(vae, &vae->layer[i], pass->rows);
+        vae->layer[i].ops->backward(vae, &vae->layer[i], pass->rows, pass->accumulate);
     sampler_backward(vae, pass, beta);
     for (int i = vae->n_encoder - 1; i >= 0; i--)
-        vae->layer[i].ops->backward(vae, &vae->layer[i], pass->rows);
+        vae->layer[i].ops->backward(vae, &vae->layer[i], pass->rows, pass->accumulate);
+}
+
+int vae_bias_parts(const struct vae *vae, int rows, int n)
+{
+    if (vae->bias_work == 0)
+        return 1;
+    size_t want = (vae->bias_work + (size_t)n - 1) / (size_t)n;
+    size_t most = ((size_t)rows + 31) / 32;
+    size_t parts = want < most ? want : most;
+    return parts < 1 ? 1 : (int)parts;
 }
 
 void vae_gather(struct vae *vae, cl_mem data, cl_mem index, int start, int rows)

@@ -183,19 +183,8 @@ def test_allocations(small):
           f"{r.seconds:.1f} s")
     note(f"--hidden 30000,30000: {r.seconds:.2f} s, {r.rss_mb:.0f} MB RSS: {r.err.strip()}")
 
-    # A batch too large for the device: 8200 rows of a 65536-wide layer is just over 2 GiB, on
-    # 4x4 images so that the 9000-image training set that allows --batch 8200 is tiny.
-    data = cli.data_dir("wide-batch", train=cli.idx3(9000, 4, 4, seed=11),
-                        test=cli.idx3(100, 4, 4, seed=12), train_name="train-images-idx3-ubyte")
-    out = cli.fresh_out()
-    r = spawn(train_args(data, out, "--batch", "8200", "--hidden", "65536", "--latent", "2"))
-    size = 8200 * 65536 * 4
-    expect(f"--batch 8200 --hidden 65536 ({size} bytes of activations): exit 5 naming the buffer "
-           "and its size, nothing written", r, cli.EXIT_DEVICE, ["encoder.0 activation", str(size)],
-           out=out)
-    check("--batch 8200 --hidden 65536: refused before training, fast", r.seconds < 10,
-          f"{r.seconds:.1f} s")
-    note(f"--batch 8200 --hidden 65536: {r.seconds:.2f} s, {r.rss_mb:.0f} MB RSS: {r.err.strip()}")
+    # (A batch whose activations exceed the device was the next case; on a CPU a step now runs in
+    # micro-batches of at most 1024 rows, so no --batch makes them exceed PoCL's 2 GiB buffers.)
 
     out = cli.fresh_out()
     r = spawn(train_args(small, out, "--batch", "32", "--hidden", "65536,65536"))

@@ -15,7 +15,7 @@
 #include "test_util.h"
 #include "vae.h"
 
-#define MAX_ROWS 8
+#define MAX_ROWS 80
 #define MAX_WIDTH 64
 #define FD_STEP 1e-6
 #define GRAD_ATOL 2e-4
@@ -66,6 +66,8 @@ struct gc_case {
     int max_rows, rows, offset;
     uint64_t seed, step;
     float noise_scale, beta;
+    int micro;          // rows a pass takes; 0: the whole batch at once
+    size_t reduce_work; // forces rt.reduce_work (bias gradients in several parts); 0: the device's
 };
 
 // got (n) against want (n) per element: rel err |got - want| / |want| counted where |want| >
@@ -102,7 +104,11 @@ static void run_case(const struct gc_case *c)
 {
     struct clvae_error err;
     struct vae vae;
+    size_t reduce_work = rt.reduce_work;
+    if (c->reduce_work)
+        rt.reduce_work = c->reduce_work;
     tu_die_on(vae_create(&vae, &rt, &c->cfg, c->max_rows, &err), &err);
+    rt.reduce_work = reduce_work;
     int rows = c->rows, dim = c->cfg.in_dim, latent = c->cfg.latent;
     size_t n = vae.n_params;
     int widest = dim;
@@ -141,20 +147,28 @@ static void run_case(const struct gc_case *c)
     cl_mem rec = tu_buffer(&rt, n_loss * sizeof(float), "rec");
     cl_mem kl = tu_buffer(&rt, n_loss * sizeof(float), "kl");
     tu_write(&rt, vae.params, params, n * sizeof(float));
-    tu_write(&rt, vae.x, x, (size_t)rows * dim * sizeof(float));
-    struct vae_pass pass = {
-        .rows = rows,
-        .seed = c->seed,
-        .step = c->step,
-        .stream = PHILOX_STREAM_TRAIN,
-        .noise_scale = c->noise_scale,
-        .rec = rec,
-        .kl = kl,
-        .offset = c->offset,
-        .grad_scale = 1.0f / (float)rows,
-    };
-    vae_forward(&vae, &pass);
-    vae_backward(&vae, &pass, c->beta);
+    // The batch in micro-batches of c->micro rows (all at once when 0), as training takes a batch
+    // larger than a pass: the noise is the whole batch's, the gradients summed over the passes.
+    int micro = c->micro ? c->micro : rows;
+    for (int first = 0; first < rows; first += micro) {
+        int part = rows - first < micro ? rows - first : micro;
+        tu_write(&rt, vae.x, x + (size_t)first * dim, (size_t)part * dim * sizeof(float));
+        struct vae_pass pass = {
+            .rows = part,
+            .seed = c->seed,
+            .step = c->step,
+            .stream = PHILOX_STREAM_TRAIN,
+            .noise_scale = c->noise_scale,
+            .rec = rec,
+            .kl = kl,
+            .offset = c->offset + first,
+            .grad_scale = 1.0f / (float)rows,
+            .noise_row0 = first,
+            .accumulate = first > 0,
+        };
+        vae_forward(&vae, &pass);
+        vae_backward(&vae, &pass, c->beta);
+    }
     float got_rec[MAX_ROWS], got_kl[MAX_ROWS];
     CL_CHECK(clEnqueueReadBuffer(rt.queue, rec, CL_TRUE, (size_t)c->offset * sizeof(float),
                                  (size_t)rows * sizeof(float), got_rec, 0, NULL, NULL));
@@ -262,6 +276,19 @@ int main(void)
          .step = 9,
          .noise_scale = 0.0f,
          .beta = 1.3f},
+        // M: a batch of 70 in micro-batches of 40 and 30, gradients summed over them, the bias
+        // gradients of the 40-row pass as a two-part column reduction.
+        {.name = "M",
+         .cfg = CFG2(12, 7, 5, 3),
+         .max_rows = 40,
+         .rows = 70,
+         .offset = 3,
+         .seed = 31,
+         .step = 2,
+         .noise_scale = 1.0f,
+         .beta = 0.9f,
+         .micro = 40,
+         .reduce_work = 1000},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);

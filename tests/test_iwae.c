@@ -143,7 +143,13 @@ static void encode(struct vae *vae, const float *x, int rows, uint64_t seed, uin
                    float *rec, float *kl)
 {
     tu_write(&rt, vae->x, x, (size_t)rows * vae->cfg.in_dim * sizeof(float));
-    struct vae_pass pass = {rows, seed, step, PHILOX_STREAM_EVAL, 1.0f, rec_buf, kl_buf, 0, 0.0f};
+    struct vae_pass pass = {.rows = rows,
+                            .seed = seed,
+                            .step = step,
+                            .stream = PHILOX_STREAM_EVAL,
+                            .noise_scale = 1.0f,
+                            .rec = rec_buf,
+                            .kl = kl_buf};
     vae_forward(vae, &pass);
     if (rec)
         tu_download(&rt, rec_buf, rec, (size_t)rows * sizeof(float));
@@ -461,8 +467,14 @@ static void test_trained(void)
     for (int step = 0; step < STEPS; step++) {
         tu_write(&rt, vae.x, data + (size_t)step * BATCH * dim,
                  (size_t)BATCH * dim * sizeof(float));
-        struct vae_pass pass = {BATCH, 8, (uint64_t)step, PHILOX_STREAM_TRAIN, 1.0f, rec,
-                                kl,    0, 1.0f / BATCH};
+        struct vae_pass pass = {.rows = BATCH,
+                                .seed = 8,
+                                .step = (uint64_t)step,
+                                .stream = PHILOX_STREAM_TRAIN,
+                                .noise_scale = 1.0f,
+                                .rec = rec,
+                                .kl = kl,
+                                .grad_scale = 1.0f / BATCH};
         vae_forward(&vae, &pass);
         vae_backward(&vae, &pass, 1.0f);
         adam_step(&adam, vae.params, vae.grads);

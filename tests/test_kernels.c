@@ -182,8 +182,8 @@ static void test_bias_forward(bool relu, int rows, int n, int offset, const size
     clReleaseKernel(k);
 }
 
-// transpose: src (rows, cols) at src_off -> dst (cols, rows) at dst_off; exact, and the cells of dst
-// before dst_off and after the matrix keep their values.
+// transpose: src (rows, cols) at src_off -> dst (cols, rows) at dst_off; exact, and the cells of
+// dst before dst_off and after the matrix keep their values.
 static void test_transpose(int rows, int cols, int src_off, int dst_off, const size_t *local)
 {
     cl_kernel k = clrt_kernel(&rt, "transpose");
@@ -223,17 +223,19 @@ static void test_transpose(int rows, int cols, int src_off, int dst_off, const s
     clReleaseKernel(k);
 }
 
-// bias_grad, or relu_backward_bias_grad with a ReLU output y of which about 40% is zero, on dy
-// (rows, n) into grads + offset: the column sums in double (relative to the sums of |dy|) and,
-// for the ReLU version, dy masked in place (exact). Every other cell of grads must keep its value.
-static void test_bias_grad(bool relu, int rows, int n, int offset, const size_t *local)
+// bias_backward (in `parts` parts, then bias_backward_sum when there are several) on dy (rows, n),
+// with a ReLU output y of which about 40% is zero when relu, into grads + offset: the column sums
+// in double (relative to the sums of |dy|), added to grads' values when accumulate, and dy masked
+// in place when relu (exact). Every other cell of grads must keep its value.
+static void test_bias_backward(bool relu, int rows, int n, int offset, int parts, bool accumulate)
 {
-    const char *name = relu ? "relu_backward_bias_grad" : "bias_grad";
-    cl_kernel k = clrt_kernel(&rt, name);
+    cl_kernel k = clrt_kernel(&rt, "bias_backward"), k_sum = clrt_kernel(&rt, "bias_backward_sum");
     size_t count = (size_t)rows * n, n_grads = (size_t)offset + n + GUARD;
+    size_t n_partial = (size_t)parts * n + GUARD;
     float *dy = tu_alloc(count + GUARD, sizeof(float));
     float *y = tu_alloc(count, sizeof(float));
     float *grads = tu_alloc(n_grads, sizeof(float));
+    float *partial = tu_alloc(n_partial, sizeof(float));
     double *want_dy = tu_alloc(count, sizeof(double));
     double *want = tu_alloc((size_t)n, sizeof(double));
     double *scale = tu_alloc((size_t)n, sizeof(double));
@@ -244,7 +246,10 @@ static void test_bias_grad(bool relu, int rows, int n, int offset, const size_t 
     }
     tu_fill_guard(dy, count, count + GUARD);
     tu_fill_guard(grads, 0, n_grads);
+    tu_fill_guard(partial, 0, n_partial);
     for (int j = 0; j < n; j++) {
+        want[j] = accumulate ? grads[offset + j] : 0.0;
+        scale[j] = fabs(want[j]);
         for (int r = 0; r < rows; r++) {
             want[j] += want_dy[(size_t)r * n + j];
             scale[j] += fabs(want_dy[(size_t)r * n + j]);
@@ -253,40 +258,66 @@ static void test_bias_grad(bool relu, int rows, int n, int offset, const size_t 
     cl_mem ddy = tu_upload(&rt, dy, (count + GUARD) * sizeof(float), "dy");
     cl_mem dyy = tu_upload(&rt, y, count * sizeof(float), "y");
     cl_mem dgrads = tu_upload(&rt, grads, n_grads * sizeof(float), "grads");
+    cl_mem dpartial = tu_upload(&rt, partial, n_partial * sizeof(float), "partial");
+    int per_part = (rows + parts - 1) / parts, relu_arg = relu, acc = accumulate;
+    cl_mem out = parts == 1 ? dgrads : dpartial, mask = relu ? dyy : ddy;
+    int out_offset = parts == 1 ? offset : 0, out_acc = parts == 1 ? acc : 0;
     cl_uint arg = 0;
     KARG(k, arg++, ddy);
-    if (relu)
-        KARG(k, arg++, dyy);
-    KARG(k, arg++, dgrads);
-    KARG(k, arg++, offset);
+    KARG(k, arg++, mask);
+    KARG(k, arg++, relu_arg);
+    KARG(k, arg++, out);
+    KARG(k, arg++, out_offset);
+    KARG(k, arg++, out_acc);
     KARG(k, arg++, rows);
     KARG(k, arg++, n);
-    size_t global = (size_t)n;
-    clrt_launch(&rt, k, 1, &global, local);
+    KARG(k, arg++, per_part);
+    size_t global[2] = {(size_t)n, (size_t)parts};
+    clrt_launch(&rt, k, 2, global, NULL);
+    if (parts > 1) {
+        arg = 0;
+        KARG(k_sum, arg++, dpartial);
+        KARG(k_sum, arg++, parts);
+        KARG(k_sum, arg++, dgrads);
+        KARG(k_sum, arg++, offset);
+        KARG(k_sum, arg++, acc);
+        KARG(k_sum, arg++, n);
+        clrt_launch(&rt, k_sum, 1, global, NULL);
+    }
     tu_download(&rt, ddy, dy, (count + GUARD) * sizeof(float));
     tu_download(&rt, dgrads, grads, n_grads * sizeof(float));
+    tu_download(&rt, dpartial, partial, n_partial * sizeof(float));
     char what[160];
-    snprintf(what, sizeof what, "%s (%dx%d, offset %d, local %s): column sums, rel to sum |dy|",
-             name, rows, n, offset, local ? "16" : "driver's");
+    snprintf(what, sizeof what,
+             "bias_backward%s (%dx%d, offset %d, %d parts%s): column sums, rel to sum |dy|",
+             relu ? " relu" : "", rows, n, offset, parts, accumulate ? ", accumulated" : "");
     tu_compare(what, grads + offset, want, scale, (size_t)n, 0.0, 1e-5);
     tu_check(!tu_changed(grads, 0, (size_t)offset) &&
                  !tu_changed(grads, (size_t)offset + n, n_grads),
-             "%s (%dx%d): grads outside [offset, offset + n) untouched", name, rows, n);
+             "bias_backward (%dx%d, %d parts): grads outside [offset, offset + n) untouched", rows,
+             n, parts);
+    tu_check(!tu_changed(partial, parts > 1 ? (size_t)parts * n : 0, n_partial),
+             "bias_backward (%dx%d, %d parts): partial sums stay in their (parts, n)", rows, n,
+             parts);
     if (relu) {
-        snprintf(what, sizeof what, "%s (%dx%d): dy masked by y > 0", name, rows, n);
+        snprintf(what, sizeof what, "bias_backward relu (%dx%d): dy masked by y > 0", rows, n);
         tu_compare(what, dy, want_dy, NULL, count, 0.0, 0.0);
     }
-    tu_check(!tu_changed(dy, count, count + GUARD), "%s (%dx%d): dy guard cells", name, rows, n);
+    tu_check(!tu_changed(dy, count, count + GUARD), "bias_backward (%dx%d): dy guard cells", rows,
+             n);
     free(dy);
     free(y);
     free(grads);
+    free(partial);
     free(want_dy);
     free(want);
     free(scale);
     clReleaseMemObject(ddy);
     clReleaseMemObject(dyy);
     clReleaseMemObject(dgrads);
+    clReleaseMemObject(dpartial);
     clReleaseKernel(k);
+    clReleaseKernel(k_sum);
 }
 
 // gather_images: data (count, dim) random bytes, index a random permutation of count, rows images
@@ -360,10 +391,11 @@ static void random_ml(float *ml, int rows, int latent)
     ml[2 * latent + latent] = 10.0f;
 }
 
-// reparameterize on ml (rows, 2 latent) -> eps, z (rows, latent) and kl[kl_offset + r] against
-// philox_normal and the formulas in double, for noise_scale 1 or 0.
-static void test_reparameterize(int rows, int latent, int kl_offset, uint64_t seed, uint64_t step,
-                                uint32_t stream, float noise_scale)
+// reparameterize on ml (rows, 2 latent) of a pass starting at row row0 of its batch -> eps, z
+// (rows, latent) and kl[kl_offset + r] against philox_normal of counter (row0 + r) * latent + j
+// and the formulas in double, for noise_scale 1 or 0.
+static void test_reparameterize(int rows, int latent, int kl_offset, int row0, uint64_t seed,
+                                uint64_t step, uint32_t stream, float noise_scale)
 {
     cl_kernel k = clrt_kernel(&rt, "reparameterize");
     size_t n_ml = (size_t)rows * 2 * latent, n_z = (size_t)rows * latent;
@@ -386,7 +418,8 @@ static void test_reparameterize(int rows, int latent, int kl_offset, uint64_t se
             size_t i = (size_t)r * latent + j;
             double mu = ml[(size_t)r * 2 * latent + j];
             double logvar = ml[(size_t)r * 2 * latent + latent + j];
-            double e = philox_normal(seed, (uint32_t)i, step, stream), sd = exp(0.5 * logvar);
+            uint32_t ctr = (uint32_t)(((size_t)row0 + r) * latent + j);
+            double e = philox_normal(seed, ctr, step, stream), sd = exp(0.5 * logvar);
             want_eps[i] = e;
             want_z[i] = mu + noise_scale * sd * e;
             // Errors come from eps (absolute, ~1e-6) times sd and from rounding mu and sd * eps.
@@ -401,27 +434,29 @@ static void test_reparameterize(int rows, int latent, int kl_offset, uint64_t se
     cl_mem dkl = tu_upload(&rt, kl, n_kl * sizeof(float), "kl");
     cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32);
     cl_uint step_lo = (cl_uint)step, step_hi = (cl_uint)(step >> 32);
-    KARG(k, 0, dml);
-    KARG(k, 1, dz);
-    KARG(k, 2, deps);
-    KARG(k, 3, dkl);
-    KARG(k, 4, kl_offset);
-    KARG(k, 5, rows);
-    KARG(k, 6, latent);
-    KARG(k, 7, seed_lo);
-    KARG(k, 8, seed_hi);
-    KARG(k, 9, step_lo);
-    KARG(k, 10, step_hi);
-    KARG(k, 11, stream);
-    KARG(k, 12, noise_scale);
+    cl_uint a = 0;
+    KARG(k, a++, dml);
+    KARG(k, a++, dz);
+    KARG(k, a++, deps);
+    KARG(k, a++, dkl);
+    KARG(k, a++, kl_offset);
+    KARG(k, a++, row0);
+    KARG(k, a++, rows);
+    KARG(k, a++, latent);
+    KARG(k, a++, seed_lo);
+    KARG(k, a++, seed_hi);
+    KARG(k, a++, step_lo);
+    KARG(k, a++, step_hi);
+    KARG(k, a++, stream);
+    KARG(k, a++, noise_scale);
     size_t global = (size_t)rows, local = 8;
     clrt_launch(&rt, k, 1, &global, &local);
     tu_download(&rt, dz, z, (n_z + GUARD) * sizeof(float));
     tu_download(&rt, deps, eps, (n_z + GUARD) * sizeof(float));
     tu_download(&rt, dkl, kl, n_kl * sizeof(float));
     char what[160];
-    snprintf(what, sizeof what, "reparameterize (%dx%d, noise %g): eps vs philox_normal", rows,
-             latent, noise_scale);
+    snprintf(what, sizeof what, "reparameterize (%dx%d, row0 %d, noise %g): eps vs philox_normal",
+             rows, latent, row0, noise_scale);
     tu_compare(what, eps, want_eps, NULL, n_z, 1e-5, 0.0);
     if (noise_scale == 0.0f) {
         snprintf(what, sizeof what, "reparameterize (%dx%d, noise 0): z = mu", rows, latent);
@@ -721,7 +756,7 @@ int main(void)
 {
     tu_init("test_kernels");
     tu_open_device(&rt);
-    const size_t local2[2] = {8, 4}, local1 = 16;
+    const size_t local2[2] = {8, 4};
 
     test_philox_known_answers();
     test_normals();
@@ -730,10 +765,12 @@ int main(void)
     test_bias_forward(false, 37, 53, 0, local2);
     test_bias_forward(true, 37, 53, 101, NULL);
     test_bias_forward(true, 13, 3, 7, local2);
-    test_bias_grad(false, 37, 53, 101, NULL);
-    test_bias_grad(false, 129, 7, 5, &local1);
-    test_bias_grad(true, 37, 53, 101, NULL);
-    test_bias_grad(true, 129, 7, 5, &local1);
+    // Rows not a multiple of the parts, a last part shorter than the others, one part.
+    test_bias_backward(false, 37, 53, 101, 1, false);
+    test_bias_backward(false, 129, 7, 5, 4, false);
+    test_bias_backward(true, 37, 53, 101, 1, true);
+    test_bias_backward(true, 129, 7, 5, 5, false);
+    test_bias_backward(true, 1001, 33, 3, 13, true);
 
     test_transpose(37, 53, 11, 5, NULL);
     test_transpose(13, 3, 0, 17, local2);
@@ -741,10 +778,11 @@ int main(void)
     test_gather_images(97, 61, 13, 29, NULL);
     test_gather_images(97, 61, 68, 29, local2);
 
-    test_reparameterize(23, 7, 5, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
-    test_reparameterize(23, 7, 5, 0xDEADBEEFCAFEF00Dull, (1ull << 32) + 11, PHILOX_STREAM_EVAL,
+    test_reparameterize(23, 7, 5, 0, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
+    test_reparameterize(23, 7, 5, 41, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
+    test_reparameterize(23, 7, 5, 0, 0xDEADBEEFCAFEF00Dull, (1ull << 32) + 11, PHILOX_STREAM_EVAL,
                         1.0f);
-    test_reparameterize(19, 3, 0, 7, 3, PHILOX_STREAM_TRAIN, 0.0f);
+    test_reparameterize(19, 3, 0, 0, 7, 3, PHILOX_STREAM_TRAIN, 0.0f);
     test_reparameterize_backward(23, 7, 0.7f / 23.0f, 1.0f);
     test_reparameterize_backward(19, 5, 1.3f / 19.0f, 0.0f);
 
