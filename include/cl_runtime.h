@@ -41,6 +41,7 @@ struct clrt {
     cl_mem gemm_temp; // CLBlast's scratch, shared by every product (the queue is in order)
     size_t gemm_temp_bytes;
     bool profiling;   // the queue records events; launches and products are timed
+    long launches;    // kernels and CLBlast products enqueued through clrt_launch and clrt_gemm
     struct clrt_prof prof[CLRT_MAX_PROF];
     int n_prof;
     cl_event pending[CLRT_MAX_PENDING]; // events not yet added into prof

@@ -509,6 +509,7 @@ void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *
             rounded[i] = (global[i] + local[i] - 1) / local[i] * local[i];
     }
     cl_event ev = NULL;
+    rt->launches++;
     CL_CHECK(clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, rounded, local, 0, NULL,
                                     rt->profiling ? &ev : NULL));
     if (ev) {
@@ -551,6 +552,7 @@ void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, 
 {
     cl_event ev = NULL;
     cl_event *want = rt->profiling ? &ev : NULL;
+    rt->launches++;
     CLBlastStatusCode status = gemm_call(rt, ta, tb, m, n, k, alpha, a, b, beta, c, want);
     if (status == CLBlastInsufficientMemoryTemp) {
         // Whether CLBlast copies an operand into padded scratch depends on the exact sizes, so a

@@ -701,7 +701,7 @@ int train_run(const struct train_options *given, struct clvae_error *err)
                          "seconds,images_per_second\n");
 
     order = xmalloc((size_t)run.n_train * sizeof(int));
-    double loop_start = now_seconds();
+    double loop_start = now_seconds(), launches_per_step = 0;
     struct progress prog = {.live = !opt->quiet && isatty(STDERR_FILENO),
                             .report_first_step = !opt->quiet,
                             .run_started = run_started,
@@ -710,6 +710,7 @@ int train_run(const struct train_options *given, struct clvae_error *err)
         double t0 = now_seconds(), rec, kl, test_rec, test_kl;
         int first = epoch == start_epoch ? start_step : 0, done_steps;
         prog.epoch = epoch;
+        long launches_before = rt.launches;
         if (train_epoch(&run, opt, &adam, order, &prog, first, &done_steps, &rec, &kl, err))
             goto done;
         if (done_steps < prog.steps) {
@@ -731,6 +732,8 @@ int train_run(const struct train_options *given, struct clvae_error *err)
             goto done;
         }
         double seconds = now_seconds() - t0;
+        if (done_steps > first)
+            launches_per_step = (double)(rt.launches - launches_before) / (done_steps - first);
         evaluate(&run, opt, epoch, &test_rec, &test_kl);
         if (prog.live)
             fprintf(stderr, "\r%*s\r", 90, "");
@@ -774,7 +777,10 @@ int train_run(const struct train_options *given, struct clvae_error *err)
         }
     }
     if (opt->profile) {
-        printf("\nclvae: device time by kernel and GEMM shape over %d epochs (training, "
+        printf("\nclvae: %.1f launches per training step (kernels and CLBlast products enqueued; "
+               "a CLBlast product may run more than one kernel)\n",
+               launches_per_step);
+        printf("clvae: device time by kernel and GEMM shape over %d epochs (training, "
                "evaluation, images)\n", opt->epochs);
         clrt_profile_print(&rt, stdout, now_seconds() - loop_start);
     }

@@ -99,6 +99,21 @@ def main():
         check("OUT holds metrics.csv and the two PNGs, no temporary files",
               names == ["metrics.csv", "reconstructions_epoch001.png", "samples_epoch001.png"],
               f"{names}")
+
+        # --profile: the table and the launches per step. The default model (784-128-10) enqueues
+        # 28 a step: the gather; forward 2 products + 2 bias kernels each side, the sampler, the
+        # likelihood and its row sums (12); backward, for the 4 layers from the top, bias + weight
+        # transpose + dW + dx three times and bias + dW for the first (14), the sampler (1); Adam.
+        p = subprocess.run([CLVAE, "train", "--epochs", "1", "--batch", "1000", "--profile",
+                            "--out", os.path.join(tmp, "profile")], capture_output=True, text=True,
+                           cwd=tmp, timeout=600)
+        m = re.search(r"^clvae: ([\d.]+) launches per training step", p.stdout, re.M)
+        check("--profile: 28.0 launches per training step of the default model",
+              p.returncode == 0 and m is not None and m.group(1) == "28.0",
+              f"exit {p.returncode}; stdout {p.stdout[-600:]!r}")
+        check("--profile: the table lists bias_backward and the 1000x128x784 product",
+              re.search(r"^bias_backward +\d+", p.stdout, re.M) is not None
+              and "gemm NN 1000x128x784" in p.stdout, f"{p.stdout[-1500:]!r}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
