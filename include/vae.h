@@ -71,10 +71,10 @@ struct vae {
 int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option,
                struct clvae_error *err);
 
-// Bytes of device memory vae_create allocates for a laid-out model and max_rows rows (CLBlast's
-// scratch aside), and in *largest and *largest_name the largest single buffer and its name.
-size_t vae_device_bytes(const struct vae *layout, int max_rows, size_t *largest,
-                        const char **largest_name);
+// Bytes of device memory vae_create allocates on rt for a laid-out model and max_rows rows
+// (CLBlast's scratch aside), and in *largest and *largest_name the largest single buffer.
+size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max_rows,
+                        size_t *largest, const char **largest_name);
 
 // Lays out the model and creates its parameter, gradient and activation buffers for up to
 // max_rows images at once. Parameters start at zero: see vae_init_params.
@@ -119,8 +119,5 @@ int vae_bias_parts(const struct vae *vae, int rows, int n);
 
 // z (rows, latent) -> logits (rows, in_dim) through the decoder alone.
 void vae_decode(struct vae *vae, int rows);
-
-// Fills z (rows, latent) with N(0, I) draws for counter (index, step, stream).
-void vae_sample_prior(struct vae *vae, int rows, uint64_t seed, uint64_t step, uint32_t stream);
 
 #endif

@@ -522,6 +522,7 @@ void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *
 
 int clrt_reserve_gemm_temp(struct clrt *rt, size_t bytes, struct clvae_error *err)
 {
+    bytes = bytes < sizeof(float) ? sizeof(float) : bytes; // clrt_buffer's smallest
     if (rt->gemm_temp && bytes <= rt->gemm_temp_bytes)
         return 0;
     // The queue is in order and a released buffer lives until the commands using it are done.

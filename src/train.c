@@ -317,7 +317,7 @@ static int write_images(struct run *run, const struct train_options *opt, int ep
     char path[4200];
     int status = 0;
 
-    vae_sample_prior(vae, GRID_SAMPLES, opt->seed, 0, PHILOX_STREAM_GRID);
+    sampler_prior(vae, GRID_SAMPLES, opt->seed, 0, PHILOX_STREAM_GRID);
     vae_decode(vae, GRID_SAMPLES);
     CL_CHECK(clEnqueueReadBuffer(run->rt->queue, vae->logits, CL_TRUE, 0,
                                  GRID_SAMPLES * tile * sizeof(float), buf, 0, NULL, NULL));
@@ -608,7 +608,7 @@ int train_run(const struct train_options *given, struct clvae_error *err)
     // Refused now, in well under a second, rather than after building the kernels.
     size_t largest;
     const char *largest_name;
-    size_t need = vae_device_bytes(&layout, max_rows, &largest, &largest_name) +
+    size_t need = vae_device_bytes(&layout, &rt, max_rows, &largest, &largest_name) +
                   2 * layout.n_params * sizeof(float); // Adam's moments
     if (largest > rt.max_alloc || rt.allocated + need > rt.global_mem) {
         clvae_fail(err, CLVAE_EXIT_DEVICE,

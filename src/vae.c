@@ -14,58 +14,65 @@ const struct layer_ops *layer_ops_of(enum layer_kind kind)
     return NULL;
 }
 
-int vae_parse_hidden(const char *option, const char *text, struct vae_config *cfg,
-                     struct clvae_error *err)
+// One item of a --hidden list: a width, a dense layer.
+static int parse_width(const char *option, const char *item, struct layer_spec *spec,
+                       struct clvae_error *err)
 {
-    char buf[256], *save = NULL;
-    if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf)
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is too long", option, text);
-    int n = 0;
-    size_t len = strlen(buf);
-    if (len == 0 || buf[0] == ',' || buf[len - 1] == ',' || strstr(buf, ",,"))
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not a comma-separated list of widths",
-                          option, text);
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == VAE_MAX_HIDDEN)
-            return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: at most %d layers", option,
-                              VAE_MAX_HIDDEN);
-        int width;
-        if (cli_parse_int(option, tok, 1, 65536, &width, err))
-            return -1;
-        cfg->encoder[n++] = (struct layer_spec){.kind = LAYER_DENSE, .units = width};
-    }
-    cfg->n_encoder = cfg->n_decoder = n;
-    for (int i = 0; i < n; i++)
-        cfg->decoder[i] = cfg->encoder[n - 1 - i];
-    return 0;
+    spec->kind = LAYER_DENSE;
+    return cli_parse_int(option, item, 1, 65536, &spec->units, err);
 }
 
-int vae_parse_layers(const char *option, const char *text, struct layer_spec *specs, int *n,
-                     struct clvae_error *err)
+// One item of a layer list: "dense:N".
+static int parse_layer(const char *option, const char *item, struct layer_spec *spec,
+                       struct clvae_error *err)
+{
+    if (strncmp(item, "dense:", 6) != 0)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not a layer (dense:N, N the width)",
+                          option, item);
+    return parse_width(option, item + 6, spec, err);
+}
+
+// text split at commas into specs (VAE_MAX_HIDDEN at most), *n, each item read by parse_item;
+// an empty list or an empty item is refused as "not a comma-separated list of <what>".
+static int parse_list(const char *option, const char *text, const char *what,
+                      int (*parse_item)(const char *, const char *, struct layer_spec *,
+                                        struct clvae_error *),
+                      struct layer_spec *specs, int *n, struct clvae_error *err)
 {
     char buf[512], *save = NULL;
     if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%.64s...' is too long", option, text);
     size_t len = strlen(buf);
     if (len == 0 || buf[0] == ',' || buf[len - 1] == ',' || strstr(buf, ",,"))
-        return clvae_fail(err, CLVAE_EXIT_USAGE,
-                          "%s: '%s' is not a comma-separated list of layers (dense:N)", option,
-                          text);
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not a comma-separated list of %s",
+                          option, text, what);
     int count = 0;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (count == VAE_MAX_HIDDEN)
             return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: at most %d layers", option,
                               VAE_MAX_HIDDEN);
-        if (strncmp(tok, "dense:", 6) != 0)
-            return clvae_fail(err, CLVAE_EXIT_USAGE,
-                              "%s: '%s' is not a layer (dense:N, N the width)", option, tok);
-        int width;
-        if (cli_parse_int(option, tok + 6, 1, 65536, &width, err))
+        if (parse_item(option, tok, &specs[count++], err))
             return -1;
-        specs[count++] = (struct layer_spec){.kind = LAYER_DENSE, .units = width};
     }
     *n = count;
     return 0;
+}
+
+int vae_parse_hidden(const char *option, const char *text, struct vae_config *cfg,
+                     struct clvae_error *err)
+{
+    if (parse_list(option, text, "widths", parse_width, cfg->encoder, &cfg->n_encoder, err))
+        return -1;
+    cfg->n_decoder = cfg->n_encoder;
+    for (int i = 0; i < cfg->n_encoder; i++)
+        cfg->decoder[i] = cfg->encoder[cfg->n_encoder - 1 - i];
+    return 0;
+}
+
+int vae_parse_layers(const char *option, const char *text, struct layer_spec *specs, int *n,
+                     struct clvae_error *err)
+{
+    return parse_list(option, text, "layers (dense:N)", parse_layer, specs, n, err);
 }
 
 void vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_t len)
@@ -178,8 +185,8 @@ static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
     return 0;
 }
 
-size_t vae_device_bytes(const struct vae *layout, int max_rows, size_t *largest,
-                        const char **largest_name)
+size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max_rows,
+                        size_t *largest, const char **largest_name)
 {
     size_t rows = (size_t)max_rows, d = (size_t)layout->cfg.in_dim, z = (size_t)layout->cfg.latent;
     size_t f = sizeof(float), widest = 0;
@@ -197,7 +204,7 @@ size_t vae_device_bytes(const struct vae *layout, int max_rows, size_t *largest,
             total += 2 * rows * (size_t)l->out * f;
         }
     }
-    total += (layout->bias_work + widest) * f; // bias_partial, at most
+    total += (rt->reduce_work + widest) * f; // bias_partial
     static const char *const names[4] = {"parameters", "transposed weights", "input batch",
                                          "mean and log-variance"};
     *largest = 0;
@@ -236,6 +243,15 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         !(vae->logits = own(vae, rows, d, "logits", err)) ||
         !(vae->dlogits = own(vae, rows, d, "logits gradient", err)) ||
         !(vae->terms = own(vae, rows, d, "per-pixel losses", err)) || wire_layers(vae, rows, err))
+        return -1;
+    // The bias gradients' partial column sums: vae_bias_parts keeps parts * n within
+    // bias_work + n.
+    vae->bias_work = rt->reduce_work;
+    size_t widest = 0;
+    for (int i = 0; i < vae->n_layers; i++)
+        widest = (size_t)vae->layer[i].out > widest ? (size_t)vae->layer[i].out : widest;
+    if (!(vae->bias_partial =
+              own(vae, vae->bias_work + widest, 1, "bias gradient partial sums", err)))
         return -1;
     // CLBlast's scratch, reserved for the products of a full batch; clrt_gemm grows it if a
     // product of another row count needs more.
@@ -340,7 +356,3 @@ void vae_decode(struct vae *vae, int rows)
         vae->layer[i].ops->forward(vae, &vae->layer[i], rows);
 }
 
-void vae_sample_prior(struct vae *vae, int rows, uint64_t seed, uint64_t step, uint32_t stream)
-{
-    sampler_prior(vae, rows, seed, step, stream);
-}

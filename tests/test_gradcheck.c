@@ -107,7 +107,20 @@ static void run_case(const struct gc_case *c)
     size_t reduce_work = rt.reduce_work;
     if (c->reduce_work)
         rt.reduce_work = c->reduce_work;
+    size_t allocated = rt.allocated, scratch = rt.gemm_temp_bytes;
     tu_die_on(vae_create(&vae, &rt, &c->cfg, c->max_rows, &err), &err);
+    // The memory train refuses a model by, before allocating: what vae_create then allocates.
+    size_t largest;
+    const char *largest_name;
+    size_t planned = vae_device_bytes(&vae, &rt, c->max_rows, &largest, &largest_name);
+    size_t used = rt.allocated - allocated - (rt.gemm_temp_bytes - scratch);
+    tu_check(planned == used, "case %s: vae_device_bytes %zu = bytes vae_create allocated %zu",
+             c->name, planned, used);
+    if (c->reduce_work) {
+        int parts = vae_bias_parts(&vae, c->micro ? c->micro : c->rows, vae.layer[0].out);
+        tu_check(parts > 1, "case %s: the first layer's bias gradient in %d parts (wanted > 1)",
+                 c->name, parts);
+    }
     rt.reduce_work = reduce_work;
     int rows = c->rows, dim = c->cfg.in_dim, latent = c->cfg.latent;
     size_t n = vae.n_params;
