@@ -355,4 +355,3 @@ void vae_decode(struct vae *vae, int rows)
     for (int i = vae->n_encoder; i < vae->n_layers; i++)
         vae->layer[i].ops->forward(vae, &vae->layer[i], rows);
 }
-
