@@ -1,6 +1,7 @@
 // A layer kind is a module with an ops table: layout with shape checks, init, create, forward,
 // backward, the checkpoint's tensors, release. The model (vae.c) walks a list of layers and knows
-// no kind's insides. Kinds: dense (src/layer_dense.c, cl/dense.cl).
+// no kind's insides. Kinds: dense (src/layer_dense.c, cl/dense.cl); conv and its transpose deconv
+// (src/layer_conv.c, cl/conv.cl).
 #ifndef CLVAE_LAYER_H
 #define CLVAE_LAYER_H
 
@@ -11,35 +12,48 @@
 #include "cl_runtime.h"
 #include "error.h"
 
-enum layer_kind { LAYER_DENSE };
+// LAYER_RESHAPE is an item of a description, not a layer: it gives the flat output of the dense
+// layer before it the shape (units, h, w) that a deconv after it takes.
+enum layer_kind { LAYER_DENSE, LAYER_CONV, LAYER_DECONV, LAYER_RESHAPE };
 
-// One item of an architecture description ("dense:128").
+// One item of an architecture description: "dense:128", "conv:32:4:2:1" (output channels,
+// kernel, stride, padding), "deconv:32:4:2:1", "reshape:64x7x7" (channels x height x width).
 struct layer_spec {
     enum layer_kind kind;
-    int units; // dense: output width
+    int units;               // dense: output width; conv, deconv, reshape: output channels
+    int kernel, stride, pad; // conv, deconv
+    int h, w;                // reshape
+};
+
+// The shape of one image's activations: channels x height x width, stored (h, w, c) with the
+// channel fastest (NHWC); a flat vector is (n, 1, 1) with spatial false.
+struct layer_shape {
+    int c, h, w;
+    bool spatial;
 };
 
 struct vae;
 struct layer;
 
-// A checkpoint tensor as a view of the flat parameter buffer: element (o, i) of the (out, in)
-// row-major tensor is flat[base + i * ld + o]; a bias has ndim 1, in 1.
+// A checkpoint tensor as a view of the flat parameter buffer: element (i0, i1, ...) of the
+// row-major tensor of that shape is flat[base + i0 stride[0] + i1 stride[1] + ...].
 struct layer_tensor {
     char name[48];
-    int ndim, out, in;
-    size_t base, ld;
+    int ndim, shape[4];
+    size_t stride[4], base;
 };
 
 #define LAYER_MAX_TENSORS 4
 
 struct layer_ops {
     const char *kind;
-    // Checks the shapes against l->in, sets l->out and the parameter offsets at vae->n_params
-    // (advancing it); no device work. 0, or -1 with the reason in why (CLVAE_ERROR_MAX bytes).
+    // Checks the spec against the input shape l->in_shape, sets l->out_shape, l->out, l->work
+    // and the parameter offsets at vae->n_params (advancing it); no device work. 0, or -1 with
+    // the reason in why (CLVAE_ERROR_MAX bytes).
     int (*layout)(struct vae *vae, struct layer *l, char *why);
     // The layer's initial parameters, in place in the host copy of the flat buffer.
     void (*init)(const struct layer *l, uint64_t seed, float *params);
-    // The layer's kernels (its x, y, dx, dy are the model's).
+    // The layer's kernels (its x, y, dx, dy, cols and dcols are the model's).
     void (*create)(struct vae *vae, struct layer *l);
     // y (rows, out) from x (rows, in).
     void (*forward)(struct vae *vae, const struct layer *l, int rows);
@@ -56,18 +70,34 @@ struct layer {
     struct layer_spec spec;
     char name[24]; // "encoder.0", "mean+logvar", "decoder.1", "output"
     int in, out;   // floats per image of x and of y
+    struct layer_shape in_shape, out_shape;
+    size_t work; // floats per image of each of cols and dcols (conv's im2col matrices), or 0
     bool relu;
     bool gaussian_head; // y is [mean | logvar]: the checkpoint names the halves mean and logvar
     bool needs_dx;      // a layer below takes dx
     size_t weight, bias, weight_t; // offsets: params/grads, and vae->weights_t
     cl_mem x, dx;                  // borrowed: the layer below's y and dy (dx NULL if !needs_dx)
     cl_mem y, dy;                  // (max_rows, out): the model's buffers
-    cl_kernel k_forward, k_bias_backward, k_bias_backward_sum, k_transpose;
+    cl_mem cols, dcols;            // (max_rows, work) when work > 0: the model's buffers
+    cl_kernel k_forward, k_bias_backward, k_bias_backward_sum, k_transpose, k_im2col, k_col2im;
 };
 
 // The ops of a kind.
 const struct layer_ops *layer_ops_of(enum layer_kind kind);
 
-extern const struct layer_ops dense_ops;
+extern const struct layer_ops dense_ops, conv_ops, deconv_ops;
+
+// Dense pieces that conv and deconv share (layer_dense.c), for a layer whose y and dy are
+// (rows, n) with n = out_shape.c channels a row:
+// y += bias, then ReLU when l->relu. Range: rows x n.
+void dense_bias_forward(struct vae *vae, const struct layer *l, int rows, int n);
+// dy masked by the ReLU in place; db (n) (+)= its column sums.
+void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n, bool accumulate);
+// vae->weights_t at l->weight_t = W^T (cols, rows) of W (rows, cols) at l->weight.
+void dense_transpose_weight(struct vae *vae, const struct layer *l, int rows, int cols);
+// PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in), from Philox counter p for
+// flat element p.
+void dense_init_uniform(const struct layer *l, size_t end, int fan_in, uint64_t seed,
+                        float *params);
 
 #endif

@@ -20,7 +20,9 @@
 // layers -> in_dim logits. The one description the layout, the banner, the checkpoint and the
 // tests read.
 struct vae_config {
-    int in_dim;
+    int in_dim;                  // channels x height x width
+    int channels, height, width; // the image; height 0: a flat vector of in_dim
+    // n_decoder 0: the mirror of the encoder, which vae_layout fills in (vae->cfg).
     int n_encoder, n_decoder;
     struct layer_spec encoder[VAE_MAX_HIDDEN], decoder[VAE_MAX_HIDDEN];
     int latent;

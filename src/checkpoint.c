@@ -35,13 +35,12 @@
 
 enum ckpt_array { ARRAY_PARAMS, ARRAY_ADAM_M, ARRAY_ADAM_V };
 
-// One tensor of the file and where its elements live in clvae's flat layout: element [o][i] of a
-// weight (out, in) is flat[base + i * ld + o]; element [o] of a bias (out) is flat[base + o].
+// One tensor of the file and where its elements live in clvae's flat layout: element
+// (i0, i1, ...) of the row-major tensor is flat[base + i0 stride[0] + i1 stride[1] + ...].
 struct tensor {
     char name[48];
-    int ndim;
-    int out, in; // shape (out, in), or (out) when ndim == 1
-    size_t count, base, ld;
+    int ndim, shape[4];
+    size_t stride[4], count, base;
     enum ckpt_array array;
     // What the file's header says, while loading.
     bool seen;
@@ -181,12 +180,12 @@ static int list_tensors(const struct vae *vae, bool optimizer, struct tensor *t)
         struct layer_tensor lt[LAYER_MAX_TENSORS];
         int count = vae->layer[k].ops->tensors(&vae->layer[k], lt);
         for (int j = 0; j < count; j++, n++) {
-            t[n] = (struct tensor){.ndim = lt[j].ndim,
-                                   .out = lt[j].out,
-                                   .in = lt[j].in,
-                                   .count = (size_t)lt[j].out * (size_t)lt[j].in,
-                                   .base = lt[j].base,
-                                   .ld = lt[j].ld};
+            t[n] = (struct tensor){.ndim = lt[j].ndim, .count = 1, .base = lt[j].base};
+            for (int d = 0; d < lt[j].ndim; d++) {
+                t[n].shape[d] = lt[j].shape[d];
+                t[n].stride[d] = lt[j].stride[d];
+                t[n].count *= (size_t)lt[j].shape[d];
+            }
             memcpy(t[n].name, lt[j].name, sizeof t[n].name);
         }
     }
@@ -206,23 +205,30 @@ static int list_tensors(const struct vae *vae, bool optimizer, struct tensor *t)
     return n;
 }
 
-// Flat layout -> the tensor's (out, in) row-major little-endian bytes (4 * t->count of them).
+// The flat index of element k (row-major) of t.
+static size_t flat_index(const struct tensor *t, size_t k)
+{
+    size_t at = t->base;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        at += (k % (size_t)t->shape[d]) * t->stride[d];
+        k /= (size_t)t->shape[d];
+    }
+    return at;
+}
+
+// Flat layout -> the tensor's row-major little-endian bytes (4 * t->count of them).
 static void pack_tensor(const struct tensor *t, const float *flat, uint8_t *bytes)
 {
-    for (size_t o = 0; o < (size_t)t->out; o++) {
-        for (size_t i = 0; i < (size_t)t->in; i++) {
-            put_f32_le(bytes + 4 * (o * (size_t)t->in + i), flat[t->base + i * t->ld + o]);
-        }
+    for (size_t k = 0; k < t->count; k++) {
+        put_f32_le(bytes + 4 * k, flat[flat_index(t, k)]);
     }
 }
 
 // The inverse of pack_tensor: the file's bytes into their places in the flat layout.
 static void unpack_tensor(const struct tensor *t, const uint8_t *bytes, float *flat)
 {
-    for (size_t o = 0; o < (size_t)t->out; o++) {
-        for (size_t i = 0; i < (size_t)t->in; i++) {
-            flat[t->base + i * t->ld + o] = get_f32_le(bytes + 4 * (o * (size_t)t->in + i));
-        }
+    for (size_t k = 0; k < t->count; k++) {
+        flat[flat_index(t, k)] = get_f32_le(bytes + 4 * k);
     }
 }
 
@@ -300,7 +306,7 @@ static char *build_header(const struct ckpt_meta *m, bool optimizer, const struc
     uint64_t offset = 0;
     for (int k = 0; ok && k < n; k++) {
         cJSON *entry = cJSON_AddObjectToObject(root, t[k].name);
-        double shape[2] = {t[k].out, t[k].in};
+        double shape[4] = {t[k].shape[0], t[k].shape[1], t[k].shape[2], t[k].shape[3]};
         double offsets[2] = {(double)offset, (double)(offset + 4 * t[k].count)};
         offset += 4 * t[k].count;
         ok = entry && add_string(entry, "dtype", "F32") &&
@@ -684,20 +690,19 @@ static int check_entry(const cJSON *entry, struct tensor *t, uint64_t data_len, 
     }
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(entry, "shape");
     bool shape_ok = cJSON_IsArray(shape) && cJSON_GetArraySize(shape) == t->ndim;
-    const double want[2] = {t->out, t->in};
     int k = 0;
     for (const cJSON *d = shape_ok ? shape->child : NULL; d; d = d->next, k++) {
-        shape_ok = shape_ok && cJSON_IsNumber(d) && d->valuedouble == want[k];
+        shape_ok = shape_ok && cJSON_IsNumber(d) && d->valuedouble == t->shape[k];
     }
     if (!shape_ok) {
-        char have[128];
+        char have[128], want[128];
         describe_shape(shape, have, sizeof have);
-        if (t->ndim == 2) {
-            return bad(why, "tensor '%s': shape %s, the architecture needs [%d,%d]", t->name, have,
-                       t->out, t->in);
+        size_t used = (size_t)snprintf(want, sizeof want, "[%d", t->shape[0]);
+        for (int d = 1; d < t->ndim; d++) {
+            used += (size_t)snprintf(want + used, sizeof want - used, ",%d", t->shape[d]);
         }
-        return bad(why, "tensor '%s': shape %s, the architecture needs [%d]", t->name, have,
-                   t->out);
+        snprintf(want + used, sizeof want - used, "]");
+        return bad(why, "tensor '%s': shape %s, the architecture needs %s", t->name, have, want);
     }
     const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
     if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 ||

@@ -1,7 +1,8 @@
 // The dense layer y = relu?(x W + b): W (in, out) row-major, as a Keras Dense layer keeps its
 // kernel (the transpose of PyTorch's nn.Linear weight), b (out). The layout makes the forward
 // product and the weight gradient the NN and TN products that CLBlast runs fast on every device;
-// the input gradient dy W^T uses a transposed copy (out, in) in vae->weights_t.
+// the input gradient dy W^T uses a transposed copy (out, in) in vae->weights_t. The bias, ReLU and
+// transpose pieces serve conv and deconv too (layer.h).
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,7 @@ static int dense_layout(struct vae *vae, struct layer *l, char *why)
 {
     (void)why;
     l->out = l->spec.units;
+    l->out_shape = (struct layer_shape){.c = l->out, .h = 1, .w = 1};
     l->weight = vae->n_params;
     l->bias = l->weight + (size_t)l->in * (size_t)l->out;
     vae->n_params = l->bias + (size_t)l->out;
@@ -23,16 +25,19 @@ static int dense_layout(struct vae *vae, struct layer *l, char *why)
     return 0;
 }
 
-// PyTorch's nn.Linear default: weight and bias uniform in +-1/sqrt(in), element p of the flat
-// buffer from Philox counter p.
-static void dense_init(const struct layer *l, uint64_t seed, float *params)
+void dense_init_uniform(const struct layer *l, size_t end, int fan_in, uint64_t seed, float *params)
 {
-    double bound = 1.0 / sqrt((double)l->in);
-    size_t end = l->bias + (size_t)l->out;
+    double bound = 1.0 / sqrt((double)fan_in);
     for (size_t p = l->weight; p < end; p++) {
         double u = philox_uniform(seed, (uint32_t)p, 0, PHILOX_STREAM_INIT);
         params[p] = (float)((2.0 * u - 1.0) * bound);
     }
+}
+
+// PyTorch's nn.Linear default: weight and bias uniform in +-1/sqrt(in).
+static void dense_init(const struct layer *l, uint64_t seed, float *params)
+{
+    dense_init_uniform(l, l->bias + (size_t)l->out, l->in, seed, params);
 }
 
 static void dense_create(struct vae *vae, struct layer *l)
@@ -44,14 +49,16 @@ static void dense_create(struct vae *vae, struct layer *l)
         l->k_transpose = clrt_kernel(vae->rt, "transpose");
 }
 
+// Every kernel any kind holds: dense's, and conv's im2col and col2im.
 static void dense_release(struct layer *l)
 {
-    cl_kernel kernels[] = {l->k_forward, l->k_bias_backward, l->k_bias_backward_sum,
-                           l->k_transpose};
+    cl_kernel kernels[] = {l->k_forward,   l->k_bias_backward, l->k_bias_backward_sum,
+                           l->k_transpose, l->k_im2col,        l->k_col2im};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
     l->k_forward = l->k_bias_backward = l->k_bias_backward_sum = l->k_transpose = NULL;
+    l->k_im2col = l->k_col2im = NULL;
 }
 
 // Row-major operand views.
@@ -60,11 +67,8 @@ static struct clrt_mat mat(cl_mem mem, size_t offset, int ld)
     return (struct clrt_mat){mem, offset, (size_t)ld};
 }
 
-// y (rows, out) = x W + b, then ReLU if the layer has it.
-static void dense_forward(struct vae *vae, const struct layer *l, int rows)
+void dense_bias_forward(struct vae *vae, const struct layer *l, int rows, int n)
 {
-    clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->out, (size_t)l->in, 1.0f,
-              mat(l->x, 0, l->in), mat(vae->params, l->weight, l->out), 0.0f, mat(l->y, 0, l->out));
     cl_kernel k = l->k_forward;
     int bias = (int)l->bias;
     cl_uint a = 0;
@@ -72,16 +76,24 @@ static void dense_forward(struct vae *vae, const struct layer *l, int rows)
     KARG(k, a++, vae->params);
     KARG(k, a++, bias);
     KARG(k, a++, rows);
-    KARG(k, a++, l->out);
-    size_t global[2] = {(size_t)l->out, (size_t)rows};
+    KARG(k, a++, n);
+    size_t global[2] = {(size_t)n, (size_t)rows};
     clrt_launch(vae->rt, k, 2, global, NULL);
 }
 
-// dy (rows, out) masked by the ReLU in place; db (out) (+)= its column sums, in vae_bias_parts
-// parts summed again when there are several (a column reduction that fills a GPU at any batch).
-static void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, bool accumulate)
+// y (rows, out) = x W + b, then ReLU if the layer has it.
+static void dense_forward(struct vae *vae, const struct layer *l, int rows)
 {
-    int parts = vae_bias_parts(vae, rows, l->out);
+    clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->out, (size_t)l->in, 1.0f,
+              mat(l->x, 0, l->in), mat(vae->params, l->weight, l->out), 0.0f, mat(l->y, 0, l->out));
+    dense_bias_forward(vae, l, rows, l->out);
+}
+
+// In vae_bias_parts parts, summed again when there are several: a column reduction that fills a
+// GPU at any batch.
+void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n, bool accumulate)
+{
+    int parts = vae_bias_parts(vae, rows, n);
     int per_part = (rows + parts - 1) / parts, relu = l->relu, acc = accumulate;
     int dbias = (int)l->bias;
     // One part writes the gradient itself; several write partial sums from 0 for the second pass.
@@ -96,9 +108,9 @@ static void dense_bias_backward(struct vae *vae, const struct layer *l, int rows
     KARG(k, a++, out_offset);
     KARG(k, a++, out_acc);
     KARG(k, a++, rows);
-    KARG(k, a++, l->out);
+    KARG(k, a++, n);
     KARG(k, a++, per_part);
-    size_t global[2] = {(size_t)l->out, (size_t)parts};
+    size_t global[2] = {(size_t)n, (size_t)parts};
     clrt_launch(vae->rt, k, 2, global, NULL);
     if (parts == 1)
         return;
@@ -109,14 +121,14 @@ static void dense_bias_backward(struct vae *vae, const struct layer *l, int rows
     KARG(k, a++, vae->grads);
     KARG(k, a++, dbias);
     KARG(k, a++, acc);
-    KARG(k, a++, l->out);
-    size_t n = (size_t)l->out;
-    clrt_launch(vae->rt, k, 1, &n, NULL);
+    KARG(k, a++, n);
+    size_t columns = (size_t)n;
+    clrt_launch(vae->rt, k, 1, &columns, NULL);
 }
 
-// weights_t at l->weight_t = W^T (out, in): refreshed every backward pass, so backward always sees
-// the current parameters however they were set.
-static void dense_transpose_weight(struct vae *vae, const struct layer *l)
+// Refreshed every backward pass, so backward always sees the current parameters however they
+// were set.
+void dense_transpose_weight(struct vae *vae, const struct layer *l, int rows, int cols)
 {
     cl_kernel k = l->k_transpose;
     int src = (int)l->weight, dst = (int)l->weight_t;
@@ -125,9 +137,9 @@ static void dense_transpose_weight(struct vae *vae, const struct layer *l)
     KARG(k, a++, src);
     KARG(k, a++, vae->weights_t);
     KARG(k, a++, dst);
-    KARG(k, a++, l->in);
-    KARG(k, a++, l->out);
-    size_t global[2] = {(size_t)l->out, (size_t)l->in};
+    KARG(k, a++, rows);
+    KARG(k, a++, cols);
+    size_t global[2] = {(size_t)cols, (size_t)rows};
     clrt_launch(vae->rt, k, 2, global, NULL);
 }
 
@@ -135,9 +147,9 @@ static void dense_transpose_weight(struct vae *vae, const struct layer *l)
 // accumulate) and, when a layer below needs it, dx (rows, in) = dy W^T.
 static void dense_backward(struct vae *vae, const struct layer *l, int rows, bool accumulate)
 {
-    dense_bias_backward(vae, l, rows, accumulate);
+    dense_bias_backward(vae, l, rows, l->out, accumulate);
     if (l->needs_dx)
-        dense_transpose_weight(vae, l);
+        dense_transpose_weight(vae, l, l->in, l->out);
     clrt_gemm(vae->rt, true, false, (size_t)l->in, (size_t)l->out, (size_t)rows, 1.0f,
               mat(l->x, 0, l->in), mat(l->dy, 0, l->out), accumulate ? 1.0f : 0.0f,
               mat(vae->grads, l->weight, l->out));
@@ -151,12 +163,11 @@ static void dense_backward(struct vae *vae, const struct layer *l, int rows, boo
 static int dense_pair(const struct layer *l, const char *name, int out, size_t col0,
                       struct layer_tensor *t)
 {
-    struct layer_tensor *w = &t[0], *b = &t[1];
-    *w = (struct layer_tensor){
-        .ndim = 2, .out = out, .in = l->in, .base = l->weight + col0, .ld = (size_t)l->out};
-    snprintf(w->name, sizeof w->name, "%s.weight", name);
-    *b = (struct layer_tensor){.ndim = 1, .out = out, .in = 1, .base = l->bias + col0, .ld = 0};
-    snprintf(b->name, sizeof b->name, "%s.bias", name);
+    t[0] = (struct layer_tensor){
+        .ndim = 2, .shape = {out, l->in}, .stride = {1, (size_t)l->out}, .base = l->weight + col0};
+    snprintf(t[0].name, sizeof t[0].name, "%s.weight", name);
+    t[1] = (struct layer_tensor){.ndim = 1, .shape = {out}, .stride = {1}, .base = l->bias + col0};
+    snprintf(t[1].name, sizeof t[1].name, "%s.bias", name);
     return 2;
 }
 

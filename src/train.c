@@ -49,7 +49,8 @@ void train_defaults(struct train_options *opt)
     opt->lr = 1e-3;
     opt->beta = 1.0;
     opt->model.n_encoder = opt->model.n_decoder = 1;
-    opt->model.encoder[0] = opt->model.decoder[0] = (struct layer_spec){LAYER_DENSE, 128};
+    opt->model.encoder[0] = opt->model.decoder[0] = (struct layer_spec){.kind = LAYER_DENSE,
+                                                                         .units = 128};
     opt->model.latent = 10;
     opt->seed = 1;
 }

@@ -1,5 +1,6 @@
 #include "vae.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,9 @@ const struct layer_ops *layer_ops_of(enum layer_kind kind)
 {
     switch (kind) {
     case LAYER_DENSE: return &dense_ops;
+    case LAYER_CONV: return &conv_ops;
+    case LAYER_DECONV: return &deconv_ops;
+    case LAYER_RESHAPE: return NULL;
     }
     return NULL;
 }
@@ -22,14 +26,72 @@ static int parse_width(const char *option, const char *item, struct layer_spec *
     return cli_parse_int(option, item, 1, 65536, &spec->units, err);
 }
 
-// One item of a layer list: "dense:N".
+// "N[:N...]" after a layer's name -> up to max numbers into v (the rest keep their values);
+// false unless each is a whole number in [0, 65536].
+static bool numbers(const char *text, char sep, int *v, int max)
+{
+    for (int i = 0; i < max; i++) {
+        char *end;
+        if (!isdigit((unsigned char)*text))
+            return false;
+        long x = strtol(text, &end, 10);
+        if (x > 65536)
+            return false;
+        v[i] = (int)x;
+        if (*end == '\0')
+            return true;
+        if (*end != sep)
+            return false;
+        text = end + 1;
+    }
+    return false;
+}
+
+// One item of a layer list: "dense:N", "conv:C[:K[:S[:P]]]", "deconv:C[:K[:S[:P]]]" (kernel,
+// stride, padding 4, 2, 1 unless given), "reshape:CxHxW".
 static int parse_layer(const char *option, const char *item, struct layer_spec *spec,
                        struct clvae_error *err)
 {
-    if (strncmp(item, "dense:", 6) != 0)
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not a layer (dense:N, N the width)",
-                          option, item);
-    return parse_width(option, item + 6, spec, err);
+    static const struct {
+        const char *prefix;
+        enum layer_kind kind;
+    } kinds[] = {{"dense:", LAYER_DENSE},
+                 {"conv:", LAYER_CONV},
+                 {"deconv:", LAYER_DECONV},
+                 {"reshape:", LAYER_RESHAPE}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        size_t len = strlen(kinds[k].prefix);
+        if (strncmp(item, kinds[k].prefix, len) != 0)
+            continue;
+        const char *rest = item + len;
+        *spec = (struct layer_spec){.kind = kinds[k].kind, .kernel = 4, .stride = 2, .pad = 1};
+        if (kinds[k].kind == LAYER_DENSE)
+            return parse_width(option, rest, spec, err);
+        int v[4] = {0, spec->kernel, spec->stride, spec->pad};
+        bool ok = kinds[k].kind == LAYER_RESHAPE ? numbers(rest, 'x', v, 3) && strchr(rest, 'x') &&
+                                                       strchr(strchr(rest, 'x') + 1, 'x')
+                                                 : numbers(rest, ':', v, 4);
+        if (!ok)
+            return clvae_fail(
+                err, CLVAE_EXIT_USAGE, "%s: '%s' is not a layer (%s, whole numbers up to 65536)",
+                option, item,
+                kinds[k].kind == LAYER_RESHAPE ? "reshape:CxHxW" : "conv:C[:K[:S[:P]]]");
+        spec->units = v[0];
+        if (kinds[k].kind == LAYER_RESHAPE)
+            spec->h = v[1], spec->w = v[2];
+        else
+            spec->kernel = v[1], spec->stride = v[2], spec->pad = v[3];
+        if (spec->units < 1 || (kinds[k].kind == LAYER_RESHAPE && (spec->h < 1 || spec->w < 1)))
+            return clvae_fail(err, CLVAE_EXIT_USAGE,
+                              "%s: '%s': channels and sizes must be at "
+                              "least 1",
+                              option, item);
+        return 0;
+    }
+    return clvae_fail(err, CLVAE_EXIT_USAGE,
+                      "%s: '%s' is not a layer (dense:N, conv:C[:K[:S[:P]]], "
+                      "deconv:C[:K[:S[:P]]] or reshape:CxHxW)",
+                      option, item);
 }
 
 // text split at commas into specs (VAE_MAX_HIDDEN at most), *n, each item read by parse_item;
@@ -72,7 +134,7 @@ int vae_parse_hidden(const char *option, const char *text, struct vae_config *cf
 int vae_parse_layers(const char *option, const char *text, struct layer_spec *specs, int *n,
                      struct clvae_error *err)
 {
-    return parse_list(option, text, "layers (dense:N)", parse_layer, specs, n, err);
+    return parse_list(option, text, "layers", parse_layer, specs, n, err);
 }
 
 void vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_t len)
@@ -80,33 +142,58 @@ void vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_t 
     size_t used = 0;
     buf[0] = '\0';
     for (int i = 0; i < n && used < len; i++) {
-        int w = snprintf(buf + used, len - used, "%s%s:%d", i ? "," : "",
-                         layer_ops_of(specs[i].kind)->kind, specs[i].units);
+        const struct layer_spec *s = &specs[i];
+        const char *sep = i ? "," : "";
+        int w;
+        if (s->kind == LAYER_DENSE)
+            w = snprintf(buf + used, len - used, "%sdense:%d", sep, s->units);
+        else if (s->kind == LAYER_RESHAPE)
+            w = snprintf(buf + used, len - used, "%sreshape:%dx%dx%d", sep, s->units, s->h, s->w);
+        else
+            w = snprintf(buf + used, len - used, "%s%s:%d:%d:%d:%d", sep,
+                         layer_ops_of(s->kind)->kind, s->units, s->kernel, s->stride, s->pad);
         used += w > 0 ? (size_t)w : 0;
     }
 }
 
+static bool same_spec(const struct layer_spec *a, const struct layer_spec *b)
+{
+    return a->kind == b->kind && a->units == b->units &&
+           (a->kind == LAYER_DENSE ||
+            (a->kind == LAYER_RESHAPE
+                 ? a->h == b->h && a->w == b->w
+                 : a->kernel == b->kernel && a->stride == b->stride && a->pad == b->pad));
+}
+
 bool vae_same_layers(const struct vae_config *a, const struct vae_config *b)
 {
-    if (a->latent != b->latent || a->n_encoder != b->n_encoder || a->n_decoder != b->n_decoder)
+    if (a->latent != b->latent || a->n_encoder != b->n_encoder)
         return false;
     for (int i = 0; i < a->n_encoder; i++)
-        if (a->encoder[i].kind != b->encoder[i].kind || a->encoder[i].units != b->encoder[i].units)
+        if (!same_spec(&a->encoder[i], &b->encoder[i]))
             return false;
+    // No decoder given is the encoder's mirror, whatever it came to.
+    if (a->n_decoder == 0 || b->n_decoder == 0)
+        return true;
+    if (a->n_decoder != b->n_decoder)
+        return false;
     for (int i = 0; i < a->n_decoder; i++)
-        if (a->decoder[i].kind != b->decoder[i].kind || a->decoder[i].units != b->decoder[i].units)
+        if (!same_spec(&a->decoder[i], &b->decoder[i]))
             return false;
     return true;
 }
 
-// Appends a layer of spec taking in floats per image, named name, and lays it out.
-static int add_layer(struct vae *vae, struct layer_spec spec, const char *name, int in, bool relu,
-                     char *why)
+// Appends a layer of spec taking input of shape in, named name, and lays it out.
+static int add_layer(struct vae *vae, struct layer_spec spec, const char *name,
+                     struct layer_shape in, bool relu, char *why)
 {
+    if (vae->n_layers == VAE_MAX_LAYERS)
+        return snprintf(why, CLVAE_ERROR_MAX, "more than %d layers", VAE_MAX_LAYERS), -1;
     struct layer *l = &vae->layer[vae->n_layers];
     *l = (struct layer){.ops = layer_ops_of(spec.kind),
                         .spec = spec,
-                        .in = in,
+                        .in = in.c * in.h * in.w,
+                        .in_shape = in,
                         .relu = relu,
                         .needs_dx = vae->n_layers > 0};
     snprintf(l->name, sizeof l->name, "%s", name);
@@ -116,31 +203,118 @@ static int add_layer(struct vae *vae, struct layer_spec spec, const char *name, 
     return 0;
 }
 
+// The output shape of the last layer laid out.
+static struct layer_shape last_shape(const struct vae *vae)
+{
+    return vae->layer[vae->n_layers - 1].out_shape;
+}
+
+// Lays out specs[0 .. n) from shape *shape (updated), naming the layers prefix.i; a reshape item
+// gives the flat shape before it channels x h x w.
+static int add_layers(struct vae *vae, const struct layer_spec *specs, int n, const char *prefix,
+                      struct layer_shape *shape, char *why)
+{
+    char name[24];
+    for (int i = 0, index = 0; i < n; i++) {
+        const struct layer_spec *s = &specs[i];
+        if (s->kind == LAYER_RESHAPE) {
+            int size = shape->c * shape->h * shape->w;
+            if (shape->spatial || s->units * s->h * s->w != size)
+                return snprintf(why, CLVAE_ERROR_MAX,
+                                "reshape:%dx%dx%d needs a flat input of %d, not %s%dx%dx%d",
+                                s->units, s->h, s->w, s->units * s->h * s->w,
+                                shape->spatial ? "an image " : "", shape->c, shape->h, shape->w),
+                       -1;
+            *shape = (struct layer_shape){.c = s->units, .h = s->h, .w = s->w, .spatial = true};
+            continue;
+        }
+        snprintf(name, sizeof name, "%s.%d", prefix, index++);
+        if (add_layer(vae, *s, name, *shape, true, why))
+            return -1;
+        *shape = last_shape(vae);
+    }
+    return 0;
+}
+
+// Appends to specs, *n, the layers that give a flat or image input the shape want: a dense layer,
+// reshaped when want is an image.
+static void dense_to(struct layer_spec *specs, int *n, struct layer_shape want)
+{
+    specs[(*n)++] = (struct layer_spec){.kind = LAYER_DENSE, .units = want.c * want.h * want.w};
+    if (want.spatial)
+        specs[(*n)++] =
+            (struct layer_spec){.kind = LAYER_RESHAPE, .units = want.c, .h = want.h, .w = want.w};
+}
+
+// The decoder mirroring the laid-out encoder layers: one layer to the last encoder layer's output
+// shape, then for each encoder layer but the first, from the top, its transpose back to its input
+// shape (a deconv for a conv, a dense layer for a dense one); the output layer mirrors the first.
+static void mirror_decoder(struct vae *vae, int n_enc)
+{
+    struct vae_config *cfg = &vae->cfg;
+    int n = 0;
+    dense_to(cfg->decoder, &n, vae->layer[n_enc - 1].out_shape);
+    for (int i = n_enc - 1; i >= 1; i--) {
+        const struct layer *l = &vae->layer[i];
+        if (l->spec.kind == LAYER_CONV) {
+            cfg->decoder[n] = l->spec;
+            cfg->decoder[n].kind = LAYER_DECONV;
+            cfg->decoder[n++].units = l->in_shape.c;
+        } else {
+            dense_to(cfg->decoder, &n, l->in_shape);
+        }
+    }
+    cfg->n_decoder = n;
+}
+
 int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option,
                struct clvae_error *err)
 {
     memset(vae, 0, sizeof *vae);
     vae->cfg = *cfg;
-    char name[24], why[CLVAE_ERROR_MAX] = "";
-    int prev = cfg->in_dim, rc = 0;
-    for (int i = 0; rc == 0 && i < cfg->n_encoder; i++) {
-        snprintf(name, sizeof name, "encoder.%d", i);
-        rc = add_layer(vae, cfg->encoder[i], name, prev, true, why);
-        prev = vae->layer[vae->n_layers - 1].out;
-    }
+    char why[CLVAE_ERROR_MAX] = "";
+    struct layer_shape image = {
+        .c = cfg->channels, .h = cfg->height, .w = cfg->width, .spatial = true};
+    if (cfg->height == 0) // no image shape given: a flat vector
+        image = (struct layer_shape){.c = cfg->in_dim, .h = 1, .w = 1};
+    struct layer_shape shape = image;
+    int rc = add_layers(vae, cfg->encoder, cfg->n_encoder, "encoder", &shape, why);
+    int n_enc = vae->n_layers;
     struct layer_spec head = {.kind = LAYER_DENSE, .units = 2 * cfg->latent};
-    if (rc == 0 && (rc = add_layer(vae, head, "mean+logvar", prev, false, why)) == 0)
+    if (rc == 0 && (rc = add_layer(vae, head, "mean+logvar", shape, false, why)) == 0)
         vae->layer[vae->n_layers - 1].gaussian_head = true;
     vae->n_encoder = vae->n_layers;
-    prev = cfg->latent;
-    for (int i = 0; rc == 0 && i < cfg->n_decoder; i++) {
-        snprintf(name, sizeof name, "decoder.%d", i);
-        rc = add_layer(vae, cfg->decoder[i], name, prev, true, why);
-        prev = vae->layer[vae->n_layers - 1].out;
+    if (rc == 0 && cfg->n_decoder == 0) {
+        if (n_enc == 0) {
+            snprintf(why, CLVAE_ERROR_MAX, "no encoder layers to mirror");
+            rc = -1;
+        } else
+            mirror_decoder(vae, n_enc);
     }
-    struct layer_spec output = {.kind = LAYER_DENSE, .units = cfg->in_dim};
+    shape = (struct layer_shape){.c = cfg->latent, .h = 1, .w = 1};
     if (rc == 0)
-        rc = add_layer(vae, output, "output", prev, false, why);
+        rc = add_layers(vae, vae->cfg.decoder, vae->cfg.n_decoder, "decoder", &shape, why);
+    // The output layer: dense to the image, or, from an image, the transpose of the first encoder
+    // layer when that is a conv (else deconv:C:4:2:1), which must land on the image's size.
+    if (rc == 0) {
+        struct layer_spec out = {.kind = LAYER_DENSE, .units = cfg->in_dim};
+        if (shape.spatial) {
+            out = n_enc > 0 && cfg->encoder[0].kind == LAYER_CONV
+                      ? cfg->encoder[0]
+                      : (struct layer_spec){.kernel = 4, .stride = 2, .pad = 1};
+            out.kind = LAYER_DECONV;
+            out.units = image.c;
+        }
+        rc = add_layer(vae, out, "output", shape, false, why);
+        struct layer_shape got = rc == 0 ? last_shape(vae) : image;
+        if (rc == 0 && shape.spatial && (!image.spatial || got.h != image.h || got.w != image.w)) {
+            snprintf(why, CLVAE_ERROR_MAX,
+                     "the decoder cannot reach the image size: its output deconv gives %dx%dx%d, "
+                     "the images are %dx%dx%d",
+                     got.c, got.h, got.w, image.c, image.h, image.w);
+            rc = -1;
+        }
+    }
     if (rc)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: %s", option, why);
     return 0;
@@ -175,6 +349,15 @@ static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
             if (!(l->dy = own(vae, rows, (size_t)l->out, name, err)))
                 return -1;
         }
+        if (l->work) {
+            char name[64];
+            snprintf(name, sizeof name, "%s columns", l->name);
+            if (!(l->cols = own(vae, rows, l->work, name, err)))
+                return -1;
+            snprintf(name, sizeof name, "%s column gradient", l->name);
+            if (!(l->dcols = own(vae, rows, l->work, name, err)))
+                return -1;
+        }
         if (i == 0)
             l->x = vae->x, l->dx = NULL;
         else if (i == vae->n_encoder)
@@ -192,7 +375,7 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
     size_t f = sizeof(float), widest = 0;
     // What vae_create allocates: parameters, gradients, transposed weights; x, logits, dlogits,
     // terms (rows, d); ml, dml (rows, 2 z); z, dz, eps (rows, z); each inner layer's y and dy.
-    size_t sizes[4 + 2 * VAE_MAX_LAYERS] = {layout->n_params * f, layout->n_weights_t * f,
+    size_t sizes[4 + 3 * VAE_MAX_LAYERS] = {layout->n_params * f, layout->n_weights_t * f,
                                             rows * d * f, rows * 2 * z * f};
     int n = 4;
     size_t total = 2 * sizes[0] + sizes[1] + 4 * sizes[2] + 2 * sizes[3] + 3 * rows * z * f;
@@ -203,6 +386,10 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
             sizes[n++] = rows * (size_t)l->out * f;
             total += 2 * rows * (size_t)l->out * f;
         }
+        if (l->work) {
+            sizes[n++] = rows * l->work * f;
+            total += 2 * rows * l->work * f;
+        }
     }
     total += (rt->reduce_work + widest) * f; // bias_partial
     static const char *const names[4] = {"parameters", "transposed weights", "input batch",
@@ -212,7 +399,7 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
     for (int i = 0; i < n; i++) {
         if (sizes[i] > *largest) {
             *largest = sizes[i];
-            *largest_name = i < 4 ? names[i] : "layer activations";
+            *largest_name = i < 4 ? names[i] : "layer activations or conv columns";
         }
     }
     return total;

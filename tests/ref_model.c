@@ -26,11 +26,89 @@ static void ref_dense(const struct layer *l, const double *params, const double 
     }
 }
 
+// Bias and ReLU on y (rows, l->out) whose channel is the fastest index (NHWC), as dense and conv
+// both do.
+static void ref_bias_relu(const struct layer *l, const double *params, int rows, double *y,
+                          double *margin)
+{
+    int c = l->out_shape.c;
+    for (size_t i = 0; i < (size_t)rows * l->out; i++) {
+        double a = y[i] + params[l->bias + i % c];
+        if (l->relu) {
+            if (margin && fabs(a) < *margin)
+                *margin = fabs(a);
+            a = a > 0.0 ? a : 0.0;
+        }
+        y[i] = a;
+    }
+}
+
+// Conv, directly from its definition (no im2col): y[n, oy, ox, oc] = sum over ky, kx, c of
+// x[n, oy S - P + ky, ox S - P + kx, c] W[(ky K + kx) C + c, oc], inside the image.
+static void ref_conv(const struct layer *l, const double *params, const double *x, int rows,
+                     double *y)
+{
+    int C = l->in_shape.c, H = l->in_shape.h, W = l->in_shape.w, K = l->spec.kernel;
+    int S = l->spec.stride, P = l->spec.pad, OC = l->out_shape.c;
+    int OH = l->out_shape.h, OW = l->out_shape.w;
+    for (int n = 0; n < rows; n++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++)
+                for (int oc = 0; oc < OC; oc++) {
+                    double a = 0.0;
+                    for (int ky = 0; ky < K; ky++)
+                        for (int kx = 0; kx < K; kx++)
+                            for (int c = 0; c < C; c++) {
+                                int iy = oy * S - P + ky, ix = ox * S - P + kx;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                                    continue;
+                                a += x[(((size_t)n * H + iy) * W + ix) * C + c] *
+                                     params[l->weight + ((size_t)(ky * K + kx) * C + c) * OC + oc];
+                            }
+                    y[(((size_t)n * OH + oy) * OW + ox) * OC + oc] = a;
+                }
+}
+
+// Deconv, as PyTorch's ConvTranspose2d defines it: each input pixel (n, iy, ix, ic) adds
+// x Wd[ic, (ky K + kx) OC + oc] to y[n, iy S - P + ky, ix S - P + kx, oc] inside the output.
+static void ref_deconv(const struct layer *l, const double *params, const double *x, int rows,
+                       double *y)
+{
+    int IC = l->in_shape.c, IH = l->in_shape.h, IW = l->in_shape.w, K = l->spec.kernel;
+    int S = l->spec.stride, P = l->spec.pad, OC = l->out_shape.c;
+    int OH = l->out_shape.h, OW = l->out_shape.w;
+    memset(y, 0, (size_t)rows * l->out * sizeof *y);
+    for (int n = 0; n < rows; n++)
+        for (int iy = 0; iy < IH; iy++)
+            for (int ix = 0; ix < IW; ix++)
+                for (int ic = 0; ic < IC; ic++)
+                    for (int ky = 0; ky < K; ky++)
+                        for (int kx = 0; kx < K; kx++) {
+                            int oy = iy * S - P + ky, ox = ix * S - P + kx;
+                            if (oy < 0 || oy >= OH || ox < 0 || ox >= OW)
+                                continue;
+                            double v = x[(((size_t)n * IH + iy) * IW + ix) * IC + ic];
+                            for (int oc = 0; oc < OC; oc++)
+                                y[(((size_t)n * OH + oy) * OW + ox) * OC + oc] +=
+                                    v * params[l->weight + (size_t)ic * K * K * OC +
+                                               (size_t)(ky * K + kx) * OC + oc];
+                        }
+}
+
 void ref_layer_forward(const struct layer *l, const double *params, const double *x, int rows,
                        double *y, double *margin)
 {
     switch (l->spec.kind) {
     case LAYER_DENSE: ref_dense(l, params, x, rows, y, margin); return;
+    case LAYER_CONV:
+        ref_conv(l, params, x, rows, y);
+        ref_bias_relu(l, params, rows, y, margin);
+        return;
+    case LAYER_DECONV:
+        ref_deconv(l, params, x, rows, y);
+        ref_bias_relu(l, params, rows, y, margin);
+        return;
+    case LAYER_RESHAPE: return; // not a layer
     }
 }
 

@@ -132,8 +132,8 @@ static void run_case(const struct gc_case *c)
         exit(1);
     }
     char encoder[128], decoder[128];
-    vae_format_layers(c->cfg.encoder, c->cfg.n_encoder, encoder, sizeof encoder);
-    vae_format_layers(c->cfg.decoder, c->cfg.n_decoder, decoder, sizeof decoder);
+    vae_format_layers(vae.cfg.encoder, vae.cfg.n_encoder, encoder, sizeof encoder);
+    vae_format_layers(vae.cfg.decoder, vae.cfg.n_decoder, decoder, sizeof decoder);
     printf("case %s: in %d, encoder %s, decoder %s, latent %d, rows %d of %d, noise %g, beta %g, "
            "%zu parameters\n",
            c->name, dim, encoder, decoder, latent, rows, c->max_rows, c->noise_scale, c->beta, n);
@@ -224,12 +224,14 @@ static void run_case(const struct gc_case *c)
     for (int i = 0; i < vae.n_layers; i++) {
         const struct layer *l = &vae.layer[i];
         char what[160];
-        snprintf(what, sizeof what, "case %s: d loss / d %s weight (%dx%d)", c->name, l->name,
-                 l->out, l->in);
-        double w = compare_grad(what, grads + l->weight, fd + l->weight, (size_t)l->out * l->in);
+        // Every kind lays out its weight, then a bias of one value per output channel.
+        size_t n_weight = l->bias - l->weight, n_bias = (size_t)l->out_shape.c;
+        snprintf(what, sizeof what, "case %s: d loss / d %s %s weight (%zu)", c->name, l->name,
+                 l->ops->kind, n_weight);
+        double w = compare_grad(what, grads + l->weight, fd + l->weight, n_weight);
         worst = w > worst ? w : worst;
-        snprintf(what, sizeof what, "case %s: d loss / d %s bias (%d)", c->name, l->name, l->out);
-        w = compare_grad(what, grads + l->bias, fd + l->bias, (size_t)l->out);
+        snprintf(what, sizeof what, "case %s: d loss / d %s bias (%zu)", c->name, l->name, n_bias);
+        w = compare_grad(what, grads + l->bias, fd + l->bias, n_bias);
         worst = w > worst ? w : worst;
     }
     printf("case %s: loss %.6f, all %zu parameters (%zu with zero gradient: dead ReLUs): worst "
@@ -302,6 +304,26 @@ int main(void)
          .beta = 0.9f,
          .micro = 40,
          .reduce_work = 1000},
+        // C: convolutions on 6x6 images, the decoder their mirror: conv 4x4/2 (3 channels, to
+        // 3x3), conv 3x3/1 (2 channels, odd, padding at the edges), dense 4; back through dense
+        // 4, dense 18 reshaped to 2x3x3, deconv 3x3/1 to 3 channels, the output deconv 4x4/2.
+        {.name = "C",
+         .cfg = {.in_dim = 36,
+                 .channels = 1,
+                 .height = 6,
+                 .width = 6,
+                 .n_encoder = 3,
+                 .encoder = {{.kind = LAYER_CONV, .units = 3, .kernel = 4, .stride = 2, .pad = 1},
+                             {.kind = LAYER_CONV, .units = 2, .kernel = 3, .stride = 1, .pad = 1},
+                             DENSE(4)},
+                 .latent = 2},
+         .max_rows = 3,
+         .rows = 3,
+         .offset = 1,
+         .seed = 41,
+         .step = 4,
+         .noise_scale = 1.0f,
+         .beta = 1.0f},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);
