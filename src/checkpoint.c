@@ -119,6 +119,16 @@ static int check_range(char *why, const char *name, int64_t v, int64_t lo, int64
     return 0;
 }
 
+// The architecture of m on its images: one channel of image_rows x image_cols.
+static struct vae_config meta_config(const struct ckpt_meta *m)
+{
+    struct vae_config cfg = m->cfg;
+    cfg.channels = 1;
+    cfg.height = m->image_rows;
+    cfg.width = m->image_cols;
+    return cfg;
+}
+
 // The rules every checkpoint's metadata obeys, saved or loaded: positive sizes below CKPT_MAX_DIM,
 // in_dim = image_rows * image_cols, 1..VAE_MAX_HIDDEN hidden layers, a model vae_create accepts.
 static int check_meta(const struct ckpt_meta *m, char *why)
@@ -161,7 +171,8 @@ static int check_meta(const struct ckpt_meta *m, char *why)
     }
     struct vae vae;
     struct clvae_error err;
-    if (vae_layout(&vae, cfg, "architecture", &err)) {
+    struct vae_config shaped = meta_config(m);
+    if (vae_layout(&vae, &shaped, "architecture", &err)) {
         return bad(why, "%.900s", err.msg);
     }
     if (vae.n_params > CKPT_MAX_PARAMS) {
@@ -373,7 +384,8 @@ int checkpoint_save(const char *path, const struct ckpt_meta *meta, const float 
     }
     bool optimizer = adam_m != NULL;
     struct vae vae;
-    vae_layout(&vae, &meta->cfg, "architecture", NULL); // check_meta has laid it out already
+    struct vae_config cfg = meta_config(meta);
+    vae_layout(&vae, &cfg, "architecture", NULL); // check_meta has laid it out already
     struct tensor *tensors = xmalloc(CKPT_MAX_TENSORS * sizeof *tensors);
     int n = list_tensors(&vae, optimizer, tensors);
     size_t header_len;
@@ -626,6 +638,7 @@ static int parse_meta(const cJSON *md, struct ckpt_meta *m, char *why)
     } else if (strcmp(text, "none") != 0) {
         return bad(why, "__metadata__: optimizer '%.64s' unknown (adam or none)", text);
     }
+    m->cfg = meta_config(m);
     char rule[CKPT_WHY_MAX];
     if (check_meta(m, rule)) {
         return bad(why, "__metadata__: %.900s", rule);
@@ -847,7 +860,8 @@ static int load_tensors(int fd, const cJSON *root, uint64_t data_start, uint64_t
 {
     struct tensor *t = xmalloc(CKPT_MAX_TENSORS * sizeof *t);
     struct vae vae;
-    vae_layout(&vae, &c->meta.cfg, "architecture", NULL); // parse_meta has laid it out already
+    struct vae_config cfg = meta_config(&c->meta);
+    vae_layout(&vae, &cfg, "architecture", NULL); // parse_meta has laid it out already
     int n = list_tensors(&vae, c->meta.has_optimizer, t);
     if (check_tensors(root, t, n, c->meta.has_optimizer, data_len, why)) {
         free(t);

@@ -55,6 +55,11 @@ static void print_train_usage(FILE *out)
             "  -b, --batch N      images per step                               [%d]\n"
             "  -l, --lr X         Adam learning rate                            [%g]\n"
             "  -H, --hidden LIST  encoder widths, comma-separated; the decoder mirrors them [%d]\n"
+            "      --encoder LIST layers, e.g. conv:32,conv:64,dense:256: dense:N, or\n"
+            "                     conv:C[:K[:S[:P]]] (C channels, kernel K, stride S, padding P;\n"
+            "                     4, 2, 1 unless given)\n"
+            "      --decoder LIST dense:N, deconv:C[:K[:S[:P]]], reshape:CxHxW; the output layer\n"
+            "                     follows  [the encoder's mirror]\n"
             "  -z, --latent N     latent dimensions                             [%d]\n"
             "      --beta X       weight of the KL term (the seed article's is about 0.31) [%g]\n"
             "  -s, --seed N       seed of initialisation, shuffling and noise   [%llu]\n"
@@ -70,7 +75,7 @@ static void print_train_usage(FILE *out)
 
 static int parse_train(int argc, char **argv, struct train_options *opt, struct clvae_error *err)
 {
-    enum { OPT_BETA = 256, OPT_PROFILE, OPT_SAVE, OPT_RESUME };
+    enum { OPT_BETA = 256, OPT_PROFILE, OPT_SAVE, OPT_RESUME, OPT_ENCODER, OPT_DECODER };
     static const struct option longopts[] = {
         {"platform", required_argument, NULL, 'p'}, {"device", required_argument, NULL, 'd'},
         {"data", required_argument, NULL, 'D'},     {"out", required_argument, NULL, 'o'},
@@ -80,9 +85,12 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
         {"seed", required_argument, NULL, 's'},     {"quiet", no_argument, NULL, 'q'},
         {"profile", no_argument, NULL, OPT_PROFILE}, {"save", required_argument, NULL, OPT_SAVE},
         {"resume", required_argument, NULL, OPT_RESUME},
+        {"encoder", required_argument, NULL, OPT_ENCODER},
+        {"decoder", required_argument, NULL, OPT_DECODER},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     train_defaults(opt);
+    const char *hidden = NULL, *encoder = NULL, *decoder = NULL;
     opterr = 0;
     optind = 1;
     int c, longindex;
@@ -102,10 +110,9 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
             rc = cli_parse_double("--lr", optarg, 0.0, true, 10.0, &opt->lr, err);
             opt->set_lr = true;
             break;
-        case 'H':
-            rc = vae_parse_hidden("--hidden", optarg, &opt->model, err);
-            opt->set_model = true;
-            break;
+        case 'H': hidden = optarg; break;
+        case OPT_ENCODER: encoder = optarg; break;
+        case OPT_DECODER: decoder = optarg; break;
         case 'z':
             rc = cli_parse_int("--latent", optarg, 1, 4096, &opt->model.latent, err);
             opt->set_model = true;
@@ -132,6 +139,21 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
     if (optind < argc)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: unexpected argument (see clvae train --help)",
                           argv[optind]);
+    if (hidden && (encoder || decoder))
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--hidden is the dense shorthand of --encoder (and its mirror as "
+                          "--decoder): give one or the other");
+    struct vae_config *m = &opt->model;
+    if (hidden && vae_parse_hidden("--hidden", hidden, m, err))
+        return -1;
+    if (encoder) {
+        if (vae_parse_layers("--encoder", encoder, m->encoder, &m->n_encoder, err))
+            return -1;
+        m->n_decoder = 0; // the mirror, unless --decoder says otherwise
+    }
+    if (decoder && vae_parse_layers("--decoder", decoder, m->decoder, &m->n_decoder, err))
+        return -1;
+    opt->set_model = opt->set_model || hidden || encoder || decoder;
     if (opt->data_dir[0] == '\0')
         return clvae_fail(err, CLVAE_EXIT_USAGE, "--data: empty path");
     if (opt->out_dir[0] == '\0')

@@ -519,8 +519,9 @@ static int merge_resume(struct train_options *o, const struct ckpt *ck, struct c
                           path);
     if (o->set_model && !vae_same_layers(&o->model, &m->cfg))
         return clvae_fail(err, CLVAE_EXIT_USAGE,
-                          "--resume %s: the checkpoint's architecture differs from --hidden/--latent "
-                          "given (leave them out to take the checkpoint's)",
+                          "--resume %s: the checkpoint's architecture differs from "
+                          "--hidden/--encoder/--decoder/--latent given (leave them out to take "
+                          "the checkpoint's)",
                           path);
     if (o->set_batch && o->batch != m->batch)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "--batch %d: the checkpoint %s was trained with %d",
@@ -592,8 +593,11 @@ int train_run(const struct train_options *given, struct clvae_error *err)
     }
     struct vae_config cfg = opt->model;
     cfg.in_dim = (int)(train.rows * train.cols);
+    cfg.channels = 1;
+    cfg.height = (int)train.rows;
+    cfg.width = (int)train.cols;
     struct vae layout;
-    if (vae_layout(&layout, &cfg, "--hidden/--latent", err))
+    if (vae_layout(&layout, &cfg, "--encoder/--decoder", err))
         goto done;
     if (layout.n_params > (size_t)INT32_MAX) {
         clvae_fail(err, CLVAE_EXIT_USAGE,

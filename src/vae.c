@@ -530,9 +530,20 @@ void vae_gather(struct vae *vae, cl_mem data, cl_mem index, int start, int rows)
 
 void vae_describe(const struct vae_config *cfg, char *buf, size_t len)
 {
-    int used = snprintf(buf, len, "%d", cfg->in_dim);
-    for (int i = 0; i < cfg->n_encoder && used >= 0 && (size_t)used < len; i++)
-        used += snprintf(buf + used, len - (size_t)used, "-%d", cfg->encoder[i].units);
+    bool dense = true;
+    for (int i = 0; i < cfg->n_encoder; i++)
+        dense = dense && cfg->encoder[i].kind == LAYER_DENSE;
+    int used = dense || cfg->height == 0
+                   ? snprintf(buf, len, "%d", cfg->in_dim)
+                   : snprintf(buf, len, "%dx%dx%d", cfg->channels, cfg->height, cfg->width);
+    for (int i = 0; i < cfg->n_encoder && used >= 0 && (size_t)used < len; i++) {
+        const struct layer_spec *s = &cfg->encoder[i];
+        if (s->kind == LAYER_DENSE)
+            used += snprintf(buf + used, len - (size_t)used, "-%d", s->units);
+        else if (s->kind == LAYER_CONV)
+            used += snprintf(buf + used, len - (size_t)used, "-conv%d(%dx%d/%d)", s->units,
+                             s->kernel, s->kernel, s->stride);
+    }
     if (used >= 0 && (size_t)used < len)
         snprintf(buf + used, len - (size_t)used, "-%d", cfg->latent);
 }
