@@ -233,6 +233,30 @@ def test_usage():
         for v in values:
             usage_error(f"{option} {v!r}", [option, v], [option])
     usage_error("--beta given as --beta=-1", ["--beta=-1"], ["--beta"])
+
+    # Architectures: bad items, and shapes refused when the model is laid out on the 8x8 images,
+    # before anything is written.
+    bad_layers = ["conv:0", "conv:8:0", "conv:8:4:0", "conv", "conv:", "conv:8:4:2:1:9", "pool:3",
+                  "conv:a", "conv:-8", "dense:0", "", "conv:8,,dense:4", "reshape:4x4",
+                  ",".join(["conv:2:3:1:1"] * 9)]
+    for v in bad_layers:
+        usage_error(f"--encoder {v!r}", ["--encoder", v], ["--encoder"])
+    for v in ["deconv:0", "reshape:0x4x4", "reshape:4x4x", "dense:4,"]:
+        usage_error(f"--decoder {v!r}", ["--decoder", v], ["--decoder"])
+    shapes = [
+        (["--encoder", "conv:4:3:2:0"], ["--encoder", "stride", "not a multiple of 2"]),
+        (["--encoder", "conv:4:12:1:1"], ["--encoder", "kernel is larger"]),
+        (["--encoder", "conv:4:3:1:3"], ["--encoder", "padding below the kernel"]),
+        (["--encoder", "dense:16,conv:4"], ["--encoder", "encoder.1", "takes an image"]),
+        (["--encoder", "conv:4", "--decoder", "dense:36,reshape:4x3x3"],
+         ["--decoder", "cannot reach the image size", "6x6", "8x8"]),
+        (["--encoder", "conv:4", "--decoder", "dense:10,reshape:4x2x2"],
+         ["--decoder", "reshape:4x2x2 needs a flat input of 16"]),
+        (["--encoder", "conv:4", "--decoder", "deconv:4"], ["--decoder", "takes an image"]),
+        (["--hidden", "16", "--encoder", "conv:4"], ["--hidden", "--encoder"]),
+    ]
+    for extra, mentions in shapes:
+        usage_error(" ".join(extra), extra, mentions)
     # An empty path names nothing: the message has to name the option (2, or the path's own status).
     out = fresh_out()
     expect_error("--data ''", ["train", "--out", out, "--data", ""], (EXIT_USAGE, EXIT_DATA),

@@ -320,6 +320,98 @@ static void test_bias_backward(bool relu, int rows, int n, int offset, int parts
     clReleaseKernel(k_sum);
 }
 
+// conv_im2col on random images (rows, H, W, C) against the definition, then conv_col2im of random
+// columns against its adjoint's definition (each cols entry added to the pixel im2col read it
+// from); im2col exact, col2im to 1e-6 (a float sum of at most K K terms), with guard
+// cells after both outputs. grid h x w is the conv's output: (H + 2P - K) / S + 1.
+static void test_im2col(int rows, int C, int H, int W, int K, int S, int P)
+{
+    int GH = (H + 2 * P - K) / S + 1, GW = (W + 2 * P - K) / S + 1, kkc = K * K * C;
+    size_t n_img = (size_t)rows * H * W * C, n_cols = (size_t)rows * GH * GW * kkc;
+    float *img = tu_alloc(n_img + GUARD, sizeof(float));
+    float *cols = tu_alloc(n_cols + GUARD, sizeof(float));
+    double *want_cols = tu_alloc(n_cols, sizeof(double));
+    double *want_img = tu_alloc(n_img, sizeof(double));
+    for (size_t i = 0; i < n_img; i++)
+        img[i] = rng_range(-1.0, 1.0);
+    tu_fill_guard(img, n_img, n_img + GUARD);
+    tu_fill_guard(cols, 0, n_cols + GUARD);
+    for (int n = 0; n < rows; n++)
+        for (int gy = 0; gy < GH; gy++)
+            for (int gx = 0; gx < GW; gx++)
+                for (int ky = 0; ky < K; ky++)
+                    for (int kx = 0; kx < K; kx++)
+                        for (int c = 0; c < C; c++) {
+                            int y = gy * S - P + ky, x = gx * S - P + kx;
+                            size_t r = ((size_t)n * GH + gy) * GW + gx;
+                            want_cols[r * kkc + (size_t)(ky * K + kx) * C + c] =
+                                y < 0 || y >= H || x < 0 || x >= W
+                                    ? 0.0
+                                    : img[(((size_t)n * H + y) * W + x) * C + c];
+                        }
+    cl_mem dimg = tu_upload(&rt, img, (n_img + GUARD) * sizeof(float), "img");
+    cl_mem dcols = tu_upload(&rt, cols, (n_cols + GUARD) * sizeof(float), "cols");
+    const char *names[2] = {"conv_im2col", "conv_col2im"};
+    for (int pass = 0; pass < 2; pass++) {
+        cl_kernel k = clrt_kernel(&rt, names[pass]);
+        cl_uint a = 0;
+        cl_mem from = pass == 0 ? dimg : dcols, to = pass == 0 ? dcols : dimg;
+        KARG(k, a++, from);
+        KARG(k, a++, to);
+        KARG(k, a++, rows);
+        KARG(k, a++, C);
+        KARG(k, a++, H);
+        KARG(k, a++, W);
+        KARG(k, a++, GH);
+        KARG(k, a++, GW);
+        KARG(k, a++, K);
+        KARG(k, a++, S);
+        KARG(k, a++, P);
+        size_t global[2] = {pass == 0 ? (size_t)kkc : (size_t)C,
+                            (size_t)rows * (pass == 0 ? (size_t)GH * GW : (size_t)H * W)};
+        clrt_launch(&rt, k, 2, global, NULL);
+        clReleaseKernel(k);
+        char what[160];
+        if (pass == 0) {
+            tu_download(&rt, dcols, cols, (n_cols + GUARD) * sizeof(float));
+            snprintf(what, sizeof what, "conv_im2col (%d of %dx%dx%d, K %d S %d P %d)", rows, C,
+                     H, W, K, S, P);
+            tu_compare(what, cols, want_cols, NULL, n_cols, 0.0, 0.0);
+            tu_check(!tu_changed(cols, n_cols, n_cols + GUARD), "%s: guard cells", what);
+            // Fresh columns for col2im, and its reference: every entry back to its pixel.
+            for (size_t i = 0; i < n_cols; i++)
+                cols[i] = rng_range(-1.0, 1.0);
+            tu_write(&rt, dcols, cols, n_cols * sizeof(float));
+            memset(want_img, 0, n_img * sizeof(double));
+            for (int n = 0; n < rows; n++)
+                for (int gy = 0; gy < GH; gy++)
+                    for (int gx = 0; gx < GW; gx++)
+                        for (int ky = 0; ky < K; ky++)
+                            for (int kx = 0; kx < K; kx++)
+                                for (int c = 0; c < C; c++) {
+                                    int y = gy * S - P + ky, x = gx * S - P + kx;
+                                    if (y < 0 || y >= H || x < 0 || x >= W)
+                                        continue;
+                                    size_t r = ((size_t)n * GH + gy) * GW + gx;
+                                    want_img[(((size_t)n * H + y) * W + x) * C + c] +=
+                                        cols[r * kkc + (size_t)(ky * K + kx) * C + c];
+                                }
+        } else {
+            tu_download(&rt, dimg, img, (n_img + GUARD) * sizeof(float));
+            snprintf(what, sizeof what, "conv_col2im (%d of %dx%dx%d, K %d S %d P %d)", rows, C,
+                     H, W, K, S, P);
+            tu_compare(what, img, want_img, NULL, n_img, 1e-6, 0.0);
+            tu_check(!tu_changed(img, n_img, n_img + GUARD), "%s: guard cells", what);
+        }
+    }
+    free(img);
+    free(cols);
+    free(want_cols);
+    free(want_img);
+    clReleaseMemObject(dimg);
+    clReleaseMemObject(dcols);
+}
+
 // gather_images: data (count, dim) random bytes, index a random permutation of count, rows images
 // from start -> x (rows, dim); exact against the kernel's own formula, byte * (1 / 255.0f).
 static void test_gather_images(int count, int dim, int start, int rows, const size_t *local)
@@ -775,6 +867,12 @@ int main(void)
     test_transpose(37, 53, 11, 5, NULL);
     test_transpose(13, 3, 0, 17, local2);
 
+    // The common 4x4/2 pad 1; odd channels and sizes with a 3x3/1; a kernel wider than the
+    // stride with no padding; stride 3.
+    test_im2col(3, 1, 8, 8, 4, 2, 1);
+    test_im2col(2, 5, 7, 9, 3, 1, 1);
+    test_im2col(2, 3, 9, 7, 5, 2, 0);
+    test_im2col(1, 2, 10, 7, 4, 3, 2);
     test_gather_images(97, 61, 13, 29, NULL);
     test_gather_images(97, 61, 68, 29, local2);
 
