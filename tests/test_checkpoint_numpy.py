@@ -110,12 +110,55 @@ def encode(tensors, metadata, x):
     return linear(h, tensors, "mean"), linear(h, tensors, "logvar")
 
 
+def items(metadata, side):
+    """side's layer list as (kind, numbers): ("dense", [N]), ("conv", [C, K, S, P]),
+    ("deconv", [C, K, S, P]), ("reshape", [C, H, W]); format version 1 is all dense."""
+    if metadata["format_version"] == "1":
+        return [("dense", [w]) for w in layers(metadata, side)]
+    out = []
+    for item in metadata[side].split(","):
+        kind, rest = item.split(":", 1)
+        out.append((kind, [int(v) for v in rest.replace("x", ":").split(":")]))
+    return out
+
+
+def deconv(h, w, b, stride, pad):
+    """PyTorch's ConvTranspose2d on channel-last h (n, IH, IW, IC) with weight w (IC, OC, K, K):
+    each input pixel adds x w[:, :, ky, kx] at (iy S - P + ky, ix S - P + kx)."""
+    n, ih, iw, _ = h.shape
+    oc, k = w.shape[1], w.shape[2]
+    full = np.zeros((n, (ih - 1) * stride + k, (iw - 1) * stride + k, oc))
+    for ky in range(k):
+        for kx in range(k):
+            full[:, ky:ky + (ih - 1) * stride + 1:stride, kx:kx + (iw - 1) * stride + 1:stride] += \
+                np.einsum("nyxi,io->nyxo", h, w[:, :, ky, kx].astype(np.float64))
+    oh, ow = full.shape[1] - 2 * pad, full.shape[2] - 2 * pad
+    return full[:, pad:pad + oh, pad:pad + ow] + b.astype(np.float64)
+
+
 def decode_logits(tensors, metadata, z):
-    """z (n, latent) -> logits (n, in_dim): ReLU hidden layers, a linear output layer."""
+    """z (n, latent) -> logits (n, in_dim) through the decoder's layers, images channel-last; the
+    output layer is dense from a flat vector, else the transpose of the first encoder layer when
+    that is a conv (deconv 4x4/2 padding 1 otherwise) to one channel, as clvae lays it out."""
     h = np.asarray(z, dtype=np.float64)
-    for i in range(len(layers(metadata, "decoder"))):
-        h = np.maximum(linear(h, tensors, f"decoder.{i}"), 0.0)
-    return linear(h, tensors, "output")
+    index = 0
+    for kind, v in items(metadata, "decoder"):
+        if kind == "reshape":
+            h = h.reshape(len(h), v[1], v[2], v[0])
+            continue
+        name = f"decoder.{index}"
+        index += 1
+        if kind == "dense":
+            h = np.maximum(linear(h.reshape(len(h), -1), tensors, name), 0.0)
+        else:
+            assert kind == "deconv", kind
+            h = np.maximum(deconv(h, tensors[name + ".weight"], tensors[name + ".bias"], v[2], v[3]),
+                           0.0)
+    if h.ndim == 2:
+        return linear(h, tensors, "output")
+    first_kind, first = items(metadata, "encoder")[0]
+    stride, pad = (first[2], first[3]) if first_kind == "conv" else (2, 1)
+    return deconv(h, tensors["output.weight"], tensors["output.bias"], stride, pad).reshape(len(h), -1)
 
 
 def decode(tensors, metadata, z):

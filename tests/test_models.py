@@ -28,17 +28,24 @@ def read(path):
         return f.read()
 
 
+# A conv model for the 8x8 test images: conv 4x4/2 to 4x4x4, conv 4x4/2 to 2x2x8, dense 16; the
+# decoder its mirror through deconvs.
+CONV = ["--encoder", "conv:4,conv:8,dense:16"]
+
+
 def train(data, out, *extra):
     return cli.run(["train", "--data", data, "--out", out, "--batch", "32", "--quiet"] + list(extra))
 
 
-def test_resume_equals_uninterrupted(data):
+def test_resume_equals_uninterrupted(data, arch=(), name="whole"):
     """2 epochs in one go, and 1 epoch then a resume to 2: the same checkpoint, byte for byte."""
-    whole, part = os.path.join(cli.TMP, "whole.safetensors"), os.path.join(cli.TMP, "part.safetensors")
-    r = train(data, cli.fresh_out(), "--epochs", "2", "--save", whole)
+    whole = os.path.join(cli.TMP, name + ".safetensors")
+    part = os.path.join(cli.TMP, name + "-part.safetensors")
+    print(f"models: resume, architecture {' '.join(arch) or 'the default'}")
+    r = train(data, cli.fresh_out(), "--epochs", "2", "--save", whole, *arch)
     cli.check("train --save: exit 0 and a checkpoint", r.rc == 0 and os.path.exists(whole), r.describe())
     out = cli.fresh_out()
-    r1 = train(data, out, "--epochs", "1", "--save", part)
+    r1 = train(data, out, "--epochs", "1", "--save", part, *arch)
     r2 = train(data, out, "--epochs", "2", "--resume", part, "--save", part)
     cli.check("train --resume: exit 0", r1.rc == 0 and r2.rc == 0, r1.describe() + r2.describe())
     cli.check("resumed checkpoint equals the uninterrupted one byte for byte",
@@ -63,7 +70,10 @@ def test_resume_equals_uninterrupted(data):
         f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
     cli.expect_error("--resume of a corrupt file", ["train", "--data", data, "--out",
                      cli.fresh_out(), "--resume", junk], cli.EXIT_DATA, [junk])
-    other = cli.data_dir("other-size", train=cli.idx3(300, 6, 6, seed=5), test=cli.idx3(100, 6, 6, seed=6))
+    other = os.path.join(cli.TMP, "data", "other-size")
+    if not os.path.isdir(other):
+        other = cli.data_dir("other-size", train=cli.idx3(300, 6, 6, seed=5),
+                             test=cli.idx3(100, 6, 6, seed=6))
     cli.expect_error("--resume on data of another image size", ["train", "--data", other, "--out",
                      cli.fresh_out(), "--epochs", "3", "--resume", part], cli.EXIT_DATA, ["6x6", "8x8"])
     return whole
@@ -218,6 +228,9 @@ def main():
         model = test_resume_equals_uninterrupted(data)
         test_subcommands(model, data)
         test_numpy_decoder(model)
+        conv = test_resume_equals_uninterrupted(data, CONV, "conv")
+        test_subcommands(conv, data)
+        test_numpy_decoder(conv)
         test_interrupt()
         stray = cli.stray_temporaries(cli.TMP)
         cli.check("no stray .tmp files after all runs", not stray, f"{stray}")
