@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""clvae's benchmark: builds a release binary, trains the default model and, when PyTorch is
-importable, runs ../shared/reference/torch_vae.py on the same model, batch and data in the same
-run, alternating the two, and prints medians and the ratio.
+"""clvae's benchmark: builds a release binary, trains the default model (or, with --model conv,
+the convolutional reference: conv 4x4/2 32, conv 4x4/2 64, dense 256, latent 10) and, when
+PyTorch is importable, runs ../shared/reference/torch_vae.py (torch_conv_vae.py) on the same
+model, batch and data in the same run, alternating the two, and prints medians and the ratio.
 
-Usage: python3 bench/bench.py [--epochs N] [--rounds R] [--device-args "..."] [--no-torch]
+Usage: python3 bench/bench.py [--model mlp|conv] [--epochs N] [--rounds R] [--device-args "..."]
+                              [--no-torch]
 
 Prints: steady-state seconds per epoch (median of the epochs after each run's first, with min and
 max), training images per second, the time from launch to the first finished training step with
@@ -24,6 +26,13 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference", "torch_vae.py")
+CONV_REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference", "torch_conv_vae.py")
+# What each model is, for clvae and for its PyTorch reference.
+MODELS = {
+    "mlp": ("default model 784-128-10", [], REFERENCE),
+    "conv": ("conv reference 1x28x28-conv32-conv64-256-10",
+             ["--encoder", "conv:32,conv:64,dense:256", "--latent", "10"], CONV_REFERENCE),
+}
 N_TRAIN = 60000
 
 
@@ -69,8 +78,8 @@ def clvae_run(exe, epochs, extra, env=None):
     return seconds, float(m.group(1)) if m else float("nan"), rss
 
 
-def torch_run(py, epochs):
-    out, _, rss = run_measured([py, REFERENCE, "--epochs", str(epochs)])
+def torch_run(py, reference, epochs):
+    out, _, rss = run_measured([py, reference, "--epochs", str(epochs)])
     return [float(m) for m in re.findall(r"epoch \d+ ([0-9.]+)s", out)], rss
 
 
@@ -87,11 +96,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of clvae and torch")
     ap.add_argument("--device-args", default="", help="extra clvae options, e.g. '--device 1'")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    ap.add_argument("--model", choices=sorted(MODELS), default="mlp",
+                    help="the default MLP or the conv reference architecture")
     a = ap.parse_args()
     exe = build()
-    extra = a.device_args.split()
-    print("bench: %s, %d rounds of %d epochs, default model 784-128-10, batch 256" %
-          (exe, a.rounds, a.epochs))
+    what, model_args, reference = MODELS[a.model]
+    extra = model_args + a.device_args.split()
+    print("bench: %s, %d rounds of %d epochs, %s, batch 256" % (exe, a.rounds, a.epochs, what))
     print("bench: machine: %s, %d cores" % (platform_cpu(), os.cpu_count()))
 
     with tempfile.TemporaryDirectory() as cache:
@@ -109,7 +120,7 @@ def main():
         rss_ours.append(rss)
         print("bench: round %d clvae epochs %s" % (r + 1, " ".join("%.3f" % s for s in seconds)))
         if py:
-            seconds, rss = torch_run(py, a.epochs)
+            seconds, rss = torch_run(py, reference, a.epochs)
             theirs += seconds[1:]
             rss_theirs.append(rss)
             print("bench: round %d torch epochs %s" % (r + 1, " ".join("%.3f" % s for s in seconds)))

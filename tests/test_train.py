@@ -6,6 +6,7 @@ two image grids of 28x28 tiles.
 Run as `CLVAE=path/to/clvae python3 tests/test_train.py`; CLVAE defaults to build-cli/clvae.
 Exits 77 (meson's "skipped") when the data set is not installed.
 """
+import csv
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLVAE = os.path.abspath(os.environ.get("CLVAE") or os.path.join(ROOT, "build-cli", "clvae"))
 DATA = "/usr/share/datasets/fashion-mnist"  # clvae's default --data
 NEG_ELBO_LIMIT = 285.0
+CONV_LIMIT = 270.0  # the conv reference: PyTorch's torch_conv_vae.py gets 263.7 after one epoch
 TILE, GRID_COLS, GRID_PAD, GRID_TILES = 28, 8, 2, 64  # src/train.c
 SIDE = GRID_COLS * TILE + (GRID_COLS + 1) * GRID_PAD  # 64 tiles: 8 rows of 8, a square grid
 
@@ -114,6 +116,23 @@ def main():
         check("--profile: the table lists bias_backward and the 1000x128x784 product",
               re.search(r"^bias_backward +\d+", p.stdout, re.M) is not None
               and "gemm NN 1000x128x784" in p.stdout, f"{p.stdout[-1500:]!r}")
+
+        # The conv reference architecture, one epoch on Fashion-MNIST.
+        out = os.path.join(tmp, "conv")
+        args = [CLVAE, "train", "--encoder", "conv:32,conv:64,dense:256", "--latent", "10",
+                "--epochs", "1", "--out", out, "--quiet"]
+        t0 = time.monotonic()
+        p = subprocess.run(args, capture_output=True, text=True, cwd=tmp, timeout=1200)
+        print(f"train: `{' '.join(args[1:])}` took {time.monotonic() - t0:.1f} s")
+        rows = []
+        if os.path.exists(os.path.join(out, "metrics.csv")):
+            with open(os.path.join(out, "metrics.csv")) as f:
+                rows = list(csv.DictReader(f))
+        got = float(rows[0]["test_neg_elbo"]) if len(rows) == 1 else None
+        print(f"train: conv epoch 1: test_neg_elbo {got} (limit {CONV_LIMIT}, PyTorch 263.7)")
+        check(f"conv reference, one epoch: exit 0, test_neg_elbo below {CONV_LIMIT}",
+              p.returncode == 0 and got is not None and got < CONV_LIMIT,
+              f"exit {p.returncode}; stderr {p.stderr!r}; rows {rows}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
