@@ -19,6 +19,18 @@ int cli_parse_double(const char *name, const char *text, double min, bool open, 
 // An unsigned 64-bit integer: digits only.
 int cli_parse_u64(const char *name, const char *text, uint64_t *out, struct clvae_error *err);
 
+// The options every subcommand that opens a device and reads data shares, for its getopt_long
+// table: --data DIR (-D), --platform N (-p), --device N (-d).
+#define CLI_SOURCE_OPTIONS                                                                         \
+    {"data", required_argument, NULL, 'D'}, {"platform", required_argument, NULL, 'p'},          \
+        {"device", required_argument, NULL, 'd'}
+#define CLI_SOURCE_SHORT "D:p:d:"
+
+// Takes getopt's c and arg when they are one of CLI_SOURCE_OPTIONS: 1 when taken, 0 when c is
+// another option, -1 with err for a bad value.
+int cli_parse_source(int c, const char *arg, int *platform, int *device, const char **data,
+                     struct clvae_error *err);
+
 // The error for getopt_long's '?' or ':' return, naming the option (argv as given to getopt).
 int cli_bad_option(int c, char **argv, const char *command, struct clvae_error *err);
 

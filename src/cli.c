@@ -50,6 +50,17 @@ int cli_parse_u64(const char *name, const char *text, uint64_t *out, struct clva
     return 0;
 }
 
+int cli_parse_source(int c, const char *arg, int *platform, int *device, const char **data,
+                     struct clvae_error *err)
+{
+    switch (c) {
+    case 'D': *data = arg; return 1;
+    case 'p': return cli_parse_int("--platform", arg, 0, 1000, platform, err) ? -1 : 1;
+    case 'd': return cli_parse_int("--device", arg, 0, 1000, device, err) ? -1 : 1;
+    }
+    return 0;
+}
+
 int cli_bad_option(int c, char **argv, const char *command, struct clvae_error *err)
 {
     if (c == ':')

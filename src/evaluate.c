@@ -179,29 +179,30 @@ static void print_eval_usage(FILE *out)
 static int parse_eval(int argc, char **argv, struct eval_options *opt, struct clvae_error *err)
 {
     static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'},    {"data", required_argument, NULL, 'D'},
-        {"samples", required_argument, NULL, 'k'},  {"images", required_argument, NULL, 'n'},
-        {"csv", required_argument, NULL, 'c'},      {"seed", required_argument, NULL, 's'},
-        {"platform", required_argument, NULL, 'p'}, {"device", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"model", required_argument, NULL, 'm'},   {"samples", required_argument, NULL, 'k'},
+        {"images", required_argument, NULL, 'n'},  {"csv", required_argument, NULL, 'c'},
+        {"seed", required_argument, NULL, 's'},    CLI_SOURCE_OPTIONS,
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     eval_defaults(opt);
     opterr = 0;
     optind = 1;
     int c, longindex;
-    while ((c = getopt_long(argc, argv, ":m:D:k:n:c:s:p:d:h", longopts, &longindex)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:k:n:c:s:" CLI_SOURCE_SHORT "h", longopts,
+                            &longindex)) != -1) {
         int rc = 0;
         switch (c) {
         case 'm': opt->model = optarg; break;
-        case 'D': opt->data_dir = optarg; break;
         case 'k': rc = cli_parse_int("-k", optarg, 1, EVAL_MAX_K, &opt->k, err); break;
         case 'n': rc = cli_parse_int("-n", optarg, 1, INT32_MAX, &opt->images, err); break;
         case 'c': opt->csv = optarg; break;
         case 's': rc = cli_parse_u64("--seed", optarg, &opt->seed, err); break;
-        case 'p': rc = cli_parse_int("--platform", optarg, 0, 1000, &opt->platform, err); break;
-        case 'd': rc = cli_parse_int("--device", optarg, 0, 1000, &opt->device, err); break;
         case 'h': print_eval_usage(stdout); return 1;
-        default: return cli_bad_option(c, argv, "eval", err);
+        default:
+            rc = cli_parse_source(c, optarg, &opt->platform, &opt->device, &opt->data_dir, err);
+            if (rc == 0)
+                return cli_bad_option(c, argv, "eval", err);
+            rc = rc < 0 ? -1 : 0;
         }
         if (rc)
             return -1;

@@ -60,9 +60,8 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
     enum { OPT_TEMPERATURE = 256, OPT_FROM, OPT_TO, OPT_STEPS, OPT_EACH, OPT_RAW, OPT_COLS,
            OPT_RANGE };
     static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'},  {"out", required_argument, NULL, 'o'},
-        {"data", required_argument, NULL, 'D'},   {"platform", required_argument, NULL, 'p'},
-        {"device", required_argument, NULL, 'd'}, {"seed", required_argument, NULL, 's'},
+        {"model", required_argument, NULL, 'm'}, {"out", required_argument, NULL, 'o'},
+        CLI_SOURCE_OPTIONS, {"seed", required_argument, NULL, 's'},
         {"temperature", required_argument, NULL, OPT_TEMPERATURE},
         {"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
         {"steps", required_argument, NULL, OPT_STEPS}, {"each", required_argument, NULL, OPT_EACH},
@@ -81,14 +80,11 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, ":m:o:D:p:d:s:n:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:o:" CLI_SOURCE_SHORT "s:n:h", longopts, NULL)) != -1) {
         int rc = 0;
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'o': o->out = optarg; break;
-        case 'D': o->data = optarg; break;
-        case 'p': rc = cli_parse_int("--platform", optarg, 0, 1000, &o->platform, err); break;
-        case 'd': rc = cli_parse_int("--device", optarg, 0, 1000, &o->device, err); break;
         case 's': rc = cli_parse_u64("--seed", optarg, &o->seed, err); break;
         case 'n': rc = cli_parse_int("-n", optarg, 1, 100000, &o->n, err); break;
         case OPT_TEMPERATURE:
@@ -104,7 +100,11 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
             rc = cli_parse_double("--range", optarg, 0.0, true, 100.0, &o->range, err);
             break;
         case 'h': fputs(usage, stdout); exit(CLVAE_EXIT_OK);
-        default: return cli_bad_option(c, argv, name, err);
+        default:
+            rc = cli_parse_source(c, optarg, &o->platform, &o->device, &o->data, err);
+            if (rc == 0)
+                return cli_bad_option(c, argv, name, err);
+            rc = rc < 0 ? -1 : 0;
         }
         if (rc)
             return -1;

@@ -42,7 +42,7 @@ static void print_train_usage(FILE *out)
     fprintf(out,
             "usage: clvae train [options]\n"
             "\n"
-            "Trains a VAE (MLP encoder and decoder, Bernoulli pixels) on IDX image files; after each\n"
+            "Trains a VAE (dense or convolutional, Bernoulli pixels) on IDX image files; after each\n"
             "epoch prints the train and test negative ELBO, appends them to OUT/metrics.csv and\n"
             "writes OUT/samples_epochNNN.png and OUT/reconstructions_epochNNN.png.\n"
             "\n"
@@ -77,8 +77,7 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
 {
     enum { OPT_BETA = 256, OPT_PROFILE, OPT_SAVE, OPT_RESUME, OPT_ENCODER, OPT_DECODER };
     static const struct option longopts[] = {
-        {"platform", required_argument, NULL, 'p'}, {"device", required_argument, NULL, 'd'},
-        {"data", required_argument, NULL, 'D'},     {"out", required_argument, NULL, 'o'},
+        CLI_SOURCE_OPTIONS,                         {"out", required_argument, NULL, 'o'},
         {"epochs", required_argument, NULL, 'e'},   {"batch", required_argument, NULL, 'b'},
         {"lr", required_argument, NULL, 'l'},       {"hidden", required_argument, NULL, 'H'},
         {"latent", required_argument, NULL, 'z'},   {"beta", required_argument, NULL, OPT_BETA},
@@ -94,12 +93,10 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
     opterr = 0;
     optind = 1;
     int c, longindex;
-    while ((c = getopt_long(argc, argv, ":p:d:D:o:e:b:l:H:z:s:qh", longopts, &longindex)) != -1) {
+    while ((c = getopt_long(argc, argv, ":" CLI_SOURCE_SHORT "o:e:b:l:H:z:s:qh", longopts,
+                            &longindex)) != -1) {
         int rc = 0;
         switch (c) {
-        case 'p': rc = cli_parse_int("--platform", optarg, 0, 1000, &opt->platform, err); break;
-        case 'd': rc = cli_parse_int("--device", optarg, 0, 1000, &opt->device, err); break;
-        case 'D': opt->data_dir = optarg; break;
         case 'o': opt->out_dir = optarg; break;
         case 'e': rc = cli_parse_int("--epochs", optarg, 1, 1000000, &opt->epochs, err); break;
         case 'b':
@@ -131,7 +128,10 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
         case OPT_RESUME: opt->resume_path = optarg; break;
         case 'h': print_train_usage(stdout); exit(CLVAE_EXIT_OK);
         default:
-            return cli_bad_option(c, argv, "train", err);
+            rc = cli_parse_source(c, optarg, &opt->platform, &opt->device, &opt->data_dir, err);
+            if (rc == 0)
+                return cli_bad_option(c, argv, "train", err);
+            rc = rc < 0 ? -1 : 0;
         }
         if (rc)
             return -1;
