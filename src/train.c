@@ -548,265 +548,326 @@ static int merge_resume(struct train_options *o, const struct ckpt *ck, struct c
     return 0;
 }
 
-int train_run(const struct train_options *given, struct clvae_error *err)
+// Everything one training run holds, from train_open to train_close; zeroed at the start.
+struct trainer {
+    struct train_options opt;
+    struct ckpt resume;
+    struct sigaction old_int, old_term;
+    struct idx_images train, test;
+    struct clrt rt;
+    struct vae vae;
+    struct adam adam;
+    struct run run;
+    struct vae_config cfg; // the architecture, laid out on the data's image size
+    FILE *metrics;
+    char metrics_path[4200];
+    int *order;
+    struct progress prog;
+    int start_epoch, start_step;
+    double loop_start, launches_per_step;
+};
+
+// The model's size against the device's limits, refused at once, rather than after building the
+// kernels; run.micro and *max_rows set.
+static int check_fits(struct trainer *t, int *max_rows, struct clvae_error *err)
 {
-    struct train_options options = *given, *opt = &options;
-    struct ckpt resume = {0};
-    struct sigaction stop = {0}, old_int, old_term;
-    struct idx_images train = {0}, test = {0};
-    struct clrt rt = {0};
-    struct vae vae = {0};
-    struct adam adam = {0};
-    struct run run = {0};
-    FILE *metrics = NULL;
-    int *order = NULL;
-    int status = -1;
-    char path[4200];
-    double run_started = now_seconds();
-
-    stop_requested = 0;
-    stop.sa_handler = request_stop;
-    stop.sa_flags = SA_RESETHAND; // a second signal takes the default action: exit at once
-    sigemptyset(&stop.sa_mask);
-    sigaction(SIGINT, &stop, &old_int);
-    sigaction(SIGTERM, &stop, &old_term);
-
-    if (opt->resume_path &&
-        (checkpoint_load(opt->resume_path, &resume, err) || merge_resume(opt, &resume, err)))
-        goto done;
-    run.rt = &rt;
-    run.vae = &vae;
-    if (clrt_open(&rt, opt->platform, opt->device, opt->profile, err) ||
-        load_data(&run, opt->data_dir, &train, &test, err))
-        goto done;
-    if (opt->resume_path && ((int)train.rows != resume.meta.image_rows ||
-                             (int)train.cols != resume.meta.image_cols)) {
-        clvae_fail(err, CLVAE_EXIT_DATA, "%s: images are %ux%u but the checkpoint %s's model "
-                   "takes %dx%d", opt->data_dir, train.rows, train.cols, opt->resume_path,
-                   resume.meta.image_rows, resume.meta.image_cols);
-        goto done;
-    }
-    if ((uint32_t)opt->batch > train.count) {
-        clvae_fail(err, CLVAE_EXIT_USAGE, "--batch: %d is larger than the training set (%u images)",
-                   opt->batch, train.count);
-        goto done;
-    }
-    struct vae_config cfg = opt->model;
-    cfg.in_dim = (int)(train.rows * train.cols);
-    cfg.channels = 1;
-    cfg.height = (int)train.rows;
-    cfg.width = (int)train.cols;
+    const struct train_options *opt = &t->opt;
     struct vae layout;
-    if (vae_layout(&layout, &cfg, "--encoder/--decoder", err))
-        goto done;
-    if (layout.n_params > (size_t)INT32_MAX) {
-        clvae_fail(err, CLVAE_EXIT_USAGE,
-                   "--hidden/--latent: the model has %zu parameters for %ux%u images; at most %d "
-                   "fit",
-                   layout.n_params, train.rows, train.cols, INT32_MAX);
-        goto done;
-    }
-    run.micro = rt.device_type & CL_DEVICE_TYPE_CPU && opt->batch > MICRO_BATCH_CPU
-                    ? MICRO_BATCH_CPU
-                    : opt->batch;
-    int max_rows = run.micro > 2 * GRID_PAIRS ? run.micro : 2 * GRID_PAIRS;
-    // Refused now, in well under a second, rather than after building the kernels.
+    if (vae_layout(&layout, &t->cfg, "--encoder/--decoder", err))
+        return -1;
+    if (layout.n_params > (size_t)INT32_MAX)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--hidden/--latent: the model has %zu parameters for %ux%u images; at "
+                          "most %d fit",
+                          layout.n_params, t->train.rows, t->train.cols, INT32_MAX);
+    t->run.micro = t->rt.device_type & CL_DEVICE_TYPE_CPU && opt->batch > MICRO_BATCH_CPU
+                       ? MICRO_BATCH_CPU
+                       : opt->batch;
+    *max_rows = t->run.micro > 2 * GRID_PAIRS ? t->run.micro : 2 * GRID_PAIRS;
     size_t largest;
     const char *largest_name;
-    size_t need = vae_device_bytes(&layout, &rt, max_rows, &largest, &largest_name) +
+    size_t need = vae_device_bytes(&layout, &t->rt, *max_rows, &largest, &largest_name) +
                   2 * layout.n_params * sizeof(float); // Adam's moments
-    if (largest > rt.max_alloc || rt.allocated + need > rt.global_mem) {
-        clvae_fail(err, CLVAE_EXIT_DEVICE,
-                   "--hidden/--latent/--batch: the model needs %zu bytes of device memory (its "
-                   "largest buffer, '%s', %zu bytes) besides the data's %zu; %s has %llu bytes and "
-                   "allocates at most %llu at once: use fewer or narrower layers or a smaller "
-                   "--batch",
-                   need, largest_name, largest, rt.allocated, rt.device_name,
-                   (unsigned long long)rt.global_mem, (unsigned long long)rt.max_alloc);
-        goto done;
-    }
-    // The output directory is created once the data and the device are known to be good, so a
-    // failed start leaves no empty directories behind, and still before any training.
+    if (largest > t->rt.max_alloc || t->rt.allocated + need > t->rt.global_mem)
+        return clvae_fail(
+            err, CLVAE_EXIT_DEVICE,
+            "--hidden/--latent/--batch: the model needs %zu bytes of device memory (its largest "
+            "buffer, '%s', %zu bytes) besides the data's %zu; %s has %llu bytes and allocates at "
+            "most %llu at once: use fewer or narrower layers or a smaller --batch",
+            need, largest_name, largest, t->rt.allocated, t->rt.device_name,
+            (unsigned long long)t->rt.global_mem, (unsigned long long)t->rt.max_alloc);
+    return 0;
+}
+
+// Proves OUT and --save can be written (directory exists, is writable, the path is not a
+// directory) before an epoch's work depends on them; creates OUT.
+static int check_outputs(const struct train_options *opt, struct clvae_error *err)
+{
     if (prepare_out_dir(opt->out_dir, err))
-        goto done;
+        return -1;
     if (opt->save_path) {
-        // Proves the checkpoint can be written there (directory exists, is writable, the path is
-        // not a directory) before an epoch's work depends on it.
         struct atomic_file probe;
         if (atomic_file_open(&probe, opt->save_path, err)) {
             char reason[CLVAE_ERROR_MAX];
             snprintf(reason, sizeof reason, "%s", err->msg);
-            clvae_fail(err, CLVAE_EXIT_OUTPUT, "--save: %s", reason);
-            goto done;
+            return clvae_fail(err, CLVAE_EXIT_OUTPUT, "--save: %s", reason);
         }
         atomic_file_abort(&probe);
     }
-    bool tty = !opt->quiet && isatty(STDERR_FILENO);
-    if (tty)
-        fprintf(stderr, "clvae: compiling the OpenCL kernels for %s...", rt.device_name);
-    if (clrt_build(&rt, err))
-        goto done;
-    if (tty)
-        fprintf(stderr, "\r%*s\r", 100, "");
-    if (vae_create(&vae, &rt, &cfg, max_rows, err) ||
-        adam_create(&adam, &rt, (int)vae.n_params, opt->lr, err) ||
-        run_setup(&run, &train, &test, err))
-        goto done;
-    idx_free(&train);
-    idx_free(&test);
+    return 0;
+}
 
-    size_t param_bytes = vae.n_params * sizeof(float);
-    int start_epoch = 1, start_step = 0;
-    if (opt->resume_path) {
-        CL_CHECK(clEnqueueWriteBuffer(rt.queue, vae.params, CL_FALSE, 0, param_bytes,
-                                      resume.params, 0, NULL, NULL));
-        CL_CHECK(clEnqueueWriteBuffer(rt.queue, adam.m, CL_FALSE, 0, param_bytes, resume.adam_m, 0,
+// The parameters and Adam's state: the checkpoint's with --resume, else a fresh start.
+static void load_state(struct trainer *t)
+{
+    size_t param_bytes = t->vae.n_params * sizeof(float);
+    cl_command_queue q = t->rt.queue;
+    t->start_epoch = 1;
+    t->start_step = 0;
+    if (t->opt.resume_path) {
+        CL_CHECK(clEnqueueWriteBuffer(q, t->vae.params, CL_FALSE, 0, param_bytes, t->resume.params,
+                                      0, NULL, NULL));
+        CL_CHECK(clEnqueueWriteBuffer(q, t->adam.m, CL_FALSE, 0, param_bytes, t->resume.adam_m, 0,
                                       NULL, NULL));
-        CL_CHECK(clEnqueueWriteBuffer(rt.queue, adam.v, CL_TRUE, 0, param_bytes, resume.adam_v, 0,
+        CL_CHECK(clEnqueueWriteBuffer(q, t->adam.v, CL_TRUE, 0, param_bytes, t->resume.adam_v, 0,
                                       NULL, NULL));
-        adam.step = resume.meta.step;
-        start_epoch = resume.meta.epoch + 1;
-        start_step = resume.meta.epoch_step;
-        checkpoint_free(&resume);
+        t->adam.step = t->resume.meta.step;
+        t->start_epoch = t->resume.meta.epoch + 1;
+        t->start_step = t->resume.meta.epoch_step;
+        checkpoint_free(&t->resume);
     } else {
         float *init = xmalloc(param_bytes);
-        vae_init_params_host(&vae, opt->seed, init);
-        CL_CHECK(clEnqueueWriteBuffer(rt.queue, vae.params, CL_TRUE, 0, param_bytes, init, 0, NULL,
+        vae_init_params_host(&t->vae, t->opt.seed, init);
+        CL_CHECK(clEnqueueWriteBuffer(q, t->vae.params, CL_TRUE, 0, param_bytes, init, 0, NULL,
                                       NULL));
         free(init);
     }
+}
 
-    if (!opt->quiet) {
-        char shape[160];
-        vae_describe(&cfg, shape, sizeof shape);
-        printf("clvae: device %s (%s), %u compute units\n", rt.device_name, rt.platform_name,
-               rt.compute_units);
-        printf("clvae: model %s, %zu parameters; %d training and %d test images of %dx%d\n", shape,
-               vae.n_params, run.n_train, run.n_test, run.rows, run.cols);
-        printf("clvae: device memory %.1f MiB (data %.1f, parameters+gradients+Adam %.1f, "
-               "activations %.1f)\n",
-               (double)rt.allocated / 1048576.0,
-               (double)((size_t)(run.n_train + run.n_test) * (size_t)run.dim) / 1048576.0,
-               (double)(4 * vae.n_params * sizeof(float)) / 1048576.0,
-               (double)vae.activation_bytes / 1048576.0);
-        if (opt->resume_path)
-            printf("clvae: resuming %s after epoch %d, step %lld\n", opt->resume_path,
-                   start_epoch - 1, (long long)adam.step);
-        fflush(stdout);
-    }
+// The start banner: device, model, data, memory, and where a resumed run carries on.
+static void print_banner(const struct trainer *t)
+{
+    const struct clrt *rt = &t->rt;
+    const struct run *run = &t->run;
+    char shape[160];
+    vae_describe(&t->cfg, shape, sizeof shape);
+    printf("clvae: device %s (%s), %u compute units\n", rt->device_name, rt->platform_name,
+           rt->compute_units);
+    printf("clvae: model %s, %zu parameters; %d training and %d test images of %dx%d\n", shape,
+           t->vae.n_params, run->n_train, run->n_test, run->rows, run->cols);
+    printf("clvae: device memory %.1f MiB (data %.1f, parameters+gradients+Adam %.1f, "
+           "activations %.1f)\n",
+           (double)rt->allocated / 1048576.0,
+           (double)((size_t)(run->n_train + run->n_test) * (size_t)run->dim) / 1048576.0,
+           (double)(4 * t->vae.n_params * sizeof(float)) / 1048576.0,
+           (double)t->vae.activation_bytes / 1048576.0);
+    if (t->opt.resume_path)
+        printf("clvae: resuming %s after epoch %d, step %lld\n", t->opt.resume_path,
+               t->start_epoch - 1, (long long)t->adam.step);
+    fflush(stdout);
+}
+
+// Everything before the first epoch: signals, the checkpoint to resume, the device, the data,
+// the checks, the kernels, the model, its state, metrics.csv.
+static int train_open(struct trainer *t, const struct train_options *given,
+                      struct clvae_error *err)
+{
+    struct train_options *opt = &t->opt;
+    *opt = *given;
+    double run_started = now_seconds();
+    struct sigaction stop = {0};
+    stop_requested = 0;
+    stop.sa_handler = request_stop;
+    stop.sa_flags = SA_RESETHAND; // a second signal takes the default action: exit at once
+    sigemptyset(&stop.sa_mask);
+    sigaction(SIGINT, &stop, &t->old_int);
+    sigaction(SIGTERM, &stop, &t->old_term);
+
+    if (opt->resume_path && (checkpoint_load(opt->resume_path, &t->resume, err) ||
+                             merge_resume(opt, &t->resume, err)))
+        return -1;
+    t->run.rt = &t->rt;
+    t->run.vae = &t->vae;
+    if (clrt_open(&t->rt, opt->platform, opt->device, opt->profile, err) ||
+        load_data(&t->run, opt->data_dir, &t->train, &t->test, err))
+        return -1;
+    if (opt->resume_path && ((int)t->train.rows != t->resume.meta.image_rows ||
+                             (int)t->train.cols != t->resume.meta.image_cols))
+        return clvae_fail(err, CLVAE_EXIT_DATA,
+                          "%s: images are %ux%u but the checkpoint %s's model takes %dx%d",
+                          opt->data_dir, t->train.rows, t->train.cols, opt->resume_path,
+                          t->resume.meta.image_rows, t->resume.meta.image_cols);
+    if ((uint32_t)opt->batch > t->train.count)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--batch: %d is larger than the training set (%u images)", opt->batch,
+                          t->train.count);
+    t->cfg = opt->model;
+    t->cfg.in_dim = (int)(t->train.rows * t->train.cols);
+    t->cfg.channels = 1;
+    t->cfg.height = (int)t->train.rows;
+    t->cfg.width = (int)t->train.cols;
+    int max_rows;
+    // The output directory is created once the data and the device are known to be good, so a
+    // failed start leaves no empty directories behind, and still before any training.
+    if (check_fits(t, &max_rows, err) || check_outputs(opt, err))
+        return -1;
+    bool tty = !opt->quiet && isatty(STDERR_FILENO);
+    if (tty)
+        fprintf(stderr, "clvae: compiling the OpenCL kernels for %s...", t->rt.device_name);
+    if (clrt_build(&t->rt, err))
+        return -1;
+    if (tty)
+        fprintf(stderr, "\r%*s\r", 100, "");
+    if (vae_create(&t->vae, &t->rt, &t->cfg, max_rows, err) ||
+        adam_create(&t->adam, &t->rt, (int)t->vae.n_params, opt->lr, err) ||
+        run_setup(&t->run, &t->train, &t->test, err))
+        return -1;
+    idx_free(&t->train);
+    idx_free(&t->test);
+    load_state(t);
+    if (!opt->quiet)
+        print_banner(t);
 
     // A resumed run carries on the metrics of the run it continues.
-    snprintf(path, sizeof path, "%s/metrics.csv", opt->out_dir);
-    if (!(metrics = fopen(path, opt->resume_path ? "a" : "w"))) {
-        clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(errno));
-        goto done;
-    }
-    if (ftell(metrics) == 0)
-        fprintf(metrics, "epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,test_kl,"
-                         "seconds,images_per_second\n");
+    snprintf(t->metrics_path, sizeof t->metrics_path, "%s/metrics.csv", opt->out_dir);
+    if (!(t->metrics = fopen(t->metrics_path, opt->resume_path ? "a" : "w")))
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", t->metrics_path, strerror(errno));
+    if (ftell(t->metrics) == 0)
+        fprintf(t->metrics, "epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,"
+                            "test_kl,seconds,images_per_second\n");
+    t->order = xmalloc((size_t)t->run.n_train * sizeof(int));
+    t->loop_start = now_seconds();
+    t->prog = (struct progress){.live = !opt->quiet && isatty(STDERR_FILENO),
+                                .report_first_step = !opt->quiet,
+                                .run_started = run_started,
+                                .epochs = opt->epochs};
+    return 0;
+}
 
-    order = xmalloc((size_t)run.n_train * sizeof(int));
-    double loop_start = now_seconds(), launches_per_step = 0;
-    struct progress prog = {.live = !opt->quiet && isatty(STDERR_FILENO),
-                            .report_first_step = !opt->quiet,
-                            .run_started = run_started,
-                            .epochs = opt->epochs};
-    for (int epoch = start_epoch; epoch <= opt->epochs; epoch++) {
-        double t0 = now_seconds(), rec, kl, test_rec, test_kl;
-        int first = epoch == start_epoch ? start_step : 0, done_steps;
-        prog.epoch = epoch;
-        long launches_before = rt.launches;
-        if (train_epoch(&run, opt, &adam, order, &prog, first, &done_steps, &rec, &kl, err))
-            goto done;
-        if (done_steps < prog.steps) {
-            if (prog.live)
-                fprintf(stderr, "\r%*s\r", 90, "");
-            if (opt->save_path && save_checkpoint(&run, opt, &adam, epoch - 1, done_steps, err))
-                goto done;
-            if (opt->save_path)
-                clvae_fail(err, CLVAE_EXIT_INTERRUPTED,
-                           "interrupted in epoch %d after step %d of %d; checkpoint written to %s "
-                           "(carry on with: clvae train --resume %s --save %s)",
-                           epoch, done_steps, prog.steps, opt->save_path, opt->save_path,
-                           opt->save_path);
-            else
-                clvae_fail(err, CLVAE_EXIT_INTERRUPTED,
-                           "interrupted in epoch %d after step %d of %d; no checkpoint written "
-                           "(train with --save FILE to keep one)",
-                           epoch, done_steps, prog.steps);
-            goto done;
-        }
-        double seconds = now_seconds() - t0;
-        if (done_steps > first)
-            launches_per_step = (double)(rt.launches - launches_before) / (done_steps - first);
-        evaluate(&run, opt, epoch, &test_rec, &test_kl);
-        if (prog.live)
-            fprintf(stderr, "\r%*s\r", 90, "");
-        double ips = run.n_train / seconds;
-        if (!opt->quiet) {
-            printf("epoch %3d  train %.2f (rec %.2f, kl %.2f)  test %.2f (rec %.2f, kl %.2f)  "
-                   "%.2f s  %.0f img/s\n",
-                   epoch, rec + kl, rec, kl, test_rec + test_kl, test_rec, test_kl, seconds, ips);
-            fflush(stdout);
-        }
-        if (!isfinite(test_rec + test_kl)) {
-            // The last step's update diverged: its own loss was still finite.
-            clvae_fail(err, CLVAE_EXIT_DIVERGED,
-                       "the test loss became %s at step %lld (the end of epoch %d); stopping%s%s: "
-                       "try a smaller --lr",
-                       isnan(test_rec + test_kl) ? "NaN" : "infinite", (long long)adam.step,
-                       epoch, opt->save_path ? ", keeping " : "",
-                       opt->save_path ? opt->save_path : "");
-            goto done;
-        }
-        // A row is written whole or not at all: a failed write is cut back off the file.
-        long row_start = ftell(metrics);
-        fprintf(metrics, "%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f\n", epoch, rec + kl, rec, kl,
-                test_rec + test_kl, test_rec, test_kl, seconds, ips);
-        if (fflush(metrics) != 0) {
-            int saved = errno;
-            clearerr(metrics);
-            if (row_start >= 0 && ftruncate(fileno(metrics), row_start) == 0)
-                fseek(metrics, row_start, SEEK_SET);
-            clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(saved));
-            goto done;
-        }
-        if (write_images(&run, opt, epoch, err) ||
-            (opt->save_path && save_checkpoint(&run, opt, &adam, epoch, 0, err)))
-            goto done;
-        if (stop_requested && epoch < opt->epochs) {
-            clvae_fail(err, CLVAE_EXIT_INTERRUPTED, "interrupted after epoch %d%s%s", epoch,
-                       opt->save_path ? "; checkpoint written to " : "",
-                       opt->save_path ? opt->save_path : "");
-            goto done;
-        }
-    }
-    if (opt->profile) {
-        printf("\nclvae: %.1f launches per training step (kernels and CLBlast products enqueued; "
-               "a CLBlast product may run more than one kernel)\n",
-               launches_per_step);
-        printf("clvae: device time by kernel and GEMM shape over %d epochs (training, "
-               "evaluation, images)\n", opt->epochs);
-        clrt_profile_print(&rt, stdout, now_seconds() - loop_start);
-    }
-    status = 0;
+// A stop requested in the middle of epoch after done_steps of its steps: the checkpoint, then
+// the message saying where it is; always -1 (CLVAE_EXIT_INTERRUPTED).
+static int stop_mid_epoch(struct trainer *t, int epoch, int done_steps, struct clvae_error *err)
+{
+    const struct train_options *opt = &t->opt;
+    if (t->prog.live)
+        fprintf(stderr, "\r%*s\r", 90, "");
+    if (opt->save_path && save_checkpoint(&t->run, opt, &t->adam, epoch - 1, done_steps, err))
+        return -1;
+    if (opt->save_path)
+        return clvae_fail(err, CLVAE_EXIT_INTERRUPTED,
+                          "interrupted in epoch %d after step %d of %d; checkpoint written to %s "
+                          "(carry on with: clvae train --resume %s --save %s)",
+                          epoch, done_steps, t->prog.steps, opt->save_path, opt->save_path,
+                          opt->save_path);
+    return clvae_fail(err, CLVAE_EXIT_INTERRUPTED,
+                      "interrupted in epoch %d after step %d of %d; no checkpoint written (train "
+                      "with --save FILE to keep one)",
+                      epoch, done_steps, t->prog.steps);
+}
 
-done:
+// Appends epoch's row to metrics.csv, whole or not at all: a failed write is cut back off.
+static int write_metrics_row(struct trainer *t, int epoch, double rec, double kl, double test_rec,
+                             double test_kl, double seconds, double ips, struct clvae_error *err)
+{
+    FILE *metrics = t->metrics;
+    long row_start = ftell(metrics);
+    fprintf(metrics, "%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f\n", epoch, rec + kl, rec, kl,
+            test_rec + test_kl, test_rec, test_kl, seconds, ips);
+    if (fflush(metrics) != 0) {
+        int saved = errno;
+        clearerr(metrics);
+        if (row_start >= 0 && ftruncate(fileno(metrics), row_start) == 0)
+            fseek(metrics, row_start, SEEK_SET);
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", t->metrics_path, strerror(saved));
+    }
+    return 0;
+}
+
+// One epoch: training, the test set's loss, the line, metrics.csv, the images, the checkpoint.
+static int train_one_epoch(struct trainer *t, int epoch, struct clvae_error *err)
+{
+    const struct train_options *opt = &t->opt;
+    double t0 = now_seconds(), rec, kl, test_rec, test_kl;
+    int first = epoch == t->start_epoch ? t->start_step : 0, done_steps;
+    t->prog.epoch = epoch;
+    long launches_before = t->rt.launches;
+    if (train_epoch(&t->run, opt, &t->adam, t->order, &t->prog, first, &done_steps, &rec, &kl,
+                    err))
+        return -1;
+    if (done_steps < t->prog.steps)
+        return stop_mid_epoch(t, epoch, done_steps, err);
+    double seconds = now_seconds() - t0;
+    if (done_steps > first)
+        t->launches_per_step =
+            (double)(t->rt.launches - launches_before) / (double)(done_steps - first);
+    evaluate(&t->run, opt, epoch, &test_rec, &test_kl);
+    if (t->prog.live)
+        fprintf(stderr, "\r%*s\r", 90, "");
+    double ips = t->run.n_train / seconds;
+    if (!opt->quiet) {
+        printf("epoch %3d  train %.2f (rec %.2f, kl %.2f)  test %.2f (rec %.2f, kl %.2f)  "
+               "%.2f s  %.0f img/s\n",
+               epoch, rec + kl, rec, kl, test_rec + test_kl, test_rec, test_kl, seconds, ips);
+        fflush(stdout);
+    }
+    if (!isfinite(test_rec + test_kl))
+        // The last step's update diverged: its own loss was still finite.
+        return clvae_fail(err, CLVAE_EXIT_DIVERGED,
+                          "the test loss became %s at step %lld (the end of epoch %d); "
+                          "stopping%s%s: try a smaller --lr",
+                          isnan(test_rec + test_kl) ? "NaN" : "infinite",
+                          (long long)t->adam.step, epoch, opt->save_path ? ", keeping " : "",
+                          opt->save_path ? opt->save_path : "");
+    if (write_metrics_row(t, epoch, rec, kl, test_rec, test_kl, seconds, ips, err) ||
+        write_images(&t->run, opt, epoch, err) ||
+        (opt->save_path && save_checkpoint(&t->run, opt, &t->adam, epoch, 0, err)))
+        return -1;
+    if (stop_requested && epoch < opt->epochs)
+        return clvae_fail(err, CLVAE_EXIT_INTERRUPTED, "interrupted after epoch %d%s%s", epoch,
+                          opt->save_path ? "; checkpoint written to " : "",
+                          opt->save_path ? opt->save_path : "");
+    return 0;
+}
+
+// Releases everything train_open made; status is the run's so far, which a failed close of
+// metrics.csv turns into an error.
+static int train_close(struct trainer *t, int status, struct clvae_error *err)
+{
     // An early stop (a NaN, a failed write) leaves commands in flight; a driver still compiling
     // or running them while the process exits can crash in its own threads.
-    if (rt.queue)
-        clFinish(rt.queue);
-    if (metrics && fclose(metrics) != 0 && status == 0)
-        status = clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, strerror(errno));
-    free(order);
-    run_release(&run);
-    adam_release(&adam);
-    vae_release(&vae);
-    clrt_close(&rt);
-    idx_free(&train);
-    idx_free(&test);
-    checkpoint_free(&resume);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    if (t->rt.queue)
+        clFinish(t->rt.queue);
+    if (t->metrics && fclose(t->metrics) != 0 && status == 0)
+        status = clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", t->metrics_path, strerror(errno));
+    free(t->order);
+    run_release(&t->run);
+    adam_release(&t->adam);
+    vae_release(&t->vae);
+    clrt_close(&t->rt);
+    idx_free(&t->train);
+    idx_free(&t->test);
+    checkpoint_free(&t->resume);
+    sigaction(SIGINT, &t->old_int, NULL);
+    sigaction(SIGTERM, &t->old_term, NULL);
+    return status;
+}
+
+int train_run(const struct train_options *given, struct clvae_error *err)
+{
+    struct trainer *t = xcalloc(1, sizeof *t);
+    int status = train_open(t, given, err);
+    for (int epoch = t->start_epoch; status == 0 && epoch <= t->opt.epochs; epoch++)
+        status = train_one_epoch(t, epoch, err);
+    if (status == 0 && t->opt.profile) {
+        printf("\nclvae: %.1f launches per training step (kernels and CLBlast products enqueued; "
+               "a CLBlast product may run more than one kernel)\n",
+               t->launches_per_step);
+        printf("clvae: device time by kernel and GEMM shape over %d epochs (training, "
+               "evaluation, images)\n",
+               t->opt.epochs);
+        clrt_profile_print(&t->rt, stdout, now_seconds() - t->loop_start);
+    }
+    status = train_close(t, status, err);
+    free(t);
     return status;
 }
