@@ -34,6 +34,10 @@ int idx_read_images_into(const char *path, struct idx_images *out, idx_dest_fn d
                          struct clvae_error *err);
 
 // Finds DIR/STEM.gz, else DIR/STEM; writes the path found into path (size len).
+// Reads an IDX1 unsigned-byte label file, gzip or raw, into memory of its own: labels->count
+// labels at labels->pixels (rows and cols 1). Errors as idx_read_images'.
+int idx_read_labels(const char *path, struct idx_images *labels, struct clvae_error *err);
+
 int idx_find(const char *dir, const char *stem, char *path, size_t len, struct clvae_error *err);
 
 void idx_free(struct idx_images *images);

@@ -16,8 +16,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define IDX_HEADER_BYTES 16
-#define IDX_MAGIC 0x00000803u
+#define IDX_HEADER_BYTES 16 // the longest: rank 3
 
 // Gzip data grows the buffer from this size, so a header that lies costs at most what really arrives.
 #define IDX_GZIP_FIRST_CHUNK ((size_t)4 << 20)
@@ -37,6 +36,8 @@ struct idx_file {
     bool known_size;  // a raw regular file: size holds its length
     bool regular;     // a regular file (raw or gzip) of file_size bytes
     uint64_t size, file_size;
+    int rank;            // 3: images (count, rows, cols); 1: labels (count)
+    size_t header_bytes; // 4 + 4 rank
 };
 
 // Reads a big-endian 32-bit value.
@@ -146,36 +147,38 @@ static int read_header(struct idx_file *f, struct idx_images *out, uint64_t *pay
                        struct clvae_error *err)
 {
     uint8_t h[IDX_HEADER_BYTES];
-    size_t got;
+    size_t got, header = f->header_bytes;
     if (read_fully(f, h, 4, &got, err) != 0)
         return -1;
     if (got == 0)
         return clvae_fail(err, CLVAE_EXIT_DATA, "%s: empty file", f->path);
     if (got < 4)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: truncated IDX header (%zu of %d bytes)",
-                          f->path, got, IDX_HEADER_BYTES);
-    uint32_t magic = be32(h);
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: truncated IDX header (%zu of %zu bytes)",
+                          f->path, got, header);
+    uint32_t magic = be32(h), want_magic = 0x00000800u | (uint32_t)f->rank;
     if (h[0] != 0 || h[1] != 0)
         return clvae_fail(err, CLVAE_EXIT_DATA,
                           "%s: not an IDX file (magic 0x%08x, expected 0x%08x)", f->path,
-                          (unsigned)magic, IDX_MAGIC);
+                          (unsigned)magic, (unsigned)want_magic);
     if (h[2] != 0x08)
         return clvae_fail(err, CLVAE_EXIT_DATA,
                           "%s: not an unsigned-byte IDX file (magic 0x%08x: data type 0x%02x, "
                           "expected 0x08)",
                           f->path, (unsigned)magic, (unsigned)h[2]);
-    if (h[3] != 3)
+    if (h[3] != f->rank)
         return clvae_fail(err, CLVAE_EXIT_DATA,
-                          "%s: not an IDX image file (magic 0x%08x: rank %u, expected 0x%08x: "
-                          "rank 3)",
-                          f->path, (unsigned)magic, (unsigned)h[3], IDX_MAGIC);
-    if (read_fully(f, h + 4, IDX_HEADER_BYTES - 4, &got, err) != 0)
+                          "%s: not an IDX %s file (magic 0x%08x: rank %u, expected 0x%08x: "
+                          "rank %d)",
+                          f->path, f->rank == 3 ? "image" : "label", (unsigned)magic,
+                          (unsigned)h[3], (unsigned)want_magic, f->rank);
+    if (read_fully(f, h + 4, header - 4, &got, err) != 0)
         return -1;
-    if (got < IDX_HEADER_BYTES - 4)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: truncated IDX header (%zu of %d bytes)",
-                          f->path, got + 4, IDX_HEADER_BYTES);
+    if (got < header - 4)
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: truncated IDX header (%zu of %zu bytes)",
+                          f->path, got + 4, header);
 
-    uint32_t count = be32(h + 4), rows = be32(h + 8), cols = be32(h + 12);
+    uint32_t count = be32(h + 4);
+    uint32_t rows = f->rank == 3 ? be32(h + 8) : 1, cols = f->rank == 3 ? be32(h + 12) : 1;
     if (count == 0 || rows == 0 || cols == 0)
         return clvae_fail(err, CLVAE_EXIT_DATA,
                           "%s: zero dimension in header (%u images of %ux%u)", f->path,
@@ -203,6 +206,11 @@ static int read_header(struct idx_file *f, struct idx_images *out, uint64_t *pay
 static int fail_truncated(struct idx_file *f, const struct idx_images *im, uint64_t payload,
                           uint64_t held, struct clvae_error *err)
 {
+    if (f->rank == 1)
+        return clvae_fail(err, CLVAE_EXIT_DATA,
+                          "%s: truncated: header says %u labels but the %s holds %llu", f->path,
+                          (unsigned)im->count, f->gzip ? "decompressed data" : "file",
+                          (unsigned long long)held);
     return clvae_fail(err, CLVAE_EXIT_DATA,
                       "%s: truncated: header says %u images of %ux%u (%llu bytes) but the %s "
                       "holds %llu",
@@ -287,7 +295,7 @@ static int check_end(struct idx_file *f, struct clvae_error *err)
 static int check_raw_length(struct idx_file *f, const struct idx_images *im, uint64_t payload,
                             struct clvae_error *err)
 {
-    uint64_t held = f->size > IDX_HEADER_BYTES ? f->size - IDX_HEADER_BYTES : 0;
+    uint64_t held = f->size > f->header_bytes ? f->size - f->header_bytes : 0;
     if (held < payload)
         return fail_truncated(f, im, payload, held, err);
     if (held > payload)
@@ -307,23 +315,26 @@ static int check_raw_length(struct idx_file *f, const struct idx_images *im, uin
 static bool gzip_trailer_agrees(const struct idx_file *f, uint64_t payload)
 {
     uint8_t t[4];
-    uint64_t total = payload + IDX_HEADER_BYTES;
+    uint64_t total = payload + f->header_bytes;
     if (!f->gzip || !f->regular || f->file_size < 18 || total >= ((uint64_t)1 << 32) ||
         total / DEFLATE_MAX_RATIO > f->file_size ||
         pread(f->fd, t, 4, (off_t)(f->file_size - 4)) != 4)
         return false;
     uint32_t isize = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
                      (uint32_t)t[3] << 24;
-    return isize == (uint32_t)(payload + IDX_HEADER_BYTES);
+    return isize == (uint32_t)(payload + f->header_bytes);
 }
 
-int idx_read_images_into(const char *path, struct idx_images *out, idx_dest_fn dest, void *ctx,
-                         struct clvae_error *err)
+// Reads an IDX file of rank 3 (images) or 1 (labels: count x 1 x 1) into dest.
+static int read_rank(const char *path, int rank, struct idx_images *out, idx_dest_fn dest,
+                     void *ctx, struct clvae_error *err)
 {
     *out = (struct idx_images){0};
     struct idx_file f;
     if (open_file(path, &f, err) != 0)
         return -1;
+    f.rank = rank;
+    f.header_bytes = 4 + 4 * (size_t)rank;
     struct idx_images im = {0};
     uint64_t payload = 0;
     uint8_t *pixels = NULL, *staged = NULL;
@@ -357,6 +368,12 @@ int idx_read_images_into(const char *path, struct idx_images *out, idx_dest_fn d
     return 0;
 }
 
+int idx_read_images_into(const char *path, struct idx_images *out, idx_dest_fn dest, void *ctx,
+                         struct clvae_error *err)
+{
+    return read_rank(path, 3, out, dest, ctx, err);
+}
+
 // idx_read_images' destination: host memory of its own (ctx: where to keep the pointer).
 static uint8_t *malloc_dest(void *ctx, size_t bytes, struct clvae_error *err)
 {
@@ -372,6 +389,16 @@ int idx_read_images(const char *path, struct idx_images *out, struct clvae_error
 {
     uint8_t *owned = NULL;
     if (idx_read_images_into(path, out, malloc_dest, &owned, err) != 0) {
+        free(owned);
+        return -1;
+    }
+    return 0;
+}
+
+int idx_read_labels(const char *path, struct idx_images *out, struct clvae_error *err)
+{
+    uint8_t *owned = NULL;
+    if (read_rank(path, 1, out, malloc_dest, &owned, err) != 0) {
         free(owned);
         return -1;
     }

@@ -541,6 +541,67 @@ static void test_fashion_mnist(void)
     }
 }
 
+// IDX1 label files: Fashion-MNIST's test labels (10000, each class 1000 times), raw and gzip
+// files of our own, and the errors: an image file read as labels, labels as images, a truncated
+// and an over-long label file.
+static void test_labels(void)
+{
+    const char *dir = getenv("CLVAE_DATA");
+    if (!dir || !*dir)
+        dir = DEFAULT_DATA_DIR;
+    char path[4096];
+    struct clvae_error err = {0};
+    struct idx_images lab;
+    if (idx_find(dir, "t10k-labels-idx1-ubyte", path, sizeof path, &err) != 0 ||
+        idx_read_labels(path, &lab, &err) != 0) {
+        check(false, "Fashion-MNIST test labels", "%s (install dataset-fashion-mnist)", err.msg);
+    } else {
+        int per_class[256] = {0};
+        for (uint32_t i = 0; i < lab.count; i++)
+            per_class[lab.pixels[i]]++;
+        bool even = lab.count == 10000;
+        for (int c = 0; c < 256; c++)
+            even = even && per_class[c] == (c < 10 ? 1000 : 0);
+        check(even, "Fashion-MNIST test labels: 10000, classes 0-9 1000 each",
+              "%u labels; class 0 %d times, class 10 %d", (unsigned)lab.count, per_class[0],
+              per_class[10]);
+        idx_free(&lab);
+    }
+
+    uint8_t file[8 + 7] = {0, 0, 8, 1, 0, 0, 0, 7, 3, 1, 4, 1, 5, 9, 2};
+    for (int gz = 0; gz < 2; gz++) {
+        const char *name = tmp_path(gz ? "labels.gz" : "labels");
+        if (gz)
+            write_gz(name, file, sizeof file);
+        else
+            write_raw(name, file, sizeof file);
+        int rc = idx_read_labels(name, &lab, &err);
+        check(rc == 0 && lab.count == 7 && lab.rows == 1 && lab.cols == 1 &&
+                  memcmp(lab.pixels, file + 8, 7) == 0,
+              gz ? "7 labels, gzip" : "7 labels, raw", "rc %d: %s", rc, rc ? err.msg : "");
+        if (rc == 0)
+            idx_free(&lab);
+        if (!gz) {
+            int rc2 = idx_read_images(name, &lab, &err);
+            check_error("a label file read as images", rc2, &err, name, "rank 1");
+        }
+    }
+    const char *cut = tmp_path("labels-cut");
+    write_raw(cut, file, sizeof file - 2);
+    check_error("a truncated label file", idx_read_labels(cut, &lab, &err), &err, cut,
+                "header says 7 labels");
+    uint8_t longer[8 + 9] = {0, 0, 8, 1, 0, 0, 0, 7, 3, 1, 4, 1, 5, 9, 2, 6, 5};
+    const char *extra = tmp_path("labels-long");
+    write_raw(extra, longer, sizeof longer);
+    check_error("a label file with trailing bytes", idx_read_labels(extra, &lab, &err), &err,
+                extra, "trailing data");
+    const char *images = tmp_path("images-as-labels");
+    const uint8_t pixels[18] = {0};
+    write_idx3(images, false, 0x00000803u, 2, 3, 3, pixels, sizeof pixels);
+    check_error("an image file read as labels", idx_read_labels(images, &lab, &err), &err, images,
+                "not an IDX label file");
+}
+
 // What idx_read_images_into's destination saw: how often it was asked, for how much, and a buffer
 // the size the test expects (a request for more is refused, as a device that cannot fit it would).
 struct dest_log {
@@ -656,6 +717,7 @@ int main(void)
     test_find();
     test_read_into();
     test_fashion_mnist();
+    test_labels();
     cleanup();
     return tu_summary();
 }

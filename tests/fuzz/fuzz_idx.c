@@ -1,5 +1,5 @@
-// libFuzzer harness for idx_read_images and idx_read_images_into (training's path: the pixels go
-// to a destination the caller provides), raw and gzip. The input is the file itself when its
+// libFuzzer harness for idx_read_images, idx_read_images_into (training's path: the pixels go
+// to a destination the caller provides) and idx_read_labels, raw and gzip. The input is the file itself when its
 // first byte is below 0x80 (every real IDX file starts with 0x00, every gzip file with 0x1f: the
 // fuzzer mutates the gzip container directly); a first byte from 0x80 gzip-compresses the rest at
 // level (byte & 0x7f) % 10 before writing it, so the fuzzer also mutates the decompressed content.
@@ -86,5 +86,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0)
         touch(&images);
     free(d.block);
+
+    // The same bytes as a label file (IDX1): the corpus's rank-1 seeds reach it.
+    rc = idx_read_labels(path, &images, &err);
+    fuzz_report("idx_read_labels", rc, &err);
+    if (rc == 0)
+        touch(&images);
+    idx_free(&images);
     return 0;
 }

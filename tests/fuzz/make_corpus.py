@@ -55,6 +55,7 @@ def idx_corpus():
         "gz-two-members-3x4x5": gzip(small[:40]) + gzip(small[40:]),
         # Broken raw files.
         "raw-labels-magic": struct.pack(">II", 0x00000801, 3) + bytes([1, 2, 3]),
+        "gz-labels-10": gzip(struct.pack(">II", 0x00000801, 10) + bytes(range(10))),
         "raw-truncated-pixels": small[:-7],
         "raw-trailing-bytes": small + b"\x00\x01\x02",
         "raw-over-limit": idx3(65536, 65536, 2, b""),
