@@ -1,5 +1,6 @@
 #include "images.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include "idx.h"
 #include "model_io.h"
 #include "philox.h"
+#include "plot.h"
 #include "png_grid.h"
 
 #define CHUNK_ROWS 1024 // images decoded at once
@@ -22,6 +24,7 @@
 struct image_options {
     const char *model, *out, *data, *each, *raw;
     int platform, device, n, cols, from, to, steps;
+    bool images;
     double temperature, range;
     uint64_t seed;
 };
@@ -46,6 +49,21 @@ static const char *const usage_interpolate =
     "\n"
     "A straight walk in latent space from the posterior mean of test image I to that of test\n"
     "image J: test image I, the decoded steps (both ends included), test image J, in one row.\n";
+static const char *const usage_scatter =
+    "usage: clvae scatter --model FILE [--data DIR] [-n N] [--images] -o latent.png\n"
+    "                     [--platform N --device N]\n"
+    "\n"
+    "The posterior means of the first N test images of DIR (default all), one dot each coloured\n"
+    "by its class from DIR's t10k-labels-idx1-ubyte[.gz] (one colour without), named by\n"
+    "DIR/classes.txt (a name a line), else Fashion-MNIST's names when DIR's path says fashion,\n"
+    "else the class numbers. A 2-D latent is drawn as it is, a larger one on its first two\n"
+    "principal components. --images draws up to 600 of the images, decoded from their means,\n"
+    "instead of dots.\n";
+static const char *const usage_plot =
+    "usage: clvae plot --metrics FILE -o curves.png\n"
+    "\n"
+    "The learning curves of a metrics.csv that clvae train wrote (also one a resumed run\n"
+    "appended to): negative ELBO, reconstruction and KL against epoch, train and test.\n";
 static const char *const usage_manifold =
     "usage: clvae manifold --model FILE [-n 20] [--range R] -o manifold.png [--platform N --device N]\n"
     "\n"
@@ -58,7 +76,7 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
                                struct image_options *o, struct clvae_error *err)
 {
     enum { OPT_TEMPERATURE = 256, OPT_FROM, OPT_TO, OPT_STEPS, OPT_EACH, OPT_RAW, OPT_COLS,
-           OPT_RANGE };
+           OPT_RANGE, OPT_IMAGES };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'}, {"out", required_argument, NULL, 'o'},
         CLI_SOURCE_OPTIONS, {"seed", required_argument, NULL, 's'},
@@ -66,7 +84,8 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
         {"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
         {"steps", required_argument, NULL, OPT_STEPS}, {"each", required_argument, NULL, OPT_EACH},
         {"raw", required_argument, NULL, OPT_RAW},  {"cols", required_argument, NULL, OPT_COLS},
-        {"range", required_argument, NULL, OPT_RANGE}, {"help", no_argument, NULL, 'h'},
+        {"range", required_argument, NULL, OPT_RANGE}, {"images", no_argument, NULL, OPT_IMAGES},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
@@ -96,6 +115,7 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
         case OPT_EACH: o->each = optarg; break;
         case OPT_RAW: o->raw = optarg; break;
         case OPT_COLS: rc = cli_parse_int("--cols", optarg, 1, 1000, &o->cols, err); break;
+        case OPT_IMAGES: o->images = true; break;
         case OPT_RANGE:
             rc = cli_parse_double("--range", optarg, 0.0, true, 100.0, &o->range, err);
             break;
@@ -418,4 +438,216 @@ int manifold_main(int argc, char **argv, struct clvae_error *err)
     free(tiles);
     model_io_close(&m);
     return status;
+}
+
+#define SCATTER_MAX_THUMBS 600
+
+// Fashion-MNIST's class names, in label order.
+static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                              "Coat",        "Sandal",  "Shirt",    "Sneaker",
+                                              "Bag",         "Ankle boot"};
+
+// Whether text contains word, ignoring ASCII case.
+static bool contains_word(const char *text, const char *word)
+{
+    size_t n = strlen(word);
+    for (; *text; text++) {
+        size_t i = 0;
+        while (i < n && text[i] && tolower((unsigned char)text[i]) == word[i])
+            i++;
+        if (i == n)
+            return true;
+    }
+    return false;
+}
+
+// The names of classes 0 .. n - 1 into names (each a buffer of 64): DIR/classes.txt, a name a
+// line, else Fashion-MNIST's when the directory's path says fashion, else the numbers.
+static void class_names(const char *dir, int n, char (*names)[64])
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/classes.txt", dir);
+    FILE *fp = fopen(path, "r");
+    for (int c = 0; c < n; c++) {
+        if (fp && fgets(names[c], 64, fp)) {
+            names[c][strcspn(names[c], "\r\n")] = '\0';
+            continue;
+        }
+        if (n <= 10 && contains_word(dir, "fashion"))
+            snprintf(names[c], 64, "%s", fashion_names[c]);
+        else
+            snprintf(names[c], 64, "%d", c);
+    }
+    if (fp)
+        fclose(fp);
+}
+
+// The test labels of DIR for count images: *labels (malloc'd) and *n_classes, or NULL when DIR
+// has no label file (a note says so); -1 with err for a broken one.
+static int load_labels(const char *dir, uint32_t count, uint8_t **labels, int *n_classes,
+                       struct clvae_error *err)
+{
+    char path[4096];
+    struct clvae_error missing;
+    *labels = NULL;
+    *n_classes = 0;
+    if (idx_find(dir, "t10k-labels-idx1-ubyte", path, sizeof path, &missing)) {
+        printf("clvae scatter: no labels in %s (t10k-labels-idx1-ubyte[.gz]): one colour\n", dir);
+        return 0;
+    }
+    struct idx_images lab;
+    if (idx_read_labels(path, &lab, err))
+        return -1;
+    if (lab.count < count) {
+        idx_free(&lab);
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u labels for %u test images", path,
+                          lab.count, count);
+    }
+    for (uint32_t i = 0; i < count; i++)
+        *n_classes = lab.pixels[i] + 1 > *n_classes ? lab.pixels[i] + 1 : *n_classes;
+    *labels = lab.pixels;
+    return 0;
+}
+
+int scatter_main(int argc, char **argv, struct clvae_error *err)
+{
+    struct image_options o;
+    if (parse_image_options(argc, argv, "scatter", usage_scatter, &o, err) ||
+        need_out(&o, "scatter", false, err))
+        return -1;
+    struct model_io m;
+    struct idx_images test = {0};
+    uint8_t *labels = NULL;
+    float *mu = NULL, *logits = NULL;
+    double *points = NULL, *proj = NULL, *xs = NULL, *ys = NULL;
+    int *cls = NULL, n_classes = 0, status = -1;
+    uint8_t *thumbs = NULL;
+    if (model_io_open(&m, o.model, o.platform, o.device, CHUNK_ROWS, err))
+        return -1;
+    if (load_test_images(&o, &m, (uint32_t)o.n, &test, err))
+        goto done;
+    int n = o.n ? o.n : (int)test.count, latent = m.vae.cfg.latent;
+    if (load_labels(o.data, (uint32_t)n, &labels, &n_classes, err))
+        goto done;
+    mu = xmalloc((size_t)n * latent * sizeof *mu);
+    int *idx = xmalloc(CHUNK_ROWS * sizeof *idx);
+    for (int start = 0; start < n; start += CHUNK_ROWS) {
+        int rows = n - start < CHUNK_ROWS ? n - start : CHUNK_ROWS;
+        for (int i = 0; i < rows; i++)
+            idx[i] = start + i;
+        encode_means(&m, &test, idx, rows, mu + (size_t)start * latent, NULL);
+    }
+    free(idx);
+    xs = xmalloc((size_t)n * sizeof *xs);
+    ys = xmalloc((size_t)n * sizeof *ys);
+    char x_label[96] = "z1 (latent dimension 1)", y_label[96] = "z2 (latent dimension 2)";
+    if (latent == 1) {
+        for (int i = 0; i < n; i++)
+            xs[i] = mu[i], ys[i] = 0;
+        snprintf(y_label, sizeof y_label, "(a 1-dimensional latent)");
+    } else if (latent == 2 || n < 2) {
+        for (int i = 0; i < n; i++)
+            xs[i] = mu[(size_t)i * latent], ys[i] = mu[(size_t)i * latent + 1];
+    } else {
+        points = xmalloc((size_t)n * latent * sizeof *points);
+        proj = xmalloc((size_t)n * 2 * sizeof *proj);
+        double explained[2], *components = xmalloc((size_t)2 * latent * sizeof *components);
+        for (size_t i = 0; i < (size_t)n * latent; i++)
+            points[i] = mu[i];
+        int rc = plot_pca(points, n, latent, proj, explained, components);
+        free(components);
+        if (rc) {
+            clvae_fail(err, CLVAE_EXIT_FAILURE, "scatter: LAPACK's eigensolver failed");
+            goto done;
+        }
+        for (int i = 0; i < n; i++)
+            xs[i] = proj[2 * i], ys[i] = proj[2 * i + 1];
+        snprintf(x_label, sizeof x_label, "principal component 1 (%.1f%% of the variance)",
+                 100 * explained[0]);
+        snprintf(y_label, sizeof y_label, "principal component 2 (%.1f%% of the variance)",
+                 100 * explained[1]);
+    }
+    char (*names)[64] = xcalloc((size_t)(n_classes ? n_classes : 1), sizeof *names);
+    const char **name_ptrs = xcalloc((size_t)(n_classes ? n_classes : 1), sizeof *name_ptrs);
+    class_names(o.data, n_classes, names);
+    for (int c = 0; c < n_classes; c++)
+        name_ptrs[c] = names[c];
+    if (labels) {
+        cls = xmalloc((size_t)n * sizeof *cls);
+        for (int i = 0; i < n; i++)
+            cls[i] = labels[i];
+    }
+    char title[160];
+    snprintf(title, sizeof title, "posterior means of %d test images, latent %d", n, latent);
+    struct plot_scatter_data d = {.n = n, .x = xs, .y = ys, .cls = cls, .n_classes = n_classes,
+                                  .class_names = name_ptrs, .x_label = x_label,
+                                  .y_label = y_label, .title = title};
+    if (o.images) {
+        // Up to SCATTER_MAX_THUMBS images, every k-th, decoded from their means.
+        int step = (n + SCATTER_MAX_THUMBS - 1) / SCATTER_MAX_THUMBS, k = (n + step - 1) / step;
+        size_t dim = (size_t)m.vae.cfg.in_dim;
+        float *z = xmalloc((size_t)k * latent * sizeof *z);
+        for (int i = 0; i < k; i++) {
+            memcpy(z + (size_t)i * latent, mu + (size_t)i * step * latent, latent * sizeof *z);
+            xs[i] = xs[i * step], ys[i] = ys[i * step];
+            if (cls)
+                cls[i] = cls[i * step];
+        }
+        logits = xmalloc((size_t)k * dim * sizeof *logits);
+        decode_host(&m, z, k, logits);
+        free(z);
+        thumbs = xmalloc((size_t)k * dim);
+        for (size_t i = 0; i < (size_t)k * dim; i++)
+            thumbs[i] = prob_to_pixel(logits[i]);
+        d.n = k;
+        d.thumbs = thumbs;
+        d.thumb_h = m.ckpt.meta.image_rows;
+        d.thumb_w = m.ckpt.meta.image_cols;
+        snprintf(title, sizeof title, "%d of %d test images decoded from their means, latent %d",
+                 k, n, latent);
+    }
+    status = plot_scatter(&d, o.out, err);
+    free(names);
+    free(name_ptrs);
+done:
+    free(mu);
+    free(logits);
+    free(points);
+    free(proj);
+    free(xs);
+    free(ys);
+    free(cls);
+    free(thumbs);
+    free(labels);
+    idx_free(&test);
+    model_io_close(&m);
+    return status;
+}
+
+int plot_main(int argc, char **argv, struct clvae_error *err)
+{
+    static const struct option longopts[] = {{"metrics", required_argument, NULL, 'm'},
+                                             {"out", required_argument, NULL, 'o'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    const char *metrics = NULL, *out = NULL;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":m:o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': metrics = optarg; break;
+        case 'o': out = optarg; break;
+        case 'h': fputs(usage_plot, stdout); exit(CLVAE_EXIT_OK);
+        default: return cli_bad_option(c, argv, "plot", err);
+        }
+    }
+    if (optind < argc)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: unexpected argument (see clvae plot --help)",
+                          argv[optind]);
+    if (!metrics || !metrics[0])
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "plot: --metrics FILE is required");
+    if (!out || !out[0])
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "plot: -o FILE is required");
+    return plot_curves(metrics, out, false, err) < 0 ? -1 : 0;
 }

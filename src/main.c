@@ -31,6 +31,8 @@ static void print_usage(FILE *out)
                  "  interpolate a straight walk in latent space between two test images\n"
                  "  manifold    the decoded latent space: a 2-D grid, or each dimension's traversal\n"
                  "  eval        a trained model's test-set negative ELBO and IWAE bound (nats/image)\n"
+            "  scatter     the test images' latent means, coloured by class\n"
+            "  plot        the learning curves of a metrics.csv\n"
                  "\n"
                  "  clvae --help, clvae --version, clvae <command> --help\n");
 }
@@ -205,6 +207,10 @@ int main(int argc, char **argv)
         rc = eval_main(argc - 1, argv + 1, &err);
     } else if (!strcmp(cmd, "manifold")) {
         rc = manifold_main(argc - 1, argv + 1, &err);
+    } else if (!strcmp(cmd, "scatter")) {
+        rc = scatter_main(argc - 1, argv + 1, &err);
+    } else if (!strcmp(cmd, "plot")) {
+        rc = plot_main(argc - 1, argv + 1, &err);
     } else {
         clvae_fail(&err, CLVAE_EXIT_USAGE, "%s: unknown command (try clvae --help)", cmd);
         rc = -1;

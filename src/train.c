@@ -16,6 +16,7 @@
 #include "cl_runtime.h"
 #include "idx.h"
 #include "philox.h"
+#include "plot.h"
 #include "png_grid.h"
 
 #define GRID_COLS 8
@@ -818,7 +819,10 @@ static int train_one_epoch(struct trainer *t, int epoch, struct clvae_error *err
                           isnan(test_rec + test_kl) ? "NaN" : "infinite",
                           (long long)t->adam.step, epoch, opt->save_path ? ", keeping " : "",
                           opt->save_path ? opt->save_path : "");
+    char curves[4200];
+    snprintf(curves, sizeof curves, "%s/curves.png", opt->out_dir);
     if (write_metrics_row(t, epoch, rec, kl, test_rec, test_kl, seconds, ips, err) ||
+        plot_curves(t->metrics_path, curves, true, err) < 0 ||
         write_images(&t->run, opt, epoch, err) ||
         (opt->save_path && save_checkpoint(&t->run, opt, &t->adam, epoch, 0, err)))
         return -1;

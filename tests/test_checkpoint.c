@@ -100,7 +100,7 @@ static struct ckpt_meta make_meta(const struct arch *a, bool optimizer)
     m.cfg.in_dim = a->rows * a->cols;
     m.cfg.n_encoder = m.cfg.n_decoder = a->n_hidden;
     for (int i = 0; i < a->n_hidden; i++) {
-        m.cfg.encoder[i] = (struct layer_spec){LAYER_DENSE, a->hidden[i]};
+        m.cfg.encoder[i] = (struct layer_spec){.kind = LAYER_DENSE, .units = a->hidden[i]};
         m.cfg.decoder[a->n_hidden - 1 - i] = m.cfg.encoder[i];
     }
     m.cfg.latent = a->latent;

@@ -1,0 +1,54 @@
+// Pictures drawn with cairo (text in DejaVu Sans): the learning curves of a metrics.csv and the
+// latent space by class. PNGs are written whole or not at all (atomic_file).
+#ifndef CLVAE_PLOT_H
+#define CLVAE_PLOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#define PLOT_CURVES_WIDTH 1500
+#define PLOT_CURVES_HEIGHT 480
+#define PLOT_SCATTER_WIDTH 1000
+#define PLOT_SCATTER_HEIGHT 800
+
+// The colour of class c of n (RGB in [0, 1]): Tableau 10 up to 10 classes, which stays apart for
+// colour-blind readers; beyond 10, n hues evenly around the colour wheel.
+void plot_class_colour(int c, int n, double rgb[3]);
+
+// The train and test colours of the curves (Okabe-Ito blue and vermilion).
+extern const double plot_train_colour[3], plot_test_colour[3];
+
+// metrics.csv (clvae train's columns; any order, more columns allowed) -> png: three panels,
+// negative ELBO, reconstruction and KL against epoch, train and test, in nats per image.
+// Errors: CLVAE_EXIT_DATA naming the file (missing, empty, a column missing, a value not a finite
+// number, fewer than two epochs unless short_ok: then it returns 1 and draws nothing);
+// CLVAE_EXIT_OUTPUT naming png.
+int plot_curves(const char *metrics_path, const char *png_path, bool short_ok,
+                struct clvae_error *err);
+
+// What plot_scatter draws: n points (x[i], y[i]) of class cls[i] (NULL: all one class), a
+// legend of the class names, axis labels; with thumbs (n, thumb_h, thumb_w) grey bytes, each
+// point is drawn as its small image instead of a dot.
+struct plot_scatter_data {
+    int n;
+    const double *x, *y;
+    const int *cls;
+    int n_classes;
+    const char *const *class_names;
+    const char *x_label, *y_label, *title;
+    const uint8_t *thumbs;
+    int thumb_h, thumb_w;
+};
+
+int plot_scatter(const struct plot_scatter_data *d, const char *png_path, struct clvae_error *err);
+
+// Principal components of data (n, d) row-major, n >= 2, d >= 2, by LAPACKE_dsyev on the
+// covariance: proj (n, 2) the centred data on the first two components, explained[2] their
+// shares of the total variance, components (2, d) the unit vectors (sign: largest entry
+// positive). 0, or -1 when LAPACK fails.
+int plot_pca(const double *data, int n, int d, double *proj, double explained[2],
+             double *components);
+
+#endif
