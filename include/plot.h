@@ -20,6 +20,15 @@ void plot_class_colour(int c, int n, double rgb[3]);
 // The train and test colours of the curves (Okabe-Ito blue and vermilion).
 extern const double plot_train_colour[3], plot_test_colour[3];
 
+// The columns plot_curves reads: epoch, train_neg_elbo, train_rec, train_kl, test_neg_elbo,
+// test_rec, test_kl.
+#define PLOT_METRICS_COLUMNS 7
+
+// path -> *rows (malloc'd, (*n, PLOT_METRICS_COLUMNS)) in file order; errors as plot_curves'
+// (fewer than two rows only unless short_ok).
+int plot_read_metrics(const char *path, bool short_ok, double **rows, int *n,
+                      struct clvae_error *err);
+
 // metrics.csv (clvae train's columns; any order, more columns allowed) -> png: three panels,
 // negative ELBO, reconstruction and KL against epoch, train and test, in nats per image.
 // Errors: CLVAE_EXIT_DATA naming the file (missing, empty, a column missing, a value not a finite

@@ -499,9 +499,10 @@ static int load_labels(const char *dir, uint32_t count, uint8_t **labels, int *n
     if (idx_read_labels(path, &lab, err))
         return -1;
     if (lab.count < count) {
+        clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u labels for %u test images", path, lab.count,
+                   count);
         idx_free(&lab);
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u labels for %u test images", path,
-                          lab.count, count);
+        return -1;
     }
     for (uint32_t i = 0; i < count; i++)
         *n_classes = lab.pixels[i] + 1 > *n_classes ? lab.pixels[i] + 1 : *n_classes;

@@ -154,8 +154,8 @@ static void draw_axes(cairo_t *cr, const struct axis *ax, const struct axis *ay,
 
 // ---- learning curves ---------------------------------------------------------------------------
 
-enum { COL_EPOCH, COL_TRAIN, COL_TRAIN_REC, COL_TRAIN_KL, COL_TEST, COL_TEST_REC, COL_TEST_KL,
-       N_COLS };
+enum { COL_EPOCH, COL_TRAIN, COL_TRAIN_REC, COL_TRAIN_KL, COL_TEST, COL_TEST_REC, COL_TEST_KL };
+#define N_COLS PLOT_METRICS_COLUMNS
 static const char *const col_names[N_COLS] = {"epoch",   "train_neg_elbo", "train_rec", "train_kl",
                                               "test_neg_elbo", "test_rec",  "test_kl"};
 
@@ -173,10 +173,8 @@ static void split_csv(char *line, char **fields, int max, int *n)
     }
 }
 
-// metrics_path -> rows (*n, N_COLS) of the columns plot_curves needs, epochs in file order; fewer
-// than two rows are an error unless short_ok (then *n tells).
-static int read_metrics(const char *path, bool short_ok, double **rows, int *n,
-                        struct clvae_error *err)
+int plot_read_metrics(const char *path, bool short_ok, double **rows, int *n,
+                      struct clvae_error *err)
 {
     FILE *fp = fopen(path, "r");
     if (!fp)
@@ -309,7 +307,7 @@ int plot_curves(const char *metrics_path, const char *png_path, bool short_ok,
 {
     double *rows;
     int n;
-    if (read_metrics(metrics_path, short_ok, &rows, &n, err))
+    if (plot_read_metrics(metrics_path, short_ok, &rows, &n, err))
         return -1;
     if (n < 2) {
         free(rows);
