@@ -58,10 +58,13 @@ void clrt_check(int status, const char *call, const char *file, int line);
 // Prints every platform and device with index, name, vendor, type, memory and compute units.
 int clrt_list_devices(FILE *out, struct clvae_error *err);
 
-// Opens platform/device by index; -1 for either picks the default (the first GPU, else the first
-// device), and applies the device's CLBlast tuning. Out-of-range indices fail with a message
-// listing what exists.
-int clrt_open(struct clrt *rt, int platform, int device, bool profiling, struct clvae_error *err);
+// Opens the device platform and device select: each an index or a part of the name (any case); a
+// device name alone is looked for on every platform. NULL takes $CLVAE_PLATFORM / $CLVAE_DEVICE,
+// and without those the default: the first GPU, else the first device. Applies the device's
+// CLBlast tuning. An index out of range, or a name that matches nothing or more than one, fails
+// (CLVAE_EXIT_DEVICE) with a message listing what exists.
+int clrt_open(struct clrt *rt, const char *platform, const char *device, bool profiling,
+              struct clvae_error *err);
 
 // Applies the CLBlast parameters of data/clblast-tuning.txt whose pattern matches the device's
 // name (unless CLVAE_CLBLAST_TUNING=off); returns how many kernels it tuned.

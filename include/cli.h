@@ -27,9 +27,10 @@ int cli_parse_u64(const char *name, const char *text, uint64_t *out, struct clva
 #define CLI_SOURCE_SHORT "D:p:d:"
 
 // Takes getopt's c and arg when they are one of CLI_SOURCE_OPTIONS: 1 when taken, 0 when c is
-// another option, -1 with err for a bad value.
-int cli_parse_source(int c, const char *arg, int *platform, int *device, const char **data,
-                     struct clvae_error *err);
+// another option, -1 with err for a bad value. --platform and --device are an index (0 to 1000)
+// or a part of the name (clrt_open matches it).
+int cli_parse_source(int c, const char *arg, const char **platform, const char **device,
+                     const char **data, struct clvae_error *err);
 
 // The error for getopt_long's '?' or ':' return, naming the option (argv as given to getopt).
 int cli_bad_option(int c, char **argv, const char *command, struct clvae_error *err);

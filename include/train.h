@@ -9,7 +9,7 @@
 #include "vae.h"
 
 struct train_options {
-    int platform, device; // -1: the default device
+    const char *platform, *device; // index or name; NULL: $CLVAE_PLATFORM/DEVICE, the default
     const char *data_dir, *out_dir;
     int epochs, batch;
     double lr, beta;

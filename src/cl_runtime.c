@@ -1,5 +1,6 @@
 #include "cl_runtime.h"
 
+#include <ctype.h>
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,8 @@ extern const char *const clvae_tuning_sources[];
 const char *clrt_error_name(int status)
 {
     switch (status) {
-#define NAME(code) \
-    case code:     \
-        return #code
+#define NAME(code)                                                                                 \
+    case code: return #code
         NAME(CL_SUCCESS);
         NAME(CL_DEVICE_NOT_FOUND);
         NAME(CL_DEVICE_NOT_AVAILABLE);
@@ -108,8 +108,7 @@ const char *clrt_error_name(int status)
         NAME(CLBlastUnknownError);
         NAME(CLBlastUnexpectedError);
 #undef NAME
-    default:
-        return "an unknown OpenCL status";
+    default: return "an unknown OpenCL status";
     }
 }
 
@@ -190,7 +189,8 @@ static void print_device_table(FILE *out, cl_platform_id *platforms, cl_uint n_p
             device_string(devices[d], CL_DEVICE_NAME, name, sizeof name);
             device_string(devices[d], CL_DEVICE_VENDOR, vendor, sizeof vendor);
             CL_CHECK(clGetDeviceInfo(devices[d], CL_DEVICE_TYPE, sizeof type, &type, NULL));
-            CL_CHECK(clGetDeviceInfo(devices[d], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL));
+            CL_CHECK(
+                clGetDeviceInfo(devices[d], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL));
             CL_CHECK(clGetDeviceInfo(devices[d], CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units,
                                      NULL));
             fprintf(out, "  device %u: %s (%s), %s, %.1f GiB, %u compute units\n", d, name, vendor,
@@ -228,7 +228,45 @@ static int fail_listing(struct clvae_error *err, const char *reason, cl_platform
     return clvae_fail(err, CLVAE_EXIT_DEVICE, "%s; these exist:\n%s", reason, table);
 }
 
-int clrt_open(struct clrt *rt, int platform, int device, bool profiling, struct clvae_error *err)
+// Whether name contains part, ignoring ASCII case.
+static bool name_has(const char *name, const char *part)
+{
+    size_t n = strlen(part);
+    for (; *name; name++) {
+        size_t i = 0;
+        while (i < n && name[i] &&
+               tolower((unsigned char)name[i]) == tolower((unsigned char)part[i]))
+            i++;
+        if (i == n)
+            return true;
+    }
+    return false;
+}
+
+// The selector for option: the command line's, else the environment's (CLVAE_PLATFORM or
+// CLVAE_DEVICE, named so in messages), else NULL.
+static const char *selector(const char *given, const char *env, const char *option,
+                            const char **source)
+{
+    const char *v = given;
+    *source = option;
+    if (!v || !*v) {
+        v = getenv(env);
+        *source = env;
+    }
+    return v && *v ? v : NULL;
+}
+
+static bool all_digits(const char *s)
+{
+    for (; *s; s++)
+        if (!isdigit((unsigned char)*s))
+            return false;
+    return true;
+}
+
+int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel, bool profiling,
+              struct clvae_error *err)
 {
     memset(rt, 0, sizeof *rt);
     cl_platform_id platforms[16];
@@ -237,7 +275,52 @@ int clrt_open(struct clrt *rt, int platform, int device, bool profiling, struct 
         return -1;
     cl_device_id devices[16];
     cl_uint n_devices = 0;
-    char reason[160];
+    char reason[256], name[128];
+    const char *p_src, *d_src;
+    const char *psel = selector(platform_sel, "CLVAE_PLATFORM", "--platform", &p_src);
+    const char *dsel = selector(device_sel, "CLVAE_DEVICE", "--device", &d_src);
+    int platform = -1, device = -1;
+    if (psel && all_digits(psel)) {
+        platform = atoi(psel);
+        if ((cl_uint)platform >= n_platforms) {
+            snprintf(reason, sizeof reason, "%s %s: no such platform", p_src, psel);
+            return fail_listing(err, reason, platforms, n_platforms);
+        }
+    } else if (psel) {
+        int found = 0;
+        for (cl_uint p = 0; p < n_platforms; p++) {
+            CL_CHECK(clGetPlatformInfo(platforms[p], CL_PLATFORM_NAME, sizeof name, name, NULL));
+            name[sizeof name - 1] = '\0';
+            if (name_has(name, psel))
+                platform = (int)p, found++;
+        }
+        if (found != 1) {
+            snprintf(reason, sizeof reason, "%s %s: matches %s platform's name", p_src, psel,
+                     found ? "more than one" : "no");
+            return fail_listing(err, reason, platforms, n_platforms);
+        }
+    }
+    if (dsel && !all_digits(dsel)) {
+        // A name: on the chosen platform, else on any, exactly one device.
+        int found = 0;
+        for (cl_uint p = 0; p < n_platforms; p++) {
+            if (platform >= 0 && (int)p != platform)
+                continue;
+            n_devices = get_devices(platforms[p], devices, 16);
+            for (cl_uint d = 0; d < n_devices; d++) {
+                device_string(devices[d], CL_DEVICE_NAME, name, sizeof name);
+                if (name_has(name, dsel))
+                    platform = (int)p, device = (int)d, found++;
+            }
+        }
+        if (found != 1) {
+            snprintf(reason, sizeof reason, "%s %s: matches %s device's name", d_src, dsel,
+                     found ? "more than one" : "no");
+            return fail_listing(err, reason, platforms, n_platforms);
+        }
+    } else if (dsel) {
+        device = atoi(dsel);
+    }
     if (platform < 0 && device < 0) {
         // The first GPU of any platform, else the first device of any platform.
         for (int want_gpu = 1; want_gpu >= 0 && platform < 0; want_gpu--) {
@@ -261,13 +344,9 @@ int clrt_open(struct clrt *rt, int platform, int device, bool profiling, struct 
         platform = 0;
     if (device < 0)
         device = 0;
-    if ((cl_uint)platform >= n_platforms) {
-        snprintf(reason, sizeof reason, "--platform %d: no such platform", platform);
-        return fail_listing(err, reason, platforms, n_platforms);
-    }
     n_devices = get_devices(platforms[platform], devices, 16);
     if ((cl_uint)device >= n_devices) {
-        snprintf(reason, sizeof reason, "--device %d: no such device on platform %d", device,
+        snprintf(reason, sizeof reason, "%s %d: no such device on platform %d", d_src, device,
                  platform);
         return fail_listing(err, reason, platforms, n_platforms);
     }
@@ -495,8 +574,7 @@ void clrt_profile_print(struct clrt *rt, FILE *out, double wall_seconds)
         fputc('\n', out);
     }
     fprintf(out, "%-34s %8s %10.1f %9s %6.1f%%   (of %.2f s wall)\n", "device total", "",
-            1e3 * total, "", wall_seconds > 0 ? 100.0 * total / wall_seconds : 0.0,
-            wall_seconds);
+            1e3 * total, "", wall_seconds > 0 ? 100.0 * total / wall_seconds : 0.0, wall_seconds);
 }
 
 void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *global,
@@ -584,9 +662,9 @@ size_t clrt_gemm_temp_size(struct clrt *rt, bool ta, bool tb, size_t m, size_t n
                            size_t lda, size_t ldb, size_t ldc)
 {
     size_t bytes = 0;
-    CL_CHECK(CLBlastSGemmTempBufferSize(
-        CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
-        tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 0, lda, 0, ldb, 0, ldc, &rt->queue,
-        &bytes));
+    CL_CHECK(CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor,
+                                        ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+                                        tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 0,
+                                        lda, 0, ldb, 0, ldc, &rt->queue, &bytes));
     return bytes;
 }

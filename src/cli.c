@@ -50,13 +50,27 @@ int cli_parse_u64(const char *name, const char *text, uint64_t *out, struct clva
     return 0;
 }
 
-int cli_parse_source(int c, const char *arg, int *platform, int *device, const char **data,
-                     struct clvae_error *err)
+// An index (digits, 0 to 1000) or a name's part (anything else but empty) for option.
+static int parse_selector(const char *option, const char *arg, const char **out,
+                          struct clvae_error *err)
+{
+    int index;
+    if (arg[0] == '\0')
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: empty (an index or a part of the name)",
+                          option);
+    if (isdigit((unsigned char)arg[0]) && cli_parse_int(option, arg, 0, 1000, &index, err))
+        return -1;
+    *out = arg;
+    return 1;
+}
+
+int cli_parse_source(int c, const char *arg, const char **platform, const char **device,
+                     const char **data, struct clvae_error *err)
 {
     switch (c) {
     case 'D': *data = arg; return 1;
-    case 'p': return cli_parse_int("--platform", arg, 0, 1000, platform, err) ? -1 : 1;
-    case 'd': return cli_parse_int("--device", arg, 0, 1000, device, err) ? -1 : 1;
+    case 'p': return parse_selector("--platform", arg, platform, err);
+    case 'd': return parse_selector("--device", arg, device, err);
     }
     return 0;
 }

@@ -132,7 +132,7 @@ void iwae_bound(struct iwae *iw, int rows, uint64_t first_image, uint64_t seed, 
 struct eval_options {
     const char *model, *data_dir, *csv;
     int k, images; // images: the first N test images; 0 for all
-    int platform, device;
+    const char *platform, *device;
     uint64_t seed;
 };
 
@@ -143,8 +143,6 @@ static void eval_defaults(struct eval_options *opt)
     memset(opt, 0, sizeof *opt);
     opt->data_dir = train.data_dir;
     opt->k = 1000;
-    opt->platform = -1;
-    opt->device = -1;
     opt->seed = 1;
 }
 
@@ -169,8 +167,10 @@ static void print_eval_usage(FILE *out)
             "  -n, --images N     evaluate the first N test images only         [all]\n"
             "  -c, --csv FILE     also write the figures to FILE: a header and one row\n"
             "  -s, --seed N       seed of the sampling noise                    [%llu]\n"
-            "  -p, --platform N   OpenCL platform index (see `clvae devices`) [first with a GPU]\n"
-            "  -d, --device N     device index within the platform           [first GPU, else 0]\n"
+            "  -p, --platform P   OpenCL platform: an index (see `clvae devices`) or a part of\n"
+            "                     its name; default $CLVAE_PLATFORM, else the first with a GPU\n"
+            "  -d, --device D     device: an index within the platform or a part of its name;\n"
+            "                     default $CLVAE_DEVICE, else the first GPU, else 0\n"
             "  -h, --help         show this help\n",
             d.data_dir, EVAL_MAX_K, d.k, (unsigned long long)d.seed);
 }

@@ -23,7 +23,8 @@
 // The options of the image subcommands; each uses the ones its usage lists.
 struct image_options {
     const char *model, *out, *data, *each, *raw;
-    int platform, device, n, cols, from, to, steps;
+    const char *platform, *device;
+    int n, cols, from, to, steps;
     bool images;
     double temperature, range;
     uint64_t seed;
@@ -89,7 +90,6 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
-    o->platform = o->device = -1;
     o->data = "/usr/share/datasets/fashion-mnist";
     o->temperature = 1.0;
     o->seed = 1;

@@ -2,7 +2,8 @@
 
 #include <string.h>
 
-int model_io_open(struct model_io *m, const char *path, int platform, int device, int max_rows,
+int model_io_open(struct model_io *m, const char *path, const char *platform, const char *device,
+                  int max_rows,
                   struct clvae_error *err)
 {
     memset(m, 0, sizeof *m);

@@ -41,8 +41,6 @@ static void request_stop(int sig)
 void train_defaults(struct train_options *opt)
 {
     memset(opt, 0, sizeof *opt);
-    opt->platform = -1;
-    opt->device = -1;
     opt->data_dir = "/usr/share/datasets/fashion-mnist";
     opt->out_dir = "out";
     opt->epochs = 30;

@@ -226,8 +226,8 @@ def test_usage():
         "--hidden": ["0", "", "12,,3", "a", ",3", "3,", "3,a", "-4", "65537",
                      ",".join(["4"] * 9), ",".join(["4"] * 40)],
         "--seed": ["-1", "abc", "", "18446744073709551616", " -1"],
-        "--platform": ["x", "-1", "1001"],
-        "--device": ["x", "-1", "1001"],
+        "--platform": ["", "1001", "99999999999"],
+        "--device": ["", "1001", "99999999999"],
     }
     for option, values in bad_values.items():
         for v in values:
@@ -404,6 +404,25 @@ def test_device(listing):
         expect_error(f"{option} 7: no such {option[2:]}",
                      ["train", "--data", good, "--out", out, option, "7"], EXIT_DEVICE,
                      [f"{option} 7"] + listing, out=out, one_line=False)
+    # Names: a part of the name, any case; one that matches nothing lists what exists; the
+    # environment's CLVAE_PLATFORM / CLVAE_DEVICE stand in for the options, which win over them.
+    for option in ("--device", "--platform"):
+        out = fresh_out()
+        expect_error(f"{option} nosuchname: matches no name", ["train", "--data", good, "--out",
+                     out, option, "nosuchname"], EXIT_DEVICE, [f"{option} nosuchname", "no"]
+                     + listing, out=out, one_line=False)
+    for env_name in ("CLVAE_PLATFORM", "CLVAE_DEVICE"):
+        out = fresh_out()
+        expect_error(f"{env_name}=nosuchname", ["train", "--data", good, "--out", out],
+                     EXIT_DEVICE, [env_name, "nosuchname"] + listing, out=out, one_line=False,
+                     env={env_name: "nosuchname"})
+    first_platform = listing[0].split(": ", 1)[1] if listing else ""
+    part = first_platform.split()[0].upper() if first_platform else "x"
+    out = fresh_out()
+    r = run(["train", "--data", good, "--out", out, "--epochs", "1", "--platform", part,
+             "--device", "0"], env={"CLVAE_PLATFORM": "nosuchname"})
+    check(f"--platform {part} (a part of '{first_platform}', other case) selects it, over "
+          "CLVAE_PLATFORM", r.rc == 0 and first_platform in r.out, r.describe())
     empty_vendors = os.path.join(TMP, "no-icd-vendors")
     os.makedirs(empty_vendors)
     env = {"OCL_ICD_VENDORS": empty_vendors, "OCL_ICD_FILENAMES": ""}
@@ -473,8 +492,9 @@ def test_good_runs():
         check(f"{name}: PNG of {tile_w}x{tile_h} (8 tiles of {COLS}x{ROWS} a row, 2 px padding)",
               size == (tile_w, tile_h), why)
     expected = sorted(["metrics.csv", "samples_epoch001.png", "samples_epoch002.png",
-                       "reconstructions_epoch001.png", "reconstructions_epoch002.png"])
-    check("good run: OUT holds exactly metrics.csv and the four PNGs",
+                       "reconstructions_epoch001.png", "reconstructions_epoch002.png",
+                       "curves.png"])
+    check("good run: OUT holds exactly metrics.csv, the four grids and curves.png",
           files_under(out_a) == expected, f"{files_under(out_a)}")
 
     b = run(base + ["--out", out_b, "--seed", "7", "--quiet"])
@@ -486,7 +506,7 @@ def test_good_runs():
           f"{without_timing(rows)} vs {without_timing(rows_b)}")
     same_png = all(open(os.path.join(out_a, n), "rb").read()
                    == open(os.path.join(out_b, n), "rb").read()
-                   for n in expected[1:] if os.path.exists(os.path.join(out_b, n)))
+                   for n in expected if n.endswith(".png") and os.path.exists(os.path.join(out_b, n)))
     check("same --seed: identical PNGs", b.rc == EXIT_OK and same_png, "images differ")
 
     c = run(base + ["--out", out_c, "--seed", "8", "--quiet"])

@@ -177,7 +177,7 @@ void tu_die_on(int status, const struct clvae_error *err)
 void tu_open_device(struct clrt *rt)
 {
     struct clvae_error err;
-    tu_die_on(clrt_open(rt, -1, -1, false, &err) || clrt_build(rt, &err), &err);
+    tu_die_on(clrt_open(rt, NULL, NULL, false, &err) || clrt_build(rt, &err), &err);
     printf("%s: on %s (%s)\n", test_name, rt->device_name, rt->platform_name);
 }
 
