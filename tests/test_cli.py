@@ -290,7 +290,7 @@ def test_help():
           r.describe())
     # src/train.c train_defaults: every option and the default its line shows.
     defaults = {
-        "--platform": "[first with a GPU]", "--device": "[first GPU, else 0]",
+        "--platform": "else the first with a GPU", "--device": "else the first GPU, else 0",
         "--data": "[/usr/share/datasets/fashion-mnist]", "--out": "[out]", "--epochs": "[30]",
         "--batch": "[256]", "--lr": "[0.001]", "--hidden": "[128]", "--latent": "[10]",
         "--beta": "[1]", "--seed": "[1]", "--quiet": "", "--help": "",
