@@ -55,8 +55,9 @@ const char *clrt_error_name(int status);
 void clrt_check(int status, const char *call, const char *file, int line);
 #define CL_CHECK(call) clrt_check((int)(call), #call, __FILE__, __LINE__)
 
-// Prints every platform and device with index, name, vendor, type, memory and compute units.
-int clrt_list_devices(FILE *out, struct clvae_error *err);
+// Prints every platform and device with index, name, vendor, type, memory and compute units;
+// verbose adds each device's version, driver and limits and what clvae will use there.
+int clrt_list_devices(FILE *out, bool verbose, struct clvae_error *err);
 
 // Opens the device platform and device select: each an index or a part of the name (any case); a
 // device name alone is looked for on every platform. NULL takes $CLVAE_PLATFORM / $CLVAE_DEVICE,

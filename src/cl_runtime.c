@@ -170,7 +170,52 @@ static void device_string(cl_device_id device, cl_device_info what, char *buf, s
 }
 
 // "platform P device D: name (vendor), type, memory, compute units" for each device.
-static void print_device_table(FILE *out, cl_platform_id *platforms, cl_uint n_platforms)
+static int tuning_lines(const char *device_name, cl_device_id device, char *first);
+
+// What clvae reads of a device and what it will use there, for clvae devices --verbose.
+static void print_device_details(FILE *out, cl_device_id device, const char *name,
+                                 cl_device_type type, cl_uint units)
+{
+    char version[128], driver[128], first[64] = "";
+    cl_ulong max_alloc, local_mem;
+    size_t max_wg;
+    cl_uint align, doubles;
+    cl_bool images;
+    device_string(device, CL_DEVICE_VERSION, version, sizeof version);
+    device_string(device, CL_DRIVER_VERSION, driver, sizeof driver);
+    CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc,
+                             NULL));
+    CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local_mem, &local_mem, NULL));
+    CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_wg, &max_wg, NULL));
+    CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align, &align, NULL));
+    CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_DOUBLE, sizeof doubles,
+                             &doubles, NULL));
+    CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_IMAGE_SUPPORT, sizeof images, &images, NULL));
+    fprintf(out, "    %s, driver %s\n", version, driver);
+    fprintf(out,
+            "    largest allocation %.2f GiB, work-groups up to %zu, local memory %llu KiB, "
+            "buffer alignment %u bits, doubles %s, images %s\n",
+            (double)max_alloc / (1024.0 * 1024.0 * 1024.0), max_wg,
+            (unsigned long long)(local_mem / 1024), align, doubles ? "yes" : "no",
+            images ? "yes" : "no");
+    bool cpu = type & CL_DEVICE_TYPE_CPU;
+    int tuned = tuning_lines(name, NULL, first);
+    const char *env = getenv("CLVAE_CLBLAST_TUNING");
+    bool off = env && !strcmp(env, "off");
+    fprintf(out,
+            "    clvae uses: bias gradients in %s; row sums in work-groups of %s; buffers up to "
+            "the largest allocation; CLBlast parameters %s%s%s%s\n",
+            cpu ? "one pass (a work-item a column)" : "parts filling 256 work-items a compute unit",
+            cpu ? "1 (a CPU runs them one after another)" : "up to 256 (a power of two)",
+            off ? "from CLBlast's own database (CLVAE_CLBLAST_TUNING=off)"
+                : tuned ? "of data/clblast-tuning.txt, entry '"
+                        : "from CLBlast's own database (no entry in data/clblast-tuning.txt)",
+            !off && tuned ? first : "", !off && tuned ? "'" : "",
+            units ? "" : " (no compute units reported)");
+}
+
+static void print_device_table(FILE *out, cl_platform_id *platforms, cl_uint n_platforms,
+                               bool verbose)
 {
     for (cl_uint p = 0; p < n_platforms; p++) {
         char pname[128];
@@ -195,17 +240,19 @@ static void print_device_table(FILE *out, cl_platform_id *platforms, cl_uint n_p
                                      NULL));
             fprintf(out, "  device %u: %s (%s), %s, %.1f GiB, %u compute units\n", d, name, vendor,
                     device_type_name(type), (double)mem / (1024.0 * 1024.0 * 1024.0), units);
+            if (verbose)
+                print_device_details(out, devices[d], name, type, units);
         }
     }
 }
 
-int clrt_list_devices(FILE *out, struct clvae_error *err)
+int clrt_list_devices(FILE *out, bool verbose, struct clvae_error *err)
 {
     cl_platform_id platforms[16];
     cl_uint n_platforms;
     if (get_platforms(platforms, 16, &n_platforms, err))
         return -1;
-    print_device_table(out, platforms, n_platforms);
+    print_device_table(out, platforms, n_platforms, verbose);
     return 0;
 }
 
@@ -216,7 +263,7 @@ static int fail_listing(struct clvae_error *err, const char *reason, cl_platform
     char table[CLVAE_ERROR_MAX - 200];
     FILE *mem = fmemopen(table, sizeof table, "w");
     if (mem) {
-        print_device_table(mem, platforms, n_platforms);
+        print_device_table(mem, platforms, n_platforms, false);
         fclose(mem);
         table[sizeof table - 1] = '\0';
         size_t len = strlen(table);
@@ -382,11 +429,10 @@ int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel,
     return 0;
 }
 
-int clrt_tune_clblast(struct clrt *rt)
+// The lines of data/clblast-tuning.txt whose pattern matches device_name: applied to device
+// unless it is NULL; returns how many matched, and the first one's pattern in first (64 bytes).
+static int tuning_lines(const char *device_name, cl_device_id device, char *first)
 {
-    const char *env = getenv("CLVAE_CLBLAST_TUNING");
-    if (env && !strcmp(env, "off"))
-        return 0;
     int tuned = 0;
     const char *text = clvae_tuning_sources[0];
     while (*text) {
@@ -397,7 +443,11 @@ int clrt_tune_clblast(struct clrt *rt)
         line[strcspn(line, "#")] = '\0';
         char *save = NULL, *pattern = strtok_r(line, " \t", &save);
         char *kernel = pattern ? strtok_r(NULL, " \t", &save) : NULL;
-        if (!kernel || fnmatch(pattern, rt->device_name, 0) != 0)
+        if (!kernel || fnmatch(pattern, device_name, 0) != 0)
+            continue;
+        if (tuned++ == 0 && first)
+            snprintf(first, 64, "%s", pattern);
+        if (!device)
             continue;
         const char *names[32];
         size_t values[32], n = 0;
@@ -409,11 +459,18 @@ int clrt_tune_clblast(struct clrt *rt)
             names[n] = tok;
             values[n++] = strtoul(eq + 1, NULL, 10);
         }
-        CL_CHECK(CLBlastOverrideParameters(rt->device, kernel, CLBlastPrecisionSingle, n, names,
+        CL_CHECK(CLBlastOverrideParameters(device, kernel, CLBlastPrecisionSingle, n, names,
                                            values));
-        tuned++;
     }
     return tuned;
+}
+
+int clrt_tune_clblast(struct clrt *rt)
+{
+    const char *env = getenv("CLVAE_CLBLAST_TUNING");
+    if (env && !strcmp(env, "off"))
+        return 0;
+    return tuning_lines(rt->device_name, rt->device, NULL);
 }
 
 int clrt_build(struct clrt *rt, struct clvae_error *err)

@@ -184,15 +184,17 @@ int main(int argc, char **argv)
     int rc;
     if (!strcmp(cmd, "devices")) {
         if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
-            printf("usage: clvae devices\n\nLists every OpenCL platform and device with the "
-                   "indices that --platform and --device take.\n");
+            printf("usage: clvae devices [--verbose]\n\nLists every OpenCL platform and device "
+                   "with the indices that --platform and --device take; --verbose adds each\n"
+                   "device's version, driver and limits and what clvae will use there.\n");
             return CLVAE_EXIT_OK;
         }
-        if (argc > 2) {
-            clvae_fail(&err, CLVAE_EXIT_USAGE, "devices: unexpected argument '%s'", argv[2]);
+        bool verbose = argc == 3 && (!strcmp(argv[2], "--verbose") || !strcmp(argv[2], "-v"));
+        if (argc > 3 || (argc == 3 && !verbose)) {
+            clvae_fail(&err, CLVAE_EXIT_USAGE, "devices: unexpected argument '%s'", argv[argc - 1]);
             rc = -1;
         } else {
-            rc = clrt_list_devices(stdout, &err);
+            rc = clrt_list_devices(stdout, verbose, &err);
         }
     } else if (!strcmp(cmd, "train")) {
         struct train_options opt;

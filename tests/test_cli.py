@@ -393,6 +393,13 @@ def list_devices():
     r = run(["devices"])
     check("clvae devices: exit 0, lists platform 0",
           r.rc == EXIT_OK and r.out.startswith("platform 0:") and not r.err, r.describe())
+    v = run(["devices", "--verbose"])
+    devices = sum(1 for line in r.out.splitlines() if line.startswith("  device "))
+    check("clvae devices --verbose: the version, limits and what clvae uses, for every device",
+          v.rc == EXIT_OK and v.out.count("clvae uses:") == devices
+          and v.out.count("    largest allocation") == devices and "CLBlast parameters" in v.out,
+          v.describe())
+    expect_error("devices --bogus", ["devices", "--bogus"], EXIT_USAGE, ["--bogus"])
     return [line for line in r.out.splitlines() if line.strip()]
 
 
