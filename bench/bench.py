@@ -5,7 +5,9 @@ PyTorch is importable, runs ../shared/reference/torch_vae.py (torch_conv_vae.py)
 model, batch and data in the same run, alternating the two, and prints medians and the ratio.
 
 Usage: python3 bench/bench.py [--model mlp|conv] [--epochs N] [--rounds R] [--device-args "..."]
-                              [--no-torch]
+                              [--no-torch] [--exe CLVAE]
+       python3 bench/bench.py --gpu-table [--epochs N] [--exe CLVAE] [--device-args "..."]
+(--gpu-table: the table of issue 8 on an NVIDIA GPU, clvae against PyTorch --device cuda.)
 
 Prints: steady-state seconds per epoch (median of the epochs after each run's first, with min and
 max), training images per second, the time from launch to the first finished training step with
@@ -25,8 +27,14 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference", "torch_vae.py")
-CONV_REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference", "torch_conv_vae.py")
+# The PyTorch references: ../shared/reference beside the checkout, shared/ inside it, or the
+# copies in .gpu/reference that bench/gpu_bundle.sh packs for a GPU machine.
+REFERENCE_DIR = next((d for d in (os.path.join(os.path.dirname(ROOT), "shared", "reference"),
+                                  os.path.join(ROOT, "shared", "reference"),
+                                  os.path.join(ROOT, ".gpu", "reference")) if os.path.isdir(d)),
+                     os.path.join(os.path.dirname(ROOT), "shared", "reference"))
+REFERENCE = os.path.join(REFERENCE_DIR, "torch_vae.py")
+CONV_REFERENCE = os.path.join(REFERENCE_DIR, "torch_conv_vae.py")
 # What each model is, for clvae and for its PyTorch reference.
 MODELS = {
     "mlp": ("default model 784-128-10", [], REFERENCE),
@@ -83,6 +91,51 @@ def torch_run(py, reference, epochs):
     return [float(m) for m in re.findall(r"epoch \d+ ([0-9.]+)s", out)], rss
 
 
+# The GPU table of issue 8: (label, clvae options, torch_vae.py / torch_conv_vae.py options).
+GPU_TABLE = [
+    ("seed model, batch 256", ["--batch", "256"], ["--batch", "256"]),
+    ("batch 1024", ["--batch", "1024"], ["--batch", "1024"]),
+    ("batch 4096", ["--batch", "4096"], ["--batch", "4096"]),
+    ("batch 16384", ["--batch", "16384"], ["--batch", "16384"]),
+    ("--hidden 1024,1024, batch 1024", ["--hidden", "1024,1024", "--batch", "1024"],
+     ["--hidden", "1024,1024", "--batch", "1024"]),
+    ("--hidden 8192,8192, batch 1024", ["--hidden", "8192,8192", "--batch", "1024"],
+     ["--hidden", "8192,8192", "--batch", "1024"]),
+    ("conv reference, batch 256", ["--encoder", "conv:32,conv:64,dense:256", "--latent", "10"],
+     None),
+]
+
+
+def gpu_table(exe, epochs, device_args):
+    """Issue 8's table on a GPU: clvae (on the device device_args picks, default the first GPU)
+    and PyTorch with --device cuda, alternating row by row on one machine; prints img/s and the
+    ratio. A row that fails prints its error and goes on."""
+    py = torch_python()
+    print("| workload | clvae img/s | PyTorch img/s | clvae / PyTorch |")
+    print("| --- | --- | --- | --- |")
+    for label, ours, theirs in GPU_TABLE:
+        reference = CONV_REFERENCE if theirs is None else REFERENCE
+        try:
+            seconds, _, _ = clvae_run(exe, epochs, ours + device_args)
+            ips = N_TRAIN / statistics.median(seconds[1:] or seconds)
+        except SystemExit as e:
+            ips = None
+            print(f"bench: clvae {label}: {e}", file=sys.stderr)
+        tips = None
+        if py:
+            try:
+                out, _, _ = run_measured([py, reference, "--device", "cuda", "--epochs",
+                                          str(epochs)] + (theirs or []))
+                t = [float(m) for m in re.findall(r"epoch \d+ ([0-9.]+)s", out)]
+                tips = N_TRAIN / statistics.median(t[1:] or t)
+            except SystemExit as e:
+                print(f"bench: torch {label}: {e}", file=sys.stderr)
+        cell = lambda v: f"{v / 1e3:,.0f} k" if v else "failed"  # noqa: E731
+        ratio = f"{ips / tips:.2f}" if ips and tips else "-"
+        print(f"| {label} | {cell(ips)} | {cell(tips) if py else 'no torch'} | {ratio} |")
+        sys.stdout.flush()
+
+
 def summary(name, steady):
     med = statistics.median(steady)
     print("%-8s steady-state epoch: median %.3f s (min %.3f, max %.3f, %d epochs); %.0f images/s"
@@ -98,8 +151,16 @@ def main():
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     ap.add_argument("--model", choices=sorted(MODELS), default="mlp",
                     help="the default MLP or the conv reference architecture")
+    ap.add_argument("--gpu-table", action="store_true",
+                    help="issue 8's table on a GPU: every batch size and width against PyTorch "
+                         "--device cuda (--epochs per run, the first dropped)")
+    ap.add_argument("--exe", help="a clvae binary to run instead of building one (on a GPU "
+                                  "machine: .gpu/bin/clvae)")
     a = ap.parse_args()
-    exe = build()
+    exe = a.exe or build()
+    if a.gpu_table:
+        gpu_table(exe, a.epochs, a.device_args.split())
+        return
     what, model_args, reference = MODELS[a.model]
     extra = model_args + a.device_args.split()
     print("bench: %s, %d rounds of %d epochs, %s, batch 256" % (exe, a.rounds, a.epochs, what))

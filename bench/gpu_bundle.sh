@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Packs .gpu/ for an NVIDIA GPU machine without OpenCL packages: ../shared/gpu/bundle.sh (the
+# release build, OpenCL loader, CLBlast, cJSON, libpng, Fashion-MNIST, the references, env.sh),
+# then every other shared library the binary needs that glibc does not provide (cairo and
+# LAPACK bring a dozen: pixman, fontconfig, freetype, X11's client libraries, BLAS, ...), and
+# the DejaVu font. Run from the project's root; then `bash bench/gpu_check.sh` on the GPU machine.
+set -euo pipefail
+[ -f meson.build ] || { echo "gpu_bundle.sh: run it from the project's root" >&2; exit 1; }
+bash ../shared/gpu/bundle.sh
+for lib in $(ldd build-gpu/clvae | awk '$3 ~ /^\// {print $3}'); do
+    case "$(basename "$lib")" in
+    libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) ;;
+    *) [ -e ".gpu/lib/$(basename "$lib")" ] || cp -L "$lib" .gpu/lib/ ;;
+    esac
+done
+mkdir -p .gpu/fonts && cp /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf .gpu/fonts/
+cat >> .gpu/env.sh <<'ENV'
+# cairo finds DejaVu Sans through fontconfig: a configuration naming the carried font.
+mkdir -p /tmp/clvae-fonts && cat > /tmp/clvae-fonts/fonts.conf <<CONF
+<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd">
+<fontconfig><dir>$G/fonts</dir><cachedir>/tmp/clvae-fonts/cache</cachedir></fontconfig>
+CONF
+export FONTCONFIG_FILE=/tmp/clvae-fonts/fonts.conf
+ENV
+du -sh .gpu

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Every GPU check in one run, on the machine the device tool lends, after bench/gpu_bundle.sh
+# packed .gpu/ here: the devices clvae sees, the C tests on the GPU (kernels, gradient checks
+# including the conv model and the two-part bias reduction, IWAE, PCA), and issue 8's table
+# against PyTorch --device cuda (bench/bench.py --gpu-table). Output goes to $OUT (default
+# gpu-out/). Without a GPU it fails cleanly at the first step.
+#   bash bench/gpu_check.sh [EPOCHS]
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+[ -f .gpu/env.sh ] || { echo "gpu_check.sh: no .gpu/ here: run bench/gpu_bundle.sh first" >&2; exit 1; }
+source .gpu/env.sh
+{
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+    "$CLVAE" devices --verbose
+} > "$out/devices.txt" 2>&1
+cat "$out/devices.txt"
+grep -q "platform .*NVIDIA" "$out/devices.txt" || { echo "gpu_check.sh: no NVIDIA platform" >&2; exit 1; }
+export CLVAE_PLATFORM=nvidia
+status=0
+for t in test_kernels test_gradcheck test_iwae test_pca; do
+    timeout 300 ".gpu/bin/$t" > "$out/$t.txt" 2>&1
+    rc=$?
+    echo "$t: exit $rc, $(tail -n 1 "$out/$t.txt")"
+    [ $rc -eq 0 ] || status=1
+done
+timeout 900 python3 bench/bench.py --gpu-table --epochs "${1:-3}" --exe "$CLVAE" \
+    2>"$out/bench-errors.txt" | tee "$out/gpu-table.md"
+exit $status
