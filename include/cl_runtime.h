@@ -36,7 +36,8 @@ struct clrt {
     cl_ulong global_mem, max_alloc;
     size_t max_work_group;
     cl_uint compute_units;
-    size_t reduce_work; // work-items a reduction over rows should fill; 0: one pass (CPUs)
+    size_t reduce_work; // work-items a reduction over rows should fill
+    size_t reduce_min;  // elements below which a reduction over rows runs in one pass
     size_t allocated;   // bytes of device memory created through clrt_buffer
     cl_mem gemm_temp; // CLBlast's scratch, shared by every product (the queue is in order)
     size_t gemm_temp_bytes;

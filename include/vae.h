@@ -115,8 +115,8 @@ void vae_gather(struct vae *vae, cl_mem data, cl_mem index, int start, int rows)
 // "784-128-10": the layer widths of cfg, for messages.
 void vae_describe(const struct vae_config *cfg, char *buf, size_t len);
 
-// How many parts a column reduction of rows x n splits the rows into: 1 on CPUs; on GPUs enough
-// to give vae->bias_work work-items, at least 32 rows a part.
+// How many parts a column reduction of rows x n splits the rows into: enough to give
+// vae->bias_work work-items, at least 32 rows a part; 1 below rt->reduce_min elements.
 int vae_bias_parts(const struct vae *vae, int rows, int n);
 
 // z (rows, latent) -> logits (rows, in_dim) through the decoder alone.

@@ -138,7 +138,8 @@ static void columns(struct vae *vae, const struct layer *l, cl_kernel k, cl_mem 
     KARG(k, a++, l->spec.stride);
     KARG(k, a++, l->spec.pad);
     size_t kk = (size_t)l->spec.kernel * l->spec.kernel;
-    size_t global[2] = {k == l->k_im2col ? kk * img.c : (size_t)img.c,
+    // conv_col2im's work-items take COL2IM_CHANNELS (16) channels each (cl/conv.cl).
+    size_t global[2] = {k == l->k_im2col ? kk : ((size_t)img.c + 15) / 16,
                         (size_t)rows *
                             (k == l->k_im2col ? (size_t)grid.h * grid.w : (size_t)img.h * img.w)};
     clrt_launch(vae->rt, k, 2, global, NULL);

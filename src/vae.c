@@ -505,7 +505,7 @@ void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
 
 int vae_bias_parts(const struct vae *vae, int rows, int n)
 {
-    if (vae->bias_work == 0)
+    if (vae->bias_work == 0 || (size_t)rows * (size_t)n < vae->rt->reduce_min)
         return 1;
     size_t want = (vae->bias_work + (size_t)n - 1) / (size_t)n;
     size_t most = ((size_t)rows + 31) / 32;

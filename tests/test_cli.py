@@ -523,6 +523,26 @@ def test_good_runs():
           c.describe() + f"; {without_timing(rows_c)}")
 
 
+def run_suite(name, body):
+    """The main of a test script: CLVAE must be an executable; body() runs with a fresh TMP,
+    checked for stray temporary files and removed after; prints the summary line and returns the
+    exit status."""
+    global TMP
+    if not os.access(CLVAE, os.X_OK):
+        print(f"{name}: FAIL {CLVAE} is not an executable (set CLVAE)")
+        print("0 passed, 1 failed")
+        return 1
+    TMP = tempfile.mkdtemp(prefix=f"clvae-{name}-")
+    try:
+        body()
+        stray = stray_temporaries(TMP)
+        check("no stray .tmp files after all runs", not stray, f"{stray}")
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def main():
     global TMP
     if not os.access(CLVAE, os.X_OK):

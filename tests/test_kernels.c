@@ -367,7 +367,7 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P)
         KARG(k, a++, K);
         KARG(k, a++, S);
         KARG(k, a++, P);
-        size_t global[2] = {pass == 0 ? (size_t)kkc : (size_t)C,
+        size_t global[2] = {pass == 0 ? (size_t)K * K : ((size_t)C + 15) / 16,
                             (size_t)rows * (pass == 0 ? (size_t)GH * GW : (size_t)H * W)};
         clrt_launch(&rt, k, 2, global, NULL);
         clReleaseKernel(k);

@@ -8,12 +8,10 @@ Run as `CLVAE=path/to/clvae python3 tests/test_models.py` (the helpers are test_
 """
 import os
 import re
-import shutil
 import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -218,12 +216,7 @@ def test_numpy_decoder(model):
 
 
 def main():
-    if not os.access(cli.CLVAE, os.X_OK):
-        print(f"models: FAIL {cli.CLVAE} is not an executable (set CLVAE)")
-        print("0 passed, 1 failed")
-        return 1
-    cli.TMP = tempfile.mkdtemp(prefix="clvae-models-")
-    try:
+    def body():
         data = cli.data_dir("good", train=cli.TRAIN_GZ, test=cli.TEST_IMAGES)
         model = test_resume_equals_uninterrupted(data)
         test_subcommands(model, data)
@@ -232,12 +225,7 @@ def main():
         test_subcommands(conv, data)
         test_numpy_decoder(conv)
         test_interrupt()
-        stray = cli.stray_temporaries(cli.TMP)
-        cli.check("no stray .tmp files after all runs", not stray, f"{stray}")
-    finally:
-        shutil.rmtree(cli.TMP, ignore_errors=True)
-    print(f"{cli.passed} passed, {cli.failed} failed")
-    return 1 if cli.failed else 0
+    return cli.run_suite("models", body)
 
 
 if __name__ == "__main__":

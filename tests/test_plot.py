@@ -6,10 +6,8 @@ PNGs decoded here (RGB, every PNG filter) for pixel checks that fail when nothin
 Run as `CLVAE=path/to/clvae python3 tests/test_plot.py`.
 """
 import os
-import shutil
 import struct
 import sys
-import tempfile
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -193,20 +191,10 @@ def test_scatter():
 
 
 def main():
-    if not os.access(cli.CLVAE, os.X_OK):
-        print(f"plot: FAIL {cli.CLVAE} is not an executable (set CLVAE)")
-        print("0 passed, 1 failed")
-        return 1
-    cli.TMP = tempfile.mkdtemp(prefix="clvae-plot-")
-    try:
+    def body():
         test_curves()
         test_scatter()
-        stray = cli.stray_temporaries(cli.TMP)
-        cli.check("no stray .tmp files", not stray, f"{stray}")
-    finally:
-        shutil.rmtree(cli.TMP, ignore_errors=True)
-    print(f"{cli.passed} passed, {cli.failed} failed")
-    return 1 if cli.failed else 0
+    return cli.run_suite("plot", body)
 
 
 if __name__ == "__main__":
