@@ -9,7 +9,8 @@ set -euo pipefail
 bash ../shared/gpu/bundle.sh
 for lib in $(ldd build-gpu/clvae | awk '$3 ~ /^\// {print $3}'); do
     case "$(basename "$lib")" in
-    libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) ;;
+    # glibc's, and the C++ runtime a newer image has newer (the driver may need its version).
+    libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*|libstdc++.so.*|libgcc_s.so.*) ;;
     *) [ -e ".gpu/lib/$(basename "$lib")" ] || cp -L "$lib" .gpu/lib/ ;;
     esac
 done
