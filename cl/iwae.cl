@@ -35,22 +35,22 @@ __kernel void iwae_sample(__global const float *ml, __global float *z, __global 
     log_w[p] = log_ratio;
 }
 
-// logits (rows, dim) of chunk rows p = first + r; x (images, dim) the batch's pixels in [0, 1] ->
-// log_w[p] -= sum over pixels of the binary cross-entropy of logits against x's row image0 + p / k
-// (bernoulli_nll, as in training), so log_w[p] gains log p(x|z). One work-group a row;
-// partial holds one float per work-item (a power of two, 1 on CPUs).
-__kernel void iwae_log_likelihood(__global const float *logits, __global const float *x,
+// out (rows, out_dim) the decoder's output for chunk rows p = first + r; x (images, dim) the
+// batch's pixels in [0, 1] -> log_w[p] -= sum over pixels of pixel_nll (as in training) against
+// x's row image0 + p / k, so log_w[p] gains log p(x|z). kind, channels: the likelihood's
+// (pixel_nll). One work-group a row; partial holds one float per work-item (a power of two, 1 on
+// CPUs).
+__kernel void iwae_log_likelihood(__global const float *out, __global const float *x,
                                   __global float *log_w, int first, int k, int image0, int dim,
-                                  __local float *partial)
+                                  int out_dim, int kind, int channels, __local float *partial)
 {
     int r = get_group_id(0), lid = get_local_id(0), lsize = get_local_size(0);
     int p = first + r;
-    size_t lrow = (size_t)r * dim, xrow = (size_t)(image0 + p / k) * dim;
+    __global const float *row = out + (size_t)r * out_dim;
+    size_t xrow = (size_t)(image0 + p / k) * dim;
     float sum = 0.0f;
-    for (int j = lid; j < dim; j += lsize) {
-        float l = logits[lrow + j], t = x[xrow + j];
-        sum += bernoulli_nll(l, t);
-    }
+    for (int j = lid; j < dim; j += lsize)
+        sum += pixel_nll(row, j, x[xrow + j], kind, channels);
     sum = work_group_sum(partial, sum);
     if (lid == 0)
         log_w[p] -= sum;

@@ -1,5 +1,20 @@
-// The Bernoulli likelihood on logits (src/likelihood.c): each pixel's negative log-probability and
-// its gradient, and the per-image sums. Needs common.cl.
+// The likelihoods p(x|z) of the decoder's output (src/likelihood.c): each pixel's negative
+// log-probability and its gradient, and the per-image sums. Needs common.cl.
+//
+// The decoder's output for an image of dim = pixels x channels values: Bernoulli, one logit a
+// value, in x's layout; discretised logistic, 2 dim values, pixel p's channels' means at
+// [p 2C, p 2C + C) and their log-scales at [p 2C + C, p 2C + 2C) (a deconv's NHWC output of 2C
+// channels, and the same order for a dense output layer).
+
+#define LIKELIHOOD_BERNOULLI 0
+#define LIKELIHOOD_LOGISTIC 1
+// Half a level of an 8-bit pixel scaled to [0, 1]: level k covers k / 255 -+ LOGISTIC_HALF_BIN.
+#define LOGISTIC_HALF_BIN (0.5f / 255.0f)
+// The log-scale's range: PixelCNN++'s floor of -7 (a scale of 0.0009, a quarter of a level), and
+// a ceiling that keeps exp(-u) and the bin's width in the scale's units normal floats. Outside it
+// the log-scale is clamped and gets no gradient.
+#define LOGISTIC_MIN_LOG_SCALE (-7.0f)
+#define LOGISTIC_MAX_LOG_SCALE 15.0f
 
 // -log p(t | l) = max(l, 0) - l t + log(1 + exp(-|l|)) for a Bernoulli with logit l and target t
 // in [0, 1] (the binary cross-entropy), stable for every l. Training and eval's IWAE both call it.
@@ -8,6 +23,86 @@
 float bernoulli_nll(float l, float t)
 {
     return fmax(l, 0.0f) - l * t + log1p_unit(native_exp(-fabs(l)));
+}
+
+// log(1 + exp(v)), stable for every v.
+float softplus(float v)
+{
+    return fmax(v, 0.0f) + log1p(exp(-fabs(v)));
+}
+
+// 1 / (1 + exp(-v)), stable for every v.
+float sigmoid(float v)
+{
+    float e = exp(-fabs(v));
+    return v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+
+// -log P(x) of the logistic with location mu and log-scale u (clamped to the range above)
+// discretised to 256 levels: with s = exp(u), a = (x - mu + LOGISTIC_HALF_BIN) / s and
+// b = (x - mu - LOGISTIC_HALF_BIN) / s, P = sigmoid(a) - sigmoid(b), the edges taking the tails
+// (level 0: P = sigmoid(a); level 255: P = 1 - sigmoid(b)). The difference is taken as
+// sigmoid(a) sigmoid(-b) (1 - exp(b - a)), so its log is
+//   -softplus(-a) - softplus(b) + log(-expm1(-(a - b)))
+// with no cancellation however narrow or wide the bin is against s. *dmu, *du: the derivatives.
+float logistic_nll(float mu, float u, float x, float *dmu, float *du)
+{
+    bool clamped = u < LOGISTIC_MIN_LOG_SCALE || u > LOGISTIC_MAX_LOG_SCALE;
+    u = clamp(u, LOGISTIC_MIN_LOG_SCALE, LOGISTIC_MAX_LOG_SCALE);
+    float inv = exp(-u), c = x - mu;
+    float a = inv * (c + LOGISTIC_HALF_BIN), b = inv * (c - LOGISTIC_HALF_BIN);
+    bool low = x < LOGISTIC_HALF_BIN, high = x > 1.0f - LOGISTIC_HALF_BIN;
+    float nll = 0.0f, g_mu = 0.0f, g_u = 0.0f;
+    if (!high) { // the CDF's upper end below +inf: -log sigmoid(a)
+        float sa = sigmoid(-a);
+        nll += softplus(-a);
+        g_mu += inv * sa;
+        g_u += a * sa;
+    }
+    if (!low) { // the lower end above -inf: -log sigmoid(-b)
+        float sb = sigmoid(b);
+        nll += softplus(b);
+        g_mu -= inv * sb;
+        g_u -= b * sb;
+    }
+    if (!low && !high) { // the bin's width: -log(1 - exp(-d)), d = a - b
+        float d = 2.0f * LOGISTIC_HALF_BIN * inv;
+        nll -= log(-expm1(-d));
+        g_u += d / expm1(d);
+    }
+    *dmu = g_mu;
+    *du = clamped ? 0.0f : g_u;
+    return nll;
+}
+
+// Pixel j's negative log-likelihood of x under the decoder output row out (kind: LIKELIHOOD_*;
+// channels: the image's, which the logistic's layout needs).
+float pixel_nll(__global const float *out, int j, float x, int kind, int channels)
+{
+    if (kind == LIKELIHOOD_BERNOULLI)
+        return bernoulli_nll(out[j], x);
+    int p = j / channels, c = j % channels;
+    size_t m = (size_t)p * 2 * channels + c;
+    float dmu, du;
+    return logistic_nll(out[m], out[m + channels], x, &dmu, &du);
+}
+
+// out (rows, 2 dim) the means and log-scales, x (rows, dim) -> terms (rows, dim) = logistic_nll,
+// and dout = scale * its gradient. Range: (dim, rows).
+__kernel void logistic_nll_grad(__global const float *out, __global const float *x,
+                                __global float *dout, __global float *terms, int rows, int dim,
+                                int channels, float scale)
+{
+    int j = get_global_id(0), r = get_global_id(1);
+    if (j >= dim || r >= rows)
+        return;
+    int p = j / channels, c = j % channels;
+    size_t m = (size_t)r * 2 * dim + (size_t)p * 2 * channels + c;
+    float dmu, du;
+    terms[(size_t)r * dim + j] = logistic_nll(out[m], out[m + channels], x[(size_t)r * dim + j],
+                                              &dmu, &du);
+    dout[m] = scale * dmu;
+    dout[m + channels] = scale * du;
 }
 
 // logits, x (rows, dim) -> terms = bernoulli_nll, each pixel's binary cross-entropy, and

@@ -1,5 +1,5 @@
 // The model: a list of layers (encoder, the Gaussian head, decoder, output) built from one
-// architecture description, the Gaussian sampler between them and the Bernoulli likelihood after,
+// architecture description, the Gaussian sampler between them and the likelihood after,
 // its parameters in one flat device buffer. Forward and backward walk the list.
 #ifndef CLVAE_VAE_H
 #define CLVAE_VAE_H
@@ -17,11 +17,13 @@
 #define VAE_MAX_LAYERS (2 * VAE_MAX_HIDDEN + 2)
 
 // The architecture: in_dim -> encoder layers -> (mean, logvar) of latent size; latent -> decoder
-// layers -> in_dim logits. The one description the layout, the banner, the checkpoint and the
-// tests read.
+// layers -> in_dim x likelihood_outputs values. The one description the layout, the banner, the
+// checkpoint and the tests read.
 struct vae_config {
     int in_dim;                  // channels x height x width
-    int channels, height, width; // the image; height 0: a flat vector of in_dim
+    int channels, height, width; // the image (pixels interleaved: height, width, channels); height
+                                 // 0: a flat vector of in_dim, in_dim channels of 1 x 1
+    enum likelihood_kind likelihood;
     // n_decoder 0: the mirror of the encoder, which vae_layout fills in (vae->cfg).
     int n_encoder, n_decoder;
     struct layer_spec encoder[VAE_MAX_HIDDEN], decoder[VAE_MAX_HIDDEN];
@@ -47,6 +49,7 @@ struct vae {
     struct vae_config cfg;
     struct clrt *rt;
     int n_layers;
+    int out_dim; // the decoder's output a row: in_dim x likelihood_outputs
     int n_encoder; // layer[0 .. n_encoder) encode x to [mean | logvar] (the last is the head)
     struct layer layer[VAE_MAX_LAYERS];
     size_t n_params;
@@ -55,7 +58,8 @@ struct vae {
     cl_mem weights_t; // dense weights transposed, for the input gradients (layer_dense.c)
     size_t n_weights_t;
     // Activations for max_rows images: x input, ml = [mu | logvar], z sample, eps its noise,
-    // logits and their gradients; hidden layers' outputs live in layer[i].y.
+    // logits (rows, out_dim: the likelihood's parameters) and their gradients; hidden layers'
+    // outputs live in layer[i].y.
     cl_mem x, ml, dml, z, dz, eps, logits, dlogits;
     cl_mem terms; // (max_rows, in_dim) each pixel's negative log-likelihood, summed by row_sum
     cl_mem bias_partial; // the bias gradients' partial column sums (vae_bias_parts)
@@ -119,7 +123,7 @@ void vae_describe(const struct vae_config *cfg, char *buf, size_t len);
 // vae->bias_work work-items, at least 32 rows a part; 1 below rt->reduce_min elements.
 int vae_bias_parts(const struct vae *vae, int rows, int n);
 
-// z (rows, latent) -> logits (rows, in_dim) through the decoder alone.
+// z (rows, latent) -> logits (rows, out_dim) through the decoder alone.
 void vae_decode(struct vae *vae, int rows);
 
 #endif

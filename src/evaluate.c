@@ -99,7 +99,11 @@ void iwae_log_weights(struct iwae *iw, int image0, int images, uint64_t first_im
         KARG(kern, 4, k);
         KARG(kern, 5, image0);
         KARG(kern, 6, dim);
-        CL_CHECK(clSetKernelArg(kern, 7, local * sizeof(float), NULL));
+        KARG(kern, 7, vae->out_dim);
+        cl_int kind = (cl_int)vae->cfg.likelihood;
+        KARG(kern, 8, kind);
+        KARG(kern, 9, vae->cfg.channels);
+        CL_CHECK(clSetKernelArg(kern, 10, local * sizeof(float), NULL));
         global = (size_t)rows * local;
         clrt_launch(vae->rt, kern, 1, &global, &local);
     }

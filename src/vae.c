@@ -272,11 +272,14 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
 {
     memset(vae, 0, sizeof *vae);
     vae->cfg = *cfg;
+    vae->out_dim = cfg->in_dim * likelihood_outputs(cfg->likelihood);
     char why[CLVAE_ERROR_MAX] = "";
     struct layer_shape image = {
         .c = cfg->channels, .h = cfg->height, .w = cfg->width, .spatial = true};
-    if (cfg->height == 0) // no image shape given: a flat vector
+    if (cfg->height == 0) { // no image shape given: a flat vector
         image = (struct layer_shape){.c = cfg->in_dim, .h = 1, .w = 1};
+        vae->cfg.channels = cfg->in_dim;
+    }
     struct layer_shape shape = image;
     int rc = add_layers(vae, cfg->encoder, cfg->n_encoder, "encoder", &shape, why);
     int n_enc = vae->n_layers;
@@ -297,13 +300,14 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
     // The output layer: dense to the image, or, from an image, the transpose of the first encoder
     // layer when that is a conv (else deconv:C:4:2:1), which must land on the image's size.
     if (rc == 0) {
-        struct layer_spec out = {.kind = LAYER_DENSE, .units = cfg->in_dim};
+        int per_value = likelihood_outputs(cfg->likelihood);
+        struct layer_spec out = {.kind = LAYER_DENSE, .units = vae->out_dim};
         if (shape.spatial) {
             out = n_enc > 0 && cfg->encoder[0].kind == LAYER_CONV
                       ? cfg->encoder[0]
                       : (struct layer_spec){.kernel = 4, .stride = 2, .pad = 1};
             out.kind = LAYER_DECONV;
-            out.units = image.c;
+            out.units = image.c * per_value;
         }
         rc = add_layer(vae, out, "output", shape, false, why);
         struct layer_shape got = rc == 0 ? last_shape(vae) : image;
@@ -311,7 +315,7 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
             snprintf(why, CLVAE_ERROR_MAX,
                      "the decoder cannot reach the image size: its output deconv gives %dx%dx%d, "
                      "the images are %dx%dx%d",
-                     got.c, got.h, got.w, image.c, image.h, image.w);
+                     got.c / per_value, got.h, got.w, image.c, image.h, image.w);
             rc = -1;
         }
     }
@@ -373,12 +377,16 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
 {
     size_t rows = (size_t)max_rows, d = (size_t)layout->cfg.in_dim, z = (size_t)layout->cfg.latent;
     size_t f = sizeof(float), widest = 0;
-    // What vae_create allocates: parameters, gradients, transposed weights; x, logits, dlogits,
-    // terms (rows, d); ml, dml (rows, 2 z); z, dz, eps (rows, z); each inner layer's y and dy.
+    // What vae_create allocates: parameters, gradients, transposed weights; x, terms (rows, d);
+    // logits, dlogits (rows, out_dim); ml, dml (rows, 2 z); z, dz, eps (rows, z); each inner
+    // layer's y and dy.
     size_t sizes[4 + 3 * VAE_MAX_LAYERS] = {layout->n_params * f, layout->n_weights_t * f,
                                             rows * d * f, rows * 2 * z * f};
     int n = 4;
-    size_t total = 2 * sizes[0] + sizes[1] + 4 * sizes[2] + 2 * sizes[3] + 3 * rows * z * f;
+    size_t out = rows * (size_t)layout->out_dim * f;
+    size_t total =
+        2 * sizes[0] + sizes[1] + 2 * sizes[2] + 2 * out + 2 * sizes[3] + 3 * rows * z * f;
+    sizes[n++] = out;
     for (int i = 0; i < layout->n_layers; i++) {
         const struct layer *l = &layout->layer[i];
         widest = (size_t)l->out > widest ? (size_t)l->out : widest;
@@ -392,14 +400,14 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
         }
     }
     total += (rt->reduce_work + widest) * f; // bias_partial
-    static const char *const names[4] = {"parameters", "transposed weights", "input batch",
-                                         "mean and log-variance"};
+    static const char *const names[5] = {"parameters", "transposed weights", "input batch",
+                                         "mean and log-variance", "decoder output"};
     *largest = 0;
     *largest_name = "activations";
     for (int i = 0; i < n; i++) {
         if (sizes[i] > *largest) {
             *largest = sizes[i];
-            *largest_name = i < 4 ? names[i] : "layer activations or conv columns";
+            *largest_name = i < 5 ? names[i] : "layer activations or conv columns";
         }
     }
     return total;
@@ -427,8 +435,8 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         !(vae->z = own(vae, rows, z, "latent sample", err)) ||
         !(vae->dz = own(vae, rows, z, "latent sample gradient", err)) ||
         !(vae->eps = own(vae, rows, z, "latent noise", err)) ||
-        !(vae->logits = own(vae, rows, d, "logits", err)) ||
-        !(vae->dlogits = own(vae, rows, d, "logits gradient", err)) ||
+        !(vae->logits = own(vae, rows, (size_t)vae->out_dim, "decoder output", err)) ||
+        !(vae->dlogits = own(vae, rows, (size_t)vae->out_dim, "decoder output gradient", err)) ||
         !(vae->terms = own(vae, rows, d, "per-pixel losses", err)) || wire_layers(vae, rows, err))
         return -1;
     // The bias gradients' partial column sums: vae_bias_parts keeps parts * n within
@@ -459,7 +467,7 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
     for (int i = 0; i < vae->n_layers; i++)
         vae->layer[i].ops->create(vae, &vae->layer[i]);
     sampler_create(&vae->sampler, rt);
-    likelihood_create(&vae->likelihood, rt);
+    likelihood_create(&vae->likelihood, rt, cfg->likelihood);
     vae->k_gather = clrt_kernel(rt, "gather_images");
     return 0;
 }

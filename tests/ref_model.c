@@ -149,6 +149,52 @@ double ref_bernoulli_nll(double l, double t)
     return fmax(l, 0.0) - l * t + log1p(exp(-fabs(l)));
 }
 
+// The logistic's CDF and its log in double, the reference's own way.
+double ref_logistic_cdf(double v)
+{
+    return v >= 0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v));
+}
+
+static double ref_log_cdf(double v)
+{
+    return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v));
+}
+
+// The discretised logistic (cl/likelihood.cl's logistic_nll) in double by its definition:
+// P = CDF(a) - CDF(b), in logs so that pixels a thousand scales off do not underflow, taken from
+// the tail where both CDFs are small (CDF(-b) - CDF(-a) when b > 0); the derivatives from the
+// density, pdf(v) / P = exp(log CDF(v) + log CDF(-v) - log P). *dmu, *du are those of -log P in
+// mu and the log-scale u (0 where u is clamped).
+double ref_logistic_nll(double mu, double u, double x, double *dmu, double *du)
+{
+    double uc = fmin(fmax(u, -7.0), 15.0), s = exp(uc), h = 0.5 / 255.0;
+    double a = (x - mu + h) / s, b = (x - mu - h) / s, log_p;
+    bool low = x < h, high = x > 1.0 - h;
+    if (low)
+        log_p = ref_log_cdf(a);
+    else if (high)
+        log_p = ref_log_cdf(-b);
+    else if (b > 0)
+        log_p = ref_log_cdf(-b) + log1p(-exp(ref_log_cdf(-a) - ref_log_cdf(-b)));
+    else
+        log_p = ref_log_cdf(a) + log1p(-exp(ref_log_cdf(b) - ref_log_cdf(a)));
+    // pdf(v) / P, 0 for an end at infinity.
+    double ra = high ? 0.0 : exp(ref_log_cdf(a) + ref_log_cdf(-a) - log_p);
+    double rb = low ? 0.0 : exp(ref_log_cdf(b) + ref_log_cdf(-b) - log_p);
+    *dmu = (ra - rb) / s;
+    *du = u == uc ? a * ra - b * rb : 0.0;
+    return -log_p;
+}
+
+double ref_pixel_nll(const struct vae *vae, const double *out, int j, double x)
+{
+    if (vae->cfg.likelihood == LIKELIHOOD_BERNOULLI)
+        return ref_bernoulli_nll(out[j], x);
+    int c = vae->cfg.channels, m = j / c * 2 * c + j % c;
+    double dmu, du;
+    return ref_logistic_nll(out[m], out[m + c], x, &dmu, &du);
+}
+
 double *ref_params(const float *params, size_t n)
 {
     double *p = tu_alloc(n, sizeof(double));

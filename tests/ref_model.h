@@ -21,6 +21,17 @@ void ref_decode(const struct vae *vae, const double *params, const double *z, in
 // -log p(t | logit l) of the Bernoulli likelihood: the binary cross-entropy on a logit.
 double ref_bernoulli_nll(double l, double t);
 
+// The logistic's CDF, by sigmoid with the tail taken from the side where it is small.
+double ref_logistic_cdf(double v);
+
+// -log P(x) of the logistic with location mu and log-scale u discretised to 256 levels (as
+// cl/likelihood.cl's logistic_nll: u clamped to [-7, 15]), by its definition P = CDF(a) - CDF(b)
+// in logs; *dmu, *du its derivatives (du 0 where u is clamped).
+double ref_logistic_nll(double mu, double u, double x, double *dmu, double *du);
+
+// Pixel j's -log p(x | the decoder output row out) under vae's likelihood.
+double ref_pixel_nll(const struct vae *vae, const double *out, int j, double x);
+
 // The flat parameters (n) as doubles, malloc'd.
 double *ref_params(const float *params, size_t n);
 

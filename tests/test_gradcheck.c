@@ -16,7 +16,7 @@
 #include "vae.h"
 
 #define MAX_ROWS 80
-#define MAX_WIDTH 64
+#define MAX_WIDTH 128
 #define FD_STEP 1e-6
 #define GRAD_ATOL 2e-4
 #define GRAD_RTOL 2e-3
@@ -33,13 +33,13 @@ struct ref_result {
 
 // The model's loss (sum_r rec_r + beta sum_r kl_r) / rows in double: x (rows, in_dim) through the
 // encoder to [mu | logvar] (rows, 2 latent), z = mu + noise_scale exp(logvar / 2) eps with eps
-// (rows, latent), the decoder to logits (rows, in_dim), the likelihood's -log p(x|z).
+// (rows, latent), the decoder to its output (rows, out_dim), the likelihood's -log p(x|z).
 static struct ref_result ref_forward(const struct vae *vae, const double *params, const double *x,
                                      const double *eps, int rows, double noise_scale, double beta)
 {
     static double ml[MAX_ROWS * MAX_WIDTH], z[MAX_ROWS * MAX_WIDTH], logits[MAX_ROWS * MAX_WIDTH];
     struct ref_result res = {.relu_margin = INFINITY};
-    int latent = vae->cfg.latent, dim = vae->cfg.in_dim;
+    int latent = vae->cfg.latent, dim = vae->cfg.in_dim, out_dim = vae->out_dim;
     ref_encode(vae, params, x, rows, ml, &res.relu_margin);
     for (int r = 0; r < rows; r++) {
         for (int k = 0; k < latent; k++) {
@@ -52,7 +52,7 @@ static struct ref_result ref_forward(const struct vae *vae, const double *params
     double total = 0.0;
     for (int r = 0; r < rows; r++) {
         for (int j = 0; j < dim; j++)
-            res.rec[r] += ref_bernoulli_nll(logits[r * dim + j], x[r * dim + j]);
+            res.rec[r] += ref_pixel_nll(vae, logits + (size_t)r * out_dim, j, x[r * dim + j]);
         total += res.rec[r] + beta * res.kl[r];
     }
     res.loss = total / rows;
@@ -135,9 +135,10 @@ static void run_case(const struct gc_case *c)
     char encoder[128], decoder[128];
     vae_format_layers(vae.cfg.encoder, vae.cfg.n_encoder, encoder, sizeof encoder);
     vae_format_layers(vae.cfg.decoder, vae.cfg.n_decoder, decoder, sizeof decoder);
-    printf("case %s: in %d, encoder %s, decoder %s, latent %d, rows %d of %d, noise %g, beta %g, "
-           "%zu parameters\n",
-           c->name, dim, encoder, decoder, latent, rows, c->max_rows, c->noise_scale, c->beta, n);
+    printf("case %s: in %d, encoder %s, decoder %s, latent %d, %s, rows %d of %d, noise %g, "
+           "beta %g, %zu parameters\n",
+           c->name, dim, encoder, decoder, latent, likelihood_name(c->cfg.likelihood), rows,
+           c->max_rows, c->noise_scale, c->beta, n);
 
     float *params = tu_alloc(n, sizeof(float));
     float *grads = tu_alloc(n, sizeof(float));
@@ -150,8 +151,11 @@ static void run_case(const struct gc_case *c)
         params[i] = (float)(philox_uniform(c->seed, (uint32_t)i, 1, PHILOX_STREAM_INIT) - 0.5);
         p[i] = params[i];
     }
+    // The discretised logistic's x is 8-bit levels, a fifth of them the ends 0 and 255.
     for (int i = 0; i < rows * dim; i++) {
         x[i] = (float)philox_uniform(c->seed, (uint32_t)i, 2, PHILOX_STREAM_INIT);
+        if (c->cfg.likelihood == LIKELIHOOD_LOGISTIC)
+            x[i] = i % 10 == 3 ? 0.0f : i % 10 == 7 ? 1.0f : rintf(x[i] * 255.0f) / 255.0f;
         xd[i] = x[i];
     }
     for (int i = 0; i < rows * latent; i++)
@@ -324,6 +328,37 @@ int main(void)
          .offset = 1,
          .seed = 41,
          .step = 4,
+         .noise_scale = 1.0f,
+         .beta = 1.0f},
+        // L: case A under the discretised logistic (a mean and a log-scale a pixel).
+        {.name = "L",
+         .cfg = {.in_dim = 12, .n_encoder = 2, .n_decoder = 2, .encoder = {DENSE(7), DENSE(5)},
+                 .decoder = {DENSE(5), DENSE(7)}, .latent = 3,
+                 .likelihood = LIKELIHOOD_LOGISTIC},
+         .max_rows = 4,
+         .rows = 4,
+         .offset = 1,
+         .seed = 13,
+         .step = 3,
+         .noise_scale = 1.0f,
+         .beta = 0.8f},
+        // LC: 3-channel 4x4 images through conv 4x4/2 (3 channels) and dense 4 under the
+        // discretised logistic: the output deconv gives 6 channels, each pixel's 3 means and 3
+        // log-scales.
+        {.name = "LC",
+         .cfg = {.in_dim = 48,
+                 .channels = 3,
+                 .height = 4,
+                 .width = 4,
+                 .n_encoder = 2,
+                 .encoder = {{.kind = LAYER_CONV, .units = 3, .kernel = 4, .stride = 2, .pad = 1},
+                             DENSE(4)},
+                 .latent = 2,
+                 .likelihood = LIKELIHOOD_LOGISTIC},
+         .max_rows = 3,
+         .rows = 3,
+         .seed = 43,
+         .step = 6,
          .noise_scale = 1.0f,
          .beta = 1.0f},
     };

@@ -11,7 +11,9 @@
 
 #include "adam.h"
 #include "cl_runtime.h"
+#include "likelihood.h"
 #include "philox.h"
+#include "ref_model.h"
 #include "test_util.h"
 
 #define GUARD 37 // guard cells (holding TU_SENTINEL) after (and before offsets into) every output
@@ -770,6 +772,115 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
     clReleaseKernel(kb);
 }
 
+// logistic_nll_grad on out (rows, 2 dim) and x (rows, dim) of 8-bit levels for images of channels
+// channels: each pixel's term and the gradients of both outputs against ref_logistic_nll, with
+// guard cells after terms and dout. Levels include 0 and 255 (the tails); locations lie in and
+// beside [0, 1]; log-scales span -9 (below the clamp) to 3, some pixels sit 40 scales off.
+static void test_logistic(int rows, int pixels, int channels, float grad_scale)
+{
+    cl_kernel k = clrt_kernel(&rt, "logistic_nll_grad");
+    int dim = pixels * channels;
+    size_t n = (size_t)rows * dim, n_out = 2 * n;
+    float *out = tu_alloc(n_out, sizeof(float));
+    float *x = tu_alloc(n, sizeof(float));
+    float *dout = tu_alloc(n_out + GUARD, sizeof(float));
+    float *terms = tu_alloc(n + GUARD, sizeof(float));
+    double *want_t = tu_alloc(n, sizeof(double));
+    double *want_d = tu_alloc(n_out, sizeof(double));
+    double *scale_d = tu_alloc(n_out, sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        double v = rng_uniform();
+        int level = v < 0.15 ? 0 : v < 0.3 ? 255 : rng_int(256);
+        x[i] = (float)level * (1.0f / 255.0f);
+    }
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < dim; j++) {
+            int p = j / channels, c = j % channels;
+            size_t m = (size_t)r * 2 * dim + (size_t)p * 2 * channels + (size_t)c;
+            float u = rng_uniform() < 0.1 ? rng_range(-9.0, -7.0) : rng_range(-6.0, 3.0);
+            float mu = rng_range(-0.2, 1.2), xi = x[(size_t)r * dim + j];
+            if (rng_uniform() < 0.1) // far in a tail
+                mu = xi + (rng_uniform() < 0.5 ? -40.0f : 40.0f) * expf(u);
+            out[m] = mu, out[m + channels] = u;
+            double dmu, du;
+            want_t[(size_t)r * dim + j] = ref_logistic_nll(mu, u, xi, &dmu, &du);
+            want_d[m] = grad_scale * dmu, want_d[m + channels] = grad_scale * du;
+            // The gradient's size: terms of 1 / s (mean) and of a (log-scale) that cancel.
+            double inv = exp(-fmin(fmax(u, -7.0), 15.0));
+            scale_d[m] = fabs(grad_scale) * (fabs(dmu) + 1e-3 * inv);
+            scale_d[m + channels] = fabs(grad_scale) * (fabs(du) + 1.0);
+        }
+    }
+    tu_fill_guard(dout, 0, n_out + GUARD);
+    tu_fill_guard(terms, 0, n + GUARD);
+    cl_mem d_out = tu_upload(&rt, out, n_out * sizeof(float), "out");
+    cl_mem d_x = tu_upload(&rt, x, n * sizeof(float), "x");
+    cl_mem d_dout = tu_upload(&rt, dout, (n_out + GUARD) * sizeof(float), "dout");
+    cl_mem d_terms = tu_upload(&rt, terms, (n + GUARD) * sizeof(float), "terms");
+    cl_uint a = 0;
+    KARG(k, a++, d_out);
+    KARG(k, a++, d_x);
+    KARG(k, a++, d_dout);
+    KARG(k, a++, d_terms);
+    KARG(k, a++, rows);
+    KARG(k, a++, dim);
+    KARG(k, a++, channels);
+    KARG(k, a++, grad_scale);
+    size_t global[2] = {(size_t)dim, (size_t)rows};
+    clrt_launch(&rt, k, 2, global, NULL);
+    tu_download(&rt, d_dout, dout, (n_out + GUARD) * sizeof(float));
+    tu_download(&rt, d_terms, terms, (n + GUARD) * sizeof(float));
+    char what[160];
+    snprintf(what, sizeof what, "logistic_nll_grad (%d images of %dx%d): per-pixel terms", rows,
+             pixels, channels);
+    tu_compare(what, terms, want_t, NULL, n, 2e-5, 2e-5);
+    snprintf(what, sizeof what,
+             "logistic_nll_grad (%d images of %dx%d): d mean, d log-scale, rel to their size",
+             rows, pixels, channels);
+    tu_compare(what, dout, want_d, scale_d, n_out, 0.0, 1e-4);
+    tu_check(!tu_changed(dout, n_out, n_out + GUARD) && !tu_changed(terms, n, n + GUARD),
+             "logistic_nll_grad (%d images of %dx%d): guard cells", rows, pixels, channels);
+    free(out);
+    free(x);
+    free(dout);
+    free(terms);
+    free(want_t);
+    free(want_d);
+    free(scale_d);
+    clReleaseMemObject(d_out);
+    clReleaseMemObject(d_x);
+    clReleaseMemObject(d_dout);
+    clReleaseMemObject(d_terms);
+    clReleaseKernel(k);
+}
+
+// likelihood_mean (host) of the discretised logistic against sum_k k/255 P(k) in double, for
+// narrow and wide scales and locations in and beside [0, 1]; and the Bernoulli's sigmoid.
+static void test_likelihood_mean(void)
+{
+    enum { N = 400 };
+    float out[2 * N], got[N];
+    double want[N];
+    for (int i = 0; i < N; i++) {
+        float mu = rng_range(-0.5, 1.5), u = i % 4 == 0 ? rng_range(-9.0, -7.0) : rng_range(-7.0, 2.0);
+        out[2 * i] = mu, out[2 * i + 1] = u;
+        double s = exp(fmin(fmax(u, -7.0), 15.0)), sum = 0.0;
+        for (int level = 0; level < 256; level++) {
+            double a = (level + 0.5) / 255.0, b = (level - 0.5) / 255.0;
+            double hi = level == 255 ? 1.0 : ref_logistic_cdf((a - mu) / s);
+            double lo = level == 0 ? 0.0 : ref_logistic_cdf((b - mu) / s);
+            sum += level / 255.0 * (hi - lo);
+        }
+        want[i] = sum;
+    }
+    likelihood_mean(LIKELIHOOD_LOGISTIC, out, N, 1, 1, got);
+    tu_compare("likelihood_mean: the discretised logistic's mean", got, want, NULL, N, 1e-6, 0.0);
+    for (int i = 0; i < N; i++)
+        want[i] = 1.0 / (1.0 + exp(-(double)out[i]));
+    likelihood_mean(LIKELIHOOD_BERNOULLI, out, N, 1, 1, got);
+    tu_compare("likelihood_mean: the Bernoulli's sigmoid", got, want, NULL, N, 1e-7, 1e-6);
+}
+
 // adam_create/adam_step over n parameters for steps steps of gradients spanning 1e-4 .. 1e2 in
 // magnitude (some exactly zero) against PyTorch's Adam in double (betas 0.9, 0.999, eps 1e-8):
 // params after every step, and the moments after the last step (the host passes 1 - beta in
@@ -890,6 +1001,10 @@ int main(void)
     } bce[] = {{1, 1}, {37, 1}, {37, 16}, {5, 16}, {129, 64}, {300, 128}, {789, 32}, {789, 256}};
     for (size_t i = 0; i < sizeof bce / sizeof bce[0]; i++)
         test_bce(11, bce[i].dim, bce[i].local, 3, 1.0f / 11.0f);
+
+    test_logistic(7, 13, 3, 1.0f / 7.0f);
+    test_logistic(3, 300, 1, 1.0f);
+    test_likelihood_mean();
 
     test_adam(1001, 1e-3f, 5);
     test_adam(77, 0.05f, 5);
