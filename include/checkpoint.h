@@ -15,12 +15,19 @@
 #include "error.h"
 #include "vae.h"
 
-#define CKPT_FORMAT_VERSION 2
+#define CKPT_FORMAT_VERSION 3
+#define CKPT_MAX_CLASSES 100000 // class names a checkpoint may list
 
-// Everything a checkpoint says besides its tensors.
+// Everything a checkpoint says besides its tensors. Format version 3 added the channels, the
+// likelihood, and how a PNG folder was read (background, test split, class names); versions 1 and
+// 2 load as one channel, the Bernoulli likelihood, white, 0.1 and no classes.
 struct ckpt_meta {
-    struct vae_config cfg;      // in_dim == image_rows * image_cols
-    int image_rows, image_cols;
+    struct vae_config cfg;      // in_dim == image_rows * image_cols * channels; cfg.likelihood
+    int image_rows, image_cols, channels;
+    uint8_t background[3];      // under transparent pixels of PNG images
+    double test_split;          // the fraction a PNG folder without test/ held out
+    int n_classes;              // 0: no labels
+    char **class_names;         // n_classes names: borrowed when saving, owned by struct ckpt once loaded
     int batch;
     double lr, beta;
     uint64_t seed;

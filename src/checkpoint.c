@@ -119,11 +119,11 @@ static int check_range(char *why, const char *name, int64_t v, int64_t lo, int64
     return 0;
 }
 
-// The architecture of m on its images: one channel of image_rows x image_cols.
+// The architecture of m on its images: channels of image_rows x image_cols.
 static struct vae_config meta_config(const struct ckpt_meta *m)
 {
     struct vae_config cfg = m->cfg;
-    cfg.channels = 1;
+    cfg.channels = m->channels;
     cfg.height = m->image_rows;
     cfg.width = m->image_cols;
     return cfg;
@@ -152,16 +152,24 @@ static int check_meta(const struct ckpt_meta *m, char *why)
     if (check_range(why, "latent", cfg->latent, 1, CKPT_MAX_DIM) ||
         check_range(why, "image_rows", m->image_rows, 1, CKPT_MAX_DIM) ||
         check_range(why, "image_cols", m->image_cols, 1, CKPT_MAX_DIM) ||
+        check_range(why, "channels", m->channels, 1, 3) ||
         check_range(why, "in_dim", cfg->in_dim, 1, CKPT_MAX_DIM) ||
+        check_range(why, "classes", m->n_classes, 0, CKPT_MAX_CLASSES) ||
         check_range(why, "batch", m->batch, 1, INT_MAX) ||
         check_range(why, "epoch", m->epoch, 0, INT_MAX) ||
         check_range(why, "step", m->step, 0, INT64_MAX) ||
         check_range(why, "epoch_step", m->epoch_step, 0, INT_MAX)) {
         return -1;
     }
-    if ((int64_t)m->image_rows * m->image_cols != cfg->in_dim) {
-        return bad(why, "in_dim %d is not image_rows x image_cols (%d x %d)", cfg->in_dim,
-                   m->image_rows, m->image_cols);
+    if (m->channels == 2) {
+        return bad(why, "channels 2: clvae's images have 1 or 3");
+    }
+    if ((int64_t)m->image_rows * m->image_cols * m->channels != cfg->in_dim) {
+        return bad(why, "in_dim %d is not image_rows x image_cols x channels (%d x %d x %d)",
+                   cfg->in_dim, m->image_rows, m->image_cols, m->channels);
+    }
+    if (!(m->test_split > 0 && m->test_split < 1)) {
+        return bad(why, "test_split %g is out of range (between 0 and 1)", m->test_split);
     }
     if (!isfinite(m->lr) || m->lr <= 0) {
         return bad(why, "lr %g is out of range (a finite number above 0)", m->lr);
@@ -277,6 +285,21 @@ static bool add_shortest(cJSON *obj, const char *key, double x)
     return cJSON_AddStringToObject(obj, key, shortest(x, text)) != NULL;
 }
 
+// "classes": the class names as a JSON array in a string (safetensors' metadata values are
+// strings), when there are any; false when cJSON is out of memory.
+static bool add_classes(cJSON *md, const struct ckpt_meta *m)
+{
+    if (m->n_classes == 0) {
+        return true;
+    }
+    cJSON *array = cJSON_CreateStringArray((const char *const *)m->class_names, m->n_classes);
+    char *text = array ? cJSON_PrintUnformatted(array) : NULL;
+    bool ok = text && cJSON_AddStringToObject(md, "classes", text) != NULL;
+    cJSON_free(text);
+    cJSON_Delete(array);
+    return ok;
+}
+
 // The __metadata__ object: every value a string, as safetensors requires.
 static bool add_metadata(cJSON *root, const struct ckpt_meta *m, bool optimizer)
 {
@@ -293,6 +316,11 @@ static bool add_metadata(cJSON *root, const struct ckpt_meta *m, bool optimizer)
         add_string(md, "in_dim", "%d", m->cfg.in_dim) &&
         add_string(md, "image_rows", "%d", m->image_rows) &&
         add_string(md, "image_cols", "%d", m->image_cols) &&
+        add_string(md, "channels", "%d", m->channels) &&
+        add_string(md, "likelihood", "%s", likelihood_name(m->cfg.likelihood)) &&
+        add_string(md, "background", "%d,%d,%d", m->background[0], m->background[1],
+                   m->background[2]) &&
+        add_shortest(md, "test_split", m->test_split) && add_classes(md, m) &&
         add_string(md, "encoder", "%s", encoder) && add_string(md, "decoder", "%s", decoder) &&
         add_string(md, "latent", "%d", m->cfg.latent) && add_string(md, "batch", "%d", m->batch) &&
         add_string(md, "lr", "%.17g", m->lr) && add_string(md, "beta", "%.17g", m->beta) &&
@@ -569,10 +597,71 @@ static int meta_layers(const cJSON *md, const char *key, struct layer_spec *spec
     return 0;
 }
 
+// Format version 3's "background": "R,G,B", each 0 to 255.
+static int meta_background(const cJSON *md, uint8_t rgb[3], char *why)
+{
+    const char *text = meta_string(md, "background", why);
+    if (!text) {
+        return -1;
+    }
+    int v[3], used = 0;
+    if (sscanf(text, "%3d,%3d,%3d%n", &v[0], &v[1], &v[2], &used) != 3 || text[used] != '\0' ||
+        !isdigit((unsigned char)text[0])) {
+        return bad(why, "__metadata__: background '%.64s' is not R,G,B", text);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (v[i] < 0 || v[i] > 255) {
+            return bad(why, "__metadata__: background '%.64s': each of R,G,B is 0 to 255", text);
+        }
+        rgb[i] = (uint8_t)v[i];
+    }
+    return 0;
+}
+
+// Format version 3's optional "classes": a JSON array of CKPT_MAX_CLASSES names at most, each a
+// non-empty string without control characters, into m->class_names (owned).
+static int meta_classes(const cJSON *md, struct ckpt_meta *m, char *why)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(md, "classes");
+    if (!item) {
+        return 0;
+    }
+    if (!cJSON_IsString(item) || !item->valuestring) {
+        return bad(why, "__metadata__: \"classes\" is not a string");
+    }
+    cJSON *array = cJSON_Parse(item->valuestring);
+    int n = cJSON_IsArray(array) ? cJSON_GetArraySize(array) : -1;
+    if (n < 1 || n > CKPT_MAX_CLASSES) {
+        cJSON_Delete(array);
+        return bad(why, "__metadata__: classes is not a JSON array of 1 to %d names",
+                   CKPT_MAX_CLASSES);
+    }
+    m->class_names = xcalloc((size_t)n, sizeof *m->class_names);
+    m->n_classes = n;
+    int k = 0;
+    for (const cJSON *name = array->child; name; name = name->next, k++) {
+        bool ok = cJSON_IsString(name) && name->valuestring && name->valuestring[0];
+        for (const char *c = ok ? name->valuestring : ""; ok && *c; c++) {
+            ok = (unsigned char)*c >= 0x20;
+        }
+        if (!ok) {
+            cJSON_Delete(array);
+            return bad(why, "__metadata__: classes: item %d is not a name", k);
+        }
+        m->class_names[k] = xmalloc(strlen(name->valuestring) + 1);
+        strcpy(m->class_names[k], name->valuestring);
+    }
+    cJSON_Delete(array);
+    return 0;
+}
+
 // __metadata__ -> *m, every field present and well-formed, then check_meta's rules.
 static int parse_meta(const cJSON *md, struct ckpt_meta *m, char *why)
 {
     memset(m, 0, sizeof *m);
+    m->channels = 1;
+    m->background[0] = m->background[1] = m->background[2] = 255;
+    m->test_split = 0.1;
     const char *text = meta_string(md, "format", why);
     if (!text) {
         return -1;
@@ -610,6 +699,20 @@ static int parse_meta(const cJSON *md, struct ckpt_meta *m, char *why)
         meta_int(md, "epoch", 0, INT_MAX, &m->epoch, why) ||
         meta_int(md, "epoch_step", 0, INT_MAX, &m->epoch_step, why)) {
         return -1;
+    }
+    if (version >= 3) {
+        if (meta_int(md, "channels", 1, 3, &m->channels, why) ||
+            !(text = meta_string(md, "likelihood", why))) {
+            return -1;
+        }
+        struct clvae_error err;
+        if (likelihood_parse("__metadata__: likelihood", text, &m->cfg.likelihood, &err)) {
+            return bad(why, "%.200s", err.msg);
+        }
+        if (meta_background(md, m->background, why) ||
+            meta_double(md, "test_split", &m->test_split, why) || meta_classes(md, m, why)) {
+            return -1;
+        }
     }
     int64_t step = 0;
     if (!(text = meta_string(md, "step", why)) ||
@@ -995,5 +1098,9 @@ void checkpoint_free(struct ckpt *ckpt)
     free(ckpt->params);
     free(ckpt->adam_m);
     free(ckpt->adam_v);
+    for (int i = 0; ckpt->meta.class_names && i < ckpt->meta.n_classes; i++) {
+        free(ckpt->meta.class_names[i]);
+    }
+    free(ckpt->meta.class_names);
     memset(ckpt, 0, sizeof *ckpt);
 }

@@ -31,10 +31,17 @@ struct arch {
     int n_hidden;
     int hidden[VAE_MAX_HIDDEN];
     int latent;
+    int channels; // 0: 1
+    enum likelihood_kind likelihood;
+    int n_classes;
 };
 
-static const struct arch small_arch = {"6-5-4-3 (2x3 images)", 2, 3, 2, {5, 4}, 3};
-static const struct arch default_arch = {"784-128-10 (28x28 images)", 28, 28, 1, {128}, 10};
+static const struct arch small_arch = {"6-5-4-3 (2x3 images)", 2, 3, 2, {5, 4}, 3, 1, 0, 0};
+static const struct arch default_arch = {"784-128-10 (28x28 images)", 28, 28, 1, {128}, 10, 1, 0, 0};
+// Colour, the discretised logistic (12 outputs), and class names that need JSON's escapes.
+static const struct arch colour_arch = {
+    "18-5-2 (2x3x3 images, logistic, 3 classes)", 2, 3, 1, {5}, 2, 3, LIKELIHOOD_LOGISTIC, 3};
+static char *class_names[] = {"cat", "dog \"quoted\" \\ back", "\xc3\xa9t\xc3\xa9"};
 
 // Parameters and moments for one architecture, in clvae's flat layout.
 struct model {
@@ -97,7 +104,13 @@ static struct ckpt_meta make_meta(const struct arch *a, bool optimizer)
 {
     struct ckpt_meta m;
     memset(&m, 0, sizeof m);
-    m.cfg.in_dim = a->rows * a->cols;
+    m.channels = a->channels ? a->channels : 1;
+    m.cfg.in_dim = a->rows * a->cols * m.channels;
+    m.cfg.likelihood = a->likelihood;
+    m.background[0] = 10, m.background[1] = 200, m.background[2] = 255;
+    m.test_split = 0.25;
+    m.n_classes = a->n_classes;
+    m.class_names = a->n_classes ? class_names : NULL;
     m.cfg.n_encoder = m.cfg.n_decoder = a->n_hidden;
     for (int i = 0; i < a->n_hidden; i++) {
         m.cfg.encoder[i] = (struct layer_spec){.kind = LAYER_DENSE, .units = a->hidden[i]};
@@ -199,6 +212,21 @@ static void expect_same_meta(const struct ckpt_meta *got, const struct ckpt_meta
     tu_expect(got->image_rows == want->image_rows && got->image_cols == want->image_cols,
               "image %dx%d, saved %dx%d", got->image_rows, got->image_cols, want->image_rows,
               want->image_cols);
+    tu_expect(got->channels == want->channels, "channels %d, saved %d", got->channels,
+              want->channels);
+    tu_expect(got->cfg.likelihood == want->cfg.likelihood, "likelihood %s, saved %s",
+              likelihood_name(got->cfg.likelihood), likelihood_name(want->cfg.likelihood));
+    tu_expect(memcmp(got->background, want->background, 3) == 0,
+              "background %d,%d,%d, saved %d,%d,%d", got->background[0], got->background[1],
+              got->background[2], want->background[0], want->background[1], want->background[2]);
+    tu_expect(got->test_split == want->test_split, "test_split %g, saved %g", got->test_split,
+              want->test_split);
+    tu_expect(got->n_classes == want->n_classes, "%d classes, saved %d", got->n_classes,
+              want->n_classes);
+    for (int c = 0; c < got->n_classes && c < want->n_classes; c++) {
+        tu_expect(strcmp(got->class_names[c], want->class_names[c]) == 0,
+                  "class %d '%s', saved '%s'", c, got->class_names[c], want->class_names[c]);
+    }
     tu_expect(got->batch == want->batch, "batch %d, saved %d", got->batch, want->batch);
     tu_expect(got->lr == want->lr, "lr %.17g, saved %.17g", got->lr, want->lr);
     tu_expect(got->beta == want->beta, "beta %.17g, saved %.17g", got->beta, want->beta);
@@ -459,7 +487,11 @@ static void test_file_layout(const struct arch *a)
         snprintf(lr, sizeof lr, "%.17g", md.meta.lr);
         snprintf(seed, sizeof seed, "%" PRIu64, md.meta.seed);
         const char *pairs[][2] = {{"format", "clvae"},
-                                  {"format_version", "2"},
+                                  {"format_version", "3"},
+                                  {"channels", "1"},
+                                  {"likelihood", "bernoulli"},
+                                  {"background", "10,200,255"},
+                                  {"test_split", "0.25"},
                                   {"encoder", encoder},
                                   {"decoder", decoder},
                                   {"lr", lr},
@@ -822,6 +854,21 @@ static const struct json_edit json_edits[] = {
     {"__metadata__", "step", "\"-5\"", "out of range"},
     {"__metadata__", "epoch_step", "\"1.5\"", "not an integer"},
     {"__metadata__", "optimizer", "\"sgd\"", "optimizer"},
+    {"__metadata__", "channels", "\"2\"", "channels 2"},
+    {"__metadata__", "channels", "\"4\"", "out of range"},
+    {"__metadata__", "channels", "\"3\"", "image_rows x image_cols x channels"},
+    {"__metadata__", "channels", NULL, "\"channels\" is missing"},
+    {"__metadata__", "likelihood", "\"gaussian\"", "not a likelihood"},
+    {"__metadata__", "likelihood", "\"logistic\"", "the architecture needs [12,5]"},
+    {"__metadata__", "background", "\"1,2\"", "not R,G,B"},
+    {"__metadata__", "background", "\"256,0,0\"", "0 to 255"},
+    {"__metadata__", "background", "\"-1,0,0\"", "not R,G,B"},
+    {"__metadata__", "test_split", "\"1.5\"", "out of range"},
+    {"__metadata__", "test_split", "\"0\"", "out of range"},
+    {"__metadata__", "classes", "\"[1]\"", "not a name"},
+    {"__metadata__", "classes", "\"[\\\"\\\"]\"", "not a name"},
+    {"__metadata__", "classes", "\"cat\"", "not a JSON array"},
+    {"__metadata__", "classes", "\"[]\"", "not a JSON array"},
     {"__metadata__", "optimizer", "\"none\"", "unexpected tensor 'optimizer."},
     {"__metadata__", "adam_beta1", "\"0.8\"", "adam_beta1"},
     {"__metadata__", "adam_eps", "\"1e-7\"", "adam_eps"},
@@ -897,6 +944,10 @@ static void test_version1(const char *good_path, const struct model *md)
 {
     char path[TU_PATH_MAX];
     tu_in_tmp(path, "version1.safetensors");
+    // Versions 1 and 2 knew nothing of colour, likelihoods or folders: their defaults.
+    struct model v12 = *md;
+    v12.meta.background[0] = v12.meta.background[1] = v12.meta.background[2] = 255;
+    v12.meta.test_split = 0.1;
     static const char *const hidden[] = {"\"5,4\"", "\"5,,4\"", "\"1,1,1,1,1,1,1,1,1\"", "\"5,0\""};
     static const char *const words[] = {NULL, "comma-separated", "too many hidden layers",
                                         "out of range"};
@@ -909,6 +960,10 @@ static void test_version1(const char *good_path, const struct model *md)
                 {"__metadata__", "encoder", NULL, NULL},
                 {"__metadata__", "decoder", NULL, NULL},
                 {"__metadata__", "hidden", hidden[k], NULL},
+                {"__metadata__", "channels", NULL, NULL},
+                {"__metadata__", "likelihood", NULL, NULL},
+                {"__metadata__", "background", NULL, NULL},
+                {"__metadata__", "test_split", NULL, NULL},
             };
             for (size_t e = 0; e < sizeof edits / sizeof edits[0]; e++) {
                 tu_expect(apply_edit(g.root, &edits[e]), "edit %zu does not apply", e);
@@ -918,12 +973,43 @@ static void test_version1(const char *good_path, const struct model *md)
             if (words[k]) {
                 expect_refused(path, words[k]);
             } else {
-                expect_loads_as(path, md);
+                expect_loads_as(path, &v12);
             }
             close_good(&g);
         }
         tu_end("format version 1 with hidden %s: %s", hidden[k], words[k] ? "refused" : "loads");
     }
+    unlink(path);
+}
+
+// A format version 2 file (the layers, no channels, likelihood or folder keys) loads as one
+// channel under the Bernoulli likelihood, white background, a 0.1 split.
+static void test_version2(const char *good_path, const struct model *md)
+{
+    char path[TU_PATH_MAX];
+    tu_in_tmp(path, "version2.safetensors");
+    struct model v2 = *md;
+    v2.meta.background[0] = v2.meta.background[1] = v2.meta.background[2] = 255;
+    v2.meta.test_split = 0.1;
+    struct good_file g;
+    tu_begin();
+    if (open_good(good_path, &g) == 0) {
+        const struct json_edit edits[] = {
+            {"__metadata__", "format_version", "\"2\"", NULL},
+            {"__metadata__", "channels", NULL, NULL},
+            {"__metadata__", "likelihood", NULL, NULL},
+            {"__metadata__", "background", NULL, NULL},
+            {"__metadata__", "test_split", NULL, NULL},
+        };
+        for (size_t e = 0; e < sizeof edits / sizeof edits[0]; e++) {
+            tu_expect(apply_edit(g.root, &edits[e]), "edit %zu does not apply", e);
+        }
+        tu_expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "cannot write %s",
+                  path);
+        expect_loads_as(path, &v2);
+        close_good(&g);
+    }
+    tu_end("format version 2 loads: one channel, Bernoulli, white, split 0.1");
     unlink(path);
 }
 
@@ -1259,11 +1345,13 @@ int main(int argc, char **argv)
     tu_make_tmp_dir();
     umask(022);
 
-    const struct arch *archs[] = {&small_arch, &default_arch};
-    for (int a = 0; a < 2; a++) {
+    const struct arch *archs[] = {&small_arch, &default_arch, &colour_arch};
+    for (int a = 0; a < 3; a++) {
         test_round_trip(archs[a], false);
         test_round_trip(archs[a], true);
-        test_file_layout(archs[a]);
+        if (a < 2) {
+            test_file_layout(archs[a]);
+        }
     }
     test_overwrite();
     test_bad_paths();
@@ -1282,6 +1370,7 @@ int main(int argc, char **argv)
     test_corrupt_headers(good_path);
     test_corrupt_files(good_path);
     test_version1(good_path, &good);
+    test_version2(good_path, &good);
     test_any_order(good_path, &good);
     test_truncations(good_path);
     test_free(good_path);

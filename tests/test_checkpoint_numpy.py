@@ -222,8 +222,8 @@ def check_file(checks, path):
         data_len = len(f.read())
     checks.check(header_len % 8 == 0 and header_text.startswith(b"{"),
                  "header: a JSON object, length a multiple of 8", f"{header_len} bytes")
-    checks.check(metadata.get("format") == "clvae" and metadata.get("format_version") == "2",
-                 "metadata format clvae, version 2",
+    checks.check(metadata.get("format") == "clvae" and metadata.get("format_version") == "3",
+                 "metadata format clvae, version 3",
                  f"{metadata.get('format')!r} {metadata.get('format_version')!r}")
     checks.check(all(isinstance(v, str) for v in metadata.values()),
                  "metadata values are strings")
