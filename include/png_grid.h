@@ -1,4 +1,4 @@
-// 8-bit grayscale PNG output through libpng, written atomically.
+// 8-bit grey or RGB PNG output through libpng, written atomically.
 #ifndef CLVAE_PNG_GRID_H
 #define CLVAE_PNG_GRID_H
 
@@ -10,6 +10,14 @@
 // in the same directory, flushed, then renamed, so path never holds a partial image.
 int png_write_gray(const char *path, const uint8_t *pixels, int height, int width,
                    struct clvae_error *err);
+
+// The same for an image of 1 (grey) or 3 (RGB, interleaved) channels.
+int png_write_pixels(const char *path, const uint8_t *pixels, int height, int width, int channels,
+                    struct clvae_error *err);
+
+// tiles (n, tile_h, tile_w, channels) -> a grey or RGB grid laid out as png_write_grid's.
+int png_write_tiles(const char *path, const uint8_t *tiles, int n, int tile_h, int tile_w,
+                    int channels, int cols, int pad, struct clvae_error *err);
 
 // tiles (n, tile_h, tile_w) -> a grid of `cols` tiles a row (ceil(n / cols) rows) with `pad` pixels
 // of black border around and between tiles; missing tiles in the last row stay black.

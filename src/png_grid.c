@@ -68,16 +68,19 @@ static void on_png_flush(png_structp png)
     }
 }
 
-// Hands the rows to libpng; kept out of png_write_stream so no local changes after its setjmp.
-static void write_rows(png_structp png, const uint8_t *pixels, int height, int width)
+// Hands the rows (row bytes each) to libpng; kept out of png_write_stream so no local changes
+// after its setjmp.
+static void write_rows(png_structp png, const uint8_t *pixels, int height, size_t row)
 {
     for (int y = 0; y < height; y++) {
-        png_write_row(png, pixels + (size_t)y * (size_t)width);
+        png_write_row(png, pixels + (size_t)y * row);
     }
 }
 
-// Encodes the image into sink->fp; returns -1 with sink->msg set when libpng or the stream fails.
-static int png_write_stream(struct png_sink *sink, const uint8_t *pixels, int height, int width)
+// Encodes the image (grey for 1 channel, RGB for 3) into sink->fp; returns -1 with sink->msg set
+// when libpng or the stream fails.
+static int png_write_stream(struct png_sink *sink, const uint8_t *pixels, int height, int width,
+                            int channels)
 {
     png_structp png =
         png_create_write_struct(PNG_LIBPNG_VER_STRING, sink, on_png_error, on_png_warning);
@@ -97,24 +100,29 @@ static int png_write_stream(struct png_sink *sink, const uint8_t *pixels, int he
         return -1;
     }
     png_set_write_fn(png, sink, on_png_write, on_png_flush);
-    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_GRAY,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8,
+                 channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
-    write_rows(png, pixels, height, width);
+    write_rows(png, pixels, height, (size_t)width * (size_t)channels);
     png_write_end(png, info);
     png_destroy_write_struct(&png, &info);
     return 0;
 }
 
 // Validates, then writes path atomically (include/atomic_file.h).
-int png_write_gray(const char *path, const uint8_t *pixels, int height, int width,
-                   struct clvae_error *err)
+int png_write_pixels(const char *path, const uint8_t *pixels, int height, int width, int channels,
+                    struct clvae_error *err)
 {
     if (!path || !*path) {
         return clvae_fail(err, CLVAE_EXIT_FAILURE, "png_write_gray: empty output path");
     }
     if (!pixels) {
         return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: png_write_gray: no pixels", path);
+    }
+    if (channels != 1 && channels != 3) {
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: png_write_pixels: %d channels, not 1 or 3",
+                          path, channels);
     }
     if (height <= 0 || width <= 0 || height > PNG_GRID_MAX_SIDE || width > PNG_GRID_MAX_SIDE) {
         return clvae_fail(err, CLVAE_EXIT_FAILURE,
@@ -126,7 +134,7 @@ int png_write_gray(const char *path, const uint8_t *pixels, int height, int widt
     if (atomic_file_open(&out, path, err))
         return -1;
     struct png_sink sink = {.fp = out.fp};
-    png_write_stream(&sink, pixels, height, width);
+    png_write_stream(&sink, pixels, height, width, channels);
     if (sink.failed) {
         atomic_file_abort(&out);
         return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, sink.msg);
@@ -134,18 +142,31 @@ int png_write_gray(const char *path, const uint8_t *pixels, int height, int widt
     return atomic_file_commit(&out, err);
 }
 
-// Lays the tiles out on a black canvas in memory and writes it with png_write_gray.
+int png_write_gray(const char *path, const uint8_t *pixels, int height, int width,
+                   struct clvae_error *err)
+{
+    return png_write_pixels(path, pixels, height, width, 1, err);
+}
+
 int png_write_grid(const char *path, const uint8_t *tiles, int n, int tile_h, int tile_w, int cols,
                    int pad, struct clvae_error *err)
+{
+    return png_write_tiles(path, tiles, n, tile_h, tile_w, 1, cols, pad, err);
+}
+
+// Lays the tiles out on a black canvas in memory and writes it with png_write_image.
+int png_write_tiles(const char *path, const uint8_t *tiles, int n, int tile_h, int tile_w,
+                    int channels, int cols, int pad, struct clvae_error *err)
 {
     const char *name = path ? path : "(null)";
     if (!tiles) {
         return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: png_write_grid: no tiles", name);
     }
-    if (n <= 0 || tile_h <= 0 || tile_w <= 0 || cols <= 0 || pad < 0) {
+    if (n <= 0 || tile_h <= 0 || tile_w <= 0 || cols <= 0 || pad < 0 ||
+        (channels != 1 && channels != 3)) {
         return clvae_fail(err, CLVAE_EXIT_FAILURE,
-                          "%s: png_write_grid: invalid grid (n %d, tile %dx%d, cols %d, pad %d)",
-                          name, n, tile_h, tile_w, cols, pad);
+                          "%s: png_write_grid: invalid grid (n %d, tile %dx%dx%d, cols %d, pad %d)",
+                          name, n, tile_h, tile_w, channels, cols, pad);
     }
     // In 64 bits: each factor is below 2^31, so no product or sum here can overflow.
     int64_t rows = ((int64_t)n + cols - 1) / cols;
@@ -159,18 +180,19 @@ int png_write_grid(const char *path, const uint8_t *tiles, int n, int tile_h, in
 
     int height = (int)grid_h;
     int width = (int)grid_w;
-    uint8_t *grid = xcalloc((size_t)height * (size_t)width, 1);
-    size_t tile_size = (size_t)tile_h * (size_t)tile_w;
+    size_t c = (size_t)channels, row = (size_t)width * c, tile_row = (size_t)tile_w * c;
+    uint8_t *grid = xcalloc((size_t)height * row, 1);
+    size_t tile_size = (size_t)tile_h * tile_row;
     for (int t = 0; t < n; t++) {
         int top = pad + (t / cols) * (tile_h + pad);
         int left = pad + (t % cols) * (tile_w + pad);
         const uint8_t *tile = tiles + (size_t)t * tile_size;
         for (int y = 0; y < tile_h; y++) {
-            memcpy(grid + (size_t)(top + y) * (size_t)width + (size_t)left,
-                   tile + (size_t)y * (size_t)tile_w, (size_t)tile_w);
+            memcpy(grid + (size_t)(top + y) * row + (size_t)left * c, tile + (size_t)y * tile_row,
+                   tile_row);
         }
     }
-    int rc = png_write_gray(path, grid, height, width, err);
+    int rc = png_write_pixels(path, grid, height, width, channels, err);
     free(grid);
     return rc;
 }

@@ -17,7 +17,7 @@
 // The largest pixel difference the check now running saw (-1: none).
 static int cur_max_diff;
 
-// A PNG as read back: whatever libpng reported, and the pixels when they are 8-bit gray.
+// A PNG as read back: whatever libpng reported, and the pixels when they are 8-bit grey or RGB.
 struct image {
     uint32_t width, height;
     int bit_depth, color_type, interlace;
@@ -57,15 +57,16 @@ static void on_read_warning(png_structp png, png_const_charp msg)
     (void)msg;
 }
 
-// Reads the rows of an 8-bit gray image into img->pixels.
+// Reads the rows of an 8-bit grey or RGB image into img->pixels.
 static void read_rows(png_structp png, struct image *img)
 {
-    img->pixels = malloc((size_t)img->height * img->width);
+    size_t row = (size_t)img->width * (img->color_type == PNG_COLOR_TYPE_RGB ? 3 : 1);
+    img->pixels = malloc((size_t)img->height * row);
     if (!img->pixels) {
         png_error(png, "out of memory");
     }
     for (uint32_t y = 0; y < img->height; y++) {
-        png_read_row(png, img->pixels + (size_t)y * img->width, NULL);
+        png_read_row(png, img->pixels + (size_t)y * row, NULL);
     }
 }
 
@@ -99,7 +100,8 @@ static int read_png(const char *path, struct image *img)
     png_read_info(png, info);
     png_get_IHDR(png, info, &img->width, &img->height, &img->bit_depth, &img->color_type,
                  &img->interlace, NULL, NULL);
-    if (img->bit_depth == 8 && img->color_type == PNG_COLOR_TYPE_GRAY &&
+    if (img->bit_depth == 8 &&
+        (img->color_type == PNG_COLOR_TYPE_GRAY || img->color_type == PNG_COLOR_TYPE_RGB) &&
         img->interlace == PNG_INTERLACE_NONE) {
         read_rows(png, img);
         png_read_end(png, NULL);
@@ -249,6 +251,49 @@ static void test_grid(void)
     free(img.pixels);
     tu_expect_no_tmp(tu_tmp_dir);
     end_check("grid 2 tiles, cols 2, pad 0");
+}
+
+// An RGB grid: 3 tiles of 2x3 colour pixels, 2 a row, pad 1, read back as an 8-bit RGB PNG whose
+// every byte is what the grid's definition puts there.
+static void test_rgb_grid(void)
+{
+    enum { N = 3, TH = 2, TW = 3, COLS = 2, PAD = 1, C = 3 };
+    enum { GH = 2 * TH + 3 * PAD, GW = COLS * TW + (COLS + 1) * PAD };
+    uint8_t tiles[N * TH * TW * C], want[GH * GW * C];
+    char path[TU_PATH_MAX];
+    struct clvae_error err = {0};
+    struct image img;
+    begin_check();
+    for (int i = 0; i < N * TH * TW * C; i++) {
+        tiles[i] = (uint8_t)(1 + i * 5);
+    }
+    for (int y = 0; y < GH; y++) {
+        for (int x = 0; x < GW; x++) {
+            int ry = (y - PAD) % (TH + PAD), rx = (x - PAD) % (TW + PAD);
+            int t = (y - PAD) / (TH + PAD) * COLS + (x - PAD) / (TW + PAD);
+            int inside = y >= PAD && x >= PAD && ry < TH && rx < TW && t < N;
+            for (int c = 0; c < C; c++) {
+                want[(y * GW + x) * C + c] =
+                    inside ? tiles[((t * TH + ry) * TW + rx) * C + c] : 0;
+            }
+        }
+    }
+    tu_in_tmp(path, "rgb.png");
+    int rc = png_write_tiles(path, tiles, N, TH, TW, C, COLS, PAD, &err);
+    tu_expect(rc == 0, "png_write_tiles: %s", err.msg);
+    tu_expect(read_png(path, &img) == 0, "read back: %s", img.msg);
+    tu_expect(img.color_type == PNG_COLOR_TYPE_RGB && img.width == GW && img.height == GH,
+              "colour type %d, %ux%u; want RGB %dx%d", img.color_type, img.width, img.height, GW,
+              GH);
+    tu_expect(img.pixels && memcmp(img.pixels, want, sizeof want) == 0,
+              "the RGB grid's bytes differ from its definition");
+    free(img.pixels);
+    tu_expect(png_write_tiles(path, tiles, N, TH, TW, 2, COLS, PAD, &err) == -1 &&
+                  err.status == CLVAE_EXIT_FAILURE,
+              "2 channels accepted");
+    tu_expect_no_tmp(tu_tmp_dir);
+    end_check("RGB grid 3 tiles 2x3, cols 2, pad 1");
+    unlink(path);
 }
 
 // Writes over an existing PNG and over a non-PNG file; the new image must replace each.
@@ -486,6 +531,7 @@ int main(void)
 
     test_gray_round_trip();
     test_grid();
+    test_rgb_grid();
     test_overwrite();
     test_bad_paths();
     test_unwritable_dir();
