@@ -38,8 +38,9 @@ int plot_curves(const char *metrics_path, const char *png_path, bool short_ok,
                 struct clvae_error *err);
 
 // What plot_scatter draws: n points (x[i], y[i]) of class cls[i] (NULL: all one class), a
-// legend of the class names, axis labels; with thumbs (n, thumb_h, thumb_w) grey bytes, each
-// point is drawn as its small image instead of a dot.
+// legend of the class names, axis labels; with thumbs (n, thumb_h, thumb_w, thumb_channels)
+// bytes, each point is drawn as its small image instead of a dot (a grey one tinted by its
+// class, a colour one as it is).
 struct plot_scatter_data {
     int n;
     const double *x, *y;
@@ -48,7 +49,7 @@ struct plot_scatter_data {
     const char *const *class_names;
     const char *x_label, *y_label, *title;
     const uint8_t *thumbs;
-    int thumb_h, thumb_w;
+    int thumb_h, thumb_w, thumb_channels; // thumb_channels 0 or 1: grey; 3: RGB
 };
 
 int plot_scatter(const struct plot_scatter_data *d, const char *png_path, struct clvae_error *err);

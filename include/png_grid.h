@@ -13,7 +13,7 @@ int png_write_gray(const char *path, const uint8_t *pixels, int height, int widt
 
 // The same for an image of 1 (grey) or 3 (RGB, interleaved) channels.
 int png_write_pixels(const char *path, const uint8_t *pixels, int height, int width, int channels,
-                    struct clvae_error *err);
+                     struct clvae_error *err);
 
 // tiles (n, tile_h, tile_w, channels) -> a grey or RGB grid laid out as png_write_grid's.
 int png_write_tiles(const char *path, const uint8_t *tiles, int n, int tile_h, int tile_w,

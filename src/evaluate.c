@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dataset.h"
 #include "idx.h"
 #include "model_io.h"
 #include "philox.h"
@@ -157,15 +158,17 @@ static void print_eval_usage(FILE *out)
     fprintf(out,
             "usage: clvae eval --model FILE [options]\n"
             "\n"
-            "Evaluates a trained model on the test images DIR/t10k-images-idx3-ubyte[.gz]\n"
-            "and prints, in nats per image averaged over the images, with standard errors:\n"
+            "Evaluates a trained model on the test images DIR/t10k-images-idx3-ubyte[.gz], or\n"
+            "the test images of a PNG folder (DIR/test, or the split training held out), and\n"
+            "prints, in nats per image averaged over the images (and bits per dimension), with\n"
+            "standard errors:\n"
             "  the negative ELBO: reconstruction + KL with one sample, as training reports it;\n"
             "  the negative IWAE bound (Burda et al. 2015) with k samples,\n"
             "  -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x):\n"
             "  an estimate of -log p(x) that tightens as k grows.\n"
             "\n"
             "  -m, --model FILE   checkpoint written by clvae train             (required)\n"
-            "  -D, --data DIR     directory with t10k-images-idx3-ubyte[.gz]\n"
+            "  -D, --data DIR     directory with t10k-images-idx3-ubyte[.gz], or a PNG folder\n"
             "                     [%s]\n"
             "  -k, --samples N    importance samples per image (1 to %d)   [%d]\n"
             "  -n, --images N     evaluate the first N test images only         [all]\n"
@@ -261,10 +264,10 @@ static void eval_run_release(struct eval_run *run)
 }
 
 // Uploads the first n images of test and creates the result buffers.
-static int eval_run_setup(struct eval_run *run, struct clrt *rt, const struct idx_images *test,
+static int eval_run_setup(struct eval_run *run, struct clrt *rt, const struct image_set *test,
                           int n, struct clvae_error *err)
 {
-    size_t dim = (size_t)test->rows * test->cols;
+    size_t dim = (size_t)test->height * test->width * test->channels;
     int *identity = xmalloc((size_t)n * sizeof(int));
     for (int i = 0; i < n; i++)
         identity[i] = i;
@@ -292,7 +295,8 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
         return parsed > 0 ? 0 : -1;
 
     struct model_io model;
-    struct idx_images test = {0};
+    struct dataset data = {0};
+    const struct image_set *test = &data.test;
     struct eval_run run = {0};
     struct iwae iw = {0};
     struct atomic_file csv = {0}; // created before any device work: a bad --csv fails early
@@ -305,22 +309,10 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
         return -1;
     struct vae *vae = &model.vae;
     const struct ckpt_meta *meta = &model.ckpt.meta;
-    char path[4096];
-    if (idx_find(opt.data_dir, "t10k-images-idx3-ubyte", path, sizeof path, err) ||
-        idx_read_images(path, &test, err))
+    if (dataset_read_test(opt.data_dir, meta, opt.model, &data, err))
         goto done;
-    if ((uint64_t)test.rows * test.cols != (uint64_t)meta->cfg.in_dim) {
-        clvae_fail(err, CLVAE_EXIT_DATA,
-                   "%s: images are %ux%u (%llu pixels) but the model %s takes %d pixels (%dx%d)",
-                   path, test.rows, test.cols, (unsigned long long)test.rows * test.cols, opt.model,
-                   meta->cfg.in_dim, meta->image_rows, meta->image_cols);
-        goto done;
-    }
-    if (test.count == 0) {
-        clvae_fail(err, CLVAE_EXIT_DATA, "%s: holds no images", path);
-        goto done;
-    }
-    uint32_t count = test.count;
+    const char *path = data.source;
+    uint32_t count = test->count;
     if (opt.images && (uint32_t)opt.images < count)
         count = (uint32_t)opt.images;
     if (count > (uint32_t)INT32_MAX) {
@@ -331,17 +323,18 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
     int n = (int)count;
     if ((opt.csv && atomic_file_open(&csv, opt.csv, err)) ||
         iwae_create(&iw, vae, opt.k, EVAL_LOG_WEIGHTS, err) ||
-        eval_run_setup(&run, &model.rt, &test, n, err))
+        eval_run_setup(&run, &model.rt, test, n, err))
         goto done;
 
     char shape[160];
     vae_describe(&meta->cfg, shape, sizeof shape);
     printf("clvae: model %s: %s, %zu parameters, %d epochs; device %s (%s)\n", opt.model, shape,
            vae->n_params, meta->epoch, model.rt.device_name, model.rt.platform_name);
-    printf("clvae: %d test images of %ux%u from %s; k = %d samples per image, seed %llu\n", n,
-           test.rows, test.cols, path, opt.k, (unsigned long long)opt.seed);
+    printf("clvae: %d test images of %ux%u, %u channel(s), from %s; %s likelihood; k = %d samples "
+           "per image, seed %llu\n",
+           n, test->width, test->height, test->channels, path,
+           likelihood_name(meta->cfg.likelihood), opt.k, (unsigned long long)opt.seed);
     fflush(stdout);
-    idx_free(&test);
 
     bool live = isatty(STDERR_FILENO);
     host = xmalloc(3 * (size_t)n * sizeof(float));
@@ -388,15 +381,21 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
     double elbo_mean, elbo_se, iwae_mean, iwae_se;
     mean_and_se(neg_elbo, n, &elbo_mean, &elbo_se);
     mean_and_se(neg_iwae, n, &iwae_mean, &iwae_se);
-    printf("negative ELBO  %10.4f nats/image, std err %.4f (rec %.4f + KL %.4f, one sample)\n",
-           elbo_mean, elbo_se, rec_sum / n, kl_sum / n);
-    printf("negative IWAE  %10.4f nats/image, std err %.4f (k = %d: an upper bound on -log p(x))\n",
-           iwae_mean, iwae_se, opt.k);
+    // Bits per dimension: nats per image over log 2 and the values an image has.
+    double per_bit = log(2.0) * meta->cfg.in_dim;
+    printf("negative ELBO  %10.4f nats/image, std err %.4f (rec %.4f + KL %.4f, one sample); "
+           "%.5f bits/dim\n",
+           elbo_mean, elbo_se, rec_sum / n, kl_sum / n, elbo_mean / per_bit);
+    printf("negative IWAE  %10.4f nats/image, std err %.4f (k = %d: an upper bound on -log p(x)); "
+           "%.5f bits/dim\n",
+           iwae_mean, iwae_se, opt.k, iwae_mean / per_bit);
     printf("clvae: %.2f s\n", now_seconds() - started);
     if (opt.csv) {
-        fprintf(csv.fp, "images,k,neg_elbo,neg_iwae,neg_elbo_se,neg_iwae_se,rec,kl,seed\n");
-        fprintf(csv.fp, "%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%llu\n", n, opt.k, elbo_mean,
-                iwae_mean, elbo_se, iwae_se, rec_sum / n, kl_sum / n, (unsigned long long)opt.seed);
+        fprintf(csv.fp, "images,k,neg_elbo,neg_iwae,neg_elbo_se,neg_iwae_se,rec,kl,seed,"
+                        "neg_elbo_bits_per_dim,neg_iwae_bits_per_dim\n");
+        fprintf(csv.fp, "%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%llu,%.6f,%.6f\n", n, opt.k, elbo_mean,
+                iwae_mean, elbo_se, iwae_se, rec_sum / n, kl_sum / n, (unsigned long long)opt.seed,
+                elbo_mean / per_bit, iwae_mean / per_bit);
         if (atomic_file_commit(&csv, err))
             goto done;
     }
@@ -410,7 +409,7 @@ done:
         clFinish(model.rt.queue);
     iwae_release(&iw);
     eval_run_release(&run);
-    idx_free(&test);
+    dataset_free(&data);
     model_io_close(&model);
     return status;
 }

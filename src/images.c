@@ -12,6 +12,7 @@
 
 #include "atomic_file.h"
 #include "cli.h"
+#include "dataset.h"
 #include "idx.h"
 #include "model_io.h"
 #include "philox.h"
@@ -36,14 +37,16 @@ static const char *const usage_generate =
     "\n"
     "Decodes n draws of z ~ N(0, T^2 I) into a grid. The draws depend only on the seed: with the\n"
     "training seed, the first 64 are those of the samples_epochNNN.png grids. --each writes one\n"
-    "PNG per image into DIR; --raw writes the pixel probabilities as little-endian float32\n"
-    "(n, height, width). Defaults: -n 64, --seed 1, --temperature 1, --cols sqrt(n).\n";
+    "PNG per image into DIR (grey or RGB as the model's images); --raw writes each pixel's mean\n"
+    "under the model's likelihood, in [0, 1], as little-endian float32 (n, height, width,\n"
+    "channels). Defaults: -n 64, --seed 1, --temperature 1, --cols sqrt(n).\n";
 static const char *const usage_reconstruct =
     "usage: clvae reconstruct --model FILE [--data DIR] [-n 32] [--cols C] -o recon.png\n"
     "                         [--platform N --device N]\n"
     "\n"
-    "The first n test images of DIR (default /usr/share/datasets/fashion-mnist), each followed\n"
-    "by its reconstruction from the posterior mean. Defaults: -n 32, --cols 8 (4 pairs a row).\n";
+    "The first n test images of DIR (default /usr/share/datasets/fashion-mnist: IDX files, or a\n"
+    "PNG folder read as training read it), each followed by its reconstruction from the\n"
+    "posterior mean. Defaults: -n 32, --cols 8 (4 pairs a row).\n";
 static const char *const usage_interpolate =
     "usage: clvae interpolate --model FILE --from I --to J [--steps 10] [--data DIR] -o walk.png\n"
     "                         [--platform N --device N]\n"
@@ -55,9 +58,10 @@ static const char *const usage_scatter =
     "                     [--platform N --device N]\n"
     "\n"
     "The posterior means of the first N test images of DIR (default all), one dot each coloured\n"
-    "by its class from DIR's t10k-labels-idx1-ubyte[.gz] (one colour without), named by\n"
-    "DIR/classes.txt (a name a line), else Fashion-MNIST's names when DIR's path says fashion,\n"
-    "else the class numbers. A 2-D latent is drawn as it is, a larger one on its first two\n"
+    "by its class: a PNG folder's class folder, or for IDX files the label in DIR's\n"
+    "t10k-labels-idx1-ubyte[.gz] (one colour without), named by DIR/classes.txt (a name a\n"
+    "line), else Fashion-MNIST's names when DIR's path says fashion, else the class numbers.\n"
+    "A 2-D latent is drawn as it is, a larger one on its first two\n"
     "principal components. --images draws up to 600 of the images, decoded from their means,\n"
     "instead of dots.\n";
 static const char *const usage_plot =
@@ -146,51 +150,70 @@ static int need_out(const struct image_options *o, const char *name, bool other,
     return 0;
 }
 
-static uint8_t prob_to_pixel(float logit)
+// The model's image: values a pixel row, channels.
+static size_t image_dim(const struct model_io *m)
 {
-    return (uint8_t)lrintf(255.0f / (1.0f + expf(-logit)));
+    return (size_t)m->vae.cfg.in_dim;
 }
 
-// z (rows, latent) on the host -> logits (rows, in_dim) on the host, CHUNK_ROWS at a time.
-static void decode_host(struct model_io *m, const float *z, int rows, float *logits)
+// z (rows, latent) on the host -> the decoded images' pixel means (rows, in_dim) in [0, 1] into
+// mean (unless NULL) and as bytes into pixels (unless NULL), CHUNK_ROWS at a time.
+static void decode_images(struct model_io *m, const float *z, int rows, float *mean,
+                          uint8_t *pixels)
 {
-    size_t latent = (size_t)m->vae.cfg.latent, dim = (size_t)m->vae.cfg.in_dim;
+    size_t latent = (size_t)m->vae.cfg.latent, dim = image_dim(m);
+    size_t out_dim = (size_t)m->vae.out_dim;
     cl_command_queue q = m->rt.queue;
+    float *out = xmalloc((size_t)CHUNK_ROWS * out_dim * sizeof(float));
+    float *chunk = xmalloc((size_t)CHUNK_ROWS * dim * sizeof(float));
     for (int start = 0; start < rows; start += CHUNK_ROWS) {
         int n = rows - start < CHUNK_ROWS ? rows - start : CHUNK_ROWS;
         CL_CHECK(clEnqueueWriteBuffer(q, m->vae.z, CL_FALSE, 0, (size_t)n * latent * sizeof(float),
                                       z + (size_t)start * latent, 0, NULL, NULL));
         vae_decode(&m->vae, n);
-        CL_CHECK(clEnqueueReadBuffer(q, m->vae.logits, CL_TRUE, 0, (size_t)n * dim * sizeof(float),
-                                     logits + (size_t)start * dim, 0, NULL, NULL));
+        CL_CHECK(clEnqueueReadBuffer(q, m->vae.logits, CL_TRUE, 0,
+                                     (size_t)n * out_dim * sizeof(float), out, 0, NULL, NULL));
+        likelihood_mean(m->vae.cfg.likelihood, out, n, (int)dim, m->vae.cfg.channels, chunk);
+        size_t first = (size_t)start * dim, count = (size_t)n * dim;
+        if (mean)
+            memcpy(mean + first, chunk, count * sizeof(float));
+        for (size_t i = 0; pixels && i < count; i++)
+            pixels[first + i] = (uint8_t)lrintf(fminf(fmaxf(chunk[i], 0.0f), 1.0f) * 255.0f);
     }
+    free(out);
+    free(chunk);
 }
 
-// Test images [0, count) of dir, checked against the model's image size.
-static int load_test_images(const struct image_options *o, const struct model_io *m,
-                            uint32_t count, struct idx_images *test, struct clvae_error *err)
+// Writes tiles (n images of the model's size and channels) as a grid of cols a row.
+static int write_tiles(const struct model_io *m, const char *path, const uint8_t *tiles, int n,
+                       int cols, int pad, struct clvae_error *err)
 {
-    char path[4096];
-    if (idx_find(o->data, "t10k-images-idx3-ubyte", path, sizeof path, err) ||
-        idx_read_images(path, test, err))
-        return -1;
     const struct ckpt_meta *meta = &m->ckpt.meta;
-    if ((int)test->rows != meta->image_rows || (int)test->cols != meta->image_cols)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: images are %ux%u but the model %s takes %dx%d",
-                          path, test->rows, test->cols, o->model, meta->image_rows,
-                          meta->image_cols);
-    if (count > test->count)
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "-n %u: %s holds only %u test images", count, path,
-                          test->count);
+    return png_write_tiles(path, tiles, n, meta->image_rows, meta->image_cols, meta->channels,
+                           cols, pad, err);
+}
+
+// DIR's test images for the model, with at least count of them.
+static int load_test_images(const struct image_options *o, const struct model_io *m,
+                            uint32_t count, struct dataset *data, struct clvae_error *err)
+{
+    if (dataset_read_test(o->data, &m->ckpt.meta, o->model, data, err))
+        return -1;
+    if (count > data->test.count) {
+        clvae_fail(err, CLVAE_EXIT_USAGE, "-n %u: %s holds only %u test images", count,
+                   data->source, data->test.count);
+        dataset_free(data);
+        return -1;
+    }
     return 0;
 }
 
 // Encodes test images (indices, count <= max_rows) and returns their posterior means
 // (count, latent) in mu, and their pixels scaled to [0, 1] in x (count, in_dim) if not NULL.
-static void encode_means(struct model_io *m, const struct idx_images *test, const int *indices,
+static void encode_means(struct model_io *m, const struct image_set *test, const int *indices,
                          int count, float *mu, float *x)
 {
-    size_t dim = (size_t)m->vae.cfg.in_dim, latent = (size_t)m->vae.cfg.latent;
+    size_t dim = image_dim(m), latent = (size_t)m->vae.cfg.latent;
     float *scaled = xmalloc((size_t)count * dim * sizeof(float));
     for (int i = 0; i < count; i++)
         for (size_t j = 0; j < dim; j++)
@@ -254,29 +277,23 @@ int generate_main(int argc, char **argv, struct clvae_error *err)
     float *z = xmalloc((size_t)o.n * latent * sizeof(float));
     for (size_t i = 0; i < (size_t)o.n * latent; i++)
         z[i] = (float)(o.temperature * philox_normal(o.seed, (uint32_t)i, 0, PHILOX_STREAM_GRID));
-    float *logits = xmalloc((size_t)o.n * dim * sizeof(float));
-    decode_host(&m, z, o.n, logits);
+    float *mean = xmalloc((size_t)o.n * dim * sizeof(float));
     uint8_t *pixels = xmalloc((size_t)o.n * dim);
-    for (size_t i = 0; i < (size_t)o.n * dim; i++)
-        pixels[i] = prob_to_pixel(logits[i]);
+    decode_images(&m, z, o.n, mean, pixels);
     int cols = o.cols ? o.cols : (int)ceil(sqrt((double)o.n));
     int status = 0;
     if (o.out)
-        status = png_write_grid(o.out, pixels, o.n, meta->image_rows, meta->image_cols, cols, 2,
-                                err);
+        status = write_tiles(&m, o.out, pixels, o.n, cols, 2, err);
     for (int i = 0; status == 0 && o.each && i < o.n; i++) {
         char path[4200];
         snprintf(path, sizeof path, "%s/image_%05d.png", o.each, i);
-        status = png_write_gray(path, pixels + (size_t)i * dim, meta->image_rows,
-                                meta->image_cols, err);
+        status = png_write_pixels(path, pixels + (size_t)i * dim, meta->image_rows,
+                                  meta->image_cols, meta->channels, err);
     }
-    if (status == 0 && o.raw) {
-        for (size_t i = 0; i < (size_t)o.n * dim; i++)
-            logits[i] = 1.0f / (1.0f + expf(-logits[i]));
-        status = write_file_atomic(o.raw, logits, (size_t)o.n * dim * sizeof(float), err);
-    }
+    if (status == 0 && o.raw)
+        status = write_file_atomic(o.raw, mean, (size_t)o.n * dim * sizeof(float), err);
     free(z);
-    free(logits);
+    free(mean);
     free(pixels);
     model_io_close(&m);
     return status;
@@ -291,36 +308,35 @@ int reconstruct_main(int argc, char **argv, struct clvae_error *err)
     if (o.n == 0)
         o.n = 32;
     struct model_io m;
-    struct idx_images test = {0};
+    struct dataset data = {0};
+    const struct image_set *test = &data.test;
     if (model_io_open(&m, o.model, o.platform, o.device, o.n > CHUNK_ROWS ? o.n : CHUNK_ROWS,
                       err))
         return -1;
-    int status = load_test_images(&o, &m, (uint32_t)o.n, &test, err);
+    int status = load_test_images(&o, &m, (uint32_t)o.n, &data, err);
     if (status == 0) {
-        size_t latent = (size_t)m.vae.cfg.latent, dim = (size_t)m.vae.cfg.in_dim;
+        size_t latent = (size_t)m.vae.cfg.latent, dim = image_dim(&m);
         int *indices = xmalloc((size_t)o.n * sizeof(int));
         for (int i = 0; i < o.n; i++)
             indices[i] = i;
         float *mu = xmalloc((size_t)o.n * latent * sizeof(float));
         float *x = xmalloc((size_t)o.n * dim * sizeof(float));
-        float *logits = xmalloc((size_t)o.n * dim * sizeof(float));
-        encode_means(&m, &test, indices, o.n, mu, x);
-        decode_host(&m, mu, o.n, logits);
+        uint8_t *decoded = xmalloc((size_t)o.n * dim);
+        encode_means(&m, test, indices, o.n, mu, x);
+        decode_images(&m, mu, o.n, NULL, decoded);
         uint8_t *tiles = xmalloc(2 * (size_t)o.n * dim);
-        for (size_t i = 0; i < (size_t)o.n; i++)
-            for (size_t j = 0; j < dim; j++) {
-                tiles[2 * i * dim + j] = test.pixels[i * dim + j];
-                tiles[(2 * i + 1) * dim + j] = prob_to_pixel(logits[i * dim + j]);
-            }
-        status = png_write_grid(o.out, tiles, 2 * o.n, m.ckpt.meta.image_rows,
-                                m.ckpt.meta.image_cols, o.cols ? o.cols : 8, 2, err);
+        for (size_t i = 0; i < (size_t)o.n; i++) {
+            memcpy(tiles + 2 * i * dim, test->pixels + i * dim, dim);
+            memcpy(tiles + (2 * i + 1) * dim, decoded + i * dim, dim);
+        }
+        status = write_tiles(&m, o.out, tiles, 2 * o.n, o.cols ? o.cols : 8, 2, err);
         free(indices);
         free(mu);
         free(x);
-        free(logits);
+        free(decoded);
         free(tiles);
     }
-    idx_free(&test);
+    dataset_free(&data);
     model_io_close(&m);
     return status;
 }
@@ -334,41 +350,37 @@ int interpolate_main(int argc, char **argv, struct clvae_error *err)
     if (o.from < 0 || o.to < 0)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "interpolate: --from I and --to J are required");
     struct model_io m;
-    struct idx_images test = {0};
+    struct dataset data = {0};
+    const struct image_set *test = &data.test;
     if (model_io_open(&m, o.model, o.platform, o.device, o.steps > 64 ? o.steps : 64, err))
         return -1;
-    int status = load_test_images(&o, &m, 0, &test, err);
-    if (status == 0 && (uint32_t)(o.from > o.to ? o.from : o.to) >= test.count)
+    int status = load_test_images(&o, &m, 0, &data, err);
+    if (status == 0 && (uint32_t)(o.from > o.to ? o.from : o.to) >= test->count)
         status = clvae_fail(err, CLVAE_EXIT_USAGE,
                             "--%s %d: no such test image (%s holds %u, numbered from 0)",
-                            o.from > o.to ? "from" : "to", o.from > o.to ? o.from : o.to, o.data,
-                            test.count);
+                            o.from > o.to ? "from" : "to", o.from > o.to ? o.from : o.to,
+                            data.source, test->count);
     if (status == 0) {
-        size_t latent = (size_t)m.vae.cfg.latent, dim = (size_t)m.vae.cfg.in_dim;
+        size_t latent = (size_t)m.vae.cfg.latent, dim = image_dim(&m);
         int ends[2] = {o.from, o.to};
         float mu[2 * 4096];
-        encode_means(&m, &test, ends, 2, mu, NULL);
+        encode_means(&m, test, ends, 2, mu, NULL);
         float *z = xmalloc((size_t)o.steps * latent * sizeof(float));
         for (int s = 0; s < o.steps; s++) {
             float t = (float)s / (float)(o.steps - 1);
             for (size_t k = 0; k < latent; k++)
                 z[(size_t)s * latent + k] = (1.0f - t) * mu[k] + t * mu[latent + k];
         }
-        float *logits = xmalloc((size_t)o.steps * dim * sizeof(float));
-        decode_host(&m, z, o.steps, logits);
         int n = o.steps + 2;
         uint8_t *tiles = xmalloc((size_t)n * dim);
-        memcpy(tiles, test.pixels + (size_t)o.from * dim, dim);
-        for (size_t i = 0; i < (size_t)o.steps * dim; i++)
-            tiles[dim + i] = prob_to_pixel(logits[i]);
-        memcpy(tiles + (size_t)(n - 1) * dim, test.pixels + (size_t)o.to * dim, dim);
-        status = png_write_grid(o.out, tiles, n, m.ckpt.meta.image_rows, m.ckpt.meta.image_cols,
-                                n, 2, err);
+        memcpy(tiles, test->pixels + (size_t)o.from * dim, dim);
+        decode_images(&m, z, o.steps, NULL, tiles + dim);
+        memcpy(tiles + (size_t)(n - 1) * dim, test->pixels + (size_t)o.to * dim, dim);
+        status = write_tiles(&m, o.out, tiles, n, n, 2, err);
         free(z);
-        free(logits);
         free(tiles);
     }
-    idx_free(&test);
+    dataset_free(&data);
     model_io_close(&m);
     return status;
 }
@@ -411,7 +423,7 @@ int manifold_main(int argc, char **argv, struct clvae_error *err)
     if (model_io_open(&m, o.model, o.platform, o.device, CHUNK_ROWS, err))
         return -1;
     int latent = m.vae.cfg.latent;
-    size_t dim = (size_t)m.vae.cfg.in_dim;
+    size_t dim = image_dim(&m);
     int rows = latent == 2 ? o.n : latent, count = rows * o.n;
     float *z = xcalloc((size_t)count * (size_t)latent, sizeof(float));
     for (int r = 0; r < rows; r++)
@@ -426,89 +438,16 @@ int manifold_main(int argc, char **argv, struct clvae_error *err)
                 zi[r] = (float)(o.n > 1 ? -o.range + 2.0 * o.range * c / (o.n - 1) : 0.0);
             }
         }
-    float *logits = xmalloc((size_t)count * dim * sizeof(float));
-    decode_host(&m, z, count, logits);
     uint8_t *tiles = xmalloc((size_t)count * dim);
-    for (size_t i = 0; i < (size_t)count * dim; i++)
-        tiles[i] = prob_to_pixel(logits[i]);
-    int status = png_write_grid(o.out, tiles, count, m.ckpt.meta.image_rows,
-                                m.ckpt.meta.image_cols, o.n, latent == 2 ? 0 : 2, err);
+    decode_images(&m, z, count, NULL, tiles);
+    int status = write_tiles(&m, o.out, tiles, count, o.n, latent == 2 ? 0 : 2, err);
     free(z);
-    free(logits);
     free(tiles);
     model_io_close(&m);
     return status;
 }
 
 #define SCATTER_MAX_THUMBS 600
-
-// Fashion-MNIST's class names, in label order.
-static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
-                                              "Coat",        "Sandal",  "Shirt",    "Sneaker",
-                                              "Bag",         "Ankle boot"};
-
-// Whether text contains word, ignoring ASCII case.
-static bool contains_word(const char *text, const char *word)
-{
-    size_t n = strlen(word);
-    for (; *text; text++) {
-        size_t i = 0;
-        while (i < n && text[i] && tolower((unsigned char)text[i]) == word[i])
-            i++;
-        if (i == n)
-            return true;
-    }
-    return false;
-}
-
-// The names of classes 0 .. n - 1 into names (each a buffer of 64): DIR/classes.txt, a name a
-// line, else Fashion-MNIST's when the directory's path says fashion, else the numbers.
-static void class_names(const char *dir, int n, char (*names)[64])
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/classes.txt", dir);
-    FILE *fp = fopen(path, "r");
-    for (int c = 0; c < n; c++) {
-        if (fp && fgets(names[c], 64, fp)) {
-            names[c][strcspn(names[c], "\r\n")] = '\0';
-            continue;
-        }
-        if (n <= 10 && contains_word(dir, "fashion"))
-            snprintf(names[c], 64, "%s", fashion_names[c]);
-        else
-            snprintf(names[c], 64, "%d", c);
-    }
-    if (fp)
-        fclose(fp);
-}
-
-// The test labels of DIR for count images: *labels (malloc'd) and *n_classes, or NULL when DIR
-// has no label file (a note says so); -1 with err for a broken one.
-static int load_labels(const char *dir, uint32_t count, uint8_t **labels, int *n_classes,
-                       struct clvae_error *err)
-{
-    char path[4096];
-    struct clvae_error missing;
-    *labels = NULL;
-    *n_classes = 0;
-    if (idx_find(dir, "t10k-labels-idx1-ubyte", path, sizeof path, &missing)) {
-        printf("clvae scatter: no labels in %s (t10k-labels-idx1-ubyte[.gz]): one colour\n", dir);
-        return 0;
-    }
-    struct idx_images lab;
-    if (idx_read_labels(path, &lab, err))
-        return -1;
-    if (lab.count < count) {
-        clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u labels for %u test images", path, lab.count,
-                   count);
-        idx_free(&lab);
-        return -1;
-    }
-    for (uint32_t i = 0; i < count; i++)
-        *n_classes = lab.pixels[i] + 1 > *n_classes ? lab.pixels[i] + 1 : *n_classes;
-    *labels = lab.pixels;
-    return 0;
-}
 
 int scatter_main(int argc, char **argv, struct clvae_error *err)
 {
@@ -517,26 +456,28 @@ int scatter_main(int argc, char **argv, struct clvae_error *err)
         need_out(&o, "scatter", false, err))
         return -1;
     struct model_io m;
-    struct idx_images test = {0};
-    uint8_t *labels = NULL;
-    float *mu = NULL, *logits = NULL;
+    struct dataset data = {0};
+    const struct image_set *test = &data.test;
+    float *mu = NULL;
     double *points = NULL, *proj = NULL, *xs = NULL, *ys = NULL;
-    int *cls = NULL, n_classes = 0, status = -1;
+    int *cls = NULL, status = -1;
     uint8_t *thumbs = NULL;
     if (model_io_open(&m, o.model, o.platform, o.device, CHUNK_ROWS, err))
         return -1;
-    if (load_test_images(&o, &m, (uint32_t)o.n, &test, err))
+    if (load_test_images(&o, &m, (uint32_t)o.n, &data, err))
         goto done;
-    int n = o.n ? o.n : (int)test.count, latent = m.vae.cfg.latent;
-    if (load_labels(o.data, (uint32_t)n, &labels, &n_classes, err))
-        goto done;
+    int n = o.n ? o.n : (int)test->count, latent = m.vae.cfg.latent;
+    if (!test->labels)
+        printf("clvae scatter: %s has no labels (IDX t10k-labels-idx1-ubyte[.gz], or class "
+               "folders): one colour\n",
+               o.data);
     mu = xmalloc((size_t)n * latent * sizeof *mu);
     int *idx = xmalloc(CHUNK_ROWS * sizeof *idx);
     for (int start = 0; start < n; start += CHUNK_ROWS) {
         int rows = n - start < CHUNK_ROWS ? n - start : CHUNK_ROWS;
         for (int i = 0; i < rows; i++)
             idx[i] = start + i;
-        encode_means(&m, &test, idx, rows, mu + (size_t)start * latent, NULL);
+        encode_means(&m, test, idx, rows, mu + (size_t)start * latent, NULL);
     }
     free(idx);
     xs = xmalloc((size_t)n * sizeof *xs);
@@ -568,25 +509,22 @@ int scatter_main(int argc, char **argv, struct clvae_error *err)
         snprintf(y_label, sizeof y_label, "principal component 2 (%.1f%% of the variance)",
                  100 * explained[1]);
     }
-    char (*names)[64] = xcalloc((size_t)(n_classes ? n_classes : 1), sizeof *names);
-    const char **name_ptrs = xcalloc((size_t)(n_classes ? n_classes : 1), sizeof *name_ptrs);
-    class_names(o.data, n_classes, names);
-    for (int c = 0; c < n_classes; c++)
-        name_ptrs[c] = names[c];
-    if (labels) {
+    int n_classes = test->labels ? data.n_classes : 0;
+    if (test->labels) {
         cls = xmalloc((size_t)n * sizeof *cls);
         for (int i = 0; i < n; i++)
-            cls[i] = labels[i];
+            cls[i] = test->labels[i];
     }
     char title[160];
     snprintf(title, sizeof title, "posterior means of %d test images, latent %d", n, latent);
     struct plot_scatter_data d = {.n = n, .x = xs, .y = ys, .cls = cls, .n_classes = n_classes,
-                                  .class_names = name_ptrs, .x_label = x_label,
+                                  .class_names = (const char *const *)data.class_names,
+                                  .x_label = x_label,
                                   .y_label = y_label, .title = title};
     if (o.images) {
         // Up to SCATTER_MAX_THUMBS images, every k-th, decoded from their means.
         int step = (n + SCATTER_MAX_THUMBS - 1) / SCATTER_MAX_THUMBS, k = (n + step - 1) / step;
-        size_t dim = (size_t)m.vae.cfg.in_dim;
+        size_t dim = image_dim(&m);
         float *z = xmalloc((size_t)k * latent * sizeof *z);
         for (int i = 0; i < k; i++) {
             memcpy(z + (size_t)i * latent, mu + (size_t)i * step * latent, latent * sizeof *z);
@@ -594,33 +532,27 @@ int scatter_main(int argc, char **argv, struct clvae_error *err)
             if (cls)
                 cls[i] = cls[i * step];
         }
-        logits = xmalloc((size_t)k * dim * sizeof *logits);
-        decode_host(&m, z, k, logits);
-        free(z);
         thumbs = xmalloc((size_t)k * dim);
-        for (size_t i = 0; i < (size_t)k * dim; i++)
-            thumbs[i] = prob_to_pixel(logits[i]);
+        decode_images(&m, z, k, NULL, thumbs);
+        free(z);
         d.n = k;
         d.thumbs = thumbs;
         d.thumb_h = m.ckpt.meta.image_rows;
         d.thumb_w = m.ckpt.meta.image_cols;
+        d.thumb_channels = m.ckpt.meta.channels;
         snprintf(title, sizeof title, "%d of %d test images decoded from their means, latent %d",
                  k, n, latent);
     }
     status = plot_scatter(&d, o.out, err);
-    free(names);
-    free(name_ptrs);
 done:
     free(mu);
-    free(logits);
     free(points);
     free(proj);
     free(xs);
     free(ys);
     free(cls);
     free(thumbs);
-    free(labels);
-    idx_free(&test);
+    dataset_free(&data);
     model_io_close(&m);
     return status;
 }

@@ -5,8 +5,8 @@
 
 #include "vae.h"
 
-static const char *const names[] = {[LIKELIHOOD_BERNOULLI] = "bernoulli",
-                                    [LIKELIHOOD_LOGISTIC] = "logistic"};
+static const char *const names[] = {
+    [LIKELIHOOD_BERNOULLI] = "bernoulli", [LIKELIHOOD_LOGISTIC] = "logistic"};
 
 int likelihood_outputs(enum likelihood_kind kind)
 {
@@ -27,8 +27,8 @@ int likelihood_parse(const char *option, const char *name, enum likelihood_kind 
             return 0;
         }
     }
-    return clvae_fail(err, CLVAE_EXIT_USAGE,
-                      "%s: '%s' is not a likelihood (bernoulli or logistic)", option, name);
+    return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not a likelihood (bernoulli or logistic)",
+                      option, name);
 }
 
 bool likelihood_discrete(enum likelihood_kind kind)
@@ -37,9 +37,9 @@ bool likelihood_discrete(enum likelihood_kind kind)
 }
 
 // The mean of the discretised logistic (cl/likelihood.cl) with location mu and log-scale u:
-// sum_k k/255 P(k) = (1/255) sum_{k=1}^{255} P(level >= k) = (1/255) sum_k sigmoid(-(e_k - mu) / s),
-// e_k = (k - 1/2) / 255 the edge below level k. Edges more than 30 scales below mu count 1 (within
-// 1e-13), those above count 0, so a narrow logistic costs a few terms.
+// sum_k k/255 P(k) = (1/255) sum_{k=1}^{255} P(level >= k) = (1/255) sum_k sigmoid(-(e_k - mu) /
+// s), e_k = (k - 1/2) / 255 the edge below level k. Edges more than 30 scales below mu count 1
+// (within 1e-13), those above count 0, so a narrow logistic costs a few terms.
 static float logistic_mean(float mu, float u)
 {
     double s = exp(fmin(fmax(u, -7.0), 15.0)), sum = 0.0;

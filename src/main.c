@@ -44,16 +44,30 @@ static void print_train_usage(FILE *out)
     fprintf(out,
             "usage: clvae train [options]\n"
             "\n"
-            "Trains a VAE (dense or convolutional, Bernoulli pixels) on IDX image files; after each\n"
-            "epoch prints the train and test negative ELBO, appends them to OUT/metrics.csv and\n"
-            "writes OUT/samples_epochNNN.png and OUT/reconstructions_epochNNN.png.\n"
+            "Trains a VAE (dense or convolutional) on IDX image files or a folder of PNG images;\n"
+            "after each epoch prints the train and test negative ELBO (nats per image, and bits\n"
+            "per dimension), appends them to OUT/metrics.csv and writes OUT/curves.png,\n"
+            "OUT/samples_epochNNN.png and OUT/reconstructions_epochNNN.png.\n"
+            "\n"
+            "A PNG folder: every .png under DIR (any format; hidden files and symbolic links\n"
+            "skipped); its subfolders are classes, or DIR/train and DIR/test, if both exist, are\n"
+            "the two sets; transparent pixels are composited onto --background.\n"
             "\n"
             "  -p, --platform P   OpenCL platform: an index (see `clvae devices`) or a part of\n"
             "                     its name; default $CLVAE_PLATFORM, else the first with a GPU\n"
             "  -d, --device D     device: an index within the platform or a part of its name;\n"
             "                     default $CLVAE_DEVICE, else the first GPU, else 0\n"
-            "  -D, --data DIR     directory with train-images-idx3-ubyte[.gz] and\n"
-            "                     t10k-images-idx3-ubyte[.gz]  [%s]\n"
+            "  -D, --data DIR     IDX files (train-images-idx3-ubyte[.gz], t10k-images-...) or\n"
+            "                     a folder of PNG images  [%s]\n"
+            "      --channels N   1 (grey) or 3 (RGB) for PNG images  [3 if any is colour]\n"
+            "      --background V grey level 0-255, R,G,B or #rrggbb under transparent pixels\n"
+            "                     [255: white]\n"
+            "      --image-size WxH  resize every PNG image to W x H  [all must share one size]\n"
+            "      --test-split F fraction of a PNG folder held out for testing (without\n"
+            "                     DIR/test), stratified by class, the same for the same seed [0.1]\n"
+            "      --skip-bad-images  leave out PNG files that cannot be read, with a warning\n"
+            "      --likelihood L bernoulli (pixels as probabilities) or logistic (a discretised\n"
+            "                     logistic per pixel and channel for 8-bit images)  [bernoulli]\n"
             "  -o, --out DIR      output directory, created if missing          [%s]\n"
             "  -e, --epochs N     passes over the training set                  [%d]\n"
             "  -b, --batch N      images per step                               [%d]\n"
@@ -69,9 +83,12 @@ static void print_train_usage(FILE *out)
             "  -s, --seed N       seed of initialisation, shuffling and noise   [%llu]\n"
             "  -q, --quiet        print nothing but errors\n"
             "      --profile      time every kernel and GEMM on the device; print the table at the end\n"
-            "      --save FILE    write a checkpoint (safetensors) after every epoch and on Ctrl-C\n"
-            "      --resume FILE  carry on from a checkpoint of --save; the model, batch, lr, beta\n"
-            "                     and seed come from it; --epochs is the total to reach\n"
+            "      --save FILE    write a checkpoint (safetensors) after every epoch and on Ctrl-C,\n"
+            "                     and FILE with .best before its extension at the epoch with the\n"
+            "                     lowest test loss\n"
+            "      --resume FILE  carry on from a checkpoint of --save; the model, likelihood,\n"
+            "                     batch, lr, beta, seed and how PNG images are read come from it;\n"
+            "                     --epochs is the total to reach\n"
             "  -h, --help         show this help\n",
             d.data_dir, d.out_dir, d.epochs, d.batch, d.lr, d.model.encoder[0].units, d.model.latent,
             d.beta, (unsigned long long)d.seed);
@@ -79,7 +96,9 @@ static void print_train_usage(FILE *out)
 
 static int parse_train(int argc, char **argv, struct train_options *opt, struct clvae_error *err)
 {
-    enum { OPT_BETA = 256, OPT_PROFILE, OPT_SAVE, OPT_RESUME, OPT_ENCODER, OPT_DECODER };
+    enum { OPT_BETA = 256, OPT_PROFILE, OPT_SAVE, OPT_RESUME, OPT_ENCODER, OPT_DECODER,
+           OPT_CHANNELS, OPT_BACKGROUND, OPT_IMAGE_SIZE, OPT_TEST_SPLIT, OPT_SKIP_BAD,
+           OPT_LIKELIHOOD };
     static const struct option longopts[] = {
         CLI_SOURCE_OPTIONS,                         {"out", required_argument, NULL, 'o'},
         {"epochs", required_argument, NULL, 'e'},   {"batch", required_argument, NULL, 'b'},
@@ -90,6 +109,12 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
         {"resume", required_argument, NULL, OPT_RESUME},
         {"encoder", required_argument, NULL, OPT_ENCODER},
         {"decoder", required_argument, NULL, OPT_DECODER},
+        {"channels", required_argument, NULL, OPT_CHANNELS},
+        {"background", required_argument, NULL, OPT_BACKGROUND},
+        {"image-size", required_argument, NULL, OPT_IMAGE_SIZE},
+        {"test-split", required_argument, NULL, OPT_TEST_SPLIT},
+        {"skip-bad-images", no_argument, NULL, OPT_SKIP_BAD},
+        {"likelihood", required_argument, NULL, OPT_LIKELIHOOD},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     train_defaults(opt);
@@ -128,6 +153,35 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
             break;
         case 'q': opt->quiet = true; break;
         case OPT_PROFILE: opt->profile = true; break;
+        case OPT_CHANNELS:
+            rc = cli_parse_int("--channels", optarg, 1, 3, &opt->folder.channels, err);
+            if (rc == 0 && opt->folder.channels == 2)
+                rc = clvae_fail(err, CLVAE_EXIT_USAGE, "--channels: 2 is neither 1 (grey) nor 3 (RGB)");
+            opt->set_channels = true;
+            break;
+        case OPT_BACKGROUND:
+            rc = image_folder_parse_background("--background", optarg, opt->folder.background, err);
+            opt->set_background = true;
+            break;
+        case OPT_IMAGE_SIZE:
+            rc = image_folder_parse_size("--image-size", optarg, &opt->folder.width,
+                                         &opt->folder.height, err);
+            opt->set_image_size = true;
+            break;
+        case OPT_TEST_SPLIT:
+            rc = cli_parse_double("--test-split", optarg, 0.0, true, 1.0, &opt->folder.test_split,
+                                  err);
+            if (rc == 0 && opt->folder.test_split >= 1.0)
+                rc = clvae_fail(err, CLVAE_EXIT_USAGE,
+                                "--test-split: %s leaves no training images (a fraction below 1)",
+                                optarg);
+            opt->set_test_split = true;
+            break;
+        case OPT_SKIP_BAD: opt->folder.skip_bad = true; break;
+        case OPT_LIKELIHOOD:
+            rc = likelihood_parse("--likelihood", optarg, &opt->model.likelihood, err);
+            opt->set_likelihood = true;
+            break;
         case OPT_SAVE: opt->save_path = optarg; break;
         case OPT_RESUME: opt->resume_path = optarg; break;
         case 'h': print_train_usage(stdout); exit(CLVAE_EXIT_OK);

@@ -372,14 +372,21 @@ int plot_scatter(const struct plot_scatter_data *d, const char *png_path, struct
             cairo_fill(cr);
             continue;
         }
-        // The image in the class colour on white: dark pixels take the colour.
+        // A grey image in the class colour on white: dark pixels take the colour. A colour
+        // image as it is.
         cairo_surface_flush(thumb);
         for (int r = 0; r < th; r++)
             for (int c = 0; c < tw; c++) {
-                double ink = d->thumbs[((size_t)i * th + r) * tw + c] / 255.0;
                 uint32_t px32 = 0;
-                for (int k = 0; k < 3; k++)
-                    px32 |= (uint32_t)lrint(255 * (1 - ink * (1 - rgb[k] * 0.6))) << (16 - 8 * k);
+                if (d->thumb_channels == 3) {
+                    const uint8_t *p = d->thumbs + (((size_t)i * th + r) * tw + c) * 3;
+                    px32 = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+                } else {
+                    double ink = d->thumbs[((size_t)i * th + r) * tw + c] / 255.0;
+                    for (int k = 0; k < 3; k++)
+                        px32 |= (uint32_t)lrint(255 * (1 - ink * (1 - rgb[k] * 0.6)))
+                                << (16 - 8 * k);
+                }
                 memcpy(tdata + (size_t)r * stride + 4 * (size_t)c, &px32, 4);
             }
         cairo_surface_mark_dirty(thumb);

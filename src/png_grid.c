@@ -112,7 +112,7 @@ static int png_write_stream(struct png_sink *sink, const uint8_t *pixels, int he
 
 // Validates, then writes path atomically (include/atomic_file.h).
 int png_write_pixels(const char *path, const uint8_t *pixels, int height, int width, int channels,
-                    struct clvae_error *err)
+                     struct clvae_error *err)
 {
     if (!path || !*path) {
         return clvae_fail(err, CLVAE_EXIT_FAILURE, "png_write_gray: empty output path");

@@ -14,7 +14,9 @@
 #include "atomic_file.h"
 #include "checkpoint.h"
 #include "cl_runtime.h"
+#include "dataset.h"
 #include "idx.h"
+#include "image_folder.h"
 #include "philox.h"
 #include "plot.h"
 #include "png_grid.h"
@@ -51,7 +53,20 @@ void train_defaults(struct train_options *opt)
     opt->model.encoder[0] = opt->model.decoder[0] = (struct layer_spec){.kind = LAYER_DENSE,
                                                                          .units = 128};
     opt->model.latent = 10;
+    opt->model.likelihood = LIKELIHOOD_BERNOULLI;
+    opt->folder = (struct image_folder_options){.background = {255, 255, 255}, .test_split = 0.1};
     opt->seed = 1;
+}
+
+int train_best_path(const char *save_path, char *buf, size_t len)
+{
+    const char *slash = strrchr(save_path, '/');
+    const char *base = slash ? slash + 1 : save_path;
+    const char *dot = strrchr(base, '.');
+    if (!dot || dot == base) // no extension (a leading dot is a hidden name, not one)
+        dot = base + strlen(base);
+    int n = snprintf(buf, len, "%.*s.best%s", (int)(dot - save_path), save_path, dot);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
 static double now_seconds(void)
@@ -105,7 +120,9 @@ static int prepare_out_dir(const char *dir, struct clvae_error *err)
 struct run {
     struct clrt *rt;
     struct vae *vae;
-    int dim, rows, cols, n_train, n_test;
+    int dim, rows, cols, channels, n_train, n_test;
+    int n_classes;
+    char **class_names; // borrowed: the data's, for the checkpoint
     int micro; // rows one forward/backward pass takes: the batch, or a part of it (MICRO_BATCH_CPU)
     cl_mem train_data, test_data; // (count, dim) bytes
     cl_mem train_index, test_index; // (count) ints: this epoch's order; the identity
@@ -150,25 +167,99 @@ static int read_to_device(struct clrt *rt, const char *path, const char *name,
     return rc;
 }
 
-// DIR's training and test images, read into device buffers, checked to agree in size.
-static int load_data(struct run *run, const char *dir, struct idx_images *train,
-                     struct idx_images *test, struct clvae_error *err)
+// What the data set is, whichever form it came in.
+struct data_info {
+    uint32_t n_train, n_test, height, width, channels;
+    int n_classes;
+    char **class_names; // owned: a PNG folder's class names
+    uint64_t skipped;   // files --skip-bad-images left out
+    bool folder, test_folder;
+};
+
+// DIR's IDX training and test images, read into device buffers, checked to agree in size.
+static int load_idx(struct run *run, const char *dir, struct data_info *info,
+                    struct clvae_error *err)
 {
     char train_path[4096], test_path[4096];
+    struct idx_images train = {0}, test = {0};
     if (idx_find(dir, "train-images-idx3-ubyte", train_path, sizeof train_path, err) ||
         idx_find(dir, "t10k-images-idx3-ubyte", test_path, sizeof test_path, err) ||
-        read_to_device(run->rt, train_path, "training set", train, &run->train_data, err) ||
-        read_to_device(run->rt, test_path, "test set", test, &run->test_data, err))
+        read_to_device(run->rt, train_path, "training set", &train, &run->train_data, err) ||
+        read_to_device(run->rt, test_path, "test set", &test, &run->test_data, err))
         return -1;
-    if (train->rows != test->rows || train->cols != test->cols)
+    if (train.rows != test.rows || train.cols != test.cols)
         return clvae_fail(err, CLVAE_EXIT_DATA,
                           "%s: training images are %ux%u but test images (%s) are %ux%u",
-                          train_path, train->rows, train->cols, test_path, test->rows, test->cols);
-    if ((uint64_t)train->rows * train->cols > (uint64_t)INT32_MAX / 2 ||
-        train->count > (uint32_t)INT32_MAX || test->count > (uint32_t)INT32_MAX)
+                          train_path, train.rows, train.cols, test_path, test.rows, test.cols);
+    if ((uint64_t)train.rows * train.cols > (uint64_t)INT32_MAX / 2 ||
+        train.count > (uint32_t)INT32_MAX || test.count > (uint32_t)INT32_MAX)
         return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u images of %ux%u is more than clvae handles",
-                          train_path, train->count, train->rows, train->cols);
+                          train_path, train.count, train.rows, train.cols);
+    *info = (struct data_info){.n_train = train.count, .n_test = test.count,
+                               .height = train.rows, .width = train.cols, .channels = 1};
     return 0;
+}
+
+static cl_mem upload(struct run *run, const void *host, size_t bytes, const char *name,
+                     struct clvae_error *err);
+
+// DIR as a folder of PNG images (image_folder.h), uploaded as bytes.
+static int load_folder(struct run *run, const char *dir, const struct train_options *opt,
+                       struct data_info *info, struct clvae_error *err)
+{
+    struct image_folder_options o = opt->folder;
+    o.seed = opt->seed;
+    o.progress = !opt->quiet && isatty(STDERR_FILENO);
+    o.empty_hint = "; nor IDX files (train-images-idx3-ubyte[.gz], t10k-images-idx3-ubyte[.gz])";
+    struct image_folder f;
+    if (image_folder_read(dir, &o, &f, err))
+        return -1;
+    const struct image_set *tr = &f.train, *te = &f.test;
+    size_t image = (size_t)tr->height * tr->width * tr->channels;
+    *info = (struct data_info){.n_train = tr->count, .n_test = te->count, .height = tr->height,
+                               .width = tr->width, .channels = tr->channels,
+                               .n_classes = f.n_classes, .class_names = f.class_names,
+                               .skipped = f.skipped, .folder = true,
+                               .test_folder = f.test_folder};
+    f.class_names = NULL;
+    f.n_classes = 0;
+    int rc = 0;
+    if (image > (size_t)INT32_MAX / 4 || tr->count > (uint32_t)INT32_MAX ||
+        te->count > (uint32_t)INT32_MAX)
+        rc = clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u images of %ux%ux%u is more than clvae handles",
+                        dir, tr->count, tr->width, tr->height, tr->channels);
+    if (rc == 0 && (!(run->train_data = upload(run, tr->pixels, tr->count * image, "training set",
+                                               err)) ||
+                    !(run->test_data = upload(run, te->pixels, te->count * image, "test set", err))))
+        rc = -1;
+    image_folder_free(&f);
+    return rc;
+}
+
+// The options that only shape a PNG folder, refused for IDX files rather than ignored.
+static int check_idx_options(const struct train_options *opt, struct clvae_error *err)
+{
+    const char *name = opt->set_image_size        ? "--image-size"
+                       : opt->set_test_split      ? "--test-split"
+                       : opt->set_background      ? "--background"
+                       : opt->folder.skip_bad     ? "--skip-bad-images"
+                       : opt->folder.channels == 3 ? "--channels 3"
+                                                   : NULL;
+    if (name)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "%s: applies to folders of PNG images; %s holds IDX files (grey images "
+                          "and their own test file)",
+                          name, opt->data_dir);
+    return 0;
+}
+
+// DIR's training and test images on the device: IDX files when DIR has them, else PNG images.
+static int load_data(struct run *run, const struct train_options *opt, struct data_info *info,
+                     struct clvae_error *err)
+{
+    if (dataset_is_idx(opt->data_dir))
+        return check_idx_options(opt, err) || load_idx(run, opt->data_dir, info, err) ? -1 : 0;
+    return load_folder(run, opt->data_dir, opt, info, err);
 }
 
 static cl_mem upload(struct run *run, const void *host, size_t bytes, const char *name,
@@ -299,20 +390,24 @@ static void evaluate(struct run *run, const struct train_options *opt, int epoch
     *kl /= run->n_test;
 }
 
-static uint8_t to_pixel(float logit)
+// Means in [0, 1] -> bytes.
+static void to_bytes(const float *mean, size_t n, uint8_t *bytes)
 {
-    float p = 1.0f / (1.0f + expf(-logit));
-    return (uint8_t)lrintf(p * 255.0f);
+    for (size_t i = 0; i < n; i++)
+        bytes[i] = (uint8_t)lrintf(fminf(fmaxf(mean[i], 0.0f), 1.0f) * 255.0f);
 }
 
 // OUT/samples_epochNNN.png (decoded fixed prior draws) and OUT/reconstructions_epochNNN.png
-// (test images, each followed by its reconstruction from the posterior mean).
+// (test images, each followed by its reconstruction from the posterior mean): each pixel the
+// likelihood's mean, grey or RGB as the images are.
 static int write_images(struct run *run, const struct train_options *opt, int epoch,
                         struct clvae_error *err)
 {
     struct vae *vae = run->vae;
-    size_t tile = (size_t)run->dim;
-    float *buf = xmalloc(2 * GRID_PAIRS * tile * sizeof(float));
+    size_t tile = (size_t)run->dim, out_dim = (size_t)vae->out_dim;
+    enum likelihood_kind kind = vae->cfg.likelihood;
+    float *out = xmalloc(GRID_SAMPLES * out_dim * sizeof(float));
+    float *mean = xmalloc(GRID_SAMPLES * tile * sizeof(float));
     uint8_t *tiles = xmalloc(GRID_SAMPLES * tile);
     char path[4200];
     int status = 0;
@@ -320,47 +415,53 @@ static int write_images(struct run *run, const struct train_options *opt, int ep
     sampler_prior(vae, GRID_SAMPLES, opt->seed, 0, PHILOX_STREAM_GRID);
     vae_decode(vae, GRID_SAMPLES);
     CL_CHECK(clEnqueueReadBuffer(run->rt->queue, vae->logits, CL_TRUE, 0,
-                                 GRID_SAMPLES * tile * sizeof(float), buf, 0, NULL, NULL));
-    for (size_t i = 0; i < GRID_SAMPLES * tile; i++)
-        tiles[i] = to_pixel(buf[i]);
+                                 GRID_SAMPLES * out_dim * sizeof(float), out, 0, NULL, NULL));
+    likelihood_mean(kind, out, GRID_SAMPLES, run->dim, run->channels, mean);
+    to_bytes(mean, GRID_SAMPLES * tile, tiles);
     snprintf(path, sizeof path, "%s/samples_epoch%03d.png", opt->out_dir, epoch);
-    status = png_write_grid(path, tiles, GRID_SAMPLES, run->rows, run->cols, GRID_COLS, 2, err);
+    status = png_write_tiles(path, tiles, GRID_SAMPLES, run->rows, run->cols, run->channels,
+                             GRID_COLS, 2, err);
 
     if (status == 0) {
         // The loss buffers' first rows are free once the evaluation has been read back.
-        vae_gather(run->vae, run->test_data, run->test_index, 0, GRID_PAIRS);
-        struct vae_pass pass = {.rows = GRID_PAIRS, .seed = opt->seed,
+        int pairs = run->n_test < GRID_PAIRS ? run->n_test : GRID_PAIRS;
+        vae_gather(run->vae, run->test_data, run->test_index, 0, pairs);
+        struct vae_pass pass = {.rows = pairs, .seed = opt->seed,
                                 .stream = PHILOX_STREAM_EVAL, .noise_scale = 0.0f,
                                 .rec = run->test_rec, .kl = run->test_kl};
         vae_forward(vae, &pass);
-        size_t bytes = GRID_PAIRS * tile * sizeof(float);
-        CL_CHECK(clEnqueueReadBuffer(run->rt->queue, vae->x, CL_FALSE, 0, bytes, buf, 0, NULL,
-                                     NULL));
-        CL_CHECK(clEnqueueReadBuffer(run->rt->queue, vae->logits, CL_TRUE, 0, bytes,
-                                     buf + GRID_PAIRS * tile, 0, NULL, NULL));
-        for (size_t i = 0; i < GRID_PAIRS; i++)
-            for (size_t j = 0; j < tile; j++) {
-                tiles[(2 * i) * tile + j] = (uint8_t)lrintf(buf[i * tile + j] * 255.0f);
-                tiles[(2 * i + 1) * tile + j] = to_pixel(buf[(GRID_PAIRS + i) * tile + j]);
-            }
+        float *x = xmalloc((size_t)pairs * tile * sizeof(float));
+        CL_CHECK(clEnqueueReadBuffer(run->rt->queue, vae->x, CL_FALSE, 0,
+                                     (size_t)pairs * tile * sizeof(float), x, 0, NULL, NULL));
+        CL_CHECK(clEnqueueReadBuffer(run->rt->queue, vae->logits, CL_TRUE, 0,
+                                     (size_t)pairs * out_dim * sizeof(float), out, 0, NULL, NULL));
+        likelihood_mean(kind, out, pairs, run->dim, run->channels, mean);
+        for (size_t i = 0; i < (size_t)pairs; i++) {
+            to_bytes(x + i * tile, tile, tiles + 2 * i * tile);
+            to_bytes(mean + i * tile, tile, tiles + (2 * i + 1) * tile);
+        }
+        free(x);
         snprintf(path, sizeof path, "%s/reconstructions_epoch%03d.png", opt->out_dir, epoch);
-        status = png_write_grid(path, tiles, 2 * GRID_PAIRS, run->rows, run->cols, GRID_COLS, 2,
-                                err);
+        status = png_write_tiles(path, tiles, 2 * pairs, run->rows, run->cols, run->channels,
+                                 GRID_COLS, 2, err);
     }
-    free(buf);
+    free(out);
+    free(mean);
     free(tiles);
     return status;
 }
 
 // Creates the index and loss buffers for the data already on the device.
-static int run_setup(struct run *run, const struct idx_images *train, const struct idx_images *test,
-                     struct clvae_error *err)
+static int run_setup(struct run *run, const struct data_info *data, struct clvae_error *err)
 {
-    run->dim = (int)(train->rows * train->cols);
-    run->rows = (int)train->rows;
-    run->cols = (int)train->cols;
-    run->n_train = (int)train->count;
-    run->n_test = (int)test->count;
+    run->dim = (int)(data->height * data->width * data->channels);
+    run->rows = (int)data->height;
+    run->cols = (int)data->width;
+    run->channels = (int)data->channels;
+    run->n_train = (int)data->n_train;
+    run->n_test = (int)data->n_test;
+    run->n_classes = data->n_classes;
+    run->class_names = data->class_names;
     size_t ntr = (size_t)run->n_train, nte = (size_t)run->n_test;
     int *identity = xmalloc(nte * sizeof(int));
     for (size_t i = 0; i < nte; i++)
@@ -467,9 +568,10 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
     return 0;
 }
 
-// Writes params and Adam's state after `epoch` whole epochs and epoch_step steps of the next.
+// Writes params and Adam's state after `epoch` whole epochs and epoch_step steps of the next to
+// path (--save, or its best-epoch twin).
 static int save_checkpoint(struct run *run, const struct train_options *opt, struct adam *adam,
-                           int epoch, int epoch_step, struct clvae_error *err)
+                           const char *path, int epoch, int epoch_step, struct clvae_error *err)
 {
     size_t n = run->vae->n_params, bytes = n * sizeof(float);
     float *host = xmalloc(3 * bytes);
@@ -485,13 +587,19 @@ static int save_checkpoint(struct run *run, const struct train_options *opt, str
                               "the model's %s hold a non-finite value after step %lld; %s keeps "
                               "the last good checkpoint: try a smaller --lr",
                               i < n ? "parameters" : "Adam moments", (long long)adam->step,
-                              opt->save_path);
+                              path);
         }
     }
     struct ckpt_meta meta = {
         .cfg = run->vae->cfg,
         .image_rows = run->rows,
         .image_cols = run->cols,
+        .channels = run->channels,
+        .background = {opt->folder.background[0], opt->folder.background[1],
+                       opt->folder.background[2]},
+        .test_split = opt->folder.test_split,
+        .n_classes = run->n_classes,
+        .class_names = run->class_names,
         .batch = opt->batch,
         .lr = opt->lr,
         .beta = opt->beta,
@@ -501,7 +609,7 @@ static int save_checkpoint(struct run *run, const struct train_options *opt, str
         .epoch_step = epoch_step,
         .has_optimizer = true,
     };
-    int status = checkpoint_save(opt->save_path, &meta, host, host + n, host + 2 * n, err);
+    int status = checkpoint_save(path, &meta, host, host + n, host + 2 * n, err);
     free(host);
     return status;
 }
@@ -535,11 +643,37 @@ static int merge_resume(struct train_options *o, const struct ckpt *ck, struct c
         return clvae_fail(err, CLVAE_EXIT_USAGE,
                           "--seed %llu: the checkpoint %s was trained with %llu",
                           (unsigned long long)o->seed, path, (unsigned long long)m->seed);
+    if (o->set_likelihood && o->model.likelihood != m->cfg.likelihood)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--likelihood %s: the checkpoint %s was trained with %s",
+                          likelihood_name(o->model.likelihood), path,
+                          likelihood_name(m->cfg.likelihood));
+    if (o->set_channels && o->folder.channels != m->channels)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--channels %d: the checkpoint %s was trained with %d",
+                          o->folder.channels, path, m->channels);
+    if (o->set_image_size && (o->folder.width != m->image_cols || o->folder.height != m->image_rows))
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--image-size %dx%d: the checkpoint %s was trained on %dx%d images",
+                          o->folder.width, o->folder.height, path, m->image_cols, m->image_rows);
+    if (o->set_background && memcmp(o->folder.background, m->background, 3) != 0)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--background: the checkpoint %s was trained on %d,%d,%d", path,
+                          m->background[0], m->background[1], m->background[2]);
+    if (o->set_test_split && o->folder.test_split != m->test_split)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--test-split %g: the checkpoint %s was trained with %g",
+                          o->folder.test_split, path, m->test_split);
     if (m->epoch >= o->epochs)
         return clvae_fail(err, CLVAE_EXIT_USAGE,
                           "--epochs %d: the checkpoint %s has already trained %d epochs", o->epochs,
                           path, m->epoch);
     o->model = m->cfg;
+    // A PNG folder is read as it was: its images resized to the model's size if they differ.
+    o->folder.channels = m->channels;
+    o->folder.width = m->image_cols;
+    o->folder.height = m->image_rows;
+    memcpy(o->folder.background, m->background, 3);
+    o->folder.test_split = m->test_split;
     o->batch = m->batch;
     o->lr = m->lr;
     o->beta = m->beta;
@@ -552,7 +686,7 @@ struct trainer {
     struct train_options opt;
     struct ckpt resume;
     struct sigaction old_int, old_term;
-    struct idx_images train, test;
+    struct data_info data;
     struct clrt rt;
     struct vae vae;
     struct adam adam;
@@ -564,6 +698,8 @@ struct trainer {
     struct progress prog;
     int start_epoch, start_step;
     double loop_start, launches_per_step;
+    double best_test;    // the lowest test loss of an epoch so far (a resumed run's metrics too)
+    char best_path[4200]; // where --save's best-epoch checkpoint goes
 };
 
 // The model's size against the device's limits, refused at once, rather than after building the
@@ -578,7 +714,7 @@ static int check_fits(struct trainer *t, int *max_rows, struct clvae_error *err)
         return clvae_fail(err, CLVAE_EXIT_USAGE,
                           "--hidden/--latent: the model has %zu parameters for %ux%u images; at "
                           "most %d fit",
-                          layout.n_params, t->train.rows, t->train.cols, INT32_MAX);
+                          layout.n_params, t->data.width, t->data.height, INT32_MAX);
     t->run.micro = t->rt.device_type & CL_DEVICE_TYPE_CPU && opt->batch > MICRO_BATCH_CPU
                        ? MICRO_BATCH_CPU
                        : opt->batch;
@@ -652,18 +788,44 @@ static void print_banner(const struct trainer *t)
     vae_describe(&t->cfg, shape, sizeof shape);
     printf("clvae: device %s (%s), %u compute units\n", rt->device_name, rt->platform_name,
            rt->compute_units);
-    printf("clvae: model %s, %zu parameters; %d training and %d test images of %dx%d\n", shape,
-           t->vae.n_params, run->n_train, run->n_test, run->rows, run->cols);
+    const struct data_info *data = &t->data;
+    printf("clvae: model %s, %zu parameters, %s likelihood\n", shape, t->vae.n_params,
+           likelihood_name(t->cfg.likelihood));
+    printf("clvae: data %s: %d training and %d test images%s of %dx%d, %d channel%s", t->opt.data_dir,
+           run->n_train, run->n_test,
+           data->folder ? (data->test_folder ? " (test/ folder)" : " (seeded split)") : "",
+           run->cols, run->rows, run->channels, run->channels == 1 ? "" : "s");
+    if (data->n_classes)
+        printf(", %d classes", data->n_classes);
+    if (data->skipped)
+        printf(", %llu bad files skipped", (unsigned long long)data->skipped);
+    printf("\n");
     printf("clvae: device memory %.1f MiB (data %.1f, parameters+gradients+Adam %.1f, "
            "activations %.1f)\n",
            (double)rt->allocated / 1048576.0,
            (double)((size_t)(run->n_train + run->n_test) * (size_t)run->dim) / 1048576.0,
            (double)(4 * t->vae.n_params * sizeof(float)) / 1048576.0,
            (double)t->vae.activation_bytes / 1048576.0);
+    if (t->opt.save_path)
+        printf("clvae: checkpoints: %s after every epoch, %s at the best test epoch\n",
+               t->opt.save_path, t->best_path);
     if (t->opt.resume_path)
         printf("clvae: resuming %s after epoch %d, step %lld\n", t->opt.resume_path,
                t->start_epoch - 1, (long long)t->adam.step);
     fflush(stdout);
+}
+
+// The lowest test loss metrics.csv holds (a resumed run's), else infinity.
+static double best_so_far(struct trainer *t)
+{
+    double best = INFINITY, *rows = NULL;
+    int n = 0;
+    struct clvae_error ignore;
+    if (t->opt.resume_path && plot_read_metrics(t->metrics_path, true, &rows, &n, &ignore) == 0)
+        for (int i = 0; i < n; i++)
+            best = fmin(best, rows[i * PLOT_METRICS_COLUMNS + 4]);
+    free(rows);
+    return best;
 }
 
 // Everything before the first epoch: signals, the checkpoint to resume, the device, the data,
@@ -685,26 +847,32 @@ static int train_open(struct trainer *t, const struct train_options *given,
     if (opt->resume_path && (checkpoint_load(opt->resume_path, &t->resume, err) ||
                              merge_resume(opt, &t->resume, err)))
         return -1;
+    if (opt->save_path && train_best_path(opt->save_path, t->best_path, sizeof t->best_path))
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--save %s: the path is too long", opt->save_path);
     t->run.rt = &t->rt;
     t->run.vae = &t->vae;
+    const struct data_info *data = &t->data;
     if (clrt_open(&t->rt, opt->platform, opt->device, opt->profile, err) ||
-        load_data(&t->run, opt->data_dir, &t->train, &t->test, err))
+        load_data(&t->run, opt, &t->data, err))
         return -1;
-    if (opt->resume_path && ((int)t->train.rows != t->resume.meta.image_rows ||
-                             (int)t->train.cols != t->resume.meta.image_cols))
+    const struct ckpt_meta *rm = &t->resume.meta;
+    if (opt->resume_path && ((int)data->height != rm->image_rows ||
+                             (int)data->width != rm->image_cols ||
+                             (int)data->channels != rm->channels))
         return clvae_fail(err, CLVAE_EXIT_DATA,
-                          "%s: images are %ux%u but the checkpoint %s's model takes %dx%d",
-                          opt->data_dir, t->train.rows, t->train.cols, opt->resume_path,
-                          t->resume.meta.image_rows, t->resume.meta.image_cols);
-    if ((uint32_t)opt->batch > t->train.count)
+                          "%s: images are %ux%u with %u channel(s) but the checkpoint %s's model "
+                          "takes %dx%d with %d",
+                          opt->data_dir, data->width, data->height, data->channels,
+                          opt->resume_path, rm->image_cols, rm->image_rows, rm->channels);
+    if ((uint32_t)opt->batch > data->n_train)
         return clvae_fail(err, CLVAE_EXIT_USAGE,
                           "--batch: %d is larger than the training set (%u images)", opt->batch,
-                          t->train.count);
+                          data->n_train);
     t->cfg = opt->model;
-    t->cfg.in_dim = (int)(t->train.rows * t->train.cols);
-    t->cfg.channels = 1;
-    t->cfg.height = (int)t->train.rows;
-    t->cfg.width = (int)t->train.cols;
+    t->cfg.in_dim = (int)(data->height * data->width * data->channels);
+    t->cfg.channels = (int)data->channels;
+    t->cfg.height = (int)data->height;
+    t->cfg.width = (int)data->width;
     int max_rows;
     // The output directory is created once the data and the device are known to be good, so a
     // failed start leaves no empty directories behind, and still before any training.
@@ -719,10 +887,8 @@ static int train_open(struct trainer *t, const struct train_options *given,
         fprintf(stderr, "\r%*s\r", 100, "");
     if (vae_create(&t->vae, &t->rt, &t->cfg, max_rows, err) ||
         adam_create(&t->adam, &t->rt, (int)t->vae.n_params, opt->lr, err) ||
-        run_setup(&t->run, &t->train, &t->test, err))
+        run_setup(&t->run, &t->data, err))
         return -1;
-    idx_free(&t->train);
-    idx_free(&t->test);
     load_state(t);
     if (!opt->quiet)
         print_banner(t);
@@ -733,7 +899,8 @@ static int train_open(struct trainer *t, const struct train_options *given,
         return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", t->metrics_path, strerror(errno));
     if (ftell(t->metrics) == 0)
         fprintf(t->metrics, "epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,"
-                            "test_kl,seconds,images_per_second\n");
+                            "test_kl,seconds,images_per_second,test_bits_per_dim\n");
+    t->best_test = best_so_far(t);
     t->order = xmalloc((size_t)t->run.n_train * sizeof(int));
     t->loop_start = now_seconds();
     t->prog = (struct progress){.live = !opt->quiet && isatty(STDERR_FILENO),
@@ -750,7 +917,8 @@ static int stop_mid_epoch(struct trainer *t, int epoch, int done_steps, struct c
     const struct train_options *opt = &t->opt;
     if (t->prog.live)
         fprintf(stderr, "\r%*s\r", 90, "");
-    if (opt->save_path && save_checkpoint(&t->run, opt, &t->adam, epoch - 1, done_steps, err))
+    if (opt->save_path &&
+        save_checkpoint(&t->run, opt, &t->adam, opt->save_path, epoch - 1, done_steps, err))
         return -1;
     if (opt->save_path)
         return clvae_fail(err, CLVAE_EXIT_INTERRUPTED,
@@ -765,13 +933,20 @@ static int stop_mid_epoch(struct trainer *t, int epoch, int done_steps, struct c
 }
 
 // Appends epoch's row to metrics.csv, whole or not at all: a failed write is cut back off.
+// nats per image -> bits per dimension (pixel and channel).
+static double bits_per_dim(const struct trainer *t, double nats)
+{
+    return nats / (log(2.0) * (double)t->cfg.in_dim);
+}
+
 static int write_metrics_row(struct trainer *t, int epoch, double rec, double kl, double test_rec,
                              double test_kl, double seconds, double ips, struct clvae_error *err)
 {
     FILE *metrics = t->metrics;
     long row_start = ftell(metrics);
-    fprintf(metrics, "%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f\n", epoch, rec + kl, rec, kl,
-            test_rec + test_kl, test_rec, test_kl, seconds, ips);
+    fprintf(metrics, "%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f,%.5f\n", epoch, rec + kl, rec, kl,
+            test_rec + test_kl, test_rec, test_kl, seconds, ips,
+            bits_per_dim(t, test_rec + test_kl));
     if (fflush(metrics) != 0) {
         int saved = errno;
         clearerr(metrics);
@@ -804,9 +979,10 @@ static int train_one_epoch(struct trainer *t, int epoch, struct clvae_error *err
         fprintf(stderr, "\r%*s\r", 90, "");
     double ips = t->run.n_train / seconds;
     if (!opt->quiet) {
-        printf("epoch %3d  train %.2f (rec %.2f, kl %.2f)  test %.2f (rec %.2f, kl %.2f)  "
-               "%.2f s  %.0f img/s\n",
-               epoch, rec + kl, rec, kl, test_rec + test_kl, test_rec, test_kl, seconds, ips);
+        printf("epoch %3d  train %.2f (rec %.2f, kl %.2f)  test %.2f (rec %.2f, kl %.2f, %.4f "
+               "bits/dim)  %.2f s  %.0f img/s\n",
+               epoch, rec + kl, rec, kl, test_rec + test_kl, test_rec, test_kl,
+               bits_per_dim(t, test_rec + test_kl), seconds, ips);
         fflush(stdout);
     }
     if (!isfinite(test_rec + test_kl))
@@ -819,11 +995,16 @@ static int train_one_epoch(struct trainer *t, int epoch, struct clvae_error *err
                           opt->save_path ? opt->save_path : "");
     char curves[4200];
     snprintf(curves, sizeof curves, "%s/curves.png", opt->out_dir);
+    bool best = test_rec + test_kl < t->best_test;
     if (write_metrics_row(t, epoch, rec, kl, test_rec, test_kl, seconds, ips, err) ||
         plot_curves(t->metrics_path, curves, true, err) < 0 ||
         write_images(&t->run, opt, epoch, err) ||
-        (opt->save_path && save_checkpoint(&t->run, opt, &t->adam, epoch, 0, err)))
+        (opt->save_path &&
+         (save_checkpoint(&t->run, opt, &t->adam, opt->save_path, epoch, 0, err) ||
+          (best && save_checkpoint(&t->run, opt, &t->adam, t->best_path, epoch, 0, err)))))
         return -1;
+    if (best)
+        t->best_test = test_rec + test_kl;
     if (stop_requested && epoch < opt->epochs)
         return clvae_fail(err, CLVAE_EXIT_INTERRUPTED, "interrupted after epoch %d%s%s", epoch,
                           opt->save_path ? "; checkpoint written to " : "",
@@ -846,8 +1027,9 @@ static int train_close(struct trainer *t, int status, struct clvae_error *err)
     adam_release(&t->adam);
     vae_release(&t->vae);
     clrt_close(&t->rt);
-    idx_free(&t->train);
-    idx_free(&t->test);
+    for (int i = 0; t->data.class_names && i < t->data.n_classes; i++)
+        free(t->data.class_names[i]);
+    free(t->data.class_names);
     checkpoint_free(&t->resume);
     sigaction(SIGINT, &t->old_int, NULL);
     sigaction(SIGTERM, &t->old_term, NULL);

@@ -26,7 +26,7 @@ EXIT_OK, EXIT_USAGE, EXIT_DATA, EXIT_OUTPUT, EXIT_DEVICE, EXIT_DIVERGED = 0, 2, 
 ROWS, COLS, N_TRAIN, N_TEST = 8, 8, 300, 100
 GRID_COLS, GRID_PAD = 8, 2  # src/train.c: 8 tiles a row, 2 px of padding
 METRICS_HEADER = ("epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,test_kl,"
-                  "seconds,images_per_second")
+                  "seconds,images_per_second,test_bits_per_dim")
 TIMING_COLUMNS = ("seconds", "images_per_second")  # the only columns allowed to differ between runs
 
 passed = failed = 0

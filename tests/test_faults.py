@@ -310,7 +310,7 @@ def loads(ckpt, png):
 
 def test_sigkill(small):
     rnd = random.Random(20240611)
-    base = "model.safetensors"
+    base, best = "model.safetensors", "model.best.safetensors"
     n_random, n_targeted = 24, 8
     seen = {"absent": 0, "loaded": 0, "finished": 0, "temp left": 0, "mid-write": 0,
             "png temp left": 0, "temp kept": 0}
@@ -341,8 +341,9 @@ def test_sigkill(small):
         if p.returncode != -signal.SIGKILL:
             seen["finished"] += 1
         names = sorted(os.listdir(tdir))
-        temps = [n for n in names if n.startswith(base + ".tmp")]
-        others = [n for n in names if n not in temps and n not in (base, "out")]
+        # The two checkpoints are written one after the other: one write at most is cut short.
+        temps = [n for n in names if n.startswith(base + ".tmp") or n.startswith(best + ".tmp")]
+        others = [n for n in names if n not in temps and n not in (base, best, "out")]
         png_temps = cli.stray_temporaries(os.path.join(tdir, "out"))
         seen["temp left"] += bool(temps)
         seen["png temp left"] += bool(png_temps)
@@ -355,6 +356,10 @@ def test_sigkill(small):
             seen["loaded"] += ok
             if not ok:
                 bad.append(f"trial {trial}: {r.describe()}")
+        if os.path.exists(os.path.join(tdir, best)):
+            ok, r = loads(os.path.join(tdir, best), os.path.join(tdir, "b.png"))
+            if not ok:
+                bad.append(f"trial {trial}, the best epoch's: {r.describe()}")
         if trial >= n_random and temps:
             seen["mid-write"] += 1
         # After a leftover temporary file, and after the last trial, the next save has to work.
@@ -372,9 +377,9 @@ def test_sigkill(small):
             seen["temp kept"] += bool(temps) and all(os.path.exists(os.path.join(tdir, n))
                                                      for n in temps)
     total = n_random + n_targeted
-    check(f"SIGKILL at {total} moments (seed 20240611): the checkpoint is absent or loads "
-          "every time", not bad, "; ".join(bad))
-    check("SIGKILL: nothing left beside the checkpoint but at most one model.safetensors.tmp*",
+    check(f"SIGKILL at {total} moments (seed 20240611): the checkpoint and the best epoch's are "
+          "absent or load every time", not bad, "; ".join(bad))
+    check("SIGKILL: nothing left beside the two checkpoints but at most one temporary file",
           not strays, "; ".join(strays))
     failed_saves = [f"trial {t}: {r.describe()}" for t, ok, r in resumes if not ok]
     check(f"SIGKILL: the next save works ({len(resumes)} tried, after every leftover temporary "

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of tests/fuzz: corpus/idx for fuzz_idx, corpus/checkpoint for
-fuzz_checkpoint; small real files and broken ones, each named for what it holds.
+fuzz_checkpoint, corpus/png for fuzz_png; small real files and broken ones, each named for what it
+holds.
 
     tests/fuzz/make_corpus.py [MAKE_CHECKPOINT]
 
@@ -67,6 +68,103 @@ def idx_corpus():
         "gz-lying-header": gzip(idx3(100, 28, 28, bytes(3 * 28 * 28))),
         # A trailer (ISIZE) that agrees with the header over a stream 20 bytes short.
         "gz-forged-isize": forged_isize,
+    }
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Adam7's passes: (first column, first row, column step, row step).
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2)]
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type; a palette image holds indices
+
+
+def chunk(kind, data):
+    """One PNG chunk: length, type, data, CRC over type and data."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def scanlines(rows, depth):
+    """Rows of samples -> filter type 0 scanlines, packed at depth (16: big-endian)."""
+    out = b""
+    for row in rows:
+        if depth == 16:
+            packed = b"".join(struct.pack(">H", v) for v in row)
+        elif depth == 8:
+            packed = bytes(row)
+        else:
+            bits = "".join(format(v, "0%db" % depth) for v in row)
+            bits += "0" * (-len(bits) % 8)
+            packed = bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8))
+        out += b"\x00" + packed
+    return out
+
+
+def png(width, height, colour_type, depth, extra=b"", interlace=False):
+    """A PNG of made-up samples; extra chunks (PLTE, tRNS) go before IDAT."""
+    ch = PNG_CHANNELS[colour_type]
+    top = 16 if colour_type == 3 else 1 << depth  # a palette of 16 entries at most
+
+    def pixel(x, y):
+        return [(x * 7 + y * 13 + c * 5 + x * y) % top for c in range(ch)]
+
+    if interlace:
+        raw = b""
+        for x0, y0, dx, dy in ADAM7:
+            xs, ys = range(x0, width, dx), range(y0, height, dy)
+            if len(xs) and len(ys):
+                raw += scanlines([sum((pixel(x, y) for x in xs), []) for y in ys], depth)
+    else:
+        raw = scanlines([sum((pixel(x, y) for x in range(width)), []) for y in range(height)],
+                        depth)
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, int(interlace))
+    return (PNG_SIGNATURE + chunk(b"IHDR", ihdr) + extra + chunk(b"IDAT", zlib.compress(raw, 9))
+            + chunk(b"IEND", b""))
+
+
+def png_corpus():
+    palette = chunk(b"PLTE", bytes((i * 16, 255 - i * 16, i * 5 % 256)[c]
+                                   for i in range(16) for c in range(3)))
+    grey_palette = chunk(b"PLTE", bytes(i * 17 for i in range(16) for _ in range(3)))
+    palette_trns = palette + chunk(b"tRNS", bytes([0, 64, 128, 200]))
+    rgba = png(6, 5, 6, 8)
+    rgb16 = png(5, 4, 2, 16)
+    idat = rgba.index(b"IDAT")
+    after_ihdr = 8 + 25  # the signature and IHDR's chunk
+
+    def header(width, height, depth, colour_type):
+        """A signature and an IHDR, its CRC right whatever the values."""
+        return PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth,
+                                                         colour_type, 0, 0, 0))
+
+    return {
+        # Valid, every colour type and the bit depths that matter.
+        "grey-1bit": png(9, 3, 0, 1),
+        "grey-4bit-trns": png(5, 4, 0, 4, chunk(b"tRNS", struct.pack(">H", 3))),
+        "grey-16bit": png(3, 3, 0, 16),
+        "greyalpha-8bit": png(4, 4, 4, 8),
+        "greyalpha-16bit-interlaced": png(9, 9, 4, 16, interlace=True),
+        "palette-8bit-trns": png(5, 5, 3, 8, palette_trns),
+        "palette-4bit-grey": png(7, 2, 3, 4, grey_palette),
+        "rgb-8bit-trns": png(4, 3, 2, 8, chunk(b"tRNS", struct.pack(">HHH", 7, 13, 5))),
+        "rgb-16bit": rgb16,
+        "rgba-8bit": rgba,
+        "rgba-8bit-interlaced": png(10, 7, 6, 8, interlace=True),
+        "rgb-8bit-100x3-resized": png(100, 3, 2, 8),
+        # Broken.
+        "truncated-idat": rgba[:idat + 20],
+        "truncated-header": rgba[:30],
+        "no-iend": rgba[:-12],
+        "bad-signature": b"\x89PNX" + rgba[4:],
+        "bad-ihdr-crc": rgba[:29] + bytes([rgba[29] ^ 0xFF]) + rgba[30:],
+        "bad-bit-depth": header(5, 4, 3, 2) + rgb16[after_ihdr:],
+        "zero-width": header(0, 4, 8, 0) + rgb16[after_ihdr:],
+        "over-pixel-limit": header(10000, 10000, 8, 0) + rgb16[after_ihdr:],
+        "palette-missing": png(4, 4, 3, 8),
+        # A tEXt chunk claiming 1.7 GB: libpng allocated all of it before the reader skipped text.
+        "text-claims-1.7gb": header(44, 1, 1, 0) + struct.pack(">I", 0x697118DB) + b"tEXt"
+        + rgba[idat - 4:idat + 30],
+        "idat-short": header(64, 64, 8, 2) + chunk(b"IDAT", zlib.compress(b"\x00" * 50))
+        + chunk(b"IEND", b""),
     }
 
 
@@ -181,6 +279,7 @@ def main():
         ROOT, "build-fuzz", "tests", "fuzz", "make_checkpoint")
     write(os.path.join(HERE, "corpus", "idx"), idx_corpus())
     write(os.path.join(HERE, "corpus", "checkpoint"), checkpoint_corpus(make_checkpoint))
+    write(os.path.join(HERE, "corpus", "png"), png_corpus())
 
 
 if __name__ == "__main__":

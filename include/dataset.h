@@ -1,0 +1,41 @@
+// The test images a trained model's commands work on (eval, reconstruct, interpolate, scatter):
+// DIR's IDX files, or DIR as a PNG folder read as the checkpoint says training read it (channels,
+// size, background, and the same seeded split), with labels and class names where the data has
+// them.
+#ifndef CLVAE_DATASET_H
+#define CLVAE_DATASET_H
+
+#include <stdbool.h>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "image_folder.h"
+
+struct dataset {
+    struct image_set test; // labels NULL when the data has none
+    int n_classes;         // 0: no labels
+    char **class_names;    // n_classes names
+    char source[4096];     // the file or folder the test images came from, for messages
+    bool folder;           // a PNG folder, not IDX files
+};
+
+// Whether dir holds IDX training images (train-images-idx3-ubyte[.gz]): else it is read as a PNG
+// folder.
+bool dataset_is_idx(const char *dir);
+
+// DIR's test images for the model meta describes, checked against its image size and channels.
+// IDX: t10k-images-idx3-ubyte[.gz], labels from t10k-labels-idx1-ubyte[.gz] when present, named
+// by DIR/classes.txt (a name a line), else Fashion-MNIST's names when DIR's path says fashion,
+// else the numbers. A PNG folder: image_folder_read with the checkpoint's channels, background,
+// test split and seed, every image resized to the model's size; the class names the folder's.
+// 0, or -1 with err (CLVAE_EXIT_DATA naming the file or folder) and nothing held.
+// model names the checkpoint in messages.
+int dataset_read_test(const char *dir, const struct ckpt_meta *meta, const char *model,
+                      struct dataset *d, struct clvae_error *err);
+
+void dataset_free(struct dataset *d);
+
+// Names for the n classes of IDX labels of dir, as dataset_read_test gives them (malloc'd).
+char **dataset_idx_class_names(const char *dir, int n);
+
+#endif

@@ -1,0 +1,163 @@
+#include "dataset.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "idx.h"
+
+// Fashion-MNIST's class names, in label order.
+static const char *const fashion_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                              "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                              "Bag",         "Ankle boot"};
+
+// Whether text contains word, ignoring ASCII case.
+static bool contains_word(const char *text, const char *word)
+{
+    size_t n = strlen(word);
+    for (; *text; text++) {
+        size_t i = 0;
+        while (i < n && text[i] && tolower((unsigned char)text[i]) == word[i])
+            i++;
+        if (i == n)
+            return true;
+    }
+    return false;
+}
+
+static char *copy_string(const char *s)
+{
+    char *c = xmalloc(strlen(s) + 1);
+    strcpy(c, s);
+    return c;
+}
+
+char **dataset_idx_class_names(const char *dir, int n)
+{
+    char **names = xcalloc((size_t)(n > 0 ? n : 1), sizeof *names);
+    char path[4200], line[256];
+    snprintf(path, sizeof path, "%s/classes.txt", dir);
+    FILE *fp = fopen(path, "r");
+    for (int c = 0; c < n; c++) {
+        if (fp && fgets(line, sizeof line, fp)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            names[c] = copy_string(line);
+        } else if (n <= 10 && contains_word(dir, "fashion")) {
+            names[c] = copy_string(fashion_names[c]);
+        } else {
+            snprintf(line, sizeof line, "%d", c);
+            names[c] = copy_string(line);
+        }
+    }
+    if (fp)
+        fclose(fp);
+    return names;
+}
+
+bool dataset_is_idx(const char *dir)
+{
+    char path[4096];
+    struct clvae_error ignore;
+    return idx_find(dir, "train-images-idx3-ubyte", path, sizeof path, &ignore) == 0 ||
+           idx_find(dir, "t10k-images-idx3-ubyte", path, sizeof path, &ignore) == 0;
+}
+
+// The IDX test labels of dir for count images into d, when dir has a label file.
+static int read_idx_labels(const char *dir, struct dataset *d, struct clvae_error *err)
+{
+    char path[4096];
+    struct clvae_error missing;
+    if (idx_find(dir, "t10k-labels-idx1-ubyte", path, sizeof path, &missing))
+        return 0;
+    struct idx_images lab;
+    if (idx_read_labels(path, &lab, err))
+        return -1;
+    if (lab.count != d->test.count) {
+        clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u labels for %u test images", path, lab.count,
+                   d->test.count);
+        idx_free(&lab);
+        return -1;
+    }
+    d->test.labels = xmalloc((size_t)lab.count * sizeof *d->test.labels);
+    for (uint32_t i = 0; i < lab.count; i++) {
+        d->test.labels[i] = lab.pixels[i];
+        d->n_classes = lab.pixels[i] + 1 > d->n_classes ? lab.pixels[i] + 1 : d->n_classes;
+    }
+    idx_free(&lab);
+    d->class_names = dataset_idx_class_names(dir, d->n_classes);
+    return 0;
+}
+
+static int read_idx(const char *dir, struct dataset *d, struct clvae_error *err)
+{
+    struct idx_images test;
+    if (idx_find(dir, "t10k-images-idx3-ubyte", d->source, sizeof d->source, err) ||
+        idx_read_images(d->source, &test, err))
+        return -1;
+    d->test = (struct image_set){.count = test.count,
+                                 .height = test.rows,
+                                 .width = test.cols,
+                                 .channels = 1,
+                                 .pixels = test.pixels};
+    return read_idx_labels(dir, d, err);
+}
+
+static int read_folder(const char *dir, const struct ckpt_meta *meta, struct dataset *d,
+                       struct clvae_error *err)
+{
+    struct image_folder_options o = {.channels = meta->channels,
+                                     .width = meta->image_cols,
+                                     .height = meta->image_rows,
+                                     .test_split = meta->test_split,
+                                     .seed = meta->seed,
+                                     .progress = isatty(STDERR_FILENO),
+                                     .empty_hint = "; nor IDX test images "
+                                                   "(t10k-images-idx3-ubyte[.gz])"};
+    memcpy(o.background, meta->background, 3);
+    struct image_folder f;
+    if (image_folder_read(dir, &o, &f, err))
+        return -1;
+    snprintf(d->source, sizeof d->source, "%s%s", dir, f.test_folder ? "/test" : "");
+    d->folder = true;
+    d->test = f.test;
+    d->n_classes = f.n_classes;
+    d->class_names = f.class_names;
+    f.test = (struct image_set){0};
+    f.class_names = NULL;
+    f.n_classes = 0;
+    image_folder_free(&f);
+    return 0;
+}
+
+int dataset_read_test(const char *dir, const struct ckpt_meta *meta, const char *model,
+                      struct dataset *d, struct clvae_error *err)
+{
+    memset(d, 0, sizeof *d);
+    int rc = dataset_is_idx(dir) ? read_idx(dir, d, err) : read_folder(dir, meta, d, err);
+    if (rc == 0 &&
+        ((int)d->test.height != meta->image_rows || (int)d->test.width != meta->image_cols ||
+         (int)d->test.channels != meta->channels))
+        rc = clvae_fail(err, CLVAE_EXIT_DATA,
+                        "%s: images are %ux%u with %u channel%s but the model %s takes %dx%d with "
+                        "%d",
+                        d->source, d->test.width, d->test.height, d->test.channels,
+                        d->test.channels == 1 ? "" : "s", model, meta->image_cols, meta->image_rows,
+                        meta->channels);
+    if (rc == 0 && d->test.count == 0)
+        rc = clvae_fail(err, CLVAE_EXIT_DATA, "%s: holds no test images", d->source);
+    if (rc)
+        dataset_free(d);
+    return rc;
+}
+
+void dataset_free(struct dataset *d)
+{
+    free(d->test.pixels);
+    free(d->test.labels);
+    for (int i = 0; d->class_names && i < d->n_classes; i++)
+        free(d->class_names[i]);
+    free(d->class_names);
+    memset(d, 0, sizeof *d);
+}
