@@ -7,7 +7,10 @@ model, batch and data in the same run, alternating the two, and prints medians a
 Usage: python3 bench/bench.py [--model mlp|conv] [--epochs N] [--rounds R] [--device-args "..."]
                               [--no-torch] [--exe CLVAE]
        python3 bench/bench.py --gpu-table [--epochs N] [--exe CLVAE] [--device-args "..."]
-(--gpu-table: the table of issue 8 on an NVIDIA GPU, clvae against PyTorch --device cuda.)
+       python3 bench/bench.py --ranks 1,2 [--model mlp|conv] [--epochs N] [--rounds R]
+(--gpu-table: the table of issue 8 on an NVIDIA GPU, clvae against PyTorch --device cuda.
+ --ranks: data-parallel training under mpirun, each rank count in turn: the step time split into
+ compute and the gradient's sum across ranks, and the bytes each rank sends a step.)
 
 Prints: steady-state seconds per epoch (median of the epochs after each run's first, with min and
 max), training images per second, the time from launch to the first finished training step with
@@ -136,6 +139,47 @@ def gpu_table(exe, epochs, device_args):
         sys.stdout.flush()
 
 
+def ranks_table(exe, ranks, epochs, rounds, extra):
+    """Per-step time on 1, 2, ... ranks (mpirun, rank counts alternating round by round): the
+    median step, the part of it spent summing the gradient across ranks, and img/s."""
+    mpirun = shutil.which("mpirun")
+    if not mpirun:
+        sys.exit("bench: --ranks needs mpirun (Debian: openmpi-bin)")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    results = {n: {"step": [], "exchange": [], "epoch": []} for n in ranks}
+    pattern = re.compile(r"per step over \d+ steps .*?: ([0-9.]+) ms, of which ([0-9.]+) ms "
+                         r"summing the gradient across \d+ ranks \((\d+) bytes")
+    grad_bytes = 0
+    for r in range(rounds):
+        for n in ranks:
+            with tempfile.TemporaryDirectory() as out_dir:
+                cmd = ([mpirun, "--oversubscribe", "--allow-run-as-root", "-np", str(n)]
+                       if n > 1 else []) + [exe, "train", "--epochs", str(epochs), "--out",
+                                            out_dir, "--profile"] + extra
+                out, _, _ = run_measured(cmd, env)
+                with open(os.path.join(out_dir, "metrics.csv")) as f:
+                    seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+            steps = (N_TRAIN + 255) // 256
+            results[n]["epoch"] += seconds[1:]
+            m = pattern.search(out)
+            step = statistics.median(seconds[1:]) / steps * 1e3
+            results[n]["step"].append(step)
+            results[n]["exchange"].append(float(m.group(2)) if m else 0.0)
+            grad_bytes = int(m.group(3)) if m else grad_bytes
+            print(f"bench: round {r + 1}, {n} rank(s): epochs "
+                  + " ".join(f"{x:.3f}" for x in seconds))
+    print()
+    print(f"gradient a rank sends and receives each step: {grad_bytes} bytes")
+    print("| ranks | step (ms, median) | of which summing the gradient (ms) | compute (ms) | "
+          "img/s |")
+    print("| --- | --- | --- | --- | --- |")
+    for n in ranks:
+        step = statistics.median(results[n]["step"])
+        ex = statistics.median(results[n]["exchange"])
+        ips = N_TRAIN / statistics.median(results[n]["epoch"])
+        print(f"| {n} | {step:.2f} | {ex:.2f} | {step - ex:.2f} | {ips:,.0f} |")
+
+
 def summary(name, steady):
     med = statistics.median(steady)
     print("%-8s steady-state epoch: median %.3f s (min %.3f, max %.3f, %d epochs); %.0f images/s"
@@ -156,12 +200,20 @@ def main():
                          "--device cuda (--epochs per run, the first dropped)")
     ap.add_argument("--exe", help="a clvae binary to run instead of building one (on a GPU "
                                   "machine: .gpu/bin/clvae)")
+    ap.add_argument("--ranks", help="comma-separated rank counts, e.g. 1,2: data-parallel "
+                                    "training under mpirun, compute and communication per step")
     a = ap.parse_args()
     exe = a.exe or build()
     if a.gpu_table:
         gpu_table(exe, a.epochs, a.device_args.split())
         return
     what, model_args, reference = MODELS[a.model]
+    if a.ranks:
+        print("bench: %s, %s, batch 256, %d rounds of %d epochs; machine: %s, %d cores"
+              % (exe, what, a.rounds, a.epochs, platform_cpu(), os.cpu_count()))
+        ranks_table(exe, [int(x) for x in a.ranks.split(",")], a.epochs, a.rounds,
+                    model_args + a.device_args.split())
+        return
     extra = model_args + a.device_args.split()
     print("bench: %s, %d rounds of %d epochs, %s, batch 256" % (exe, a.rounds, a.epochs, what))
     print("bench: machine: %s, %d cores" % (platform_cpu(), os.cpu_count()))

@@ -60,9 +60,14 @@ void clrt_check(int status, const char *call, const char *file, int line);
 // verbose adds each device's version, driver and limits and what clvae will use there.
 int clrt_list_devices(FILE *out, bool verbose, struct clvae_error *err);
 
+// Makes the default device (no --platform, --device or their variables) the n-th GPU of all the
+// platforms' GPUs, modulo their number, rather than the first: an MPI rank's local index spreads
+// the ranks of a node over its GPUs. Set once, before clrt_open.
+void clrt_prefer_gpu(int n);
+
 // Opens the device platform and device select: each an index or a part of the name (any case); a
 // device name alone is looked for on every platform. NULL takes $CLVAE_PLATFORM / $CLVAE_DEVICE,
-// and without those the default: the first GPU, else the first device. Applies the device's
+// and without those the default: the first GPU (clrt_prefer_gpu), else the first device. Applies the device's
 // CLBlast tuning. An index out of range, or a name that matches nothing or more than one, fails
 // (CLVAE_EXIT_DEVICE) with a message listing what exists.
 int clrt_open(struct clrt *rt, const char *platform, const char *device, bool profiling,

@@ -313,6 +313,44 @@ static bool all_digits(const char *s)
     return true;
 }
 
+// Which GPU the default choice takes: the n-th of all the platforms' GPUs, modulo their number.
+static int preferred_gpu;
+
+void clrt_prefer_gpu(int n)
+{
+    preferred_gpu = n < 0 ? 0 : n;
+}
+
+// The platform and device of GPU number want % (the GPUs there are), counting every platform's in
+// order; false when there is none.
+static bool nth_gpu(cl_platform_id *platforms, cl_uint n_platforms, int want, int *platform,
+                    int *device)
+{
+    int count = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        int seen = 0;
+        for (cl_uint p = 0; p < n_platforms; p++) {
+            cl_device_id devices[16];
+            cl_uint n_devices = get_devices(platforms[p], devices, 16);
+            for (cl_uint d = 0; d < n_devices; d++) {
+                cl_device_type type;
+                CL_CHECK(clGetDeviceInfo(devices[d], CL_DEVICE_TYPE, sizeof type, &type, NULL));
+                if (!(type & CL_DEVICE_TYPE_GPU))
+                    continue;
+                if (pass == 1 && seen == want % count) {
+                    *platform = (int)p, *device = (int)d;
+                    return true;
+                }
+                seen++;
+            }
+        }
+        count = seen;
+        if (count == 0)
+            return false;
+    }
+    return false;
+}
+
 int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel, bool profiling,
               struct clvae_error *err)
 {
@@ -370,7 +408,9 @@ int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel,
         device = atoi(dsel);
     }
     if (platform < 0 && device < 0) {
-        // The first GPU of any platform, else the first device of any platform.
+        // The preferred GPU (the first unless clrt_prefer_gpu said otherwise), else the first
+        // device of any platform.
+        nth_gpu(platforms, n_platforms, preferred_gpu, &platform, &device);
         for (int want_gpu = 1; want_gpu >= 0 && platform < 0; want_gpu--) {
             for (cl_uint p = 0; p < n_platforms && platform < 0; p++) {
                 n_devices = get_devices(platforms[p], devices, 16);

@@ -10,6 +10,7 @@
 
 #include "cl_runtime.h"
 #include "cli.h"
+#include "dist.h"
 #include "error.h"
 #include "evaluate.h"
 #include "images.h"
@@ -92,6 +93,10 @@ static void print_train_usage(FILE *out)
             "  -h, --help         show this help\n",
             d.data_dir, d.out_dir, d.epochs, d.batch, d.lr, d.model.encoder[0].units, d.model.latent,
             d.beta, (unsigned long long)d.seed);
+    if (dist_built())
+        fprintf(out, "\nData-parallel: `mpirun -np N clvae train ...` splits every batch of --batch\n"
+                     "images across N ranks, one OpenCL device each (a node's GPUs in turn unless\n"
+                     "--device says), sums their gradients and takes the same Adam step in each.\n");
 }
 
 static int parse_train(int argc, char **argv, struct train_options *opt, struct clvae_error *err)
@@ -219,7 +224,8 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
     return 0;
 }
 
-int main(int argc, char **argv)
+// The command argv[1] with its options: its exit status, its error printed (by rank 0).
+static int run(int argc, char **argv)
 {
     struct clvae_error err = {0};
     if (argc < 2) {
@@ -274,8 +280,27 @@ int main(int argc, char **argv)
         rc = -1;
     }
     if (rc) {
-        clvae_print_error(&err);
+        if (dist_rank() == 0)
+            clvae_print_error(&err);
         return err.status ? err.status : CLVAE_EXIT_FAILURE;
     }
     return CLVAE_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    dist_init(&argc, &argv);
+    int status;
+    if (dist_size() > 1 && (argc < 2 || strcmp(argv[1], "train") != 0)) {
+        // Only training is data-parallel: N ranks of another command would write N times.
+        if (dist_rank() == 0)
+            fprintf(stderr, "clvae: %s: runs in one process; start it without mpirun (only "
+                            "clvae train runs across ranks)\n",
+                    argc < 2 ? "clvae" : argv[1]);
+        status = CLVAE_EXIT_USAGE;
+    } else {
+        status = run(argc, argv);
+    }
+    dist_finalize();
+    return status;
 }

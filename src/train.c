@@ -15,6 +15,7 @@
 #include "checkpoint.h"
 #include "cl_runtime.h"
 #include "dataset.h"
+#include "dist.h"
 #include "idx.h"
 #include "image_folder.h"
 #include "philox.h"
@@ -129,7 +130,21 @@ struct run {
     cl_mem train_rec, train_kl, test_rec, test_kl; // per-image losses of the current epoch
     float *host_rec, *host_kl; // (n_train) read back as the epoch goes
     float *host_test_rec, *host_test_kl;
+    // Data-parallel training (dist.h): this process's rank of ranks; the gradient staged through
+    // host memory for the sum across ranks, with one more float: the stop flag.
+    int rank, ranks;
+    float *host_grads;
+    bool skip_sum; // $CLVAE_MPI_SKIP_ALLREDUCE=1: no gradient sum, for the tests to show it matters
+    double exchange_seconds; // spent summing gradients across ranks (read, MPI, write)
+    long exchanges;
 };
+
+// Rank rank's rows [*lo, *hi) of a step's rows: contiguous slices, the first ranks one larger.
+static void slice(int rows, int rank, int ranks, int *lo, int *hi)
+{
+    *lo = (int)((int64_t)rows * rank / ranks);
+    *hi = (int)((int64_t)rows * (rank + 1) / ranks);
+}
 
 // A device buffer that idx_read_images_into fills through a mapping: on a CPU device the file is
 // read straight into the buffer, so the data set is never held twice.
@@ -282,6 +297,16 @@ static void run_release(struct run *run)
     free(run->host_kl);
     free(run->host_test_rec);
     free(run->host_test_kl);
+    free(run->host_grads);
+}
+
+// A device buffer of floats set to zero: the rows other ranks fill stay 0 here, so that the sums
+// across ranks of the per-image losses are everyone's.
+static void zero_floats(struct run *run, cl_mem mem, size_t n)
+{
+    float zero = 0.0f;
+    CL_CHECK(clEnqueueFillBuffer(run->rt->queue, mem, &zero, sizeof zero, 0, n * sizeof(float), 0,
+                                 NULL, NULL));
 }
 
 // A fresh order of 0..n-1 for epoch (Fisher-Yates on Philox draws).
@@ -336,7 +361,16 @@ static int finish_readback(struct run *run, struct readback *rb, struct progress
     CL_CHECK(clReleaseEvent(rb->done));
     rb->done = NULL;
     double sum = 0;
+    int own = 0;
     for (int i = rb->from; i < rb->to; i++) {
+        // With several ranks, the rows of the others' slices read 0 here.
+        int step_rows = run->n_train - i / batch * batch < batch ? run->n_train - i / batch * batch
+                                                                 : batch;
+        int lo, hi;
+        slice(step_rows, run->rank, run->ranks, &lo, &hi);
+        if (i % batch < lo || i % batch >= hi)
+            continue;
+        own++;
         double loss = (double)run->host_rec[i] + (double)run->host_kl[i];
         if (!isfinite(loss)) {
             int step = i / batch;
@@ -349,7 +383,7 @@ static int finish_readback(struct run *run, struct readback *rb, struct progress
         }
         sum += loss;
     }
-    p->loss = sum / (rb->to - rb->from);
+    p->loss = own ? sum / own : p->loss;
     p->steps_done = rb->step_end;
     draw_progress(p, false);
     return 0;
@@ -367,17 +401,25 @@ static void sum_losses(const float *rec, const float *kl, int n, double *rec_sum
     *kl_sum = k;
 }
 
-// Test-set negative ELBO with fresh noise (stream EVAL, counter epoch): fills the mean rec, KL.
+// Test-set negative ELBO with fresh noise (stream EVAL, counter epoch, each image's noise keyed
+// by its number): fills the mean rec, KL. Each rank evaluates its slice of the test set; the
+// per-image losses are summed across ranks.
 static void evaluate(struct run *run, const struct train_options *opt, int epoch, double *rec,
                      double *kl)
 {
-    int chunk = run->micro;
-    for (int start = 0; start < run->n_test; start += chunk) {
-        int rows = run->n_test - start < chunk ? run->n_test - start : chunk;
+    int chunk = run->micro, lo, hi;
+    slice(run->n_test, run->rank, run->ranks, &lo, &hi);
+    if (run->ranks > 1) {
+        zero_floats(run, run->test_rec, (size_t)run->n_test);
+        zero_floats(run, run->test_kl, (size_t)run->n_test);
+    }
+    for (int start = lo; start < hi; start += chunk) {
+        int rows = hi - start < chunk ? hi - start : chunk;
         vae_gather(run->vae, run->test_data, run->test_index, start, rows);
         struct vae_pass pass = {.rows = rows, .seed = opt->seed, .step = (uint64_t)epoch,
                                 .stream = PHILOX_STREAM_EVAL, .noise_scale = 1.0f,
-                                .rec = run->test_rec, .kl = run->test_kl, .offset = start};
+                                .rec = run->test_rec, .kl = run->test_kl, .offset = start,
+                                .noise_row0 = start};
         vae_forward(run->vae, &pass);
     }
     size_t bytes = (size_t)run->n_test * sizeof(float);
@@ -385,6 +427,8 @@ static void evaluate(struct run *run, const struct train_options *opt, int epoch
                                  run->host_test_rec, 0, NULL, NULL));
     CL_CHECK(clEnqueueReadBuffer(run->rt->queue, run->test_kl, CL_TRUE, 0, bytes,
                                  run->host_test_kl, 0, NULL, NULL));
+    dist_sum_floats(run->host_test_rec, (size_t)run->n_test);
+    dist_sum_floats(run->host_test_kl, (size_t)run->n_test);
     sum_losses(run->host_test_rec, run->host_test_kl, run->n_test, rec, kl);
     *rec /= run->n_test;
     *kl /= run->n_test;
@@ -480,7 +524,43 @@ static int run_setup(struct run *run, const struct data_info *data, struct clvae
     run->host_kl = xmalloc(ntr * sizeof(float));
     run->host_test_rec = xmalloc(nte * sizeof(float));
     run->host_test_kl = xmalloc(nte * sizeof(float));
+    if (run->ranks > 1)
+        run->host_grads = xmalloc((run->vae->n_params + 1) * sizeof(float));
+    const char *skip = getenv("CLVAE_MPI_SKIP_ALLREDUCE");
+    run->skip_sum = skip && strcmp(skip, "1") == 0;
     return 0;
+}
+
+// With several ranks: the gradient of the whole batch in every rank, each rank's (its slice's;
+// zero when it has none) summed across ranks through host memory, the stop flag riding along.
+// Returns whether any rank asked to stop; one rank alone returns stop.
+static bool exchange_gradients(struct run *run, bool has_rows, bool stop)
+{
+    if (run->ranks == 1)
+        return stop;
+    cl_command_queue queue = run->rt->queue;
+    size_t n = run->vae->n_params, bytes = n * sizeof(float);
+    CL_CHECK(clFinish(queue)); // the step's compute, so that what follows is the exchange alone
+    double t0 = now_seconds();
+    if (has_rows)
+        CL_CHECK(clEnqueueReadBuffer(queue, run->vae->grads, CL_TRUE, 0, bytes, run->host_grads, 0,
+                                     NULL, NULL));
+    else
+        memset(run->host_grads, 0, bytes);
+    run->host_grads[n] = stop ? 1.0f : 0.0f;
+    if (run->skip_sum) { // each rank steps on its own slice (the tests' control run)
+        float any_stop = run->host_grads[n];
+        dist_sum_floats(&any_stop, 1);
+        run->host_grads[n] = any_stop;
+    } else {
+        dist_sum_floats(run->host_grads, n + 1);
+    }
+    // In order before the next read into host_grads, which waits for it.
+    CL_CHECK(clEnqueueWriteBuffer(queue, run->vae->grads, CL_FALSE, 0, bytes, run->host_grads, 0,
+                                  NULL, NULL));
+    run->exchange_seconds += now_seconds() - t0;
+    run->exchanges++;
+    return run->host_grads[n] > 0.0f;
 }
 
 // One pass over the shuffled training set from step first_step on; fills the mean rec and KL of
@@ -495,6 +575,10 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
     CL_CHECK(clEnqueueWriteBuffer(queue, run->train_index, CL_TRUE, 0, (size_t)n * sizeof(int),
                                   order, 0, NULL, NULL));
     int64_t first_step = adam->step - first_step_in_epoch;
+    if (run->ranks > 1) {
+        zero_floats(run, run->train_rec, (size_t)n);
+        zero_floats(run, run->train_kl, (size_t)n);
+    }
     struct readback ring[READS_IN_FLIGHT];
     int head = 0, pending = 0, read_from = first_step_in_epoch * batch, read_upto = read_from;
     prog->steps = (n + batch - 1) / batch;
@@ -502,19 +586,22 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
     prog->started = now_seconds();
     *steps_done = prog->steps;
     for (int step = first_step_in_epoch; step < prog->steps; step++) {
-        int start = step * batch, rows = n - start < batch ? n - start : batch;
-        // The step's gradient, summed over micro-batches of at most run->micro rows.
-        for (int first = 0; first < rows; first += run->micro) {
-            int part = rows - first < run->micro ? rows - first : run->micro;
+        int start = step * batch, rows = n - start < batch ? n - start : batch, lo, hi;
+        // This rank's slice of the step's rows (all of them on one rank), in micro-batches of
+        // at most run->micro rows whose gradients add up; the noise is the batch row's.
+        slice(rows, run->rank, run->ranks, &lo, &hi);
+        for (int first = lo; first < hi; first += run->micro) {
+            int part = hi - first < run->micro ? hi - first : run->micro;
             vae_gather(run->vae, run->train_data, run->train_index, start + first, part);
             struct vae_pass pass = {.rows = part, .seed = opt->seed, .step = (uint64_t)adam->step,
                                     .stream = PHILOX_STREAM_TRAIN, .noise_scale = 1.0f,
                                     .rec = run->train_rec, .kl = run->train_kl,
                                     .offset = start + first, .grad_scale = 1.0f / (float)rows,
-                                    .noise_row0 = first, .accumulate = first > 0};
+                                    .noise_row0 = first, .accumulate = first > lo};
             vae_forward(run->vae, &pass);
             vae_backward(run->vae, &pass, (float)opt->beta);
         }
+        bool stopping = exchange_gradients(run, hi > lo, stop_requested);
         adam_step(adam, run->vae->params, run->vae->grads);
         if (prog->report_first_step) {
             // One wait in the whole run, so that the figure includes compiling CLBlast's kernels.
@@ -529,7 +616,6 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
             fflush(stdout);
             prog->report_first_step = false;
         }
-        bool stopping = stop_requested;
         if ((step + 1) % READ_EVERY != 0 && step + 1 != prog->steps && !stopping)
             continue;
         if (pending == READS_IN_FLIGHT) {
@@ -562,6 +648,8 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
         if (finish_readback(run, old, prog, batch, first_step, err))
             return -1;
     }
+    dist_sum_floats(run->host_rec + read_from, (size_t)(read_upto - read_from));
+    dist_sum_floats(run->host_kl + read_from, (size_t)(read_upto - read_from));
     sum_losses(run->host_rec + read_from, run->host_kl + read_from, read_upto - read_from, rec, kl);
     *rec /= read_upto - read_from;
     *kl /= read_upto - read_from;
@@ -700,6 +788,8 @@ struct trainer {
     double loop_start, launches_per_step;
     double best_test;    // the lowest test loss of an epoch so far (a resumed run's metrics too)
     char best_path[4200]; // where --save's best-epoch checkpoint goes
+    bool root;            // rank 0 (or the only process): it alone prints and writes
+    bool collective;      // the failure met is every rank's (the same step, the same message)
 };
 
 // The model's size against the device's limits, refused at once, rather than after building the
@@ -779,15 +869,40 @@ static void load_state(struct trainer *t)
     }
 }
 
-// The start banner: device, model, data, memory, and where a resumed run carries on.
+// Every rank's "host: device (platform)", one line each, printed by rank 0.
+static void print_ranks(const struct trainer *t)
+{
+    enum { LEN = 320 };
+    char host[64] = "?", mine[LEN];
+    gethostname(host, sizeof host - 1);
+    snprintf(mine, sizeof mine, "%s: %s (%s), %u compute units", host, t->rt.device_name,
+             t->rt.platform_name, t->rt.compute_units);
+    int ranks = t->run.ranks;
+    char *all = xcalloc((size_t)ranks, LEN);
+    dist_gather_text(mine, all, LEN);
+    if (t->root && !t->opt.quiet) {
+        printf("clvae: %d ranks, the batch of %d split across them\n", ranks, t->opt.batch);
+        for (int r = 0; r < ranks; r++)
+            printf("clvae: rank %d on %s\n", r, all + (size_t)r * LEN);
+    }
+    free(all);
+}
+
+// The start banner: device, model, data, memory, and where a resumed run carries on. With several
+// ranks, every rank takes part (their devices are gathered) and rank 0 prints.
 static void print_banner(const struct trainer *t)
 {
     const struct clrt *rt = &t->rt;
     const struct run *run = &t->run;
     char shape[160];
     vae_describe(&t->cfg, shape, sizeof shape);
-    printf("clvae: device %s (%s), %u compute units\n", rt->device_name, rt->platform_name,
-           rt->compute_units);
+    if (run->ranks > 1)
+        print_ranks(t);
+    if (t->opt.quiet)
+        return;
+    if (run->ranks == 1)
+        printf("clvae: device %s (%s), %u compute units\n", rt->device_name, rt->platform_name,
+               rt->compute_units);
     const struct data_info *data = &t->data;
     printf("clvae: model %s, %zu parameters, %s likelihood\n", shape, t->vae.n_params,
            likelihood_name(t->cfg.likelihood));
@@ -836,6 +951,13 @@ static int train_open(struct trainer *t, const struct train_options *given,
     struct train_options *opt = &t->opt;
     *opt = *given;
     double run_started = now_seconds();
+    t->run.rank = dist_rank();
+    t->run.ranks = dist_size();
+    t->root = t->run.rank == 0;
+    if (!t->root)
+        opt->quiet = true;
+    if (t->run.ranks > 1)
+        clrt_prefer_gpu(dist_local_rank()); // a node's ranks on its GPUs in turn
     struct sigaction stop = {0};
     stop_requested = 0;
     stop.sa_handler = request_stop;
@@ -876,7 +998,7 @@ static int train_open(struct trainer *t, const struct train_options *given,
     int max_rows;
     // The output directory is created once the data and the device are known to be good, so a
     // failed start leaves no empty directories behind, and still before any training.
-    if (check_fits(t, &max_rows, err) || check_outputs(opt, err))
+    if (check_fits(t, &max_rows, err) || (t->root && check_outputs(opt, err)))
         return -1;
     bool tty = !opt->quiet && isatty(STDERR_FILENO);
     if (tty)
@@ -890,9 +1012,13 @@ static int train_open(struct trainer *t, const struct train_options *given,
         run_setup(&t->run, &t->data, err))
         return -1;
     load_state(t);
-    if (!opt->quiet)
-        print_banner(t);
-
+    t->order = xmalloc((size_t)t->run.n_train * sizeof(int));
+    t->prog = (struct progress){.live = !opt->quiet && isatty(STDERR_FILENO),
+                                .report_first_step = !opt->quiet,
+                                .run_started = run_started,
+                                .epochs = opt->epochs};
+    if (!t->root)
+        return 0;
     // A resumed run carries on the metrics of the run it continues.
     snprintf(t->metrics_path, sizeof t->metrics_path, "%s/metrics.csv", opt->out_dir);
     if (!(t->metrics = fopen(t->metrics_path, opt->resume_path ? "a" : "w")))
@@ -901,12 +1027,6 @@ static int train_open(struct trainer *t, const struct train_options *given,
         fprintf(t->metrics, "epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,"
                             "test_kl,seconds,images_per_second,test_bits_per_dim\n");
     t->best_test = best_so_far(t);
-    t->order = xmalloc((size_t)t->run.n_train * sizeof(int));
-    t->loop_start = now_seconds();
-    t->prog = (struct progress){.live = !opt->quiet && isatty(STDERR_FILENO),
-                                .report_first_step = !opt->quiet,
-                                .run_started = run_started,
-                                .epochs = opt->epochs};
     return 0;
 }
 
@@ -917,9 +1037,13 @@ static int stop_mid_epoch(struct trainer *t, int epoch, int done_steps, struct c
     const struct train_options *opt = &t->opt;
     if (t->prog.live)
         fprintf(stderr, "\r%*s\r", 90, "");
-    if (opt->save_path &&
-        save_checkpoint(&t->run, opt, &t->adam, opt->save_path, epoch - 1, done_steps, err))
+    // Every rank stops after the same step (exchange_gradients); rank 0 writes.
+    t->collective = true;
+    if (t->root && opt->save_path &&
+        save_checkpoint(&t->run, opt, &t->adam, opt->save_path, epoch - 1, done_steps, err)) {
+        t->collective = false;
         return -1;
+    }
     if (opt->save_path)
         return clvae_fail(err, CLVAE_EXIT_INTERRUPTED,
                           "interrupted in epoch %d after step %d of %d; checkpoint written to %s "
@@ -985,6 +1109,8 @@ static int train_one_epoch(struct trainer *t, int epoch, struct clvae_error *err
                bits_per_dim(t, test_rec + test_kl), seconds, ips);
         fflush(stdout);
     }
+    // Every rank holds the same test loss (summed across ranks) and stops here alike.
+    t->collective = !isfinite(test_rec + test_kl);
     if (!isfinite(test_rec + test_kl))
         // The last step's update diverged: its own loss was still finite.
         return clvae_fail(err, CLVAE_EXIT_DIVERGED,
@@ -996,19 +1122,23 @@ static int train_one_epoch(struct trainer *t, int epoch, struct clvae_error *err
     char curves[4200];
     snprintf(curves, sizeof curves, "%s/curves.png", opt->out_dir);
     bool best = test_rec + test_kl < t->best_test;
-    if (write_metrics_row(t, epoch, rec, kl, test_rec, test_kl, seconds, ips, err) ||
-        plot_curves(t->metrics_path, curves, true, err) < 0 ||
-        write_images(&t->run, opt, epoch, err) ||
-        (opt->save_path &&
-         (save_checkpoint(&t->run, opt, &t->adam, opt->save_path, epoch, 0, err) ||
-          (best && save_checkpoint(&t->run, opt, &t->adam, t->best_path, epoch, 0, err)))))
+    if (t->root &&
+        (write_metrics_row(t, epoch, rec, kl, test_rec, test_kl, seconds, ips, err) ||
+         plot_curves(t->metrics_path, curves, true, err) < 0 ||
+         write_images(&t->run, opt, epoch, err) ||
+         (opt->save_path &&
+          (save_checkpoint(&t->run, opt, &t->adam, opt->save_path, epoch, 0, err) ||
+           (best && save_checkpoint(&t->run, opt, &t->adam, t->best_path, epoch, 0, err))))))
         return -1;
     if (best)
         t->best_test = test_rec + test_kl;
-    if (stop_requested && epoch < opt->epochs)
+    // A signal that came while the epoch ended: every rank stops if any saw one.
+    t->collective = true;
+    if (dist_max_int(stop_requested) && epoch < opt->epochs)
         return clvae_fail(err, CLVAE_EXIT_INTERRUPTED, "interrupted after epoch %d%s%s", epoch,
                           opt->save_path ? "; checkpoint written to " : "",
                           opt->save_path ? opt->save_path : "");
+    t->collective = false;
     return 0;
 }
 
@@ -1036,13 +1166,51 @@ static int train_close(struct trainer *t, int status, struct clvae_error *err)
     return status;
 }
 
+// With several ranks, a failure only this rank met (a NaN in its slice, a write of rank 0's)
+// stops them all at once: the others may be waiting for it in a sum.
+static void stop_others(const struct trainer *t, const struct clvae_error *err)
+{
+    if (t->run.ranks == 1 || t->collective)
+        return;
+    if (t->root)
+        clvae_print_error(err);
+    else
+        fprintf(stderr, "clvae: rank %d: %s\n", t->run.rank, err->msg);
+    dist_abort(err->status);
+}
+
+// The gradient exchange's share of a step, with several ranks (--profile).
+static void print_exchange(const struct trainer *t)
+{
+    const struct run *run = &t->run;
+    if (run->ranks == 1 || run->exchanges == 0)
+        return;
+    double per = run->exchange_seconds / (double)run->exchanges;
+    double step = (now_seconds() - t->loop_start) / (double)run->exchanges;
+    printf("clvae: per step over %ld steps (all epochs, evaluation included): %.3f ms, of which "
+           "%.3f ms summing the gradient across %d ranks (%zu bytes a rank; read, MPI_Allreduce, "
+           "write)\n",
+           run->exchanges, 1e3 * step, 1e3 * per, run->ranks,
+           (t->vae.n_params + 1) * sizeof(float));
+}
+
 int train_run(const struct train_options *given, struct clvae_error *err)
 {
     struct trainer *t = xcalloc(1, sizeof *t);
-    int status = train_open(t, given, err);
+    // Every rank meets the same setup failures (options, data, device) or reports its own: all
+    // stop together, one message.
+    int status = dist_agree(train_open(t, given, err), err);
+    t->collective = status != 0;
+    if (status == 0) {
+        print_banner(t);
+        t->loop_start = now_seconds();
+    }
     for (int epoch = t->start_epoch; status == 0 && epoch <= t->opt.epochs; epoch++)
         status = train_one_epoch(t, epoch, err);
-    if (status == 0 && t->opt.profile) {
+    if (status)
+        stop_others(t, err);
+    if (status == 0 && t->opt.profile && t->root) {
+        print_exchange(t);
         printf("\nclvae: %.1f launches per training step (kernels and CLBlast products enqueued; "
                "a CLBlast product may run more than one kernel)\n",
                t->launches_per_step);
