@@ -32,6 +32,7 @@ struct clrt {
     cl_program program;
     int platform_index, device_index;
     char platform_name[128], device_name[128];
+    char tuning_source[4200]; // the `clvae tune` file applied, or ""
     cl_device_type device_type;
     cl_ulong global_mem, max_alloc;
     size_t max_work_group;
@@ -74,8 +75,36 @@ int clrt_open(struct clrt *rt, const char *platform, const char *device, bool pr
               struct clvae_error *err);
 
 // Applies the CLBlast parameters of data/clblast-tuning.txt whose pattern matches the device's
-// name (unless CLVAE_CLBLAST_TUNING=off); returns how many kernels it tuned.
+// name, then those `clvae tune` measured for this device, driver and CLBlast (the file of
+// clrt_tuning_path), unless CLVAE_CLBLAST_TUNING=off; returns how many kernels it tuned. A tuning
+// file that is unreadable or malformed is ignored with one warning line on stderr.
 int clrt_tune_clblast(struct clrt *rt);
+
+// The parameters of one GEMM kernel configuration clvae tunes: CLBlast's XgemmDirect.
+struct clrt_gemm_params {
+    int wgd, mdimcd, ndimcd, mdimad, ndimbd, kwid, vwmd, vwnd, pada, padb;
+};
+
+// Whether p is a configuration CLBlast's XgemmDirect accepts (its tuner's constraints: WGD a
+// multiple of KWID, of MDIMCD VWMD, NDIMCD VWND, MDIMAD VWMD, NDIMBD VWND and of the K extents)
+// with work-groups of at most max_work_group items.
+bool clrt_gemm_params_valid(const struct clrt_gemm_params *p, size_t max_work_group);
+
+// Applies p to rt's device (CLBlastOverrideParameters), and XGEMM_MIN_INDIRECT_SIZE as given.
+void clrt_apply_gemm_params(struct clrt *rt, const struct clrt_gemm_params *p,
+                            size_t min_indirect);
+
+// Where `clvae tune` keeps the parameters for rt's device: $XDG_CACHE_HOME/clvae (else
+// ~/.cache/clvae) / clblast-<hash of the device, driver and CLBlast version>.txt; the key itself
+// (what the file's first line must say) into key. -1 when no cache directory can be named.
+int clrt_tuning_path(const struct clrt *rt, char *path, size_t len, char *key, size_t key_len);
+
+// A tuning file's text -> its parameters: the first line "# clvae tune: KEY" must match key, then
+// "XgemmDirect WGD=.. MDIMCD=.. NDIMCD=.. MDIMAD=.. NDIMBD=.. KWID=.. VWMD=.. VWND=.. PADA=..
+// PADB=.." and "GemmRoutine XGEMM_MIN_INDIRECT_SIZE=N"; '#' lines are comments. 0, or -1 with
+// why (256 bytes) for anything else.
+int clrt_parse_tuning(const char *text, const char *key, struct clrt_gemm_params *p,
+                      size_t *min_indirect, char *why);
 
 // Builds the kernels embedded from cl/; on failure the message holds the compiler's log.
 int clrt_build(struct clrt *rt, struct clvae_error *err);

@@ -4,6 +4,7 @@
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <clblast_c.h>
 
@@ -173,8 +174,11 @@ static void device_string(cl_device_id device, cl_device_info what, char *buf, s
 static int tuning_lines(const char *device_name, cl_device_id device, char *first);
 
 // What clvae reads of a device and what it will use there, for clvae devices --verbose.
-static void print_device_details(FILE *out, cl_device_id device, const char *name,
-                                 cl_device_type type, cl_uint units)
+static int tuning_key_path(cl_platform_id platform, cl_device_id device, const char *name,
+                           char *path, size_t len, char *key, size_t key_len);
+
+static void print_device_details(FILE *out, cl_platform_id platform, cl_device_id device,
+                                 const char *name, cl_device_type type, cl_uint units)
 {
     char version[128], driver[128], first[64] = "";
     cl_ulong max_alloc, local_mem;
@@ -213,6 +217,10 @@ static void print_device_details(FILE *out, cl_device_id device, const char *nam
                         : "from CLBlast's own database (no entry in data/clblast-tuning.txt)",
             !off && tuned ? first : "", !off && tuned ? "'" : "",
             units ? "" : " (no compute units reported)");
+    char path[4200], key[512];
+    if (tuning_key_path(platform, device, name, path, sizeof path, key, sizeof key) == 0)
+        fprintf(out, "    clvae tune's file: %s (%s), key \"%s\"\n", path,
+                access(path, F_OK) == 0 ? "present" : "none yet", key);
 }
 
 static void print_device_table(FILE *out, cl_platform_id *platforms, cl_uint n_platforms,
@@ -242,7 +250,7 @@ static void print_device_table(FILE *out, cl_platform_id *platforms, cl_uint n_p
             fprintf(out, "  device %u: %s (%s), %s, %.1f GiB, %u compute units\n", d, name, vendor,
                     device_type_name(type), (double)mem / (1024.0 * 1024.0 * 1024.0), units);
             if (verbose)
-                print_device_details(out, devices[d], name, type, units);
+                print_device_details(out, platforms[p], devices[d], name, type, units);
         }
     }
 }
@@ -511,12 +519,193 @@ static int tuning_lines(const char *device_name, cl_device_id device, char *firs
     return tuned;
 }
 
+bool clrt_gemm_params_valid(const struct clrt_gemm_params *p, size_t max_work_group)
+{
+    const int v[] = {p->wgd, p->mdimcd, p->ndimcd, p->mdimad, p->ndimbd, p->kwid, p->vwmd, p->vwnd};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (v[i] < 1 || v[i] > 256)
+            return false;
+    if ((p->pada != 0 && p->pada != 1) || (p->padb != 0 && p->padb != 1))
+        return false;
+    int threads = p->mdimcd * p->ndimcd;
+    if ((size_t)threads > max_work_group || threads % p->mdimad || threads % p->ndimbd)
+        return false;
+    int w = p->wgd;
+    return w % p->kwid == 0 && w % (p->mdimcd * p->vwmd) == 0 && w % (p->ndimcd * p->vwnd) == 0 &&
+           w % (p->mdimad * p->vwmd) == 0 && w % (p->ndimbd * p->vwnd) == 0 &&
+           w % (threads / p->mdimad) == 0 && w % (threads / p->ndimbd) == 0;
+}
+
+void clrt_apply_gemm_params(struct clrt *rt, const struct clrt_gemm_params *p,
+                            size_t min_indirect)
+{
+    const char *names[] = {"WGD",  "MDIMCD", "NDIMCD", "MDIMAD", "NDIMBD",
+                           "KWID", "VWMD",   "VWND",   "PADA",   "PADB"};
+    size_t values[] = {(size_t)p->wgd,  (size_t)p->mdimcd, (size_t)p->ndimcd, (size_t)p->mdimad,
+                       (size_t)p->ndimbd, (size_t)p->kwid, (size_t)p->vwmd,   (size_t)p->vwnd,
+                       (size_t)p->pada, (size_t)p->padb};
+    CL_CHECK(CLBlastOverrideParameters(rt->device, "XgemmDirect", CLBlastPrecisionSingle, 10, names,
+                                       values));
+    const char *routine[] = {"XGEMM_MIN_INDIRECT_SIZE"};
+    CL_CHECK(CLBlastOverrideParameters(rt->device, "GemmRoutine", CLBlastPrecisionSingle, 1,
+                                       routine, &min_indirect));
+}
+
+// FNV-1a, 64 bits: a short, stable name for a long key.
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+// The tuning file's key (device name, platform version, driver version, CLBlast's version) and
+// path; -1 when no cache directory can be named.
+static int tuning_key_path(cl_platform_id platform, cl_device_id device, const char *name,
+                           char *path, size_t len, char *key, size_t key_len)
+{
+    char driver[128] = "", version[128] = "";
+    CL_CHECK(clGetDeviceInfo(device, CL_DRIVER_VERSION, sizeof driver - 1, driver, NULL));
+    CL_CHECK(clGetPlatformInfo(platform, CL_PLATFORM_VERSION, sizeof version - 1, version, NULL));
+    snprintf(key, key_len, "%s | %s | driver %s | CLBlast %s", name, version, driver,
+             CLVAE_CLBLAST_VERSION);
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n;
+    if (xdg && xdg[0] == '/')
+        n = snprintf(path, len, "%s/clvae/clblast-%016llx.txt", xdg,
+                     (unsigned long long)fnv1a(key));
+    else if (home && home[0] == '/')
+        n = snprintf(path, len, "%s/.cache/clvae/clblast-%016llx.txt", home,
+                     (unsigned long long)fnv1a(key));
+    else
+        return -1;
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int clrt_tuning_path(const struct clrt *rt, char *path, size_t len, char *key, size_t key_len)
+{
+    return tuning_key_path(rt->platform, rt->device, rt->device_name, path, len, key, key_len);
+}
+
+// "NAME=V" -> *v when NAME is name and V a whole number up to 1 << 30.
+static bool param(const char *tok, const char *name, size_t *v)
+{
+    size_t n = strlen(name);
+    if (strncmp(tok, name, n) != 0 || tok[n] != '=' || !isdigit((unsigned char)tok[n + 1]))
+        return false;
+    char *end;
+    unsigned long long x = strtoull(tok + n + 1, &end, 10);
+    if (*end != '\0' || x > (1ull << 30))
+        return false;
+    *v = (size_t)x;
+    return true;
+}
+
+int clrt_parse_tuning(const char *text, const char *key, struct clrt_gemm_params *p,
+                      size_t *min_indirect, char *why)
+{
+    static const char *const names[] = {"WGD",  "MDIMCD", "NDIMCD", "MDIMAD", "NDIMBD",
+                                        "KWID", "VWMD",   "VWND",   "PADA",   "PADB"};
+    int *fields[] = {&p->wgd,  &p->mdimcd, &p->ndimcd, &p->mdimad, &p->ndimbd,
+                     &p->kwid, &p->vwmd,   &p->vwnd,   &p->pada,   &p->padb};
+    bool have_direct = false, have_routine = false;
+    char line[512];
+    for (int number = 1; *text; number++) {
+        size_t len = strcspn(text, "\n");
+        if (len >= sizeof line)
+            return snprintf(why, 256, "line %d is longer than %zu bytes", number, sizeof line - 1),
+                   -1;
+        memcpy(line, text, len);
+        line[len] = '\0';
+        text += len + (text[len] == '\n');
+        if (number == 1) {
+            if (strncmp(line, "# clvae tune: ", 14) != 0 || strcmp(line + 14, key) != 0)
+                return snprintf(why, 256, "its first line is not \"# clvae tune: \" and this "
+                                          "device's key"),
+                       -1;
+            continue;
+        }
+        if (line[0] == '#' || line[strspn(line, " \t")] == '\0')
+            continue;
+        char *save = NULL, *kernel = strtok_r(line, " \t", &save);
+        if (strcmp(kernel, "XgemmDirect") == 0 && !have_direct) {
+            for (int i = 0; i < 10; i++) {
+                char *tok = strtok_r(NULL, " \t", &save);
+                size_t v;
+                if (!tok || !param(tok, names[i], &v) || v > 256)
+                    return snprintf(why, 256, "line %d: XgemmDirect needs %s=N (%s in order)",
+                                    number, names[i], "WGD MDIMCD NDIMCD MDIMAD NDIMBD KWID VWMD "
+                                                      "VWND PADA PADB"),
+                           -1;
+                *fields[i] = (int)v;
+            }
+            have_direct = true;
+        } else if (strcmp(kernel, "GemmRoutine") == 0 && !have_routine) {
+            char *tok = strtok_r(NULL, " \t", &save);
+            if (!tok || !param(tok, "XGEMM_MIN_INDIRECT_SIZE", min_indirect))
+                return snprintf(why, 256, "line %d: GemmRoutine needs XGEMM_MIN_INDIRECT_SIZE=N",
+                                number),
+                       -1;
+            have_routine = true;
+        } else {
+            return snprintf(why, 256, "line %d: '%.40s' is not XgemmDirect or GemmRoutine (once "
+                                      "each)",
+                            number, kernel),
+                   -1;
+        }
+        if (strtok_r(NULL, " \t", &save))
+            return snprintf(why, 256, "line %d: more than the parameters of %s", number, kernel),
+                   -1;
+    }
+    if (!have_direct || !have_routine)
+        return snprintf(why, 256, "it lacks the %s line",
+                        have_direct ? "GemmRoutine" : "XgemmDirect"),
+               -1;
+    if (!clrt_gemm_params_valid(p, SIZE_MAX))
+        return snprintf(why, 256, "its XgemmDirect parameters break CLBlast's constraints"), -1;
+    return 0;
+}
+
+// The file `clvae tune` wrote for rt's device, applied when it is good: 1 when applied, 0 when
+// there is none, and 0 after one warning line when it cannot be read or is malformed.
+static int tune_from_cache(struct clrt *rt)
+{
+    char path[4200], key[512], why[256];
+    if (clrt_tuning_path(rt, path, sizeof path, key, sizeof key))
+        return 0;
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return 0;
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, fp);
+    bool too_long = n == sizeof text - 1 && fgetc(fp) != EOF;
+    fclose(fp);
+    text[n] = '\0';
+    struct clrt_gemm_params p;
+    size_t min_indirect = 0;
+    if (too_long || strlen(text) != n) {
+        snprintf(why, sizeof why, "%s", too_long ? "longer than 8 KiB" : "it holds a NUL byte");
+    } else if (clrt_parse_tuning(text, key, &p, &min_indirect, why) == 0) {
+        if (clrt_gemm_params_valid(&p, rt->max_work_group)) {
+            clrt_apply_gemm_params(rt, &p, min_indirect);
+            snprintf(rt->tuning_source, sizeof rt->tuning_source, "%s", path);
+            return 1;
+        }
+        snprintf(why, sizeof why, "work-groups larger than the device's %zu items",
+                 rt->max_work_group);
+    }
+    fprintf(stderr, "clvae: warning: %s: %s; ignored (run clvae tune again, or delete it)\n", path,
+            why);
+    return 0;
+}
+
 int clrt_tune_clblast(struct clrt *rt)
 {
     const char *env = getenv("CLVAE_CLBLAST_TUNING");
     if (env && !strcmp(env, "off"))
         return 0;
-    return tuning_lines(rt->device_name, rt->device, NULL);
+    return tuning_lines(rt->device_name, rt->device, NULL) + tune_from_cache(rt);
 }
 
 int clrt_build(struct clrt *rt, struct clvae_error *err)

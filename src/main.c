@@ -15,6 +15,7 @@
 #include "evaluate.h"
 #include "images.h"
 #include "train.h"
+#include "tune.h"
 
 #ifndef CLVAE_VERSION
 #define CLVAE_VERSION "unknown"
@@ -31,7 +32,7 @@ static void print_usage(FILE *out)
                  "  reconstruct test images beside their reconstructions\n"
                  "  interpolate a straight walk in latent space between two test images\n"
                  "  manifold    the decoded latent space: a 2-D grid, or each dimension's traversal\n"
-                 "  eval        a trained model's test-set negative ELBO and IWAE bound (nats/image)\n"
+                 "  eval        a trained model's test-set negative ELBO and IWAE bound (nats/image)\n"                 "  tune        find the fastest GEMM parameters for a model on this device\n"
             "  scatter     the test images' latent means, coloured by class\n"
             "  plot        the learning curves of a metrics.csv\n"
                  "\n"
@@ -273,6 +274,8 @@ static int run(int argc, char **argv)
         rc = manifold_main(argc - 1, argv + 1, &err);
     } else if (!strcmp(cmd, "scatter")) {
         rc = scatter_main(argc - 1, argv + 1, &err);
+    } else if (!strcmp(cmd, "tune")) {
+        rc = tune_main(argc - 1, argv + 1, &err);
     } else if (!strcmp(cmd, "plot")) {
         rc = plot_main(argc - 1, argv + 1, &err);
     } else {

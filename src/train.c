@@ -903,6 +903,8 @@ static void print_banner(const struct trainer *t)
     if (run->ranks == 1)
         printf("clvae: device %s (%s), %u compute units\n", rt->device_name, rt->platform_name,
                rt->compute_units);
+    if (rt->tuning_source[0])
+        printf("clvae: CLBlast's GEMM parameters from clvae tune: %s\n", rt->tuning_source);
     const struct data_info *data = &t->data;
     printf("clvae: model %s, %zu parameters, %s likelihood\n", shape, t->vae.n_params,
            likelihood_name(t->cfg.likelihood));
