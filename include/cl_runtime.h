@@ -39,6 +39,9 @@ struct clrt {
     cl_uint compute_units;
     size_t reduce_work; // work-items a reduction over rows should fill
     size_t reduce_min;  // elements below which a reduction over rows runs in one pass
+    // Split-K weight gradients (vae_splitk_parts): the work-groups a product should fill, and the
+    // fewest rows a part takes.
+    size_t splitk_groups, splitk_min_k;
     size_t allocated;   // bytes of device memory created through clrt_buffer
     cl_mem gemm_temp; // CLBlast's scratch, shared by every product (the queue is in order)
     size_t gemm_temp_bytes;
@@ -138,6 +141,12 @@ struct clrt_mat {
 // reserved (a failure to grow it stops the program naming the product and the size).
 void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
                struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c);
+
+// C_i (m, n) = A_i^T B_i for i < batch: A_i (k, m) at a.offset + i a_stride, B_i (k, n) at
+// b.offset + i b_stride, C_i at c.offset + i c_stride (CLBlastSgemmStridedBatched, beta 0).
+void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                          size_t a_stride, struct clrt_mat b, size_t b_stride, struct clrt_mat c,
+                          size_t c_stride, size_t batch);
 
 // Makes rt's CLBlast scratch at least bytes, up front, so that a device too small says so before
 // any work. 0, or -1 with err (CLVAE_EXIT_DEVICE) naming the buffer and its size.

@@ -76,6 +76,8 @@ struct layer {
     bool gaussian_head; // y is [mean | logvar]: the checkpoint names the halves mean and logvar
     bool needs_dx;      // a layer below takes dx
     size_t weight, bias, weight_t; // offsets: params/grads, and vae->weights_t
+    // The weight gradient's product: (wgrad_m, wgrad_n) summed over wgrad_k rows an image.
+    size_t wgrad_m, wgrad_n, wgrad_k;
     cl_mem x, dx;                  // borrowed: the layer below's y and dy (dx NULL if !needs_dx)
     cl_mem y, dy;                  // (max_rows, out): the model's buffers
     cl_mem cols, dcols;            // (max_rows, work) when work > 0: the model's buffers
@@ -95,6 +97,12 @@ void dense_bias_forward(struct vae *vae, const struct layer *l, int rows, int n)
 void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n, bool accumulate);
 // vae->weights_t at l->weight_t = W^T (cols, rows) of W (rows, cols) at l->weight.
 void dense_transpose_weight(struct vae *vae, const struct layer *l, int rows, int cols);
+// dW (wgrad_m, wgrad_n) at l->weight in vae->grads (+)= a^T b over rows x l->wgrad_k rows of a
+// (.., wgrad_m) and b (.., wgrad_n): one product, or, when that alone would leave the device idle
+// (vae_splitk_parts), a strided batch of products over parts of the rows into vae->splitk and
+// their sum (split-K).
+void dense_weight_grad(struct vae *vae, const struct layer *l, int rows, struct clrt_mat a,
+                       struct clrt_mat b, bool accumulate);
 // PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in), from Philox counter p for
 // flat element p.
 void dense_init_uniform(const struct layer *l, size_t end, int fan_in, uint64_t seed,

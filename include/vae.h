@@ -63,6 +63,7 @@ struct vae {
     cl_mem x, ml, dml, z, dz, eps, logits, dlogits;
     cl_mem terms; // (max_rows, in_dim) each pixel's negative log-likelihood, summed by row_sum
     cl_mem bias_partial; // the bias gradients' partial column sums (vae_bias_parts)
+    cl_mem splitk;       // split-K weight gradients' parts (vae_splitk_parts), or NULL
     size_t bias_work;    // work-items a column reduction should fill (rt->reduce_work)
     cl_mem owned[4 * VAE_MAX_LAYERS + 16];
     int n_owned;
@@ -122,6 +123,12 @@ void vae_describe(const struct vae_config *cfg, char *buf, size_t len);
 // How many parts a column reduction of rows x n splits the rows into: enough to give
 // vae->bias_work work-items, at least 32 rows a part; 1 below rt->reduce_min elements.
 int vae_bias_parts(const struct vae *vae, int rows, int n);
+
+// How many parts a weight gradient (m, n) summed over k rows splits into on rt: enough that the
+// parts' 32x32 tiles fill rt->splitk_groups work-groups, each part at least rt->splitk_min_k rows,
+// at most VAE_SPLITK_MAX; 1 when the product alone fills the device.
+#define VAE_SPLITK_MAX 16
+int vae_splitk_parts(const struct clrt *rt, size_t m, size_t n, size_t k);
 
 // z (rows, latent) -> logits (rows, out_dim) through the decoder alone.
 void vae_decode(struct vae *vae, int rows);

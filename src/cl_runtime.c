@@ -472,6 +472,10 @@ int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel,
     bool cpu = rt->device_type & CL_DEVICE_TYPE_CPU;
     rt->reduce_work = (cpu ? 64 : 256) * (size_t)rt->compute_units;
     rt->reduce_min = cpu ? (size_t)1 << 18 : 0;
+    // A CPU runs one work-group a core at a time; a GPU wants several a compute unit to hide
+    // memory latency. A part of a split product takes at least 256 rows.
+    rt->splitk_groups = (cpu ? 1 : 4) * (size_t)rt->compute_units;
+    rt->splitk_min_k = 256;
     rt->profiling = profiling;
     cl_int status;
     rt->context = clCreateContext(NULL, 1, &rt->device, NULL, NULL, &status);
@@ -947,6 +951,25 @@ void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, 
         snprintf(label, sizeof label, "gemm %c%c %zux%zux%zu", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n,
                  k);
         prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)m * (double)n * (double)k));
+    }
+}
+
+void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                          size_t a_stride, struct clrt_mat b, size_t b_stride, struct clrt_mat c,
+                          size_t c_stride, size_t batch)
+{
+    cl_event ev = NULL;
+    rt->launches++;
+    float alpha = 1.0f, beta = 0.0f;
+    CL_CHECK(CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeYes,
+                                        CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, a.ld,
+                                        a_stride, b.mem, b.offset, b.ld, b_stride, beta, c.mem,
+                                        c.offset, c.ld, c_stride, batch, &rt->queue,
+                                        rt->profiling ? &ev : NULL));
+    if (ev) {
+        char label[48];
+        snprintf(label, sizeof label, "gemm TN %zux%zux%zu in %zu", m, n, k, batch);
+        prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)batch * m * n * k));
     }
 }
 

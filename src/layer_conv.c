@@ -82,6 +82,8 @@ static int conv_layout(struct vae *vae, struct layer *l, char *why)
         .c = s->units, .h = span_h / s->stride + 1, .w = span_w / s->stride + 1, .spatial = true};
     size_t kkc = (size_t)s->kernel * s->kernel * in->c;
     lay_out_params(vae, l, kkc, (size_t)s->units, (size_t)l->out_shape.h * l->out_shape.w * kkc);
+    l->wgrad_m = kkc, l->wgrad_n = (size_t)s->units;
+    l->wgrad_k = (size_t)l->out_shape.h * l->out_shape.w;
     return 0;
 }
 
@@ -101,6 +103,7 @@ static int deconv_layout(struct vae *vae, struct layer *l, char *why)
     l->out_shape = (struct layer_shape){.c = s->units, .h = oh, .w = ow, .spatial = true};
     size_t kko = (size_t)s->kernel * s->kernel * s->units;
     lay_out_params(vae, l, (size_t)in->c, kko, (size_t)in->h * in->w * kko);
+    l->wgrad_m = (size_t)in->c, l->wgrad_n = kko, l->wgrad_k = (size_t)in->h * in->w;
     return 0;
 }
 
@@ -160,8 +163,7 @@ static void conv_backward(struct vae *vae, const struct layer *l, int rows, bool
     size_t m = (size_t)rows * l->out_shape.h * l->out_shape.w, n = (size_t)l->out_shape.c;
     size_t kkc = (size_t)l->spec.kernel * l->spec.kernel * l->in_shape.c;
     dense_bias_backward(vae, l, (int)m, (int)n, accumulate);
-    clrt_gemm(vae->rt, true, false, kkc, n, m, 1.0f, mat(l->cols, 0, kkc), mat(l->dy, 0, n),
-              accumulate ? 1.0f : 0.0f, mat(vae->grads, l->weight, n));
+    dense_weight_grad(vae, l, rows, mat(l->cols, 0, kkc), mat(l->dy, 0, n), accumulate);
     if (!l->needs_dx)
         return;
     dense_transpose_weight(vae, l, (int)kkc, (int)n);
@@ -186,8 +188,7 @@ static void deconv_backward(struct vae *vae, const struct layer *l, int rows, bo
     size_t kko = (size_t)l->spec.kernel * l->spec.kernel * l->out_shape.c;
     dense_bias_backward(vae, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c, accumulate);
     columns(vae, l, l->k_im2col, l->dy, l->dcols, rows, l->out_shape, l->in_shape);
-    clrt_gemm(vae->rt, true, false, ic, kko, m, 1.0f, mat(l->x, 0, ic), mat(l->dcols, 0, kko),
-              accumulate ? 1.0f : 0.0f, mat(vae->grads, l->weight, kko));
+    dense_weight_grad(vae, l, rows, mat(l->x, 0, ic), mat(l->dcols, 0, kko), accumulate);
     if (!l->needs_dx)
         return;
     dense_transpose_weight(vae, l, (int)ic, (int)kko);

@@ -17,6 +17,7 @@ static int dense_layout(struct vae *vae, struct layer *l, char *why)
     l->out_shape = (struct layer_shape){.c = l->out, .h = 1, .w = 1};
     l->weight = vae->n_params;
     l->bias = l->weight + (size_t)l->in * (size_t)l->out;
+    l->wgrad_m = (size_t)l->in, l->wgrad_n = (size_t)l->out, l->wgrad_k = 1;
     vae->n_params = l->bias + (size_t)l->out;
     if (l->needs_dx) {
         l->weight_t = vae->n_weights_t;
@@ -150,13 +151,47 @@ static void dense_backward(struct vae *vae, const struct layer *l, int rows, boo
     dense_bias_backward(vae, l, rows, l->out, accumulate);
     if (l->needs_dx)
         dense_transpose_weight(vae, l, l->in, l->out);
-    clrt_gemm(vae->rt, true, false, (size_t)l->in, (size_t)l->out, (size_t)rows, 1.0f,
-              mat(l->x, 0, l->in), mat(l->dy, 0, l->out), accumulate ? 1.0f : 0.0f,
-              mat(vae->grads, l->weight, l->out));
+    dense_weight_grad(vae, l, rows, mat(l->x, 0, l->in), mat(l->dy, 0, l->out), accumulate);
     if (l->needs_dx)
         clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->in, (size_t)l->out, 1.0f,
                   mat(l->dy, 0, l->out), mat(vae->weights_t, l->weight_t, l->in), 0.0f,
                   mat(l->dx, 0, l->in));
+}
+
+void dense_weight_grad(struct vae *vae, const struct layer *l, int rows, struct clrt_mat a,
+                       struct clrt_mat b, bool accumulate)
+{
+    size_t m = l->wgrad_m, n = l->wgrad_n, k = (size_t)rows * l->wgrad_k;
+    int parts = vae_splitk_parts(vae->rt, m, n, k);
+    struct clrt_mat dw = {vae->grads, l->weight, n};
+    if (parts == 1) {
+        clrt_gemm(vae->rt, true, false, m, n, k, 1.0f, a, b, accumulate ? 1.0f : 0.0f, dw);
+        return;
+    }
+    // parts equal runs of chunk rows, then the rest (fewer than parts rows) as one more part.
+    size_t chunk = k / (size_t)parts, rest = k - chunk * (size_t)parts, mn = m * n;
+    clrt_gemm_tn_batched(vae->rt, m, n, chunk, a, chunk * a.ld, b, chunk * b.ld,
+                         (struct clrt_mat){vae->splitk, 0, n}, mn, (size_t)parts);
+    int sums = parts;
+    if (rest) {
+        struct clrt_mat a_rest = a, b_rest = b;
+        a_rest.offset += chunk * (size_t)parts * a.ld;
+        b_rest.offset += chunk * (size_t)parts * b.ld;
+        clrt_gemm(vae->rt, true, false, m, n, rest, 1.0f, a_rest, b_rest, 0.0f,
+                  (struct clrt_mat){vae->splitk, (size_t)parts * mn, n});
+        sums++;
+    }
+    cl_kernel kern = l->k_bias_backward_sum; // sums parts of a vector: here of m x n
+    int offset = (int)l->weight, acc = accumulate, count = (int)mn;
+    cl_uint i = 0;
+    KARG(kern, i++, vae->splitk);
+    KARG(kern, i++, sums);
+    KARG(kern, i++, vae->grads);
+    KARG(kern, i++, offset);
+    KARG(kern, i++, acc);
+    KARG(kern, i++, count);
+    size_t global = mn;
+    clrt_launch(vae->rt, kern, 1, &global, NULL);
 }
 
 // A weight (out, in) and a bias (out) from columns col0 .. col0 + out - 1 of the layer.

@@ -372,6 +372,32 @@ static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
     return 0;
 }
 
+int vae_splitk_parts(const struct clrt *rt, size_t m, size_t n, size_t k)
+{
+    size_t tiles = ((m + 31) / 32) * ((n + 31) / 32);
+    if (tiles >= rt->splitk_groups || rt->splitk_min_k == 0)
+        return 1;
+    size_t want = (rt->splitk_groups + tiles - 1) / tiles, most = k / rt->splitk_min_k;
+    size_t parts = want < most ? want : most;
+    parts = parts < VAE_SPLITK_MAX ? parts : VAE_SPLITK_MAX;
+    return parts < 2 ? 1 : (int)parts;
+}
+
+// Floats of the split-K scratch for max_rows rows: the largest weight gradient's parts, one more
+// for the rows left over (dense_weight_grad); 0 when no product splits.
+static size_t splitk_floats(const struct vae *vae, const struct clrt *rt, int max_rows)
+{
+    size_t most = 0;
+    for (int i = 0; i < vae->n_layers; i++) {
+        const struct layer *l = &vae->layer[i];
+        size_t k = (size_t)max_rows * l->wgrad_k;
+        int parts = vae_splitk_parts(rt, l->wgrad_m, l->wgrad_n, k);
+        size_t floats = parts > 1 ? (size_t)(parts + 1) * l->wgrad_m * l->wgrad_n : 0;
+        most = floats > most ? floats : most;
+    }
+    return most;
+}
+
 size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max_rows,
                         size_t *largest, const char **largest_name)
 {
@@ -400,6 +426,7 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
         }
     }
     total += (rt->reduce_work + widest) * f; // bias_partial
+    total += splitk_floats(layout, rt, max_rows) * f;
     static const char *const names[5] = {"parameters", "transposed weights", "input batch",
                                          "mean and log-variance", "decoder output"};
     *largest = 0;
@@ -447,6 +474,9 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         widest = (size_t)vae->layer[i].out > widest ? (size_t)vae->layer[i].out : widest;
     if (!(vae->bias_partial =
               own(vae, vae->bias_work + widest, 1, "bias gradient partial sums", err)))
+        return -1;
+    size_t splitk = splitk_floats(vae, rt, max_rows);
+    if (splitk && !(vae->splitk = own(vae, splitk, 1, "split-K weight gradient parts", err)))
         return -1;
     // CLBlast's scratch, reserved for the products of a full batch; clrt_gemm grows it if a
     // product of another row count needs more.

@@ -68,6 +68,7 @@ struct gc_case {
     float noise_scale, beta;
     int micro;          // rows a pass takes; 0: the whole batch at once
     size_t reduce_work; // forces rt.reduce_work (bias gradients in several parts); 0: the device's
+    size_t splitk_groups, splitk_min_k; // force split-K weight gradients; 0: the device's
 };
 
 // got (n) against want (n) per element: rel err |got - want| / |want| counted where |want| >
@@ -108,6 +109,9 @@ static void run_case(const struct gc_case *c)
     size_t reduce_work = rt.reduce_work, reduce_min = rt.reduce_min;
     if (c->reduce_work)
         rt.reduce_work = c->reduce_work, rt.reduce_min = 0;
+    size_t splitk_groups = rt.splitk_groups, splitk_min_k = rt.splitk_min_k;
+    if (c->splitk_groups)
+        rt.splitk_groups = c->splitk_groups, rt.splitk_min_k = c->splitk_min_k;
     size_t allocated = rt.allocated, scratch = rt.gemm_temp_bytes;
     tu_die_on(vae_create(&vae, &rt, &c->cfg, c->max_rows, &err), &err);
     // The memory train refuses a model by, before allocating: what vae_create then allocates.
@@ -123,6 +127,18 @@ static void run_case(const struct gc_case *c)
                  c->name, parts);
     }
     rt.reduce_work = reduce_work;
+    if (c->splitk_groups) {
+        // The first pass's rows and the last's (the batch's rest after micro-batches).
+        const struct layer *l0 = &vae.layer[0];
+        int micro = c->micro ? c->micro : c->rows, last = c->rows - (c->rows - 1) / micro * micro;
+        size_t k1 = (size_t)micro * l0->wgrad_k, k2 = (size_t)last * l0->wgrad_k;
+        int p1 = vae_splitk_parts(&rt, l0->wgrad_m, l0->wgrad_n, k1);
+        int p2 = vae_splitk_parts(&rt, l0->wgrad_m, l0->wgrad_n, k2);
+        tu_check(p1 > 1 && p2 > 1 && (k1 % (size_t)p1 || k2 % (size_t)p2),
+                 "case %s: the first layer's weight gradient split-K: %zu rows in %d parts, %zu "
+                 "in %d (wanted > 1, and rows left over in one)",
+                 c->name, k1, p1, k2, p2);
+    }
     int rows = c->rows, dim = c->cfg.in_dim, latent = c->cfg.latent;
     size_t n = vae.n_params;
     int widest = dim;
@@ -244,6 +260,7 @@ static void run_case(const struct gc_case *c)
            c->name, ref.loss, n, zero, worst);
 
     rt.reduce_min = reduce_min;
+    rt.splitk_groups = splitk_groups, rt.splitk_min_k = splitk_min_k;
     clReleaseMemObject(rec);
     clReleaseMemObject(kl);
     vae_release(&vae);
@@ -330,6 +347,41 @@ int main(void)
          .step = 4,
          .noise_scale = 1.0f,
          .beta = 1.0f},
+        // K: case M's micro-batches (40 and 30 rows) with every weight gradient split-K, in up to
+        // 16 parts of at least 4 rows and the rows left over as one more.
+        {.name = "K",
+         .cfg = CFG2(12, 7, 5, 3),
+         .max_rows = 40,
+         .rows = 70,
+         .offset = 3,
+         .seed = 37,
+         .step = 2,
+         .noise_scale = 1.0f,
+         .beta = 0.9f,
+         .micro = 40,
+         .splitk_groups = 1000,
+         .splitk_min_k = 4},
+        // KC: case C's convolutions with split-K weight gradients: conv 4x4/2 sums 5 rows x 9
+        // pixels, the output deconv 5 x 9 as well.
+        {.name = "KC",
+         .cfg = {.in_dim = 36,
+                 .channels = 1,
+                 .height = 6,
+                 .width = 6,
+                 .n_encoder = 3,
+                 .encoder = {{.kind = LAYER_CONV, .units = 3, .kernel = 4, .stride = 2, .pad = 1},
+                             {.kind = LAYER_CONV, .units = 2, .kernel = 3, .stride = 1, .pad = 1},
+                             DENSE(4)},
+                 .latent = 2},
+         .max_rows = 5,
+         .rows = 5,
+         .offset = 1,
+         .seed = 47,
+         .step = 4,
+         .noise_scale = 1.0f,
+         .beta = 1.0f,
+         .splitk_groups = 1000,
+         .splitk_min_k = 4},
         // L: case A under the discretised logistic (a mean and a log-scale a pixel).
         {.name = "L",
          .cfg = {.in_dim = 12, .n_encoder = 2, .n_decoder = 2, .encoder = {DENSE(7), DENSE(5)},
