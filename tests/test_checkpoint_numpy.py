@@ -139,7 +139,8 @@ def deconv(h, w, b, stride, pad):
 def decode_logits(tensors, metadata, z):
     """z (n, latent) -> logits (n, in_dim) through the decoder's layers, images channel-last; the
     output layer is dense from a flat vector, else the transpose of the first encoder layer when
-    that is a conv (deconv 4x4/2 padding 1 otherwise) to one channel, as clvae lays it out."""
+    that is a conv (deconv 4x4/2 padding 1 otherwise) to the image's channels (twice them under
+    the logistic likelihood), as clvae lays it out."""
     h = np.asarray(z, dtype=np.float64)
     index = 0
     for kind, v in items(metadata, "decoder"):
@@ -161,11 +162,25 @@ def decode_logits(tensors, metadata, z):
     return deconv(h, tensors["output.weight"], tensors["output.bias"], stride, pad).reshape(len(h), -1)
 
 
+def sigmoid(v):
+    # tanh form: no overflow in exp for large |v|.
+    return 0.5 * (1.0 + np.tanh(0.5 * v))
+
+
 def decode(tensors, metadata, z):
-    """z (n, latent) -> pixel probabilities (n, in_dim): the sigmoid of decode_logits."""
-    logits = decode_logits(tensors, metadata, z)
-    # tanh form: no overflow in exp for large |logits|.
-    return 0.5 * (1.0 + np.tanh(0.5 * logits))
+    """z (n, latent) -> each pixel's mean (n, in_dim), channel-last: the sigmoid of the logits
+    (Bernoulli), or under the discretised logistic (format 3's likelihood "logistic": per pixel
+    the channels' means, then their log-scales, clamped to [-7, 15]) sum_k k/255 P(k), that is
+    (1/255) sum_{k=1}^{255} sigmoid((mean - (k - 1/2)/255) / scale)."""
+    out = decode_logits(tensors, metadata, z)
+    if metadata.get("likelihood", "bernoulli") == "bernoulli":
+        return sigmoid(out)
+    c = int(metadata["channels"])
+    pix = out.reshape(len(out), -1, 2 * c)
+    mean, scale = pix[:, :, :c], np.exp(np.clip(pix[:, :, c:], -7.0, 15.0))
+    edges = (np.arange(1, 256) - 0.5) / 255.0
+    above = sigmoid((mean[..., None] - edges) / scale[..., None])
+    return (above.sum(axis=-1) / 255.0).reshape(len(out), -1)
 
 
 def read_expected(path):

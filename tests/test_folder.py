@@ -210,6 +210,29 @@ def test_likelihood():
                      cli.EXIT_USAGE, ["--likelihood bernoulli", save, "logistic"])
 
 
+def test_numpy_decoder():
+    """A colour conv model under the logistic likelihood, read and decoded with numpy alone
+    (tests/decode_numpy.py) against clvae generate --raw."""
+    import subprocess
+    d = labelled_folder("numpy", per_class=12)
+    out = cli.fresh_out()
+    model = os.path.join(out, "m.safetensors")
+    r = cli.run(["train", "--data", d, "--epochs", "1", "--batch", "8", "--encoder",
+                 "conv:4,dense:8", "--latent", "3", "--likelihood", "logistic", "--out", out,
+                 "--save", model])
+    raw = os.path.join(out, "g.raw")
+    g = cli.run(["generate", "--model", model, "-n", "5", "--seed", "9", "--temperature", "0.7",
+                 "--raw", raw]) if r.rc == 0 else r
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decode_numpy.py")
+    py = next((p for p in (sys.executable, "/usr/bin/python3") if subprocess.run(
+        [p, "-c", "import numpy"], capture_output=True).returncode == 0), None)
+    p = subprocess.run([py, script, model, raw, "5", "9", "0.7"], capture_output=True,
+                       text=True) if py and g.rc == 0 else None
+    cli.check("numpy decodes a colour conv logistic checkpoint as clvae generate --raw does",
+              p is not None and p.returncode == 0,
+              (p.stdout + p.stderr) if p else g.describe())
+
+
 def test_bad_folders():
     bad = lambda name: os.path.join(cli.TMP, "data", name)  # noqa: E731
     base = lambda d, out: ["train", "--data", d, "--epochs", "1", "--batch", "8",  # noqa: E731
@@ -282,6 +305,7 @@ def body():
     test_good_folder()
     test_layouts()
     test_likelihood()
+    test_numpy_decoder()
     test_bad_folders()
 
 
