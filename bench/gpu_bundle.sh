@@ -11,6 +11,14 @@ for lib in $(ldd build-gpu/clvae | awk '$3 ~ /^\// {print $3}'); do
     case "$(basename "$lib")" in
     # glibc's, and the C++ runtime a newer image has newer (the driver may need its version).
     libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*|libstdc++.so.*|libgcc_s.so.*) ;;
+    # clvae's LAPACK is one dsyev (clvae scatter's PCA): the reference BLAS and LAPACK (libblas3,
+    # liblapack3: 8 MB) rather than OpenBLAS (35 MB), which would take .gpu past the 64 MiB a
+    # device run carries.
+    libopenblas*) ;;
+    libblas.so.3|liblapack.so.3)
+        ref=/usr/lib/x86_64-linux-gnu/$(basename "$lib" .so.3 | sed 's/^lib//')/$(basename "$lib")
+        [ -e "$ref" ] || { echo "gpu_bundle.sh: $ref missing: apt-get install libblas3 liblapack3" >&2; exit 1; }
+        cp -L "$ref" .gpu/lib/ ;;
     *) [ -e ".gpu/lib/$(basename "$lib")" ] || cp -L "$lib" .gpu/lib/ ;;
     esac
 done
