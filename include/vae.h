@@ -35,6 +35,12 @@ struct vae_config {
 int vae_parse_hidden(const char *option, const char *text, struct vae_config *cfg,
                      struct clvae_error *err);
 
+// The command line's architecture options (each NULL when not given) into cfg's layer lists:
+// --hidden (dense widths, mirrored), or --encoder (the decoder its mirror unless --decoder).
+// --hidden with --encoder or --decoder is refused; errors name the option (CLVAE_EXIT_USAGE).
+int vae_parse_model(const char *hidden, const char *encoder, const char *decoder,
+                    struct vae_config *cfg, struct clvae_error *err);
+
 // "dense:512,dense:256" -> specs (VAE_MAX_HIDDEN at most), *n. Errors name option.
 int vae_parse_layers(const char *option, const char *text, struct layer_spec *specs, int *n,
                      struct clvae_error *err);

@@ -203,19 +203,7 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
     if (optind < argc)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: unexpected argument (see clvae train --help)",
                           argv[optind]);
-    if (hidden && (encoder || decoder))
-        return clvae_fail(err, CLVAE_EXIT_USAGE,
-                          "--hidden is the dense shorthand of --encoder (and its mirror as "
-                          "--decoder): give one or the other");
-    struct vae_config *m = &opt->model;
-    if (hidden && vae_parse_hidden("--hidden", hidden, m, err))
-        return -1;
-    if (encoder) {
-        if (vae_parse_layers("--encoder", encoder, m->encoder, &m->n_encoder, err))
-            return -1;
-        m->n_decoder = 0; // the mirror, unless --decoder says otherwise
-    }
-    if (decoder && vae_parse_layers("--decoder", decoder, m->decoder, &m->n_decoder, err))
+    if (vae_parse_model(hidden, encoder, decoder, &opt->model, err))
         return -1;
     opt->set_model = opt->set_model || hidden || encoder || decoder;
     if (opt->data_dir[0] == '\0')

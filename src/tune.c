@@ -112,17 +112,8 @@ static int parse_tune(int argc, char **argv, struct tune_options *o, struct clva
     if (optind < argc)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: unexpected argument (see clvae tune --help)",
                           argv[optind]);
-    if (hidden && (encoder || decoder))
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "--hidden and --encoder: give one or the other");
     struct vae_config *m = &o->model;
-    if (hidden && vae_parse_hidden("--hidden", hidden, m, err))
-        return -1;
-    if (encoder) {
-        if (vae_parse_layers("--encoder", encoder, m->encoder, &m->n_encoder, err))
-            return -1;
-        m->n_decoder = 0;
-    }
-    if (decoder && vae_parse_layers("--decoder", decoder, m->decoder, &m->n_decoder, err))
+    if (vae_parse_model(hidden, encoder, decoder, m, err))
         return -1;
     m->channels = o->channels, m->height = o->height, m->width = o->width;
     m->in_dim = o->channels * o->height * o->width;

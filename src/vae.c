@@ -137,6 +137,25 @@ int vae_parse_layers(const char *option, const char *text, struct layer_spec *sp
     return parse_list(option, text, "layers", parse_layer, specs, n, err);
 }
 
+int vae_parse_model(const char *hidden, const char *encoder, const char *decoder,
+                    struct vae_config *cfg, struct clvae_error *err)
+{
+    if (hidden && (encoder || decoder))
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--hidden is the dense shorthand of --encoder (and its mirror as "
+                          "--decoder): give one or the other");
+    if (hidden && vae_parse_hidden("--hidden", hidden, cfg, err))
+        return -1;
+    if (encoder) {
+        if (vae_parse_layers("--encoder", encoder, cfg->encoder, &cfg->n_encoder, err))
+            return -1;
+        cfg->n_decoder = 0; // the mirror, unless --decoder says otherwise
+    }
+    if (decoder && vae_parse_layers("--decoder", decoder, cfg->decoder, &cfg->n_decoder, err))
+        return -1;
+    return 0;
+}
+
 void vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_t len)
 {
     size_t used = 0;
