@@ -35,6 +35,13 @@ struct train_options {
 // without an extension gets ".best" appended). -1 when it does not fit in len.
 int train_best_path(const char *save_path, char *buf, size_t len);
 
+// The monotonic clock, in seconds (for the durations commands report).
+double train_now_seconds(void);
+
+// Creates dir and the directories above it (mkdir -p); -1 with CLVAE_EXIT_OUTPUT naming the one
+// that cannot be made.
+int train_make_dirs(const char *dir, struct clvae_error *err);
+
 // Sets the documented defaults.
 void train_defaults(struct train_options *opt);
 

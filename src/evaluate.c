@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -228,12 +227,6 @@ static int parse_eval(int argc, char **argv, struct eval_options *opt, struct cl
     return 0;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 
 // The mean of v (n) and its standard error (NaN for fewer than two values).
@@ -303,7 +296,7 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
     float *host = NULL;
     double *neg_elbo = NULL, *neg_iwae = NULL;
     int status = -1;
-    double started = now_seconds();
+    double started = train_now_seconds();
 
     if (model_io_open(&model, opt.model, opt.platform, opt.device, EVAL_ROWS, err))
         return -1;
@@ -389,7 +382,7 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
     printf("negative IWAE  %10.4f nats/image, std err %.4f (k = %d: an upper bound on -log p(x)); "
            "%.5f bits/dim\n",
            iwae_mean, iwae_se, opt.k, iwae_mean / per_bit);
-    printf("clvae: %.2f s\n", now_seconds() - started);
+    printf("clvae: %.2f s\n", train_now_seconds() - started);
     if (opt.csv) {
         fprintf(csv.fp, "images,k,neg_elbo,neg_iwae,neg_elbo_se,neg_iwae_se,rec,kl,seed,"
                         "neg_elbo_bits_per_dim,neg_iwae_bits_per_dim\n");

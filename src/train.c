@@ -70,15 +70,14 @@ int train_best_path(const char *save_path, char *buf, size_t len)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-static double now_seconds(void)
+double train_now_seconds(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// Creates dir (and its parents) and proves a file can be written there, before any training.
-static int prepare_out_dir(const char *dir, struct clvae_error *err)
+int train_make_dirs(const char *dir, struct clvae_error *err)
 {
     char path[4096];
     if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
@@ -95,6 +94,15 @@ static int prepare_out_dir(const char *dir, struct clvae_error *err)
         if (c == '\0')
             break;
     }
+    return 0;
+}
+
+// Creates dir (and its parents) and proves a file can be written there, before any training.
+static int prepare_out_dir(const char *dir, struct clvae_error *err)
+{
+    char path[4096];
+    if (train_make_dirs(dir, err))
+        return -1;
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: not a directory", dir);
@@ -340,7 +348,7 @@ struct progress {
 
 static void draw_progress(struct progress *p, bool force)
 {
-    double t = now_seconds();
+    double t = train_now_seconds();
     if (!p->live || (!force && t - p->last_drawn < 0.1))
         return;
     p->last_drawn = t;
@@ -350,6 +358,17 @@ static void draw_progress(struct progress *p, bool force)
             p->epochs, filled, "##############################", width - filled, "",
             p->steps_done, p->steps, p->loss, eta);
     fflush(stderr);
+}
+
+// Whether image i of the epoch's order lies in this rank's slice of its step.
+static bool owns(const struct run *run, int i, int batch)
+{
+    if (run->ranks == 1)
+        return true;
+    int start = i / batch * batch, lo, hi;
+    slice(run->n_train - start < batch ? run->n_train - start : batch, run->rank, run->ranks, &lo,
+          &hi);
+    return i - start >= lo && i - start < hi;
 }
 
 // Takes a finished read-back: its mean loss feeds the progress bar; a non-finite loss stops the
@@ -363,12 +382,7 @@ static int finish_readback(struct run *run, struct readback *rb, struct progress
     double sum = 0;
     int own = 0;
     for (int i = rb->from; i < rb->to; i++) {
-        // With several ranks, the rows of the others' slices read 0 here.
-        int step_rows = run->n_train - i / batch * batch < batch ? run->n_train - i / batch * batch
-                                                                 : batch;
-        int lo, hi;
-        slice(step_rows, run->rank, run->ranks, &lo, &hi);
-        if (i % batch < lo || i % batch >= hi)
+        if (!owns(run, i, batch)) // another rank's row: it reads 0 here
             continue;
         own++;
         double loss = (double)run->host_rec[i] + (double)run->host_kl[i];
@@ -541,7 +555,7 @@ static bool exchange_gradients(struct run *run, bool has_rows, bool stop)
     cl_command_queue queue = run->rt->queue;
     size_t n = run->vae->n_params, bytes = n * sizeof(float);
     CL_CHECK(clFinish(queue)); // the step's compute, so that what follows is the exchange alone
-    double t0 = now_seconds();
+    double t0 = train_now_seconds();
     if (has_rows)
         CL_CHECK(clEnqueueReadBuffer(queue, run->vae->grads, CL_TRUE, 0, bytes, run->host_grads, 0,
                                      NULL, NULL));
@@ -558,7 +572,7 @@ static bool exchange_gradients(struct run *run, bool has_rows, bool stop)
     // In order before the next read into host_grads, which waits for it.
     CL_CHECK(clEnqueueWriteBuffer(queue, run->vae->grads, CL_FALSE, 0, bytes, run->host_grads, 0,
                                   NULL, NULL));
-    run->exchange_seconds += now_seconds() - t0;
+    run->exchange_seconds += train_now_seconds() - t0;
     run->exchanges++;
     return run->host_grads[n] > 0.0f;
 }
@@ -583,7 +597,7 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
     int head = 0, pending = 0, read_from = first_step_in_epoch * batch, read_upto = read_from;
     prog->steps = (n + batch - 1) / batch;
     prog->steps_done = first_step_in_epoch;
-    prog->started = now_seconds();
+    prog->started = train_now_seconds();
     *steps_done = prog->steps;
     for (int step = first_step_in_epoch; step < prog->steps; step++) {
         int start = step * batch, rows = n - start < batch ? n - start : batch, lo, hi;
@@ -612,7 +626,7 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
             if (prog->live)
                 fprintf(stderr, "\r%*s\r", 100, "");
             printf("clvae: first training step done %.2f s after start\n",
-                   now_seconds() - prog->run_started);
+                   train_now_seconds() - prog->run_started);
             fflush(stdout);
             prog->report_first_step = false;
         }
@@ -952,7 +966,7 @@ static int train_open(struct trainer *t, const struct train_options *given,
 {
     struct train_options *opt = &t->opt;
     *opt = *given;
-    double run_started = now_seconds();
+    double run_started = train_now_seconds();
     t->run.rank = dist_rank();
     t->run.ranks = dist_size();
     t->root = t->run.rank == 0;
@@ -1087,7 +1101,7 @@ static int write_metrics_row(struct trainer *t, int epoch, double rec, double kl
 static int train_one_epoch(struct trainer *t, int epoch, struct clvae_error *err)
 {
     const struct train_options *opt = &t->opt;
-    double t0 = now_seconds(), rec, kl, test_rec, test_kl;
+    double t0 = train_now_seconds(), rec, kl, test_rec, test_kl;
     int first = epoch == t->start_epoch ? t->start_step : 0, done_steps;
     t->prog.epoch = epoch;
     long launches_before = t->rt.launches;
@@ -1096,7 +1110,7 @@ static int train_one_epoch(struct trainer *t, int epoch, struct clvae_error *err
         return -1;
     if (done_steps < t->prog.steps)
         return stop_mid_epoch(t, epoch, done_steps, err);
-    double seconds = now_seconds() - t0;
+    double seconds = train_now_seconds() - t0;
     if (done_steps > first)
         t->launches_per_step =
             (double)(t->rt.launches - launches_before) / (double)(done_steps - first);
@@ -1188,7 +1202,7 @@ static void print_exchange(const struct trainer *t)
     if (run->ranks == 1 || run->exchanges == 0)
         return;
     double per = run->exchange_seconds / (double)run->exchanges;
-    double step = (now_seconds() - t->loop_start) / (double)run->exchanges;
+    double step = (train_now_seconds() - t->loop_start) / (double)run->exchanges;
     printf("clvae: per step over %ld steps (all epochs, evaluation included): %.3f ms, of which "
            "%.3f ms summing the gradient across %d ranks (%zu bytes a rank; read, MPI_Allreduce, "
            "write)\n",
@@ -1205,7 +1219,7 @@ int train_run(const struct train_options *given, struct clvae_error *err)
     t->collective = status != 0;
     if (status == 0) {
         print_banner(t);
-        t->loop_start = now_seconds();
+        t->loop_start = train_now_seconds();
     }
     for (int epoch = t->start_epoch; status == 0 && epoch <= t->opt.epochs; epoch++)
         status = train_one_epoch(t, epoch, err);
@@ -1219,7 +1233,7 @@ int train_run(const struct train_options *given, struct clvae_error *err)
         printf("clvae: device time by kernel and GEMM shape over %d epochs (training, "
                "evaluation, images)\n",
                t->opt.epochs);
-        clrt_profile_print(&t->rt, stdout, now_seconds() - t->loop_start);
+        clrt_profile_print(&t->rt, stdout, train_now_seconds() - t->loop_start);
     }
     status = train_close(t, status, err);
     free(t);

@@ -1,18 +1,16 @@
 #include "tune.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 #include "atomic_file.h"
 #include "cl_runtime.h"
 #include "cli.h"
 #include "philox.h"
+#include "train.h"
 #include "vae.h"
 
 #define TUNE_MAX_CANDIDATES 64
@@ -120,12 +118,6 @@ static int parse_tune(int argc, char **argv, struct tune_options *o, struct clva
     return 0;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // One forward and backward pass of rows rows, finished.
 static void step(struct vae *vae, int rows, cl_mem rec, cl_mem kl)
@@ -153,12 +145,12 @@ static int compare_doubles(const void *a, const void *b)
 static double time_passes(struct vae *vae, int rows, cl_mem rec, cl_mem kl)
 {
     step(vae, rows, rec, kl);
-    double times[15], start = now_seconds();
+    double times[15], start = train_now_seconds();
     int n = 0;
-    while (n < 15 && (n < 3 || now_seconds() - start < 0.5)) {
-        double t0 = now_seconds();
+    while (n < 15 && (n < 3 || train_now_seconds() - start < 0.5)) {
+        double t0 = train_now_seconds();
         step(vae, rows, rec, kl);
-        times[n++] = now_seconds() - t0;
+        times[n++] = train_now_seconds() - t0;
     }
     qsort(times, (size_t)n, sizeof times[0], compare_doubles);
     return times[n / 2];
@@ -217,16 +209,11 @@ static int make_parents(const char *path, struct clvae_error *err)
 {
     char dir[4200];
     snprintf(dir, sizeof dir, "%s", path);
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-            return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: cannot create directory: %s", dir,
-                              strerror(errno));
-        *p = '/';
-    }
-    return 0;
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    return train_make_dirs(dir, err);
 }
 
 // Writes the tuning file: the key line, the winner, and how it was found.
