@@ -938,44 +938,64 @@ static void test_corrupt_headers(const char *good_path)
     unlink(path);
 }
 
+// The good file with edits[0 .. n) applied, written to path; -1 (a failed expectation of the
+// current check) when it cannot be.
+static int write_edited(const char *good_path, const struct json_edit *edits, size_t n,
+                        const char *path)
+{
+    struct good_file g;
+    if (open_good(good_path, &g) != 0) {
+        return -1;
+    }
+    bool ok = true;
+    for (size_t e = 0; e < n; e++) {
+        ok = ok && apply_edit(g.root, &edits[e]);
+        tu_expect(ok, "edit %zu does not apply", e);
+    }
+    ok = ok && write_json_checkpoint(path, g.root, g.data, g.data_len) == 0;
+    tu_expect(ok, "cannot write %s", path);
+    close_good(&g);
+    return ok ? 0 : -1;
+}
+
+// md as a checkpoint of format 1 or 2 loads: those versions knew nothing of colour, likelihoods
+// or folders, so it takes their defaults (one channel, Bernoulli, white, a 0.1 split).
+static struct model old_format(const struct model *md)
+{
+    struct model old = *md;
+    old.meta.background[0] = old.meta.background[1] = old.meta.background[2] = 255;
+    old.meta.test_split = 0.1;
+    return old;
+}
+
 // Format version 1 (clvae before the layer list) named the architecture by "hidden" widths, the
 // decoder mirroring them: such a file loads as the same model; its bad "hidden" is refused.
 static void test_version1(const char *good_path, const struct model *md)
 {
     char path[TU_PATH_MAX];
     tu_in_tmp(path, "version1.safetensors");
-    // Versions 1 and 2 knew nothing of colour, likelihoods or folders: their defaults.
-    struct model v12 = *md;
-    v12.meta.background[0] = v12.meta.background[1] = v12.meta.background[2] = 255;
-    v12.meta.test_split = 0.1;
+    struct model v1 = old_format(md);
     static const char *const hidden[] = {"\"5,4\"", "\"5,,4\"", "\"1,1,1,1,1,1,1,1,1\"", "\"5,0\""};
     static const char *const words[] = {NULL, "comma-separated", "too many hidden layers",
                                         "out of range"};
     for (size_t k = 0; k < sizeof hidden / sizeof hidden[0]; k++) {
-        struct good_file g;
         tu_begin();
-        if (open_good(good_path, &g) == 0) {
-            const struct json_edit edits[] = {
-                {"__metadata__", "format_version", "\"1\"", NULL},
-                {"__metadata__", "encoder", NULL, NULL},
-                {"__metadata__", "decoder", NULL, NULL},
-                {"__metadata__", "hidden", hidden[k], NULL},
-                {"__metadata__", "channels", NULL, NULL},
-                {"__metadata__", "likelihood", NULL, NULL},
-                {"__metadata__", "background", NULL, NULL},
-                {"__metadata__", "test_split", NULL, NULL},
-            };
-            for (size_t e = 0; e < sizeof edits / sizeof edits[0]; e++) {
-                tu_expect(apply_edit(g.root, &edits[e]), "edit %zu does not apply", e);
-            }
-            tu_expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0,
-                      "cannot write %s", path);
+        const struct json_edit edits[] = {
+            {"__metadata__", "format_version", "\"1\"", NULL},
+            {"__metadata__", "encoder", NULL, NULL},
+            {"__metadata__", "decoder", NULL, NULL},
+            {"__metadata__", "hidden", hidden[k], NULL},
+            {"__metadata__", "channels", NULL, NULL},
+            {"__metadata__", "likelihood", NULL, NULL},
+            {"__metadata__", "background", NULL, NULL},
+            {"__metadata__", "test_split", NULL, NULL},
+        };
+        if (write_edited(good_path, edits, sizeof edits / sizeof edits[0], path) == 0) {
             if (words[k]) {
                 expect_refused(path, words[k]);
             } else {
-                expect_loads_as(path, &v12);
+                expect_loads_as(path, &v1);
             }
-            close_good(&g);
         }
         tu_end("format version 1 with hidden %s: %s", hidden[k], words[k] ? "refused" : "loads");
     }
@@ -988,26 +1008,17 @@ static void test_version2(const char *good_path, const struct model *md)
 {
     char path[TU_PATH_MAX];
     tu_in_tmp(path, "version2.safetensors");
-    struct model v2 = *md;
-    v2.meta.background[0] = v2.meta.background[1] = v2.meta.background[2] = 255;
-    v2.meta.test_split = 0.1;
-    struct good_file g;
+    struct model v2 = old_format(md);
     tu_begin();
-    if (open_good(good_path, &g) == 0) {
-        const struct json_edit edits[] = {
-            {"__metadata__", "format_version", "\"2\"", NULL},
-            {"__metadata__", "channels", NULL, NULL},
-            {"__metadata__", "likelihood", NULL, NULL},
-            {"__metadata__", "background", NULL, NULL},
-            {"__metadata__", "test_split", NULL, NULL},
-        };
-        for (size_t e = 0; e < sizeof edits / sizeof edits[0]; e++) {
-            tu_expect(apply_edit(g.root, &edits[e]), "edit %zu does not apply", e);
-        }
-        tu_expect(write_json_checkpoint(path, g.root, g.data, g.data_len) == 0, "cannot write %s",
-                  path);
+    const struct json_edit edits[] = {
+        {"__metadata__", "format_version", "\"2\"", NULL},
+        {"__metadata__", "channels", NULL, NULL},
+        {"__metadata__", "likelihood", NULL, NULL},
+        {"__metadata__", "background", NULL, NULL},
+        {"__metadata__", "test_split", NULL, NULL},
+    };
+    if (write_edited(good_path, edits, sizeof edits / sizeof edits[0], path) == 0) {
         expect_loads_as(path, &v2);
-        close_good(&g);
     }
     tu_end("format version 2 loads: one channel, Bernoulli, white, split 0.1");
     unlink(path);

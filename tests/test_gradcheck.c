@@ -273,6 +273,17 @@ static void run_case(const struct gc_case *c)
     free(eps);
 }
 
+// Cases C and KC's model: 6x6 images through conv 4x4/2 (3 channels, to 3x3), conv 3x3/1 (2
+// channels, padding at the edges) and dense 4, latent 2, the decoder their mirror.
+#define CONV6                                                                                      \
+    {                                                                                              \
+        .in_dim = 36, .channels = 1, .height = 6, .width = 6, .n_encoder = 3,                      \
+        .encoder = {{.kind = LAYER_CONV, .units = 3, .kernel = 4, .stride = 2, .pad = 1},          \
+                    {.kind = LAYER_CONV, .units = 2, .kernel = 3, .stride = 1, .pad = 1},          \
+                    DENSE(4)},                                                                     \
+        .latent = 2                                                                                \
+    }
+
 int main(void)
 {
     tu_init("test_gradcheck");
@@ -331,15 +342,7 @@ int main(void)
         // 3x3), conv 3x3/1 (2 channels, odd, padding at the edges), dense 4; back through dense
         // 4, dense 18 reshaped to 2x3x3, deconv 3x3/1 to 3 channels, the output deconv 4x4/2.
         {.name = "C",
-         .cfg = {.in_dim = 36,
-                 .channels = 1,
-                 .height = 6,
-                 .width = 6,
-                 .n_encoder = 3,
-                 .encoder = {{.kind = LAYER_CONV, .units = 3, .kernel = 4, .stride = 2, .pad = 1},
-                             {.kind = LAYER_CONV, .units = 2, .kernel = 3, .stride = 1, .pad = 1},
-                             DENSE(4)},
-                 .latent = 2},
+         .cfg = CONV6,
          .max_rows = 3,
          .rows = 3,
          .offset = 1,
@@ -364,15 +367,7 @@ int main(void)
         // KC: case C's convolutions with split-K weight gradients: conv 4x4/2 sums 5 rows x 9
         // pixels, the output deconv 5 x 9 as well.
         {.name = "KC",
-         .cfg = {.in_dim = 36,
-                 .channels = 1,
-                 .height = 6,
-                 .width = 6,
-                 .n_encoder = 3,
-                 .encoder = {{.kind = LAYER_CONV, .units = 3, .kernel = 4, .stride = 2, .pad = 1},
-                             {.kind = LAYER_CONV, .units = 2, .kernel = 3, .stride = 1, .pad = 1},
-                             DENSE(4)},
-                 .latent = 2},
+         .cfg = CONV6,
          .max_rows = 5,
          .rows = 5,
          .offset = 1,
