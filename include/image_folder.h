@@ -97,6 +97,8 @@ struct image_folder_options {
     bool progress;          // a progress bar on stderr (the caller passes isatty(2))
     int threads;            // decoding threads; 0: the host's online cores
     const char *empty_hint; // appended to the error for a folder without PNG files; NULL: none
+    bool test_only; // the test set alone: training's files are listed (the split needs them) but
+                    // their headers and pixels are not read, and out->train holds none
 };
 
 struct image_folder {

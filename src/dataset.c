@@ -114,7 +114,8 @@ static int read_folder(const char *dir, const struct ckpt_meta *meta, struct dat
                                      .seed = meta->seed,
                                      .progress = isatty(STDERR_FILENO),
                                      .empty_hint = "; nor IDX test images "
-                                                   "(t10k-images-idx3-ubyte[.gz])"};
+                                                   "(t10k-images-idx3-ubyte[.gz])",
+                                     .test_only = true};
     memcpy(o.background, meta->background, 3);
     struct image_folder f;
     if (image_folder_read(dir, &o, &f, err))

@@ -1129,11 +1129,11 @@ static int decode_work(struct pass *p, size_t i, struct scratch *s, struct clvae
 
 // ---- Putting the sets together ----
 
-// Both sets must keep an image after files were skipped.
-static int check_sets(const struct scan *s, struct clvae_error *err)
+// Both sets (the test set alone with test_only) must keep an image after files were skipped.
+static int check_sets(const struct scan *s, bool test_only, struct clvae_error *err)
 {
     size_t n_train = count_train(s);
-    if (n_train == 0 || n_train == s->n)
+    if ((n_train == 0 && !test_only) || n_train == s->n)
         return clvae_fail(err, CLVAE_EXIT_DATA,
                           "%s: no %s image is left after skipping %llu bad file(s)", s->dir,
                           n_train == 0 ? "training" : "test", (unsigned long long)s->skipped);
@@ -1148,7 +1148,7 @@ static int read_headers(struct scan *s, const struct image_folder_options *opt,
     if (run_pass(&p, opt, err) != 0)
         return -1;
     drop_bad(s);
-    return check_sets(s, err);
+    return check_sets(s, opt->test_only, err);
 }
 
 // Without --image-size every image must have the first one's size.
@@ -1256,7 +1256,7 @@ static int decode_all(struct scan *s, const struct image_folder_options *opt,
     compact_set(s, 0, &out->train);
     compact_set(s, n_train, &out->test);
     drop_bad(s);
-    return check_sets(s, err);
+    return check_sets(s, opt->test_only, err);
 }
 
 // ---- The entry points ----
@@ -1312,7 +1312,14 @@ static int list_files(struct scan *s, const char *dir, const struct image_folder
                           "%s: every image of test/ is a hard link to one of train/, read once "
                           "as a training image",
                           dir);
-    return s->test_folder ? 0 : split(s, opt, err);
+    if (!s->test_folder && split(s, opt, err) != 0)
+        return -1;
+    if (opt->test_only) { // the entries are in order, training's first: drop them
+        size_t n_train = count_train(s);
+        memmove(s->files, s->files + n_train, (s->n - n_train) * sizeof *s->files);
+        s->n -= n_train;
+    }
+    return 0;
 }
 
 int image_folder_read(const char *dir, const struct image_folder_options *opt,

@@ -608,6 +608,27 @@ static void test_split_determinism(void)
     tu_note("seed 1 test levels mask %#llx, seed 2 %#llx", (unsigned long long)a,
             (unsigned long long)c);
     tu_end("unlabelled split 0.25 of 20: 5 test, same for a seed, different for another");
+
+    // test_only (what eval and the image commands read): the same test images, in order, and
+    // no training images decoded.
+    struct image_folder_options o = {.test_split = 0.25, .seed = 1, .threads = 1};
+    struct image_folder whole, test;
+    struct clvae_error err;
+    tu_begin();
+    int rc = image_folder_read(dir, &o, &whole, &err);
+    o.test_only = true;
+    int rc2 = rc == 0 ? image_folder_read(dir, &o, &test, &err) : -1;
+    tu_expect(rc == 0 && rc2 == 0, "reading %s: %s", dir, err.msg);
+    if (rc == 0 && rc2 == 0) {
+        tu_expect(test.train.count == 0 && test.test.count == whole.test.count &&
+                      memcmp(test.test.pixels, whole.test.pixels, whole.test.count * 16) == 0,
+                  "test_only: %u training and %u test images, against %u test images read whole",
+                  test.train.count, test.test.count, whole.test.count);
+        image_folder_free(&test);
+    }
+    if (rc == 0)
+        image_folder_free(&whole);
+    tu_end("test_only: the same 5 test images, none of training's read");
 }
 
 // Class folders in DIR/train and DIR/test: test labels index training's classes.
