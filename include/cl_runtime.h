@@ -42,9 +42,14 @@ struct clrt {
     // Split-K weight gradients (vae_splitk_parts): the work-groups a product should fill, and the
     // fewest rows a part takes.
     size_t splitk_groups, splitk_min_k;
+    size_t splitk_bytes; // and the most bytes of both operands' rows a part takes (0: no limit)
     size_t allocated;   // bytes of device memory created through clrt_buffer
     cl_mem gemm_temp; // CLBlast's scratch, shared by every product (the queue is in order)
     size_t gemm_temp_bytes;
+    // Products run clvae's own kernels (cl/gemm.cl) rather than CLBlast's: on CPU devices, where
+    // they are several times faster, unless CLVAE_GEMM says clblast (or clvae, anywhere).
+    bool own_gemm;
+    cl_kernel gemm_kernels[4]; // created on first use
     bool profiling;   // the queue records events; launches and products are timed
     long launches;    // kernels and CLBlast products enqueued through clrt_launch and clrt_gemm
     struct clrt_prof prof[CLRT_MAX_PROF];
@@ -76,6 +81,10 @@ void clrt_prefer_gpu(int n);
 // (CLVAE_EXIT_DEVICE) with a message listing what exists.
 int clrt_open(struct clrt *rt, const char *platform, const char *device, bool profiling,
               struct clvae_error *err);
+
+// What runs rt's matrix products, for banners: "clvae's blocked kernels (cl/gemm.cl)" or
+// "CLBlast".
+const char *clrt_gemm_engine(const struct clrt *rt);
 
 // Applies the CLBlast parameters of data/clblast-tuning.txt whose pattern matches the device's
 // name, then those `clvae tune` measured for this device, driver and CLBlast (the file of
@@ -136,14 +145,16 @@ struct clrt_mat {
     size_t offset, ld;
 };
 
-// C (m, n) = alpha op(A) op(B) + beta C through CLBlast on rt's queue, without waiting; op
-// transposes when ta/tb. CLBlast's scratch is rt's, grown when a product needs more than was
-// reserved (a failure to grow it stops the program naming the product and the size).
+// C (m, n) = alpha op(A) op(B) + beta C on rt's queue, without waiting; op transposes when ta/tb.
+// Through clvae's kernels when rt->own_gemm (but op(B) = B^T), else CLBlast, whose scratch is
+// rt's, grown when a product needs more than was reserved (a failure to grow it stops the program
+// naming the product and the size).
 void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
                struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c);
 
 // C_i (m, n) = A_i^T B_i for i < batch: A_i (k, m) at a.offset + i a_stride, B_i (k, n) at
-// b.offset + i b_stride, C_i at c.offset + i c_stride (CLBlastSgemmStridedBatched, beta 0).
+// b.offset + i b_stride, C_i at c.offset + i c_stride (beta 0; CLBlastSgemmStridedBatched unless
+// rt->own_gemm).
 void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                           size_t a_stride, struct clrt_mat b, size_t b_stride, struct clrt_mat c,
                           size_t c_stride, size_t batch);
@@ -152,7 +163,7 @@ void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct 
 // any work. 0, or -1 with err (CLVAE_EXIT_DEVICE) naming the buffer and its size.
 int clrt_reserve_gemm_temp(struct clrt *rt, size_t bytes, struct clvae_error *err);
 
-// Bytes of scratch CLBlast needs for that product (0 when none).
+// Bytes of scratch CLBlast needs for that product (0 when none, and when clvae's kernels run it).
 size_t clrt_gemm_temp_size(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k,
                            size_t lda, size_t ldb, size_t ldc);
 

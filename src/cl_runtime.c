@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -477,6 +478,14 @@ int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel,
     rt->splitk_groups = (cpu ? 1 : 4) * (size_t)rt->compute_units;
     rt->splitk_min_k = 256;
     rt->profiling = profiling;
+    const char *engine = getenv("CLVAE_GEMM");
+    if (engine && *engine && strcmp(engine, "clblast") != 0 && strcmp(engine, "clvae") != 0)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "CLVAE_GEMM='%.64s': expected clblast or clvae (which runs the matrix "
+                          "products; unset, clvae on a CPU and CLBlast elsewhere)",
+                          engine);
+    rt->own_gemm = engine && *engine ? strcmp(engine, "clvae") == 0 : cpu;
+    rt->splitk_bytes = cpu && rt->own_gemm ? (size_t)1 << 20 : 0;
     cl_int status;
     rt->context = clCreateContext(NULL, 1, &rt->device, NULL, NULL, &status);
     CL_CHECK(status);
@@ -736,6 +745,9 @@ int clrt_build(struct clrt *rt, struct clvae_error *err)
 
 void clrt_close(struct clrt *rt)
 {
+    for (int i = 0; i < 4; i++)
+        if (rt->gemm_kernels[i])
+            clReleaseKernel(rt->gemm_kernels[i]);
     if (rt->gemm_temp)
         clReleaseMemObject(rt->gemm_temp);
     for (int i = 0; i < rt->n_pending; i++)
@@ -922,9 +934,82 @@ static CLBlastStatusCode gemm_call(struct clrt *rt, bool ta, bool tb, size_t m, 
         b.offset, b.ld, beta, c.mem, c.offset, c.ld, &rt->queue, ev, rt->gemm_temp);
 }
 
+const char *clrt_gemm_engine(const struct clrt *rt)
+{
+    return rt->own_gemm ? "clvae's blocked kernels (cl/gemm.cl)" : "CLBlast";
+}
+
+#define GEMM_ROWS 8 // GEMM_R of cl/gemm.cl
+
+// C_i = alpha op(A_i) B_i + beta C_i for i < batch through cl/gemm.cl, in one launch: blocks of
+// 8 x 32 (8 x 16 when n is 16 or less).
+static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
+                     struct clrt_mat a, size_t a_stride, struct clrt_mat b, size_t b_stride,
+                     float beta, struct clrt_mat c, size_t c_stride, size_t batch,
+                     const char *label)
+{
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX || a.ld > INT_MAX || b.ld > INT_MAX ||
+        c.ld > INT_MAX) {
+        fprintf(stderr, "clvae: the %zux%zux%zu matrix product is too large for clvae's kernels "
+                        "(sizes up to 2^31 - 1); CLVAE_GEMM=clblast runs it through CLBlast\n",
+                m, n, k);
+        exit(CLVAE_EXIT_DEVICE);
+    }
+    static const char *const names[2][2] = {{"gemm_nn_32", "gemm_nn_16"},
+                                            {"gemm_tn_32", "gemm_tn_16"}};
+    size_t width = n > 16 ? 32 : 16;
+    cl_kernel *kern = &rt->gemm_kernels[2 * ta + (width == 16)];
+    if (!*kern)
+        *kern = clrt_kernel(rt, names[ta][width == 16]);
+    cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k, lda = (cl_int)a.ld,
+           ldb = (cl_int)b.ld, ldc = (cl_int)c.ld;
+    cl_ulong ao = a.offset, as = a_stride, bo = b.offset, bs = b_stride, co = c.offset,
+             cs = c_stride;
+    int i = 0;
+    KARG(*kern, i++, im);
+    KARG(*kern, i++, in);
+    KARG(*kern, i++, ik);
+    KARG(*kern, i++, alpha);
+    KARG(*kern, i++, beta);
+    KARG(*kern, i++, a.mem);
+    KARG(*kern, i++, ao);
+    KARG(*kern, i++, lda);
+    KARG(*kern, i++, as);
+    KARG(*kern, i++, b.mem);
+    KARG(*kern, i++, bo);
+    KARG(*kern, i++, ldb);
+    KARG(*kern, i++, bs);
+    KARG(*kern, i++, c.mem);
+    KARG(*kern, i++, co);
+    KARG(*kern, i++, ldc);
+    KARG(*kern, i++, cs);
+    // A work-group of up to 8 blocks down one column of blocks: on a CPU they run on one core
+    // one after another, sharing B's columns in its cache.
+    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
+    size_t global[3] = {(n + width - 1) / width, (blocks + group - 1) / group * group, batch};
+    size_t local[3] = {1, group, 1};
+    cl_event ev = NULL;
+    rt->launches++;
+    CL_CHECK(clEnqueueNDRangeKernel(rt->queue, *kern, 3, NULL, global, local, 0, NULL,
+                                    rt->profiling ? &ev : NULL));
+    if (ev)
+        prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)batch * m * n * k));
+}
+
+static void gemm_label(char *label, size_t len, bool ta, bool tb, size_t m, size_t n, size_t k)
+{
+    snprintf(label, len, "gemm %c%c %zux%zux%zu", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k);
+}
+
 void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
                struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c)
 {
+    if (rt->own_gemm && !tb) {
+        char label[48];
+        gemm_label(label, sizeof label, ta, tb, m, n, k);
+        own_gemm(rt, ta, m, n, k, alpha, a, 0, b, 0, beta, c, 0, 1, label);
+        return;
+    }
     cl_event ev = NULL;
     cl_event *want = rt->profiling ? &ev : NULL;
     rt->launches++;
@@ -948,8 +1033,7 @@ void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, 
     CL_CHECK(status);
     if (ev) {
         char label[48];
-        snprintf(label, sizeof label, "gemm %c%c %zux%zux%zu", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n,
-                 k);
+        gemm_label(label, sizeof label, ta, tb, m, n, k);
         prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)m * (double)n * (double)k));
     }
 }
@@ -958,6 +1042,13 @@ void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct 
                           size_t a_stride, struct clrt_mat b, size_t b_stride, struct clrt_mat c,
                           size_t c_stride, size_t batch)
 {
+    char label[48];
+    snprintf(label, sizeof label, "gemm TN %zux%zux%zu in %zu", m, n, k, batch);
+    if (rt->own_gemm) {
+        own_gemm(rt, true, m, n, k, 1.0f, a, a_stride, b, b_stride, 0.0f, c, c_stride, batch,
+                 label);
+        return;
+    }
     cl_event ev = NULL;
     rt->launches++;
     float alpha = 1.0f, beta = 0.0f;
@@ -966,16 +1057,15 @@ void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct 
                                         a_stride, b.mem, b.offset, b.ld, b_stride, beta, c.mem,
                                         c.offset, c.ld, c_stride, batch, &rt->queue,
                                         rt->profiling ? &ev : NULL));
-    if (ev) {
-        char label[48];
-        snprintf(label, sizeof label, "gemm TN %zux%zux%zu in %zu", m, n, k, batch);
+    if (ev)
         prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)batch * m * n * k));
-    }
 }
 
 size_t clrt_gemm_temp_size(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k,
                            size_t lda, size_t ldb, size_t ldc)
 {
+    if (rt->own_gemm && !tb)
+        return 0;
     size_t bytes = 0;
     CL_CHECK(CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor,
                                         ta ? CLBlastTransposeYes : CLBlastTransposeNo,

@@ -414,6 +414,91 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P)
     clReleaseMemObject(dcols);
 }
 
+// A product of clrt_gemm (batch 1) or clrt_gemm_tn_batched (batch > 1; alpha 1, beta 0) through
+// clvae's kernels (own) or CLBlast, against a double reference: C_p (m, n) = alpha op(A_p) B_p +
+// beta C_p, operands at offsets with leading dimensions wider than the matrices, and guard cells
+// around every C.
+static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float beta, int batch)
+{
+    bool saved = rt.own_gemm;
+    rt.own_gemm = own;
+    size_t ar = ta ? (size_t)k : (size_t)m, ac = ta ? (size_t)m : (size_t)k;
+    size_t lda = ac + 3, ldb = (size_t)n + 5, ldc = (size_t)n + 2, off = 7;
+    size_t as = ar * lda + 1, bs = (size_t)k * ldb + 2, cs = (size_t)m * ldc + GUARD;
+    size_t na = off + (size_t)batch * as, nb = off + (size_t)batch * bs;
+    size_t nc = off + (size_t)batch * cs + GUARD;
+    float *a = tu_alloc(na, sizeof(float)), *b = tu_alloc(nb, sizeof(float));
+    float *c = tu_alloc(nc, sizeof(float)), *got = tu_alloc((size_t)batch * m * n, sizeof(float));
+    double *want = tu_alloc((size_t)batch * m * n, sizeof(double));
+    double *scale = tu_alloc((size_t)batch * m * n, sizeof(double));
+    for (size_t i = 0; i < na; i++)
+        a[i] = rng_range(-1.0, 1.0);
+    for (size_t i = 0; i < nb; i++)
+        b[i] = rng_range(-1.0, 1.0);
+    tu_fill_guard(c, 0, nc);
+    for (int p = 0; p < batch; p++)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                float *cij = &c[off + (size_t)p * cs + (size_t)i * ldc + (size_t)j];
+                *cij = rng_range(-1.0, 1.0);
+                double sum = 0, mag = 0;
+                for (int q = 0; q < k; q++) {
+                    double x = a[off + (size_t)p * as +
+                                 (ta ? (size_t)q * lda + (size_t)i : (size_t)i * lda + (size_t)q)];
+                    double y = b[off + (size_t)p * bs + (size_t)q * ldb + (size_t)j];
+                    sum += x * y;
+                    mag += fabs(x * y);
+                }
+                size_t w = ((size_t)p * m + (size_t)i) * n + (size_t)j;
+                want[w] = alpha * sum + (beta != 0.0f ? beta * (double)*cij : 0.0);
+                scale[w] = fabs(alpha) * mag + fabs(beta * (double)*cij) + 1e-3;
+            }
+    if (beta == 0.0f) // beta 0 must not read C: NaN there may not show
+        for (int p = 0; p < batch; p++)
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                    c[off + (size_t)p * cs + (size_t)i * ldc + (size_t)j] = NAN;
+    cl_mem da = tu_upload(&rt, a, na * sizeof(float), "A");
+    cl_mem db = tu_upload(&rt, b, nb * sizeof(float), "B");
+    cl_mem dc = tu_upload(&rt, c, nc * sizeof(float), "C");
+    struct clrt_mat ma = {da, off, lda}, mb = {db, off, ldb}, mc = {dc, off, ldc};
+    if (batch == 1)
+        clrt_gemm(&rt, ta, false, (size_t)m, (size_t)n, (size_t)k, alpha, ma, mb, beta, mc);
+    else
+        clrt_gemm_tn_batched(&rt, (size_t)m, (size_t)n, (size_t)k, ma, as, mb, bs, mc, cs,
+                             (size_t)batch);
+    float *back = tu_alloc(nc, sizeof(float));
+    tu_download(&rt, dc, back, nc * sizeof(float));
+    int touched = tu_changed(back, 0, off);
+    for (int p = 0; p < batch; p++) {
+        size_t base = off + (size_t)p * cs;
+        for (int i = 0; i < m; i++) {
+            memcpy(&got[((size_t)p * m + (size_t)i) * n], &back[base + (size_t)i * ldc],
+                   (size_t)n * sizeof(float));
+            touched += tu_changed(back, base + (size_t)i * ldc + (size_t)n,
+                                  base + (size_t)(i + 1) * ldc);
+        }
+        touched += tu_changed(back, base + (size_t)m * ldc, base + cs);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "gemm %s %c %dx%dx%d alpha %g beta %g%s%.0d", own ? "clvae" : "CLBlast",
+             ta ? 'T' : 'N', m, n, k, (double)alpha, (double)beta, batch > 1 ? " batch " : "",
+             batch > 1 ? batch : 0);
+    tu_compare(what, got, want, scale, (size_t)batch * m * n, 0.0, 1e-5);
+    tu_check(touched == 0, "%s: %d cells outside C changed", what, touched);
+    free(a);
+    free(b);
+    free(c);
+    free(got);
+    free(want);
+    free(scale);
+    free(back);
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dc);
+    rt.own_gemm = saved;
+}
+
 // gather_images: data (count, dim) random bytes, index a random permutation of count, rows images
 // from start -> x (rows, dim); exact against the kernel's own formula, byte * (1 / 255.0f).
 static void test_gather_images(int count, int dim, int start, int rows, const size_t *local)
@@ -986,6 +1071,24 @@ int main(void)
     test_im2col(1, 2, 10, 7, 4, 3, 2);
     test_gather_images(97, 61, 13, 29, NULL);
     test_gather_images(97, 61, 68, 29, local2);
+
+    // Products through both engines: whole blocks with edges right and below (37 rows, 53 and
+    // 75 columns), 16-wide blocks, fewer rows or columns than one block, one row, k = 1, beta 1
+    // and 0, and split-K's strided batches.
+    static const struct {
+        bool ta;
+        int m, n, k;
+        float alpha, beta;
+        int batch;
+    } gemm[] = {{false, 37, 75, 29, 1.0f, 0.0f, 1}, {true, 37, 75, 29, 1.0f, 1.0f, 1},
+                {false, 40, 53, 300, 0.5f, 1.0f, 1}, {true, 64, 17, 133, 1.0f, 0.0f, 1},
+                {false, 5, 10, 7, 2.0f, 0.0f, 1},    {true, 9, 3, 1, 1.0f, 1.0f, 1},
+                {false, 1, 96, 50, 1.0f, 0.0f, 1},   {true, 24, 64, 8, -1.0f, 0.5f, 1},
+                {true, 19, 45, 61, 1.0f, 0.0f, 5},   {true, 16, 32, 40, 1.0f, 0.0f, 3}};
+    for (int own = 0; own < 2; own++)
+        for (size_t i = 0; i < sizeof gemm / sizeof gemm[0]; i++)
+            test_gemm(own, gemm[i].ta, gemm[i].m, gemm[i].n, gemm[i].k, gemm[i].alpha,
+                      gemm[i].beta, gemm[i].batch);
 
     test_reparameterize(23, 7, 5, 0, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
     test_reparameterize(23, 7, 5, 41, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
