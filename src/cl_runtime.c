@@ -207,10 +207,19 @@ static void print_device_details(FILE *out, cl_platform_id platform, cl_device_i
     int tuned = tuning_lines(name, NULL, first);
     const char *env = getenv("CLVAE_CLBLAST_TUNING");
     bool off = env && !strcmp(env, "off");
+    const char *gemm_env = getenv("CLVAE_GEMM");
+    if (gemm_env && strcmp(gemm_env, "clvae") != 0 && strcmp(gemm_env, "clblast") != 0)
+        gemm_env = NULL; // what clrt_open refuses is not what a run would use
     fprintf(out,
-            "    clvae uses: bias gradients in %s; row sums in work-groups of %s; buffers up to "
-            "the largest allocation; CLBlast parameters %s%s%s%s\n",
-            cpu ? "parts filling 64 work-items a compute unit (one pass below 2^18 elements)"
+            "    clvae uses: matrix products by %s; bias gradients in %s; row sums in "
+            "work-groups of %s; buffers up to the largest allocation; CLBlast parameters "
+            "%s%s%s%s\n",
+            gemm_env ? (strcmp(gemm_env, "clvae") == 0
+                                         ? "clvae's kernels (cl/gemm.cl; CLVAE_GEMM=clvae)"
+                                         : "CLBlast (CLVAE_GEMM=clblast)")
+            : cpu ? "clvae's kernels (cl/gemm.cl), as on every CPU"
+                  : "CLBlast, as on every device but a CPU",
+            cpu ? "parts filling 1024 work-items a compute unit (one pass below 2^18 elements)"
                 : "parts filling 256 work-items a compute unit",
             cpu ? "1 (a CPU runs them one after another)" : "up to 256 (a power of two)",
             off ? "from CLBlast's own database (CLVAE_CLBLAST_TUNING=off)"
@@ -468,10 +477,12 @@ int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel,
     // A GPU wants thousands of work-items: 256 a compute unit. A CPU runs a work-group's items
     // one after another, vectorised across columns, and a work-group on one core: a reduction of
     // a few columns over many rows (a conv layer's bias, 12544 x 64 a batch) ran on one core in
-    // 3.9 ms on PoCL on 2 cores. There 64 work-items a compute unit, but only for reductions of
-    // 2^18 elements or more: smaller ones (the default MLP's) stay one pass.
+    // 3.9 ms on PoCL on 2 cores. There 1024 work-items a compute unit (short parts balance the
+    // cores: 50176 x 32 with its ReLU mask took 5.6 ms in 4 parts, 1.5 in 64; 12544 x 64 4.7 ms
+    // in 2, 1.0 in 32), but only for reductions of 2^18 elements or more: smaller ones (the
+    // default MLP's) stay one pass.
     bool cpu = rt->device_type & CL_DEVICE_TYPE_CPU;
-    rt->reduce_work = (cpu ? 64 : 256) * (size_t)rt->compute_units;
+    rt->reduce_work = (cpu ? 1024 : 256) * (size_t)rt->compute_units;
     rt->reduce_min = cpu ? (size_t)1 << 18 : 0;
     // A CPU runs one work-group a core at a time; a GPU wants several a compute unit to hide
     // memory latency. A part of a split product takes at least 256 rows.

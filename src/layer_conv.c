@@ -140,11 +140,10 @@ static void columns(struct vae *vae, const struct layer *l, cl_kernel k, cl_mem 
     KARG(k, a++, l->spec.kernel);
     KARG(k, a++, l->spec.stride);
     KARG(k, a++, l->spec.pad);
-    size_t kk = (size_t)l->spec.kernel * l->spec.kernel;
-    // conv_col2im's work-items take COL2IM_CHANNELS (16) channels each (cl/conv.cl).
-    size_t global[2] = {k == l->k_im2col ? kk : ((size_t)img.c + 15) / 16,
-                        (size_t)rows *
-                            (k == l->k_im2col ? (size_t)grid.h * grid.w : (size_t)img.h * img.w)};
+    // A work-item of conv_im2col writes one grid row; one of conv_col2im sums COL2IM_CHANNELS
+    // (16) channels of one image row (cl/conv.cl).
+    size_t global[2] = {k == l->k_im2col ? (size_t)rows * grid.h : ((size_t)img.c + 15) / 16,
+                        k == l->k_im2col ? 1 : (size_t)rows * img.h};
     clrt_launch(vae->rt, k, 2, global, NULL);
 }
 

@@ -620,8 +620,9 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
         if (prog->report_first_step) {
             // One wait in the whole run, so that the figure includes compiling CLBlast's kernels.
             if (prog->live)
-                fprintf(stderr, "clvae: first step: CLBlast compiles its GEMM kernels for this "
-                                "device unless a driver cache holds them...");
+                fprintf(stderr, "clvae: first step: %s compiles its GEMM kernels for this "
+                                "device unless a driver cache holds them...",
+                        run->rt->own_gemm ? "the OpenCL driver" : "CLBlast");
             CL_CHECK(clFinish(queue));
             if (prog->live)
                 fprintf(stderr, "\r%*s\r", 100, "");

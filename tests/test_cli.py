@@ -423,6 +423,10 @@ def test_device(listing):
         expect_error(f"{env_name}=nosuchname", ["train", "--data", good, "--out", out],
                      EXIT_DEVICE, [env_name, "nosuchname"] + listing, out=out, one_line=False,
                      env={env_name: "nosuchname"})
+    out = fresh_out()
+    expect_error("CLVAE_GEMM=fast: not clblast or clvae", ["train", "--data", good, "--out", out],
+                 EXIT_USAGE, ["CLVAE_GEMM", "fast", "clblast", "clvae"], out=out,
+                 env={"CLVAE_GEMM": "fast"})
     first_platform = listing[0].split(": ", 1)[1] if listing else ""
     part = first_platform.split()[0].upper() if first_platform else "x"
     out = fresh_out()

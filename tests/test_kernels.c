@@ -369,8 +369,8 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P)
         KARG(k, a++, K);
         KARG(k, a++, S);
         KARG(k, a++, P);
-        size_t global[2] = {pass == 0 ? (size_t)K * K : ((size_t)C + 15) / 16,
-                            (size_t)rows * (pass == 0 ? (size_t)GH * GW : (size_t)H * W)};
+        size_t global[2] = {pass == 0 ? (size_t)rows * GH : ((size_t)C + 15) / 16,
+                            pass == 0 ? 1 : (size_t)rows * H};
         clrt_launch(&rt, k, 2, global, NULL);
         clReleaseKernel(k);
         char what[160];
