@@ -91,3 +91,20 @@ GEMM_KERNEL(gemm_nn_32, A_NN, 2)
 GEMM_KERNEL(gemm_tn_32, A_TN, 2)
 GEMM_KERNEL(gemm_nn_16, A_NN, 1)
 GEMM_KERNEL(gemm_tn_16, A_TN, 1)
+
+// C (m, n) = alpha (the sum of the parts products P_p (m, n), p < parts, at p m n in partial)
+// + beta C: the second pass of a product split over k (own_gemm in src/cl_runtime.c), the parts
+// added in order. Range: (n, m).
+__kernel void gemm_sum_parts(__global const float *partial, int parts, int m, int n, float alpha,
+                             float beta, __global float *c, ulong c_off, int ldc)
+{
+    int j = get_global_id(0), i = get_global_id(1);
+    if (j >= n || i >= m)
+        return;
+    size_t at = (size_t)i * n + j, mn = (size_t)m * n;
+    float sum = partial[at];
+    for (int p = 1; p < parts; p++)
+        sum += partial[p * mn + at];
+    __global float *out = c + c_off + (size_t)i * ldc + j;
+    *out = beta != 0.0f ? alpha * sum + beta * *out : alpha * sum;
+}

@@ -44,12 +44,13 @@ struct clrt {
     size_t splitk_groups, splitk_min_k;
     size_t splitk_bytes; // and the most bytes of both operands' rows a part takes (0: no limit)
     size_t allocated;   // bytes of device memory created through clrt_buffer
-    cl_mem gemm_temp; // CLBlast's scratch, shared by every product (the queue is in order)
+    cl_mem gemm_temp; // products' scratch (CLBlast's, or clvae's parts over k), shared by every
+                      // product (the queue is in order)
     size_t gemm_temp_bytes;
     // Products run clvae's own kernels (cl/gemm.cl) rather than CLBlast's: on CPU devices, where
     // they are several times faster, unless CLVAE_GEMM says clblast (or clvae, anywhere).
     bool own_gemm;
-    cl_kernel gemm_kernels[4]; // created on first use
+    cl_kernel gemm_kernels[4], gemm_sum; // created on first use
     bool profiling;   // the queue records events; launches and products are timed
     long launches;    // kernels and CLBlast products enqueued through clrt_launch and clrt_gemm
     struct clrt_prof prof[CLRT_MAX_PROF];

@@ -759,6 +759,8 @@ void clrt_close(struct clrt *rt)
     for (int i = 0; i < 4; i++)
         if (rt->gemm_kernels[i])
             clReleaseKernel(rt->gemm_kernels[i]);
+    if (rt->gemm_sum)
+        clReleaseKernel(rt->gemm_sum);
     if (rt->gemm_temp)
         clReleaseMemObject(rt->gemm_temp);
     for (int i = 0; i < rt->n_pending; i++)
@@ -929,7 +931,7 @@ int clrt_reserve_gemm_temp(struct clrt *rt, size_t bytes, struct clvae_error *er
         rt->gemm_temp = NULL;
         rt->gemm_temp_bytes = 0;
     }
-    if (!(rt->gemm_temp = clrt_buffer(rt, bytes, "CLBlast scratch", err)))
+    if (!(rt->gemm_temp = clrt_buffer(rt, bytes, "matrix product scratch", err)))
         return -1;
     rt->gemm_temp_bytes = bytes;
     return 0;
@@ -952,20 +954,18 @@ const char *clrt_gemm_engine(const struct clrt *rt)
 
 #define GEMM_ROWS 8 // GEMM_R of cl/gemm.cl
 
-// C_i = alpha op(A_i) B_i + beta C_i for i < batch through cl/gemm.cl, in one launch: blocks of
-// 8 x 32 (8 x 16 when n is 16 or less).
-static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
-                     struct clrt_mat a, size_t a_stride, struct clrt_mat b, size_t b_stride,
-                     float beta, struct clrt_mat c, size_t c_stride, size_t batch,
-                     const char *label)
+static void gemm_label(char *label, size_t len, bool ta, bool tb, size_t m, size_t n, size_t k)
 {
-    if (m > INT_MAX || n > INT_MAX || k > INT_MAX || a.ld > INT_MAX || b.ld > INT_MAX ||
-        c.ld > INT_MAX) {
-        fprintf(stderr, "clvae: the %zux%zux%zu matrix product is too large for clvae's kernels "
-                        "(sizes up to 2^31 - 1); CLVAE_GEMM=clblast runs it through CLBlast\n",
-                m, n, k);
-        exit(CLVAE_EXIT_DEVICE);
-    }
+    snprintf(label, len, "gemm %c%c %zux%zux%zu", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k);
+}
+
+// One launch of a cl/gemm.cl product kernel: C_i = alpha op(A_i) B_i + beta C_i for i < batch,
+// in blocks of 8 x 32 (8 x 16 when n is 16 or less); its time goes to profile entry label.
+static void gemm_blocks(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
+                        struct clrt_mat a, size_t a_stride, struct clrt_mat b, size_t b_stride,
+                        float beta, struct clrt_mat c, size_t c_stride, size_t batch,
+                        const char *label, double flops)
+{
     static const char *const names[2][2] = {{"gemm_nn_32", "gemm_nn_16"},
                                             {"gemm_tn_32", "gemm_tn_16"}};
     size_t width = n > 16 ? 32 : 16;
@@ -1004,12 +1004,91 @@ static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, flo
     CL_CHECK(clEnqueueNDRangeKernel(rt->queue, *kern, 3, NULL, global, local, 0, NULL,
                                     rt->profiling ? &ev : NULL));
     if (ev)
-        prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)batch * m * n * k));
+        prof_record(rt, ev, prof_slot(rt, label, flops));
 }
 
-static void gemm_label(char *label, size_t len, bool ta, bool tb, size_t m, size_t n, size_t k)
+// How many parts over k a single product of clvae's kernels takes (1: whole). A small output
+// with long operands (the conv reference's 256x256x3136 dense layer: 130 GFLOP/s whole, 285 in
+// 7 parts on PoCL on 2 cores) runs faster in parts whose rows of both operands stay in a core's
+// cache; the parts' sum costs little when the output is small.
+static size_t own_parts(const struct clrt *rt, size_t m, size_t n, size_t k)
 {
-    snprintf(label, len, "gemm %c%c %zux%zux%zu", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k);
+    size_t bytes = k * (m + n) * sizeof(float);
+    if (rt->splitk_bytes == 0 || m * n > ((size_t)1 << 18) || bytes < 4 * rt->splitk_bytes ||
+        rt->splitk_min_k == 0)
+        return 1;
+    size_t parts = bytes / rt->splitk_bytes, most = k / rt->splitk_min_k;
+    parts = parts < most ? parts : most;
+    parts = parts < 64 ? parts : 64;
+    // Up to half as many again, if that divides k: no part of leftover rows, one launch fewer.
+    for (size_t q = parts; q <= parts + parts / 2 && q <= most && q <= 64; q++)
+        if (k % q == 0)
+            return q;
+    return parts;
+}
+
+// C_i = alpha op(A_i) B_i + beta C_i for i < batch through cl/gemm.cl: one launch, or for a
+// single product that own_parts splits, the parts of k / parts rows (and the rows left over as
+// one more) into rt->gemm_temp, then their sum.
+static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
+                     struct clrt_mat a, size_t a_stride, struct clrt_mat b, size_t b_stride,
+                     float beta, struct clrt_mat c, size_t c_stride, size_t batch,
+                     const char *label)
+{
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX || a.ld > INT_MAX || b.ld > INT_MAX ||
+        c.ld > INT_MAX) {
+        fprintf(stderr, "clvae: the %zux%zux%zu matrix product is too large for clvae's kernels "
+                        "(sizes up to 2^31 - 1); CLVAE_GEMM=clblast runs it through CLBlast\n",
+                m, n, k);
+        exit(CLVAE_EXIT_DEVICE);
+    }
+    double flops = 2.0 * (double)batch * m * n * k;
+    size_t parts = batch == 1 ? own_parts(rt, m, n, k) : 1;
+    if (parts == 1) {
+        gemm_blocks(rt, ta, m, n, k, alpha, a, a_stride, b, b_stride, beta, c, c_stride, batch,
+                    label, flops);
+        return;
+    }
+    size_t chunk = k / parts, rest = k - chunk * parts, mn = m * n;
+    struct clvae_error err;
+    if (clrt_reserve_gemm_temp(rt, (parts + 1) * mn * sizeof(float), &err)) {
+        fprintf(stderr, "clvae: the %zux%zux%zu matrix product: %s\n", m, n, k, err.msg);
+        clFinish(rt->queue);
+        exit(err.status);
+    }
+    // Part p's rows of k: columns p chunk.. of A (rows when ta), rows p chunk.. of B.
+    size_t a_step = ta ? chunk * a.ld : chunk, b_step = chunk * b.ld;
+    char part_label[48];
+    snprintf(part_label, sizeof part_label, "%s in %zu", label, parts);
+    struct clrt_mat scratch = {rt->gemm_temp, 0, n};
+    gemm_blocks(rt, ta, m, n, chunk, 1.0f, a, a_step, b, b_step, 0.0f, scratch, mn, parts,
+                part_label, 2.0 * (double)m * n * chunk * parts);
+    if (rest) {
+        a.offset += a_step * parts;
+        b.offset += b_step * parts;
+        scratch.offset = parts * mn;
+        char rest_label[48];
+        gemm_label(rest_label, sizeof rest_label, ta, false, m, n, rest);
+        gemm_blocks(rt, ta, m, n, rest, 1.0f, a, 0, b, 0, 0.0f, scratch, 0, 1, rest_label,
+                    2.0 * (double)m * n * rest);
+        parts++;
+    }
+    if (!rt->gemm_sum)
+        rt->gemm_sum = clrt_kernel(rt, "gemm_sum_parts");
+    cl_int ip = (cl_int)parts, im = (cl_int)m, in = (cl_int)n, ldc = (cl_int)c.ld;
+    cl_ulong co = c.offset;
+    int i = 0;
+    KARG(rt->gemm_sum, i++, rt->gemm_temp);
+    KARG(rt->gemm_sum, i++, ip);
+    KARG(rt->gemm_sum, i++, im);
+    KARG(rt->gemm_sum, i++, in);
+    KARG(rt->gemm_sum, i++, alpha);
+    KARG(rt->gemm_sum, i++, beta);
+    KARG(rt->gemm_sum, i++, c.mem);
+    KARG(rt->gemm_sum, i++, co);
+    KARG(rt->gemm_sum, i++, ldc);
+    size_t global[2] = {n, m};
+    clrt_launch(rt, rt->gemm_sum, 2, global, NULL);
 }
 
 void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
@@ -1075,8 +1154,10 @@ void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct 
 size_t clrt_gemm_temp_size(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k,
                            size_t lda, size_t ldb, size_t ldc)
 {
-    if (rt->own_gemm && !tb)
-        return 0;
+    if (rt->own_gemm && !tb) {
+        size_t parts = own_parts(rt, m, n, k);
+        return parts > 1 ? (parts + 1) * m * n * sizeof(float) : 0;
+    }
     size_t bytes = 0;
     CL_CHECK(CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor,
                                         ta ? CLBlastTransposeYes : CLBlastTransposeNo,

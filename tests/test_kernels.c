@@ -462,6 +462,7 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
     cl_mem db = tu_upload(&rt, b, nb * sizeof(float), "B");
     cl_mem dc = tu_upload(&rt, c, nc * sizeof(float), "C");
     struct clrt_mat ma = {da, off, lda}, mb = {db, off, ldb}, mc = {dc, off, ldc};
+    long launches = rt.launches;
     if (batch == 1)
         clrt_gemm(&rt, ta, false, (size_t)m, (size_t)n, (size_t)k, alpha, ma, mb, beta, mc);
     else
@@ -486,6 +487,9 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
              batch > 1 ? batch : 0);
     tu_compare(what, got, want, scale, (size_t)batch * m * n, 0.0, 1e-5);
     tu_check(touched == 0, "%s: %d cells outside C changed", what, touched);
+    if (own && k > 10000) // own_parts splits it: the parts, the leftover rows (if any), the sum
+        tu_check(rt.launches - launches >= 2, "%s: split over k (%ld launches)", what,
+                 rt.launches - launches);
     free(a);
     free(b);
     free(c);
@@ -1074,7 +1078,7 @@ int main(void)
 
     // Products through both engines: whole blocks with edges right and below (37 rows, 53 and
     // 75 columns), 16-wide blocks, fewer rows or columns than one block, one row, k = 1, beta 1
-    // and 0, and split-K's strided batches.
+    // and 0, split-K's strided batches, and products clvae's kernels split over k themselves.
     static const struct {
         bool ta;
         int m, n, k;
@@ -1084,7 +1088,10 @@ int main(void)
                 {false, 40, 53, 300, 0.5f, 1.0f, 1}, {true, 64, 17, 133, 1.0f, 0.0f, 1},
                 {false, 5, 10, 7, 2.0f, 0.0f, 1},    {true, 9, 3, 1, 1.0f, 1.0f, 1},
                 {false, 1, 96, 50, 1.0f, 0.0f, 1},   {true, 24, 64, 8, -1.0f, 0.5f, 1},
-                {true, 19, 45, 61, 1.0f, 0.0f, 5},   {true, 16, 32, 40, 1.0f, 0.0f, 3}};
+                {true, 19, 45, 61, 1.0f, 0.0f, 5},   {true, 16, 32, 40, 1.0f, 0.0f, 3},
+                // Long k, small C: clvae's kernels split these over k (own_parts), a part of
+                // leftover rows and the sum with alpha and beta.
+                {false, 37, 45, 13001, 0.5f, 1.0f, 1}, {true, 40, 33, 15000, 1.0f, 0.0f, 1}};
     for (int own = 0; own < 2; own++)
         for (size_t i = 0; i < sizeof gemm / sizeof gemm[0]; i++)
             test_gemm(own, gemm[i].ta, gemm[i].m, gemm[i].n, gemm[i].k, gemm[i].alpha,
