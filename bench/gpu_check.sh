@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, on the machine the device tool lends, after bench/gpu_bundle.sh
 # packed .gpu/ here: the devices clvae sees, the C tests on the GPU (kernels, gradient checks
-# including the conv model and the two-part bias reduction, IWAE, PCA), and issue 8's table
+# including the conv model and the two-part bias reduction, IWAE, PCA; the gradient check and
+# epoch times with clvae's own products as well as CLBlast's), and issue 8's table
 # against PyTorch --device cuda (bench/bench.py --gpu-table). Output goes to $OUT (default
 # gpu-out/). Without a GPU it fails cleanly at the first step.
 #   bash bench/gpu_check.sh [EPOCHS]
@@ -26,6 +27,19 @@ for t in test_kernels test_gradcheck test_iwae test_pca; do
     echo "$t: exit $rc, $(tail -n 1 "$out/$t.txt")"
     [ $rc -eq 0 ] || status=1
 done
+# clvae's own products (cl/gemm.cl, the CPU default) on the GPU: correct, and how fast against
+# CLBlast's, the GPU default, on the default model and the conv reference.
+CLVAE_GEMM=clvae timeout 300 .gpu/bin/test_gradcheck > "$out/test_gradcheck_clvae_gemm.txt" 2>&1
+rc=$?
+echo "test_gradcheck with CLVAE_GEMM=clvae: exit $rc, $(tail -n 1 "$out/test_gradcheck_clvae_gemm.txt")"
+[ $rc -eq 0 ] || status=1
+for engine in clblast clvae; do
+    for model in "" "--encoder conv:32,conv:64,dense:256 --latent 10"; do
+        # shellcheck disable=SC2086 # the model's options are words
+        CLVAE_GEMM=$engine timeout 300 "$CLVAE" train --epochs 3 $model --out "$out/engine-$engine" \
+            2>&1 | grep '^epoch' | sed "s/^/CLVAE_GEMM=$engine ${model:-default model}: /"
+    done
+done | tee "$out/engines.txt"
 timeout 900 python3 bench/bench.py --gpu-table --epochs "${1:-3}" --exe "$CLVAE" \
     2>"$out/bench-errors.txt" | tee "$out/gpu-table.md"
 exit $status
