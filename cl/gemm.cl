@@ -1,6 +1,9 @@
 // clvae's own matrix products, for CPU devices: C (m, n) = alpha op(A) B + beta C, row-major,
 // op(A) = A (gemm_nn_*) or A^T with A stored (k, m) (gemm_tn_*); dimension 2 of the range is a
-// batch of such products, strides in floats. Range: (column blocks, row blocks, batch).
+// batch of such products, strides in floats. An epilogue may follow, folded into the store:
+// GEMM_BIAS adds bias[bias_off + j] to column j, GEMM_BIAS_RELU then takes max(0, .) (what
+// bias_forward and bias_relu_forward of dense.cl do in a second pass, to the same bits). Range:
+// (column blocks, row blocks, batch).
 //
 // Each work-item keeps a GEMM_R x (16 NV) block of C in float16 registers and walks k: a step
 // loads NV rows of 16 from B, broadcasts GEMM_R values of A and does GEMM_R NV vector
@@ -10,6 +13,12 @@
 // AVX-512). A block that reaches past the last row reads that row again and stores only its own
 // rows; one that reaches past the last column reads B element by element, zeros beyond.
 #define GEMM_R 8
+#define GEMM_BIAS 1
+#define GEMM_BIAS_RELU 2
+
+// y with the epilogue applied; b the bias of y's column(s).
+#define GEMM_EPILOGUE(y, b)                                                                        \
+    ((epilogue) == GEMM_BIAS_RELU ? fmax((y) + (b), 0.0f) : (epilogue) ? (y) + (b) : (y))
 
 // A's element (row i, column kk) of op(A).
 #define A_NN(i, kk) a[(size_t)(i) * lda + (kk)]
@@ -48,7 +57,8 @@ float16 edge_row16(const __global float *row, int q0, int cols)
     __kernel void NAME(int m, int n, int k, float alpha, float beta,                               \
                        __global const float *restrict a, ulong a_off, int lda, ulong a_stride,     \
                        __global const float *restrict b, ulong b_off, int ldb, ulong b_stride,     \
-                       __global float *restrict c, ulong c_off, int ldc, ulong c_stride)           \
+                       __global float *restrict c, ulong c_off, int ldc, ulong c_stride,           \
+                       __global const float *restrict bias, ulong bias_off, int epilogue)          \
     {                                                                                              \
         int j0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * GEMM_R;            \
         if (i0 >= m || j0 >= n)                                                                    \
@@ -75,13 +85,16 @@ float16 edge_row16(const __global float *row, int q0, int cols)
                 if (whole) {                                                                       \
                     if (beta != 0.0f)                                                              \
                         y += beta * vload16(v, out);                                               \
+                    if (epilogue)                                                                  \
+                        y = GEMM_EPILOGUE(y, vload16(0, bias + bias_off + j0 + 16 * v));           \
                     vstore16(y, v, out);                                                           \
                 } else {                                                                           \
                     float part[16];                                                                \
                     vstore16(y, 0, part);                                                          \
                     for (int q = 0; q < 16 && 16 * v + q < cols; q++) {                            \
                         __global float *o = out + 16 * v + q;                                      \
-                        *o = beta != 0.0f ? part[q] + beta * *o : part[q];                         \
+                        float e = beta != 0.0f ? part[q] + beta * *o : part[q];                    \
+                        *o = GEMM_EPILOGUE(e, bias[bias_off + j0 + 16 * v + q]);                   \
                     }                                                                              \
                 }                                                                                  \
             }                                                                                      \
@@ -93,10 +106,11 @@ GEMM_KERNEL(gemm_nn_16, A_NN, 1)
 GEMM_KERNEL(gemm_tn_16, A_TN, 1)
 
 // C (m, n) = alpha (the sum of the parts products P_p (m, n), p < parts, at p m n in partial)
-// + beta C: the second pass of a product split over k (own_gemm in src/cl_runtime.c), the parts
+// + beta C, then the epilogue: the second pass of a product split over k (own_gemm in src/cl_runtime.c), the parts
 // added in order. Range: (n, m).
 __kernel void gemm_sum_parts(__global const float *partial, int parts, int m, int n, float alpha,
-                             float beta, __global float *c, ulong c_off, int ldc)
+                             float beta, __global float *c, ulong c_off, int ldc,
+                             __global const float *bias, ulong bias_off, int epilogue)
 {
     int j = get_global_id(0), i = get_global_id(1);
     if (j >= n || i >= m)
@@ -106,5 +120,6 @@ __kernel void gemm_sum_parts(__global const float *partial, int parts, int m, in
     for (int p = 1; p < parts; p++)
         sum += partial[p * mn + at];
     __global float *out = c + c_off + (size_t)i * ldc + j;
-    *out = beta != 0.0f ? alpha * sum + beta * *out : alpha * sum;
+    float y = beta != 0.0f ? alpha * sum + beta * *out : alpha * sum;
+    *out = GEMM_EPILOGUE(y, bias[bias_off + j]);
 }

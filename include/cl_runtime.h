@@ -153,6 +153,18 @@ struct clrt_mat {
 void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
                struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c);
 
+// What follows a product in the same kernel: column j gets bias[bias.offset + j] added, then
+// max(0, .) when relu.
+struct clrt_epilogue {
+    struct clrt_mat bias; // its ld is not used
+    bool relu;
+};
+
+// C (m, n) = A B, and with clvae's kernels (rt->own_gemm) the epilogue ep folded into the same
+// launch: then true. Through CLBlast the product alone: false, and the caller applies ep.
+bool clrt_gemm_bias(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                    struct clrt_mat b, struct clrt_mat c, const struct clrt_epilogue *ep);
+
 // C_i (m, n) = A_i^T B_i for i < batch: A_i (k, m) at a.offset + i a_stride, B_i (k, n) at
 // b.offset + i b_stride, C_i at c.offset + i c_stride (beta 0; CLBlastSgemmStridedBatched unless
 // rt->own_gemm).

@@ -93,6 +93,10 @@ extern const struct layer_ops dense_ops, conv_ops, deconv_ops;
 // (rows, n) with n = out_shape.c channels a row:
 // y += bias, then ReLU when l->relu. Range: rows x n.
 void dense_bias_forward(struct vae *vae, const struct layer *l, int rows, int n);
+// y (m, n) = a (m, k) W + bias, then ReLU when l->relu: one launch where clvae's kernels run the
+// product (the bias and ReLU its epilogue), else the product and dense_bias_forward.
+void dense_product_bias(struct vae *vae, const struct layer *l, size_t m, size_t n, size_t k,
+                        struct clrt_mat a);
 // dy masked by the ReLU in place; db (n) (+)= its column sums.
 void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n, bool accumulate);
 // vae->weights_t at l->weight_t = W^T (cols, rows) of W (rows, cols) at l->weight.

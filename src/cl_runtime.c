@@ -959,12 +959,24 @@ static void gemm_label(char *label, size_t len, bool ta, bool tb, size_t m, size
     snprintf(label, len, "gemm %c%c %zux%zux%zu", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k);
 }
 
+// Sets the epilogue's arguments (bias buffer, offset, kind) of a cl/gemm.cl kernel from index
+// i: none when ep is NULL (any buffer stands for the bias; it is not read).
+static void epilogue_args(cl_kernel kern, cl_uint i, const struct clrt_epilogue *ep, cl_mem any)
+{
+    cl_mem mem = ep ? ep->bias.mem : any;
+    cl_ulong off = ep ? ep->bias.offset : 0;
+    cl_int kind = ep ? (ep->relu ? 2 : 1) : 0; // GEMM_BIAS_RELU, GEMM_BIAS of cl/gemm.cl
+    KARG(kern, i++, mem);
+    KARG(kern, i++, off);
+    KARG(kern, i++, kind);
+}
+
 // One launch of a cl/gemm.cl product kernel: C_i = alpha op(A_i) B_i + beta C_i for i < batch,
 // in blocks of 8 x 32 (8 x 16 when n is 16 or less); its time goes to profile entry label.
 static void gemm_blocks(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
                         struct clrt_mat a, size_t a_stride, struct clrt_mat b, size_t b_stride,
                         float beta, struct clrt_mat c, size_t c_stride, size_t batch,
-                        const char *label, double flops)
+                        const struct clrt_epilogue *ep, const char *label, double flops)
 {
     static const char *const names[2][2] = {{"gemm_nn_32", "gemm_nn_16"},
                                             {"gemm_tn_32", "gemm_tn_16"}};
@@ -994,6 +1006,7 @@ static void gemm_blocks(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, 
     KARG(*kern, i++, co);
     KARG(*kern, i++, ldc);
     KARG(*kern, i++, cs);
+    epilogue_args(*kern, i, ep, c.mem);
     // A work-group of up to 8 blocks down one column of blocks: on a CPU they run on one core
     // one after another, sharing B's columns in its cache.
     size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
@@ -1033,7 +1046,7 @@ static size_t own_parts(const struct clrt *rt, size_t m, size_t n, size_t k)
 static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
                      struct clrt_mat a, size_t a_stride, struct clrt_mat b, size_t b_stride,
                      float beta, struct clrt_mat c, size_t c_stride, size_t batch,
-                     const char *label)
+                     const struct clrt_epilogue *ep, const char *label)
 {
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX || a.ld > INT_MAX || b.ld > INT_MAX ||
         c.ld > INT_MAX) {
@@ -1046,7 +1059,7 @@ static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, flo
     size_t parts = batch == 1 ? own_parts(rt, m, n, k) : 1;
     if (parts == 1) {
         gemm_blocks(rt, ta, m, n, k, alpha, a, a_stride, b, b_stride, beta, c, c_stride, batch,
-                    label, flops);
+                    ep, label, flops);
         return;
     }
     size_t chunk = k / parts, rest = k - chunk * parts, mn = m * n;
@@ -1061,7 +1074,7 @@ static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, flo
     char part_label[48];
     snprintf(part_label, sizeof part_label, "%s in %zu", label, parts);
     struct clrt_mat scratch = {rt->gemm_temp, 0, n};
-    gemm_blocks(rt, ta, m, n, chunk, 1.0f, a, a_step, b, b_step, 0.0f, scratch, mn, parts,
+    gemm_blocks(rt, ta, m, n, chunk, 1.0f, a, a_step, b, b_step, 0.0f, scratch, mn, parts, NULL,
                 part_label, 2.0 * (double)m * n * chunk * parts);
     if (rest) {
         a.offset += a_step * parts;
@@ -1069,7 +1082,7 @@ static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, flo
         scratch.offset = parts * mn;
         char rest_label[48];
         gemm_label(rest_label, sizeof rest_label, ta, false, m, n, rest);
-        gemm_blocks(rt, ta, m, n, rest, 1.0f, a, 0, b, 0, 0.0f, scratch, 0, 1, rest_label,
+        gemm_blocks(rt, ta, m, n, rest, 1.0f, a, 0, b, 0, 0.0f, scratch, 0, 1, NULL, rest_label,
                     2.0 * (double)m * n * rest);
         parts++;
     }
@@ -1087,6 +1100,7 @@ static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, flo
     KARG(rt->gemm_sum, i++, c.mem);
     KARG(rt->gemm_sum, i++, co);
     KARG(rt->gemm_sum, i++, ldc);
+    epilogue_args(rt->gemm_sum, (cl_uint)i, ep, c.mem);
     size_t global[2] = {n, m};
     clrt_launch(rt, rt->gemm_sum, 2, global, NULL);
 }
@@ -1097,7 +1111,7 @@ void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, 
     if (rt->own_gemm && !tb) {
         char label[48];
         gemm_label(label, sizeof label, ta, tb, m, n, k);
-        own_gemm(rt, ta, m, n, k, alpha, a, 0, b, 0, beta, c, 0, 1, label);
+        own_gemm(rt, ta, m, n, k, alpha, a, 0, b, 0, beta, c, 0, 1, NULL, label);
         return;
     }
     cl_event ev = NULL;
@@ -1128,6 +1142,19 @@ void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, 
     }
 }
 
+bool clrt_gemm_bias(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                    struct clrt_mat b, struct clrt_mat c, const struct clrt_epilogue *ep)
+{
+    if (!rt->own_gemm) {
+        clrt_gemm(rt, false, false, m, n, k, 1.0f, a, b, 0.0f, c);
+        return false;
+    }
+    char label[48];
+    gemm_label(label, sizeof label, false, false, m, n, k);
+    own_gemm(rt, false, m, n, k, 1.0f, a, 0, b, 0, 0.0f, c, 0, 1, ep, label);
+    return true;
+}
+
 void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                           size_t a_stride, struct clrt_mat b, size_t b_stride, struct clrt_mat c,
                           size_t c_stride, size_t batch)
@@ -1135,7 +1162,7 @@ void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct 
     char label[48];
     snprintf(label, sizeof label, "gemm TN %zux%zux%zu in %zu", m, n, k, batch);
     if (rt->own_gemm) {
-        own_gemm(rt, true, m, n, k, 1.0f, a, a_stride, b, b_stride, 0.0f, c, c_stride, batch,
+        own_gemm(rt, true, m, n, k, 1.0f, a, a_stride, b, b_stride, 0.0f, c, c_stride, batch, NULL,
                  label);
         return;
     }

@@ -152,9 +152,7 @@ static void conv_forward(struct vae *vae, const struct layer *l, int rows)
     size_t m = (size_t)rows * l->out_shape.h * l->out_shape.w, n = (size_t)l->out_shape.c;
     size_t kkc = (size_t)l->spec.kernel * l->spec.kernel * l->in_shape.c;
     columns(vae, l, l->k_im2col, l->x, l->cols, rows, l->in_shape, l->out_shape);
-    clrt_gemm(vae->rt, false, false, m, n, kkc, 1.0f, mat(l->cols, 0, kkc),
-              mat(vae->params, l->weight, n), 0.0f, mat(l->y, 0, n));
-    dense_bias_forward(vae, l, (int)m, (int)n);
+    dense_product_bias(vae, l, m, n, kkc, mat(l->cols, 0, kkc));
 }
 
 static void conv_backward(struct vae *vae, const struct layer *l, int rows, bool accumulate)

@@ -82,12 +82,19 @@ void dense_bias_forward(struct vae *vae, const struct layer *l, int rows, int n)
     clrt_launch(vae->rt, k, 2, global, NULL);
 }
 
+void dense_product_bias(struct vae *vae, const struct layer *l, size_t m, size_t n, size_t k,
+                        struct clrt_mat a)
+{
+    struct clrt_epilogue ep = {{vae->params, l->bias, 0}, l->relu};
+    if (!clrt_gemm_bias(vae->rt, m, n, k, a, (struct clrt_mat){vae->params, l->weight, n},
+                        (struct clrt_mat){l->y, 0, n}, &ep))
+        dense_bias_forward(vae, l, (int)m, (int)n);
+}
+
 // y (rows, out) = x W + b, then ReLU if the layer has it.
 static void dense_forward(struct vae *vae, const struct layer *l, int rows)
 {
-    clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->out, (size_t)l->in, 1.0f,
-              mat(l->x, 0, l->in), mat(vae->params, l->weight, l->out), 0.0f, mat(l->y, 0, l->out));
-    dense_bias_forward(vae, l, rows, l->out);
+    dense_product_bias(vae, l, (size_t)rows, (size_t)l->out, (size_t)l->in, mat(l->x, 0, l->in));
 }
 
 // In vae_bias_parts parts, summed again when there are several: a column reduction that fills a

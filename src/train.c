@@ -916,8 +916,8 @@ static void print_banner(const struct trainer *t)
     if (t->opt.quiet)
         return;
     if (run->ranks == 1)
-        printf("clvae: device %s (%s), %u compute units\n", rt->device_name, rt->platform_name,
-               rt->compute_units);
+        printf("clvae: device %s (%s), %u compute units; matrix products by %s\n",
+               rt->device_name, rt->platform_name, rt->compute_units, clrt_gemm_engine(rt));
     if (rt->tuning_source[0])
         printf("clvae: CLBlast's GEMM parameters from clvae tune: %s\n", rt->tuning_source);
     const struct data_info *data = &t->data;

@@ -418,7 +418,8 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P)
 // clvae's kernels (own) or CLBlast, against a double reference: C_p (m, n) = alpha op(A_p) B_p +
 // beta C_p, operands at offsets with leading dimensions wider than the matrices, and guard cells
 // around every C.
-static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float beta, int batch)
+static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float beta, int batch,
+                      int epilogue)
 {
     bool saved = rt.own_gemm;
     rt.own_gemm = own;
@@ -435,6 +436,9 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
         a[i] = rng_range(-1.0, 1.0);
     for (size_t i = 0; i < nb; i++)
         b[i] = rng_range(-1.0, 1.0);
+    float *bias = tu_alloc((size_t)n + 3, sizeof(float)); // at offset 3
+    for (int j = 0; j < n + 3; j++)
+        bias[j] = rng_range(-2.0, 2.0);
     tu_fill_guard(c, 0, nc);
     for (int p = 0; p < batch; p++)
         for (int i = 0; i < m; i++)
@@ -452,6 +456,11 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
                 size_t w = ((size_t)p * m + (size_t)i) * n + (size_t)j;
                 want[w] = alpha * sum + (beta != 0.0f ? beta * (double)*cij : 0.0);
                 scale[w] = fabs(alpha) * mag + fabs(beta * (double)*cij) + 1e-3;
+                if (epilogue) { // clrt_gemm_bias: + bias, then ReLU when 2
+                    want[w] += bias[3 + j];
+                    scale[w] += fabs(bias[3 + j]);
+                    want[w] = epilogue == 2 && want[w] < 0 ? 0.0 : want[w];
+                }
             }
     if (beta == 0.0f) // beta 0 must not read C: NaN there may not show
         for (int p = 0; p < batch; p++)
@@ -463,7 +472,12 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
     cl_mem dc = tu_upload(&rt, c, nc * sizeof(float), "C");
     struct clrt_mat ma = {da, off, lda}, mb = {db, off, ldb}, mc = {dc, off, ldc};
     long launches = rt.launches;
-    if (batch == 1)
+    cl_mem dbias = tu_upload(&rt, bias, ((size_t)n + 3) * sizeof(float), "bias");
+    if (epilogue) { // alpha 1, beta 0, NN, clvae's kernels (through CLBlast it is not folded)
+        struct clrt_epilogue ep = {{dbias, 3, 0}, epilogue == 2};
+        bool folded = clrt_gemm_bias(&rt, (size_t)m, (size_t)n, (size_t)k, ma, mb, mc, &ep);
+        tu_check(folded, "clrt_gemm_bias through clvae's kernels folds the epilogue in");
+    } else if (batch == 1)
         clrt_gemm(&rt, ta, false, (size_t)m, (size_t)n, (size_t)k, alpha, ma, mb, beta, mc);
     else
         clrt_gemm_tn_batched(&rt, (size_t)m, (size_t)n, (size_t)k, ma, as, mb, bs, mc, cs,
@@ -482,9 +496,10 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
         touched += tu_changed(back, base + (size_t)m * ldc, base + cs);
     }
     char what[160];
-    snprintf(what, sizeof what, "gemm %s %c %dx%dx%d alpha %g beta %g%s%.0d", own ? "clvae" : "CLBlast",
-             ta ? 'T' : 'N', m, n, k, (double)alpha, (double)beta, batch > 1 ? " batch " : "",
-             batch > 1 ? batch : 0);
+    snprintf(what, sizeof what, "gemm %s %c %dx%dx%d alpha %g beta %g%s%.0d%s",
+             own ? "clvae" : "CLBlast", ta ? 'T' : 'N', m, n, k, (double)alpha, (double)beta,
+             batch > 1 ? " batch " : "", batch > 1 ? batch : 0,
+             epilogue == 2 ? " + bias, ReLU" : epilogue ? " + bias" : "");
     tu_compare(what, got, want, scale, (size_t)batch * m * n, 0.0, 1e-5);
     tu_check(touched == 0, "%s: %d cells outside C changed", what, touched);
     if (own && k > 10000) // own_parts splits it: the parts, the leftover rows (if any), the sum
@@ -497,6 +512,8 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
     free(want);
     free(scale);
     free(back);
+    free(bias);
+    clReleaseMemObject(dbias);
     clReleaseMemObject(da);
     clReleaseMemObject(db);
     clReleaseMemObject(dc);
@@ -1095,7 +1112,13 @@ int main(void)
     for (int own = 0; own < 2; own++)
         for (size_t i = 0; i < sizeof gemm / sizeof gemm[0]; i++)
             test_gemm(own, gemm[i].ta, gemm[i].m, gemm[i].n, gemm[i].k, gemm[i].alpha,
-                      gemm[i].beta, gemm[i].batch);
+                      gemm[i].beta, gemm[i].batch, 0);
+    // clvae's kernels with the bias (and ReLU) folded in: whole and edge blocks, 16 wide, and a
+    // product split over k (the epilogue then in the parts' sum).
+    test_gemm(true, false, 37, 75, 29, 1.0f, 0.0f, 1, 1);
+    test_gemm(true, false, 40, 53, 300, 1.0f, 0.0f, 1, 2);
+    test_gemm(true, false, 21, 16, 9, 1.0f, 0.0f, 1, 2);
+    test_gemm(true, false, 37, 45, 13001, 1.0f, 0.0f, 1, 2);
 
     test_reparameterize(23, 7, 5, 0, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
     test_reparameterize(23, 7, 5, 41, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);

@@ -103,7 +103,7 @@ def main():
               f"{names}")
 
         # --profile: the table and the launches per step. The default model (784-128-10) enqueues
-        # 28 a step: the gather; forward 2 products + 2 bias kernels each side, the sampler, the
+        # 28 a step through CLBlast: the gather; forward 2 products + 2 bias kernels each side, the sampler, the
         # likelihood and its row sums (12); backward, for the 4 layers from the top, bias + weight
         # transpose + dW + dx three times and bias + dW for the first (14), the sampler (1); Adam.
         # At batch 256 no reduction over rows splits into parts (at 1000 the 1000 x 784 bias
@@ -111,9 +111,13 @@ def main():
         p = subprocess.run([CLVAE, "train", "--epochs", "1", "--batch", "256", "--profile",
                             "--out", os.path.join(tmp, "profile")], capture_output=True, text=True,
                            cwd=tmp, timeout=600)
+        # With clvae's products (a CPU) the 4 forward bias kernels are the products' epilogues: 24.
         m = re.search(r"^clvae: ([\d.]+) launches per training step", p.stdout, re.M)
-        check("--profile: 28.0 launches per training step of the default model",
-              p.returncode == 0 and m is not None and m.group(1) == "28.0",
+        own = "matrix products by clvae's" in p.stdout
+        want = "24.0" if own else "28.0"
+        check(f"--profile: {want} launches per training step of the default model "
+              f"({'clvae' if own else 'CLBlast'} products)",
+              p.returncode == 0 and m is not None and m.group(1) == want,
               f"exit {p.returncode}; stdout {p.stdout[-600:]!r}")
         check("--profile: the table lists bias_backward and the 256x128x784 product",
               re.search(r"^bias_backward +\d+", p.stdout, re.M) is not None
