@@ -1,9 +1,9 @@
-// clvae's own matrix products, for CPU devices: C (m, n) = alpha op(A) B + beta C, row-major,
-// op(A) = A (gemm_nn_*) or A^T with A stored (k, m) (gemm_tn_*); dimension 2 of the range is a
-// batch of such products, strides in floats. An epilogue may follow, folded into the store:
-// GEMM_BIAS adds bias[bias_off + j] to column j, GEMM_BIAS_RELU then takes max(0, .) (what
-// bias_forward and bias_relu_forward of dense.cl do in a second pass, to the same bits). Range:
-// (column blocks, row blocks, batch).
+// clvae's own matrix products, the default on PoCL's CPU device: C (m, n) = alpha op(A) B +
+// beta C, row-major, op(A) = A (gemm_nn_*) or A^T with A stored (k, m) (gemm_tn_*); dimension 2
+// of the range is a batch of such products, strides in floats. An epilogue may follow, folded
+// into the store: GEMM_BIAS adds bias[bias_off + j] to column j, GEMM_BIAS_RELU then takes
+// max(0, .) (what bias_forward and bias_relu_forward of dense.cl do in a second pass, to the same
+// bits). Range: (column blocks, row blocks, batch).
 //
 // Each work-item keeps a GEMM_R x (16 NV) block of C in float16 registers and walks k: a step
 // loads NV rows of 16 from B, broadcasts GEMM_R values of A and does GEMM_R NV vector

@@ -47,8 +47,8 @@ struct clrt {
     cl_mem gemm_temp; // products' scratch (CLBlast's, or clvae's parts over k), shared by every
                       // product (the queue is in order)
     size_t gemm_temp_bytes;
-    // Products run clvae's own kernels (cl/gemm.cl) rather than CLBlast's: on CPU devices, where
-    // they are several times faster, unless CLVAE_GEMM says clblast (or clvae, anywhere).
+    // Products run clvae's own kernels (cl/gemm.cl) rather than CLBlast's: on PoCL's CPU device,
+    // where they are several times faster, unless CLVAE_GEMM says clblast (or clvae, anywhere).
     bool own_gemm;
     cl_kernel gemm_kernels[4], gemm_sum; // created on first use
     bool profiling;   // the queue records events; launches and products are timed
