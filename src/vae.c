@@ -588,7 +588,7 @@ void vae_gather(struct vae *vae, cl_mem data, cl_mem index, int start, int rows)
     KARG(k, a++, rows);
     KARG(k, a++, dim);
     KARG(k, a++, vae->x);
-    size_t global[2] = {(size_t)dim, (size_t)rows};
+    size_t global[2] = {((size_t)dim + 15) / 16, (size_t)rows}; // 16 bytes a work-item
     clrt_launch(vae->rt, k, 2, global, NULL);
 }
 

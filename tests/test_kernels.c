@@ -557,7 +557,7 @@ static void test_gather_images(int count, int dim, int start, int rows, const si
     KARG(k, 3, rows);
     KARG(k, 4, dim);
     KARG(k, 5, dx);
-    size_t global[2] = {(size_t)dim, (size_t)rows};
+    size_t global[2] = {((size_t)dim + 15) / 16, (size_t)rows}; // 16 bytes a work-item
     clrt_launch(&rt, k, 2, global, local);
     tu_download(&rt, dx, x, (n_x + GUARD) * sizeof(float));
     char what[160];
@@ -1090,6 +1090,9 @@ int main(void)
     test_im2col(2, 5, 7, 9, 3, 1, 1);
     test_im2col(2, 3, 9, 7, 5, 2, 0);
     test_im2col(1, 2, 10, 7, 4, 3, 2);
+    // Rows of whole 16-byte chunks, of fewer than 16 bytes, and with a shorter last chunk.
+    test_gather_images(50, 32, 5, 17, NULL);
+    test_gather_images(40, 7, 0, 40, local2);
     test_gather_images(97, 61, 13, 29, NULL);
     test_gather_images(97, 61, 68, 29, local2);
 
