@@ -218,18 +218,21 @@ static void print_device_details(FILE *out, cl_platform_id platform, cl_device_i
     int tuned = tuning_lines(name, NULL, first);
     const char *env = getenv("CLVAE_CLBLAST_TUNING");
     bool off = env && !strcmp(env, "off");
-    const char *gemm_env = getenv("CLVAE_GEMM");
-    if (gemm_env && strcmp(gemm_env, "clvae") != 0 && strcmp(gemm_env, "clblast") != 0)
-        gemm_env = NULL; // what clrt_open refuses is not what a run would use
+    // What runs the products there: CLVAE_GEMM when it is one clrt_open accepts, else the default.
+    const char *gemm_env = getenv("CLVAE_GEMM"), *products;
+    if (gemm_env && strcmp(gemm_env, "clvae") == 0)
+        products = "clvae's kernels (cl/gemm.cl; CLVAE_GEMM=clvae)";
+    else if (gemm_env && strcmp(gemm_env, "clblast") == 0)
+        products = "CLBlast (CLVAE_GEMM=clblast)";
+    else if (own_gemm_default(pname, cpu))
+        products = "clvae's kernels (cl/gemm.cl), as on PoCL's CPU device";
+    else
+        products = "CLBlast, as on every device but PoCL's CPU device";
     fprintf(out,
             "    clvae uses: matrix products by %s; bias gradients in %s; row sums in "
             "work-groups of %s; buffers up to the largest allocation; CLBlast parameters "
             "%s%s%s%s\n",
-            gemm_env ? (strcmp(gemm_env, "clvae") == 0
-                                         ? "clvae's kernels (cl/gemm.cl; CLVAE_GEMM=clvae)"
-                                         : "CLBlast (CLVAE_GEMM=clblast)")
-            : own_gemm_default(pname, cpu) ? "clvae's kernels (cl/gemm.cl), as on PoCL's CPU device"
-                                           : "CLBlast, as on every device but PoCL's CPU device",
+            products,
             cpu ? "parts filling 1024 work-items a compute unit (one pass below 2^18 elements)"
                 : "parts filling 256 work-items a compute unit",
             cpu ? "1 (a CPU runs them one after another)" : "up to 256 (a power of two)",
