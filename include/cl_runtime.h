@@ -39,8 +39,8 @@ struct clrt {
     cl_uint compute_units;
     size_t reduce_work; // work-items a reduction over rows should fill
     size_t reduce_min;  // elements below which a reduction over rows runs in one pass
-    // Split-K weight gradients (vae_splitk_parts): the work-groups a product should fill, and the
-    // fewest rows a part takes.
+    // Split-K weight gradients (vae_splitk_parts): the work-groups a product should fill (0: no
+    // split by work-groups), and the fewest rows a part takes.
     size_t splitk_groups, splitk_min_k;
     size_t splitk_bytes; // and the most bytes of both operands' rows a part takes (0: no limit)
     size_t allocated;   // bytes of device memory created through clrt_buffer
@@ -171,6 +171,13 @@ bool clrt_gemm_bias(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_m
 void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                           size_t a_stride, struct clrt_mat b, size_t b_stride, struct clrt_mat c,
                           size_t c_stride, size_t batch);
+
+// C (m, n) = A^T B + beta C over the k rows of A (k, m) and B (k, n) in parts (split-K): a strided
+// batch of products over parts runs of k / parts rows into scratch (parts + 1 products of m x n:
+// the rows left over are one more), then their sum, in order.
+void clrt_gemm_split(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                     struct clrt_mat b, float beta, struct clrt_mat c, size_t parts,
+                     cl_mem scratch);
 
 // Makes rt's CLBlast scratch at least bytes, up front, so that a device too small says so before
 // any work. 0, or -1 with err (CLVAE_EXIT_DEVICE) naming the buffer and its size.

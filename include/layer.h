@@ -103,8 +103,7 @@ void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n
 void dense_transpose_weight(struct vae *vae, const struct layer *l, int rows, int cols);
 // dW (wgrad_m, wgrad_n) at l->weight in vae->grads (+)= a^T b over rows x l->wgrad_k rows of a
 // (.., wgrad_m) and b (.., wgrad_n): one product, or, when that alone would leave the device idle
-// (vae_splitk_parts), a strided batch of products over parts of the rows into vae->splitk and
-// their sum (split-K).
+// (vae_splitk_parts), clrt_gemm_split's parts of the rows into vae->splitk and their sum.
 void dense_weight_grad(struct vae *vae, const struct layer *l, int rows, struct clrt_mat a,
                        struct clrt_mat b, bool accumulate);
 // PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in), from Philox counter p for

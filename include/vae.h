@@ -132,8 +132,9 @@ int vae_bias_parts(const struct vae *vae, int rows, int n);
 
 // How many parts a weight gradient (m, n) summed over k rows splits into on rt: enough that the
 // parts' 32x32 tiles fill rt->splitk_groups work-groups, each part at least rt->splitk_min_k rows,
-// at most VAE_SPLITK_MAX; 1 when the product alone fills the device.
-#define VAE_SPLITK_MAX 64
+// at most VAE_SPLITK_MAX; 1 when the product alone fills the device, or when rt->splitk_groups is 0
+// (clvae's products on a CPU, which split by cache themselves).
+#define VAE_SPLITK_MAX 16
 int vae_splitk_parts(const struct clrt *rt, size_t m, size_t n, size_t k);
 
 // z (rows, latent) -> logits (rows, out_dim) through the decoder alone.

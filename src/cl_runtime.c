@@ -511,7 +511,12 @@ int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel,
                           engine);
     rt->own_gemm = engine && *engine ? strcmp(engine, "clvae") == 0
                                      : own_gemm_default(rt->platform_name, cpu);
+    // With clvae's products a CPU splits by what its caches hold instead (own_parts), any
+    // product, and a weight gradient's 8 x 32 blocks are enough for its cores: no split by
+    // work-groups there.
     rt->splitk_bytes = cpu && rt->own_gemm ? (size_t)1 << 20 : 0;
+    if (rt->splitk_bytes)
+        rt->splitk_groups = 0;
     cl_int status;
     rt->context = clCreateContext(NULL, 1, &rt->device, NULL, NULL, &status);
     CL_CHECK(status);
@@ -575,14 +580,19 @@ bool clrt_gemm_params_valid(const struct clrt_gemm_params *p, size_t max_work_gr
            w % (threads / p->mdimad) == 0 && w % (threads / p->ndimbd) == 0;
 }
 
+// XgemmDirect's parameters as CLBlast names them, in the order of struct clrt_gemm_params and
+// of a tuning file's line.
+static const char *const gemm_param_names[10] = {"WGD",  "MDIMCD", "NDIMCD", "MDIMAD", "NDIMBD",
+                                                 "KWID", "VWMD",   "VWND",   "PADA",   "PADB"};
+
 void clrt_apply_gemm_params(struct clrt *rt, const struct clrt_gemm_params *p,
                             size_t min_indirect)
 {
-    const char *names[] = {"WGD",  "MDIMCD", "NDIMCD", "MDIMAD", "NDIMBD",
-                           "KWID", "VWMD",   "VWND",   "PADA",   "PADB"};
     size_t values[] = {(size_t)p->wgd,  (size_t)p->mdimcd, (size_t)p->ndimcd, (size_t)p->mdimad,
                        (size_t)p->ndimbd, (size_t)p->kwid, (size_t)p->vwmd,   (size_t)p->vwnd,
                        (size_t)p->pada, (size_t)p->padb};
+    const char *names[10];
+    memcpy(names, gemm_param_names, sizeof names);
     CL_CHECK(CLBlastOverrideParameters(rt->device, "XgemmDirect", CLBlastPrecisionSingle, 10, names,
                                        values));
     const char *routine[] = {"XGEMM_MIN_INDIRECT_SIZE"};
@@ -644,8 +654,7 @@ static bool param(const char *tok, const char *name, size_t *v)
 int clrt_parse_tuning(const char *text, const char *key, struct clrt_gemm_params *p,
                       size_t *min_indirect, char *why)
 {
-    static const char *const names[] = {"WGD",  "MDIMCD", "NDIMCD", "MDIMAD", "NDIMBD",
-                                        "KWID", "VWMD",   "VWND",   "PADA",   "PADB"};
+    const char *const *names = gemm_param_names;
     int *fields[] = {&p->wgd,  &p->mdimcd, &p->ndimcd, &p->mdimad, &p->ndimbd,
                      &p->kwid, &p->vwmd,   &p->vwnd,   &p->pada,   &p->padb};
     bool have_direct = false, have_routine = false;
@@ -986,6 +995,19 @@ static void epilogue_args(cl_kernel kern, cl_uint i, const struct clrt_epilogue 
     KARG(kern, i++, kind);
 }
 
+// Sets an operand's arguments (buffer, offset, leading dimension, batch stride) of a cl/gemm.cl
+// kernel from index i; returns the index after them.
+static cl_uint operand_args(cl_kernel kern, cl_uint i, struct clrt_mat x, size_t stride)
+{
+    cl_ulong off = x.offset, st = stride;
+    cl_int ld = (cl_int)x.ld;
+    KARG(kern, i++, x.mem);
+    KARG(kern, i++, off);
+    KARG(kern, i++, ld);
+    KARG(kern, i++, st);
+    return i;
+}
+
 // One launch of a cl/gemm.cl product kernel: C_i = alpha op(A_i) B_i + beta C_i for i < batch,
 // in blocks of 8 x 32 (8 x 16 when n is 16 or less); its time goes to profile entry label.
 static void gemm_blocks(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
@@ -999,28 +1021,16 @@ static void gemm_blocks(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, 
     cl_kernel *kern = &rt->gemm_kernels[2 * ta + (width == 16)];
     if (!*kern)
         *kern = clrt_kernel(rt, names[ta][width == 16]);
-    cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k, lda = (cl_int)a.ld,
-           ldb = (cl_int)b.ld, ldc = (cl_int)c.ld;
-    cl_ulong ao = a.offset, as = a_stride, bo = b.offset, bs = b_stride, co = c.offset,
-             cs = c_stride;
-    int i = 0;
+    cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k;
+    cl_uint i = 0;
     KARG(*kern, i++, im);
     KARG(*kern, i++, in);
     KARG(*kern, i++, ik);
     KARG(*kern, i++, alpha);
     KARG(*kern, i++, beta);
-    KARG(*kern, i++, a.mem);
-    KARG(*kern, i++, ao);
-    KARG(*kern, i++, lda);
-    KARG(*kern, i++, as);
-    KARG(*kern, i++, b.mem);
-    KARG(*kern, i++, bo);
-    KARG(*kern, i++, ldb);
-    KARG(*kern, i++, bs);
-    KARG(*kern, i++, c.mem);
-    KARG(*kern, i++, co);
-    KARG(*kern, i++, ldc);
-    KARG(*kern, i++, cs);
+    i = operand_args(*kern, i, a, a_stride);
+    i = operand_args(*kern, i, b, b_stride);
+    i = operand_args(*kern, i, c, c_stride);
     epilogue_args(*kern, i, ep, c.mem);
     // A work-group of up to 8 blocks down one column of blocks: on a CPU they run on one core
     // one after another, sharing B's columns in its cache.
@@ -1055,9 +1065,25 @@ static size_t own_parts(const struct clrt *rt, size_t m, size_t n, size_t k)
     return parts;
 }
 
+static void gemm_split(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
+                       struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c,
+                       size_t parts, cl_mem scratch, const struct clrt_epilogue *ep,
+                       const char *label);
+
+// Makes rt->gemm_temp at least bytes while products are queued, or stops the program naming the
+// product m x n x k and why.
+static void grow_gemm_temp(struct clrt *rt, size_t bytes, size_t m, size_t n, size_t k)
+{
+    struct clvae_error err;
+    if (clrt_reserve_gemm_temp(rt, bytes, &err)) {
+        fprintf(stderr, "clvae: the %zux%zux%zu matrix product: %s\n", m, n, k, err.msg);
+        clFinish(rt->queue);
+        exit(err.status);
+    }
+}
+
 // C_i = alpha op(A_i) B_i + beta C_i for i < batch through cl/gemm.cl: one launch, or for a
-// single product that own_parts splits, the parts of k / parts rows (and the rows left over as
-// one more) into rt->gemm_temp, then their sum.
+// single product that own_parts splits, gemm_split with rt->gemm_temp as its scratch.
 static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
                      struct clrt_mat a, size_t a_stride, struct clrt_mat b, size_t b_stride,
                      float beta, struct clrt_mat c, size_t c_stride, size_t batch,
@@ -1070,54 +1096,14 @@ static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, flo
                 m, n, k);
         exit(CLVAE_EXIT_DEVICE);
     }
-    double flops = 2.0 * (double)batch * m * n * k;
     size_t parts = batch == 1 ? own_parts(rt, m, n, k) : 1;
     if (parts == 1) {
         gemm_blocks(rt, ta, m, n, k, alpha, a, a_stride, b, b_stride, beta, c, c_stride, batch,
-                    ep, label, flops);
+                    ep, label, 2.0 * (double)batch * m * n * k);
         return;
     }
-    size_t chunk = k / parts, rest = k - chunk * parts, mn = m * n;
-    struct clvae_error err;
-    if (clrt_reserve_gemm_temp(rt, (parts + 1) * mn * sizeof(float), &err)) {
-        fprintf(stderr, "clvae: the %zux%zux%zu matrix product: %s\n", m, n, k, err.msg);
-        clFinish(rt->queue);
-        exit(err.status);
-    }
-    // Part p's rows of k: columns p chunk.. of A (rows when ta), rows p chunk.. of B.
-    size_t a_step = ta ? chunk * a.ld : chunk, b_step = chunk * b.ld;
-    char part_label[48];
-    snprintf(part_label, sizeof part_label, "%s in %zu", label, parts);
-    struct clrt_mat scratch = {rt->gemm_temp, 0, n};
-    gemm_blocks(rt, ta, m, n, chunk, 1.0f, a, a_step, b, b_step, 0.0f, scratch, mn, parts, NULL,
-                part_label, 2.0 * (double)m * n * chunk * parts);
-    if (rest) {
-        a.offset += a_step * parts;
-        b.offset += b_step * parts;
-        scratch.offset = parts * mn;
-        char rest_label[48];
-        gemm_label(rest_label, sizeof rest_label, ta, false, m, n, rest);
-        gemm_blocks(rt, ta, m, n, rest, 1.0f, a, 0, b, 0, 0.0f, scratch, 0, 1, NULL, rest_label,
-                    2.0 * (double)m * n * rest);
-        parts++;
-    }
-    if (!rt->gemm_sum)
-        rt->gemm_sum = clrt_kernel(rt, "gemm_sum_parts");
-    cl_int ip = (cl_int)parts, im = (cl_int)m, in = (cl_int)n, ldc = (cl_int)c.ld;
-    cl_ulong co = c.offset;
-    int i = 0;
-    KARG(rt->gemm_sum, i++, rt->gemm_temp);
-    KARG(rt->gemm_sum, i++, ip);
-    KARG(rt->gemm_sum, i++, im);
-    KARG(rt->gemm_sum, i++, in);
-    KARG(rt->gemm_sum, i++, alpha);
-    KARG(rt->gemm_sum, i++, beta);
-    KARG(rt->gemm_sum, i++, c.mem);
-    KARG(rt->gemm_sum, i++, co);
-    KARG(rt->gemm_sum, i++, ldc);
-    epilogue_args(rt->gemm_sum, (cl_uint)i, ep, c.mem);
-    size_t global[2] = {n, m};
-    clrt_launch(rt, rt->gemm_sum, 2, global, NULL);
+    grow_gemm_temp(rt, (parts + 1) * m * n * sizeof(float), m, n, k);
+    gemm_split(rt, ta, m, n, k, alpha, a, b, beta, c, parts, rt->gemm_temp, ep, label);
 }
 
 void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
@@ -1141,12 +1127,7 @@ void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, 
             CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
             tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, a.offset, a.ld, b.offset, b.ld,
             c.offset, c.ld, &rt->queue, &bytes));
-        struct clvae_error err;
-        if (clrt_reserve_gemm_temp(rt, bytes, &err)) {
-            fprintf(stderr, "clvae: the %zux%zux%zu matrix product: %s\n", m, n, k, err.msg);
-            clFinish(rt->queue);
-            exit(err.status);
-        }
+        grow_gemm_temp(rt, bytes, m, n, k);
         status = gemm_call(rt, ta, tb, m, n, k, alpha, a, b, beta, c, want);
     }
     CL_CHECK(status);
@@ -1191,6 +1172,61 @@ void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct 
                                         rt->profiling ? &ev : NULL));
     if (ev)
         prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)batch * m * n * k));
+}
+
+// C = alpha op(A) B + beta C (then ep) over k in parts: parts products of k / parts rows each
+// (a strided batch into scratch), the rows left over as one more, then gemm_sum_parts adds
+// them in order. scratch holds parts + 1 products of m x n.
+static void gemm_split(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
+                       struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c,
+                       size_t parts, cl_mem scratch, const struct clrt_epilogue *ep,
+                       const char *label)
+{
+    size_t chunk = k / parts, rest = k - chunk * parts, mn = m * n;
+    // Part p's rows of k: columns p chunk.. of A (rows when ta), rows p chunk.. of B.
+    size_t a_step = ta ? chunk * a.ld : chunk, b_step = chunk * b.ld;
+    struct clrt_mat part = {scratch, 0, n};
+    if (rt->own_gemm) {
+        char part_label[48];
+        snprintf(part_label, sizeof part_label, "%s in %zu", label, parts);
+        gemm_blocks(rt, ta, m, n, chunk, 1.0f, a, a_step, b, b_step, 0.0f, part, mn, parts, NULL,
+                    part_label, 2.0 * (double)m * n * chunk * parts);
+    } else {
+        clrt_gemm_tn_batched(rt, m, n, chunk, a, a_step, b, b_step, part, mn, parts);
+    }
+    if (rest) {
+        a.offset += a_step * parts;
+        b.offset += b_step * parts;
+        part.offset = parts * mn;
+        clrt_gemm(rt, ta, false, m, n, rest, 1.0f, a, b, 0.0f, part);
+        parts++;
+    }
+    if (!rt->gemm_sum)
+        rt->gemm_sum = clrt_kernel(rt, "gemm_sum_parts");
+    cl_int ip = (cl_int)parts, im = (cl_int)m, in = (cl_int)n, ldc = (cl_int)c.ld;
+    cl_ulong co = c.offset;
+    cl_uint i = 0;
+    KARG(rt->gemm_sum, i++, scratch);
+    KARG(rt->gemm_sum, i++, ip);
+    KARG(rt->gemm_sum, i++, im);
+    KARG(rt->gemm_sum, i++, in);
+    KARG(rt->gemm_sum, i++, alpha);
+    KARG(rt->gemm_sum, i++, beta);
+    KARG(rt->gemm_sum, i++, c.mem);
+    KARG(rt->gemm_sum, i++, co);
+    KARG(rt->gemm_sum, i++, ldc);
+    epilogue_args(rt->gemm_sum, i, ep, c.mem);
+    size_t global[2] = {n, m};
+    clrt_launch(rt, rt->gemm_sum, 2, global, NULL);
+}
+
+void clrt_gemm_split(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                     struct clrt_mat b, float beta, struct clrt_mat c, size_t parts,
+                     cl_mem scratch)
+{
+    char label[48];
+    gemm_label(label, sizeof label, true, false, m, n, k);
+    gemm_split(rt, true, m, n, k, 1.0f, a, b, beta, c, parts, scratch, NULL, label);
 }
 
 size_t clrt_gemm_temp_size(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k,

@@ -171,34 +171,11 @@ void dense_weight_grad(struct vae *vae, const struct layer *l, int rows, struct 
     size_t m = l->wgrad_m, n = l->wgrad_n, k = (size_t)rows * l->wgrad_k;
     int parts = vae_splitk_parts(vae->rt, m, n, k);
     struct clrt_mat dw = {vae->grads, l->weight, n};
-    if (parts == 1) {
-        clrt_gemm(vae->rt, true, false, m, n, k, 1.0f, a, b, accumulate ? 1.0f : 0.0f, dw);
-        return;
-    }
-    // parts equal runs of chunk rows, then the rest (fewer than parts rows) as one more part.
-    size_t chunk = k / (size_t)parts, rest = k - chunk * (size_t)parts, mn = m * n;
-    clrt_gemm_tn_batched(vae->rt, m, n, chunk, a, chunk * a.ld, b, chunk * b.ld,
-                         (struct clrt_mat){vae->splitk, 0, n}, mn, (size_t)parts);
-    int sums = parts;
-    if (rest) {
-        struct clrt_mat a_rest = a, b_rest = b;
-        a_rest.offset += chunk * (size_t)parts * a.ld;
-        b_rest.offset += chunk * (size_t)parts * b.ld;
-        clrt_gemm(vae->rt, true, false, m, n, rest, 1.0f, a_rest, b_rest, 0.0f,
-                  (struct clrt_mat){vae->splitk, (size_t)parts * mn, n});
-        sums++;
-    }
-    cl_kernel kern = l->k_bias_backward_sum; // sums parts of a vector: here of m x n
-    int offset = (int)l->weight, acc = accumulate, count = (int)mn;
-    cl_uint i = 0;
-    KARG(kern, i++, vae->splitk);
-    KARG(kern, i++, sums);
-    KARG(kern, i++, vae->grads);
-    KARG(kern, i++, offset);
-    KARG(kern, i++, acc);
-    KARG(kern, i++, count);
-    size_t global = mn;
-    clrt_launch(vae->rt, kern, 1, &global, NULL);
+    float beta = accumulate ? 1.0f : 0.0f;
+    if (parts == 1)
+        clrt_gemm(vae->rt, true, false, m, n, k, 1.0f, a, b, beta, dw);
+    else
+        clrt_gemm_split(vae->rt, m, n, k, a, b, beta, dw, (size_t)parts, vae->splitk);
 }
 
 // A weight (out, in) and a bias (out) from columns col0 .. col0 + out - 1 of the layer.

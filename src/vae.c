@@ -394,16 +394,10 @@ static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
 int vae_splitk_parts(const struct clrt *rt, size_t m, size_t n, size_t k)
 {
     size_t tiles = ((m + 31) / 32) * ((n + 31) / 32);
-    if (rt->splitk_min_k == 0)
+    // (clvae's products on a CPU set no work-groups to fill: they split by cache themselves.)
+    if (rt->splitk_min_k == 0 || tiles >= rt->splitk_groups)
         return 1;
     size_t want = (rt->splitk_groups + tiles - 1) / tiles, most = k / rt->splitk_min_k;
-    // A part's rows of both operands should stay in a core's cache while its blocks use them:
-    // with clvae's kernels on a CPU, a conv layer's 12544 x (512 + 64) ran at 55 GFLOP/s whole
-    // and 105-135 in 27 parts of 1 MiB. Operands of less than 8 parts' worth stay whole (the
-    // parts' sum and the leftover rows cost what they save).
-    size_t by_cache = rt->splitk_bytes ? k * (m + n) * sizeof(float) / rt->splitk_bytes : 0;
-    if (by_cache >= 8)
-        want = want > by_cache ? want : by_cache;
     size_t parts = want < most ? want : most;
     parts = parts < VAE_SPLITK_MAX ? parts : VAE_SPLITK_MAX;
     return parts < 2 ? 1 : (int)parts;
@@ -504,14 +498,17 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
     size_t splitk = splitk_floats(vae, rt, max_rows);
     if (splitk && !(vae->splitk = own(vae, splitk, 1, "split-K weight gradient parts", err)))
         return -1;
-    // CLBlast's scratch, reserved for the products of a full batch; clrt_gemm grows it if a
-    // product of another row count needs more.
+    // The products' scratch (CLBlast's, or the parts of clvae's split products), reserved for
+    // the products of a full batch and the weight gradients; clrt_gemm grows it if a product of
+    // another row count needs more.
     size_t temp = 0;
     for (int i = 0; i < vae->n_layers; i++) {
-        size_t in = (size_t)vae->layer[i].in, out = (size_t)vae->layer[i].out, t;
+        const struct layer *l = &vae->layer[i];
+        size_t in = (size_t)l->in, out = (size_t)l->out, t;
         t = clrt_gemm_temp_size(rt, false, false, rows, out, in, in, out, out);
         temp = t > temp ? t : temp;
-        t = clrt_gemm_temp_size(rt, true, false, in, out, rows, in, out, out);
+        t = clrt_gemm_temp_size(rt, true, false, l->wgrad_m, l->wgrad_n, rows * l->wgrad_k,
+                                l->wgrad_m, l->wgrad_n, l->wgrad_n);
         temp = t > temp ? t : temp;
         t = clrt_gemm_temp_size(rt, false, false, rows, in, out, out, in, in);
         temp = t > temp ? t : temp;
