@@ -35,4 +35,10 @@ int cli_parse_source(int c, const char *arg, const char **platform, const char *
 // The error for getopt_long's '?' or ':' return, naming the option (argv as given to getopt).
 int cli_bad_option(int c, char **argv, const char *command, struct clvae_error *err);
 
+// What a subcommand's option loop does with every option it does not take itself: one of
+// CLI_SOURCE_OPTIONS (cli_parse_source), else cli_bad_option's error. 0, or -1 with err.
+int cli_parse_rest(int c, const char *arg, char **argv, const char *command,
+                   const char **platform, const char **device, const char **data,
+                   struct clvae_error *err);
+
 #endif

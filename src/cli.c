@@ -87,3 +87,13 @@ int cli_bad_option(int c, char **argv, const char *command, struct clvae_error *
                       "%s: unknown or ambiguous option (see clvae %s --help)", argv[optind - 1],
                       command);
 }
+
+int cli_parse_rest(int c, const char *arg, char **argv, const char *command,
+                   const char **platform, const char **device, const char **data,
+                   struct clvae_error *err)
+{
+    int rc = cli_parse_source(c, arg, platform, device, data, err);
+    if (rc == 0)
+        return cli_bad_option(c, argv, command, err);
+    return rc < 0 ? -1 : 0;
+}

@@ -205,10 +205,8 @@ static int parse_eval(int argc, char **argv, struct eval_options *opt, struct cl
         case 's': rc = cli_parse_u64("--seed", optarg, &opt->seed, err); break;
         case 'h': print_eval_usage(stdout); return 1;
         default:
-            rc = cli_parse_source(c, optarg, &opt->platform, &opt->device, &opt->data_dir, err);
-            if (rc == 0)
-                return cli_bad_option(c, argv, "eval", err);
-            rc = rc < 0 ? -1 : 0;
+            rc = cli_parse_rest(c, optarg, argv, "eval", &opt->platform, &opt->device,
+                                &opt->data_dir, err);
         }
         if (rc)
             return -1;

@@ -125,10 +125,7 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
             break;
         case 'h': fputs(usage, stdout); exit(CLVAE_EXIT_OK);
         default:
-            rc = cli_parse_source(c, optarg, &o->platform, &o->device, &o->data, err);
-            if (rc == 0)
-                return cli_bad_option(c, argv, name, err);
-            rc = rc < 0 ? -1 : 0;
+            rc = cli_parse_rest(c, optarg, argv, name, &o->platform, &o->device, &o->data, err);
         }
         if (rc)
             return -1;

@@ -192,10 +192,8 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
         case OPT_RESUME: opt->resume_path = optarg; break;
         case 'h': print_train_usage(stdout); exit(CLVAE_EXIT_OK);
         default:
-            rc = cli_parse_source(c, optarg, &opt->platform, &opt->device, &opt->data_dir, err);
-            if (rc == 0)
-                return cli_bad_option(c, argv, "train", err);
-            rc = rc < 0 ? -1 : 0;
+            rc = cli_parse_rest(c, optarg, argv, "train", &opt->platform, &opt->device,
+                                &opt->data_dir, err);
         }
         if (rc)
             return -1;

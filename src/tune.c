@@ -99,10 +99,7 @@ static int parse_tune(int argc, char **argv, struct tune_options *o, struct clva
         case 'h': fputs(usage, stdout); return 1;
         default: {
             const char *data = NULL;
-            rc = cli_parse_source(c, optarg, &o->platform, &o->device, &data, err);
-            if (rc == 0)
-                return cli_bad_option(c, argv, "tune", err);
-            rc = rc < 0 ? -1 : 0;
+            rc = cli_parse_rest(c, optarg, argv, "tune", &o->platform, &o->device, &data, err);
         }
         }
         if (rc)
