@@ -10,8 +10,6 @@
 
 #include "error.h"
 
-// Most device buffers a runtime tracks for its memory report.
-#define CLRT_MAX_BUFFERS 96
 
 // Device time of one kernel or one GEMM shape, summed over a run (clvae train --profile).
 struct clrt_prof {
@@ -34,7 +32,8 @@ struct clrt {
     char platform_name[128], device_name[128];
     char tuning_source[4200]; // the `clvae tune` file applied, or ""
     cl_device_type device_type;
-    cl_ulong global_mem, max_alloc;
+    cl_ulong global_mem;
+    cl_ulong max_alloc; // the device's largest allocation, or $CLVAE_MAX_ALLOC when that is less
     size_t max_work_group;
     cl_uint compute_units;
     size_t reduce_work; // work-items a reduction over rows should fill
@@ -130,6 +129,32 @@ cl_kernel clrt_kernel(struct clrt *rt, const char *name);
 // Creates a device buffer of bytes, named in any error ("training set (47040000 bytes)"); checks
 // the device's limits first and forces the allocation so that a failure shows up here.
 cl_mem clrt_buffer(struct clrt *rt, size_t bytes, const char *name, struct clvae_error *err);
+
+// One array stored as several device buffers, each within the largest allocation: part i holds
+// bytes [start[i], start[i + 1]) of the whole. The parameters, their gradients, Adam's moments and
+// the transposed weights split at layer boundaries (vae.c), a data set at whole images.
+#define CLRT_MAX_PARTS 64
+struct clrt_parts {
+    int n;
+    size_t start[CLRT_MAX_PARTS + 1];
+    cl_mem mem[CLRT_MAX_PARTS];
+};
+
+// Creates p's buffers (clrt_buffer: zero-filled), n and start already set, named "name" or, with
+// several, "name (part i of n)"; on failure releases those made.
+int clrt_parts_create(struct clrt *rt, struct clrt_parts *p, const char *name,
+                      struct clvae_error *err);
+void clrt_parts_release(struct clrt_parts *p);
+
+// Cuts bytes into parts of whole units of unit bytes, each at most rt->max_alloc: p->n and
+// p->start, no buffers. -1 with CLVAE_EXIT_DEVICE naming name when one unit is over the limit or
+// more than CLRT_MAX_PARTS parts would be needed.
+int clrt_parts_plan(const struct clrt *rt, struct clrt_parts *p, size_t bytes, size_t unit,
+                    const char *name, struct clvae_error *err);
+
+// The whole array from or to host memory, part by part; blocking waits for the last.
+void clrt_parts_write(struct clrt *rt, const struct clrt_parts *p, const void *host, bool blocking);
+void clrt_parts_read(struct clrt *rt, const struct clrt_parts *p, void *host, bool blocking);
 
 // Enqueues kernel over global work items (rounded up to a multiple of local when local is given).
 void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *global,

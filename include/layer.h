@@ -75,7 +75,13 @@ struct layer {
     bool relu;
     bool gaussian_head; // y is [mean | logvar]: the checkpoint names the halves mean and logvar
     bool needs_dx;      // a layer below takes dx
-    size_t weight, bias, weight_t; // offsets: params/grads, and vae->weights_t
+    size_t weight, bias, weight_t; // offsets in floats: the flat parameters, the transposed weights
+    // Where they live on the device (vae_create): the part of vae->params and ->grads holding the
+    // layer and the offsets within it; weight_t's part of vae->weights_t and its offset there.
+    struct {
+        cl_mem params, grads, weights_t;
+        size_t weight, bias, weight_t;
+    } dev;
     // The weight gradient's product: (wgrad_m, wgrad_n) summed over wgrad_k rows an image.
     size_t wgrad_m, wgrad_n, wgrad_k;
     cl_mem x, dx;                  // borrowed: the layer below's y and dy (dx NULL if !needs_dx)

@@ -1,6 +1,7 @@
 // The model: a list of layers (encoder, the Gaussian head, decoder, output) built from one
 // architecture description, the Gaussian sampler between them and the likelihood after,
-// its parameters in one flat device buffer. Forward and backward walk the list.
+// its parameters one flat array (on the device in parts at layer boundaries when it is larger than
+// the largest allocation). Forward and backward walk the list.
 #ifndef CLVAE_VAE_H
 #define CLVAE_VAE_H
 
@@ -60,8 +61,10 @@ struct vae {
     struct layer layer[VAE_MAX_LAYERS];
     size_t n_params;
     int max_rows;
-    cl_mem params, grads;
-    cl_mem weights_t; // dense weights transposed, for the input gradients (layer_dense.c)
+    // The flat parameters and their gradients, and the weights transposed for the input gradients
+    // (layer_dense.c): each one device buffer, or parts that keep every layer whole (each layer's
+    // l->dev says where its own are).
+    struct clrt_parts params, grads, weights_t;
     size_t n_weights_t;
     // Activations for max_rows images: x input, ml = [mu | logvar], z sample, eps its noise,
     // logits (rows, out_dim: the likelihood's parameters) and their gradients; hidden layers'
@@ -71,7 +74,7 @@ struct vae {
     cl_mem bias_partial; // the bias gradients' partial column sums (vae_bias_parts)
     cl_mem splitk;       // split-K weight gradients' parts (vae_splitk_parts), or NULL
     size_t bias_work;    // work-items a column reduction should fill (rt->reduce_work)
-    cl_mem owned[4 * VAE_MAX_LAYERS + 16];
+    cl_mem owned[4 * VAE_MAX_LAYERS + 16 + 3 * CLRT_MAX_PARTS];
     int n_owned;
     size_t activation_bytes;
     struct sampler sampler;
@@ -85,7 +88,8 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
                struct clvae_error *err);
 
 // Bytes of device memory vae_create allocates on rt for a laid-out model and max_rows rows
-// (CLBlast's scratch aside), and in *largest and *largest_name the largest single buffer.
+// (CLBlast's scratch aside), and in *largest and *largest_name the largest single buffer that
+// cannot be split: one row count's activations, or one layer's parameters.
 size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max_rows,
                         size_t *largest, const char **largest_name);
 
@@ -94,6 +98,11 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
 int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, int max_rows,
                struct clvae_error *err);
 void vae_release(struct vae *vae);
+
+// Splits a laid-out model's parameters (and gradients) and transposed weights into parts of at most
+// rt->max_alloc bytes that keep each layer whole: vae->params, grads and weights_t's n and start,
+// no buffers. -1 with CLVAE_EXIT_DEVICE naming the layer whose parameters alone are larger.
+int vae_plan_parts(struct vae *vae, const struct clrt *rt, struct clvae_error *err);
 
 // Every layer's initial parameters (PyTorch's nn.Linear default for dense layers), drawn from
 // Philox(seed) in the order of the flat buffer.

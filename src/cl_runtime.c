@@ -1,6 +1,7 @@
 #include "cl_runtime.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <fnmatch.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -185,6 +186,33 @@ static int tuning_key_path(cl_platform_id platform, cl_device_id device, const c
 static bool own_gemm_default(const char *platform_name, bool cpu)
 {
     return cpu && strstr(platform_name, "Portable Computing Language") != NULL;
+}
+
+// $CLVAE_MAX_ALLOC, bytes with an optional K, M or G (powers of 1024): the most clvae allocates at
+// once when that is less than the device's largest allocation (*max_alloc, lowered). What a device
+// with a smaller limit does, on this one: the tests split buffers on PoCL with it.
+static int max_alloc_limit(cl_ulong *max_alloc, struct clvae_error *err)
+{
+    const char *text = getenv("CLVAE_MAX_ALLOC");
+    if (!text || !*text)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = isdigit((unsigned char)*text) ? strtoull(text, &end, 10) : 0;
+    int shift = 0;
+    if (v && *end && !end[1])
+        shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : -1;
+    else if (v && *end)
+        shift = -1;
+    if (!v || errno || shift < 0 || v > (ULLONG_MAX >> shift))
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "CLVAE_MAX_ALLOC='%.64s': expected a number of bytes above 0, with an "
+                          "optional K, M or G",
+                          text);
+    v <<= shift;
+    if (v < *max_alloc)
+        *max_alloc = v;
+    return 0;
 }
 
 static void print_device_details(FILE *out, cl_platform_id platform, cl_device_id device,
@@ -484,6 +512,8 @@ int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel,
                              &rt->global_mem, NULL));
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof rt->max_alloc,
                              &rt->max_alloc, NULL));
+    if (max_alloc_limit(&rt->max_alloc, err))
+        return -1;
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof rt->max_work_group,
                              &rt->max_work_group, NULL));
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof rt->compute_units,
@@ -850,6 +880,82 @@ cl_mem clrt_buffer(struct clrt *rt, size_t bytes, const char *name, struct clvae
                NULL;
     rt->allocated += bytes;
     return mem;
+}
+
+int clrt_parts_plan(const struct clrt *rt, struct clrt_parts *p, size_t bytes, size_t unit,
+                    const char *name, struct clvae_error *err)
+{
+    memset(p, 0, sizeof *p);
+    unit = unit ? unit : 1;
+    if (unit > rt->max_alloc)
+        return clvae_fail(err, CLVAE_EXIT_DEVICE,
+                          "device buffer '%s': one unit of it (%zu bytes) is larger than %s's "
+                          "largest allocation (%llu bytes)",
+                          name, unit, rt->device_name, (unsigned long long)rt->max_alloc);
+    size_t per = (size_t)(rt->max_alloc / unit) * unit;
+    size_t n = bytes <= per ? 1 : (bytes + per - 1) / per;
+    if (n > CLRT_MAX_PARTS)
+        return clvae_fail(err, CLVAE_EXIT_DEVICE,
+                          "device buffer '%s' (%zu bytes) would take %zu buffers of at most %llu "
+                          "bytes (%s's largest allocation); clvae splits one into at most %d",
+                          name, bytes, n, (unsigned long long)rt->max_alloc, rt->device_name,
+                          CLRT_MAX_PARTS);
+    p->n = (int)n;
+    for (size_t i = 0; i < n; i++)
+        p->start[i] = i * per;
+    p->start[n] = bytes;
+    return 0;
+}
+
+int clrt_parts_create(struct clrt *rt, struct clrt_parts *p, const char *name,
+                      struct clvae_error *err)
+{
+    for (int i = 0; i < p->n; i++) {
+        char label[160];
+        if (p->n == 1)
+            snprintf(label, sizeof label, "%s", name);
+        else
+            snprintf(label, sizeof label, "%s (part %d of %d)", name, i + 1, p->n);
+        if (!(p->mem[i] = clrt_buffer(rt, p->start[i + 1] - p->start[i], label, err))) {
+            clrt_parts_release(p);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void clrt_parts_release(struct clrt_parts *p)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->mem[i])
+            clReleaseMemObject(p->mem[i]);
+    memset(p->mem, 0, sizeof p->mem);
+}
+
+void clrt_parts_write(struct clrt *rt, const struct clrt_parts *p, const void *host, bool blocking)
+{
+    for (int i = 0; i < p->n; i++) {
+        size_t bytes = p->start[i + 1] - p->start[i];
+        cl_bool wait = blocking && i == p->n - 1 ? CL_TRUE : CL_FALSE;
+        if (bytes)
+            CL_CHECK(clEnqueueWriteBuffer(rt->queue, p->mem[i], wait, 0, bytes,
+                                          (const char *)host + p->start[i], 0, NULL, NULL));
+        else if (wait)
+            CL_CHECK(clFinish(rt->queue));
+    }
+}
+
+void clrt_parts_read(struct clrt *rt, const struct clrt_parts *p, void *host, bool blocking)
+{
+    for (int i = 0; i < p->n; i++) {
+        size_t bytes = p->start[i + 1] - p->start[i];
+        cl_bool wait = blocking && i == p->n - 1 ? CL_TRUE : CL_FALSE;
+        if (bytes)
+            CL_CHECK(clEnqueueReadBuffer(rt->queue, p->mem[i], wait, 0, bytes,
+                                         (char *)host + p->start[i], 0, NULL, NULL));
+        else if (wait)
+            CL_CHECK(clFinish(rt->queue));
+    }
 }
 
 // The profile entry for label, created on first use.

@@ -165,7 +165,7 @@ static void conv_backward(struct vae *vae, const struct layer *l, int rows, bool
         return;
     dense_transpose_weight(vae, l, (int)kkc, (int)n);
     clrt_gemm(vae->rt, false, false, m, kkc, n, 1.0f, mat(l->dy, 0, n),
-              mat(vae->weights_t, l->weight_t, kkc), 0.0f, mat(l->dcols, 0, kkc));
+              mat(l->dev.weights_t, l->dev.weight_t, kkc), 0.0f, mat(l->dcols, 0, kkc));
     columns(vae, l, l->k_col2im, l->dcols, l->dx, rows, l->in_shape, l->out_shape);
 }
 
@@ -174,7 +174,7 @@ static void deconv_forward(struct vae *vae, const struct layer *l, int rows)
     size_t m = (size_t)rows * l->in_shape.h * l->in_shape.w, ic = (size_t)l->in_shape.c;
     size_t kko = (size_t)l->spec.kernel * l->spec.kernel * l->out_shape.c;
     clrt_gemm(vae->rt, false, false, m, kko, ic, 1.0f, mat(l->x, 0, ic),
-              mat(vae->params, l->weight, kko), 0.0f, mat(l->cols, 0, kko));
+              mat(l->dev.params, l->dev.weight, kko), 0.0f, mat(l->cols, 0, kko));
     columns(vae, l, l->k_col2im, l->cols, l->y, rows, l->out_shape, l->in_shape);
     dense_bias_forward(vae, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c);
 }
@@ -190,7 +190,7 @@ static void deconv_backward(struct vae *vae, const struct layer *l, int rows, bo
         return;
     dense_transpose_weight(vae, l, (int)ic, (int)kko);
     clrt_gemm(vae->rt, false, false, m, ic, kko, 1.0f, mat(l->dcols, 0, kko),
-              mat(vae->weights_t, l->weight_t, ic), 0.0f, mat(l->dx, 0, ic));
+              mat(l->dev.weights_t, l->dev.weight_t, ic), 0.0f, mat(l->dx, 0, ic));
 }
 
 // PyTorch's shapes: a conv's weight (OC, C, K, K), element [oc][c][ky][kx] at ((ky K + kx) C +

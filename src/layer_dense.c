@@ -1,7 +1,8 @@
 // The dense layer y = relu?(x W + b): W (in, out) row-major, as a Keras Dense layer keeps its
 // kernel (the transpose of PyTorch's nn.Linear weight), b (out). The layout makes the forward
 // product and the weight gradient the NN and TN products that CLBlast runs fast on every device;
-// the input gradient dy W^T uses a transposed copy (out, in) in vae->weights_t. The bias, ReLU and
+// the input gradient dy W^T uses a transposed copy (out, in) in vae->weights_t. Every device access
+// goes through l->dev: the layer's part of the parameters and its offsets there. The bias, ReLU and
 // transpose pieces serve conv and deconv too (layer.h).
 #include <math.h>
 #include <stdio.h>
@@ -71,10 +72,10 @@ static struct clrt_mat mat(cl_mem mem, size_t offset, int ld)
 void dense_bias_forward(struct vae *vae, const struct layer *l, int rows, int n)
 {
     cl_kernel k = l->k_forward;
-    int bias = (int)l->bias;
+    int bias = (int)l->dev.bias;
     cl_uint a = 0;
     KARG(k, a++, l->y);
-    KARG(k, a++, vae->params);
+    KARG(k, a++, l->dev.params);
     KARG(k, a++, bias);
     KARG(k, a++, rows);
     KARG(k, a++, n);
@@ -85,8 +86,8 @@ void dense_bias_forward(struct vae *vae, const struct layer *l, int rows, int n)
 void dense_product_bias(struct vae *vae, const struct layer *l, size_t m, size_t n, size_t k,
                         struct clrt_mat a)
 {
-    struct clrt_epilogue ep = {{vae->params, l->bias, 0}, l->relu};
-    if (!clrt_gemm_bias(vae->rt, m, n, k, a, (struct clrt_mat){vae->params, l->weight, n},
+    struct clrt_epilogue ep = {{l->dev.params, l->dev.bias, 0}, l->relu};
+    if (!clrt_gemm_bias(vae->rt, m, n, k, a, (struct clrt_mat){l->dev.params, l->dev.weight, n},
                         (struct clrt_mat){l->y, 0, n}, &ep))
         dense_bias_forward(vae, l, (int)m, (int)n);
 }
@@ -103,9 +104,9 @@ void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n
 {
     int parts = vae_bias_parts(vae, rows, n);
     int per_part = (rows + parts - 1) / parts, relu = l->relu, acc = accumulate;
-    int dbias = (int)l->bias;
+    int dbias = (int)l->dev.bias;
     // One part writes the gradient itself; several write partial sums from 0 for the second pass.
-    cl_mem y = l->relu ? l->y : l->dy, out = parts == 1 ? vae->grads : vae->bias_partial;
+    cl_mem y = l->relu ? l->y : l->dy, out = parts == 1 ? l->dev.grads : vae->bias_partial;
     int out_offset = parts == 1 ? dbias : 0, out_acc = parts == 1 ? acc : 0;
     cl_kernel k = l->k_bias_backward;
     cl_uint a = 0;
@@ -126,7 +127,7 @@ void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n
     a = 0;
     KARG(k, a++, vae->bias_partial);
     KARG(k, a++, parts);
-    KARG(k, a++, vae->grads);
+    KARG(k, a++, l->dev.grads);
     KARG(k, a++, dbias);
     KARG(k, a++, acc);
     KARG(k, a++, n);
@@ -139,11 +140,11 @@ void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n
 void dense_transpose_weight(struct vae *vae, const struct layer *l, int rows, int cols)
 {
     cl_kernel k = l->k_transpose;
-    int src = (int)l->weight, dst = (int)l->weight_t;
+    int src = (int)l->dev.weight, dst = (int)l->dev.weight_t;
     cl_uint a = 0;
-    KARG(k, a++, vae->params);
+    KARG(k, a++, l->dev.params);
     KARG(k, a++, src);
-    KARG(k, a++, vae->weights_t);
+    KARG(k, a++, l->dev.weights_t);
     KARG(k, a++, dst);
     KARG(k, a++, rows);
     KARG(k, a++, cols);
@@ -161,7 +162,7 @@ static void dense_backward(struct vae *vae, const struct layer *l, int rows, boo
     dense_weight_grad(vae, l, rows, mat(l->x, 0, l->in), mat(l->dy, 0, l->out), accumulate);
     if (l->needs_dx)
         clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->in, (size_t)l->out, 1.0f,
-                  mat(l->dy, 0, l->out), mat(vae->weights_t, l->weight_t, l->in), 0.0f,
+                  mat(l->dy, 0, l->out), mat(l->dev.weights_t, l->dev.weight_t, l->in), 0.0f,
                   mat(l->dx, 0, l->in));
 }
 
@@ -170,7 +171,7 @@ void dense_weight_grad(struct vae *vae, const struct layer *l, int rows, struct 
 {
     size_t m = l->wgrad_m, n = l->wgrad_n, k = (size_t)rows * l->wgrad_k;
     int parts = vae_splitk_parts(vae->rt, m, n, k);
-    struct clrt_mat dw = {vae->grads, l->weight, n};
+    struct clrt_mat dw = {l->dev.grads, l->dev.weight, n};
     float beta = accumulate ? 1.0f : 0.0f;
     if (parts == 1)
         clrt_gemm(vae->rt, true, false, m, n, k, 1.0f, a, b, beta, dw);

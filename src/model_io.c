@@ -14,8 +14,7 @@ int model_io_open(struct model_io *m, const char *path, const char *platform, co
         model_io_close(m);
         return -1;
     }
-    CL_CHECK(clEnqueueWriteBuffer(m->rt.queue, m->vae.params, CL_TRUE, 0,
-                                  m->vae.n_params * sizeof(float), m->ckpt.params, 0, NULL, NULL));
+    clrt_parts_write(&m->rt, &m->vae.params, m->ckpt.params, true);
     return 0;
 }
 

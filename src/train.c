@@ -557,8 +557,7 @@ static bool exchange_gradients(struct run *run, bool has_rows, bool stop)
     CL_CHECK(clFinish(queue)); // the step's compute, so that what follows is the exchange alone
     double t0 = train_now_seconds();
     if (has_rows)
-        CL_CHECK(clEnqueueReadBuffer(queue, run->vae->grads, CL_TRUE, 0, bytes, run->host_grads, 0,
-                                     NULL, NULL));
+        clrt_parts_read(run->rt, &run->vae->grads, run->host_grads, true);
     else
         memset(run->host_grads, 0, bytes);
     run->host_grads[n] = stop ? 1.0f : 0.0f;
@@ -570,8 +569,7 @@ static bool exchange_gradients(struct run *run, bool has_rows, bool stop)
         dist_sum_floats(run->host_grads, n + 1);
     }
     // In order before the next read into host_grads, which waits for it.
-    CL_CHECK(clEnqueueWriteBuffer(queue, run->vae->grads, CL_FALSE, 0, bytes, run->host_grads, 0,
-                                  NULL, NULL));
+    clrt_parts_write(run->rt, &run->vae->grads, run->host_grads, false);
     run->exchange_seconds += train_now_seconds() - t0;
     run->exchanges++;
     return run->host_grads[n] > 0.0f;
@@ -616,7 +614,7 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
             vae_backward(run->vae, &pass, (float)opt->beta);
         }
         bool stopping = exchange_gradients(run, hi > lo, stop_requested);
-        adam_step(adam, run->vae->params, run->vae->grads);
+        adam_step(adam, &run->vae->params, &run->vae->grads);
         if (prog->report_first_step) {
             // One wait in the whole run, so that the figure includes compiling CLBlast's kernels.
             if (prog->live)
@@ -678,10 +676,9 @@ static int save_checkpoint(struct run *run, const struct train_options *opt, str
 {
     size_t n = run->vae->n_params, bytes = n * sizeof(float);
     float *host = xmalloc(3 * bytes);
-    cl_command_queue queue = run->rt->queue;
-    CL_CHECK(clEnqueueReadBuffer(queue, run->vae->params, CL_FALSE, 0, bytes, host, 0, NULL, NULL));
-    CL_CHECK(clEnqueueReadBuffer(queue, adam->m, CL_FALSE, 0, bytes, host + n, 0, NULL, NULL));
-    CL_CHECK(clEnqueueReadBuffer(queue, adam->v, CL_TRUE, 0, bytes, host + 2 * n, 0, NULL, NULL));
+    clrt_parts_read(run->rt, &run->vae->params, host, false);
+    clrt_parts_read(run->rt, &adam->m, host + n, false);
+    clrt_parts_read(run->rt, &adam->v, host + 2 * n, true);
     // The last good checkpoint is worth more than one of a model that has diverged.
     for (size_t i = 0; i < 3 * n; i++) {
         if (!isfinite(host[i])) {
@@ -861,16 +858,12 @@ static int check_outputs(const struct train_options *opt, struct clvae_error *er
 static void load_state(struct trainer *t)
 {
     size_t param_bytes = t->vae.n_params * sizeof(float);
-    cl_command_queue q = t->rt.queue;
     t->start_epoch = 1;
     t->start_step = 0;
     if (t->opt.resume_path) {
-        CL_CHECK(clEnqueueWriteBuffer(q, t->vae.params, CL_FALSE, 0, param_bytes, t->resume.params,
-                                      0, NULL, NULL));
-        CL_CHECK(clEnqueueWriteBuffer(q, t->adam.m, CL_FALSE, 0, param_bytes, t->resume.adam_m, 0,
-                                      NULL, NULL));
-        CL_CHECK(clEnqueueWriteBuffer(q, t->adam.v, CL_TRUE, 0, param_bytes, t->resume.adam_v, 0,
-                                      NULL, NULL));
+        clrt_parts_write(&t->rt, &t->vae.params, t->resume.params, false);
+        clrt_parts_write(&t->rt, &t->adam.m, t->resume.adam_m, false);
+        clrt_parts_write(&t->rt, &t->adam.v, t->resume.adam_v, true);
         t->adam.step = t->resume.meta.step;
         t->start_epoch = t->resume.meta.epoch + 1;
         t->start_step = t->resume.meta.epoch_step;
@@ -878,8 +871,7 @@ static void load_state(struct trainer *t)
     } else {
         float *init = xmalloc(param_bytes);
         vae_init_params_host(&t->vae, t->opt.seed, init);
-        CL_CHECK(clEnqueueWriteBuffer(q, t->vae.params, CL_TRUE, 0, param_bytes, init, 0, NULL,
-                                      NULL));
+        clrt_parts_write(&t->rt, &t->vae.params, init, true);
         free(init);
     }
 }
@@ -1025,7 +1017,7 @@ static int train_open(struct trainer *t, const struct train_options *given,
     if (tty)
         fprintf(stderr, "\r%*s\r", 100, "");
     if (vae_create(&t->vae, &t->rt, &t->cfg, max_rows, err) ||
-        adam_create(&t->adam, &t->rt, (int)t->vae.n_params, opt->lr, err) ||
+        adam_create(&t->adam, &t->rt, &t->vae.params, opt->lr, err) ||
         run_setup(&t->run, &t->data, err))
         return -1;
     load_state(t);

@@ -237,8 +237,7 @@ static void fill_inputs(struct vae *vae, int rows, uint64_t seed)
     size_t n = vae->n_params, dim = (size_t)rows * (size_t)vae->cfg.in_dim;
     float *host = xmalloc((n > dim ? n : dim) * sizeof(float));
     vae_init_params_host(vae, seed, host);
-    CL_CHECK(clEnqueueWriteBuffer(vae->rt->queue, vae->params, CL_TRUE, 0, n * sizeof(float), host,
-                                  0, NULL, NULL));
+    clrt_parts_write(vae->rt, &vae->params, host, true);
     for (size_t i = 0; i < dim; i++)
         host[i] = (float)philox_uniform(seed, (uint32_t)i, 1, PHILOX_STREAM_INIT);
     CL_CHECK(clEnqueueWriteBuffer(vae->rt->queue, vae->x, CL_TRUE, 0, dim * sizeof(float), host, 0,

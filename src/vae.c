@@ -353,6 +353,17 @@ static cl_mem own(struct vae *vae, size_t rows, size_t cols, const char *name,
     return mem;
 }
 
+// p's buffers (planned), owned by the model.
+static int own_parts(struct vae *vae, struct clrt_parts *p, const char *name,
+                     struct clvae_error *err)
+{
+    if (clrt_parts_create(vae->rt, p, name, err))
+        return -1;
+    for (int i = 0; i < p->n; i++)
+        vae->owned[vae->n_owned++] = p->mem[i];
+    return 0;
+}
+
 // Every layer's x, y, dx, dy: the model's x, ml, z and logits at the ends, buffers of its own
 // between.
 static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
@@ -418,20 +429,118 @@ static size_t splitk_floats(const struct vae *vae, const struct clrt *rt, int ma
     return most;
 }
 
+// Layer i's range of the flat parameters [*begin, *end), or of the transposed weights (the empty
+// range at its weight_t when it has none).
+static void param_range(const struct vae *vae, int i, bool transposed, size_t *begin, size_t *end)
+{
+    const struct layer *l = &vae->layer[i];
+    if (!transposed) {
+        *begin = l->weight;
+        *end = i + 1 < vae->n_layers ? vae->layer[i + 1].weight : vae->n_params;
+        return;
+    }
+    *begin = *end = l->weight_t;
+    if (l->needs_dx)
+        *end = l->weight_t + (l->bias - l->weight);
+}
+
+// The largest one layer's parameters or transposed weights take, in floats.
+static size_t largest_layer(const struct vae *vae, int *which)
+{
+    size_t most = 0;
+    *which = 0;
+    for (int i = 0; i < vae->n_layers; i++) {
+        size_t begin, end;
+        param_range(vae, i, false, &begin, &end);
+        if (end - begin > most)
+            most = end - begin, *which = i;
+    }
+    return most;
+}
+
+// Parts of the flat array (params, or the transposed weights) at layer boundaries: a new part
+// starts at a layer that would take the current one past the largest allocation.
+static int plan_one(struct vae *vae, const struct clrt *rt, bool transposed, struct clrt_parts *p,
+                    const char *name, struct clvae_error *err)
+{
+    size_t limit = (size_t)(rt->max_alloc / sizeof(float)), total = 0, part_start = 0;
+    memset(p, 0, sizeof *p);
+    for (int i = 0; i < vae->n_layers; i++) {
+        size_t begin, end;
+        param_range(vae, i, transposed, &begin, &end);
+        if (end == begin)
+            continue;
+        if (end - begin > limit)
+            return clvae_fail(err, CLVAE_EXIT_DEVICE,
+                              "--hidden/--encoder/--decoder: layer %s's %s take %zu bytes, more "
+                              "than %s's largest allocation (%llu bytes): use narrower layers",
+                              vae->layer[i].name, name, (end - begin) * sizeof(float),
+                              rt->device_name, (unsigned long long)rt->max_alloc);
+        if (end - part_start > limit) {
+            if (p->n + 1 >= CLRT_MAX_PARTS)
+                return clvae_fail(err, CLVAE_EXIT_DEVICE,
+                                  "the model's %s would take more than %d buffers of at most %llu "
+                                  "bytes (%s's largest allocation)",
+                                  name, CLRT_MAX_PARTS, (unsigned long long)rt->max_alloc,
+                                  rt->device_name);
+            p->start[++p->n] = begin * sizeof(float);
+            part_start = begin;
+        }
+        total = end > total ? end : total;
+    }
+    p->n++;
+    p->start[p->n] = total * sizeof(float);
+    return 0;
+}
+
+int vae_plan_parts(struct vae *vae, const struct clrt *rt, struct clvae_error *err)
+{
+    if (plan_one(vae, rt, false, &vae->params, "parameters", err) ||
+        plan_one(vae, rt, true, &vae->weights_t, "transposed weights", err))
+        return -1;
+    vae->grads = vae->params;
+    return 0;
+}
+
+// The part of p holding float offset at, and at's offset within it.
+static int part_of(const struct clrt_parts *p, size_t at, size_t *within)
+{
+    int i = 0;
+    while (i + 1 < p->n && p->start[i + 1] <= at * sizeof(float))
+        i++;
+    *within = at - p->start[i] / sizeof(float);
+    return i;
+}
+
+// Each layer's dev: its parts' buffers and offsets within them.
+static void place_layers(struct vae *vae)
+{
+    for (int i = 0; i < vae->n_layers; i++) {
+        struct layer *l = &vae->layer[i];
+        int part = part_of(&vae->params, l->weight, &l->dev.weight);
+        l->dev.params = vae->params.mem[part];
+        l->dev.grads = vae->grads.mem[part];
+        l->dev.bias = l->dev.weight + (l->bias - l->weight);
+        part = part_of(&vae->weights_t, l->weight_t, &l->dev.weight_t);
+        l->dev.weights_t = vae->weights_t.mem[part];
+    }
+}
+
 size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max_rows,
                         size_t *largest, const char **largest_name)
 {
     size_t rows = (size_t)max_rows, d = (size_t)layout->cfg.in_dim, z = (size_t)layout->cfg.latent;
     size_t f = sizeof(float), widest = 0;
-    // What vae_create allocates: parameters, gradients, transposed weights; x, terms (rows, d);
-    // logits, dlogits (rows, out_dim); ml, dml (rows, 2 z); z, dz, eps (rows, z); each inner
-    // layer's y and dy.
-    size_t sizes[4 + 3 * VAE_MAX_LAYERS] = {layout->n_params * f, layout->n_weights_t * f,
-                                            rows * d * f, rows * 2 * z * f};
+    int which;
+    // What vae_create allocates: parameters, gradients, transposed weights (in parts of whole
+    // layers, so the largest that counts is one layer's); x, terms (rows, d); logits, dlogits
+    // (rows, out_dim); ml, dml (rows, 2 z); z, dz, eps (rows, z); each inner layer's y and dy.
+    size_t sizes[4 + 3 * VAE_MAX_LAYERS] = {largest_layer(layout, &which) * f, 0, rows * d * f,
+                                            rows * 2 * z * f};
     int n = 4;
     size_t out = rows * (size_t)layout->out_dim * f;
-    size_t total =
-        2 * sizes[0] + sizes[1] + 2 * sizes[2] + 2 * out + 2 * sizes[3] + 3 * rows * z * f;
+    size_t total = 2 * layout->n_params * f + layout->n_weights_t * f + 2 * sizes[2] + 2 * out +
+                   2 * sizes[3] + 3 * rows * z * f;
     sizes[n++] = out;
     for (int i = 0; i < layout->n_layers; i++) {
         const struct layer *l = &layout->layer[i];
@@ -447,7 +556,7 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
     }
     total += (rt->reduce_work + widest) * f; // bias_partial
     total += splitk_floats(layout, rt, max_rows) * f;
-    static const char *const names[5] = {"parameters", "transposed weights", "input batch",
+    static const char *const names[5] = {"one layer's parameters", "", "input batch",
                                          "mean and log-variance", "decoder output"};
     *largest = 0;
     *largest_name = "activations";
@@ -471,10 +580,11 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         return clvae_fail(err, CLVAE_EXIT_USAGE, "the model has %zu parameters; at most %d fit",
                           vae->n_params, INT32_MAX);
     size_t rows = (size_t)max_rows, d = (size_t)cfg->in_dim, z = (size_t)cfg->latent;
-    if (!(vae->params = own(vae, vae->n_params, 1, "parameters", err)) ||
-        !(vae->grads = own(vae, vae->n_params, 1, "gradients", err)) ||
-        !(vae->weights_t = own(vae, vae->n_weights_t, 1, "transposed weights", err)))
+    if (vae_plan_parts(vae, rt, err) || own_parts(vae, &vae->params, "parameters", err) ||
+        own_parts(vae, &vae->grads, "gradients", err) ||
+        own_parts(vae, &vae->weights_t, "transposed weights", err))
         return -1;
+    place_layers(vae);
     size_t before = rt->allocated;
     if (!(vae->x = own(vae, rows, d, "input batch", err)) ||
         !(vae->ml = own(vae, rows, 2 * z, "mean and log-variance", err)) ||

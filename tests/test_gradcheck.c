@@ -69,6 +69,7 @@ struct gc_case {
     int micro;          // rows a pass takes; 0: the whole batch at once
     size_t reduce_work; // forces rt.reduce_work (bias gradients in several parts); 0: the device's
     size_t splitk_groups, splitk_min_k; // force split-K weight gradients; 0: the device's
+    size_t max_alloc; // forces rt.max_alloc while the model is made: parameters in several parts
 };
 
 // got (n) against want (n) per element: rel err |got - want| / |want| counted where |want| >
@@ -113,7 +114,21 @@ static void run_case(const struct gc_case *c)
     if (c->splitk_groups)
         rt.splitk_groups = c->splitk_groups, rt.splitk_min_k = c->splitk_min_k;
     size_t allocated = rt.allocated, scratch = rt.gemm_temp_bytes;
+    cl_ulong max_alloc = rt.max_alloc;
+    if (c->max_alloc)
+        rt.max_alloc = c->max_alloc;
     tu_die_on(vae_create(&vae, &rt, &c->cfg, c->max_rows, &err), &err);
+    if (c->max_alloc) {
+        tu_check(vae.params.n > 1 && vae.weights_t.n > 1,
+                 "case %s: parameters in %d parts, transposed weights in %d (wanted several of "
+                 "at most %zu bytes)",
+                 c->name, vae.params.n, vae.weights_t.n, c->max_alloc);
+        for (int i = 0; i < vae.params.n; i++)
+            tu_check(vae.params.start[i + 1] - vae.params.start[i] <= c->max_alloc,
+                     "case %s: parameter part %d of %zu bytes", c->name, i,
+                     vae.params.start[i + 1] - vae.params.start[i]);
+    }
+    rt.max_alloc = max_alloc;
     // The memory train refuses a model by, before allocating: what vae_create then allocates.
     size_t largest;
     const char *largest_name;
@@ -121,7 +136,7 @@ static void run_case(const struct gc_case *c)
     size_t used = rt.allocated - allocated - (rt.gemm_temp_bytes - scratch);
     tu_check(planned == used, "case %s: vae_device_bytes %zu = bytes vae_create allocated %zu",
              c->name, planned, used);
-    if (c->reduce_work) {
+    if (c->reduce_work && !c->max_alloc) { // (with max_alloc: to keep the partial sums small)
         int parts = vae_bias_parts(&vae, c->micro ? c->micro : c->rows, vae.layer[0].out);
         tu_check(parts > 1, "case %s: the first layer's bias gradient in %d parts (wanted > 1)",
                  c->name, parts);
@@ -180,7 +195,7 @@ static void run_case(const struct gc_case *c)
     size_t n_loss = (size_t)c->offset + rows;
     cl_mem rec = tu_buffer(&rt, n_loss * sizeof(float), "rec");
     cl_mem kl = tu_buffer(&rt, n_loss * sizeof(float), "kl");
-    tu_write(&rt, vae.params, params, n * sizeof(float));
+    clrt_parts_write(&rt, &vae.params, params, true);
     // The batch in micro-batches of c->micro rows (all at once when 0), as training takes a batch
     // larger than a pass: the noise is the whole batch's, the gradients summed over the passes.
     int micro = c->micro ? c->micro : rows;
@@ -208,7 +223,7 @@ static void run_case(const struct gc_case *c)
                                  (size_t)rows * sizeof(float), got_rec, 0, NULL, NULL));
     CL_CHECK(clEnqueueReadBuffer(rt.queue, kl, CL_TRUE, (size_t)c->offset * sizeof(float),
                                  (size_t)rows * sizeof(float), got_kl, 0, NULL, NULL));
-    tu_download(&rt, vae.grads, grads, n * sizeof(float));
+    clrt_parts_read(&rt, &vae.grads, grads, true);
 
     struct ref_result ref = ref_forward(&vae, p, xd, eps, rows, c->noise_scale, c->beta);
     double rec_err = 0.0, kl_err = 0.0;
@@ -408,6 +423,32 @@ int main(void)
          .step = 6,
          .noise_scale = 1.0f,
          .beta = 1.0f},
+        // P: micro-batches of 4 and 2 rows with the parameters, their gradients and the
+        // transposed weights in parts of at most 512 bytes, whole layers each (4 and 2 parts),
+        // as on a device whose largest allocation is smaller than the model.
+        {.name = "P",
+         .cfg = CFG2(12, 7, 5, 3),
+         .max_rows = 4,
+         .rows = 6,
+         .offset = 3,
+         .seed = 53,
+         .step = 2,
+         .noise_scale = 1.0f,
+         .beta = 0.9f,
+         .micro = 4,
+         .reduce_work = 64,
+         .max_alloc = 512},
+        // PC: case C's convolutions, one image, in parts of at most 1 KiB.
+        {.name = "PC",
+         .cfg = CONV6,
+         .max_rows = 1,
+         .rows = 1,
+         .seed = 59,
+         .step = 4,
+         .noise_scale = 1.0f,
+         .beta = 1.0f,
+         .reduce_work = 32,
+         .max_alloc = 1024},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);

@@ -36,7 +36,7 @@ static double *params_of(const struct vae *vae)
 {
     float *f = tu_alloc(vae->n_params, sizeof(float));
     double *d = tu_alloc(vae->n_params, sizeof(double));
-    tu_download(&rt, vae->params, f, vae->n_params * sizeof(float));
+    clrt_parts_read(&rt, &vae->params, f, true);
     for (size_t i = 0; i < vae->n_params; i++)
         d[i] = f[i];
     free(f);
@@ -121,7 +121,7 @@ static void make_model(struct vae *vae, const struct vae_config *cfg, int max_ro
     else
         for (size_t i = 0; i < vae->n_params; i++)
             p[i] = (float)(scale * (2.0 * philox_uniform(seed, (uint32_t)i, 1, 99) - 1.0));
-    tu_write(&rt, vae->params, p, vae->n_params * sizeof(float));
+    clrt_parts_write(&rt, &vae->params, p, true);
     free(p);
 }
 
@@ -451,7 +451,7 @@ static void test_trained(void)
     struct vae vae;
     make_model(&vae, &cfg, BATCH, 0.0, 8);
     struct adam adam;
-    tu_die_on(adam_create(&adam, &rt, (int)vae.n_params, 1e-2, &err), &err);
+    tu_die_on(adam_create(&adam, &rt, &vae.params, 1e-2, &err), &err);
     int dim = cfg.in_dim;
     // Image i: prototype i % PROTOS with each pixel flipped with probability 0.05.
     float *data = tu_alloc((size_t)(STEPS * BATCH + TEST) * dim, sizeof(float));
@@ -477,7 +477,7 @@ static void test_trained(void)
                                 .grad_scale = 1.0f / BATCH};
         vae_forward(&vae, &pass);
         vae_backward(&vae, &pass, 1.0f);
-        adam_step(&adam, vae.params, vae.grads);
+        adam_step(&adam, &vae.params, &vae.grads);
         if (step == 0 || step == STEPS - 1) {
             tu_download(&rt, rec, host_rec, sizeof host_rec);
             tu_download(&rt, kl, host_kl, sizeof host_kl);

@@ -987,16 +987,18 @@ static void test_likelihood_mean(void)
     tu_compare("likelihood_mean: the Bernoulli's sigmoid", got, want, NULL, N, 1e-7, 1e-6);
 }
 
-// adam_create/adam_step over n parameters for steps steps of gradients spanning 1e-4 .. 1e2 in
-// magnitude (some exactly zero) against PyTorch's Adam in double (betas 0.9, 0.999, eps 1e-8):
-// params after every step, and the moments after the last step (the host passes 1 - beta in
-// double precision, so they match PyTorch's exp_avg and exp_avg_sq, not a float recurrence).
-static void test_adam(int n, float lr, int steps)
+// adam_create/adam_step over n parameters in n_parts device buffers (as a model's parameters are
+// parted when larger than the largest allocation) for steps steps of gradients spanning 1e-4 ..
+// 1e2 in magnitude (some exactly zero) against PyTorch's Adam in double (betas 0.9, 0.999, eps
+// 1e-8): params after every step, and the moments after the last step (the host passes 1 - beta
+// in double precision, so they match PyTorch's exp_avg and exp_avg_sq, not a float recurrence).
+// Each part's buffer has guard cells after it that no launch may touch.
+static void test_adam(int n, float lr, int steps, int n_parts)
 {
     struct adam adam;
     struct clvae_error err;
-    size_t n_params = (size_t)n + GUARD;
-    float *params = tu_alloc(n_params, sizeof(float));
+    float *params = tu_alloc((size_t)n, sizeof(float));
+    float *part = tu_alloc((size_t)n + GUARD, sizeof(float));
     float *grads = tu_alloc((size_t)n, sizeof(float));
     float *m = tu_alloc((size_t)n, sizeof(float));
     float *v = tu_alloc((size_t)n, sizeof(float));
@@ -1007,23 +1009,40 @@ static void test_adam(int n, float lr, int steps)
     double *scale = tu_alloc((size_t)n, sizeof(double));
     for (int i = 0; i < n; i++)
         p_ref[i] = params[i] = rng_range(-1.0, 1.0);
-    tu_fill_guard(params, (size_t)n, n_params);
-    tu_die_on(adam_create(&adam, &rt, n, lr, &err), &err);
-    tu_check(adam.beta1 == 0.9 && adam.beta2 == 0.999 && adam.eps == 1e-8 && adam.lr == lr,
-             "adam_create: betas %g %g, eps %g, lr %g (want PyTorch's 0.9 0.999 1e-8)", adam.beta1,
-             adam.beta2, adam.eps, adam.lr);
-    cl_mem dparams = tu_upload(&rt, params, n_params * sizeof(float), "params");
-    cl_mem dgrads = tu_upload(&rt, NULL, (size_t)n * sizeof(float), "grads");
+    // Uneven parts: part i ends at n (i + 1)^2 / n_parts^2.
+    struct clrt_parts dparams = {.n = n_parts}, dgrads;
+    for (int i = 1; i <= n_parts; i++)
+        dparams.start[i] = (size_t)n * (size_t)(i * i) / (size_t)(n_parts * n_parts) * sizeof(float);
+    dgrads = dparams;
+    for (int i = 0; i < n_parts; i++) {
+        size_t count = (dparams.start[i + 1] - dparams.start[i]) / sizeof(float);
+        memcpy(part, params + dparams.start[i] / sizeof(float), count * sizeof(float));
+        tu_fill_guard(part, count, count + GUARD);
+        dparams.mem[i] = tu_upload(&rt, part, (count + GUARD) * sizeof(float), "params");
+        dgrads.mem[i] = tu_upload(&rt, NULL, count * sizeof(float) + 4, "grads");
+    }
+    tu_die_on(adam_create(&adam, &rt, &dparams, lr, &err), &err);
+    tu_check(adam.beta1 == 0.9 && adam.beta2 == 0.999 && adam.eps == 1e-8 && adam.lr == lr &&
+                 adam.n == n && adam.m.n == n_parts,
+             "adam_create: betas %g %g, eps %g, lr %g (want PyTorch's 0.9 0.999 1e-8), %d "
+             "parameters in %d parts (want %d in %d)",
+             adam.beta1, adam.beta2, adam.eps, adam.lr, adam.n, adam.m.n, n, n_parts);
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     char what[160];
+    int guards_changed = 0;
     for (int t = 1; t <= steps; t++) {
         for (int i = 0; i < n; i++) {
             double mag = pow(10.0, rng_range(-4.0, 2.0));
             grads[i] = rng_uniform() < 0.05 ? 0.0f : (float)((rng_uniform() < 0.5 ? -1 : 1) * mag);
         }
-        tu_write(&rt, dgrads, grads, (size_t)n * sizeof(float));
-        adam_step(&adam, dparams, dgrads);
-        tu_download(&rt, dparams, params, n_params * sizeof(float));
+        clrt_parts_write(&rt, &dgrads, grads, true);
+        adam_step(&adam, &dparams, &dgrads);
+        for (int i = 0; i < n_parts; i++) {
+            size_t count = (dparams.start[i + 1] - dparams.start[i]) / sizeof(float);
+            tu_download(&rt, dparams.mem[i], part, (count + GUARD) * sizeof(float));
+            guards_changed += tu_changed(part, count, count + GUARD);
+            memcpy(params + dparams.start[i] / sizeof(float), part, count * sizeof(float));
+        }
         double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
         for (int i = 0; i < n; i++) {
             double g = grads[i];
@@ -1034,23 +1053,27 @@ static void test_adam(int n, float lr, int steps)
             scale[i] = fabs(p_ref[i]) + lr;
         }
         snprintf(what, sizeof what,
-                 "adam_update (n %d, lr %g) params after step %d, rel to |p| + lr", n, lr, t);
+                 "adam_update (n %d in %d parts, lr %g) params after step %d, rel to |p| + lr", n,
+                 n_parts, lr, t);
         tu_compare(what, params, p_ref, scale, (size_t)n, 0.0, 1e-6);
     }
-    tu_download(&rt, adam.m, m, (size_t)n * sizeof(float));
-    tu_download(&rt, adam.v, v, (size_t)n * sizeof(float));
+    clrt_parts_read(&rt, &adam.m, m, true);
+    clrt_parts_read(&rt, &adam.v, v, true);
     snprintf(what, sizeof what,
-             "adam_update (n %d) first moment after %d steps vs PyTorch's, rel to its |g| sum", n,
-             steps);
+             "adam_update (n %d in %d parts) first moment after %d steps vs PyTorch's, rel to its "
+             "|g| sum",
+             n, n_parts, steps);
     tu_compare(what, m, m_ref, m_mag, (size_t)n, 0.0, 1e-6);
-    snprintf(what, sizeof what, "adam_update (n %d) second moment after %d steps vs PyTorch's", n,
+    snprintf(what, sizeof what,
+             "adam_update (n %d in %d parts) second moment after %d steps vs PyTorch's", n, n_parts,
              steps);
     tu_compare(what, v, v_ref, NULL, (size_t)n, 0.0, 1e-6);
-    tu_check(!tu_changed(params, (size_t)n, n_params), "adam_update (n %d): guard cells", n);
+    tu_check(!guards_changed, "adam_update (n %d in %d parts): guard cells", n, n_parts);
     adam_release(&adam);
-    clReleaseMemObject(dparams);
-    clReleaseMemObject(dgrads);
+    clrt_parts_release(&dparams);
+    clrt_parts_release(&dgrads);
     free(params);
+    free(part);
     free(grads);
     free(m);
     free(v);
@@ -1152,8 +1175,9 @@ int main(void)
     test_logistic(3, 300, 1, 1.0f);
     test_likelihood_mean();
 
-    test_adam(1001, 1e-3f, 5);
-    test_adam(77, 0.05f, 5);
+    test_adam(1001, 1e-3f, 5, 1);
+    test_adam(77, 0.05f, 5, 1);
+    test_adam(1001, 1e-3f, 3, 3);
 
     clrt_close(&rt);
     return tu_summary();
