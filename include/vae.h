@@ -129,8 +129,8 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass);
 void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta);
 
 // x (rows, in_dim) = images index[start .. start + rows) of data ((count, in_dim) bytes on the
-// device), scaled to [0, 1].
-void vae_gather(struct vae *vae, cl_mem data, cl_mem index, int start, int rows);
+// device, in parts of whole images: a launch a part), scaled to [0, 1].
+void vae_gather(struct vae *vae, const struct clrt_parts *data, cl_mem index, int start, int rows);
 
 // "784-128-10": the layer widths of cfg, for messages.
 void vae_describe(const struct vae_config *cfg, char *buf, size_t len);

@@ -242,13 +242,15 @@ static void mean_and_se(const double *v, int n, double *mean, double *se)
 
 // Everything one evaluation holds on the device besides the model.
 struct eval_run {
-    cl_mem data, index;    // (images, dim) bytes; (images) ints 0 .. images - 1 for gather_images
+    struct clrt_parts data; // (images, dim) bytes, in parts of whole images if need be
+    cl_mem index;           // (images) ints 0 .. images - 1 for gather_images
     cl_mem rec, kl, bound; // (images) each: the ELBO's terms and the IWAE bound per image
 };
 
 static void eval_run_release(struct eval_run *run)
 {
-    cl_mem mems[] = {run->data, run->index, run->rec, run->kl, run->bound};
+    clrt_parts_release(&run->data);
+    cl_mem mems[] = {run->index, run->rec, run->kl, run->bound};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i])
             clReleaseMemObject(mems[i]);
@@ -263,13 +265,13 @@ static int eval_run_setup(struct eval_run *run, struct clrt *rt, const struct im
     for (int i = 0; i < n; i++)
         identity[i] = i;
     int status = -1;
-    if ((run->data = clrt_buffer(rt, (size_t)n * dim, "test set", err)) &&
+    if (clrt_parts_plan(rt, &run->data, (size_t)n * dim, dim, "test set", err) == 0 &&
+        clrt_parts_create(rt, &run->data, "test set", err) == 0 &&
         (run->index = clrt_buffer(rt, (size_t)n * sizeof(int), "test order", err)) &&
         (run->rec = clrt_buffer(rt, (size_t)n * sizeof(float), "test losses", err)) &&
         (run->kl = clrt_buffer(rt, (size_t)n * sizeof(float), "test KL terms", err)) &&
         (run->bound = clrt_buffer(rt, (size_t)n * sizeof(float), "IWAE bounds", err))) {
-        CL_CHECK(clEnqueueWriteBuffer(rt->queue, run->data, CL_TRUE, 0, (size_t)n * dim,
-                                      test->pixels, 0, NULL, NULL));
+        clrt_parts_write(rt, &run->data, test->pixels, true);
         CL_CHECK(clEnqueueWriteBuffer(rt->queue, run->index, CL_TRUE, 0, (size_t)n * sizeof(int),
                                       identity, 0, NULL, NULL));
         status = 0;
@@ -332,7 +334,7 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
     float *rec = host, *kl = host + n, *bound = host + 2 * (size_t)n;
     for (int start = 0; start < n; start += vae->max_rows) {
         int rows = n - start < vae->max_rows ? n - start : vae->max_rows;
-        vae_gather(vae, run.data, run.index, start, rows);
+        vae_gather(vae, &run.data, run.index, start, rows);
         // The ELBO's noise: stream EVAL as in training's evaluation, the batch's first image as
         // the step; the batch size is fixed, so each image's noise depends on the seed alone.
         struct vae_pass pass = {.rows = rows,

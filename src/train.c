@@ -132,8 +132,10 @@ struct run {
     int dim, rows, cols, channels, n_train, n_test;
     int n_classes;
     char **class_names; // borrowed: the data's, for the checkpoint
-    int micro; // rows one forward/backward pass takes: the batch, or a part of it (MICRO_BATCH_CPU)
-    cl_mem train_data, test_data; // (count, dim) bytes
+    int micro; // rows one forward/backward pass takes: the batch, or a part of it (MICRO_BATCH_CPU,
+               // or fewer where a whole batch's activations would not fit: check_fits)
+    struct clrt_parts train_data, test_data; // (count, dim) bytes, in parts of whole images when
+                                             // larger than the largest allocation
     cl_mem train_index, test_index; // (count) ints: this epoch's order; the identity
     cl_mem train_rec, train_kl, test_rec, test_kl; // per-image losses of the current epoch
     float *host_rec, *host_kl; // (n_train) read back as the epoch goes
@@ -154,18 +156,26 @@ static void slice(int rows, int rank, int ranks, int *lo, int *hi)
     *hi = (int)((int64_t)rows * (rank + 1) / ranks);
 }
 
-// A device buffer that idx_read_images_into fills through a mapping: on a CPU device the file is
-// read straight into the buffer, so the data set is never held twice.
+// Where idx_read_images_into puts a data set: a device buffer it fills through a mapping, so that
+// on a CPU device the file is read straight into the buffer and never held twice; or, when the
+// set is larger than the largest allocation, host memory that is then uploaded in parts.
 struct device_dest {
     struct clrt *rt;
     const char *name;
     cl_mem mem;
-    void *mapped;
+    void *mapped, *staged;
 };
 
 static uint8_t *map_device_dest(void *ctx, size_t bytes, struct clvae_error *err)
 {
     struct device_dest *d = ctx;
+    if (bytes > d->rt->max_alloc) {
+        d->staged = malloc(bytes);
+        if (!d->staged)
+            clvae_fail(err, CLVAE_EXIT_DATA, "%s: %zu bytes of host memory are not available",
+                       d->name, bytes);
+        return d->staged;
+    }
     if (!(d->mem = clrt_buffer(d->rt, bytes, d->name, err)))
         return NULL;
     cl_int status;
@@ -175,18 +185,40 @@ static uint8_t *map_device_dest(void *ctx, size_t bytes, struct clvae_error *err
     return d->mapped;
 }
 
-// Reads the IDX file at path into a new device buffer named name; *mem is set even on failure
-// (NULL if nothing was allocated) so that the caller releases it.
-static int read_to_device(struct clrt *rt, const char *path, const char *name,
-                          struct idx_images *images, cl_mem *mem, struct clvae_error *err)
+// Host images (count of image bytes) into new device parts named name, whole images each.
+static int upload_parts(struct clrt *rt, const void *host, size_t count, size_t image,
+                        const char *name, struct clrt_parts *parts, struct clvae_error *err)
 {
-    struct device_dest d = {rt, name, NULL, NULL};
+    if (clrt_parts_plan(rt, parts, count * image, image, name, err) ||
+        clrt_parts_create(rt, parts, name, err))
+        return -1;
+    if (host)
+        clrt_parts_write(rt, parts, host, true);
+    return 0;
+}
+
+// Reads the IDX file at path into new device parts named name; *parts is set even on failure
+// (nothing in it if nothing was allocated) so that the caller releases it.
+static int read_to_device(struct clrt *rt, const char *path, const char *name,
+                          struct idx_images *images, struct clrt_parts *parts,
+                          struct clvae_error *err)
+{
+    struct device_dest d = {rt, name, NULL, NULL, NULL};
+    memset(parts, 0, sizeof *parts);
     int rc = idx_read_images_into(path, images, map_device_dest, &d, err);
     if (d.mapped)
         CL_CHECK(clEnqueueUnmapMemObject(rt->queue, d.mem, d.mapped, 0, NULL, NULL));
     CL_CHECK(clFinish(rt->queue));
-    images->pixels = NULL; // the device's, not ours
-    *mem = d.mem;
+    if (d.mem) {
+        parts->n = 1;
+        parts->start[1] = (size_t)images->count * images->rows * images->cols;
+        parts->mem[0] = d.mem;
+    } else if (rc == 0 && d.staged) {
+        rc = upload_parts(rt, d.staged, images->count, (size_t)images->rows * images->cols, name,
+                          parts, err);
+    }
+    free(d.staged);
+    images->pixels = NULL; // the device's (or freed), not ours
     return rc;
 }
 
@@ -223,9 +255,6 @@ static int load_idx(struct run *run, const char *dir, struct data_info *info,
     return 0;
 }
 
-static cl_mem upload(struct run *run, const void *host, size_t bytes, const char *name,
-                     struct clvae_error *err);
-
 // DIR as a folder of PNG images (image_folder.h), uploaded as bytes.
 static int load_folder(struct run *run, const char *dir, const struct train_options *opt,
                        struct data_info *info, struct clvae_error *err)
@@ -251,9 +280,10 @@ static int load_folder(struct run *run, const char *dir, const struct train_opti
         te->count > (uint32_t)INT32_MAX)
         rc = clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u images of %ux%ux%u is more than clvae handles",
                         dir, tr->count, tr->width, tr->height, tr->channels);
-    if (rc == 0 && (!(run->train_data = upload(run, tr->pixels, tr->count * image, "training set",
-                                               err)) ||
-                    !(run->test_data = upload(run, te->pixels, te->count * image, "test set", err))))
+    if (rc == 0 &&
+        (upload_parts(run->rt, tr->pixels, tr->count, image, "training set", &run->train_data,
+                      err) ||
+         upload_parts(run->rt, te->pixels, te->count, image, "test set", &run->test_data, err)))
         rc = -1;
     image_folder_free(&f);
     return rc;
@@ -296,8 +326,10 @@ static cl_mem upload(struct run *run, const void *host, size_t bytes, const char
 
 static void run_release(struct run *run)
 {
-    cl_mem mems[] = {run->train_data, run->test_data, run->train_index, run->test_index,
-                     run->train_rec, run->train_kl, run->test_rec, run->test_kl};
+    clrt_parts_release(&run->train_data);
+    clrt_parts_release(&run->test_data);
+    cl_mem mems[] = {run->train_index, run->test_index, run->train_rec, run->train_kl,
+                     run->test_rec, run->test_kl};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i])
             clReleaseMemObject(mems[i]);
@@ -429,7 +461,7 @@ static void evaluate(struct run *run, const struct train_options *opt, int epoch
     }
     for (int start = lo; start < hi; start += chunk) {
         int rows = hi - start < chunk ? hi - start : chunk;
-        vae_gather(run->vae, run->test_data, run->test_index, start, rows);
+        vae_gather(run->vae, &run->test_data, run->test_index, start, rows);
         struct vae_pass pass = {.rows = rows, .seed = opt->seed, .step = (uint64_t)epoch,
                                 .stream = PHILOX_STREAM_EVAL, .noise_scale = 1.0f,
                                 .rec = run->test_rec, .kl = run->test_kl, .offset = start,
@@ -483,7 +515,7 @@ static int write_images(struct run *run, const struct train_options *opt, int ep
     if (status == 0) {
         // The loss buffers' first rows are free once the evaluation has been read back.
         int pairs = run->n_test < GRID_PAIRS ? run->n_test : GRID_PAIRS;
-        vae_gather(run->vae, run->test_data, run->test_index, 0, pairs);
+        vae_gather(run->vae, &run->test_data, run->test_index, 0, pairs);
         struct vae_pass pass = {.rows = pairs, .seed = opt->seed,
                                 .stream = PHILOX_STREAM_EVAL, .noise_scale = 0.0f,
                                 .rec = run->test_rec, .kl = run->test_kl};
@@ -604,7 +636,7 @@ static int train_epoch(struct run *run, const struct train_options *opt, struct 
         slice(rows, run->rank, run->ranks, &lo, &hi);
         for (int first = lo; first < hi; first += run->micro) {
             int part = hi - first < run->micro ? hi - first : run->micro;
-            vae_gather(run->vae, run->train_data, run->train_index, start + first, part);
+            vae_gather(run->vae, &run->train_data, run->train_index, start + first, part);
             struct vae_pass pass = {.rows = part, .seed = opt->seed, .step = (uint64_t)adam->step,
                                     .stream = PHILOX_STREAM_TRAIN, .noise_scale = 1.0f,
                                     .rec = run->train_rec, .kl = run->train_kl,
@@ -805,7 +837,9 @@ struct trainer {
 };
 
 // The model's size against the device's limits, refused at once, rather than after building the
-// kernels; run.micro and *max_rows set.
+// kernels; run.micro and *max_rows set. Parameters larger than the largest allocation go in parts
+// (vae_plan_parts; only one layer's own can be too large), and activations that are too large, or
+// too many for the device's memory, in smaller micro-batches: halved down to the image grids' rows.
 static int check_fits(struct trainer *t, int *max_rows, struct clvae_error *err)
 {
     const struct train_options *opt = &t->opt;
@@ -817,22 +851,33 @@ static int check_fits(struct trainer *t, int *max_rows, struct clvae_error *err)
                           "--hidden/--latent: the model has %zu parameters for %ux%u images; at "
                           "most %d fit",
                           layout.n_params, t->data.width, t->data.height, INT32_MAX);
-    t->run.micro = t->rt.device_type & CL_DEVICE_TYPE_CPU && opt->batch > MICRO_BATCH_CPU
-                       ? MICRO_BATCH_CPU
-                       : opt->batch;
-    *max_rows = t->run.micro > 2 * GRID_PAIRS ? t->run.micro : 2 * GRID_PAIRS;
-    size_t largest;
-    const char *largest_name;
-    size_t need = vae_device_bytes(&layout, &t->rt, *max_rows, &largest, &largest_name) +
-                  2 * layout.n_params * sizeof(float); // Adam's moments
-    if (largest > t->rt.max_alloc || t->rt.allocated + need > t->rt.global_mem)
-        return clvae_fail(
-            err, CLVAE_EXIT_DEVICE,
-            "--hidden/--latent/--batch: the model needs %zu bytes of device memory (its largest "
-            "buffer, '%s', %zu bytes) besides the data's %zu; %s has %llu bytes and allocates at "
-            "most %llu at once: use fewer or narrower layers or a smaller --batch",
-            need, largest_name, largest, t->rt.allocated, t->rt.device_name,
-            (unsigned long long)t->rt.global_mem, (unsigned long long)t->rt.max_alloc);
+    if (vae_plan_parts(&layout, &t->rt, err))
+        return -1;
+    int micro = t->rt.device_type & CL_DEVICE_TYPE_CPU && opt->batch > MICRO_BATCH_CPU
+                    ? MICRO_BATCH_CPU
+                    : opt->batch;
+    for (;;) {
+        *max_rows = micro > 2 * GRID_PAIRS ? micro : 2 * GRID_PAIRS;
+        size_t largest;
+        const char *largest_name;
+        size_t need = vae_device_bytes(&layout, &t->rt, *max_rows, &largest, &largest_name) +
+                      2 * layout.n_params * sizeof(float); // Adam's moments
+        if (largest <= t->rt.max_alloc && t->rt.allocated + need <= t->rt.global_mem)
+            break;
+        if (micro <= 2 * GRID_PAIRS)
+            return clvae_fail(
+                err, CLVAE_EXIT_DEVICE,
+                "--hidden/--latent/--batch: the model needs %zu bytes of device memory at %d rows "
+                "a pass (parameters %zu bytes, and as much again for each of their gradients, "
+                "Adam's two moments and the transposed weights; its largest buffer, '%s', %zu "
+                "bytes) besides the data's %zu; %s has %llu bytes and allocates at most %llu at "
+                "once: use fewer or narrower layers",
+                need, *max_rows, layout.n_params * sizeof(float), largest_name, largest,
+                t->rt.allocated, t->rt.device_name, (unsigned long long)t->rt.global_mem,
+                (unsigned long long)t->rt.max_alloc);
+        micro = (micro + 1) / 2;
+    }
+    t->run.micro = micro;
     return 0;
 }
 
@@ -930,6 +975,29 @@ static void print_banner(const struct trainer *t)
            (double)((size_t)(run->n_train + run->n_test) * (size_t)run->dim) / 1048576.0,
            (double)(4 * t->vae.n_params * sizeof(float)) / 1048576.0,
            (double)t->vae.activation_bytes / 1048576.0);
+    // What does not fit the device's largest allocation at once: buffers in parts, passes of
+    // fewer rows than the batch (a CPU's cache-sized micro-batches are the rule, not news).
+    const struct clrt_parts *split[] = {&run->train_data, &run->test_data, &t->vae.params,
+                                        &t->vae.weights_t};
+    static const char *const split_names[] = {"training set", "test set", "parameters",
+                                              "transposed weights"};
+    bool cpu_micro = t->rt.device_type & CL_DEVICE_TYPE_CPU && run->micro == MICRO_BATCH_CPU;
+    bool any = run->micro < t->opt.batch && !cpu_micro;
+    for (size_t i = 0; i < sizeof split / sizeof split[0]; i++)
+        any = any || split[i]->n > 1;
+    if (any) {
+        printf("clvae: larger than %s's largest allocation (%llu bytes):", rt->device_name,
+               (unsigned long long)rt->max_alloc);
+        const char *sep = " ";
+        for (size_t i = 0; i < sizeof split / sizeof split[0]; i++)
+            if (split[i]->n > 1) {
+                printf("%s%s in %d buffers", sep, split_names[i], split[i]->n);
+                sep = ", ";
+            }
+        if (run->micro < t->opt.batch && !cpu_micro)
+            printf("%sa batch in passes of %d rows", sep, run->micro);
+        printf("\n");
+    }
     if (t->opt.save_path)
         printf("clvae: checkpoints: %s after every epoch, %s at the best test epoch\n",
                t->opt.save_path, t->best_path);

@@ -684,19 +684,24 @@ int vae_bias_parts(const struct vae *vae, int rows, int n)
     return parts < 1 ? 1 : (int)parts;
 }
 
-void vae_gather(struct vae *vae, cl_mem data, cl_mem index, int start, int rows)
+void vae_gather(struct vae *vae, const struct clrt_parts *data, cl_mem index, int start, int rows)
 {
     cl_kernel k = vae->k_gather;
     int dim = vae->cfg.in_dim;
-    cl_uint a = 0;
-    KARG(k, a++, data);
-    KARG(k, a++, index);
-    KARG(k, a++, start);
-    KARG(k, a++, rows);
-    KARG(k, a++, dim);
-    KARG(k, a++, vae->x);
-    size_t global[2] = {((size_t)dim + 15) / 16, (size_t)rows}; // 16 bytes a work-item
-    clrt_launch(vae->rt, k, 2, global, NULL);
+    KARG(k, 3, index);
+    KARG(k, 4, start);
+    KARG(k, 5, rows);
+    KARG(k, 6, dim);
+    KARG(k, 7, vae->x);
+    for (int i = 0; i < data->n; i++) {
+        int first = (int)(data->start[i] / (size_t)dim);
+        int count = (int)((data->start[i + 1] - data->start[i]) / (size_t)dim);
+        KARG(k, 0, data->mem[i]);
+        KARG(k, 1, first);
+        KARG(k, 2, count);
+        size_t global[2] = {((size_t)dim + 15) / 16, (size_t)rows}; // 16 bytes a work-item
+        clrt_launch(vae->rt, k, 2, global, NULL);
+    }
 }
 
 void vae_describe(const struct vae_config *cfg, char *buf, size_t len)

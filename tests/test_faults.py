@@ -183,8 +183,9 @@ def test_allocations(small):
           f"{r.seconds:.1f} s")
     note(f"--hidden 30000,30000: {r.seconds:.2f} s, {r.rss_mb:.0f} MB RSS: {r.err.strip()}")
 
-    # (A batch whose activations exceed the device was the next case; on a CPU a step now runs in
-    # micro-batches of at most 1024 rows, so no --batch makes them exceed PoCL's 2 GiB buffers.)
+    # Buffers larger than the largest allocation are split, not refused. CLVAE_MAX_ALLOC makes the
+    # device's limit smaller, so that small models and data show it here.
+    test_split_buffers(small)
 
     out = cli.fresh_out()
     r = spawn(train_args(small, out, "--batch", "32", "--hidden", "65536,65536"))
@@ -194,6 +195,86 @@ def test_allocations(small):
     # README: every error names the file or option at fault.
     check("--hidden 65536,65536: the message names the option (--hidden)", "--hidden" in r.err,
           r.describe())
+
+
+def split_run(data, out, limit, *extra):
+    """One epoch with --save out/m.safetensors, CLVAE_MAX_ALLOC=limit unless None."""
+    env = {"CLVAE_MAX_ALLOC": limit} if limit else {}
+    args = ["train", "--data", data, "--out", out, "--epochs", "1", "--save",
+            os.path.join(out, "m.safetensors")] + list(extra)
+    return cli.run(args, env=env)
+
+
+def same_checkpoints(a, b):
+    try:
+        with open(os.path.join(a, "m.safetensors"), "rb") as fa, \
+                open(os.path.join(b, "m.safetensors"), "rb") as fb:
+            return fa.read() == fb.read()
+    except OSError:
+        return False
+
+
+def test_split_buffers(small):
+    # The issue's wide model: --hidden 4096,4096 trains an epoch on 8x8 images, and with the
+    # largest allocation at 80 MiB its parameters (a 64 MiB weight a layer) go in two buffers, as
+    # do their transposes, with the same checkpoint byte for byte.
+    wide = ("--hidden", "4096,4096", "--batch", "64", "--latent", "4")
+    whole, parted = cli.fresh_out(), cli.fresh_out()
+    a = split_run(small, whole, None, *wide)
+    b = split_run(small, parted, "80M", *wide)
+    check("--hidden 4096,4096: trains an epoch on 8x8 images (exit 0, metrics.csv)",
+          a.rc == 0 and os.path.exists(os.path.join(whole, "metrics.csv")), a.describe())
+    check("--hidden 4096,4096 under CLVAE_MAX_ALLOC=80M: parameters and transposed weights in "
+          "2 buffers each, said in the banner",
+          b.rc == 0 and "parameters in 2 buffers, transposed weights in 2 buffers" in b.out,
+          b.describe())
+    check("--hidden 4096,4096 in 2 buffers: the checkpoint equals the one-buffer run's",
+          same_checkpoints(whole, parted), "the checkpoints differ")
+
+    # 3000 images of 8x8 (192,000 bytes) under a 40 KB limit: the training set in 5 buffers of
+    # whole images, the test set in 1; the default model's 82,256 parameter bytes in 3. At
+    # --batch 64 the activations fit: the same checkpoint as without the limit.
+    long_data = cli.data_dir("split", train=cli.idx3(3000, cli.ROWS, cli.COLS, seed=9),
+                             test=cli.TEST_IMAGES)
+    whole, parted = cli.fresh_out(), cli.fresh_out()
+    a = split_run(long_data, whole, None, "--batch", "64")
+    b = split_run(long_data, parted, "40K", "--batch", "64")
+    check("CLVAE_MAX_ALLOC=40K: training set in 5 buffers, parameters in 3",
+          a.rc == 0 and b.rc == 0 and "training set in 5 buffers, parameters in 3 buffers" in b.out,
+          a.describe() + b.describe())
+    check("data and parameters in parts: the checkpoint equals the one-buffer run's",
+          same_checkpoints(whole, parted), "the checkpoints differ")
+    # At --batch 256 a 256-row pass's activations (131,072 bytes a hidden layer) would not fit:
+    # passes of 64 rows whose gradients add up, the same model to float rounding.
+    whole, parted = cli.fresh_out(), cli.fresh_out()
+    a = split_run(long_data, whole, None, "--batch", "256")
+    b = split_run(long_data, parted, "40K", "--batch", "256")
+    check("CLVAE_MAX_ALLOC=40K, --batch 256: a batch in passes of 64 rows",
+          b.rc == 0 and "a batch in passes of 64 rows" in b.out, b.describe())
+    _, _, rows_a = cli.read_metrics(whole) if a.rc == 0 else ("", [], [])
+    _, _, rows_b = cli.read_metrics(parted) if b.rc == 0 else ("", [], [])
+    losses = ("train_neg_elbo", "train_rec", "train_kl", "test_neg_elbo", "test_rec", "test_kl")
+    close = (len(rows_a) == 1 and len(rows_b) == 1 and
+             all(abs(float(rows_a[0][k]) - float(rows_b[0][k])) <= 1e-3 * abs(float(rows_a[0][k]))
+                 for k in losses))
+    check("passes of 64 rows: the epoch's losses equal the whole batch's to 1e-3",
+          close, f"{rows_a} against {rows_b}")
+
+    # Refused, naming what: a layer larger than the limit on its own, and a data set that would
+    # take more than 64 buffers.
+    out = cli.fresh_out()
+    r = cli.run(train_args(small, out, "--hidden", "1024,1024"), env={"CLVAE_MAX_ALLOC": "1M"})
+    expect("CLVAE_MAX_ALLOC=1M, --hidden 1024,1024: exit 5 naming the layer too large for one "
+           "buffer", r, cli.EXIT_DEVICE, ["encoder.1", "4198400", "1048576"], out=out)
+    out = cli.fresh_out()
+    r = cli.run(train_args(long_data, out), env={"CLVAE_MAX_ALLOC": "2K"})
+    expect("CLVAE_MAX_ALLOC=2K: exit 5, the training set would take more than 64 buffers", r,
+           cli.EXIT_DEVICE, ["training set", "192000", "64"], out=out)
+    for bad in ("0", "12Q", "-5", "1MB", "K"):
+        out = cli.fresh_out()
+        r = cli.run(train_args(small, out), env={"CLVAE_MAX_ALLOC": bad})
+        expect(f"CLVAE_MAX_ALLOC={bad}: exit 2 naming the variable", r, cli.EXIT_USAGE,
+               ["CLVAE_MAX_ALLOC", bad], out=out)
 
 
 # ---- 2. outputs that cannot be written --------------------------------------------------------

@@ -521,8 +521,11 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
 }
 
 // gather_images: data (count, dim) random bytes, index a random permutation of count, rows images
-// from start -> x (rows, dim); exact against the kernel's own formula, byte * (1 / 255.0f).
-static void test_gather_images(int count, int dim, int start, int rows, const size_t *local)
+// from start -> x (rows, dim); exact against the kernel's own formula, byte * (1 / 255.0f). The data
+// in n_parts buffers of whole images (a data set larger than the largest allocation), a launch each
+// that fills only its own images' rows.
+static void test_gather_images(int count, int dim, int start, int rows, const size_t *local,
+                               int n_parts)
 {
     cl_kernel k = clrt_kernel(&rt, "gather_images");
     size_t bytes = (size_t)count * dim, n_x = (size_t)rows * dim;
@@ -548,21 +551,28 @@ static void test_gather_images(int count, int dim, int start, int rows, const si
         }
     }
     tu_fill_guard(x, 0, n_x + GUARD);
-    cl_mem ddata = tu_upload(&rt, data, bytes, "data");
     cl_mem dindex = tu_upload(&rt, index, (size_t)count * sizeof(int), "index");
     cl_mem dx = tu_upload(&rt, x, (n_x + GUARD) * sizeof(float), "x");
-    KARG(k, 0, ddata);
-    KARG(k, 1, dindex);
-    KARG(k, 2, start);
-    KARG(k, 3, rows);
-    KARG(k, 4, dim);
-    KARG(k, 5, dx);
-    size_t global[2] = {((size_t)dim + 15) / 16, (size_t)rows}; // 16 bytes a work-item
-    clrt_launch(&rt, k, 2, global, local);
+    KARG(k, 3, dindex);
+    KARG(k, 4, start);
+    KARG(k, 5, rows);
+    KARG(k, 6, dim);
+    KARG(k, 7, dx);
+    cl_mem ddata[4];
+    for (int i = 0; i < n_parts; i++) {
+        int first = count * i / n_parts, n = count * (i + 1) / n_parts - first;
+        ddata[i] = tu_upload(&rt, data + (size_t)first * dim, (size_t)n * dim + 1, "data");
+        KARG(k, 0, ddata[i]);
+        KARG(k, 1, first);
+        KARG(k, 2, n);
+        size_t global[2] = {((size_t)dim + 15) / 16, (size_t)rows}; // 16 bytes a work-item
+        clrt_launch(&rt, k, 2, global, local);
+    }
     tu_download(&rt, dx, x, (n_x + GUARD) * sizeof(float));
     char what[160];
-    snprintf(what, sizeof what, "gather_images (%d of %d images of %d bytes from %d, local %s)",
-             rows, count, dim, start, local ? "8x4" : "driver's");
+    snprintf(what, sizeof what,
+             "gather_images (%d of %d images of %d bytes from %d, local %s, %d parts)", rows,
+             count, dim, start, local ? "8x4" : "driver's", n_parts);
     tu_compare(what, x, want, NULL, n_x, 0.0, 0.0);
     snprintf(what, sizeof what, "gather_images (%dx%d) vs byte / 255 in double", rows, dim);
     tu_compare(what, x, exact, NULL, n_x, 0.0, 1.2e-7);
@@ -572,7 +582,8 @@ static void test_gather_images(int count, int dim, int start, int rows, const si
     free(x);
     free(want);
     free(exact);
-    clReleaseMemObject(ddata);
+    for (int i = 0; i < n_parts; i++)
+        clReleaseMemObject(ddata[i]);
     clReleaseMemObject(dindex);
     clReleaseMemObject(dx);
     clReleaseKernel(k);
@@ -1114,10 +1125,12 @@ int main(void)
     test_im2col(2, 3, 9, 7, 5, 2, 0);
     test_im2col(1, 2, 10, 7, 4, 3, 2);
     // Rows of whole 16-byte chunks, of fewer than 16 bytes, and with a shorter last chunk.
-    test_gather_images(50, 32, 5, 17, NULL);
-    test_gather_images(40, 7, 0, 40, local2);
-    test_gather_images(97, 61, 13, 29, NULL);
-    test_gather_images(97, 61, 68, 29, local2);
+    test_gather_images(50, 32, 5, 17, NULL, 1);
+    test_gather_images(40, 7, 0, 40, local2, 1);
+    test_gather_images(97, 61, 13, 29, NULL, 1);
+    test_gather_images(97, 61, 68, 29, local2, 1);
+    test_gather_images(97, 61, 13, 60, NULL, 3);
+    test_gather_images(40, 7, 0, 40, local2, 4);
 
     // Products through both engines: whole blocks with edges right and below (37 rows, 53 and
     // 75 columns), 16-wide blocks, fewer rows or columns than one block, one row, k = 1, beta 1
