@@ -258,12 +258,15 @@ static void print_device_details(FILE *out, cl_platform_id platform, cl_device_i
         products = "CLBlast, as on every device but PoCL's CPU device";
     fprintf(out,
             "    clvae uses: matrix products by %s; bias gradients in %s; row sums in "
-            "work-groups of %s; buffers up to the largest allocation; CLBlast parameters "
+            "work-groups of %s; buffers larger than the largest allocation%s in parts; CLBlast parameters "
             "%s%s%s%s\n",
             products,
             cpu ? "parts filling 1024 work-items a compute unit (one pass below 2^18 elements)"
                 : "parts filling 256 work-items a compute unit",
             cpu ? "1 (a CPU runs them one after another)" : "up to 256 (a power of two)",
+            getenv("CLVAE_MAX_ALLOC") && *getenv("CLVAE_MAX_ALLOC")
+                ? " (or than CLVAE_MAX_ALLOC, if less)"
+                : "",
             off ? "from CLBlast's own database (CLVAE_CLBLAST_TUNING=off)"
                 : tuned ? "of data/clblast-tuning.txt, entry '"
                         : "from CLBlast's own database (no entry in data/clblast-tuning.txt)",
