@@ -2,7 +2,8 @@
 # Every GPU check in one run, on the machine the device tool lends, after bench/gpu_bundle.sh
 # packed .gpu/ here: the devices clvae sees, the C tests on the GPU (kernels, gradient checks
 # including the conv model and the two-part bias reduction, IWAE, PCA; the gradient check and
-# epoch times with clvae's own products as well as CLBlast's), and issue 8's table
+# epoch times with clvae's own products as well as CLBlast's), the widest model whole and in parts,
+# and issue 8's table
 # against PyTorch --device cuda (bench/bench.py --gpu-table). Output goes to $OUT (default
 # gpu-out/). Without a GPU it fails cleanly at the first step.
 #   bash bench/gpu_check.sh [EPOCHS]
@@ -40,6 +41,14 @@ for engine in clblast clvae; do
             2>&1 | grep '^epoch' | sed "s/^/CLVAE_GEMM=$engine ${model:-default model}: /"
     done
 done | tee "$out/engines.txt"
+# The widest model of issue 8's table, whole and with its parameters in 1 GiB parts (as on a device
+# whose largest allocation is smaller): an epoch each, the same losses.
+for limit in "" 1G; do
+    CLVAE_MAX_ALLOC=$limit timeout 300 "$CLVAE" train --hidden 16384,16384 --batch 1024 --epochs 1 \
+        --out "$out/wide$limit" > "$out/wide$limit.txt" 2>&1
+    echo "--hidden 16384,16384${limit:+, CLVAE_MAX_ALLOC=$limit}: exit $?"
+    grep -E '^epoch|larger than' "$out/wide$limit.txt" || tail -n 2 "$out/wide$limit.txt"
+done | tee "$out/wide.txt"
 timeout 900 python3 bench/bench.py --gpu-table --epochs "${1:-3}" --exe "$CLVAE" \
     2>"$out/bench-errors.txt" | tee "$out/gpu-table.md"
 exit $status
