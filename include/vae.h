@@ -88,8 +88,8 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
                struct clvae_error *err);
 
 // Bytes of device memory vae_create allocates on rt for a laid-out model and max_rows rows
-// (CLBlast's scratch aside), and in *largest and *largest_name the largest single buffer that
-// cannot be split: one row count's activations, or one layer's parameters.
+// (CLBlast's scratch aside), and in *largest and *largest_name the largest activation buffer (the
+// parameters' buffers are vae_plan_parts' business).
 size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max_rows,
                         size_t *largest, const char **largest_name);
 

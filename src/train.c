@@ -869,8 +869,8 @@ static int check_fits(struct trainer *t, int *max_rows, struct clvae_error *err)
                 err, CLVAE_EXIT_DEVICE,
                 "--hidden/--latent/--batch: the model needs %zu bytes of device memory at %d rows "
                 "a pass (parameters %zu bytes, and as much again for each of their gradients, "
-                "Adam's two moments and the transposed weights; its largest buffer, '%s', %zu "
-                "bytes) besides the data's %zu; %s has %llu bytes and allocates at most %llu at "
+                "Adam's two moments and the transposed weights; its largest activations, '%s', "
+                "%zu bytes) besides the data's %zu; %s has %llu bytes and allocates at most %llu at "
                 "once: use fewer or narrower layers",
                 need, *max_rows, layout.n_params * sizeof(float), largest_name, largest,
                 t->rt.allocated, t->rt.device_name, (unsigned long long)t->rt.global_mem,

@@ -444,20 +444,6 @@ static void param_range(const struct vae *vae, int i, bool transposed, size_t *b
         *end = l->weight_t + (l->bias - l->weight);
 }
 
-// The largest one layer's parameters or transposed weights take, in floats.
-static size_t largest_layer(const struct vae *vae, int *which)
-{
-    size_t most = 0;
-    *which = 0;
-    for (int i = 0; i < vae->n_layers; i++) {
-        size_t begin, end;
-        param_range(vae, i, false, &begin, &end);
-        if (end - begin > most)
-            most = end - begin, *which = i;
-    }
-    return most;
-}
-
 // Parts of the flat array (params, or the transposed weights) at layer boundaries: a new part
 // starts at a layer that would take the current one past the largest allocation.
 static int plan_one(struct vae *vae, const struct clrt *rt, bool transposed, struct clrt_parts *p,
@@ -472,9 +458,10 @@ static int plan_one(struct vae *vae, const struct clrt *rt, bool transposed, str
             continue;
         if (end - begin > limit)
             return clvae_fail(err, CLVAE_EXIT_DEVICE,
-                              "--hidden/--encoder/--decoder: layer %s's %s take %zu bytes, more "
-                              "than %s's largest allocation (%llu bytes): use narrower layers",
-                              vae->layer[i].name, name, (end - begin) * sizeof(float),
+                              "the model's layer %s has %zu bytes of %s, more than %s's largest "
+                              "allocation (%llu bytes): use narrower layers (--hidden, --encoder, "
+                              "--decoder)",
+                              vae->layer[i].name, (end - begin) * sizeof(float), name,
                               rt->device_name, (unsigned long long)rt->max_alloc);
         if (end - part_start > limit) {
             if (p->n + 1 >= CLRT_MAX_PARTS)
@@ -531,17 +518,14 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
 {
     size_t rows = (size_t)max_rows, d = (size_t)layout->cfg.in_dim, z = (size_t)layout->cfg.latent;
     size_t f = sizeof(float), widest = 0;
-    int which;
-    // What vae_create allocates: parameters, gradients, transposed weights (in parts of whole
-    // layers, so the largest that counts is one layer's); x, terms (rows, d); logits, dlogits
-    // (rows, out_dim); ml, dml (rows, 2 z); z, dz, eps (rows, z); each inner layer's y and dy.
-    size_t sizes[4 + 3 * VAE_MAX_LAYERS] = {largest_layer(layout, &which) * f, 0, rows * d * f,
-                                            rows * 2 * z * f};
-    int n = 4;
+    // What vae_create allocates: parameters, gradients, transposed weights (in parts if need be:
+    // vae_plan_parts); x, terms (rows, d); ml, dml (rows, 2 z); logits, dlogits (rows, out_dim);
+    // z, dz, eps (rows, z); each inner layer's y and dy.
     size_t out = rows * (size_t)layout->out_dim * f;
-    size_t total = 2 * layout->n_params * f + layout->n_weights_t * f + 2 * sizes[2] + 2 * out +
-                   2 * sizes[3] + 3 * rows * z * f;
-    sizes[n++] = out;
+    size_t sizes[3 + 2 * VAE_MAX_LAYERS] = {rows * d * f, rows * 2 * z * f, out};
+    int n = 3;
+    size_t total = 2 * layout->n_params * f + layout->n_weights_t * f + 2 * sizes[0] +
+                   2 * sizes[1] + 2 * out + 3 * rows * z * f;
     for (int i = 0; i < layout->n_layers; i++) {
         const struct layer *l = &layout->layer[i];
         widest = (size_t)l->out > widest ? (size_t)l->out : widest;
@@ -556,14 +540,14 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
     }
     total += (rt->reduce_work + widest) * f; // bias_partial
     total += splitk_floats(layout, rt, max_rows) * f;
-    static const char *const names[5] = {"one layer's parameters", "", "input batch",
-                                         "mean and log-variance", "decoder output"};
+    static const char *const names[3] = {"input batch", "mean and log-variance",
+                                         "decoder output"};
     *largest = 0;
     *largest_name = "activations";
     for (int i = 0; i < n; i++) {
         if (sizes[i] > *largest) {
             *largest = sizes[i];
-            *largest_name = i < 5 ? names[i] : "layer activations or conv columns";
+            *largest_name = i < 3 ? names[i] : "layer activations or conv columns";
         }
     }
     return total;
