@@ -75,12 +75,12 @@ struct layer {
     bool relu;
     bool gaussian_head; // y is [mean | logvar]: the checkpoint names the halves mean and logvar
     bool needs_dx;      // a layer below takes dx
-    size_t weight, bias, weight_t; // offsets in floats: the flat parameters, the transposed weights
+    size_t weight, bias; // offsets in floats of the flat parameters
     // Where they live on the device (vae_create): the part of vae->params and ->grads holding the
-    // layer and the offsets within it; weight_t's part of vae->weights_t and its offset there.
+    // layer and the offsets within it.
     struct {
-        cl_mem params, grads, weights_t;
-        size_t weight, bias, weight_t;
+        cl_mem params, grads;
+        size_t weight, bias;
     } dev;
     // The weight gradient's product: (wgrad_m, wgrad_n) summed over wgrad_k rows an image.
     size_t wgrad_m, wgrad_n, wgrad_k;
@@ -105,7 +105,8 @@ void dense_product_bias(struct vae *vae, const struct layer *l, size_t m, size_t
                         struct clrt_mat a);
 // dy masked by the ReLU in place; db (n) (+)= its column sums.
 void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n, bool accumulate);
-// vae->weights_t at l->weight_t = W^T (cols, rows) of W (rows, cols) at l->weight.
+// vae->weights_t = W^T (cols, rows) of W (rows, cols) at l->weight: the scratch every layer's
+// input gradient uses in turn (the queue is in order).
 void dense_transpose_weight(struct vae *vae, const struct layer *l, int rows, int cols);
 // dW (wgrad_m, wgrad_n) at l->weight in vae->grads (+)= a^T b over rows x l->wgrad_k rows of a
 // (.., wgrad_m) and b (.., wgrad_n): one product, or, when that alone would leave the device idle

@@ -61,10 +61,12 @@ struct vae {
     struct layer layer[VAE_MAX_LAYERS];
     size_t n_params;
     int max_rows;
-    // The flat parameters and their gradients, and the weights transposed for the input gradients
-    // (layer_dense.c): each one device buffer, or parts that keep every layer whole (each layer's
-    // l->dev says where its own are).
-    struct clrt_parts params, grads, weights_t;
+    // The flat parameters and their gradients: each one device buffer, or parts that keep every
+    // layer whole (each layer's l->dev says where its own are).
+    struct clrt_parts params, grads;
+    // One layer's weights transposed at a time, for its input gradient (layer_dense.c): n_weights_t
+    // floats, the most any layer below the top takes.
+    cl_mem weights_t;
     size_t n_weights_t;
     // Activations for max_rows images: x input, ml = [mu | logvar], z sample, eps its noise,
     // logits (rows, out_dim: the likelihood's parameters) and their gradients; hidden layers'
@@ -74,7 +76,7 @@ struct vae {
     cl_mem bias_partial; // the bias gradients' partial column sums (vae_bias_parts)
     cl_mem splitk;       // split-K weight gradients' parts (vae_splitk_parts), or NULL
     size_t bias_work;    // work-items a column reduction should fill (rt->reduce_work)
-    cl_mem owned[4 * VAE_MAX_LAYERS + 16 + 3 * CLRT_MAX_PARTS];
+    cl_mem owned[4 * VAE_MAX_LAYERS + 16 + 2 * CLRT_MAX_PARTS];
     int n_owned;
     size_t activation_bytes;
     struct sampler sampler;
@@ -99,9 +101,9 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
                struct clvae_error *err);
 void vae_release(struct vae *vae);
 
-// Splits a laid-out model's parameters (and gradients) and transposed weights into parts of at most
-// rt->max_alloc bytes that keep each layer whole: vae->params, grads and weights_t's n and start,
-// no buffers. -1 with CLVAE_EXIT_DEVICE naming the layer whose parameters alone are larger.
+// Splits a laid-out model's parameters (and gradients) into parts of at most rt->max_alloc bytes
+// that keep each layer whole: vae->params and grads' n and start, no buffers. -1 with
+// CLVAE_EXIT_DEVICE naming the layer whose parameters alone are larger.
 int vae_plan_parts(struct vae *vae, const struct clrt *rt, struct clvae_error *err);
 
 // Every layer's initial parameters (PyTorch's nn.Linear default for dense layers), drawn from

@@ -43,8 +43,8 @@ static int check_spec(const struct layer *l, char *why)
     return 0;
 }
 
-// Parameters: weight (wrows, wcols), bias (channels), a transposed copy when a layer below needs
-// dx; work floats of cols and dcols per image.
+// Parameters: weight (wrows, wcols), bias (channels), room for its transpose in vae->weights_t
+// when a layer below needs dx; work floats of cols and dcols per image.
 static void lay_out_params(struct vae *vae, struct layer *l, size_t wrows, size_t wcols,
                            size_t work)
 {
@@ -53,10 +53,8 @@ static void lay_out_params(struct vae *vae, struct layer *l, size_t wrows, size_
     l->weight = vae->n_params;
     l->bias = l->weight + wrows * wcols;
     vae->n_params = l->bias + (size_t)l->out_shape.c;
-    if (l->needs_dx) {
-        l->weight_t = vae->n_weights_t;
-        vae->n_weights_t += wrows * wcols;
-    }
+    if (l->needs_dx && wrows * wcols > vae->n_weights_t)
+        vae->n_weights_t = wrows * wcols;
 }
 
 static int conv_layout(struct vae *vae, struct layer *l, char *why)
@@ -165,7 +163,7 @@ static void conv_backward(struct vae *vae, const struct layer *l, int rows, bool
         return;
     dense_transpose_weight(vae, l, (int)kkc, (int)n);
     clrt_gemm(vae->rt, false, false, m, kkc, n, 1.0f, mat(l->dy, 0, n),
-              mat(l->dev.weights_t, l->dev.weight_t, kkc), 0.0f, mat(l->dcols, 0, kkc));
+              mat(vae->weights_t, 0, kkc), 0.0f, mat(l->dcols, 0, kkc));
     columns(vae, l, l->k_col2im, l->dcols, l->dx, rows, l->in_shape, l->out_shape);
 }
 
@@ -190,7 +188,7 @@ static void deconv_backward(struct vae *vae, const struct layer *l, int rows, bo
         return;
     dense_transpose_weight(vae, l, (int)ic, (int)kko);
     clrt_gemm(vae->rt, false, false, m, ic, kko, 1.0f, mat(l->dcols, 0, kko),
-              mat(l->dev.weights_t, l->dev.weight_t, ic), 0.0f, mat(l->dx, 0, ic));
+              mat(vae->weights_t, 0, ic), 0.0f, mat(l->dx, 0, ic));
 }
 
 // PyTorch's shapes: a conv's weight (OC, C, K, K), element [oc][c][ky][kx] at ((ky K + kx) C +

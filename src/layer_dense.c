@@ -1,8 +1,9 @@
 // The dense layer y = relu?(x W + b): W (in, out) row-major, as a Keras Dense layer keeps its
 // kernel (the transpose of PyTorch's nn.Linear weight), b (out). The layout makes the forward
 // product and the weight gradient the NN and TN products that CLBlast runs fast on every device;
-// the input gradient dy W^T uses a transposed copy (out, in) in vae->weights_t. Every device access
-// goes through l->dev: the layer's part of the parameters and its offsets there. The bias, ReLU and
+// the input gradient dy W^T uses a transposed copy (out, in) in vae->weights_t, a scratch the layers
+// take in turn. Parameters on the device are reached through l->dev: the layer's part of them and
+// its offsets there. The bias, ReLU and
 // transpose pieces serve conv and deconv too (layer.h).
 #include <math.h>
 #include <stdio.h>
@@ -20,10 +21,8 @@ static int dense_layout(struct vae *vae, struct layer *l, char *why)
     l->bias = l->weight + (size_t)l->in * (size_t)l->out;
     l->wgrad_m = (size_t)l->in, l->wgrad_n = (size_t)l->out, l->wgrad_k = 1;
     vae->n_params = l->bias + (size_t)l->out;
-    if (l->needs_dx) {
-        l->weight_t = vae->n_weights_t;
-        vae->n_weights_t += (size_t)l->in * (size_t)l->out;
-    }
+    if (l->needs_dx && (size_t)l->in * (size_t)l->out > vae->n_weights_t)
+        vae->n_weights_t = (size_t)l->in * (size_t)l->out;
     return 0;
 }
 
@@ -140,11 +139,11 @@ void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n
 void dense_transpose_weight(struct vae *vae, const struct layer *l, int rows, int cols)
 {
     cl_kernel k = l->k_transpose;
-    int src = (int)l->dev.weight, dst = (int)l->dev.weight_t;
+    int src = (int)l->dev.weight, dst = 0;
     cl_uint a = 0;
     KARG(k, a++, l->dev.params);
     KARG(k, a++, src);
-    KARG(k, a++, l->dev.weights_t);
+    KARG(k, a++, vae->weights_t);
     KARG(k, a++, dst);
     KARG(k, a++, rows);
     KARG(k, a++, cols);
@@ -162,7 +161,7 @@ static void dense_backward(struct vae *vae, const struct layer *l, int rows, boo
     dense_weight_grad(vae, l, rows, mat(l->x, 0, l->in), mat(l->dy, 0, l->out), accumulate);
     if (l->needs_dx)
         clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->in, (size_t)l->out, 1.0f,
-                  mat(l->dy, 0, l->out), mat(l->dev.weights_t, l->dev.weight_t, l->in), 0.0f,
+                  mat(l->dy, 0, l->out), mat(vae->weights_t, 0, l->in), 0.0f,
                   mat(l->dx, 0, l->in));
 }
 

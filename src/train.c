@@ -868,9 +868,9 @@ static int check_fits(struct trainer *t, int *max_rows, struct clvae_error *err)
             return clvae_fail(
                 err, CLVAE_EXIT_DEVICE,
                 "--hidden/--latent/--batch: the model needs %zu bytes of device memory at %d rows "
-                "a pass (parameters %zu bytes, and as much again for each of their gradients, "
-                "Adam's two moments and the transposed weights; its largest activations, '%s', "
-                "%zu bytes) besides the data's %zu; %s has %llu bytes and allocates at most %llu at "
+                "a pass (parameters %zu bytes, and as much again for each of their gradients "
+                "and Adam's two moments; its largest activations, '%s', %zu bytes) besides the "
+                "data's %zu; %s has %llu bytes and allocates at most %llu at "
                 "once: use fewer or narrower layers",
                 need, *max_rows, layout.n_params * sizeof(float), largest_name, largest,
                 t->rt.allocated, t->rt.device_name, (unsigned long long)t->rt.global_mem,
@@ -977,10 +977,8 @@ static void print_banner(const struct trainer *t)
            (double)t->vae.activation_bytes / 1048576.0);
     // What does not fit the device's largest allocation at once: buffers in parts, passes of
     // fewer rows than the batch (a CPU's cache-sized micro-batches are the rule, not news).
-    const struct clrt_parts *split[] = {&run->train_data, &run->test_data, &t->vae.params,
-                                        &t->vae.weights_t};
-    static const char *const split_names[] = {"training set", "test set", "parameters",
-                                              "transposed weights"};
+    const struct clrt_parts *split[] = {&run->train_data, &run->test_data, &t->vae.params};
+    static const char *const split_names[] = {"training set", "test set", "parameters"};
     bool cpu_micro = t->rt.device_type & CL_DEVICE_TYPE_CPU && run->micro == MICRO_BATCH_CPU;
     bool any = run->micro < t->opt.batch && !cpu_micro;
     for (size_t i = 0; i < sizeof split / sizeof split[0]; i++)

@@ -429,62 +429,36 @@ static size_t splitk_floats(const struct vae *vae, const struct clrt *rt, int ma
     return most;
 }
 
-// Layer i's range of the flat parameters [*begin, *end), or of the transposed weights (the empty
-// range at its weight_t when it has none).
-static void param_range(const struct vae *vae, int i, bool transposed, size_t *begin, size_t *end)
+// A new part starts at a layer that would take the current one past the largest allocation. (The
+// transposed weights' scratch holds one layer's, so it fits one allocation when they do.)
+int vae_plan_parts(struct vae *vae, const struct clrt *rt, struct clvae_error *err)
 {
-    const struct layer *l = &vae->layer[i];
-    if (!transposed) {
-        *begin = l->weight;
-        *end = i + 1 < vae->n_layers ? vae->layer[i + 1].weight : vae->n_params;
-        return;
-    }
-    *begin = *end = l->weight_t;
-    if (l->needs_dx)
-        *end = l->weight_t + (l->bias - l->weight);
-}
-
-// Parts of the flat array (params, or the transposed weights) at layer boundaries: a new part
-// starts at a layer that would take the current one past the largest allocation.
-static int plan_one(struct vae *vae, const struct clrt *rt, bool transposed, struct clrt_parts *p,
-                    const char *name, struct clvae_error *err)
-{
-    size_t limit = (size_t)(rt->max_alloc / sizeof(float)), total = 0, part_start = 0;
+    size_t limit = (size_t)(rt->max_alloc / sizeof(float)), part_start = 0;
+    struct clrt_parts *p = &vae->params;
     memset(p, 0, sizeof *p);
     for (int i = 0; i < vae->n_layers; i++) {
-        size_t begin, end;
-        param_range(vae, i, transposed, &begin, &end);
-        if (end == begin)
-            continue;
+        size_t begin = vae->layer[i].weight;
+        size_t end = i + 1 < vae->n_layers ? vae->layer[i + 1].weight : vae->n_params;
         if (end - begin > limit)
             return clvae_fail(err, CLVAE_EXIT_DEVICE,
-                              "the model's layer %s has %zu bytes of %s, more than %s's largest "
-                              "allocation (%llu bytes): use narrower layers (--hidden, --encoder, "
-                              "--decoder)",
-                              vae->layer[i].name, (end - begin) * sizeof(float), name,
-                              rt->device_name, (unsigned long long)rt->max_alloc);
+                              "the model's layer %s has %zu bytes of parameters, more than %s's "
+                              "largest allocation (%llu bytes): use narrower layers (--hidden, "
+                              "--encoder, --decoder)",
+                              vae->layer[i].name, (end - begin) * sizeof(float), rt->device_name,
+                              (unsigned long long)rt->max_alloc);
         if (end - part_start > limit) {
             if (p->n + 1 >= CLRT_MAX_PARTS)
                 return clvae_fail(err, CLVAE_EXIT_DEVICE,
-                                  "the model's %s would take more than %d buffers of at most %llu "
-                                  "bytes (%s's largest allocation)",
-                                  name, CLRT_MAX_PARTS, (unsigned long long)rt->max_alloc,
+                                  "the model's parameters would take more than %d buffers of at "
+                                  "most %llu bytes (%s's largest allocation)",
+                                  CLRT_MAX_PARTS, (unsigned long long)rt->max_alloc,
                                   rt->device_name);
             p->start[++p->n] = begin * sizeof(float);
             part_start = begin;
         }
-        total = end > total ? end : total;
     }
     p->n++;
-    p->start[p->n] = total * sizeof(float);
-    return 0;
-}
-
-int vae_plan_parts(struct vae *vae, const struct clrt *rt, struct clvae_error *err)
-{
-    if (plan_one(vae, rt, false, &vae->params, "parameters", err) ||
-        plan_one(vae, rt, true, &vae->weights_t, "transposed weights", err))
-        return -1;
+    p->start[p->n] = vae->n_params * sizeof(float);
     vae->grads = vae->params;
     return 0;
 }
@@ -508,8 +482,6 @@ static void place_layers(struct vae *vae)
         l->dev.params = vae->params.mem[part];
         l->dev.grads = vae->grads.mem[part];
         l->dev.bias = l->dev.weight + (l->bias - l->weight);
-        part = part_of(&vae->weights_t, l->weight_t, &l->dev.weight_t);
-        l->dev.weights_t = vae->weights_t.mem[part];
     }
 }
 
@@ -566,7 +538,7 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
     size_t rows = (size_t)max_rows, d = (size_t)cfg->in_dim, z = (size_t)cfg->latent;
     if (vae_plan_parts(vae, rt, err) || own_parts(vae, &vae->params, "parameters", err) ||
         own_parts(vae, &vae->grads, "gradients", err) ||
-        own_parts(vae, &vae->weights_t, "transposed weights", err))
+        !(vae->weights_t = own(vae, vae->n_weights_t, 1, "transposed weights", err)))
         return -1;
     place_layers(vae);
     size_t before = rt->allocated;
