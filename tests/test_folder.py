@@ -7,6 +7,7 @@ every bad folder and option: one "clvae: " line, the documented status, nothing 
 PNG files are written here by a small encoder of their own (zlib and struct), so the test needs
 nothing but Python. Run as `CLVAE=path/to/clvae python3 tests/test_folder.py`.
 """
+import filecmp
 import math
 import os
 import re
@@ -301,8 +302,29 @@ def test_bad_folders():
                      ["--image-size", "PNG"], out=out, out_may_exist=False)
 
 
+def test_split_folder():
+    """900 RGB images of 8x8 (172,800 bytes) under CLVAE_MAX_ALLOC=64K: the training set in 3
+    buffers of whole images, the same checkpoint byte for byte as in one."""
+    d = labelled_folder("split", per_class=300)
+    saved = []
+    for env in ({}, {"CLVAE_MAX_ALLOC": "64K"}):
+        path = os.path.join(cli.TMP, f"split{len(env)}.safetensors")
+        r = cli.run(["train", "--data", d, "--out", cli.fresh_out(), "--epochs", "2", "--hidden",
+                     "32", "--batch", "64", "--save", path], env=env)
+        cli.check(f"PNG folder{' under CLVAE_MAX_ALLOC=64K' if env else ''}: exit 0",
+                  r.rc == 0, r.describe())
+        saved.append(path)
+        if env:
+            cli.check("CLVAE_MAX_ALLOC=64K: the banner says the training set is in 3 buffers",
+                      "training set in 3 buffers" in r.out, r.describe())
+    same = all(os.path.exists(p) for p in saved) and filecmp.cmp(saved[0], saved[1], shallow=False)
+    cli.check("PNG folder in 3 buffers: the checkpoint equals the one-buffer run's", same,
+              "the checkpoints differ")
+
+
 def body():
     test_good_folder()
+    test_split_folder()
     test_layouts()
     test_likelihood()
     test_numpy_decoder()
