@@ -49,7 +49,7 @@ struct clrt {
     // Products run clvae's own kernels (cl/gemm.cl) rather than CLBlast's: on PoCL's CPU device,
     // where they are several times faster, unless CLVAE_GEMM says clblast (or clvae, anywhere).
     bool own_gemm;
-    cl_kernel gemm_kernels[4], gemm_sum; // created on first use
+    cl_kernel gemm_kernels[6], gemm_sum; // created on first use
     bool profiling;   // the queue records events; launches and products are timed
     long launches;    // kernels and CLBlast products enqueued through clrt_launch and clrt_gemm
     struct clrt_prof prof[CLRT_MAX_PROF];

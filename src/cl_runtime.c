@@ -813,7 +813,7 @@ int clrt_build(struct clrt *rt, struct clvae_error *err)
 
 void clrt_close(struct clrt *rt)
 {
-    for (int i = 0; i < 4; i++)
+    for (size_t i = 0; i < sizeof rt->gemm_kernels / sizeof rt->gemm_kernels[0]; i++)
         if (rt->gemm_kernels[i])
             clReleaseKernel(rt->gemm_kernels[i]);
     if (rt->gemm_sum)
@@ -1118,18 +1118,22 @@ static cl_uint operand_args(cl_kernel kern, cl_uint i, struct clrt_mat x, size_t
 }
 
 // One launch of a cl/gemm.cl product kernel: C_i = alpha op(A_i) B_i + beta C_i for i < batch,
-// in blocks of 8 x 32 (8 x 16 when n is 16 or less); its time goes to profile entry label.
+// in blocks of 8 x 32 (8 x 16 when n is 16 or less); its time goes to profile entry label. The
+// packed kernels where the rows a block walks down (B's, and A's for A^T) are a multiple of 4 KiB
+// apart and would share their cache sets (see cl/gemm.cl).
 static void gemm_blocks(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
                         struct clrt_mat a, size_t a_stride, struct clrt_mat b, size_t b_stride,
                         float beta, struct clrt_mat c, size_t c_stride, size_t batch,
                         const struct clrt_epilogue *ep, const char *label, double flops)
 {
-    static const char *const names[2][2] = {{"gemm_nn_32", "gemm_nn_16"},
-                                            {"gemm_tn_32", "gemm_tn_16"}};
+    static const char *const names[2][3] = {{"gemm_nn_32", "gemm_nn_16", "gemm_nn_packed"},
+                                            {"gemm_tn_32", "gemm_tn_16", "gemm_tn_packed"}};
     size_t width = n > 16 ? 32 : 16;
-    cl_kernel *kern = &rt->gemm_kernels[2 * ta + (width == 16)];
+    bool packed = width == 32 && (b.ld % 1024 == 0 || (ta && a.ld % 1024 == 0));
+    int which = packed ? 2 : width == 16;
+    cl_kernel *kern = &rt->gemm_kernels[3 * ta + which];
     if (!*kern)
-        *kern = clrt_kernel(rt, names[ta][width == 16]);
+        *kern = clrt_kernel(rt, names[ta][which]);
     cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k;
     cl_uint i = 0;
     KARG(*kern, i++, im);
@@ -1142,8 +1146,8 @@ static void gemm_blocks(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, 
     i = operand_args(*kern, i, c, c_stride);
     epilogue_args(*kern, i, ep, c.mem);
     // A work-group of up to 8 blocks down one column of blocks: on a CPU they run on one core
-    // one after another, sharing B's columns in its cache.
-    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
+    // one after another, sharing B's columns in its cache (the packed kernels: exactly 8).
+    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 && !packed ? blocks : 8;
     size_t global[3] = {(n + width - 1) / width, (blocks + group - 1) / group * group, batch};
     size_t local[3] = {1, group, 1};
     cl_event ev = NULL;

@@ -417,14 +417,17 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P)
 // A product of clrt_gemm (batch 1) or clrt_gemm_tn_batched (batch > 1; alpha 1, beta 0) through
 // clvae's kernels (own) or CLBlast, against a double reference: C_p (m, n) = alpha op(A_p) B_p +
 // beta C_p, operands at offsets with leading dimensions wider than the matrices, and guard cells
-// around every C.
+// around every C. aliased: A's and B's leading dimensions a multiple of 1024 floats, where clvae's
+// kernels copy the operands through local memory (the packed kernels of cl/gemm.cl).
 static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float beta, int batch,
-                      int epilogue)
+                      int epilogue, bool aliased)
 {
     bool saved = rt.own_gemm;
     rt.own_gemm = own;
     size_t ar = ta ? (size_t)k : (size_t)m, ac = ta ? (size_t)m : (size_t)k;
     size_t lda = ac + 3, ldb = (size_t)n + 5, ldc = (size_t)n + 2, off = 7;
+    if (aliased)
+        lda = (ac + 1023) / 1024 * 1024, ldb = ((size_t)n + 1023) / 1024 * 1024;
     size_t as = ar * lda + 1, bs = (size_t)k * ldb + 2, cs = (size_t)m * ldc + GUARD;
     size_t na = off + (size_t)batch * as, nb = off + (size_t)batch * bs;
     size_t nc = off + (size_t)batch * cs + GUARD;
@@ -496,10 +499,11 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
         touched += tu_changed(back, base + (size_t)m * ldc, base + cs);
     }
     char what[160];
-    snprintf(what, sizeof what, "gemm %s %c %dx%dx%d alpha %g beta %g%s%.0d%s",
+    snprintf(what, sizeof what, "gemm %s %c %dx%dx%d alpha %g beta %g%s%.0d%s%s",
              own ? "clvae" : "CLBlast", ta ? 'T' : 'N', m, n, k, (double)alpha, (double)beta,
              batch > 1 ? " batch " : "", batch > 1 ? batch : 0,
-             epilogue == 2 ? " + bias, ReLU" : epilogue ? " + bias" : "");
+             epilogue == 2 ? " + bias, ReLU" : epilogue ? " + bias" : "",
+             aliased ? ", lda and ldb multiples of 1024" : "");
     tu_compare(what, got, want, scale, (size_t)batch * m * n, 0.0, 1e-5);
     tu_check(touched == 0, "%s: %d cells outside C changed", what, touched);
     if (own && k > 10000) // own_parts splits it: the parts, the leftover rows (if any), the sum
@@ -1160,14 +1164,31 @@ int main(void)
         for (size_t i = 0; i < sizeof gemm / sizeof gemm[0]; i++)
             if (!own || own_everywhere || gemm[i].k <= 1024)
                 test_gemm(own, gemm[i].ta, gemm[i].m, gemm[i].n, gemm[i].k, gemm[i].alpha,
-                          gemm[i].beta, gemm[i].batch, 0);
+                          gemm[i].beta, gemm[i].batch, 0, false);
+    // Leading dimensions of 1024 (clvae's packed kernels): edge rows and columns, k under and over
+    // a tile of 64 and not a multiple of it, a group of 8 blocks with only some rows (70, 130),
+    // A^T's rows copied whole and clamped, a strided batch, alpha and beta.
+    static const struct {
+        bool ta;
+        int m, n, k;
+        float alpha, beta;
+        int batch;
+    } aliased[] = {{false, 37, 75, 29, 1.0f, 0.0f, 1},  {false, 70, 53, 300, 0.5f, 1.0f, 1},
+                   {true, 37, 75, 129, 1.0f, 1.0f, 1},  {true, 130, 40, 200, 1.0f, 0.0f, 1},
+                   {true, 64, 64, 64, -1.0f, 0.5f, 1},  {true, 19, 45, 61, 1.0f, 0.0f, 3},
+                   {false, 130, 96, 65, 1.0f, 0.0f, 1}, {false, 8, 10, 100, 1.0f, 0.0f, 1}};
+    for (int own = 0; own < 2; own++)
+        for (size_t i = 0; i < sizeof aliased / sizeof aliased[0]; i++)
+            test_gemm(own, aliased[i].ta, aliased[i].m, aliased[i].n, aliased[i].k,
+                      aliased[i].alpha, aliased[i].beta, aliased[i].batch, 0, true);
     // clvae's kernels with the bias (and ReLU) folded in: whole and edge blocks, 16 wide, and a
     // product split over k (the epilogue then in the parts' sum).
-    test_gemm(true, false, 37, 75, 29, 1.0f, 0.0f, 1, 1);
-    test_gemm(true, false, 40, 53, 300, 1.0f, 0.0f, 1, 2);
-    test_gemm(true, false, 21, 16, 9, 1.0f, 0.0f, 1, 2);
+    test_gemm(true, false, 37, 75, 29, 1.0f, 0.0f, 1, 1, false);
+    test_gemm(true, false, 40, 53, 300, 1.0f, 0.0f, 1, 2, false);
+    test_gemm(true, false, 21, 16, 9, 1.0f, 0.0f, 1, 2, false);
+    test_gemm(true, false, 70, 75, 100, 1.0f, 0.0f, 1, 2, true);
     if (own_everywhere)
-        test_gemm(true, false, 37, 45, 13001, 1.0f, 0.0f, 1, 2);
+        test_gemm(true, false, 37, 45, 13001, 1.0f, 0.0f, 1, 2, false);
 
     test_reparameterize(23, 7, 5, 0, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
     test_reparameterize(23, 7, 5, 41, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
