@@ -87,7 +87,8 @@ struct layer {
     cl_mem x, dx;                  // borrowed: the layer below's y and dy (dx NULL if !needs_dx)
     cl_mem y, dy;                  // (max_rows, out): the model's buffers
     cl_mem cols, dcols;            // (max_rows, work) when work > 0: the model's buffers
-    cl_kernel k_forward, k_bias_backward, k_bias_backward_sum, k_transpose, k_im2col, k_col2im;
+    cl_kernel k_forward, k_bias_backward, k_bias_backward_rows, k_bias_backward_sum, k_transpose;
+    cl_kernel k_im2col, k_col2im;
 };
 
 // The ops of a kind.

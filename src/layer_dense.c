@@ -45,6 +45,7 @@ static void dense_create(struct vae *vae, struct layer *l)
 {
     l->k_forward = clrt_kernel(vae->rt, l->relu ? "bias_relu_forward" : "bias_forward");
     l->k_bias_backward = clrt_kernel(vae->rt, "bias_backward");
+    l->k_bias_backward_rows = clrt_kernel(vae->rt, "bias_backward_rows");
     l->k_bias_backward_sum = clrt_kernel(vae->rt, "bias_backward_sum");
     if (l->needs_dx)
         l->k_transpose = clrt_kernel(vae->rt, "transpose");
@@ -53,12 +54,14 @@ static void dense_create(struct vae *vae, struct layer *l)
 // Every kernel any kind holds: dense's, and conv's im2col and col2im.
 static void dense_release(struct layer *l)
 {
-    cl_kernel kernels[] = {l->k_forward,   l->k_bias_backward, l->k_bias_backward_sum,
-                           l->k_transpose, l->k_im2col,        l->k_col2im};
+    cl_kernel kernels[] = {l->k_forward,   l->k_bias_backward, l->k_bias_backward_rows,
+                           l->k_bias_backward_sum, l->k_transpose, l->k_im2col,
+                           l->k_col2im};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
-    l->k_forward = l->k_bias_backward = l->k_bias_backward_sum = l->k_transpose = NULL;
+    l->k_forward = l->k_bias_backward = l->k_bias_backward_rows = NULL;
+    l->k_bias_backward_sum = l->k_transpose = NULL;
     l->k_im2col = l->k_col2im = NULL;
 }
 
@@ -98,29 +101,34 @@ static void dense_forward(struct vae *vae, const struct layer *l, int rows)
 }
 
 // In vae_bias_parts parts, summed again when there are several: a column reduction that fills a
-// GPU at any batch.
+// GPU at any batch. On a CPU with rows a multiple of 4 KiB apart, each part sweeps its rows instead
+// (bias_backward_rows), the same sums.
 void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n, bool accumulate)
 {
     int parts = vae_bias_parts(vae, rows, n);
     int per_part = (rows + parts - 1) / parts, relu = l->relu, acc = accumulate;
     int dbias = (int)l->dev.bias;
-    // One part writes the gradient itself; several write partial sums from 0 for the second pass.
-    cl_mem y = l->relu ? l->y : l->dy, out = parts == 1 ? l->dev.grads : vae->bias_partial;
-    int out_offset = parts == 1 ? dbias : 0, out_acc = parts == 1 ? acc : 0;
-    cl_kernel k = l->k_bias_backward;
+    bool sweep = (vae->rt->device_type & CL_DEVICE_TYPE_CPU) && n % 1024 == 0;
+    // One part writes the gradient itself (the sweep: only when it need not add to it); the parts
+    // otherwise write partial sums from 0 for the second pass.
+    bool direct = parts == 1 && !(sweep && accumulate);
+    cl_mem y = l->relu ? l->y : l->dy, out = direct ? l->dev.grads : vae->bias_partial;
+    int out_offset = direct ? dbias : 0, out_acc = direct ? acc : 0;
+    cl_kernel k = sweep ? l->k_bias_backward_rows : l->k_bias_backward;
     cl_uint a = 0;
     KARG(k, a++, l->dy);
     KARG(k, a++, y);
     KARG(k, a++, relu);
     KARG(k, a++, out);
     KARG(k, a++, out_offset);
-    KARG(k, a++, out_acc);
+    if (!sweep)
+        KARG(k, a++, out_acc);
     KARG(k, a++, rows);
     KARG(k, a++, n);
     KARG(k, a++, per_part);
-    size_t global[2] = {(size_t)n, (size_t)parts};
-    clrt_launch(vae->rt, k, 2, global, NULL);
-    if (parts == 1)
+    size_t global[2] = {sweep ? (size_t)parts : (size_t)n, (size_t)parts};
+    clrt_launch(vae->rt, k, sweep ? 1 : 2, global, NULL);
+    if (direct)
         return;
     k = l->k_bias_backward_sum;
     a = 0;

@@ -225,58 +225,39 @@ static void test_transpose(int rows, int cols, int src_off, int dst_off, const s
     clReleaseKernel(k);
 }
 
-// bias_backward (in `parts` parts, then bias_backward_sum when there are several) on dy (rows, n),
-// with a ReLU output y of which about 40% is zero when relu, into grads + offset: the column sums
-// in double (relative to the sums of |dy|), added to grads' values when accumulate, and dy masked
-// in place when relu (exact). Every other cell of grads must keep its value.
-static void test_bias_backward(bool relu, int rows, int n, int offset, int parts, bool accumulate)
+// One bias gradient pass as dense_bias_backward enqueues it: bias_backward (a work-item a column)
+// or, sweep, bias_backward_rows (a work-item a part, row by row), in `parts` parts, then
+// bias_backward_sum when the parts wrote partial sums (several parts; or the sweep adding to
+// grads). dy and grads are updated in place.
+static void launch_bias_backward(bool sweep, bool relu, int rows, int n, int offset, int parts,
+                                 bool accumulate, float *dy, const float *y, float *grads,
+                                 size_t n_grads, float *partial, size_t n_partial)
 {
-    cl_kernel k = clrt_kernel(&rt, "bias_backward"), k_sum = clrt_kernel(&rt, "bias_backward_sum");
-    size_t count = (size_t)rows * n, n_grads = (size_t)offset + n + GUARD;
-    size_t n_partial = (size_t)parts * n + GUARD;
-    float *dy = tu_alloc(count + GUARD, sizeof(float));
-    float *y = tu_alloc(count, sizeof(float));
-    float *grads = tu_alloc(n_grads, sizeof(float));
-    float *partial = tu_alloc(n_partial, sizeof(float));
-    double *want_dy = tu_alloc(count, sizeof(double));
-    double *want = tu_alloc((size_t)n, sizeof(double));
-    double *scale = tu_alloc((size_t)n, sizeof(double));
-    for (size_t i = 0; i < count; i++) {
-        dy[i] = rng_range(-1.0, 1.0);
-        y[i] = rng_uniform() < 0.4 ? 0.0f : rng_range(0.0, 2.0);
-        want_dy[i] = !relu || y[i] > 0.0f ? dy[i] : 0.0;
-    }
-    tu_fill_guard(dy, count, count + GUARD);
-    tu_fill_guard(grads, 0, n_grads);
-    tu_fill_guard(partial, 0, n_partial);
-    for (int j = 0; j < n; j++) {
-        want[j] = accumulate ? grads[offset + j] : 0.0;
-        scale[j] = fabs(want[j]);
-        for (int r = 0; r < rows; r++) {
-            want[j] += want_dy[(size_t)r * n + j];
-            scale[j] += fabs(want_dy[(size_t)r * n + j]);
-        }
-    }
+    cl_kernel k = clrt_kernel(&rt, sweep ? "bias_backward_rows" : "bias_backward");
+    cl_kernel k_sum = clrt_kernel(&rt, "bias_backward_sum");
+    size_t count = (size_t)rows * n;
     cl_mem ddy = tu_upload(&rt, dy, (count + GUARD) * sizeof(float), "dy");
     cl_mem dyy = tu_upload(&rt, y, count * sizeof(float), "y");
     cl_mem dgrads = tu_upload(&rt, grads, n_grads * sizeof(float), "grads");
     cl_mem dpartial = tu_upload(&rt, partial, n_partial * sizeof(float), "partial");
     int per_part = (rows + parts - 1) / parts, relu_arg = relu, acc = accumulate;
-    cl_mem out = parts == 1 ? dgrads : dpartial, mask = relu ? dyy : ddy;
-    int out_offset = parts == 1 ? offset : 0, out_acc = parts == 1 ? acc : 0;
+    bool direct = parts == 1 && !(sweep && accumulate);
+    cl_mem out = direct ? dgrads : dpartial, mask = relu ? dyy : ddy;
+    int out_offset = direct ? offset : 0, out_acc = direct ? acc : 0;
     cl_uint arg = 0;
     KARG(k, arg++, ddy);
     KARG(k, arg++, mask);
     KARG(k, arg++, relu_arg);
     KARG(k, arg++, out);
     KARG(k, arg++, out_offset);
-    KARG(k, arg++, out_acc);
+    if (!sweep)
+        KARG(k, arg++, out_acc);
     KARG(k, arg++, rows);
     KARG(k, arg++, n);
     KARG(k, arg++, per_part);
-    size_t global[2] = {(size_t)n, (size_t)parts};
-    clrt_launch(&rt, k, 2, global, NULL);
-    if (parts > 1) {
+    size_t global[2] = {sweep ? (size_t)parts : (size_t)n, (size_t)parts};
+    clrt_launch(&rt, k, sweep ? 1 : 2, global, NULL);
+    if (!direct) {
         arg = 0;
         KARG(k_sum, arg++, dpartial);
         KARG(k_sum, arg++, parts);
@@ -284,42 +265,99 @@ static void test_bias_backward(bool relu, int rows, int n, int offset, int parts
         KARG(k_sum, arg++, offset);
         KARG(k_sum, arg++, acc);
         KARG(k_sum, arg++, n);
-        clrt_launch(&rt, k_sum, 1, global, NULL);
+        size_t columns = (size_t)n;
+        clrt_launch(&rt, k_sum, 1, &columns, NULL);
     }
     tu_download(&rt, ddy, dy, (count + GUARD) * sizeof(float));
     tu_download(&rt, dgrads, grads, n_grads * sizeof(float));
     tu_download(&rt, dpartial, partial, n_partial * sizeof(float));
-    char what[160];
-    snprintf(what, sizeof what,
-             "bias_backward%s (%dx%d, offset %d, %d parts%s): column sums, rel to sum |dy|",
-             relu ? " relu" : "", rows, n, offset, parts, accumulate ? ", accumulated" : "");
-    tu_compare(what, grads + offset, want, scale, (size_t)n, 0.0, 1e-5);
-    tu_check(!tu_changed(grads, 0, (size_t)offset) &&
-                 !tu_changed(grads, (size_t)offset + n, n_grads),
-             "bias_backward (%dx%d, %d parts): grads outside [offset, offset + n) untouched", rows,
-             n, parts);
-    tu_check(!tu_changed(partial, parts > 1 ? (size_t)parts * n : 0, n_partial),
-             "bias_backward (%dx%d, %d parts): partial sums stay in their (parts, n)", rows, n,
-             parts);
-    if (relu) {
-        snprintf(what, sizeof what, "bias_backward relu (%dx%d): dy masked by y > 0", rows, n);
-        tu_compare(what, dy, want_dy, NULL, count, 0.0, 0.0);
-    }
-    tu_check(!tu_changed(dy, count, count + GUARD), "bias_backward (%dx%d): dy guard cells", rows,
-             n);
-    free(dy);
-    free(y);
-    free(grads);
-    free(partial);
-    free(want_dy);
-    free(want);
-    free(scale);
     clReleaseMemObject(ddy);
     clReleaseMemObject(dyy);
     clReleaseMemObject(dgrads);
     clReleaseMemObject(dpartial);
     clReleaseKernel(k);
     clReleaseKernel(k_sum);
+}
+
+// The bias gradient on dy (rows, n), with a ReLU output y of which about 40% is zero when relu,
+// into grads + offset, by both kernels: the column sums in double (relative to the sums of |dy|),
+// added to grads' values when accumulate, and dy masked in place when relu (exact); the row sweep
+// equal to the column walk bit for bit. Every other cell of grads and of the partial sums' (parts,
+// n) must keep its value.
+static void test_bias_backward(bool relu, int rows, int n, int offset, int parts, bool accumulate)
+{
+    size_t count = (size_t)rows * n, n_grads = (size_t)offset + n + GUARD;
+    size_t n_partial = (size_t)parts * n + GUARD;
+    float *dy0 = tu_alloc(count + GUARD, sizeof(float)), *dy = tu_alloc(count + GUARD, sizeof(float));
+    float *y = tu_alloc(count, sizeof(float));
+    float *grads0 = tu_alloc(n_grads, sizeof(float)), *grads = tu_alloc(n_grads, sizeof(float));
+    float *partial = tu_alloc(n_partial, sizeof(float));
+    float *column = tu_alloc((size_t)n, sizeof(float));
+    double *want_dy = tu_alloc(count, sizeof(double));
+    double *want = tu_alloc((size_t)n, sizeof(double));
+    double *scale = tu_alloc((size_t)n, sizeof(double));
+    for (size_t i = 0; i < count; i++) {
+        dy0[i] = rng_range(-1.0, 1.0);
+        y[i] = rng_uniform() < 0.4 ? 0.0f : rng_range(0.0, 2.0);
+        want_dy[i] = !relu || y[i] > 0.0f ? dy0[i] : 0.0;
+    }
+    tu_fill_guard(dy0, count, count + GUARD);
+    tu_fill_guard(grads0, 0, n_grads);
+    for (int j = 0; j < n; j++) {
+        want[j] = accumulate ? grads0[offset + j] : 0.0;
+        scale[j] = fabs(want[j]);
+        for (int r = 0; r < rows; r++) {
+            want[j] += want_dy[(size_t)r * n + j];
+            scale[j] += fabs(want_dy[(size_t)r * n + j]);
+        }
+    }
+    for (int sweep = 0; sweep < 2; sweep++) {
+        const char *kind = sweep ? "bias_backward_rows" : "bias_backward";
+        memcpy(dy, dy0, (count + GUARD) * sizeof(float));
+        memcpy(grads, grads0, n_grads * sizeof(float));
+        tu_fill_guard(partial, 0, n_partial);
+        launch_bias_backward(sweep, relu, rows, n, offset, parts, accumulate, dy, y, grads,
+                             n_grads, partial, n_partial);
+        char what[160];
+        snprintf(what, sizeof what,
+                 "%s%s (%dx%d, offset %d, %d parts%s): column sums, rel to sum |dy|", kind,
+                 relu ? " relu" : "", rows, n, offset, parts, accumulate ? ", accumulated" : "");
+        tu_compare(what, grads + offset, want, scale, (size_t)n, 0.0, 1e-5);
+        if (sweep) {
+            double *exact = tu_alloc((size_t)n, sizeof(double));
+            for (int j = 0; j < n; j++)
+                exact[j] = column[j];
+            snprintf(what, sizeof what, "bias_backward_rows (%dx%d, %d parts%s) = bias_backward",
+                     rows, n, parts, accumulate ? ", accumulated" : "");
+            tu_compare(what, grads + offset, exact, NULL, (size_t)n, 0.0, 0.0);
+            free(exact);
+        } else {
+            memcpy(column, grads + offset, (size_t)n * sizeof(float));
+        }
+        tu_check(!tu_changed(grads, 0, (size_t)offset) &&
+                     !tu_changed(grads, (size_t)offset + n, n_grads),
+                 "%s (%dx%d, %d parts): grads outside [offset, offset + n) untouched", kind, rows,
+                 n, parts);
+        tu_check(!tu_changed(partial, (size_t)parts * n, n_partial),
+                 "%s (%dx%d, %d parts): partial sums stay in their (parts, n)", kind, rows, n,
+                 parts);
+        if (relu) {
+            snprintf(what, sizeof what, "%s relu (%dx%d): dy masked by y > 0", kind, rows, n);
+            tu_compare(what, dy, want_dy, NULL, count, 0.0, 0.0);
+        }
+        tu_check(!tu_changed(dy, count, count + GUARD), "%s (%dx%d): dy guard cells", kind, rows,
+                 n);
+    }
+    free(dy0);
+    free(dy);
+    free(y);
+    free(grads0);
+    free(grads);
+    free(partial);
+    free(column);
+    free(want_dy);
+    free(want);
+    free(scale);
 }
 
 // conv_im2col on random images (rows, H, W, C) against the definition, then conv_col2im of random
@@ -1118,6 +1156,9 @@ int main(void)
     test_bias_backward(true, 37, 53, 101, 1, true);
     test_bias_backward(true, 129, 7, 5, 5, false);
     test_bias_backward(true, 1001, 33, 3, 13, true);
+    test_bias_backward(true, 70, 1024, 2, 1, false);
+    test_bias_backward(true, 70, 1024, 2, 1, true);
+    test_bias_backward(false, 301, 2048, 0, 3, true);
 
     test_transpose(37, 53, 11, 5, NULL);
     test_transpose(13, 3, 0, 17, local2);
