@@ -101,7 +101,8 @@ __kernel void bias_backward_sum(__global const float *partial, int parts, __glob
     grads[dbias + j] = accumulate ? grads[dbias + j] + sum : sum;
 }
 
-// dst (cols, rows) at dst_off = the transpose of src (rows, cols) at src_off. Range: (cols, rows).
+// dst (cols, rows) at dst_off = the transpose of src (rows, cols) at src_off: an element a
+// work-item, which a GPU reads coalesced. Range: (cols, rows).
 __kernel void transpose(__global const float *src, int src_off, __global float *dst, int dst_off,
                         int rows, int cols)
 {
@@ -109,4 +110,35 @@ __kernel void transpose(__global const float *src, int src_off, __global float *
     if (c >= cols || r >= rows)
         return;
     dst[dst_off + (size_t)c * rows + r] = src[src_off + (size_t)r * cols + c];
+}
+
+// The same on a CPU: a work-item a 16 x 16 tile, read as 16 rows of 16 and written as 16 rows of
+// 16 (the edges element by element). The element-a-work-item kernel writes 16 rows apart at once,
+// which thrashes the cache when they are 4 KiB apart: 1024x1024 took 1.89 ms that way and 0.49
+// ms in tiles, and 784x128 55 against 19 us, on PoCL on 2 cores. Range: (ceil(cols / 16),
+// ceil(rows / 16)).
+__kernel void transpose_tiles(__global const float *src, int src_off, __global float *dst,
+                              int dst_off, int rows, int cols)
+{
+    int c0 = get_global_id(0) * 16, r0 = get_global_id(1) * 16;
+    if (c0 >= cols || r0 >= rows)
+        return;
+    src += src_off;
+    dst += dst_off;
+    if (c0 + 16 <= cols && r0 + 16 <= rows) {
+        float tile[16][16];
+        for (int i = 0; i < 16; i++)
+            vstore16(vload16(0, src + (size_t)(r0 + i) * cols + c0), 0, tile[i]);
+        for (int j = 0; j < 16; j++) {
+            float16 v = (float16)(tile[0][j], tile[1][j], tile[2][j], tile[3][j], tile[4][j],
+                                  tile[5][j], tile[6][j], tile[7][j], tile[8][j], tile[9][j],
+                                  tile[10][j], tile[11][j], tile[12][j], tile[13][j],
+                                  tile[14][j], tile[15][j]);
+            vstore16(v, 0, dst + (size_t)(c0 + j) * rows + r0);
+        }
+    } else {
+        for (int i = r0; i < min(rows, r0 + 16); i++)
+            for (int j = c0; j < min(cols, c0 + 16); j++)
+                dst[(size_t)j * rows + i] = src[(size_t)i * cols + j];
+    }
 }

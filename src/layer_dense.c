@@ -12,6 +12,12 @@
 #include "philox.h"
 #include "vae.h"
 
+// Whether the model runs on a CPU device, where some passes take a form of their own.
+static bool cpu(const struct vae *vae)
+{
+    return vae->rt->device_type & CL_DEVICE_TYPE_CPU;
+}
+
 static int dense_layout(struct vae *vae, struct layer *l, char *why)
 {
     (void)why;
@@ -48,7 +54,7 @@ static void dense_create(struct vae *vae, struct layer *l)
     l->k_bias_backward_rows = clrt_kernel(vae->rt, "bias_backward_rows");
     l->k_bias_backward_sum = clrt_kernel(vae->rt, "bias_backward_sum");
     if (l->needs_dx)
-        l->k_transpose = clrt_kernel(vae->rt, "transpose");
+        l->k_transpose = clrt_kernel(vae->rt, cpu(vae) ? "transpose_tiles" : "transpose");
 }
 
 // Every kernel any kind holds: dense's, and conv's im2col and col2im.
@@ -108,7 +114,7 @@ void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n
     int parts = vae_bias_parts(vae, rows, n);
     int per_part = (rows + parts - 1) / parts, relu = l->relu, acc = accumulate;
     int dbias = (int)l->dev.bias;
-    bool sweep = (vae->rt->device_type & CL_DEVICE_TYPE_CPU) && n % 1024 == 0;
+    bool sweep = cpu(vae) && n % 1024 == 0;
     // One part writes the gradient itself (the sweep: only when it need not add to it); the parts
     // otherwise write partial sums from 0 for the second pass.
     bool direct = parts == 1 && !(sweep && accumulate);
@@ -156,6 +162,8 @@ void dense_transpose_weight(struct vae *vae, const struct layer *l, int rows, in
     KARG(k, a++, rows);
     KARG(k, a++, cols);
     size_t global[2] = {(size_t)cols, (size_t)rows};
+    if (cpu(vae)) // transpose_tiles: a work-item a 16 x 16 tile
+        global[0] = (global[0] + 15) / 16, global[1] = (global[1] + 15) / 16;
     clrt_launch(vae->rt, k, 2, global, NULL);
 }
 

@@ -184,11 +184,14 @@ static void test_bias_forward(bool relu, int rows, int n, int offset, const size
     clReleaseKernel(k);
 }
 
-// transpose: src (rows, cols) at src_off -> dst (cols, rows) at dst_off; exact, and the cells of
-// dst before dst_off and after the matrix keep their values.
-static void test_transpose(int rows, int cols, int src_off, int dst_off, const size_t *local)
+// transpose (an element a work-item) or, tiles, transpose_tiles (a 16 x 16 tile a work-item): src
+// (rows, cols) at src_off -> dst (cols, rows) at dst_off; exact, and the cells of dst before
+// dst_off and after the matrix keep their values.
+static void test_transpose(bool tiles, int rows, int cols, int src_off, int dst_off,
+                           const size_t *local)
 {
-    cl_kernel k = clrt_kernel(&rt, "transpose");
+    const char *name = tiles ? "transpose_tiles" : "transpose";
+    cl_kernel k = clrt_kernel(&rt, name);
     size_t count = (size_t)rows * cols, n_src = (size_t)src_off + count;
     size_t n_dst = (size_t)dst_off + count + GUARD;
     float *src = tu_alloc(n_src, sizeof(float)), *dst = tu_alloc(n_dst, sizeof(float));
@@ -208,15 +211,17 @@ static void test_transpose(int rows, int cols, int src_off, int dst_off, const s
     KARG(k, 4, rows);
     KARG(k, 5, cols);
     size_t global[2] = {(size_t)cols, (size_t)rows};
+    if (tiles)
+        global[0] = (global[0] + 15) / 16, global[1] = (global[1] + 15) / 16;
     clrt_launch(&rt, k, 2, global, local);
     tu_download(&rt, ddst, dst, n_dst * sizeof(float));
     char what[160];
-    snprintf(what, sizeof what, "transpose (%dx%d, offsets %d -> %d, local %s)", rows, cols,
+    snprintf(what, sizeof what, "%s (%dx%d, offsets %d -> %d, local %s)", name, rows, cols,
              src_off, dst_off, local ? "8x4" : "driver's");
     tu_compare(what, dst + dst_off, want, NULL, count, 0.0, 0.0);
     tu_check(!tu_changed(dst, 0, (size_t)dst_off) &&
                  !tu_changed(dst, (size_t)dst_off + count, n_dst),
-             "transpose (%dx%d): guard cells", rows, cols);
+             "%s (%dx%d): guard cells", name, rows, cols);
     free(src);
     free(dst);
     free(want);
@@ -1160,8 +1165,13 @@ int main(void)
     test_bias_backward(true, 70, 1024, 2, 1, true);
     test_bias_backward(false, 301, 2048, 0, 3, true);
 
-    test_transpose(37, 53, 11, 5, NULL);
-    test_transpose(13, 3, 0, 17, local2);
+    test_transpose(false, 37, 53, 11, 5, NULL);
+    test_transpose(false, 13, 3, 0, 17, local2);
+    // Tiles: whole ones, edges right and below, fewer rows or columns than a tile, 1024 wide.
+    test_transpose(true, 37, 53, 11, 5, NULL);
+    test_transpose(true, 13, 3, 0, 17, local2);
+    test_transpose(true, 64, 48, 3, 0, NULL);
+    test_transpose(true, 70, 1024, 0, 9, NULL);
 
     // The common 4x4/2 pad 1; odd channels and sizes with a 3x3/1; a kernel wider than the
     // stride with no padding; stride 3.
