@@ -311,9 +311,11 @@ def test_outputs(small, long_data, good_ckpt):
           "File too large" in r.err or "short write" in r.err, r.describe())
 
     # The header and the first epoch's line take 159 bytes, each PNG a few KB: at 120 bytes the
-    # first metrics.csv write is the one that fails, part of it written.
+    # first metrics.csv write is the one that fails, part of it written -- if the limit comes
+    # before the first epoch ends. So that it does however fast the device, an epoch of 3000
+    # steps of one image (94 of 32 ended in 20 ms, before this process had set the limit).
     out = cli.fresh_out()
-    r = run_limited_after_start(long_data, out, 120, "--epochs", "3")
+    r = run_limited_after_start(long_data, out, 120, "--epochs", "3", "--batch", "1")
     metrics = os.path.join(out, "metrics.csv")
     expect("full disk while writing metrics.csv (RLIMIT_FSIZE 120 bytes): exit 4 naming it",
            r, cli.EXIT_OUTPUT, [metrics], stdout_empty=False)
