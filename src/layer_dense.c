@@ -1,10 +1,10 @@
 // The dense layer y = relu?(x W + b): W (in, out) row-major, as a Keras Dense layer keeps its
 // kernel (the transpose of PyTorch's nn.Linear weight), b (out). The layout makes the forward
 // product and the weight gradient the NN and TN products that CLBlast runs fast on every device;
-// the input gradient dy W^T uses a transposed copy (out, in) in vae->weights_t, a scratch the layers
-// take in turn. Parameters on the device are reached through l->dev: the layer's part of them and
-// its offsets there. The bias, ReLU and
-// transpose pieces serve conv and deconv too (layer.h).
+// the input gradient dy W^T uses a transposed copy (out, in) in vae->weights_t, a scratch the
+// layers take in turn. Parameters on the device are reached through l->dev: the layer's part of
+// them and its offsets there. The bias, ReLU and transpose pieces serve conv and deconv too
+// (layer.h).
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,8 +60,12 @@ static void dense_create(struct vae *vae, struct layer *l)
 // Every kernel any kind holds: dense's, and conv's im2col and col2im.
 static void dense_release(struct layer *l)
 {
-    cl_kernel kernels[] = {l->k_forward,   l->k_bias_backward, l->k_bias_backward_rows,
-                           l->k_bias_backward_sum, l->k_transpose, l->k_im2col,
+    cl_kernel kernels[] = {l->k_forward,
+                           l->k_bias_backward,
+                           l->k_bias_backward_rows,
+                           l->k_bias_backward_sum,
+                           l->k_transpose,
+                           l->k_im2col,
                            l->k_col2im};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
@@ -177,8 +181,7 @@ static void dense_backward(struct vae *vae, const struct layer *l, int rows, boo
     dense_weight_grad(vae, l, rows, mat(l->x, 0, l->in), mat(l->dy, 0, l->out), accumulate);
     if (l->needs_dx)
         clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->in, (size_t)l->out, 1.0f,
-                  mat(l->dy, 0, l->out), mat(vae->weights_t, 0, l->in), 0.0f,
-                  mat(l->dx, 0, l->in));
+                  mat(l->dy, 0, l->out), mat(vae->weights_t, 0, l->in), 0.0f, mat(l->dx, 0, l->in));
 }
 
 void dense_weight_grad(struct vae *vae, const struct layer *l, int rows, struct clrt_mat a,
