@@ -843,7 +843,7 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
     float *dlogits = tu_alloc(n + GUARD, sizeof(float));
     float *terms = tu_alloc(n + GUARD, sizeof(float));
     float *rec = tu_alloc(n_rec, sizeof(float));
-    double *want_t = tu_alloc(n, sizeof(double));
+    double *want_t = tu_alloc(n, sizeof(double)), *scale_t = tu_alloc(n, sizeof(double));
     double *want_d = tu_alloc(n, sizeof(double));
     double *scale_d = tu_alloc(n, sizeof(double));
     double *want_rec = tu_alloc((size_t)rows, sizeof(double));
@@ -866,8 +866,9 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
             double l = logits[i], t = x[i], e = exp(-fabs(l));
             double sig = l >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
             want_t[i] = fmax(l, 0.0) - l * t + log1p(e);
+            scale_t[i] = fmax(l, 0.0) + fabs(l * t) + log1p(e);
             want_rec[r] += want_t[i];
-            scale_rec[r] += fmax(l, 0.0) + fabs(l * t) + log1p(e);
+            scale_rec[r] += scale_t[i];
             want_d[i] = grad_scale * (sig - t);
             scale_d[i] = fabs(grad_scale) * (sig + t);
         }
@@ -898,9 +899,12 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
     tu_download(&rt, drec, rec, n_rec * sizeof(float));
     char what[160];
     // Each term needs absolute accuracy only: log(1 + e) comes from a series accurate to 1e-8,
-    // and native_exp's error is the implementation's.
-    snprintf(what, sizeof what, "bce_logits_grad (%dx%d): per-pixel terms", rows, dim);
-    tu_compare(what, terms, want_t, NULL, n, 2e-6, 1e-5);
+    // and native_exp's error is the implementation's. max(l, 0) - l x cancels at large |l| (l 80,
+    // x 0.97: 2.76), and how it is rounded is the compiler's (Mesa's rusticl was 2.4e-4 off there):
+    // relative to the size of its parts, as the row sum below.
+    snprintf(what, sizeof what, "bce_logits_grad (%dx%d): per-pixel terms, rel to their parts",
+             rows, dim);
+    tu_compare(what, terms, want_t, scale_t, n, 2e-6, 1e-5);
     // The row sum is plain float accumulation: its error grows with dim / local terms per item.
     snprintf(what, sizeof what,
              "bce_logits_grad (%dx%d, local %zu, rec offset %d): rec, rel to sum of |terms|", rows,
@@ -922,6 +926,7 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
     free(dlogits);
     free(terms);
     free(want_t);
+    free(scale_t);
     free(rec);
     free(want_d);
     free(scale_d);
