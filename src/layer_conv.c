@@ -6,6 +6,7 @@
 //           grid to x's (PyTorch's ConvTranspose2d, output_padding 0)
 // Weights are stored as the products take them; the checkpoint gives PyTorch's shapes, (OC, C, K,
 // K) and (IC, OC, K, K), by strides.
+#include <stdint.h>
 #include <stdio.h>
 
 #include "vae.h"
@@ -43,6 +44,21 @@ static int check_spec(const struct layer *l, char *why)
     return 0;
 }
 
+// An output of channels x h x w values an image, checked before it is laid out: the kernels index
+// an image's values with int. 0, or -1 with why.
+static int check_output(const struct layer *l, int64_t channels, int64_t h, int64_t w, char *why)
+{
+    char g[96];
+    if (h * w > INT32_MAX || channels * h * w > INT32_MAX)
+        return snprintf(why, CLVAE_ERROR_MAX,
+                        "%s: %s: the output would be %lldx%lldx%lld, more than 2^31 - 1 values "
+                        "an image",
+                        l->name, geometry(l, g, sizeof g), (long long)channels, (long long)h,
+                        (long long)w),
+               -1;
+    return 0;
+}
+
 // Parameters: weight (wrows, wcols), bias (channels), room for its transpose in vae->weights_t
 // when a layer below needs dx; work floats of cols and dcols per image.
 static void lay_out_params(struct vae *vae, struct layer *l, size_t wrows, size_t wcols,
@@ -76,6 +92,8 @@ static int conv_layout(struct vae *vae, struct layer *l, char *why)
                         l->name, geometry(l, g, sizeof g), span_h % s->stride ? in->h : in->w,
                         s->pad, s->kernel, s->stride),
                -1;
+    if (check_output(l, s->units, span_h / s->stride + 1, span_w / s->stride + 1, why))
+        return -1;
     l->out_shape = (struct layer_shape){
         .c = s->units, .h = span_h / s->stride + 1, .w = span_w / s->stride + 1, .spatial = true};
     size_t kkc = (size_t)s->kernel * s->kernel * in->c;
@@ -91,14 +109,16 @@ static int deconv_layout(struct vae *vae, struct layer *l, char *why)
         return -1;
     const struct layer_spec *s = &l->spec;
     const struct layer_shape *in = &l->in_shape;
-    int oh = (in->h - 1) * s->stride - 2 * s->pad + s->kernel;
-    int ow = (in->w - 1) * s->stride - 2 * s->pad + s->kernel;
+    int64_t oh = (int64_t)(in->h - 1) * s->stride - 2 * s->pad + s->kernel;
+    int64_t ow = (int64_t)(in->w - 1) * s->stride - 2 * s->pad + s->kernel;
     char g[96];
     if (oh < 1 || ow < 1)
-        return snprintf(why, CLVAE_ERROR_MAX, "%s: %s: the output would be empty (%dx%d)", l->name,
-                        geometry(l, g, sizeof g), oh, ow),
+        return snprintf(why, CLVAE_ERROR_MAX, "%s: %s: the output would be empty (%lldx%lld)",
+                        l->name, geometry(l, g, sizeof g), (long long)oh, (long long)ow),
                -1;
-    l->out_shape = (struct layer_shape){.c = s->units, .h = oh, .w = ow, .spatial = true};
+    if (check_output(l, s->units, oh, ow, why))
+        return -1;
+    l->out_shape = (struct layer_shape){.c = s->units, .h = (int)oh, .w = (int)ow, .spatial = true};
     size_t kko = (size_t)s->kernel * s->kernel * s->units;
     lay_out_params(vae, l, (size_t)in->c, kko, (size_t)in->h * in->w * kko);
     l->wgrad_m = (size_t)in->c, l->wgrad_n = kko, l->wgrad_k = (size_t)in->h * in->w;

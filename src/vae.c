@@ -238,10 +238,11 @@ static int add_layers(struct vae *vae, const struct layer_spec *specs, int n, co
         const struct layer_spec *s = &specs[i];
         if (s->kind == LAYER_RESHAPE) {
             int size = shape->c * shape->h * shape->w;
-            if (shape->spatial || s->units * s->h * s->w != size)
+            int64_t want = (int64_t)s->units * s->h * s->w; // each up to 65536: 64 bits
+            if (shape->spatial || want != size)
                 return snprintf(why, CLVAE_ERROR_MAX,
-                                "reshape:%dx%dx%d needs a flat input of %d, not %s%dx%dx%d",
-                                s->units, s->h, s->w, s->units * s->h * s->w,
+                                "reshape:%dx%dx%d needs a flat input of %lld, not %s%dx%dx%d",
+                                s->units, s->h, s->w, (long long)want,
                                 shape->spatial ? "an image " : "", shape->c, shape->h, shape->w),
                        -1;
             *shape = (struct layer_shape){.c = s->units, .h = s->h, .w = s->w, .spatial = true};

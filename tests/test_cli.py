@@ -254,6 +254,11 @@ def test_usage():
          ["--decoder", "reshape:4x2x2 needs a flat input of 16"]),
         (["--encoder", "conv:4", "--decoder", "deconv:4"], ["--decoder", "takes an image"]),
         (["--hidden", "16", "--encoder", "conv:4"], ["--hidden", "--encoder"]),
+        # Sizes past 32 bits (each number up to 65536): refused, not wrapped.
+        (["--encoder", "conv:4", "--decoder", "dense:16,reshape:65536x65536x65536"],
+         ["--decoder", "281474976710656"]),
+        (["--encoder", "conv:4", "--decoder", "dense:16,reshape:1x4x4,deconv:65536:65536:65536:0"],
+         ["--decoder", "decoder.1", "more than 2^31 - 1 values"]),
     ]
     for extra, mentions in shapes:
         usage_error(" ".join(extra), extra, mentions)

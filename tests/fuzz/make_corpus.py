@@ -231,6 +231,12 @@ def checkpoint_corpus(make_checkpoint):
         h["__metadata__"].update(encoder="dense:65536", decoder="dense:65536", latent="4096",
                                  image_rows="16777216", in_dim="16777216", image_cols="1")
 
+    def huge_deconv(h, d):
+        """What the fuzzer found: a deconv on a 16777216x1 image whose output (5536 channels of
+        a grid of 2^25) overflowed the int of an image's value count."""
+        h["__metadata__"].update(encoder="deconv:5536", decoder="dense:65536", latent="4096",
+                                 image_rows="16777216", in_dim="16777216", image_cols="1")
+
     def gap(h, d):
         begin, end = h["output.bias"]["data_offsets"]
         h["output.bias"]["data_offsets"] = [begin + 4, end + 4]
@@ -258,6 +264,7 @@ def checkpoint_corpus(make_checkpoint):
         "format-version-3": edit(none, md("format_version", "3")),
         "adam-wrong-beta1": edit(adam, md("adam_beta1", "0.8")),
         "too-many-params": edit(none, too_many),
+        "deconv-output-overflow": edit(none, huge_deconv),
     }
     return {**valid, **broken}
 
