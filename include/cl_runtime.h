@@ -131,8 +131,8 @@ cl_kernel clrt_kernel(struct clrt *rt, const char *name);
 cl_mem clrt_buffer(struct clrt *rt, size_t bytes, const char *name, struct clvae_error *err);
 
 // One array stored as several device buffers, each within the largest allocation: part i holds
-// bytes [start[i], start[i + 1]) of the whole. The parameters, their gradients, Adam's moments and
-// the transposed weights split at layer boundaries (vae.c), a data set at whole images.
+// bytes [start[i], start[i + 1]) of the whole. The parameters, their gradients and Adam's moments
+// split at layer boundaries (vae_plan_parts), a data set at whole images.
 #define CLRT_MAX_PARTS 64
 struct clrt_parts {
     int n;

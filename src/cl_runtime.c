@@ -256,17 +256,16 @@ static void print_device_details(FILE *out, cl_platform_id platform, cl_device_i
         products = "clvae's kernels (cl/gemm.cl), as on PoCL's CPU device";
     else
         products = "CLBlast, as on every device but PoCL's CPU device";
+    const char *limit_env = getenv("CLVAE_MAX_ALLOC");
     fprintf(out,
             "    clvae uses: matrix products by %s; bias gradients in %s; row sums in "
-            "work-groups of %s; buffers larger than the largest allocation%s in parts; CLBlast parameters "
-            "%s%s%s%s\n",
+            "work-groups of %s; buffers larger than the largest allocation%s in parts; CLBlast "
+            "parameters %s%s%s%s\n",
             products,
             cpu ? "parts filling 1024 work-items a compute unit (one pass below 2^18 elements)"
                 : "parts filling 256 work-items a compute unit",
             cpu ? "1 (a CPU runs them one after another)" : "up to 256 (a power of two)",
-            getenv("CLVAE_MAX_ALLOC") && *getenv("CLVAE_MAX_ALLOC")
-                ? " (or than CLVAE_MAX_ALLOC, if less)"
-                : "",
+            limit_env && *limit_env ? " (or than CLVAE_MAX_ALLOC, if less)" : "",
             off ? "from CLBlast's own database (CLVAE_CLBLAST_TUNING=off)"
                 : tuned ? "of data/clblast-tuning.txt, entry '"
                         : "from CLBlast's own database (no entry in data/clblast-tuning.txt)",
@@ -935,30 +934,31 @@ void clrt_parts_release(struct clrt_parts *p)
     memset(p->mem, 0, sizeof p->mem);
 }
 
-void clrt_parts_write(struct clrt *rt, const struct clrt_parts *p, const void *host, bool blocking)
+// Every part to (write) or from the host array, enqueued; blocking waits for them all.
+static void parts_copy(struct clrt *rt, const struct clrt_parts *p, char *host, bool write,
+                       bool blocking)
 {
     for (int i = 0; i < p->n; i++) {
         size_t bytes = p->start[i + 1] - p->start[i];
-        cl_bool wait = blocking && i == p->n - 1 ? CL_TRUE : CL_FALSE;
-        if (bytes)
-            CL_CHECK(clEnqueueWriteBuffer(rt->queue, p->mem[i], wait, 0, bytes,
-                                          (const char *)host + p->start[i], 0, NULL, NULL));
-        else if (wait)
-            CL_CHECK(clFinish(rt->queue));
+        if (bytes && write)
+            CL_CHECK(clEnqueueWriteBuffer(rt->queue, p->mem[i], CL_FALSE, 0, bytes,
+                                          host + p->start[i], 0, NULL, NULL));
+        else if (bytes)
+            CL_CHECK(clEnqueueReadBuffer(rt->queue, p->mem[i], CL_FALSE, 0, bytes,
+                                         host + p->start[i], 0, NULL, NULL));
     }
+    if (blocking)
+        CL_CHECK(clFinish(rt->queue));
+}
+
+void clrt_parts_write(struct clrt *rt, const struct clrt_parts *p, const void *host, bool blocking)
+{
+    parts_copy(rt, p, (char *)host, true, blocking); // (only read from when writing)
 }
 
 void clrt_parts_read(struct clrt *rt, const struct clrt_parts *p, void *host, bool blocking)
 {
-    for (int i = 0; i < p->n; i++) {
-        size_t bytes = p->start[i + 1] - p->start[i];
-        cl_bool wait = blocking && i == p->n - 1 ? CL_TRUE : CL_FALSE;
-        if (bytes)
-            CL_CHECK(clEnqueueReadBuffer(rt->queue, p->mem[i], wait, 0, bytes,
-                                         (char *)host + p->start[i], 0, NULL, NULL));
-        else if (wait)
-            CL_CHECK(clFinish(rt->queue));
-    }
+    parts_copy(rt, p, host, false, blocking);
 }
 
 // The profile entry for label, created on first use.

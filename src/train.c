@@ -980,7 +980,7 @@ static void print_banner(const struct trainer *t)
     const struct clrt_parts *split[] = {&run->train_data, &run->test_data, &t->vae.params};
     static const char *const split_names[] = {"training set", "test set", "parameters"};
     bool cpu_micro = t->rt.device_type & CL_DEVICE_TYPE_CPU && run->micro == MICRO_BATCH_CPU;
-    bool any = run->micro < t->opt.batch && !cpu_micro;
+    bool passes = run->micro < t->opt.batch && !cpu_micro, any = passes;
     for (size_t i = 0; i < sizeof split / sizeof split[0]; i++)
         any = any || split[i]->n > 1;
     if (any) {
@@ -992,7 +992,7 @@ static void print_banner(const struct trainer *t)
                 printf("%s%s in %d buffers", sep, split_names[i], split[i]->n);
                 sep = ", ";
             }
-        if (run->micro < t->opt.batch && !cpu_micro)
+        if (passes)
             printf("%sa batch in passes of %d rows", sep, run->micro);
         printf("\n");
     }

@@ -1195,12 +1195,13 @@ int main(void)
     // Products through both engines: whole blocks with edges right and below (37 rows, 53 and
     // 75 columns), 16-wide blocks, fewer rows or columns than one block, one row, k = 1, beta 1
     // and 0, split-K's strided batches, and products clvae's kernels split over k themselves.
-    static const struct {
+    struct gemm_case {
         bool ta;
         int m, n, k;
         float alpha, beta;
         int batch;
-    } gemm[] = {{false, 37, 75, 29, 1.0f, 0.0f, 1}, {true, 37, 75, 29, 1.0f, 1.0f, 1},
+    };
+    static const struct gemm_case gemm[] = {{false, 37, 75, 29, 1.0f, 0.0f, 1}, {true, 37, 75, 29, 1.0f, 1.0f, 1},
                 {false, 40, 53, 300, 0.5f, 1.0f, 1}, {true, 64, 17, 133, 1.0f, 0.0f, 1},
                 {false, 5, 10, 7, 2.0f, 0.0f, 1},    {true, 9, 3, 1, 1.0f, 1.0f, 1},
                 {false, 1, 96, 50, 1.0f, 0.0f, 1},   {true, 24, 64, 8, -1.0f, 0.5f, 1},
@@ -1224,15 +1225,11 @@ int main(void)
     // Leading dimensions of 1024 (clvae's packed kernels): edge rows and columns, k under and over
     // a tile of 64 and not a multiple of it, a group of 8 blocks with only some rows (70, 130),
     // A^T's rows copied whole and clamped, a strided batch, alpha and beta.
-    static const struct {
-        bool ta;
-        int m, n, k;
-        float alpha, beta;
-        int batch;
-    } aliased[] = {{false, 37, 75, 29, 1.0f, 0.0f, 1},  {false, 70, 53, 300, 0.5f, 1.0f, 1},
-                   {true, 37, 75, 129, 1.0f, 1.0f, 1},  {true, 130, 40, 200, 1.0f, 0.0f, 1},
-                   {true, 64, 64, 64, -1.0f, 0.5f, 1},  {true, 19, 45, 61, 1.0f, 0.0f, 3},
-                   {false, 130, 96, 65, 1.0f, 0.0f, 1}, {false, 8, 10, 100, 1.0f, 0.0f, 1}};
+    static const struct gemm_case aliased[] = {
+        {false, 37, 75, 29, 1.0f, 0.0f, 1},  {false, 70, 53, 300, 0.5f, 1.0f, 1},
+        {true, 37, 75, 129, 1.0f, 1.0f, 1},  {true, 130, 40, 200, 1.0f, 0.0f, 1},
+        {true, 64, 64, 64, -1.0f, 0.5f, 1},  {true, 19, 45, 61, 1.0f, 0.0f, 3},
+        {false, 130, 96, 65, 1.0f, 0.0f, 1}, {false, 8, 10, 100, 1.0f, 0.0f, 1}};
     for (int own = 0; own < 2; own++)
         for (size_t i = 0; i < sizeof aliased / sizeof aliased[0]; i++)
             test_gemm(own, aliased[i].ta, aliased[i].m, aliased[i].n, aliased[i].k,
