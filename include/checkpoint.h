@@ -55,8 +55,9 @@ int checkpoint_save(const char *path, const struct ckpt_meta *meta, const float 
 // Reads and checks path: header length against the file size, the JSON, the format version, every
 // tensor's dtype (F32), shape and byte range against the metadata's architecture, no tensor missing
 // or left over; limits: header at most 100 MiB, dimensions at most 2^24, at most INT32_MAX
-// parameters, 1 to VAE_MAX_HIDDEN hidden layers. Errors: CLVAE_EXIT_DATA, naming path and what
-// is wrong.
+// parameters, 1 to VAE_MAX_HIDDEN hidden layers. Every size the metadata implies is counted
+// without wrapping and checked before anything is allocated by it. Errors: CLVAE_EXIT_DATA,
+// naming path and what is wrong.
 int checkpoint_load(const char *path, struct ckpt *out, struct clvae_error *err);
 
 void checkpoint_free(struct ckpt *ckpt);

@@ -34,6 +34,9 @@ struct clrt {
     cl_device_type device_type;
     cl_ulong global_mem;
     cl_ulong max_alloc; // the device's largest allocation, or $CLVAE_MAX_ALLOC when that is less
+    // What limits max_alloc, for messages: "<device>'s largest allocation", or "the largest
+    // allocation CLVAE_MAX_ALLOC=<value> allows".
+    char max_alloc_name[192];
     size_t max_work_group;
     cl_uint compute_units;
     size_t reduce_work; // work-items a reduction over rows should fill
@@ -74,11 +77,22 @@ int clrt_list_devices(FILE *out, bool verbose, struct clvae_error *err);
 // the ranks of a node over its GPUs. Set once, before clrt_open.
 void clrt_prefer_gpu(int n);
 
+// The most a platform or device index may be.
+#define CLRT_MAX_INDEX 1000
+
+// Checks text as a platform or device selector given by source (an option or a variable, named in
+// the message): an index (digits, 0 to CLRT_MAX_INDEX) or a part of a name (anything else not
+// empty; what starts with a digit is an index). 0, or -1 with err (CLVAE_EXIT_USAGE).
+int clrt_parse_selector(const char *source, const char *text, struct clvae_error *err);
+
 // Opens the device platform and device select: each an index or a part of the name (any case); a
-// device name alone is looked for on every platform. NULL takes $CLVAE_PLATFORM / $CLVAE_DEVICE,
-// and without those the default: the first GPU (clrt_prefer_gpu), else the first device. Applies the device's
-// CLBlast tuning. An index out of range, or a name that matches nothing or more than one, fails
-// (CLVAE_EXIT_DEVICE) with a message listing what exists.
+// device name alone is looked for on every platform. NULL takes $CLVAE_PLATFORM / $CLVAE_DEVICE
+// (when not empty; checked as the options are, by clrt_parse_selector), and without those the
+// default: the first GPU (clrt_prefer_gpu), else the first device. Applies the device's CLBlast
+// tuning. A bad selector, CLVAE_GEMM, CLVAE_MAX_ALLOC or CLVAE_CLBLAST_TUNING fails first
+// (CLVAE_EXIT_USAGE, naming the option or variable); an index out of range, or a name that
+// matches nothing or more than one, fails (CLVAE_EXIT_DEVICE) naming where the choice came from
+// (the option, its variable or the default) with a message listing what exists.
 int clrt_open(struct clrt *rt, const char *platform, const char *device, bool profiling,
               struct clvae_error *err);
 

@@ -35,7 +35,9 @@ int dataset_read_test(const char *dir, const struct ckpt_meta *meta, const char 
 
 void dataset_free(struct dataset *d);
 
-// Names for the n classes of IDX labels of dir, as dataset_read_test gives them (malloc'd).
-char **dataset_idx_class_names(const char *dir, int n);
+// Names for the n classes of IDX labels of dir, as dataset_read_test gives them, into *names
+// (malloc'd). 0, or -1 with err (CLVAE_EXIT_DATA) when DIR/classes.txt exists but is not a
+// regular file or cannot be read.
+int dataset_idx_class_names(const char *dir, int n, char ***names, struct clvae_error *err);
 
 #endif

@@ -22,8 +22,8 @@ void dist_init(int *argc, char ***argv);
 // Ends MPI (MPI_Finalize) after a run every rank finished the same way.
 void dist_finalize(void);
 
-// This process's rank, the number of ranks, and its index among the ranks of its node
-// (OMPI_COMM_WORLD_LOCAL_RANK, else an MPI-3 shared-memory split): 0, 1, 0 without MPI.
+// This process's rank, the number of ranks, and its index among the ranks of its node (an MPI-3
+// shared-memory split): 0, 1, 0 without MPI.
 int dist_rank(void);
 int dist_size(void);
 int dist_local_rank(void);

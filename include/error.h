@@ -24,9 +24,14 @@ struct clvae_error {
     char msg[CLVAE_ERROR_MAX];
 };
 
-// Fills err (if not NULL) with status and a printf-style message; always returns -1.
+// Fills err (if not NULL) with status and a printf-style message, its control characters (a
+// newline or escape in a file name) written as C escapes so that it stays one line; always -1.
 int clvae_fail(struct clvae_error *err, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+// "<reason>; these exist:" (escaped as clvae_fail's), then listing verbatim on the lines after:
+// the device table a bad --device lists, the one message of more than one line.
+int clvae_fail_listing(struct clvae_error *err, int status, const char *reason, const char *listing);
 
 // Prints "clvae: <msg>" on stderr.
 void clvae_print_error(const struct clvae_error *err);

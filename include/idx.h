@@ -17,8 +17,9 @@ struct idx_images {
     uint8_t *pixels;
 };
 
-// Reads an IDX3 unsigned-byte file (magic 0x00000803), gzip or raw (told apart by content).
-// On failure returns -1 with err->status CLVAE_EXIT_DATA and a message naming path.
+// Reads an IDX3 unsigned-byte file (magic 0x00000803), gzip or raw (told apart by content); path
+// must be a regular file (a FIFO or a device is refused, never waited on). On failure returns -1
+// with err->status CLVAE_EXIT_DATA and a message naming path.
 int idx_read_images(const char *path, struct idx_images *out, struct clvae_error *err);
 
 // Where idx_read_images_into puts the pixels: called once with the payload's size in bytes, after

@@ -4,13 +4,17 @@
 // What is read:
 // - Every regular file under DIR, recursively, whose name ends in ".png" (any case), with libpng:
 //   any bit depth, grey, grey+alpha, palette (with tRNS), RGB, RGBA, 16-bit, interlaced. Other
-//   files are ignored. Only the IHDR, PLTE, tRNS, IDAT and IEND chunks are read; the others are
-//   skipped unread (the bytes are taken as stored: gAMA, cHRM, sRGB and iCCP are not applied, and
-//   a text chunk claiming gigabytes costs nothing). A file must reach IEND: one cut after its
-//   pixels is truncated too.
+//   files are ignored. Only the IHDR, PLTE, tRNS, IDAT and IEND chunks are read (any but IDAT
+//   over 8 KiB is corrupt); the others are skipped unread (the bytes are taken as stored: gAMA,
+//   cHRM, sRGB and iCCP are not applied, and a text chunk claiming gigabytes costs nothing). A file
+//   must reach IEND: one cut after its pixels is truncated too. Image data past the last row its
+//   header implies (rows x (1 + row bytes), each Adam7 pass's for an interlaced image) is an error
+//   ("more image data than its header implies"), met at most one row past the end: nothing more is
+//   inflated.
 // - Skipped: hidden files and folders (a name starting with '.'); symbolic links, both to files
 //   (an alias of another image) and to folders (which could loop); files that are not regular (a
-//   FIFO would block). A file reached twice through hard links (one st_dev and st_ino) is read
+//   FIFO would block; one that becomes a FIFO after the scan is a bad file, opened without
+//   blocking). A file reached twice through hard links (one st_dev and st_ino) is read
 //   once, where it comes first (training before test, then the order below); a DIR/test holding
 //   nothing but links to DIR/train's files is an error.
 // - Order: images sorted by class, then by path in byte order (strcmp); the same on every run.
@@ -56,11 +60,15 @@
 //
 // Reading happens in two passes over the file list: the first reads only each PNG's header (size,
 // colour type, palette) to choose the channels and check sizes; the second decodes, with opt->
-// threads workers, each image straight into its place in the final pixel buffer. With skip_bad a
-// file that fails either pass (unreadable, not a PNG, corrupt, truncated) is left out, counted in
-// skipped, and named by one line on stderr after the pass ("clvae: warning: FILE: ...; skipped",
-// in file order); without it the first such file in order is the error. Nothing else is printed
-// but the progress bar (with opt->progress), rewritten at most 10 times a second on one line.
+// threads workers, each image straight into its place in the final pixel buffer, row by row as
+// libpng hands them over. Memory: a decoder holds libpng's state and a few rows
+// (image_decode_bound); an image to resize also needs itself and its resized copy as RGBA, and
+// the workers together hold at most opt->decode_budget of those (or one image over it), however
+// many threads there are. With skip_bad a file that fails either pass (unreadable, not a PNG,
+// corrupt, truncated) is left out, counted in skipped, and named by one line on stderr after the
+// pass ("clvae: warning: FILE: ...; skipped", in file order); without it the first such file in
+// order is the error. Nothing else is printed but the progress bar (with opt->progress),
+// rewritten at most 10 times a second on one line.
 #ifndef CLVAE_IMAGE_FOLDER_H
 #define CLVAE_IMAGE_FOLDER_H
 
@@ -70,11 +78,20 @@
 
 #include "error.h"
 
-// The largest source image decoded, in pixels (8192 x 8192: 256 MiB as RGBA per thread).
+// The largest source image decoded, in pixels (8192 x 8192: 256 MiB as RGBA when resized).
 #define IMAGE_MAX_PIXELS ((uint64_t)1 << 26)
 
 // The largest side --image-size accepts.
 #define IMAGE_MAX_SIDE 4096
+
+// What one decoder holds besides the images it resizes (see image_decode_bound): libpng's state,
+// zlib's window and a chunk being read, and libpng's row buffers per pixel of a row.
+#define IMAGE_DECODE_FIXED_BYTES ((uint64_t)128 << 10)
+#define IMAGE_DECODE_ROW_BYTES 32
+
+// The bytes of images being resized (each as RGBA, with its resized copy) that a decoding pass's
+// workers hold at once: what the largest source and the largest output need together.
+#define IMAGE_DECODE_BUDGET ((size_t)(IMAGE_MAX_PIXELS + IMAGE_MAX_SIDE * IMAGE_MAX_SIDE) * 4)
 
 // The Philox stream (the counter's fourth word) of the train/test split: "SPLT", far from
 // philox.h's small stream numbers.
@@ -96,6 +113,7 @@ struct image_folder_options {
     bool skip_bad;          // --skip-bad-images: leave out unreadable files, warning and counting
     bool progress;          // a progress bar on stderr (the caller passes isatty(2))
     int threads;            // decoding threads; 0: the host's online cores
+    size_t decode_budget;   // bytes of images being resized held at once; 0: IMAGE_DECODE_BUDGET
     const char *empty_hint; // appended to the error for a folder without PNG files; NULL: none
     bool test_only; // the test set alone: training's files are listed (the split needs them) but
                     // their headers and pixels are not read, and out->train holds none
@@ -148,10 +166,25 @@ struct image_format {
 int image_png_header(const uint8_t *data, size_t len, const char *name,
                      struct image_png_header *header, struct clvae_error *err);
 
+// What one image_decode_png call held and read, by the reader's own count.
+struct image_decode_stats {
+    size_t peak_bytes; // the most memory held at once: libpng's allocations and the reader's
+                       // (stb_image_resize's working memory, a few rows, is not counted)
+    size_t held_after; // what was still held when it returned: 0
+    size_t bytes_read; // how far into data it read
+};
+
+// The most memory image_decode_png holds for an image of width x height decoded to fmt:
+// IMAGE_DECODE_FIXED_BYTES, IMAGE_DECODE_ROW_BYTES a pixel of a row, and when the image is of
+// another size than fmt's, the image and its resized copy as RGBA (4 bytes a pixel each).
+uint64_t image_decode_bound(uint32_t width, uint32_t height, const struct image_format *fmt);
+
 // Decodes the PNG file in data (len bytes) into out (fmt->height * fmt->width * fmt->channels
-// bytes), as image_folder_read decodes each file. Returns 0, or -1 with err filled: CLVAE_EXIT_DATA
-// for the file's faults, CLVAE_EXIT_USAGE for a bad fmt, CLVAE_EXIT_FAILURE out of memory.
+// bytes), as image_folder_read decodes each file; stats, when not NULL, says what it cost. Returns
+// 0, or -1 with err filled (out may then hold part of the image): CLVAE_EXIT_DATA for the file's
+// faults, CLVAE_EXIT_USAGE for a bad fmt, CLVAE_EXIT_FAILURE out of memory.
 int image_decode_png(const uint8_t *data, size_t len, const char *name,
-                     const struct image_format *fmt, uint8_t *out, struct clvae_error *err);
+                     const struct image_format *fmt, uint8_t *out, struct image_decode_stats *stats,
+                     struct clvae_error *err);
 
 #endif

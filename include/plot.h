@@ -37,6 +37,11 @@ int plot_read_metrics(const char *path, bool short_ok, double **rows, int *n,
 int plot_curves(const char *metrics_path, const char *png_path, bool short_ok,
                 struct clvae_error *err);
 
+// The picture plot_curves draws, of rows (n >= 2, PLOT_METRICS_COLUMNS each, finite, as
+// plot_read_metrics returns them), in memory; written to png unless it is NULL (the fuzzer draws
+// without writing). Errors: CLVAE_EXIT_OUTPUT naming png.
+int plot_curves_rows(const double *rows, int n, const char *png_path, struct clvae_error *err);
+
 // What plot_scatter draws: n points (x[i], y[i]) of class cls[i] (NULL: all one class), a
 // legend of the class names, axis labels; with thumbs (n, thumb_h, thumb_w, thumb_channels)
 // bytes, each point is drawn as its small image instead of a dot (a grey one tinted by its

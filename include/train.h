@@ -15,6 +15,7 @@ struct train_options {
     int epochs, batch;
     double lr, beta;
     struct vae_config model; // in_dim is taken from the data; model.likelihood is --likelihood
+    const char *model_option; // the option that gave model, for messages (vae_model_option)
     // How a PNG folder is read (--channels, --background, --image-size, --test-split,
     // --skip-bad-images); seed and progress are the run's.
     struct image_folder_options folder;

@@ -14,8 +14,16 @@
 #include "likelihood.h"
 #include "sampler.h"
 
+// Items a layer list holds (layers and reshapes), --hidden's, --encoder's, --decoder's and a
+// checkpoint's alike; the decoder mirroring an encoder too.
 #define VAE_MAX_HIDDEN 8
+// The largest number in a layer list: a width, channels, a kernel, a stride, a padding, a side.
+#define VAE_MAX_UNITS 65536
 #define VAE_MAX_LAYERS (2 * VAE_MAX_HIDDEN + 2)
+// The longest text vae_format_layers writes for a list (8 of "deconv:65536:65536:65536:65536,").
+#define VAE_LAYERS_TEXT_MAX 256
+// The most parameters a model has: the kernels index them with int.
+#define VAE_MAX_PARAMS ((size_t)INT32_MAX)
 
 // The architecture: in_dim -> encoder layers -> (mean, logvar) of latent size; latent -> decoder
 // layers -> in_dim x likelihood_outputs values. The one description the layout, the banner, the
@@ -38,19 +46,32 @@ int vae_parse_hidden(const char *option, const char *text, struct vae_config *cf
 
 // The command line's architecture options (each NULL when not given) into cfg's layer lists:
 // --hidden (dense widths, mirrored), or --encoder (the decoder its mirror unless --decoder).
-// --hidden with --encoder or --decoder is refused; errors name the option (CLVAE_EXIT_USAGE).
+// --hidden with --encoder or --decoder is refused, and so is an encoder whose mirror would take
+// more than VAE_MAX_HIDDEN items; errors name the option (CLVAE_EXIT_USAGE).
 int vae_parse_model(const char *hidden, const char *encoder, const char *decoder,
                     struct vae_config *cfg, struct clvae_error *err);
+
+// Which of those options gave the architecture, for messages: "--hidden", "--encoder",
+// "--decoder" or "--encoder/--decoder"; "--hidden" (its default) when none did.
+const char *vae_model_option(const char *hidden, const char *encoder, const char *decoder);
+
+// How many items the decoder mirroring encoder specs[0 .. n) takes (vae_layout's mirror): a
+// dense layer and a reshape back to the top layer's output, then for each layer below it a deconv
+// for a conv, else a dense layer to its input (and a reshape when that is an image).
+int vae_mirror_items(const struct layer_spec *specs, int n);
 
 // "dense:512,dense:256" -> specs (VAE_MAX_HIDDEN at most), *n. Errors name option.
 int vae_parse_layers(const char *option, const char *text, struct layer_spec *specs, int *n,
                      struct clvae_error *err);
 
-// specs -> "dense:512,dense:256", the form vae_parse_layers reads.
-void vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_t len);
+// specs -> "dense:512,dense:256", the form vae_parse_layers reads, cut short to fit len (a
+// list's text fits VAE_LAYERS_TEXT_MAX). Returns the length of the whole text, as snprintf.
+size_t vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_t len);
 
 // Whether two descriptions are the same architecture (in_dim aside).
 bool vae_same_layers(const struct vae_config *a, const struct vae_config *b);
+
+#define VAE_MAX_OWNED (2 * CLRT_MAX_PARTS + 12 + 4 * VAE_MAX_LAYERS)
 
 struct vae {
     struct vae_config cfg;
@@ -76,7 +97,9 @@ struct vae {
     cl_mem bias_partial; // the bias gradients' partial column sums (vae_bias_parts)
     cl_mem splitk;       // split-K weight gradients' parts (vae_splitk_parts), or NULL
     size_t bias_work;    // work-items a column reduction should fill (rt->reduce_work)
-    cl_mem owned[4 * VAE_MAX_LAYERS + 16 + 2 * CLRT_MAX_PARTS];
+    // Every buffer vae_create makes: the parameters' and gradients' parts, 12 of the model's own
+    // (own()'s calls in vae_create) and a layer's y, dy, cols and dcols at most.
+    cl_mem owned[VAE_MAX_OWNED];
     int n_owned;
     size_t activation_bytes;
     struct sampler sampler;
@@ -85,7 +108,10 @@ struct vae {
 };
 
 // Builds the layer list of cfg with shapes and parameter offsets, and n_params; no device work.
-// 0, or -1 with CLVAE_EXIT_USAGE naming option ("--hidden/--latent") when a shape is refused.
+// 0, or -1 with CLVAE_EXIT_USAGE naming option (what gave the architecture: "--encoder", or
+// "FILE: __metadata__") when a shape is refused, a layer list is longer than VAE_MAX_HIDDEN (the
+// mirrored decoder included), a layer's sizes pass 2^31 - 1 or the model has more than
+// VAE_MAX_PARAMS parameters.
 int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option,
                struct clvae_error *err);
 
@@ -96,15 +122,18 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
                         size_t *largest, const char **largest_name);
 
 // Lays out the model and creates its parameter, gradient and activation buffers for up to
-// max_rows images at once. Parameters start at zero: see vae_init_params.
+// max_rows images at once. Parameters start at zero: see vae_init_params. source names where
+// the architecture came from in errors: the option ("--hidden"), or the checkpoint's path.
 int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, int max_rows,
-               struct clvae_error *err);
+               const char *source, struct clvae_error *err);
 void vae_release(struct vae *vae);
 
 // Splits a laid-out model's parameters (and gradients) into parts of at most rt->max_alloc bytes
 // that keep each layer whole: vae->params and grads' n and start, no buffers. -1 with
-// CLVAE_EXIT_DEVICE naming the layer whose parameters alone are larger.
-int vae_plan_parts(struct vae *vae, const struct clrt *rt, struct clvae_error *err);
+// CLVAE_EXIT_DEVICE naming source (as vae_create's), the layer whose parameters alone are larger
+// and the limit (CLVAE_MAX_ALLOC when that set it).
+int vae_plan_parts(struct vae *vae, const struct clrt *rt, const char *source,
+                   struct clvae_error *err);
 
 // Every layer's initial parameters (PyTorch's nn.Linear default for dense layers), drawn from
 // Philox(seed) in the order of the flat buffer.

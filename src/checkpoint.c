@@ -129,6 +129,101 @@ static struct vae_config meta_config(const struct ckpt_meta *m)
     return cfg;
 }
 
+// t's shape as "[a,b,c]" for a message (64 bytes suffice for four ints).
+static const char *shape_text(const struct tensor *t, char *buf, size_t size)
+{
+    size_t used = (size_t)snprintf(buf, size, "[%d", t->shape[0]);
+    for (int d = 1; d < t->ndim && used < size; d++) {
+        used += (size_t)snprintf(buf + used, size - used, ",%d", t->shape[d]);
+    }
+    if (used < size) {
+        snprintf(buf + used, size - used, "]");
+    }
+    return buf;
+}
+
+// One layer tensor lt into *t, its element count and the flat index of its last element computed
+// without wrapping: every size is the metadata's, so a count past CKPT_MAX_PARAMS (65536^4 wraps
+// a size_t to 0) or an element outside the n_params of the flat layout (a layout whose own sums
+// wrapped) is refused here, before anything is allocated for it. 0, or -1 with why.
+static int take_tensor(const struct layer_tensor *lt, size_t n_params, struct tensor *t, char *why)
+{
+    *t = (struct tensor){.ndim = lt->ndim, .count = 1, .base = lt->base};
+    memcpy(t->name, lt->name, sizeof t->name);
+    t->name[sizeof t->name - 1] = '\0';
+    if (lt->ndim < 1 || lt->ndim > 4) {
+        return bad(why, "tensor '%s' has %d dimensions (1 to 4)", t->name, lt->ndim);
+    }
+    memcpy(t->shape, lt->shape, sizeof t->shape);
+    memcpy(t->stride, lt->stride, sizeof t->stride);
+    size_t last = lt->base;
+    bool wrapped = false;
+    for (int d = 0; d < lt->ndim && !wrapped; d++) {
+        size_t reach;
+        wrapped = lt->shape[d] < 1 ||
+                  __builtin_mul_overflow(t->count, (size_t)lt->shape[d], &t->count) ||
+                  __builtin_mul_overflow((size_t)lt->shape[d] - 1, lt->stride[d], &reach) ||
+                  __builtin_add_overflow(last, reach, &last);
+    }
+    char shape[64];
+    if (wrapped || t->count > CKPT_MAX_PARAMS) {
+        return bad(why, "tensor '%s' would be %s, more than the %zu elements clvae handles",
+                   t->name, shape_text(t, shape, sizeof shape), CKPT_MAX_PARAMS);
+    }
+    if (last >= n_params) {
+        return bad(why, "tensor '%s' (%s) lies outside the layout's %zu parameters", t->name,
+                   shape_text(t, shape, sizeof shape), n_params);
+    }
+    return 0;
+}
+
+// Lists the file's tensors in header order for vae's layout (CKPT_MAX_TENSORS at most): every
+// layer's own (layer_ops.tensors), then Adam's m and v of each when optimizer; returns how many,
+// or -1 with why when a tensor is refused by take_tensor or their counts, summed without wrapping,
+// are not the layout's n_params.
+static int list_tensors(const struct vae *vae, bool optimizer, struct tensor *t, char *why)
+{
+    int n = 0;
+    size_t total = 0;
+    for (int k = 0; k < vae->n_layers; k++) {
+        struct layer_tensor lt[LAYER_MAX_TENSORS];
+        int count = vae->layer[k].ops->tensors(&vae->layer[k], lt);
+        if (n + count > CKPT_MAX_TENSORS / 3) {
+            return bad(why, "the model has more than the %d tensors clvae handles",
+                       CKPT_MAX_TENSORS / 3);
+        }
+        for (int j = 0; j < count; j++, n++) {
+            if (take_tensor(&lt[j], vae->n_params, &t[n], why)) {
+                return -1;
+            }
+            // At most CKPT_MAX_TENSORS counts of at most CKPT_MAX_PARAMS each: no wrap.
+            total += t[n].count;
+        }
+    }
+    if (total > CKPT_MAX_PARAMS) {
+        return bad(why, "the model has %zu parameters, out of range (clvae handles at most %zu)",
+                   total, CKPT_MAX_PARAMS);
+    }
+    if (total != vae->n_params) {
+        return bad(why, "the tensors hold %zu parameters but the layout counts %zu", total,
+                   vae->n_params);
+    }
+    if (optimizer) {
+        int n_params = n;
+        static const char *const prefix[] = {"optimizer.m.", "optimizer.v."};
+        static const enum ckpt_array array[] = {ARRAY_ADAM_M, ARRAY_ADAM_V};
+        for (int a = 0; a < 2; a++) {
+            for (int k = 0; k < n_params; k++) {
+                struct tensor moment = t[k];
+                snprintf(moment.name, sizeof moment.name, "%s%s", prefix[a], t[k].name);
+                moment.array = array[a];
+                t[n++] = moment;
+            }
+        }
+    }
+    return n;
+}
+
 // The rules every checkpoint's metadata obeys, saved or loaded: positive sizes below CKPT_MAX_DIM,
 // in_dim = image_rows * image_cols, 1..VAE_MAX_HIDDEN hidden layers, a model vae_create accepts.
 static int check_meta(const struct ckpt_meta *m, char *why)
@@ -183,45 +278,12 @@ static int check_meta(const struct ckpt_meta *m, char *why)
     if (vae_layout(&vae, &shaped, "architecture", &err)) {
         return bad(why, "%.900s", err.msg);
     }
-    if (vae.n_params > CKPT_MAX_PARAMS) {
-        return bad(why, "the model has %zu parameters, out of range (clvae handles at most %zu)",
-                   vae.n_params, CKPT_MAX_PARAMS);
-    }
-    return 0;
-}
-
-// Lists the file's tensors in header order for vae's layout (CKPT_MAX_TENSORS at most): every
-// layer's own (layer_ops.tensors), then Adam's m and v of each when optimizer; returns how many.
-static int list_tensors(const struct vae *vae, bool optimizer, struct tensor *t)
-{
-    int n = 0;
-    for (int k = 0; k < vae->n_layers; k++) {
-        struct layer_tensor lt[LAYER_MAX_TENSORS];
-        int count = vae->layer[k].ops->tensors(&vae->layer[k], lt);
-        for (int j = 0; j < count; j++, n++) {
-            t[n] = (struct tensor){.ndim = lt[j].ndim, .count = 1, .base = lt[j].base};
-            for (int d = 0; d < lt[j].ndim; d++) {
-                t[n].shape[d] = lt[j].shape[d];
-                t[n].stride[d] = lt[j].stride[d];
-                t[n].count *= (size_t)lt[j].shape[d];
-            }
-            memcpy(t[n].name, lt[j].name, sizeof t[n].name);
-        }
-    }
-    if (optimizer) {
-        int n_params = n;
-        static const char *const prefix[] = {"optimizer.m.", "optimizer.v."};
-        static const enum ckpt_array array[] = {ARRAY_ADAM_M, ARRAY_ADAM_V};
-        for (int a = 0; a < 2; a++) {
-            for (int k = 0; k < n_params; k++) {
-                struct tensor moment = t[k];
-                snprintf(moment.name, sizeof moment.name, "%s%s", prefix[a], t[k].name);
-                moment.array = array[a];
-                t[n++] = moment;
-            }
-        }
-    }
-    return n;
+    // The sizes the layout computed, recounted without wrapping (list_tensors), before the
+    // loader or the saver allocates by them.
+    struct tensor *t = xmalloc(CKPT_MAX_TENSORS * sizeof *t);
+    int n = list_tensors(&vae, false, t, why);
+    free(t);
+    return n < 0 ? -1 : 0;
 }
 
 // The flat index of element k (row-major) of t.
@@ -307,7 +369,7 @@ static bool add_metadata(cJSON *root, const struct ckpt_meta *m, bool optimizer)
     if (!md) {
         return false;
     }
-    char encoder[VAE_MAX_HIDDEN * 24], decoder[VAE_MAX_HIDDEN * 24];
+    char encoder[VAE_LAYERS_TEXT_MAX], decoder[VAE_LAYERS_TEXT_MAX];
     vae_format_layers(m->cfg.encoder, m->cfg.n_encoder, encoder, sizeof encoder);
     vae_format_layers(m->cfg.decoder, m->cfg.n_decoder, decoder, sizeof decoder);
     bool ok =
@@ -415,7 +477,11 @@ int checkpoint_save(const char *path, const struct ckpt_meta *meta, const float 
     struct vae_config cfg = meta_config(meta);
     vae_layout(&vae, &cfg, "architecture", NULL); // check_meta has laid it out already
     struct tensor *tensors = xmalloc(CKPT_MAX_TENSORS * sizeof *tensors);
-    int n = list_tensors(&vae, optimizer, tensors);
+    int n = list_tensors(&vae, optimizer, tensors, why); // check_meta has counted them
+    if (n < 0) {
+        free(tensors);
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: checkpoint_save: %s", path, why);
+    }
     size_t header_len;
     char *header = build_header(meta, optimizer, tensors, n, &header_len);
     if (!header) {
@@ -764,8 +830,11 @@ static void describe_shape(const cJSON *item, char *buf, size_t size)
             used += (size_t)snprintf(buf + used, size - used, ",...");
             break;
         }
-        if (cJSON_IsNumber(d)) {
-            used += (size_t)snprintf(buf + used, size - used, "%s%.17g", sep, d->valuedouble);
+        double v = cJSON_IsNumber(d) ? d->valuedouble : NAN;
+        if (v == floor(v) && fabs(v) < 1e20) { // a whole number as digits, 2^62 too
+            used += (size_t)snprintf(buf + used, size - used, "%s%.0f", sep, v);
+        } else if (cJSON_IsNumber(d)) {
+            used += (size_t)snprintf(buf + used, size - used, "%s%.17g", sep, v);
         } else {
             used += (size_t)snprintf(buf + used, size - used, "%s?", sep);
         }
@@ -811,14 +880,10 @@ static int check_entry(const cJSON *entry, struct tensor *t, uint64_t data_len, 
         shape_ok = shape_ok && cJSON_IsNumber(d) && d->valuedouble == t->shape[k];
     }
     if (!shape_ok) {
-        char have[128], want[128];
+        char have[128], want[64];
         describe_shape(shape, have, sizeof have);
-        size_t used = (size_t)snprintf(want, sizeof want, "[%d", t->shape[0]);
-        for (int d = 1; d < t->ndim; d++) {
-            used += (size_t)snprintf(want + used, sizeof want - used, ",%d", t->shape[d]);
-        }
-        snprintf(want + used, sizeof want - used, "]");
-        return bad(why, "tensor '%s': shape %s, the architecture needs %s", t->name, have, want);
+        return bad(why, "tensor '%s': shape %s, the architecture needs %s", t->name, have,
+                   shape_text(t, want, sizeof want));
     }
     const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
     if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 ||
@@ -964,9 +1029,10 @@ static int load_tensors(int fd, const cJSON *root, uint64_t data_start, uint64_t
     struct tensor *t = xmalloc(CKPT_MAX_TENSORS * sizeof *t);
     struct vae vae;
     struct vae_config cfg = meta_config(&c->meta);
-    vae_layout(&vae, &cfg, "architecture", NULL); // parse_meta has laid it out already
-    int n = list_tensors(&vae, c->meta.has_optimizer, t);
-    if (check_tensors(root, t, n, c->meta.has_optimizer, data_len, why)) {
+    // parse_meta has laid it out and counted its tensors already.
+    vae_layout(&vae, &cfg, "architecture", NULL);
+    int n = list_tensors(&vae, c->meta.has_optimizer, t, why);
+    if (n < 0 || check_tensors(root, t, n, c->meta.has_optimizer, data_len, why)) {
         free(t);
         return -1;
     }

@@ -6,9 +6,12 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <clblast_c.h>
+
+#include "regular_file.h"
 
 extern const char *const clvae_cl_sources[];
 extern const char *const clvae_cl_names[];
@@ -166,10 +169,34 @@ static cl_uint get_devices(cl_platform_id platform, cl_device_id *ids, cl_uint m
     return count < max ? count : max;
 }
 
+// A string the driver reports, cut to len - 1 bytes however long it is (clGetDeviceInfo and
+// clGetPlatformInfo refuse a buffer shorter than the whole string with CL_INVALID_VALUE).
+static void info_string(cl_device_id device, cl_platform_id platform, cl_uint what, char *buf,
+                        size_t len)
+{
+    size_t need = 0;
+    if (device)
+        CL_CHECK(clGetDeviceInfo(device, what, 0, NULL, &need));
+    else
+        CL_CHECK(clGetPlatformInfo(platform, what, 0, NULL, &need));
+    char *full = xmalloc(need + 1);
+    if (device)
+        CL_CHECK(clGetDeviceInfo(device, what, need, full, NULL));
+    else
+        CL_CHECK(clGetPlatformInfo(platform, what, need, full, NULL));
+    full[need] = '\0';
+    snprintf(buf, len, "%s", full);
+    free(full);
+}
+
 static void device_string(cl_device_id device, cl_device_info what, char *buf, size_t len)
 {
-    CL_CHECK(clGetDeviceInfo(device, what, len, buf, NULL));
-    buf[len - 1] = '\0';
+    info_string(device, NULL, what, buf, len);
+}
+
+static void platform_string(cl_platform_id platform, cl_platform_info what, char *buf, size_t len)
+{
+    info_string(NULL, platform, what, buf, len);
 }
 
 // "platform P device D: name (vendor), type, memory, compute units" for each device.
@@ -186,33 +213,6 @@ static int tuning_key_path(cl_platform_id platform, cl_device_id device, const c
 static bool own_gemm_default(const char *platform_name, bool cpu)
 {
     return cpu && strstr(platform_name, "Portable Computing Language") != NULL;
-}
-
-// $CLVAE_MAX_ALLOC, bytes with an optional K, M or G (powers of 1024): the most clvae allocates at
-// once when that is less than the device's largest allocation (*max_alloc, lowered). What a device
-// with a smaller limit does, on this one: the tests split buffers on PoCL with it.
-static int max_alloc_limit(cl_ulong *max_alloc, struct clvae_error *err)
-{
-    const char *text = getenv("CLVAE_MAX_ALLOC");
-    if (!text || !*text)
-        return 0;
-    char *end;
-    errno = 0;
-    unsigned long long v = isdigit((unsigned char)*text) ? strtoull(text, &end, 10) : 0;
-    int shift = 0;
-    if (v && *end && !end[1])
-        shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : -1;
-    else if (v && *end)
-        shift = -1;
-    if (!v || errno || shift < 0 || v > (ULLONG_MAX >> shift))
-        return clvae_fail(err, CLVAE_EXIT_USAGE,
-                          "CLVAE_MAX_ALLOC='%.64s': expected a number of bytes above 0, with an "
-                          "optional K, M or G",
-                          text);
-    v <<= shift;
-    if (v < *max_alloc)
-        *max_alloc = v;
-    return 0;
 }
 
 static void print_device_details(FILE *out, cl_platform_id platform, cl_device_id device,
@@ -242,7 +242,7 @@ static void print_device_details(FILE *out, cl_platform_id platform, cl_device_i
             images ? "yes" : "no");
     bool cpu = type & CL_DEVICE_TYPE_CPU;
     char pname[128] = "";
-    CL_CHECK(clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof pname - 1, pname, NULL));
+    platform_string(platform, CL_PLATFORM_NAME, pname, sizeof pname);
     int tuned = tuning_lines(name, NULL, first);
     const char *env = getenv("CLVAE_CLBLAST_TUNING");
     bool off = env && !strcmp(env, "off");
@@ -272,9 +272,13 @@ static void print_device_details(FILE *out, cl_platform_id platform, cl_device_i
             !off && tuned ? first : "", !off && tuned ? "'" : "",
             units ? "" : " (no compute units reported)");
     char path[4200], key[512];
+    struct stat st;
     if (tuning_key_path(platform, device, name, path, sizeof path, key, sizeof key) == 0)
         fprintf(out, "    clvae tune's file: %s (%s), key \"%s\"\n", path,
-                access(path, F_OK) == 0 ? "present" : "none yet", key);
+                stat(path, &st) != 0  ? "none yet"
+                : S_ISREG(st.st_mode) ? "present"
+                                      : "not a regular file: ignored",
+                key);
 }
 
 static void print_device_table(FILE *out, cl_platform_id *platforms, cl_uint n_platforms,
@@ -282,7 +286,7 @@ static void print_device_table(FILE *out, cl_platform_id *platforms, cl_uint n_p
 {
     for (cl_uint p = 0; p < n_platforms; p++) {
         char pname[128];
-        CL_CHECK(clGetPlatformInfo(platforms[p], CL_PLATFORM_NAME, sizeof pname, pname, NULL));
+        platform_string(platforms[p], CL_PLATFORM_NAME, pname, sizeof pname);
         pname[sizeof pname - 1] = '\0';
         fprintf(out, "platform %u: %s\n", p, pname);
         cl_device_id devices[16];
@@ -335,7 +339,7 @@ static int fail_listing(struct clvae_error *err, const char *reason, cl_platform
     } else {
         table[0] = '\0';
     }
-    return clvae_fail(err, CLVAE_EXIT_DEVICE, "%s; these exist:\n%s", reason, table);
+    return clvae_fail_listing(err, CLVAE_EXIT_DEVICE, reason, table);
 }
 
 // Whether name contains part, ignoring ASCII case.
@@ -353,26 +357,110 @@ static bool name_has(const char *name, const char *part)
     return false;
 }
 
-// The selector for option: the command line's, else the environment's (CLVAE_PLATFORM or
-// CLVAE_DEVICE, named so in messages), else NULL.
-static const char *selector(const char *given, const char *env, const char *option,
-                            const char **source)
-{
-    const char *v = given;
-    *source = option;
-    if (!v || !*v) {
-        v = getenv(env);
-        *source = env;
-    }
-    return v && *v ? v : NULL;
-}
-
 static bool all_digits(const char *s)
 {
     for (; *s; s++)
         if (!isdigit((unsigned char)*s))
             return false;
     return true;
+}
+
+int clrt_parse_selector(const char *source, const char *text, struct clvae_error *err)
+{
+    if (text[0] == '\0')
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: empty (an index or a part of the name)",
+                          source);
+    if (!isdigit((unsigned char)text[0]))
+        return 0;
+    if (!all_digits(text))
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not an integer", source, text);
+    // Digits only, so strtoul reads them all; past ULONG_MAX it says ERANGE.
+    errno = 0;
+    unsigned long v = strtoul(text, NULL, 10);
+    if (errno == ERANGE || v > CLRT_MAX_INDEX)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: %s is out of range (0 to %d)", source, text,
+                          CLRT_MAX_INDEX);
+    return 0;
+}
+
+// Where a platform or a device comes from, as messages name it.
+struct choice {
+    const char *text;   // the index or part of a name given; NULL: the default
+    const char *source; // "--device", "CLVAE_DEVICE" or "the default device"
+    int index;          // text as an index, or -1 (a name, or the default)
+};
+
+// The option's value, else the variable's (not empty), else the default, checked as an option's
+// value is (clrt_parse_selector) and named after where it came from.
+static int choose(const char *given, const char *option, const char *variable, const char *fallback,
+                  struct choice *c, struct clvae_error *err)
+{
+    *c = (struct choice){.text = given, .source = option, .index = -1};
+    if (!c->text || !*c->text)
+        *c = (struct choice){.text = getenv(variable), .source = variable, .index = -1};
+    if (!c->text || !*c->text) {
+        *c = (struct choice){.source = fallback, .index = -1};
+        return 0;
+    }
+    if (clrt_parse_selector(c->source, c->text, err))
+        return -1;
+    if (isdigit((unsigned char)c->text[0]))
+        c->index = (int)strtol(c->text, NULL, 10);
+    return 0;
+}
+
+// What the environment sets besides the device, read and checked before any device is looked at.
+struct env_settings {
+    const char *gemm;             // CLVAE_GEMM: "clblast", "clvae", or NULL (the default)
+    unsigned long long max_alloc; // CLVAE_MAX_ALLOC in bytes, or 0 (unset)
+    const char *max_alloc_text;   // as given
+};
+
+// $CLVAE_MAX_ALLOC, bytes with an optional K, M or G (powers of 1024): the most clvae allocates at
+// once when that is less than the device's largest allocation. What a device with a smaller limit
+// does, on this one: the tests split buffers on PoCL with it. 0 when unset.
+static int read_max_alloc(unsigned long long *bytes, struct clvae_error *err)
+{
+    const char *text = getenv("CLVAE_MAX_ALLOC");
+    *bytes = 0;
+    if (!text || !*text)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = isdigit((unsigned char)*text) ? strtoull(text, &end, 10) : 0;
+    int shift = 0;
+    if (v && *end && !end[1])
+        shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : -1;
+    else if (v && *end)
+        shift = -1;
+    if (!v || errno || shift < 0 || v > (ULLONG_MAX >> shift))
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "CLVAE_MAX_ALLOC='%.64s': expected a number of bytes above 0 and below "
+                          "2^64, with an optional K, M or G",
+                          text);
+    *bytes = v << shift;
+    return 0;
+}
+
+// CLVAE_GEMM, CLVAE_MAX_ALLOC and CLVAE_CLBLAST_TUNING: a value they do not take is a usage error
+// naming the variable.
+static int read_env_settings(struct env_settings *env, struct clvae_error *err)
+{
+    *env = (struct env_settings){.max_alloc_text = getenv("CLVAE_MAX_ALLOC")};
+    const char *engine = getenv("CLVAE_GEMM");
+    if (engine && *engine && strcmp(engine, "clblast") != 0 && strcmp(engine, "clvae") != 0)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "CLVAE_GEMM='%.64s': expected clblast or clvae (which runs the matrix "
+                          "products; unset, clvae on PoCL's CPU device and CLBlast elsewhere)",
+                          engine);
+    env->gemm = engine && *engine ? engine : NULL;
+    const char *tuning = getenv("CLVAE_CLBLAST_TUNING");
+    if (tuning && *tuning && strcmp(tuning, "off") != 0)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "CLVAE_CLBLAST_TUNING='%.64s': expected off (CLBlast's own parameters, "
+                          "neither data/clblast-tuning.txt's nor clvae tune's) or nothing",
+                          tuning);
+    return read_max_alloc(&env->max_alloc, err);
 }
 
 // Which GPU the default choice takes: the n-th of all the platforms' GPUs, modulo their number.
@@ -413,99 +501,119 @@ static bool nth_gpu(cl_platform_id *platforms, cl_uint n_platforms, int want, in
     return false;
 }
 
-int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel, bool profiling,
-              struct clvae_error *err)
+// The platform c names, by index or as the one whose name holds c->text; -1 for the default.
+static int find_platform(const struct choice *c, cl_platform_id *platforms, cl_uint n_platforms,
+                         int *platform, struct clvae_error *err)
 {
-    memset(rt, 0, sizeof *rt);
+    char reason[256], name[128];
+    *platform = -1;
+    if (!c->text)
+        return 0;
+    if (c->index >= 0) {
+        if ((cl_uint)c->index >= n_platforms) {
+            snprintf(reason, sizeof reason, "%s %s: no such platform", c->source, c->text);
+            return fail_listing(err, reason, platforms, n_platforms);
+        }
+        *platform = c->index;
+        return 0;
+    }
+    int found = 0;
+    for (cl_uint p = 0; p < n_platforms; p++) {
+        platform_string(platforms[p], CL_PLATFORM_NAME, name, sizeof name);
+        name[sizeof name - 1] = '\0';
+        if (name_has(name, c->text))
+            *platform = (int)p, found++;
+    }
+    if (found == 1)
+        return 0;
+    snprintf(reason, sizeof reason, "%s %s: matches %s platform's name", c->source, c->text,
+             found ? "more than one" : "no");
+    return fail_listing(err, reason, platforms, n_platforms);
+}
+
+// The one device whose name holds c->text: on *platform unless that is -1, else on any (which
+// then sets *platform).
+static int find_device_by_name(const struct choice *c, cl_platform_id *platforms,
+                               cl_uint n_platforms, int *platform, int *device,
+                               struct clvae_error *err)
+{
+    char reason[256], name[128];
+    int found = 0, on = *platform;
+    for (cl_uint p = 0; p < n_platforms; p++) {
+        if (on >= 0 && (int)p != on)
+            continue;
+        cl_device_id devices[16];
+        cl_uint n_devices = get_devices(platforms[p], devices, 16);
+        for (cl_uint d = 0; d < n_devices; d++) {
+            device_string(devices[d], CL_DEVICE_NAME, name, sizeof name);
+            if (name_has(name, c->text))
+                *platform = (int)p, *device = (int)d, found++;
+        }
+    }
+    if (found == 1)
+        return 0;
+    snprintf(reason, sizeof reason, "%s %s: matches %s device's name", c->source, c->text,
+             found ? "more than one" : "no");
+    return fail_listing(err, reason, platforms, n_platforms);
+}
+
+// Nothing chosen: the preferred GPU (the first unless clrt_prefer_gpu said otherwise), else the
+// first device of any platform.
+static int find_default(cl_platform_id *platforms, cl_uint n_platforms, int *platform, int *device,
+                        struct clvae_error *err)
+{
+    if (nth_gpu(platforms, n_platforms, preferred_gpu, platform, device))
+        return 0;
+    for (cl_uint p = 0; p < n_platforms; p++) {
+        cl_device_id devices[16];
+        if (get_devices(platforms[p], devices, 16) > 0) {
+            *platform = (int)p, *device = 0;
+            return 0;
+        }
+    }
+    return fail_listing(err, "no OpenCL device found", platforms, n_platforms);
+}
+
+// The platform and device pc and dc choose (an index alone means platform 0 or device 0), as
+// rt->platform, rt->device and their indices; the message of a failure names where the choice
+// came from: the option, its variable, or the default.
+static int pick_device(struct clrt *rt, const struct choice *pc, const struct choice *dc,
+                       struct clvae_error *err)
+{
     cl_platform_id platforms[16];
     cl_uint n_platforms;
-    if (get_platforms(platforms, 16, &n_platforms, err))
+    int platform, device = dc->index;
+    if (get_platforms(platforms, 16, &n_platforms, err) ||
+        find_platform(pc, platforms, n_platforms, &platform, err) ||
+        (dc->text && device < 0 &&
+         find_device_by_name(dc, platforms, n_platforms, &platform, &device, err)) ||
+        (platform < 0 && device < 0 &&
+         find_default(platforms, n_platforms, &platform, &device, err)))
         return -1;
+    platform = platform < 0 ? 0 : platform;
+    device = device < 0 ? 0 : device;
     cl_device_id devices[16];
-    cl_uint n_devices = 0;
-    char reason[256], name[128];
-    const char *p_src, *d_src;
-    const char *psel = selector(platform_sel, "CLVAE_PLATFORM", "--platform", &p_src);
-    const char *dsel = selector(device_sel, "CLVAE_DEVICE", "--device", &d_src);
-    int platform = -1, device = -1;
-    if (psel && all_digits(psel)) {
-        platform = atoi(psel);
-        if ((cl_uint)platform >= n_platforms) {
-            snprintf(reason, sizeof reason, "%s %s: no such platform", p_src, psel);
-            return fail_listing(err, reason, platforms, n_platforms);
-        }
-    } else if (psel) {
-        int found = 0;
-        for (cl_uint p = 0; p < n_platforms; p++) {
-            CL_CHECK(clGetPlatformInfo(platforms[p], CL_PLATFORM_NAME, sizeof name, name, NULL));
-            name[sizeof name - 1] = '\0';
-            if (name_has(name, psel))
-                platform = (int)p, found++;
-        }
-        if (found != 1) {
-            snprintf(reason, sizeof reason, "%s %s: matches %s platform's name", p_src, psel,
-                     found ? "more than one" : "no");
-            return fail_listing(err, reason, platforms, n_platforms);
-        }
-    }
-    if (dsel && !all_digits(dsel)) {
-        // A name: on the chosen platform, else on any, exactly one device.
-        int found = 0;
-        for (cl_uint p = 0; p < n_platforms; p++) {
-            if (platform >= 0 && (int)p != platform)
-                continue;
-            n_devices = get_devices(platforms[p], devices, 16);
-            for (cl_uint d = 0; d < n_devices; d++) {
-                device_string(devices[d], CL_DEVICE_NAME, name, sizeof name);
-                if (name_has(name, dsel))
-                    platform = (int)p, device = (int)d, found++;
-            }
-        }
-        if (found != 1) {
-            snprintf(reason, sizeof reason, "%s %s: matches %s device's name", d_src, dsel,
-                     found ? "more than one" : "no");
-            return fail_listing(err, reason, platforms, n_platforms);
-        }
-    } else if (dsel) {
-        device = atoi(dsel);
-    }
-    if (platform < 0 && device < 0) {
-        // The preferred GPU (the first unless clrt_prefer_gpu said otherwise), else the first
-        // device of any platform.
-        nth_gpu(platforms, n_platforms, preferred_gpu, &platform, &device);
-        for (int want_gpu = 1; want_gpu >= 0 && platform < 0; want_gpu--) {
-            for (cl_uint p = 0; p < n_platforms && platform < 0; p++) {
-                n_devices = get_devices(platforms[p], devices, 16);
-                for (cl_uint d = 0; d < n_devices; d++) {
-                    cl_device_type type;
-                    CL_CHECK(clGetDeviceInfo(devices[d], CL_DEVICE_TYPE, sizeof type, &type, NULL));
-                    if (!want_gpu || (type & CL_DEVICE_TYPE_GPU)) {
-                        platform = (int)p;
-                        device = (int)d;
-                        break;
-                    }
-                }
-            }
-        }
-        if (platform < 0)
-            return fail_listing(err, "no OpenCL device found", platforms, n_platforms);
-    }
-    if (platform < 0)
-        platform = 0;
-    if (device < 0)
-        device = 0;
-    n_devices = get_devices(platforms[platform], devices, 16);
-    if ((cl_uint)device >= n_devices) {
-        snprintf(reason, sizeof reason, "%s %d: no such device on platform %d", d_src, device,
-                 platform);
+    if ((cl_uint)device >= get_devices(platforms[platform], devices, 16)) {
+        char reason[256];
+        if (dc->text)
+            snprintf(reason, sizeof reason, "%s %d: no such device on platform %d", dc->source,
+                     device, platform);
+        else
+            snprintf(reason, sizeof reason, "%s %d: no such device on platform %d (%s %s)",
+                     dc->source, device, platform, pc->source, pc->text ? pc->text : "");
         return fail_listing(err, reason, platforms, n_platforms);
     }
     rt->platform = platforms[platform];
     rt->device = devices[device];
     rt->platform_index = platform;
     rt->device_index = device;
-    CL_CHECK(clGetPlatformInfo(rt->platform, CL_PLATFORM_NAME, sizeof rt->platform_name,
-                               rt->platform_name, NULL));
+    return 0;
+}
+
+// rt's names, memory and limits from the device; CLVAE_MAX_ALLOC lowers the largest allocation.
+static void read_device(struct clrt *rt, const struct env_settings *env)
+{
+    platform_string(rt->platform, CL_PLATFORM_NAME, rt->platform_name, sizeof rt->platform_name);
     rt->platform_name[sizeof rt->platform_name - 1] = '\0';
     device_string(rt->device, CL_DEVICE_NAME, rt->device_name, sizeof rt->device_name);
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_TYPE, sizeof rt->device_type, &rt->device_type,
@@ -514,12 +622,22 @@ int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel,
                              &rt->global_mem, NULL));
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof rt->max_alloc,
                              &rt->max_alloc, NULL));
-    if (max_alloc_limit(&rt->max_alloc, err))
-        return -1;
+    snprintf(rt->max_alloc_name, sizeof rt->max_alloc_name, "%s's largest allocation",
+             rt->device_name);
+    if (env->max_alloc && env->max_alloc < rt->max_alloc) {
+        rt->max_alloc = env->max_alloc;
+        snprintf(rt->max_alloc_name, sizeof rt->max_alloc_name,
+                 "the largest allocation CLVAE_MAX_ALLOC=%s allows", env->max_alloc_text);
+    }
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof rt->max_work_group,
                              &rt->max_work_group, NULL));
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof rt->compute_units,
                              &rt->compute_units, NULL));
+}
+
+// How rt's reductions and products divide the work on its device, and which products it runs.
+static void plan_work(struct clrt *rt, const struct env_settings *env)
+{
     // A GPU wants thousands of work-items: 256 a compute unit. A CPU runs a work-group's items
     // one after another, vectorised across columns, and a work-group on one core: a reduction of
     // a few columns over many rows (a conv layer's bias, 12544 x 64 a batch) ran on one core in
@@ -534,21 +652,29 @@ int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel,
     // memory latency. A part of a split product takes at least 256 rows.
     rt->splitk_groups = (cpu ? 1 : 4) * (size_t)rt->compute_units;
     rt->splitk_min_k = 256;
-    rt->profiling = profiling;
-    const char *engine = getenv("CLVAE_GEMM");
-    if (engine && *engine && strcmp(engine, "clblast") != 0 && strcmp(engine, "clvae") != 0)
-        return clvae_fail(err, CLVAE_EXIT_USAGE,
-                          "CLVAE_GEMM='%.64s': expected clblast or clvae (which runs the matrix "
-                          "products; unset, clvae on PoCL's CPU device and CLBlast elsewhere)",
-                          engine);
-    rt->own_gemm = engine && *engine ? strcmp(engine, "clvae") == 0
-                                     : own_gemm_default(rt->platform_name, cpu);
+    rt->own_gemm =
+        env->gemm ? strcmp(env->gemm, "clvae") == 0 : own_gemm_default(rt->platform_name, cpu);
     // With clvae's products a CPU splits by what its caches hold instead (own_parts), any
     // product, and a weight gradient's 8 x 32 blocks are enough for its cores: no split by
     // work-groups there.
     rt->splitk_bytes = cpu && rt->own_gemm ? (size_t)1 << 20 : 0;
     if (rt->splitk_bytes)
         rt->splitk_groups = 0;
+}
+
+int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel, bool profiling,
+              struct clvae_error *err)
+{
+    memset(rt, 0, sizeof *rt);
+    struct choice pc, dc;
+    struct env_settings env;
+    if (choose(platform_sel, "--platform", "CLVAE_PLATFORM", "the default platform", &pc, err) ||
+        choose(device_sel, "--device", "CLVAE_DEVICE", "the default device", &dc, err) ||
+        read_env_settings(&env, err) || pick_device(rt, &pc, &dc, err))
+        return -1;
+    read_device(rt, &env);
+    plan_work(rt, &env);
+    rt->profiling = profiling;
     cl_int status;
     rt->context = clCreateContext(NULL, 1, &rt->device, NULL, NULL, &status);
     CL_CHECK(status);
@@ -647,8 +773,8 @@ static int tuning_key_path(cl_platform_id platform, cl_device_id device, const c
                            char *path, size_t len, char *key, size_t key_len)
 {
     char driver[128] = "", version[128] = "";
-    CL_CHECK(clGetDeviceInfo(device, CL_DRIVER_VERSION, sizeof driver - 1, driver, NULL));
-    CL_CHECK(clGetPlatformInfo(platform, CL_PLATFORM_VERSION, sizeof version - 1, version, NULL));
+    device_string(device, CL_DRIVER_VERSION, driver, sizeof driver);
+    platform_string(platform, CL_PLATFORM_VERSION, version, sizeof version);
     snprintf(key, key_len, "%s | %s | driver %s | CLBlast %s", name, version, driver,
              CLVAE_CLBLAST_VERSION);
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -747,26 +873,60 @@ int clrt_parse_tuning(const char *text, const char *key, struct clrt_gemm_params
     return 0;
 }
 
-// The file `clvae tune` wrote for rt's device, applied when it is good: 1 when applied, 0 when
-// there is none, and 0 after one warning line when it cannot be read or is malformed.
-static int tune_from_cache(struct clrt *rt)
+// "clvae: warning: <path>: <why>; ignored ...": one line, whatever the path holds.
+static void warn_tuning_file(const char *path, const char *why)
 {
-    char path[4200], key[512], why[256];
-    if (clrt_tuning_path(rt, path, sizeof path, key, sizeof key))
+    struct clvae_error warning;
+    clvae_fail(&warning, 0, "warning: %s: %s; ignored (run clvae tune again, or delete it)", path,
+               why);
+    clvae_print_error(&warning);
+}
+
+// The text of the tuning file at path into text (len bytes, NUL-terminated): 1 when read, 0 when
+// there is none, -1 with why (256 bytes) when it is not a regular file (a FIFO would block the
+// open until a writer came), cannot be read, is longer than len - 1 bytes or holds a NUL byte.
+static int read_tuning_file(const char *path, char *text, size_t len, char *why)
+{
+    const char *reason;
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT)
         return 0;
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return 0;
-    char text[8192];
-    size_t n = fread(text, 1, sizeof text - 1, fp);
-    bool too_long = n == sizeof text - 1 && fgetc(fp) != EOF;
+    int fd = regular_file_open(path, NULL, &reason);
+    FILE *fp = fd < 0 ? NULL : fdopen(fd, "rb");
+    if (!fp) {
+        snprintf(why, 256, "%s", fd < 0 ? reason : strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    size_t n = fread(text, 1, len - 1, fp);
+    bool failed = ferror(fp), too_long = n == len - 1 && fgetc(fp) != EOF;
     fclose(fp);
     text[n] = '\0';
+    if (failed || too_long || strlen(text) != n) {
+        snprintf(why, 256, "%s",
+                 failed     ? "cannot be read"
+                 : too_long ? "longer than 8 KiB"
+                            : "it holds a NUL byte");
+        return -1;
+    }
+    return 1;
+}
+
+// The file `clvae tune` wrote for rt's device, applied when it is good: 1 when applied, 0 when
+// there is none, and 0 after one warning line when it is not a regular file, cannot be read or is
+// malformed.
+static int tune_from_cache(struct clrt *rt)
+{
+    char path[4200], key[512], why[256], text[8192];
+    if (clrt_tuning_path(rt, path, sizeof path, key, sizeof key))
+        return 0;
+    int got = read_tuning_file(path, text, sizeof text, why);
+    if (got == 0)
+        return 0;
     struct clrt_gemm_params p;
     size_t min_indirect = 0;
-    if (too_long || strlen(text) != n) {
-        snprintf(why, sizeof why, "%s", too_long ? "longer than 8 KiB" : "it holds a NUL byte");
-    } else if (clrt_parse_tuning(text, key, &p, &min_indirect, why) == 0) {
+    if (got > 0 && clrt_parse_tuning(text, key, &p, &min_indirect, why) == 0) {
         if (clrt_gemm_params_valid(&p, rt->max_work_group)) {
             clrt_apply_gemm_params(rt, &p, min_indirect);
             snprintf(rt->tuning_source, sizeof rt->tuning_source, "%s", path);
@@ -775,8 +935,7 @@ static int tune_from_cache(struct clrt *rt)
         snprintf(why, sizeof why, "work-groups larger than the device's %zu items",
                  rt->max_work_group);
     }
-    fprintf(stderr, "clvae: warning: %s: %s; ignored (run clvae tune again, or delete it)\n", path,
-            why);
+    warn_tuning_file(path, why);
     return 0;
 }
 
@@ -848,9 +1007,8 @@ cl_mem clrt_buffer(struct clrt *rt, size_t bytes, const char *name, struct clvae
         bytes = sizeof(float);
     if (bytes > rt->max_alloc)
         return clvae_fail(err, CLVAE_EXIT_DEVICE,
-                          "device buffer '%s' (%zu bytes) is larger than %s's largest allocation "
-                          "(%llu bytes)",
-                          name, bytes, rt->device_name, (unsigned long long)rt->max_alloc),
+                          "device buffer '%s' (%zu bytes) is larger than %s (%llu bytes)", name,
+                          bytes, rt->max_alloc_name, (unsigned long long)rt->max_alloc),
                NULL;
     if (rt->allocated + bytes > rt->global_mem)
         return clvae_fail(err, CLVAE_EXIT_DEVICE,
@@ -891,16 +1049,16 @@ int clrt_parts_plan(const struct clrt *rt, struct clrt_parts *p, size_t bytes, s
     unit = unit ? unit : 1;
     if (unit > rt->max_alloc)
         return clvae_fail(err, CLVAE_EXIT_DEVICE,
-                          "device buffer '%s': one unit of it (%zu bytes) is larger than %s's "
-                          "largest allocation (%llu bytes)",
-                          name, unit, rt->device_name, (unsigned long long)rt->max_alloc);
+                          "device buffer '%s': one unit of it (%zu bytes) is larger than %s "
+                          "(%llu bytes)",
+                          name, unit, rt->max_alloc_name, (unsigned long long)rt->max_alloc);
     size_t per = (size_t)(rt->max_alloc / unit) * unit;
     size_t n = bytes <= per ? 1 : (bytes + per - 1) / per;
     if (n > CLRT_MAX_PARTS)
         return clvae_fail(err, CLVAE_EXIT_DEVICE,
                           "device buffer '%s' (%zu bytes) would take %zu buffers of at most %llu "
-                          "bytes (%s's largest allocation); clvae splits one into at most %d",
-                          name, bytes, n, (unsigned long long)rt->max_alloc, rt->device_name,
+                          "bytes (%s); clvae splits one into at most %d",
+                          name, bytes, n, (unsigned long long)rt->max_alloc, rt->max_alloc_name,
                           CLRT_MAX_PARTS);
     p->n = (int)n;
     for (size_t i = 0; i < n; i++)

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "cl_runtime.h"
+
 int cli_parse_int(const char *name, const char *text, long min, long max, int *out,
                      struct clvae_error *err)
 {
@@ -50,15 +52,12 @@ int cli_parse_u64(const char *name, const char *text, uint64_t *out, struct clva
     return 0;
 }
 
-// An index (digits, 0 to 1000) or a name's part (anything else but empty) for option.
+// An index (digits, 0 to CLRT_MAX_INDEX) or a name's part (anything else but empty) for option,
+// by the rule CLVAE_PLATFORM and CLVAE_DEVICE follow too.
 static int parse_selector(const char *option, const char *arg, const char **out,
                           struct clvae_error *err)
 {
-    int index;
-    if (arg[0] == '\0')
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: empty (an index or a part of the name)",
-                          option);
-    if (isdigit((unsigned char)arg[0]) && cli_parse_int(option, arg, 0, 1000, &index, err))
+    if (clrt_parse_selector(option, arg, err))
         return -1;
     *out = arg;
     return 1;

@@ -4,9 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "idx.h"
+#include "regular_file.h"
 
 // Fashion-MNIST's class names, in label order.
 static const char *const fashion_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
@@ -34,15 +36,32 @@ static char *copy_string(const char *s)
     return c;
 }
 
-char **dataset_idx_class_names(const char *dir, int n)
+// The next line of fp without its line end into line (len bytes; the rest of a longer line is
+// skipped); false at the end of the file.
+static bool read_line(FILE *fp, char *line, size_t len)
 {
-    char **names = xcalloc((size_t)(n > 0 ? n : 1), sizeof *names);
+    if (!fgets(line, (int)len, fp))
+        return false;
+    bool whole = strchr(line, '\n') || feof(fp);
+    line[strcspn(line, "\r\n")] = '\0';
+    for (int c; !whole && (c = fgetc(fp)) != EOF && c != '\n';)
+        ;
+    return true;
+}
+
+int dataset_idx_class_names(const char *dir, int n, char ***out, struct clvae_error *err)
+{
     char path[4200], line[256];
     snprintf(path, sizeof path, "%s/classes.txt", dir);
-    FILE *fp = fopen(path, "r");
+    // Absent: names of their own. Present, it must be a regular file (a FIFO would block).
+    FILE *fp = NULL;
+    struct stat st;
+    const char *why;
+    if (stat(path, &st) == 0 && !(fp = regular_file_fopen(path, &why)))
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", path, why);
+    char **names = xcalloc((size_t)(n > 0 ? n : 1), sizeof *names);
     for (int c = 0; c < n; c++) {
-        if (fp && fgets(line, sizeof line, fp)) {
-            line[strcspn(line, "\r\n")] = '\0';
+        if (fp && read_line(fp, line, sizeof line)) {
             names[c] = copy_string(line);
         } else if (n <= 10 && contains_word(dir, "fashion")) {
             names[c] = copy_string(fashion_names[c]);
@@ -53,7 +72,8 @@ char **dataset_idx_class_names(const char *dir, int n)
     }
     if (fp)
         fclose(fp);
-    return names;
+    *out = names;
+    return 0;
 }
 
 bool dataset_is_idx(const char *dir)
@@ -86,8 +106,7 @@ static int read_idx_labels(const char *dir, struct dataset *d, struct clvae_erro
         d->n_classes = lab.pixels[i] + 1 > d->n_classes ? lab.pixels[i] + 1 : d->n_classes;
     }
     idx_free(&lab);
-    d->class_names = dataset_idx_class_names(dir, d->n_classes);
-    return 0;
+    return dataset_idx_class_names(dir, d->n_classes, &d->class_names, err);
 }
 
 static int read_idx(const char *dir, struct dataset *d, struct clvae_error *err)

@@ -30,15 +30,12 @@ void dist_init(int *argc, char ***argv)
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
-    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    if (local && *local) {
-        local_rank_ = atoi(local);
-    } else {
-        MPI_Comm node;
-        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
-        MPI_Comm_rank(node, &local_rank_);
-        MPI_Comm_free(&node);
-    }
+    // The rank among the node's, from MPI itself (what OMPI_COMM_WORLD_LOCAL_RANK says under
+    // mpirun, but from any launcher, and no number from the environment to trust).
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &local_rank_);
+    MPI_Comm_free(&node);
 }
 
 void dist_finalize(void)

@@ -3,15 +3,51 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+// text with its control characters written as C escapes (\n, \t, \r, \xNN) into out (len bytes,
+// cut short rather than overrun): a file name holding a newline stays on the message's one line.
+static void escape_controls(const char *text, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        char one[5] = {(char)*p, '\0'};
+        if (*p < 0x20 || *p == 0x7f) {
+            const char *named = *p == '\n' ? "\\n" : *p == '\t' ? "\\t" : *p == '\r' ? "\\r" : NULL;
+            if (named)
+                memcpy(one, named, 3);
+            else
+                snprintf(one, sizeof one, "\\x%02x", *p);
+        }
+        size_t n = strlen(one);
+        if (o + n >= len)
+            break;
+        memcpy(out + o, one, n);
+        o += n;
+    }
+    out[o] = '\0';
+}
 
 int clvae_fail(struct clvae_error *err, int status, const char *fmt, ...)
 {
     if (err) {
+        char raw[CLVAE_ERROR_MAX];
         va_list ap;
         va_start(ap, fmt);
         err->status = status;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(raw, sizeof raw, fmt, ap);
         va_end(ap);
+        escape_controls(raw, err->msg, sizeof err->msg);
+    }
+    return -1;
+}
+
+int clvae_fail_listing(struct clvae_error *err, int status, const char *reason, const char *listing)
+{
+    clvae_fail(err, status, "%s; these exist:", reason);
+    if (err) {
+        size_t used = strlen(err->msg);
+        snprintf(err->msg + used, sizeof err->msg - used, "\n%s", listing);
     }
     return -1;
 }

@@ -170,7 +170,8 @@ static void print_eval_usage(FILE *out)
             "  -D, --data DIR     directory with t10k-images-idx3-ubyte[.gz], or a PNG folder\n"
             "                     [%s]\n"
             "  -k, --samples N    importance samples per image (1 to %d)   [%d]\n"
-            "  -n, --images N     evaluate the first N test images only         [all]\n"
+            "  -n, --images N     evaluate the first N test images only, N at most   [all]\n"
+            "                     the test set's size (one image: no standard error)\n"
             "  -c, --csv FILE     also write the figures to FILE: a header and one row\n"
             "  -s, --seed N       seed of the sampling noise                    [%llu]\n"
             "  -p, --platform P   OpenCL platform: an index (see `clvae devices`) or a part of\n"
@@ -240,6 +241,16 @@ static void mean_and_se(const double *v, int n, double *mean, double *se)
     *se = n > 1 ? sqrt(ss / (n - 1) / n) : NAN;
 }
 
+// A standard error with digits decimals in buf (32 bytes), or none, the one of a single value
+// (NaN): "n/a" in the printout, an empty field in the CSV.
+static const char *se_text(double se, int digits, const char *none, char *buf)
+{
+    if (isnan(se))
+        return none;
+    snprintf(buf, 32, "%.*f", digits, se);
+    return buf;
+}
+
 // Everything one evaluation holds on the device besides the model.
 struct eval_run {
     struct clrt_parts data; // (images, dim) bytes, in parts of whole images if need be
@@ -305,9 +316,13 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
     if (dataset_read_test(opt.data_dir, meta, opt.model, &data, err))
         goto done;
     const char *path = data.source;
-    uint32_t count = test->count;
-    if (opt.images && (uint32_t)opt.images < count)
-        count = (uint32_t)opt.images;
+    // -n past the test set is refused, as reconstruct and scatter refuse it.
+    if ((uint32_t)opt.images > test->count) {
+        clvae_fail(err, CLVAE_EXIT_USAGE, "-n %d: %s holds only %u test images", opt.images, path,
+                   test->count);
+        goto done;
+    }
+    uint32_t count = opt.images ? (uint32_t)opt.images : test->count;
     if (count > (uint32_t)INT32_MAX) {
         clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u images is more than clvae handles: use -n", path,
                    count);
@@ -376,19 +391,22 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
     mean_and_se(neg_iwae, n, &iwae_mean, &iwae_se);
     // Bits per dimension: nats per image over log 2 and the values an image has.
     double per_bit = log(2.0) * meta->cfg.in_dim;
-    printf("negative ELBO  %10.4f nats/image, std err %.4f (rec %.4f + KL %.4f, one sample); "
+    char elbo_se_text[32], iwae_se_text[32];
+    printf("negative ELBO  %10.4f nats/image, std err %s (rec %.4f + KL %.4f, one sample); "
            "%.5f bits/dim\n",
-           elbo_mean, elbo_se, rec_sum / n, kl_sum / n, elbo_mean / per_bit);
-    printf("negative IWAE  %10.4f nats/image, std err %.4f (k = %d: an upper bound on -log p(x)); "
+           elbo_mean, se_text(elbo_se, 4, "n/a", elbo_se_text), rec_sum / n, kl_sum / n,
+           elbo_mean / per_bit);
+    printf("negative IWAE  %10.4f nats/image, std err %s (k = %d: an upper bound on -log p(x)); "
            "%.5f bits/dim\n",
-           iwae_mean, iwae_se, opt.k, iwae_mean / per_bit);
+           iwae_mean, se_text(iwae_se, 4, "n/a", iwae_se_text), opt.k, iwae_mean / per_bit);
     printf("clvae: %.2f s\n", train_now_seconds() - started);
     if (opt.csv) {
         fprintf(csv.fp, "images,k,neg_elbo,neg_iwae,neg_elbo_se,neg_iwae_se,rec,kl,seed,"
                         "neg_elbo_bits_per_dim,neg_iwae_bits_per_dim\n");
-        fprintf(csv.fp, "%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%llu,%.6f,%.6f\n", n, opt.k, elbo_mean,
-                iwae_mean, elbo_se, iwae_se, rec_sum / n, kl_sum / n, (unsigned long long)opt.seed,
-                elbo_mean / per_bit, iwae_mean / per_bit);
+        fprintf(csv.fp, "%d,%d,%.6f,%.6f,%s,%s,%.6f,%.6f,%llu,%.6f,%.6f\n", n, opt.k, elbo_mean,
+                iwae_mean, se_text(elbo_se, 6, "", elbo_se_text),
+                se_text(iwae_se, 6, "", iwae_se_text), rec_sum / n, kl_sum / n,
+                (unsigned long long)opt.seed, elbo_mean / per_bit, iwae_mean / per_bit);
         if (atomic_file_commit(&csv, err))
             goto done;
     }

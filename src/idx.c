@@ -1,4 +1,4 @@
-// fstat, open and friends are POSIX, not C11.
+// stat, pread and friends are POSIX, not C11.
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -6,7 +6,6 @@
 #include "idx.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include "regular_file.h"
 
 #define IDX_HEADER_BYTES 16 // the longest: rank 3
 
@@ -33,9 +34,8 @@ struct idx_file {
     gzFile gz;
     int fd;           // gz's descriptor, for pread of a gzip trailer
     bool gzip;        // compressed: the payload size is only known once it has been decompressed
-    bool known_size;  // a raw regular file: size holds its length
-    bool regular;     // a regular file (raw or gzip) of file_size bytes
-    uint64_t size, file_size;
+    bool known_size;  // raw: size holds its length
+    uint64_t size, file_size; // file_size: the file's length (it is a regular file)
     int rank;            // 3: images (count, rows, cols); 1: labels (count)
     size_t header_bytes; // 4 + 4 rank
 };
@@ -105,23 +105,16 @@ static int read_fully(struct idx_file *f, uint8_t *buf, size_t len, size_t *got,
     return check_gz_error(f, err);
 }
 
-// Opens path and finds out whether it is gzip and, for raw regular files, how long it is.
+// Opens path, a regular file (a FIFO or a device is refused without waiting on it), and finds
+// out whether it is gzip and how long it is.
 static int open_file(const char *path, struct idx_file *f, struct clvae_error *err)
 {
     *f = (struct idx_file){.path = path};
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", path, strerror(e));
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", path, strerror(EISDIR));
-    }
+    const char *why = NULL;
+    int fd = regular_file_open(path, &st, &why);
+    if (fd < 0)
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", path, why);
     f->gz = gzdopen(fd, "rb");
     if (!f->gz) {
         close(fd);
@@ -135,9 +128,8 @@ static int open_file(const char *path, struct idx_file *f, struct clvae_error *e
         return -1;
     }
     f->fd = fd;
-    f->regular = S_ISREG(st.st_mode);
-    f->file_size = f->regular ? (uint64_t)st.st_size : 0;
-    f->known_size = !f->gzip && f->regular;
+    f->file_size = (uint64_t)st.st_size;
+    f->known_size = !f->gzip;
     f->size = f->known_size ? (uint64_t)st.st_size : 0;
     return 0;
 }
@@ -310,13 +302,13 @@ static int check_raw_length(struct idx_file *f, const struct idx_images *im, uin
 
 // Whether a gzip file's trailer (ISIZE: the uncompressed length mod 2^32) agrees with the
 // header's promise, for a payload that this file could really hold: then the payload can be
-// allocated before it is decompressed. Anything else (a multi-member file, a pipe, a forged
-// trailer) is staged as it arrives.
+// allocated before it is decompressed. Anything else (a multi-member file, a forged trailer) is
+// staged as it arrives.
 static bool gzip_trailer_agrees(const struct idx_file *f, uint64_t payload)
 {
     uint8_t t[4];
     uint64_t total = payload + f->header_bytes;
-    if (!f->gzip || !f->regular || f->file_size < 18 || total >= ((uint64_t)1 << 32) ||
+    if (!f->gzip || f->file_size < 18 || total >= ((uint64_t)1 << 32) ||
         total / DEFLATE_MAX_RATIO > f->file_size ||
         pread(f->fd, t, 4, (off_t)(f->file_size - 4)) != 4)
         return false;

@@ -12,6 +12,7 @@
 #include <png.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,18 +25,30 @@
 
 #include "idx.h"
 #include "philox.h"
+#include "regular_file.h"
 
-#define PATH_BYTES 4096                 // the longest path built, with its NUL
-#define MAX_THREADS 256                 // workers of a pass, whatever the host has
-#define PROGRESS_NS 100000000L          // the progress bar's period: 10 updates a second
-#define PROGRESS_WIDTH 30               // characters between the brackets
-#define PNG_CHUNK_MAX ((size_t)8 << 20) // the largest chunk libpng may allocate (PLTE, tRNS)
+#define PATH_BYTES 4096          // the longest path built, with its NUL
+#define MAX_THREADS 256          // workers of a pass, whatever the host has
+#define PROGRESS_NS 100000000L   // the progress bar's period: 10 updates a second
+#define PROGRESS_WIDTH 30        // characters between the brackets
+#define FEED_BYTES 8192          // bytes handed to libpng at a time (its own reader's IDAT reads)
+#define PNG_CHUNK_MAX FEED_BYTES // the longest chunk but IDAT handed to libpng (see feed_chunks)
+
+// libpng 1.6's warning (pngpread.c) when the image data goes on past the last row the header
+// implies: it has inflated at most one row more, and inflates nothing after it.
+#define PNG_EXTRA_DATA "Extra compressed data in IDAT"
 
 enum { SET_TRAIN = 0, SET_TEST = 1 };
 
 // ---- Reading one PNG with libpng ----
+//
+// The reader hands the file to libpng's progressive reader chunk by chunk. libpng's sequential
+// reader inflates whatever IDAT holds past the last row before it looks (1 GiB from an 8x8 file
+// took 3 to 5 s); the progressive one stops one row past it, and says so. Rows arrive one at a
+// time, each put in its place at once: the reader holds an image only when it is to be resized.
 
-// One PNG being read: libpng's state and where its bytes come from, a FILE or memory.
+// One PNG being read: libpng's state, where its bytes come from (a FILE or memory), what has been
+// read and where the pixels go.
 struct png_reader {
     const char *name; // what messages call it
     FILE *fp;         // the source when not NULL, else data
@@ -43,9 +56,25 @@ struct png_reader {
     size_t len, pos;
     png_structp png;
     png_infop info;
-    bool ended;     // the source ran out before libpng was done
-    int read_errno; // the FILE's read failed with this
-    char msg[256];  // libpng's last error
+    uint8_t sig[8];          // the signature, read before libpng starts
+    bool ended;              // the source ran out before libpng was done
+    int read_errno;          // the FILE's read failed with this
+    bool no_memory;          // an allocation for libpng failed
+    char msg[256];           // libpng's last error
+    struct clvae_error *err; // the reader's own failures (failed set), from inside libpng's calls
+    bool failed;
+    struct image_png_header header;
+    bool have_header; // the chunks up to the first IDAT are read: header holds them
+    bool at_end;      // IEND is read
+    // Decoding, when fmt is not NULL.
+    const struct image_format *fmt;
+    const struct image_png_header *expect; // what an earlier pass read (NULL: nothing)
+    uint8_t *out;                          // fmt's image
+    uint8_t *source;                       // owned: the image as RGBA when it is resized, else NULL
+    bool interlaced;                       // Adam7: rows arrive pass by pass
+    uint64_t rows;                         // rows decoded (an interlaced image's: its passes' rows)
+    uint64_t rows_due;                     // how many the header implies
+    size_t held, peak; // bytes allocated by libpng and the reader: now, and at most
 };
 
 // errno e's text: strerror_r, as the passes' workers run in parallel and strerror need not be
@@ -57,6 +86,56 @@ static const char *errno_text(int e, char *buf, size_t len)
     return buf;
 }
 
+// A block of the reader's: its size before it, aligned as malloc's blocks are.
+union counted {
+    size_t size;
+    max_align_t align;
+};
+
+// size bytes, counted in r->held and r->peak; NULL when out of memory.
+static void *counted_alloc(struct png_reader *r, size_t size)
+{
+    union counted *c = size <= SIZE_MAX - sizeof *c ? malloc(sizeof *c + size) : NULL;
+    if (!c)
+        return NULL;
+    c->size = size;
+    r->held += size;
+    if (r->held > r->peak)
+        r->peak = r->held;
+    return c + 1;
+}
+
+static void counted_free(struct png_reader *r, void *p)
+{
+    if (!p)
+        return;
+    union counted *c = (union counted *)p - 1;
+    r->held -= c->size;
+    free(c);
+}
+
+// libpng's allocator: everything it takes (its state, row buffers, zlib's window) is counted.
+static png_voidp on_png_malloc(png_structp png, png_alloc_size_t size)
+{
+    struct png_reader *r = png_get_mem_ptr(png);
+    void *p = counted_alloc(r, size);
+    if (!p)
+        r->no_memory = true;
+    return p;
+}
+
+static void on_png_free(png_structp png, png_voidp p)
+{
+    counted_free(png_get_mem_ptr(png), p);
+}
+
+// The reader's own failure, already in r->err: unwinds out of libpng's call.
+static void reader_stop(struct png_reader *r)
+{
+    r->failed = true;
+    png_longjmp(r->png, 1);
+}
+
 // libpng's error callback: keeps the message (clvae prints it, named by the file) and unwinds.
 static void on_png_error(png_structp png, png_const_charp msg)
 {
@@ -65,11 +144,17 @@ static void on_png_error(png_structp png, png_const_charp msg)
     png_longjmp(png, 1);
 }
 
-// libpng's warning callback: silent, as nothing but the progress bar and skips may print.
+// libpng's warning callback: silent, as nothing but the progress bar and skips may print; but
+// image data past the last row the header implies is an error, before anything more is inflated.
 static void on_png_warning(png_structp png, png_const_charp msg)
 {
-    (void)png;
-    (void)msg;
+    struct png_reader *r = png_get_error_ptr(png);
+    if (strcmp(msg, PNG_EXTRA_DATA) != 0)
+        return;
+    clvae_fail(r->err, CLVAE_EXIT_DATA,
+               "%s: corrupt PNG (more image data than its %ux%u header implies)", r->name,
+               (unsigned)r->header.width, (unsigned)r->header.height);
+    reader_stop(r);
 }
 
 // Up to n bytes of the source into out; returns how many arrived.
@@ -84,18 +169,49 @@ static size_t source_read(struct png_reader *r, uint8_t *out, size_t n)
     return got;
 }
 
-// libpng's read callback: exactly length bytes, or an error when the source ends or fails.
-static void on_png_read(png_structp png, png_bytep out, size_t length)
+// Exactly n bytes of the source into out, or an error when the source ends or fails.
+static void source_need(struct png_reader *r, uint8_t *out, size_t n)
 {
-    struct png_reader *r = png_get_io_ptr(png);
-    if (source_read(r, out, length) < length) {
+    if (source_read(r, out, n) < n) {
         r->ended = !r->fp || !ferror(r->fp);
         r->read_errno = r->ended ? 0 : errno;
-        png_error(png, r->ended ? "unexpected end of file" : "read error");
+        png_error(r->png, r->ended ? "unexpected end of file" : "read error");
     }
 }
 
-// Turns the reader's failure into err: truncated, unreadable or corrupt.
+// Skips n bytes of the source unread. A FILE's short skips are read through: a seek drops stdio's
+// buffer, and the oxygen icons' four small chunks a file made a folder read 15% slower. Its long
+// skips are sought past, which shows a skip past the end as the end at the next read. Memory's
+// skip past the end is the end at once.
+static void source_skip(struct png_reader *r, uint64_t n)
+{
+    if (r->fp && n <= FEED_BYTES) {
+        uint8_t buf[FEED_BYTES];
+        source_need(r, buf, (size_t)n);
+    } else if (r->fp) {
+        if (fseeko(r->fp, (off_t)n, SEEK_CUR) != 0) {
+            r->read_errno = errno;
+            png_error(r->png, "read error");
+        }
+    } else if (n > r->len - r->pos) {
+        r->pos = r->len;
+        r->ended = true;
+        png_error(r->png, "unexpected end of file");
+    } else {
+        r->pos += (size_t)n;
+    }
+}
+
+// How far into the source the reader went.
+static size_t source_position(const struct png_reader *r)
+{
+    if (!r->fp)
+        return r->pos;
+    off_t at = ftello(r->fp);
+    return at < 0 ? 0 : (size_t)at;
+}
+
+// Turns the reader's failure into err: truncated, unreadable, out of memory or corrupt.
 static int reader_fail(struct png_reader *r, struct clvae_error *err)
 {
     if (r->ended)
@@ -104,49 +220,9 @@ static int reader_fail(struct png_reader *r, struct clvae_error *err)
     if (r->read_errno)
         return clvae_fail(err, CLVAE_EXIT_DATA, "%s: read error (%s)", r->name,
                           errno_text(r->read_errno, text, sizeof text));
-    return clvae_fail(err, CLVAE_EXIT_DATA, "%s: corrupt PNG (%s)", r->name, r->msg);
-}
-
-// Checks the 8-byte signature and sets libpng up to read the rest.
-static int reader_open(struct png_reader *r, struct clvae_error *err)
-{
-    uint8_t sig[8];
-    char text[128];
-    size_t got = source_read(r, sig, sizeof sig);
-    if (got == 0 && r->fp && ferror(r->fp))
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", r->name,
-                          errno_text(errno, text, sizeof text));
-    if (got == 0)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: empty file, not a PNG", r->name);
-    if (got < sizeof sig || png_sig_cmp(sig, 0, sizeof sig) != 0)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: not a PNG file (no PNG signature)", r->name);
-    r->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, r, on_png_error, on_png_warning);
-    if (r->png)
-        r->info = png_create_info_struct(r->png);
-    if (!r->png || !r->info)
+    if (r->no_memory)
         return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory in libpng", r->name);
-    png_set_read_fn(r->png, r, on_png_read);
-    png_set_sig_bytes(r->png, sizeof sig);
-    // Only IHDR, PLTE, tRNS, IDAT and IEND matter: every other chunk is skipped unread. libpng
-    // 1.6.39 otherwise allocates a tEXt chunk's claimed length (1.7 GB for a 78-byte file).
-    png_set_keep_unknown_chunks(r->png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
-    png_set_chunk_malloc_max(r->png, PNG_CHUNK_MAX);
-#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-    // The fuzz build only: a mutated chunk keeps its old CRC, and checking it would stop nearly
-    // every input before the decoder.
-    png_set_crc_action(r->png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
-    png_set_option(r->png, PNG_IGNORE_ADLER32, PNG_OPTION_ON);
-#endif
-    return 0;
-}
-
-// Releases libpng's state; safe on a reader that never opened.
-static void reader_close(struct png_reader *r)
-{
-    if (r->png)
-        png_destroy_read_struct(&r->png, r->info ? &r->info : NULL, NULL);
-    r->png = NULL;
-    r->info = NULL;
+    return clvae_fail(err, CLVAE_EXIT_DATA, "%s: corrupt PNG (%s)", r->name, r->msg);
 }
 
 // Whether any entry of the image's palette is not grey.
@@ -162,188 +238,334 @@ static bool palette_has_colour(png_structp png, png_infop info)
     return false;
 }
 
-// png_read_info: the chunks up to the first IDAT -> h. 0, or -1 with r->msg set.
-static int read_info(struct png_reader *r, struct image_png_header *h)
-{
-    if (setjmp(png_jmpbuf(r->png)))
-        return -1;
-    png_read_info(r->png, r->info);
-    int type = png_get_color_type(r->png, r->info);
-    h->width = png_get_image_width(r->png, r->info);
-    h->height = png_get_image_height(r->png, r->info);
-    h->colour = type == PNG_COLOR_TYPE_PALETTE ? palette_has_colour(r->png, r->info)
-                                               : (type & PNG_COLOR_MASK_COLOR) != 0;
-    h->transparency =
-        (type & PNG_COLOR_MASK_ALPHA) || png_get_valid(r->png, r->info, PNG_INFO_tRNS);
-    return 0;
-}
+// ---- Pixels: libpng's callbacks put each row in its place ----
 
-// The header, checked against IMAGE_MAX_PIXELS.
-static int reader_header(struct png_reader *r, struct image_png_header *h, struct clvae_error *err)
-{
-    if (read_info(r, h) != 0)
-        return reader_fail(r, err);
-    if ((uint64_t)h->width * h->height > IMAGE_MAX_PIXELS)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %ux%u is over the limit of %llu pixels",
-                          r->name, (unsigned)h->width, (unsigned)h->height,
-                          (unsigned long long)IMAGE_MAX_PIXELS);
-    return 0;
-}
-
-// The image as 8-bit RGBA rows: palette and tRNS expanded, 16 bits scaled with rounding, grey
-// replicated, opaque alpha added, interlacing undone; then the rest of the file, so that a file
-// truncated after its pixels is caught too. 0, or -1 with r->msg set.
-static int read_rgba(struct png_reader *r, png_bytep *rows)
-{
-    if (setjmp(png_jmpbuf(r->png)))
-        return -1;
-    png_structp png = r->png;
-    png_set_expand(png);
-    png_set_scale_16(png);
-    png_set_gray_to_rgb(png);
-    png_set_add_alpha(png, 0xffff, PNG_FILLER_AFTER);
-    png_set_interlace_handling(png);
-    png_read_update_info(png, r->info);
-    if (png_get_rowbytes(png, r->info) != (size_t)png_get_image_width(png, r->info) * 4)
-        png_error(png, "rows are not 8-bit RGBA after libpng's transforms");
-    png_read_image(png, rows);
-    png_read_end(png, NULL);
-    return 0;
-}
-
-// ---- Pixels ----
-
-// A decoding thread's buffers, grown to the largest image it has met and reused.
-struct scratch {
-    uint8_t *rgba, *resized;
-    png_bytep *rows;
-    size_t rgba_cap, resized_cap, rows_cap; // in bytes
-};
-
-static void scratch_free(struct scratch *s)
-{
-    free(s->rgba);
-    free(s->resized);
-    free(s->rows);
-    *s = (struct scratch){0};
-}
-
-// block, grown if it holds fewer than bytes (*cap says how many it holds); NULL when out of
-// memory, block unchanged then.
-static void *reserve(void *block, size_t *cap, size_t bytes)
-{
-    if (block && bytes <= *cap)
-        return block;
-    if (bytes == 0)
-        bytes = 1;
-    void *grown = realloc(block, bytes);
-    if (grown)
-        *cap = bytes;
-    return grown;
-}
-
-// rgba (h, w, 4) -> s->resized (fmt->height, fmt->width, 4) by stb_image_resize: its default
-// filter, edges clamped, sRGB, channel 3 declared alpha so that colour is weighted by it.
-static int resize(const uint8_t *rgba, uint32_t w, uint32_t h, const struct image_format *fmt,
-                  struct scratch *s, const char *name, struct clvae_error *err)
-{
-    uint8_t *resized = reserve(s->resized, &s->resized_cap, (size_t)fmt->width * fmt->height * 4);
-    if (resized)
-        s->resized = resized;
-    if (!resized || !stbir_resize_uint8_generic(rgba, (int)w, (int)h, 0, resized, fmt->width,
-                                                fmt->height, 0, 4, 3, 0, STBIR_EDGE_CLAMP,
-                                                STBIR_FILTER_DEFAULT, STBIR_COLORSPACE_SRGB, NULL))
-        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory resizing %ux%u to %dx%d",
-                          name, (unsigned)w, (unsigned)h, fmt->width, fmt->height);
-    return 0;
-}
-
-// rgba (n pixels, 4) over bg -> out (n, channels): (c a + bg (255 - a) + 127) / 255 in 8 bits,
-// then for one channel Rec. 601 luma rounded, (299 R + 587 G + 114 B + 500) / 1000.
-static void composite(const uint8_t *rgba, size_t n, const uint8_t bg[3], int channels,
+// rgba (n pixels, 4) over bg -> every step-th pixel of out (channels each): (c a + bg (255 - a)
+// + 127) / 255 in 8 bits, then for one channel Rec. 601 luma rounded,
+// (299 R + 587 G + 114 B + 500) / 1000.
+static void composite(const uint8_t *rgba, size_t n, size_t step, const uint8_t bg[3], int channels,
                       uint8_t *out)
 {
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = rgba + 4 * i;
+        uint8_t *o = out + i * step * (size_t)channels;
         unsigned a = p[3], c[3];
         for (int k = 0; k < 3; k++)
             c[k] = (p[k] * a + bg[k] * (255 - a) + 127) / 255;
         if (channels == 3) {
             for (int k = 0; k < 3; k++)
-                out[3 * i + k] = (uint8_t)c[k];
+                o[k] = (uint8_t)c[k];
         } else {
-            out[i] = (uint8_t)((299 * c[0] + 587 * c[1] + 114 * c[2] + 500) / 1000);
+            o[0] = (uint8_t)((299 * c[0] + 587 * c[1] + 114 * c[2] + 500) / 1000);
         }
     }
 }
 
-// Room for an image of h's size in s: its RGBA pixels and libpng's row pointers into them.
-static int reserve_rgba(struct scratch *s, const struct image_png_header *h, const char *name,
-                        struct clvae_error *err)
+// rgba (n pixels, 4) -> every step-th pixel of out (RGBA).
+static void spread(const uint8_t *rgba, size_t n, size_t step, uint8_t *out)
 {
-    size_t row = (size_t)h->width * 4;
-    uint8_t *rgba = reserve(s->rgba, &s->rgba_cap, row * h->height);
-    if (rgba)
-        s->rgba = rgba;
-    png_bytep *rows = rgba ? reserve(s->rows, &s->rows_cap, h->height * sizeof *rows) : NULL;
-    if (rows)
-        s->rows = rows;
-    if (!rows)
-        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory for %ux%u pixels", name,
-                          (unsigned)h->width, (unsigned)h->height);
-    for (uint32_t y = 0; y < h->height; y++)
-        s->rows[y] = s->rgba + y * row;
+    if (step == 1) {
+        memcpy(out, rgba, n * 4);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + i * step * 4, rgba + i * 4, 4);
+}
+
+// The bytes a decoder holds beside libpng's for an image of width x height decoded to fmt: none
+// at fmt's size, else the source and the resized image as RGBA.
+static uint64_t resize_bytes(uint32_t width, uint32_t height, const struct image_format *fmt)
+{
+    if (width == (uint32_t)fmt->width && height == (uint32_t)fmt->height)
+        return 0;
+    return 4 * ((uint64_t)width * height + (uint64_t)fmt->width * fmt->height);
+}
+
+uint64_t image_decode_bound(uint32_t width, uint32_t height, const struct image_format *fmt)
+{
+    return IMAGE_DECODE_FIXED_BYTES + IMAGE_DECODE_ROW_BYTES * (uint64_t)width +
+           resize_bytes(width, height, fmt);
+}
+
+// The rows libpng hands over for an image of h: its height, or for Adam7 the rows of every pass
+// that holds pixels.
+static uint64_t rows_due(const struct image_png_header *h, bool interlaced)
+{
+    if (!interlaced)
+        return h->height;
+    uint64_t n = 0;
+    for (int pass = 0; pass < 7; pass++)
+        if (PNG_PASS_COLS(h->width, pass) > 0)
+            n += PNG_PASS_ROWS(h->height, pass);
+    return n;
+}
+
+// Before the first row: the header against the earlier pass's, libpng's transforms to 8-bit RGBA
+// (palette and tRNS expanded, 16 bits scaled with rounding (scale_16), grey replicated, opaque
+// alpha added), and the RGBA buffer of an image to resize. Interlacing is undone by on_row.
+static void start_image(struct png_reader *r)
+{
+    const struct image_png_header *h = &r->header, *expect = r->expect;
+    if (expect && (h->width != expect->width || h->height != expect->height)) {
+        clvae_fail(r->err, CLVAE_EXIT_DATA, "%s: changed while being read (%ux%u, was %ux%u)",
+                   r->name, (unsigned)h->width, (unsigned)h->height, (unsigned)expect->width,
+                   (unsigned)expect->height);
+        reader_stop(r);
+    }
+    png_structp png = r->png;
+    png_set_expand(png);
+    png_set_scale_16(png);
+    png_set_gray_to_rgb(png);
+    png_set_add_alpha(png, 0xffff, PNG_FILLER_AFTER);
+    png_read_update_info(png, r->info);
+    if (png_get_rowbytes(png, r->info) != (size_t)h->width * 4)
+        png_error(png, "rows are not 8-bit RGBA after libpng's transforms");
+    r->interlaced = png_get_interlace_type(png, r->info) == PNG_INTERLACE_ADAM7;
+    r->rows_due = rows_due(h, r->interlaced);
+    if (resize_bytes(h->width, h->height, r->fmt) == 0)
+        return;
+    r->source = counted_alloc(r, (size_t)h->width * h->height * 4);
+    if (!r->source) {
+        clvae_fail(r->err, CLVAE_EXIT_FAILURE, "%s: out of host memory for %ux%u pixels", r->name,
+                   (unsigned)h->width, (unsigned)h->height);
+        reader_stop(r);
+    }
+}
+
+// libpng's callback at the first IDAT, the chunks before it read: the header, checked against
+// IMAGE_MAX_PIXELS, and when decoding the start of the image.
+static void on_info(png_structp png, png_infop info)
+{
+    struct png_reader *r = png_get_progressive_ptr(png);
+    struct image_png_header *h = &r->header;
+    int type = png_get_color_type(png, info);
+    h->width = png_get_image_width(png, info);
+    h->height = png_get_image_height(png, info);
+    h->colour = type == PNG_COLOR_TYPE_PALETTE ? palette_has_colour(png, info)
+                                               : (type & PNG_COLOR_MASK_COLOR) != 0;
+    h->transparency = (type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS);
+    r->have_header = true;
+    if ((uint64_t)h->width * h->height > IMAGE_MAX_PIXELS) {
+        clvae_fail(r->err, CLVAE_EXIT_DATA, "%s: %ux%u is over the limit of %llu pixels", r->name,
+                   (unsigned)h->width, (unsigned)h->height, (unsigned long long)IMAGE_MAX_PIXELS);
+        reader_stop(r);
+    }
+    if (r->fmt)
+        start_image(r);
+}
+
+// libpng's row callback: row row_num of pass (an interlaced image's; else 0) as 8-bit RGBA, put
+// in its place: into the RGBA buffer when the image is resized, else composited into the output.
+static void on_row(png_structp png, png_bytep row, png_uint_32 row_num, int pass)
+{
+    struct png_reader *r = png_get_progressive_ptr(png);
+    const struct image_png_header *h = &r->header;
+    if (!row)
+        return;
+    uint32_t y = row_num, x0 = 0, step = 1, n = h->width;
+    if (r->interlaced) {
+        if (pass < 0 || pass > 6)
+            png_error(png, "interlace pass out of range");
+        y = PNG_ROW_FROM_PASS_ROW(row_num, pass);
+        x0 = PNG_PASS_START_COL(pass);
+        step = 1u << PNG_PASS_COL_SHIFT(pass);
+        n = PNG_PASS_COLS(h->width, pass);
+    }
+    if (row_num >= h->height || y >= h->height || r->rows >= r->rows_due)
+        png_error(png, "a row past the image");
+    size_t at = (size_t)y * h->width + x0;
+    const struct image_format *fmt = r->fmt;
+    if (r->source)
+        spread(row, n, step, r->source + at * 4);
+    else
+        composite(row, n, step, fmt->background, fmt->channels, r->out + at * fmt->channels);
+    r->rows++;
+}
+
+// libpng's callback after IEND.
+static void on_end(png_structp png, png_infop info)
+{
+    (void)info;
+    struct png_reader *r = png_get_progressive_ptr(png);
+    r->at_end = true;
+}
+
+// ---- Feeding libpng, chunk by chunk ----
+
+// Checks the 8-byte signature and sets libpng up to read the rest.
+static int reader_open(struct png_reader *r, struct clvae_error *err)
+{
+    char text[128];
+    size_t got = source_read(r, r->sig, sizeof r->sig);
+    if (got == 0 && r->fp && ferror(r->fp))
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", r->name,
+                          errno_text(errno, text, sizeof text));
+    if (got == 0)
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: empty file, not a PNG", r->name);
+    if (got < sizeof r->sig || png_sig_cmp(r->sig, 0, sizeof r->sig) != 0)
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: not a PNG file (no PNG signature)", r->name);
+    r->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, r, on_png_error, on_png_warning, r,
+                                      on_png_malloc, on_png_free);
+    if (r->png)
+        r->info = png_create_info_struct(r->png);
+    if (!r->png || !r->info)
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory in libpng", r->name);
+    png_set_progressive_read_fn(r->png, r, on_info, on_row, on_end);
+    // Only IHDR, PLTE, tRNS, IDAT and IEND are read (feed_chunks skips the ancillary chunks
+    // before libpng sees them); this makes libpng ignore the others too.
+    png_set_keep_unknown_chunks(r->png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
+    png_set_chunk_malloc_max(r->png, PNG_CHUNK_MAX);
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    // The fuzz build only: a mutated chunk keeps its old CRC, and checking it would stop nearly
+    // every input before the decoder.
+    png_set_crc_action(r->png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
+    png_set_option(r->png, PNG_IGNORE_ADLER32, PNG_OPTION_ON);
+#endif
     return 0;
 }
 
-// Decodes the PNG r reads into out as fmt says. expect, when not NULL, is what the header pass
-// read: a file that changed since is an error rather than a silently different image.
-static int decode(struct png_reader *r, const struct image_format *fmt,
-                  const struct image_png_header *expect, struct scratch *s, uint8_t *out,
-                  struct clvae_error *err)
+// Releases libpng's state and the reader's buffer; safe on a reader that never opened.
+static void reader_close(struct png_reader *r)
 {
-    struct image_png_header h;
-    if (reader_open(r, err) != 0 || reader_header(r, &h, err) != 0)
-        return -1;
-    if (expect && (h.width != expect->width || h.height != expect->height))
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: changed while being read (%ux%u, was %ux%u)",
-                          r->name, (unsigned)h.width, (unsigned)h.height, (unsigned)expect->width,
-                          (unsigned)expect->height);
-    if (reserve_rgba(s, &h, r->name, err) != 0)
-        return -1;
-    if (read_rgba(r, s->rows) != 0)
-        return reader_fail(r, err);
-    const uint8_t *src = s->rgba;
-    if (h.width != (uint32_t)fmt->width || h.height != (uint32_t)fmt->height) {
-        if (resize(s->rgba, h.width, h.height, fmt, s, r->name, err) != 0)
-            return -1;
-        src = s->resized;
+    counted_free(r, r->source);
+    r->source = NULL;
+    if (r->png)
+        png_destroy_read_struct(&r->png, r->info ? &r->info : NULL, NULL);
+    r->png = NULL;
+    r->info = NULL;
+}
+
+// Whether the 4 bytes are a chunk type: letters only, as libpng requires.
+static bool chunk_type_ok(const uint8_t *type)
+{
+    for (int i = 0; i < 4; i++)
+        if (!((type[i] >= 'A' && type[i] <= 'Z') || (type[i] >= 'a' && type[i] <= 'z')))
+            return false;
+    return true;
+}
+
+// Whether a chunk is skipped unread: every ancillary one (a lower-case first letter) but tRNS.
+// libpng ignores them too, but its progressive reader holds a whole chunk in memory first.
+static bool chunk_skipped(const uint8_t *type)
+{
+    return (type[0] & 0x20) && memcmp(type, "tRNS", 4) != 0;
+}
+
+// n bytes of the source, handed to libpng FEED_BYTES at a time.
+static void feed_bytes(struct png_reader *r, uint64_t n)
+{
+    uint8_t buf[FEED_BYTES];
+    while (n > 0) {
+        size_t part = n < FEED_BYTES ? (size_t)n : FEED_BYTES;
+        source_need(r, buf, part);
+        png_process_data(r->png, r->info, buf, part);
+        n -= part;
     }
-    composite(src, (size_t)fmt->width * fmt->height, fmt->background, fmt->channels, out);
+}
+
+// The file from the source to libpng, chunk by chunk: up to IEND when decoding, for the header
+// up to the first IDAT. Each chunk's 8-byte head goes alone, so that libpng's callback at the
+// first IDAT comes before any of its data. Failures unwind through libpng's error callback.
+static void feed_chunks(struct png_reader *r)
+{
+    png_process_data(r->png, r->info, r->sig, sizeof r->sig);
+    while (!r->at_end) {
+        uint8_t head[8];
+        source_need(r, head, sizeof head);
+        uint32_t length = png_get_uint_32(head);
+        const uint8_t *type = head + 4;
+        if (length > PNG_UINT_31_MAX)
+            png_error(r->png, "chunk length out of range");
+        if (!chunk_type_ok(type))
+            png_error(r->png, "invalid chunk type");
+        if (chunk_skipped(type)) {
+            source_skip(r, (uint64_t)length + 4);
+            continue;
+        }
+        if (length > PNG_CHUNK_MAX && memcmp(type, "IDAT", 4) != 0) {
+            char text[64];
+            snprintf(text, sizeof text, "%.4s: a chunk of %u bytes", (const char *)type,
+                     (unsigned)length);
+            png_error(r->png, text);
+        }
+        png_process_data(r->png, r->info, head, sizeof head);
+        if (r->have_header && !r->fmt)
+            return;
+        feed_bytes(r, (uint64_t)length + 4);
+    }
+}
+
+// feed_chunks under libpng's error handling: 0, or -1 when it failed.
+static int run_libpng(struct png_reader *r)
+{
+    if (setjmp(png_jmpbuf(r->png)))
+        return -1;
+    feed_chunks(r);
     return 0;
+}
+
+// The resized image: r->source (the header's size) -> fmt's size by stb_image_resize (its
+// default filter, edges clamped, sRGB, channel 3 declared alpha so that colour is weighted by
+// it), composited into r->out.
+static int finish_resized(struct png_reader *r, struct clvae_error *err)
+{
+    const struct image_format *fmt = r->fmt;
+    const struct image_png_header *h = &r->header;
+    uint8_t *resized = counted_alloc(r, (size_t)fmt->width * fmt->height * 4);
+    bool ok =
+        resized && stbir_resize_uint8_generic(r->source, (int)h->width, (int)h->height, 0, resized,
+                                              fmt->width, fmt->height, 0, 4, 3, 0, STBIR_EDGE_CLAMP,
+                                              STBIR_FILTER_DEFAULT, STBIR_COLORSPACE_SRGB, NULL);
+    if (ok)
+        composite(resized, (size_t)fmt->width * fmt->height, 1, fmt->background, fmt->channels,
+                  r->out);
+    counted_free(r, resized);
+    if (!ok)
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory resizing %ux%u to %dx%d",
+                          r->name, (unsigned)h->width, (unsigned)h->height, fmt->width,
+                          fmt->height);
+    return 0;
+}
+
+// Reads the PNG r opened: its header into r->header and, when r->fmt is set, its pixels into
+// r->out. 0, or -1 with err filled.
+static int reader_run(struct png_reader *r, struct clvae_error *err)
+{
+    r->err = err;
+    if (run_libpng(r) != 0)
+        return r->failed ? -1 : reader_fail(r, err);
+    if (!r->fmt)
+        return 0;
+    if (r->rows < r->rows_due)
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: corrupt PNG (not enough image data)", r->name);
+    return r->source ? finish_resized(r, err) : 0;
 }
 
 int image_png_header(const uint8_t *data, size_t len, const char *name,
                      struct image_png_header *header, struct clvae_error *err)
 {
     struct png_reader r = {.name = name, .data = data, .len = len};
-    int rc = reader_open(&r, err) == 0 ? reader_header(&r, header, err) : -1;
+    int rc = reader_open(&r, err) == 0 ? reader_run(&r, err) : -1;
+    if (rc == 0)
+        *header = r.header;
     reader_close(&r);
     return rc;
 }
 
 int image_decode_png(const uint8_t *data, size_t len, const char *name,
-                     const struct image_format *fmt, uint8_t *out, struct clvae_error *err)
+                     const struct image_format *fmt, uint8_t *out, struct image_decode_stats *stats,
+                     struct clvae_error *err)
 {
     if ((fmt->channels != 1 && fmt->channels != 3) || fmt->width < 1 ||
         fmt->width > IMAGE_MAX_SIDE || fmt->height < 1 || fmt->height > IMAGE_MAX_SIDE)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: cannot decode to %dx%d with %d channels",
                           name, fmt->width, fmt->height, fmt->channels);
-    struct png_reader r = {.name = name, .data = data, .len = len};
-    struct scratch s = {0};
-    int rc = decode(&r, fmt, NULL, &s, out, err);
+    struct png_reader r = {.name = name, .data = data, .len = len, .fmt = fmt, .out = out};
+    int rc = reader_open(&r, err) == 0 ? reader_run(&r, err) : -1;
     reader_close(&r);
-    scratch_free(&s);
+    if (stats)
+        *stats = (struct image_decode_stats){
+            .peak_bytes = r.peak, .held_after = r.held, .bytes_read = source_position(&r)};
     return rc;
 }
 
@@ -386,6 +608,20 @@ struct scan {
 static int out_of_memory(const char *what, struct clvae_error *err)
 {
     return clvae_fail(err, CLVAE_EXIT_FAILURE, "out of host memory for %s", what);
+}
+
+// block, grown if it holds fewer than bytes (*cap says how many it holds); NULL when out of
+// memory, block unchanged then.
+static void *reserve(void *block, size_t *cap, size_t bytes)
+{
+    if (block && bytes <= *cap)
+        return block;
+    if (bytes == 0)
+        bytes = 1;
+    void *grown = realloc(block, bytes);
+    if (grown)
+        *cap = bytes;
+    return grown;
 }
 
 // Appends s to a with its NUL; *off is where it starts.
@@ -911,17 +1147,20 @@ struct failure {
 // A pass over the list: work on every entry, by workers that each take the next index.
 struct pass {
     const char *verb, *noun; // the progress bar's words: "decoding 12/34 images"
-    int (*work)(struct pass *p, size_t i, struct scratch *s, struct clvae_error *err);
+    int (*work)(struct pass *p, size_t i, struct clvae_error *err);
     struct scan *scan;
     const struct image_format *fmt; // decoding: what each image becomes
     uint8_t *pixels[2];             // decoding: the sets' pixel buffers
     size_t n_train;                 // decoding: where the test set starts in the list
+    size_t budget;                  // decoding: what take_memory lets the workers hold
     bool skip_bad;
     atomic_size_t next, done;
     atomic_int running;
     atomic_bool stop;
-    pthread_mutex_t lock; // guards failures
+    pthread_mutex_t lock; // guards failures and held
+    pthread_cond_t freed; // signalled when held goes down
     struct failure *failures;
+    size_t held; // decoding: the bytes of images being resized that the workers hold
 };
 
 // Keeps a failure; stops the pass unless it is a file that skip_bad leaves out.
@@ -944,17 +1183,15 @@ static void record_failure(struct pass *p, size_t i, const struct clvae_error *e
 static void *worker(void *arg)
 {
     struct pass *p = arg;
-    struct scratch s = {0};
     struct clvae_error err;
     while (!atomic_load(&p->stop)) {
         size_t i = atomic_fetch_add(&p->next, 1);
         if (i >= p->scan->n)
             break;
-        if (p->work(p, i, &s, &err) != 0)
+        if (p->work(p, i, &err) != 0)
             record_failure(p, i, &err);
         atomic_fetch_add(&p->done, 1);
     }
-    scratch_free(&s);
     atomic_fetch_sub(&p->running, 1);
     return NULL;
 }
@@ -1069,48 +1306,76 @@ static int run_pass(struct pass *p, const struct image_folder_options *opt, stru
     atomic_init(&p->stop, false);
     p->skip_bad = opt->skip_bad;
     p->failures = NULL;
+    p->held = 0;
     if (pthread_mutex_init(&p->lock, NULL) != 0)
         return clvae_fail(err, CLVAE_EXIT_FAILURE, "cannot create a mutex");
+    if (pthread_cond_init(&p->freed, NULL) != 0) {
+        pthread_mutex_destroy(&p->lock);
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "cannot create a condition variable");
+    }
     run_workers(p, opt);
+    pthread_cond_destroy(&p->freed);
     pthread_mutex_destroy(&p->lock);
     return settle_failures(p, err);
 }
 
-// Opens entry i's file for a reader.
+// Waits until bytes more fit in the pass's budget beside what the other workers hold (one image
+// over it waits until they hold nothing), then counts them held.
+static void take_memory(struct pass *p, size_t bytes)
+{
+    if (bytes == 0)
+        return;
+    pthread_mutex_lock(&p->lock);
+    while (p->held > 0 && p->held + bytes > p->budget)
+        pthread_cond_wait(&p->freed, &p->lock);
+    p->held += bytes;
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void give_memory(struct pass *p, size_t bytes)
+{
+    if (bytes == 0)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->held -= bytes;
+    pthread_cond_broadcast(&p->freed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+// Opens entry i's file for a reader: a regular file, opened without blocking (a FIFO put there
+// since the scan would wait for a writer).
 static int open_entry(const struct entry *e, struct png_reader *r, struct clvae_error *err)
 {
-    char text[128];
-    *r = (struct png_reader){.name = e->path};
-    r->fp = fopen(e->path, "rb");
+    const char *why = NULL;
+    r->name = e->path;
+    r->fp = regular_file_fopen(e->path, &why);
     if (!r->fp)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", e->path,
-                          errno_text(errno, text, sizeof text));
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", e->path, why);
     return 0;
 }
 
 // The header pass's work: entry i's size and colour.
-static int header_work(struct pass *p, size_t i, struct scratch *s, struct clvae_error *err)
+static int header_work(struct pass *p, size_t i, struct clvae_error *err)
 {
-    (void)s;
     struct entry *e = &p->scan->files[i];
-    struct png_reader r;
+    struct png_reader r = {0};
     if (open_entry(e, &r, err) != 0)
         return -1;
-    struct image_png_header h;
-    int rc = reader_open(&r, err) == 0 ? reader_header(&r, &h, err) : -1;
+    int rc = reader_open(&r, err) == 0 ? reader_run(&r, err) : -1;
     reader_close(&r);
     fclose(r.fp);
     if (rc == 0) {
-        e->width = h.width;
-        e->height = h.height;
-        e->colour = h.colour;
-        e->transparency = h.transparency;
+        e->width = r.header.width;
+        e->height = r.header.height;
+        e->colour = r.header.colour;
+        e->transparency = r.header.transparency;
     }
     return rc;
 }
 
-// The decoding pass's work: entry i's pixels, straight into its slot of its set.
-static int decode_work(struct pass *p, size_t i, struct scratch *s, struct clvae_error *err)
+// The decoding pass's work: entry i's pixels, straight into its slot of its set; an image to
+// resize waits for room in the pass's budget.
+static int decode_work(struct pass *p, size_t i, struct clvae_error *err)
 {
     const struct entry *e = &p->scan->files[i];
     const struct image_format *fmt = p->fmt;
@@ -1118,12 +1383,16 @@ static int decode_work(struct pass *p, size_t i, struct scratch *s, struct clvae
     uint8_t *slot = e->set == SET_TRAIN ? p->pixels[SET_TRAIN] + i * bytes
                                         : p->pixels[SET_TEST] + (i - p->n_train) * bytes;
     struct image_png_header expect = {.width = e->width, .height = e->height};
-    struct png_reader r;
-    if (open_entry(e, &r, err) != 0)
-        return -1;
-    int rc = decode(&r, fmt, &expect, s, slot, err);
-    reader_close(&r);
-    fclose(r.fp);
+    struct png_reader r = {.fmt = fmt, .expect = &expect, .out = slot};
+    size_t held = (size_t)resize_bytes(e->width, e->height, fmt);
+    take_memory(p, held);
+    int rc = open_entry(e, &r, err);
+    if (rc == 0) {
+        rc = reader_open(&r, err) == 0 ? reader_run(&r, err) : -1;
+        reader_close(&r);
+        fclose(r.fp);
+    }
+    give_memory(p, held);
     return rc;
 }
 
@@ -1250,7 +1519,8 @@ static int decode_all(struct scan *s, const struct image_folder_options *opt,
                      .scan = s,
                      .fmt = fmt,
                      .pixels = {out->train.pixels, out->test.pixels},
-                     .n_train = n_train};
+                     .n_train = n_train,
+                     .budget = opt->decode_budget ? opt->decode_budget : IMAGE_DECODE_BUDGET};
     if (run_pass(&p, opt, err) != 0)
         return -1;
     compact_set(s, 0, &out->train);

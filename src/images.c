@@ -46,7 +46,8 @@ static const char *const usage_reconstruct =
     "\n"
     "The first n test images of DIR (default /usr/share/datasets/fashion-mnist: IDX files, or a\n"
     "PNG folder read as training read it), each followed by its reconstruction from the\n"
-    "posterior mean. Defaults: -n 32, --cols 8 (4 pairs a row).\n";
+    "posterior mean; an -n past the test set is an error. Defaults: -n 32 (all the test\n"
+    "images when there are fewer), --cols 8 (4 pairs a row).\n";
 static const char *const usage_interpolate =
     "usage: clvae interpolate --model FILE --from I --to J [--steps 10] [--data DIR] -o walk.png\n"
     "                         [--platform N --device N]\n"
@@ -57,10 +58,11 @@ static const char *const usage_scatter =
     "usage: clvae scatter --model FILE [--data DIR] [-n N] [--images] -o latent.png\n"
     "                     [--platform N --device N]\n"
     "\n"
-    "The posterior means of the first N test images of DIR (default all), one dot each coloured\n"
-    "by its class: a PNG folder's class folder, or for IDX files the label in DIR's\n"
-    "t10k-labels-idx1-ubyte[.gz] (one colour without), named by DIR/classes.txt (a name a\n"
-    "line), else Fashion-MNIST's names when DIR's path says fashion, else the class numbers.\n"
+    "The posterior means of the first N test images of DIR (default all; an N past the test\n"
+    "set is an error), one dot each coloured by its class: a PNG folder's class folder, or for\n"
+    "IDX files the label in DIR's t10k-labels-idx1-ubyte[.gz] (one colour without), named by\n"
+    "DIR/classes.txt (a name a line), else Fashion-MNIST's names when DIR's path says fashion,\n"
+    "else the class numbers.\n"
     "A 2-D latent is drawn as it is, a larger one on its first two\n"
     "principal components. --images draws up to 600 of the images, decoded from their means,\n"
     "instead of dots.\n";
@@ -98,7 +100,6 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
     o->temperature = 1.0;
     o->seed = 1;
     o->from = o->to = -1;
-    o->steps = 10;
     o->range = 3.0;
     opterr = 0;
     optind = 1;
@@ -190,6 +191,32 @@ static int write_tiles(const struct model_io *m, const char *path, const uint8_t
                            cols, pad, err);
 }
 
+// Fails (CLVAE_EXIT_USAGE) unless a grid of rows x cols of the model's images (n of them) fits
+// one PNG: refused before anything is decoded, naming what asked for it: counted (the count
+// option as given, "-n 500"; NULL when left at its default) and --cols, else the model.
+static int check_grid(const struct model_io *m, const struct image_options *o, const char *counted,
+                      long long n, int rows, int cols, int pad, struct clvae_error *err)
+{
+    const struct ckpt_meta *meta = &m->ckpt.meta;
+    int64_t height, width;
+    if (png_grid_size(rows, cols, meta->image_rows, meta->image_cols, pad, &height, &width) == 0)
+        return 0;
+    char what[4200];
+    if (counted && o->cols)
+        snprintf(what, sizeof what, "%s with --cols %d", counted, o->cols);
+    else if (counted)
+        snprintf(what, sizeof what, "%s", counted);
+    else if (o->cols)
+        snprintf(what, sizeof what, "--cols %d", o->cols);
+    else
+        snprintf(what, sizeof what, "%s", o->model);
+    return clvae_fail(err, CLVAE_EXIT_USAGE,
+                      "%s: %lld images of %dx%d, %d a row, make a grid of %lldx%lld pixels, more "
+                      "than %d a side: ask for fewer",
+                      what, n, meta->image_cols, meta->image_rows, cols, (long long)width,
+                      (long long)height, PNG_GRID_MAX_SIDE);
+}
+
 // DIR's test images for the model, with at least count of them.
 static int load_test_images(const struct image_options *o, const struct model_io *m,
                             uint32_t count, struct dataset *data, struct clvae_error *err)
@@ -261,6 +288,9 @@ int generate_main(int argc, char **argv, struct clvae_error *err)
     if (parse_image_options(argc, argv, "generate", usage_generate, &o, err) ||
         need_out(&o, "generate", o.each || o.raw, err))
         return -1;
+    char counted[32] = "";
+    snprintf(counted, sizeof counted, "-n %d", o.n);
+    bool n_given = o.n > 0;
     if (o.n == 0)
         o.n = 64;
     if (o.each && mkdir(o.each, 0777) != 0 && errno != EEXIST)
@@ -269,6 +299,12 @@ int generate_main(int argc, char **argv, struct clvae_error *err)
     struct model_io m;
     if (model_io_open(&m, o.model, o.platform, o.device, CHUNK_ROWS, err))
         return -1;
+    int cols = o.cols ? o.cols : (int)ceil(sqrt((double)o.n));
+    if (o.out &&
+        check_grid(&m, &o, n_given ? counted : NULL, o.n, (o.n + cols - 1) / cols, cols, 2, err)) {
+        model_io_close(&m);
+        return -1;
+    }
     const struct ckpt_meta *meta = &m.ckpt.meta;
     size_t latent = (size_t)meta->cfg.latent, dim = (size_t)meta->cfg.in_dim;
     float *z = xmalloc((size_t)o.n * latent * sizeof(float));
@@ -277,7 +313,6 @@ int generate_main(int argc, char **argv, struct clvae_error *err)
     float *mean = xmalloc((size_t)o.n * dim * sizeof(float));
     uint8_t *pixels = xmalloc((size_t)o.n * dim);
     decode_images(&m, z, o.n, mean, pixels);
-    int cols = o.cols ? o.cols : (int)ceil(sqrt((double)o.n));
     int status = 0;
     if (o.out)
         status = write_tiles(&m, o.out, pixels, o.n, cols, 2, err);
@@ -302,6 +337,9 @@ int reconstruct_main(int argc, char **argv, struct clvae_error *err)
     if (parse_image_options(argc, argv, "reconstruct", usage_reconstruct, &o, err) ||
         need_out(&o, "reconstruct", false, err))
         return -1;
+    char counted[32] = "";
+    snprintf(counted, sizeof counted, "-n %d", o.n);
+    bool n_given = o.n > 0;
     if (o.n == 0)
         o.n = 32;
     struct model_io m;
@@ -310,7 +348,13 @@ int reconstruct_main(int argc, char **argv, struct clvae_error *err)
     if (model_io_open(&m, o.model, o.platform, o.device, o.n > CHUNK_ROWS ? o.n : CHUNK_ROWS,
                       err))
         return -1;
-    int status = load_test_images(&o, &m, (uint32_t)o.n, &data, err);
+    int cols = o.cols ? o.cols : 8;
+    int status = check_grid(&m, &o, n_given ? counted : NULL, 2 * (long long)o.n,
+                            (2 * o.n + cols - 1) / cols, cols, 2, err);
+    if (status == 0)
+        status = load_test_images(&o, &m, n_given ? (uint32_t)o.n : 0, &data, err);
+    if (status == 0 && !n_given && (uint32_t)o.n > test->count)
+        o.n = (int)test->count; // the default, 32, is "up to 32": no -n to blame
     if (status == 0) {
         size_t latent = (size_t)m.vae.cfg.latent, dim = image_dim(&m);
         int *indices = xmalloc((size_t)o.n * sizeof(int));
@@ -346,12 +390,19 @@ int interpolate_main(int argc, char **argv, struct clvae_error *err)
         return -1;
     if (o.from < 0 || o.to < 0)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "interpolate: --from I and --to J are required");
+    bool steps_given = o.steps > 0;
+    o.steps = steps_given ? o.steps : 10;
     struct model_io m;
     struct dataset data = {0};
     const struct image_set *test = &data.test;
     if (model_io_open(&m, o.model, o.platform, o.device, o.steps > 64 ? o.steps : 64, err))
         return -1;
-    int status = load_test_images(&o, &m, 0, &data, err);
+    char counted[32];
+    snprintf(counted, sizeof counted, "--steps %d", o.steps);
+    int status =
+        check_grid(&m, &o, steps_given ? counted : NULL, o.steps + 2, 1, o.steps + 2, 2, err);
+    if (status == 0)
+        status = load_test_images(&o, &m, 0, &data, err);
     if (status == 0 && (uint32_t)(o.from > o.to ? o.from : o.to) >= test->count)
         status = clvae_fail(err, CLVAE_EXIT_USAGE,
                             "--%s %d: no such test image (%s holds %u, numbered from 0)",
@@ -360,7 +411,7 @@ int interpolate_main(int argc, char **argv, struct clvae_error *err)
     if (status == 0) {
         size_t latent = (size_t)m.vae.cfg.latent, dim = image_dim(&m);
         int ends[2] = {o.from, o.to};
-        float mu[2 * 4096];
+        float *mu = xmalloc(2 * latent * sizeof *mu); // latent: up to the checkpoint's limit
         encode_means(&m, test, ends, 2, mu, NULL);
         float *z = xmalloc((size_t)o.steps * latent * sizeof(float));
         for (int s = 0; s < o.steps; s++) {
@@ -374,6 +425,7 @@ int interpolate_main(int argc, char **argv, struct clvae_error *err)
         decode_images(&m, z, o.steps, NULL, tiles + dim);
         memcpy(tiles + (size_t)(n - 1) * dim, test->pixels + (size_t)o.to * dim, dim);
         status = write_tiles(&m, o.out, tiles, n, n, 2, err);
+        free(mu);
         free(z);
         free(tiles);
     }
@@ -414,6 +466,9 @@ int manifold_main(int argc, char **argv, struct clvae_error *err)
     if (parse_image_options(argc, argv, "manifold", usage_manifold, &o, err) ||
         need_out(&o, "manifold", false, err))
         return -1;
+    char counted[32] = "";
+    snprintf(counted, sizeof counted, "-n %d", o.n);
+    bool n_given = o.n > 0;
     if (o.n == 0)
         o.n = 20;
     struct model_io m;
@@ -421,7 +476,14 @@ int manifold_main(int argc, char **argv, struct clvae_error *err)
         return -1;
     int latent = m.vae.cfg.latent;
     size_t dim = image_dim(&m);
-    int rows = latent == 2 ? o.n : latent, count = rows * o.n;
+    // One row a latent dimension (n x n for two), checked as a grid: then rows * n is an int.
+    int rows = latent == 2 ? o.n : latent;
+    if (check_grid(&m, &o, n_given ? counted : NULL, (long long)rows * o.n, rows, o.n,
+                   latent == 2 ? 0 : 2, err)) {
+        model_io_close(&m);
+        return -1;
+    }
+    int count = rows * o.n;
     float *z = xcalloc((size_t)count * (size_t)latent, sizeof(float));
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < o.n; c++) {
@@ -445,6 +507,7 @@ int manifold_main(int argc, char **argv, struct clvae_error *err)
 }
 
 #define SCATTER_MAX_THUMBS 600
+#define SCATTER_MAX_POINTS (1 << 24) // keeps every count and index of the points inside an int
 
 int scatter_main(int argc, char **argv, struct clvae_error *err)
 {
@@ -463,6 +526,12 @@ int scatter_main(int argc, char **argv, struct clvae_error *err)
         return -1;
     if (load_test_images(&o, &m, (uint32_t)o.n, &data, err))
         goto done;
+    if (!o.n && test->count > SCATTER_MAX_POINTS) {
+        clvae_fail(err, CLVAE_EXIT_USAGE,
+                   "scatter: %s holds %u test images, more than %d points: give -n", data.source,
+                   test->count, SCATTER_MAX_POINTS);
+        goto done;
+    }
     int n = o.n ? o.n : (int)test->count, latent = m.vae.cfg.latent;
     if (!test->labels)
         printf("clvae scatter: %s has no labels (IDX t10k-labels-idx1-ubyte[.gz], or class "
@@ -477,6 +546,13 @@ int scatter_main(int argc, char **argv, struct clvae_error *err)
         encode_means(&m, test, idx, rows, mu + (size_t)start * latent, NULL);
     }
     free(idx);
+    for (size_t i = 0; i < (size_t)n * latent; i++)
+        if (!isfinite(mu[i])) {
+            clvae_fail(err, CLVAE_EXIT_DATA,
+                       "%s: test image %zu's posterior mean is not finite: nothing to plot",
+                       o.model, i / latent);
+            goto done;
+        }
     xs = xmalloc((size_t)n * sizeof *xs);
     ys = xmalloc((size_t)n * sizeof *ys);
     char x_label[96] = "z1 (latent dimension 1)", y_label[96] = "z2 (latent dimension 2)";

@@ -59,6 +59,38 @@ static int check_output(const struct layer *l, int64_t channels, int64_t h, int6
     return 0;
 }
 
+// The weight's parameters, a x b x k x k (PyTorch's shape), at most VAE_MAX_PARAMS (refused with
+// its true size, computed in 64 bits), and the columns' values an image, grid positions x k k b,
+// at most 2^31 - 1 (so that no size vae_create computes from them wraps). 0, or -1 with why.
+static int check_sizes(const struct layer *l, uint64_t a, uint64_t b, uint64_t grid, char *why)
+{
+    char g[96];
+    uint64_t k = (uint64_t)l->spec.kernel, kk = k * k, weight = 0;
+    bool fits = kk <= UINT64_MAX / b && kk * b <= UINT64_MAX / a;
+    if (fits)
+        weight = kk * b * a;
+    if (!fits || weight > VAE_MAX_PARAMS) {
+        char count[32] = "2^64 or more";
+        if (fits)
+            snprintf(count, sizeof count, "%llu", (unsigned long long)weight);
+        return snprintf(why, CLVAE_ERROR_MAX,
+                        "%s: %s: its weight would have %llu x %llu x %llu x %llu = %s parameters, "
+                        "more than the %zu a model holds",
+                        l->name, geometry(l, g, sizeof g), (unsigned long long)a,
+                        (unsigned long long)b, (unsigned long long)k, (unsigned long long)k, count,
+                        VAE_MAX_PARAMS),
+               -1;
+    }
+    if (grid * kk * b > INT32_MAX) // each factor below 2^31 here
+        return snprintf(why, CLVAE_ERROR_MAX,
+                        "%s: %s: its columns (%llu grid positions of %llu values) would be more "
+                        "than 2^31 - 1 values an image",
+                        l->name, geometry(l, g, sizeof g), (unsigned long long)grid,
+                        (unsigned long long)(kk * b)),
+               -1;
+    return 0;
+}
+
 // Parameters: weight (wrows, wcols), bias (channels), room for its transpose in vae->weights_t
 // when a layer below needs dx; work floats of cols and dcols per image.
 static void lay_out_params(struct vae *vae, struct layer *l, size_t wrows, size_t wcols,
@@ -79,7 +111,9 @@ static int conv_layout(struct vae *vae, struct layer *l, char *why)
         return -1;
     const struct layer_spec *s = &l->spec;
     const struct layer_shape *in = &l->in_shape;
-    int span_h = in->h + 2 * s->pad - s->kernel, span_w = in->w + 2 * s->pad - s->kernel;
+    // In 64 bits: a deconv's output of up to 2^31 - 1 rows plus the padding passes an int.
+    int64_t span_h = (int64_t)in->h + 2 * s->pad - s->kernel;
+    int64_t span_w = (int64_t)in->w + 2 * s->pad - s->kernel;
     char g[96];
     if (span_h < 0 || span_w < 0)
         return snprintf(why, CLVAE_ERROR_MAX, "%s: %s: the kernel is larger than the padded input",
@@ -92,10 +126,11 @@ static int conv_layout(struct vae *vae, struct layer *l, char *why)
                         l->name, geometry(l, g, sizeof g), span_h % s->stride ? in->h : in->w,
                         s->pad, s->kernel, s->stride),
                -1;
-    if (check_output(l, s->units, span_h / s->stride + 1, span_w / s->stride + 1, why))
+    int64_t oh = span_h / s->stride + 1, ow = span_w / s->stride + 1;
+    if (check_output(l, s->units, oh, ow, why) ||
+        check_sizes(l, (uint64_t)s->units, (uint64_t)in->c, (uint64_t)(oh * ow), why))
         return -1;
-    l->out_shape = (struct layer_shape){
-        .c = s->units, .h = span_h / s->stride + 1, .w = span_w / s->stride + 1, .spatial = true};
+    l->out_shape = (struct layer_shape){.c = s->units, .h = (int)oh, .w = (int)ow, .spatial = true};
     size_t kkc = (size_t)s->kernel * s->kernel * in->c;
     lay_out_params(vae, l, kkc, (size_t)s->units, (size_t)l->out_shape.h * l->out_shape.w * kkc);
     l->wgrad_m = kkc, l->wgrad_n = (size_t)s->units;
@@ -116,7 +151,8 @@ static int deconv_layout(struct vae *vae, struct layer *l, char *why)
         return snprintf(why, CLVAE_ERROR_MAX, "%s: %s: the output would be empty (%lldx%lld)",
                         l->name, geometry(l, g, sizeof g), (long long)oh, (long long)ow),
                -1;
-    if (check_output(l, s->units, oh, ow, why))
+    if (check_output(l, s->units, oh, ow, why) ||
+        check_sizes(l, (uint64_t)in->c, (uint64_t)s->units, (uint64_t)in->h * (uint64_t)in->w, why))
         return -1;
     l->out_shape = (struct layer_shape){.c = s->units, .h = (int)oh, .w = (int)ow, .spatial = true};
     size_t kko = (size_t)s->kernel * s->kernel * s->units;

@@ -203,6 +203,7 @@ static int parse_train(int argc, char **argv, struct train_options *opt, struct 
                           argv[optind]);
     if (vae_parse_model(hidden, encoder, decoder, &opt->model, err))
         return -1;
+    opt->model_option = vae_model_option(hidden, encoder, decoder);
     opt->set_model = opt->set_model || hidden || encoder || decoder;
     if (opt->data_dir[0] == '\0')
         return clvae_fail(err, CLVAE_EXIT_USAGE, "--data: empty path");

@@ -2,6 +2,7 @@
 
 #include <cairo.h>
 #include <errno.h>
+#include <float.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "atomic_file.h"
+#include "regular_file.h"
 
 #define FONT "DejaVu Sans"
 #define PI 3.14159265358979323846
@@ -85,38 +87,59 @@ static void text_at(cairo_t *cr, const char *text, double x, double y, double ax
 
 // ---- axes --------------------------------------------------------------------------------------
 
-// An axis from lo to hi on the page from p0 to p1, with tick step step.
+// An axis from lo to hi on the page from p0 to p1: ticks at (first + i) step for i < ticks.
 struct axis {
-    double lo, hi, p0, p1, step;
+    double lo, hi, p0, p1, step, first;
+    int ticks;
 };
 
+#define MAX_TICKS 64 // nice_range makes about five; this bounds any loop over them
+
+// v's place on the page; in halves, so that an axis from -DBL_MAX to DBL_MAX does not overflow.
 static double to_page(const struct axis *a, double v)
 {
-    return a->p0 + (v - a->lo) / (a->hi - a->lo) * (a->p1 - a->p0);
+    return a->p0 + (v * 0.5 - a->lo * 0.5) / (a->hi * 0.5 - a->lo * 0.5) * (a->p1 - a->p0);
 }
 
-// lo..hi widened to multiples of a round step (1, 2 or 5 times a power of ten) giving about five
-// ticks; a single value is widened around itself. integer: steps of at least 1.
+// lo..hi (finite) widened to multiples of a round step (1, 2 or 5 times a power of ten) giving
+// about five ticks; a single value is widened around itself. integer: steps of at least 1. The
+// step is at least two spacings of the doubles there, so that the ticks are values of their own
+// (between epochs 1e16 and 1e16 + 2 there is no double: a step of 0.5 never moved on from 1e16),
+// and they are counted, never stepped through. A tick past the largest double is left out.
 static void nice_range(double lo, double hi, bool integer, struct axis *a)
 {
     if (!(hi > lo)) {
         double pad = fabs(lo) > 0 ? fabs(lo) * 0.05 : 1.0;
-        lo -= pad, hi += pad;
+        lo = fmax(lo - pad, -DBL_MAX), hi = fmin(hi + pad, DBL_MAX);
     }
-    double raw = (hi - lo) / 5.0, mag = pow(10.0, floor(log10(raw))), f = raw / mag;
-    double step = (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
+    double big = fmax(fabs(lo), fabs(hi)), spacing = 2 * (big - nextafter(big, 0));
+    double raw = fmax(hi / 5.0 - lo / 5.0, spacing), mag = pow(10.0, floor(log10(raw)));
+    mag = mag > 0 ? mag : DBL_TRUE_MIN; // 10^-324 is no double
+    double f = raw / mag, step = (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
     if (integer && step < 1)
         step = 1;
+    // Below 2^53 in magnitude (step is at least two spacings): whole numbers, exactly.
+    double first = floor(lo / step), last = ceil(hi / step);
     a->step = step;
-    a->lo = floor(lo / step) * step;
-    a->hi = ceil(hi / step) * step;
+    a->first = first;
+    a->ticks = (int)fmin(last - first + 1, MAX_TICKS);
+    a->lo = fmax(first * step, -DBL_MAX);
+    a->hi = fmin(last * step, DBL_MAX);
 }
 
-// A tick's label: no more decimals than the step needs.
+// A tick's label: no more decimals than the step needs; far from 1 (beyond 10^15, or steps below
+// 10^-6), as many significant digits as tell the ticks apart, with an exponent.
 static void tick_label(double v, double step, char *buf, size_t len)
 {
-    int decimals = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
-    snprintf(buf, len, "%.*f", decimals, fabs(v) < step * 1e-9 ? 0.0 : v);
+    v = fabs(v) < step * 1e-9 ? 0.0 : v;
+    double big = fmax(fabs(v), step);
+    if (step >= 1e-6 && big < 1e15) {
+        int decimals = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+        snprintf(buf, len, "%.*f", decimals, v);
+        return;
+    }
+    int digits = (int)ceil(log10(big / step) - 1e-9) + 1;
+    snprintf(buf, len, "%.*g", digits < 1 ? 1 : digits > 17 ? 17 : digits, v);
 }
 
 // The frame, ticks, tick labels and grid lines of a plot area, and the axis labels.
@@ -125,8 +148,10 @@ static void draw_axes(cairo_t *cr, const struct axis *ax, const struct axis *ay,
 {
     char buf[32];
     cairo_set_line_width(cr, 1);
-    for (double v = ay->lo; v <= ay->hi + ay->step * 1e-6; v += ay->step) {
-        double y = to_page(ay, v);
+    for (int i = 0; i < ay->ticks; i++) {
+        double v = (ay->first + i) * ay->step, y = to_page(ay, v);
+        if (!isfinite(v))
+            continue;
         cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
         cairo_move_to(cr, ax->p0, y);
         cairo_line_to(cr, ax->p1, y);
@@ -135,8 +160,10 @@ static void draw_axes(cairo_t *cr, const struct axis *ax, const struct axis *ay,
         tick_label(v, ay->step, buf, sizeof buf);
         text_at(cr, buf, ax->p0 - 6, y, 1, 0.5, false);
     }
-    for (double v = ax->lo; v <= ax->hi + ax->step * 1e-6; v += ax->step) {
-        double x = to_page(ax, v);
+    for (int i = 0; i < ax->ticks; i++) {
+        double v = (ax->first + i) * ax->step, x = to_page(ax, v);
+        if (!isfinite(v))
+            continue;
         cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
         cairo_move_to(cr, x, ay->p0);
         cairo_line_to(cr, x, ay->p1);
@@ -173,20 +200,37 @@ static void split_csv(char *line, char **fields, int max, int *n)
     }
 }
 
+// The next line of fp into line (len bytes) without its line end: 1, 0 at the end of the file, -1
+// when the line is longer than len - 1 bytes.
+static int read_line(FILE *fp, char *line, size_t len)
+{
+    if (!fgets(line, (int)len, fp))
+        return 0;
+    if (strlen(line) == len - 1 && line[len - 2] != '\n') {
+        int next = fgetc(fp); // the line end, or the end of the file, may come just after
+        if (next != EOF && next != '\n')
+            return -1;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    return 1;
+}
+
 int plot_read_metrics(const char *path, bool short_ok, double **rows, int *n,
                       struct clvae_error *err)
 {
-    FILE *fp = fopen(path, "r");
+    const char *why;
+    FILE *fp = regular_file_fopen(path, &why);
     if (!fp)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", path, strerror(errno));
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", path, why);
     char line[4096], *fields[64];
-    int nf, index[N_COLS], count = 0, cap = 64, rc = 0;
+    int nf, index[N_COLS], count = 0, cap = 64, rc = 0, got;
     double *v = xmalloc((size_t)cap * N_COLS * sizeof *v);
-    if (!fgets(line, sizeof line, fp)) {
-        rc = clvae_fail(err, CLVAE_EXIT_DATA, "%s: empty file (no header line)", path);
+    if ((got = read_line(fp, line, sizeof line)) <= 0) {
+        rc = clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", path,
+                        got < 0 ? "line 1 is longer than 4095 bytes"
+                                : "empty file (no header line)");
         goto done;
     }
-    line[strcspn(line, "\r\n")] = '\0';
     split_csv(line, fields, 64, &nf);
     for (int c = 0; c < N_COLS; c++) {
         index[c] = -1;
@@ -200,8 +244,12 @@ int plot_read_metrics(const char *path, bool short_ok, double **rows, int *n,
             goto done;
         }
     }
-    for (int lineno = 2; fgets(line, sizeof line, fp); lineno++) {
-        line[strcspn(line, "\r\n")] = '\0';
+    for (int lineno = 2; (got = read_line(fp, line, sizeof line)) != 0; lineno++) {
+        if (got < 0) {
+            rc = clvae_fail(err, CLVAE_EXIT_DATA, "%s: line %d is longer than %zu bytes", path,
+                            lineno, sizeof line - 1);
+            goto done;
+        }
         if (line[0] == '\0')
             continue;
         split_csv(line, fields, 64, &nf);
@@ -302,17 +350,8 @@ static void curve_panel(cairo_t *cr, const double *rows, int n, int train_col, i
     }
 }
 
-int plot_curves(const char *metrics_path, const char *png_path, bool short_ok,
-                struct clvae_error *err)
+int plot_curves_rows(const double *rows, int n, const char *png_path, struct clvae_error *err)
 {
-    double *rows;
-    int n;
-    if (plot_read_metrics(metrics_path, short_ok, &rows, &n, err))
-        return -1;
-    if (n < 2) {
-        free(rows);
-        return 1;
-    }
     cairo_surface_t *surface;
     cairo_t *cr = canvas(PLOT_CURVES_WIDTH, PLOT_CURVES_HEIGHT, 13, &surface);
     double w = PLOT_CURVES_WIDTH / 3.0;
@@ -324,8 +363,19 @@ int plot_curves(const char *metrics_path, const char *png_path, bool short_ok,
                 PLOT_CURVES_HEIGHT, false);
     cairo_destroy(cr);
     cairo_surface_flush(surface);
-    int rc = write_png(surface, png_path, err);
+    int rc = png_path ? write_png(surface, png_path, err) : 0;
     cairo_surface_destroy(surface);
+    return rc;
+}
+
+int plot_curves(const char *metrics_path, const char *png_path, bool short_ok,
+                struct clvae_error *err)
+{
+    double *rows;
+    int n;
+    if (plot_read_metrics(metrics_path, short_ok, &rows, &n, err))
+        return -1;
+    int rc = n < 2 ? 1 : plot_curves_rows(rows, n, png_path, err);
     free(rows);
     return rc;
 }
@@ -334,11 +384,17 @@ int plot_curves(const char *metrics_path, const char *png_path, bool short_ok,
 
 int plot_scatter(const struct plot_scatter_data *d, const char *png_path, struct clvae_error *err)
 {
+    // The axes span the finite points (a model can map an image to an infinite mean); the others
+    // are not drawn.
     double x_lo = INFINITY, x_hi = -INFINITY, y_lo = INFINITY, y_hi = -INFINITY;
     for (int i = 0; i < d->n; i++) {
+        if (!isfinite(d->x[i]) || !isfinite(d->y[i]))
+            continue;
         x_lo = fmin(x_lo, d->x[i]), x_hi = fmax(x_hi, d->x[i]);
         y_lo = fmin(y_lo, d->y[i]), y_hi = fmax(y_hi, d->y[i]);
     }
+    if (!(x_lo <= x_hi))
+        x_lo = x_hi = y_lo = y_hi = 0;
     cairo_surface_t *surface;
     cairo_t *cr = canvas(PLOT_SCATTER_WIDTH, PLOT_SCATTER_HEIGHT, 13, &surface);
     bool legend = d->cls && d->n_classes > 0;
@@ -364,6 +420,8 @@ int plot_scatter(const struct plot_scatter_data *d, const char *png_path, struct
     }
     double scale = 24.0 / (th > tw ? th : tw); // thumbnails about 24 pixels across
     for (int i = 0; i < d->n; i++) {
+        if (!isfinite(d->x[i]) || !isfinite(d->y[i]))
+            continue;
         double px = to_page(&ax, d->x[i]), py = to_page(&ay, d->y[i]), rgb[3];
         plot_class_colour(d->cls ? d->cls[i] : 0, d->cls ? d->n_classes : 1, rgb);
         if (!thumb) {

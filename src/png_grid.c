@@ -13,11 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-// Far beyond any grid clvae draws; keeps height * width (and every offset) inside an int.
-#define PNG_GRID_MAX_SIDE (1 << 15)
-
-// O_EXCL collisions need a retry; this many in a row means something else is wrong.
-
 // The output stream and the first failure met while libpng wrote to it.
 struct png_sink {
     FILE *fp;
@@ -154,6 +149,15 @@ int png_write_grid(const char *path, const uint8_t *tiles, int n, int tile_h, in
     return png_write_tiles(path, tiles, n, tile_h, tile_w, 1, cols, pad, err);
 }
 
+int png_grid_size(int rows, int cols, int tile_h, int tile_w, int pad, int64_t *height,
+                  int64_t *width)
+{
+    // In 64 bits: each factor is below 2^31, so no product or sum here can overflow.
+    *height = (int64_t)rows * tile_h + ((int64_t)rows + 1) * pad;
+    *width = (int64_t)cols * tile_w + ((int64_t)cols + 1) * pad;
+    return *height > PNG_GRID_MAX_SIDE || *width > PNG_GRID_MAX_SIDE ? -1 : 0;
+}
+
 // Lays the tiles out on a black canvas in memory and writes it with png_write_image.
 int png_write_tiles(const char *path, const uint8_t *tiles, int n, int tile_h, int tile_w,
                     int channels, int cols, int pad, struct clvae_error *err)
@@ -168,11 +172,9 @@ int png_write_tiles(const char *path, const uint8_t *tiles, int n, int tile_h, i
                           "%s: png_write_grid: invalid grid (n %d, tile %dx%dx%d, cols %d, pad %d)",
                           name, n, tile_h, tile_w, channels, cols, pad);
     }
-    // In 64 bits: each factor is below 2^31, so no product or sum here can overflow.
-    int64_t rows = ((int64_t)n + cols - 1) / cols;
-    int64_t grid_h = rows * tile_h + (rows + 1) * pad;
-    int64_t grid_w = (int64_t)cols * tile_w + ((int64_t)cols + 1) * pad;
-    if (grid_h > PNG_GRID_MAX_SIDE || grid_w > PNG_GRID_MAX_SIDE) {
+    int64_t grid_h, grid_w;
+    if (png_grid_size((int)(((int64_t)n + cols - 1) / cols), cols, tile_h, tile_w, pad, &grid_h,
+                      &grid_w)) {
         return clvae_fail(err, CLVAE_EXIT_FAILURE,
                           "%s: png_write_grid: grid of %lldx%lld pixels exceeds %d per side", name,
                           (long long)grid_h, (long long)grid_w, PNG_GRID_MAX_SIDE);

@@ -1,6 +1,7 @@
 #include "train.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -55,6 +56,7 @@ void train_defaults(struct train_options *opt)
                                                                          .units = 128};
     opt->model.latent = 10;
     opt->model.likelihood = LIKELIHOOD_BERNOULLI;
+    opt->model_option = "--hidden";
     opt->folder = (struct image_folder_options){.background = {255, 255, 255}, .test_split = 0.1};
     opt->seed = 1;
 }
@@ -101,12 +103,14 @@ int train_make_dirs(const char *dir, struct clvae_error *err)
 static int prepare_out_dir(const char *dir, struct clvae_error *err)
 {
     char path[4096];
+    // (Refused before any directory is made: a name too long for the probe is too long for PATH_MAX.)
+    if (snprintf(path, sizeof path, "%s/.clvae-write-test-XXXXXX", dir) >= (int)sizeof path)
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: path too long", dir);
     if (train_make_dirs(dir, err))
         return -1;
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: not a directory", dir);
-    snprintf(path, sizeof path, "%s/.clvae-write-test-XXXXXX", dir);
     int fd = mkstemp(path);
     if (fd < 0)
         return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: cannot write there: %s", dir,
@@ -296,7 +300,7 @@ static int check_idx_options(const struct train_options *opt, struct clvae_error
                        : opt->set_test_split      ? "--test-split"
                        : opt->set_background      ? "--background"
                        : opt->folder.skip_bad     ? "--skip-bad-images"
-                       : opt->folder.channels == 3 ? "--channels 3"
+                       : opt->set_channels && opt->folder.channels == 3 ? "--channels 3"
                                                    : NULL;
     if (name)
         return clvae_fail(err, CLVAE_EXIT_USAGE,
@@ -836,6 +840,12 @@ struct trainer {
     bool collective;      // the failure met is every rank's (the same step, the same message)
 };
 
+// What gave the architecture, named in messages about it: the checkpoint resumed, or the option.
+static const char *model_source(const struct train_options *opt)
+{
+    return opt->resume_path ? opt->resume_path : opt->model_option;
+}
+
 // The model's size against the device's limits, refused at once, rather than after building the
 // kernels; run.micro and *max_rows set. Parameters larger than the largest allocation go in parts
 // (vae_plan_parts; only one layer's own can be too large), and activations that are too large, or
@@ -843,15 +853,10 @@ struct trainer {
 static int check_fits(struct trainer *t, int *max_rows, struct clvae_error *err)
 {
     const struct train_options *opt = &t->opt;
+    const char *source = model_source(opt);
     struct vae layout;
-    if (vae_layout(&layout, &t->cfg, "--encoder/--decoder", err))
-        return -1;
-    if (layout.n_params > (size_t)INT32_MAX)
-        return clvae_fail(err, CLVAE_EXIT_USAGE,
-                          "--hidden/--latent: the model has %zu parameters for %ux%u images; at "
-                          "most %d fit",
-                          layout.n_params, t->data.width, t->data.height, INT32_MAX);
-    if (vae_plan_parts(&layout, &t->rt, err))
+    if (vae_layout(&layout, &t->cfg, source, err) ||
+        vae_plan_parts(&layout, &t->rt, source, err))
         return -1;
     int micro = t->rt.device_type & CL_DEVICE_TYPE_CPU && opt->batch > MICRO_BATCH_CPU
                     ? MICRO_BATCH_CPU
@@ -864,17 +869,21 @@ static int check_fits(struct trainer *t, int *max_rows, struct clvae_error *err)
                       2 * layout.n_params * sizeof(float); // Adam's moments
         if (largest <= t->rt.max_alloc && t->rt.allocated + need <= t->rt.global_mem)
             break;
-        if (micro <= 2 * GRID_PAIRS)
+        if (micro <= 2 * GRID_PAIRS) {
+            char given[64];
+            snprintf(given, sizeof given, "%s/--latent/--batch", opt->model_option);
             return clvae_fail(
                 err, CLVAE_EXIT_DEVICE,
-                "--hidden/--latent/--batch: the model needs %zu bytes of device memory at %d rows "
+                "%s: the model needs %zu bytes of device memory at %d rows "
                 "a pass (parameters %zu bytes, and as much again for each of their gradients "
                 "and Adam's two moments; its largest activations, '%s', %zu bytes) besides the "
-                "data's %zu; %s has %llu bytes and allocates at most %llu at "
-                "once: use fewer or narrower layers",
-                need, *max_rows, layout.n_params * sizeof(float), largest_name, largest,
-                t->rt.allocated, t->rt.device_name, (unsigned long long)t->rt.global_mem,
-                (unsigned long long)t->rt.max_alloc);
+                "data's %zu; %s has %llu bytes, and %s is %llu bytes%s",
+                opt->resume_path ? source : given, need, *max_rows,
+                layout.n_params * sizeof(float), largest_name, largest, t->rt.allocated,
+                t->rt.device_name, (unsigned long long)t->rt.global_mem, t->rt.max_alloc_name,
+                (unsigned long long)t->rt.max_alloc,
+                opt->resume_path ? "" : ": use fewer or narrower layers");
+        }
         micro = (micro + 1) / 2;
     }
     t->run.micro = micro;
@@ -924,7 +933,7 @@ static void load_state(struct trainer *t)
 // Every rank's "host: device (platform)", one line each, printed by rank 0.
 static void print_ranks(const struct trainer *t)
 {
-    enum { LEN = 320 };
+    enum { LEN = 352 }; // the longest line: a host name of 63, names of 127, a count of 10 digits
     char host[64] = "?", mine[LEN];
     gethostname(host, sizeof host - 1);
     snprintf(mine, sizeof mine, "%s: %s (%s), %u compute units", host, t->rt.device_name,
@@ -1020,6 +1029,33 @@ static double best_so_far(struct trainer *t)
 
 // Everything before the first epoch: signals, the checkpoint to resume, the device, the data,
 // the checks, the kernels, the model, its state, metrics.csv.
+// OUT/metrics.csv for writing (appending when append): refused unless it is a regular file or
+// absent, without blocking (fopen would wait on a FIFO for a reader).
+static FILE *open_metrics(const char *path, bool append, struct clvae_error *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | (append ? O_APPEND : O_TRUNC),
+                  0666);
+    struct stat st;
+    const char *why = fd < 0 ? (errno == ENXIO ? "not a regular file" : strerror(errno))
+                      : fstat(fd, &st) != 0 ? strerror(errno)
+                      : !S_ISREG(st.st_mode) ? "not a regular file"
+                                             : NULL;
+    int flags = why ? -1 : fcntl(fd, F_GETFL);
+    FILE *fp = NULL;
+    // At the end, as fopen's "a" would be: ftell then says whether the header is there.
+    if (!why && (flags == -1 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == -1 ||
+                 !(fp = fdopen(fd, append ? "a" : "w")) || fseek(fp, 0, SEEK_END) != 0))
+        why = strerror(errno);
+    if (!why)
+        return fp;
+    if (fp)
+        fclose(fp);
+    else if (fd >= 0)
+        close(fd);
+    clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, why);
+    return NULL;
+}
+
 static int train_open(struct trainer *t, const struct train_options *given,
                       struct clvae_error *err)
 {
@@ -1057,10 +1093,11 @@ static int train_open(struct trainer *t, const struct train_options *given,
                              (int)data->width != rm->image_cols ||
                              (int)data->channels != rm->channels))
         return clvae_fail(err, CLVAE_EXIT_DATA,
-                          "%s: images are %ux%u with %u channel(s) but the checkpoint %s's model "
-                          "takes %dx%d with %d",
-                          opt->data_dir, data->width, data->height, data->channels,
-                          opt->resume_path, rm->image_cols, rm->image_rows, rm->channels);
+                          "%s: the checkpoint is for %dx%dx%d images, but the %s images in %s "
+                          "are %ux%ux%u",
+                          opt->resume_path, rm->image_cols, rm->image_rows, rm->channels,
+                          data->folder ? "PNG" : "IDX", opt->data_dir, data->width, data->height,
+                          data->channels);
     if ((uint32_t)opt->batch > data->n_train)
         return clvae_fail(err, CLVAE_EXIT_USAGE,
                           "--batch: %d is larger than the training set (%u images)", opt->batch,
@@ -1082,7 +1119,7 @@ static int train_open(struct trainer *t, const struct train_options *given,
         return -1;
     if (tty)
         fprintf(stderr, "\r%*s\r", 100, "");
-    if (vae_create(&t->vae, &t->rt, &t->cfg, max_rows, err) ||
+    if (vae_create(&t->vae, &t->rt, &t->cfg, max_rows, model_source(opt), err) ||
         adam_create(&t->adam, &t->rt, &t->vae.params, opt->lr, err) ||
         run_setup(&t->run, &t->data, err))
         return -1;
@@ -1096,8 +1133,8 @@ static int train_open(struct trainer *t, const struct train_options *given,
         return 0;
     // A resumed run carries on the metrics of the run it continues.
     snprintf(t->metrics_path, sizeof t->metrics_path, "%s/metrics.csv", opt->out_dir);
-    if (!(t->metrics = fopen(t->metrics_path, opt->resume_path ? "a" : "w")))
-        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", t->metrics_path, strerror(errno));
+    if (!(t->metrics = open_metrics(t->metrics_path, opt->resume_path != NULL, err)))
+        return -1;
     if (ftell(t->metrics) == 0)
         fprintf(t->metrics, "epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,"
                             "test_kl,seconds,images_per_second,test_bits_per_dim\n");

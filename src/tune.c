@@ -20,6 +20,7 @@
 struct tune_options {
     const char *platform, *device;
     struct vae_config model;
+    const char *model_option; // the option that gave model, for messages (vae_model_option)
     int channels, height, width;
     int batch, candidates;
     uint64_t seed;
@@ -113,7 +114,10 @@ static int parse_tune(int argc, char **argv, struct tune_options *o, struct clva
         return -1;
     m->channels = o->channels, m->height = o->height, m->width = o->width;
     m->in_dim = o->channels * o->height * o->width;
-    return 0;
+    o->model_option = vae_model_option(hidden, encoder, decoder);
+    // A model refused now, not after opening the device and building the kernels.
+    struct vae layout;
+    return vae_layout(&layout, m, o->model_option, err);
 }
 
 
@@ -285,7 +289,7 @@ int tune_main(int argc, char **argv, struct clvae_error *err)
     rt.own_gemm = false;
     int rows =
         rt.device_type & CL_DEVICE_TYPE_CPU && o.batch > TUNE_ROWS_CPU ? TUNE_ROWS_CPU : o.batch;
-    if (vae_create(&vae, &rt, &o.model, rows, err) ||
+    if (vae_create(&vae, &rt, &o.model, rows, o.model_option, err) ||
         !(rec = clrt_buffer(&rt, (size_t)rows * sizeof(float), "losses", err)) ||
         !(kl = clrt_buffer(&rt, (size_t)rows * sizeof(float), "KL terms", err)))
         goto done;

@@ -23,11 +23,11 @@ static int parse_width(const char *option, const char *item, struct layer_spec *
                        struct clvae_error *err)
 {
     spec->kind = LAYER_DENSE;
-    return cli_parse_int(option, item, 1, 65536, &spec->units, err);
+    return cli_parse_int(option, item, 1, VAE_MAX_UNITS, &spec->units, err);
 }
 
 // "N[:N...]" after a layer's name -> up to max numbers into v (the rest keep their values);
-// false unless each is a whole number in [0, 65536].
+// false unless each is a whole number in [0, VAE_MAX_UNITS].
 static bool numbers(const char *text, char sep, int *v, int max)
 {
     for (int i = 0; i < max; i++) {
@@ -35,7 +35,7 @@ static bool numbers(const char *text, char sep, int *v, int max)
         if (!isdigit((unsigned char)*text))
             return false;
         long x = strtol(text, &end, 10);
-        if (x > 65536)
+        if (x > VAE_MAX_UNITS)
             return false;
         v[i] = (int)x;
         if (*end == '\0')
@@ -137,6 +137,22 @@ int vae_parse_layers(const char *option, const char *text, struct layer_spec *sp
     return parse_list(option, text, "layers", parse_layer, specs, n, err);
 }
 
+int vae_mirror_items(const struct layer_spec *specs, int n)
+{
+    int items = 0, layers = 0;
+    bool image = false, top_image = false; // the next layer's input is an image; the top's output
+    for (int i = 0; i < n; i++) {
+        if (specs[i].kind == LAYER_RESHAPE) {
+            image = true;
+            continue;
+        }
+        if (layers++ > 0) // the first layer's transpose is the output layer, not an item
+            items += specs[i].kind == LAYER_CONV ? 1 : 1 + image;
+        image = top_image = specs[i].kind != LAYER_DENSE;
+    }
+    return layers ? items + 1 + top_image : 0;
+}
+
 int vae_parse_model(const char *hidden, const char *encoder, const char *decoder,
                     struct vae_config *cfg, struct clvae_error *err)
 {
@@ -150,29 +166,48 @@ int vae_parse_model(const char *hidden, const char *encoder, const char *decoder
         if (vae_parse_layers("--encoder", encoder, cfg->encoder, &cfg->n_encoder, err))
             return -1;
         cfg->n_decoder = 0; // the mirror, unless --decoder says otherwise
+        int mirror = vae_mirror_items(cfg->encoder, cfg->n_encoder);
+        if (!decoder && mirror > VAE_MAX_HIDDEN)
+            return clvae_fail(err, CLVAE_EXIT_USAGE,
+                              "--encoder: the decoder mirroring these layers would take %d items, "
+                              "more than the %d a list holds (a dense layer back to a conv's "
+                              "output takes two, dense and reshape): give --decoder, or fewer "
+                              "layers",
+                              mirror, VAE_MAX_HIDDEN);
     }
     if (decoder && vae_parse_layers("--decoder", decoder, cfg->decoder, &cfg->n_decoder, err))
         return -1;
     return 0;
 }
 
-void vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_t len)
+const char *vae_model_option(const char *hidden, const char *encoder, const char *decoder)
+{
+    if (hidden || (!encoder && !decoder))
+        return "--hidden";
+    return encoder && decoder ? "--encoder/--decoder" : encoder ? "--encoder" : "--decoder";
+}
+
+size_t vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_t len)
 {
     size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < n && used < len; i++) {
+    if (len)
+        buf[0] = '\0';
+    for (int i = 0; i < n; i++) {
         const struct layer_spec *s = &specs[i];
         const char *sep = i ? "," : "";
+        char *at = used < len ? buf + used : NULL;
+        size_t room = used < len ? len - used : 0;
         int w;
         if (s->kind == LAYER_DENSE)
-            w = snprintf(buf + used, len - used, "%sdense:%d", sep, s->units);
+            w = snprintf(at, room, "%sdense:%d", sep, s->units);
         else if (s->kind == LAYER_RESHAPE)
-            w = snprintf(buf + used, len - used, "%sreshape:%dx%dx%d", sep, s->units, s->h, s->w);
+            w = snprintf(at, room, "%sreshape:%dx%dx%d", sep, s->units, s->h, s->w);
         else
-            w = snprintf(buf + used, len - used, "%s%s:%d:%d:%d:%d", sep,
-                         layer_ops_of(s->kind)->kind, s->units, s->kernel, s->stride, s->pad);
+            w = snprintf(at, room, "%s%s:%d:%d:%d:%d", sep, layer_ops_of(s->kind)->kind, s->units,
+                         s->kernel, s->stride, s->pad);
         used += w > 0 ? (size_t)w : 0;
     }
+    return used;
 }
 
 static bool same_spec(const struct layer_spec *a, const struct layer_spec *b)
@@ -202,12 +237,21 @@ bool vae_same_layers(const struct vae_config *a, const struct vae_config *b)
     return true;
 }
 
+// More parameters than any layer adds (a dense layer's are below 2^31 x 2^31 + 2^31, a conv's
+// below VAE_MAX_PARAMS): the layout stops past it, so that the sum never wraps.
+#define PARAMS_CEILING ((size_t)1 << 62)
+
 // Appends a layer of spec taking input of shape in, named name, and lays it out.
 static int add_layer(struct vae *vae, struct layer_spec spec, const char *name,
                      struct layer_shape in, bool relu, char *why)
 {
     if (vae->n_layers == VAE_MAX_LAYERS)
         return snprintf(why, CLVAE_ERROR_MAX, "more than %d layers", VAE_MAX_LAYERS), -1;
+    if (vae->n_params > PARAMS_CEILING)
+        return snprintf(why, CLVAE_ERROR_MAX,
+                        "the model has more than %zu parameters before %s; at most %zu fit",
+                        PARAMS_CEILING, name, VAE_MAX_PARAMS),
+               -1;
     struct layer *l = &vae->layer[vae->n_layers];
     *l = (struct layer){.ops = layer_ops_of(spec.kind),
                         .spec = spec,
@@ -238,7 +282,7 @@ static int add_layers(struct vae *vae, const struct layer_spec *specs, int n, co
         const struct layer_spec *s = &specs[i];
         if (s->kind == LAYER_RESHAPE) {
             int size = shape->c * shape->h * shape->w;
-            int64_t want = (int64_t)s->units * s->h * s->w; // each up to 65536: 64 bits
+            int64_t want = (int64_t)s->units * s->h * s->w; // each up to 2^16: 64 bits
             if (shape->spatial || want != size)
                 return snprintf(why, CLVAE_ERROR_MAX,
                                 "reshape:%dx%dx%d needs a flat input of %lld, not %s%dx%dx%d",
@@ -257,7 +301,7 @@ static int add_layers(struct vae *vae, const struct layer_spec *specs, int n, co
 }
 
 // Appends to specs, *n, the layers that give a flat or image input the shape want: a dense layer,
-// reshaped when want is an image.
+// reshaped when want is an image. Two items at most.
 static void dense_to(struct layer_spec *specs, int *n, struct layer_shape want)
 {
     specs[(*n)++] = (struct layer_spec){.kind = LAYER_DENSE, .units = want.c * want.h * want.w};
@@ -269,22 +313,75 @@ static void dense_to(struct layer_spec *specs, int *n, struct layer_shape want)
 // The decoder mirroring the laid-out encoder layers: one layer to the last encoder layer's output
 // shape, then for each encoder layer but the first, from the top, its transpose back to its input
 // shape (a deconv for a conv, a dense layer for a dense one); the output layer mirrors the first.
-static void mirror_decoder(struct vae *vae, int n_enc)
+// Built apart (two items a layer at most, n_enc <= VAE_MAX_HIDDEN) and refused, with why, when it
+// is not a list vae_parse_layers reads back (a checkpoint keeps it as text): more items than a
+// list holds (vae_mirror_items counts the same before the layout), or a dense layer wider than
+// VAE_MAX_UNITS (the flattened output of a wide conv).
+static int mirror_decoder(struct vae *vae, int n_enc, char *why)
 {
-    struct vae_config *cfg = &vae->cfg;
+    struct layer_spec items[2 * VAE_MAX_HIDDEN];
     int n = 0;
-    dense_to(cfg->decoder, &n, vae->layer[n_enc - 1].out_shape);
+    dense_to(items, &n, vae->layer[n_enc - 1].out_shape);
     for (int i = n_enc - 1; i >= 1; i--) {
         const struct layer *l = &vae->layer[i];
         if (l->spec.kind == LAYER_CONV) {
-            cfg->decoder[n] = l->spec;
-            cfg->decoder[n].kind = LAYER_DECONV;
-            cfg->decoder[n++].units = l->in_shape.c;
+            items[n] = l->spec;
+            items[n].kind = LAYER_DECONV;
+            items[n++].units = l->in_shape.c;
         } else {
-            dense_to(cfg->decoder, &n, l->in_shape);
+            dense_to(items, &n, l->in_shape);
         }
     }
-    cfg->n_decoder = n;
+    if (n > VAE_MAX_HIDDEN)
+        return snprintf(why, CLVAE_ERROR_MAX,
+                        "the decoder mirroring the encoder would take %d items, more than the %d "
+                        "a list holds: give the decoder's layers, or fewer encoder layers",
+                        n, VAE_MAX_HIDDEN),
+               -1;
+    for (int i = 0; i < n; i++)
+        if (items[i].kind == LAYER_DENSE && items[i].units > VAE_MAX_UNITS)
+            return snprintf(why, CLVAE_ERROR_MAX,
+                            "the decoder mirroring the encoder would take a dense layer of %d "
+                            "(a conv's output flattened), wider than %d: give the decoder's "
+                            "layers, or fewer channels or pixels there",
+                            items[i].units, VAE_MAX_UNITS),
+                   -1;
+    memcpy(vae->cfg.decoder, items, (size_t)n * sizeof items[0]);
+    vae->cfg.n_decoder = n;
+    return 0;
+}
+
+// The sizes vae_layout takes from cfg rather than from a parser, checked: list lengths (they
+// index fixed arrays) and the image. 0, or -1 with why.
+static int check_config(const struct vae_config *cfg, char *why)
+{
+    if (cfg->n_encoder < 0 || cfg->n_encoder > VAE_MAX_HIDDEN || cfg->n_decoder < 0 ||
+        cfg->n_decoder > VAE_MAX_HIDDEN)
+        return snprintf(why, CLVAE_ERROR_MAX,
+                        "%d encoder and %d decoder items: a list holds 0 to %d", cfg->n_encoder,
+                        cfg->n_decoder, VAE_MAX_HIDDEN),
+               -1;
+    int64_t values =
+        cfg->height == 0 ? cfg->in_dim : (int64_t)cfg->channels * cfg->height * cfg->width;
+    if (cfg->in_dim < 1 || cfg->channels < 0 || cfg->height < 0 || cfg->width < 0 ||
+        values != cfg->in_dim ||
+        (int64_t)cfg->in_dim * likelihood_outputs(cfg->likelihood) > INT32_MAX)
+        return snprintf(why, CLVAE_ERROR_MAX,
+                        "images of %dx%dx%d (%d values) are not a shape clvae takes", cfg->channels,
+                        cfg->height, cfg->width, cfg->in_dim),
+               -1;
+    if (cfg->latent < 1 || cfg->latent > INT32_MAX / 2)
+        return snprintf(why, CLVAE_ERROR_MAX, "latent %d is out of range", cfg->latent), -1;
+    return 0;
+}
+
+// "1x28x28 images" (channels x height x width) or "inputs of 784 values", for messages.
+static void describe_input(const struct vae_config *cfg, char *buf, size_t len)
+{
+    if (cfg->height)
+        snprintf(buf, len, "%dx%dx%d images", cfg->channels, cfg->height, cfg->width);
+    else
+        snprintf(buf, len, "inputs of %d values", cfg->in_dim);
 }
 
 int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option,
@@ -292,8 +389,10 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
 {
     memset(vae, 0, sizeof *vae);
     vae->cfg = *cfg;
-    vae->out_dim = cfg->in_dim * likelihood_outputs(cfg->likelihood);
     char why[CLVAE_ERROR_MAX] = "";
+    if (check_config(cfg, why))
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: %s", option, why);
+    vae->out_dim = cfg->in_dim * likelihood_outputs(cfg->likelihood);
     struct layer_shape image = {
         .c = cfg->channels, .h = cfg->height, .w = cfg->width, .spatial = true};
     if (cfg->height == 0) { // no image shape given: a flat vector
@@ -312,7 +411,7 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
             snprintf(why, CLVAE_ERROR_MAX, "no encoder layers to mirror");
             rc = -1;
         } else
-            mirror_decoder(vae, n_enc);
+            rc = mirror_decoder(vae, n_enc, why);
     }
     shape = (struct layer_shape){.c = cfg->latent, .h = 1, .w = 1};
     if (rc == 0)
@@ -341,13 +440,32 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
     }
     if (rc)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: %s", option, why);
+    if (vae->n_params > VAE_MAX_PARAMS) {
+        char input[64];
+        describe_input(cfg, input, sizeof input);
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "%s: the model has %zu parameters for %s; at most %zu fit", option,
+                          vae->n_params, input, VAE_MAX_PARAMS);
+    }
     return 0;
+}
+
+// Whether the model can own n more buffers; a failure (CLVAE_EXIT_FAILURE: a bug) if not.
+static bool room_to_own(struct vae *vae, int n, const char *name, struct clvae_error *err)
+{
+    if (n <= VAE_MAX_OWNED - vae->n_owned)
+        return true;
+    clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: the model would own more than %d device buffers", name,
+               VAE_MAX_OWNED);
+    return false;
 }
 
 // A device buffer of rows x cols floats that the model owns and releases.
 static cl_mem own(struct vae *vae, size_t rows, size_t cols, const char *name,
                   struct clvae_error *err)
 {
+    if (!room_to_own(vae, 1, name, err))
+        return NULL;
     cl_mem mem = clrt_buffer(vae->rt, rows * cols * sizeof(float), name, err);
     if (mem)
         vae->owned[vae->n_owned++] = mem;
@@ -358,7 +476,7 @@ static cl_mem own(struct vae *vae, size_t rows, size_t cols, const char *name,
 static int own_parts(struct vae *vae, struct clrt_parts *p, const char *name,
                      struct clvae_error *err)
 {
-    if (clrt_parts_create(vae->rt, p, name, err))
+    if (!room_to_own(vae, p->n, name, err) || clrt_parts_create(vae->rt, p, name, err))
         return -1;
     for (int i = 0; i < p->n; i++)
         vae->owned[vae->n_owned++] = p->mem[i];
@@ -430,30 +548,37 @@ static size_t splitk_floats(const struct vae *vae, const struct clrt *rt, int ma
     return most;
 }
 
+// "DEVICE's largest allocation (N bytes)", or CLVAE_MAX_ALLOC's when that set it.
+static const char *alloc_limit(const struct clrt *rt, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s (%llu bytes)", rt->max_alloc_name, (unsigned long long)rt->max_alloc);
+    return buf;
+}
+
 // A new part starts at a layer that would take the current one past the largest allocation. (The
 // transposed weights' scratch holds one layer's, so it fits one allocation when they do.)
-int vae_plan_parts(struct vae *vae, const struct clrt *rt, struct clvae_error *err)
+int vae_plan_parts(struct vae *vae, const struct clrt *rt, const char *source,
+                   struct clvae_error *err)
 {
     size_t limit = (size_t)(rt->max_alloc / sizeof(float)), part_start = 0;
     struct clrt_parts *p = &vae->params;
+    char most[256];
     memset(p, 0, sizeof *p);
     for (int i = 0; i < vae->n_layers; i++) {
         size_t begin = vae->layer[i].weight;
         size_t end = i + 1 < vae->n_layers ? vae->layer[i + 1].weight : vae->n_params;
         if (end - begin > limit)
             return clvae_fail(err, CLVAE_EXIT_DEVICE,
-                              "the model's layer %s has %zu bytes of parameters, more than %s's "
-                              "largest allocation (%llu bytes): use narrower layers (--hidden, "
-                              "--encoder, --decoder)",
-                              vae->layer[i].name, (end - begin) * sizeof(float), rt->device_name,
-                              (unsigned long long)rt->max_alloc);
+                              "%s: the model's layer %s has %zu bytes of parameters, more than "
+                              "%s, and a layer's parameters are one buffer",
+                              source, vae->layer[i].name, (end - begin) * sizeof(float),
+                              alloc_limit(rt, most, sizeof most));
         if (end - part_start > limit) {
             if (p->n + 1 >= CLRT_MAX_PARTS)
                 return clvae_fail(err, CLVAE_EXIT_DEVICE,
-                                  "the model's parameters would take more than %d buffers of at "
-                                  "most %llu bytes (%s's largest allocation)",
-                                  CLRT_MAX_PARTS, (unsigned long long)rt->max_alloc,
-                                  rt->device_name);
+                                  "%s: the model's parameters would take more than %d buffers of "
+                                  "at most %s",
+                                  source, CLRT_MAX_PARTS, alloc_limit(rt, most, sizeof most));
             p->start[++p->n] = begin * sizeof(float);
             part_start = begin;
         }
@@ -527,17 +652,14 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
 }
 
 int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, int max_rows,
-               struct clvae_error *err)
+               const char *source, struct clvae_error *err)
 {
-    if (vae_layout(vae, cfg, "--hidden/--latent", err))
+    if (vae_layout(vae, cfg, source, err))
         return -1;
     vae->rt = rt;
     vae->max_rows = max_rows;
-    if (vae->n_params > (size_t)INT32_MAX)
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "the model has %zu parameters; at most %d fit",
-                          vae->n_params, INT32_MAX);
     size_t rows = (size_t)max_rows, d = (size_t)cfg->in_dim, z = (size_t)cfg->latent;
-    if (vae_plan_parts(vae, rt, err) || own_parts(vae, &vae->params, "parameters", err) ||
+    if (vae_plan_parts(vae, rt, source, err) || own_parts(vae, &vae->params, "parameters", err) ||
         own_parts(vae, &vae->grads, "gradients", err) ||
         !(vae->weights_t = own(vae, vae->n_weights_t, 1, "transposed weights", err)))
         return -1;

@@ -1024,6 +1024,372 @@ static void test_version2(const char *good_path, const struct model *md)
     unlink(path);
 }
 
+// ---- Crafted files: every header written here by hand, not by checkpoint_save, so that a shape
+// can be what no architecture implies and a product of sizes can pass 2^64. The layer lists
+// allow 65536 channels and kernels, so a conv weight (OC, C, K, K) reaches 65536^4 = 2^64.
+
+// A tensor as a crafted file lists it.
+struct raw_tensor {
+    const char *name;
+    int ndim;
+    uint64_t shape[4];
+};
+
+#define RAW_MAX_TENSORS 16
+
+// A crafted file's architecture (latent 2, one channel) and its tensors in header order.
+struct raw_arch {
+    const char *what;
+    int rows, cols;
+    const char *encoder, *decoder;
+    const char *hidden; // the same as format version 1's dense widths, or NULL
+    int n;
+    struct raw_tensor t[RAW_MAX_TENSORS];
+    const char *refusal; // what refusing an overflowing one names: the limit passed
+};
+
+// The product of a shape as a writer in 64 bits computes it: modulo 2^64.
+static uint64_t wrapped_count(const struct raw_tensor *t)
+{
+    uint64_t count = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        count *= t->shape[d];
+    }
+    return count;
+}
+
+// The largest data section a crafted file is written with; a larger one is left out (the file
+// then ends after its header) and must be refused all the same.
+#define RAW_MAX_DATA ((uint64_t)32 << 20)
+
+// Writes a checkpoint of format version (1, 2 or 3, each with the metadata keys its format has)
+// for a, with Adam's moments of every tensor when adam. Every tensor named as a replacement's
+// name takes that one's shape instead. Each data_offsets holds 4 x the shape's product modulo
+// 2^64, as a 64-bit writer would put it (a tensor of 2^63 elements takes 0 bytes), and the data
+// section is that many zero bytes. 0, or -1 (a failed expectation) when it cannot be written.
+static int write_raw(const char *path, const struct raw_arch *a, int version, bool adam,
+                     const struct raw_tensor *replacement)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *md = cJSON_AddObjectToObject(root, "__metadata__");
+    char text[64];
+    snprintf(text, sizeof text, "%d", version);
+    cJSON_AddStringToObject(md, "format", "clvae");
+    cJSON_AddStringToObject(md, "format_version", text);
+    cJSON_AddStringToObject(md, "layout", "weight (out, in) as torch.nn.Linear");
+    snprintf(text, sizeof text, "%d", a->rows * a->cols);
+    cJSON_AddStringToObject(md, "in_dim", text);
+    snprintf(text, sizeof text, "%d", a->rows);
+    cJSON_AddStringToObject(md, "image_rows", text);
+    snprintf(text, sizeof text, "%d", a->cols);
+    cJSON_AddStringToObject(md, "image_cols", text);
+    if (version == 1) {
+        cJSON_AddStringToObject(md, "hidden", a->hidden);
+    } else {
+        cJSON_AddStringToObject(md, "encoder", a->encoder);
+        cJSON_AddStringToObject(md, "decoder", a->decoder);
+    }
+    if (version >= 3) {
+        cJSON_AddStringToObject(md, "channels", "1");
+        cJSON_AddStringToObject(md, "likelihood", "bernoulli");
+        cJSON_AddStringToObject(md, "background", "255,255,255");
+        cJSON_AddStringToObject(md, "test_split", "0.1");
+    }
+    static const char *const fixed[][2] = {{"latent", "2"}, {"batch", "4"},     {"lr", "0.001"},
+                                           {"beta", "1"},   {"seed", "7"},      {"epoch", "1"},
+                                           {"step", "3"},   {"epoch_step", "0"}};
+    for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++) {
+        cJSON_AddStringToObject(md, fixed[k][0], fixed[k][1]);
+    }
+    cJSON_AddStringToObject(md, "optimizer", adam ? "adam" : "none");
+    if (adam) {
+        cJSON_AddStringToObject(md, "adam_beta1", "0.9");
+        cJSON_AddStringToObject(md, "adam_beta2", "0.999");
+        cJSON_AddStringToObject(md, "adam_eps", "1e-08");
+    }
+    static const char *const prefix[] = {"", "optimizer.m.", "optimizer.v."};
+    uint64_t offset = 0;
+    for (int copy = 0; copy < (adam ? 3 : 1); copy++) {
+        for (int k = 0; k < a->n; k++) {
+            char name[96];
+            snprintf(name, sizeof name, "%s%s", prefix[copy], a->t[k].name);
+            const struct raw_tensor *t = &a->t[k];
+            if (replacement && strcmp(replacement->name, name) == 0) {
+                t = replacement;
+            }
+            double shape[4], offsets[2];
+            for (int d = 0; d < t->ndim; d++) {
+                shape[d] = (double)t->shape[d];
+            }
+            uint64_t bytes = 4 * wrapped_count(t);
+            offsets[0] = (double)offset;
+            offsets[1] = (double)(offset + bytes);
+            offset += bytes;
+            cJSON *entry = cJSON_AddObjectToObject(root, name);
+            cJSON_AddStringToObject(entry, "dtype", "F32");
+            cJSON_AddItemToObject(entry, "shape", cJSON_CreateDoubleArray(shape, t->ndim));
+            cJSON_AddItemToObject(entry, "data_offsets", cJSON_CreateDoubleArray(offsets, 2));
+        }
+    }
+    size_t data_len = offset <= RAW_MAX_DATA ? (size_t)offset : 0;
+    uint8_t *data = calloc(data_len + 1, 1);
+    int rc = write_json_checkpoint(path, root, data, data_len);
+    tu_expect(rc == 0, "cannot write %s", path);
+    free(data);
+    cJSON_Delete(root);
+    return rc;
+}
+
+// Weights whose element counts pass 2^64, each listed with the bytes its count takes modulo 2^64
+// (0): what a loader that multiplies sizes unchecked accepts and then writes past its arrays; and
+// sizes that pass an int. Layer lists of format versions 2 and 3 (version 1's dense widths up to
+// 2^24 cannot wrap: see huge_dense).
+static const struct raw_arch overflowing[] = {
+    {"two conv weights of 2^63 elements each (0 bytes; 2^64 in all)",
+     1,
+     1,
+     "conv:32768:1:1:0,conv:65536:65536:1:32768,conv:32768:65536:1:32767",
+     "dense:4",
+     NULL,
+     14,
+     {{"encoder.0.weight", 4, {32768, 1, 1, 1}},
+      {"encoder.0.bias", 1, {32768}},
+      {"encoder.1.weight", 4, {65536, 32768, 65536, 65536}},
+      {"encoder.1.bias", 1, {65536}},
+      {"encoder.2.weight", 4, {32768, 65536, 65536, 65536}},
+      {"encoder.2.bias", 1, {32768}},
+      {"mean.weight", 2, {2, 32768}},
+      {"mean.bias", 1, {2}},
+      {"logvar.weight", 2, {2, 32768}},
+      {"logvar.bias", 1, {2}},
+      {"decoder.0.weight", 2, {4, 2}},
+      {"decoder.0.bias", 1, {4}},
+      {"output.weight", 2, {1, 4}},
+      {"output.bias", 1, {1}}},
+     "2147483647"},
+    {"a conv weight of 65536^4 = 2^64 elements (0 bytes)",
+     2,
+     2,
+     "conv:65536:1:1:0,conv:65536:65536:1:32767",
+     "dense:4",
+     NULL,
+     12,
+     {{"encoder.0.weight", 4, {65536, 1, 1, 1}},
+      {"encoder.0.bias", 1, {65536}},
+      {"encoder.1.weight", 4, {65536, 65536, 65536, 65536}},
+      {"encoder.1.bias", 1, {65536}},
+      {"mean.weight", 2, {2, 65536}},
+      {"mean.bias", 1, {2}},
+      {"logvar.weight", 2, {2, 65536}},
+      {"logvar.bias", 1, {2}},
+      {"decoder.0.weight", 2, {4, 2}},
+      {"decoder.0.bias", 1, {4}},
+      {"output.weight", 2, {4, 4}},
+      {"output.bias", 1, {4}}},
+     "2147483647"},
+    {"a deconv weight of 65536^4 = 2^64 elements (0 bytes) in the decoder",
+     2,
+     2,
+     "conv:1:1:1:0",
+     "dense:65536,reshape:65536x1x1,deconv:65536:65536:1:32767",
+     NULL,
+     14,
+     {{"encoder.0.weight", 4, {1, 1, 1, 1}},
+      {"encoder.0.bias", 1, {1}},
+      {"mean.weight", 2, {2, 4}},
+      {"mean.bias", 1, {2}},
+      {"logvar.weight", 2, {2, 4}},
+      {"logvar.bias", 1, {2}},
+      {"decoder.0.weight", 2, {65536, 2}},
+      {"decoder.0.bias", 1, {65536}},
+      {"decoder.1.weight", 4, {65536, 65536, 65536, 65536}},
+      {"decoder.1.bias", 1, {65536}},
+      {"output.weight", 4, {65536, 1, 1, 1}},
+      {"output.bias", 1, {1}}},
+     "2147483647"},
+    // A deconv's output of 32768 x 65535 + 1 rows, then a padding of 16384 on each side: the
+    // padded height passes an int (UndefinedBehaviorSanitizer's report in the conv's layout).
+    {"a conv padding a deconv's 2147450881 rows past 2^31 - 1",
+     32769,
+     1,
+     "deconv:1:1:65535:0,conv:1:16385:1:16384",
+     "dense:4",
+     NULL,
+     4,
+     {{"encoder.0.weight", 4, {1, 1, 1, 1}},
+      {"encoder.0.bias", 1, {1}},
+      {"encoder.1.weight", 4, {1, 1, 16385, 16385}},
+      {"encoder.1.bias", 1, {1}}},
+     "encoder.1"},
+};
+
+// A dense weight of 2^32 elements, in every format version: no wrap, but more than clvae holds.
+static const struct raw_arch huge_dense = {"dense weights of 2^32 elements (256x256 images)",
+                                           256,
+                                           256,
+                                           "dense:65536",
+                                           "dense:65536",
+                                           "65536",
+                                           8,
+                                           {{"encoder.0.weight", 2, {65536, 65536}},
+                                            {"encoder.0.bias", 1, {65536}},
+                                            {"mean.weight", 2, {2, 65536}},
+                                            {"mean.bias", 1, {2}},
+                                            {"logvar.weight", 2, {2, 65536}},
+                                            {"logvar.bias", 1, {2}},
+                                            {"decoder.0.weight", 2, {65536, 2}},
+                                            {"decoder.0.bias", 1, {65536}}},
+                                           "2147483647"};
+
+// Loads path expecting success with n_params parameters; the arrays are read in full so that
+// AddressSanitizer sees they hold that many.
+static void expect_loads_raw(const char *path, size_t n_params, bool adam)
+{
+    struct ckpt c;
+    struct clvae_error err = {0};
+    int rc = checkpoint_load(path, &c, &err);
+    tu_expect(rc == 0, "load: %s", err.msg);
+    if (rc == 0) {
+        tu_expect(c.n_params == n_params, "n_params %zu, expected %zu", c.n_params, n_params);
+        tu_expect(!adam == !c.adam_m && !adam == !c.adam_v, "moments %s",
+                  adam ? "missing" : "loaded");
+        double sum = 0;
+        for (size_t i = 0; i < c.n_params; i++) {
+            sum += c.params[i] + (adam ? c.adam_m[i] + c.adam_v[i] : 0);
+        }
+        tu_expect(sum == 0, "the zero data loaded as %g", sum);
+    }
+    checkpoint_free(&c);
+}
+
+// Each overflowing architecture in format versions 2 and 3, with and without Adam's moments, and a
+// huge dense one in every version: refused with status 3 before anything is allocated for it.
+static void test_overflowing_shapes(void)
+{
+    char path[TU_PATH_MAX];
+    tu_in_tmp(path, "overflowing.safetensors");
+    size_t n = sizeof overflowing / sizeof overflowing[0];
+    for (size_t k = 0; k <= n; k++) {
+        const struct raw_arch *a = k == n ? &huge_dense : &overflowing[k];
+        for (int version = a->hidden ? 1 : 2; version <= CKPT_FORMAT_VERSION; version++) {
+            for (int adam = 0; adam < 2; adam++) {
+                tu_begin();
+                if (write_raw(path, a, version, adam, NULL) == 0) {
+                    expect_refused(path, a->refusal);
+                }
+                tu_end("format version %d%s: refuses %s", version, adam ? " with moments" : "",
+                       a->what);
+            }
+        }
+    }
+    unlink(path);
+}
+
+// Small good architectures, and shapes each file may give that the metadata does not imply.
+static const struct raw_arch conv_small = {"conv:2:2:2:0 on 4x4 images",
+                                           4,
+                                           4,
+                                           "conv:2:2:2:0",
+                                           "dense:8,reshape:2x2x2",
+                                           NULL,
+                                           10,
+                                           {{"encoder.0.weight", 4, {2, 1, 2, 2}},
+                                            {"encoder.0.bias", 1, {2}},
+                                            {"mean.weight", 2, {2, 8}},
+                                            {"mean.bias", 1, {2}},
+                                            {"logvar.weight", 2, {2, 8}},
+                                            {"logvar.bias", 1, {2}},
+                                            {"decoder.0.weight", 2, {8, 2}},
+                                            {"decoder.0.bias", 1, {8}},
+                                            {"output.weight", 4, {2, 1, 2, 2}},
+                                            {"output.bias", 1, {1}}},
+                                           NULL};
+static const struct raw_arch dense_small = {"dense 5 on 2x3 images",
+                                            2,
+                                            3,
+                                            "dense:5",
+                                            "dense:5",
+                                            "5",
+                                            10,
+                                            {{"encoder.0.weight", 2, {5, 6}},
+                                             {"encoder.0.bias", 1, {5}},
+                                             {"mean.weight", 2, {2, 5}},
+                                             {"mean.bias", 1, {2}},
+                                             {"logvar.weight", 2, {2, 5}},
+                                             {"logvar.bias", 1, {2}},
+                                             {"decoder.0.weight", 2, {5, 2}},
+                                             {"decoder.0.bias", 1, {5}},
+                                             {"output.weight", 2, {6, 5}},
+                                             {"output.bias", 1, {6}}},
+                                            NULL};
+
+// A shape in place of the architecture's, and what it is.
+struct mismatch {
+    struct raw_tensor t;
+    const char *what;
+};
+
+static const struct mismatch conv_mismatches[] = {
+    {{"encoder.0.weight", 4, {2, 1, 2, 3}}, "a kernel dimension one more"},
+    {{"encoder.0.weight", 4, {1, 2, 2, 2}}, "(C, OC) for (OC, C): the same count"},
+    {{"encoder.0.weight", 3, {2, 1, 4}}, "three dimensions of the same count"},
+    {{"encoder.0.weight", 2, {2, 4}}, "two dimensions of the same count"},
+    {{"encoder.0.weight", 1, {8}}, "flat, the same count"},
+    {{"encoder.0.bias", 2, {2, 1}}, "a bias as a matrix"},
+    {{"encoder.0.weight", 4, {65536, 65536, 65536, 65536}}, "65536^4 = 2^64 elements (0 bytes)"},
+    {{"encoder.0.weight", 4, {32768, 65536, 65536, 65536}}, "2^63 elements (0 bytes)"},
+    {{"encoder.0.weight", 4, {UINT64_C(4294967298), 1, 2, 2}}, "2^32 + 2 output channels"},
+    {{"output.weight", 4, {1, 2, 2, 2}}, "a deconv weight as a conv's (OC, IC)"},
+    {{"decoder.0.weight", 2, {2, 8}}, "a dense weight (in, out)"},
+    {{"optimizer.m.encoder.0.weight", 4, {2, 1, 1, 4}}, "a moment of another shape"},
+    {{"optimizer.v.output.weight", 4, {65536, 65536, 65536, 65536}}, "a moment of 2^64 elements"},
+};
+
+static const struct mismatch dense_mismatches[] = {
+    {{"encoder.0.weight", 2, {6, 5}}, "(in, out) for (out, in)"},
+    {{"encoder.0.weight", 2, {5, 7}}, "one input more"},
+    {{"encoder.0.weight", 1, {30}}, "flat, the same count"},
+    {{"encoder.0.weight", 3, {5, 6, 1}}, "a third dimension of 1"},
+    {{"encoder.0.weight", 2, {UINT64_C(4294967301), 6}}, "2^32 + 5 outputs"},
+    {{"encoder.0.weight", 4, {65536, 65536, 65536, 65536}}, "65536^4 = 2^64 elements (0 bytes)"},
+    {{"mean.weight", 2, {UINT64_C(1) << 62, 4}}, "2^64 elements as two dimensions (0 bytes)"},
+    {{"output.bias", 1, {0}}, "an empty bias"},
+    {{"optimizer.v.decoder.0.weight", 2, {2, 5}}, "a moment (in, out)"},
+};
+
+// arch loads in each format version it can be written in, and each mismatch is refused naming
+// its tensor: with moments when the mismatch is in a moment, else with and without them.
+static void test_mismatched_shapes(const struct raw_arch *arch, const struct mismatch *m,
+                                   size_t n_mismatches, size_t n_params)
+{
+    char path[TU_PATH_MAX];
+    tu_in_tmp(path, "mismatch.safetensors");
+    for (int version = arch->hidden ? 1 : 2; version <= CKPT_FORMAT_VERSION; version++) {
+        for (int adam = 0; adam < 2; adam++) {
+            tu_begin();
+            if (write_raw(path, arch, version, adam, NULL) == 0) {
+                expect_loads_raw(path, n_params, adam);
+            }
+            tu_end("format version %d%s: %s as crafted loads", version, adam ? " with moments" : "",
+                   arch->what);
+        }
+        for (size_t k = 0; k < n_mismatches; k++) {
+            bool moment = strncmp(m[k].t.name, "optimizer.", 10) == 0;
+            for (int adam = moment; adam < 2; adam++) {
+                tu_begin();
+                if (write_raw(path, arch, version, adam, &m[k].t) == 0) {
+                    char word[96];
+                    snprintf(word, sizeof word, "tensor '%s': shape", m[k].t.name);
+                    expect_refused(path, word);
+                }
+                tu_end("format version %d%s, %s: refuses %s %s", version,
+                       adam ? " with moments" : "", arch->what, m[k].t.name, m[k].what);
+            }
+        }
+    }
+    unlink(path);
+}
+
 // Corruptions outside what a JSON edit reaches: the length field, broken JSON, the data section.
 static void test_corrupt_files(const char *good_path)
 {
@@ -1383,6 +1749,13 @@ int main(int argc, char **argv)
     test_version1(good_path, &good);
     test_version2(good_path, &good);
     test_any_order(good_path, &good);
+    test_overflowing_shapes();
+    // conv_small: 8 + 2, 2 x (16 + 2), 16 + 8, 8 + 1; dense_small: 30 + 5, 2 x (10 + 2), 10 + 5,
+    // 30 + 6.
+    test_mismatched_shapes(&conv_small, conv_mismatches,
+                           sizeof conv_mismatches / sizeof conv_mismatches[0], 79);
+    test_mismatched_shapes(&dense_small, dense_mismatches,
+                           sizeof dense_mismatches / sizeof dense_mismatches[0], 110);
     test_truncations(good_path);
     test_free(good_path);
     free_model(&good);

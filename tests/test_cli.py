@@ -276,6 +276,63 @@ def test_usage():
                  ["--batch", str(N_TRAIN + 1)], out=out)
 
 
+def test_layer_limits():
+    """Issue 19: layer lists past the fixed limits (8 items a list, the mirrored decoder counted;
+    2^31 - 1 parameters, computed without wrapping) are refused with one line naming the option,
+    exit 2, before the device or the data are touched and before OUT or a checkpoint is written;
+    the same lists in clvae tune (on images of the same size), which writes nothing either."""
+    good = data_dir("layer-limits", TRAIN_GZ, TEST_IMAGES)
+    nine = ",".join(["dense:8"] * 9)
+    conv_seven_dense = ",".join(["conv:32"] + ["dense:8"] * 7)  # mirrors to 9 items
+    eight_convs = ",".join(["conv:2:3:1:1"] * 8)  # mirrors to 9 items
+    cases = [
+        ("--encoder of 9 items", ["--encoder", nine], ["--encoder", "at most 8"]),
+        ("--decoder of 9 items", ["--encoder", "dense:8", "--decoder", nine],
+         ["--decoder", "at most 8"]),
+        ("--encoder conv + 7 dense (the mirror takes 9 items)", ["--encoder", conv_seven_dense],
+         ["--encoder", "9 items", "--decoder"]),
+        ("--encoder of 8 convs (the mirror takes 9 items)", ["--encoder", eight_convs],
+         ["--encoder", "9 items", "--decoder"]),
+        # 65536 x 65536 x 4 x 4 = 2^36 parameters in the second conv's weight.
+        ("--encoder conv:65536,conv:65536 (a weight of 2^36 parameters)",
+         ["--encoder", "conv:65536,conv:65536"],
+         ["--encoder", "encoder.1", "65536 x 65536 x 4 x 4 = 68719476736 parameters"]),
+        # 65536^4 = 2^64: wrapped to 0 in 64 bits before.
+        ("--encoder with a conv weight of 2^64 parameters",
+         ["--encoder", "conv:65536:7:1:0,conv:65536:65536:65536:65535"],
+         ["--encoder", "encoder.1", "65536 x 65536 x 65536 x 65536 = 2^64 or more"]),
+        # IC x OC x K x K = 65536 x 65536 x 8 x 8 = 2^38.
+        ("--decoder with a deconv weight of 2^38 parameters",
+         ["--encoder", "conv:4", "--decoder", "dense:65536,reshape:65536x1x1,deconv:65536:8:1:0"],
+         ["--decoder", "decoder.1", "274877906944 parameters"]),
+        # The mirror's dense layer back to a 2048x8x8 conv output would not parse back from a
+        # checkpoint (widths up to 65536).
+        ("--encoder conv:2048:3:1:1 (a mirrored dense layer of 131072)",
+         ["--encoder", "conv:2048:3:1:1"], ["--encoder", "131072", "65536"]),
+    ]
+    for label, extra, mentions in cases:
+        out = fresh_out()
+        r = expect_error(f"train {label}: exit 2, one line, nothing written",
+                         ["train", "--data", good, "--out", out, "--epochs", "1", "--save",
+                          os.path.join(out, "m.safetensors")] + extra,
+                         EXIT_USAGE, mentions, out=out, out_may_exist=False)
+        check(f"train {label}: no metrics.csv or checkpoint",
+              not os.path.exists(os.path.join(out, "metrics.csv"))
+              and not os.path.exists(os.path.join(out, "m.safetensors")), r.describe())
+        cache = os.path.join(TMP, "layer-limits-cache")
+        expect_error(f"tune {label}: exit 2, one line", ["tune", "--image", f"1x{ROWS}x{COLS}"]
+                     + extra, EXIT_USAGE, mentions, env={"XDG_CACHE_HOME": cache})
+        tuning = os.path.join(cache, "clvae")
+        check(f"tune {label}: no tuning file written", not files_under(tuning),
+              f"{files_under(tuning)}")
+    # The same encoder with a decoder given trains: the limit is the list's, not the encoder's.
+    out = fresh_out()
+    r = run(["train", "--data", good, "--out", out, "--epochs", "1", "--batch", "32", "--quiet",
+             "--encoder", conv_seven_dense, "--decoder", "dense:8,dense:512,reshape:32x4x4"])
+    check("--encoder conv + 7 dense with --decoder given: trains (exit 0, metrics.csv)",
+          r.rc == EXIT_OK and os.path.exists(os.path.join(out, "metrics.csv")), r.describe())
+
+
 def test_help():
     for args in (["--help"], ["-h"], ["help"]):
         r = run(args)
@@ -562,6 +619,7 @@ def main():
     try:
         t0 = time.monotonic()
         test_usage()
+        test_layer_limits()
         test_help()
         test_data()
         test_output()

@@ -279,6 +279,107 @@ def test_split_buffers(small):
                ["CLVAE_MAX_ALLOC", bad], out=out)
 
 
+# ---- 1b. numbers and names from the environment -------------------------------------------------
+
+def devices_listing():
+    """`clvae devices`: (its lines, the index of a platform with no devices or None)."""
+    r = cli.run(["devices"])
+    lines = r.out.splitlines()
+    empty = None
+    for i, line in enumerate(lines):
+        m = re.match(r"platform (\d+): ", line)
+        if m and i + 1 < len(lines) and lines[i + 1].strip() == "(no devices)" and empty is None:
+            empty = m.group(1)
+    return lines, empty
+
+
+def test_environment(small):
+    """CLVAE_PLATFORM and CLVAE_DEVICE follow --platform's and --device's rules (an index from 0
+    to 1000, or a part of a name): numbers that atoi wrapped to 0 (2^31, 2^32, 10^20) are refused
+    naming the variable, as are bad CLVAE_MAX_ALLOC, CLVAE_GEMM and CLVAE_CLBLAST_TUNING values;
+    a device nobody chose is called the default device, never CLVAE_DEVICE."""
+    for var in ("CLVAE_PLATFORM", "CLVAE_DEVICE"):
+        for bad, says in (("2147483648", "out of range"), ("4294967296", "out of range"),
+                          ("100000000000000000000", "out of range"), ("1001", "out of range"),
+                          ("3x", "not an integer"), ("0 ", "not an integer")):
+            out = cli.fresh_out()
+            r = cli.run(train_args(small, out), env={var: bad})
+            expect(f"{var}={bad!r}: exit 2 naming the variable and the value, nothing written", r,
+                   cli.EXIT_USAGE, [f"{var}: ", bad.strip(), says], out=out)
+    # (test_split_buffers has 0, 12Q, -5, 1MB and K.)
+    for bad in ("18446744073709551616", "16E", "1G ", " 1G", "0x10", "1e6"):
+        out = cli.fresh_out()
+        r = cli.run(train_args(small, out), env={"CLVAE_MAX_ALLOC": bad})
+        expect(f"CLVAE_MAX_ALLOC={bad!r}: exit 2 naming the variable", r, cli.EXIT_USAGE,
+               ["CLVAE_MAX_ALLOC", bad], out=out)
+    for var, bad in (("CLVAE_GEMM", "CLBLAST"), ("CLVAE_CLBLAST_TUNING", "on"),
+                     ("CLVAE_CLBLAST_TUNING", "0")):
+        out = cli.fresh_out()
+        r = cli.run(train_args(small, out), env={var: bad})
+        expect(f"{var}={bad}: exit 2 naming the variable", r, cli.EXIT_USAGE, [var, bad], out=out)
+    # Checked before any device is looked at: a bad variable is exit 2 even beside a bad device.
+    out = cli.fresh_out()
+    r = cli.run(train_args(small, out, "--device", "7"), env={"CLVAE_MAX_ALLOC": "12Q"})
+    expect("CLVAE_MAX_ALLOC=12Q with --device 7: the variable, exit 2, before the device", r,
+           cli.EXIT_USAGE, ["CLVAE_MAX_ALLOC"], out=out)
+    out = cli.fresh_out()
+    r = cli.run(train_args(small, out, "--epochs", "1", "--hidden", "1024,1024"),
+              env={"CLVAE_MAX_ALLOC": "1M"})
+    expect("CLVAE_MAX_ALLOC=1M too small for a layer: the message names CLVAE_MAX_ALLOC, not the "
+           "device's limit", r, cli.EXIT_DEVICE, ["CLVAE_MAX_ALLOC=1M", "1048576"], out=out)
+    # Empty is unset: the default device, a run like any other.
+    out = cli.fresh_out()
+    r = cli.run(train_args(small, out, "--epochs", "1"), env={"CLVAE_PLATFORM": "",
+                                                            "CLVAE_DEVICE": ""})
+    check("CLVAE_PLATFORM and CLVAE_DEVICE empty: as unset, exit 0", r.rc == 0, r.describe())
+
+    lines, empty = devices_listing()
+    if empty is None:
+        note("no platform without devices here (Mesa's rusticl or Clover without a device): the "
+             "default-device messages are not checked")
+        return
+    for option, env, named in (("--platform", {}, f"--platform {empty}"),
+                               (None, {"CLVAE_PLATFORM": empty}, f"CLVAE_PLATFORM {empty}")):
+        out = cli.fresh_out()
+        extra = [option, empty] if option else []
+        r = cli.run(train_args(small, out, *extra), env=env)
+        first = r.err.splitlines()[0] if r.err else ""
+        ok = (r.rc == cli.EXIT_DEVICE and first.startswith("clvae: the default device 0: ")
+              and named in first and "CLVAE_DEVICE" not in r.err and not cli.files_under(out))
+        check(f"{named} (a platform without devices), no device chosen: exit 5 blaming the "
+              "default device and naming where the platform came from, not CLVAE_DEVICE", ok,
+              r.describe())
+    out = cli.fresh_out()
+    r = cli.run(train_args(small, out, "--platform", empty), env={"CLVAE_DEVICE": "0"})
+    check(f"--platform {empty} with CLVAE_DEVICE=0: the message names CLVAE_DEVICE, which was set",
+          r.rc == cli.EXIT_DEVICE and r.err.startswith("clvae: CLVAE_DEVICE 0: no such device"),
+          r.describe())
+
+
+def test_metrics_fifo(small):
+    """OUT/metrics.csv that is a FIFO (or a directory): refused at once (exit 4), for a new run
+    (fopen's "w" waited for a reader) and for a resumed one (its "a" too)."""
+    out = cli.fresh_out()
+    os.makedirs(out)
+    os.mkfifo(os.path.join(out, "metrics.csv"))
+    r = spawn(train_args(small, out, "--epochs", "1"), timeout=120)
+    expect("OUT/metrics.csv a FIFO: exit 4 naming it, no hang", r, cli.EXIT_OUTPUT,
+           ["metrics.csv", "not a regular file"])
+    model = os.path.join(cli.TMP, "fifo-resume.safetensors")
+    first = cli.fresh_out()
+    r = spawn(train_args(small, first, "--epochs", "1", "--save", model))
+    out = cli.fresh_out()
+    os.makedirs(out)
+    os.mkfifo(os.path.join(out, "metrics.csv"))
+    r = spawn(train_args(small, out, "--epochs", "2", "--resume", model), timeout=120)
+    expect("--resume into an OUT whose metrics.csv is a FIFO: exit 4 naming it, no hang", r,
+           cli.EXIT_OUTPUT, ["metrics.csv", "not a regular file"])
+    out = cli.fresh_out()
+    os.makedirs(os.path.join(out, "metrics.csv"))
+    r = spawn(train_args(small, out, "--epochs", "1"), timeout=120)
+    expect("OUT/metrics.csv a directory: exit 4 naming it", r, cli.EXIT_OUTPUT, ["metrics.csv"])
+
+
 # ---- 2. outputs that cannot be written --------------------------------------------------------
 
 def run_limited_after_start(data, out, limit, *extra):
@@ -328,8 +429,12 @@ def test_outputs(small, long_data, good_ckpt):
     os.makedirs(out)
     os.symlink("/dev/full", os.path.join(out, "metrics.csv"))
     r = spawn(train_args(long_data, out, "--epochs", "1", "--batch", "32"))
-    expect("metrics.csv on a full device (a symlink to /dev/full): exit 4 naming it", r,
-           cli.EXIT_OUTPUT, [os.path.join(out, "metrics.csv"), "No space left"])
+    # A device is no metrics.csv (train reads it back for curves.png): refused before training,
+    # as a FIFO is (test_metrics_fifo). The full disk itself is the RLIMIT_FSIZE case above.
+    expect("metrics.csv a symlink to a device (/dev/full): exit 4 naming it, before training", r,
+           cli.EXIT_OUTPUT, [os.path.join(out, "metrics.csv"), "not a regular file"])
+    check("metrics.csv a device: nothing but it in OUT",
+          sorted(os.listdir(out)) == ["metrics.csv"], f"{os.listdir(out)}")
 
     out = cli.fresh_out()
     r = run_limited_after_start(long_data, out, 1000, "--epochs", "3", "--batch", "1")
@@ -652,7 +757,9 @@ def main():
                      r.rc == 0 and os.path.exists(good) and r2.rc == 0,
                      r.describe() + " " + r2.describe()):
             raise SystemExit
-        for test in (lambda: test_allocations(small),
+        for test in (lambda: test_environment(small),
+                     lambda: test_metrics_fifo(small),
+                     lambda: test_allocations(small),
                      lambda: test_outputs(small, long_data, good),
                      lambda: test_sigkill(small),
                      lambda: test_truncated(small),

@@ -322,6 +322,31 @@ def test_split_folder():
               "the checkpoints differ")
 
 
+def test_resume_on_other_data():
+    """A checkpoint of colour 6x6 PNG images resumed on grey 8x8 IDX files: one line naming the
+    checkpoint, both sizes and the data, exit 3, no --channels that nobody gave, nothing written;
+    an explicit --channels 3 is the option blamed."""
+    d = labelled_folder("resume_colour", per_class=10, side=6)
+    save = os.path.join(cli.TMP, "colour6.safetensors")
+    r = cli.run(["train", "--data", d, "--epochs", "1", "--batch", "8", "--hidden", "16",
+                 "--out", cli.fresh_out(), "--save", save])
+    cli.check("a colour 6x6 PNG folder's checkpoint for the resume case", r.rc == 0,
+              r.describe())
+    idx = cli.data_dir("resume_idx", cli.TRAIN_GZ, cli.TEST_IMAGES)
+    base = ["train", "--data", idx, "--epochs", "3", "--batch", "8", "--resume", save]
+    out = cli.fresh_out()
+    r = cli.expect_error("--resume of a colour PNG checkpoint on IDX files: names both sizes",
+                         base + ["--out", out], cli.EXIT_DATA,
+                         [save + ": ", "6x6x3", "8x8x1", idx, "IDX"], out=out,
+                         out_may_exist=False)
+    cli.check("... and blames no option that was not given", "--channels" not in r.err,
+              r.describe())
+    out = cli.fresh_out()
+    cli.expect_error("--resume with --channels 3 on IDX files: the option given is blamed",
+                     base + ["--out", out, "--channels", "3"], cli.EXIT_USAGE,
+                     ["--channels 3", idx], out=out, out_may_exist=False)
+
+
 def body():
     test_good_folder()
     test_split_folder()
@@ -329,6 +354,7 @@ def body():
     test_likelihood()
     test_numpy_decoder()
     test_bad_folders()
+    test_resume_on_other_data()
 
 
 if __name__ == "__main__":

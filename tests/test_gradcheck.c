@@ -117,7 +117,7 @@ static void run_case(const struct gc_case *c)
     cl_ulong max_alloc = rt.max_alloc;
     if (c->max_alloc)
         rt.max_alloc = c->max_alloc;
-    tu_die_on(vae_create(&vae, &rt, &c->cfg, c->max_rows, &err), &err);
+    tu_die_on(vae_create(&vae, &rt, &c->cfg, c->max_rows, c->name, &err), &err);
     if (c->max_alloc) {
         tu_check(vae.params.n > 1, "case %s: parameters in %d parts (wanted several of at most %zu "
                  "bytes)", c->name, vae.params.n, c->max_alloc);

@@ -705,6 +705,30 @@ static void test_read_into(void)
     free(want);
 }
 
+// A FIFO and a device where a data file should be: refused at once, never waited on (open() of a
+// FIFO without a writer blocks, and a device reads as an empty or endless stream).
+static void test_special_files(void)
+{
+    const char *dir = tmp_path("special");
+    if (mkdir(dir, 0700) != 0)
+        setup_fail("cannot mkdir", dir);
+    const char *fifo = tmp_path("special/imgs.gz");
+    if (mkfifo(fifo, 0600) != 0)
+        setup_fail("cannot make a FIFO", fifo);
+    alarm(60); // a hang ends the test
+    expect_fail("a FIFO as the image file is refused", fifo, "not a regular file");
+    struct idx_images labels = {0};
+    struct clvae_error err = {0};
+    int rc = idx_read_labels(fifo, &labels, &err);
+    check_error("a FIFO as the label file is refused", rc, &err, fifo, "not a regular file");
+    char path[1024];
+    rc = idx_find(dir, "imgs", path, sizeof path, &err);
+    check(rc == 0 && strcmp(path, fifo) == 0, "idx_find names the FIFO (reading it says why)",
+          "returned %d, '%s' (%s)", rc, path, rc ? err.msg : "");
+    expect_fail("/dev/null as the image file is refused", "/dev/null", "not a regular file");
+    alarm(0);
+}
+
 int main(void)
 {
     tu_init("test_idx");
@@ -715,6 +739,7 @@ int main(void)
     test_bad_raw();
     test_bad_gzip();
     test_find();
+    test_special_files();
     test_read_into();
     test_fashion_mnist();
     test_labels();

@@ -18,7 +18,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define OXYGEN_DIR "/usr/share/icons/oxygen/base/32x32"
 #define MAX_SAMPLES 4096 // per test image: width * height * channels
@@ -355,7 +357,7 @@ static void test_decode_formats(const char *dir)
                                        .background = {bg[0], bg[1], bg[2]}};
             struct clvae_error err = {0};
             tu_begin();
-            int rc = image_decode_png(data, len, path, &fmt, got, &err);
+            int rc = image_decode_png(data, len, path, &fmt, got, NULL, &err);
             tu_expect(rc == 0, "image_decode_png failed: %s", err.msg);
             expected(&formats[k], bg, channels, want);
             long at = rc == 0 ? first_diff(got, want, (size_t)FW * FH * channels) : -1;
@@ -1022,7 +1024,7 @@ static void test_memory_errors(void)
               h.colour, h.transparency);
     const size_t cuts[] = {0, 5, 8, 20, 40, len / 2, len - 13};
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
-        rc = image_decode_png(data, cuts[i], "mem.png", &fmt, out, &err);
+        rc = image_decode_png(data, cuts[i], "mem.png", &fmt, out, NULL, &err);
         tu_expect(rc == -1 && err.status == CLVAE_EXIT_DATA && strstr(err.msg, "mem.png"),
                   "cut at %zu: %d (%s)", cuts[i], rc, err.msg);
     }
@@ -1033,7 +1035,7 @@ static void test_memory_errors(void)
     memcpy(text + 41, data + 33, 64);
     struct rusage before, after;
     getrusage(RUSAGE_SELF, &before);
-    rc = image_decode_png(text, sizeof text - 23, "text.png", &fmt, out, &err);
+    rc = image_decode_png(text, sizeof text - 23, "text.png", &fmt, out, NULL, &err);
     getrusage(RUSAGE_SELF, &after);
     tu_expect(rc == -1 && strstr(err.msg, "text.png: truncated"), "huge tEXt: %d (%s)", rc,
               err.msg);
@@ -1042,14 +1044,368 @@ static void test_memory_errors(void)
               after.ru_maxrss - before.ru_maxrss);
     // IHDR's bit depth, 3: an error even in the fuzz build, which ignores CRCs.
     data[24] = 3;
-    rc = image_decode_png(data, len, "mem.png", &fmt, out, &err);
+    rc = image_decode_png(data, len, "mem.png", &fmt, out, NULL, &err);
     tu_expect(rc == -1 && strstr(err.msg, "mem.png: corrupt PNG"), "bit depth 3: %d (%s)", rc,
               err.msg);
     fmt.channels = 2;
-    rc = image_decode_png(data, len, "mem.png", &fmt, out, &err);
+    rc = image_decode_png(data, len, "mem.png", &fmt, out, NULL, &err);
     tu_expect(rc == -1 && err.status == CLVAE_EXIT_USAGE, "2 channels: %d (%s)", rc, err.msg);
     tu_end("memory decoder: cut and corrupt inputs fail naming the input, a huge tEXt unread");
     free(data);
+}
+
+// ---- Memory: image data past the header, large images ----
+
+// A PNG built in memory.
+struct png_buf {
+    uint8_t *data;
+    size_t len, cap;
+};
+
+static void buf_put(struct png_buf *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return;
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2;
+        b->data = realloc(b->data, b->cap);
+        if (!b->data)
+            setup_fail("out of memory building", "a PNG");
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+// One chunk: length, type, data, CRC of type and data.
+static void put_chunk(struct png_buf *b, const char *type, const uint8_t *data, size_t n)
+{
+    uint8_t word[4];
+    put_be32(word, (uint32_t)n);
+    buf_put(b, word, 4);
+    buf_put(b, type, 4);
+    buf_put(b, data, n);
+    uLong crc = crc32(0L, (const Bytef *)type, 4);
+    if (n > 0) // crc32 of a NULL buffer is its initial value, not crc unchanged
+        crc = crc32(crc, data, (uInt)n);
+    put_be32(word, (uint32_t)crc);
+    buf_put(b, word, 4);
+}
+
+// What a test PNG's IDAT stream inflates to: 8-bit grey scanlines of width pixels, (x * 7 + y *
+// 13) mod 256 when patterned (an interlaced image's are zeros), then extra zero bytes.
+struct raw_image {
+    uint32_t width, height;
+    bool interlaced, patterned;
+    uint64_t extra;
+};
+
+// The bytes the header implies: rows x (1 + row bytes), each Adam7 pass's when interlaced.
+static uint64_t raw_bytes(const struct raw_image *im)
+{
+    if (!im->interlaced)
+        return (uint64_t)im->height * (1 + im->width);
+    uint64_t n = 0;
+    for (int pass = 0; pass < 7; pass++) {
+        uint64_t cols = PNG_PASS_COLS(im->width, pass);
+        if (cols > 0)
+            n += PNG_PASS_ROWS(im->height, pass) * (1 + cols);
+    }
+    return n;
+}
+
+// Raw bytes [at, at + n) of im into out.
+static void raw_fill(const struct raw_image *im, uint64_t at, uint8_t *out, size_t n)
+{
+    memset(out, 0, n);
+    if (!im->patterned)
+        return;
+    uint64_t row = 1 + (uint64_t)im->width, end = (uint64_t)im->height * row;
+    for (size_t i = 0; i < n && at + i < end; i++) {
+        uint64_t y = (at + i) / row, x = (at + i) % row;
+        if (x > 0)
+            out[i] = (uint8_t)((x - 1) * 7 + y * 13);
+    }
+}
+
+// A grey 8-bit PNG of im, its IDAT stream deflated at level in IDAT chunks of 64 KiB.
+static struct png_buf make_raw_png(const struct raw_image *im, int level)
+{
+    struct png_buf b = {0};
+    buf_put(&b, "\x89PNG\r\n\x1a\n", 8);
+    uint8_t ihdr[13] = {0};
+    put_be32(ihdr, im->width);
+    put_be32(ihdr + 4, im->height);
+    ihdr[8] = 8; // bit depth; colour type 0, grey
+    ihdr[12] = im->interlaced;
+    put_chunk(&b, "IHDR", ihdr, sizeof ihdr);
+    z_stream z = {0};
+    if (deflateInit(&z, level) != Z_OK)
+        setup_fail("deflateInit failed for", "a PNG");
+    static uint8_t in[1 << 16], out[1 << 16];
+    uint64_t total = raw_bytes(im) + im->extra, at = 0;
+    int rc = Z_OK;
+    while (rc != Z_STREAM_END) {
+        size_t n = total - at < sizeof in ? (size_t)(total - at) : sizeof in;
+        raw_fill(im, at, in, n);
+        at += n;
+        z.next_in = in;
+        z.avail_in = (uInt)n;
+        do {
+            z.next_out = out;
+            z.avail_out = sizeof out;
+            rc = deflate(&z, at == total ? Z_FINISH : Z_NO_FLUSH);
+            if (sizeof out > z.avail_out)
+                put_chunk(&b, "IDAT", out, sizeof out - z.avail_out);
+        } while (z.avail_out == 0 || (at == total && rc != Z_STREAM_END));
+    }
+    deflateEnd(&z);
+    put_chunk(&b, "IEND", NULL, 0);
+    return b;
+}
+
+// Writes b to tu_tmp_dir/rel.
+static void write_buf(const char *rel, const struct png_buf *b)
+{
+    char path[TU_PATH_MAX];
+    FILE *f = fopen(in_tmp(path, rel), "wb");
+    if (!f || fwrite(b->data, 1, b->len, f) != b->len || fclose(f) != 0)
+        setup_fail("cannot write", path);
+}
+
+// 8x8 images whose IDAT inflates to 64 MiB past the image (and one byte past it): refused at the
+// first byte past the last row, having read a piece of the file, plain and interlaced, from
+// memory and through a folder; the same images without the excess decode.
+static void test_extra_image_data(void)
+{
+    for (int interlaced = 0; interlaced <= 1; interlaced++) {
+        const uint64_t extras[] = {64 << 20, 1, 0};
+        for (size_t k = 0; k < 3; k++) {
+            struct raw_image im = {
+                .width = 8, .height = 8, .interlaced = interlaced, .extra = extras[k]};
+            struct png_buf b = make_raw_png(&im, 9);
+            struct image_format fmt = {.channels = 1, .width = 8, .height = 8};
+            uint8_t out[64];
+            struct image_decode_stats st;
+            struct clvae_error err = {0};
+            tu_begin();
+            int rc = image_decode_png(b.data, b.len, "x.png", &fmt, out, &st, &err);
+            if (extras[k] > 0) {
+                tu_expect(rc == -1 && err.status == CLVAE_EXIT_DATA &&
+                              strstr(err.msg, "x.png: corrupt PNG (more image data than its 8x8 "
+                                              "header implies)"),
+                          "%d: %s", rc, err.msg);
+                // Signature, IHDR, IDAT's head and at most one piece of its data.
+                tu_expect(st.bytes_read <= 8 + 25 + 8 + 8192, "read %zu of %zu bytes",
+                          st.bytes_read, b.len);
+            } else {
+                tu_expect(rc == 0 && first_diff(out, (uint8_t[64]){0}, 64) < 0, "%d: %s", rc,
+                          err.msg);
+            }
+            tu_expect(st.peak_bytes <= image_decode_bound(8, 8, &fmt) && st.held_after == 0,
+                      "peak %zu bytes (bound %llu), %zu held after", st.peak_bytes,
+                      (unsigned long long)image_decode_bound(8, 8, &fmt), st.held_after);
+            tu_note("%zu-byte file, %zu read, peak %zu bytes", b.len, st.bytes_read, st.peak_bytes);
+            tu_end("8x8%s PNG with %llu bytes of image data past its rows: %s",
+                   interlaced ? " interlaced" : "", (unsigned long long)extras[k],
+                   extras[k] ? "refused naming it" : "decodes");
+            if (k == 0) {
+                char rel[64];
+                snprintf(rel, sizeof rel, "extra/%d/x.png", interlaced);
+                write_buf(rel, &b);
+            }
+            free(b.data);
+        }
+    }
+    // A 9000-byte PLTE before IDAT: libpng's progressive reader would hold all of it first.
+    struct raw_image im = {.width = 8, .height = 8};
+    struct png_buf b = make_raw_png(&im, 9), big = {0};
+    uint8_t *plte = tu_alloc(9000, 1);
+    buf_put(&big, b.data, 33); // the signature and IHDR
+    put_chunk(&big, "PLTE", plte, 9000);
+    buf_put(&big, b.data + 33, b.len - 33);
+    struct image_format fmt = {.channels = 1, .width = 8, .height = 8};
+    uint8_t out[64];
+    struct clvae_error err = {0};
+    int rc = image_decode_png(big.data, big.len, "plte.png", &fmt, out, NULL, &err);
+    tu_check(rc == -1 && err.status == CLVAE_EXIT_DATA &&
+                 strstr(err.msg, "plte.png: corrupt PNG (PLTE: a chunk of 9000 bytes)"),
+             "a 9000-byte PLTE chunk (over 8 KiB, not IDAT): refused: %s", err.msg);
+    free(plte);
+    free(big.data);
+    free(b.data);
+
+    char dir[TU_PATH_MAX];
+    write_grey(in_tmp(dir, "extra/0/a.png"), 8, 8, 10);
+    write_grey(in_tmp(dir, "extra/0/b.png"), 8, 8, 20);
+    struct image_folder_options opt = options();
+    opt.test_split = 0.5;
+    read_fails("a folder holding an 8x8 PNG with 64 MiB of excess image data: refused",
+               tu_in_tmp(dir, "extra/0"), &opt, CLVAE_EXIT_DATA, "x.png",
+               "more image data than its 8x8 header implies", NULL);
+    char log[TU_PATH_MAX];
+    opt.skip_bad = true;
+    struct image_folder f;
+    tu_begin();
+    capture_stderr(tu_in_tmp(log, "extra.log"));
+    bool ok = read_ok(tu_in_tmp(dir, "extra/0"), &opt, &f);
+    restore_stderr();
+    tu_expect(!ok || (f.skipped == 1 && f.train.count + f.test.count == 2), "skipped %llu, %u + %u",
+              (unsigned long long)f.skipped, f.train.count, f.test.count);
+    image_folder_free(&f);
+    tu_end("the same with skip_bad: skipped, counted");
+}
+
+// A grey 4096x4096 image decoded at its size holds a few rows, not the image (64 MiB as RGBA);
+// resized to 64x64, the image as RGBA; a 1000x1000 interlaced one decodes exactly row by row.
+static void test_decode_memory(void)
+{
+    struct raw_image big = {.width = 4096, .height = 4096, .patterned = true};
+    struct png_buf b = make_raw_png(&big, 1);
+    struct image_format fmt = {.channels = 1, .width = 4096, .height = 4096};
+    uint8_t *out = tu_alloc((size_t)4096 * 4096, 1);
+    struct image_decode_stats st;
+    struct clvae_error err = {0};
+    tu_begin();
+    int rc = image_decode_png(b.data, b.len, "big.png", &fmt, out, &st, &err);
+    tu_expect(rc == 0, "%s", err.msg);
+    long bad = -1;
+    for (size_t i = 0; rc == 0 && i < (size_t)4096 * 4096 && bad < 0; i++)
+        if (out[i] != (uint8_t)((i % 4096) * 7 + (i / 4096) * 13))
+            bad = (long)i;
+    tu_expect(bad < 0, "pixel %ld is %d", bad, bad < 0 ? 0 : out[bad]);
+    uint64_t bound = image_decode_bound(4096, 4096, &fmt);
+    tu_expect(st.peak_bytes <= bound && bound < (1 << 20) && st.held_after == 0,
+              "peak %zu bytes, bound %llu, %zu held after", st.peak_bytes,
+              (unsigned long long)bound, st.held_after);
+    tu_end("4096x4096 at its size: exact, peak %zu bytes (<= %llu; the image as RGBA is 64 MiB)",
+           st.peak_bytes, (unsigned long long)bound);
+
+    fmt.width = fmt.height = 64;
+    tu_begin();
+    rc = image_decode_png(b.data, b.len, "big.png", &fmt, out, &st, &err);
+    bound = image_decode_bound(4096, 4096, &fmt);
+    tu_expect(rc == 0, "%s", err.msg);
+    tu_expect(st.peak_bytes >= (size_t)4096 * 4096 * 4 && st.peak_bytes <= bound &&
+                  st.held_after == 0,
+              "peak %zu bytes, bound %llu, %zu held after", st.peak_bytes,
+              (unsigned long long)bound, st.held_after);
+    tu_end("4096x4096 resized to 64x64: peak %zu bytes, the source as RGBA (<= %llu)",
+           st.peak_bytes, (unsigned long long)bound);
+    free(b.data);
+
+    struct raw_image laced = {.width = 1000, .height = 1000, .interlaced = true};
+    b = make_raw_png(&laced, 6);
+    fmt.width = fmt.height = 1000;
+    fmt.background[0] = 99;
+    memset(out, 7, (size_t)1000 * 1000);
+    tu_begin();
+    rc = image_decode_png(b.data, b.len, "laced.png", &fmt, out, &st, &err);
+    bound = image_decode_bound(1000, 1000, &fmt);
+    tu_expect(rc == 0 && first_diff(out, (uint8_t[1000]){0}, 1000) < 0 &&
+                  first_diff(out + 999 * 1000, (uint8_t[1000]){0}, 1000) < 0 &&
+                  memchr(out, 7, (size_t)1000 * 1000) == NULL,
+              "%d: %s", rc, err.msg);
+    tu_expect(st.peak_bytes <= bound && st.held_after == 0, "peak %zu bytes, bound %llu",
+              st.peak_bytes, (unsigned long long)bound);
+    tu_end("1000x1000 interlaced at its size: every pixel written, peak %zu bytes (<= %llu)",
+           st.peak_bytes, (unsigned long long)bound);
+    free(b.data);
+    free(out);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+#ifdef UNDER_ASAN
+// The peak memory of the decoding budget is not measured under AddressSanitizer: its quarantine
+// keeps freed blocks resident.
+static void test_decode_budget(void)
+{
+    printf("test_image_folder: note: the decoding budget's peak memory is not measured under "
+           "AddressSanitizer\n");
+}
+#else
+// The peak resident memory, in KiB, of the largest child so far, after one that runs
+// image_folder_read(dir, opt) (or, with dir NULL, nothing); -1 if the child failed.
+static long child_peak_kib(const char *dir, const struct image_folder_options *opt)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        setup_fail("cannot fork for", "a memory check");
+    if (pid == 0) {
+        struct image_folder f;
+        struct clvae_error err;
+        int rc = dir ? image_folder_read(dir, opt, &f, &err) : 0;
+        if (rc != 0)
+            fprintf(stderr, "test_image_folder: child: %s\n", err.msg);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    int status;
+    struct rusage ru;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+        getrusage(RUSAGE_CHILDREN, &ru) != 0)
+        return -1;
+    return ru.ru_maxrss;
+}
+
+// Two 4096x2100 images (33 MiB each as RGBA) resized by two threads under a budget that fits
+// one: one at a time, where each thread held its own. Measured in a child; blocks over 32 MiB
+// are glibc's own mappings, returned to the system when freed.
+static void test_decode_budget(void)
+{
+    struct raw_image im = {.width = 4096, .height = 2100};
+    struct png_buf b = make_raw_png(&im, 9);
+    write_buf("budget/0.png", &b);
+    write_buf("budget/1.png", &b);
+    free(b.data);
+    char dir[TU_PATH_MAX];
+    struct image_folder_options opt = options();
+    opt.width = opt.height = 8;
+    opt.threads = 2;
+    opt.test_split = 0.5;
+    long image = (long)(4 * (uint64_t)im.width * im.height >> 10);
+    opt.decode_budget = ((size_t)image << 10) + ((size_t)1 << 20);
+    long base = child_peak_kib(NULL, &opt);
+    long peak = child_peak_kib(tu_in_tmp(dir, "budget"), &opt);
+    tu_check(base >= 0 && peak >= 0 && peak - base <= image * 3 / 2,
+             "two 4096x2100 images resized by 2 threads, a budget of one: peak %ld MiB over the "
+             "process's %ld MiB (one image of %ld MiB at a time; both without the budget)",
+             (peak - base) >> 10, base >> 10, image >> 10);
+}
+#endif
+
+// A FIFO named like a PNG beside PNG files: skipped, not waited on.
+static void test_fifo(void)
+{
+    char dir[TU_PATH_MAX], path[TU_PATH_MAX];
+    write_grey(in_tmp(path, "fifo/a.png"), 4, 4, 10);
+    write_grey(in_tmp(path, "fifo/b.png"), 4, 4, 20);
+    if (mkfifo(in_tmp(path, "fifo/x.png"), 0600) != 0)
+        setup_fail("cannot make a FIFO", path);
+    struct image_folder_options opt = options();
+    opt.test_split = 0.5;
+    struct image_folder f;
+    tu_begin();
+    alarm(60); // a hang ends the test
+    if (read_ok(tu_in_tmp(dir, "fifo"), &opt, &f))
+        tu_expect(f.train.count + f.test.count == 2 && f.skipped == 0, "%u + %u images",
+                  f.train.count, f.test.count);
+    alarm(0);
+    image_folder_free(&f);
+    tu_end("a FIFO named x.png in the folder: skipped without blocking");
 }
 
 // ---- Real data ----
@@ -1111,6 +1467,10 @@ int main(void)
     test_bad_options();
     test_parsers();
     test_memory_errors();
+    test_extra_image_data();
+    test_decode_memory();
+    test_decode_budget();
+    test_fifo();
     test_oxygen();
     tu_remove_tmp_dir();
     return tu_summary();

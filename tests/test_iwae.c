@@ -114,7 +114,7 @@ static void make_model(struct vae *vae, const struct vae_config *cfg, int max_ro
                        uint64_t seed)
 {
     struct clvae_error err;
-    tu_die_on(vae_create(vae, &rt, cfg, max_rows, &err), &err);
+    tu_die_on(vae_create(vae, &rt, cfg, max_rows, "test_iwae", &err), &err);
     float *p = tu_alloc(vae->n_params, sizeof(float));
     if (scale == 0.0)
         vae_init_params_host(vae, seed, p);

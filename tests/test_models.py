@@ -196,6 +196,47 @@ def test_subcommands(model, data):
                      os.path.join(cli.TMP, "no", "such", "g.png")], cli.EXIT_OUTPUT, ["no/such"])
 
 
+def test_image_counts(model, data):
+    """-n of eval, reconstruct and scatter: one rule (past the test set is an error naming -n and
+    the set's size, before any output), a default takes what there is, and one image has no
+    standard error (n/a, not nan)."""
+    csv1 = os.path.join(cli.TMP, "one.csv")
+    r = cli.run(["eval", "--model", model, "--data", data, "-n", "1", "-k", "5", "--csv", csv1])
+    rows = open(csv1).read().splitlines() if os.path.exists(csv1) else []
+    fields = rows[1].split(",") if len(rows) == 2 else []
+    cli.check("eval -n 1: std err n/a for both bounds, no nan",
+              r.rc == 0 and r.out.count("std err n/a") == 2 and "nan" not in r.out.lower(),
+              r.describe())
+    cli.check("eval -n 1 --csv: the standard errors are empty fields",
+              len(fields) == 11 and fields[:2] == ["1", "5"] and fields[4:6] == ["", ""] and
+              "nan" not in rows[1], f"{rows}")
+    r = cli.run(["eval", "--model", model, "--data", data, "-n", "2", "-k", "5"])
+    cli.check("eval -n 2: standard errors are numbers",
+              r.rc == 0 and "std err n/a" not in r.out and
+              len(re.findall(r"std err \d+\.\d{4} ", r.out)) == 2, r.describe())
+    past = str(cli.N_TEST + 1)
+    csv2 = os.path.join(cli.TMP, "past.csv")
+    png = os.path.join(cli.TMP, "past.png")
+    for sub, out in (("eval", ["--csv", csv2]), ("reconstruct", ["-o", png]),
+                     ("scatter", ["-o", png])):
+        cli.expect_error(f"{sub} -n past the test set: exit 2 naming -n and the set's size",
+                         [sub, "--model", model, "--data", data, "-n", past] + out,
+                         cli.EXIT_USAGE, [f"-n {past}", f"holds only {cli.N_TEST} test images"])
+        cli.check(f"{sub} -n past the test set: no output", not os.path.exists(csv2) and
+                  not os.path.exists(png), "an output file was written")
+
+    small = cli.data_dir("five-test-images", train=cli.TRAIN_GZ,
+                         test=cli.idx3(5, cli.ROWS, cli.COLS, seed=3))
+    rec = os.path.join(cli.TMP, "rec5.png")
+    r = cli.run(["reconstruct", "--model", model, "--data", small, "-o", rec])
+    side = 8 * cli.ROWS + 9 * 2
+    cli.check("reconstruct without -n on 5 test images: the 5 (the default 32 is at most 32)",
+              r.rc == 0 and cli.png_size(rec) == (side, 2 * cli.ROWS + 3 * 2), r.describe())
+    cli.expect_error("reconstruct -n 6 on 5 test images", ["reconstruct", "--model", model,
+                     "--data", small, "-n", "6", "-o", rec], cli.EXIT_USAGE,
+                     ["-n 6", "holds only 5 test images"])
+
+
 def test_numpy_decoder(model):
     """The checkpoint read with numpy, the decoder run in numpy on clvae's own prior draws
     (Philox, ported below), against `clvae generate --raw`."""
@@ -220,6 +261,7 @@ def main():
         data = cli.data_dir("good", train=cli.TRAIN_GZ, test=cli.TEST_IMAGES)
         model = test_resume_equals_uninterrupted(data)
         test_subcommands(model, data)
+        test_image_counts(model, data)
         test_numpy_decoder(model)
         conv = test_resume_equals_uninterrupted(data, CONV, "conv")
         test_subcommands(conv, data)

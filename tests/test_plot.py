@@ -7,7 +7,9 @@ Run as `CLVAE=path/to/clvae python3 tests/test_plot.py`.
 """
 import os
 import struct
+import subprocess
 import sys
+import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -61,6 +63,15 @@ def read_png_rgb(path):
         rows.append([tuple(cur[x * bpp:x * bpp + 3]) for x in range(width)])
         prev = cur
     return width, height, rows
+
+
+def png_dimensions(path):
+    """(width, height) from a PNG's IHDR, or None when path is no PNG."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", head[16:24])
 
 
 def count_near(rows, rgb, tol=6, x_range=None):
@@ -129,6 +140,77 @@ def test_curves():
                      ["--metrics"])
 
 
+def run_briefly(args, seconds=60):
+    """clvae args, killed after seconds: a cli.Result whose rc is "timeout" when it hung."""
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([cli.CLVAE] + args, capture_output=True, text=True, cwd=cli.TMP,
+                           timeout=seconds)
+        rc, out, err = p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, out, err = "timeout", str(e.stdout or ""), str(e.stderr or "")
+    return cli.Result(args, rc, out, err, time.monotonic() - t0)
+
+
+METRICS_COLS = "epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,test_kl"
+
+
+def test_ranges():
+    """Axes over any finite values end: ranges below the values' precision (epochs 1e16 and
+    1e16 + 2 have no double between them, so `v += step` never moved on), the whole double
+    range, subnormal ranges, a single value; non-finite values, over-long lines and a FIFO as
+    metrics.csv are refused at once, naming the file."""
+    def csv(label, rows):
+        path = os.path.join(cli.TMP, label.replace(" ", "-") + ".csv")
+        with open(path, "w") as f:
+            f.write(METRICS_COLS + "\n" + "".join(",".join(r) + "\n" for r in rows))
+        return path
+
+    big = "1.7976931348623157e308"
+    drawable = {
+        "epochs and losses below their precision": [
+            ["1e16"] + ["1e17"] * 6, ["10000000000000002", "100000000000000016"] + ["1e17"] * 5],
+        "one epoch value, losses 2^53 apart by one": [
+            ["3", "9007199254740992"] + ["1"] * 5, ["3", "9007199254740993"] + ["1"] * 5],
+        "the whole double range": [["1", big, "-" + big, big, "-" + big, "0", "5e-324"],
+                                   ["2", "-" + big, big, "0", "1e-300", "-1e308", "1e308"]],
+        "epochs at the largest doubles": [["-" + big] + ["1"] * 6, [big] + ["2"] * 6],
+        "a subnormal range": [["1"] + ["0"] * 6, ["2"] + ["5e-324"] * 6],
+        "every value the same": [["4"] + ["5"] * 6, ["4"] + ["5"] * 6],
+    }
+    for label, rows in drawable.items():
+        png = os.path.join(cli.TMP, "range.png")
+        if os.path.exists(png):
+            os.remove(png)
+        r = run_briefly(["plot", "--metrics", csv(label, rows), "-o", png])
+        ok = r.rc == 0 and not r.err and png_dimensions(png) == CURVES
+        cli.check(f"plot, {label}: drawn within a minute (exit 0, {CURVES[0]}x{CURVES[1]})", ok,
+                  r.describe())
+
+    target = os.path.join(cli.TMP, "refused.png")
+    for label, value in (("inf", "inf"), ("-inf", "-inf"), ("1e309 (inf once read)", "1e309"),
+                         ("NaN", "NaN")):
+        path = csv("value " + value, [["1"] + ["2"] * 6, ["2"] + ["3"] * 5 + [value]])
+        cli.expect_error(f"plot: a value of {label}: exit 3 naming the file and line", ["plot",
+                         "--metrics", path, "-o", target], cli.EXIT_DATA,
+                         [path, "line 3", "test_kl", "not a finite number"])
+    path = os.path.join(cli.TMP, "long-line.csv")
+    with open(path, "w") as f:
+        f.write(METRICS_COLS + "\n1" + ",2" * 6 + "\n2" + ",3" * 6 + " " * 5000 + "\n")
+    cli.expect_error("plot: a line of 5000 bytes: exit 3 naming the line", ["plot", "--metrics",
+                     path, "-o", target], cli.EXIT_DATA, [path, "line 3", "longer than"])
+
+    fifo = os.path.join(cli.TMP, "fifo-metrics.csv")
+    os.mkfifo(fifo)
+    r = run_briefly(["plot", "--metrics", fifo, "-o", target], 30)
+    cli.check("plot --metrics FIFO: exit 3 at once naming it, nothing written",
+              r.rc == cli.EXIT_DATA and r.err == f"clvae: {fifo}: not a regular file\n"
+              and not os.path.exists(target), r.describe())
+    cli.expect_error("plot --metrics a directory: exit 3 naming it", ["plot", "--metrics",
+                     cli.TMP, "-o", target], cli.EXIT_DATA, [cli.TMP])
+    cli.check("plot: nothing written by any refusal", not os.path.exists(target), "refused.png")
+
+
 def test_scatter():
     # Four classes of the test images (cli.TEST_IMAGES has 100).
     labels = [(i * 7) % 4 for i in range(cli.N_TEST)]
@@ -185,6 +267,28 @@ def test_scatter():
         f.write(labels_file(labels[:10]))
     cli.expect_error("scatter with fewer labels than images", ["scatter", "--model", model,
                      "--data", broken, "-o", png], cli.EXIT_DATA, ["10 labels", "100"])
+    fifo_data = cli.data_dir("fifo-classes", train=cli.TRAIN_GZ, test=cli.TEST_IMAGES)
+    with open(os.path.join(fifo_data, "t10k-labels-idx1-ubyte"), "wb") as f:
+        f.write(labels_file(labels))
+    os.mkfifo(os.path.join(fifo_data, "classes.txt"))
+    r = run_briefly(["scatter", "--model", model, "--data", fifo_data, "-o", png], 120)
+    cli.check("scatter with a FIFO as classes.txt: exit 3 naming it, no hang",
+              r.rc == cli.EXIT_DATA and r.err.count("\n") == 1
+              and "classes.txt: not a regular file" in r.err, r.describe())
+    # Grids too large for a PNG are refused before anything is decoded, naming the options (in
+    # manifold, 100000 x 100000 images once overflowed an int).
+    grid = os.path.join(cli.TMP, "grid.png")
+    for label, args, mentions in (
+            ("generate -n 100000 --cols 1", ["generate", "-n", "100000", "--cols", "1"],
+             ["-n 100000 with --cols 1", "32768"]),
+            ("manifold -n 100000 (latent 2)", ["manifold", "-n", "100000"], ["-n 100000"])):
+        model_for = two if label.startswith("manifold") else model
+        r = run_briefly(args + ["--model", model_for, "-o", grid], 120)
+        problems = [] if r.rc == cli.EXIT_USAGE and r.err.count("\n") == 1 else ["not exit 2"]
+        problems += [m for m in mentions if m not in r.err]
+        problems += ["wrote the PNG"] if os.path.exists(grid) else []
+        cli.check(f"{label}: a grid over 32768 pixels a side, refused (exit 2) within 20 s",
+                  not problems and r.seconds < 20, f"{problems} {r.describe()}")
     cli.expect_error("scatter into a missing directory", ["scatter", "--model", model, "--data",
                      data, "-o", os.path.join(cli.TMP, "no", "such", "s.png")], cli.EXIT_OUTPUT,
                      ["no/such"])
@@ -193,6 +297,7 @@ def test_scatter():
 def main():
     def body():
         test_curves()
+        test_ranges()
         test_scatter()
     return cli.run_suite("plot", body)
 

@@ -9,6 +9,7 @@ Run as `CLVAE=path/to/clvae python3 tests/test_tune.py`.
 """
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +79,36 @@ def test_file(data):
                   "as without it", r.rc == 0 and warn
                   and cli.without_timing(rows) == cli.without_timing(rows0), r.describe())
     os.remove(path)
+    test_not_regular(env, data, path, rows0)
+
+
+def run_briefly(args, env, seconds):
+    """clvae args with env, killed after seconds: a cli.Result whose rc is "timeout" if it hung."""
+    try:
+        p = subprocess.run([cli.CLVAE] + args, capture_output=True, text=True, cwd=cli.TMP,
+                           env=dict(os.environ, **env), timeout=seconds)
+        return cli.Result(args, p.returncode, p.stdout, p.stderr, 0)
+    except subprocess.TimeoutExpired as e:
+        return cli.Result(args, "timeout", str(e.stdout or ""), str(e.stderr or ""), seconds)
+
+
+def test_not_regular(env, data, path, rows0):
+    """A FIFO (or a directory) where the tuning file goes: every run once hung in fopen waiting
+    for a writer. Now each starts, warns once naming it and runs as without it."""
+    for label, make in (("a FIFO", os.mkfifo), ("a directory", os.mkdir)):
+        make(path)
+        out = cli.fresh_out()
+        r = run_briefly(["train", "--data", data, "--epochs", "1", "--batch", "32", "--hidden",
+                         "16", "--latent", "4", "--out", out], env, 240)
+        _, _, rows = cli.read_metrics(out) if r.rc == 0 else ("", [], [])
+        warn = r.err.count("\n") == 1 and r.err.startswith(f"clvae: warning: {path}: ")
+        same = cli.without_timing(rows) == cli.without_timing(rows0)
+        cli.check(f"the tuning file {label}: train starts, warns once naming it, runs as without "
+                  "it", r.rc == 0 and warn and same, r.describe())
+        v = run_briefly(["devices", "--verbose"], env, 60)
+        cli.check(f"the tuning file {label}: devices --verbose says it is ignored, no hang",
+                  v.rc == 0 and f"{path} (not a regular file: ignored)" in v.out, v.describe())
+        (os.remove if label == "a FIFO" else os.rmdir)(path)
 
 
 def test_tune_command():

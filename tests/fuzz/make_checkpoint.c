@@ -1,24 +1,53 @@
 // Writes a tiny checkpoint with checkpoint_save, for make_corpus.py's seed files:
-//   make_checkpoint PATH HIDDEN none|adam
-// images of 2x3 (in_dim 6), dense hidden widths HIDDEN ("5" or "5,3", the decoder mirroring them),
-// latent 2, and made-up values, in the current format version.
+//   make_checkpoint PATH LAYERS none|adam [WxHxC]
+// LAYERS is dense hidden widths ("5" or "5,3", the decoder mirroring them, as --hidden), or an
+// --encoder layer list ("conv:2:2:2:0"), the decoder its mirror, or "ENCODER;DECODER" with a
+// decoder of its own; images of W x H with C channels (default 3x2x1, in_dim 6); latent 2, made-up
+// values, in the current format version.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
 
+// "WxHxC" -> the three sizes; false unless W and H are 1 to 99 and C is 1 or 3.
+static bool parse_image(const char *text, int *w, int *h, int *c)
+{
+    int used = 0;
+    return sscanf(text, "%2dx%2dx%1d%n", w, h, c, &used) == 3 && text[used] == '\0' && *w >= 1 &&
+           *h >= 1 && (*c == 1 || *c == 3);
+}
+
+// LAYERS into cfg's layer lists, errors naming LAYERS.
+static int parse_layers(const char *text, struct vae_config *cfg, struct clvae_error *err)
+{
+    if (!strchr(text, ':'))
+        return vae_parse_hidden("LAYERS", text, cfg, err);
+    char encoder[512];
+    snprintf(encoder, sizeof encoder, "%s", text);
+    char *decoder = strchr(encoder, ';');
+    if (decoder)
+        *decoder++ = '\0';
+    return vae_parse_model(NULL, encoder, decoder, cfg, err);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 4 || (strcmp(argv[3], "none") != 0 && strcmp(argv[3], "adam") != 0)) {
-        fprintf(stderr, "usage: make_checkpoint PATH HIDDEN none|adam\n");
+    int width = 3, height = 2, channels = 1;
+    if (argc < 4 || argc > 5 || (strcmp(argv[3], "none") != 0 && strcmp(argv[3], "adam") != 0) ||
+        (argc == 5 && !parse_image(argv[4], &width, &height, &channels))) {
+        fprintf(stderr, "usage: make_checkpoint PATH LAYERS none|adam [WxHxC]\n");
         return 2;
     }
     struct ckpt_meta meta = {
-        .cfg = {.in_dim = 6, .latent = 2},
-        .image_rows = 2,
-        .image_cols = 3,
-        .channels = 1,
+        .cfg = {.in_dim = width * height * channels,
+                .channels = channels,
+                .height = height,
+                .width = width,
+                .latent = 2},
+        .image_rows = height,
+        .image_cols = width,
+        .channels = channels,
         .background = {255, 255, 255},
         .test_split = 0.1,
         .batch = 4,
@@ -31,11 +60,11 @@ int main(int argc, char **argv)
     };
     struct clvae_error err;
     struct vae vae;
-    if (vae_parse_hidden("HIDDEN", argv[2], &meta.cfg, &err) ||
-        vae_layout(&vae, &meta.cfg, "HIDDEN", &err)) {
+    if (parse_layers(argv[2], &meta.cfg, &err) || vae_layout(&vae, &meta.cfg, "LAYERS", &err)) {
         clvae_print_error(&err);
         return 2;
     }
+    meta.cfg = vae.cfg; // with the mirrored decoder filled in, as training saves it
     float *arrays[3];
     for (int a = 0; a < 3; a++) {
         arrays[a] = xmalloc(vae.n_params * sizeof(float));

@@ -11,6 +11,7 @@ the broken ones edits of them. The output is the same on every run; the director
 first.
 """
 import json
+import math
 import os
 import struct
 import subprocess
@@ -99,8 +100,9 @@ def scanlines(rows, depth):
     return out
 
 
-def png(width, height, colour_type, depth, extra=b"", interlace=False):
-    """A PNG of made-up samples; extra chunks (PLTE, tRNS) go before IDAT."""
+def png(width, height, colour_type, depth, extra=b"", interlace=False, excess=0):
+    """A PNG of made-up samples; extra chunks (PLTE, tRNS) go before IDAT; excess zero bytes of
+    image data follow the rows the header implies."""
     ch = PNG_CHANNELS[colour_type]
     top = 16 if colour_type == 3 else 1 << depth  # a palette of 16 entries at most
 
@@ -116,6 +118,7 @@ def png(width, height, colour_type, depth, extra=b"", interlace=False):
     else:
         raw = scanlines([sum((pixel(x, y) for x in range(width)), []) for y in range(height)],
                         depth)
+    raw += bytes(excess)
     ihdr = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, int(interlace))
     return (PNG_SIGNATURE + chunk(b"IHDR", ihdr) + extra + chunk(b"IDAT", zlib.compress(raw, 9))
             + chunk(b"IEND", b""))
@@ -165,6 +168,11 @@ def png_corpus():
         + rgba[idat - 4:idat + 30],
         "idat-short": header(64, 64, 8, 2) + chunk(b"IDAT", zlib.compress(b"\x00" * 50))
         + chunk(b"IEND", b""),
+        # Image data past the rows: 6 MiB of zeros after an 8x8 image (libpng's sequential reader
+        # inflated all of it before it looked), and a single byte.
+        "idat-excess-6mib": png(8, 8, 0, 8, excess=6 << 20),
+        "idat-excess-6mib-interlaced": png(8, 8, 6, 8, interlace=True, excess=6 << 20),
+        "idat-excess-one-byte": png(8, 8, 2, 8, excess=1),
     }
 
 
@@ -188,32 +196,59 @@ def edit(blob, change):
     return join(header, new_data if isinstance(new_data, bytes) else data)
 
 
+def crafted(base, meta, tensors):
+    """A checkpoint of base's metadata updated with meta and the tensors [(name, shape)], each
+    data_offsets 4 x the shape's product modulo 2^64, as a writer in 64 bits would put it (a
+    weight of 2^63 elements takes 0 bytes), and no data: the whole of these takes a megabyte
+    (tests/test_checkpoint.c writes them so)."""
+    header = {"__metadata__": dict(split(base)[0]["__metadata__"], **meta)}
+    offset = 0
+    for name, shape in tensors:
+        size = 4 * math.prod(shape) % 2**64
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    return join(header, b"")
+
+
 def checkpoint_corpus(make_checkpoint):
     valid = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, hidden, optimizer in [("none-h5", "5", "none"), ("adam-h5", "5", "adam"),
-                                        ("none-h5-3", "5,3", "none")]:
+        # Format version 3 as checkpoint_save writes it: dense, a conv model (the decoder its
+        # mirror: dense, reshape, deconv) with Adam's moments, two convs on colour images.
+        for name, layers, optimizer, image in [("none-h5", "5", "none", "3x2x1"),
+                                               ("adam-h5", "5", "adam", "3x2x1"),
+                                               ("none-h5-3", "5,3", "none", "3x2x1"),
+                                               ("adam-conv", "conv:2:2:2:0", "adam", "4x4x1"),
+                                               ("none-conv-rgb", "conv:2:2:2:0,conv:4:2:1:0",
+                                                "none", "4x4x3")]:
             path = os.path.join(tmp, name)
-            subprocess.run([make_checkpoint, path, hidden, optimizer], check=True)
+            subprocess.run([make_checkpoint, path, layers, optimizer, image], check=True)
             with open(path, "rb") as f:
                 valid[name] = f.read()
-    none, adam = valid["none-h5"], valid["adam-h5"]
+    none, adam, conv = valid["none-h5"], valid["adam-h5"], valid["adam-conv"]
     n = struct.unpack("<Q", none[:8])[0]
 
     def md(key, value):
         return lambda h, d: h["__metadata__"].__setitem__(key, value)
 
-    def version1(hidden):
-        """Format version 1: the architecture as "hidden" widths, the decoder mirroring them."""
+    def version(number, hidden=None):
+        """Format version 2 (no channels, likelihood or folder keys) or 1 (also the architecture
+        as "hidden" widths, the decoder mirroring them)."""
         def change(h, d):
-            h["__metadata__"].update(format_version="1", hidden=hidden)
-            h["__metadata__"].pop("encoder")
-            h["__metadata__"].pop("decoder")
+            for key in ("channels", "likelihood", "background", "test_split"):
+                h["__metadata__"].pop(key)
+            h["__metadata__"]["format_version"] = str(number)
+            if number == 1:
+                h["__metadata__"]["hidden"] = hidden
+                h["__metadata__"].pop("encoder")
+                h["__metadata__"].pop("decoder")
         return change
 
-    for name in list(valid):
+    for name in ("none-h5", "adam-h5", "none-h5-3"):
         hidden = "5,3" if name.endswith("-3") else "5"
-        valid[name + "-v1"] = edit(valid[name], version1(hidden))
+        valid[name + "-v1"] = edit(valid[name], version(1, hidden))
+    valid["none-h5-v2"] = edit(none, version(2))
+    valid["adam-conv-v2"] = edit(conv, version(2))
 
     def tensor(name, key, value):
         return lambda h, d: h[name].__setitem__(key, value)
@@ -242,6 +277,51 @@ def checkpoint_corpus(make_checkpoint):
         h["output.bias"]["data_offsets"] = [begin + 4, end + 4]
         return d[:begin] + bytes(4) + d[begin:]
 
+    def zero_byte_shape(name, shape):
+        """name's shape replaced by one of 2^64 elements or more, at 0 bytes (4 x its product
+        modulo 2^64) where its own bytes were, the bytes after it moved down."""
+        def change(h, d):
+            begin, end = h[name]["data_offsets"]
+            h[name].update(shape=shape, data_offsets=[begin, begin])
+            for entry in h.values():
+                if "data_offsets" in entry and entry["data_offsets"][0] >= end:
+                    entry["data_offsets"] = [o - (end - begin) for o in entry["data_offsets"]]
+            return d[:begin] + d[end:]
+        return change
+
+    # The architectures of issue 19: weights whose element counts pass 2^64 (the data sections
+    # left out), and a conv whose padding takes a deconv's output past an int.
+    two_2p63 = crafted(none, {
+        "encoder": "conv:32768:1:1:0,conv:65536:65536:1:32768,conv:32768:65536:1:32767",
+        "decoder": "dense:4", "image_rows": "1", "image_cols": "1", "in_dim": "1"}, [
+        ("encoder.0.weight", [32768, 1, 1, 1]), ("encoder.0.bias", [32768]),
+        ("encoder.1.weight", [65536, 32768, 65536, 65536]), ("encoder.1.bias", [65536]),
+        ("encoder.2.weight", [32768, 65536, 65536, 65536]), ("encoder.2.bias", [32768]),
+        ("mean.weight", [2, 32768]), ("mean.bias", [2]), ("logvar.weight", [2, 32768]),
+        ("logvar.bias", [2]), ("decoder.0.weight", [4, 2]), ("decoder.0.bias", [4]),
+        ("output.weight", [1, 4]), ("output.bias", [1])])
+    conv_2p64 = crafted(none, {
+        "encoder": "conv:65536:1:1:0,conv:65536:65536:1:32767", "decoder": "dense:4",
+        "image_rows": "2", "image_cols": "2", "in_dim": "4"}, [
+        ("encoder.0.weight", [65536, 1, 1, 1]), ("encoder.0.bias", [65536]),
+        ("encoder.1.weight", [65536] * 4), ("encoder.1.bias", [65536]),
+        ("mean.weight", [2, 65536]), ("mean.bias", [2]), ("logvar.weight", [2, 65536]),
+        ("logvar.bias", [2]), ("decoder.0.weight", [4, 2]), ("decoder.0.bias", [4]),
+        ("output.weight", [4, 4]), ("output.bias", [4])])
+    deconv_2p64 = crafted(none, {
+        "encoder": "conv:1:1:1:0", "decoder": "dense:65536,reshape:65536x1x1,"
+        "deconv:65536:65536:1:32767", "image_rows": "2", "image_cols": "2", "in_dim": "4"}, [
+        ("encoder.0.weight", [1, 1, 1, 1]), ("encoder.0.bias", [1]), ("mean.weight", [2, 4]),
+        ("mean.bias", [2]), ("logvar.weight", [2, 4]), ("logvar.bias", [2]),
+        ("decoder.0.weight", [65536, 2]), ("decoder.0.bias", [65536]),
+        ("decoder.1.weight", [65536] * 4), ("decoder.1.bias", [65536]),
+        ("output.weight", [65536, 1, 1, 1]), ("output.bias", [1])])
+    pad_past_int = crafted(none, {
+        "encoder": "deconv:1:1:65535:0,conv:1:16385:1:16384", "decoder": "dense:4",
+        "image_rows": "32769", "image_cols": "1", "in_dim": "32769"}, [
+        ("encoder.0.weight", [1, 1, 1, 1]), ("encoder.0.bias", [1]),
+        ("encoder.1.weight", [1, 1, 16385, 16385]), ("encoder.1.bias", [1])])
+
     broken = {
         "header-len-huge": struct.pack("<Q", 1 << 40) + none[8:],
         "header-len-past-end": struct.pack("<Q", len(none) - 8 + 1) + none[8:],
@@ -261,10 +341,17 @@ def checkpoint_corpus(make_checkpoint):
         "nine-hidden-layers-v1": edit(valid["none-h5-v1"], md("hidden", ",".join(["5"] * 9))),
         "nine-encoder-layers": edit(none, md("encoder", ",".join(["dense:5"] * 9))),
         "unknown-layer-kind": edit(none, md("decoder", "conv:5")),
-        "format-version-3": edit(none, md("format_version", "3")),
+        "v3-without-channels": edit(none, lambda h, d: h["__metadata__"].pop("channels")),
         "adam-wrong-beta1": edit(adam, md("adam_beta1", "0.8")),
         "too-many-params": edit(none, too_many),
         "deconv-output-overflow": edit(none, huge_deconv),
+        "conv-two-weights-2p63": two_2p63,
+        "conv-weight-65536p4": conv_2p64,
+        "deconv-weight-65536p4": deconv_2p64,
+        "conv-pad-past-int": pad_past_int,
+        "adam-conv-shape-65536p4": edit(conv, zero_byte_shape("encoder.0.weight", [65536] * 4)),
+        "adam-conv-moment-2p64": edit(conv, zero_byte_shape("optimizer.v.output.weight",
+                                                            [2**62, 2, 1, 2])),
     }
     return {**valid, **broken}
 
