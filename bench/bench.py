@@ -1,11 +1,21 @@
 #!/usr/bin/env python3
 """clvae's benchmark: builds a release binary, trains the default model (or, with --model conv,
-the convolutional reference: conv 4x4/2 32, conv 4x4/2 64, dense 256, latent 10) and, when
-PyTorch is importable, runs ../shared/reference/torch_vae.py (torch_conv_vae.py) on the same
-model, batch and data in the same run, alternating the two, and prints medians and the ratio.
+the convolutional reference: conv 4x4/2 32, conv 4x4/2 64, dense 256, latent 10) and runs one or
+more peers on the same model, batch and data in the same run, alternating clvae with each, and
+prints medians and the ratios. The peers (--peer, a comma list; default torch):
+  torch     ../shared/reference/torch_vae.py (torch_conv_vae.py), when PyTorch is importable
+            (Debian: python3-torch libopenblas0-pthread); --threads 2
+  jax       ../shared/reference/jax_vae.py --model mlp|conv --loop scan|python (--jax-loop);
+            XLA:CPU uses every core (2 here, as clvae's PoCL device does)
+  tinygrad  ../shared/reference/tinygrad_vae.py (the MLP only), DEV=CL (PoCL) or CPU
+            (--tinygrad-dev); PoCL uses every core
+A peer whose module (jax, tinygrad) no python here imports gets a venv of its own, made once with
+`python3 -m venv` and `pip install` from PyPI (bench/.venv-jax: jax jaxlib optax;
+bench/.venv-tinygrad: tinygrad numpy); if that fails the bench says what to install and exits 2.
 
 Usage: python3 bench/bench.py [--model mlp|conv] [--epochs N] [--rounds R] [--device-args "..."]
-                              [--no-torch] [--exe CLVAE]
+                              [--peer torch,jax,tinygrad] [--jax-loop scan|python]
+                              [--tinygrad-dev CL|CPU] [--data DIR] [--no-torch] [--exe CLVAE]
        python3 bench/bench.py --gpu-table [--epochs N] [--exe CLVAE] [--device-args "..."]
        python3 bench/bench.py --ranks 1,2 [--model mlp|conv] [--epochs N] [--rounds R]
 (--gpu-table: the table of issue 8 on an NVIDIA GPU, clvae against PyTorch --device cuda.
@@ -14,9 +24,11 @@ Usage: python3 bench/bench.py [--model mlp|conv] [--epochs N] [--rounds R] [--de
 
 Prints: steady-state seconds per epoch (median of the epochs after each run's first, with min and
 max), training images per second, the time from launch to the first finished training step with
-the PoCL cache cold (an empty POCL_CACHE_DIR) and warm, and peak host memory (maximum resident set
-size, from wait4, as /usr/bin/time -v reports it). Figures from a shared, noisy machine: quote
-medians measured side by side, never one run.
+the PoCL cache cold (an empty POCL_CACHE_DIR) and warm, clvae's kernel launches per training step
+(from a one-epoch `clvae train --profile` pass), a peer's compile time where it prints one (jax),
+and peak host memory (maximum resident set size, from wait4, as /usr/bin/time -v reports it);
+then one table row per engine with the ratio clvae / peer. Figures from a shared, noisy machine:
+quote medians measured side by side, never one run.
 """
 import argparse
 import csv
@@ -38,6 +50,17 @@ REFERENCE_DIR = next((d for d in (os.path.join(os.path.dirname(ROOT), "shared", 
                      os.path.join(os.path.dirname(ROOT), "shared", "reference"))
 REFERENCE = os.path.join(REFERENCE_DIR, "torch_vae.py")
 CONV_REFERENCE = os.path.join(REFERENCE_DIR, "torch_conv_vae.py")
+JAX_REFERENCE = os.path.join(REFERENCE_DIR, "jax_vae.py")
+TINYGRAD_REFERENCE = os.path.join(REFERENCE_DIR, "tinygrad_vae.py")
+DATA = "/usr/share/datasets/fashion-mnist"   # clvae's and every reference's default
+# The peers --peer takes: the modules their python must import (the first is the engine), what pip
+# installs into a venv of their own when no python here has them, and that venv's default folder.
+PEERS = {
+    "torch": ("torch", None, None),
+    "jax": ("jax, optax", ["jax", "jaxlib", "optax"], os.path.join(ROOT, "bench", ".venv-jax")),
+    "tinygrad": ("tinygrad, numpy", ["tinygrad", "numpy"],
+                 os.path.join(ROOT, "bench", ".venv-tinygrad")),
+}
 # What each model is, for clvae and for its PyTorch reference.
 MODELS = {
     "mlp": ("default model 784-128-10", [], REFERENCE),
@@ -50,11 +73,14 @@ N_TRAIN = 60000
 def run_measured(cmd, env=None):
     """Like run, with the child's own peak RSS (MiB) from wait4."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    out = p.stdout.read()
-    err = p.stderr.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    seconds = time.perf_counter() - t0
+    with tempfile.TemporaryFile("w+") as err_file:   # a file: a chatty stderr cannot block it
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file, env=env, text=True)
+        out = p.stdout.read()
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = 0   # reaped here, by wait4
+        seconds = time.perf_counter() - t0
+        err_file.seek(0)
+        err = err_file.read()
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit("bench: %s failed (%d):\n%s" % (" ".join(cmd), code, err))
@@ -72,10 +98,56 @@ def build():
 
 def torch_python():
     """A Python that imports torch (Debian's python3-torch lives under /usr/bin/python3), or None."""
-    for py in [sys.executable, "/usr/bin/python3", shutil.which("python3")]:
-        if py and subprocess.run([py, "-c", "import torch"], capture_output=True).returncode == 0:
+    return module_python("torch")
+
+
+def module_python(module, extra=()):
+    """The first of this Python, /usr/bin/python3, python3 on PATH and extra that imports
+    module, or None."""
+    for py in [sys.executable, "/usr/bin/python3", shutil.which("python3"), *extra]:
+        if py and os.path.exists(py) and subprocess.run(
+                [py, "-c", "import " + module], capture_output=True).returncode == 0:
             return py
     return None
+
+
+def peer_python(name, venv):
+    """A Python for peer name that imports its module: one here, else the venv's, made (python3
+    -m venv, pip install from PyPI) when missing. Exits 2 with one line when that fails."""
+    module, packages, _ = PEERS[name]
+    vpy = os.path.join(venv, "bin", "python")
+    py = module_python(module, [vpy])
+    if py:
+        return py
+    print("bench: no python here imports %s: making %s (pip install %s; takes minutes)"
+          % (module, venv, " ".join(packages)))
+    sys.stdout.flush()
+    existed = os.path.exists(venv)
+    r = subprocess.run([sys.executable, "-m", "venv", venv], capture_output=True, text=True)
+    if r.returncode != 0 or not os.path.exists(vpy):
+        if not existed:
+            shutil.rmtree(venv, ignore_errors=True)
+        why = (r.stderr.strip().splitlines() or ["no %s" % vpy])[-1]
+        print("bench: `%s -m venv %s` failed (%s): install Python's venv module (Debian: "
+              "apt-get install python3-venv)" % (sys.executable, venv, why), file=sys.stderr)
+        sys.exit(2)
+    r = subprocess.run([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+                       + packages, capture_output=True, text=True)
+    if r.returncode != 0 or subprocess.run([vpy, "-c", "import " + module],
+                                           capture_output=True).returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["import %s failed" % module])[-1]
+        print("bench: pip install %s into %s failed (%s): it needs PyPI; delete %s to retry"
+              % (" ".join(packages), venv, last, venv), file=sys.stderr)
+        sys.exit(2)
+    return vpy
+
+
+def module_version(py, modules):
+    """The version of the first of modules ("jax, optax") as py sees it."""
+    name = modules.split(",")[0]
+    r = subprocess.run([py, "-c", "import importlib.metadata as m; print(m.version(%r))" % name],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or "?"
 
 
 def clvae_run(exe, epochs, extra, env=None):
@@ -89,9 +161,38 @@ def clvae_run(exe, epochs, extra, env=None):
     return seconds, float(m.group(1)) if m else float("nan"), rss
 
 
-def torch_run(py, reference, epochs):
-    out, _, rss = run_measured([py, reference, "--epochs", str(epochs)])
-    return [float(m) for m in re.findall(r"epoch \d+ ([0-9.]+)s", out)], rss
+def clvae_launches(exe, extra):
+    """Kernel launches per training step, from a one-epoch `clvae train --profile` run."""
+    with tempfile.TemporaryDirectory() as out_dir:
+        out, _, _ = run_measured([exe, "train", "--epochs", "1", "--out", out_dir, "--profile"]
+                                 + extra)
+    m = re.search(r"clvae: ([0-9.]+) launches per training step", out)
+    return float(m.group(1)) if m else None
+
+
+def peer_command(name, py, model, epochs, a):
+    """The command line and environment of one run of peer name."""
+    env = dict(os.environ)
+    if name == "torch":
+        reference = MODELS[model][2]
+        return [py, reference, "--epochs", str(epochs), "--data", a.data], env
+    if name == "jax":
+        env.setdefault("JAX_PLATFORMS", "cpu")   # no probing for accelerators
+        return [py, JAX_REFERENCE, "--epochs", str(epochs), "--data", a.data, "--model", model,
+                "--loop", a.jax_loop], env
+    env["DEV"] = a.tinygrad_dev
+    return [py, TINYGRAD_REFERENCE, "--epochs", str(epochs), "--data", a.data], env
+
+
+def peer_run(name, py, model, epochs, a):
+    """One run of a peer: (epoch seconds list, compile seconds or None, peak RSS MiB)."""
+    cmd, env = peer_command(name, py, model, epochs, a)
+    out, _, rss = run_measured(cmd, env)
+    seconds = [float(m) for m in re.findall(r"^epoch \d+ ([0-9.]+)s", out, re.M)]
+    if not seconds:
+        sys.exit("bench: %s printed no epoch lines:\n%s" % (" ".join(cmd), out[-2000:]))
+    m = re.search(r"^compile ([0-9.]+)s", out, re.M)
+    return seconds, float(m.group(1)) if m else None, rss
 
 
 # The GPU table of issue 8: (label, clvae options, torch_vae.py / torch_conv_vae.py options).
@@ -190,9 +291,25 @@ def summary(name, steady):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=4, help="epochs per run (the first is dropped)")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of clvae and torch")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of clvae and peers")
     ap.add_argument("--device-args", default="", help="extra clvae options, e.g. '--device 1'")
-    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    ap.add_argument("--peer", default="torch",
+                    help="comma list of peers run alternating with clvae: torch, jax, tinygrad "
+                         "[torch]")
+    ap.add_argument("--no-torch", action="store_true", help="leave torch out of --peer")
+    ap.add_argument("--jax-loop", choices=["scan", "python"], default="scan",
+                    help="jax_vae.py --loop: one jitted epoch (lax.scan) or one jitted step in a "
+                         "Python loop (jax_vae.py finds that faster for the conv model) [scan]")
+    ap.add_argument("--tinygrad-dev", choices=["CL", "CPU"], default="CL",
+                    help="tinygrad's device: CL (OpenCL: PoCL here) or CPU (clang) [CL]")
+    ap.add_argument("--jax-venv", default=PEERS["jax"][2],
+                    help="venv made for jax when no python here imports it [bench/.venv-jax]")
+    ap.add_argument("--tinygrad-venv", default=PEERS["tinygrad"][2],
+                    help="venv made for tinygrad likewise [bench/.venv-tinygrad]")
+    ap.add_argument("--data", default=DATA,
+                    help="Fashion-MNIST IDX files, for clvae and every peer [%s]" % DATA)
+    ap.add_argument("--no-profile", action="store_true",
+                    help="skip the one-epoch --profile pass that counts launches per step")
     ap.add_argument("--model", choices=sorted(MODELS), default="mlp",
                     help="the default MLP or the conv reference architecture")
     ap.add_argument("--gpu-table", action="store_true",
@@ -203,6 +320,14 @@ def main():
     ap.add_argument("--ranks", help="comma-separated rank counts, e.g. 1,2: data-parallel "
                                     "training under mpirun, compute and communication per step")
     a = ap.parse_args()
+    peers = []
+    for name in (x.strip() for x in a.peer.split(",")):
+        if name not in PEERS:
+            ap.error("--peer: %r is none of %s" % (name, ", ".join(PEERS)))
+        if name not in peers and not (name == "torch" and a.no_torch):
+            peers.append(name)
+    if a.epochs < 2 and not a.gpu_table:
+        ap.error("--epochs: at least 2 (each run's first epoch is dropped)")
     exe = a.exe or build()
     if a.gpu_table:
         gpu_table(exe, a.epochs, a.device_args.split())
@@ -214,38 +339,97 @@ def main():
         ranks_table(exe, [int(x) for x in a.ranks.split(",")], a.epochs, a.rounds,
                     model_args + a.device_args.split())
         return
-    extra = model_args + a.device_args.split()
+    extra = model_args + ["--data", a.data] + a.device_args.split()
     print("bench: %s, %d rounds of %d epochs, %s, batch 256" % (exe, a.rounds, a.epochs, what))
     print("bench: machine: %s, %d cores" % (platform_cpu(), os.cpu_count()))
+
+    # Each peer's python (a venv made for jax or tinygrad if none here imports it).
+    pythons, labels = {}, {}
+    for name in peers:
+        if name == "tinygrad" and a.model != "mlp":
+            print("bench: tinygrad_vae.py has the MLP only: tinygrad left out of --model %s"
+                  % a.model)
+            continue
+        if name == "torch":
+            py = torch_python()
+            if py is None:
+                print("bench: PyTorch is not importable: torch left out (Debian: python3-torch "
+                      "libopenblas0-pthread)")
+                continue
+        else:
+            py = peer_python(name, a.jax_venv if name == "jax" else a.tinygrad_venv)
+        pythons[name] = py
+        version = module_version(py, PEERS[name][0])
+        how = {"torch": "--threads 2",
+               "jax": "--loop %s, XLA:CPU on every core" % a.jax_loop,
+               "tinygrad": "DEV=%s" % a.tinygrad_dev}[name]
+        labels[name] = "%s %s%s" % (name, version, {"jax": " (%s)" % a.jax_loop, "tinygrad":
+                                                    " (DEV=%s)" % a.tinygrad_dev}.get(name, ""))
+        print("bench: peer %s %s (%s; %s)" % (name, version, py, how))
+    if not pythons:
+        print("bench: no peer: clvae alone")
 
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, POCL_CACHE_DIR=cache)
         _, cold, _ = clvae_run(exe, 1, extra, env)
-    py = None if a.no_torch else torch_python()
-    if not a.no_torch and py is None:
-        print("bench: PyTorch is not importable: clvae alone (Debian: python3-torch "
-              "libopenblas0-pthread)")
-    ours, theirs, firsts, rss_ours, rss_theirs = [], [], [], [], []
+    launches = None if a.no_profile else clvae_launches(exe, extra)
+    ours, firsts, rss_ours = [], [], []
+    theirs = {name: {"epochs": [], "compile": [], "rss": [], "first": []} for name in pythons}
     for r in range(a.rounds):
         seconds, first, rss = clvae_run(exe, a.epochs, extra)
         ours += seconds[1:]
         firsts.append(first)
         rss_ours.append(rss)
         print("bench: round %d clvae epochs %s" % (r + 1, " ".join("%.3f" % s for s in seconds)))
-        if py:
-            seconds, rss = torch_run(py, reference, a.epochs)
-            theirs += seconds[1:]
-            rss_theirs.append(rss)
-            print("bench: round %d torch epochs %s" % (r + 1, " ".join("%.3f" % s for s in seconds)))
+        for name, py in list(pythons.items()):
+            try:
+                seconds, compile_s, rss = peer_run(name, py, a.model, a.epochs, a)
+            except SystemExit as e:   # one peer failing leaves the others running
+                print("bench: round %d %s failed, left out from here: %s" % (r + 1, name, e),
+                      file=sys.stderr)
+                del pythons[name]
+                continue
+            theirs[name]["epochs"] += seconds[1:]
+            theirs[name]["first"].append(seconds[0])
+            theirs[name]["rss"].append(rss)
+            if compile_s is not None:
+                theirs[name]["compile"].append(compile_s)
+            print("bench: round %d %s epochs %s%s" % (
+                r + 1, name, " ".join("%.3f" % s for s in seconds),
+                "" if compile_s is None else " (compile %.3f)" % compile_s))
+        sys.stdout.flush()
     print()
     med = summary("clvae", ours)
     print("clvae    start to first step: cold %.2f s (empty PoCL cache), warm median %.2f s" %
           (cold, statistics.median(firsts)))
     print("clvae    peak host memory: %.0f MiB" % max(rss_ours))
-    if theirs:
-        med_t = summary("pytorch", theirs)
-        print("pytorch  peak host memory: %.0f MiB" % max(rss_theirs))
-        print("ratio clvae / pytorch (median epoch time): %.2f" % (med / med_t))
+    if launches is not None:
+        print("clvae    launches per training step: %.1f (clvae train --profile)" % launches)
+    rows = [("clvae", med, min(ours), max(ours), len(ours), "first step %.2f s warm, %.2f s cold"
+             % (statistics.median(firsts), cold), max(rss_ours),
+             "-" if launches is None else "%.1f" % launches, "-")]
+    for name, t in theirs.items():
+        if not t["epochs"]:
+            continue
+        label = {"torch": "pytorch"}.get(name, name)
+        med_t = summary(label, t["epochs"])
+        print("%-8s peak host memory: %.0f MiB" % (label, max(t["rss"])))
+        start = "-"
+        if t["compile"]:
+            start = "compile %.2f s" % statistics.median(t["compile"])
+            print("%-8s compile: median %.2f s" % (label, statistics.median(t["compile"])))
+        elif name == "tinygrad":   # compiles and captures its kernels in the first epoch
+            start = "epoch 1 %.2f s (compiling)" % statistics.median(t["first"])
+        print("ratio clvae / %s (median epoch time): %.2f" % (label, med / med_t))
+        rows.append((labels[name], med_t, min(t["epochs"]), max(t["epochs"]), len(t["epochs"]),
+                     start, max(t["rss"]), "-", "%.2f" % (med / med_t)))
+    print()
+    print("| engine | median epoch (min-max, n) | img/s | start | peak RSS | launches/step | "
+          "clvae / engine |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, m, lo, hi, n, start, rss, launch, ratio in rows:
+        print("| %s | %.3f s (%.3f-%.3f, %d) | %s | %s | %.0f MiB | %s | %s |"
+              % (label, m, lo, hi, n, "{:,.0f}".format(N_TRAIN / m), start, rss, launch, ratio))
 
 
 def platform_cpu():
