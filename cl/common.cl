@@ -3,7 +3,7 @@
 //
 // Counter-based random numbers: Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as
 // 1, 2, 3", SC 2011). Every draw is a pure function of (key, counter), so any work-item can draw
-// its own numbers, in any order, and the host can reproduce them (src/philox.c).
+// its own numbers, in any order, and the host can reproduce them (src/base/philox.c).
 
 // counter (4 x u32), key (2 x u32) -> 4 random u32.
 uint4 philox4x32_10(uint4 ctr, uint2 key)

@@ -1,4 +1,4 @@
-// Convolution by im2col and col2im around CLBlast products (src/layer_conv.c). Images are
+// Convolution by im2col and col2im around CLBlast products (src/model/layer_conv.c). Images are
 // (rows, H, W, C) with the channel fastest (NHWC); a grid of GH x GW kernel positions with kernel
 // K x K, stride S and padding P is what a convolution of the image computes, GH = (H + 2P - K) / S
 // + 1 (a deconv's input grid, for its output image).

@@ -21,7 +21,7 @@
 // B's columns (and of A^T's rows) into local memory, contiguous, between two barriers, and the
 // blocks read them there: 200 and 157 GFLOP/s at 1024, 151 and 150 at 4096. Elsewhere the copy and
 // the barriers cost more than they save (256x128x784: 191 GFLOP/s against 253), so the host picks
-// them by leading dimension (gemm_blocks in src/cl_runtime.c). The same multiply-adds in the same
+// them by leading dimension (gemm_blocks in src/runtime/cl_runtime.c). The same multiply-adds in the same
 // order: the same bits either way.
 #define GEMM_R 8
 #define GEMM_BIAS 1
@@ -195,7 +195,7 @@ GEMM_PACKED_KERNEL(gemm_nn_packed, 0, A_PACKED_NN)
 GEMM_PACKED_KERNEL(gemm_tn_packed, 1, A_PACKED_TN)
 
 // C (m, n) = alpha (the sum of the parts products P_p (m, n), p < parts, at p m n in partial)
-// + beta C, then the epilogue: the second pass of a product split over k (own_gemm in src/cl_runtime.c), the parts
+// + beta C, then the epilogue: the second pass of a product split over k (own_gemm in src/runtime/cl_runtime.c), the parts
 // added in order. Range: (n, m).
 __kernel void gemm_sum_parts(__global const float *partial, int parts, int m, int n, float alpha,
                              float beta, __global float *c, ulong c_off, int ldc,

@@ -1,4 +1,4 @@
-// The likelihoods p(x|z) of the decoder's output (src/likelihood.c): each pixel's negative
+// The likelihoods p(x|z) of the decoder's output (src/model/likelihood.c): each pixel's negative
 // log-probability and its gradient, and the per-image sums. Needs common.cl.
 //
 // The decoder's output for an image of dim = pixels x channels values: Bernoulli, one logit a

@@ -1,4 +1,4 @@
-// The Gaussian sampler (src/sampler.c): the reparameterised sample with its KL term, its gradient,
+// The Gaussian sampler (src/model/sampler.c): the reparameterised sample with its KL term, its gradient,
 // and draws from the prior. Needs common.cl.
 
 // ml (rows, 2 latent) = [mu | logvar] -> z = mu + noise_scale * exp(logvar / 2) * eps, eps (rows,

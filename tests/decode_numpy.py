@@ -4,7 +4,7 @@
 Usage: decode_numpy.py MODEL.safetensors RAW N SEED TEMPERATURE
 RAW is `clvae generate --raw` output for the same N, --seed and --temperature: N images of each
 pixel's mean under the likelihood (Bernoulli or discretised logistic), channel-last, float32. The draws are clvae's: z[i] = T * Philox4x32-10 Box-Muller normal of
-counter (i, 0, 0, stream 2) under the seed (src/philox.c), ported here.
+counter (i, 0, 0, stream 2) under the seed (src/base/philox.c), ported here.
 """
 import math
 import sys

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Command-line tests for clvae: every bad input fails with one "clvae: " line naming the option or
-file, the documented exit status (include/error.h) and nothing left in the output directory; a good
+file, the documented exit status (include/base/error.h) and nothing left in the output directory; a good
 run on small synthetic IDX data writes metrics.csv and the PNG grids, reproducibly for a seed.
 
 Run as `CLVAE=path/to/clvae python3 tests/test_cli.py`; CLVAE defaults to build-cli/clvae.
@@ -19,12 +19,12 @@ import zlib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLVAE = os.path.abspath(os.environ.get("CLVAE") or os.path.join(ROOT, "build-cli", "clvae"))
 
-# include/error.h
+# include/base/error.h
 EXIT_OK, EXIT_USAGE, EXIT_DATA, EXIT_OUTPUT, EXIT_DEVICE, EXIT_DIVERGED = 0, 2, 3, 4, 5, 6
 
 # The synthetic data set: small enough that a whole run is build time plus a few milliseconds.
 ROWS, COLS, N_TRAIN, N_TEST = 8, 8, 300, 100
-GRID_COLS, GRID_PAD = 8, 2  # src/train.c: 8 tiles a row, 2 px of padding
+GRID_COLS, GRID_PAD = 8, 2  # src/train/train.c: 8 tiles a row, 2 px of padding
 METRICS_HEADER = ("epoch,train_neg_elbo,train_rec,train_kl,test_neg_elbo,test_rec,test_kl,"
                   "seconds,images_per_second,test_bits_per_dim")
 TIMING_COLUMNS = ("seconds", "images_per_second")  # the only columns allowed to differ between runs
@@ -350,7 +350,7 @@ def test_help():
     r = run(["train", "--help"])
     check("clvae train --help: exit 0, on stdout", r.rc == EXIT_OK and r.out and not r.err,
           r.describe())
-    # src/train.c train_defaults: every option and the default its line shows.
+    # src/train/train.c train_defaults: every option and the default its line shows.
     defaults = {
         "--platform": "else the first with a GPU", "--device": "else the first GPU, else 0",
         "--data": "[/usr/share/datasets/fashion-mnist]", "--out": "[out]", "--epochs": "[30]",

@@ -159,7 +159,7 @@ def non_finite(path):
 
 
 def n_params(in_dim, hidden, latent):
-    """src/vae.c vae_layout: the encoder, the mean and log-variance heads, the mirrored decoder."""
+    """src/model/vae.c vae_layout: the encoder, the mean and log-variance heads, the mirrored decoder."""
     widths = [in_dim] + hidden
     layers = list(zip(widths[:-1], widths[1:])) + [(hidden[-1], 2 * latent)]
     back = [latent] + hidden[::-1] + [in_dim]

@@ -1,4 +1,4 @@
-// Tests for src/idx.c: good raw and gzip files, every malformed case the reader refuses, idx_find,
+// Tests for src/data/idx.c: good raw and gzip files, every malformed case the reader refuses, idx_find,
 // and the real Fashion-MNIST files.
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L

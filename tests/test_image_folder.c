@@ -1,4 +1,4 @@
-// Tests for src/image_folder.c: PNGs of every format written by libpng and decoded to exact values
+// Tests for src/data/image_folder.c: PNGs of every format written by libpng and decoded to exact values
 // computed here, class folders, unlabelled and train/test layouts, hidden files and links, the
 // seeded split, resizing, every bad input and option text, and Debian's oxygen icons.
 #ifndef _POSIX_C_SOURCE

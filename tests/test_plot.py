@@ -15,7 +15,7 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cli as cli  # noqa: E402  (run, check, expect_error, data_dir, idx3, fresh_out)
 
-CURVES = (1500, 480)   # include/plot.h
+CURVES = (1500, 480)   # include/io/plot.h
 SCATTER = (1000, 800)
 TEST_RGB = (0xD5, 0x5E, 0x00)   # plot_test_colour, Okabe-Ito vermilion
 TRAIN_RGB = (0x00, 0x72, 0xB2)  # plot_train_colour, Okabe-Ito blue

@@ -24,7 +24,7 @@ CLVAE = os.path.abspath(os.environ.get("CLVAE") or os.path.join(ROOT, "build-cli
 DATA = "/usr/share/datasets/fashion-mnist"  # clvae's default --data
 NEG_ELBO_LIMIT = 285.0
 CONV_LIMIT = 270.0  # the conv reference: PyTorch's torch_conv_vae.py gets 263.7 after one epoch
-TILE, GRID_COLS, GRID_PAD, GRID_TILES = 28, 8, 2, 64  # src/train.c
+TILE, GRID_COLS, GRID_PAD, GRID_TILES = 28, 8, 2, 64  # src/train/train.c
 SIDE = GRID_COLS * TILE + (GRID_COLS + 1) * GRID_PAD  # 64 tiles: 8 rows of 8, a square grid
 
 passed = failed = 0

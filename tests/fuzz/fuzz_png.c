@@ -1,4 +1,4 @@
-// libFuzzer harness for the PNG reader of image folders (src/image_folder.c): the input is a PNG
+// libFuzzer harness for the PNG reader of image folders (src/data/image_folder.c): the input is a PNG
 // file. image_png_header reads its header, as the header pass does; image_decode_png decodes it,
 // at its own size (no resizing: the exact path) when the header reads and the image is at most
 // 64x64, and resized by stb_image_resize to 7x5 otherwise, over a colour background, with the

@@ -454,7 +454,7 @@ static int write_stream(FILE *fp, const char *header, size_t header_len, const s
     return 0;
 }
 
-// Checks the arguments, then writes path atomically (include/atomic_file.h).
+// Checks the arguments, then writes path atomically (include/io/atomic_file.h).
 int checkpoint_save(const char *path, const struct ckpt_meta *meta, const float *params,
                     const float *adam_m, const float *adam_v, struct clvae_error *err)
 {

@@ -105,7 +105,7 @@ static int png_write_stream(struct png_sink *sink, const uint8_t *pixels, int he
     return 0;
 }
 
-// Validates, then writes path atomically (include/atomic_file.h).
+// Validates, then writes path atomically (include/io/atomic_file.h).
 int png_write_pixels(const char *path, const uint8_t *pixels, int height, int width, int channels,
                      struct clvae_error *err)
 {

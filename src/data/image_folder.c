@@ -1,4 +1,4 @@
-// A folder of PNG images as a data set (see include/image_folder.h for the rules): the file list,
+// A folder of PNG images as a data set (see include/data/image_folder.h for the rules): the file list,
 // the train/test split, and the two passes that read headers and then decode in parallel.
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L

@@ -1,7 +1,7 @@
 // A layer kind is a module with an ops table: layout with shape checks, init, create, forward,
 // backward, the checkpoint's tensors, release. The model (vae.c) walks a list of layers and knows
-// no kind's insides. Kinds: dense (src/layer_dense.c, cl/dense.cl); conv and its transpose deconv
-// (src/layer_conv.c, cl/conv.cl).
+// no kind's insides. Kinds: dense (src/model/layer_dense.c, cl/dense.cl); conv and its transpose deconv
+// (src/model/layer_conv.c, cl/conv.cl).
 #ifndef CLVAE_LAYER_H
 #define CLVAE_LAYER_H
 
