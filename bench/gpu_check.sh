@@ -3,7 +3,7 @@
 # packed .gpu/ here: the devices clvae sees, the C tests on the GPU (kernels, gradient checks
 # including the conv model and the two-part bias reduction, IWAE, PCA; the gradient check and
 # epoch times with clvae's own products as well as CLBlast's), the widest model whole and in parts,
-# and issue 8's table
+# the launches per step and the host's share of a step (issue 24), and issue 8's table
 # against PyTorch --device cuda (bench/bench.py --gpu-table). Output goes to $OUT (default
 # gpu-out/). Without a GPU it fails cleanly at the first step.
 #   bash bench/gpu_check.sh [EPOCHS]
@@ -49,6 +49,23 @@ for limit in "" 1G; do
     echo "--hidden 16384,16384${limit:+, CLVAE_MAX_ALLOC=$limit}: exit $?"
     grep -E '^epoch|larger than' "$out/wide$limit.txt" || tail -n 2 "$out/wide$limit.txt"
 done | tee "$out/wide.txt"
+# Launches per training step and the host's share of the wall time (clvae train --profile: the
+# launch count and the "host enqueue calls" row), the default model and the conv reference at two
+# batches, for the table beside issue 8's (issue 24: a step's launches bound small batches).
+{
+    echo "| model | batch | launches per step | host enqueue us a launch | host share of wall |"
+    echo "| --- | --- | --- | --- | --- |"
+    for model in "" "--encoder conv:32,conv:64,dense:256 --latent 10"; do
+        for batch in 256 4096; do
+            # shellcheck disable=SC2086 # the model's options are words
+            prof=$(timeout 300 "$CLVAE" train --epochs 1 --batch "$batch" $model --profile \
+                --out "$out/profile" 2>&1)
+            launches=$(sed -n 's/^clvae: \([0-9.]*\) launches per training step.*/\1/p' <<<"$prof")
+            host=$(awk '/^host enqueue calls/ {print $(NF-7) " | " $(NF-6)}' <<<"$prof")
+            echo "| ${model:-default} | $batch | ${launches:-?} | ${host:-? | ?} |"
+        done
+    done
+} | tee "$out/launches.md"
 timeout 900 python3 bench/bench.py --gpu-table --epochs "${1:-3}" --exe "$CLVAE" \
     2>"$out/bench-errors.txt" | tee "$out/gpu-table.md"
 exit $status

@@ -1,13 +1,13 @@
-// Adam (Kingma and Ba, 2015) with bias correction, written as PyTorch's torch.optim.Adam computes it.
+// Adam (Kingma and Ba, 2015) with bias correction, written as PyTorch's torch.optim.Adam computes
+// it, and AdamW with its decoupled weight decay: the step kernels of src/model/optimizer.c's kinds.
 
 // params, grads, m, v (n) -> m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2 (1 - b from the host:
 // 1.0f - 0.999f in float is 1.3e-5 off 0.001, and PyTorch's moments use the exact value);
 // params -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps), where step_size = lr / (1 - b1^t) and
 // inv_sqrt_bc2 = 1 / sqrt(1 - b2^t) come from the host. Range: (n).
 __kernel void adam_update(__global float *params, __global const float *grads, __global float *m,
-                          __global float *v, int n, float beta1, float one_minus_beta1,
-                          float beta2, float one_minus_beta2, float eps, float step_size,
-                          float inv_sqrt_bc2)
+                          __global float *v, int n, float beta1, float one_minus_beta1, float beta2,
+                          float one_minus_beta2, float eps, float step_size, float inv_sqrt_bc2)
 {
     int i = get_global_id(0);
     if (i >= n)
@@ -18,4 +18,66 @@ __kernel void adam_update(__global float *params, __global const float *grads, _
     m[i] = mi;
     v[i] = vi;
     params[i] -= step_size * mi / (sqrt(vi) * inv_sqrt_bc2 + eps);
+}
+
+// AdamW (Loshchilov and Hutter, 2019) as torch.optim.AdamW: params *= decay, the decoupled weight
+// decay's 1 - lr weight_decay from the host, first; then adam_update's step with the same
+// arguments. Range: (n).
+__kernel void adamw_update(__global float *params, __global const float *grads, __global float *m,
+                           __global float *v, int n, float beta1, float one_minus_beta1,
+                           float beta2, float one_minus_beta2, float eps, float step_size,
+                           float inv_sqrt_bc2, float decay)
+{
+    int i = get_global_id(0);
+    if (i >= n)
+        return;
+    float g = grads[i];
+    float mi = beta1 * m[i] + one_minus_beta1 * g;
+    float vi = beta2 * v[i] + one_minus_beta2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    float p = params[i] * decay;
+    params[i] = p - step_size * mi / (sqrt(vi) * inv_sqrt_bc2 + eps);
+}
+
+// --clip-grad (src/model/optimizer.c, optimizer_clip): the gradient's global norm over all its
+// parts in three launches, no read-back. Sums are in a fixed order, so a run repeats bit for bit.
+
+// grads (n: one part) -> partial[offset + g] = the sum of squares of work-group g's share
+// (a grid-stride loop). Range: (groups * local), local a power of two; partial has local floats.
+__kernel void grad_sumsq(__global const float *grads, int n, __global float *partial, int offset,
+                         __local float *scratch)
+{
+    float s = 0.0f;
+    for (int i = get_global_id(0); i < n; i += get_global_size(0)) {
+        float g = grads[i];
+        s += g * g;
+    }
+    float total = work_group_sum(scratch, s);
+    if (get_local_id(0) == 0)
+        partial[offset + get_group_id(0)] = total;
+}
+
+// partial (count) -> scale[0] = min(1, max_norm / norm), scale[1] = norm, the square root of
+// their sum. Range: (local), one work-group.
+__kernel void grad_clip_scale(__global const float *partial, int count, float max_norm,
+                              __global float *scale, __local float *scratch)
+{
+    float s = 0.0f;
+    for (int i = get_local_id(0); i < count; i += get_local_size(0))
+        s += partial[i];
+    float total = work_group_sum(scratch, s);
+    if (get_local_id(0) == 0) {
+        float norm = sqrt(total);
+        scale[0] = norm > max_norm ? max_norm / norm : 1.0f;
+        scale[1] = norm;
+    }
+}
+
+// grads (n) *= scale[0]. Range: (n).
+__kernel void grad_scale(__global float *grads, int n, __global const float *scale)
+{
+    int i = get_global_id(0);
+    if (i < n)
+        grads[i] *= scale[0];
 }

@@ -40,14 +40,15 @@ __kernel void conv_im2col(__global const float *img, __global float *cols, int r
 #define COL2IM_CHANNELS 16 // channels a work-item of conv_col2im sums
 
 // The adjoint of conv_im2col: img (rows, H, W, C) = for each pixel the sum of the cols entries
-// im2col reads from it (overwritten). Each work-item gathers COL2IM_CHANNELS channels of the W
-// pixels of one image row (n, y), each over the kernel positions that read it, in a fixed order:
-// no atomics, the same result every run. Only every S-th kernel row and column can reach a pixel,
-// so the loops step by S from the first that does ((y + P) mod S). The conv reference's
-// 14x14x32 image took 1.14 ms a batch this way on PoCL on 2 cores (1.6 with a work-item a pixel),
-// its 28x28x1 output 1.45 (2.9). Range: (ceil(C / COL2IM_CHANNELS), rows H).
+// im2col reads from it (overwritten, or added to when acc: a layer whose input feeds two). Each
+// work-item gathers COL2IM_CHANNELS channels of the W pixels of one image row (n, y), each over
+// the kernel positions that read it, in a fixed order: no atomics, the same result every run.
+// Only every S-th kernel row and column can reach a pixel, so the loops step by S from the first
+// that does ((y + P) mod S). The conv reference's 14x14x32 image took 1.14 ms a batch this way on
+// PoCL on 2 cores (1.6 with a work-item a pixel), its 28x28x1 output 1.45 (2.9). Range:
+// (ceil(C / COL2IM_CHANNELS), rows H).
 __kernel void conv_col2im(__global const float *cols, __global float *img, int rows, int C, int H,
-                          int W, int GH, int GW, int K, int S, int P)
+                          int W, int GH, int GW, int K, int S, int P, int acc)
 {
     int c0 = get_global_id(0) * COL2IM_CHANNELS;
     size_t py = get_global_id(1); // (n, y)
@@ -77,6 +78,6 @@ __kernel void conv_col2im(__global const float *cols, __global float *img, int r
         }
         __global float *out = img + (py * W + x) * C + c0;
         for (int c = 0; c < nc; c++)
-            out[c] = sum[c];
+            out[c] = acc ? out[c] + sum[c] : sum[c];
     }
 }

@@ -3,7 +3,11 @@
 // of the range is a batch of such products, strides in floats. An epilogue may follow, folded
 // into the store: GEMM_BIAS adds bias[bias_off + j] to column j, GEMM_BIAS_RELU then takes
 // max(0, .) (what bias_forward and bias_relu_forward of dense.cl do in a second pass, to the same
-// bits). Range: (column blocks, row blocks, batch).
+// bits); GEMM_MASK zeroes the product where bias (m, n, at bias_off, rows ldc apart) is not above
+// 0 before beta C is added (a ReLU layer's output masking its gradient, bias_backward's mask). The *_sum kernels also sum B's
+// columns over k into bias[bias_off + j] (GEMM_COLSUM; GEMM_COLSUM_ADD adds to it): a layer's bias
+// gradient beside its weight gradient, the rows in order as bias_backward adds them, so the same
+// bits in the launch that already reads dy. Range: (column blocks, row blocks, batch).
 //
 // Each work-item keeps a GEMM_R x (16 NV) block of C in float16 registers and walks k: a step
 // loads NV rows of 16 from B, broadcasts GEMM_R values of A and does GEMM_R NV vector
@@ -26,10 +30,19 @@
 #define GEMM_R 8
 #define GEMM_BIAS 1
 #define GEMM_BIAS_RELU 2
+#define GEMM_MASK 3
+#define GEMM_COLSUM 4
+#define GEMM_COLSUM_ADD 5
 
-// y with the epilogue applied; b the bias of y's column(s).
+// y with the epilogue applied; b the bias of y's column(s), or the mask of y's element(s).
 #define GEMM_EPILOGUE(y, b)                                                                        \
-    ((epilogue) == GEMM_BIAS_RELU ? fmax((y) + (b), 0.0f) : (epilogue) ? (y) + (b) : (y))
+    ((epilogue) == GEMM_BIAS_RELU                                                                  \
+         ? fmax((y) + (b), 0.0f)                                                                   \
+         : (epilogue) == GEMM_BIAS || (epilogue) == GEMM_BIAS_RELU ? (y) + (b) : (y))
+#define GEMM_MASKED16(y, b) select((float16)0.0f, (y), (b) > 0.0f)
+#define GEMM_MASKED(y, b) ((b) > 0.0f ? (y) : 0.0f)
+// Where row r of the block finds its epilogue's operand: the bias row, or the mask's row.
+#define GEMM_EP_ROW(row) (bias + bias_off + (epilogue == GEMM_MASK ? (size_t)(row) * ldc : 0))
 
 // A's element (row i, column kk) of op(A).
 #define A_NN(i, kk) a[(size_t)(i) * lda + (kk)]
@@ -37,11 +50,13 @@
 
 // The k loop of one block: ROW(r) the row of op(A) that block row r reads, LOAD_B(v, bk) the
 // v-th 16 floats of B's row bk.
-#define GEMM_LOOP(A_AT, NV, ROW, LOAD_B)                                                           \
+#define GEMM_LOOP(A_AT, NV, ROW, LOAD_B, SUM)                                                      \
     for (int kk = 0; kk < k; kk++) {                                                               \
         const __global float *bk = b + (size_t)kk * ldb;                                           \
         float16 brow[NV];                                                                          \
         _Pragma("unroll") for (int v = 0; v < NV; v++) brow[v] = LOAD_B(v, bk);                   \
+        if (SUM)                                                                                   \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) colsum[v] += brow[v];                  \
         _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                        \
         {                                                                                          \
             float16 x = (float16)A_AT(ROW(r), kk);                                                 \
@@ -73,29 +88,47 @@ float16 edge_row16(const __global float *row, int q0, int cols)
         {                                                                                          \
             __global float *out = c + (size_t)r * ldc;                                             \
             float16 y = alpha * acc[r][v];                                                         \
+            __global const float *ep = GEMM_EP_ROW(i0 + r) + j0 + 16 * v;                         \
             if (whole) {                                                                           \
+                if (epilogue == GEMM_MASK)                                                         \
+                    y = GEMM_MASKED16(y, vload16(0, ep));                                          \
                 if (beta != 0.0f)                                                                  \
                     y += beta * vload16(v, out);                                                   \
-                if (epilogue)                                                                      \
-                    y = GEMM_EPILOGUE(y, vload16(0, bias + bias_off + j0 + 16 * v));               \
+                if (epilogue == GEMM_BIAS || epilogue == GEMM_BIAS_RELU)                           \
+                    y = GEMM_EPILOGUE(y, vload16(0, ep));                                          \
                 vstore16(y, v, out);                                                               \
             } else {                                                                               \
                 float part[16];                                                                    \
                 vstore16(y, 0, part);                                                              \
                 for (int q = 0; q < 16 && 16 * v + q < cols; q++) {                                \
                     __global float *o = out + 16 * v + q;                                          \
-                    float e = beta != 0.0f ? part[q] + beta * *o : part[q];                        \
-                    *o = GEMM_EPILOGUE(e, bias[bias_off + j0 + 16 * v + q]);                       \
+                    float p = epilogue == GEMM_MASK ? GEMM_MASKED(part[q], ep[q]) : part[q];       \
+                    float e = beta != 0.0f ? p + beta * *o : p;                                    \
+                    *o = epilogue && epilogue != GEMM_MASK ? GEMM_EPILOGUE(e, ep[q]) : e;          \
                 }                                                                                  \
             }                                                                                      \
         }
 
-#define GEMM_KERNEL(NAME, A_AT, NV)                                                                \
+// Stores the column sums of a *_sum kernel's block (blocks of the first row only) to
+// bias[bias_off + j], added to what is there for GEMM_COLSUM_ADD.
+#define GEMM_STORE_COLSUM(NV)                                                                      \
+    if (i0 == 0)                                                                                   \
+        _Pragma("unroll") for (int v = 0; v < NV; v++)                                             \
+        {                                                                                          \
+            float part[16];                                                                        \
+            vstore16(colsum[v], 0, part);                                                          \
+            for (int q = 0; q < 16 && 16 * v + q < cols; q++) {                                    \
+                __global float *o = bias + bias_off + j0 + 16 * v + q;                             \
+                *o = epilogue == GEMM_COLSUM_ADD ? *o + part[q] : part[q];                         \
+            }                                                                                      \
+        }
+
+#define GEMM_KERNEL(NAME, A_AT, NV, SUM)                                                           \
     __kernel void NAME(int m, int n, int k, float alpha, float beta,                               \
                        __global const float *restrict a, ulong a_off, int lda, ulong a_stride,     \
                        __global const float *restrict b, ulong b_off, int ldb, ulong b_stride,     \
                        __global float *restrict c, ulong c_off, int ldc, ulong c_stride,           \
-                       __global const float *restrict bias, ulong bias_off, int epilogue)          \
+                       __global float *bias, ulong bias_off, int epilogue)                         \
     {                                                                                              \
         int j0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * GEMM_R;            \
         if (i0 >= m || j0 >= n)                                                                    \
@@ -106,21 +139,76 @@ float16 edge_row16(const __global float *row, int q0, int cols)
         c += c_off + p * c_stride + (size_t)i0 * ldc + j0;                                         \
         int rows = min(GEMM_R, m - i0), cols = min(16 * NV, n - j0);                               \
         bool whole_block = rows == GEMM_R && cols == 16 * NV;                                      \
-        float16 acc[GEMM_R][NV];                                                                   \
+        float16 acc[GEMM_R][NV], colsum[NV];                                                       \
+        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                        \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (float16)0.0f;             \
+        _Pragma("unroll") for (int v = 0; v < NV; v++) colsum[v] = (float16)0.0f;                 \
+        if (whole_block) {                                                                         \
+            GEMM_LOOP(A_AT, NV, ROW_WHOLE, LOAD_WHOLE, SUM)                                        \
+        } else {                                                                                   \
+            GEMM_LOOP(A_AT, NV, ROW_EDGE, LOAD_EDGE, SUM)                                          \
+        }                                                                                          \
+        GEMM_STORE(NV)                                                                             \
+        if (SUM) {                                                                                 \
+            GEMM_STORE_COLSUM(NV)                                                                  \
+        }                                                                                          \
+    }
+
+GEMM_KERNEL(gemm_nn_32, A_NN, 2, 0)
+GEMM_KERNEL(gemm_tn_32, A_TN, 2, 0)
+GEMM_KERNEL(gemm_nn_16, A_NN, 1, 0)
+GEMM_KERNEL(gemm_tn_16, A_TN, 1, 0)
+GEMM_KERNEL(gemm_tn_32_sum, A_TN, 2, 1)
+GEMM_KERNEL(gemm_tn_16_sum, A_TN, 1, 1)
+
+// C (m, n) = A B with the epilogue, A's rows gathered from a data set of bytes: row i is image
+// index[start + i] of data ((count, k) bytes) / 255, the batch gather_images (data.cl) would
+// write; the blocks of the first column of blocks also store those rows into x (m, k), so the
+// gather's launch and its pass over the batch join the first layer's product, to the same bits
+// (the same floats, multiplied in the same order). Range: (column blocks, row blocks).
+#define A_GATHER(i, kk) ((float)arow[(i) - i0][kk] * (1.0f / 255.0f))
+
+#define GEMM_GATHER_KERNEL(NAME, NV)                                                               \
+    __kernel void NAME(int m, int n, int k, __global const uchar *restrict data,                   \
+                       __global const int *restrict index, int start,                              \
+                       __global float *restrict x, __global const float *restrict b,               \
+                       ulong b_off, int ldb, __global float *restrict c, ulong c_off, int ldc,     \
+                       __global float *bias, ulong bias_off, int epilogue)                         \
+    {                                                                                              \
+        int j0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * GEMM_R;            \
+        if (i0 >= m || j0 >= n)                                                                    \
+            return;                                                                                \
+        float alpha = 1.0f, beta = 0.0f;                                                           \
+        int rows = min(GEMM_R, m - i0), cols = min(16 * NV, n - j0);                               \
+        bool whole_block = rows == GEMM_R && cols == 16 * NV;                                      \
+        __global const uchar *arow[GEMM_R];                                                        \
+        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) arow[r] =                              \
+            data + (size_t)index[start + i0 + min(r, rows - 1)] * (size_t)k;                      \
+        if (j0 == 0)                                                                               \
+            for (int r = 0; r < rows; r++) {                                                       \
+                __global float *dst = x + (size_t)(i0 + r) * k;                                    \
+                int q = 0;                                                                         \
+                for (; q + 16 <= k; q += 16)                                                       \
+                    vstore16(convert_float16(vload16(0, arow[r] + q)) * (1.0f / 255.0f), 0,        \
+                             dst + q);                                                             \
+                for (; q < k; q++)                                                                 \
+                    dst[q] = (float)arow[r][q] * (1.0f / 255.0f);                                  \
+            }                                                                                      \
+        b += b_off + j0;                                                                           \
+        c += c_off + (size_t)i0 * ldc + j0;                                                        \
+        float16 acc[GEMM_R][NV], colsum[NV];                                                       \
         _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                        \
             _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (float16)0.0f;             \
         if (whole_block) {                                                                         \
-            GEMM_LOOP(A_AT, NV, ROW_WHOLE, LOAD_WHOLE)                                             \
+            GEMM_LOOP(A_GATHER, NV, ROW_WHOLE, LOAD_WHOLE, 0)                                      \
         } else {                                                                                   \
-            GEMM_LOOP(A_AT, NV, ROW_EDGE, LOAD_EDGE)                                               \
+            GEMM_LOOP(A_GATHER, NV, ROW_EDGE, LOAD_EDGE, 0)                                        \
         }                                                                                          \
         GEMM_STORE(NV)                                                                             \
     }
 
-GEMM_KERNEL(gemm_nn_32, A_NN, 2)
-GEMM_KERNEL(gemm_tn_32, A_TN, 2)
-GEMM_KERNEL(gemm_nn_16, A_NN, 1)
-GEMM_KERNEL(gemm_tn_16, A_TN, 1)
+GEMM_GATHER_KERNEL(gemm_nn_32_gather, 2)
+GEMM_GATHER_KERNEL(gemm_nn_16_gather, 1)
 
 // The packed products (see the top): a work-group of GEMM_G blocks, all 32 columns wide, down one
 // column of blocks; every GEMM_KT rows of k its items copy B's rows (zeros past the last column)
@@ -139,7 +227,7 @@ GEMM_KERNEL(gemm_tn_16, A_TN, 1)
         int m, int n, int k, float alpha, float beta, __global const float *restrict a,            \
         ulong a_off, int lda, ulong a_stride, __global const float *restrict b, ulong b_off,       \
         int ldb, ulong b_stride, __global float *restrict c, ulong c_off, int ldc,                 \
-        ulong c_stride, __global const float *restrict bias, ulong bias_off, int epilogue)         \
+        ulong c_stride, __global float *bias, ulong bias_off, int epilogue)                        \
     {                                                                                              \
         __local float16 bt[GEMM_KT * 2];                                                           \
         __local float at[TA ? GEMM_KT * GEMM_GROWS : 1];                                           \
@@ -201,6 +289,7 @@ __kernel void gemm_sum_parts(__global const float *partial, int parts, int m, in
                              float beta, __global float *c, ulong c_off, int ldc,
                              __global const float *bias, ulong bias_off, int epilogue)
 {
+    size_t row = epilogue == GEMM_MASK ? (size_t)get_global_id(1) * ldc : 0;
     int j = get_global_id(0), i = get_global_id(1);
     if (j >= n || i >= m)
         return;
@@ -210,5 +299,11 @@ __kernel void gemm_sum_parts(__global const float *partial, int parts, int m, in
         sum += partial[p * mn + at];
     __global float *out = c + c_off + (size_t)i * ldc + j;
     float y = beta != 0.0f ? alpha * sum + beta * *out : alpha * sum;
-    *out = GEMM_EPILOGUE(y, bias[bias_off + j]);
+    float e = bias[bias_off + row + j];
+    if (epilogue == GEMM_MASK) {
+        sum = alpha * sum;
+        *out = beta != 0.0f ? GEMM_MASKED(sum, e) + beta * *out : GEMM_MASKED(sum, e);
+        return;
+    }
+    *out = GEMM_EPILOGUE(y, e);
 }

@@ -51,7 +51,7 @@ float logistic_nll(float mu, float u, float x, float *dmu, float *du)
     u = clamp(u, LOGISTIC_MIN_LOG_SCALE, LOGISTIC_MAX_LOG_SCALE);
     float inv = exp(-u), c = x - mu;
     float a = inv * (c + LOGISTIC_HALF_BIN), b = inv * (c - LOGISTIC_HALF_BIN);
-    bool low = x < LOGISTIC_HALF_BIN, high = x > 1.0f - LOGISTIC_HALF_BIN;
+    bool low = x<LOGISTIC_HALF_BIN, high = x> 1.0f - LOGISTIC_HALF_BIN;
     float nll = 0.0f, g_mu = 0.0f, g_u = 0.0f;
     if (!high) { // the CDF's upper end below +inf: -log sigmoid(a)
         float sa = sigmoid(-a);
@@ -87,8 +87,21 @@ float pixel_nll(__global const float *out, int j, float x, int kind, int channel
     return logistic_nll(out[m], out[m + channels], x, &dmu, &du);
 }
 
+// Pixel j of row r of logistic_nll_grad (below).
+void logistic_pixel(__global const float *out, __global const float *x, __global float *dout,
+                    __global float *terms, size_t r, int j, int dim, int channels, float scale)
+{
+    int p = j / channels, c = j % channels;
+    size_t m = r * 2 * dim + (size_t)p * 2 * channels + c;
+    float dmu, du;
+    terms[r * dim + j] = logistic_nll(out[m], out[m + channels], x[r * dim + j], &dmu, &du);
+    dout[m] = scale * dmu;
+    dout[m + channels] = scale * du;
+}
+
 // out (rows, 2 dim) the means and log-scales, x (rows, dim) -> terms (rows, dim) = logistic_nll,
-// and dout = scale * its gradient. Range: (dim, rows).
+// and dout = scale * its gradient. Range: (dim, rows). Every likelihood's kernel takes these
+// arguments (src/model/likelihood.c).
 __kernel void logistic_nll_grad(__global const float *out, __global const float *x,
                                 __global float *dout, __global float *terms, int rows, int dim,
                                 int channels, float scale)
@@ -96,32 +109,60 @@ __kernel void logistic_nll_grad(__global const float *out, __global const float 
     int j = get_global_id(0), r = get_global_id(1);
     if (j >= dim || r >= rows)
         return;
-    int p = j / channels, c = j % channels;
-    size_t m = (size_t)r * 2 * dim + (size_t)p * 2 * channels + c;
-    float dmu, du;
-    terms[(size_t)r * dim + j] = logistic_nll(out[m], out[m + channels], x[(size_t)r * dim + j],
-                                              &dmu, &du);
-    dout[m] = scale * dmu;
-    dout[m + channels] = scale * du;
+    logistic_pixel(out, x, dout, terms, (size_t)r, j, dim, channels, scale);
 }
 
-// logits, x (rows, dim) -> terms = bernoulli_nll, each pixel's binary cross-entropy, and
-// dlogits = scale * (sigmoid(l) - x). Range: (dim, rows). The row sums are row_sum's: summing
-// here, in a loop per work-item, kept PoCL from vectorising across pixels (2.4 ms a batch against
-// 0.5 ms for the two kernels).
-__kernel void bce_logits_grad(__global const float *logits, __global const float *x,
-                              __global float *dlogits, __global float *terms, int rows, int dim,
-                              float scale)
+// Pixel j of row r of bce_logits_grad (below). (channels: not needed here.)
+void bernoulli_pixel(__global const float *logits, __global const float *x, __global float *dlogits,
+                     __global float *terms, size_t r, int j, int dim, int channels, float scale)
 {
-    int j = get_global_id(0), r = get_global_id(1);
-    if (j >= dim || r >= rows)
-        return;
-    size_t i = (size_t)r * dim + j;
+    size_t i = r * dim + j;
     float l = logits[i], t = x[i];
     float e = native_exp(-fabs(l));
     terms[i] = bernoulli_nll(l, t);
     dlogits[i] = scale * ((l >= 0.0f ? 1.0f : e) / (1.0f + e) - t);
 }
+
+// logits, x (rows, dim) -> terms = bernoulli_nll, each pixel's binary cross-entropy, and
+// dlogits = scale * (sigmoid(l) - x). Range: (dim, rows). The row sums are row_sum's: summing
+// here, in a loop per work-item, kept PoCL from vectorising across pixels (2.4 ms a batch against
+// 0.5 ms for the two kernels); the *_rows kernels below fuse them another way. (channels: not
+// needed here; every likelihood's kernel takes the same arguments.)
+__kernel void bce_logits_grad(__global const float *logits, __global const float *x,
+                              __global float *dlogits, __global float *terms, int rows, int dim,
+                              int channels, float scale)
+{
+    int j = get_global_id(0), r = get_global_id(1);
+    if (j >= dim || r >= rows)
+        return;
+    bernoulli_pixel(logits, x, dlogits, terms, (size_t)r, j, dim, channels, scale);
+}
+
+// A likelihood's kernel and row_sum on a CPU in one launch: a work-group a row, a work-item a
+// pixel (local size dim), which PoCL vectorises across pixels as it does the pixel kernel; then,
+// after the barrier, the first item adds the row's terms in order into rec[rec_offset + r], the
+// sum row_sum makes with one item a row (the same bits). The same arguments as the pixel kernel,
+// then rec and rec_offset. Range: (rows dim), work-groups of dim.
+#define LIKELIHOOD_ROWS_KERNEL(NAME, PIXEL)                                                        \
+    __kernel void NAME(__global const float *out, __global const float *x, __global float *dout,   \
+                       __global float *terms, int rows, int dim, int channels, float scale,        \
+                       __global float *rec, int rec_offset)                                        \
+    {                                                                                              \
+        int j = get_local_id(0), r = get_group_id(0);                                              \
+        if (j < dim && r < rows)                                                                   \
+            PIXEL(out, x, dout, terms, (size_t)r, j, dim, channels, scale);                        \
+        barrier(CLK_GLOBAL_MEM_FENCE);                                                             \
+        if (j == 0 && r < rows) {                                                                  \
+            __global const float *row = terms + (size_t)r * dim;                                   \
+            float sum = 0.0f;                                                                      \
+            for (int q = 0; q < dim; q++)                                                          \
+                sum += row[q];                                                                     \
+            rec[rec_offset + r] = sum;                                                             \
+        }                                                                                          \
+    }
+
+LIKELIHOOD_ROWS_KERNEL(bce_logits_grad_rows, bernoulli_pixel)
+LIKELIHOOD_ROWS_KERNEL(logistic_nll_grad_rows, logistic_pixel)
 
 // terms (rows, dim) -> out[out_offset + r] = the sum of row r. One work-group a row; partial holds
 // one float per work-item (a power of two: 1 on CPUs, where a plain loop is fastest).

@@ -57,3 +57,33 @@ __kernel void sample_normal(__global float *out, int n, uint seed_lo, uint seed_
         return;
     out[i] = philox_normal((uint4)((uint)i, step_lo, step_hi, stream), (uint2)(seed_lo, seed_hi));
 }
+
+// --free-bits (Kingma et al. 2016): reparameterize_backward's dml, but the KL term counts as
+// max(free_bits, mean_r KL_k) for each latent dimension k, its mean over the pass's rows: a
+// dimension whose mean is below free_bits gets no gradient from it. One work-item a dimension,
+// which first takes the mean over the rows and then writes the dimension's column of dml: the
+// same work as reparameterize_backward, no buffer for the means. Range: (latent).
+__kernel void reparameterize_backward_free_bits(__global const float *dz, __global const float *ml,
+                                                __global const float *eps, __global float *dml,
+                                                int rows, int latent, float beta_scale,
+                                                float noise_scale, float free_bits)
+{
+    int k = get_global_id(0);
+    if (k >= latent)
+        return;
+    float sum = 0.0f;
+    for (int r = 0; r < rows; r++) {
+        size_t m = (size_t)r * 2 * latent + k;
+        float mu = ml[m], logvar = ml[m + latent];
+        sum += -0.5f * (1.0f + logvar - mu * mu - exp(logvar));
+    }
+    float keep = sum / (float)rows >= free_bits ? beta_scale : 0.0f;
+    for (int r = 0; r < rows; r++) {
+        size_t i = (size_t)r * latent + k;
+        size_t m = (size_t)r * 2 * latent + k;
+        float mu = ml[m], logvar = ml[m + latent];
+        float sd = exp(0.5f * logvar);
+        dml[m] = dz[i] + keep * mu;
+        dml[m + latent] = dz[i] * eps[i] * noise_scale * 0.5f * sd + keep * 0.5f * (sd * sd - 1.0f);
+    }
+}

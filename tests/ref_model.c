@@ -1,10 +1,14 @@
 #include "ref_model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "test_util.h"
+
+// A conv's or deconv's numbers after its channels (layer_spec.arg), as layer_conv.c has them.
+enum { KERNEL, STRIDE, PAD };
 
 // Dense: y = x W + b, W (in, out) at params + l->weight, b at params + l->bias; ReLU if l->relu.
 static void ref_dense(const struct layer *l, const double *params, const double *x, int rows,
@@ -48,8 +52,8 @@ static void ref_bias_relu(const struct layer *l, const double *params, int rows,
 static void ref_conv(const struct layer *l, const double *params, const double *x, int rows,
                      double *y)
 {
-    int C = l->in_shape.c, H = l->in_shape.h, W = l->in_shape.w, K = l->spec.kernel;
-    int S = l->spec.stride, P = l->spec.pad, OC = l->out_shape.c;
+    int C = l->in_shape.c, H = l->in_shape.h, W = l->in_shape.w, K = l->spec.arg[KERNEL];
+    int S = l->spec.arg[STRIDE], P = l->spec.arg[PAD], OC = l->out_shape.c;
     int OH = l->out_shape.h, OW = l->out_shape.w;
     for (int n = 0; n < rows; n++)
         for (int oy = 0; oy < OH; oy++)
@@ -74,8 +78,8 @@ static void ref_conv(const struct layer *l, const double *params, const double *
 static void ref_deconv(const struct layer *l, const double *params, const double *x, int rows,
                        double *y)
 {
-    int IC = l->in_shape.c, IH = l->in_shape.h, IW = l->in_shape.w, K = l->spec.kernel;
-    int S = l->spec.stride, P = l->spec.pad, OC = l->out_shape.c;
+    int IC = l->in_shape.c, IH = l->in_shape.h, IW = l->in_shape.w, K = l->spec.arg[KERNEL];
+    int S = l->spec.arg[STRIDE], P = l->spec.arg[PAD], OC = l->out_shape.c;
     int OH = l->out_shape.h, OW = l->out_shape.w;
     memset(y, 0, (size_t)rows * l->out * sizeof *y);
     for (int n = 0; n < rows; n++)
@@ -95,21 +99,42 @@ static void ref_deconv(const struct layer *l, const double *params, const double
                         }
 }
 
+static void ref_conv_layer(const struct layer *l, const double *params, const double *x, int rows,
+                           double *y, double *margin)
+{
+    ref_conv(l, params, x, rows, y);
+    ref_bias_relu(l, params, rows, y, margin);
+}
+
+static void ref_deconv_layer(const struct layer *l, const double *params, const double *x, int rows,
+                             double *y, double *margin)
+{
+    ref_deconv(l, params, x, rows, y);
+    ref_bias_relu(l, params, rows, y, margin);
+}
+
+// Every layer kind's reference, by the kind's name: a new kind adds its row.
+static const struct {
+    const char *kind;
+    void (*forward)(const struct layer *l, const double *params, const double *x, int rows,
+                    double *y, double *margin);
+} refs[] = {
+    {"dense", ref_dense},
+    {"conv", ref_conv_layer},
+    {"deconv", ref_deconv_layer},
+};
+
 void ref_layer_forward(const struct layer *l, const double *params, const double *x, int rows,
                        double *y, double *margin)
 {
-    switch (l->spec.kind) {
-    case LAYER_DENSE: ref_dense(l, params, x, rows, y, margin); return;
-    case LAYER_CONV:
-        ref_conv(l, params, x, rows, y);
-        ref_bias_relu(l, params, rows, y, margin);
-        return;
-    case LAYER_DECONV:
-        ref_deconv(l, params, x, rows, y);
-        ref_bias_relu(l, params, rows, y, margin);
-        return;
-    case LAYER_RESHAPE: return; // not a layer
+    for (size_t k = 0; k < sizeof refs / sizeof refs[0]; k++) {
+        if (strcmp(refs[k].kind, l->ops->kind) == 0) {
+            refs[k].forward(l, params, x, rows, y, margin);
+            return;
+        }
     }
+    fprintf(stderr, "ref_model: no reference for layer kind %s (%s)\n", l->ops->kind, l->name);
+    exit(1);
 }
 
 // Layers first .. last - 1 on x (rows, layer[first].in) -> out (rows, layer[last - 1].out).
@@ -169,7 +194,7 @@ double ref_logistic_nll(double mu, double u, double x, double *dmu, double *du)
 {
     double uc = fmin(fmax(u, -7.0), 15.0), s = exp(uc), h = 0.5 / 255.0;
     double a = (x - mu + h) / s, b = (x - mu - h) / s, log_p;
-    bool low = x < h, high = x > 1.0 - h;
+    bool low = x<h, high = x> 1.0 - h;
     if (low)
         log_p = ref_log_cdf(a);
     else if (high)
@@ -186,13 +211,29 @@ double ref_logistic_nll(double mu, double u, double x, double *dmu, double *du)
     return -log_p;
 }
 
+static double ref_bernoulli_pixel(const double *out, int j, int channels, double x)
+{
+    (void)channels;
+    return ref_bernoulli_nll(out[j], x);
+}
+
+// Pixel p's channel c: its mean at out[p 2C + c], its log-scale C after.
+static double ref_logistic_pixel(const double *out, int j, int channels, double x)
+{
+    int m = j / channels * 2 * channels + j % channels;
+    double dmu, du;
+    return ref_logistic_nll(out[m], out[m + channels], x, &dmu, &du);
+}
+
+// Every likelihood's reference, by its kind: a new likelihood adds its row.
+static double (*const pixel_refs[])(const double *out, int j, int channels, double x) = {
+    [LIKELIHOOD_BERNOULLI] = ref_bernoulli_pixel,
+    [LIKELIHOOD_LOGISTIC] = ref_logistic_pixel,
+};
+
 double ref_pixel_nll(const struct vae *vae, const double *out, int j, double x)
 {
-    if (vae->cfg.likelihood == LIKELIHOOD_BERNOULLI)
-        return ref_bernoulli_nll(out[j], x);
-    int c = vae->cfg.channels, m = j / c * 2 * c + j % c;
-    double dmu, du;
-    return ref_logistic_nll(out[m], out[m + c], x, &dmu, &du);
+    return pixel_refs[vae->cfg.likelihood](out, j, vae->cfg.channels, x);
 }
 
 double *ref_params(const float *params, size_t n)

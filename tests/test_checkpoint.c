@@ -37,7 +37,8 @@ struct arch {
 };
 
 static const struct arch small_arch = {"6-5-4-3 (2x3 images)", 2, 3, 2, {5, 4}, 3, 1, 0, 0};
-static const struct arch default_arch = {"784-128-10 (28x28 images)", 28, 28, 1, {128}, 10, 1, 0, 0};
+static const struct arch default_arch = {
+    "784-128-10 (28x28 images)", 28, 28, 1, {128}, 10, 1, 0, 0};
 // Colour, the discretised logistic (12 outputs), and class names that need JSON's escapes.
 static const struct arch colour_arch = {
     "18-5-2 (2x3x3 images, logistic, 3 classes)", 2, 3, 1, {5}, 2, 3, LIKELIHOOD_LOGISTIC, 3};
@@ -48,7 +49,8 @@ struct model {
     struct ckpt_meta meta;
     struct vae vae; // the layout only: no device buffers
     size_t n;
-    float *params, *adam_m, *adam_v;
+    float *params;
+    float *state[OPTIMIZER_MAX_STATE]; // Adam's m and v, or NULL
 };
 
 // A whole file read into memory.
@@ -126,7 +128,9 @@ static struct ckpt_meta make_meta(const struct arch *a, bool optimizer)
     m.epoch = 7;
     m.step = (INT64_C(1) << 33) + 12345;
     m.epoch_step = 17;
-    m.has_optimizer = optimizer;
+    if (optimizer) {
+        m.optimizer = optimizer_defaults(optimizer_find("adam"));
+    }
     return m;
 }
 
@@ -140,10 +144,10 @@ static void make_model(struct model *md, const struct arch *a, bool optimizer, u
     md->params = malloc(md->n * sizeof(float));
     fill_random(md->params, md->n, seed, true);
     if (optimizer) {
-        md->adam_m = malloc(md->n * sizeof(float));
-        md->adam_v = malloc(md->n * sizeof(float));
-        fill_random(md->adam_m, md->n, seed + 1, true);
-        fill_random(md->adam_v, md->n, seed + 2, true);
+        for (int s = 0; s < 2; s++) {
+            md->state[s] = malloc(md->n * sizeof(float));
+            fill_random(md->state[s], md->n, seed + 1 + (uint64_t)s, true);
+        }
     }
 }
 
@@ -151,16 +155,22 @@ static void make_model(struct model *md, const struct arch *a, bool optimizer, u
 static void free_model(struct model *md)
 {
     free(md->params);
-    free(md->adam_m);
-    free(md->adam_v);
+    free(md->state[0]);
+    free(md->state[1]);
     memset(md, 0, sizeof *md);
+}
+
+// md's optimizer state for checkpoint_save: NULL without one.
+static const float *const *state_of(const struct model *md)
+{
+    return md->state[0] ? (const float *const *)md->state : NULL;
 }
 
 // Saves md to path; the current check fails if the save does.
 static int save_model(const char *path, const struct model *md)
 {
     struct clvae_error err = {0};
-    int rc = checkpoint_save(path, &md->meta, md->params, md->adam_m, md->adam_v, &err);
+    int rc = checkpoint_save(path, &md->meta, md->params, state_of(md), &err);
     tu_expect(rc == 0, "saving %s: %s", path, err.msg);
     return rc;
 }
@@ -235,8 +245,12 @@ static void expect_same_meta(const struct ckpt_meta *got, const struct ckpt_meta
     tu_expect(got->step == want->step, "step %" PRId64 ", saved %" PRId64, got->step, want->step);
     tu_expect(got->epoch_step == want->epoch_step, "epoch_step %d, saved %d", got->epoch_step,
               want->epoch_step);
-    tu_expect(got->has_optimizer == want->has_optimizer, "has_optimizer %d, saved %d",
-              got->has_optimizer, want->has_optimizer);
+    const struct optimizer_kind *gk = got->optimizer.kind, *wk = want->optimizer.kind;
+    tu_expect(gk == wk, "optimizer %s, saved %s", gk ? gk->name : "none", wk ? wk->name : "none");
+    for (int i = 0; gk && gk == wk && i < gk->n_hyper; i++) {
+        tu_expect(got->optimizer.hyper[i] == want->optimizer.hyper[i], "%s %.17g, saved %.17g",
+                  gk->hyper[i].name, got->optimizer.hyper[i], want->optimizer.hyper[i]);
+    }
 }
 
 // Loads path and compares everything with md.
@@ -253,11 +267,11 @@ static void expect_loads_as(const char *path, const struct model *md)
     expect_same_meta(&c.meta, &md->meta);
     if (c.n_params == md->n) {
         expect_same_floats("params", c.params, md->params, md->n);
-        if (md->adam_m) {
-            expect_same_floats("adam_m", c.adam_m, md->adam_m, md->n);
-            expect_same_floats("adam_v", c.adam_v, md->adam_v, md->n);
+        if (md->state[0]) {
+            expect_same_floats("adam_m", c.state[0], md->state[0], md->n);
+            expect_same_floats("adam_v", c.state[1], md->state[1], md->n);
         } else {
-            tu_expect(!c.adam_m && !c.adam_v, "moments loaded from a checkpoint without them");
+            tu_expect(!c.state[0] && !c.state[1], "moments loaded from a checkpoint without them");
         }
     }
     checkpoint_free(&c);
@@ -511,7 +525,7 @@ static void test_file_layout(const struct arch *a)
         struct expected e[2 * (VAE_MAX_LAYERS + 1)];
         int n = expected_tensors(&md.vae, e);
         static const char *const prefix[] = {"", "optimizer.m.", "optimizer.v."};
-        const float *flat[] = {md.params, md.adam_m, md.adam_v};
+        const float *flat[] = {md.params, md.state[0], md.state[1]};
         size_t seen = 0, mean_weight = 0;
         double offset = 0;
         int entries = 0;
@@ -590,7 +604,7 @@ static void test_bad_paths(void)
     tu_join(path, dir, "c.safetensors");
     tu_begin();
     struct clvae_error err = {0};
-    int rc = checkpoint_save(path, &md.meta, md.params, NULL, NULL, &err);
+    int rc = checkpoint_save(path, &md.meta, md.params, NULL, &err);
     expect_save_error(rc, &err, CLVAE_EXIT_OUTPUT, path);
     tu_expect(!tu_exists(dir) && !tu_exists(path), "%s was created", dir);
     tu_expect_no_tmp(tu_tmp_dir);
@@ -600,7 +614,7 @@ static void test_bad_paths(void)
     tu_begin();
     tu_expect(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir, strerror(errno));
     err = (struct clvae_error){0};
-    rc = checkpoint_save(dir, &md.meta, md.params, NULL, NULL, &err);
+    rc = checkpoint_save(dir, &md.meta, md.params, NULL, &err);
     expect_save_error(rc, &err, CLVAE_EXIT_OUTPUT, dir);
     struct stat st;
     tu_expect(stat(dir, &st) == 0 && S_ISDIR(st.st_mode), "%s is no longer a directory", dir);
@@ -630,8 +644,9 @@ static void test_invalid_save(void)
     for (int k = 0; k < 5; k++) {
         tu_begin();
         struct clvae_error err = {0};
-        int rc = checkpoint_save(path, &bad_meta[k], md.params, md.adam_m,
-                                 k == 4 ? NULL : md.adam_v, &err);
+        const float *m_only[OPTIMIZER_MAX_STATE] = {md.state[0], NULL};
+        int rc =
+            checkpoint_save(path, &bad_meta[k], md.params, k == 4 ? m_only : state_of(&md), &err);
         expect_save_error(rc, &err, CLVAE_EXIT_FAILURE, path);
         tu_expect(!tu_exists(path), "%s was written", path);
         tu_expect_no_tmp(tu_tmp_dir);
@@ -654,7 +669,7 @@ static void interrupted_child(const char *path, const struct model *md, rlim_t l
         _exit(20);
     }
     struct clvae_error err = {0};
-    int rc = checkpoint_save(path, &md->meta, md->params, md->adam_m, md->adam_v, &err);
+    int rc = checkpoint_save(path, &md->meta, md->params, state_of(md), &err);
     size_t len = strlen(err.msg);
     if (write(fd, err.msg, len) != (ssize_t)len) {
         _exit(21);
@@ -872,6 +887,7 @@ static const struct json_edit json_edits[] = {
     {"__metadata__", "optimizer", "\"none\"", "unexpected tensor 'optimizer."},
     {"__metadata__", "adam_beta1", "\"0.8\"", "adam_beta1"},
     {"__metadata__", "adam_eps", "\"1e-7\"", "adam_eps"},
+    {"__metadata__", "optimizer", "\"adamw\"", "\"adamw_beta1\" is missing"},
     {NULL, "mean.bias", NULL, "tensor 'mean.bias' is missing"},
     {NULL, "optimizer.v.output.weight", NULL, "tensor 'optimizer.v.output.weight' is missing"},
     {NULL, "extra.weight", "{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}",
@@ -1251,11 +1267,11 @@ static void expect_loads_raw(const char *path, size_t n_params, bool adam)
     tu_expect(rc == 0, "load: %s", err.msg);
     if (rc == 0) {
         tu_expect(c.n_params == n_params, "n_params %zu, expected %zu", c.n_params, n_params);
-        tu_expect(!adam == !c.adam_m && !adam == !c.adam_v, "moments %s",
+        tu_expect(!adam == !c.state[0] && !adam == !c.state[1], "moments %s",
                   adam ? "missing" : "loaded");
         double sum = 0;
         for (size_t i = 0; i < c.n_params; i++) {
-            sum += c.params[i] + (adam ? c.adam_m[i] + c.adam_v[i] : 0);
+            sum += c.params[i] + (adam ? c.state[0][i] + c.state[1][i] : 0);
         }
         tu_expect(sum == 0, "the zero data loaded as %g", sum);
     }
@@ -1576,14 +1592,65 @@ static void test_any_order(const char *good_path, const struct model *md)
             memcpy(want + head->bias, md->params + head->bias + latent, latent * sizeof(float));
             memcpy(want + head->bias + latent, md->params + head->bias, latent * sizeof(float));
             expect_same_floats("params (mean and logvar bias swapped)", c.params, want, md->n);
-            expect_same_floats("adam_m", c.adam_m, md->adam_m, md->n);
-            expect_same_floats("adam_v", c.adam_v, md->adam_v, md->n);
+            expect_same_floats("adam_m", c.state[0], md->state[0], md->n);
+            expect_same_floats("adam_v", c.state[1], md->state[1], md->n);
             free(want);
             checkpoint_free(&c);
         }
     }
     tu_end("a reversed header with two tensors' data swapped loads as written");
     unlink(path);
+}
+
+// An AdamW checkpoint: its kind and weight decay (one %g would round) come back with the moments,
+// the metadata names them as an Adam one does its betas, and a decay out of range or betas that are
+// not PyTorch's are refused.
+static void test_adamw(void)
+{
+    char path[TU_PATH_MAX], edited[TU_PATH_MAX];
+    struct model md;
+    struct clvae_error err = {0};
+    make_model(&md, &small_arch, true, 9000);
+    md.meta.optimizer = optimizer_defaults(optimizer_find("adamw"));
+    tu_expect(optimizer_set_option(&md.meta.optimizer, "--weight-decay", 0.05 + 1e-12, &err) == 0,
+              "--weight-decay: %s", err.msg);
+    tu_in_tmp(path, "adamw.safetensors");
+    tu_in_tmp(edited, "adamw-edited.safetensors");
+    tu_begin();
+    struct st_file f;
+    if (save_model(path, &md) == 0 && st_open(path, &f) == 0) {
+        const char *pairs[][2] = {{"optimizer", "adamw"},
+                                  {"adamw_beta1", "0.9"},
+                                  {"adamw_beta2", "0.999"},
+                                  {"adamw_eps", "1e-08"},
+                                  {"adamw_weight_decay", "0.050000000001"}};
+        for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
+            tu_expect(strcmp(st_meta(&f, pairs[k][0]), pairs[k][1]) == 0,
+                      "__metadata__ %s is '%s', expected '%s'", pairs[k][0],
+                      st_meta(&f, pairs[k][0]), pairs[k][1]);
+        }
+        st_close(&f);
+        expect_loads_as(path, &md);
+    }
+    tu_end("round trip with AdamW's moments and weight decay; its metadata");
+    static const struct json_edit edits[] = {
+        {"__metadata__", "adamw_weight_decay", "\"-1\"", "adamw_weight_decay -1 is out of range"},
+        {"__metadata__", "adamw_weight_decay", "\"1e3\"", "out of range (0 to 100)"},
+        {"__metadata__", "adamw_weight_decay", "\"nan\"", "not a finite number"},
+        {"__metadata__", "adamw_weight_decay", NULL, "\"adamw_weight_decay\" is missing"},
+        {"__metadata__", "adamw_beta2", "\"0.99\"", "adamw_beta2 0.99, clvae's AdamW uses 0.999"},
+        {"__metadata__", "optimizer", "\"adam\"", "\"adam_beta1\" is missing"},
+    };
+    for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
+        tu_begin();
+        if (write_edited(path, &edits[k], 1, edited) == 0) {
+            expect_refused(edited, edits[k].word);
+        }
+        tu_end("AdamW: refuses %s %s", edits[k].key, edits[k].value ? edits[k].value : "removed");
+    }
+    unlink(edited);
+    unlink(path);
+    free_model(&md);
 }
 
 // Every prefix of a good file is refused: nothing read past the end, nothing left allocated.
@@ -1616,7 +1683,7 @@ static void test_free(const char *good_path)
     struct clvae_error err = {0};
     tu_expect(checkpoint_load(good_path, &c, &err) == 0, "load: %s", err.msg);
     checkpoint_free(&c);
-    tu_expect(!c.params && !c.adam_m && !c.adam_v, "checkpoint_free left pointers");
+    tu_expect(!c.params && !c.state[0] && !c.state[1], "checkpoint_free left pointers");
     checkpoint_free(&c);
     tu_end("checkpoint_free is safe on a zeroed struct and twice");
 }
@@ -1653,7 +1720,7 @@ static int write_numpy_fixture(const char *dir)
     tu_join(path, dir, "small.safetensors");
     tu_join(expected_path, dir, "small_expected.bin");
     struct clvae_error err = {0};
-    if (checkpoint_save(path, &md.meta, md.params, md.adam_m, md.adam_v, &err) != 0) {
+    if (checkpoint_save(path, &md.meta, md.params, state_of(&md), &err) != 0) {
         fprintf(stderr, "test_checkpoint: %s\n", err.msg);
         free_model(&md);
         return 1;
@@ -1756,6 +1823,7 @@ int main(int argc, char **argv)
                            sizeof conv_mismatches / sizeof conv_mismatches[0], 79);
     test_mismatched_shapes(&dense_small, dense_mismatches,
                            sizeof dense_mismatches / sizeof dense_mismatches[0], 110);
+    test_adamw();
     test_truncations(good_path);
     test_free(good_path);
     free_model(&good);

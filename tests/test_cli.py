@@ -228,10 +228,19 @@ def test_usage():
         "--seed": ["-1", "abc", "", "18446744073709551616", " -1"],
         "--platform": ["", "1001", "99999999999"],
         "--device": ["", "1001", "99999999999"],
+        "--optimizer": ["sgd", "", "Adam"],
     }
     for option, values in bad_values.items():
         for v in values:
             usage_error(f"{option} {v!r}", [option, v], [option])
+    for v in ["-0.1", "a", "", "101", "nan"]:
+        usage_error(f"--optimizer adamw --weight-decay {v!r}",
+                    ["--optimizer", "adamw", "--weight-decay", v], ["--weight-decay"])
+    # Weight decay is AdamW's (decoupled); Adam has none, whichever order the options come in.
+    usage_error("--weight-decay with Adam (the default)", ["--weight-decay", "0.01"],
+                ["--weight-decay", "adamw", "not adam"])
+    usage_error("--weight-decay before --optimizer adam",
+                ["--weight-decay", "0.01", "--optimizer", "adam"], ["--weight-decay", "not adam"])
     usage_error("--beta given as --beta=-1", ["--beta=-1"], ["--beta"])
 
     # Architectures: bad items, and shapes refused when the model is laid out on the 8x8 images,
@@ -269,11 +278,13 @@ def test_usage():
     expect_error("--out ''", ["train", "--data", good, "--out", ""], (EXIT_USAGE, EXIT_OUTPUT),
                  ["--out"])
 
-    # More images per step than the training set holds: checked once the data is read.
-    out = fresh_out()
-    expect_error(f"--batch {N_TRAIN + 1} with {N_TRAIN} training images",
-                 ["train", "--data", good, "--out", out, "--batch", str(N_TRAIN + 1)], EXIT_USAGE,
-                 ["--batch", str(N_TRAIN + 1)], out=out)
+    # More images per step than the training set holds: the whole set is one batch an epoch, with
+    # one warning line (issue 21; it was refused before).
+    r = run(["train", "--data", good, "--out", fresh_out(), "--epochs", "1", "--batch",
+             str(N_TRAIN + 1)])
+    check(f"--batch {N_TRAIN + 1} with {N_TRAIN} training images: one batch an epoch, one warning",
+          r.rc == EXIT_OK and r.err.count("\n") == 1 and f"--batch {N_TRAIN + 1} is larger than "
+          f"the training set ({N_TRAIN} images)" in r.err, r.describe())
 
 
 def test_layer_limits():
@@ -355,7 +366,8 @@ def test_help():
         "--platform": "else the first with a GPU", "--device": "else the first GPU, else 0",
         "--data": "[/usr/share/datasets/fashion-mnist]", "--out": "[out]", "--epochs": "[30]",
         "--batch": "[256]", "--lr": "[0.001]", "--hidden": "[128]", "--latent": "[10]",
-        "--beta": "[1]", "--seed": "[1]", "--quiet": "", "--help": "",
+        "--beta": "[1]", "--seed": "[1]", "--quiet": "", "--help": "", "--optimizer": "[adam]",
+        "--weight-decay": "[0.01]",
     }
     lines = r.out.splitlines()
     for option, default in defaults.items():

@@ -1,7 +1,9 @@
 // Gradient check of the whole model: vae_forward then vae_backward on the OpenCL device against
-// central finite differences of a double-precision C implementation of the same loss, for every
-// parameter of small models (two hidden layers; one hidden layer with an odd latent size; noise on
-// and off). Prints the largest error per layer's weight and bias and the tolerance.
+// central finite differences of a double-precision C implementation of the same loss
+// (tests/ref_model.c), for every parameter of small models (two hidden layers; one hidden layer
+// with an odd latent size; noise on and off; convolutions). Walks each layer's checkpoint tensors
+// (its kind's list), so a new kind's parameters are checked by its reference and a case; prints
+// the largest error per tensor and the tolerance.
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -63,14 +65,32 @@ static struct ref_result ref_forward(const struct vae *vae, const double *params
 struct gc_case {
     const char *name;
     struct vae_config cfg;
+    // Layer lists as --encoder and --decoder take them, read into cfg when given (the decoder the
+    // encoder's mirror unless given); NULL: cfg's lists.
+    const char *encoder, *decoder;
     int max_rows, rows, offset;
     uint64_t seed, step;
     float noise_scale, beta;
     int micro;          // rows a pass takes; 0: the whole batch at once
     size_t reduce_work; // forces rt.reduce_work (bias gradients in several parts); 0: the device's
     size_t splitk_groups, splitk_min_k; // force split-K weight gradients; 0: the device's
-    size_t max_alloc; // forces rt.max_alloc while the model is made: parameters in several parts
+    size_t max_alloc;   // forces rt.max_alloc while the model is made: parameters in several parts
+    bool dx_accumulate; // also check that every layer's backward adds into dx when told to
 };
+
+// c's architecture: cfg with the layer lists c gives as text.
+static struct vae_config case_config(const struct gc_case *c)
+{
+    struct clvae_error err;
+    struct vae_config cfg = c->cfg;
+    if (c->encoder) {
+        tu_die_on(vae_parse_layers(c->name, c->encoder, cfg.encoder, &cfg.n_encoder, &err), &err);
+        cfg.n_decoder = 0;
+    }
+    if (c->decoder)
+        tu_die_on(vae_parse_layers(c->name, c->decoder, cfg.decoder, &cfg.n_decoder, &err), &err);
+    return cfg;
+}
 
 // got (n) against want (n) per element: rel err |got - want| / |want| counted where |want| >
 // 1e-3; returns the worst |got - want| / (atol + rtol |want|) and prints one line.
@@ -100,6 +120,26 @@ static double compare_grad(const char *what, const float *got, const double *wan
     return worst;
 }
 
+// The elements of tensor t (row-major) from the flat gradients: got from the device's, want from
+// the finite differences; returns how many.
+static size_t tensor_gather(const struct layer_tensor *t, const float *grads, const double *fd,
+                            float *got, double *want)
+{
+    size_t count = 1;
+    for (int d = 0; d < t->ndim; d++)
+        count *= (size_t)t->shape[d];
+    for (size_t k = 0; k < count; k++) {
+        size_t at = t->base, rest = k;
+        for (int d = t->ndim - 1; d >= 0; d--) {
+            at += rest % (size_t)t->shape[d] * t->stride[d];
+            rest /= (size_t)t->shape[d];
+        }
+        got[k] = grads[at];
+        want[k] = fd[at];
+    }
+    return count;
+}
+
 // Runs one configuration: device forward and backward against the double reference's rec, kl and
 // central differences of its loss for every parameter.
 static void run_case(const struct gc_case *c)
@@ -117,10 +157,13 @@ static void run_case(const struct gc_case *c)
     cl_ulong max_alloc = rt.max_alloc;
     if (c->max_alloc)
         rt.max_alloc = c->max_alloc;
-    tu_die_on(vae_create(&vae, &rt, &c->cfg, c->max_rows, c->name, &err), &err);
+    struct vae_config cfg = case_config(c);
+    tu_die_on(vae_create(&vae, &rt, &cfg, c->max_rows, c->name, &err), &err);
     if (c->max_alloc) {
-        tu_check(vae.params.n > 1, "case %s: parameters in %d parts (wanted several of at most %zu "
-                 "bytes)", c->name, vae.params.n, c->max_alloc);
+        tu_check(vae.params.n > 1,
+                 "case %s: parameters in %d parts (wanted several of at most %zu "
+                 "bytes)",
+                 c->name, vae.params.n, c->max_alloc);
         for (int i = 0; i < vae.params.n; i++)
             tu_check(vae.params.start[i + 1] - vae.params.start[i] <= c->max_alloc,
                      "case %s: parameter part %d of %zu bytes", c->name, i,
@@ -135,7 +178,7 @@ static void run_case(const struct gc_case *c)
     tu_check(planned == used, "case %s: vae_device_bytes %zu = bytes vae_create allocated %zu",
              c->name, planned, used);
     if (c->reduce_work && !c->max_alloc) { // (with max_alloc: to keep the partial sums small)
-        int parts = vae_bias_parts(&vae, c->micro ? c->micro : c->rows, vae.layer[0].out);
+        int parts = layer_bias_parts(&vae.ctx, c->micro ? c->micro : c->rows, vae.layer[0].out);
         tu_check(parts > 1, "case %s: the first layer's bias gradient in %d parts (wanted > 1)",
                  c->name, parts);
     }
@@ -145,8 +188,8 @@ static void run_case(const struct gc_case *c)
         const struct layer *l0 = &vae.layer[0];
         int micro = c->micro ? c->micro : c->rows, last = c->rows - (c->rows - 1) / micro * micro;
         size_t k1 = (size_t)micro * l0->wgrad_k, k2 = (size_t)last * l0->wgrad_k;
-        int p1 = vae_splitk_parts(&rt, l0->wgrad_m, l0->wgrad_n, k1);
-        int p2 = vae_splitk_parts(&rt, l0->wgrad_m, l0->wgrad_n, k2);
+        int p1 = layer_splitk_parts(&rt, l0->wgrad_m, l0->wgrad_n, k1);
+        int p2 = layer_splitk_parts(&rt, l0->wgrad_m, l0->wgrad_n, k2);
         tu_check(p1 > 1 && p2 > 1 && (k1 % (size_t)p1 || k2 % (size_t)p2),
                  "case %s: the first layer's weight gradient split-K: %zu rows in %d parts, %zu "
                  "in %d (wanted > 1, and rows left over in one)",
@@ -173,6 +216,8 @@ static void run_case(const struct gc_case *c)
     float *grads = tu_alloc(n, sizeof(float));
     double *p = tu_alloc(n, sizeof(double));
     double *fd = tu_alloc(n, sizeof(double));
+    float *got_t = tu_alloc(n, sizeof(float));
+    double *want_t = tu_alloc(n, sizeof(double));
     float *x = tu_alloc((size_t)rows * dim, sizeof(float));
     double *xd = tu_alloc((size_t)rows * dim, sizeof(double));
     double *eps = tu_alloc((size_t)rows * latent, sizeof(double));
@@ -255,19 +300,23 @@ static void run_case(const struct gc_case *c)
     for (size_t i = 0; i < n; i++)
         zero += fd[i] == 0.0;
     double worst = 0.0;
+    size_t checked = 0;
     for (int i = 0; i < vae.n_layers; i++) {
         const struct layer *l = &vae.layer[i];
-        char what[160];
-        // Every kind lays out its weight, then a bias of one value per output channel.
-        size_t n_weight = l->bias - l->weight, n_bias = (size_t)l->out_shape.c;
-        snprintf(what, sizeof what, "case %s: d loss / d %s %s weight (%zu)", c->name, l->name,
-                 l->ops->kind, n_weight);
-        double w = compare_grad(what, grads + l->weight, fd + l->weight, n_weight);
-        worst = w > worst ? w : worst;
-        snprintf(what, sizeof what, "case %s: d loss / d %s bias (%zu)", c->name, l->name, n_bias);
-        w = compare_grad(what, grads + l->bias, fd + l->bias, n_bias);
-        worst = w > worst ? w : worst;
+        struct layer_tensor t[LAYER_MAX_TENSORS];
+        int n_tensors = l->ops->tensors(l, t);
+        for (int j = 0; j < n_tensors; j++) {
+            char what[256];
+            size_t count = tensor_gather(&t[j], grads, fd, got_t, want_t);
+            snprintf(what, sizeof what, "case %.16s: d loss / d %.47s (%.23s %.16s, %zu)", c->name,
+                     t[j].name, l->name, l->ops->kind, count);
+            double w = compare_grad(what, got_t, want_t, count);
+            worst = w > worst ? w : worst;
+            checked += count;
+        }
     }
+    tu_check(checked == n, "case %s: the layers' tensors hold %zu parameters, all %zu of the model",
+             c->name, checked, n);
     printf("case %s: loss %.6f, all %zu parameters (%zu with zero gradient: dead ReLUs): worst "
            "|device - fd| / tol = %.3g\n",
            c->name, ref.loss, n, zero, worst);
@@ -281,21 +330,123 @@ static void run_case(const struct gc_case *c)
     free(grads);
     free(p);
     free(fd);
+    free(got_t);
+    free(want_t);
     free(x);
     free(xd);
     free(eps);
 }
 
+// Every kind's items through the registry: each text parses, formats to its canonical form (the
+// numbers a kind leaves out filled in) and parses back to the same layers; a case's mirrored
+// decoder has the items vae_mirror_items counts before the layout.
+static void check_layer_lists(const struct gc_case *cases, size_t n_cases)
+{
+    static const struct {
+        const char *text, *canonical;
+    } lists[] = {
+        {"dense:7,dense:5", "dense:7,dense:5"},
+        {"conv:32,conv:64:3,dense:256", "conv:32:4:2:1,conv:64:3:2:1,dense:256"},
+        {"dense:392,reshape:8x7x7,deconv:4:3:1:1", "dense:392,reshape:8x7x7,deconv:4:3:1:1"},
+    };
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        struct vae_config a = {.latent = 2}, b = {.latent = 2};
+        struct clvae_error err;
+        char text[VAE_LAYERS_TEXT_MAX] = "";
+        int rc = vae_parse_layers("list", lists[i].text, a.encoder, &a.n_encoder, &err);
+        if (rc == 0)
+            vae_format_layers(a.encoder, a.n_encoder, text, sizeof text);
+        bool back = rc == 0 && vae_parse_layers("list", text, b.encoder, &b.n_encoder, &err) == 0 &&
+                    vae_same_layers(&a, &b);
+        tu_check(rc == 0 && strcmp(text, lists[i].canonical) == 0 && back,
+                 "layer list '%s' reads as '%s' (want '%s') and back", lists[i].text, text,
+                 lists[i].canonical);
+    }
+    for (size_t i = 0; i < n_cases; i++) {
+        struct vae_config cfg = case_config(&cases[i]);
+        struct vae vae;
+        struct clvae_error err;
+        if (!cases[i].encoder)
+            continue;
+        tu_die_on(vae_layout(&vae, &cfg, cases[i].name, &err), &err);
+        int counted = vae_mirror_items(cfg.encoder, cfg.n_encoder);
+        tu_check(counted == vae.cfg.n_decoder,
+                 "case %s: vae_mirror_items %d = the mirrored decoder's %d items", cases[i].name,
+                 counted, vae.cfg.n_decoder);
+    }
+}
+
+// A layer whose input feeds two layers (a skip connection) gets its dy from both: each adds into
+// it (layer.dx_accumulate; the model's wiring sets it for no layer today). For every layer of c's
+// model that takes dx: after a forward pass, its backward pass with the flag over dx holding r must
+// leave r + the dx of a pass without it.
+static void check_dx_accumulate(const struct gc_case *c)
+{
+    struct clvae_error err;
+    struct vae vae;
+    struct vae_config cfg = case_config(c);
+    tu_die_on(vae_create(&vae, &rt, &cfg, c->rows, c->name, &err), &err);
+    int rows = c->rows, dim = cfg.in_dim;
+    float *params = tu_alloc(vae.n_params, sizeof(float));
+    for (size_t i = 0; i < vae.n_params; i++)
+        params[i] = (float)(philox_uniform(c->seed, (uint32_t)i, 1, PHILOX_STREAM_INIT) - 0.5);
+    clrt_parts_write(&rt, &vae.params, params, true);
+    float *x = tu_alloc((size_t)rows * dim, sizeof(float));
+    for (int i = 0; i < rows * dim; i++)
+        x[i] = (float)philox_uniform(c->seed, (uint32_t)i, 2, PHILOX_STREAM_INIT);
+    tu_write(&rt, vae.x, x, (size_t)rows * dim * sizeof(float));
+    cl_mem rec = tu_buffer(&rt, (size_t)rows * sizeof(float), "rec");
+    cl_mem kl = tu_buffer(&rt, (size_t)rows * sizeof(float), "kl");
+    struct vae_pass pass = {.rows = rows,
+                            .seed = c->seed,
+                            .step = c->step,
+                            .stream = PHILOX_STREAM_TRAIN,
+                            .noise_scale = c->noise_scale,
+                            .rec = rec,
+                            .kl = kl,
+                            .grad_scale = 1.0f / (float)rows};
+    vae_forward(&vae, &pass);
+    vae_backward(&vae, &pass, c->beta); // every dy in place for the layers' passes below
+    for (int i = 0; i < vae.n_layers; i++) {
+        struct layer *l = &vae.layer[i];
+        if (!l->needs_dx)
+            continue;
+        size_t n = (size_t)rows * (size_t)l->in;
+        float *plain = tu_alloc(n, sizeof(float)), *got = tu_alloc(n, sizeof(float));
+        float *r = tu_alloc(n, sizeof(float));
+        double *want = tu_alloc(n, sizeof(double));
+        l->ops->backward(&vae.ctx, l, rows, false);
+        tu_download(&rt, l->dx, plain, n * sizeof(float));
+        for (size_t k = 0; k < n; k++) {
+            r[k] = (float)(philox_uniform(c->seed, (uint32_t)k, 3, PHILOX_STREAM_INIT) - 0.5);
+            want[k] = (double)r[k] + plain[k];
+        }
+        tu_write(&rt, l->dx, r, n * sizeof(float));
+        l->dx_accumulate = true;
+        l->ops->backward(&vae.ctx, l, rows, false);
+        l->dx_accumulate = false;
+        tu_download(&rt, l->dx, got, n * sizeof(float));
+        char what[160];
+        snprintf(what, sizeof what, "case %s: %s (%s) backward adds into dx (%d x %d)", c->name,
+                 l->name, l->ops->kind, rows, l->in);
+        tu_compare(what, got, want, NULL, n, 1e-6, 1e-5);
+        free(plain);
+        free(got);
+        free(r);
+        free(want);
+    }
+    clReleaseMemObject(rec);
+    clReleaseMemObject(kl);
+    vae_release(&vae);
+    free(params);
+    free(x);
+}
+
 // Cases C and KC's model: 6x6 images through conv 4x4/2 (3 channels, to 3x3), conv 3x3/1 (2
 // channels, padding at the edges) and dense 4, latent 2, the decoder their mirror.
 #define CONV6                                                                                      \
-    {                                                                                              \
-        .in_dim = 36, .channels = 1, .height = 6, .width = 6, .n_encoder = 3,                      \
-        .encoder = {{.kind = LAYER_CONV, .units = 3, .kernel = 4, .stride = 2, .pad = 1},          \
-                    {.kind = LAYER_CONV, .units = 2, .kernel = 3, .stride = 1, .pad = 1},          \
-                    DENSE(4)},                                                                     \
-        .latent = 2                                                                                \
-    }
+    .cfg = {.in_dim = 36, .channels = 1, .height = 6, .width = 6, .latent = 2},                    \
+    .encoder = "conv:3:4:2:1,conv:2:3:1:1,dense:4"
 
 int main(void)
 {
@@ -355,14 +506,15 @@ int main(void)
         // 3x3), conv 3x3/1 (2 channels, odd, padding at the edges), dense 4; back through dense
         // 4, dense 18 reshaped to 2x3x3, deconv 3x3/1 to 3 channels, the output deconv 4x4/2.
         {.name = "C",
-         .cfg = CONV6,
+         CONV6,
          .max_rows = 3,
          .rows = 3,
          .offset = 1,
          .seed = 41,
          .step = 4,
          .noise_scale = 1.0f,
-         .beta = 1.0f},
+         .beta = 1.0f,
+         .dx_accumulate = true},
         // K: case M's micro-batches (40 and 30 rows) with every weight gradient split-K, in up to
         // 16 parts of at least 4 rows and the rows left over as one more.
         {.name = "K",
@@ -380,7 +532,7 @@ int main(void)
         // KC: case C's convolutions with split-K weight gradients: conv 4x4/2 sums 5 rows x 9
         // pixels, the output deconv 5 x 9 as well.
         {.name = "KC",
-         .cfg = CONV6,
+         CONV6,
          .max_rows = 5,
          .rows = 5,
          .offset = 1,
@@ -392,8 +544,12 @@ int main(void)
          .splitk_min_k = 4},
         // L: case A under the discretised logistic (a mean and a log-scale a pixel).
         {.name = "L",
-         .cfg = {.in_dim = 12, .n_encoder = 2, .n_decoder = 2, .encoder = {DENSE(7), DENSE(5)},
-                 .decoder = {DENSE(5), DENSE(7)}, .latent = 3,
+         .cfg = {.in_dim = 12,
+                 .n_encoder = 2,
+                 .n_decoder = 2,
+                 .encoder = {DENSE(7), DENSE(5)},
+                 .decoder = {DENSE(5), DENSE(7)},
+                 .latent = 3,
                  .likelihood = LIKELIHOOD_LOGISTIC},
          .max_rows = 4,
          .rows = 4,
@@ -410,17 +566,29 @@ int main(void)
                  .channels = 3,
                  .height = 4,
                  .width = 4,
-                 .n_encoder = 2,
-                 .encoder = {{.kind = LAYER_CONV, .units = 3, .kernel = 4, .stride = 2, .pad = 1},
-                             DENSE(4)},
                  .latent = 2,
                  .likelihood = LIKELIHOOD_LOGISTIC},
+         .encoder = "conv:3:4:2:1,dense:4",
          .max_rows = 3,
          .rows = 3,
          .seed = 43,
          .step = 6,
          .noise_scale = 1.0f,
          .beta = 1.0f},
+        // D: a deconv inside the encoder (4x4 images: conv 3x3/1 to 2 channels, deconv 4x4/2 to
+        // 8x8, dense 4), mirrored as dense layers back to each image shape (dense 128 reshaped to
+        // 2x8x8, dense 32 reshaped to 2x4x4), the output the conv's transpose.
+        {.name = "D",
+         .cfg = {.in_dim = 16, .channels = 1, .height = 4, .width = 4, .latent = 2},
+         .encoder = "conv:2:3:1:1,deconv:2:4:2:1,dense:4",
+         .max_rows = 2,
+         .rows = 2,
+         .offset = 1,
+         .seed = 61,
+         .step = 3,
+         .noise_scale = 1.0f,
+         .beta = 1.0f,
+         .dx_accumulate = true},
         // P: micro-batches of 4 and 2 rows with the parameters and their gradients in parts of at
         // most 512 bytes, whole layers each (4 parts), as on a device whose largest allocation is
         // smaller than the model.
@@ -438,7 +606,7 @@ int main(void)
          .max_alloc = 512},
         // PC: case C's convolutions, one image, in parts of at most 1 KiB.
         {.name = "PC",
-         .cfg = CONV6,
+         CONV6,
          .max_rows = 1,
          .rows = 1,
          .seed = 59,
@@ -448,8 +616,12 @@ int main(void)
          .reduce_work = 32,
          .max_alloc = 1024},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    check_layer_lists(cases, sizeof cases / sizeof cases[0]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_case(&cases[i]);
+        if (cases[i].dx_accumulate)
+            check_dx_accumulate(&cases[i]);
+    }
     clrt_close(&rt);
     return tu_summary();
 }

@@ -1,6 +1,10 @@
-// Tests for src/data/image_folder.c: PNGs of every format written by libpng and decoded to exact values
-// computed here, class folders, unlabelled and train/test layouts, hidden files and links, the
-// seeded split, resizing, every bad input and option text, and Debian's oxygen icons.
+// Tests for src/data/image_folder.c: PNGs of every format written by libpng and decoded to exact
+// values computed here, class folders, unlabelled and train/test layouts, hidden files and links,
+// the seeded split, resizing, every bad input and option text, and Debian's oxygen icons; for the
+// other formats (tests/test_formats.py compares their pixels with PIL's): --crop center's geometry
+// against torchvision's definition, headers of 100000x100000 pixels refused at no cost, the
+// decoders' memory against image_header_bound, and the decoded-set cache (hit, stale, damaged,
+// other options, cut at every byte).
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -21,6 +25,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include <jpeglib.h>
+#include <webp/encode.h>
+
+#include "image_cache.h"
 
 #define OXYGEN_DIR "/usr/share/icons/oxygen/base/32x32"
 #define MAX_SAMPLES 4096 // per test image: width * height * channels
@@ -1449,6 +1458,405 @@ static void test_oxygen(void)
                CLVAE_EXIT_DATA, "animations/process-working-kde.png", "32x480", "--image-size");
 }
 
+// ---- The other formats ----
+
+// A JPEG of w x h written by libjpeg (a pattern; grey or RGB, progressive or not): malloc'ed.
+static uint8_t *make_jpeg(int w, int h, bool grey, bool progressive, size_t *len)
+{
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    unsigned char *buf = NULL;
+    unsigned long size = 0;
+    jpeg_mem_dest(&c, &buf, &size);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = grey ? 1 : 3;
+    c.in_color_space = grey ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 85, TRUE);
+    if (progressive)
+        jpeg_simple_progression(&c);
+    jpeg_start_compress(&c, TRUE);
+    uint8_t *row = tu_alloc((size_t)w * 3, 1);
+    for (int y = 0; y < h; y++) {
+        for (int i = 0; i < w * c.input_components; i++)
+            row[i] = (uint8_t)(i * 7 + y * 13 + (i / 3) * (y % 5));
+        JSAMPROW rows[1] = {row};
+        jpeg_write_scanlines(&c, rows, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    free(row);
+    *len = size;
+    return buf;
+}
+
+// A lossless WebP of w x h RGBA written by libwebp: WebPFree it.
+static uint8_t *make_webp(int w, int h, size_t *len)
+{
+    uint8_t *rgba = tu_alloc((size_t)w * h * 4, 1), *out = NULL;
+    for (size_t i = 0; i < (size_t)w * h * 4; i++)
+        rgba[i] = (uint8_t)(i * 11 + i / 1000);
+    *len = WebPEncodeLosslessRGBA(rgba, w, h, w * 4, &out);
+    free(rgba);
+    if (*len == 0)
+        setup_fail("libwebp could not encode", "a test image");
+    return out;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+// An uncompressed 24-bit BMP of w x h: malloc'ed.
+static uint8_t *make_bmp(int w, int h, size_t *len)
+{
+    size_t row = ((size_t)w * 3 + 3) / 4 * 4, n = 54 + row * (size_t)h;
+    uint8_t *b = tu_alloc(n, 1);
+    b[0] = 'B', b[1] = 'M';
+    put_le32(b + 2, (uint32_t)n);
+    put_le32(b + 10, 54);
+    put_le32(b + 14, 40);
+    put_le32(b + 18, (uint32_t)w);
+    put_le32(b + 22, (uint32_t)h);
+    b[26] = 1;  // planes
+    b[28] = 24; // bits a pixel
+    for (size_t i = 54; i < n; i++)
+        b[i] = (uint8_t)(i * 5);
+    *len = n;
+    return b;
+}
+
+// torchvision's Resize(short side) + CenterCrop, reimplemented in doubles: the covering scale
+// (the long side int(S * long / short)), the window at rint((scaled - crop) / 2), halves to even
+// as Python's round().
+static void torchvision_box(long w, long h, long W, long H, long box[4])
+{
+    if (W * h >= H * w) {
+        box[0] = W;
+        box[1] = (long)((double)W * (double)h / (double)w);
+    } else {
+        box[0] = (long)((double)H * (double)w / (double)h);
+        box[1] = H;
+    }
+    box[2] = (long)rint((double)(box[0] - W) / 2.0);
+    box[3] = (long)rint((double)(box[1] - H) / 2.0);
+}
+
+static void test_crop_geometry(void)
+{
+    const int targets[][2] = {{1, 1}, {8, 8}, {5, 5}, {16, 9}, {9, 16}, {7, 3}, {64, 64}};
+    int n = 0, bad = 0;
+    char first[160] = "";
+    for (size_t t = 0; t < sizeof targets / sizeof *targets; t++)
+        for (long w = 1; w <= 70; w++)
+            for (long h = 1; h <= 70; h++) {
+                struct image_format fmt = {.channels = 3,
+                                           .width = targets[t][0],
+                                           .height = targets[t][1],
+                                           .crop = IMAGE_CROP_CENTER};
+                struct image_crop_box box;
+                long want[4];
+                image_crop_geometry((uint32_t)w, (uint32_t)h, &fmt, &box);
+                torchvision_box(w, h, fmt.width, fmt.height, want);
+                n++;
+                if ((long)box.scaled_width != want[0] || (long)box.scaled_height != want[1] ||
+                    (long)box.left != want[2] || (long)box.top != want[3]) {
+                    if (!bad++)
+                        snprintf(first, sizeof first,
+                                 "%ldx%ld to %dx%d: %llu %llu %llu %llu, torchvision's %ld %ld %ld "
+                                 "%ld",
+                                 w, h, fmt.width, fmt.height, (unsigned long long)box.scaled_width,
+                                 (unsigned long long)box.scaled_height,
+                                 (unsigned long long)box.left, (unsigned long long)box.top, want[0],
+                                 want[1], want[2], want[3]);
+                }
+            }
+    tu_check(bad == 0,
+             "crop center's geometry of %d sizes as torchvision's Resize + CenterCrop "
+             "(odd margins rounded half to even): %d differ %s",
+             n, bad, first);
+    struct image_format fmt = {.channels = 3, .width = 4096, .height = 4096, .crop = 1};
+    struct image_crop_box box;
+    image_crop_geometry(1u << 26, 1, &fmt, &box);
+    tu_check(box.scaled_width == (uint64_t)4096 << 26 && box.scaled_height == 4096 &&
+                 box.left == ((uint64_t)4096 << 26) / 2 - 2048,
+             "a 67108864x1 image to 4096x4096: scaled to 2^38 x 4096 without wrapping");
+}
+
+// Headers claiming more than IMAGE_MAX_PIXELS, in every format: refused before the image costs
+// anything (the reader's count stays at its fixed part).
+static void test_huge_headers(void)
+{
+    size_t jlen;
+    uint8_t *jpeg = make_jpeg(8, 8, false, false, &jlen);
+    for (size_t i = 0; i + 8 < jlen; i++)
+        if (jpeg[i] == 0xff && jpeg[i + 1] == 0xc0) { // SOF0: length, precision, height, width
+            put_be32(jpeg + i + 5, (60000u << 16) | 60000u);
+            break;
+        }
+    uint8_t webp[38] = "RIFF\x1e\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0\x4f\xc3\0\x4f\xc3\0VP8L";
+    uint8_t bmp[84] = "BM";
+    put_le32(bmp + 10, 54);
+    put_le32(bmp + 14, 40);
+    put_le32(bmp + 18, 100000);
+    put_le32(bmp + 22, 100000);
+    bmp[26] = 1;
+    bmp[28] = 24;
+    uint8_t gif[32] = "GIF89a\xff\xff\xff\xff";
+    uint8_t tga[48] = {0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 24, 0};
+    const char ppm[] = "P6\n100000 100000\n255\n0000000000";
+    struct {
+        const char *name, *size;
+        const uint8_t *data;
+        size_t len;
+    } cases[] = {{"huge.jpg", "60000x60000", jpeg, jlen},
+                 {"huge.webp", "50000x50000", webp, sizeof webp},
+                 {"huge.bmp", "100000x100000", bmp, sizeof bmp},
+                 {"huge.gif", "65535x65535", gif, sizeof gif},
+                 {"huge.tga", "65535x65535", tga, sizeof tga},
+                 {"huge.ppm", "100000x100000", (const uint8_t *)ppm, sizeof ppm - 1}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        struct image_format fmt = {.channels = 3, .width = 8, .height = 8};
+        uint8_t out[8 * 8 * 3];
+        struct image_decode_stats st;
+        struct clvae_error err = {0};
+        char words[64];
+        snprintf(words, sizeof words, "%s is over the limit", cases[k].size);
+        tu_begin();
+        int rc = image_decode(cases[k].data, cases[k].len, cases[k].name, &fmt, out, &st, &err);
+        tu_expect(rc == -1 && err.status == CLVAE_EXIT_DATA && strstr(err.msg, cases[k].name) &&
+                      strstr(err.msg, words),
+                  "%d: %s", rc, err.msg);
+        tu_expect(st.peak_bytes <= IMAGE_DECODE_FIXED_BYTES && st.held_after == 0,
+                  "peak %zu bytes, %zu held after", st.peak_bytes, st.held_after);
+        tu_end("a %s header of %s: refused, %zu bytes held at most", cases[k].name + 5,
+               cases[k].size, st.peak_bytes);
+    }
+    free(jpeg);
+}
+
+// Decoding within image_header_bound: a progressive JPEG (its coefficients whole), a sequential
+// one at its size (rows only), a lossless WebP and a BMP, resized and centre-cropped.
+// A file decoded by test_format_memory, and to what.
+struct memory_case {
+    const char *name;
+    uint8_t *data;
+    size_t len;
+    int width, height, crop;
+    bool rows_only; // decoded row by row: it holds less than the image as RGBA
+};
+
+static void test_format_memory(void)
+{
+    struct memory_case cases[] = {{"p.jpg", NULL, 0, 64, 64, IMAGE_CROP_CENTER, false},
+                                  {"s.jpg", NULL, 0, 300, 200, IMAGE_CROP_NONE, true},
+                                  {"g.jpg", NULL, 0, 300, 200, IMAGE_CROP_NONE, false},
+                                  {"w.webp", NULL, 0, 40, 30, IMAGE_CROP_CENTER, false},
+                                  {"b.bmp", NULL, 0, 33, 9, IMAGE_CROP_NONE, false}};
+    size_t n = sizeof cases / sizeof *cases;
+    cases[0].data = make_jpeg(300, 200, false, true, &cases[0].len);
+    cases[1].data = make_jpeg(300, 200, false, false, &cases[1].len);
+    cases[2].data = make_jpeg(300, 200, true, true, &cases[2].len);
+    cases[3].data = make_webp(300, 200, &cases[3].len);
+    cases[4].data = make_bmp(300, 200, &cases[4].len);
+    for (size_t k = 0; k < n; k++) {
+        struct image_format fmt = {.channels = 3,
+                                   .width = cases[k].width,
+                                   .height = cases[k].height,
+                                   .background = {1, 2, 3},
+                                   .crop = cases[k].crop};
+        uint8_t *out = tu_alloc((size_t)fmt.width * fmt.height * 3, 1);
+        struct image_header h;
+        struct image_decode_stats st;
+        struct clvae_error err = {0};
+        tu_begin();
+        int rc = image_read_header(cases[k].data, cases[k].len, cases[k].name, &h, &err);
+        if (rc == 0)
+            rc = image_decode(cases[k].data, cases[k].len, cases[k].name, &fmt, out, &st, &err);
+        tu_expect(rc == 0, "%s", err.msg);
+        uint64_t bound = rc == 0 ? image_header_bound(&h, &fmt) : 0;
+        tu_expect(rc != 0 || (st.peak_bytes <= bound && st.held_after == 0),
+                  "peak %zu bytes, bound %llu, %zu held after", st.peak_bytes,
+                  (unsigned long long)bound, st.held_after);
+        tu_expect(rc != 0 || !cases[k].rows_only || st.peak_bytes < 300 * 200 * 4,
+                  "peak %zu bytes: holds the image", st.peak_bytes);
+        tu_end("%s (300x200) to %dx%d: peak %zu bytes <= image_header_bound's %llu", cases[k].name,
+               fmt.width, fmt.height, rc == 0 ? st.peak_bytes : 0, (unsigned long long)bound);
+        free(out);
+        if (strstr(cases[k].name, ".webp"))
+            WebPFree(cases[k].data);
+        else
+            free(cases[k].data);
+    }
+}
+
+// ---- The decoded-set cache ----
+
+// Sets the modification time of path a second later.
+static void touch_later(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        setup_fail("cannot stat", path);
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    times[1].tv_sec += 1;
+    if (utimensat(AT_FDCWD, path, times, 0) != 0)
+        setup_fail("cannot touch", path);
+}
+
+// Whether a and b hold the same sets, classes and counts.
+static bool same_folder(const struct image_folder *a, const struct image_folder *b)
+{
+    size_t image = (size_t)a->train.height * a->train.width * a->train.channels;
+    bool same = a->train.count == b->train.count && a->test.count == b->test.count &&
+                a->train.height == b->train.height && a->train.width == b->train.width &&
+                a->train.channels == b->train.channels && a->n_classes == b->n_classes &&
+                a->skipped == b->skipped && a->test_folder == b->test_folder;
+    for (int s = 0; s < 2 && same; s++) {
+        const struct image_set *x = s ? &a->test : &a->train, *y = s ? &b->test : &b->train;
+        same = memcmp(x->pixels, y->pixels, x->count * image) == 0 &&
+               (!x->labels || memcmp(x->labels, y->labels, x->count * sizeof *x->labels) == 0);
+    }
+    for (int c = 0; c < a->n_classes && same; c++)
+        same = strcmp(a->class_names[c], b->class_names[c]) == 0;
+    return same;
+}
+
+// One read of dir with opt, stderr kept in *text (malloc'ed): 0 or -1.
+static int read_logged(const char *dir, const struct image_folder_options *opt,
+                       struct image_folder *f, char **text)
+{
+    char log[TU_PATH_MAX];
+    struct clvae_error err = {0};
+    capture_stderr(tu_in_tmp(log, "cache.log"));
+    int rc = image_folder_read(dir, opt, f, &err);
+    restore_stderr();
+    size_t len;
+    *text = (char *)slurp(log, &len);
+    (*text)[len] = '\0';
+    if (rc != 0)
+        tu_expect(0, "image_folder_read failed: %s", err.msg);
+    return rc;
+}
+
+static void test_cache(void)
+{
+    char dir[TU_PATH_MAX], path[TU_PATH_MAX], xdg[TU_PATH_MAX];
+    setenv("XDG_CACHE_HOME", make_folder(xdg, "xdg"), 1);
+    for (int i = 0; i < 6; i++) {
+        snprintf(path, sizeof path, "cached/%c/%d.png", 'a' + i % 2, i);
+        write_grey(in_tmp(path, path), 5, 4, (uint8_t)(40 * i));
+        size_t len;
+        uint8_t *jpeg = make_jpeg(5, 4, false, false, &len);
+        snprintf(path, sizeof path, "cached/%c/%dj.jpg", 'a' + i % 2, i);
+        tu_write_file(in_tmp(path, path), (const char *)jpeg, len);
+        free(jpeg);
+    }
+    tu_write_file(in_tmp(path, "cached/a/zz.jpg"), "\xff\xd8\xff not really", 14);
+    tu_in_tmp(dir, "cached");
+    struct image_folder_options opt = options();
+    opt.cache = true;
+    opt.skip_bad = true;
+    opt.test_split = 0.3;
+    struct image_folder first, f;
+    char *log1 = NULL, *log = NULL;
+    tu_begin();
+    bool ok = read_logged(dir, &opt, &first, &log1) == 0;
+    tu_expect(!ok || (first.cache_written && !first.from_cache && first.skipped == 1 &&
+                      strstr(log1, "zz.jpg") && strstr(first.cache_path, xdg)),
+              "written %d, from cache %d, skipped %llu, path %s, stderr %s", first.cache_written,
+              first.from_cache, (unsigned long long)first.skipped, first.cache_path, log1);
+    tu_end("cache: the first read decodes and writes the cache under $XDG_CACHE_HOME/clvae");
+    char cache[IMAGE_FOLDER_CACHE_PATH];
+    snprintf(cache, sizeof cache, "%s", first.cache_path);
+
+    tu_begin();
+    ok = ok && read_logged(dir, &opt, &f, &log) == 0;
+    tu_expect(ok && f.from_cache && !f.cache_written && same_folder(&first, &f) &&
+                  strcmp(log, log1) == 0,
+              "from cache %d, same %d, stderr \"%s\" (was \"%s\")", f.from_cache,
+              ok && same_folder(&first, &f), log, log1);
+    tu_end("cache: the second read takes the same sets, labels, classes and skip warning from it");
+    image_folder_free(&f);
+    free(log);
+
+    touch_later(tu_in_tmp(path, "cached/b/3.png"));
+    for (int round = 0; round < 2; round++) {
+        tu_begin();
+        read_logged(dir, &opt, &f, &log);
+        bool want_hit = round == 1;
+        tu_expect(f.from_cache == want_hit && same_folder(&first, &f), "from cache %d",
+                  f.from_cache);
+        tu_end("cache: a file touched: %s",
+               want_hit ? "written again, then used" : "stale, decoded again, the same sets");
+        image_folder_free(&f);
+        free(log);
+    }
+    FILE *c = fopen(cache, "r+b");
+    if (!c || fseek(c, -3, SEEK_END) != 0 || fputc(0x5a, c) == EOF || fclose(c) != 0)
+        setup_fail("cannot damage", cache);
+    for (int round = 0; round < 2; round++) {
+        tu_begin();
+        read_logged(dir, &opt, &f, &log);
+        tu_expect(f.from_cache == (round == 1) && same_folder(&first, &f), "from cache %d",
+                  f.from_cache);
+        tu_end("cache: a byte of its pixels changed: %s",
+               round ? "rewritten, then used" : "damaged (checksum), decoded again");
+        image_folder_free(&f);
+        free(log);
+    }
+    struct image_folder_options other = opt;
+    other.background[1] = 7;
+    tu_begin();
+    read_logged(dir, &other, &f, &log);
+    tu_expect(!f.from_cache && f.cache_written && strcmp(f.cache_path, cache) != 0,
+              "from cache %d, path %s", f.from_cache, f.cache_path);
+    tu_end("cache: another background: another cache file, decoded");
+    image_folder_free(&f);
+    free(log);
+    other = opt;
+    other.test_only = true;
+    tu_begin();
+    read_logged(dir, &other, &f, &log);
+    tu_expect(!f.from_cache && !f.cache_written && !f.cache_path[0], "from cache %d, path %s",
+              f.from_cache, f.cache_path);
+    tu_end("cache: a test-only read neither reads nor writes it");
+    image_folder_free(&f);
+    free(log);
+
+    // Cut at every length, and with the wrong key: a miss, never an error, nothing held.
+    size_t len;
+    uint8_t *whole = slurp(cache, &len), key[IMAGE_CACHE_KEY_BYTES];
+    memcpy(key, whole + 16, sizeof key);
+    char cut[TU_PATH_MAX], *warnings;
+    tu_in_tmp(cut, "cut.cache");
+    int taken = 0;
+    for (size_t n = 0; n <= len; n++) {
+        tu_write_file(cut, (const char *)whole, n);
+        const char *why;
+        if (image_cache_read(cut, key, &f, &warnings, &why) == 0) {
+            taken += n == len ? 1 : 100;
+            image_folder_free(&f);
+            free(warnings);
+        }
+    }
+    key[0] ^= 1;
+    const char *why = "";
+    int other_key = image_cache_read(cache, key, &f, &warnings, &why);
+    tu_check(taken == 1 && other_key == -1 && strstr(why, "other files or options"),
+             "cache: cut at each of its %zu bytes: refused but whole; another key: \"%s\"", len,
+             why);
+    free(whole);
+    image_folder_free(&first);
+    free(log1);
+    unsetenv("XDG_CACHE_HOME");
+}
+
 int main(void)
 {
     tu_init("test_image_folder");
@@ -1471,6 +1879,10 @@ int main(void)
     test_decode_memory();
     test_decode_budget();
     test_fifo();
+    test_crop_geometry();
+    test_huge_headers();
+    test_format_memory();
+    test_cache();
     test_oxygen();
     tu_remove_tmp_dir();
     return tu_summary();

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adam.h"
 #include "cl_runtime.h"
 #include "evaluate.h"
+#include "optimizer.h"
 #include "philox.h"
 #include "ref_model.h"
 #include "test_util.h"
@@ -450,8 +450,9 @@ static void test_trained(void)
     enum { BATCH = 64, STEPS = 400, TEST = 512, PROTOS = 4 };
     struct vae vae;
     make_model(&vae, &cfg, BATCH, 0.0, 8);
-    struct adam adam;
-    tu_die_on(adam_create(&adam, &rt, &vae.params, 1e-2, &err), &err);
+    struct optimizer adam;
+    const struct optimizer_config adam_cfg = optimizer_defaults(optimizer_find("adam"));
+    tu_die_on(optimizer_create(&adam, &rt, &vae.params, &adam_cfg, &err), &err);
     int dim = cfg.in_dim;
     // Image i: prototype i % PROTOS with each pixel flipped with probability 0.05.
     float *data = tu_alloc((size_t)(STEPS * BATCH + TEST) * dim, sizeof(float));
@@ -477,7 +478,7 @@ static void test_trained(void)
                                 .grad_scale = 1.0f / BATCH};
         vae_forward(&vae, &pass);
         vae_backward(&vae, &pass, 1.0f);
-        adam_step(&adam, &vae.params, &vae.grads);
+        optimizer_step(&adam, &vae.params, &vae.grads, step + 1, 1e-2);
         if (step == 0 || step == STEPS - 1) {
             tu_download(&rt, rec, host_rec, sizeof host_rec);
             tu_download(&rt, kl, host_kl, sizeof host_kl);
@@ -520,7 +521,7 @@ static void test_trained(void)
 
     clReleaseMemObject(rec);
     clReleaseMemObject(kl);
-    adam_release(&adam);
+    optimizer_release(&adam);
     vae_release(&vae);
     free(data);
     free(neg_elbo);

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adam.h"
 #include "cl_runtime.h"
 #include "likelihood.h"
+#include "optimizer.h"
 #include "philox.h"
 #include "ref_model.h"
 #include "test_util.h"
@@ -216,8 +216,8 @@ static void test_transpose(bool tiles, int rows, int cols, int src_off, int dst_
     clrt_launch(&rt, k, 2, global, local);
     tu_download(&rt, ddst, dst, n_dst * sizeof(float));
     char what[160];
-    snprintf(what, sizeof what, "%s (%dx%d, offsets %d -> %d, local %s)", name, rows, cols,
-             src_off, dst_off, local ? "8x4" : "driver's");
+    snprintf(what, sizeof what, "%s (%dx%d, offsets %d -> %d, local %s)", name, rows, cols, src_off,
+             dst_off, local ? "8x4" : "driver's");
     tu_compare(what, dst + dst_off, want, NULL, count, 0.0, 0.0);
     tu_check(!tu_changed(dst, 0, (size_t)dst_off) &&
                  !tu_changed(dst, (size_t)dst_off + count, n_dst),
@@ -293,7 +293,8 @@ static void test_bias_backward(bool relu, int rows, int n, int offset, int parts
 {
     size_t count = (size_t)rows * n, n_grads = (size_t)offset + n + GUARD;
     size_t n_partial = (size_t)parts * n + GUARD;
-    float *dy0 = tu_alloc(count + GUARD, sizeof(float)), *dy = tu_alloc(count + GUARD, sizeof(float));
+    float *dy0 = tu_alloc(count + GUARD, sizeof(float)),
+          *dy = tu_alloc(count + GUARD, sizeof(float));
     float *y = tu_alloc(count, sizeof(float));
     float *grads0 = tu_alloc(n_grads, sizeof(float)), *grads = tu_alloc(n_grads, sizeof(float));
     float *partial = tu_alloc(n_partial, sizeof(float));
@@ -321,8 +322,8 @@ static void test_bias_backward(bool relu, int rows, int n, int offset, int parts
         memcpy(dy, dy0, (count + GUARD) * sizeof(float));
         memcpy(grads, grads0, n_grads * sizeof(float));
         tu_fill_guard(partial, 0, n_partial);
-        launch_bias_backward(sweep, relu, rows, n, offset, parts, accumulate, dy, y, grads,
-                             n_grads, partial, n_partial);
+        launch_bias_backward(sweep, relu, rows, n, offset, parts, accumulate, dy, y, grads, n_grads,
+                             partial, n_partial);
         char what[160];
         snprintf(what, sizeof what,
                  "%s%s (%dx%d, offset %d, %d parts%s): column sums, rel to sum |dy|", kind,
@@ -367,9 +368,10 @@ static void test_bias_backward(bool relu, int rows, int n, int offset, int parts
 
 // conv_im2col on random images (rows, H, W, C) against the definition, then conv_col2im of random
 // columns against its adjoint's definition (each cols entry added to the pixel im2col read it
-// from); im2col exact, col2im to 1e-6 (a float sum of at most K K terms), with guard
-// cells after both outputs. grid h x w is the conv's output: (H + 2P - K) / S + 1.
-static void test_im2col(int rows, int C, int H, int W, int K, int S, int P)
+// from; with acc, added to the image im2col read, as a layer whose input feeds two adds its
+// share); im2col exact, col2im to 1e-6 (a float sum of at most K K terms), with guard cells after
+// both outputs. grid h x w is the conv's output: (H + 2P - K) / S + 1.
+static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int acc)
 {
     int GH = (H + 2 * P - K) / S + 1, GW = (W + 2 * P - K) / S + 1, kkc = K * K * C;
     size_t n_img = (size_t)rows * H * W * C, n_cols = (size_t)rows * GH * GW * kkc;
@@ -412,6 +414,8 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P)
         KARG(k, a++, K);
         KARG(k, a++, S);
         KARG(k, a++, P);
+        if (pass == 1)
+            KARG(k, a++, acc);
         size_t global[2] = {pass == 0 ? (size_t)rows * GH : ((size_t)C + 15) / 16,
                             pass == 0 ? 1 : (size_t)rows * H};
         clrt_launch(&rt, k, 2, global, NULL);
@@ -419,15 +423,16 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P)
         char what[160];
         if (pass == 0) {
             tu_download(&rt, dcols, cols, (n_cols + GUARD) * sizeof(float));
-            snprintf(what, sizeof what, "conv_im2col (%d of %dx%dx%d, K %d S %d P %d)", rows, C,
-                     H, W, K, S, P);
+            snprintf(what, sizeof what, "conv_im2col (%d of %dx%dx%d, K %d S %d P %d)", rows, C, H,
+                     W, K, S, P);
             tu_compare(what, cols, want_cols, NULL, n_cols, 0.0, 0.0);
             tu_check(!tu_changed(cols, n_cols, n_cols + GUARD), "%s: guard cells", what);
             // Fresh columns for col2im, and its reference: every entry back to its pixel.
             for (size_t i = 0; i < n_cols; i++)
                 cols[i] = rng_range(-1.0, 1.0);
             tu_write(&rt, dcols, cols, n_cols * sizeof(float));
-            memset(want_img, 0, n_img * sizeof(double));
+            for (size_t i = 0; i < n_img; i++)
+                want_img[i] = acc ? img[i] : 0.0;
             for (int n = 0; n < rows; n++)
                 for (int gy = 0; gy < GH; gy++)
                     for (int gx = 0; gx < GW; gx++)
@@ -443,8 +448,8 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P)
                                 }
         } else {
             tu_download(&rt, dimg, img, (n_img + GUARD) * sizeof(float));
-            snprintf(what, sizeof what, "conv_col2im (%d of %dx%dx%d, K %d S %d P %d)", rows, C,
-                     H, W, K, S, P);
+            snprintf(what, sizeof what, "conv_col2im (%d of %dx%dx%d, K %d S %d P %d%s)", rows, C,
+                     H, W, K, S, P, acc ? ", adding" : "");
             tu_compare(what, img, want_img, NULL, n_img, 1e-6, 0.0);
             tu_check(!tu_changed(img, n_img, n_img + GUARD), "%s: guard cells", what);
         }
@@ -520,7 +525,7 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
     long launches = rt.launches;
     cl_mem dbias = tu_upload(&rt, bias, ((size_t)n + 3) * sizeof(float), "bias");
     if (epilogue) { // alpha 1, beta 0, NN, clvae's kernels (through CLBlast it is not folded)
-        struct clrt_epilogue ep = {{dbias, 3, 0}, epilogue == 2};
+        struct clrt_epilogue ep = {.bias = {dbias, 3, 0}, .relu = epilogue == 2};
         bool folded = clrt_gemm_bias(&rt, (size_t)m, (size_t)n, (size_t)k, ma, mb, mc, &ep);
         tu_check(folded, "clrt_gemm_bias through clvae's kernels folds the epilogue in");
     } else if (batch == 1)
@@ -536,8 +541,8 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
         for (int i = 0; i < m; i++) {
             memcpy(&got[((size_t)p * m + (size_t)i) * n], &back[base + (size_t)i * ldc],
                    (size_t)n * sizeof(float));
-            touched += tu_changed(back, base + (size_t)i * ldc + (size_t)n,
-                                  base + (size_t)(i + 1) * ldc);
+            touched +=
+                tu_changed(back, base + (size_t)i * ldc + (size_t)n, base + (size_t)(i + 1) * ldc);
         }
         touched += tu_changed(back, base + (size_t)m * ldc, base + cs);
     }
@@ -545,7 +550,9 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
     snprintf(what, sizeof what, "gemm %s %c %dx%dx%d alpha %g beta %g%s%.0d%s%s",
              own ? "clvae" : "CLBlast", ta ? 'T' : 'N', m, n, k, (double)alpha, (double)beta,
              batch > 1 ? " batch " : "", batch > 1 ? batch : 0,
-             epilogue == 2 ? " + bias, ReLU" : epilogue ? " + bias" : "",
+             epilogue == 2 ? " + bias, ReLU"
+             : epilogue    ? " + bias"
+                           : "",
              aliased ? ", lda and ldb multiples of 1024" : "");
     tu_compare(what, got, want, scale, (size_t)batch * m * n, 0.0, 1e-5);
     tu_check(touched == 0, "%s: %d cells outside C changed", what, touched);
@@ -567,10 +574,225 @@ static void test_gemm(bool own, bool ta, int m, int n, int k, float alpha, float
     rt.own_gemm = saved;
 }
 
+// clrt_gemm_bias_gathered: rows images of data (count, k) random bytes picked by a random index
+// from start, through the product with a bias (and ReLU), against gather_images then
+// clrt_gemm_bias on the same device: x and C bit for bit, both also against double (x = byte /
+// 255), guard cells after both.
+static void test_gemm_gathered(int count, int k, int start, int rows, int n, bool relu)
+{
+    size_t nx = (size_t)rows * k + GUARD, nc = (size_t)rows * n + GUARD, nb = (size_t)k * n + 3;
+    unsigned char *data = tu_alloc((size_t)count * k, 1);
+    int *index = tu_alloc((size_t)start + rows, sizeof(int));
+    float *b = tu_alloc(nb + (size_t)n, sizeof(float)), *x0 = tu_alloc(nx, sizeof(float));
+    float *x[2], *c[2];
+    for (size_t i = 0; i < (size_t)count * k; i++)
+        data[i] = (unsigned char)rng_int(256);
+    for (int i = 0; i < start + rows; i++)
+        index[i] = rng_int(count);
+    for (size_t i = 0; i < nb + (size_t)n; i++)
+        b[i] = rng_range(-1.0, 1.0);
+    tu_fill_guard(x0, 0, nx);
+    cl_mem ddata = tu_upload(&rt, data, (size_t)count * k, "data");
+    cl_mem dindex = tu_upload(&rt, index, ((size_t)start + rows) * sizeof(int), "index");
+    cl_mem db = tu_upload(&rt, b, (nb + (size_t)n) * sizeof(float), "B and bias");
+    struct clrt_epilogue ep = {.bias = {db, nb, 0}, .relu = relu};
+    struct clrt_mat mb = {db, 3, (size_t)n};
+    bool fused = false;
+    for (int run = 0; run < 2; run++) { // gather_images then the product; the gathered product
+        x[run] = tu_alloc(nx, sizeof(float)), c[run] = tu_alloc(nc, sizeof(float));
+        tu_fill_guard(c[run], 0, nc);
+        cl_mem dx = tu_upload(&rt, x0, nx * sizeof(float), "x");
+        cl_mem dc = tu_upload(&rt, c[run], nc * sizeof(float), "C");
+        struct clrt_mat mx = {dx, 0, (size_t)k}, mc = {dc, 0, (size_t)n};
+        if (run == 0) {
+            cl_kernel kg = clrt_kernel(&rt, "gather_images");
+            int first = 0;
+            cl_uint a = 0;
+            KARG(kg, a++, ddata);
+            KARG(kg, a++, first);
+            KARG(kg, a++, count);
+            KARG(kg, a++, dindex);
+            KARG(kg, a++, start);
+            KARG(kg, a++, rows);
+            KARG(kg, a++, k);
+            KARG(kg, a++, dx);
+            size_t global[2] = {((size_t)k + 15) / 16, (size_t)rows};
+            clrt_launch(&rt, kg, 2, global, NULL);
+            clReleaseKernel(kg);
+            clrt_gemm_bias(&rt, (size_t)rows, (size_t)n, (size_t)k, mx, mb, mc, &ep);
+        } else {
+            struct clrt_gather g = {.data = ddata, .index = dindex, .x = dx, .start = start};
+            fused =
+                clrt_gemm_bias_gathered(&rt, (size_t)rows, (size_t)n, (size_t)k, &g, mb, mc, &ep);
+        }
+        tu_download(&rt, dx, x[run], nx * sizeof(float));
+        tu_download(&rt, dc, c[run], nc * sizeof(float));
+        clReleaseMemObject(dx);
+        clReleaseMemObject(dc);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "gemm clvae N %dx%dx%d gathered from %d images at %d%s", rows, n, k,
+             count, start, relu ? " + bias, ReLU" : " + bias");
+    tu_check(fused, "%s: one launch", what);
+    double *exact = tu_alloc(nx > nc ? nx : nc, sizeof(double));
+    char line[320];
+    for (size_t i = 0; i < nx; i++)
+        exact[i] = x[0][i];
+    snprintf(line, sizeof line, "%s: x = gather_images' bit for bit", what);
+    tu_compare(line, x[1], exact, NULL, nx, 0.0, 0.0);
+    for (size_t i = 0; i < nc; i++)
+        exact[i] = c[0][i];
+    snprintf(line, sizeof line, "%s: C = the product of the gathered x bit for bit", what);
+    tu_compare(line, c[1], exact, NULL, nc, 0.0, 0.0);
+    for (int r = 0; r < rows; r++)
+        for (int q = 0; q < k; q++)
+            exact[(size_t)r * k + q] = data[(size_t)index[start + r] * k + q] / 255.0;
+    snprintf(line, sizeof line, "%s: x against byte / 255", what);
+    tu_compare(line, x[1], exact, NULL, (size_t)rows * k, 0.0, 1e-7);
+    tu_check(!tu_changed(x[1], nx - GUARD, nx) && !tu_changed(c[1], nc - GUARD, nc),
+             "%s: guard cells of x and C", what);
+    for (int run = 0; run < 2; run++)
+        free(x[run]), free(c[run]);
+    free(exact);
+    free(data);
+    free(index);
+    free(b);
+    free(x0);
+    clReleaseMemObject(ddata);
+    clReleaseMemObject(dindex);
+    clReleaseMemObject(db);
+}
+
+// The products' fused epilogues against the plain product on the same device, bit for bit, and
+// against double references: NN with the product masked by a ReLU output before beta C is added
+// (clrt_gemm_masked: 0 where mask <= 0, exactly as bias_backward masks), and TN with B's column
+// sums (clrt_gemm_tn_colsum: the sums a float at a time in row order, as bias_backward adds them,
+// so equal to the host's float loop), into grads at an offset, added to them when accumulate. Guard
+// cells after C and around the sums.
+static void test_gemm_fused(bool colsum, int m, int n, int k, float beta, bool accumulate)
+{
+    size_t ar = colsum ? (size_t)k : (size_t)m, ac = colsum ? (size_t)m : (size_t)k;
+    size_t lda = ac + 3, ldb = (size_t)n + 5, ldc = (size_t)n + 2, off = 7;
+    size_t na = off + ar * lda, nb = off + (size_t)k * ldb, nc = off + (size_t)m * ldc + GUARD;
+    size_t nmask = off + (size_t)m * ldc, nsum = 5 + (size_t)n + GUARD;
+    float *a = tu_alloc(na, sizeof(float)), *b = tu_alloc(nb, sizeof(float));
+    float *c = tu_alloc(nc, sizeof(float)), *mask = tu_alloc(nmask, sizeof(float));
+    float *plain = tu_alloc(nc, sizeof(float)), *fused = tu_alloc(nc, sizeof(float));
+    float *sums = tu_alloc(nsum, sizeof(float)), *sums0 = tu_alloc(nsum, sizeof(float));
+    double *want = tu_alloc((size_t)m * n, sizeof(double));
+    float *got = tu_alloc((size_t)m * n, sizeof(float));
+    double *scale = tu_alloc((size_t)m * n, sizeof(double));
+    for (size_t i = 0; i < na; i++)
+        a[i] = rng_range(-1.0, 1.0);
+    for (size_t i = 0; i < nb; i++)
+        b[i] = rng_range(-1.0, 1.0);
+    for (size_t i = 0; i < nmask; i++)
+        mask[i] = rng_uniform() < 0.4 ? (rng_uniform() < 0.5 ? 0.0f : -1.0f) : rng_range(0.0, 2.0);
+    tu_fill_guard(c, 0, nc);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            c[off + (size_t)i * ldc + (size_t)j] = rng_range(-1.0, 1.0);
+    tu_fill_guard(sums0, 0, nsum);
+    cl_mem da = tu_upload(&rt, a, na * sizeof(float), "A");
+    cl_mem db = tu_upload(&rt, b, nb * sizeof(float), "B");
+    cl_mem dmask = tu_upload(&rt, mask, nmask * sizeof(float), "mask");
+    struct clrt_mat ma = {da, off, lda}, mb = {db, off, ldb};
+    for (int run = 0; run < 2; run++) { // the plain product, then the fused one
+        cl_mem dc = tu_upload(&rt, c, nc * sizeof(float), "C");
+        cl_mem dsum = tu_upload(&rt, sums0, nsum * sizeof(float), "sums");
+        struct clrt_mat mc = {dc, off, ldc};
+        if (run == 0)
+            clrt_gemm(&rt, colsum, false, (size_t)m, (size_t)n, (size_t)k, 1.0f, ma, mb, beta, mc);
+        else if (colsum)
+            tu_check(clrt_gemm_tn_colsum(&rt, (size_t)m, (size_t)n, (size_t)k, ma, mb, beta, mc,
+                                         (struct clrt_mat){dsum, 5, 1}, accumulate),
+                     "clrt_gemm_tn_colsum %dx%dx%d runs in one launch", m, n, k);
+        else
+            clrt_gemm_masked(&rt, (size_t)m, (size_t)n, (size_t)k, ma, mb, beta, mc,
+                             (struct clrt_mat){dmask, off, ldc});
+        tu_download(&rt, dc, run ? fused : plain, nc * sizeof(float));
+        if (run)
+            tu_download(&rt, dsum, sums, nsum * sizeof(float));
+        clReleaseMemObject(dc);
+        clReleaseMemObject(dsum);
+    }
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            size_t at = off + (size_t)i * ldc + (size_t)j, w = (size_t)i * n + (size_t)j;
+            double sum = 0, mag = 0;
+            for (int q = 0; q < k; q++) {
+                double x =
+                    a[off + (colsum ? (size_t)q * lda + (size_t)i : (size_t)i * lda + (size_t)q)];
+                double y = b[off + (size_t)q * ldb + (size_t)j];
+                sum += x * y;
+                mag += fabs(x * y);
+            }
+            bool keep = colsum || mask[at] > 0.0f;
+            double old = beta != 0.0f ? beta * (double)c[at] : 0.0;
+            want[w] = keep ? sum + old : old;
+            scale[w] = mag + fabs((double)c[at]) + 1e-3;
+            got[w] = fused[at];
+            if (!keep) // bias_backward's mask on the product, then beta C added
+                plain[at] = beta != 0.0f ? beta * c[at] : 0.0f;
+        }
+    char what[160];
+    snprintf(what, sizeof what, "gemm clvae %c %dx%dx%d beta %g%s", colsum ? 'T' : 'N', m, n, k,
+             (double)beta, colsum ? " + column sums" : " masked by a ReLU output");
+    double *exact = tu_alloc(nc, sizeof(double));
+    for (size_t i = 0; i < nc; i++)
+        exact[i] = plain[i];
+    char bits[320];
+    snprintf(bits, sizeof bits, "%s: C equals the plain product's (masked) bit for bit", what);
+    tu_compare(bits, fused, exact, NULL, nc, 0.0, 0.0);
+    snprintf(bits, sizeof bits, "%s: C against the double product", what);
+    tu_compare(bits, got, want, scale, (size_t)m * n, 0.0, 1e-5);
+    if (colsum) {
+        double *host = tu_alloc((size_t)n, sizeof(double)),
+               *ref = tu_alloc((size_t)n, sizeof(double));
+        double *mag = tu_alloc((size_t)n, sizeof(double));
+        for (int j = 0; j < n; j++) {
+            float f = 0.0f; // bias_backward's loop
+            double d = 0.0, s = 0.0;
+            for (int q = 0; q < k; q++) {
+                float y = b[off + (size_t)q * ldb + (size_t)j];
+                f += y, d += y, s += fabs(y);
+            }
+            host[j] = accumulate ? sums0[5 + j] + f : f;
+            ref[j] = (accumulate ? sums0[5 + j] : 0.0) + d;
+            mag[j] = s + (accumulate ? fabs(sums0[5 + j]) : 0.0);
+        }
+        snprintf(bits, sizeof bits, "%s%s: sums equal bias_backward's float loop", what,
+                 accumulate ? ", accumulated" : "");
+        tu_compare(bits, sums + 5, host, NULL, (size_t)n, 0.0, 0.0);
+        snprintf(bits, sizeof bits, "%s: sums against double, rel to sum |B|", what);
+        tu_compare(bits, sums + 5, ref, mag, (size_t)n, 0.0, 1e-5);
+        tu_check(!tu_changed(sums, 0, 5) && !tu_changed(sums, 5 + (size_t)n, nsum),
+                 "%s: the sums' guard cells", what);
+        free(host);
+        free(ref);
+        free(mag);
+    }
+    free(exact);
+    free(a);
+    free(b);
+    free(c);
+    free(mask);
+    free(plain);
+    free(fused);
+    free(sums);
+    free(sums0);
+    free(want);
+    free(got);
+    free(scale);
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dmask);
+}
+
 // gather_images: data (count, dim) random bytes, index a random permutation of count, rows images
-// from start -> x (rows, dim); exact against the kernel's own formula, byte * (1 / 255.0f). The data
-// in n_parts buffers of whole images (a data set larger than the largest allocation), a launch each
-// that fills only its own images' rows.
+// from start -> x (rows, dim); exact against the kernel's own formula, byte * (1 / 255.0f). The
+// data in n_parts buffers of whole images (a data set larger than the largest allocation), a launch
+// each that fills only its own images' rows.
 static void test_gather_images(int count, int dim, int start, int rows, const size_t *local,
                                int n_parts)
 {
@@ -618,8 +840,8 @@ static void test_gather_images(int count, int dim, int start, int rows, const si
     tu_download(&rt, dx, x, (n_x + GUARD) * sizeof(float));
     char what[160];
     snprintf(what, sizeof what,
-             "gather_images (%d of %d images of %d bytes from %d, local %s, %d parts)", rows,
-             count, dim, start, local ? "8x4" : "driver's", n_parts);
+             "gather_images (%d of %d images of %d bytes from %d, local %s, %d parts)", rows, count,
+             dim, start, local ? "8x4" : "driver's", n_parts);
     tu_compare(what, x, want, NULL, n_x, 0.0, 0.0);
     snprintf(what, sizeof what, "gather_images (%dx%d) vs byte / 255 in double", rows, dim);
     tu_compare(what, x, exact, NULL, n_x, 0.0, 1.2e-7);
@@ -817,6 +1039,81 @@ static void test_reparameterize_backward(int rows, int latent, float beta_scale,
     clReleaseKernel(k);
 }
 
+// A likelihood's *_rows kernel (its pixels and row_sum's sums in one launch, on CPUs) on the
+// inputs the pixel kernel had: terms and dout bit for bit what the pixel kernel wrote (want_terms,
+// want_dout, n_out floats), rec[rec_offset + r] the row's terms added in order as row_sum adds them
+// with one item a row (the same bits); guard cells after all three.
+static void test_likelihood_rows(const char *name, cl_mem out, cl_mem x, int rows, int dim,
+                                 int channels, float scale, const float *want_terms,
+                                 const float *want_dout, size_t n_out, int rec_offset)
+{
+    cl_kernel k = clrt_kernel(&rt, name);
+    size_t kernel_max, n = (size_t)rows * dim, n_rec = (size_t)rec_offset + rows + GUARD;
+    CL_CHECK(clGetKernelWorkGroupInfo(k, rt.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kernel_max,
+                                      &kernel_max, NULL));
+    if (!(rt.device_type & CL_DEVICE_TYPE_CPU) || (size_t)dim > kernel_max) {
+        printf("%s (%dx%d): skipped, a CPU's kernel (rows within a work-group)\n", name, rows, dim);
+        clReleaseKernel(k);
+        return;
+    }
+    float *dout = tu_alloc(n_out + GUARD, sizeof(float)),
+          *terms = tu_alloc(n + GUARD, sizeof(float));
+    float *rec = tu_alloc(n_rec, sizeof(float));
+    tu_fill_guard(dout, 0, n_out + GUARD);
+    tu_fill_guard(terms, 0, n + GUARD);
+    tu_fill_guard(rec, 0, n_rec);
+    cl_mem d_dout = tu_upload(&rt, dout, (n_out + GUARD) * sizeof(float), "dout");
+    cl_mem d_terms = tu_upload(&rt, terms, (n + GUARD) * sizeof(float), "terms");
+    cl_mem d_rec = tu_upload(&rt, rec, n_rec * sizeof(float), "rec");
+    cl_uint a = 0;
+    KARG(k, a++, out);
+    KARG(k, a++, x);
+    KARG(k, a++, d_dout);
+    KARG(k, a++, d_terms);
+    KARG(k, a++, rows);
+    KARG(k, a++, dim);
+    KARG(k, a++, channels);
+    KARG(k, a++, scale);
+    KARG(k, a++, d_rec);
+    KARG(k, a++, rec_offset);
+    size_t global = n, local = (size_t)dim;
+    clrt_launch(&rt, k, 1, &global, &local);
+    tu_download(&rt, d_dout, dout, (n_out + GUARD) * sizeof(float));
+    tu_download(&rt, d_terms, terms, (n + GUARD) * sizeof(float));
+    tu_download(&rt, d_rec, rec, n_rec * sizeof(float));
+    double *exact = tu_alloc(n_out > n ? n_out : n, sizeof(double));
+    char what[160];
+    for (size_t i = 0; i < n; i++)
+        exact[i] = want_terms[i];
+    snprintf(what, sizeof what, "%s (%dx%d): terms = the pixel kernel's", name, rows, dim);
+    tu_compare(what, terms, exact, NULL, n, 0.0, 0.0);
+    for (size_t i = 0; i < n_out; i++)
+        exact[i] = want_dout[i];
+    snprintf(what, sizeof what, "%s (%dx%d): gradient = the pixel kernel's", name, rows, dim);
+    tu_compare(what, dout, exact, NULL, n_out, 0.0, 0.0);
+    for (int r = 0; r < rows; r++) {
+        float sum = 0.0f;
+        for (int j = 0; j < dim; j++)
+            sum += want_terms[(size_t)r * dim + j];
+        exact[r] = sum;
+    }
+    snprintf(what, sizeof what, "%s (%dx%d, rec offset %d): rec = the terms summed in order", name,
+             rows, dim, rec_offset);
+    tu_compare(what, rec + rec_offset, exact, NULL, (size_t)rows, 0.0, 0.0);
+    tu_check(!tu_changed(dout, n_out, n_out + GUARD) && !tu_changed(terms, n, n + GUARD) &&
+                 !tu_changed(rec, 0, (size_t)rec_offset) &&
+                 !tu_changed(rec, (size_t)rec_offset + rows, n_rec),
+             "%s (%dx%d): guard cells of the gradient, terms and rec", name, rows, dim);
+    free(dout);
+    free(terms);
+    free(rec);
+    free(exact);
+    clReleaseMemObject(d_dout);
+    clReleaseMemObject(d_terms);
+    clReleaseMemObject(d_rec);
+    clReleaseKernel(k);
+}
+
 // bce_logits_grad on logits, x (rows, dim), then row_sum with one work-group of local items per
 // row: each pixel's term against the stable BCE in double, rec (rows, at rec_offset) against their
 // sums, and dlogits (rows, dim) against scale * (sigmoid - x). Logits include 0, +-17, +-30, +-80
@@ -884,7 +1181,9 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
     KARG(kb, 3, dterms);
     KARG(kb, 4, rows);
     KARG(kb, 5, dim);
-    KARG(kb, 6, grad_scale);
+    int channels = 1; // (the logistic's layout; every likelihood's kernel takes it)
+    KARG(kb, 6, channels);
+    KARG(kb, 7, grad_scale);
     size_t pixels[2] = {(size_t)dim, (size_t)rows}, local2[2] = {8, 4};
     clrt_launch(&rt, kb, 2, pixels, local > 1 ? local2 : NULL);
     KARG(k, 0, dterms);
@@ -921,6 +1220,9 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
                  !tu_changed(rec, (size_t)rec_offset + rows, n_rec),
              "bce_logits_grad (%dx%d, local %zu): guard cells of dlogits and rec", rows, dim,
              local);
+    if (local == 1)
+        test_likelihood_rows("bce_logits_grad_rows", dl, dx, rows, dim, channels, grad_scale, terms,
+                             dlogits, n, rec_offset);
     free(logits);
     free(x);
     free(dlogits);
@@ -1004,11 +1306,13 @@ static void test_logistic(int rows, int pixels, int channels, float grad_scale)
              pixels, channels);
     tu_compare(what, terms, want_t, NULL, n, 2e-5, 2e-5);
     snprintf(what, sizeof what,
-             "logistic_nll_grad (%d images of %dx%d): d mean, d log-scale, rel to their size",
-             rows, pixels, channels);
+             "logistic_nll_grad (%d images of %dx%d): d mean, d log-scale, rel to their size", rows,
+             pixels, channels);
     tu_compare(what, dout, want_d, scale_d, n_out, 0.0, 1e-4);
     tu_check(!tu_changed(dout, n_out, n_out + GUARD) && !tu_changed(terms, n, n + GUARD),
              "logistic_nll_grad (%d images of %dx%d): guard cells", rows, pixels, channels);
+    test_likelihood_rows("logistic_nll_grad_rows", d_out, d_x, rows, dim, channels, grad_scale,
+                         terms, dout, n_out, 2);
     free(out);
     free(x);
     free(dout);
@@ -1031,7 +1335,8 @@ static void test_likelihood_mean(void)
     float out[2 * N], got[N];
     double want[N];
     for (int i = 0; i < N; i++) {
-        float mu = rng_range(-0.5, 1.5), u = i % 4 == 0 ? rng_range(-9.0, -7.0) : rng_range(-7.0, 2.0);
+        float mu = rng_range(-0.5, 1.5),
+              u = i % 4 == 0 ? rng_range(-9.0, -7.0) : rng_range(-7.0, 2.0);
         out[2 * i] = mu, out[2 * i + 1] = u;
         double s = exp(fmin(fmax(u, -7.0), 15.0)), sum = 0.0;
         for (int level = 0; level < 256; level++) {
@@ -1050,16 +1355,21 @@ static void test_likelihood_mean(void)
     tu_compare("likelihood_mean: the Bernoulli's sigmoid", got, want, NULL, N, 1e-7, 1e-6);
 }
 
-// adam_create/adam_step over n parameters in n_parts device buffers (as a model's parameters are
-// parted when larger than the largest allocation) for steps steps of gradients spanning 1e-4 ..
-// 1e2 in magnitude (some exactly zero) against PyTorch's Adam in double (betas 0.9, 0.999, eps
-// 1e-8): params after every step, and the moments after the last step (the host passes 1 - beta
-// in double precision, so they match PyTorch's exp_avg and exp_avg_sq, not a float recurrence).
-// Each part's buffer has guard cells after it that no launch may touch.
-static void test_adam(int n, float lr, int steps, int n_parts)
+// optimizer_create/optimizer_step of kind name ("adam", or "adamw" with weight decay wd) over n
+// parameters in n_parts device buffers (as a model's parameters are parted when larger than the
+// largest allocation) for steps steps of gradients spanning 1e-4 .. 1e2 in magnitude (some exactly
+// zero) against PyTorch's Adam or AdamW in double (betas 0.9, 0.999, eps 1e-8; AdamW multiplies
+// the parameters by 1 - lr wd first): params after every step, and the moments after the last
+// step (the host passes 1 - beta in double precision, so they match PyTorch's exp_avg and
+// exp_avg_sq, not a float recurrence). Each part's buffer has guard cells after it that no launch
+// may touch.
+static void test_optimizer(const char *name, double wd, int n, float lr, int steps, int n_parts)
 {
-    struct adam adam;
+    struct optimizer adam;
     struct clvae_error err;
+    struct optimizer_config cfg = optimizer_defaults(optimizer_find(name));
+    if (strcmp(name, "adamw") == 0)
+        tu_die_on(optimizer_set_option(&cfg, "--weight-decay", wd, &err), &err);
     float *params = tu_alloc((size_t)n, sizeof(float));
     float *part = tu_alloc((size_t)n + GUARD, sizeof(float));
     float *grads = tu_alloc((size_t)n, sizeof(float));
@@ -1075,7 +1385,8 @@ static void test_adam(int n, float lr, int steps, int n_parts)
     // Uneven parts: part i ends at n (i + 1)^2 / n_parts^2.
     struct clrt_parts dparams = {.n = n_parts}, dgrads;
     for (int i = 1; i <= n_parts; i++)
-        dparams.start[i] = (size_t)n * (size_t)(i * i) / (size_t)(n_parts * n_parts) * sizeof(float);
+        dparams.start[i] =
+            (size_t)n * (size_t)(i * i) / (size_t)(n_parts * n_parts) * sizeof(float);
     dgrads = dparams;
     for (int i = 0; i < n_parts; i++) {
         size_t count = (dparams.start[i + 1] - dparams.start[i]) / sizeof(float);
@@ -1084,12 +1395,14 @@ static void test_adam(int n, float lr, int steps, int n_parts)
         dparams.mem[i] = tu_upload(&rt, part, (count + GUARD) * sizeof(float), "params");
         dgrads.mem[i] = tu_upload(&rt, NULL, count * sizeof(float), "grads");
     }
-    tu_die_on(adam_create(&adam, &rt, &dparams, lr, &err), &err);
-    tu_check(adam.beta1 == 0.9 && adam.beta2 == 0.999 && adam.eps == 1e-8 && adam.lr == lr &&
-                 adam.n == n && adam.m.n == n_parts,
-             "adam_create: betas %g %g, eps %g, lr %g (want PyTorch's 0.9 0.999 1e-8), %d "
+    tu_die_on(optimizer_create(&adam, &rt, &dparams, &cfg, &err), &err);
+    const double *h = adam.cfg.hyper;
+    tu_check(h[0] == 0.9 && h[1] == 0.999 && h[2] == 1e-8 &&
+                 (cfg.kind->n_hyper == 3 || h[3] == wd) && adam.n == n &&
+                 adam.state[0].n == n_parts && adam.state[1].n == n_parts,
+             "optimizer_create %s: betas %g %g, eps %g (want PyTorch's 0.9 0.999 1e-8), %d "
              "parameters in %d parts (want %d in %d)",
-             adam.beta1, adam.beta2, adam.eps, adam.lr, adam.n, adam.m.n, n, n_parts);
+             name, h[0], h[1], h[2], adam.n, adam.state[0].n, n, n_parts);
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     char what[160];
     int guards_changed = 0;
@@ -1099,7 +1412,7 @@ static void test_adam(int n, float lr, int steps, int n_parts)
             grads[i] = rng_uniform() < 0.05 ? 0.0f : (float)((rng_uniform() < 0.5 ? -1 : 1) * mag);
         }
         clrt_parts_write(&rt, &dgrads, grads, true);
-        adam_step(&adam, &dparams, &dgrads);
+        optimizer_step(&adam, &dparams, &dgrads, t, lr);
         for (int i = 0; i < n_parts; i++) {
             size_t count = (dparams.start[i + 1] - dparams.start[i]) / sizeof(float);
             tu_download(&rt, dparams.mem[i], part, (count + GUARD) * sizeof(float));
@@ -1112,27 +1425,26 @@ static void test_adam(int n, float lr, int steps, int n_parts)
             m_ref[i] = b1 * m_ref[i] + (1.0 - b1) * g;
             m_mag[i] = b1 * m_mag[i] + (1.0 - b1) * fabs(g);
             v_ref[i] = b2 * v_ref[i] + (1.0 - b2) * g * g;
+            p_ref[i] *= 1.0 - lr * wd;
             p_ref[i] -= lr / bc1 * m_ref[i] / (sqrt(v_ref[i]) / sqrt(bc2) + eps);
             scale[i] = fabs(p_ref[i]) + lr;
         }
         snprintf(what, sizeof what,
-                 "adam_update (n %d in %d parts, lr %g) params after step %d, rel to |p| + lr", n,
-                 n_parts, lr, t);
+                 "%s (n %d in %d parts, lr %g, wd %g) params after step %d, rel to |p| + lr",
+                 cfg.kind->kernel, n, n_parts, lr, wd, t);
         tu_compare(what, params, p_ref, scale, (size_t)n, 0.0, 1e-6);
     }
-    clrt_parts_read(&rt, &adam.m, m, true);
-    clrt_parts_read(&rt, &adam.v, v, true);
+    clrt_parts_read(&rt, &adam.state[0], m, true);
+    clrt_parts_read(&rt, &adam.state[1], v, true);
     snprintf(what, sizeof what,
-             "adam_update (n %d in %d parts) first moment after %d steps vs PyTorch's, rel to its "
-             "|g| sum",
-             n, n_parts, steps);
+             "%s (n %d in %d parts) first moment after %d steps vs PyTorch's, rel to its |g| sum",
+             cfg.kind->kernel, n, n_parts, steps);
     tu_compare(what, m, m_ref, m_mag, (size_t)n, 0.0, 1e-6);
-    snprintf(what, sizeof what,
-             "adam_update (n %d in %d parts) second moment after %d steps vs PyTorch's", n, n_parts,
-             steps);
+    snprintf(what, sizeof what, "%s (n %d in %d parts) second moment after %d steps vs PyTorch's",
+             cfg.kind->kernel, n, n_parts, steps);
     tu_compare(what, v, v_ref, NULL, (size_t)n, 0.0, 1e-6);
-    tu_check(!guards_changed, "adam_update (n %d in %d parts): guard cells", n, n_parts);
-    adam_release(&adam);
+    tu_check(!guards_changed, "%s (n %d in %d parts): guard cells", cfg.kind->kernel, n, n_parts);
+    optimizer_release(&adam);
     clrt_parts_release(&dparams);
     clrt_parts_release(&dgrads);
     free(params);
@@ -1147,11 +1459,125 @@ static void test_adam(int n, float lr, int steps, int n_parts)
     free(scale);
 }
 
+// AdamW with weight decay 0 and Adam, each from the same parameters on the same gradients for steps
+// steps: the same parameters and moments, bit for bit.
+static void test_adamw_no_decay(int n, float lr, int steps)
+{
+    struct clvae_error err;
+    const char *names[2] = {"adam", "adamw"};
+    struct optimizer o[2];
+    struct clrt_parts params[2], grads = {.n = 1, .start = {0, (size_t)n * sizeof(float)}};
+    float *init = tu_alloc((size_t)n, sizeof(float)), *g = tu_alloc((size_t)n, sizeof(float));
+    float *got[2][3];
+    for (int i = 0; i < n; i++)
+        init[i] = rng_range(-1.0, 1.0);
+    grads.mem[0] = tu_upload(&rt, NULL, (size_t)n * sizeof(float), "grads");
+    for (int k = 0; k < 2; k++) {
+        struct optimizer_config cfg = optimizer_defaults(optimizer_find(names[k]));
+        if (k == 1)
+            tu_die_on(optimizer_set_option(&cfg, "--weight-decay", 0.0, &err), &err);
+        params[k] = grads;
+        params[k].mem[0] = tu_upload(&rt, init, (size_t)n * sizeof(float), "params");
+        tu_die_on(optimizer_create(&o[k], &rt, &params[k], &cfg, &err), &err);
+    }
+    for (int t = 1; t <= steps; t++) {
+        for (int i = 0; i < n; i++)
+            g[i] = rng_uniform() < 0.05 ? 0.0f : rng_range(-10.0, 10.0);
+        clrt_parts_write(&rt, &grads, g, true);
+        for (int k = 0; k < 2; k++)
+            optimizer_step(&o[k], &params[k], &grads, t, lr);
+    }
+    int differ = 0;
+    for (int k = 0; k < 2; k++)
+        for (int a = 0; a < 3; a++) {
+            got[k][a] = tu_alloc((size_t)n, sizeof(float));
+            clrt_parts_read(&rt, a == 0 ? &params[k] : &o[k].state[a - 1], got[k][a], true);
+        }
+    for (int a = 0; a < 3; a++)
+        differ += memcmp(got[0][a], got[1][a], (size_t)n * sizeof(float)) != 0;
+    tu_check(!differ,
+             "adamw_update with weight decay 0 equals adam_update bit for bit: parameters and both "
+             "moments of %d after %d steps (%d of 3 arrays differ)",
+             n, steps, differ);
+    for (int k = 0; k < 2; k++) {
+        optimizer_release(&o[k]);
+        clrt_parts_release(&params[k]);
+        for (int a = 0; a < 3; a++)
+            free(got[k][a]);
+    }
+    clrt_parts_release(&grads);
+    free(init);
+    free(g);
+}
+
+// --clip-grad's norm (grad_sumsq over uneven parts, grad_clip_scale, grad_scale) against a
+// double-precision sum of squares: the norm, the scale min(1, max_norm / norm), the gradient
+// scaled by it, and the guard cells after every part.
+static void test_clip_norm(int n, int n_parts, double max_norm)
+{
+    struct clvae_error err;
+    struct optimizer o;
+    struct optimizer_config cfg = optimizer_defaults(optimizer_find("adam"));
+    float *grads = tu_alloc((size_t)n, sizeof(float));
+    float *part = tu_alloc((size_t)n + GUARD, sizeof(float));
+    double *want = tu_alloc((size_t)n, sizeof(double)), sumsq = 0;
+    for (int i = 0; i < n; i++) {
+        grads[i] = (float)((rng_uniform() < 0.5 ? -1 : 1) * pow(10.0, rng_range(-4.0, 1.0)));
+        sumsq += (double)grads[i] * grads[i];
+    }
+    double norm = sqrt(sumsq), scale = norm > max_norm ? max_norm / norm : 1.0;
+    for (int i = 0; i < n; i++)
+        want[i] = grads[i] * scale;
+    struct clrt_parts dgrads = {.n = n_parts};
+    for (int i = 1; i <= n_parts; i++)
+        dgrads.start[i] = (size_t)n * (size_t)(i * i) / (size_t)(n_parts * n_parts) * sizeof(float);
+    for (int i = 0; i < n_parts; i++) {
+        size_t count = (dgrads.start[i + 1] - dgrads.start[i]) / sizeof(float);
+        memcpy(part, grads + dgrads.start[i] / sizeof(float), count * sizeof(float));
+        tu_fill_guard(part, count, count + GUARD);
+        dgrads.mem[i] = tu_upload(&rt, part, (count + GUARD) * sizeof(float), "grads");
+    }
+    tu_die_on(optimizer_create(&o, &rt, &dgrads, &cfg, &err) ||
+                  optimizer_clip_create(&o, max_norm, &err),
+              &err);
+    optimizer_clip(&o, &dgrads);
+    float got[2];
+    clrt_read(&rt, o.clip_scale, 0, sizeof got, got, true);
+    int guards_changed = 0;
+    for (int i = 0; i < n_parts; i++) {
+        size_t count = (dgrads.start[i + 1] - dgrads.start[i]) / sizeof(float);
+        tu_download(&rt, dgrads.mem[i], part, (count + GUARD) * sizeof(float));
+        guards_changed += tu_changed(part, count, count + GUARD);
+        memcpy(grads + dgrads.start[i] / sizeof(float), part, count * sizeof(float));
+    }
+    char what[160];
+    snprintf(what, sizeof what, "grad_scale (n %d in %d parts, max norm %g): the scaled gradient",
+             n, n_parts, max_norm);
+    tu_compare(what, grads, want, NULL, (size_t)n, 0.0, 1e-5);
+    double norm_err = fabs(got[1] - norm) / norm, scale_err = fabs(got[0] - scale) / scale;
+    tu_check(norm_err <= 1e-5 && scale_err <= 1e-5,
+             "grad_sumsq + grad_clip_scale (n %d in %d parts, max norm %g): norm %.7g vs %.7g, "
+             "scale %.7g vs %.7g: rel err %.1e, %.1e (tol 1e-5)",
+             n, n_parts, max_norm, got[1], norm, got[0], scale, norm_err, scale_err);
+    tu_check(!guards_changed, "grad_scale (n %d in %d parts): guard cells", n, n_parts);
+    optimizer_release(&o);
+    clrt_parts_release(&dgrads);
+    free(grads);
+    free(part);
+    free(want);
+}
+
 int main(void)
 {
     tu_init("test_kernels");
     tu_open_device(&rt);
     const size_t local2[2] = {8, 4};
+
+    // One part, uneven parts, fewer values than one work-group's threads; clipped and not.
+    test_clip_norm(100003, 1, 1.0);
+    test_clip_norm(250000, 5, 1.0);
+    test_clip_norm(77, 3, 0.5);
+    test_clip_norm(5000, 2, 1e6);
 
     test_philox_known_answers();
     test_normals();
@@ -1180,10 +1606,11 @@ int main(void)
 
     // The common 4x4/2 pad 1; odd channels and sizes with a 3x3/1; a kernel wider than the
     // stride with no padding; stride 3.
-    test_im2col(3, 1, 8, 8, 4, 2, 1);
-    test_im2col(2, 5, 7, 9, 3, 1, 1);
-    test_im2col(2, 3, 9, 7, 5, 2, 0);
-    test_im2col(1, 2, 10, 7, 4, 3, 2);
+    test_im2col(3, 1, 8, 8, 4, 2, 1, 0);
+    test_im2col(2, 5, 7, 9, 3, 1, 1, 0);
+    test_im2col(2, 3, 9, 7, 5, 2, 0, 0);
+    test_im2col(1, 2, 10, 7, 4, 3, 2, 0);
+    test_im2col(2, 19, 6, 5, 3, 1, 1, 1);
     // Rows of whole 16-byte chunks, of fewer than 16 bytes, and with a shorter last chunk.
     test_gather_images(50, 32, 5, 17, NULL, 1);
     test_gather_images(40, 7, 0, 40, local2, 1);
@@ -1201,14 +1628,21 @@ int main(void)
         float alpha, beta;
         int batch;
     };
-    static const struct gemm_case gemm[] = {{false, 37, 75, 29, 1.0f, 0.0f, 1}, {true, 37, 75, 29, 1.0f, 1.0f, 1},
-                {false, 40, 53, 300, 0.5f, 1.0f, 1}, {true, 64, 17, 133, 1.0f, 0.0f, 1},
-                {false, 5, 10, 7, 2.0f, 0.0f, 1},    {true, 9, 3, 1, 1.0f, 1.0f, 1},
-                {false, 1, 96, 50, 1.0f, 0.0f, 1},   {true, 24, 64, 8, -1.0f, 0.5f, 1},
-                {true, 19, 45, 61, 1.0f, 0.0f, 5},   {true, 16, 32, 40, 1.0f, 0.0f, 3},
-                // Long k, small C: clvae's kernels split these over k (own_parts), a part of
-                // leftover rows and the sum with alpha and beta.
-                {false, 37, 45, 13001, 0.5f, 1.0f, 1}, {true, 40, 33, 15000, 1.0f, 0.0f, 1}};
+    static const struct gemm_case gemm[] = {
+        {false, 37, 75, 29, 1.0f, 0.0f, 1},
+        {true, 37, 75, 29, 1.0f, 1.0f, 1},
+        {false, 40, 53, 300, 0.5f, 1.0f, 1},
+        {true, 64, 17, 133, 1.0f, 0.0f, 1},
+        {false, 5, 10, 7, 2.0f, 0.0f, 1},
+        {true, 9, 3, 1, 1.0f, 1.0f, 1},
+        {false, 1, 96, 50, 1.0f, 0.0f, 1},
+        {true, 24, 64, 8, -1.0f, 0.5f, 1},
+        {true, 19, 45, 61, 1.0f, 0.0f, 5},
+        {true, 16, 32, 40, 1.0f, 0.0f, 3},
+        // Long k, small C: clvae's kernels split these over k (own_parts), a part of
+        // leftover rows and the sum with alpha and beta.
+        {false, 37, 45, 13001, 0.5f, 1.0f, 1},
+        {true, 40, 33, 15000, 1.0f, 0.0f, 1}};
     // Where clvae's kernels are not the device's default (any implementation but PoCL's CPU
     // device) they are checked at k up to 1024 only: Mesa's rusticl ends every loop after 65535
     // iterations, which their loop over k of a few thousand exceeds there.
@@ -1243,6 +1677,26 @@ int main(void)
     if (own_everywhere)
         test_gemm(true, false, 37, 45, 13001, 1.0f, 0.0f, 1, 2, false);
 
+    // The fused epilogues (where clvae's kernels run): whole and edge blocks, 16 wide, fewer
+    // rows than a block, beta 1, accumulated sums; a product split over k takes the mask in
+    // the parts' sum.
+    if (own_everywhere) {
+        test_gemm_fused(false, 37, 75, 29, 0.0f, false);
+        test_gemm_fused(false, 21, 16, 300, 1.0f, false);
+        test_gemm_fused(false, 5, 33, 7, 0.0f, false);
+        test_gemm_fused(false, 37, 45, 13001, 0.0f, false);
+        test_gemm_fused(true, 37, 75, 29, 0.0f, false);
+        test_gemm_fused(true, 21, 13, 300, 1.0f, true);
+        test_gemm_fused(true, 5, 33, 7, 0.0f, true);
+        test_gemm_fused(true, 130, 200, 256, 0.0f, false);
+        // The batch gathered in the product: 32 and 16 wide, edge blocks, rows of fewer than 16
+        // bytes and with a shorter last chunk, fewer rows than a block.
+        test_gemm_gathered(97, 61, 13, 29, 75, true);
+        test_gemm_gathered(50, 784, 5, 37, 128, true);
+        test_gemm_gathered(40, 7, 0, 40, 16, false);
+        test_gemm_gathered(20, 33, 3, 5, 10, true);
+    }
+
     test_reparameterize(23, 7, 5, 0, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
     test_reparameterize(23, 7, 5, 41, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
     test_reparameterize(23, 7, 5, 0, 0xDEADBEEFCAFEF00Dull, (1ull << 32) + 11, PHILOX_STREAM_EVAL,
@@ -1262,9 +1716,15 @@ int main(void)
     test_logistic(3, 300, 1, 1.0f);
     test_likelihood_mean();
 
-    test_adam(1001, 1e-3f, 5, 1);
-    test_adam(77, 0.05f, 5, 1);
-    test_adam(1001, 1e-3f, 3, 3);
+    test_optimizer("adam", 0.0, 1001, 1e-3f, 5, 1);
+    test_optimizer("adam", 0.0, 77, 0.05f, 5, 1);
+    test_optimizer("adam", 0.0, 1001, 1e-3f, 3, 3);
+    // AdamW at PyTorch's default decay, at a decay that moves the weights as much as the gradient
+    // does, in parts; and with no decay, Adam to the bit.
+    test_optimizer("adamw", 0.01, 1001, 1e-3f, 5, 1);
+    test_optimizer("adamw", 2.0, 77, 0.05f, 5, 1);
+    test_optimizer("adamw", 0.1, 1001, 1e-3f, 3, 3);
+    test_adamw_no_decay(1001, 1e-3f, 5);
 
     clrt_close(&rt);
     return tu_summary();

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """The real job: one epoch of `clvae train` on Fashion-MNIST (the default --data) must reach a test
 negative ELBO below 285 nats (the PyTorch reference gets about 276 after one epoch) and write the
-two image grids of 28x28 tiles.
+two image grids of 28x28 tiles; AdamW's checkpoints resume bit for bit (test_adamw).
 
 Run as `CLVAE=path/to/clvae python3 tests/test_train.py`; CLVAE defaults to build-cli/clvae.
 Exits 77 (meson's "skipped") when the data set is not installed.
 """
 import csv
+import json
 import os
 import re
 import shutil
@@ -28,6 +29,17 @@ TILE, GRID_COLS, GRID_PAD, GRID_TILES = 28, 8, 2, 64  # src/train/train.c
 SIDE = GRID_COLS * TILE + (GRID_COLS + 1) * GRID_PAD  # 64 tiles: 8 rows of 8, a square grid
 
 passed = failed = 0
+
+
+def safetensors(path):
+    """A checkpoint's __metadata__ and its data section (the tensors' bytes), or ({}, b"")."""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+        n = int.from_bytes(blob[:8], "little")
+        return json.loads(blob[8:8 + n]).get("__metadata__", {}), blob[8 + n:]
+    except (OSError, ValueError):
+        return {}, b""
 
 
 def check(label, ok, why=""):
@@ -123,6 +135,8 @@ def main():
               re.search(r"^bias_backward +\d+", p.stdout, re.M) is not None
               and "gemm NN 256x128x784" in p.stdout, f"{p.stdout[-1500:]!r}")
 
+        test_adamw(tmp)
+
         # The conv reference architecture, one epoch on Fashion-MNIST.
         out = os.path.join(tmp, "conv")
         args = [CLVAE, "train", "--encoder", "conv:32,conv:64,dense:256", "--latent", "10",
@@ -143,6 +157,52 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+def test_adamw(tmp):
+    """--optimizer adamw: 2 epochs straight and 1 epoch then --resume to 2 write the same
+    checkpoint, byte for byte; the metadata names AdamW and its decay; weight decay 0 trains to
+    Adam's tensors bit for bit, and 0.05 to others; a resume refuses another decay or optimizer."""
+    def train(name, *extra):
+        p = subprocess.run([CLVAE, "train", "--out", os.path.join(tmp, name), "--quiet"]
+                           + list(extra), capture_output=True, text=True, cwd=tmp, timeout=600)
+        return p, f"exit {p.returncode}; stderr {p.stderr!r}"
+
+    adamw = ["--optimizer", "adamw", "--weight-decay", "0.05"]
+    whole, part = os.path.join(tmp, "adamw.safetensors"), os.path.join(tmp, "adamw-part.safetensors")
+    one = os.path.join(tmp, "adamw-1.safetensors")
+    runs = [train("adamw-whole", "--epochs", "2", "--save", whole, *adamw),
+            train("adamw-part", "--epochs", "1", "--save", part, *adamw)]
+    if os.path.exists(part):
+        shutil.copyfile(part, one)
+    runs.append(train("adamw-part", "--epochs", "2", "--resume", part, "--save", part))
+    check("--optimizer adamw: 2 epochs, and 1 epoch then --resume to 2: exit 0",
+          all(p.returncode == 0 for p, _ in runs), "; ".join(why for _, why in runs))
+    meta, data = safetensors(whole)
+    check("--optimizer adamw: the resumed checkpoint equals the uninterrupted one byte for byte",
+          data and safetensors(part) == (meta, data), "the files differ")
+    check("--optimizer adamw: the metadata says adamw, weight decay 0.05 and PyTorch's betas",
+          [meta.get(k) for k in ("optimizer", "adamw_weight_decay", "adamw_beta1", "adamw_beta2",
+                                 "adamw_eps")] == ["adamw", "0.05", "0.9", "0.999", "1e-08"],
+          f"{meta}")
+    adam, zero = os.path.join(tmp, "adam-1.safetensors"), os.path.join(tmp, "adamw0-1.safetensors")
+    runs = [train("adam-1", "--epochs", "1", "--save", adam),
+            train("adamw0-1", "--epochs", "1", "--save", zero, "--optimizer", "adamw",
+                  "--weight-decay", "0")]
+    check("--optimizer adamw --weight-decay 0: exit 0", all(p.returncode == 0 for p, _ in runs),
+          "; ".join(why for _, why in runs))
+    adam_data, zero_data, decayed = safetensors(adam)[1], safetensors(zero)[1], safetensors(one)[1]
+    check("--weight-decay 0: AdamW's parameters and moments after an epoch are Adam's, bit for bit",
+          adam_data and adam_data == zero_data, "they differ")
+    check("--weight-decay 0.05: AdamW's parameters after an epoch differ from Adam's",
+          decayed and len(decayed) == len(adam_data) and decayed != adam_data, "the same")
+    for label, extra, want in (("another --weight-decay", ["--weight-decay", "0.1"],
+                                "--weight-decay 0.1"),
+                               ("--optimizer adam", ["--optimizer", "adam"], "--optimizer adam")):
+        p, why = train("adamw-bad", "--epochs", "3", "--resume", one, *extra)
+        check(f"--resume of an AdamW checkpoint with {label}: exit 2, one line naming it",
+              p.returncode == 2 and p.stderr.count("\n") == 1 and want in p.stderr
+              and one in p.stderr, why)
 
 
 if __name__ == "__main__":

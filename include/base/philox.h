@@ -1,5 +1,5 @@
-// Philox4x32-10 on the host: the same numbers cl/random.cl draws on the device, for parameter
-// initialisation, shuffling, and the tests' reference computations.
+// Philox4x32-10 on the host: the same numbers cl/common.cl (philox4x32_10, philox_normal) draws on
+// the device, for parameter initialisation, shuffling, and the tests' reference computations.
 #ifndef CLVAE_PHILOX_H
 #define CLVAE_PHILOX_H
 

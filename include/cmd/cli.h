@@ -22,8 +22,10 @@ int cli_parse_u64(const char *name, const char *text, uint64_t *out, struct clva
 // The options every subcommand that opens a device and reads data shares, for its getopt_long
 // table: --data DIR (-D), --platform N (-p), --device N (-d).
 #define CLI_SOURCE_OPTIONS                                                                         \
-    {"data", required_argument, NULL, 'D'}, {"platform", required_argument, NULL, 'p'},          \
-        {"device", required_argument, NULL, 'd'}
+    {"data", required_argument, NULL, 'D'}, {"platform", required_argument, NULL, 'p'},            \
+    {                                                                                              \
+        "device", required_argument, NULL, 'd'                                                     \
+    }
 #define CLI_SOURCE_SHORT "D:p:d:"
 
 // Takes getopt's c and arg when they are one of CLI_SOURCE_OPTIONS: 1 when taken, 0 when c is
@@ -37,8 +39,7 @@ int cli_bad_option(int c, char **argv, const char *command, struct clvae_error *
 
 // What a subcommand's option loop does with every option it does not take itself: one of
 // CLI_SOURCE_OPTIONS (cli_parse_source), else cli_bad_option's error. 0, or -1 with err.
-int cli_parse_rest(int c, const char *arg, char **argv, const char *command,
-                   const char **platform, const char **device, const char **data,
-                   struct clvae_error *err);
+int cli_parse_rest(int c, const char *arg, char **argv, const char *command, const char **platform,
+                   const char **device, const char **data, struct clvae_error *err);
 
 #endif

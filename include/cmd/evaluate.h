@@ -11,6 +11,10 @@
 #include "philox.h"
 #include "vae.h"
 
+#define EVAL_ROWS 4096             // images encoded, and samples decoded, at once
+#define EVAL_LOG_WEIGHTS (1 << 22) // log-weights held on the device at once (16 MiB)
+#define EVAL_MAX_K 1000000
+
 // The importance-weighted bound's device state for one model: k samples per image, log-weights
 // for up to `group` images at once.
 struct iwae {
@@ -42,5 +46,10 @@ void iwae_bound(struct iwae *iw, int rows, uint64_t first_image, uint64_t seed, 
 // `clvae eval [options]` (argv[0] is "eval"): prints the test set's negative ELBO and negative
 // IWAE bound in nats per image and writes them to --csv. 0, or -1 with err filled.
 int eval_main(int argc, char **argv, struct clvae_error *err);
+
+// `clvae encode [options]` (src/cmd/encode.c): every test (or training) image's posterior mean and
+// log-variance, its label, and with --elbo its negative ELBO and IWAE bound, as eval computes
+// them, to a .npy or .csv file. 0, or -1 with err filled.
+int encode_main(int argc, char **argv, struct clvae_error *err);
 
 #endif

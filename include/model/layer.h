@@ -1,7 +1,9 @@
-// A layer kind is a module with an ops table: layout with shape checks, init, create, forward,
-// backward, the checkpoint's tensors, release. The model (vae.c) walks a list of layers and knows
-// no kind's insides. Kinds: dense (src/model/layer_dense.c, cl/dense.cl); conv and its transpose deconv
-// (src/model/layer_conv.c, cl/conv.cl).
+// The contract between the model and its layer kinds. A kind is a module (src/model/layer_KIND.c,
+// its kernels in cl/KIND.cl) with an ops table: parse, format, compare, mirror and describe its
+// item of a layer list; lay out, initialise, create, run forward and backward, list the
+// checkpoint's tensors of, and release a layer. One registry (src/model/layer.c) lists the kinds;
+// the model (vae.c) walks a list of layers through their ops and knows no kind by name. A layer
+// sees a small context (struct layer_ctx: the runtime and the shared scratch), never the model.
 #ifndef CLVAE_LAYER_H
 #define CLVAE_LAYER_H
 
@@ -12,17 +14,31 @@
 #include "cl_runtime.h"
 #include "error.h"
 
-// LAYER_RESHAPE is an item of a description, not a layer: it gives the flat output of the dense
-// layer before it the shape (units, h, w) that a deconv after it takes.
-enum layer_kind { LAYER_DENSE, LAYER_CONV, LAYER_DECONV, LAYER_RESHAPE };
+// The largest number in an item of a layer list: a width, channels, a kernel, a stride, a side.
+#define LAYER_MAX_NUMBER 65536
+// The most parameters a model has: the kernels index them with int.
+#define LAYER_MAX_PARAMS ((size_t)INT32_MAX)
+// Numbers of an item after its first (conv: kernel, stride, padding; reshape: height, width).
+#define LAYER_SPEC_ARGS 3
+// Items a layer's mirror in the default decoder takes at most (dense back to an image: two).
+#define LAYER_MAX_MIRROR 2
+// Checkpoint tensors of one layer at most (the Gaussian head has four: a mean's and a
+// log-variance's weight and bias; room for a block of two convolutions and two normalisations).
+#define LAYER_MAX_TENSORS 8
+// A layer's own device buffers beside y and dy (conv: its columns and their gradient), and kernels.
+#define LAYER_MAX_BUFFERS 8
+#define LAYER_MAX_KERNELS 16
+
+struct layer_ops;
 
 // One item of an architecture description: "dense:128", "conv:32:4:2:1" (output channels,
 // kernel, stride, padding), "deconv:32:4:2:1", "reshape:64x7x7" (channels x height x width).
+// What units and arg mean is the kind's; an item that lays out no layer (reshape) gives the shape
+// after it.
 struct layer_spec {
-    enum layer_kind kind;
-    int units;               // dense: output width; conv, deconv, reshape: output channels
-    int kernel, stride, pad; // conv, deconv
-    int h, w;                // reshape
+    const struct layer_ops *kind;
+    int units;                // the first number: dense's width, the channels of the others
+    int arg[LAYER_SPEC_ARGS]; // the numbers after it
 };
 
 // The shape of one image's activations: channels x height x width, stored (h, w, c) with the
@@ -32,9 +48,6 @@ struct layer_shape {
     bool spatial;
 };
 
-struct vae;
-struct layer;
-
 // A checkpoint tensor as a view of the flat parameter buffer: element (i0, i1, ...) of the
 // row-major tensor of that shape is flat[base + i0 stride[0] + i1 stride[1] + ...].
 struct layer_tensor {
@@ -43,80 +56,151 @@ struct layer_tensor {
     size_t stride[4], base;
 };
 
-#define LAYER_MAX_TENSORS 4
-
-struct layer_ops {
-    const char *kind;
-    // Checks the spec against the input shape l->in_shape, sets l->out_shape, l->out, l->work
-    // and the parameter offsets at vae->n_params (advancing it); no device work. 0, or -1 with
-    // the reason in why (CLVAE_ERROR_MAX bytes).
-    int (*layout)(struct vae *vae, struct layer *l, char *why);
-    // The layer's initial parameters, in place in the host copy of the flat buffer.
-    void (*init)(const struct layer *l, uint64_t seed, float *params);
-    // The layer's kernels (its x, y, dx, dy, cols and dcols are the model's).
-    void (*create)(struct vae *vae, struct layer *l);
-    // y (rows, out) from x (rows, in).
-    void (*forward)(struct vae *vae, const struct layer *l, int rows);
-    // dy (rows, out) -> its share of vae->grads (added to what is there when accumulate) and dx
-    // (rows, in) unless l->dx is NULL; masks dy by the layer's own activation first.
-    void (*backward)(struct vae *vae, const struct layer *l, int rows, bool accumulate);
-    // The layer's tensors in checkpoint order (LAYER_MAX_TENSORS at most); returns how many.
-    int (*tensors)(const struct layer *l, struct layer_tensor *t);
-    void (*release)(struct layer *l);
+// What every layer shares on the device (vae_create makes it): the runtime, and the scratch the
+// layers take in turn (the queue is in order).
+struct layer_ctx {
+    struct clrt *rt;
+    bool cpu;            // the device is a CPU, where some passes take a form of their own
+    cl_mem weights_t;    // one layer's weights transposed, for its input gradient (n_weights_t)
+    cl_mem bias_partial; // the bias gradients' partial column sums (layer_bias_parts)
+    size_t bias_work;    // work-items a column reduction should fill (rt->reduce_work)
+    cl_mem splitk;       // split-K weight gradients' parts (layer_splitk_parts), or NULL
 };
 
+// What the layout of a model counts as its layers are laid out in turn.
+struct layer_plan {
+    size_t n_params;    // parameters so far: the next layer's start in the flat buffer
+    size_t n_weights_t; // floats of layer_ctx.weights_t: the most any layer that takes dx needs
+};
+
+// A device buffer of the layer's own, (rows, floats): named "<layer> <what>" in messages; created
+// and released by the model.
+struct layer_buffer {
+    const char *what;
+    size_t floats; // an image's
+    cl_mem mem;
+};
+
+// What the model's layout decides for a layer and its kind's layout fills in; the device side
+// (dev, x, y, buffers, kernels) comes with vae_create.
 struct layer {
     const struct layer_ops *ops;
     struct layer_spec spec;
     char name[24]; // "encoder.0", "mean+logvar", "decoder.1", "output"
     int in, out;   // floats per image of x and of y
     struct layer_shape in_shape, out_shape;
-    size_t work; // floats per image of each of cols and dcols (conv's im2col matrices), or 0
     bool relu;
     bool gaussian_head; // y is [mean | logvar]: the checkpoint names the halves mean and logvar
     bool needs_dx;      // a layer below takes dx
-    size_t weight, bias; // offsets in floats of the flat parameters
-    // Where they live on the device (vae_create): the part of vae->params and ->grads holding the
+    bool dx_accumulate; // backward adds into dx: x feeds another layer too (a skip connection)
+    // The ReLU mask of dy folded into a neighbour's product (vae_create, where both kinds have
+    // fold_relu and clvae's products run): mask_dx, the layer above masks its dx by x > 0 as it
+    // stores it; dy_masked, this layer's dy arrives so masked and its bias gradient may come
+    // from the weight gradient's launch.
+    bool mask_dx, dy_masked;
+    // The layer's parameters start at weight in the flat buffer (its weight first); bias is its
+    // bias's offset there.
+    size_t weight, bias;
+    // Where they live on the device: the part of the model's parameters and gradients holding the
     // layer and the offsets within it.
     struct {
         cl_mem params, grads;
         size_t weight, bias;
     } dev;
-    // The weight gradient's product: (wgrad_m, wgrad_n) summed over wgrad_k rows an image.
+    // The weight gradient's product: (wgrad_m, wgrad_n) summed over wgrad_k rows an image (the
+    // model sizes the products' and split-K's scratch by it).
     size_t wgrad_m, wgrad_n, wgrad_k;
-    cl_mem x, dx;                  // borrowed: the layer below's y and dy (dx NULL if !needs_dx)
-    cl_mem y, dy;                  // (max_rows, out): the model's buffers
-    cl_mem cols, dcols;            // (max_rows, work) when work > 0: the model's buffers
-    cl_kernel k_forward, k_bias_backward, k_bias_backward_rows, k_bias_backward_sum, k_transpose;
-    cl_kernel k_im2col, k_col2im;
+    cl_mem x, dx; // borrowed: the layer below's y and dy (dx NULL if !needs_dx)
+    cl_mem y, dy; // (max_rows, out): the model's buffers
+    int n_buffers;
+    struct layer_buffer buffer[LAYER_MAX_BUFFERS]; // the kind's layout sets what and floats
+    cl_kernel kernel[LAYER_MAX_KERNELS];           // the kind's, indexed as its module says
 };
 
-// The ops of a kind.
-const struct layer_ops *layer_ops_of(enum layer_kind kind);
+// What a kind's output is, for the default decoder and the banner: a flat vector, or an image.
+enum layer_gives { LAYER_GIVES_FLAT, LAYER_GIVES_IMAGE };
 
-extern const struct layer_ops dense_ops, conv_ops, deconv_ops;
+// A kind. Every function receives the layer or spec of its own kind; an item that lays out no
+// layer (reshape) has shape and no layer functions.
+struct layer_ops {
+    const char *kind;  // the item's name before its first ':'
+    const char *usage; // the item's form in messages: "conv:C[:K[:S[:P]]]"
+    enum layer_gives gives;
+    int defaults[LAYER_SPEC_ARGS]; // the numbers after units that an item leaves out
+    // numbers, what follows "kind:" in item -> *spec; -1 with CLVAE_EXIT_USAGE naming option and
+    // item for numbers that are not the kind's.
+    int (*parse)(const char *option, const char *item, const char *numbers, struct layer_spec *spec,
+                 struct clvae_error *err);
+    // The item as parse reads it ("conv:32:4:2:1"), as snprintf writes it.
+    int (*format)(const struct layer_spec *s, char *buf, size_t len);
+    bool (*same)(const struct layer_spec *a, const struct layer_spec *b);
+    // The item in the banner ("-conv32(4x4/2)"), as snprintf; NULL: nothing.
+    int (*describe)(const struct layer_spec *s, char *buf, size_t len);
+    // An item that is no layer: its checks and the shape after it, in place; 0, or -1 with why
+    // (CLVAE_ERROR_MAX bytes).
+    int (*shape)(const struct layer_spec *s, struct layer_shape *shape, char *why);
+    // The items of the default decoder that take l's output shape back to its input shape
+    // (LAYER_MAX_MIRROR at most); returns how many. Called on a laid-out layer, and on one whose
+    // shapes say only whether they are images (vae_mirror_items counts before a layout).
+    int (*mirror)(const struct layer *l, struct layer_spec *items);
+    // Checks the spec against the input shape l->in_shape, sets l->out_shape, l->out, the
+    // parameter offsets at plan->n_params (advancing it), the weight gradient's product, the
+    // layer's buffers and plan->n_weights_t if it needs more; no device work. 0, or -1 with why.
+    int (*layout)(struct layer *l, struct layer_plan *plan, char *why);
+    // The layer's initial parameters, in place in the host copy of the flat buffer.
+    void (*init)(const struct layer *l, uint64_t seed, float *params);
+    // The layer's kernels.
+    void (*create)(const struct layer_ctx *ctx, struct layer *l);
+    // y (rows, out) from x (rows, in).
+    void (*forward)(const struct layer_ctx *ctx, const struct layer *l, int rows);
+    // The same with x (rows, in) gathered from bytes as g says, written as the product reads it
+    // (the first layer); false, with nothing enqueued, where the kind cannot. NULL: never.
+    bool (*forward_gathered)(const struct layer_ctx *ctx, const struct layer *l, int rows,
+                             const struct clrt_gather *g);
+    // dy (rows, out) -> the layer's gradients (added to what is there when accumulate) and dx
+    // (rows, in) unless l->dx is NULL (added to it when l->dx_accumulate); masks dy by the layer's
+    // own activation first (unless l->dy_masked: it came so).
+    void (*backward)(const struct layer_ctx *ctx, const struct layer *l, int rows, bool accumulate);
+    // backward honours mask_dx and dy_masked (struct layer).
+    bool fold_relu;
+    // The layer's tensors in checkpoint order (LAYER_MAX_TENSORS at most); returns how many.
+    int (*tensors)(const struct layer *l, struct layer_tensor *t);
+    // Releases what create made; safe on a layer create never saw.
+    void (*release)(struct layer *l);
+};
 
-// Dense pieces that conv and deconv share (layer_dense.c), for a layer whose y and dy are
-// (rows, n) with n = out_shape.c channels a row:
-// y += bias, then ReLU when l->relu. Range: rows x n.
-void dense_bias_forward(struct vae *vae, const struct layer *l, int rows, int n);
-// y (m, n) = a (m, k) W + bias, then ReLU when l->relu: one launch where clvae's kernels run the
-// product (the bias and ReLU its epilogue), else the product and dense_bias_forward.
-void dense_product_bias(struct vae *vae, const struct layer *l, size_t m, size_t n, size_t k,
-                        struct clrt_mat a);
-// dy masked by the ReLU in place; db (n) (+)= its column sums.
-void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n, bool accumulate);
-// vae->weights_t = W^T (cols, rows) of W (rows, cols) at l->weight: the scratch every layer's
-// input gradient uses in turn (the queue is in order).
-void dense_transpose_weight(struct vae *vae, const struct layer *l, int rows, int cols);
-// dW (wgrad_m, wgrad_n) at l->weight in vae->grads (+)= a^T b over rows x l->wgrad_k rows of a
-// (.., wgrad_m) and b (.., wgrad_n): one product, or, when that alone would leave the device idle
-// (vae_splitk_parts), clrt_gemm_split's parts of the rows into vae->splitk and their sum.
-void dense_weight_grad(struct vae *vae, const struct layer *l, int rows, struct clrt_mat a,
-                       struct clrt_mat b, bool accumulate);
-// PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in), from Philox counter p for
-// flat element p.
-void dense_init_uniform(const struct layer *l, size_t end, int fan_in, uint64_t seed,
-                        float *params);
+// The dense kind: --hidden's shorthand, the Gaussian head and a flat output layer are dense
+// layers, and callers build their items as {.kind = LAYER_DENSE, .units = N}.
+extern const struct layer_ops dense_ops;
+#define LAYER_DENSE (&dense_ops)
+
+// The kind named name ("conv"), or NULL.
+const struct layer_ops *layer_kind(const char *name);
+
+// An item of the kind named name with units and the numbers the kind takes when none are given.
+struct layer_spec layer_spec_of(const char *name, int units);
+
+// One item of a layer list, "kind:numbers" -> *spec; -1 with CLVAE_EXIT_USAGE naming option.
+int layer_parse(const char *option, const char *item, struct layer_spec *spec,
+                struct clvae_error *err);
+
+// The items that give a flat vector the shape want: a dense layer, then a reshape when want is an
+// image (the default decoder's way back to a shape); returns how many (LAYER_MAX_MIRROR at most).
+// Dense's (layer_dense.c).
+int layer_dense_to(struct layer_shape want, struct layer_spec *items);
+
+// How many parts a column reduction of rows x n splits the rows into: enough to give
+// ctx->bias_work work-items, at least 32 rows a part; 1 below rt->reduce_min elements.
+int layer_bias_parts(const struct layer_ctx *ctx, int rows, int n);
+
+// How many parts a weight gradient (m, n) summed over k rows splits into on rt: enough that the
+// parts' 32x32 tiles fill rt->splitk_groups work-groups, each part at least rt->splitk_min_k rows,
+// at most LAYER_SPLITK_MAX; 1 when the product alone fills the device, or when rt->splitk_groups
+// is 0 (clvae's products on a CPU, which split by cache themselves).
+#define LAYER_SPLITK_MAX 16
+int layer_splitk_parts(const struct clrt *rt, size_t m, size_t n, size_t k);
+
+// Releases the layer's kernels (l->kernel): every kind's release.
+void layer_release_kernels(struct layer *l);
 
 #endif

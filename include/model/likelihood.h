@@ -1,7 +1,8 @@
 // The likelihood p(x|z) of the decoder's output: Bernoulli on logits (the seed's), or a logistic
 // per pixel and channel discretised to the 256 levels of an 8-bit pixel (PixelCNN++'s, without the
 // mixture). Its per-pixel negative log-probability is one OpenCL function (pixel_nll in
-// cl/likelihood.cl) that training and eval's IWAE both call.
+// cl/likelihood.cl) that training and eval's IWAE both call. The kinds are rows of one table
+// (src/model/likelihood.c); the likelihood reads and writes the activation buffers it is given.
 #ifndef CLVAE_LIKELIHOOD_H
 #define CLVAE_LIKELIHOOD_H
 
@@ -10,11 +11,9 @@
 
 #include "cl_runtime.h"
 
-struct vae;
-struct vae_pass;
 struct clvae_error;
 
-// The kinds, numbered as cl/likelihood.cl's LIKELIHOOD_*.
+// The kinds, numbered as cl/likelihood.cl's LIKELIHOOD_*: the rows of likelihood.c's table.
 enum likelihood_kind { LIKELIHOOD_BERNOULLI = 0, LIKELIHOOD_LOGISTIC = 1 };
 
 // Decoder outputs a pixel value takes: 1 logit, or a mean and a log-scale.
@@ -38,15 +37,28 @@ void likelihood_mean(enum likelihood_kind kind, const float *out, int rows, int 
 
 struct likelihood {
     enum likelihood_kind kind;
+    struct clrt *rt;
+    int dim, channels; // values an image, and channels a pixel (interleaved, channel fastest)
     cl_kernel k_forward, k_row_sum;
+    cl_kernel k_rows;    // both in one launch (CPUs, a row within a work-group), or NULL
     size_t reduce_local; // work-group size of the row sums (a power of two; 1 on CPUs)
 };
 
-void likelihood_create(struct likelihood *lh, struct clrt *rt, enum likelihood_kind kind);
+// The buffers the likelihood reads and writes.
+struct likelihood_buffers {
+    cl_mem out;   // (rows, dim * outputs) the decoder's output: the likelihood's parameters
+    cl_mem x;     // (rows, dim) the images, in [0, 1]
+    cl_mem dout;  // (rows, dim * outputs) the gradient it writes
+    cl_mem terms; // (rows, dim) each pixel's negative log-likelihood
+};
+
+void likelihood_create(struct likelihood *lh, struct clrt *rt, enum likelihood_kind kind, int dim,
+                       int channels);
 void likelihood_release(struct likelihood *lh);
 
-// vae->logits (rows, out_dim), vae->x (rows, in_dim) -> pass->rec[offset + r] = -log p(x_r | z_r),
-// and vae->dlogits = grad_scale * its gradient.
-void likelihood_forward(struct vae *vae, const struct vae_pass *pass);
+// b->out, b->x (rows) -> rec[offset + r] = -log p(x_r | z_r), and b->dout = grad_scale * its
+// gradient.
+void likelihood_forward(const struct likelihood *lh, const struct likelihood_buffers *b, int rows,
+                        cl_mem rec, int offset, float grad_scale);
 
 #endif

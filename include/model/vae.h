@@ -1,7 +1,8 @@
 // The model: a list of layers (encoder, the Gaussian head, decoder, output) built from one
 // architecture description, the Gaussian sampler between them and the likelihood after,
 // its parameters one flat array (on the device in parts at layer boundaries when it is larger than
-// the largest allocation). Forward and backward walk the list.
+// the largest allocation). Forward and backward walk the list; what a layer does is its kind's
+// (layer.h), and the model names no kind.
 #ifndef CLVAE_VAE_H
 #define CLVAE_VAE_H
 
@@ -18,12 +19,12 @@
 // checkpoint's alike; the decoder mirroring an encoder too.
 #define VAE_MAX_HIDDEN 8
 // The largest number in a layer list: a width, channels, a kernel, a stride, a padding, a side.
-#define VAE_MAX_UNITS 65536
+#define VAE_MAX_UNITS LAYER_MAX_NUMBER
 #define VAE_MAX_LAYERS (2 * VAE_MAX_HIDDEN + 2)
 // The longest text vae_format_layers writes for a list (8 of "deconv:65536:65536:65536:65536,").
 #define VAE_LAYERS_TEXT_MAX 256
 // The most parameters a model has: the kernels index them with int.
-#define VAE_MAX_PARAMS ((size_t)INT32_MAX)
+#define VAE_MAX_PARAMS LAYER_MAX_PARAMS
 
 // The architecture: in_dim -> encoder layers -> (mean, logvar) of latent size; latent -> decoder
 // layers -> in_dim x likelihood_outputs values. The one description the layout, the banner, the
@@ -56,8 +57,9 @@ int vae_parse_model(const char *hidden, const char *encoder, const char *decoder
 const char *vae_model_option(const char *hidden, const char *encoder, const char *decoder);
 
 // How many items the decoder mirroring encoder specs[0 .. n) takes (vae_layout's mirror): a
-// dense layer and a reshape back to the top layer's output, then for each layer below it a deconv
-// for a conv, else a dense layer to its input (and a reshape when that is an image).
+// dense layer and a reshape back to the top layer's output, then for each layer below it the
+// items of its kind's mirror (a deconv for a conv, a dense layer to its input and a reshape when
+// that is an image for a dense layer).
 int vae_mirror_items(const struct layer_spec *specs, int n);
 
 // "dense:512,dense:256" -> specs (VAE_MAX_HIDDEN at most), *n. Errors name option.
@@ -71,13 +73,13 @@ size_t vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_
 // Whether two descriptions are the same architecture (in_dim aside).
 bool vae_same_layers(const struct vae_config *a, const struct vae_config *b);
 
-#define VAE_MAX_OWNED (2 * CLRT_MAX_PARTS + 12 + 4 * VAE_MAX_LAYERS)
+#define VAE_MAX_OWNED (2 * CLRT_MAX_PARTS + 12 + (2 + LAYER_MAX_BUFFERS) * VAE_MAX_LAYERS)
 
 struct vae {
     struct vae_config cfg;
     struct clrt *rt;
     int n_layers;
-    int out_dim; // the decoder's output a row: in_dim x likelihood_outputs
+    int out_dim;   // the decoder's output a row: in_dim x likelihood_outputs
     int n_encoder; // layer[0 .. n_encoder) encode x to [mean | logvar] (the last is the head)
     struct layer layer[VAE_MAX_LAYERS];
     size_t n_params;
@@ -85,26 +87,31 @@ struct vae {
     // The flat parameters and their gradients: each one device buffer, or parts that keep every
     // layer whole (each layer's l->dev says where its own are).
     struct clrt_parts params, grads;
-    // One layer's weights transposed at a time, for its input gradient (layer_dense.c): n_weights_t
-    // floats, the most any layer below the top takes.
-    cl_mem weights_t;
+    // What the layers share on the device: the runtime and the scratch (layer.h). Its weights_t
+    // holds n_weights_t floats, the most any layer below the top takes.
+    struct layer_ctx ctx;
     size_t n_weights_t;
     // Activations for max_rows images: x input, ml = [mu | logvar], z sample, eps its noise,
     // logits (rows, out_dim: the likelihood's parameters) and their gradients; hidden layers'
     // outputs live in layer[i].y.
     cl_mem x, ml, dml, z, dz, eps, logits, dlogits;
     cl_mem terms; // (max_rows, in_dim) each pixel's negative log-likelihood, summed by row_sum
-    cl_mem bias_partial; // the bias gradients' partial column sums (vae_bias_parts)
-    cl_mem splitk;       // split-K weight gradients' parts (vae_splitk_parts), or NULL
-    size_t bias_work;    // work-items a column reduction should fill (rt->reduce_work)
     // Every buffer vae_create makes: the parameters' and gradients' parts, 12 of the model's own
-    // (own()'s calls in vae_create) and a layer's y, dy, cols and dcols at most.
+    // (own()'s calls in vae_create: the shared scratch among them) and a layer's y, dy and
+    // buffers at most.
     cl_mem owned[VAE_MAX_OWNED];
     int n_owned;
     size_t activation_bytes;
     struct sampler sampler;
     struct likelihood likelihood;
     cl_kernel k_gather;
+    // vae_gather's batch, gathered by the next vae_forward (in the first layer's product where
+    // its kind can: layer_ops.forward_gathered); data NULL when none waits.
+    struct {
+        const struct clrt_parts *data;
+        cl_mem index;
+        int start, rows;
+    } gather;
 };
 
 // Builds the layer list of cfg with shapes and parameter offsets, and n_params; no device work.
@@ -150,6 +157,8 @@ struct vae_pass {
     float grad_scale; // dlogits = grad_scale * (sigmoid - x): 1 / batch for training
     int noise_row0;   // row r's noise is that of row noise_row0 + r of the step's batch
     bool accumulate;  // vae_backward adds to vae->grads: a later micro-batch of one step
+    float free_bits;  // --free-bits: no KL gradient for a latent dimension whose mean KL over the
+                      // pass's rows is below it (sampler_backward); 0: none
 };
 
 // x (rows, in_dim) -> ml, z, logits, per-image reconstruction and KL losses, and dlogits.
@@ -160,24 +169,18 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass);
 void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta);
 
 // x (rows, in_dim) = images index[start .. start + rows) of data ((count, in_dim) bytes on the
-// device, in parts of whole images: a launch a part), scaled to [0, 1].
+// device, in parts of whole images: a launch a part), scaled to [0, 1], by the time the next
+// vae_forward has run: it gathers the batch, in the first layer's product when the data set is
+// one buffer and the layer's kind folds it in (one launch and one pass fewer, the same bits).
 void vae_gather(struct vae *vae, const struct clrt_parts *data, cl_mem index, int start, int rows);
 
 // "784-128-10": the layer widths of cfg, for messages.
 void vae_describe(const struct vae_config *cfg, char *buf, size_t len);
 
-// How many parts a column reduction of rows x n splits the rows into: enough to give
-// vae->bias_work work-items, at least 32 rows a part; 1 below rt->reduce_min elements.
-int vae_bias_parts(const struct vae *vae, int rows, int n);
-
-// How many parts a weight gradient (m, n) summed over k rows splits into on rt: enough that the
-// parts' 32x32 tiles fill rt->splitk_groups work-groups, each part at least rt->splitk_min_k rows,
-// at most VAE_SPLITK_MAX; 1 when the product alone fills the device, or when rt->splitk_groups is 0
-// (clvae's products on a CPU, which split by cache themselves).
-#define VAE_SPLITK_MAX 16
-int vae_splitk_parts(const struct clrt *rt, size_t m, size_t n, size_t k);
-
 // z (rows, latent) -> logits (rows, out_dim) through the decoder alone.
 void vae_decode(struct vae *vae, int rows);
+
+// vae->z (rows, latent) = N(0, I) draws for counter (index, step, stream).
+void vae_sample_prior(struct vae *vae, int rows, uint64_t seed, uint64_t step, uint32_t stream);
 
 #endif

@@ -10,7 +10,6 @@
 
 #include "error.h"
 
-
 // Device time of one kernel or one GEMM shape, summed over a run (clvae train --profile).
 struct clrt_prof {
     char label[48];
@@ -45,16 +44,19 @@ struct clrt {
     // split by work-groups), and the fewest rows a part takes.
     size_t splitk_groups, splitk_min_k;
     size_t splitk_bytes; // and the most bytes of both operands' rows a part takes (0: no limit)
-    size_t allocated;   // bytes of device memory created through clrt_buffer
-    cl_mem gemm_temp; // products' scratch (CLBlast's, or clvae's parts over k), shared by every
-                      // product (the queue is in order)
+    size_t allocated;    // bytes of device memory created through clrt_buffer
+    cl_mem gemm_temp;    // products' scratch (CLBlast's, or clvae's parts over k), shared by every
+                         // product (the queue is in order)
     size_t gemm_temp_bytes;
     // Products run clvae's own kernels (cl/gemm.cl) rather than CLBlast's: on PoCL's CPU device,
     // where they are several times faster, unless CLVAE_GEMM says clblast (or clvae, anywhere).
     bool own_gemm;
-    cl_kernel gemm_kernels[6], gemm_sum; // created on first use
-    bool profiling;   // the queue records events; launches and products are timed
-    long launches;    // kernels and CLBlast products enqueued through clrt_launch and clrt_gemm
+    cl_kernel gemm_kernels[10], gemm_sum; // created on first use
+    bool profiling; // the queue records events; launches and products are timed
+    long launches;  // kernels and CLBlast products enqueued through clrt_launch and clrt_gemm
+    // Seconds the host spent in those enqueue calls (a product's arguments and enqueue, a
+    // kernel's enqueue; when profiling, clrt_profile_print's share of the wall time).
+    double enqueue_seconds;
     struct clrt_prof prof[CLRT_MAX_PROF];
     int n_prof;
     cl_event pending[CLRT_MAX_PENDING]; // events not yet added into prof
@@ -117,8 +119,7 @@ struct clrt_gemm_params {
 bool clrt_gemm_params_valid(const struct clrt_gemm_params *p, size_t max_work_group);
 
 // Applies p to rt's device (CLBlastOverrideParameters), and XGEMM_MIN_INDIRECT_SIZE as given.
-void clrt_apply_gemm_params(struct clrt *rt, const struct clrt_gemm_params *p,
-                            size_t min_indirect);
+void clrt_apply_gemm_params(struct clrt *rt, const struct clrt_gemm_params *p, size_t min_indirect);
 
 // Where `clvae tune` keeps the parameters for rt's device: $XDG_CACHE_HOME/clvae (else
 // ~/.cache/clvae) / clblast-<hash of the device, driver and CLBlast version>.txt; the key itself
@@ -170,13 +171,49 @@ int clrt_parts_plan(const struct clrt *rt, struct clrt_parts *p, size_t bytes, s
 void clrt_parts_write(struct clrt *rt, const struct clrt_parts *p, const void *host, bool blocking);
 void clrt_parts_read(struct clrt *rt, const struct clrt_parts *p, void *host, bool blocking);
 
+// Waits for everything enqueued on rt's queue.
+void clrt_finish(struct clrt *rt);
+
+// Waits for rt's queue, if it is open, ignoring a failure: for closing after an error, when
+// commands may still be in flight (a driver compiling or running them while the process exits can
+// crash in its own threads).
+void clrt_drain(struct clrt *rt);
+
+// bytes of host memory to or from mem at byte offset; blocking waits for the copy, else it is
+// enqueued and host must stay as it is until the queue has passed it.
+void clrt_write(struct clrt *rt, cl_mem mem, size_t offset, size_t bytes, const void *host,
+                bool blocking);
+void clrt_read(struct clrt *rt, cl_mem mem, size_t offset, size_t bytes, void *host, bool blocking);
+
+// clrt_read without waiting, the queue flushed so that it starts: the event marks its end, for
+// clrt_wait.
+cl_event clrt_read_event(struct clrt *rt, cl_mem mem, size_t offset, size_t bytes, void *host);
+
+// Waits for ev and releases it.
+void clrt_wait(cl_event ev);
+
+// The first n floats of mem set to value, enqueued.
+void clrt_fill(struct clrt *rt, cl_mem mem, float value, size_t n);
+
+// mem's first bytes mapped into host memory for writing, their contents discarded (waited for);
+// clrt_unmap hands them back to the device.
+void *clrt_map_write(struct clrt *rt, cl_mem mem, size_t bytes);
+void clrt_unmap(struct clrt *rt, cl_mem mem, void *mapped);
+
+// Release a buffer or a kernel; NULL is ignored.
+void clrt_release_buffer(cl_mem mem);
+void clrt_release_kernel(cl_kernel kernel);
+
 // Enqueues kernel over global work items (rounded up to a multiple of local when local is given).
 void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *global,
                  const size_t *local);
 
 // Sets argument index of kernel from a value of any type: KARG(k, 0, buffer).
-#define KARG(kernel, index, value)                                                               \
+#define KARG(kernel, index, value)                                                                 \
     CL_CHECK(clSetKernelArg((kernel), (index), sizeof(value), &(value)))
+
+// Sets argument index of kernel to bytes of local memory: KARG_LOCAL(k, 5, 256 * sizeof(float)).
+#define KARG_LOCAL(kernel, index, bytes) CL_CHECK(clSetKernelArg((kernel), (index), (bytes), NULL))
 
 // A row-major matrix operand of a product: buffer, float offset of its first element, and
 // leading dimension (floats from one row to the next).
@@ -192,17 +229,56 @@ struct clrt_mat {
 void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
                struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c);
 
-// What follows a product in the same kernel: column j gets bias[bias.offset + j] added, then
-// max(0, .) when relu.
+// What follows a product in the same kernel (cl/gemm.cl): column j gets bias[bias.offset + j]
+// added, then max(0, .) when relu (CLRT_EPILOGUE_BIAS); or the product is zeroed where bias (m, n,
+// rows c.ld apart) is not above 0, before beta C is added (CLRT_EPILOGUE_MASK, a ReLU's mask); or, for clrt_gemm_tn_colsum,
+// bias[bias.offset + j] is set to (or, COLSUM_ADD, added) B's column sum over k.
+enum clrt_epilogue_kind {
+    CLRT_EPILOGUE_BIAS,
+    CLRT_EPILOGUE_MASK,
+    CLRT_EPILOGUE_COLSUM,
+    CLRT_EPILOGUE_COLSUM_ADD
+};
 struct clrt_epilogue {
     struct clrt_mat bias; // its ld is not used
     bool relu;
+    enum clrt_epilogue_kind kind;
 };
 
 // C (m, n) = A B, and with clvae's kernels (rt->own_gemm) the epilogue ep folded into the same
 // launch: then true. Through CLBlast the product alone: false, and the caller applies ep.
 bool clrt_gemm_bias(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                     struct clrt_mat b, struct clrt_mat c, const struct clrt_epilogue *ep);
+
+// Rows of bytes gathered by index: row i of the batch is row index[start + i] of data ((count,
+// cols) bytes) / 255, stored as floats into x (rows, cols) as a product reads them.
+struct clrt_gather {
+    cl_mem data, index, x;
+    int start;
+};
+
+// C (m, n) = A B with the epilogue ep (as clrt_gemm_bias), A (m, k) the rows g gathers, and x
+// written as gather_images writes it, in one launch of clvae's kernels: true (the same bits as
+// the gather then the product). False, with nothing enqueued, where one launch cannot do it
+// (CLBlast, a product in parts, the packed kernels).
+bool clrt_gemm_bias_gathered(struct clrt *rt, size_t m, size_t n, size_t k,
+                             const struct clrt_gather *g, struct clrt_mat b, struct clrt_mat c,
+                             const struct clrt_epilogue *ep);
+
+// C (m, n) = A B, zeroed where mask (m, n at mask.offset, rows c.ld apart) is not above 0, + beta
+// C: a gradient masked by the ReLU of the layer that gave A's rows their input, in the product's
+// launch. Only with clvae's kernels (rt->own_gemm).
+void clrt_gemm_masked(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                      struct clrt_mat b, float beta, struct clrt_mat c, struct clrt_mat mask);
+
+// C (m, n) = A^T B + beta C (A (k, m), B (k, n)) and colsum[colsum.offset + j] = (accumulate:
+// += ) the sum of B's column j over its k rows, added in row order as bias_backward adds them
+// (the same bits): a weight and a bias gradient in one launch of clvae's kernels. True when so;
+// false, with nothing enqueued, where one launch cannot do it (CLBlast, a product clvae's kernels
+// split over k, or one that takes the packed kernels).
+bool clrt_gemm_tn_colsum(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                         struct clrt_mat b, float beta, struct clrt_mat c, struct clrt_mat colsum,
+                         bool accumulate);
 
 // C_i (m, n) = A_i^T B_i for i < batch: A_i (k, m) at a.offset + i a_stride, B_i (k, n) at
 // b.offset + i b_stride, C_i at c.offset + i c_stride (beta 0; CLBlastSgemmStridedBatched unless

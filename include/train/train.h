@@ -5,8 +5,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "checkpoint.h"
 #include "error.h"
 #include "image_folder.h"
+#include "optimizer.h"
+#include "schedule.h"
 #include "vae.h"
 
 struct train_options {
@@ -14,21 +17,28 @@ struct train_options {
     const char *data_dir, *out_dir;
     int epochs, batch;
     double lr, beta;
-    struct vae_config model; // in_dim is taken from the data; model.likelihood is --likelihood
+    // The schedules of beta and the learning rate (schedule.h: --kl-warmup, --kl-cycles,
+    // --lr-schedule, --lr-warmup); schedule_epochs the epochs the cycles and decays span (0: the
+    // run's --epochs, which a checkpoint then records).
+    int kl_warmup, kl_cycles, lr_warmup, schedule_epochs;
+    enum lr_schedule lr_schedule;
+    double free_bits; // --free-bits L: each latent dimension's batch-mean KL counts as >= L nats
+    double clip_grad; // --clip-grad X: the gradient's global norm clipped to X; 0: none
+    struct optimizer_config optimizer; // --optimizer, with --weight-decay applied
+    struct vae_config model;  // in_dim is taken from the data; model.likelihood is --likelihood
     const char *model_option; // the option that gave model, for messages (vae_model_option)
-    // How a PNG folder is read (--channels, --background, --image-size, --test-split,
-    // --skip-bad-images); seed and progress are the run's.
+    // How a folder of images is read (--channels, --background, --image-size, --crop,
+    // --test-split, --skip-bad-images, --no-cache); seed and progress are the run's.
     struct image_folder_options folder;
+    bool flip; // --flip: random horizontal flips of training images (include/data/augment.h)
     uint64_t seed;
     bool quiet;
-    bool profile; // time every kernel and GEMM on the device, print the table at the end
+    bool profile;            // time every kernel and GEMM on the device, print the table at the end
     const char *save_path;   // checkpoint after every epoch and when interrupted; NULL: none
                              // (the best test epoch's goes beside it: train_best_path)
     const char *resume_path; // continue from this training checkpoint; NULL: start afresh
-    // Which options the command line set: with --resume the others come from the checkpoint,
-    // and these must agree with it.
-    bool set_model, set_batch, set_lr, set_beta, set_seed;
-    bool set_likelihood, set_channels, set_background, set_image_size, set_test_split;
+    // The first option given that applies to PNG folders alone, refused for IDX files; NULL: none.
+    const char *png_only_option;
 };
 
 // Where --save FILE keeps the checkpoint of the epoch with the lowest test loss: FILE with
@@ -47,8 +57,10 @@ int train_make_dirs(const char *dir, struct clvae_error *err);
 void train_defaults(struct train_options *opt);
 
 // Trains, evaluates after every epoch, writes OUT/metrics.csv, the image grids and, with
-// save_path, a checkpoint. SIGINT or SIGTERM finish the current step, write the checkpoint and
-// return CLVAE_EXIT_INTERRUPTED; a second signal ends the process at once.
-int train_run(const struct train_options *opt, struct clvae_error *err);
+// save_path, a checkpoint. resume: the checkpoint of opt->resume_path, whose options opt holds
+// already (src/cmd/train.c), to carry on from; train_run frees it. NULL: a fresh start. SIGINT or
+// SIGTERM finish the current step, write the checkpoint and return CLVAE_EXIT_INTERRUPTED; a
+// second signal ends the process at once.
+int train_run(const struct train_options *opt, struct ckpt *resume, struct clvae_error *err);
 
 #endif

@@ -9,13 +9,14 @@
 #include "cl_runtime.h"
 
 int cli_parse_int(const char *name, const char *text, long min, long max, int *out,
-                     struct clvae_error *err)
+                  struct clvae_error *err)
 {
     char *end;
     errno = 0;
     long v = strtol(text, &end, 10);
     // strtol would take leading blanks and a '+'; a command line value is digits, maybe a '-'.
-    bool digits = text[0] == '-' ? isdigit((unsigned char)text[1]) : isdigit((unsigned char)text[0]);
+    bool digits =
+        text[0] == '-' ? isdigit((unsigned char)text[1]) : isdigit((unsigned char)text[0]);
     if (!digits || end == text || *end != '\0')
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not an integer", name, text);
     if (errno == ERANGE || v < min || v > max)
@@ -26,7 +27,7 @@ int cli_parse_int(const char *name, const char *text, long min, long max, int *o
 }
 
 int cli_parse_double(const char *name, const char *text, double min, bool open, double max,
-                        double *out, struct clvae_error *err)
+                     double *out, struct clvae_error *err)
 {
     char *end;
     errno = 0;
@@ -87,9 +88,8 @@ int cli_bad_option(int c, char **argv, const char *command, struct clvae_error *
                       command);
 }
 
-int cli_parse_rest(int c, const char *arg, char **argv, const char *command,
-                   const char **platform, const char **device, const char **data,
-                   struct clvae_error *err)
+int cli_parse_rest(int c, const char *arg, char **argv, const char *command, const char **platform,
+                   const char **device, const char **data, struct clvae_error *err)
 {
     int rc = cli_parse_source(c, arg, platform, device, data, err);
     if (rc == 0)

@@ -19,10 +19,6 @@
 #include "philox.h"
 #include "train.h"
 
-#define EVAL_ROWS 4096             // images encoded, and samples decoded, at once
-#define EVAL_LOG_WEIGHTS (1 << 22) // log-weights held on the device at once (16 MiB)
-#define EVAL_MAX_K 1000000
-
 int iwae_create(struct iwae *iw, struct vae *vae, int k, size_t max_log_weights,
                 struct clvae_error *err)
 {
@@ -53,10 +49,8 @@ void iwae_release(struct iwae *iw)
 {
     cl_kernel kernels[] = {iw->k_sample, iw->k_log_likelihood, iw->k_logsumexp};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
-        if (kernels[i])
-            clReleaseKernel(kernels[i]);
-    if (iw->log_w)
-        clReleaseMemObject(iw->log_w);
+        clrt_release_kernel(kernels[i]);
+    clrt_release_buffer(iw->log_w);
     memset(iw, 0, sizeof *iw);
 }
 
@@ -103,7 +97,7 @@ void iwae_log_weights(struct iwae *iw, int image0, int images, uint64_t first_im
         cl_int kind = (cl_int)vae->cfg.likelihood;
         KARG(kern, 8, kind);
         KARG(kern, 9, vae->cfg.channels);
-        CL_CHECK(clSetKernelArg(kern, 10, local * sizeof(float), NULL));
+        KARG_LOCAL(kern, 10, local * sizeof(float));
         global = (size_t)rows * local;
         clrt_launch(vae->rt, kern, 1, &global, &local);
     }
@@ -119,7 +113,7 @@ void iwae_logsumexp(struct iwae *iw, int images, cl_mem bound, int offset)
     KARG(kern, 2, offset);
     KARG(kern, 3, iw->k);
     KARG(kern, 4, log_k);
-    CL_CHECK(clSetKernelArg(kern, 5, local * sizeof(float), NULL));
+    KARG_LOCAL(kern, 5, local * sizeof(float));
     clrt_launch(iw->vae->rt, kern, 1, &global, &local);
 }
 
@@ -186,10 +180,10 @@ static void print_eval_usage(FILE *out)
 static int parse_eval(int argc, char **argv, struct eval_options *opt, struct clvae_error *err)
 {
     static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'},   {"samples", required_argument, NULL, 'k'},
-        {"images", required_argument, NULL, 'n'},  {"csv", required_argument, NULL, 'c'},
-        {"seed", required_argument, NULL, 's'},    CLI_SOURCE_OPTIONS,
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"model", required_argument, NULL, 'm'},  {"samples", required_argument, NULL, 'k'},
+        {"images", required_argument, NULL, 'n'}, {"csv", required_argument, NULL, 'c'},
+        {"seed", required_argument, NULL, 's'},   CLI_SOURCE_OPTIONS,
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     eval_defaults(opt);
     opterr = 0;
@@ -226,8 +220,6 @@ static int parse_eval(int argc, char **argv, struct eval_options *opt, struct cl
     return 0;
 }
 
-
-
 // The mean of v (n) and its standard error (NaN for fewer than two values).
 static void mean_and_se(const double *v, int n, double *mean, double *se)
 {
@@ -255,7 +247,7 @@ static const char *se_text(double se, int digits, const char *none, char *buf)
 struct eval_run {
     struct clrt_parts data; // (images, dim) bytes, in parts of whole images if need be
     cl_mem index;           // (images) ints 0 .. images - 1 for gather_images
-    cl_mem rec, kl, bound; // (images) each: the ELBO's terms and the IWAE bound per image
+    cl_mem rec, kl, bound;  // (images) each: the ELBO's terms and the IWAE bound per image
 };
 
 static void eval_run_release(struct eval_run *run)
@@ -263,8 +255,7 @@ static void eval_run_release(struct eval_run *run)
     clrt_parts_release(&run->data);
     cl_mem mems[] = {run->index, run->rec, run->kl, run->bound};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
-        if (mems[i])
-            clReleaseMemObject(mems[i]);
+        clrt_release_buffer(mems[i]);
 }
 
 // Uploads the first n images of test and creates the result buffers.
@@ -283,12 +274,135 @@ static int eval_run_setup(struct eval_run *run, struct clrt *rt, const struct im
         (run->kl = clrt_buffer(rt, (size_t)n * sizeof(float), "test KL terms", err)) &&
         (run->bound = clrt_buffer(rt, (size_t)n * sizeof(float), "IWAE bounds", err))) {
         clrt_parts_write(rt, &run->data, test->pixels, true);
-        CL_CHECK(clEnqueueWriteBuffer(rt->queue, run->index, CL_TRUE, 0, (size_t)n * sizeof(int),
-                                      identity, 0, NULL, NULL));
+        clrt_write(rt, run->index, 0, (size_t)n * sizeof(int), identity, true);
         status = 0;
     }
     free(identity);
     return status;
+}
+
+// The images to evaluate: the first -n of test, or all of it; -1 with err when -n is past the
+// test set (as reconstruct and scatter refuse it) or the count past an int.
+static int eval_count(const struct eval_options *opt, const struct image_set *test,
+                      const char *path, int *n, struct clvae_error *err)
+{
+    if ((uint32_t)opt->images > test->count)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "-n %d: %s holds only %u test images", opt->images,
+                          path, test->count);
+    uint32_t count = opt->images ? (uint32_t)opt->images : test->count;
+    if (count > (uint32_t)INT32_MAX)
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u images is more than clvae handles: use -n",
+                          path, count);
+    *n = (int)count;
+    return 0;
+}
+
+// What is evaluated: the model, the device, the images, the samples.
+static void print_eval_banner(const struct eval_options *opt, const struct model_io *model,
+                              const struct image_set *test, int n, const char *path)
+{
+    const struct ckpt_meta *meta = &model->ckpt.meta;
+    char shape[160];
+    vae_describe(&meta->cfg, shape, sizeof shape);
+    printf("clvae: model %s: %s, %zu parameters, %d epochs; device %s (%s)\n", opt->model, shape,
+           model->vae.n_params, meta->epoch, model->rt.device_name, model->rt.platform_name);
+    printf("clvae: %d test images of %ux%u, %u channel(s), from %s; %s likelihood; k = %d samples "
+           "per image, seed %llu\n",
+           n, test->width, test->height, test->channels, path,
+           likelihood_name(meta->cfg.likelihood), opt->k, (unsigned long long)opt->seed);
+    fflush(stdout);
+}
+
+// Each of the n images' ELBO terms and IWAE bound, max_rows at a time, into rec, kl and bound
+// (n each) on the host; a count on a terminal as it goes.
+static void eval_images(struct model_io *model, struct eval_run *run, struct iwae *iw,
+                        uint64_t seed, int n, float *rec, float *kl, float *bound)
+{
+    struct vae *vae = &model->vae;
+    bool live = isatty(STDERR_FILENO);
+    for (int start = 0; start < n; start += vae->max_rows) {
+        int rows = n - start < vae->max_rows ? n - start : vae->max_rows;
+        vae_gather(vae, &run->data, run->index, start, rows);
+        // The ELBO's noise: stream EVAL as in training's evaluation, the batch's first image as
+        // the step; the batch size is fixed, so each image's noise depends on the seed alone.
+        struct vae_pass pass = {.rows = rows,
+                                .seed = seed,
+                                .step = (uint64_t)start,
+                                .stream = PHILOX_STREAM_EVAL,
+                                .noise_scale = 1.0f,
+                                .rec = run->rec,
+                                .kl = run->kl,
+                                .offset = start};
+        vae_forward(vae, &pass);
+        iwae_bound(iw, rows, (uint64_t)start, seed, run->bound, start);
+        size_t off = (size_t)start * sizeof(float), bytes = (size_t)rows * sizeof(float);
+        clrt_read(&model->rt, run->rec, off, bytes, rec + start, false);
+        clrt_read(&model->rt, run->kl, off, bytes, kl + start, false);
+        clrt_read(&model->rt, run->bound, off, bytes, bound + start, true);
+        if (live) {
+            fprintf(stderr, "\rclvae: evaluated %d of %d images", start + rows, n);
+            fflush(stderr);
+        }
+    }
+    if (live)
+        fprintf(stderr, "\r%*s\r", 60, "");
+}
+
+// The means over the images, in nats per image, and their standard errors.
+struct eval_result {
+    int images;
+    double neg_elbo, neg_elbo_se, neg_iwae, neg_iwae_se, rec, kl;
+    double per_bit; // nats per image over this are bits per dimension
+};
+
+static struct eval_result summarise(const float *rec, const float *kl, const float *bound, int n,
+                                    int in_dim)
+{
+    struct eval_result r = {.images = n};
+    double *neg_elbo = xmalloc(2 * (size_t)n * sizeof(double)), *neg_iwae = neg_elbo + n;
+    double rec_sum = 0.0, kl_sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        rec_sum += rec[i];
+        kl_sum += kl[i];
+        neg_elbo[i] = (double)rec[i] + (double)kl[i];
+        neg_iwae[i] = -(double)bound[i];
+    }
+    mean_and_se(neg_elbo, n, &r.neg_elbo, &r.neg_elbo_se);
+    mean_and_se(neg_iwae, n, &r.neg_iwae, &r.neg_iwae_se);
+    free(neg_elbo);
+    r.rec = rec_sum / n;
+    r.kl = kl_sum / n;
+    // Bits per dimension: nats per image over log 2 and the values an image has.
+    r.per_bit = log(2.0) * in_dim;
+    return r;
+}
+
+// The result's lines on stdout.
+static void print_result(const struct eval_options *opt, const struct eval_result *r)
+{
+    char elbo_se[32], iwae_se[32];
+    printf("negative ELBO  %10.4f nats/image, std err %s (rec %.4f + KL %.4f, one sample); "
+           "%.5f bits/dim\n",
+           r->neg_elbo, se_text(r->neg_elbo_se, 4, "n/a", elbo_se), r->rec, r->kl,
+           r->neg_elbo / r->per_bit);
+    printf("negative IWAE  %10.4f nats/image, std err %s (k = %d: an upper bound on -log p(x)); "
+           "%.5f bits/dim\n",
+           r->neg_iwae, se_text(r->neg_iwae_se, 4, "n/a", iwae_se), opt->k,
+           r->neg_iwae / r->per_bit);
+}
+
+// The result as --csv's file: a header and one row, committed.
+static int write_csv(const struct eval_options *opt, const struct eval_result *r,
+                     struct atomic_file *csv, struct clvae_error *err)
+{
+    char elbo_se[32], iwae_se[32];
+    fprintf(csv->fp, "images,k,neg_elbo,neg_iwae,neg_elbo_se,neg_iwae_se,rec,kl,seed,"
+                     "neg_elbo_bits_per_dim,neg_iwae_bits_per_dim\n");
+    fprintf(csv->fp, "%d,%d,%.6f,%.6f,%s,%s,%.6f,%.6f,%llu,%.6f,%.6f\n", r->images, opt->k,
+            r->neg_elbo, r->neg_iwae, se_text(r->neg_elbo_se, 6, "", elbo_se),
+            se_text(r->neg_iwae_se, 6, "", iwae_se), r->rec, r->kl, (unsigned long long)opt->seed,
+            r->neg_elbo / r->per_bit, r->neg_iwae / r->per_bit);
+    return atomic_file_commit(csv, err);
 }
 
 int eval_main(int argc, char **argv, struct clvae_error *err)
@@ -297,127 +411,35 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
     int parsed = parse_eval(argc, argv, &opt, err);
     if (parsed != 0)
         return parsed > 0 ? 0 : -1;
-
     struct model_io model;
     struct dataset data = {0};
-    const struct image_set *test = &data.test;
     struct eval_run run = {0};
     struct iwae iw = {0};
     struct atomic_file csv = {0}; // created before any device work: a bad --csv fails early
     float *host = NULL;
-    double *neg_elbo = NULL, *neg_iwae = NULL;
-    int status = -1;
+    int status = -1, n = 0;
     double started = train_now_seconds();
-
     if (model_io_open(&model, opt.model, opt.platform, opt.device, EVAL_ROWS, err))
         return -1;
-    struct vae *vae = &model.vae;
     const struct ckpt_meta *meta = &model.ckpt.meta;
-    if (dataset_read_test(opt.data_dir, meta, opt.model, &data, err))
+    if (dataset_read_test(opt.data_dir, meta, opt.model, &data, err) ||
+        eval_count(&opt, &data.test, data.source, &n, err) ||
+        (opt.csv && atomic_file_open(&csv, opt.csv, err)) ||
+        iwae_create(&iw, &model.vae, opt.k, EVAL_LOG_WEIGHTS, err) ||
+        eval_run_setup(&run, &model.rt, &data.test, n, err))
         goto done;
-    const char *path = data.source;
-    // -n past the test set is refused, as reconstruct and scatter refuse it.
-    if ((uint32_t)opt.images > test->count) {
-        clvae_fail(err, CLVAE_EXIT_USAGE, "-n %d: %s holds only %u test images", opt.images, path,
-                   test->count);
-        goto done;
-    }
-    uint32_t count = opt.images ? (uint32_t)opt.images : test->count;
-    if (count > (uint32_t)INT32_MAX) {
-        clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u images is more than clvae handles: use -n", path,
-                   count);
-        goto done;
-    }
-    int n = (int)count;
-    if ((opt.csv && atomic_file_open(&csv, opt.csv, err)) ||
-        iwae_create(&iw, vae, opt.k, EVAL_LOG_WEIGHTS, err) ||
-        eval_run_setup(&run, &model.rt, test, n, err))
-        goto done;
-
-    char shape[160];
-    vae_describe(&meta->cfg, shape, sizeof shape);
-    printf("clvae: model %s: %s, %zu parameters, %d epochs; device %s (%s)\n", opt.model, shape,
-           vae->n_params, meta->epoch, model.rt.device_name, model.rt.platform_name);
-    printf("clvae: %d test images of %ux%u, %u channel(s), from %s; %s likelihood; k = %d samples "
-           "per image, seed %llu\n",
-           n, test->width, test->height, test->channels, path,
-           likelihood_name(meta->cfg.likelihood), opt.k, (unsigned long long)opt.seed);
-    fflush(stdout);
-
-    bool live = isatty(STDERR_FILENO);
+    print_eval_banner(&opt, &model, &data.test, n, data.source);
     host = xmalloc(3 * (size_t)n * sizeof(float));
     float *rec = host, *kl = host + n, *bound = host + 2 * (size_t)n;
-    for (int start = 0; start < n; start += vae->max_rows) {
-        int rows = n - start < vae->max_rows ? n - start : vae->max_rows;
-        vae_gather(vae, &run.data, run.index, start, rows);
-        // The ELBO's noise: stream EVAL as in training's evaluation, the batch's first image as
-        // the step; the batch size is fixed, so each image's noise depends on the seed alone.
-        struct vae_pass pass = {.rows = rows,
-                                .seed = opt.seed,
-                                .step = (uint64_t)start,
-                                .stream = PHILOX_STREAM_EVAL,
-                                .noise_scale = 1.0f,
-                                .rec = run.rec,
-                                .kl = run.kl,
-                                .offset = start};
-        vae_forward(vae, &pass);
-        iwae_bound(&iw, rows, (uint64_t)start, opt.seed, run.bound, start);
-        size_t off = (size_t)start * sizeof(float), bytes = (size_t)rows * sizeof(float);
-        CL_CHECK(clEnqueueReadBuffer(model.rt.queue, run.rec, CL_FALSE, off, bytes, rec + start, 0,
-                                     NULL, NULL));
-        CL_CHECK(clEnqueueReadBuffer(model.rt.queue, run.kl, CL_FALSE, off, bytes, kl + start, 0,
-                                     NULL, NULL));
-        CL_CHECK(clEnqueueReadBuffer(model.rt.queue, run.bound, CL_TRUE, off, bytes, bound + start,
-                                     0, NULL, NULL));
-        if (live) {
-            fprintf(stderr, "\rclvae: evaluated %d of %d images", start + rows, n);
-            fflush(stderr);
-        }
-    }
-    if (live)
-        fprintf(stderr, "\r%*s\r", 60, "");
-
-    neg_elbo = xmalloc(2 * (size_t)n * sizeof(double));
-    neg_iwae = neg_elbo + n;
-    double rec_sum = 0.0, kl_sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        rec_sum += rec[i];
-        kl_sum += kl[i];
-        neg_elbo[i] = (double)rec[i] + (double)kl[i];
-        neg_iwae[i] = -(double)bound[i];
-    }
-    double elbo_mean, elbo_se, iwae_mean, iwae_se;
-    mean_and_se(neg_elbo, n, &elbo_mean, &elbo_se);
-    mean_and_se(neg_iwae, n, &iwae_mean, &iwae_se);
-    // Bits per dimension: nats per image over log 2 and the values an image has.
-    double per_bit = log(2.0) * meta->cfg.in_dim;
-    char elbo_se_text[32], iwae_se_text[32];
-    printf("negative ELBO  %10.4f nats/image, std err %s (rec %.4f + KL %.4f, one sample); "
-           "%.5f bits/dim\n",
-           elbo_mean, se_text(elbo_se, 4, "n/a", elbo_se_text), rec_sum / n, kl_sum / n,
-           elbo_mean / per_bit);
-    printf("negative IWAE  %10.4f nats/image, std err %s (k = %d: an upper bound on -log p(x)); "
-           "%.5f bits/dim\n",
-           iwae_mean, se_text(iwae_se, 4, "n/a", iwae_se_text), opt.k, iwae_mean / per_bit);
+    eval_images(&model, &run, &iw, opt.seed, n, rec, kl, bound);
+    struct eval_result result = summarise(rec, kl, bound, n, meta->cfg.in_dim);
+    print_result(&opt, &result);
     printf("clvae: %.2f s\n", train_now_seconds() - started);
-    if (opt.csv) {
-        fprintf(csv.fp, "images,k,neg_elbo,neg_iwae,neg_elbo_se,neg_iwae_se,rec,kl,seed,"
-                        "neg_elbo_bits_per_dim,neg_iwae_bits_per_dim\n");
-        fprintf(csv.fp, "%d,%d,%.6f,%.6f,%s,%s,%.6f,%.6f,%llu,%.6f,%.6f\n", n, opt.k, elbo_mean,
-                iwae_mean, se_text(elbo_se, 6, "", elbo_se_text),
-                se_text(iwae_se, 6, "", iwae_se_text), rec_sum / n, kl_sum / n,
-                (unsigned long long)opt.seed, elbo_mean / per_bit, iwae_mean / per_bit);
-        if (atomic_file_commit(&csv, err))
-            goto done;
-    }
-    status = 0;
-
+    status = opt.csv ? write_csv(&opt, &result, &csv, err) : 0;
 done:
     atomic_file_abort(&csv);
     free(host);
-    free(neg_elbo);
-    if (model.rt.queue)
-        clFinish(model.rt.queue);
+    clrt_drain(&model.rt);
     iwae_release(&iw);
     eval_run_release(&run);
     dataset_free(&data);

@@ -72,26 +72,43 @@ static const char *const usage_plot =
     "The learning curves of a metrics.csv that clvae train wrote (also one a resumed run\n"
     "appended to): negative ELBO, reconstruction and KL against epoch, train and test.\n";
 static const char *const usage_manifold =
-    "usage: clvae manifold --model FILE [-n 20] [--range R] -o manifold.png [--platform N --device N]\n"
+    "usage: clvae manifold --model FILE [-n 20] [--range R] -o manifold.png [--platform N --device "
+    "N]\n"
     "\n"
     "For a 2-dimensional latent: an n x n grid of decoded images over the inverse normal CDF of a\n"
     "regular grid in (0, 1)^2. For a larger latent: one row per latent dimension, n images\n"
     "walking that dimension from -R to R (default 3) with the others at the prior mean 0.\n";
 
-// Parses the options of subcommand name; usage is its help text.
+// Parses the options of subcommand name; usage is its help text. 1: --help was given (usage
+// printed); 0: options parsed; -1: a bad command line.
 static int parse_image_options(int argc, char **argv, const char *name, const char *usage,
                                struct image_options *o, struct clvae_error *err)
 {
-    enum { OPT_TEMPERATURE = 256, OPT_FROM, OPT_TO, OPT_STEPS, OPT_EACH, OPT_RAW, OPT_COLS,
-           OPT_RANGE, OPT_IMAGES };
+    enum {
+        OPT_TEMPERATURE = 256,
+        OPT_FROM,
+        OPT_TO,
+        OPT_STEPS,
+        OPT_EACH,
+        OPT_RAW,
+        OPT_COLS,
+        OPT_RANGE,
+        OPT_IMAGES
+    };
     static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'}, {"out", required_argument, NULL, 'o'},
-        CLI_SOURCE_OPTIONS, {"seed", required_argument, NULL, 's'},
+        {"model", required_argument, NULL, 'm'},
+        {"out", required_argument, NULL, 'o'},
+        CLI_SOURCE_OPTIONS,
+        {"seed", required_argument, NULL, 's'},
         {"temperature", required_argument, NULL, OPT_TEMPERATURE},
-        {"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
-        {"steps", required_argument, NULL, OPT_STEPS}, {"each", required_argument, NULL, OPT_EACH},
-        {"raw", required_argument, NULL, OPT_RAW},  {"cols", required_argument, NULL, OPT_COLS},
-        {"range", required_argument, NULL, OPT_RANGE}, {"images", no_argument, NULL, OPT_IMAGES},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"to", required_argument, NULL, OPT_TO},
+        {"steps", required_argument, NULL, OPT_STEPS},
+        {"each", required_argument, NULL, OPT_EACH},
+        {"raw", required_argument, NULL, OPT_RAW},
+        {"cols", required_argument, NULL, OPT_COLS},
+        {"range", required_argument, NULL, OPT_RANGE},
+        {"images", no_argument, NULL, OPT_IMAGES},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -124,7 +141,7 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
         case OPT_RANGE:
             rc = cli_parse_double("--range", optarg, 0.0, true, 100.0, &o->range, err);
             break;
-        case 'h': fputs(usage, stdout); exit(CLVAE_EXIT_OK);
+        case 'h': fputs(usage, stdout); return 1;
         default:
             rc = cli_parse_rest(c, optarg, argv, name, &o->platform, &o->device, &o->data, err);
         }
@@ -161,16 +178,14 @@ static void decode_images(struct model_io *m, const float *z, int rows, float *m
 {
     size_t latent = (size_t)m->vae.cfg.latent, dim = image_dim(m);
     size_t out_dim = (size_t)m->vae.out_dim;
-    cl_command_queue q = m->rt.queue;
     float *out = xmalloc((size_t)CHUNK_ROWS * out_dim * sizeof(float));
     float *chunk = xmalloc((size_t)CHUNK_ROWS * dim * sizeof(float));
     for (int start = 0; start < rows; start += CHUNK_ROWS) {
         int n = rows - start < CHUNK_ROWS ? rows - start : CHUNK_ROWS;
-        CL_CHECK(clEnqueueWriteBuffer(q, m->vae.z, CL_FALSE, 0, (size_t)n * latent * sizeof(float),
-                                      z + (size_t)start * latent, 0, NULL, NULL));
+        clrt_write(&m->rt, m->vae.z, 0, (size_t)n * latent * sizeof(float),
+                   z + (size_t)start * latent, false);
         vae_decode(&m->vae, n);
-        CL_CHECK(clEnqueueReadBuffer(q, m->vae.logits, CL_TRUE, 0,
-                                     (size_t)n * out_dim * sizeof(float), out, 0, NULL, NULL));
+        clrt_read(&m->rt, m->vae.logits, 0, (size_t)n * out_dim * sizeof(float), out, true);
         likelihood_mean(m->vae.cfg.likelihood, out, n, (int)dim, m->vae.cfg.channels, chunk);
         size_t first = (size_t)start * dim, count = (size_t)n * dim;
         if (mean)
@@ -187,8 +202,8 @@ static int write_tiles(const struct model_io *m, const char *path, const uint8_t
                        int cols, int pad, struct clvae_error *err)
 {
     const struct ckpt_meta *meta = &m->ckpt.meta;
-    return png_write_tiles(path, tiles, n, meta->image_rows, meta->image_cols, meta->channels,
-                           cols, pad, err);
+    return png_write_tiles(path, tiles, n, meta->image_rows, meta->image_cols, meta->channels, cols,
+                           pad, err);
 }
 
 // Fails (CLVAE_EXIT_USAGE) unless a grid of rows x cols of the model's images (n of them) fits
@@ -218,8 +233,8 @@ static int check_grid(const struct model_io *m, const struct image_options *o, c
 }
 
 // DIR's test images for the model, with at least count of them.
-static int load_test_images(const struct image_options *o, const struct model_io *m,
-                            uint32_t count, struct dataset *data, struct clvae_error *err)
+static int load_test_images(const struct image_options *o, const struct model_io *m, uint32_t count,
+                            struct dataset *data, struct clvae_error *err)
 {
     if (dataset_read_test(o->data, &m->ckpt.meta, o->model, data, err))
         return -1;
@@ -234,8 +249,8 @@ static int load_test_images(const struct image_options *o, const struct model_io
 
 // Encodes test images (indices, count <= max_rows) and returns their posterior means
 // (count, latent) in mu, and their pixels scaled to [0, 1] in x (count, in_dim) if not NULL.
-static void encode_means(struct model_io *m, const struct image_set *test, const int *indices,
-                         int count, float *mu, float *x)
+static int encode_means(struct model_io *m, const struct image_set *test, const int *indices,
+                        int count, float *mu, float *x, struct clvae_error *err)
 {
     size_t dim = image_dim(m), latent = (size_t)m->vae.cfg.latent;
     float *scaled = xmalloc((size_t)count * dim * sizeof(float));
@@ -243,28 +258,27 @@ static void encode_means(struct model_io *m, const struct image_set *test, const
         for (size_t j = 0; j < dim; j++)
             scaled[(size_t)i * dim + j] =
                 (float)test->pixels[(size_t)indices[i] * dim + j] * (1.0f / 255.0f);
-    struct clvae_error ignore;
-    cl_mem rec = clrt_buffer(&m->rt, (size_t)count * sizeof(float), "losses", &ignore);
-    cl_mem kl = rec ? clrt_buffer(&m->rt, (size_t)count * sizeof(float), "KL terms", &ignore) : NULL;
+    cl_mem rec = clrt_buffer(&m->rt, (size_t)count * sizeof(float), "losses", err);
+    cl_mem kl = rec ? clrt_buffer(&m->rt, (size_t)count * sizeof(float), "KL terms", err) : NULL;
     if (!rec || !kl) {
-        fprintf(stderr, "clvae: %s\n", ignore.msg);
-        exit(ignore.status);
+        clrt_release_buffer(rec);
+        free(scaled);
+        return -1;
     }
-    CL_CHECK(clEnqueueWriteBuffer(m->rt.queue, m->vae.x, CL_TRUE, 0,
-                                  (size_t)count * dim * sizeof(float), scaled, 0, NULL, NULL));
+    clrt_write(&m->rt, m->vae.x, 0, (size_t)count * dim * sizeof(float), scaled, true);
     struct vae_pass pass = {.rows = count, .stream = PHILOX_STREAM_EVAL, .rec = rec, .kl = kl};
     vae_forward(&m->vae, &pass);
     float *ml = xmalloc((size_t)count * 2 * latent * sizeof(float));
-    CL_CHECK(clEnqueueReadBuffer(m->rt.queue, m->vae.ml, CL_TRUE, 0,
-                                 (size_t)count * 2 * latent * sizeof(float), ml, 0, NULL, NULL));
+    clrt_read(&m->rt, m->vae.ml, 0, (size_t)count * 2 * latent * sizeof(float), ml, true);
     for (int i = 0; i < count; i++)
         memcpy(mu + (size_t)i * latent, ml + (size_t)i * 2 * latent, latent * sizeof(float));
     if (x)
         memcpy(x, scaled, (size_t)count * dim * sizeof(float));
     free(ml);
     free(scaled);
-    clReleaseMemObject(rec);
-    clReleaseMemObject(kl);
+    clrt_release_buffer(rec);
+    clrt_release_buffer(kl);
+    return 0;
 }
 
 // Writes len bytes to path atomically.
@@ -285,8 +299,10 @@ static int write_file_atomic(const char *path, const void *bytes, size_t len,
 int generate_main(int argc, char **argv, struct clvae_error *err)
 {
     struct image_options o;
-    if (parse_image_options(argc, argv, "generate", usage_generate, &o, err) ||
-        need_out(&o, "generate", o.each || o.raw, err))
+    int parsed = parse_image_options(argc, argv, "generate", usage_generate, &o, err);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : -1;
+    if (need_out(&o, "generate", o.each || o.raw, err))
         return -1;
     char counted[32] = "";
     snprintf(counted, sizeof counted, "-n %d", o.n);
@@ -334,8 +350,10 @@ int generate_main(int argc, char **argv, struct clvae_error *err)
 int reconstruct_main(int argc, char **argv, struct clvae_error *err)
 {
     struct image_options o;
-    if (parse_image_options(argc, argv, "reconstruct", usage_reconstruct, &o, err) ||
-        need_out(&o, "reconstruct", false, err))
+    int parsed = parse_image_options(argc, argv, "reconstruct", usage_reconstruct, &o, err);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : -1;
+    if (need_out(&o, "reconstruct", false, err))
         return -1;
     char counted[32] = "";
     snprintf(counted, sizeof counted, "-n %d", o.n);
@@ -345,8 +363,7 @@ int reconstruct_main(int argc, char **argv, struct clvae_error *err)
     struct model_io m;
     struct dataset data = {0};
     const struct image_set *test = &data.test;
-    if (model_io_open(&m, o.model, o.platform, o.device, o.n > CHUNK_ROWS ? o.n : CHUNK_ROWS,
-                      err))
+    if (model_io_open(&m, o.model, o.platform, o.device, o.n > CHUNK_ROWS ? o.n : CHUNK_ROWS, err))
         return -1;
     int cols = o.cols ? o.cols : 8;
     int status = check_grid(&m, &o, n_given ? counted : NULL, 2 * (long long)o.n,
@@ -363,14 +380,16 @@ int reconstruct_main(int argc, char **argv, struct clvae_error *err)
         float *mu = xmalloc((size_t)o.n * latent * sizeof(float));
         float *x = xmalloc((size_t)o.n * dim * sizeof(float));
         uint8_t *decoded = xmalloc((size_t)o.n * dim);
-        encode_means(&m, test, indices, o.n, mu, x);
-        decode_images(&m, mu, o.n, NULL, decoded);
         uint8_t *tiles = xmalloc(2 * (size_t)o.n * dim);
-        for (size_t i = 0; i < (size_t)o.n; i++) {
-            memcpy(tiles + 2 * i * dim, test->pixels + i * dim, dim);
-            memcpy(tiles + (2 * i + 1) * dim, decoded + i * dim, dim);
+        status = encode_means(&m, test, indices, o.n, mu, x, err);
+        if (status == 0) {
+            decode_images(&m, mu, o.n, NULL, decoded);
+            for (size_t i = 0; i < (size_t)o.n; i++) {
+                memcpy(tiles + 2 * i * dim, test->pixels + i * dim, dim);
+                memcpy(tiles + (2 * i + 1) * dim, decoded + i * dim, dim);
+            }
+            status = write_tiles(&m, o.out, tiles, 2 * o.n, o.cols ? o.cols : 8, 2, err);
         }
-        status = write_tiles(&m, o.out, tiles, 2 * o.n, o.cols ? o.cols : 8, 2, err);
         free(indices);
         free(mu);
         free(x);
@@ -385,8 +404,10 @@ int reconstruct_main(int argc, char **argv, struct clvae_error *err)
 int interpolate_main(int argc, char **argv, struct clvae_error *err)
 {
     struct image_options o;
-    if (parse_image_options(argc, argv, "interpolate", usage_interpolate, &o, err) ||
-        need_out(&o, "interpolate", false, err))
+    int parsed = parse_image_options(argc, argv, "interpolate", usage_interpolate, &o, err);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : -1;
+    if (need_out(&o, "interpolate", false, err))
         return -1;
     if (o.from < 0 || o.to < 0)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "interpolate: --from I and --to J are required");
@@ -404,15 +425,15 @@ int interpolate_main(int argc, char **argv, struct clvae_error *err)
     if (status == 0)
         status = load_test_images(&o, &m, 0, &data, err);
     if (status == 0 && (uint32_t)(o.from > o.to ? o.from : o.to) >= test->count)
-        status = clvae_fail(err, CLVAE_EXIT_USAGE,
-                            "--%s %d: no such test image (%s holds %u, numbered from 0)",
-                            o.from > o.to ? "from" : "to", o.from > o.to ? o.from : o.to,
-                            data.source, test->count);
+        status = clvae_fail(
+            err, CLVAE_EXIT_USAGE, "--%s %d: no such test image (%s holds %u, numbered from 0)",
+            o.from > o.to ? "from" : "to", o.from > o.to ? o.from : o.to, data.source, test->count);
+    size_t latent = (size_t)m.vae.cfg.latent, dim = image_dim(&m);
+    int ends[2] = {o.from, o.to};
+    float *mu = xmalloc(2 * latent * sizeof *mu); // latent: up to the checkpoint's limit
+    if (status == 0)
+        status = encode_means(&m, test, ends, 2, mu, NULL, err);
     if (status == 0) {
-        size_t latent = (size_t)m.vae.cfg.latent, dim = image_dim(&m);
-        int ends[2] = {o.from, o.to};
-        float *mu = xmalloc(2 * latent * sizeof *mu); // latent: up to the checkpoint's limit
-        encode_means(&m, test, ends, 2, mu, NULL);
         float *z = xmalloc((size_t)o.steps * latent * sizeof(float));
         for (int s = 0; s < o.steps; s++) {
             float t = (float)s / (float)(o.steps - 1);
@@ -425,10 +446,10 @@ int interpolate_main(int argc, char **argv, struct clvae_error *err)
         decode_images(&m, z, o.steps, NULL, tiles + dim);
         memcpy(tiles + (size_t)(n - 1) * dim, test->pixels + (size_t)o.to * dim, dim);
         status = write_tiles(&m, o.out, tiles, n, n, 2, err);
-        free(mu);
         free(z);
         free(tiles);
     }
+    free(mu);
     dataset_free(&data);
     model_io_close(&m);
     return status;
@@ -445,8 +466,8 @@ double normal_quantile(double p)
     static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
                                -2.400758277161838e+00, -2.549732539343734e+00,
                                4.374664141464968e+00,  2.938163982698783e+00};
-    static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01,
-                               2.445134137142996e+00, 3.754408661907416e+00};
+    static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                               3.754408661907416e+00};
     const double low = 0.02425;
     if (p < low) {
         double q = sqrt(-2.0 * log(p));
@@ -463,8 +484,10 @@ double normal_quantile(double p)
 int manifold_main(int argc, char **argv, struct clvae_error *err)
 {
     struct image_options o;
-    if (parse_image_options(argc, argv, "manifold", usage_manifold, &o, err) ||
-        need_out(&o, "manifold", false, err))
+    int parsed = parse_image_options(argc, argv, "manifold", usage_manifold, &o, err);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : -1;
+    if (need_out(&o, "manifold", false, err))
         return -1;
     char counted[32] = "";
     snprintf(counted, sizeof counted, "-n %d", o.n);
@@ -509,17 +532,99 @@ int manifold_main(int argc, char **argv, struct clvae_error *err)
 #define SCATTER_MAX_THUMBS 600
 #define SCATTER_MAX_POINTS (1 << 24) // keeps every count and index of the points inside an int
 
+// The posterior means (n, latent) of test images 0 .. n - 1 into mu, CHUNK_ROWS at a time; a
+// non-finite one is refused (CLVAE_EXIT_DATA naming model).
+static int scatter_means(struct model_io *m, const struct image_set *test, int n, const char *model,
+                         float *mu, struct clvae_error *err)
+{
+    int latent = m->vae.cfg.latent, status = 0;
+    int *idx = xmalloc(CHUNK_ROWS * sizeof *idx);
+    for (int start = 0; status == 0 && start < n; start += CHUNK_ROWS) {
+        int rows = n - start < CHUNK_ROWS ? n - start : CHUNK_ROWS;
+        for (int i = 0; i < rows; i++)
+            idx[i] = start + i;
+        status = encode_means(m, test, idx, rows, mu + (size_t)start * latent, NULL, err);
+    }
+    free(idx);
+    for (size_t i = 0; status == 0 && i < (size_t)n * latent; i++)
+        if (!isfinite(mu[i]))
+            status =
+                clvae_fail(err, CLVAE_EXIT_DATA,
+                           "%s: test image %zu's posterior mean is not finite: nothing to plot",
+                           model, i / latent);
+    return status;
+}
+
+// The plane the means (n, latent) are drawn on: xs, ys (n each) and the axes' labels (96 bytes
+// each): a 1- or 2-D latent as it is, a larger one on its first two principal components.
+static int scatter_axes(const float *mu, int n, int latent, double *xs, double *ys, char *x_label,
+                        char *y_label, struct clvae_error *err)
+{
+    snprintf(x_label, 96, "z1 (latent dimension 1)");
+    snprintf(y_label, 96, "z2 (latent dimension 2)");
+    if (latent == 1) {
+        for (int i = 0; i < n; i++)
+            xs[i] = mu[i], ys[i] = 0;
+        snprintf(y_label, 96, "(a 1-dimensional latent)");
+        return 0;
+    }
+    if (latent == 2 || n < 2) {
+        for (int i = 0; i < n; i++)
+            xs[i] = mu[(size_t)i * latent], ys[i] = mu[(size_t)i * latent + 1];
+        return 0;
+    }
+    double *points = xmalloc((size_t)n * latent * sizeof *points);
+    double *proj = xmalloc((size_t)n * 2 * sizeof *proj);
+    double explained[2], *components = xmalloc((size_t)2 * latent * sizeof *components);
+    for (size_t i = 0; i < (size_t)n * latent; i++)
+        points[i] = mu[i];
+    int rc = plot_pca(points, n, latent, proj, explained, components);
+    for (int i = 0; rc == 0 && i < n; i++)
+        xs[i] = proj[2 * i], ys[i] = proj[2 * i + 1];
+    free(points);
+    free(proj);
+    free(components);
+    if (rc)
+        return clvae_fail(err, CLVAE_EXIT_FAILURE, "scatter: LAPACK's eigensolver failed");
+    snprintf(x_label, 96, "principal component 1 (%.1f%% of the variance)", 100 * explained[0]);
+    snprintf(y_label, 96, "principal component 2 (%.1f%% of the variance)", 100 * explained[1]);
+    return 0;
+}
+
+// --images: every k-th of the n points kept at the front of xs, ys and cls (unless NULL), as few
+// as SCATTER_MAX_THUMBS allow, and their images decoded from their means (mu) into *thumbs;
+// returns how many.
+static int scatter_thumbs(struct model_io *m, const float *mu, int n, double *xs, double *ys,
+                          int *cls, uint8_t **thumbs)
+{
+    int latent = m->vae.cfg.latent;
+    int step = (n + SCATTER_MAX_THUMBS - 1) / SCATTER_MAX_THUMBS, k = (n + step - 1) / step;
+    float *z = xmalloc((size_t)k * latent * sizeof *z);
+    for (int i = 0; i < k; i++) {
+        memcpy(z + (size_t)i * latent, mu + (size_t)i * step * latent, latent * sizeof *z);
+        xs[i] = xs[i * step], ys[i] = ys[i * step];
+        if (cls)
+            cls[i] = cls[i * step];
+    }
+    *thumbs = xmalloc((size_t)k * image_dim(m));
+    decode_images(m, z, k, NULL, *thumbs);
+    free(z);
+    return k;
+}
+
 int scatter_main(int argc, char **argv, struct clvae_error *err)
 {
     struct image_options o;
-    if (parse_image_options(argc, argv, "scatter", usage_scatter, &o, err) ||
-        need_out(&o, "scatter", false, err))
+    int parsed = parse_image_options(argc, argv, "scatter", usage_scatter, &o, err);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : -1;
+    if (need_out(&o, "scatter", false, err))
         return -1;
     struct model_io m;
     struct dataset data = {0};
     const struct image_set *test = &data.test;
     float *mu = NULL;
-    double *points = NULL, *proj = NULL, *xs = NULL, *ys = NULL;
+    double *xs = NULL, *ys = NULL;
     int *cls = NULL, status = -1;
     uint8_t *thumbs = NULL;
     if (model_io_open(&m, o.model, o.platform, o.device, CHUNK_ROWS, err))
@@ -538,50 +643,12 @@ int scatter_main(int argc, char **argv, struct clvae_error *err)
                "folders): one colour\n",
                o.data);
     mu = xmalloc((size_t)n * latent * sizeof *mu);
-    int *idx = xmalloc(CHUNK_ROWS * sizeof *idx);
-    for (int start = 0; start < n; start += CHUNK_ROWS) {
-        int rows = n - start < CHUNK_ROWS ? n - start : CHUNK_ROWS;
-        for (int i = 0; i < rows; i++)
-            idx[i] = start + i;
-        encode_means(&m, test, idx, rows, mu + (size_t)start * latent, NULL);
-    }
-    free(idx);
-    for (size_t i = 0; i < (size_t)n * latent; i++)
-        if (!isfinite(mu[i])) {
-            clvae_fail(err, CLVAE_EXIT_DATA,
-                       "%s: test image %zu's posterior mean is not finite: nothing to plot",
-                       o.model, i / latent);
-            goto done;
-        }
     xs = xmalloc((size_t)n * sizeof *xs);
     ys = xmalloc((size_t)n * sizeof *ys);
-    char x_label[96] = "z1 (latent dimension 1)", y_label[96] = "z2 (latent dimension 2)";
-    if (latent == 1) {
-        for (int i = 0; i < n; i++)
-            xs[i] = mu[i], ys[i] = 0;
-        snprintf(y_label, sizeof y_label, "(a 1-dimensional latent)");
-    } else if (latent == 2 || n < 2) {
-        for (int i = 0; i < n; i++)
-            xs[i] = mu[(size_t)i * latent], ys[i] = mu[(size_t)i * latent + 1];
-    } else {
-        points = xmalloc((size_t)n * latent * sizeof *points);
-        proj = xmalloc((size_t)n * 2 * sizeof *proj);
-        double explained[2], *components = xmalloc((size_t)2 * latent * sizeof *components);
-        for (size_t i = 0; i < (size_t)n * latent; i++)
-            points[i] = mu[i];
-        int rc = plot_pca(points, n, latent, proj, explained, components);
-        free(components);
-        if (rc) {
-            clvae_fail(err, CLVAE_EXIT_FAILURE, "scatter: LAPACK's eigensolver failed");
-            goto done;
-        }
-        for (int i = 0; i < n; i++)
-            xs[i] = proj[2 * i], ys[i] = proj[2 * i + 1];
-        snprintf(x_label, sizeof x_label, "principal component 1 (%.1f%% of the variance)",
-                 100 * explained[0]);
-        snprintf(y_label, sizeof y_label, "principal component 2 (%.1f%% of the variance)",
-                 100 * explained[1]);
-    }
+    char x_label[96], y_label[96];
+    if (scatter_means(&m, test, n, o.model, mu, err) ||
+        scatter_axes(mu, n, latent, xs, ys, x_label, y_label, err))
+        goto done;
     int n_classes = test->labels ? data.n_classes : 0;
     if (test->labels) {
         cls = xmalloc((size_t)n * sizeof *cls);
@@ -590,37 +657,27 @@ int scatter_main(int argc, char **argv, struct clvae_error *err)
     }
     char title[160];
     snprintf(title, sizeof title, "posterior means of %d test images, latent %d", n, latent);
-    struct plot_scatter_data d = {.n = n, .x = xs, .y = ys, .cls = cls, .n_classes = n_classes,
+    struct plot_scatter_data d = {.n = n,
+                                  .x = xs,
+                                  .y = ys,
+                                  .cls = cls,
+                                  .n_classes = n_classes,
                                   .class_names = (const char *const *)data.class_names,
                                   .x_label = x_label,
-                                  .y_label = y_label, .title = title};
+                                  .y_label = y_label,
+                                  .title = title};
     if (o.images) {
-        // Up to SCATTER_MAX_THUMBS images, every k-th, decoded from their means.
-        int step = (n + SCATTER_MAX_THUMBS - 1) / SCATTER_MAX_THUMBS, k = (n + step - 1) / step;
-        size_t dim = image_dim(&m);
-        float *z = xmalloc((size_t)k * latent * sizeof *z);
-        for (int i = 0; i < k; i++) {
-            memcpy(z + (size_t)i * latent, mu + (size_t)i * step * latent, latent * sizeof *z);
-            xs[i] = xs[i * step], ys[i] = ys[i * step];
-            if (cls)
-                cls[i] = cls[i * step];
-        }
-        thumbs = xmalloc((size_t)k * dim);
-        decode_images(&m, z, k, NULL, thumbs);
-        free(z);
-        d.n = k;
+        d.n = scatter_thumbs(&m, mu, n, xs, ys, cls, &thumbs);
         d.thumbs = thumbs;
         d.thumb_h = m.ckpt.meta.image_rows;
         d.thumb_w = m.ckpt.meta.image_cols;
         d.thumb_channels = m.ckpt.meta.channels;
         snprintf(title, sizeof title, "%d of %d test images decoded from their means, latent %d",
-                 k, n, latent);
+                 d.n, n, latent);
     }
     status = plot_scatter(&d, o.out, err);
 done:
     free(mu);
-    free(points);
-    free(proj);
     free(xs);
     free(ys);
     free(cls);
@@ -644,7 +701,7 @@ int plot_main(int argc, char **argv, struct clvae_error *err)
         switch (c) {
         case 'm': metrics = optarg; break;
         case 'o': out = optarg; break;
-        case 'h': fputs(usage_plot, stdout); exit(CLVAE_EXIT_OK);
+        case 'h': fputs(usage_plot, stdout); return 0;
         default: return cli_bad_option(c, argv, "plot", err);
         }
     }

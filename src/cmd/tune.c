@@ -120,7 +120,6 @@ static int parse_tune(int argc, char **argv, struct tune_options *o, struct clva
     return vae_layout(&layout, m, o->model_option, err);
 }
 
-
 // One forward and backward pass of rows rows, finished.
 static void step(struct vae *vae, int rows, cl_mem rec, cl_mem kl)
 {
@@ -133,7 +132,7 @@ static void step(struct vae *vae, int rows, cl_mem rec, cl_mem kl)
                             .grad_scale = 1.0f / (float)rows};
     vae_forward(vae, &pass);
     vae_backward(vae, &pass, 1.0f);
-    CL_CHECK(clFinish(vae->rt->queue));
+    clrt_finish(vae->rt);
 }
 
 static int compare_doubles(const void *a, const void *b)
@@ -244,8 +243,7 @@ static void fill_inputs(struct vae *vae, int rows, uint64_t seed)
     clrt_parts_write(vae->rt, &vae->params, host, true);
     for (size_t i = 0; i < dim; i++)
         host[i] = (float)philox_uniform(seed, (uint32_t)i, 1, PHILOX_STREAM_INIT);
-    CL_CHECK(clEnqueueWriteBuffer(vae->rt->queue, vae->x, CL_TRUE, 0, dim * sizeof(float), host, 0,
-                                  NULL, NULL));
+    clrt_write(vae->rt, vae->x, 0, dim * sizeof(float), host, true);
     free(host);
 }
 
@@ -310,10 +308,11 @@ int tune_main(int argc, char **argv, struct clvae_error *err)
     if (own) {
         rt.own_gemm = true;
         double t = time_passes(&vae, rows, rec, kl);
-        printf("clvae tune: clvae's own kernels (cl/gemm.cl), which run the products on this device "
-               "unless CLVAE_GEMM=clblast: %.3f ms a pass, %.2fx the fastest CLBlast "
-               "configuration's speed\n",
-               1e3 * t, fmin(best_time, baseline) / t);
+        printf(
+            "clvae tune: clvae's own kernels (cl/gemm.cl), which run the products on this device "
+            "unless CLVAE_GEMM=clblast: %.3f ms a pass, %.2fx the fastest CLBlast "
+            "configuration's speed\n",
+            1e3 * t, fmin(best_time, baseline) / t);
     }
     char params[200];
     describe(&best, params, sizeof params);
@@ -329,10 +328,8 @@ int tune_main(int argc, char **argv, struct clvae_error *err)
            params, 1e3 * best_time, baseline / best_time, path);
     status = 0;
 done:
-    if (rec)
-        clReleaseMemObject(rec);
-    if (kl)
-        clReleaseMemObject(kl);
+    clrt_release_buffer(rec);
+    clrt_release_buffer(kl);
     vae_release(&vae);
     clrt_close(&rt);
     return status;

@@ -84,12 +84,13 @@ bool dataset_is_idx(const char *dir)
            idx_find(dir, "t10k-images-idx3-ubyte", path, sizeof path, &ignore) == 0;
 }
 
-// The IDX test labels of dir for count images into d, when dir has a label file.
-static int read_idx_labels(const char *dir, struct dataset *d, struct clvae_error *err)
+// The IDX labels of dir's test (or training) images into d, when dir has a label file.
+static int read_idx_labels(const char *dir, bool train, struct dataset *d, struct clvae_error *err)
 {
     char path[4096];
     struct clvae_error missing;
-    if (idx_find(dir, "t10k-labels-idx1-ubyte", path, sizeof path, &missing))
+    if (idx_find(dir, train ? "train-labels-idx1-ubyte" : "t10k-labels-idx1-ubyte", path,
+                 sizeof path, &missing))
         return 0;
     struct idx_images lab;
     if (idx_read_labels(path, &lab, err))
@@ -109,10 +110,11 @@ static int read_idx_labels(const char *dir, struct dataset *d, struct clvae_erro
     return dataset_idx_class_names(dir, d->n_classes, &d->class_names, err);
 }
 
-static int read_idx(const char *dir, struct dataset *d, struct clvae_error *err)
+static int read_idx(const char *dir, bool train, struct dataset *d, struct clvae_error *err)
 {
     struct idx_images test;
-    if (idx_find(dir, "t10k-images-idx3-ubyte", d->source, sizeof d->source, err) ||
+    if (idx_find(dir, train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte", d->source,
+                 sizeof d->source, err) ||
         idx_read_images(d->source, &test, err))
         return -1;
     d->test = (struct image_set){.count = test.count,
@@ -120,31 +122,33 @@ static int read_idx(const char *dir, struct dataset *d, struct clvae_error *err)
                                  .width = test.cols,
                                  .channels = 1,
                                  .pixels = test.pixels};
-    return read_idx_labels(dir, d, err);
+    return read_idx_labels(dir, train, d, err);
 }
 
-static int read_folder(const char *dir, const struct ckpt_meta *meta, struct dataset *d,
+static int read_folder(const char *dir, const struct ckpt_meta *meta, bool train, struct dataset *d,
                        struct clvae_error *err)
 {
     struct image_folder_options o = {.channels = meta->channels,
                                      .width = meta->image_cols,
                                      .height = meta->image_rows,
+                                     .crop = meta->crop,
                                      .test_split = meta->test_split,
                                      .seed = meta->seed,
                                      .progress = isatty(STDERR_FILENO),
                                      .empty_hint = "; nor IDX test images "
                                                    "(t10k-images-idx3-ubyte[.gz])",
-                                     .test_only = true};
+                                     .test_only = !train};
     memcpy(o.background, meta->background, 3);
     struct image_folder f;
     if (image_folder_read(dir, &o, &f, err))
         return -1;
-    snprintf(d->source, sizeof d->source, "%s%s", dir, f.test_folder ? "/test" : "");
+    snprintf(d->source, sizeof d->source, "%s%s", dir,
+             f.test_folder ? (train ? "/train" : "/test") : "");
     d->folder = true;
-    d->test = f.test;
+    d->test = train ? f.train : f.test;
     d->n_classes = f.n_classes;
     d->class_names = f.class_names;
-    f.test = (struct image_set){0};
+    *(train ? &f.train : &f.test) = (struct image_set){0};
     f.class_names = NULL;
     f.n_classes = 0;
     image_folder_free(&f);
@@ -154,8 +158,15 @@ static int read_folder(const char *dir, const struct ckpt_meta *meta, struct dat
 int dataset_read_test(const char *dir, const struct ckpt_meta *meta, const char *model,
                       struct dataset *d, struct clvae_error *err)
 {
+    return dataset_read_split(dir, meta, model, false, d, err);
+}
+
+int dataset_read_split(const char *dir, const struct ckpt_meta *meta, const char *model, bool train,
+                       struct dataset *d, struct clvae_error *err)
+{
     memset(d, 0, sizeof *d);
-    int rc = dataset_is_idx(dir) ? read_idx(dir, d, err) : read_folder(dir, meta, d, err);
+    int rc =
+        dataset_is_idx(dir) ? read_idx(dir, train, d, err) : read_folder(dir, meta, train, d, err);
     if (rc == 0 &&
         ((int)d->test.height != meta->image_rows || (int)d->test.width != meta->image_cols ||
          (int)d->test.channels != meta->channels))
@@ -166,7 +177,8 @@ int dataset_read_test(const char *dir, const struct ckpt_meta *meta, const char 
                         d->test.channels == 1 ? "" : "s", model, meta->image_cols, meta->image_rows,
                         meta->channels);
     if (rc == 0 && d->test.count == 0)
-        rc = clvae_fail(err, CLVAE_EXIT_DATA, "%s: holds no test images", d->source);
+        rc = clvae_fail(err, CLVAE_EXIT_DATA, "%s: holds no %s images", d->source,
+                        train ? "training" : "test");
     if (rc)
         dataset_free(d);
     return rc;

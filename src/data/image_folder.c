@@ -1,573 +1,42 @@
-// A folder of PNG images as a data set (see include/data/image_folder.h for the rules): the file list,
-// the train/test split, and the two passes that read headers and then decode in parallel.
+// A folder of images as a data set (see include/data/image_folder.h for the rules): the file list,
+// the train/test split, the decoded-set cache, and the two passes that read headers and then
+// decode in parallel (each file by include/data/image_decode.h's readers).
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#define _XOPEN_SOURCE 700 // realpath
 
 #include "image_folder.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
-#include <png.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <stb_image_resize.h>
-
 #include "idx.h"
+#include "image_cache.h"
 #include "philox.h"
 #include "regular_file.h"
 
-#define PATH_BYTES 4096          // the longest path built, with its NUL
-#define MAX_THREADS 256          // workers of a pass, whatever the host has
-#define PROGRESS_NS 100000000L   // the progress bar's period: 10 updates a second
-#define PROGRESS_WIDTH 30        // characters between the brackets
-#define FEED_BYTES 8192          // bytes handed to libpng at a time (its own reader's IDAT reads)
-#define PNG_CHUNK_MAX FEED_BYTES // the longest chunk but IDAT handed to libpng (see feed_chunks)
+#define PATH_BYTES 4096        // the longest path built, with its NUL
+#define MAX_THREADS 256        // workers of a pass, whatever the host has
+#define PROGRESS_NS 100000000L // the progress bar's period: 10 updates a second
+#define PROGRESS_WIDTH 30      // characters between the brackets
+#define VERSION_BYTES 512      // the decoders' versions, for the cache's key
 
-// libpng 1.6's warning (pngpread.c) when the image data goes on past the last row the header
-// implies: it has inflated at most one row more, and inflates nothing after it.
-#define PNG_EXTRA_DATA "Extra compressed data in IDAT"
+// The image extensions the scan takes besides .png, for messages.
+#define IMAGE_NAMES ".jpg, .jpeg, .jpe, .jfif, .webp, .gif, .bmp, .pgm, .ppm, .pnm, .tga"
 
 enum { SET_TRAIN = 0, SET_TEST = 1 };
-
-// ---- Reading one PNG with libpng ----
-//
-// The reader hands the file to libpng's progressive reader chunk by chunk. libpng's sequential
-// reader inflates whatever IDAT holds past the last row before it looks (1 GiB from an 8x8 file
-// took 3 to 5 s); the progressive one stops one row past it, and says so. Rows arrive one at a
-// time, each put in its place at once: the reader holds an image only when it is to be resized.
-
-// One PNG being read: libpng's state, where its bytes come from (a FILE or memory), what has been
-// read and where the pixels go.
-struct png_reader {
-    const char *name; // what messages call it
-    FILE *fp;         // the source when not NULL, else data
-    const uint8_t *data;
-    size_t len, pos;
-    png_structp png;
-    png_infop info;
-    uint8_t sig[8];          // the signature, read before libpng starts
-    bool ended;              // the source ran out before libpng was done
-    int read_errno;          // the FILE's read failed with this
-    bool no_memory;          // an allocation for libpng failed
-    char msg[256];           // libpng's last error
-    struct clvae_error *err; // the reader's own failures (failed set), from inside libpng's calls
-    bool failed;
-    struct image_png_header header;
-    bool have_header; // the chunks up to the first IDAT are read: header holds them
-    bool at_end;      // IEND is read
-    // Decoding, when fmt is not NULL.
-    const struct image_format *fmt;
-    const struct image_png_header *expect; // what an earlier pass read (NULL: nothing)
-    uint8_t *out;                          // fmt's image
-    uint8_t *source;                       // owned: the image as RGBA when it is resized, else NULL
-    bool interlaced;                       // Adam7: rows arrive pass by pass
-    uint64_t rows;                         // rows decoded (an interlaced image's: its passes' rows)
-    uint64_t rows_due;                     // how many the header implies
-    size_t held, peak; // bytes allocated by libpng and the reader: now, and at most
-};
-
-// errno e's text: strerror_r, as the passes' workers run in parallel and strerror need not be
-// thread-safe.
-static const char *errno_text(int e, char *buf, size_t len)
-{
-    if (strerror_r(e, buf, len) != 0)
-        snprintf(buf, len, "error %d", e);
-    return buf;
-}
-
-// A block of the reader's: its size before it, aligned as malloc's blocks are.
-union counted {
-    size_t size;
-    max_align_t align;
-};
-
-// size bytes, counted in r->held and r->peak; NULL when out of memory.
-static void *counted_alloc(struct png_reader *r, size_t size)
-{
-    union counted *c = size <= SIZE_MAX - sizeof *c ? malloc(sizeof *c + size) : NULL;
-    if (!c)
-        return NULL;
-    c->size = size;
-    r->held += size;
-    if (r->held > r->peak)
-        r->peak = r->held;
-    return c + 1;
-}
-
-static void counted_free(struct png_reader *r, void *p)
-{
-    if (!p)
-        return;
-    union counted *c = (union counted *)p - 1;
-    r->held -= c->size;
-    free(c);
-}
-
-// libpng's allocator: everything it takes (its state, row buffers, zlib's window) is counted.
-static png_voidp on_png_malloc(png_structp png, png_alloc_size_t size)
-{
-    struct png_reader *r = png_get_mem_ptr(png);
-    void *p = counted_alloc(r, size);
-    if (!p)
-        r->no_memory = true;
-    return p;
-}
-
-static void on_png_free(png_structp png, png_voidp p)
-{
-    counted_free(png_get_mem_ptr(png), p);
-}
-
-// The reader's own failure, already in r->err: unwinds out of libpng's call.
-static void reader_stop(struct png_reader *r)
-{
-    r->failed = true;
-    png_longjmp(r->png, 1);
-}
-
-// libpng's error callback: keeps the message (clvae prints it, named by the file) and unwinds.
-static void on_png_error(png_structp png, png_const_charp msg)
-{
-    struct png_reader *r = png_get_error_ptr(png);
-    snprintf(r->msg, sizeof r->msg, "%s", msg);
-    png_longjmp(png, 1);
-}
-
-// libpng's warning callback: silent, as nothing but the progress bar and skips may print; but
-// image data past the last row the header implies is an error, before anything more is inflated.
-static void on_png_warning(png_structp png, png_const_charp msg)
-{
-    struct png_reader *r = png_get_error_ptr(png);
-    if (strcmp(msg, PNG_EXTRA_DATA) != 0)
-        return;
-    clvae_fail(r->err, CLVAE_EXIT_DATA,
-               "%s: corrupt PNG (more image data than its %ux%u header implies)", r->name,
-               (unsigned)r->header.width, (unsigned)r->header.height);
-    reader_stop(r);
-}
-
-// Up to n bytes of the source into out; returns how many arrived.
-static size_t source_read(struct png_reader *r, uint8_t *out, size_t n)
-{
-    if (r->fp)
-        return fread(out, 1, n, r->fp);
-    size_t got = n < r->len - r->pos ? n : r->len - r->pos;
-    if (got > 0)
-        memcpy(out, r->data + r->pos, got);
-    r->pos += got;
-    return got;
-}
-
-// Exactly n bytes of the source into out, or an error when the source ends or fails.
-static void source_need(struct png_reader *r, uint8_t *out, size_t n)
-{
-    if (source_read(r, out, n) < n) {
-        r->ended = !r->fp || !ferror(r->fp);
-        r->read_errno = r->ended ? 0 : errno;
-        png_error(r->png, r->ended ? "unexpected end of file" : "read error");
-    }
-}
-
-// Skips n bytes of the source unread. A FILE's short skips are read through: a seek drops stdio's
-// buffer, and the oxygen icons' four small chunks a file made a folder read 15% slower. Its long
-// skips are sought past, which shows a skip past the end as the end at the next read. Memory's
-// skip past the end is the end at once.
-static void source_skip(struct png_reader *r, uint64_t n)
-{
-    if (r->fp && n <= FEED_BYTES) {
-        uint8_t buf[FEED_BYTES];
-        source_need(r, buf, (size_t)n);
-    } else if (r->fp) {
-        if (fseeko(r->fp, (off_t)n, SEEK_CUR) != 0) {
-            r->read_errno = errno;
-            png_error(r->png, "read error");
-        }
-    } else if (n > r->len - r->pos) {
-        r->pos = r->len;
-        r->ended = true;
-        png_error(r->png, "unexpected end of file");
-    } else {
-        r->pos += (size_t)n;
-    }
-}
-
-// How far into the source the reader went.
-static size_t source_position(const struct png_reader *r)
-{
-    if (!r->fp)
-        return r->pos;
-    off_t at = ftello(r->fp);
-    return at < 0 ? 0 : (size_t)at;
-}
-
-// Turns the reader's failure into err: truncated, unreadable, out of memory or corrupt.
-static int reader_fail(struct png_reader *r, struct clvae_error *err)
-{
-    if (r->ended)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: truncated PNG (the file ends early)", r->name);
-    char text[128];
-    if (r->read_errno)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: read error (%s)", r->name,
-                          errno_text(r->read_errno, text, sizeof text));
-    if (r->no_memory)
-        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory in libpng", r->name);
-    return clvae_fail(err, CLVAE_EXIT_DATA, "%s: corrupt PNG (%s)", r->name, r->msg);
-}
-
-// Whether any entry of the image's palette is not grey.
-static bool palette_has_colour(png_structp png, png_infop info)
-{
-    png_colorp palette;
-    int n = 0;
-    if (png_get_PLTE(png, info, &palette, &n) == 0)
-        return false;
-    for (int i = 0; i < n; i++)
-        if (palette[i].red != palette[i].green || palette[i].green != palette[i].blue)
-            return true;
-    return false;
-}
-
-// ---- Pixels: libpng's callbacks put each row in its place ----
-
-// rgba (n pixels, 4) over bg -> every step-th pixel of out (channels each): (c a + bg (255 - a)
-// + 127) / 255 in 8 bits, then for one channel Rec. 601 luma rounded,
-// (299 R + 587 G + 114 B + 500) / 1000.
-static void composite(const uint8_t *rgba, size_t n, size_t step, const uint8_t bg[3], int channels,
-                      uint8_t *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *p = rgba + 4 * i;
-        uint8_t *o = out + i * step * (size_t)channels;
-        unsigned a = p[3], c[3];
-        for (int k = 0; k < 3; k++)
-            c[k] = (p[k] * a + bg[k] * (255 - a) + 127) / 255;
-        if (channels == 3) {
-            for (int k = 0; k < 3; k++)
-                o[k] = (uint8_t)c[k];
-        } else {
-            o[0] = (uint8_t)((299 * c[0] + 587 * c[1] + 114 * c[2] + 500) / 1000);
-        }
-    }
-}
-
-// rgba (n pixels, 4) -> every step-th pixel of out (RGBA).
-static void spread(const uint8_t *rgba, size_t n, size_t step, uint8_t *out)
-{
-    if (step == 1) {
-        memcpy(out, rgba, n * 4);
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        memcpy(out + i * step * 4, rgba + i * 4, 4);
-}
-
-// The bytes a decoder holds beside libpng's for an image of width x height decoded to fmt: none
-// at fmt's size, else the source and the resized image as RGBA.
-static uint64_t resize_bytes(uint32_t width, uint32_t height, const struct image_format *fmt)
-{
-    if (width == (uint32_t)fmt->width && height == (uint32_t)fmt->height)
-        return 0;
-    return 4 * ((uint64_t)width * height + (uint64_t)fmt->width * fmt->height);
-}
-
-uint64_t image_decode_bound(uint32_t width, uint32_t height, const struct image_format *fmt)
-{
-    return IMAGE_DECODE_FIXED_BYTES + IMAGE_DECODE_ROW_BYTES * (uint64_t)width +
-           resize_bytes(width, height, fmt);
-}
-
-// The rows libpng hands over for an image of h: its height, or for Adam7 the rows of every pass
-// that holds pixels.
-static uint64_t rows_due(const struct image_png_header *h, bool interlaced)
-{
-    if (!interlaced)
-        return h->height;
-    uint64_t n = 0;
-    for (int pass = 0; pass < 7; pass++)
-        if (PNG_PASS_COLS(h->width, pass) > 0)
-            n += PNG_PASS_ROWS(h->height, pass);
-    return n;
-}
-
-// Before the first row: the header against the earlier pass's, libpng's transforms to 8-bit RGBA
-// (palette and tRNS expanded, 16 bits scaled with rounding (scale_16), grey replicated, opaque
-// alpha added), and the RGBA buffer of an image to resize. Interlacing is undone by on_row.
-static void start_image(struct png_reader *r)
-{
-    const struct image_png_header *h = &r->header, *expect = r->expect;
-    if (expect && (h->width != expect->width || h->height != expect->height)) {
-        clvae_fail(r->err, CLVAE_EXIT_DATA, "%s: changed while being read (%ux%u, was %ux%u)",
-                   r->name, (unsigned)h->width, (unsigned)h->height, (unsigned)expect->width,
-                   (unsigned)expect->height);
-        reader_stop(r);
-    }
-    png_structp png = r->png;
-    png_set_expand(png);
-    png_set_scale_16(png);
-    png_set_gray_to_rgb(png);
-    png_set_add_alpha(png, 0xffff, PNG_FILLER_AFTER);
-    png_read_update_info(png, r->info);
-    if (png_get_rowbytes(png, r->info) != (size_t)h->width * 4)
-        png_error(png, "rows are not 8-bit RGBA after libpng's transforms");
-    r->interlaced = png_get_interlace_type(png, r->info) == PNG_INTERLACE_ADAM7;
-    r->rows_due = rows_due(h, r->interlaced);
-    if (resize_bytes(h->width, h->height, r->fmt) == 0)
-        return;
-    r->source = counted_alloc(r, (size_t)h->width * h->height * 4);
-    if (!r->source) {
-        clvae_fail(r->err, CLVAE_EXIT_FAILURE, "%s: out of host memory for %ux%u pixels", r->name,
-                   (unsigned)h->width, (unsigned)h->height);
-        reader_stop(r);
-    }
-}
-
-// libpng's callback at the first IDAT, the chunks before it read: the header, checked against
-// IMAGE_MAX_PIXELS, and when decoding the start of the image.
-static void on_info(png_structp png, png_infop info)
-{
-    struct png_reader *r = png_get_progressive_ptr(png);
-    struct image_png_header *h = &r->header;
-    int type = png_get_color_type(png, info);
-    h->width = png_get_image_width(png, info);
-    h->height = png_get_image_height(png, info);
-    h->colour = type == PNG_COLOR_TYPE_PALETTE ? palette_has_colour(png, info)
-                                               : (type & PNG_COLOR_MASK_COLOR) != 0;
-    h->transparency = (type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS);
-    r->have_header = true;
-    if ((uint64_t)h->width * h->height > IMAGE_MAX_PIXELS) {
-        clvae_fail(r->err, CLVAE_EXIT_DATA, "%s: %ux%u is over the limit of %llu pixels", r->name,
-                   (unsigned)h->width, (unsigned)h->height, (unsigned long long)IMAGE_MAX_PIXELS);
-        reader_stop(r);
-    }
-    if (r->fmt)
-        start_image(r);
-}
-
-// libpng's row callback: row row_num of pass (an interlaced image's; else 0) as 8-bit RGBA, put
-// in its place: into the RGBA buffer when the image is resized, else composited into the output.
-static void on_row(png_structp png, png_bytep row, png_uint_32 row_num, int pass)
-{
-    struct png_reader *r = png_get_progressive_ptr(png);
-    const struct image_png_header *h = &r->header;
-    if (!row)
-        return;
-    uint32_t y = row_num, x0 = 0, step = 1, n = h->width;
-    if (r->interlaced) {
-        if (pass < 0 || pass > 6)
-            png_error(png, "interlace pass out of range");
-        y = PNG_ROW_FROM_PASS_ROW(row_num, pass);
-        x0 = PNG_PASS_START_COL(pass);
-        step = 1u << PNG_PASS_COL_SHIFT(pass);
-        n = PNG_PASS_COLS(h->width, pass);
-    }
-    if (row_num >= h->height || y >= h->height || r->rows >= r->rows_due)
-        png_error(png, "a row past the image");
-    size_t at = (size_t)y * h->width + x0;
-    const struct image_format *fmt = r->fmt;
-    if (r->source)
-        spread(row, n, step, r->source + at * 4);
-    else
-        composite(row, n, step, fmt->background, fmt->channels, r->out + at * fmt->channels);
-    r->rows++;
-}
-
-// libpng's callback after IEND.
-static void on_end(png_structp png, png_infop info)
-{
-    (void)info;
-    struct png_reader *r = png_get_progressive_ptr(png);
-    r->at_end = true;
-}
-
-// ---- Feeding libpng, chunk by chunk ----
-
-// Checks the 8-byte signature and sets libpng up to read the rest.
-static int reader_open(struct png_reader *r, struct clvae_error *err)
-{
-    char text[128];
-    size_t got = source_read(r, r->sig, sizeof r->sig);
-    if (got == 0 && r->fp && ferror(r->fp))
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", r->name,
-                          errno_text(errno, text, sizeof text));
-    if (got == 0)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: empty file, not a PNG", r->name);
-    if (got < sizeof r->sig || png_sig_cmp(r->sig, 0, sizeof r->sig) != 0)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: not a PNG file (no PNG signature)", r->name);
-    r->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, r, on_png_error, on_png_warning, r,
-                                      on_png_malloc, on_png_free);
-    if (r->png)
-        r->info = png_create_info_struct(r->png);
-    if (!r->png || !r->info)
-        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory in libpng", r->name);
-    png_set_progressive_read_fn(r->png, r, on_info, on_row, on_end);
-    // Only IHDR, PLTE, tRNS, IDAT and IEND are read (feed_chunks skips the ancillary chunks
-    // before libpng sees them); this makes libpng ignore the others too.
-    png_set_keep_unknown_chunks(r->png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
-    png_set_chunk_malloc_max(r->png, PNG_CHUNK_MAX);
-#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-    // The fuzz build only: a mutated chunk keeps its old CRC, and checking it would stop nearly
-    // every input before the decoder.
-    png_set_crc_action(r->png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
-    png_set_option(r->png, PNG_IGNORE_ADLER32, PNG_OPTION_ON);
-#endif
-    return 0;
-}
-
-// Releases libpng's state and the reader's buffer; safe on a reader that never opened.
-static void reader_close(struct png_reader *r)
-{
-    counted_free(r, r->source);
-    r->source = NULL;
-    if (r->png)
-        png_destroy_read_struct(&r->png, r->info ? &r->info : NULL, NULL);
-    r->png = NULL;
-    r->info = NULL;
-}
-
-// Whether the 4 bytes are a chunk type: letters only, as libpng requires.
-static bool chunk_type_ok(const uint8_t *type)
-{
-    for (int i = 0; i < 4; i++)
-        if (!((type[i] >= 'A' && type[i] <= 'Z') || (type[i] >= 'a' && type[i] <= 'z')))
-            return false;
-    return true;
-}
-
-// Whether a chunk is skipped unread: every ancillary one (a lower-case first letter) but tRNS.
-// libpng ignores them too, but its progressive reader holds a whole chunk in memory first.
-static bool chunk_skipped(const uint8_t *type)
-{
-    return (type[0] & 0x20) && memcmp(type, "tRNS", 4) != 0;
-}
-
-// n bytes of the source, handed to libpng FEED_BYTES at a time.
-static void feed_bytes(struct png_reader *r, uint64_t n)
-{
-    uint8_t buf[FEED_BYTES];
-    while (n > 0) {
-        size_t part = n < FEED_BYTES ? (size_t)n : FEED_BYTES;
-        source_need(r, buf, part);
-        png_process_data(r->png, r->info, buf, part);
-        n -= part;
-    }
-}
-
-// The file from the source to libpng, chunk by chunk: up to IEND when decoding, for the header
-// up to the first IDAT. Each chunk's 8-byte head goes alone, so that libpng's callback at the
-// first IDAT comes before any of its data. Failures unwind through libpng's error callback.
-static void feed_chunks(struct png_reader *r)
-{
-    png_process_data(r->png, r->info, r->sig, sizeof r->sig);
-    while (!r->at_end) {
-        uint8_t head[8];
-        source_need(r, head, sizeof head);
-        uint32_t length = png_get_uint_32(head);
-        const uint8_t *type = head + 4;
-        if (length > PNG_UINT_31_MAX)
-            png_error(r->png, "chunk length out of range");
-        if (!chunk_type_ok(type))
-            png_error(r->png, "invalid chunk type");
-        if (chunk_skipped(type)) {
-            source_skip(r, (uint64_t)length + 4);
-            continue;
-        }
-        if (length > PNG_CHUNK_MAX && memcmp(type, "IDAT", 4) != 0) {
-            char text[64];
-            snprintf(text, sizeof text, "%.4s: a chunk of %u bytes", (const char *)type,
-                     (unsigned)length);
-            png_error(r->png, text);
-        }
-        png_process_data(r->png, r->info, head, sizeof head);
-        if (r->have_header && !r->fmt)
-            return;
-        feed_bytes(r, (uint64_t)length + 4);
-    }
-}
-
-// feed_chunks under libpng's error handling: 0, or -1 when it failed.
-static int run_libpng(struct png_reader *r)
-{
-    if (setjmp(png_jmpbuf(r->png)))
-        return -1;
-    feed_chunks(r);
-    return 0;
-}
-
-// The resized image: r->source (the header's size) -> fmt's size by stb_image_resize (its
-// default filter, edges clamped, sRGB, channel 3 declared alpha so that colour is weighted by
-// it), composited into r->out.
-static int finish_resized(struct png_reader *r, struct clvae_error *err)
-{
-    const struct image_format *fmt = r->fmt;
-    const struct image_png_header *h = &r->header;
-    uint8_t *resized = counted_alloc(r, (size_t)fmt->width * fmt->height * 4);
-    bool ok =
-        resized && stbir_resize_uint8_generic(r->source, (int)h->width, (int)h->height, 0, resized,
-                                              fmt->width, fmt->height, 0, 4, 3, 0, STBIR_EDGE_CLAMP,
-                                              STBIR_FILTER_DEFAULT, STBIR_COLORSPACE_SRGB, NULL);
-    if (ok)
-        composite(resized, (size_t)fmt->width * fmt->height, 1, fmt->background, fmt->channels,
-                  r->out);
-    counted_free(r, resized);
-    if (!ok)
-        return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory resizing %ux%u to %dx%d",
-                          r->name, (unsigned)h->width, (unsigned)h->height, fmt->width,
-                          fmt->height);
-    return 0;
-}
-
-// Reads the PNG r opened: its header into r->header and, when r->fmt is set, its pixels into
-// r->out. 0, or -1 with err filled.
-static int reader_run(struct png_reader *r, struct clvae_error *err)
-{
-    r->err = err;
-    if (run_libpng(r) != 0)
-        return r->failed ? -1 : reader_fail(r, err);
-    if (!r->fmt)
-        return 0;
-    if (r->rows < r->rows_due)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: corrupt PNG (not enough image data)", r->name);
-    return r->source ? finish_resized(r, err) : 0;
-}
-
-int image_png_header(const uint8_t *data, size_t len, const char *name,
-                     struct image_png_header *header, struct clvae_error *err)
-{
-    struct png_reader r = {.name = name, .data = data, .len = len};
-    int rc = reader_open(&r, err) == 0 ? reader_run(&r, err) : -1;
-    if (rc == 0)
-        *header = r.header;
-    reader_close(&r);
-    return rc;
-}
-
-int image_decode_png(const uint8_t *data, size_t len, const char *name,
-                     const struct image_format *fmt, uint8_t *out, struct image_decode_stats *stats,
-                     struct clvae_error *err)
-{
-    if ((fmt->channels != 1 && fmt->channels != 3) || fmt->width < 1 ||
-        fmt->width > IMAGE_MAX_SIDE || fmt->height < 1 || fmt->height > IMAGE_MAX_SIDE)
-        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: cannot decode to %dx%d with %d channels",
-                          name, fmt->width, fmt->height, fmt->channels);
-    struct png_reader r = {.name = name, .data = data, .len = len, .fmt = fmt, .out = out};
-    int rc = reader_open(&r, err) == 0 ? reader_run(&r, err) : -1;
-    reader_close(&r);
-    if (stats)
-        *stats = (struct image_decode_stats){
-            .peak_bytes = r.peak, .held_after = r.held, .bytes_read = source_position(&r)};
-    return rc;
-}
 
 // ---- The file list ----
 
@@ -577,16 +46,18 @@ struct arena {
     size_t len, cap;
 };
 
-// One PNG file of the data set.
+// One image file of the data set.
 struct entry {
-    size_t name;            // its path's offset in the scan's names
-    const char *path;       // the path, once the names have stopped growing
-    uint64_t dev, ino;      // its file's identity, for hard links
-    int32_t label;          // class index (training's list), -1 unlabelled
-    uint32_t width, height; // from the header pass
-    uint8_t set;            // SET_TRAIN or SET_TEST
-    bool linked;            // st_nlink > 1: another path may reach the same file
-    bool colour, transparency, bad;
+    size_t name;                   // its path's offset in the scan's names
+    const char *path;              // the path, once the names have stopped growing
+    uint64_t dev, ino;             // its file's identity, for hard links
+    uint64_t size;                 // its size and modification time as the scan saw them
+    int64_t mtime_sec, mtime_nsec; // (the cache's key)
+    int32_t label;                 // class index (training's list), -1 unlabelled
+    struct image_header header;    // from the header pass
+    uint8_t set;                   // SET_TRAIN or SET_TEST
+    bool linked;                   // st_nlink > 1: another path may reach the same file
+    bool bad;
 };
 
 // What the scan of DIR has found so far.
@@ -603,6 +74,8 @@ struct scan {
     bool test_folder; // DIR/train + DIR/test
     uint64_t skipped;
     const char *empty_hint; // opt->empty_hint
+    char *warnings;         // the skip warnings printed, for the cache (malloc'ed, NUL-ended)
+    size_t warnings_len;
 };
 
 static int out_of_memory(const char *what, struct clvae_error *err)
@@ -667,19 +140,12 @@ static int join(char *buf, const char *dir, const char *name, struct clvae_error
     return 0;
 }
 
-// Whether name ends in ".png", in any case.
-static bool is_png_name(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 4 && strcasecmp(name + n - 4, ".png") == 0;
-}
-
-// Adds the PNG file at path (lstat'ed as st) to the list.
+// Adds the image file at path (lstat'ed as st) to the list.
 static int add_file(struct scan *s, const char *path, const struct stat *st, int32_t label,
                     uint8_t set, struct clvae_error *err)
 {
     if (s->n >= UINT32_MAX)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: more than %u .png files", s->dir,
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: more than %u image files", s->dir,
                           (unsigned)UINT32_MAX);
     struct entry *files = grow(s->files, &s->cap, s->n, sizeof *files);
     if (!files)
@@ -688,6 +154,9 @@ static int add_file(struct scan *s, const char *path, const struct stat *st, int
     struct entry *e = &s->files[s->n];
     *e = (struct entry){.dev = (uint64_t)st->st_dev,
                         .ino = (uint64_t)st->st_ino,
+                        .size = (uint64_t)st->st_size,
+                        .mtime_sec = (int64_t)st->st_mtim.tv_sec,
+                        .mtime_nsec = (int64_t)st->st_mtim.tv_nsec,
                         .label = label,
                         .set = set,
                         .linked = st->st_nlink > 1};
@@ -720,7 +189,7 @@ static void pop_folder(struct scan *s, char *buf)
 }
 
 // What one entry of a folder is, by lstat: links, hidden names and special files are skipped.
-enum kind { KIND_SKIP, KIND_FOLDER, KIND_PNG };
+enum kind { KIND_SKIP, KIND_FOLDER, KIND_IMAGE };
 
 // The kind of folder/name, with path (PATH_BYTES) set to the joined path and st to its lstat.
 static int entry_kind(const char *folder, const char *name, char *path, struct stat *st,
@@ -735,8 +204,8 @@ static int entry_kind(const char *folder, const char *name, char *path, struct s
         return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", path, strerror(errno));
     if (S_ISDIR(st->st_mode))
         *kind = KIND_FOLDER;
-    else if (S_ISREG(st->st_mode) && is_png_name(name))
-        *kind = KIND_PNG;
+    else if (S_ISREG(st->st_mode) && image_name_codec(name) >= 0)
+        *kind = KIND_IMAGE;
     return 0;
 }
 
@@ -778,7 +247,7 @@ struct walk {
     uint8_t set;
 };
 
-// A walk's visitor: folders go on the stack, PNG files into the list.
+// A walk's visitor: folders go on the stack, image files into the list.
 static int walk_visit(struct scan *s, const char *path, const struct stat *st, enum kind kind,
                       void *ctx, struct clvae_error *err)
 {
@@ -788,7 +257,7 @@ static int walk_visit(struct scan *s, const char *path, const struct stat *st, e
     return add_file(s, path, st, w->label, w->set, err);
 }
 
-// Adds every PNG below folder, at any depth, with label and set. The stack keeps one folder open
+// Adds every image below folder, at any depth, with label and set. The stack keeps one folder open
 // at a time, so depth costs no file descriptors.
 static int walk_tree(struct scan *s, const char *folder, int32_t label, uint8_t set,
                      struct clvae_error *err)
@@ -807,7 +276,7 @@ static int walk_tree(struct scan *s, const char *folder, int32_t label, uint8_t 
 
 // ---- The layout: class folders, loose files, DIR/train and DIR/test ----
 
-// A root's immediate contents: its class folders' names and how many PNG files lie loose in it.
+// A root's immediate contents: its class folders' names and how many images lie loose in it.
 struct root {
     const char *path;
     uint8_t set;
@@ -826,12 +295,12 @@ static void root_free(struct root *r)
     r->n_classes = 0;
 }
 
-// A root's visitor: subfolders are classes, PNG files are loose (unlabelled until proven not).
+// A root's visitor: subfolders are classes, image files are loose (unlabelled until proven not).
 static int root_visit(struct scan *s, const char *path, const struct stat *st, enum kind kind,
                       void *ctx, struct clvae_error *err)
 {
     struct root *r = ctx;
-    if (kind == KIND_PNG) {
+    if (kind == KIND_IMAGE) {
         r->loose++;
         return add_file(s, path, st, -1, r->set, err);
     }
@@ -868,7 +337,7 @@ static int test_label(struct scan *s, const struct root *r, const char *name, in
     return 0;
 }
 
-// Walks every class folder of the root; each must hold at least one PNG.
+// Walks every class folder of the root; each must hold at least one image.
 static int walk_classes(struct scan *s, struct root *r, struct clvae_error *err)
 {
     char path[PATH_BYTES];
@@ -887,8 +356,8 @@ static int walk_classes(struct scan *s, struct root *r, struct clvae_error *err)
     for (size_t k = 0; k < r->n_classes && rc == 0; k++)
         if (counts[k] == 0 && s->n > r->first)
             rc = clvae_fail(err, CLVAE_EXIT_DATA,
-                            "%s/%s: a class folder with no .png images (every subfolder of %s "
-                            "is a class: remove it or add images)",
+                            "%s/%s: a class folder with no .png or other images (every "
+                            "subfolder of %s is a class: remove it or add images)",
                             r->path, r->classes[k], r->path);
     free(counts);
     return rc;
@@ -900,7 +369,7 @@ static int check_root_layout(struct scan *s, const struct root *r, struct clvae_
 {
     if (r->n_classes > 0 && r->loose > 0)
         return clvae_fail(err, CLVAE_EXIT_DATA,
-                          "%s: %zu .png file%s beside class folders; move %s into a class "
+                          "%s: %zu image file%s beside class folders; move %s into a class "
                           "folder, or use no subfolders for an unlabelled set",
                           r->path, r->loose, r->loose == 1 ? " lies" : "s lie",
                           r->loose == 1 ? "it" : "them");
@@ -925,8 +394,8 @@ static int scan_root(struct scan *s, const char *path, uint8_t set, struct clvae
         rc = walk_classes(s, &r, err);
     if (rc == 0 && s->n == r.first)
         rc = clvae_fail(err, CLVAE_EXIT_DATA,
-                        "%s: no .png files under this folder (hidden files and symbolic links "
-                        "are skipped)%s",
+                        "%s: no .png files under this folder, nor other images (" IMAGE_NAMES
+                        "; hidden files and symbolic links are skipped)%s",
                         path, s->empty_hint ? s->empty_hint : "");
     if (rc == 0 && set == SET_TRAIN) {
         s->classes = r.classes;
@@ -1274,6 +743,18 @@ static struct failure **sorted_failures(struct failure *list, size_t *n)
     return all;
 }
 
+// Appends a skip warning's line to the scan's (what a cache hit prints again).
+static void keep_warning(struct scan *s, const char *line)
+{
+    size_t n = strlen(line);
+    char *grown = realloc(s->warnings, s->warnings_len + n + 1);
+    if (!grown)
+        return; // the cache then lacks a line: not worth failing the read for
+    memcpy(grown + s->warnings_len, line, n + 1);
+    s->warnings = grown;
+    s->warnings_len += n;
+}
+
 // After the workers: the first fatal failure in file order is the pass's error; under skip_bad
 // the files that failed are marked bad, counted and named on stderr, one line each.
 static int settle_failures(struct pass *p, struct clvae_error *err)
@@ -1288,7 +769,10 @@ static int settle_failures(struct pass *p, struct clvae_error *err)
         if (rc == 0) {
             p->scan->files[all[i]->index].bad = true;
             p->scan->skipped++;
-            fprintf(stderr, "clvae: warning: %s; skipped\n", all[i]->msg);
+            char line[CLVAE_ERROR_MAX + 64];
+            snprintf(line, sizeof line, "clvae: warning: %s; skipped\n", all[i]->msg);
+            fputs(line, stderr);
+            keep_warning(p->scan, line);
         }
         free(all[i]);
     }
@@ -1342,39 +826,41 @@ static void give_memory(struct pass *p, size_t bytes)
     pthread_mutex_unlock(&p->lock);
 }
 
-// Opens entry i's file for a reader: a regular file, opened without blocking (a FIFO put there
-// since the scan would wait for a writer).
-static int open_entry(const struct entry *e, struct png_reader *r, struct clvae_error *err)
+// Opens entry i's file: a regular file, opened without blocking (a FIFO put there since the scan
+// would wait for a writer); *size its size now.
+static FILE *open_entry(const struct entry *e, uint64_t *size, struct clvae_error *err)
 {
     const char *why = NULL;
-    r->name = e->path;
-    r->fp = regular_file_fopen(e->path, &why);
-    if (!r->fp)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", e->path, why);
-    return 0;
+    struct stat st;
+    int fd = regular_file_open(e->path, &st, &why);
+    FILE *fp = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!fp && fd >= 0) {
+        why = strerror(errno);
+        close(fd);
+    }
+    if (!fp) {
+        clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", e->path, why);
+        return NULL;
+    }
+    *size = (uint64_t)st.st_size;
+    return fp;
 }
 
-// The header pass's work: entry i's size and colour.
+// The header pass's work: entry i's size, colour and format.
 static int header_work(struct pass *p, size_t i, struct clvae_error *err)
 {
     struct entry *e = &p->scan->files[i];
-    struct png_reader r = {0};
-    if (open_entry(e, &r, err) != 0)
+    uint64_t size;
+    FILE *fp = open_entry(e, &size, err);
+    if (!fp)
         return -1;
-    int rc = reader_open(&r, err) == 0 ? reader_run(&r, err) : -1;
-    reader_close(&r);
-    fclose(r.fp);
-    if (rc == 0) {
-        e->width = r.header.width;
-        e->height = r.header.height;
-        e->colour = r.header.colour;
-        e->transparency = r.header.transparency;
-    }
+    int rc = image_file_header(fp, size, e->path, &e->header, err);
+    fclose(fp);
     return rc;
 }
 
-// The decoding pass's work: entry i's pixels, straight into its slot of its set; an image to
-// resize waits for room in the pass's budget.
+// The decoding pass's work: entry i's pixels, straight into its slot of its set; what grows with
+// the image waits for room in the pass's budget.
 static int decode_work(struct pass *p, size_t i, struct clvae_error *err)
 {
     const struct entry *e = &p->scan->files[i];
@@ -1382,15 +868,14 @@ static int decode_work(struct pass *p, size_t i, struct clvae_error *err)
     size_t bytes = (size_t)fmt->width * fmt->height * fmt->channels;
     uint8_t *slot = e->set == SET_TRAIN ? p->pixels[SET_TRAIN] + i * bytes
                                         : p->pixels[SET_TEST] + (i - p->n_train) * bytes;
-    struct image_png_header expect = {.width = e->width, .height = e->height};
-    struct png_reader r = {.fmt = fmt, .expect = &expect, .out = slot};
-    size_t held = (size_t)resize_bytes(e->width, e->height, fmt);
+    uint64_t want = image_header_image_bytes(&e->header, fmt), size;
+    size_t held = want > SIZE_MAX ? SIZE_MAX : (size_t)want;
     take_memory(p, held);
-    int rc = open_entry(e, &r, err);
-    if (rc == 0) {
-        rc = reader_open(&r, err) == 0 ? reader_run(&r, err) : -1;
-        reader_close(&r);
-        fclose(r.fp);
+    FILE *fp = open_entry(e, &size, err);
+    int rc = -1;
+    if (fp) {
+        rc = image_file_decode(fp, size, e->path, &e->header, fmt, slot, err);
+        fclose(fp);
     }
     give_memory(p, held);
     return rc;
@@ -1426,12 +911,13 @@ static int check_sizes(const struct scan *s, struct clvae_error *err)
     const struct entry *first = &s->files[0];
     for (size_t i = 1; i < s->n; i++) {
         const struct entry *e = &s->files[i];
-        if (e->width != first->width || e->height != first->height)
+        if (e->header.width != first->header.width || e->header.height != first->header.height)
             return clvae_fail(err, CLVAE_EXIT_DATA,
                               "%s: the image is %ux%u but %s is %ux%u; all images must have one "
                               "size, or give --image-size WxH to resize them",
-                              e->path, (unsigned)e->width, (unsigned)e->height, first->path,
-                              (unsigned)first->width, (unsigned)first->height);
+                              e->path, (unsigned)e->header.width, (unsigned)e->header.height,
+                              first->path, (unsigned)first->header.width,
+                              (unsigned)first->header.height);
     }
     return 0;
 }
@@ -1444,19 +930,20 @@ static int choose_format(const struct scan *s, const struct image_folder_options
     const uint8_t *bg = opt->background;
     bool grey_bg = bg[0] == bg[1] && bg[1] == bg[2], colour = false;
     for (size_t i = 0; i < s->n && !colour; i++)
-        colour = s->files[i].colour || (s->files[i].transparency && !grey_bg);
+        colour = s->files[i].header.colour || (s->files[i].header.transparency && !grey_bg);
     int channels = opt->channels;
     if (channels == 0)
         channels = colour ? 3 : 1;
     *fmt = (struct image_format){.channels = channels,
                                  .width = opt->width,
                                  .height = opt->height,
-                                 .background = {bg[0], bg[1], bg[2]}};
+                                 .background = {bg[0], bg[1], bg[2]},
+                                 .crop = opt->crop};
     if (opt->width == 0) {
         if (check_sizes(s, err) != 0)
             return -1;
-        fmt->width = (int)s->files[0].width;
-        fmt->height = (int)s->files[0].height;
+        fmt->width = (int)s->files[0].header.width;
+        fmt->height = (int)s->files[0].header.height;
     }
     uint64_t image = (uint64_t)fmt->width * fmt->height * fmt->channels;
     if (image > IDX_MAX_BYTES / s->n)
@@ -1549,6 +1036,12 @@ static int check_options(const struct image_folder_options *opt, struct clvae_er
                           opt->test_split);
     if (opt->threads < 0)
         return clvae_fail(err, CLVAE_EXIT_USAGE, "threads: %d is negative", opt->threads);
+    if (opt->crop != IMAGE_CROP_NONE && opt->crop != IMAGE_CROP_CENTER)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "--crop: %d is neither none nor center",
+                          opt->crop);
+    if (opt->crop == IMAGE_CROP_CENTER && no_size)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--crop center: needs --image-size WxH, the size to crop to");
     return 0;
 }
 
@@ -1561,6 +1054,7 @@ static void scan_free(struct scan *s)
     for (int i = 0; i < s->n_classes; i++)
         free(s->classes[i]);
     free(s->classes);
+    free(s->warnings);
     *s = (struct scan){0};
 }
 
@@ -1592,15 +1086,113 @@ static int list_files(struct scan *s, const char *dir, const struct image_folder
     return 0;
 }
 
+// ---- The decoded-set cache ----
+
+// The cache file for dir read with opt, into path (IMAGE_FOLDER_CACHE_PATH): named by a hash of
+// DIR's real path and the options that shape the sets, which *base (the key's start) holds too.
+// -1 when there is no cache folder or DIR has no real path.
+static int cache_name(const char *dir, const struct image_folder_options *opt, char *path,
+                      struct image_hash *base)
+{
+    char real[PATH_MAX], folder[IMAGE_FOLDER_CACHE_PATH], options[256];
+    if (!realpath(dir, real) || image_cache_dir(folder, sizeof folder) != 0)
+        return -1;
+    snprintf(options, sizeof options,
+             "channels %d background %d,%d,%d size %dx%d crop %d test_split %.17g seed %llu "
+             "skip_bad %d",
+             opt->channels, opt->background[0], opt->background[1], opt->background[2], opt->width,
+             opt->height, opt->crop, opt->test_split, (unsigned long long)opt->seed, opt->skip_bad);
+    image_hash_init(base);
+    image_hash_text(base, "clvae " CLVAE_VERSION " image cache");
+    image_hash_text(base, real);
+    image_hash_text(base, options);
+    uint8_t name[IMAGE_CACHE_KEY_BYTES];
+    image_hash_final(base, name);
+    char hex[2 * IMAGE_CACHE_KEY_BYTES + 1];
+    for (int i = 0; i < IMAGE_CACHE_KEY_BYTES; i++)
+        snprintf(hex + 2 * i, 3, "%02x", name[i]);
+    int n = snprintf(path, IMAGE_FOLDER_CACHE_PATH, "%s/images-%s.cache", folder, hex);
+    if (n < 0 || n >= IMAGE_FOLDER_CACHE_PATH) {
+        path[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+// The cache's key: base, the decoders' versions, and every file of the list (its path below DIR,
+// size, modification time, inode, set and label), in order.
+static void cache_key(const struct scan *s, const struct image_hash *base,
+                      uint8_t key[IMAGE_CACHE_KEY_BYTES])
+{
+    struct image_hash h = *base;
+    char versions[VERSION_BYTES];
+    image_decoder_versions(versions, sizeof versions);
+    image_hash_text(&h, versions);
+    size_t skip = strlen(s->dir);
+    image_hash_u64(&h, s->n);
+    for (size_t i = 0; i < s->n; i++) {
+        const struct entry *e = &s->files[i];
+        image_hash_text(&h, e->path + skip);
+        image_hash_u64(&h, e->size);
+        image_hash_u64(&h, (uint64_t)e->mtime_sec);
+        image_hash_u64(&h, (uint64_t)e->mtime_nsec);
+        image_hash_u64(&h, e->ino);
+        image_hash_u64(&h, e->set);
+        image_hash_u64(&h, (uint64_t)(int64_t)e->label);
+    }
+    image_hash_final(&h, key);
+}
+
+// The sets from the cache when it holds this list's (out filled, its skip warnings printed
+// again): 0; else -1, with out->cache_path set where there is a cache and key its key.
+static int cache_lookup(const struct scan *s, const char *dir,
+                        const struct image_folder_options *opt, struct image_folder *out,
+                        uint8_t key[IMAGE_CACHE_KEY_BYTES])
+{
+    struct image_hash base;
+    if (cache_name(dir, opt, out->cache_path, &base) != 0)
+        return -1;
+    cache_key(s, &base, key);
+    struct image_folder cached;
+    char *warnings;
+    const char *why;
+    if (image_cache_read(out->cache_path, key, &cached, &warnings, &why) != 0)
+        return -1;
+    memcpy(cached.cache_path, out->cache_path, sizeof cached.cache_path);
+    cached.from_cache = true;
+    *out = cached;
+    fputs(warnings, stderr);
+    free(warnings);
+    return 0;
+}
+
+// Keeps out's sets in the cache; a failure is a warning, the sets being good.
+static void cache_store(const struct scan *s, struct image_folder *out,
+                        const uint8_t key[IMAGE_CACHE_KEY_BYTES])
+{
+    struct clvae_error err;
+    if (image_cache_write(out->cache_path, key, out, s->warnings, &err) == 0)
+        out->cache_written = true;
+    else
+        fprintf(stderr, "clvae: warning: %s; the decoded images are not cached\n", err.msg);
+}
+
 int image_folder_read(const char *dir, const struct image_folder_options *opt,
                       struct image_folder *out, struct clvae_error *err)
 {
     struct scan s = {.empty_hint = opt->empty_hint};
     struct image_format fmt;
+    uint8_t key[IMAGE_CACHE_KEY_BYTES];
     *out = (struct image_folder){0};
     int rc = -1;
-    if (check_options(opt, err) != 0 || list_files(&s, dir, opt, err) != 0 ||
-        read_headers(&s, opt, err) != 0 || choose_format(&s, opt, &fmt, err) != 0 ||
+    bool cache = opt->cache && !opt->test_only;
+    if (check_options(opt, err) != 0 || list_files(&s, dir, opt, err) != 0)
+        goto done;
+    if (cache && cache_lookup(&s, dir, opt, out, key) == 0) {
+        rc = 0;
+        goto done;
+    }
+    if (read_headers(&s, opt, err) != 0 || choose_format(&s, opt, &fmt, err) != 0 ||
         decode_all(&s, opt, &fmt, out, err) != 0)
         goto done;
     out->n_classes = s.n_classes;
@@ -1609,6 +1201,8 @@ int image_folder_read(const char *dir, const struct image_folder_options *opt,
     out->test_folder = s.test_folder;
     s.classes = NULL;
     s.n_classes = 0;
+    if (cache && out->cache_path[0])
+        cache_store(&s, out, key);
     rc = 0;
 done:
     scan_free(&s);
@@ -1716,6 +1310,26 @@ static int parse_decimal_colour(const char *text, uint8_t rgb[3])
     for (int k = 0; k < 3; k++)
         rgb[k] = (uint8_t)v[n == 1 ? 0 : k];
     return 0;
+}
+
+int image_folder_parse_crop(const char *option, const char *text, int *crop,
+                            struct clvae_error *err)
+{
+    if (strcmp(text, "none") == 0)
+        *crop = IMAGE_CROP_NONE;
+    else if (strcmp(text, "center") == 0 || strcmp(text, "centre") == 0)
+        *crop = IMAGE_CROP_CENTER;
+    else
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "%s: \"%s\" is neither none (stretch to --image-size) nor center "
+                          "(scale to cover it, keep the centre)",
+                          option, text);
+    return 0;
+}
+
+const char *image_folder_crop_name(int crop)
+{
+    return crop == IMAGE_CROP_CENTER ? "center" : "none";
 }
 
 int image_folder_parse_background(const char *option, const char *text, uint8_t rgb[3],

@@ -1,6 +1,5 @@
 #include "checkpoint.h"
 
-#include "adam.h"
 #include "atomic_file.h"
 
 #include <cjson/cJSON.h>
@@ -11,6 +10,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +28,14 @@
 #define CKPT_MAX_PARAMS ((size_t)INT32_MAX)
 // Byte offsets beyond 2^53 cannot be told apart once cJSON has made them doubles.
 #define CKPT_MAX_OFFSET 9007199254740992.0
-// Per layer a weight and a bias; the heads are two layers' worth; three copies with Adam's moments.
-#define CKPT_MAX_TENSORS (3 * 2 * (VAE_MAX_LAYERS + 1))
+// Per layer its kind's tensors (LAYER_MAX_TENSORS at most), a copy for each host array.
+#define CKPT_MAX_TENSORS (CKPT_ARRAYS * LAYER_MAX_TENSORS * VAE_MAX_LAYERS)
 #define CKPT_LAYOUT "weight (out, in) as torch.nn.Linear"
 #define CKPT_WHY_MAX 1024
 
-enum ckpt_array { ARRAY_PARAMS, ARRAY_ADAM_M, ARRAY_ADAM_V };
+// The host arrays a tensor lives in: the parameters, then the optimizer's state in its kind's
+// order.
+#define CKPT_ARRAYS (1 + OPTIMIZER_MAX_STATE)
 
 // One tensor of the file and where its elements live in clvae's flat layout: element
 // (i0, i1, ...) of the row-major tensor is flat[base + i0 stride[0] + i1 stride[1] + ...].
@@ -41,7 +43,7 @@ struct tensor {
     char name[48];
     int ndim, shape[4];
     size_t stride[4], count, base;
-    enum ckpt_array array;
+    int array; // 0: the parameters; 1 + s: the optimizer's state s
     // What the file's header says, while loading.
     bool seen;
     uint64_t begin, end;
@@ -178,19 +180,20 @@ static int take_tensor(const struct layer_tensor *lt, size_t n_params, struct te
 }
 
 // Lists the file's tensors in header order for vae's layout (CKPT_MAX_TENSORS at most): every
-// layer's own (layer_ops.tensors), then Adam's m and v of each when optimizer; returns how many,
-// or -1 with why when a tensor is refused by take_tensor or their counts, summed without wrapping,
-// are not the layout's n_params.
-static int list_tensors(const struct vae *vae, bool optimizer, struct tensor *t, char *why)
+// layer's own (layer_ops.tensors), then each of optimizer's states of each (optimizer.<state>.
+// <name>) unless optimizer is NULL; returns how many, or -1 with why when a tensor is refused by
+// take_tensor or their counts, summed without wrapping, are not the layout's n_params.
+static int list_tensors(const struct vae *vae, const struct optimizer_kind *optimizer,
+                        struct tensor *t, char *why)
 {
     int n = 0;
     size_t total = 0;
     for (int k = 0; k < vae->n_layers; k++) {
         struct layer_tensor lt[LAYER_MAX_TENSORS];
         int count = vae->layer[k].ops->tensors(&vae->layer[k], lt);
-        if (n + count > CKPT_MAX_TENSORS / 3) {
+        if (n + count > CKPT_MAX_TENSORS / CKPT_ARRAYS) {
             return bad(why, "the model has more than the %d tensors clvae handles",
-                       CKPT_MAX_TENSORS / 3);
+                       CKPT_MAX_TENSORS / CKPT_ARRAYS);
         }
         for (int j = 0; j < count; j++, n++) {
             if (take_tensor(&lt[j], vae->n_params, &t[n], why)) {
@@ -208,20 +211,49 @@ static int list_tensors(const struct vae *vae, bool optimizer, struct tensor *t,
         return bad(why, "the tensors hold %zu parameters but the layout counts %zu", total,
                    vae->n_params);
     }
-    if (optimizer) {
-        int n_params = n;
-        static const char *const prefix[] = {"optimizer.m.", "optimizer.v."};
-        static const enum ckpt_array array[] = {ARRAY_ADAM_M, ARRAY_ADAM_V};
-        for (int a = 0; a < 2; a++) {
-            for (int k = 0; k < n_params; k++) {
-                struct tensor moment = t[k];
-                snprintf(moment.name, sizeof moment.name, "%s%s", prefix[a], t[k].name);
-                moment.array = array[a];
-                t[n++] = moment;
+    int n_params = n;
+    for (int s = 0; optimizer && s < optimizer->n_state; s++) {
+        for (int k = 0; k < n_params; k++) {
+            struct tensor state = t[k];
+            if (snprintf(state.name, sizeof state.name, "optimizer.%s.%s", optimizer->state[s],
+                         t[k].name) >= (int)sizeof state.name) {
+                return bad(why, "tensor name 'optimizer.%s.%s' is too long", optimizer->state[s],
+                           t[k].name);
             }
+            state.array = 1 + s;
+            t[n++] = state;
         }
     }
     return n;
+}
+
+// The metadata key of kind's hyper-parameter h: "<kind>_<name>" (adam_beta1), in key (64 bytes).
+static const char *hyper_key(const struct optimizer_kind *kind, const struct optimizer_hyper *h,
+                             char *key)
+{
+    snprintf(key, 64, "%s_%s", kind->name, h->name);
+    return key;
+}
+
+// The optimizer's hyper-parameters (none without one): the fixed ones at their values, the others
+// within their range.
+static int check_optimizer(const struct optimizer_config *cfg, char *why)
+{
+    const struct optimizer_kind *kind = cfg->kind;
+    for (int i = 0; kind && i < kind->n_hyper; i++) {
+        const struct optimizer_hyper *h = &kind->hyper[i];
+        double v = cfg->hyper[i];
+        char key[64], have[32], want[32];
+        if (!h->option && v != h->value) {
+            return bad(why, "%s %s, clvae's %s uses %s", hyper_key(kind, h, key), shortest(v, have),
+                       kind->title, shortest(h->value, want));
+        }
+        if (h->option && !(v >= h->min && v <= h->max)) {
+            return bad(why, "%s %s is out of range (%g to %g)", hyper_key(kind, h, key),
+                       shortest(v, have), h->min, h->max);
+        }
+    }
+    return 0;
 }
 
 // The rules every checkpoint's metadata obeys, saved or loaded: positive sizes below CKPT_MAX_DIM,
@@ -281,9 +313,9 @@ static int check_meta(const struct ckpt_meta *m, char *why)
     // The sizes the layout computed, recounted without wrapping (list_tensors), before the
     // loader or the saver allocates by them.
     struct tensor *t = xmalloc(CKPT_MAX_TENSORS * sizeof *t);
-    int n = list_tensors(&vae, false, t, why);
+    int n = list_tensors(&vae, NULL, t, why);
     free(t);
-    return n < 0 ? -1 : 0;
+    return n < 0 ? -1 : check_optimizer(&m->optimizer, why);
 }
 
 // The flat index of element k (row-major) of t.
@@ -362,9 +394,32 @@ static bool add_classes(cJSON *md, const struct ckpt_meta *m)
     return ok;
 }
 
-// The __metadata__ object: every value a string, as safetensors requires.
-static bool add_metadata(cJSON *root, const struct ckpt_meta *m, bool optimizer)
+// "crop" and "flip", how a folder's images were fitted and augmented, only when they are not the
+// defaults (stretched, no flips): a checkpoint of the default options is what it always was.
+static bool add_image_options(cJSON *md, const struct ckpt_meta *m)
 {
+    return (m->crop == 0 || add_string(md, "crop", "%s", m->crop == 1 ? "center" : "none")) &&
+           (!m->flip || add_string(md, "flip", "1"));
+}
+
+// The schedules' keys (ckpt_meta), only those that are not their defaults.
+static bool add_schedule(cJSON *md, const struct ckpt_meta *m)
+{
+    return (m->kl_warmup == 0 || add_string(md, "kl_warmup", "%d", m->kl_warmup)) &&
+           (m->kl_cycles == 0 || add_string(md, "kl_cycles", "%d", m->kl_cycles)) &&
+           (m->lr_schedule == LR_CONSTANT ||
+            add_string(md, "lr_schedule", "%s", schedule_lr_name(m->lr_schedule))) &&
+           (m->lr_warmup == 0 || add_string(md, "lr_warmup", "%d", m->lr_warmup)) &&
+           (m->schedule_epochs == 0 ||
+            add_string(md, "schedule_epochs", "%d", m->schedule_epochs)) &&
+           (m->free_bits == 0 || add_string(md, "free_bits", "%.17g", m->free_bits)) &&
+           (m->clip_grad == 0 || add_string(md, "clip_grad", "%.17g", m->clip_grad));
+}
+
+// The __metadata__ object: every value a string, as safetensors requires.
+static bool add_metadata(cJSON *root, const struct ckpt_meta *m)
+{
+    const struct optimizer_kind *optimizer = m->optimizer.kind;
     cJSON *md = cJSON_AddObjectToObject(root, "__metadata__");
     if (!md) {
         return false;
@@ -383,27 +438,28 @@ static bool add_metadata(cJSON *root, const struct ckpt_meta *m, bool optimizer)
         add_string(md, "background", "%d,%d,%d", m->background[0], m->background[1],
                    m->background[2]) &&
         add_shortest(md, "test_split", m->test_split) && add_classes(md, m) &&
-        add_string(md, "encoder", "%s", encoder) && add_string(md, "decoder", "%s", decoder) &&
-        add_string(md, "latent", "%d", m->cfg.latent) && add_string(md, "batch", "%d", m->batch) &&
-        add_string(md, "lr", "%.17g", m->lr) && add_string(md, "beta", "%.17g", m->beta) &&
+        add_image_options(md, m) && add_string(md, "encoder", "%s", encoder) &&
+        add_string(md, "decoder", "%s", decoder) && add_string(md, "latent", "%d", m->cfg.latent) &&
+        add_string(md, "batch", "%d", m->batch) && add_string(md, "lr", "%.17g", m->lr) &&
+        add_string(md, "beta", "%.17g", m->beta) && add_schedule(md, m) &&
         add_string(md, "seed", "%" PRIu64, m->seed) && add_string(md, "epoch", "%d", m->epoch) &&
         add_string(md, "step", "%" PRId64, m->step) &&
         add_string(md, "epoch_step", "%d", m->epoch_step) &&
-        add_string(md, "optimizer", "%s", optimizer ? "adam" : "none");
-    if (ok && optimizer) {
-        ok = add_shortest(md, "adam_beta1", ADAM_BETA1) &&
-             add_shortest(md, "adam_beta2", ADAM_BETA2) && add_shortest(md, "adam_eps", ADAM_EPS);
+        add_string(md, "optimizer", "%s", optimizer ? optimizer->name : "none");
+    for (int i = 0; ok && optimizer && i < optimizer->n_hyper; i++) {
+        char key[64];
+        ok = add_shortest(md, hyper_key(optimizer, &optimizer->hyper[i], key),
+                          m->optimizer.hyper[i]);
     }
     return ok && add_string(md, "layout", "%s", CKPT_LAYOUT);
 }
 
 // The header JSON, padded with spaces to a multiple of 8 bytes; *len its length. NULL when out of
 // memory. Tensors' data follow each other in list order.
-static char *build_header(const struct ckpt_meta *m, bool optimizer, const struct tensor *t, int n,
-                          size_t *len)
+static char *build_header(const struct ckpt_meta *m, const struct tensor *t, int n, size_t *len)
 {
     cJSON *root = cJSON_CreateObject();
-    bool ok = root && add_metadata(root, m, optimizer);
+    bool ok = root && add_metadata(root, m);
     uint64_t offset = 0;
     for (int k = 0; ok && k < n; k++) {
         cJSON *entry = cJSON_AddObjectToObject(root, t[k].name);
@@ -430,7 +486,7 @@ static char *build_header(const struct ckpt_meta *m, bool optimizer, const struc
 
 // Header length, header and every tensor's bytes into fp; -1 with errno's text in why.
 static int write_stream(FILE *fp, const char *header, size_t header_len, const struct tensor *t,
-                        int n, const float *const arrays[3], char *why)
+                        int n, const float *const arrays[CKPT_ARRAYS], char *why)
 {
     uint8_t len_bytes[8];
     put_u64_le(len_bytes, header_len);
@@ -456,23 +512,28 @@ static int write_stream(FILE *fp, const char *header, size_t header_len, const s
 
 // Checks the arguments, then writes path atomically (include/io/atomic_file.h).
 int checkpoint_save(const char *path, const struct ckpt_meta *meta, const float *params,
-                    const float *adam_m, const float *adam_v, struct clvae_error *err)
+                    const float *const *state, struct clvae_error *err)
 {
     char why[CKPT_WHY_MAX];
     if (!path || !*path) {
         return clvae_fail(err, CLVAE_EXIT_FAILURE, "checkpoint_save: empty output path");
     }
-    if (!meta || !params || !adam_m != !adam_v) {
+    const struct optimizer_kind *optimizer = meta ? meta->optimizer.kind : NULL;
+    const float *arrays[CKPT_ARRAYS] = {params};
+    bool state_ok = !optimizer == !state;
+    for (int s = 0; state_ok && optimizer && s < optimizer->n_state; s++) {
+        state_ok = (arrays[1 + s] = state[s]) != NULL;
+    }
+    if (!meta || !params || !state_ok) {
         return clvae_fail(err, CLVAE_EXIT_FAILURE,
-                          "%s: checkpoint_save: needs meta, params, and adam_m and adam_v both or "
-                          "neither",
+                          "%s: checkpoint_save: needs meta, params, and each of the optimizer's "
+                          "state arrays when meta names one (none otherwise)",
                           path);
     }
     // A bug in the caller, not the disk: status 1, as png_write_gray does for bad arguments.
     if (check_meta(meta, why)) {
         return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: checkpoint_save: %s", path, why);
     }
-    bool optimizer = adam_m != NULL;
     struct vae vae;
     struct vae_config cfg = meta_config(meta);
     vae_layout(&vae, &cfg, "architecture", NULL); // check_meta has laid it out already
@@ -483,7 +544,7 @@ int checkpoint_save(const char *path, const struct ckpt_meta *meta, const float 
         return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: checkpoint_save: %s", path, why);
     }
     size_t header_len;
-    char *header = build_header(meta, optimizer, tensors, n, &header_len);
+    char *header = build_header(meta, tensors, n, &header_len);
     if (!header) {
         free(tensors);
         return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory building the header",
@@ -493,7 +554,6 @@ int checkpoint_save(const char *path, const struct ckpt_meta *meta, const float 
     struct atomic_file out;
     int status = atomic_file_open(&out, path, err);
     if (status == 0) {
-        const float *const arrays[3] = {params, adam_m, adam_v};
         if (write_stream(out.fp, header, header_len, tensors, n, arrays, why)) {
             atomic_file_abort(&out);
             status = clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: %s", path, why);
@@ -721,6 +781,99 @@ static int meta_classes(const cJSON *md, struct ckpt_meta *m, char *why)
     return 0;
 }
 
+// "optimizer": a kind's name or "none", and the kind's hyper-parameters ("adam_beta1", ...), each
+// checked here (check_optimizer) as it was before there were kinds.
+static int meta_optimizer(const cJSON *md, struct optimizer_config *cfg, char *why)
+{
+    const char *text = meta_string(md, "optimizer", why);
+    if (!text) {
+        return -1;
+    }
+    memset(cfg, 0, sizeof *cfg);
+    if (strcmp(text, "none") == 0) {
+        return 0;
+    }
+    const struct optimizer_kind *kind = optimizer_find(text);
+    if (!kind) {
+        char names[128] = "";
+        for (int k = 0; optimizer_kinds[k]; k++) {
+            size_t used = strlen(names);
+            snprintf(names + used, sizeof names - used, "%s, ", optimizer_kinds[k]->name);
+        }
+        return bad(why, "__metadata__: optimizer '%.64s' unknown (%snone)", text, names);
+    }
+    cfg->kind = kind;
+    for (int i = 0; i < kind->n_hyper; i++) {
+        char key[64];
+        if (meta_double(md, hyper_key(kind, &kind->hyper[i], key), &cfg->hyper[i], why)) {
+            return -1;
+        }
+    }
+    char rule[CKPT_WHY_MAX];
+    if (check_optimizer(cfg, rule)) {
+        return bad(why, "__metadata__: %.900s", rule);
+    }
+    return 0;
+}
+
+// The optional "crop" ("none" or "center") and "flip" ("0" or "1"); absent: none, off.
+static int meta_image_options(const cJSON *md, struct ckpt_meta *m, char *why)
+{
+    const cJSON *crop = cJSON_GetObjectItemCaseSensitive(md, "crop");
+    const cJSON *flip = cJSON_GetObjectItemCaseSensitive(md, "flip");
+    const char *c = crop && cJSON_IsString(crop) ? crop->valuestring : NULL;
+    const char *f = flip && cJSON_IsString(flip) ? flip->valuestring : NULL;
+    if (crop && (!c || (strcmp(c, "none") != 0 && strcmp(c, "center") != 0))) {
+        return bad(why, "__metadata__: crop '%.64s' is neither none nor center", c ? c : "?");
+    }
+    if (flip && (!f || (strcmp(f, "0") != 0 && strcmp(f, "1") != 0))) {
+        return bad(why, "__metadata__: flip '%.64s' is neither 0 nor 1", f ? f : "?");
+    }
+    m->crop = c && strcmp(c, "center") == 0;
+    m->flip = f && strcmp(f, "1") == 0;
+    return 0;
+}
+
+// The optional schedule keys (add_schedule); absent: the defaults.
+static int meta_schedule(const cJSON *md, struct ckpt_meta *m, char *why)
+{
+    static const struct {
+        const char *key;
+        size_t at;
+    } ints[] = {{"kl_warmup", offsetof(struct ckpt_meta, kl_warmup)},
+                {"kl_cycles", offsetof(struct ckpt_meta, kl_cycles)},
+                {"lr_warmup", offsetof(struct ckpt_meta, lr_warmup)},
+                {"schedule_epochs", offsetof(struct ckpt_meta, schedule_epochs)}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if (cJSON_GetObjectItemCaseSensitive(md, ints[i].key) &&
+            meta_int(md, ints[i].key, 1, INT_MAX, (int *)((char *)m + ints[i].at), why)) {
+            return -1;
+        }
+    }
+    const char *keys[] = {"free_bits", "clip_grad"};
+    double *values[] = {&m->free_bits, &m->clip_grad};
+    for (int i = 0; i < 2; i++) {
+        if (cJSON_GetObjectItemCaseSensitive(md, keys[i]) &&
+            meta_double(md, keys[i], values[i], why)) {
+            return -1;
+        }
+        if (*values[i] < 0) {
+            return bad(why, "__metadata__: %s %g is below 0", keys[i], *values[i]);
+        }
+    }
+    if (cJSON_GetObjectItemCaseSensitive(md, "lr_schedule")) {
+        const char *text = meta_string(md, "lr_schedule", why);
+        struct clvae_error err;
+        if (!text) {
+            return -1;
+        }
+        if (schedule_parse_lr("__metadata__: lr_schedule", text, &m->lr_schedule, &err)) {
+            return bad(why, "%.200s", err.msg);
+        }
+    }
+    return 0;
+}
+
 // __metadata__ -> *m, every field present and well-formed, then check_meta's rules.
 static int parse_meta(const cJSON *md, struct ckpt_meta *m, char *why)
 {
@@ -776,7 +929,8 @@ static int parse_meta(const cJSON *md, struct ckpt_meta *m, char *why)
             return bad(why, "%.200s", err.msg);
         }
         if (meta_background(md, m->background, why) ||
-            meta_double(md, "test_split", &m->test_split, why) || meta_classes(md, m, why)) {
+            meta_double(md, "test_split", &m->test_split, why) || meta_classes(md, m, why) ||
+            meta_image_options(md, m, why)) {
             return -1;
         }
     }
@@ -786,26 +940,8 @@ static int parse_meta(const cJSON *md, struct ckpt_meta *m, char *why)
         return -1;
     }
     m->step = step;
-    if (!(text = meta_string(md, "optimizer", why))) {
+    if (meta_optimizer(md, &m->optimizer, why) || meta_schedule(md, m, why)) {
         return -1;
-    }
-    if (strcmp(text, "adam") == 0) {
-        m->has_optimizer = true;
-        static const char *const keys[] = {"adam_beta1", "adam_beta2", "adam_eps"};
-        static const double want[] = {ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
-        for (int k = 0; k < 3; k++) {
-            double v;
-            if (meta_double(md, keys[k], &v, why)) {
-                return -1;
-            }
-            if (v != want[k]) {
-                char have_text[32], want_text[32];
-                return bad(why, "__metadata__: %s %s, clvae's Adam uses %s", keys[k],
-                           shortest(v, have_text), shortest(want[k], want_text));
-            }
-        }
-    } else if (strcmp(text, "none") != 0) {
-        return bad(why, "__metadata__: optimizer '%.64s' unknown (adam or none)", text);
     }
     m->cfg = meta_config(m);
     char rule[CKPT_WHY_MAX];
@@ -952,8 +1088,8 @@ static int check_tiling(struct tensor *t, int n, uint64_t data_len, char *why)
 
 // Matches the header's entries with the tensors the metadata's architecture needs: each once,
 // none missing, none extra, each well-formed, together tiling the data section.
-static int check_tensors(const cJSON *root, struct tensor *t, int n, bool optimizer,
-                         uint64_t data_len, char *why)
+static int check_tensors(const cJSON *root, struct tensor *t, int n,
+                         const struct optimizer_kind *optimizer, uint64_t data_len, char *why)
 {
     int n_meta = 0;
     for (const cJSON *entry = root->child; entry; entry = entry->next) {
@@ -1031,18 +1167,18 @@ static int load_tensors(int fd, const cJSON *root, uint64_t data_start, uint64_t
     struct vae_config cfg = meta_config(&c->meta);
     // parse_meta has laid it out and counted its tensors already.
     vae_layout(&vae, &cfg, "architecture", NULL);
-    int n = list_tensors(&vae, c->meta.has_optimizer, t, why);
-    if (n < 0 || check_tensors(root, t, n, c->meta.has_optimizer, data_len, why)) {
+    const struct optimizer_kind *optimizer = c->meta.optimizer.kind;
+    int n = list_tensors(&vae, optimizer, t, why);
+    if (n < 0 || check_tensors(root, t, n, optimizer, data_len, why)) {
         free(t);
         return -1;
     }
     // The sizes are now the architecture's, which check_meta bounded, and the file holds them all.
     c->n_params = vae.n_params;
-    float *arrays[3] = {NULL, NULL, NULL};
-    arrays[ARRAY_PARAMS] = c->params = xmalloc(c->n_params * sizeof(float));
-    if (c->meta.has_optimizer) {
-        arrays[ARRAY_ADAM_M] = c->adam_m = xmalloc(c->n_params * sizeof(float));
-        arrays[ARRAY_ADAM_V] = c->adam_v = xmalloc(c->n_params * sizeof(float));
+    float *arrays[CKPT_ARRAYS] = {NULL};
+    arrays[0] = c->params = xmalloc(c->n_params * sizeof(float));
+    for (int s = 0; optimizer && s < optimizer->n_state; s++) {
+        arrays[1 + s] = c->state[s] = xmalloc(c->n_params * sizeof(float));
     }
     size_t max_count = 0;
     for (int k = 0; k < n; k++) {
@@ -1162,8 +1298,9 @@ void checkpoint_free(struct ckpt *ckpt)
         return;
     }
     free(ckpt->params);
-    free(ckpt->adam_m);
-    free(ckpt->adam_v);
+    for (int s = 0; s < OPTIMIZER_MAX_STATE; s++) {
+        free(ckpt->state[s]);
+    }
     for (int i = 0; ckpt->meta.class_names && i < ckpt->meta.n_classes; i++) {
         free(ckpt->meta.class_names[i]);
     }

@@ -5,22 +5,80 @@
 //   deconv: y = col2im(x (rows IH IW, IC) Wd (IC, K K OC)) + b, the adjoint of a conv from y's
 //           grid to x's (PyTorch's ConvTranspose2d, output_padding 0)
 // Weights are stored as the products take them; the checkpoint gives PyTorch's shapes, (OC, C, K,
-// K) and (IC, OC, K, K), by strides.
+// K) and (IC, OC, K, K), by strides. Items: "conv:C[:K[:S[:P]]]", "deconv:C[:K[:S[:P]]]" (output
+// channels, kernel, stride, padding; 4, 2, 1 unless given).
 #include <stdint.h>
 #include <stdio.h>
 
-#include "vae.h"
+#include "layer_kind.h"
 
-// Row-major operand views.
-static struct clrt_mat mat(cl_mem mem, size_t offset, size_t ld)
+// The numbers of an item after its channels, in spec.arg.
+enum { KERNEL, STRIDE, PAD };
+
+// The kernels after dense's (dense_create) in l->kernel.
+enum { K_IM2COL = DENSE_KERNELS, K_COL2IM, CONV_KERNELS };
+_Static_assert(CONV_KERNELS <= LAYER_MAX_KERNELS, "conv's kernels fit a layer");
+
+// The columns and their gradient in l->buffer.
+enum { COLS, DCOLS };
+
+extern const struct layer_ops conv_ops, deconv_ops;
+
+// Both kinds' items. A bad deconv item is refused in conv's words, as it always was.
+static int conv_parse(const char *option, const char *item, const char *numbers,
+                      struct layer_spec *spec, struct clvae_error *err)
 {
-    return (struct clrt_mat){mem, offset, ld};
+    int v[4] = {0, spec->arg[KERNEL], spec->arg[STRIDE], spec->arg[PAD]};
+    if (!layer_parse_numbers(numbers, ':', v, 4))
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "%s: '%s' is not a layer (%s, whole numbers up to 65536)", option, item,
+                          conv_ops.usage);
+    spec->units = v[0];
+    spec->arg[KERNEL] = v[1], spec->arg[STRIDE] = v[2], spec->arg[PAD] = v[3];
+    if (spec->units < 1)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s': channels and sizes must be at least 1",
+                          option, item);
+    return 0;
+}
+
+static int conv_format(const struct layer_spec *s, char *buf, size_t len)
+{
+    return snprintf(buf, len, "%s:%d:%d:%d:%d", s->kind->kind, s->units, s->arg[KERNEL],
+                    s->arg[STRIDE], s->arg[PAD]);
+}
+
+static bool conv_same(const struct layer_spec *a, const struct layer_spec *b)
+{
+    return a->units == b->units && a->arg[KERNEL] == b->arg[KERNEL] &&
+           a->arg[STRIDE] == b->arg[STRIDE] && a->arg[PAD] == b->arg[PAD];
+}
+
+static int conv_describe(const struct layer_spec *s, char *buf, size_t len)
+{
+    return snprintf(buf, len, "-conv%d(%dx%d/%d)", s->units, s->arg[KERNEL], s->arg[KERNEL],
+                    s->arg[STRIDE]);
+}
+
+// A conv's way back is its transpose to its input's channels.
+static int conv_mirror(const struct layer *l, struct layer_spec *items)
+{
+    items[0] = l->spec;
+    items[0].kind = &deconv_ops;
+    items[0].units = l->in_shape.c;
+    return 1;
+}
+
+// A deconv in an encoder mirrors as a dense layer back to its input.
+static int deconv_mirror(const struct layer *l, struct layer_spec *items)
+{
+    return layer_dense_to(l->in_shape, items);
 }
 
 static const char *geometry(const struct layer *l, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s:%d:%d:%d:%d on %dx%dx%d", l->ops->kind, l->spec.units, l->spec.kernel,
-             l->spec.stride, l->spec.pad, l->in_shape.c, l->in_shape.h, l->in_shape.w);
+    const int *a = l->spec.arg;
+    snprintf(buf, len, "%s:%d:%d:%d:%d on %dx%dx%d", l->ops->kind, l->spec.units, a[KERNEL],
+             a[STRIDE], a[PAD], l->in_shape.c, l->in_shape.h, l->in_shape.w);
     return buf;
 }
 
@@ -29,13 +87,14 @@ static int check_spec(const struct layer *l, char *why)
 {
     char g[96];
     const struct layer_spec *s = &l->spec;
+    int kernel = s->arg[KERNEL], stride = s->arg[STRIDE], pad = s->arg[PAD];
     if (!l->in_shape.spatial)
         return snprintf(why, CLVAE_ERROR_MAX,
                         "%s: %s takes an image, but its input is a flat vector of %d (put it "
                         "before the dense layers, or reshape first)",
                         l->name, l->ops->kind, l->in),
                -1;
-    if (s->units < 1 || s->kernel < 1 || s->stride < 1 || s->pad < 0 || s->pad >= s->kernel)
+    if (s->units < 1 || kernel < 1 || stride < 1 || pad < 0 || pad >= kernel)
         return snprintf(why, CLVAE_ERROR_MAX,
                         "%s: %s needs channels, kernel and stride of at least 1 and a padding "
                         "below the kernel",
@@ -59,17 +118,17 @@ static int check_output(const struct layer *l, int64_t channels, int64_t h, int6
     return 0;
 }
 
-// The weight's parameters, a x b x k x k (PyTorch's shape), at most VAE_MAX_PARAMS (refused with
-// its true size, computed in 64 bits), and the columns' values an image, grid positions x k k b,
-// at most 2^31 - 1 (so that no size vae_create computes from them wraps). 0, or -1 with why.
+// The weight's parameters, a x b x k x k (PyTorch's shape), at most LAYER_MAX_PARAMS (refused
+// with its true size, computed in 64 bits), and the columns' values an image, grid positions x k k
+// b, at most 2^31 - 1 (so that no size the model computes from them wraps). 0, or -1 with why.
 static int check_sizes(const struct layer *l, uint64_t a, uint64_t b, uint64_t grid, char *why)
 {
     char g[96];
-    uint64_t k = (uint64_t)l->spec.kernel, kk = k * k, weight = 0;
+    uint64_t k = (uint64_t)l->spec.arg[KERNEL], kk = k * k, weight = 0;
     bool fits = kk <= UINT64_MAX / b && kk * b <= UINT64_MAX / a;
     if (fits)
         weight = kk * b * a;
-    if (!fits || weight > VAE_MAX_PARAMS) {
+    if (!fits || weight > LAYER_MAX_PARAMS) {
         char count[32] = "2^64 or more";
         if (fits)
             snprintf(count, sizeof count, "%llu", (unsigned long long)weight);
@@ -78,7 +137,7 @@ static int check_sizes(const struct layer *l, uint64_t a, uint64_t b, uint64_t g
                         "more than the %zu a model holds",
                         l->name, geometry(l, g, sizeof g), (unsigned long long)a,
                         (unsigned long long)b, (unsigned long long)k, (unsigned long long)k, count,
-                        VAE_MAX_PARAMS),
+                        LAYER_MAX_PARAMS),
                -1;
     }
     if (grid * kk * b > INT32_MAX) // each factor below 2^31 here
@@ -91,61 +150,66 @@ static int check_sizes(const struct layer *l, uint64_t a, uint64_t b, uint64_t g
     return 0;
 }
 
-// Parameters: weight (wrows, wcols), bias (channels), room for its transpose in vae->weights_t
-// when a layer below needs dx; work floats of cols and dcols per image.
-static void lay_out_params(struct vae *vae, struct layer *l, size_t wrows, size_t wcols,
+// Parameters: weight (wrows, wcols), bias (channels), room for its transpose in the model's
+// transposed weights when a layer below needs dx; the columns and their gradient, work floats an
+// image each.
+static void lay_out_params(struct layer *l, struct layer_plan *plan, size_t wrows, size_t wcols,
                            size_t work)
 {
     l->out = l->out_shape.c * l->out_shape.h * l->out_shape.w;
-    l->work = work;
-    l->weight = vae->n_params;
+    l->n_buffers = 2;
+    l->buffer[COLS] = (struct layer_buffer){.what = "columns", .floats = work};
+    l->buffer[DCOLS] = (struct layer_buffer){.what = "column gradient", .floats = work};
+    l->weight = plan->n_params;
     l->bias = l->weight + wrows * wcols;
-    vae->n_params = l->bias + (size_t)l->out_shape.c;
-    if (l->needs_dx && wrows * wcols > vae->n_weights_t)
-        vae->n_weights_t = wrows * wcols;
+    plan->n_params = l->bias + (size_t)l->out_shape.c;
+    if (l->needs_dx && wrows * wcols > plan->n_weights_t)
+        plan->n_weights_t = wrows * wcols;
 }
 
-static int conv_layout(struct vae *vae, struct layer *l, char *why)
+static int conv_layout(struct layer *l, struct layer_plan *plan, char *why)
 {
     if (check_spec(l, why))
         return -1;
     const struct layer_spec *s = &l->spec;
     const struct layer_shape *in = &l->in_shape;
+    int kernel = s->arg[KERNEL], stride = s->arg[STRIDE], pad = s->arg[PAD];
     // In 64 bits: a deconv's output of up to 2^31 - 1 rows plus the padding passes an int.
-    int64_t span_h = (int64_t)in->h + 2 * s->pad - s->kernel;
-    int64_t span_w = (int64_t)in->w + 2 * s->pad - s->kernel;
+    int64_t span_h = (int64_t)in->h + 2 * pad - kernel;
+    int64_t span_w = (int64_t)in->w + 2 * pad - kernel;
     char g[96];
     if (span_h < 0 || span_w < 0)
         return snprintf(why, CLVAE_ERROR_MAX, "%s: %s: the kernel is larger than the padded input",
                         l->name, geometry(l, g, sizeof g)),
                -1;
-    if (span_h % s->stride != 0 || span_w % s->stride != 0)
+    if (span_h % stride != 0 || span_w % stride != 0)
         return snprintf(why, CLVAE_ERROR_MAX,
                         "%s: %s: the stride does not fit the input (%d + 2 x %d - %d is not a "
                         "multiple of %d, so pixels would be dropped)",
-                        l->name, geometry(l, g, sizeof g), span_h % s->stride ? in->h : in->w,
-                        s->pad, s->kernel, s->stride),
+                        l->name, geometry(l, g, sizeof g), span_h % stride ? in->h : in->w, pad,
+                        kernel, stride),
                -1;
-    int64_t oh = span_h / s->stride + 1, ow = span_w / s->stride + 1;
+    int64_t oh = span_h / stride + 1, ow = span_w / stride + 1;
     if (check_output(l, s->units, oh, ow, why) ||
         check_sizes(l, (uint64_t)s->units, (uint64_t)in->c, (uint64_t)(oh * ow), why))
         return -1;
     l->out_shape = (struct layer_shape){.c = s->units, .h = (int)oh, .w = (int)ow, .spatial = true};
-    size_t kkc = (size_t)s->kernel * s->kernel * in->c;
-    lay_out_params(vae, l, kkc, (size_t)s->units, (size_t)l->out_shape.h * l->out_shape.w * kkc);
+    size_t kkc = (size_t)kernel * kernel * in->c;
+    lay_out_params(l, plan, kkc, (size_t)s->units, (size_t)l->out_shape.h * l->out_shape.w * kkc);
     l->wgrad_m = kkc, l->wgrad_n = (size_t)s->units;
     l->wgrad_k = (size_t)l->out_shape.h * l->out_shape.w;
     return 0;
 }
 
-static int deconv_layout(struct vae *vae, struct layer *l, char *why)
+static int deconv_layout(struct layer *l, struct layer_plan *plan, char *why)
 {
     if (check_spec(l, why))
         return -1;
     const struct layer_spec *s = &l->spec;
     const struct layer_shape *in = &l->in_shape;
-    int64_t oh = (int64_t)(in->h - 1) * s->stride - 2 * s->pad + s->kernel;
-    int64_t ow = (int64_t)(in->w - 1) * s->stride - 2 * s->pad + s->kernel;
+    int kernel = s->arg[KERNEL], stride = s->arg[STRIDE], pad = s->arg[PAD];
+    int64_t oh = (int64_t)(in->h - 1) * stride - 2 * pad + kernel;
+    int64_t ow = (int64_t)(in->w - 1) * stride - 2 * pad + kernel;
     char g[96];
     if (oh < 1 || ow < 1)
         return snprintf(why, CLVAE_ERROR_MAX, "%s: %s: the output would be empty (%lldx%lld)",
@@ -155,33 +219,44 @@ static int deconv_layout(struct vae *vae, struct layer *l, char *why)
         check_sizes(l, (uint64_t)in->c, (uint64_t)s->units, (uint64_t)in->h * (uint64_t)in->w, why))
         return -1;
     l->out_shape = (struct layer_shape){.c = s->units, .h = (int)oh, .w = (int)ow, .spatial = true};
-    size_t kko = (size_t)s->kernel * s->kernel * s->units;
-    lay_out_params(vae, l, (size_t)in->c, kko, (size_t)in->h * in->w * kko);
+    size_t kko = (size_t)kernel * kernel * s->units;
+    lay_out_params(l, plan, (size_t)in->c, kko, (size_t)in->h * in->w * kko);
     l->wgrad_m = (size_t)in->c, l->wgrad_n = kko, l->wgrad_k = (size_t)in->h * in->w;
     return 0;
 }
 
 // PyTorch's default for Conv2d and ConvTranspose2d: uniform in +-1/sqrt(fan_in), fan_in = C K K
 // for a conv, OC K K for its transpose (torch takes dimension 1 of the weight).
+static void init_fan_in(const struct layer *l, int channels, uint64_t seed, float *params)
+{
+    int kk = l->spec.arg[KERNEL] * l->spec.arg[KERNEL];
+    dense_init_uniform(l, l->bias + (size_t)l->out_shape.c, kk * channels, seed, params);
+}
+
 static void conv_init(const struct layer *l, uint64_t seed, float *params)
 {
-    int kk = l->spec.kernel * l->spec.kernel;
-    int fan_in = kk * (l->spec.kind == LAYER_CONV ? l->in_shape.c : l->spec.units);
-    dense_init_uniform(l, l->bias + (size_t)l->out_shape.c, fan_in, seed, params);
+    init_fan_in(l, l->in_shape.c, seed, params);
 }
 
-static void conv_create(struct vae *vae, struct layer *l)
+static void deconv_init(const struct layer *l, uint64_t seed, float *params)
 {
-    dense_ops.create(vae, l);
-    l->k_im2col = clrt_kernel(vae->rt, "conv_im2col");
-    l->k_col2im = clrt_kernel(vae->rt, "conv_col2im");
+    init_fan_in(l, l->spec.units, seed, params);
 }
 
-// im2col (k = l->k_im2col) or col2im (l->k_col2im) between img, an image of shape, and cols over
-// the grid of the conv that shape is the input of (for a conv) or the output of (a deconv).
-static void columns(struct vae *vae, const struct layer *l, cl_kernel k, cl_mem from, cl_mem to,
-                    int rows, struct layer_shape img, struct layer_shape grid)
+static void conv_create(const struct layer_ctx *ctx, struct layer *l)
 {
+    dense_create(ctx, l);
+    l->kernel[K_IM2COL] = clrt_kernel(ctx->rt, "conv_im2col");
+    l->kernel[K_COL2IM] = clrt_kernel(ctx->rt, "conv_col2im");
+}
+
+// im2col (which K_IM2COL) or col2im (K_COL2IM) between img, an image of shape, and cols over the
+// grid of the conv that shape is the input of (for a conv) or the output of (a deconv); col2im adds
+// to what img holds when acc.
+static void columns(const struct layer_ctx *ctx, const struct layer *l, int which, cl_mem from,
+                    cl_mem to, int rows, struct layer_shape img, struct layer_shape grid, bool acc)
+{
+    cl_kernel k = l->kernel[which];
     cl_uint a = 0;
     KARG(k, a++, from);
     KARG(k, a++, to);
@@ -191,108 +266,154 @@ static void columns(struct vae *vae, const struct layer *l, cl_kernel k, cl_mem 
     KARG(k, a++, img.w);
     KARG(k, a++, grid.h);
     KARG(k, a++, grid.w);
-    KARG(k, a++, l->spec.kernel);
-    KARG(k, a++, l->spec.stride);
-    KARG(k, a++, l->spec.pad);
+    KARG(k, a++, l->spec.arg[KERNEL]);
+    KARG(k, a++, l->spec.arg[STRIDE]);
+    KARG(k, a++, l->spec.arg[PAD]);
+    bool im2col = which == K_IM2COL;
+    if (!im2col) {
+        int add = acc;
+        KARG(k, a++, add);
+    }
     // A work-item of conv_im2col writes one grid row; one of conv_col2im sums COL2IM_CHANNELS
     // (16) channels of one image row (cl/conv.cl).
-    size_t global[2] = {k == l->k_im2col ? (size_t)rows * grid.h : ((size_t)img.c + 15) / 16,
-                        k == l->k_im2col ? 1 : (size_t)rows * img.h};
-    clrt_launch(vae->rt, k, 2, global, NULL);
+    size_t global[2] = {im2col ? (size_t)rows * grid.h : ((size_t)img.c + 15) / 16,
+                        im2col ? 1 : (size_t)rows * img.h};
+    clrt_launch(ctx->rt, k, 2, global, NULL);
 }
 
-static void conv_forward(struct vae *vae, const struct layer *l, int rows)
+// K K C: a column's values for a conv of l's input.
+static size_t conv_kkc(const struct layer *l)
+{
+    return (size_t)l->spec.arg[KERNEL] * l->spec.arg[KERNEL] * l->in_shape.c;
+}
+
+static void conv_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)
 {
     size_t m = (size_t)rows * l->out_shape.h * l->out_shape.w, n = (size_t)l->out_shape.c;
-    size_t kkc = (size_t)l->spec.kernel * l->spec.kernel * l->in_shape.c;
-    columns(vae, l, l->k_im2col, l->x, l->cols, rows, l->in_shape, l->out_shape);
-    dense_product_bias(vae, l, m, n, kkc, mat(l->cols, 0, kkc));
+    size_t kkc = conv_kkc(l);
+    cl_mem cols = l->buffer[COLS].mem;
+    columns(ctx, l, K_IM2COL, l->x, cols, rows, l->in_shape, l->out_shape, false);
+    dense_product_bias(ctx, l, m, n, kkc, mat(cols, 0, kkc));
 }
 
-static void conv_backward(struct vae *vae, const struct layer *l, int rows, bool accumulate)
+static void conv_backward(const struct layer_ctx *ctx, const struct layer *l, int rows,
+                          bool accumulate)
 {
     size_t m = (size_t)rows * l->out_shape.h * l->out_shape.w, n = (size_t)l->out_shape.c;
-    size_t kkc = (size_t)l->spec.kernel * l->spec.kernel * l->in_shape.c;
-    dense_bias_backward(vae, l, (int)m, (int)n, accumulate);
-    dense_weight_grad(vae, l, rows, mat(l->cols, 0, kkc), mat(l->dy, 0, n), accumulate);
+    size_t kkc = conv_kkc(l);
+    cl_mem cols = l->buffer[COLS].mem, dcols = l->buffer[DCOLS].mem;
+    dense_bias_backward(ctx, l, (int)m, (int)n, accumulate);
+    dense_weight_grad(ctx, l, rows, mat(cols, 0, kkc), mat(l->dy, 0, n), accumulate);
     if (!l->needs_dx)
         return;
-    dense_transpose_weight(vae, l, (int)kkc, (int)n);
-    clrt_gemm(vae->rt, false, false, m, kkc, n, 1.0f, mat(l->dy, 0, n),
-              mat(vae->weights_t, 0, kkc), 0.0f, mat(l->dcols, 0, kkc));
-    columns(vae, l, l->k_col2im, l->dcols, l->dx, rows, l->in_shape, l->out_shape);
+    dense_transpose_weight(ctx, l, (int)kkc, (int)n);
+    clrt_gemm(ctx->rt, false, false, m, kkc, n, 1.0f, mat(l->dy, 0, n), mat(ctx->weights_t, 0, kkc),
+              0.0f, mat(dcols, 0, kkc));
+    columns(ctx, l, K_COL2IM, dcols, l->dx, rows, l->in_shape, l->out_shape, l->dx_accumulate);
 }
 
-static void deconv_forward(struct vae *vae, const struct layer *l, int rows)
+// K K OC: a column's values for a deconv to l's output.
+static size_t deconv_kko(const struct layer *l)
 {
-    size_t m = (size_t)rows * l->in_shape.h * l->in_shape.w, ic = (size_t)l->in_shape.c;
-    size_t kko = (size_t)l->spec.kernel * l->spec.kernel * l->out_shape.c;
-    clrt_gemm(vae->rt, false, false, m, kko, ic, 1.0f, mat(l->x, 0, ic),
-              mat(l->dev.params, l->dev.weight, kko), 0.0f, mat(l->cols, 0, kko));
-    columns(vae, l, l->k_col2im, l->cols, l->y, rows, l->out_shape, l->in_shape);
-    dense_bias_forward(vae, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c);
+    return (size_t)l->spec.arg[KERNEL] * l->spec.arg[KERNEL] * l->out_shape.c;
 }
 
-static void deconv_backward(struct vae *vae, const struct layer *l, int rows, bool accumulate)
+static void deconv_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)
 {
     size_t m = (size_t)rows * l->in_shape.h * l->in_shape.w, ic = (size_t)l->in_shape.c;
-    size_t kko = (size_t)l->spec.kernel * l->spec.kernel * l->out_shape.c;
-    dense_bias_backward(vae, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c, accumulate);
-    columns(vae, l, l->k_im2col, l->dy, l->dcols, rows, l->out_shape, l->in_shape);
-    dense_weight_grad(vae, l, rows, mat(l->x, 0, ic), mat(l->dcols, 0, kko), accumulate);
+    size_t kko = deconv_kko(l);
+    cl_mem cols = l->buffer[COLS].mem;
+    clrt_gemm(ctx->rt, false, false, m, kko, ic, 1.0f, mat(l->x, 0, ic),
+              mat(l->dev.params, l->dev.weight, kko), 0.0f, mat(cols, 0, kko));
+    columns(ctx, l, K_COL2IM, cols, l->y, rows, l->out_shape, l->in_shape, false);
+    dense_bias_forward(ctx, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c);
+}
+
+static void deconv_backward(const struct layer_ctx *ctx, const struct layer *l, int rows,
+                            bool accumulate)
+{
+    size_t m = (size_t)rows * l->in_shape.h * l->in_shape.w, ic = (size_t)l->in_shape.c;
+    size_t kko = deconv_kko(l);
+    cl_mem dcols = l->buffer[DCOLS].mem;
+    dense_bias_backward(ctx, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c, accumulate);
+    columns(ctx, l, K_IM2COL, l->dy, dcols, rows, l->out_shape, l->in_shape, false);
+    dense_weight_grad(ctx, l, rows, mat(l->x, 0, ic), mat(dcols, 0, kko), accumulate);
     if (!l->needs_dx)
         return;
-    dense_transpose_weight(vae, l, (int)ic, (int)kko);
-    clrt_gemm(vae->rt, false, false, m, ic, kko, 1.0f, mat(l->dcols, 0, kko),
-              mat(vae->weights_t, 0, ic), 0.0f, mat(l->dx, 0, ic));
+    dense_transpose_weight(ctx, l, (int)ic, (int)kko);
+    clrt_gemm(ctx->rt, false, false, m, ic, kko, 1.0f, mat(dcols, 0, kko),
+              mat(ctx->weights_t, 0, ic), l->dx_accumulate ? 1.0f : 0.0f, mat(l->dx, 0, ic));
+}
+
+// The bias (channels), after the weight.
+static int bias_tensor(const struct layer *l, struct layer_tensor *t)
+{
+    *t =
+        (struct layer_tensor){.ndim = 1, .shape = {l->out_shape.c}, .stride = {1}, .base = l->bias};
+    snprintf(t->name, sizeof t->name, "%s.bias", l->name);
+    return 1;
 }
 
 // PyTorch's shapes: a conv's weight (OC, C, K, K), element [oc][c][ky][kx] at ((ky K + kx) C +
-// c) OC + oc; a deconv's (IC, OC, K, K), element [ic][oc][ky][kx] at ic K K OC + (ky K + kx) OC +
-// oc; the bias (channels).
+// c) OC + oc; the bias (OC).
 static int conv_tensors(const struct layer *l, struct layer_tensor *t)
 {
-    size_t k = (size_t)l->spec.kernel, oc = (size_t)l->out_shape.c, c = (size_t)l->in_shape.c;
-    if (l->spec.kind == LAYER_CONV)
-        t[0] = (struct layer_tensor){.ndim = 4,
-                                     .shape = {(int)oc, (int)c, (int)k, (int)k},
-                                     .stride = {1, oc, k * c * oc, c * oc},
-                                     .base = l->weight};
-    else
-        t[0] = (struct layer_tensor){.ndim = 4,
-                                     .shape = {(int)c, (int)oc, (int)k, (int)k},
-                                     .stride = {k * k * oc, 1, k * oc, oc},
-                                     .base = l->weight};
+    size_t k = (size_t)l->spec.arg[KERNEL], oc = (size_t)l->out_shape.c, c = (size_t)l->in_shape.c;
+    t[0] = (struct layer_tensor){.ndim = 4,
+                                 .shape = {(int)oc, (int)c, (int)k, (int)k},
+                                 .stride = {1, oc, k * c * oc, c * oc},
+                                 .base = l->weight};
     snprintf(t[0].name, sizeof t[0].name, "%s.weight", l->name);
-    t[1] = (struct layer_tensor){.ndim = 1, .shape = {(int)oc}, .stride = {1}, .base = l->bias};
-    snprintf(t[1].name, sizeof t[1].name, "%s.bias", l->name);
-    return 2;
+    return 1 + bias_tensor(l, t + 1);
 }
 
-// Dense's release frees every kernel a layer can hold.
-static void conv_release(struct layer *l)
+// A deconv's weight (IC, OC, K, K), element [ic][oc][ky][kx] at ic K K OC + (ky K + kx) OC + oc;
+// the bias (OC).
+static int deconv_tensors(const struct layer *l, struct layer_tensor *t)
 {
-    dense_ops.release(l);
+    size_t k = (size_t)l->spec.arg[KERNEL], oc = (size_t)l->out_shape.c, c = (size_t)l->in_shape.c;
+    t[0] = (struct layer_tensor){.ndim = 4,
+                                 .shape = {(int)c, (int)oc, (int)k, (int)k},
+                                 .stride = {k * k * oc, 1, k * oc, oc},
+                                 .base = l->weight};
+    snprintf(t[0].name, sizeof t[0].name, "%s.weight", l->name);
+    return 1 + bias_tensor(l, t + 1);
 }
 
 const struct layer_ops conv_ops = {
     .kind = "conv",
+    .usage = "conv:C[:K[:S[:P]]]",
+    .gives = LAYER_GIVES_IMAGE,
+    .defaults = {4, 2, 1},
+    .parse = conv_parse,
+    .format = conv_format,
+    .same = conv_same,
+    .describe = conv_describe,
+    .mirror = conv_mirror,
     .layout = conv_layout,
     .init = conv_init,
     .create = conv_create,
     .forward = conv_forward,
     .backward = conv_backward,
     .tensors = conv_tensors,
-    .release = conv_release,
+    .release = layer_release_kernels,
 };
 
+// (No describe: the banner has always left a deconv of an encoder out.)
 const struct layer_ops deconv_ops = {
     .kind = "deconv",
+    .usage = "deconv:C[:K[:S[:P]]]",
+    .gives = LAYER_GIVES_IMAGE,
+    .defaults = {4, 2, 1},
+    .parse = conv_parse,
+    .format = conv_format,
+    .same = conv_same,
+    .mirror = deconv_mirror,
     .layout = deconv_layout,
-    .init = conv_init,
+    .init = deconv_init,
     .create = conv_create,
     .forward = deconv_forward,
     .backward = deconv_backward,
-    .tensors = conv_tensors,
-    .release = conv_release,
+    .tensors = deconv_tensors,
+    .release = layer_release_kernels,
 };

@@ -1,34 +1,67 @@
 // The dense layer y = relu?(x W + b): W (in, out) row-major, as a Keras Dense layer keeps its
 // kernel (the transpose of PyTorch's nn.Linear weight), b (out). The layout makes the forward
 // product and the weight gradient the NN and TN products that CLBlast runs fast on every device;
-// the input gradient dy W^T uses a transposed copy (out, in) in vae->weights_t, a scratch the
+// the input gradient dy W^T uses a transposed copy (out, in) in ctx->weights_t, a scratch the
 // layers take in turn. Parameters on the device are reached through l->dev: the layer's part of
 // them and its offsets there. The bias, ReLU and transpose pieces serve conv and deconv too
-// (layer.h).
+// (layer_kind.h). Item: "dense:N", N the width.
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
+#include "layer_kind.h"
 #include "philox.h"
-#include "vae.h"
 
-// Whether the model runs on a CPU device, where some passes take a form of their own.
-static bool cpu(const struct vae *vae)
+static int dense_parse(const char *option, const char *item, const char *numbers,
+                       struct layer_spec *spec, struct clvae_error *err)
 {
-    return vae->rt->device_type & CL_DEVICE_TYPE_CPU;
+    (void)item;
+    return cli_parse_int(option, numbers, 1, LAYER_MAX_NUMBER, &spec->units, err);
 }
 
-static int dense_layout(struct vae *vae, struct layer *l, char *why)
+static int dense_format(const struct layer_spec *s, char *buf, size_t len)
+{
+    return snprintf(buf, len, "dense:%d", s->units);
+}
+
+static bool dense_same(const struct layer_spec *a, const struct layer_spec *b)
+{
+    return a->units == b->units;
+}
+
+static int dense_describe(const struct layer_spec *s, char *buf, size_t len)
+{
+    return snprintf(buf, len, "-%d", s->units);
+}
+
+int layer_dense_to(struct layer_shape want, struct layer_spec *items)
+{
+    items[0] = (struct layer_spec){.kind = LAYER_DENSE, .units = want.c * want.h * want.w};
+    if (!want.spatial)
+        return 1;
+    items[1] = layer_spec_of("reshape", want.c);
+    items[1].arg[0] = want.h, items[1].arg[1] = want.w; // a reshape's height and width
+    return 2;
+}
+
+// Back to the input: a dense layer to its size, reshaped when it is an image.
+static int dense_mirror(const struct layer *l, struct layer_spec *items)
+{
+    return layer_dense_to(l->in_shape, items);
+}
+
+static int dense_layout(struct layer *l, struct layer_plan *plan, char *why)
 {
     (void)why;
     l->out = l->spec.units;
     l->out_shape = (struct layer_shape){.c = l->out, .h = 1, .w = 1};
-    l->weight = vae->n_params;
+    l->weight = plan->n_params;
     l->bias = l->weight + (size_t)l->in * (size_t)l->out;
     l->wgrad_m = (size_t)l->in, l->wgrad_n = (size_t)l->out, l->wgrad_k = 1;
-    vae->n_params = l->bias + (size_t)l->out;
-    if (l->needs_dx && (size_t)l->in * (size_t)l->out > vae->n_weights_t)
-        vae->n_weights_t = (size_t)l->in * (size_t)l->out;
+    plan->n_params = l->bias + (size_t)l->out;
+    if (l->needs_dx && (size_t)l->in * (size_t)l->out > plan->n_weights_t)
+        plan->n_weights_t = (size_t)l->in * (size_t)l->out;
     return 0;
 }
 
@@ -47,43 +80,20 @@ static void dense_init(const struct layer *l, uint64_t seed, float *params)
     dense_init_uniform(l, l->bias + (size_t)l->out, l->in, seed, params);
 }
 
-static void dense_create(struct vae *vae, struct layer *l)
+void dense_create(const struct layer_ctx *ctx, struct layer *l)
 {
-    l->k_forward = clrt_kernel(vae->rt, l->relu ? "bias_relu_forward" : "bias_forward");
-    l->k_bias_backward = clrt_kernel(vae->rt, "bias_backward");
-    l->k_bias_backward_rows = clrt_kernel(vae->rt, "bias_backward_rows");
-    l->k_bias_backward_sum = clrt_kernel(vae->rt, "bias_backward_sum");
+    cl_kernel *k = l->kernel;
+    k[DENSE_K_FORWARD] = clrt_kernel(ctx->rt, l->relu ? "bias_relu_forward" : "bias_forward");
+    k[DENSE_K_BIAS_BACKWARD] = clrt_kernel(ctx->rt, "bias_backward");
+    k[DENSE_K_BIAS_BACKWARD_ROWS] = clrt_kernel(ctx->rt, "bias_backward_rows");
+    k[DENSE_K_BIAS_BACKWARD_SUM] = clrt_kernel(ctx->rt, "bias_backward_sum");
     if (l->needs_dx)
-        l->k_transpose = clrt_kernel(vae->rt, cpu(vae) ? "transpose_tiles" : "transpose");
+        k[DENSE_K_TRANSPOSE] = clrt_kernel(ctx->rt, ctx->cpu ? "transpose_tiles" : "transpose");
 }
 
-// Every kernel any kind holds: dense's, and conv's im2col and col2im.
-static void dense_release(struct layer *l)
+void dense_bias_forward(const struct layer_ctx *ctx, const struct layer *l, int rows, int n)
 {
-    cl_kernel kernels[] = {l->k_forward,
-                           l->k_bias_backward,
-                           l->k_bias_backward_rows,
-                           l->k_bias_backward_sum,
-                           l->k_transpose,
-                           l->k_im2col,
-                           l->k_col2im};
-    for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
-        if (kernels[i])
-            clReleaseKernel(kernels[i]);
-    l->k_forward = l->k_bias_backward = l->k_bias_backward_rows = NULL;
-    l->k_bias_backward_sum = l->k_transpose = NULL;
-    l->k_im2col = l->k_col2im = NULL;
-}
-
-// Row-major operand views.
-static struct clrt_mat mat(cl_mem mem, size_t offset, int ld)
-{
-    return (struct clrt_mat){mem, offset, (size_t)ld};
-}
-
-void dense_bias_forward(struct vae *vae, const struct layer *l, int rows, int n)
-{
-    cl_kernel k = l->k_forward;
+    cl_kernel k = l->kernel[DENSE_K_FORWARD];
     int bias = (int)l->dev.bias;
     cl_uint a = 0;
     KARG(k, a++, l->y);
@@ -92,39 +102,52 @@ void dense_bias_forward(struct vae *vae, const struct layer *l, int rows, int n)
     KARG(k, a++, rows);
     KARG(k, a++, n);
     size_t global[2] = {(size_t)n, (size_t)rows};
-    clrt_launch(vae->rt, k, 2, global, NULL);
+    clrt_launch(ctx->rt, k, 2, global, NULL);
 }
 
-void dense_product_bias(struct vae *vae, const struct layer *l, size_t m, size_t n, size_t k,
-                        struct clrt_mat a)
+void dense_product_bias(const struct layer_ctx *ctx, const struct layer *l, size_t m, size_t n,
+                        size_t k, struct clrt_mat a)
 {
-    struct clrt_epilogue ep = {{l->dev.params, l->dev.bias, 0}, l->relu};
-    if (!clrt_gemm_bias(vae->rt, m, n, k, a, (struct clrt_mat){l->dev.params, l->dev.weight, n},
-                        (struct clrt_mat){l->y, 0, n}, &ep))
-        dense_bias_forward(vae, l, (int)m, (int)n);
+    struct clrt_epilogue ep = {.bias = {l->dev.params, l->dev.bias, 0}, .relu = l->relu};
+    if (!clrt_gemm_bias(ctx->rt, m, n, k, a, mat(l->dev.params, l->dev.weight, n), mat(l->y, 0, n),
+                        &ep))
+        dense_bias_forward(ctx, l, (int)m, (int)n);
 }
 
 // y (rows, out) = x W + b, then ReLU if the layer has it.
-static void dense_forward(struct vae *vae, const struct layer *l, int rows)
+static void dense_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)
 {
-    dense_product_bias(vae, l, (size_t)rows, (size_t)l->out, (size_t)l->in, mat(l->x, 0, l->in));
+    size_t in = (size_t)l->in;
+    dense_product_bias(ctx, l, (size_t)rows, (size_t)l->out, in, mat(l->x, 0, in));
 }
 
-// In vae_bias_parts parts, summed again when there are several: a column reduction that fills a
+// dense_forward with x gathered in the product (clrt_gemm_bias_gathered), the bias and ReLU
+// folded in as there.
+static bool dense_forward_gathered(const struct layer_ctx *ctx, const struct layer *l, int rows,
+                                   const struct clrt_gather *g)
+{
+    size_t n = (size_t)l->out;
+    struct clrt_epilogue ep = {.bias = {l->dev.params, l->dev.bias, 0}, .relu = l->relu};
+    return clrt_gemm_bias_gathered(ctx->rt, (size_t)rows, n, (size_t)l->in, g,
+                                   mat(l->dev.params, l->dev.weight, n), mat(l->y, 0, n), &ep);
+}
+
+// In layer_bias_parts parts, summed again when there are several: a column reduction that fills a
 // GPU at any batch. On a CPU with rows a multiple of 4 KiB apart, each part sweeps its rows instead
 // (bias_backward_rows), the same sums.
-void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n, bool accumulate)
+void dense_bias_backward(const struct layer_ctx *ctx, const struct layer *l, int rows, int n,
+                         bool accumulate)
 {
-    int parts = vae_bias_parts(vae, rows, n);
+    int parts = layer_bias_parts(ctx, rows, n);
     int per_part = (rows + parts - 1) / parts, relu = l->relu, acc = accumulate;
     int dbias = (int)l->dev.bias;
-    bool sweep = cpu(vae) && n % 1024 == 0;
+    bool sweep = ctx->cpu && n % 1024 == 0;
     // One part writes the gradient itself (the sweep: only when it need not add to it); the parts
     // otherwise write partial sums from 0 for the second pass.
     bool direct = parts == 1 && !(sweep && accumulate);
-    cl_mem y = l->relu ? l->y : l->dy, out = direct ? l->dev.grads : vae->bias_partial;
+    cl_mem y = l->relu ? l->y : l->dy, out = direct ? l->dev.grads : ctx->bias_partial;
     int out_offset = direct ? dbias : 0, out_acc = direct ? acc : 0;
-    cl_kernel k = sweep ? l->k_bias_backward_rows : l->k_bias_backward;
+    cl_kernel k = l->kernel[sweep ? DENSE_K_BIAS_BACKWARD_ROWS : DENSE_K_BIAS_BACKWARD];
     cl_uint a = 0;
     KARG(k, a++, l->dy);
     KARG(k, a++, y);
@@ -137,64 +160,90 @@ void dense_bias_backward(struct vae *vae, const struct layer *l, int rows, int n
     KARG(k, a++, n);
     KARG(k, a++, per_part);
     size_t global[2] = {sweep ? (size_t)parts : (size_t)n, (size_t)parts};
-    clrt_launch(vae->rt, k, sweep ? 1 : 2, global, NULL);
+    clrt_launch(ctx->rt, k, sweep ? 1 : 2, global, NULL);
     if (direct)
         return;
-    k = l->k_bias_backward_sum;
+    k = l->kernel[DENSE_K_BIAS_BACKWARD_SUM];
     a = 0;
-    KARG(k, a++, vae->bias_partial);
+    KARG(k, a++, ctx->bias_partial);
     KARG(k, a++, parts);
     KARG(k, a++, l->dev.grads);
     KARG(k, a++, dbias);
     KARG(k, a++, acc);
     KARG(k, a++, n);
     size_t columns = (size_t)n;
-    clrt_launch(vae->rt, k, 1, &columns, NULL);
+    clrt_launch(ctx->rt, k, 1, &columns, NULL);
 }
 
 // Refreshed every backward pass, so backward always sees the current parameters however they
 // were set.
-void dense_transpose_weight(struct vae *vae, const struct layer *l, int rows, int cols)
+void dense_transpose_weight(const struct layer_ctx *ctx, const struct layer *l, int rows, int cols)
 {
-    cl_kernel k = l->k_transpose;
+    cl_kernel k = l->kernel[DENSE_K_TRANSPOSE];
     int src = (int)l->dev.weight, dst = 0;
     cl_uint a = 0;
     KARG(k, a++, l->dev.params);
     KARG(k, a++, src);
-    KARG(k, a++, vae->weights_t);
+    KARG(k, a++, ctx->weights_t);
     KARG(k, a++, dst);
     KARG(k, a++, rows);
     KARG(k, a++, cols);
     size_t global[2] = {(size_t)cols, (size_t)rows};
-    if (cpu(vae)) // transpose_tiles: a work-item a 16 x 16 tile
+    if (ctx->cpu) // transpose_tiles: a work-item a 16 x 16 tile
         global[0] = (global[0] + 15) / 16, global[1] = (global[1] + 15) / 16;
-    clrt_launch(vae->rt, k, 2, global, NULL);
+    clrt_launch(ctx->rt, k, 2, global, NULL);
+}
+
+void dense_weight_grad(const struct layer_ctx *ctx, const struct layer *l, int rows,
+                       struct clrt_mat a, struct clrt_mat b, bool accumulate)
+{
+    size_t m = l->wgrad_m, n = l->wgrad_n, k = (size_t)rows * l->wgrad_k;
+    int parts = layer_splitk_parts(ctx->rt, m, n, k);
+    struct clrt_mat dw = mat(l->dev.grads, l->dev.weight, n);
+    float beta = accumulate ? 1.0f : 0.0f;
+    if (parts == 1)
+        clrt_gemm(ctx->rt, true, false, m, n, k, 1.0f, a, b, beta, dw);
+    else
+        clrt_gemm_split(ctx->rt, m, n, k, a, b, beta, dw, (size_t)parts, ctx->splitk);
+}
+
+// dW and db in the weight gradient's launch (clrt_gemm_tn_colsum), when dy needs no mask here
+// (no ReLU, or masked by the layer above) and the bias gradient would be one sum over the rows
+// (layer_bias_parts): the same bits, a launch and a pass over dy fewer. False when not so.
+static bool dense_grads_fused(const struct layer_ctx *ctx, const struct layer *l, int rows,
+                              bool accumulate)
+{
+    size_t in = (size_t)l->in, out = (size_t)l->out;
+    if ((l->relu && !l->dy_masked) || layer_bias_parts(ctx, rows, l->out) > 1 ||
+        layer_splitk_parts(ctx->rt, l->wgrad_m, l->wgrad_n, (size_t)rows * l->wgrad_k) > 1)
+        return false;
+    return clrt_gemm_tn_colsum(ctx->rt, in, out, (size_t)rows, mat(l->x, 0, in), mat(l->dy, 0, out),
+                               accumulate ? 1.0f : 0.0f, mat(l->dev.grads, l->dev.weight, out),
+                               mat(l->dev.grads, l->dev.bias, 1), accumulate);
 }
 
 // dy masked by the ReLU, then db, dW (in, out) = x^T dy (added to the gradients when
-// accumulate) and, when a layer below needs it, dx (rows, in) = dy W^T.
-static void dense_backward(struct vae *vae, const struct layer *l, int rows, bool accumulate)
+// accumulate) and, when a layer below needs it, dx (rows, in) = dy W^T (added to dx when
+// l->dx_accumulate), dy W^T masked by x > 0 when l->mask_dx (the ReLU of the layer below).
+static void dense_backward(const struct layer_ctx *ctx, const struct layer *l, int rows,
+                           bool accumulate)
 {
-    dense_bias_backward(vae, l, rows, l->out, accumulate);
+    size_t in = (size_t)l->in, out = (size_t)l->out;
     if (l->needs_dx)
-        dense_transpose_weight(vae, l, l->in, l->out);
-    dense_weight_grad(vae, l, rows, mat(l->x, 0, l->in), mat(l->dy, 0, l->out), accumulate);
-    if (l->needs_dx)
-        clrt_gemm(vae->rt, false, false, (size_t)rows, (size_t)l->in, (size_t)l->out, 1.0f,
-                  mat(l->dy, 0, l->out), mat(vae->weights_t, 0, l->in), 0.0f, mat(l->dx, 0, l->in));
-}
-
-void dense_weight_grad(struct vae *vae, const struct layer *l, int rows, struct clrt_mat a,
-                       struct clrt_mat b, bool accumulate)
-{
-    size_t m = l->wgrad_m, n = l->wgrad_n, k = (size_t)rows * l->wgrad_k;
-    int parts = vae_splitk_parts(vae->rt, m, n, k);
-    struct clrt_mat dw = {l->dev.grads, l->dev.weight, n};
-    float beta = accumulate ? 1.0f : 0.0f;
-    if (parts == 1)
-        clrt_gemm(vae->rt, true, false, m, n, k, 1.0f, a, b, beta, dw);
+        dense_transpose_weight(ctx, l, l->in, l->out);
+    if (!dense_grads_fused(ctx, l, rows, accumulate)) {
+        dense_bias_backward(ctx, l, rows, l->out, accumulate);
+        dense_weight_grad(ctx, l, rows, mat(l->x, 0, in), mat(l->dy, 0, out), accumulate);
+    }
+    if (!l->needs_dx)
+        return;
+    struct clrt_mat dy = mat(l->dy, 0, out), wt = mat(ctx->weights_t, 0, in),
+                    dx = mat(l->dx, 0, in);
+    float beta = l->dx_accumulate ? 1.0f : 0.0f;
+    if (l->mask_dx)
+        clrt_gemm_masked(ctx->rt, (size_t)rows, in, out, dy, wt, beta, dx, mat(l->x, 0, in));
     else
-        clrt_gemm_split(vae->rt, m, n, k, a, b, beta, dw, (size_t)parts, vae->splitk);
+        clrt_gemm(ctx->rt, false, false, (size_t)rows, in, out, 1.0f, dy, wt, beta, dx);
 }
 
 // A weight (out, in) and a bias (out) from columns col0 .. col0 + out - 1 of the layer.
@@ -221,11 +270,20 @@ static int dense_tensors(const struct layer *l, struct layer_tensor *t)
 
 const struct layer_ops dense_ops = {
     .kind = "dense",
+    .usage = "dense:N",
+    .gives = LAYER_GIVES_FLAT,
+    .parse = dense_parse,
+    .format = dense_format,
+    .same = dense_same,
+    .describe = dense_describe,
+    .mirror = dense_mirror,
     .layout = dense_layout,
     .init = dense_init,
     .create = dense_create,
     .forward = dense_forward,
+    .forward_gathered = dense_forward_gathered,
     .backward = dense_backward,
+    .fold_relu = true,
     .tensors = dense_tensors,
-    .release = dense_release,
+    .release = layer_release_kernels,
 };

@@ -1,40 +1,14 @@
+// The likelihoods as rows of one table: name, decoder outputs a pixel takes, whether its
+// negative log-likelihoods are code lengths of 8-bit pixels, its per-pixel kernel and its host
+// mean. A new likelihood is a row here, its LIKELIHOOD_* number (likelihood.h, cl/likelihood.cl)
+// and its kernel.
 #include "likelihood.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
-#include "vae.h"
-
-static const char *const names[] = {
-    [LIKELIHOOD_BERNOULLI] = "bernoulli", [LIKELIHOOD_LOGISTIC] = "logistic"};
-
-int likelihood_outputs(enum likelihood_kind kind)
-{
-    return kind == LIKELIHOOD_LOGISTIC ? 2 : 1;
-}
-
-const char *likelihood_name(enum likelihood_kind kind)
-{
-    return names[kind];
-}
-
-int likelihood_parse(const char *option, const char *name, enum likelihood_kind *kind,
-                     struct clvae_error *err)
-{
-    for (int k = 0; k < (int)(sizeof names / sizeof names[0]); k++) {
-        if (strcmp(name, names[k]) == 0) {
-            *kind = (enum likelihood_kind)k;
-            return 0;
-        }
-    }
-    return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not a likelihood (bernoulli or logistic)",
-                      option, name);
-}
-
-bool likelihood_discrete(enum likelihood_kind kind)
-{
-    return kind == LIKELIHOOD_LOGISTIC;
-}
+#include "error.h"
 
 // The mean of the discretised logistic (cl/likelihood.cl) with location mu and log-scale u:
 // sum_k k/255 P(k) = (1/255) sum_{k=1}^{255} P(level >= k) = (1/255) sum_k sigmoid(-(e_k - mu) /
@@ -52,21 +26,91 @@ static float logistic_mean(float mu, float u)
     return (float)(sum / 255.0);
 }
 
+// Pixel j's expected value from out, an image's decoder outputs: the sigmoid of its logit.
+static float bernoulli_pixel_mean(const float *out, int j, int channels)
+{
+    (void)channels;
+    return 1.0f / (1.0f + expf(-out[j]));
+}
+
+// The logistic's: pixel p's channel c has its mean at out[p 2C + c], its log-scale C after.
+static float logistic_pixel_mean(const float *out, int j, int channels)
+{
+    int p = j / channels, c = j % channels;
+    const float *px = out + (size_t)p * 2 * (size_t)channels;
+    return logistic_mean(px[c], px[channels + c]);
+}
+
+static const struct {
+    const char *name;
+    int outputs;   // decoder outputs a pixel value takes
+    bool discrete; // negative log-likelihoods of 8-bit pixels (bits per dimension a code length)
+    // (out, x, dout, terms, rows, dim, channels, scale) -> terms (rows, dim) each pixel's
+    // negative log-likelihood, and dout = scale * its gradient in out. Range: (dim, rows).
+    const char *kernel;
+    // The same with row_sum's sums into (rec, rec_offset), a work-group a row (on CPUs).
+    const char *rows_kernel;
+    // Pixel j's expected value in [0, 1] from out, an image's decoder outputs.
+    float (*mean)(const float *out, int j, int channels);
+} kinds[] = {
+    [LIKELIHOOD_BERNOULLI] = {"bernoulli", 1, false, "bce_logits_grad", "bce_logits_grad_rows",
+                              bernoulli_pixel_mean},
+    [LIKELIHOOD_LOGISTIC] = {"logistic", 2, true, "logistic_nll_grad", "logistic_nll_grad_rows",
+                             logistic_pixel_mean},
+};
+
+#define N_KINDS ((int)(sizeof kinds / sizeof kinds[0]))
+
+int likelihood_outputs(enum likelihood_kind kind)
+{
+    return kinds[kind].outputs;
+}
+
+const char *likelihood_name(enum likelihood_kind kind)
+{
+    return kinds[kind].name;
+}
+
+// "bernoulli or logistic": every kind's name.
+static void list_names(char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < N_KINDS && used < len; k++) {
+        const char *sep = k == 0 ? "" : k + 1 == N_KINDS ? " or " : ", ";
+        int w = snprintf(buf + used, len - used, "%s%s", sep, kinds[k].name);
+        used += w > 0 ? (size_t)w : 0;
+    }
+}
+
+int likelihood_parse(const char *option, const char *name, enum likelihood_kind *kind,
+                     struct clvae_error *err)
+{
+    for (int k = 0; k < N_KINDS; k++) {
+        if (strcmp(name, kinds[k].name) == 0) {
+            *kind = (enum likelihood_kind)k;
+            return 0;
+        }
+    }
+    char names[256];
+    list_names(names, sizeof names);
+    return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is not a likelihood (%s)", option, name,
+                      names);
+}
+
+bool likelihood_discrete(enum likelihood_kind kind)
+{
+    return kinds[kind].discrete;
+}
+
 void likelihood_mean(enum likelihood_kind kind, const float *out, int rows, int dim, int channels,
                      float *mean)
 {
-    for (size_t r = 0; r < (size_t)rows; r++) {
-        for (int j = 0; j < dim; j++) {
-            size_t i = r * (size_t)dim + (size_t)j;
-            if (kind == LIKELIHOOD_BERNOULLI) {
-                mean[i] = 1.0f / (1.0f + expf(-out[i]));
-                continue;
-            }
-            int p = j / channels, c = j % channels;
-            const float *px = out + r * 2 * (size_t)dim + (size_t)p * 2 * (size_t)channels;
-            mean[i] = logistic_mean(px[c], px[channels + c]);
-        }
-    }
+    size_t row_outputs = (size_t)dim * (size_t)kinds[kind].outputs;
+    for (size_t r = 0; r < (size_t)rows; r++)
+        for (int j = 0; j < dim; j++)
+            mean[r * (size_t)dim + (size_t)j] =
+                kinds[kind].mean(out + r * row_outputs, j, channels);
 }
 
 // The largest power of two <= limit and <= want.
@@ -78,11 +122,11 @@ static size_t pow2_at_most(size_t limit, size_t want)
     return p;
 }
 
-void likelihood_create(struct likelihood *lh, struct clrt *rt, enum likelihood_kind kind)
+void likelihood_create(struct likelihood *lh, struct clrt *rt, enum likelihood_kind kind, int dim,
+                       int channels)
 {
-    lh->kind = kind;
-    lh->k_forward =
-        clrt_kernel(rt, kind == LIKELIHOOD_LOGISTIC ? "logistic_nll_grad" : "bce_logits_grad");
+    *lh = (struct likelihood){.kind = kind, .rt = rt, .dim = dim, .channels = channels};
+    lh->k_forward = clrt_kernel(rt, kinds[kind].kernel);
     lh->k_row_sum = clrt_kernel(rt, "row_sum");
     size_t kernel_max;
     CL_CHECK(clGetKernelWorkGroupInfo(lh->k_row_sum, rt->device, CL_KERNEL_WORK_GROUP_SIZE,
@@ -90,6 +134,17 @@ void likelihood_create(struct likelihood *lh, struct clrt *rt, enum likelihood_k
     // A CPU runs a work-group's items one after another: one item a row, no barriers. A GPU
     // wants the row spread over a work-group.
     lh->reduce_local = rt->device_type & CL_DEVICE_TYPE_CPU ? 1 : pow2_at_most(kernel_max, 256);
+    // On a CPU, where the row sums are one item's loop, the pixels and the sums in one launch
+    // when a row fits a work-group (the same bits: cl/likelihood.cl).
+    if (lh->reduce_local == 1) {
+        lh->k_rows = clrt_kernel(rt, kinds[kind].rows_kernel);
+        CL_CHECK(clGetKernelWorkGroupInfo(lh->k_rows, rt->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                          sizeof kernel_max, &kernel_max, NULL));
+        if ((size_t)dim > kernel_max) {
+            clReleaseKernel(lh->k_rows);
+            lh->k_rows = NULL;
+        }
+    }
 }
 
 void likelihood_release(struct likelihood *lh)
@@ -98,33 +153,42 @@ void likelihood_release(struct likelihood *lh)
         clReleaseKernel(lh->k_forward);
     if (lh->k_row_sum)
         clReleaseKernel(lh->k_row_sum);
+    if (lh->k_rows)
+        clReleaseKernel(lh->k_rows);
     *lh = (struct likelihood){0};
 }
 
-void likelihood_forward(struct vae *vae, const struct vae_pass *pass)
+void likelihood_forward(const struct likelihood *lh, const struct likelihood_buffers *b, int rows,
+                        cl_mem rec, int offset, float grad_scale)
 {
-    int rows = pass->rows, dim = vae->cfg.in_dim;
-    cl_kernel k = vae->likelihood.k_forward;
+    int dim = lh->dim, channels = lh->channels;
+    cl_kernel k = lh->k_rows ? lh->k_rows : lh->k_forward;
     cl_uint a = 0;
-    KARG(k, a++, vae->logits);
-    KARG(k, a++, vae->x);
-    KARG(k, a++, vae->dlogits);
-    KARG(k, a++, vae->terms);
+    KARG(k, a++, b->out);
+    KARG(k, a++, b->x);
+    KARG(k, a++, b->dout);
+    KARG(k, a++, b->terms);
     KARG(k, a++, rows);
     KARG(k, a++, dim);
-    if (vae->likelihood.kind == LIKELIHOOD_LOGISTIC)
-        KARG(k, a++, vae->cfg.channels);
-    KARG(k, a++, pass->grad_scale);
+    KARG(k, a++, channels);
+    KARG(k, a++, grad_scale);
+    if (lh->k_rows) {
+        KARG(k, a++, rec);
+        KARG(k, a++, offset);
+        size_t global = (size_t)rows * (size_t)dim, local = (size_t)dim;
+        clrt_launch(lh->rt, k, 1, &global, &local);
+        return;
+    }
     size_t pixels[2] = {(size_t)dim, (size_t)rows};
-    clrt_launch(vae->rt, k, 2, pixels, NULL);
+    clrt_launch(lh->rt, k, 2, pixels, NULL);
 
-    k = vae->likelihood.k_row_sum;
-    size_t local = vae->likelihood.reduce_local, groups = (size_t)rows * local;
+    k = lh->k_row_sum;
+    size_t local = lh->reduce_local, groups = (size_t)rows * local;
     a = 0;
-    KARG(k, a++, vae->terms);
-    KARG(k, a++, pass->rec);
-    KARG(k, a++, pass->offset);
+    KARG(k, a++, b->terms);
+    KARG(k, a++, rec);
+    KARG(k, a++, offset);
     KARG(k, a++, dim);
     CL_CHECK(clSetKernelArg(k, a++, local * sizeof(float), NULL));
-    clrt_launch(vae->rt, k, 1, &groups, &local);
+    clrt_launch(lh->rt, k, 1, &groups, &local);
 }

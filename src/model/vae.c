@@ -1,97 +1,18 @@
+// The model: the layer list built from an architecture description (vae_layout), its buffers
+// (vae_create), and the passes that walk it. Every kind-specific step is the kind's (layer.h):
+// nothing here names a kind but through the registry.
 #include "vae.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "cli.h"
-
-const struct layer_ops *layer_ops_of(enum layer_kind kind)
-{
-    switch (kind) {
-    case LAYER_DENSE: return &dense_ops;
-    case LAYER_CONV: return &conv_ops;
-    case LAYER_DECONV: return &deconv_ops;
-    case LAYER_RESHAPE: return NULL;
-    }
-    return NULL;
-}
 
 // One item of a --hidden list: a width, a dense layer.
 static int parse_width(const char *option, const char *item, struct layer_spec *spec,
                        struct clvae_error *err)
 {
-    spec->kind = LAYER_DENSE;
-    return cli_parse_int(option, item, 1, VAE_MAX_UNITS, &spec->units, err);
-}
-
-// "N[:N...]" after a layer's name -> up to max numbers into v (the rest keep their values);
-// false unless each is a whole number in [0, VAE_MAX_UNITS].
-static bool numbers(const char *text, char sep, int *v, int max)
-{
-    for (int i = 0; i < max; i++) {
-        char *end;
-        if (!isdigit((unsigned char)*text))
-            return false;
-        long x = strtol(text, &end, 10);
-        if (x > VAE_MAX_UNITS)
-            return false;
-        v[i] = (int)x;
-        if (*end == '\0')
-            return true;
-        if (*end != sep)
-            return false;
-        text = end + 1;
-    }
-    return false;
-}
-
-// One item of a layer list: "dense:N", "conv:C[:K[:S[:P]]]", "deconv:C[:K[:S[:P]]]" (kernel,
-// stride, padding 4, 2, 1 unless given), "reshape:CxHxW".
-static int parse_layer(const char *option, const char *item, struct layer_spec *spec,
-                       struct clvae_error *err)
-{
-    static const struct {
-        const char *prefix;
-        enum layer_kind kind;
-    } kinds[] = {{"dense:", LAYER_DENSE},
-                 {"conv:", LAYER_CONV},
-                 {"deconv:", LAYER_DECONV},
-                 {"reshape:", LAYER_RESHAPE}};
-    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        size_t len = strlen(kinds[k].prefix);
-        if (strncmp(item, kinds[k].prefix, len) != 0)
-            continue;
-        const char *rest = item + len;
-        *spec = (struct layer_spec){.kind = kinds[k].kind, .kernel = 4, .stride = 2, .pad = 1};
-        if (kinds[k].kind == LAYER_DENSE)
-            return parse_width(option, rest, spec, err);
-        int v[4] = {0, spec->kernel, spec->stride, spec->pad};
-        bool ok = kinds[k].kind == LAYER_RESHAPE ? numbers(rest, 'x', v, 3) && strchr(rest, 'x') &&
-                                                       strchr(strchr(rest, 'x') + 1, 'x')
-                                                 : numbers(rest, ':', v, 4);
-        if (!ok)
-            return clvae_fail(
-                err, CLVAE_EXIT_USAGE, "%s: '%s' is not a layer (%s, whole numbers up to 65536)",
-                option, item,
-                kinds[k].kind == LAYER_RESHAPE ? "reshape:CxHxW" : "conv:C[:K[:S[:P]]]");
-        spec->units = v[0];
-        if (kinds[k].kind == LAYER_RESHAPE)
-            spec->h = v[1], spec->w = v[2];
-        else
-            spec->kernel = v[1], spec->stride = v[2], spec->pad = v[3];
-        if (spec->units < 1 || (kinds[k].kind == LAYER_RESHAPE && (spec->h < 1 || spec->w < 1)))
-            return clvae_fail(err, CLVAE_EXIT_USAGE,
-                              "%s: '%s': channels and sizes must be at "
-                              "least 1",
-                              option, item);
-        return 0;
-    }
-    return clvae_fail(err, CLVAE_EXIT_USAGE,
-                      "%s: '%s' is not a layer (dense:N, conv:C[:K[:S[:P]]], "
-                      "deconv:C[:K[:S[:P]]] or reshape:CxHxW)",
-                      option, item);
+    *spec = layer_spec_of("dense", 0);
+    return spec->kind->parse(option, item, item, spec, err);
 }
 
 // text split at commas into specs (VAE_MAX_HIDDEN at most), *n, each item read by parse_item;
@@ -134,23 +55,39 @@ int vae_parse_hidden(const char *option, const char *text, struct vae_config *cf
 int vae_parse_layers(const char *option, const char *text, struct layer_spec *specs, int *n,
                      struct clvae_error *err)
 {
-    return parse_list(option, text, "layers", parse_layer, specs, n, err);
+    return parse_list(option, text, "layers", layer_parse, specs, n, err);
+}
+
+// A layer of spec whose shapes say only whether they are images: what vae_mirror_items asks the
+// kinds' mirror before anything is laid out.
+static struct layer shapeless_layer(const struct layer_spec *spec, bool image_in, bool image_out)
+{
+    struct layer l = {.ops = spec->kind, .spec = *spec};
+    l.in_shape = (struct layer_shape){.c = 1, .h = 1, .w = 1, .spatial = image_in};
+    l.out_shape = (struct layer_shape){.c = 1, .h = 1, .w = 1, .spatial = image_out};
+    return l;
 }
 
 int vae_mirror_items(const struct layer_spec *specs, int n)
 {
-    int items = 0, layers = 0;
+    struct layer_spec items[LAYER_MAX_MIRROR];
+    int count = 0, layers = 0;
     bool image = false, top_image = false; // the next layer's input is an image; the top's output
     for (int i = 0; i < n; i++) {
-        if (specs[i].kind == LAYER_RESHAPE) {
-            image = true;
+        const struct layer_ops *kind = specs[i].kind;
+        bool image_out = kind->gives == LAYER_GIVES_IMAGE;
+        if (!kind->layout) { // an item that is no layer
+            image = image_out;
             continue;
         }
-        if (layers++ > 0) // the first layer's transpose is the output layer, not an item
-            items += specs[i].kind == LAYER_CONV ? 1 : 1 + image;
-        image = top_image = specs[i].kind != LAYER_DENSE;
+        if (layers++ > 0) { // the first layer's transpose is the output layer, not an item
+            struct layer l = shapeless_layer(&specs[i], image, image_out);
+            count += kind->mirror(&l, items);
+        }
+        image = top_image = image_out;
     }
-    return layers ? items + 1 + top_image : 0;
+    struct layer_shape top = {.c = 1, .h = 1, .w = 1, .spatial = top_image};
+    return layers ? count + layer_dense_to(top, items) : 0;
 }
 
 int vae_parse_model(const char *hidden, const char *encoder, const char *decoder,
@@ -197,14 +134,11 @@ size_t vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_
         const char *sep = i ? "," : "";
         char *at = used < len ? buf + used : NULL;
         size_t room = used < len ? len - used : 0;
-        int w;
-        if (s->kind == LAYER_DENSE)
-            w = snprintf(at, room, "%sdense:%d", sep, s->units);
-        else if (s->kind == LAYER_RESHAPE)
-            w = snprintf(at, room, "%sreshape:%dx%dx%d", sep, s->units, s->h, s->w);
-        else
-            w = snprintf(at, room, "%s%s:%d:%d:%d:%d", sep, layer_ops_of(s->kind)->kind, s->units,
-                         s->kernel, s->stride, s->pad);
+        int w = snprintf(at, room, "%s", sep);
+        used += w > 0 ? (size_t)w : 0;
+        at = used < len ? buf + used : NULL;
+        room = used < len ? len - used : 0;
+        w = s->kind->format(s, at, room);
         used += w > 0 ? (size_t)w : 0;
     }
     return used;
@@ -212,11 +146,7 @@ size_t vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_
 
 static bool same_spec(const struct layer_spec *a, const struct layer_spec *b)
 {
-    return a->kind == b->kind && a->units == b->units &&
-           (a->kind == LAYER_DENSE ||
-            (a->kind == LAYER_RESHAPE
-                 ? a->h == b->h && a->w == b->w
-                 : a->kernel == b->kernel && a->stride == b->stride && a->pad == b->pad));
+    return a->kind == b->kind && a->kind->same(a, b);
 }
 
 bool vae_same_layers(const struct vae_config *a, const struct vae_config *b)
@@ -253,15 +183,18 @@ static int add_layer(struct vae *vae, struct layer_spec spec, const char *name,
                         PARAMS_CEILING, name, VAE_MAX_PARAMS),
                -1;
     struct layer *l = &vae->layer[vae->n_layers];
-    *l = (struct layer){.ops = layer_ops_of(spec.kind),
+    *l = (struct layer){.ops = spec.kind,
                         .spec = spec,
                         .in = in.c * in.h * in.w,
                         .in_shape = in,
                         .relu = relu,
                         .needs_dx = vae->n_layers > 0};
     snprintf(l->name, sizeof l->name, "%s", name);
-    if (l->ops->layout(vae, l, why))
+    struct layer_plan plan = {.n_params = vae->n_params, .n_weights_t = vae->n_weights_t};
+    if (l->ops->layout(l, &plan, why))
         return -1;
+    vae->n_params = plan.n_params;
+    vae->n_weights_t = plan.n_weights_t;
     vae->n_layers++;
     return 0;
 }
@@ -272,24 +205,17 @@ static struct layer_shape last_shape(const struct vae *vae)
     return vae->layer[vae->n_layers - 1].out_shape;
 }
 
-// Lays out specs[0 .. n) from shape *shape (updated), naming the layers prefix.i; a reshape item
-// gives the flat shape before it channels x h x w.
+// Lays out specs[0 .. n) from shape *shape (updated), naming the layers prefix.i; an item that is
+// no layer (a reshape) gives the shape after it.
 static int add_layers(struct vae *vae, const struct layer_spec *specs, int n, const char *prefix,
                       struct layer_shape *shape, char *why)
 {
     char name[24];
     for (int i = 0, index = 0; i < n; i++) {
         const struct layer_spec *s = &specs[i];
-        if (s->kind == LAYER_RESHAPE) {
-            int size = shape->c * shape->h * shape->w;
-            int64_t want = (int64_t)s->units * s->h * s->w; // each up to 2^16: 64 bits
-            if (shape->spatial || want != size)
-                return snprintf(why, CLVAE_ERROR_MAX,
-                                "reshape:%dx%dx%d needs a flat input of %lld, not %s%dx%dx%d",
-                                s->units, s->h, s->w, (long long)want,
-                                shape->spatial ? "an image " : "", shape->c, shape->h, shape->w),
-                       -1;
-            *shape = (struct layer_shape){.c = s->units, .h = s->h, .w = s->w, .spatial = true};
+        if (s->kind->shape) {
+            if (s->kind->shape(s, shape, why))
+                return -1;
             continue;
         }
         snprintf(name, sizeof name, "%s.%d", prefix, index++);
@@ -300,38 +226,20 @@ static int add_layers(struct vae *vae, const struct layer_spec *specs, int n, co
     return 0;
 }
 
-// Appends to specs, *n, the layers that give a flat or image input the shape want: a dense layer,
-// reshaped when want is an image. Two items at most.
-static void dense_to(struct layer_spec *specs, int *n, struct layer_shape want)
-{
-    specs[(*n)++] = (struct layer_spec){.kind = LAYER_DENSE, .units = want.c * want.h * want.w};
-    if (want.spatial)
-        specs[(*n)++] =
-            (struct layer_spec){.kind = LAYER_RESHAPE, .units = want.c, .h = want.h, .w = want.w};
-}
-
-// The decoder mirroring the laid-out encoder layers: one layer to the last encoder layer's output
-// shape, then for each encoder layer but the first, from the top, its transpose back to its input
-// shape (a deconv for a conv, a dense layer for a dense one); the output layer mirrors the first.
-// Built apart (two items a layer at most, n_enc <= VAE_MAX_HIDDEN) and refused, with why, when it
-// is not a list vae_parse_layers reads back (a checkpoint keeps it as text): more items than a
-// list holds (vae_mirror_items counts the same before the layout), or a dense layer wider than
-// VAE_MAX_UNITS (the flattened output of a wide conv).
+// The decoder mirroring the laid-out encoder layers: a dense layer to the last encoder layer's
+// output shape (reshaped when that is an image), then for each encoder layer but the first, from
+// the top, its kind's way back to its input shape (a deconv for a conv, a dense layer for a dense
+// one); the output layer mirrors the first. Built apart (LAYER_MAX_MIRROR items a layer at most,
+// n_enc <= VAE_MAX_HIDDEN) and refused, with why, when it is not a list vae_parse_layers reads
+// back (a checkpoint keeps it as text): more items than a list holds (vae_mirror_items counts the
+// same before the layout), or a dense layer wider than VAE_MAX_UNITS (the flattened output of a
+// wide conv).
 static int mirror_decoder(struct vae *vae, int n_enc, char *why)
 {
-    struct layer_spec items[2 * VAE_MAX_HIDDEN];
-    int n = 0;
-    dense_to(items, &n, vae->layer[n_enc - 1].out_shape);
-    for (int i = n_enc - 1; i >= 1; i--) {
-        const struct layer *l = &vae->layer[i];
-        if (l->spec.kind == LAYER_CONV) {
-            items[n] = l->spec;
-            items[n].kind = LAYER_DECONV;
-            items[n++].units = l->in_shape.c;
-        } else {
-            dense_to(items, &n, l->in_shape);
-        }
-    }
+    struct layer_spec items[LAYER_MAX_MIRROR * VAE_MAX_HIDDEN];
+    int n = layer_dense_to(vae->layer[n_enc - 1].out_shape, items);
+    for (int i = n_enc - 1; i >= 1; i--)
+        n += vae->layer[i].ops->mirror(&vae->layer[i], items + n);
     if (n > VAE_MAX_HIDDEN)
         return snprintf(why, CLVAE_ERROR_MAX,
                         "the decoder mirroring the encoder would take %d items, more than the %d "
@@ -339,7 +247,7 @@ static int mirror_decoder(struct vae *vae, int n_enc, char *why)
                         n, VAE_MAX_HIDDEN),
                -1;
     for (int i = 0; i < n; i++)
-        if (items[i].kind == LAYER_DENSE && items[i].units > VAE_MAX_UNITS)
+        if (items[i].units > VAE_MAX_UNITS) // a dense layer's width: a conv's output flattened
             return snprintf(why, CLVAE_ERROR_MAX,
                             "the decoder mirroring the encoder would take a dense layer of %d "
                             "(a conv's output flattened), wider than %d: give the decoder's "
@@ -352,7 +260,7 @@ static int mirror_decoder(struct vae *vae, int n_enc, char *why)
 }
 
 // The sizes vae_layout takes from cfg rather than from a parser, checked: list lengths (they
-// index fixed arrays) and the image. 0, or -1 with why.
+// index fixed arrays), every item's kind, and the image. 0, or -1 with why.
 static int check_config(const struct vae_config *cfg, char *why)
 {
     if (cfg->n_encoder < 0 || cfg->n_encoder > VAE_MAX_HIDDEN || cfg->n_decoder < 0 ||
@@ -361,6 +269,12 @@ static int check_config(const struct vae_config *cfg, char *why)
                         "%d encoder and %d decoder items: a list holds 0 to %d", cfg->n_encoder,
                         cfg->n_decoder, VAE_MAX_HIDDEN),
                -1;
+    for (int i = 0; i < cfg->n_encoder + cfg->n_decoder; i++) {
+        const struct layer_spec *s =
+            i < cfg->n_encoder ? &cfg->encoder[i] : &cfg->decoder[i - cfg->n_encoder];
+        if (!s->kind) // a caller's bug: a list not made by the parser nor with LAYER_DENSE
+            return snprintf(why, CLVAE_ERROR_MAX, "layer list item %d has no kind", i), -1;
+    }
     int64_t values =
         cfg->height == 0 ? cfg->in_dim : (int64_t)cfg->channels * cfg->height * cfg->width;
     if (cfg->in_dim < 1 || cfg->channels < 0 || cfg->height < 0 || cfg->width < 0 ||
@@ -373,6 +287,21 @@ static int check_config(const struct vae_config *cfg, char *why)
     if (cfg->latent < 1 || cfg->latent > INT32_MAX / 2)
         return snprintf(why, CLVAE_ERROR_MAX, "latent %d is out of range", cfg->latent), -1;
     return 0;
+}
+
+// The output layer from a decoder whose output is an image: the first encoder layer's way back to
+// the image when the first item laid it out and that is one layer giving an image (a conv's
+// transpose), else a deconv of the kind's defaults (4x4, stride 2, padding 1). Its units are the
+// caller's.
+static struct layer_spec output_from_image(const struct vae *vae, const struct vae_config *cfg,
+                                           int n_enc)
+{
+    struct layer_spec items[LAYER_MAX_MIRROR];
+    if (n_enc > 0 && cfg->encoder[0].kind->layout &&
+        vae->layer[0].ops->mirror(&vae->layer[0], items) == 1 && items[0].kind->layout &&
+        items[0].kind->gives == LAYER_GIVES_IMAGE)
+        return items[0];
+    return layer_spec_of("deconv", 0);
 }
 
 // "1x28x28 images" (channels x height x width) or "inputs of 784 values", for messages.
@@ -402,7 +331,7 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
     struct layer_shape shape = image;
     int rc = add_layers(vae, cfg->encoder, cfg->n_encoder, "encoder", &shape, why);
     int n_enc = vae->n_layers;
-    struct layer_spec head = {.kind = LAYER_DENSE, .units = 2 * cfg->latent};
+    struct layer_spec head = layer_spec_of("dense", 2 * cfg->latent);
     if (rc == 0 && (rc = add_layer(vae, head, "mean+logvar", shape, false, why)) == 0)
         vae->layer[vae->n_layers - 1].gaussian_head = true;
     vae->n_encoder = vae->n_layers;
@@ -417,15 +346,12 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
     if (rc == 0)
         rc = add_layers(vae, vae->cfg.decoder, vae->cfg.n_decoder, "decoder", &shape, why);
     // The output layer: dense to the image, or, from an image, the transpose of the first encoder
-    // layer when that is a conv (else deconv:C:4:2:1), which must land on the image's size.
+    // layer (else deconv:C:4:2:1), which must land on the image's size.
     if (rc == 0) {
         int per_value = likelihood_outputs(cfg->likelihood);
-        struct layer_spec out = {.kind = LAYER_DENSE, .units = vae->out_dim};
+        struct layer_spec out = layer_spec_of("dense", vae->out_dim);
         if (shape.spatial) {
-            out = n_enc > 0 && cfg->encoder[0].kind == LAYER_CONV
-                      ? cfg->encoder[0]
-                      : (struct layer_spec){.kernel = 4, .stride = 2, .pad = 1};
-            out.kind = LAYER_DECONV;
+            out = output_from_image(vae, cfg, n_enc);
             out.units = image.c * per_value;
         }
         rc = add_layer(vae, out, "output", shape, false, why);
@@ -484,7 +410,8 @@ static int own_parts(struct vae *vae, struct clrt_parts *p, const char *name,
 }
 
 // Every layer's x, y, dx, dy: the model's x, ml, z and logits at the ends, buffers of its own
-// between.
+// between; and the buffers its kind laid out. Each layer's x is the y of the one before (no layer
+// takes another's dy twice, so none adds into its dx).
 static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
 {
     for (int i = 0; i < vae->n_layers; i++) {
@@ -502,13 +429,11 @@ static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
             if (!(l->dy = own(vae, rows, (size_t)l->out, name, err)))
                 return -1;
         }
-        if (l->work) {
+        for (int b = 0; b < l->n_buffers; b++) {
+            struct layer_buffer *buf = &l->buffer[b];
             char name[64];
-            snprintf(name, sizeof name, "%s columns", l->name);
-            if (!(l->cols = own(vae, rows, l->work, name, err)))
-                return -1;
-            snprintf(name, sizeof name, "%s column gradient", l->name);
-            if (!(l->dcols = own(vae, rows, l->work, name, err)))
+            snprintf(name, sizeof name, "%s %s", l->name, buf->what);
+            if (buf->floats && !(buf->mem = own(vae, rows, buf->floats, name, err)))
                 return -1;
         }
         if (i == 0)
@@ -521,18 +446,6 @@ static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
     return 0;
 }
 
-int vae_splitk_parts(const struct clrt *rt, size_t m, size_t n, size_t k)
-{
-    size_t tiles = ((m + 31) / 32) * ((n + 31) / 32);
-    // (clvae's products on a CPU set no work-groups to fill: they split by cache themselves.)
-    if (rt->splitk_min_k == 0 || tiles >= rt->splitk_groups)
-        return 1;
-    size_t want = (rt->splitk_groups + tiles - 1) / tiles, most = k / rt->splitk_min_k;
-    size_t parts = want < most ? want : most;
-    parts = parts < VAE_SPLITK_MAX ? parts : VAE_SPLITK_MAX;
-    return parts < 2 ? 1 : (int)parts;
-}
-
 // Floats of the split-K scratch for max_rows rows: the largest weight gradient's parts, one more
 // for the rows left over (dense_weight_grad); 0 when no product splits.
 static size_t splitk_floats(const struct vae *vae, const struct clrt *rt, int max_rows)
@@ -541,7 +454,7 @@ static size_t splitk_floats(const struct vae *vae, const struct clrt *rt, int ma
     for (int i = 0; i < vae->n_layers; i++) {
         const struct layer *l = &vae->layer[i];
         size_t k = (size_t)max_rows * l->wgrad_k;
-        int parts = vae_splitk_parts(rt, l->wgrad_m, l->wgrad_n, k);
+        int parts = layer_splitk_parts(rt, l->wgrad_m, l->wgrad_n, k);
         size_t floats = parts > 1 ? (size_t)(parts + 1) * l->wgrad_m * l->wgrad_n : 0;
         most = floats > most ? floats : most;
     }
@@ -618,9 +531,10 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
     size_t f = sizeof(float), widest = 0;
     // What vae_create allocates: parameters, gradients, transposed weights (in parts if need be:
     // vae_plan_parts); x, terms (rows, d); ml, dml (rows, 2 z); logits, dlogits (rows, out_dim);
-    // z, dz, eps (rows, z); each inner layer's y and dy.
+    // z, dz, eps (rows, z); each inner layer's y and dy, and each layer's own buffers.
     size_t out = rows * (size_t)layout->out_dim * f;
-    size_t sizes[3 + 2 * VAE_MAX_LAYERS] = {rows * d * f, rows * 2 * z * f, out};
+    size_t sizes[3 + (1 + LAYER_MAX_BUFFERS) * VAE_MAX_LAYERS] = {rows * d * f, rows * 2 * z * f,
+                                                                  out};
     int n = 3;
     size_t total = 2 * layout->n_params * f + layout->n_weights_t * f + 2 * sizes[0] +
                    2 * sizes[1] + 2 * out + 3 * rows * z * f;
@@ -631,15 +545,14 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
             sizes[n++] = rows * (size_t)l->out * f;
             total += 2 * rows * (size_t)l->out * f;
         }
-        if (l->work) {
-            sizes[n++] = rows * l->work * f;
-            total += 2 * rows * l->work * f;
+        for (int b = 0; b < l->n_buffers; b++) {
+            sizes[n++] = rows * l->buffer[b].floats * f;
+            total += sizes[n - 1];
         }
     }
     total += (rt->reduce_work + widest) * f; // bias_partial
     total += splitk_floats(layout, rt, max_rows) * f;
-    static const char *const names[3] = {"input batch", "mean and log-variance",
-                                         "decoder output"};
+    static const char *const names[3] = {"input batch", "mean and log-variance", "decoder output"};
     *largest = 0;
     *largest_name = "activations";
     for (int i = 0; i < n; i++) {
@@ -649,6 +562,20 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
         }
     }
     return total;
+}
+
+// Where a layer with a ReLU sits under one whose x is its y and both kinds fold the mask, the
+// upper layer masks its dx as its product stores it (clvae's products only) and the lower one's
+// backward need not: it can take its bias gradient from its weight gradient's launch.
+static void plan_relu_folds(struct vae *vae)
+{
+    for (int i = 1; i < vae->n_layers; i++) {
+        struct layer *upper = &vae->layer[i], *lower = &vae->layer[i - 1];
+        bool fold = vae->rt->own_gemm && i != vae->n_encoder && lower->relu &&
+                    upper->ops->fold_relu && lower->ops->fold_relu && upper->needs_dx &&
+                    !upper->dx_accumulate;
+        upper->mask_dx = lower->dy_masked = fold;
+    }
 }
 
 int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, int max_rows,
@@ -661,7 +588,7 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
     size_t rows = (size_t)max_rows, d = (size_t)cfg->in_dim, z = (size_t)cfg->latent;
     if (vae_plan_parts(vae, rt, source, err) || own_parts(vae, &vae->params, "parameters", err) ||
         own_parts(vae, &vae->grads, "gradients", err) ||
-        !(vae->weights_t = own(vae, vae->n_weights_t, 1, "transposed weights", err)))
+        !(vae->ctx.weights_t = own(vae, vae->n_weights_t, 1, "transposed weights", err)))
         return -1;
     place_layers(vae);
     size_t before = rt->allocated;
@@ -675,17 +602,20 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         !(vae->dlogits = own(vae, rows, (size_t)vae->out_dim, "decoder output gradient", err)) ||
         !(vae->terms = own(vae, rows, d, "per-pixel losses", err)) || wire_layers(vae, rows, err))
         return -1;
-    // The bias gradients' partial column sums: vae_bias_parts keeps parts * n within
+    // The bias gradients' partial column sums: layer_bias_parts keeps parts * n within
     // bias_work + n.
-    vae->bias_work = rt->reduce_work;
+    struct layer_ctx *ctx = &vae->ctx;
+    ctx->rt = rt;
+    ctx->cpu = rt->device_type & CL_DEVICE_TYPE_CPU;
+    ctx->bias_work = rt->reduce_work;
     size_t widest = 0;
     for (int i = 0; i < vae->n_layers; i++)
         widest = (size_t)vae->layer[i].out > widest ? (size_t)vae->layer[i].out : widest;
-    if (!(vae->bias_partial =
-              own(vae, vae->bias_work + widest, 1, "bias gradient partial sums", err)))
+    if (!(ctx->bias_partial =
+              own(vae, ctx->bias_work + widest, 1, "bias gradient partial sums", err)))
         return -1;
     size_t splitk = splitk_floats(vae, rt, max_rows);
-    if (splitk && !(vae->splitk = own(vae, splitk, 1, "split-K weight gradient parts", err)))
+    if (splitk && !(ctx->splitk = own(vae, splitk, 1, "split-K weight gradient parts", err)))
         return -1;
     // The products' scratch (CLBlast's, or the parts of clvae's split products), reserved for
     // the products of a full batch and the weight gradients; clrt_gemm grows it if a product of
@@ -706,10 +636,11 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         return -1;
     vae->activation_bytes = rt->allocated - before;
 
+    plan_relu_folds(vae);
     for (int i = 0; i < vae->n_layers; i++)
-        vae->layer[i].ops->create(vae, &vae->layer[i]);
-    sampler_create(&vae->sampler, rt);
-    likelihood_create(&vae->likelihood, rt, cfg->likelihood);
+        vae->layer[i].ops->create(ctx, &vae->layer[i]);
+    sampler_create(&vae->sampler, rt, cfg->latent);
+    likelihood_create(&vae->likelihood, rt, cfg->likelihood, vae->cfg.in_dim, vae->cfg.channels);
     vae->k_gather = clrt_kernel(rt, "gather_images");
     return 0;
 }
@@ -735,41 +666,33 @@ void vae_init_params_host(const struct vae *vae, uint64_t seed, float *params)
         vae->layer[i].ops->init(&vae->layer[i], seed, params);
 }
 
-void vae_forward(struct vae *vae, const struct vae_pass *pass)
+// The model's buffers the sampler reads and writes.
+static struct sampler_buffers sampler_buffers_of(const struct vae *vae)
 {
-    for (int i = 0; i < vae->n_encoder; i++)
-        vae->layer[i].ops->forward(vae, &vae->layer[i], pass->rows);
-    sampler_forward(vae, pass);
-    vae_decode(vae, pass->rows);
-    likelihood_forward(vae, pass);
+    return (struct sampler_buffers){
+        .ml = vae->ml, .dml = vae->dml, .z = vae->z, .dz = vae->dz, .eps = vae->eps};
 }
 
-void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
+// The batch vae_gather left (if any): into x by gather_images, a launch a part of the data set,
+// or, when the data set is one buffer and the first layer's kind can, in its forward product.
+// Returns the first layer still to run forward.
+static int gather_batch(struct vae *vae, int rows)
 {
-    for (int i = vae->n_layers - 1; i >= vae->n_encoder; i--)
-        vae->layer[i].ops->backward(vae, &vae->layer[i], pass->rows, pass->accumulate);
-    sampler_backward(vae, pass, beta);
-    for (int i = vae->n_encoder - 1; i >= 0; i--)
-        vae->layer[i].ops->backward(vae, &vae->layer[i], pass->rows, pass->accumulate);
-}
-
-int vae_bias_parts(const struct vae *vae, int rows, int n)
-{
-    if (vae->bias_work == 0 || (size_t)rows * (size_t)n < vae->rt->reduce_min)
+    const struct clrt_parts *data = vae->gather.data;
+    if (!data)
+        return 0;
+    vae->gather.data = NULL;
+    const struct layer *l = &vae->layer[0];
+    struct clrt_gather g = {
+        .data = data->mem[0], .index = vae->gather.index, .x = vae->x, .start = vae->gather.start};
+    if (data->n == 1 && rows == vae->gather.rows && l->ops->forward_gathered &&
+        l->ops->forward_gathered(&vae->ctx, l, rows, &g))
         return 1;
-    size_t want = (vae->bias_work + (size_t)n - 1) / (size_t)n;
-    size_t most = ((size_t)rows + 31) / 32;
-    size_t parts = want < most ? want : most;
-    return parts < 1 ? 1 : (int)parts;
-}
-
-void vae_gather(struct vae *vae, const struct clrt_parts *data, cl_mem index, int start, int rows)
-{
     cl_kernel k = vae->k_gather;
-    int dim = vae->cfg.in_dim;
-    KARG(k, 3, index);
-    KARG(k, 4, start);
-    KARG(k, 5, rows);
+    int dim = vae->cfg.in_dim, n = vae->gather.rows;
+    KARG(k, 3, vae->gather.index);
+    KARG(k, 4, vae->gather.start);
+    KARG(k, 5, n);
     KARG(k, 6, dim);
     KARG(k, 7, vae->x);
     for (int i = 0; i < data->n; i++) {
@@ -778,26 +701,63 @@ void vae_gather(struct vae *vae, const struct clrt_parts *data, cl_mem index, in
         KARG(k, 0, data->mem[i]);
         KARG(k, 1, first);
         KARG(k, 2, count);
-        size_t global[2] = {((size_t)dim + 15) / 16, (size_t)rows}; // 16 bytes a work-item
+        size_t global[2] = {((size_t)dim + 15) / 16, (size_t)n}; // 16 bytes a work-item
         clrt_launch(vae->rt, k, 2, global, NULL);
     }
+    return 0;
 }
 
+void vae_forward(struct vae *vae, const struct vae_pass *pass)
+{
+    for (int i = gather_batch(vae, pass->rows); i < vae->n_encoder; i++)
+        vae->layer[i].ops->forward(&vae->ctx, &vae->layer[i], pass->rows);
+    struct sampler_buffers sb = sampler_buffers_of(vae);
+    struct sampler_noise noise = {.seed = pass->seed,
+                                  .step = pass->step,
+                                  .stream = pass->stream,
+                                  .scale = pass->noise_scale,
+                                  .row0 = pass->noise_row0};
+    sampler_forward(&vae->sampler, &sb, pass->rows, &noise, pass->kl, pass->offset);
+    vae_decode(vae, pass->rows);
+    struct likelihood_buffers lb = {
+        .out = vae->logits, .x = vae->x, .dout = vae->dlogits, .terms = vae->terms};
+    likelihood_forward(&vae->likelihood, &lb, pass->rows, pass->rec, pass->offset,
+                       pass->grad_scale);
+}
+
+void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
+{
+    for (int i = vae->n_layers - 1; i >= vae->n_encoder; i--)
+        vae->layer[i].ops->backward(&vae->ctx, &vae->layer[i], pass->rows, pass->accumulate);
+    struct sampler_buffers sb = sampler_buffers_of(vae);
+    sampler_backward(&vae->sampler, &sb, pass->rows, pass->noise_scale, beta * pass->grad_scale,
+                     pass->free_bits);
+    for (int i = vae->n_encoder - 1; i >= 0; i--)
+        vae->layer[i].ops->backward(&vae->ctx, &vae->layer[i], pass->rows, pass->accumulate);
+}
+
+void vae_gather(struct vae *vae, const struct clrt_parts *data, cl_mem index, int start, int rows)
+{
+    vae->gather.data = data;
+    vae->gather.index = index;
+    vae->gather.start = start;
+    vae->gather.rows = rows;
+}
+
+// The input is shown as a width when every encoder item gives a flat vector (784-128-10), else
+// as the image (1x28x28-conv32(4x4/2)-...).
 void vae_describe(const struct vae_config *cfg, char *buf, size_t len)
 {
-    bool dense = true;
+    bool flat = true;
     for (int i = 0; i < cfg->n_encoder; i++)
-        dense = dense && cfg->encoder[i].kind == LAYER_DENSE;
-    int used = dense || cfg->height == 0
+        flat = flat && cfg->encoder[i].kind->gives == LAYER_GIVES_FLAT;
+    int used = flat || cfg->height == 0
                    ? snprintf(buf, len, "%d", cfg->in_dim)
                    : snprintf(buf, len, "%dx%dx%d", cfg->channels, cfg->height, cfg->width);
     for (int i = 0; i < cfg->n_encoder && used >= 0 && (size_t)used < len; i++) {
         const struct layer_spec *s = &cfg->encoder[i];
-        if (s->kind == LAYER_DENSE)
-            used += snprintf(buf + used, len - (size_t)used, "-%d", s->units);
-        else if (s->kind == LAYER_CONV)
-            used += snprintf(buf + used, len - (size_t)used, "-conv%d(%dx%d/%d)", s->units,
-                             s->kernel, s->kernel, s->stride);
+        if (s->kind->describe)
+            used += s->kind->describe(s, buf + used, len - (size_t)used);
     }
     if (used >= 0 && (size_t)used < len)
         snprintf(buf + used, len - (size_t)used, "-%d", cfg->latent);
@@ -806,5 +766,10 @@ void vae_describe(const struct vae_config *cfg, char *buf, size_t len)
 void vae_decode(struct vae *vae, int rows)
 {
     for (int i = vae->n_encoder; i < vae->n_layers; i++)
-        vae->layer[i].ops->forward(vae, &vae->layer[i], rows);
+        vae->layer[i].ops->forward(&vae->ctx, &vae->layer[i], rows);
+}
+
+void vae_sample_prior(struct vae *vae, int rows, uint64_t seed, uint64_t step, uint32_t stream)
+{
+    sampler_prior(&vae->sampler, vae->z, rows, seed, step, stream);
 }

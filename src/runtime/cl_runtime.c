@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <clblast_c.h>
@@ -225,8 +226,8 @@ static void print_device_details(FILE *out, cl_platform_id platform, cl_device_i
     cl_bool images;
     device_string(device, CL_DEVICE_VERSION, version, sizeof version);
     device_string(device, CL_DRIVER_VERSION, driver, sizeof driver);
-    CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc,
-                             NULL));
+    CL_CHECK(
+        clGetDeviceInfo(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc, NULL));
     CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local_mem, &local_mem, NULL));
     CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_wg, &max_wg, NULL));
     CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align, &align, NULL));
@@ -266,9 +267,9 @@ static void print_device_details(FILE *out, cl_platform_id platform, cl_device_i
                 : "parts filling 256 work-items a compute unit",
             cpu ? "1 (a CPU runs them one after another)" : "up to 256 (a power of two)",
             limit_env && *limit_env ? " (or than CLVAE_MAX_ALLOC, if less)" : "",
-            off ? "from CLBlast's own database (CLVAE_CLBLAST_TUNING=off)"
-                : tuned ? "of data/clblast-tuning.txt, entry '"
-                        : "from CLBlast's own database (no entry in data/clblast-tuning.txt)",
+            off     ? "from CLBlast's own database (CLVAE_CLBLAST_TUNING=off)"
+            : tuned ? "of data/clblast-tuning.txt, entry '"
+                    : "from CLBlast's own database (no entry in data/clblast-tuning.txt)",
             !off && tuned ? first : "", !off && tuned ? "'" : "",
             units ? "" : " (no compute units reported)");
     char path[4200], key[512];
@@ -715,8 +716,8 @@ static int tuning_lines(const char *device_name, cl_device_id device, char *firs
             names[n] = tok;
             values[n++] = strtoul(eq + 1, NULL, 10);
         }
-        CL_CHECK(CLBlastOverrideParameters(device, kernel, CLBlastPrecisionSingle, n, names,
-                                           values));
+        CL_CHECK(
+            CLBlastOverrideParameters(device, kernel, CLBlastPrecisionSingle, n, names, values));
     }
     return tuned;
 }
@@ -743,12 +744,11 @@ bool clrt_gemm_params_valid(const struct clrt_gemm_params *p, size_t max_work_gr
 static const char *const gemm_param_names[10] = {"WGD",  "MDIMCD", "NDIMCD", "MDIMAD", "NDIMBD",
                                                  "KWID", "VWMD",   "VWND",   "PADA",   "PADB"};
 
-void clrt_apply_gemm_params(struct clrt *rt, const struct clrt_gemm_params *p,
-                            size_t min_indirect)
+void clrt_apply_gemm_params(struct clrt *rt, const struct clrt_gemm_params *p, size_t min_indirect)
 {
-    size_t values[] = {(size_t)p->wgd,  (size_t)p->mdimcd, (size_t)p->ndimcd, (size_t)p->mdimad,
-                       (size_t)p->ndimbd, (size_t)p->kwid, (size_t)p->vwmd,   (size_t)p->vwnd,
-                       (size_t)p->pada, (size_t)p->padb};
+    size_t values[] = {(size_t)p->wgd,    (size_t)p->mdimcd, (size_t)p->ndimcd, (size_t)p->mdimad,
+                       (size_t)p->ndimbd, (size_t)p->kwid,   (size_t)p->vwmd,   (size_t)p->vwnd,
+                       (size_t)p->pada,   (size_t)p->padb};
     const char *names[10];
     memcpy(names, gemm_param_names, sizeof names);
     CL_CHECK(CLBlastOverrideParameters(rt->device, "XgemmDirect", CLBlastPrecisionSingle, 10, names,
@@ -827,8 +827,9 @@ int clrt_parse_tuning(const char *text, const char *key, struct clrt_gemm_params
         text += len + (text[len] == '\n');
         if (number == 1) {
             if (strncmp(line, "# clvae tune: ", 14) != 0 || strcmp(line + 14, key) != 0)
-                return snprintf(why, 256, "its first line is not \"# clvae tune: \" and this "
-                                          "device's key"),
+                return snprintf(why, 256,
+                                "its first line is not \"# clvae tune: \" and this "
+                                "device's key"),
                        -1;
             continue;
         }
@@ -841,8 +842,9 @@ int clrt_parse_tuning(const char *text, const char *key, struct clrt_gemm_params
                 size_t v;
                 if (!tok || !param(tok, names[i], &v) || v > 256)
                     return snprintf(why, 256, "line %d: XgemmDirect needs %s=N (%s in order)",
-                                    number, names[i], "WGD MDIMCD NDIMCD MDIMAD NDIMBD KWID VWMD "
-                                                      "VWND PADA PADB"),
+                                    number, names[i],
+                                    "WGD MDIMCD NDIMCD MDIMAD NDIMBD KWID VWMD "
+                                    "VWND PADA PADB"),
                            -1;
                 *fields[i] = (int)v;
             }
@@ -855,8 +857,9 @@ int clrt_parse_tuning(const char *text, const char *key, struct clrt_gemm_params
                        -1;
             have_routine = true;
         } else {
-            return snprintf(why, 256, "line %d: '%.40s' is not XgemmDirect or GemmRoutine (once "
-                                      "each)",
+            return snprintf(why, 256,
+                            "line %d: '%.40s' is not XgemmDirect or GemmRoutine (once "
+                            "each)",
                             number, kernel),
                    -1;
         }
@@ -1109,6 +1112,76 @@ static void parts_copy(struct clrt *rt, const struct clrt_parts *p, char *host, 
         CL_CHECK(clFinish(rt->queue));
 }
 
+void clrt_finish(struct clrt *rt)
+{
+    CL_CHECK(clFinish(rt->queue));
+}
+
+void clrt_drain(struct clrt *rt)
+{
+    if (rt->queue)
+        clFinish(rt->queue);
+}
+
+void clrt_write(struct clrt *rt, cl_mem mem, size_t offset, size_t bytes, const void *host,
+                bool blocking)
+{
+    CL_CHECK(clEnqueueWriteBuffer(rt->queue, mem, blocking ? CL_TRUE : CL_FALSE, offset, bytes,
+                                  host, 0, NULL, NULL));
+}
+
+void clrt_read(struct clrt *rt, cl_mem mem, size_t offset, size_t bytes, void *host, bool blocking)
+{
+    CL_CHECK(clEnqueueReadBuffer(rt->queue, mem, blocking ? CL_TRUE : CL_FALSE, offset, bytes, host,
+                                 0, NULL, NULL));
+}
+
+cl_event clrt_read_event(struct clrt *rt, cl_mem mem, size_t offset, size_t bytes, void *host)
+{
+    cl_event done;
+    CL_CHECK(clEnqueueReadBuffer(rt->queue, mem, CL_FALSE, offset, bytes, host, 0, NULL, &done));
+    CL_CHECK(clFlush(rt->queue));
+    return done;
+}
+
+void clrt_wait(cl_event ev)
+{
+    CL_CHECK(clWaitForEvents(1, &ev));
+    CL_CHECK(clReleaseEvent(ev));
+}
+
+void clrt_fill(struct clrt *rt, cl_mem mem, float value, size_t n)
+{
+    CL_CHECK(clEnqueueFillBuffer(rt->queue, mem, &value, sizeof value, 0, n * sizeof(float), 0,
+                                 NULL, NULL));
+}
+
+void *clrt_map_write(struct clrt *rt, cl_mem mem, size_t bytes)
+{
+    cl_int status;
+    void *mapped = clEnqueueMapBuffer(rt->queue, mem, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION, 0,
+                                      bytes, 0, NULL, NULL, &status);
+    CL_CHECK(status);
+    return mapped;
+}
+
+void clrt_unmap(struct clrt *rt, cl_mem mem, void *mapped)
+{
+    CL_CHECK(clEnqueueUnmapMemObject(rt->queue, mem, mapped, 0, NULL, NULL));
+}
+
+void clrt_release_buffer(cl_mem mem)
+{
+    if (mem)
+        clReleaseMemObject(mem);
+}
+
+void clrt_release_kernel(cl_kernel kernel)
+{
+    if (kernel)
+        clReleaseKernel(kernel);
+}
+
 void clrt_parts_write(struct clrt *rt, const struct clrt_parts *p, const void *host, bool blocking)
 {
     parts_copy(rt, p, (char *)host, true, blocking); // (only read from when writing)
@@ -1117,6 +1190,14 @@ void clrt_parts_write(struct clrt *rt, const struct clrt_parts *p, const void *h
 void clrt_parts_read(struct clrt *rt, const struct clrt_parts *p, void *host, bool blocking)
 {
     parts_copy(rt, p, host, false, blocking);
+}
+
+// A monotonic clock in seconds, for the host's enqueue time.
+static double host_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 // The profile entry for label, created on first use.
@@ -1187,6 +1268,12 @@ void clrt_profile_print(struct clrt *rt, FILE *out, double wall_seconds)
     }
     fprintf(out, "%-34s %8s %10.1f %9s %6.1f%%   (of %.2f s wall)\n", "device total", "",
             1e3 * total, "", wall_seconds > 0 ? 100.0 * total / wall_seconds : 0.0, wall_seconds);
+    // The host's share: what enqueueing costs it, beside the device's time (on PoCL the same
+    // cores run both).
+    fprintf(out, "%-34s %8ld %10.1f %9.1f %6.1f%%   (host share of the wall time)\n",
+            "host enqueue calls", rt->launches, 1e3 * rt->enqueue_seconds,
+            rt->launches ? 1e6 * rt->enqueue_seconds / (double)rt->launches : 0.0,
+            wall_seconds > 0 ? 100.0 * rt->enqueue_seconds / wall_seconds : 0.0);
 }
 
 void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *global,
@@ -1200,8 +1287,10 @@ void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *
     }
     cl_event ev = NULL;
     rt->launches++;
+    double t0 = host_now();
     CL_CHECK(clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, rounded, local, 0, NULL,
                                     rt->profiling ? &ev : NULL));
+    rt->enqueue_seconds += host_now() - t0;
     if (ev) {
         char name[48];
         CL_CHECK(clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL));
@@ -1254,9 +1343,14 @@ static void gemm_label(char *label, size_t len, bool ta, bool tb, size_t m, size
 // i: none when ep is NULL (any buffer stands for the bias; it is not read).
 static void epilogue_args(cl_kernel kern, cl_uint i, const struct clrt_epilogue *ep, cl_mem any)
 {
+    // cl/gemm.cl's GEMM_BIAS, GEMM_BIAS_RELU, GEMM_MASK, GEMM_COLSUM, GEMM_COLSUM_ADD
+    static const cl_int kinds[] = {[CLRT_EPILOGUE_BIAS] = 1,
+                                   [CLRT_EPILOGUE_MASK] = 3,
+                                   [CLRT_EPILOGUE_COLSUM] = 4,
+                                   [CLRT_EPILOGUE_COLSUM_ADD] = 5};
     cl_mem mem = ep ? ep->bias.mem : any;
     cl_ulong off = ep ? ep->bias.offset : 0;
-    cl_int kind = ep ? (ep->relu ? 2 : 1) : 0; // GEMM_BIAS_RELU, GEMM_BIAS of cl/gemm.cl
+    cl_int kind = !ep ? 0 : ep->kind == CLRT_EPILOGUE_BIAS && ep->relu ? 2 : kinds[ep->kind];
     KARG(kern, i++, mem);
     KARG(kern, i++, off);
     KARG(kern, i++, kind);
@@ -1275,23 +1369,35 @@ static cl_uint operand_args(cl_kernel kern, cl_uint i, struct clrt_mat x, size_t
     return i;
 }
 
+// Whether a product's block walk takes the packed kernels: the rows a block walks down (B's, and
+// A's for A^T) a multiple of 4 KiB apart, sharing their cache sets (see cl/gemm.cl).
+static bool gemm_packed(bool ta, size_t n, struct clrt_mat a, struct clrt_mat b)
+{
+    return n > 16 && (b.ld % 1024 == 0 || (ta && a.ld % 1024 == 0));
+}
+
 // One launch of a cl/gemm.cl product kernel: C_i = alpha op(A_i) B_i + beta C_i for i < batch,
 // in blocks of 8 x 32 (8 x 16 when n is 16 or less); its time goes to profile entry label. The
-// packed kernels where the rows a block walks down (B's, and A's for A^T) are a multiple of 4 KiB
-// apart and would share their cache sets (see cl/gemm.cl).
+// packed kernels where gemm_packed says; the column-summing TN kernels for a COLSUM epilogue.
 static void gemm_blocks(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, float alpha,
                         struct clrt_mat a, size_t a_stride, struct clrt_mat b, size_t b_stride,
                         float beta, struct clrt_mat c, size_t c_stride, size_t batch,
                         const struct clrt_epilogue *ep, const char *label, double flops)
 {
-    static const char *const names[2][3] = {{"gemm_nn_32", "gemm_nn_16", "gemm_nn_packed"},
-                                            {"gemm_tn_32", "gemm_tn_16", "gemm_tn_packed"}};
+    static const char *const names[2][4] = {
+        {"gemm_nn_32", "gemm_nn_16", "gemm_nn_packed", NULL},
+        {"gemm_tn_32", "gemm_tn_16", "gemm_tn_packed", "gemm_tn_32_sum"}};
+    double t0 = host_now();
     size_t width = n > 16 ? 32 : 16;
-    bool packed = width == 32 && (b.ld % 1024 == 0 || (ta && a.ld % 1024 == 0));
+    bool packed = gemm_packed(ta, n, a, b);
+    bool sum = ep && ep->kind >= CLRT_EPILOGUE_COLSUM;
     int which = packed ? 2 : width == 16;
     cl_kernel *kern = &rt->gemm_kernels[3 * ta + which];
+    const char *name = names[ta][which];
+    if (sum) // gemm_tn_32_sum or gemm_tn_16_sum (never packed: clrt_gemm_tn_colsum)
+        kern = &rt->gemm_kernels[6 + which], name = which ? "gemm_tn_16_sum" : names[1][3];
     if (!*kern)
-        *kern = clrt_kernel(rt, names[ta][which]);
+        *kern = clrt_kernel(rt, name);
     cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k;
     cl_uint i = 0;
     KARG(*kern, i++, im);
@@ -1312,6 +1418,7 @@ static void gemm_blocks(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, 
     rt->launches++;
     CL_CHECK(clEnqueueNDRangeKernel(rt->queue, *kern, 3, NULL, global, local, 0, NULL,
                                     rt->profiling ? &ev : NULL));
+    rt->enqueue_seconds += host_now() - t0;
     if (ev)
         prof_record(rt, ev, prof_slot(rt, label, flops));
 }
@@ -1362,15 +1469,16 @@ static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, flo
 {
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX || a.ld > INT_MAX || b.ld > INT_MAX ||
         c.ld > INT_MAX) {
-        fprintf(stderr, "clvae: the %zux%zux%zu matrix product is too large for clvae's kernels "
-                        "(sizes up to 2^31 - 1); CLVAE_GEMM=clblast runs it through CLBlast\n",
+        fprintf(stderr,
+                "clvae: the %zux%zux%zu matrix product is too large for clvae's kernels "
+                "(sizes up to 2^31 - 1); CLVAE_GEMM=clblast runs it through CLBlast\n",
                 m, n, k);
         exit(CLVAE_EXIT_DEVICE);
     }
     size_t parts = batch == 1 ? own_parts(rt, m, n, k) : 1;
     if (parts == 1) {
-        gemm_blocks(rt, ta, m, n, k, alpha, a, a_stride, b, b_stride, beta, c, c_stride, batch,
-                    ep, label, 2.0 * (double)batch * m * n * k);
+        gemm_blocks(rt, ta, m, n, k, alpha, a, a_stride, b, b_stride, beta, c, c_stride, batch, ep,
+                    label, 2.0 * (double)batch * m * n * k);
         return;
     }
     grow_gemm_temp(rt, (parts + 1) * m * n * sizeof(float), m, n, k);
@@ -1389,6 +1497,7 @@ void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, 
     cl_event ev = NULL;
     cl_event *want = rt->profiling ? &ev : NULL;
     rt->launches++;
+    double t0 = host_now();
     CLBlastStatusCode status = gemm_call(rt, ta, tb, m, n, k, alpha, a, b, beta, c, want);
     if (status == CLBlastInsufficientMemoryTemp) {
         // Whether CLBlast copies an operand into padded scratch depends on the exact sizes, so a
@@ -1402,6 +1511,7 @@ void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, 
         status = gemm_call(rt, ta, tb, m, n, k, alpha, a, b, beta, c, want);
     }
     CL_CHECK(status);
+    rt->enqueue_seconds += host_now() - t0;
     if (ev) {
         char label[48];
         gemm_label(label, sizeof label, ta, tb, m, n, k);
@@ -1422,6 +1532,78 @@ bool clrt_gemm_bias(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_m
     return true;
 }
 
+bool clrt_gemm_bias_gathered(struct clrt *rt, size_t m, size_t n, size_t k,
+                             const struct clrt_gather *g, struct clrt_mat b, struct clrt_mat c,
+                             const struct clrt_epilogue *ep)
+{
+    struct clrt_mat a = {g->x, 0, k};
+    if (!rt->own_gemm || m > INT_MAX || n > INT_MAX || k > INT_MAX || b.ld > INT_MAX ||
+        c.ld > INT_MAX || own_parts(rt, m, n, k) > 1 || gemm_packed(false, n, a, b))
+        return false;
+    double t0 = host_now();
+    size_t width = n > 16 ? 32 : 16;
+    cl_kernel *kern = &rt->gemm_kernels[8 + (width == 16)];
+    if (!*kern)
+        *kern = clrt_kernel(rt, width == 16 ? "gemm_nn_16_gather" : "gemm_nn_32_gather");
+    cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k, ldb = (cl_int)b.ld, ldc = (cl_int)c.ld;
+    cl_uint i = 0;
+    KARG(*kern, i++, im);
+    KARG(*kern, i++, in);
+    KARG(*kern, i++, ik);
+    KARG(*kern, i++, g->data);
+    KARG(*kern, i++, g->index);
+    KARG(*kern, i++, g->start);
+    KARG(*kern, i++, g->x);
+    cl_ulong b_off = b.offset, c_off = c.offset;
+    KARG(*kern, i++, b.mem);
+    KARG(*kern, i++, b_off);
+    KARG(*kern, i++, ldb);
+    KARG(*kern, i++, c.mem);
+    KARG(*kern, i++, c_off);
+    KARG(*kern, i++, ldc);
+    epilogue_args(*kern, i, ep, c.mem);
+    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
+    size_t global[2] = {(n + width - 1) / width, (blocks + group - 1) / group * group};
+    size_t local[2] = {1, group};
+    cl_event ev = NULL;
+    rt->launches++;
+    CL_CHECK(clEnqueueNDRangeKernel(rt->queue, *kern, 2, NULL, global, local, 0, NULL,
+                                    rt->profiling ? &ev : NULL));
+    rt->enqueue_seconds += host_now() - t0;
+    if (ev) {
+        char label[48];
+        snprintf(label, sizeof label, "gemm NN %zux%zux%zu gathered", m, n, k);
+        prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)m * n * k));
+    }
+    return true;
+}
+
+void clrt_gemm_masked(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                      struct clrt_mat b, float beta, struct clrt_mat c, struct clrt_mat mask)
+{
+    struct clrt_epilogue ep = {.bias = mask, .kind = CLRT_EPILOGUE_MASK};
+    char label[48];
+    gemm_label(label, sizeof label, false, false, m, n, k);
+    own_gemm(rt, false, m, n, k, 1.0f, a, 0, b, 0, beta, c, 0, 1, &ep, label);
+}
+
+bool clrt_gemm_tn_colsum(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                         struct clrt_mat b, float beta, struct clrt_mat c, struct clrt_mat colsum,
+                         bool accumulate)
+{
+    if (!rt->own_gemm || m > INT_MAX || n > INT_MAX || k > INT_MAX || a.ld > INT_MAX ||
+        b.ld > INT_MAX || c.ld > INT_MAX || own_parts(rt, m, n, k) > 1 ||
+        gemm_packed(true, n, a, b))
+        return false;
+    struct clrt_epilogue ep = {
+        .bias = colsum, .kind = accumulate ? CLRT_EPILOGUE_COLSUM_ADD : CLRT_EPILOGUE_COLSUM};
+    char label[48];
+    gemm_label(label, sizeof label, true, false, m, n, k);
+    gemm_blocks(rt, true, m, n, k, 1.0f, a, 0, b, 0, beta, c, 0, 1, &ep, label,
+                2.0 * (double)m * n * k);
+    return true;
+}
+
 void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                           size_t a_stride, struct clrt_mat b, size_t b_stride, struct clrt_mat c,
                           size_t c_stride, size_t batch)
@@ -1436,11 +1618,10 @@ void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct 
     cl_event ev = NULL;
     rt->launches++;
     float alpha = 1.0f, beta = 0.0f;
-    CL_CHECK(CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeYes,
-                                        CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, a.ld,
-                                        a_stride, b.mem, b.offset, b.ld, b_stride, beta, c.mem,
-                                        c.offset, c.ld, c_stride, batch, &rt->queue,
-                                        rt->profiling ? &ev : NULL));
+    CL_CHECK(CLBlastSgemmStridedBatched(
+        CLBlastLayoutRowMajor, CLBlastTransposeYes, CLBlastTransposeNo, m, n, k, alpha, a.mem,
+        a.offset, a.ld, a_stride, b.mem, b.offset, b.ld, b_stride, beta, c.mem, c.offset, c.ld,
+        c_stride, batch, &rt->queue, rt->profiling ? &ev : NULL));
     if (ev)
         prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)batch * m * n * k));
 }
@@ -1492,8 +1673,7 @@ static void gemm_split(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, f
 }
 
 void clrt_gemm_split(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
-                     struct clrt_mat b, float beta, struct clrt_mat c, size_t parts,
-                     cl_mem scratch)
+                     struct clrt_mat b, float beta, struct clrt_mat c, size_t parts, cl_mem scratch)
 {
     char label[48];
     gemm_label(label, sizeof label, true, false, m, n, k);

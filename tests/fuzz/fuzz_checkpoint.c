@@ -18,10 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         // Reading every value lets AddressSanitizer check the arrays hold n_params each.
         size_t bytes = ckpt.n_params * sizeof(float);
         fuzz_touch(ckpt.params, bytes);
-        if (ckpt.adam_m)
-            fuzz_touch(ckpt.adam_m, bytes);
-        if (ckpt.adam_v)
-            fuzz_touch(ckpt.adam_v, bytes);
+        for (int s = 0; s < OPTIMIZER_MAX_STATE; s++)
+            if (ckpt.state[s])
+                fuzz_touch(ckpt.state[s], bytes);
     }
     checkpoint_free(&ckpt);
     return 0;

@@ -64,8 +64,11 @@ static void check_model(const struct vae *vae)
     for (int i = 0; i < vae->n_layers; i++) {
         const struct layer *l = &vae->layer[i];
         const struct layer_shape *o = &l->out_shape;
-        if ((int64_t)o->c * o->h * o->w != l->out || l->out < 1 || l->work > INT32_MAX)
+        if ((int64_t)o->c * o->h * o->w != l->out || l->out < 1 || l->n_buffers > LAYER_MAX_BUFFERS)
             abort();
+        for (int b = 0; b < l->n_buffers; b++)
+            if (l->buffer[b].floats > INT32_MAX)
+                abort();
         struct layer_tensor t[LAYER_MAX_TENSORS];
         int n = l->ops->tensors(l, t);
         if (n < 1 || n > LAYER_MAX_TENSORS)

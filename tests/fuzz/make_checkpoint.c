@@ -73,8 +73,10 @@ int main(int argc, char **argv)
             arrays[a][k] = (float)((int)((k * 37 + 11 * (size_t)a) % 64) - 32) / 64.0f;
     }
     bool adam = strcmp(argv[3], "adam") == 0;
-    int rc = checkpoint_save(argv[1], &meta, arrays[0], adam ? arrays[1] : NULL,
-                             adam ? arrays[2] : NULL, &err);
+    if (adam)
+        meta.optimizer = optimizer_defaults(optimizer_find("adam"));
+    const float *state[] = {arrays[1], arrays[2]};
+    int rc = checkpoint_save(argv[1], &meta, arrays[0], adam ? state : NULL, &err);
     if (rc != 0)
         clvae_print_error(&err);
     for (int a = 0; a < 3; a++)

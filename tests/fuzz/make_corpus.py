@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of tests/fuzz: corpus/idx for fuzz_idx, corpus/checkpoint for
-fuzz_checkpoint, corpus/png for fuzz_png; small real files and broken ones, each named for what it
-holds.
+fuzz_checkpoint, corpus/png for fuzz_png, corpus/jpeg, corpus/webp and corpus/stb (BMP, GIF, PNM,
+TGA) for the other image readers' harnesses, corpus/cache for fuzz_cache; small real files and
+broken ones, each named for what it holds.
 
-    tests/fuzz/make_corpus.py [MAKE_CHECKPOINT]
+    tests/fuzz/make_corpus.py [MAKE_CHECKPOINT [CORPUS...]]
 
 MAKE_CHECKPOINT is the make_checkpoint program of a -Dfuzzers=true build (default
 build-fuzz/tests/fuzz/make_checkpoint): the valid checkpoints are checkpoint_save's own output,
-the broken ones edits of them. The output is the same on every run; the directories are emptied
-first.
+the broken ones edits of them. The JPEG, WebP, BMP, GIF, TGA and PNM files are PIL's (python3-pil:
+run it with /usr/bin/python3). CORPUS names the corpora to write (default: all). The output is
+the same on every run (with the same PIL); the directories are emptied first.
 """
 import json
 import math
@@ -368,12 +370,165 @@ def write(directory, files):
                                        sum(map(len, files.values()))))
 
 
+# ---- The other image formats (PIL writes them: python3-pil, for /usr/bin/python3) ----
+
+def pil():
+    """PIL's Image and numpy, which the image corpora need."""
+    try:
+        import numpy
+        from PIL import Image
+    except ImportError:
+        sys.exit("make_corpus.py: the jpeg, webp and stb corpora need PIL and numpy "
+                 "(python3-pil, python3-numpy): run it with /usr/bin/python3")
+    return Image, numpy
+
+
+def picture(w, h, mode="RGB", seed=0):
+    """A small PIL image of gradients and edges in mode."""
+    Image, np = pil()
+    y, x = np.mgrid[0:h, 0:w]
+    planes = [(x * 37 + seed) % 256, (y * 53 + seed * 3) % 256, ((x // 2 + y // 2) % 2) * 180 + 30,
+              (x * y * 11 + 40) % 256]
+    im = Image.fromarray(np.stack(planes, -1).astype(np.uint8), "RGBA")
+    return im if mode == "RGBA" else im.convert(mode)
+
+
+def encode(im, fmt, **kw):
+    import io
+    out = io.BytesIO()
+    im.save(out, fmt, **kw)
+    return out.getvalue()
+
+
+def jpeg_corpus():
+    rgb = picture(16, 12)
+    baseline = encode(rgb, "JPEG", quality=80)
+    huge = bytearray(baseline)
+    sof = huge.index(b"\xff\xc0")
+    huge[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)
+    cmyk = encode(picture(8, 8, "CMYK"), "JPEG", quality=70)
+    return {
+        # Valid: baseline 4:2:0 and 4:4:4, progressive, grey, CMYK (Adobe), other tables, odd
+        # sizes.
+        "rgb-16x12-420": baseline,
+        "rgb-9x7-444": encode(picture(9, 7), "JPEG", quality=90, subsampling=0),
+        "rgb-16x16-progressive": encode(picture(16, 16, seed=5), "JPEG", quality=75,
+                                        progressive=True),
+        "grey-11x5": encode(picture(11, 5, "L"), "JPEG", quality=85),
+        "cmyk-8x8-adobe": cmyk,
+        "rgb-24x8-web-low-tables": encode(picture(24, 8), "JPEG", qtables="web_low"),
+        # Broken.
+        "truncated-scan": baseline[:len(baseline) * 2 // 3],
+        "no-eoi": baseline[:-2],
+        "sof-60000x60000": bytes(huge),
+        "soi-only": b"\xff\xd8\xff",
+        "cmyk-truncated": cmyk[:len(cmyk) // 2],
+    }
+
+
+def webp_corpus():
+    Image, _ = pil()
+    rgb, rgba = picture(12, 9), picture(10, 7, "RGBA")
+    lossless = encode(rgb, "WEBP", lossless=True)
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes(4) + (49999).to_bytes(3, "little") * 2
+    frames = [picture(6, 4, seed=s) for s in range(3)]
+    anim = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    return {
+        "lossless-12x9": lossless,
+        "lossless-alpha-10x7": encode(rgba, "WEBP", lossless=True),
+        "lossy-12x9": encode(rgb, "WEBP", quality=60),
+        "lossy-alpha-10x7": encode(rgba, "WEBP", quality=60),
+        "animated-6x4": anim,
+        "vp8x-50000x50000": b"RIFF" + struct.pack("<I", 4 + len(vp8x) + 8) + b"WEBP" + vp8x
+        + b"VP8L" + bytes(4),
+        "truncated": lossless[:len(lossless) // 2],
+        "riff-size-lies": lossless[:4] + struct.pack("<I", 1 << 30) + lossless[8:],
+    }
+
+
+def stb_corpus():
+    rgb = picture(9, 6)
+    pal = rgb.quantize(colors=12)
+    frames = [picture(5, 4, seed=s).quantize(colors=8) for s in range(3)]
+    gif_anim = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=40)
+    bmp = encode(rgb, "BMP")
+    return {
+        # Valid, each format stb_image reads here (TGA has no signature: input.tga).
+        "bmp-24bit-9x6": bmp,
+        "bmp-8bit-palette": encode(pal, "BMP"),
+        "bmp-32bit-alpha": encode(picture(4, 3, "RGBA"), "BMP"),
+        "gif-palette-9x6": encode(pal, "GIF"),
+        "gif-transparent": encode(pal, "GIF", transparency=2),
+        "gif-animated": gif_anim,
+        "tga-rgb": encode(rgb, "TGA"),
+        "tga-rgba-rle": encode(picture(7, 5, "RGBA"), "TGA", compression="tga_rle"),
+        "tga-grey": encode(picture(6, 6, "L"), "TGA"),
+        "ppm-p6": encode(rgb, "PPM"),
+        "pgm-p5": encode(picture(7, 3, "L"), "PPM"),
+        # Broken.
+        "bmp-truncated": bmp[:len(bmp) - 20],
+        "bmp-100000x100000": b"BM" + struct.pack("<IHHI", 84, 0, 0, 54)
+        + struct.pack("<IiiHHIIiiII", 40, 100000, 100000, 1, 24, 0, 0, 0, 0, 0, 0) + bytes(30),
+        "gif-65535x65535": b"GIF89a" + struct.pack("<HH", 65535, 65535) + bytes(23),
+        "ppm-100000x100000": b"P6\n100000 100000\n255\n" + bytes(30),
+        "ppm-maxval-15": b"P6\n2 2\n15\n" + bytes(12),
+        # What fuzz_jpeg found: a 20-digit PNM width overflowed stb_image's int.
+        "pgm-width-20-digits": b"P5\n18446744073709551615 1\n255\n" + bytes(8),
+        "pgm-p2-ascii": b"P2\n2 2\n255\n1 2 3 4\n",
+        "tga-65535x65535": struct.pack("<BBBHHBHHHHBB", 0, 0, 2, 0, 0, 0, 0, 0, 65535, 65535,
+                                       24, 0) + bytes(30),
+    }
+
+
+def cache_file(key, n_train, n_test, h, w, c, classes=(), warnings=b"", labels=None, skipped=0,
+               test_folder=0, version=1):
+    """A decoded-set cache as src/data/image_cache.c writes it (see include/data/image_cache.h),
+    its checksums right; made-up pixels."""
+    payload = struct.pack("<6IQIQ", n_train, n_test, h, w, c, len(classes), skipped, test_folder,
+                          len(warnings))
+    for name in classes:
+        payload += struct.pack("<I", len(name)) + name
+    payload += warnings
+    if classes:
+        labels = labels if labels is not None else [i % len(classes)
+                                                    for i in range(n_train + n_test)]
+        payload += b"".join(struct.pack("<i", v) for v in labels)
+    payload += bytes((k * 29 + 7) % 256 for k in range((n_train + n_test) * h * w * c))
+    header = b"CLVAEIMG" + struct.pack("<II", version, 64) + key + struct.pack(
+        "<QI", len(payload), zlib.crc32(payload)) + bytes(16)
+    return header + struct.pack("<I", zlib.crc32(header)) + payload
+
+
+def cache_corpus():
+    key = bytes(range(16))
+    good = cache_file(key, 3, 2, 4, 3, 3, [b"cats", b"dogs"],
+                      b"clvae: warning: x.jpg: truncated JPEG (the file ends early); skipped\n",
+                      skipped=1)
+    return {
+        "classes-3+2-4x3x3": good,
+        "unlabelled-2+1-2x2x1": cache_file(key, 2, 1, 2, 2, 1, test_folder=1),
+        "truncated": good[:len(good) - 9],
+        "longer": good + b"\x00",
+        "label-out-of-range": cache_file(key, 1, 1, 1, 1, 1, [b"a"], labels=[0, 5]),
+        "count-huge": cache_file(key, 1, 1, 1, 1, 1)[:64] + struct.pack("<I", 0x7fffffff)
+        + cache_file(key, 1, 1, 1, 1, 1)[68:],
+        "version-2": cache_file(key, 1, 1, 1, 1, 1, version=2),
+        "name-with-nul": cache_file(key, 1, 1, 1, 1, 1, [b"a\x00b"]),
+    }
+
+
+CORPORA = ["idx", "checkpoint", "png", "jpeg", "webp", "stb", "cache"]
+
+
 def main():
     make_checkpoint = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         ROOT, "build-fuzz", "tests", "fuzz", "make_checkpoint")
-    write(os.path.join(HERE, "corpus", "idx"), idx_corpus())
-    write(os.path.join(HERE, "corpus", "checkpoint"), checkpoint_corpus(make_checkpoint))
-    write(os.path.join(HERE, "corpus", "png"), png_corpus())
+    only = sys.argv[2:] or CORPORA
+    makers = {"idx": idx_corpus, "checkpoint": lambda: checkpoint_corpus(make_checkpoint),
+              "png": png_corpus, "jpeg": jpeg_corpus, "webp": webp_corpus, "stb": stb_corpus,
+              "cache": cache_corpus}
+    for name in only:
+        write(os.path.join(HERE, "corpus", name), makers[name]())
 
 
 if __name__ == "__main__":

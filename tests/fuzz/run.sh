@@ -18,8 +18,8 @@ if [ ! -f "$build/build.ninja" ]; then
     CC=clang meson setup "$build" -Dfuzzers=true -Db_sanitize=address,undefined \
         -Dbuildtype=debug || exit 1
 fi
-meson compile -C "$build" fuzz_idx fuzz_checkpoint fuzz_metrics fuzz_png fuzz_tuning fuzz_layers ||
-    exit 1
+meson compile -C "$build" fuzz_idx fuzz_checkpoint fuzz_metrics fuzz_png fuzz_tuning fuzz_layers \
+    fuzz_jpeg fuzz_webp fuzz_stb fuzz_cache || exit 1
 
 # Crash inputs and the logs stay in the build directory; the corpus copies and the harnesses'
 # files (TMPDIR) go with the run, also after a crash. /dev/shm keeps them off the disk.
@@ -35,7 +35,7 @@ export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 
 passed=0
 failed=0
-for corpus in idx checkpoint metrics png tuning layers; do
+for corpus in idx checkpoint metrics png tuning layers jpeg webp stb cache; do
     harness=fuzz_$corpus
     log=$artifacts/$harness.log
     mkdir "$work/$corpus" && cp tests/fuzz/corpus/$corpus/* "$work/$corpus/" || exit 1
