@@ -87,3 +87,19 @@ __kernel void reparameterize_backward_free_bits(__global const float *dz, __glob
         dml[m + latent] = dz[i] * eps[i] * noise_scale * 0.5f * sd + keep * 0.5f * (sd * sd - 1.0f);
     }
 }
+
+// --binarize: x (rows, dim) in [0, 1] -> 1 with probability x, else 0, in place; the uniform of
+// pixel j of data-set image index[start + r] from Philox counter (j, image, epoch, stream), so
+// that an image's pixels are drawn the same in any batch. Range: (dim, rows).
+__kernel void binarize_images(__global float *x, int rows, int dim, __global const int *index,
+                              int start, uint seed_lo, uint seed_hi, uint epoch, uint stream)
+{
+    int j = get_global_id(0), r = get_global_id(1);
+    if (j >= dim || r >= rows)
+        return;
+    uint image = (uint)index[start + r];
+    uint4 bits = philox4x32_10((uint4)((uint)j, image, epoch, stream), (uint2)(seed_lo, seed_hi));
+    float u = (float)(bits.x >> 8) * (1.0f / 16777216.0f);
+    size_t i = (size_t)r * dim + j;
+    x[i] = u < x[i] ? 1.0f : 0.0f;
+}

@@ -1,5 +1,5 @@
-// Tests for src/data/idx.c: good raw and gzip files, every malformed case the reader refuses, idx_find,
-// and the real Fashion-MNIST files.
+// Tests for src/data/idx.c: good raw and gzip files, every malformed case the reader refuses,
+// idx_find, and the real Fashion-MNIST files.
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -212,14 +212,16 @@ static bool is_data_error(const struct clvae_error *err, const char *path, const
 }
 
 // One check that a call returned rc == -1 with a data error naming path and containing word.
-static void check_error(const char *label, int rc, const struct clvae_error *err,
-                        const char *path, const char *word)
+static void check_error(const char *label, int rc, const struct clvae_error *err, const char *path,
+                        const char *word)
 {
     bool ok = rc == -1 && is_data_error(err, path, word);
     char shown[CLVAE_ERROR_MAX + 300];
     snprintf(shown, sizeof shown, "%s: '%s'", label, err->msg);
-    check(ok, ok ? shown : label, "returned %d, status %d, message '%s' (want -1, status %d, "
-          "'%s: ...%s...')", rc, err->status, err->msg, CLVAE_EXIT_DATA, path, word);
+    check(ok, ok ? shown : label,
+          "returned %d, status %d, message '%s' (want -1, status %d, "
+          "'%s: ...%s...')",
+          rc, err->status, err->msg, CLVAE_EXIT_DATA, path, word);
 }
 
 // Reads path and checks it fails with a data error naming path and containing word.
@@ -498,8 +500,10 @@ static void test_fashion_mnist(void)
         dir = DEFAULT_DATA_DIR;
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        check(false, "Fashion-MNIST", "no directory %s: install dataset-fashion-mnist (or set "
-              "CLVAE_DATA to a directory holding the Fashion-MNIST files)", dir);
+        check(false, "Fashion-MNIST",
+              "no directory %s: install dataset-fashion-mnist (or set "
+              "CLVAE_DATA to a directory holding the Fashion-MNIST files)",
+              dir);
         return;
     }
     static const struct {
@@ -593,8 +597,8 @@ static void test_labels(void)
     uint8_t longer[8 + 9] = {0, 0, 8, 1, 0, 0, 0, 7, 3, 1, 4, 1, 5, 9, 2, 6, 5};
     const char *extra = tmp_path("labels-long");
     write_raw(extra, longer, sizeof longer);
-    check_error("a label file with trailing bytes", idx_read_labels(extra, &lab, &err), &err,
-                extra, "trailing data");
+    check_error("a label file with trailing bytes", idx_read_labels(extra, &lab, &err), &err, extra,
+                "trailing data");
     const char *images = tmp_path("images-as-labels");
     const uint8_t pixels[18] = {0};
     write_idx3(images, false, 0x00000803u, 2, 3, 3, pixels, sizeof pixels);

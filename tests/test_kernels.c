@@ -14,6 +14,7 @@
 #include "optimizer.h"
 #include "philox.h"
 #include "ref_model.h"
+#include "sampler.h"
 #include "test_util.h"
 
 #define GUARD 37 // guard cells (holding TU_SENTINEL) after (and before offsets into) every output
@@ -974,10 +975,14 @@ static void test_reparameterize(int rows, int latent, int kl_offset, int row0, u
 
 // reparameterize_backward: dz, eps (rows, latent) and ml (rows, 2 latent) -> dml (rows, 2 latent)
 // against d/dmu = dz + b mu, d/dlogvar = dz eps s sd / 2 + b (sd^2 - 1) / 2, sd = exp(logvar / 2),
-// b = beta_scale, s = noise_scale.
-static void test_reparameterize_backward(int rows, int latent, float beta_scale, float noise_scale)
+// b = beta_scale, s = noise_scale. With free_bits (reparameterize_backward_free_bits), b is 0 for
+// a dimension whose KL averaged over the rows is below free_bits, which is set half way between
+// two dimensions' means so that about half of them are cut.
+static void test_reparameterize_backward(int rows, int latent, float beta_scale, float noise_scale,
+                                         bool free_bits)
 {
-    cl_kernel k = clrt_kernel(&rt, "reparameterize_backward");
+    cl_kernel k = clrt_kernel(&rt, free_bits ? "reparameterize_backward_free_bits"
+                                             : "reparameterize_backward");
     size_t n_ml = (size_t)rows * 2 * latent, n_z = (size_t)rows * latent;
     float *ml = tu_alloc(n_ml, sizeof(float));
     float *dz = tu_alloc(n_z, sizeof(float));
@@ -991,10 +996,35 @@ static void test_reparameterize_backward(int rows, int latent, float beta_scale,
         eps[i] = (float)philox_normal(99, (uint32_t)i, 0, PHILOX_STREAM_EVAL);
     }
     tu_fill_guard(dml, 0, n_ml + GUARD);
-    double b = beta_scale, s = noise_scale;
+    double *kl_mean = tu_alloc((size_t)latent, sizeof(double));
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < latent; j++) {
+            double mu = ml[(size_t)r * 2 * latent + j],
+                   lv = ml[(size_t)r * 2 * latent + latent + j];
+            kl_mean[j] += -0.5 * (1.0 + lv - mu * mu - exp(lv)) / rows;
+        }
+    double lo = INFINITY, hi = -INFINITY;
+    for (int j = 0; j < latent; j++)
+        lo = fmin(lo, kl_mean[j]), hi = fmax(hi, kl_mean[j]);
+    // The threshold: the mean of two dimensions' means nearest the middle of their range.
+    float threshold = 0.0f;
+    if (free_bits) {
+        double mid = 0.5 * (lo + hi), below = lo, above = hi;
+        for (int j = 0; j < latent; j++) {
+            if (kl_mean[j] <= mid)
+                below = fmax(below, kl_mean[j]);
+            else
+                above = fmin(above, kl_mean[j]);
+        }
+        threshold = (float)(0.5 * (below + above));
+    }
+    double s = noise_scale;
+    int cut = 0;
     for (int r = 0; r < rows; r++) {
         for (int j = 0; j < latent; j++) {
             size_t i = (size_t)r * latent + j, m = (size_t)r * 2 * latent + j;
+            double b = free_bits && kl_mean[j] < threshold ? 0.0 : beta_scale;
+            cut += r == 0 && b == 0.0;
             double mu = ml[m], sd = exp(0.5 * ml[m + latent]);
             want[m] = dz[i] + b * mu;
             scale[m] = fabs(dz[i]) + fabs(b * mu);
@@ -1015,14 +1045,19 @@ static void test_reparameterize_backward(int rows, int latent, float beta_scale,
     KARG(k, 5, latent);
     KARG(k, 6, beta_scale);
     KARG(k, 7, noise_scale);
-    size_t global = (size_t)rows, local = 8;
+    if (free_bits)
+        KARG(k, 8, threshold);
+    size_t global = (size_t)(free_bits ? latent : rows), local = free_bits ? 1 : 8;
     clrt_launch(&rt, k, 1, &global, &local);
     tu_download(&rt, ddml, dml, (n_ml + GUARD) * sizeof(float));
-    char what[160];
+    char what[256], cut_text[96] = "";
+    if (free_bits)
+        snprintf(cut_text, sizeof cut_text, ", %d of %d dimensions below %g", cut, latent,
+                 threshold);
     snprintf(what, sizeof what,
-             "reparameterize_backward (%dx%d, beta_scale %g, noise %g): dml, rel to its terms' "
-             "magnitudes",
-             rows, latent, beta_scale, noise_scale);
+             "%s (%dx%d, beta_scale %g, noise %g%s): dml, rel to its terms' magnitudes",
+             free_bits ? "reparameterize_backward_free_bits" : "reparameterize_backward", rows,
+             latent, beta_scale, noise_scale, cut_text);
     tu_compare(what, dml, want, scale, n_ml, 0.0, 1e-5);
     tu_check(!tu_changed(dml, n_ml, n_ml + GUARD), "reparameterize_backward (%dx%d): guard cells",
              rows, latent);
@@ -1032,6 +1067,7 @@ static void test_reparameterize_backward(int rows, int latent, float beta_scale,
     free(dml);
     free(want);
     free(scale);
+    free(kl_mean);
     clReleaseMemObject(ddz);
     clReleaseMemObject(dml_in);
     clReleaseMemObject(deps);
@@ -1510,6 +1546,48 @@ static void test_adamw_no_decay(int n, float lr, int steps)
     free(g);
 }
 
+// --binarize: binarize_images against the host's Philox: pixel j of image index[start + r] is 1
+// exactly when the first word of block (j, image, epoch, stream) under seed, as a 24-bit uniform,
+// is below its intensity; guard cells after x.
+static void test_binarize(int rows, int dim, int start, uint32_t epoch)
+{
+    struct sampler s;
+    sampler_create(&s, &rt, 4);
+    size_t n = (size_t)rows * (size_t)dim;
+    float *x = tu_alloc(n + GUARD, sizeof(float));
+    double *want = tu_alloc(n, sizeof(double));
+    int *index = tu_alloc((size_t)(start + rows), sizeof(int));
+    uint64_t seed = 0x123456789ull;
+    for (int i = 0; i < start + rows; i++)
+        index[i] = rng_int(100000);
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < dim; j++) {
+            size_t i = (size_t)r * dim + j;
+            x[i] = (float)rng_int(256) * (1.0f / 255.0f);
+            uint32_t ctr[4] = {(uint32_t)j, (uint32_t)index[start + r], epoch,
+                               PHILOX_STREAM_BINARIZE},
+                     key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)}, out[4];
+            philox4x32_10(ctr, key, out);
+            want[i] = (float)(out[0] >> 8) * (1.0f / 16777216.0f) < x[i] ? 1.0 : 0.0;
+        }
+    tu_fill_guard(x, n, n + GUARD);
+    cl_mem dx = tu_upload(&rt, x, (n + GUARD) * sizeof(float), "x");
+    cl_mem dindex = tu_upload(&rt, index, (size_t)(start + rows) * sizeof(int), "index");
+    sampler_binarize(&s, dx, rows, dim, dindex, start, seed, epoch, PHILOX_STREAM_BINARIZE);
+    tu_download(&rt, dx, x, (n + GUARD) * sizeof(float));
+    char what[128];
+    snprintf(what, sizeof what, "binarize_images (%dx%d from image %d, epoch %u): exactly", rows,
+             dim, start, epoch);
+    tu_compare(what, x, want, NULL, n, 0.0, 0.0);
+    tu_check(!tu_changed(x, n, n + GUARD), "binarize_images (%dx%d): guard cells", rows, dim);
+    clReleaseMemObject(dx);
+    clReleaseMemObject(dindex);
+    sampler_release(&s);
+    free(x);
+    free(want);
+    free(index);
+}
+
 // --clip-grad's norm (grad_sumsq over uneven parts, grad_clip_scale, grad_scale) against a
 // double-precision sum of squares: the norm, the scale min(1, max_norm / norm), the gradient
 // scaled by it, and the guard cells after every part.
@@ -1572,6 +1650,9 @@ int main(void)
     tu_init("test_kernels");
     tu_open_device(&rt);
     const size_t local2[2] = {8, 4};
+
+    test_binarize(37, 61, 5, 3);
+    test_binarize(4, 784, 0, 0);
 
     // One part, uneven parts, fewer values than one work-group's threads; clipped and not.
     test_clip_norm(100003, 1, 1.0);
@@ -1702,8 +1783,10 @@ int main(void)
     test_reparameterize(23, 7, 5, 0, 0xDEADBEEFCAFEF00Dull, (1ull << 32) + 11, PHILOX_STREAM_EVAL,
                         1.0f);
     test_reparameterize(19, 3, 0, 0, 7, 3, PHILOX_STREAM_TRAIN, 0.0f);
-    test_reparameterize_backward(23, 7, 0.7f / 23.0f, 1.0f);
-    test_reparameterize_backward(19, 5, 1.3f / 19.0f, 0.0f);
+    test_reparameterize_backward(23, 7, 0.7f / 23.0f, 1.0f, false);
+    test_reparameterize_backward(19, 5, 1.3f / 19.0f, 0.0f, false);
+    test_reparameterize_backward(23, 7, 0.7f / 23.0f, 1.0f, true);
+    test_reparameterize_backward(301, 10, 1.0f / 301.0f, 1.0f, true);
 
     static const struct {
         int dim;

@@ -36,10 +36,9 @@ int main(void)
 {
     tu_init("test_pca");
     // Columns of very different spread, mixed so the components are not the axes.
-    static const double base[N][D] = {{3, 0.5, -0.2, 0.1},  {-2, 1.0, 0.3, -0.1},
-                                      {4, -0.7, 0.1, 0.05}, {-5, 0.2, -0.4, 0.0},
-                                      {1, -1.2, 0.5, -0.05}, {-1, 0.9, -0.1, 0.1},
-                                      {2, 0.1, 0.2, -0.1},  {-3, -0.6, -0.3, 0.02}};
+    static const double base[N][D] = {
+        {3, 0.5, -0.2, 0.1},   {-2, 1.0, 0.3, -0.1}, {4, -0.7, 0.1, 0.05}, {-5, 0.2, -0.4, 0.0},
+        {1, -1.2, 0.5, -0.05}, {-1, 0.9, -0.1, 0.1}, {2, 0.1, 0.2, -0.1},  {-3, -0.6, -0.3, 0.02}};
     double data[N * D];
     for (int i = 0; i < N; i++) {
         data[i * D + 0] = base[i][0] + 0.5 * base[i][1];
@@ -76,12 +75,14 @@ int main(void)
         double sign = dot < 0 ? -1 : 1;
         for (int j = 0; j < D; j++)
             err = fmax(err, fabs(comp[p * D + j] - sign * want[p][j]));
-        tu_check(err < 1e-9, "component %d against power iteration (up to sign): max err %.2g "
-                 "(tol 1e-9)", p + 1, err);
+        tu_check(err < 1e-9,
+                 "component %d against power iteration (up to sign): max err %.2g "
+                 "(tol 1e-9)",
+                 p + 1, err);
         double share = lambda[p] / trace;
         tu_check(fabs(explained[p] - share) < 1e-9,
-                 "component %d explains %.6f of the variance (reference %.6f)", p + 1,
-                 explained[p], share);
+                 "component %d explains %.6f of the variance (reference %.6f)", p + 1, explained[p],
+                 share);
         double perr = 0;
         for (int i = 0; i < N; i++) {
             double s = 0;

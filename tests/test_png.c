@@ -79,8 +79,8 @@ static int read_png(const char *path, struct image *img)
         snprintf(img->msg, sizeof img->msg, "%s", strerror(errno));
         return -1;
     }
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, img, on_read_error,
-                                             on_read_warning);
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, img, on_read_error, on_read_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);
@@ -196,7 +196,15 @@ static void test_gray_round_trip(void)
 // Writes 7 tiles of 5x4, 3 a row, pad 2, and checks every pixel of the 23x20 grid.
 static void test_grid(void)
 {
-    enum { N = 7, TH = 5, TW = 4, COLS = 3, PAD = 2, GH = 3 * TH + 4 * PAD, GW = COLS * TW + 4 * PAD };
+    enum {
+        N = 7,
+        TH = 5,
+        TW = 4,
+        COLS = 3,
+        PAD = 2,
+        GH = 3 * TH + 4 * PAD,
+        GW = COLS * TW + 4 * PAD
+    };
     uint8_t tiles[N * TH * TW];
     uint8_t want[GH * GW];
     char path[TU_PATH_MAX];
@@ -273,8 +281,7 @@ static void test_rgb_grid(void)
             int t = (y - PAD) / (TH + PAD) * COLS + (x - PAD) / (TW + PAD);
             int inside = y >= PAD && x >= PAD && ry < TH && rx < TW && t < N;
             for (int c = 0; c < C; c++) {
-                want[(y * GW + x) * C + c] =
-                    inside ? tiles[((t * TH + ry) * TW + rx) * C + c] : 0;
+                want[(y * GW + x) * C + c] = inside ? tiles[((t * TH + ry) * TW + rx) * C + c] : 0;
             }
         }
     }

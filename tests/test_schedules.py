@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The training schedules and the gradient's treatment of `clvae train` on small synthetic IDX
 data: --kl-warmup, --kl-cycles, --lr-schedule, --lr-warmup (metrics.csv's beta and lr per epoch
-against their formulas, include/train/schedule.h), --free-bits and --clip-grad; with each on, 4
+against their formulas, include/train/schedule.h), --free-bits, --clip-grad and --binarize; with
+each on, 4
 epochs straight and 2 epochs then --resume to 4 write the same checkpoint byte for byte; a resume
 refuses another value; the metadata records each option, and a run without them writes none.
 
@@ -9,6 +10,7 @@ Run as `CLVAE=path/to/clvae python3 tests/test_schedules.py`; CLVAE defaults to 
 """
 import filecmp
 import math
+import re
 import os
 import sys
 
@@ -57,6 +59,8 @@ CASES = [
     ("--lr-schedule step", ["--lr-schedule", "step"], beta_of, lambda s: lr_of(s, "step"),
      {"lr_schedule": "step", "schedule_epochs": "4"}),
     ("--clip-grad 1", ["--clip-grad", "1"], None, None, {"clip_grad": "1"}),
+    ("--free-bits 0.5", ["--free-bits", "0.5"], None, None, {"free_bits": "0.5"}),
+    ("--binarize dynamic", ["--binarize", "dynamic"], None, None, {"binarize": "dynamic"}),
 ]
 
 
@@ -132,6 +136,55 @@ def test_clip(data):
     cli.check("--clip-grad 1: other parameters than no clipping", one and one != plain, "the same")
 
 
+def test_free_bits(data):
+    """--free-bits: a floor above every dimension's KL leaves the KL term no gradient, which is
+    --beta 0's training bit for bit; a floor of 0.5 nats trains other parameters than none; the
+    test loss is the true one."""
+    runs, paths, outs = [], {}, {}
+    for name, extra in (("beta0", ["--beta", "0"]), ("floor", ["--free-bits", "1000"]),
+                        ("half", ["--free-bits", "0.5"]), ("plain", [])):
+        paths[name] = os.path.join(cli.TMP, f"fb-{name}.safetensors")
+        outs[name] = cli.fresh_out()
+        runs.append(train(data, outs[name], "--epochs", "1", "--save", paths[name], *extra))
+    cli.check("--free-bits: 4 runs, exit 0", all(r.rc == 0 for r in runs),
+              "; ".join(r.describe() for r in runs))
+    got = {k: safetensors(p)[1] for k, p in paths.items()}
+    cli.check("--free-bits 1000: the parameters and moments of --beta 0, bit for bit",
+              got["beta0"] and got["beta0"] == got["floor"], "they differ")
+    cli.check("--free-bits 0.5: other parameters than none", got["half"] != got["plain"], "same")
+    rows = cli.read_metrics(outs["floor"])[2]
+    cli.check("--free-bits: the test loss is the true negative ELBO (rec + KL)",
+              rows and abs(float(rows[0]["test_neg_elbo"]) - float(rows[0]["test_rec"])
+                           - float(rows[0]["test_kl"])) < 2e-4, f"{rows}")
+
+
+def test_binarize(data):
+    """--binarize: static and dynamic train other parameters than none and than each other;
+    eval and encode read the mode from the checkpoint and binarize the test images alike."""
+    paths = {}
+    runs = []
+    for name in ("static", "dynamic"):
+        paths[name] = os.path.join(cli.TMP, f"bin-{name}.safetensors")
+        runs.append(train(data, cli.fresh_out(), "--epochs", "2", "--save", paths[name],
+                          "--binarize", name))
+    cli.check("--binarize static, dynamic: exit 0", all(r.rc == 0 for r in runs),
+              "; ".join(r.describe() for r in runs))
+    cli.check("--binarize static and dynamic train different parameters",
+              safetensors(paths["static"])[1] != safetensors(paths["dynamic"])[1], "the same")
+    ev = cli.run(["eval", "--model", paths["dynamic"], "--data", data, "-k", "4"])
+    npy = os.path.join(cli.TMP, "bin.csv")
+    en = cli.run(["encode", "--model", paths["dynamic"], "--data", data, "-k", "4", "--elbo",
+                  "-o", npy])
+
+    m = re.search(r"negative ELBO +([\d.]+)", ev.out)
+    rows = open(npy).read().splitlines()[1:] if en.rc == 0 else []
+    mean = sum(float(r.split(",")[-2]) for r in rows) / max(1, len(rows))
+    cli.check("--binarize: eval and encode --elbo agree on the binarized test images "
+              f"({mean:.4f} vs {m.group(1) if m else None})",
+              ev.rc == 0 and m and rows and abs(mean - float(m.group(1))) < 1.5e-4,
+              f"{ev.describe()} {en.describe()}")
+
+
 def test_refusals(data, part):
     for label, extra, want in (
             ("another --kl-warmup", ["--kl-warmup", "3"], "--kl-warmup 3"),
@@ -147,7 +200,10 @@ def test_refusals(data, part):
             ("--kl-cycles above the epochs", ["--kl-cycles", "5"], "--kl-cycles 5"),
             ("--lr-schedule linear", ["--lr-schedule", "linear"], "--lr-schedule"),
             ("--clip-grad 0", ["--clip-grad", "0"], "--clip-grad"),
-            ("--free-bits -1", ["--free-bits", "-1"], "--free-bits")):
+            ("--free-bits -1", ["--free-bits", "-1"], "--free-bits"),
+            ("--binarize with --likelihood logistic",
+             ["--binarize", "static", "--likelihood", "logistic"], "--binarize"),
+            ("--binarize sometimes", ["--binarize", "sometimes"], "--binarize")):
         r = train(data, cli.fresh_out(), "--epochs", "4", *extra)
         cli.check(f"{label}: exit 2, one line naming it",
                   r.rc == cli.EXIT_USAGE and r.err.count("\n") == 1 and want in r.err,
@@ -157,7 +213,7 @@ def test_refusals(data, part):
     r = train(data, out, "--epochs", "1", "--save", plain)
     meta = safetensors(plain)[0]
     keys = ("kl_warmup", "kl_cycles", "lr_schedule", "lr_warmup", "schedule_epochs", "free_bits",
-            "clip_grad")
+            "clip_grad", "binarize")
     cli.check("no schedule option: no schedule key in the metadata, no beta or lr column",
               r.rc == 0 and not [k for k in keys if k in meta]
               and cli.read_metrics(out)[1][-1] == "test_bits_per_dim", f"{meta}; {r.describe()}")
@@ -174,6 +230,8 @@ def body():
             part = os.path.join(cli.TMP, "warm.safetensors")
             os.replace(p, part)
     test_clip(data)
+    test_free_bits(data)
+    test_binarize(data)
     test_refusals(data, part)
 
 

@@ -178,8 +178,8 @@ void tu_open_device(struct clrt *rt)
 {
     struct clvae_error err;
     tu_die_on(clrt_open(rt, NULL, NULL, false, &err) || clrt_build(rt, &err), &err);
-    printf("%s: on %s (%s), matrix products by %s\n", test_name, rt->device_name,
-           rt->platform_name, clrt_gemm_engine(rt));
+    printf("%s: on %s (%s), matrix products by %s\n", test_name, rt->device_name, rt->platform_name,
+           clrt_gemm_engine(rt));
 }
 
 cl_mem tu_buffer(struct clrt *rt, size_t bytes, const char *name)

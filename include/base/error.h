@@ -7,12 +7,12 @@
 // Exit statuses, documented in README.md ("Exit status").
 enum clvae_exit {
     CLVAE_EXIT_OK = 0,
-    CLVAE_EXIT_FAILURE = 1,     // an unexpected OpenCL or CLBlast failure, out of host memory
-    CLVAE_EXIT_USAGE = 2,       // a bad command line
-    CLVAE_EXIT_DATA = 3,        // a missing, unreadable or malformed data file
-    CLVAE_EXIT_OUTPUT = 4,      // an output directory or file that cannot be written
-    CLVAE_EXIT_DEVICE = 5,      // no OpenCL platform, no such device, a device allocation that fails
-    CLVAE_EXIT_DIVERGED = 6,    // the loss became NaN or infinite
+    CLVAE_EXIT_FAILURE = 1,  // an unexpected OpenCL or CLBlast failure, out of host memory
+    CLVAE_EXIT_USAGE = 2,    // a bad command line
+    CLVAE_EXIT_DATA = 3,     // a missing, unreadable or malformed data file
+    CLVAE_EXIT_OUTPUT = 4,   // an output directory or file that cannot be written
+    CLVAE_EXIT_DEVICE = 5,   // no OpenCL platform, no such device, a device allocation that fails
+    CLVAE_EXIT_DIVERGED = 6, // the loss became NaN or infinite
     CLVAE_EXIT_INTERRUPTED = 130,
 };
 
@@ -31,12 +31,14 @@ int clvae_fail(struct clvae_error *err, int status, const char *fmt, ...)
 
 // "<reason>; these exist:" (escaped as clvae_fail's), then listing verbatim on the lines after:
 // the device table a bad --device lists, the one message of more than one line.
-int clvae_fail_listing(struct clvae_error *err, int status, const char *reason, const char *listing);
+int clvae_fail_listing(struct clvae_error *err, int status, const char *reason,
+                       const char *listing);
 
 // Prints "clvae: <msg>" on stderr.
 void clvae_print_error(const struct clvae_error *err);
 
-// Checked host allocation: exits with CLVAE_EXIT_FAILURE and the caller's file:line when out of memory.
+// Checked host allocation: exits with CLVAE_EXIT_FAILURE and the caller's file:line when out of
+// memory.
 void *clvae_malloc_check(size_t size, const char *file, int line);
 void *clvae_calloc_check(size_t count, size_t size, const char *file, int line);
 #define xmalloc(size) clvae_malloc_check((size), __FILE__, __LINE__)

@@ -13,6 +13,8 @@ enum philox_stream {
     PHILOX_STREAM_INIT = 3,  // parameter initialisation
     PHILOX_STREAM_SHUFFLE = 4,
     PHILOX_STREAM_IWAE = 5, // importance samples of clvae eval: counter (sample*latent+d, image)
+    PHILOX_STREAM_BINARIZE = 6,      // --binarize's training pixels: counter (pixel, image, epoch)
+    PHILOX_STREAM_BINARIZE_TEST = 7, // --binarize's test pixels, fixed: (pixel, image, 0)
 };
 
 // counter (4 words), key (2 words) -> out (4 words).

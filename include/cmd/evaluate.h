@@ -43,6 +43,13 @@ void iwae_logsumexp(struct iwae *iw, int images, cl_mem bound, int offset);
 void iwae_bound(struct iwae *iw, int rows, uint64_t first_image, uint64_t seed, cl_mem bound,
                 int offset);
 
+struct model_io;
+
+// A model trained with --binarize: the images [start, start + rows) of vae->x, numbered by
+// index, drawn as training's evaluation draws the test images (once, with a fixed key; the
+// training seed); nothing otherwise. Enqueued.
+void eval_binarize(struct model_io *model, cl_mem index, int start, int rows);
+
 // `clvae eval [options]` (argv[0] is "eval"): prints the test set's negative ELBO and negative
 // IWAE bound in nats per image and writes them to --csv. 0, or -1 with err filled.
 int eval_main(int argc, char **argv, struct clvae_error *err);

@@ -21,6 +21,15 @@
 #define CKPT_FORMAT_VERSION 3
 #define CKPT_MAX_CLASSES 100000 // class names a checkpoint may list
 
+// --binarize: the Bernoulli likelihood's pixels drawn from their intensities, every epoch anew
+// (dynamic) or once (static); the test images always once, with a fixed key.
+enum ckpt_binarize { CKPT_BINARIZE_NONE, CKPT_BINARIZE_DYNAMIC, CKPT_BINARIZE_STATIC };
+
+// "dynamic" or "static" -> *mode; -1 with CLVAE_EXIT_USAGE naming option otherwise.
+int checkpoint_parse_binarize(const char *option, const char *name, int *mode,
+                              struct clvae_error *err);
+const char *checkpoint_binarize_name(int mode);
+
 // Everything a checkpoint says besides its tensors. Format version 3 added the channels, the
 // likelihood, and how a PNG folder was read (background, test split, class names); versions 1 and
 // 2 load as one channel, the Bernoulli likelihood, white, 0.1 and no classes.
@@ -43,6 +52,7 @@ struct ckpt_meta {
     int kl_warmup, kl_cycles, lr_warmup, schedule_epochs;
     enum lr_schedule lr_schedule;
     double free_bits, clip_grad;
+    int binarize; // enum ckpt_binarize; "binarize" in the metadata when not none
     uint64_t seed;
     int epoch;      // epochs completed
     int64_t step;   // training steps done in all (the trainer's: the noise key, the optimizer's t)

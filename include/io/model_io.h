@@ -13,11 +13,10 @@ struct model_io {
     struct vae vae;
 };
 
-// Loads path, opens platform/device (as clrt_open selects them), builds, creates the model for up to max_rows
-// images at once and uploads its parameters. On failure everything is released.
+// Loads path, opens platform/device (as clrt_open selects them), builds, creates the model for up
+// to max_rows images at once and uploads its parameters. On failure everything is released.
 int model_io_open(struct model_io *m, const char *path, const char *platform, const char *device,
-                  int max_rows,
-                  struct clvae_error *err);
+                  int max_rows, struct clvae_error *err);
 void model_io_close(struct model_io *m);
 
 #endif

@@ -13,6 +13,7 @@ struct sampler {
     int latent;
     cl_kernel k_forward, k_backward, k_prior;
     cl_kernel k_backward_free_bits; // sampler_backward with free_bits > 0
+    cl_kernel k_binarize;
 };
 
 // The buffers the sampler reads and writes, (rows, 2 latent) or (rows, latent).
@@ -43,6 +44,11 @@ void sampler_forward(const struct sampler *s, const struct sampler_buffers *b, i
 // whose KL averaged over the rows is below free_bits is 0.
 void sampler_backward(const struct sampler *s, const struct sampler_buffers *b, int rows,
                       float noise_scale, float beta_scale, float free_bits);
+
+// --binarize: x (rows, dim) in [0, 1], the images index[start ..] of a data set, replaced by
+// Bernoulli draws of their pixels keyed by (seed, epoch, stream) and the image's number.
+void sampler_binarize(const struct sampler *s, cl_mem x, int rows, int dim, cl_mem index, int start,
+                      uint64_t seed, uint32_t epoch, uint32_t stream);
 
 // z (rows, latent) = N(0, I) draws for counter (index, step, stream).
 void sampler_prior(const struct sampler *s, cl_mem z, int rows, uint64_t seed, uint64_t step,

@@ -174,6 +174,10 @@ void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta);
 // one buffer and the layer's kind folds it in (one launch and one pass fewer, the same bits).
 void vae_gather(struct vae *vae, const struct clrt_parts *data, cl_mem index, int start, int rows);
 
+// The batch vae_gather left, into x now by gather_images (not folded into the first layer), for a
+// caller that changes x before vae_forward (--binarize); nothing when none waits.
+void vae_gather_now(struct vae *vae);
+
 // "784-128-10": the layer widths of cfg, for messages.
 void vae_describe(const struct vae_config *cfg, char *buf, size_t len);
 

@@ -141,6 +141,9 @@ void clrt_close(struct clrt *rt);
 // A kernel of the program by name; stops the program if it is missing.
 cl_kernel clrt_kernel(struct clrt *rt, const char *name);
 
+// The most work-items a work-group of kernel k may have on rt's device.
+size_t clrt_kernel_max_group(const struct clrt *rt, cl_kernel k);
+
 // Creates a device buffer of bytes, named in any error ("training set (47040000 bytes)"); checks
 // the device's limits first and forces the allocation so that a failure shows up here.
 cl_mem clrt_buffer(struct clrt *rt, size_t bytes, const char *name, struct clvae_error *err);
@@ -231,8 +234,9 @@ void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, 
 
 // What follows a product in the same kernel (cl/gemm.cl): column j gets bias[bias.offset + j]
 // added, then max(0, .) when relu (CLRT_EPILOGUE_BIAS); or the product is zeroed where bias (m, n,
-// rows c.ld apart) is not above 0, before beta C is added (CLRT_EPILOGUE_MASK, a ReLU's mask); or, for clrt_gemm_tn_colsum,
-// bias[bias.offset + j] is set to (or, COLSUM_ADD, added) B's column sum over k.
+// rows c.ld apart) is not above 0, before beta C is added (CLRT_EPILOGUE_MASK, a ReLU's mask); or,
+// for clrt_gemm_tn_colsum, bias[bias.offset + j] is set to (or, COLSUM_ADD, added) B's column sum
+// over k.
 enum clrt_epilogue_kind {
     CLRT_EPILOGUE_BIAS,
     CLRT_EPILOGUE_MASK,

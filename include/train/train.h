@@ -24,6 +24,7 @@ struct train_options {
     enum lr_schedule lr_schedule;
     double free_bits; // --free-bits L: each latent dimension's batch-mean KL counts as >= L nats
     double clip_grad; // --clip-grad X: the gradient's global norm clipped to X; 0: none
+    int binarize;     // --binarize: CKPT_BINARIZE_NONE, _DYNAMIC or _STATIC (checkpoint.h)
     struct optimizer_config optimizer; // --optimizer, with --weight-decay applied
     struct vae_config model;  // in_dim is taken from the data; model.likelihood is --likelihood
     const char *model_option; // the option that gave model, for messages (vae_model_option)

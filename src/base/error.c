@@ -61,7 +61,8 @@ void *clvae_malloc_check(size_t size, const char *file, int line)
 {
     void *p = malloc(size ? size : 1);
     if (!p) {
-        fprintf(stderr, "clvae: out of host memory allocating %zu bytes (%s:%d)\n", size, file, line);
+        fprintf(stderr, "clvae: out of host memory allocating %zu bytes (%s:%d)\n", size, file,
+                line);
         exit(CLVAE_EXIT_FAILURE);
     }
     return p;
@@ -71,8 +72,8 @@ void *clvae_calloc_check(size_t count, size_t size, const char *file, int line)
 {
     void *p = calloc(count ? count : 1, size ? size : 1);
     if (!p) {
-        fprintf(stderr, "clvae: out of host memory allocating %zu x %zu bytes (%s:%d)\n", count, size,
-                file, line);
+        fprintf(stderr, "clvae: out of host memory allocating %zu x %zu bytes (%s:%d)\n", count,
+                size, file, line);
         exit(CLVAE_EXIT_FAILURE);
     }
     return p;

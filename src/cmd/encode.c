@@ -252,6 +252,7 @@ int encode_main(int argc, char **argv, struct clvae_error *err)
     for (int start = 0; start < n; start += chunk) {
         int rows = n - start < chunk ? n - start : chunk;
         vae_gather(vae, &images, index, start, rows);
+        eval_binarize(&model, index, start, rows);
         // eval's noise: stream EVAL, the batch's first image as the step (eval_images).
         struct vae_pass pass = {.rows = rows,
                                 .seed = opt.seed,

@@ -313,6 +313,16 @@ static void print_eval_banner(const struct eval_options *opt, const struct model
     fflush(stdout);
 }
 
+void eval_binarize(struct model_io *model, cl_mem index, int start, int rows)
+{
+    const struct ckpt_meta *meta = &model->ckpt.meta;
+    if (!meta->binarize)
+        return;
+    vae_gather_now(&model->vae);
+    sampler_binarize(&model->vae.sampler, model->vae.x, rows, meta->cfg.in_dim, index, start,
+                     meta->seed, 0, PHILOX_STREAM_BINARIZE_TEST);
+}
+
 // Each of the n images' ELBO terms and IWAE bound, max_rows at a time, into rec, kl and bound
 // (n each) on the host; a count on a terminal as it goes.
 static void eval_images(struct model_io *model, struct eval_run *run, struct iwae *iw,
@@ -323,6 +333,7 @@ static void eval_images(struct model_io *model, struct eval_run *run, struct iwa
     for (int start = 0; start < n; start += vae->max_rows) {
         int rows = n - start < vae->max_rows ? n - start : vae->max_rows;
         vae_gather(vae, &run->data, run->index, start, rows);
+        eval_binarize(model, run->index, start, rows);
         // The ELBO's noise: stream EVAL as in training's evaluation, the batch's first image as
         // the step; the batch size is fixed, so each image's noise depends on the seed alone.
         struct vae_pass pass = {.rows = rows,

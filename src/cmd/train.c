@@ -173,6 +173,16 @@ static int check_weight_decay(const struct command_line *cl, const struct ckpt_m
     return 0;
 }
 
+static int parse_binarize(const char *text, struct command_line *cl, struct clvae_error *err)
+{
+    return checkpoint_parse_binarize("--binarize", text, &cl->opt.binarize, err);
+}
+
+static void show_binarize(const struct command_line *cl, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", checkpoint_binarize_name(cl->opt.binarize));
+}
+
 static int parse_lr_schedule(const char *text, struct command_line *cl, struct clvae_error *err)
 {
     return schedule_parse_lr("--lr-schedule", text, &cl->opt.lr_schedule, err);
@@ -217,8 +227,7 @@ static const struct option_row rows[] = {
      .type = VALUE_TEXT,
      AT(opt.data_dir),
      .help = "IDX files (train-images-idx3-ubyte[.gz], t10k-images-...) or\n"
-             "a folder of PNG, JPEG, WebP, BMP, GIF, PNM or TGA images\n"
-             "[{}]"},
+             "a folder of images  [{}]"},
     {.name = "--channels",
      .arg = "N",
      .type = VALUE_INT,
@@ -265,7 +274,7 @@ static const struct option_row rows[] = {
      .resume = RESUME_SAME,
      .png_only = true,
      .help = "flip training images left to right at random (keyed by seed,\n"
-             "epoch and image: a resumed run flips the same); never test images"},
+             "epoch and image: a resumed run flips the same), never test images"},
     {.name = "--test-split",
      .arg = "F",
      .type = VALUE_DOUBLE,
@@ -294,6 +303,15 @@ static const struct option_row rows[] = {
      .resume = RESUME_SAME,
      .help = "bernoulli (pixels as probabilities) or logistic (a discretised\n"
              "logistic per pixel and channel for 8-bit images)  [{}]"},
+    {.name = "--binarize",
+     .arg = "B",
+     .type = VALUE_OTHER,
+     AT(opt.binarize),
+     .parse = parse_binarize,
+     .show = show_binarize,
+     .resume = RESUME_SAME,
+     .help = "bernoulli's pixels drawn as 0 or 1 with their intensity as the\n"
+             "probability: dynamic (every epoch) or static (once)  [none]"},
     {.name = "--out",
      .letter = 'o',
      .arg = "DIR",
@@ -655,6 +673,10 @@ static int finish_options(struct command_line *cl, struct clvae_error *err)
         optimizer_set_option(&opt->optimizer, "--weight-decay", cl->weight_decay, err))
         return -1;
     opt->png_only_option = png_only_option(cl);
+    if (opt->binarize && opt->model.likelihood != LIKELIHOOD_BERNOULLI && !opt->resume_path)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--binarize: applies to the bernoulli likelihood, not %s",
+                          likelihood_name(opt->model.likelihood));
     if (opt->kl_warmup && opt->kl_cycles)
         return clvae_fail(err, CLVAE_EXIT_USAGE,
                           "--kl-cycles: takes the place of --kl-warmup; give one of them");
@@ -722,6 +744,7 @@ static void options_of_checkpoint(const struct ckpt_meta *m, struct train_option
     o->lr_warmup = m->lr_warmup;
     o->schedule_epochs = m->schedule_epochs;
     o->clip_grad = m->clip_grad;
+    o->binarize = m->binarize;
     o->seed = m->seed;
 }
 

@@ -19,25 +19,27 @@
 
 #define IDX_HEADER_BYTES 16 // the longest: rank 3
 
-// Gzip data grows the buffer from this size, so a header that lies costs at most what really arrives.
+// Gzip data grows the buffer from this size, so a header that lies costs at most what really
+// arrives.
 #define IDX_GZIP_FIRST_CHUNK ((size_t)4 << 20)
 
 // gzread takes an unsigned count and returns an int: stay well inside both.
 #define IDX_READ_MAX ((size_t)1 << 30)
 
-// Trailing data is counted up to here, so a decompression bomb after the images is not read in full.
+// Trailing data is counted up to here, so a decompression bomb after the images is not read in
+// full.
 #define IDX_TRAILING_COUNT_MAX ((uint64_t)64 << 20)
 
 // One open data file: the zlib handle and what was learnt about it when it was opened.
 struct idx_file {
     const char *path;
     gzFile gz;
-    int fd;           // gz's descriptor, for pread of a gzip trailer
-    bool gzip;        // compressed: the payload size is only known once it has been decompressed
-    bool known_size;  // raw: size holds its length
+    int fd;          // gz's descriptor, for pread of a gzip trailer
+    bool gzip;       // compressed: the payload size is only known once it has been decompressed
+    bool known_size; // raw: size holds its length
     uint64_t size, file_size; // file_size: the file's length (it is a regular file)
-    int rank;            // 3: images (count, rows, cols); 1: labels (count)
-    size_t header_bytes; // 4 + 4 rank
+    int rank;                 // 3: images (count, rows, cols); 1: labels (count)
+    size_t header_bytes;      // 4 + 4 rank
 };
 
 // Reads a big-endian 32-bit value.
@@ -65,15 +67,13 @@ static int check_gz_error(struct idx_file *f, struct clvae_error *err)
     int errnum = Z_OK;
     const char *msg = gzerror(f->gz, &errnum);
     switch (errnum) {
-    case Z_OK:
-        return 0;
+    case Z_OK: return 0;
     case Z_BUF_ERROR:
         // zlib's "unexpected end of file": the compressed stream stops mid-way.
         if (f->gzip)
             return clvae_fail(err, CLVAE_EXIT_DATA, "%s: truncated gzip data", f->path);
         return clvae_fail(err, CLVAE_EXIT_DATA, "%s: truncated (%s)", f->path, zlib_text(msg));
-    case Z_ERRNO:
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", f->path, zlib_text(msg));
+    case Z_ERRNO: return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %s", f->path, zlib_text(msg));
     case Z_MEM_ERROR:
         return clvae_fail(err, CLVAE_EXIT_FAILURE, "%s: out of host memory in zlib", f->path);
     default:
@@ -82,7 +82,8 @@ static int check_gz_error(struct idx_file *f, struct clvae_error *err)
     }
 }
 
-// Reads up to len bytes, looping over short reads; sets *got to what arrived before the end of data.
+// Reads up to len bytes, looping over short reads; sets *got to what arrived before the end of
+// data.
 static int read_fully(struct idx_file *f, uint8_t *buf, size_t len, size_t *got,
                       struct clvae_error *err)
 {
@@ -172,9 +173,8 @@ static int read_header(struct idx_file *f, struct idx_images *out, uint64_t *pay
     uint32_t count = be32(h + 4);
     uint32_t rows = f->rank == 3 ? be32(h + 8) : 1, cols = f->rank == 3 ? be32(h + 12) : 1;
     if (count == 0 || rows == 0 || cols == 0)
-        return clvae_fail(err, CLVAE_EXIT_DATA,
-                          "%s: zero dimension in header (%u images of %ux%u)", f->path,
-                          (unsigned)count, (unsigned)rows, (unsigned)cols);
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: zero dimension in header (%u images of %ux%u)",
+                          f->path, (unsigned)count, (unsigned)rows, (unsigned)cols);
     // rows * cols cannot overflow 64 bits; checking it against the limit first keeps the next
     // product from overflowing either.
     uint64_t image = (uint64_t)rows * cols;
@@ -218,7 +218,7 @@ static int read_known(struct idx_file *f, const struct idx_images *im, uint8_t *
     size_t got;
     if (read_fully(f, pixels, (size_t)payload, &got, err) != 0)
         return -1;
-    if (got < payload)  // the file shrank since it was measured
+    if (got < payload) // the file shrank since it was measured
         return fail_truncated(f, im, payload, got, err);
     return 0;
 }
@@ -274,8 +274,8 @@ static int check_end(struct idx_file *f, struct clvae_error *err)
             break;
         if (extra > IDX_TRAILING_COUNT_MAX)
             return clvae_fail(err, CLVAE_EXIT_DATA,
-                              "%s: more than %llu bytes of trailing data after the images",
-                              f->path, (unsigned long long)IDX_TRAILING_COUNT_MAX);
+                              "%s: more than %llu bytes of trailing data after the images", f->path,
+                              (unsigned long long)IDX_TRAILING_COUNT_MAX);
     }
     if (extra > 0)
         return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %llu bytes of trailing data after the images",
@@ -312,8 +312,8 @@ static bool gzip_trailer_agrees(const struct idx_file *f, uint64_t payload)
         total / DEFLATE_MAX_RATIO > f->file_size ||
         pread(f->fd, t, 4, (off_t)(f->file_size - 4)) != 4)
         return false;
-    uint32_t isize = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
-                     (uint32_t)t[3] << 24;
+    uint32_t isize =
+        (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
     return isize == (uint32_t)(payload + f->header_bytes);
 }
 
@@ -405,8 +405,8 @@ static int join_path(const char *dir, const char *name, char *path, size_t len,
     const char *sep = dl > 0 && dir[dl - 1] == '/' ? "" : "/";
     int n = snprintf(path, len, "%s%s%s", dir, sep, name);
     if (n < 0 || (size_t)n >= len)
-        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: path to %s is too long (limit %zu bytes)",
-                          dir, name, len > 0 ? len - 1 : 0);
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: path to %s is too long (limit %zu bytes)", dir,
+                          name, len > 0 ? len - 1 : 0);
     return 0;
 }
 

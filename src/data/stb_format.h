@@ -18,6 +18,9 @@
 #define STBI_NO_LINEAR
 #define STBI_NO_HDR
 #define STBI_FAILURE_USERMSG
+// Beside the header check before decoding (image_check_size: IMAGE_MAX_PIXELS), stb_image's own
+// limit on a side, as a second fence.
+#define STBI_MAX_DIMENSIONS (1 << 16)
 #define STBI_MALLOC(size) stb_counted_malloc(size)
 #define STBI_REALLOC(p, size) stb_counted_realloc((p), (size))
 #define STBI_FREE(p) stb_counted_free(p)

@@ -402,6 +402,26 @@ static bool add_image_options(cJSON *md, const struct ckpt_meta *m)
            (!m->flip || add_string(md, "flip", "1"));
 }
 
+static const char *const binarize_names[] = {"none", "dynamic", "static"};
+
+int checkpoint_parse_binarize(const char *option, const char *name, int *mode,
+                              struct clvae_error *err)
+{
+    for (int i = CKPT_BINARIZE_DYNAMIC; i <= CKPT_BINARIZE_STATIC; i++) {
+        if (strcmp(name, binarize_names[i]) == 0) {
+            *mode = i;
+            return 0;
+        }
+    }
+    return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: '%s' is neither dynamic nor static", option,
+                      name);
+}
+
+const char *checkpoint_binarize_name(int mode)
+{
+    return mode >= 0 && mode <= CKPT_BINARIZE_STATIC ? binarize_names[mode] : "?";
+}
+
 // The schedules' keys (ckpt_meta), only those that are not their defaults.
 static bool add_schedule(cJSON *md, const struct ckpt_meta *m)
 {
@@ -413,7 +433,9 @@ static bool add_schedule(cJSON *md, const struct ckpt_meta *m)
            (m->schedule_epochs == 0 ||
             add_string(md, "schedule_epochs", "%d", m->schedule_epochs)) &&
            (m->free_bits == 0 || add_string(md, "free_bits", "%.17g", m->free_bits)) &&
-           (m->clip_grad == 0 || add_string(md, "clip_grad", "%.17g", m->clip_grad));
+           (m->clip_grad == 0 || add_string(md, "clip_grad", "%.17g", m->clip_grad)) &&
+           (m->binarize == CKPT_BINARIZE_NONE ||
+            add_string(md, "binarize", "%s", checkpoint_binarize_name(m->binarize)));
 }
 
 // The __metadata__ object: every value a string, as safetensors requires.
@@ -859,6 +881,20 @@ static int meta_schedule(const cJSON *md, struct ckpt_meta *m, char *why)
         }
         if (*values[i] < 0) {
             return bad(why, "__metadata__: %s %g is below 0", keys[i], *values[i]);
+        }
+    }
+    if (cJSON_GetObjectItemCaseSensitive(md, "binarize")) {
+        const char *text = meta_string(md, "binarize", why);
+        struct clvae_error err;
+        if (!text) {
+            return -1;
+        }
+        if (checkpoint_parse_binarize("__metadata__: binarize", text, &m->binarize, &err)) {
+            return bad(why, "%.200s", err.msg);
+        }
+        if (m->cfg.likelihood != LIKELIHOOD_BERNOULLI) {
+            return bad(why, "__metadata__: binarize %s with the %s likelihood", text,
+                       likelihood_name(m->cfg.likelihood));
         }
     }
     if (cJSON_GetObjectItemCaseSensitive(md, "lr_schedule")) {

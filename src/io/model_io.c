@@ -3,8 +3,7 @@
 #include <string.h>
 
 int model_io_open(struct model_io *m, const char *path, const char *platform, const char *device,
-                  int max_rows,
-                  struct clvae_error *err)
+                  int max_rows, struct clvae_error *err)
 {
     memset(m, 0, sizeof *m);
     if (checkpoint_load(path, &m->ckpt, err))
@@ -30,7 +29,7 @@ int model_io_open(struct model_io *m, const char *path, const char *platform, co
 void model_io_close(struct model_io *m)
 {
     if (m->rt.queue)
-        clFinish(m->rt.queue);
+        clrt_finish(&m->rt);
     vae_release(&m->vae);
     clrt_close(&m->rt);
     checkpoint_free(&m->ckpt);

@@ -183,8 +183,8 @@ static void draw_axes(cairo_t *cr, const struct axis *ax, const struct axis *ay,
 
 enum { COL_EPOCH, COL_TRAIN, COL_TRAIN_REC, COL_TRAIN_KL, COL_TEST, COL_TEST_REC, COL_TEST_KL };
 #define N_COLS PLOT_METRICS_COLUMNS
-static const char *const col_names[N_COLS] = {"epoch",   "train_neg_elbo", "train_rec", "train_kl",
-                                              "test_neg_elbo", "test_rec",  "test_kl"};
+static const char *const col_names[N_COLS] = {
+    "epoch", "train_neg_elbo", "train_rec", "train_kl", "test_neg_elbo", "test_rec", "test_kl"};
 
 // Splits line at commas in place: fields[0 .. *n), at most max.
 static void split_csv(char *line, char **fields, int max, int *n)
@@ -279,8 +279,8 @@ int plot_read_metrics(const char *path, bool short_ok, double **rows, int *n,
     }
     if (count < 2 && !short_ok)
         rc = clvae_fail(err, CLVAE_EXIT_DATA,
-                        "%s: %d epoch row%s; learning curves need at least two epochs", path,
-                        count, count == 1 ? "" : "s");
+                        "%s: %d epoch row%s; learning curves need at least two epochs", path, count,
+                        count == 1 ? "" : "s");
 done:
     fclose(fp);
     if (rc) {

@@ -106,8 +106,7 @@ int layer_splitk_parts(const struct clrt *rt, size_t m, size_t n, size_t k)
 void layer_release_kernels(struct layer *l)
 {
     for (int i = 0; i < LAYER_MAX_KERNELS; i++) {
-        if (l->kernel[i])
-            clReleaseKernel(l->kernel[i]);
+        clrt_release_kernel(l->kernel[i]);
         l->kernel[i] = NULL;
     }
 }

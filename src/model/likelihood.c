@@ -128,9 +128,7 @@ void likelihood_create(struct likelihood *lh, struct clrt *rt, enum likelihood_k
     *lh = (struct likelihood){.kind = kind, .rt = rt, .dim = dim, .channels = channels};
     lh->k_forward = clrt_kernel(rt, kinds[kind].kernel);
     lh->k_row_sum = clrt_kernel(rt, "row_sum");
-    size_t kernel_max;
-    CL_CHECK(clGetKernelWorkGroupInfo(lh->k_row_sum, rt->device, CL_KERNEL_WORK_GROUP_SIZE,
-                                      sizeof kernel_max, &kernel_max, NULL));
+    size_t kernel_max = clrt_kernel_max_group(rt, lh->k_row_sum);
     // A CPU runs a work-group's items one after another: one item a row, no barriers. A GPU
     // wants the row spread over a work-group.
     lh->reduce_local = rt->device_type & CL_DEVICE_TYPE_CPU ? 1 : pow2_at_most(kernel_max, 256);
@@ -138,10 +136,8 @@ void likelihood_create(struct likelihood *lh, struct clrt *rt, enum likelihood_k
     // when a row fits a work-group (the same bits: cl/likelihood.cl).
     if (lh->reduce_local == 1) {
         lh->k_rows = clrt_kernel(rt, kinds[kind].rows_kernel);
-        CL_CHECK(clGetKernelWorkGroupInfo(lh->k_rows, rt->device, CL_KERNEL_WORK_GROUP_SIZE,
-                                          sizeof kernel_max, &kernel_max, NULL));
-        if ((size_t)dim > kernel_max) {
-            clReleaseKernel(lh->k_rows);
+        if ((size_t)dim > clrt_kernel_max_group(rt, lh->k_rows)) {
+            clrt_release_kernel(lh->k_rows);
             lh->k_rows = NULL;
         }
     }
@@ -149,12 +145,9 @@ void likelihood_create(struct likelihood *lh, struct clrt *rt, enum likelihood_k
 
 void likelihood_release(struct likelihood *lh)
 {
-    if (lh->k_forward)
-        clReleaseKernel(lh->k_forward);
-    if (lh->k_row_sum)
-        clReleaseKernel(lh->k_row_sum);
-    if (lh->k_rows)
-        clReleaseKernel(lh->k_rows);
+    clrt_release_kernel(lh->k_forward);
+    clrt_release_kernel(lh->k_row_sum);
+    clrt_release_kernel(lh->k_rows);
     *lh = (struct likelihood){0};
 }
 
@@ -189,6 +182,6 @@ void likelihood_forward(const struct likelihood *lh, const struct likelihood_buf
     KARG(k, a++, rec);
     KARG(k, a++, offset);
     KARG(k, a++, dim);
-    CL_CHECK(clSetKernelArg(k, a++, local * sizeof(float), NULL));
+    KARG_LOCAL(k, a++, local * sizeof(float));
     clrt_launch(lh->rt, k, 1, &groups, &local);
 }

@@ -9,11 +9,13 @@ void sampler_create(struct sampler *s, struct clrt *rt, int latent)
     s->k_backward = clrt_kernel(rt, "reparameterize_backward");
     s->k_prior = clrt_kernel(rt, "sample_normal");
     s->k_backward_free_bits = clrt_kernel(rt, "reparameterize_backward_free_bits");
+    s->k_binarize = clrt_kernel(rt, "binarize_images");
 }
 
 void sampler_release(struct sampler *s)
 {
-    cl_kernel kernels[] = {s->k_forward, s->k_backward, s->k_prior, s->k_backward_free_bits};
+    cl_kernel kernels[] = {s->k_forward, s->k_backward, s->k_prior, s->k_backward_free_bits,
+                           s->k_binarize};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
@@ -81,4 +83,22 @@ void sampler_prior(const struct sampler *s, cl_mem z, int rows, uint64_t seed, u
     KARG(k, a++, stream);
     size_t global = (size_t)n;
     clrt_launch(s->rt, k, 1, &global, NULL);
+}
+
+void sampler_binarize(const struct sampler *s, cl_mem x, int rows, int dim, cl_mem index, int start,
+                      uint64_t seed, uint32_t epoch, uint32_t stream)
+{
+    cl_kernel k = s->k_binarize;
+    cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32), a = 0;
+    KARG(k, a++, x);
+    KARG(k, a++, rows);
+    KARG(k, a++, dim);
+    KARG(k, a++, index);
+    KARG(k, a++, start);
+    KARG(k, a++, seed_lo);
+    KARG(k, a++, seed_hi);
+    KARG(k, a++, epoch);
+    KARG(k, a++, stream);
+    size_t global[2] = {(size_t)dim, (size_t)rows};
+    clrt_launch(s->rt, k, 2, global, NULL);
 }

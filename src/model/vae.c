@@ -652,11 +652,10 @@ void vae_release(struct vae *vae)
             vae->layer[i].ops->release(&vae->layer[i]);
     sampler_release(&vae->sampler);
     likelihood_release(&vae->likelihood);
-    if (vae->k_gather)
-        clReleaseKernel(vae->k_gather);
+    clrt_release_kernel(vae->k_gather);
     vae->k_gather = NULL;
     for (int i = 0; i < vae->n_owned; i++)
-        clReleaseMemObject(vae->owned[i]);
+        clrt_release_buffer(vae->owned[i]);
     vae->n_owned = 0;
 }
 
@@ -734,6 +733,11 @@ void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
                      pass->free_bits);
     for (int i = vae->n_encoder - 1; i >= 0; i--)
         vae->layer[i].ops->backward(&vae->ctx, &vae->layer[i], pass->rows, pass->accumulate);
+}
+
+void vae_gather_now(struct vae *vae)
+{
+    gather_batch(vae, -1); // no pass of -1 rows: never folded into the first layer
 }
 
 void vae_gather(struct vae *vae, const struct clrt_parts *data, cl_mem index, int start, int rows)

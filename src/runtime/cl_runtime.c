@@ -1694,3 +1694,11 @@ size_t clrt_gemm_temp_size(struct clrt *rt, bool ta, bool tb, size_t m, size_t n
                                         lda, 0, ldb, 0, ldc, &rt->queue, &bytes));
     return bytes;
 }
+
+size_t clrt_kernel_max_group(const struct clrt *rt, cl_kernel k)
+{
+    size_t most;
+    CL_CHECK(clGetKernelWorkGroupInfo(k, rt->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof most, &most,
+                                      NULL));
+    return most;
+}

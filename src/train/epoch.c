@@ -127,6 +127,11 @@ void evaluate(struct run *run, const struct train_options *opt, int epoch, doubl
     for (int start = lo; start < hi; start += chunk) {
         int rows = hi - start < chunk ? hi - start : chunk;
         vae_gather(run->vae, &run->test_data, run->test_index, start, rows);
+        if (opt->binarize) { // once, with a fixed key: the same test images every epoch
+            vae_gather_now(run->vae);
+            sampler_binarize(&run->vae->sampler, run->vae->x, rows, run->dim, run->test_index,
+                             start, opt->seed, 0, PHILOX_STREAM_BINARIZE_TEST);
+        }
         struct vae_pass pass = {.rows = rows,
                                 .seed = opt->seed,
                                 .step = (uint64_t)epoch,
@@ -251,6 +256,13 @@ static bool train_step(struct trainer *t, int start, int rows)
     for (int first = lo; first < hi; first += run->micro) {
         int part = hi - first < run->micro ? hi - first : run->micro;
         vae_gather(run->vae, &run->train_data, run->train_index, start + first, part);
+        if (opt->binarize) {
+            vae_gather_now(run->vae);
+            sampler_binarize(&run->vae->sampler, run->vae->x, part, run->dim, run->train_index,
+                             start + first, opt->seed,
+                             opt->binarize == CKPT_BINARIZE_DYNAMIC ? (uint32_t)t->prog.epoch : 0,
+                             PHILOX_STREAM_BINARIZE);
+        }
         struct vae_pass pass = {.rows = part,
                                 .seed = opt->seed,
                                 .step = (uint64_t)run->step,

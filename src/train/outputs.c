@@ -180,6 +180,7 @@ int save_checkpoint(struct trainer *t, const char *path, int epoch, int epoch_st
             opt->kl_cycles || opt->lr_schedule != LR_CONSTANT ? schedule_span(opt) : 0,
         .free_bits = opt->free_bits,
         .clip_grad = opt->clip_grad,
+        .binarize = opt->binarize,
         .seed = opt->seed,
         .epoch = epoch,
         .step = run->step,
@@ -243,6 +244,8 @@ void print_banner(const struct trainer *t)
         printf(", centre-cropped");
     if (t->opt.flip)
         printf(", flipped at random");
+    if (t->opt.binarize)
+        printf(", binarized (%s)", checkpoint_binarize_name(t->opt.binarize));
     printf("\n");
     if (data->from_cache)
         printf("clvae: decoded images from the cache %s\n", data->cache_path);

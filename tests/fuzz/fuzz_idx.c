@@ -1,9 +1,10 @@
 // libFuzzer harness for idx_read_images, idx_read_images_into (training's path: the pixels go
-// to a destination the caller provides) and idx_read_labels, raw and gzip. The input is the file itself when its
-// first byte is below 0x80 (every real IDX file starts with 0x00, every gzip file with 0x1f: the
-// fuzzer mutates the gzip container directly); a first byte from 0x80 gzip-compresses the rest at
-// level (byte & 0x7f) % 10 before writing it, so the fuzzer also mutates the decompressed content.
-// Every return of the readers is fine: only crashes, leaks and sanitizer reports are findings.
+// to a destination the caller provides) and idx_read_labels, raw and gzip. The input is the file
+// itself when its first byte is below 0x80 (every real IDX file starts with 0x00, every gzip file
+// with 0x1f: the fuzzer mutates the gzip container directly); a first byte from 0x80
+// gzip-compresses the rest at level (byte & 0x7f) % 10 before writing it, so the fuzzer also
+// mutates the decompressed content. Every return of the readers is fine: only crashes, leaks and
+// sanitizer reports are findings.
 #include <stdint.h>
 #include <stdlib.h>
 #include <zlib.h>

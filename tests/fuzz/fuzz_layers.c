@@ -1,5 +1,6 @@
 // libFuzzer harness for the layer-list parser and the layout behind --hidden, --encoder and
-// --decoder (src/model/vae.c, src/layer_*.c). The input is the options' texts, one a line: --encoder,
+// --decoder (src/model/vae.c, src/layer_*.c). The input is the options' texts, one a line:
+// --encoder,
 // --decoder, --hidden, --latent (an empty or missing line: the option not given). Whatever
 // vae_parse_model accepts is laid out (vae_layout) on three image shapes (784 values flat, 28x28x1,
 // 32x32x3) with each likelihood, and planned into parts and sized (vae_plan_parts,

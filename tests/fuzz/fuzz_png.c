@@ -1,6 +1,6 @@
-// libFuzzer harness for the PNG reader of image folders (src/data/image_folder.c): the input is a PNG
-// file. image_png_header reads its header, as the header pass does; image_decode_png decodes it,
-// at its own size (no resizing: the exact path) when the header reads and the image is at most
+// libFuzzer harness for the PNG reader of image folders (src/data/image_folder.c): the input is a
+// PNG file. image_png_header reads its header, as the header pass does; image_decode_png decodes
+// it, at its own size (no resizing: the exact path) when the header reads and the image is at most
 // 64x64, and resized by stb_image_resize to 7x5 otherwise, over a colour background, with the
 // channels the header suggests. The fuzz build ignores chunk CRCs and zlib's Adler-32 (see
 // reader_open), so mutated chunks reach the decoder. Every return of the reader is fine: the
