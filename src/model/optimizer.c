@@ -228,12 +228,10 @@ void optimizer_release(struct optimizer *o)
 {
     cl_kernel clip_kernels[] = {o->k_sumsq, o->k_clip_scale, o->k_grad_scale};
     for (size_t i = 0; i < sizeof clip_kernels / sizeof clip_kernels[0]; i++)
-        if (clip_kernels[i])
-            clReleaseKernel(clip_kernels[i]);
+        clrt_release_kernel(clip_kernels[i]);
     clrt_release_buffer(o->clip_partial);
     clrt_release_buffer(o->clip_scale);
-    if (o->kernel)
-        clReleaseKernel(o->kernel);
+    clrt_release_kernel(o->kernel);
     for (int s = 0; s < OPTIMIZER_MAX_STATE; s++)
         clrt_parts_release(&o->state[s]);
     memset(o, 0, sizeof *o);

@@ -17,8 +17,7 @@ void sampler_release(struct sampler *s)
     cl_kernel kernels[] = {s->k_forward, s->k_backward, s->k_prior, s->k_backward_free_bits,
                            s->k_binarize};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
-        if (kernels[i])
-            clReleaseKernel(kernels[i]);
+        clrt_release_kernel(kernels[i]);
     *s = (struct sampler){0};
 }
 
