@@ -40,8 +40,9 @@ int main(void)
     check_betas("no KL schedule: beta in every epoch", &s, constant, 4);
 
     s.kl_warmup = 5;
-    static const double warm[] = {0, 0.4, 0.8, 1.2, 1.6, 2, 2, 2};
-    check_betas("--kl-warmup 5: 0 in epoch 1, rising by beta/5, beta from epoch 6", &s, warm, 8);
+    static const double warm[] = {0.4, 0.8, 1.2, 1.6, 2, 2, 2, 2};
+    check_betas("--kl-warmup 5: beta/5 in epoch 1, rising by beta/5, beta from epoch 5", &s, warm,
+                8);
 
     s.kl_warmup = 0, s.kl_cycles = 2; // cycles of 5 epochs: positions 0, .2, .4, .6, .8
     static const double cycles[] = {0, 0.8, 1.6, 2, 2, 0, 0.8, 1.6, 2, 2};

@@ -30,7 +30,7 @@ def beta_of(epoch, warmup=0, cycles=0, epochs=EPOCHS):
         period = epochs / cycles
         return BETA * min(1.0, 2.0 * math.fmod(e, period) / period)
     if warmup:
-        return BETA * min(1.0, e / warmup)
+        return BETA * min(1.0, epoch / warmup)
     return BETA
 
 

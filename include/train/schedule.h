@@ -13,7 +13,7 @@ enum lr_schedule { LR_CONSTANT, LR_COSINE, LR_STEP };
 
 struct schedule {
     double beta;   // --beta: the KL weight once warmed up
-    int kl_warmup; // --kl-warmup N: beta rises linearly from 0 over epochs 1 .. N; 0: none
+    int kl_warmup; // --kl-warmup N: beta rises linearly from 0 to beta over epochs 1 .. N; 0: none
     int kl_cycles; // --kl-cycles C: cyclical annealing over the run's epochs; 0: none
     double lr;     // --lr: the peak learning rate
     enum lr_schedule lr_schedule;
@@ -23,8 +23,8 @@ struct schedule {
 };
 
 // The KL weight of epoch (1-based):
-//   warm-up N (Bowman et al. 2016): beta * min(1, (epoch - 1) / N): 0 in epoch 1, beta from
-//     epoch N + 1;
+//   warm-up N (Bowman et al. 2016): beta * min(1, epoch / N), rising from 0 before the first
+//     epoch: beta / N in epoch 1, beta from epoch N on;
 //   C cycles (Fu et al. 2019): the run's epochs split into C cycles of epochs / C; in each, beta
 //     rises linearly from 0 over its first half and stays at beta for the second:
 //     beta * min(1, 2 * t) with t the epoch's position (epoch - 1) mod (epochs / C) over

@@ -14,7 +14,7 @@ double schedule_beta(const struct schedule *s, int epoch)
         return s->beta * fmin(1.0, 2.0 * t);
     }
     if (s->kl_warmup > 0)
-        return s->beta * fmin(1.0, e / s->kl_warmup);
+        return s->beta * fmin(1.0, (double)epoch / s->kl_warmup);
     return s->beta;
 }
 
