@@ -70,6 +70,16 @@ const char *fuzz_write_file(const char *name, const uint8_t *data, size_t size)
     return path;
 }
 
+char *fuzz_text(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    if (text) {
+        memcpy(text, data, size);
+        text[size] = '\0';
+    }
+    return text;
+}
+
 void fuzz_touch(const void *p, size_t n)
 {
     const void *volatile q = p; // keeps the compiler from folding memcmp(p, p, n) to 0

@@ -14,6 +14,9 @@
 // the reason, when the file cannot be written: the harness, not the reader, is broken then.
 const char *fuzz_write_file(const char *name, const uint8_t *data, size_t size);
 
+// The input as a NUL-terminated copy (free it), for the text readers; NULL when out of memory.
+char *fuzz_text(const uint8_t *data, size_t size);
+
 // Reads the n bytes at p in one call that AddressSanitizer checks whole (its memcmp interceptor
 // reads both ranges in full): a buffer shorter than a reader promised is reported, at no per-byte
 // cost, and without the per-byte coverage callbacks a loop would make.
