@@ -4,10 +4,11 @@
 // into the store: GEMM_BIAS adds bias[bias_off + j] to column j, GEMM_BIAS_RELU then takes
 // max(0, .) (what bias_forward and bias_relu_forward of dense.cl do in a second pass, to the same
 // bits); GEMM_MASK zeroes the product where bias (m, n, at bias_off, rows ldc apart) is not above
-// 0 before beta C is added (a ReLU layer's output masking its gradient, bias_backward's mask). The *_sum kernels also sum B's
-// columns over k into bias[bias_off + j] (GEMM_COLSUM; GEMM_COLSUM_ADD adds to it): a layer's bias
-// gradient beside its weight gradient, the rows in order as bias_backward adds them, so the same
-// bits in the launch that already reads dy. Range: (column blocks, row blocks, batch).
+// 0 before beta C is added (a ReLU layer's output masking its gradient, bias_backward's mask). The
+// *_sum kernels also sum B's columns over k into bias[bias_off + j] (GEMM_COLSUM; GEMM_COLSUM_ADD
+// adds to it): a layer's bias gradient beside its weight gradient, the rows in order as
+// bias_backward adds them, so the same bits in the launch that already reads dy. Range: (column
+// blocks, row blocks, batch).
 //
 // Each work-item keeps a GEMM_R x (16 NV) block of C in float16 registers and walks k: a step
 // loads NV rows of 16 from B, broadcasts GEMM_R values of A and does GEMM_R NV vector
@@ -25,43 +26,54 @@
 // B's columns (and of A^T's rows) into local memory, contiguous, between two barriers, and the
 // blocks read them there: 200 and 157 GFLOP/s at 1024, 151 and 150 at 4096. Elsewhere the copy and
 // the barriers cost more than they save (256x128x784: 191 GFLOP/s against 253), so the host picks
-// them by leading dimension (gemm_blocks in src/runtime/cl_runtime.c). The same multiply-adds in the same
-// order: the same bits either way.
+// them by leading dimension (gemm_blocks in src/runtime/cl_runtime.c). The same multiply-adds in
+// the same order: the same bits either way.
 #define GEMM_R 8
+#define GEMM_KT 64 // the packed kernels' rows of k in local memory
+#define GEMM_G 8   // blocks a work-group of the packed and pair kernels
 #define GEMM_BIAS 1
 #define GEMM_BIAS_RELU 2
 #define GEMM_MASK 3
 #define GEMM_COLSUM 4
 #define GEMM_COLSUM_ADD 5
+#define GEMM_SAMPLER 6
 
 // y with the epilogue applied; b the bias of y's column(s), or the mask of y's element(s).
 #define GEMM_EPILOGUE(y, b)                                                                        \
-    ((epilogue) == GEMM_BIAS_RELU                                                                  \
-         ? fmax((y) + (b), 0.0f)                                                                   \
-         : (epilogue) == GEMM_BIAS || (epilogue) == GEMM_BIAS_RELU ? (y) + (b) : (y))
+    ((epilogue) == GEMM_BIAS_RELU                              ? fmax((y) + (b), 0.0f)             \
+     : (epilogue) == GEMM_BIAS || (epilogue) == GEMM_BIAS_RELU ? (y) + (b)                         \
+                                                               : (y))
 #define GEMM_MASKED16(y, b) select((float16)0.0f, (y), (b) > 0.0f)
 #define GEMM_MASKED(y, b) ((b) > 0.0f ? (y) : 0.0f)
 // Where row r of the block finds its epilogue's operand: the bias row, or the mask's row.
-#define GEMM_EP_ROW(row) (bias + bias_off + (epilogue == GEMM_MASK ? (size_t)(row) * ldc : 0))
+#define GEMM_EP_ROW(row)                                                                           \
+    (bias + bias_off + (epilogue == GEMM_MASK || epilogue == GEMM_SAMPLER ? (size_t)(row)*ldc : 0))
 
 // A's element (row i, column kk) of op(A).
-#define A_NN(i, kk) a[(size_t)(i) * lda + (kk)]
-#define A_TN(i, kk) a[(size_t)(kk) * lda + (i)]
+#define A_NN(i, kk) a[(size_t)(i)*lda + (kk)]
+#define A_TN(i, kk) a[(size_t)(kk)*lda + (i)]
 
 // The k loop of one block: ROW(r) the row of op(A) that block row r reads, LOAD_B(v, bk) the
 // v-th 16 floats of B's row bk.
-#define GEMM_LOOP(A_AT, NV, ROW, LOAD_B, SUM)                                                      \
+#define GEMM_LOOP(A_AT, NV, ROW, LOAD_B, SUM, STORE)                                               \
     for (int kk = 0; kk < k; kk++) {                                                               \
         const __global float *bk = b + (size_t)kk * ldb;                                           \
         float16 brow[NV];                                                                          \
-        _Pragma("unroll") for (int v = 0; v < NV; v++) brow[v] = LOAD_B(v, bk);                   \
+        _Pragma("unroll") for (int v = 0; v < NV; v++) brow[v] = LOAD_B(v, bk);                    \
+        if (STORE)                                                                                 \
+            _Pragma("unroll") for (int v = 0; v < NV; v++)                                         \
+            {                                                                                      \
+                float part[16];                                                                    \
+                vstore16(brow[v], 0, part);                                                        \
+                for (int q = 0; q < 16 && 16 * v + q < cols; q++)                                  \
+                    bt[(size_t)(16 * v + q) * ldbt + kk] = part[q];                                \
+            }                                                                                      \
         if (SUM)                                                                                   \
-            _Pragma("unroll") for (int v = 0; v < NV; v++) colsum[v] += brow[v];                  \
-        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                        \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) colsum[v] += brow[v];                   \
+        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                         \
         {                                                                                          \
             float16 x = (float16)A_AT(ROW(r), kk);                                                 \
-            _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] =                            \
-                fma(x, brow[v], acc[r][v]);                                                        \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = fma(x, brow[v], acc[r][v]); \
         }                                                                                          \
     }
 
@@ -79,35 +91,59 @@ float16 edge_row16(const __global float *row, int q0, int cols)
     return vload16(0, part);
 }
 
+// GEMM_SAMPLER: the product is dz (rows, latent = n), the gradient of the sample z = mu +
+// noise exp(logvar / 2) eps, and the store writes what reparameterize_backward (sampler.cl) would
+// from it, to the same bits: dml (rows, 2 latent, C's place) = [dz + beta mu | dz eps noise sd / 2
+// + beta (sd^2 - 1) / 2], sd = exp(logvar / 2), from ml (the bias operand, rows ldc apart) and eps
+// (rows, latent). y: 16 values of a row from column j on; out, ml: that row's column j; eps: its
+// row's column j; cols: the columns left from j.
+void gemm_store_sampler(float16 y, __global float *out, __global const float *ml,
+                        __global const float *eps, int cols, int latent, float beta_scale,
+                        float noise_scale)
+{
+    float part[16];
+    vstore16(y, 0, part);
+    for (int q = 0; q < 16 && q < cols; q++) {
+        float dz = part[q], mu = ml[q], logvar = ml[q + latent];
+        float sd = exp(0.5f * logvar);
+        out[q] = dz + beta_scale * mu;
+        out[q + latent] =
+            dz * eps[q] * noise_scale * 0.5f * sd + beta_scale * 0.5f * (sd * sd - 1.0f);
+    }
+}
+
 // Stores a block's acc (GEMM_R x NV float16) to C: alpha acc (+ beta C) and the epilogue, rows
 // up to rows and columns up to cols, whole vectors when the block is whole.
 #define GEMM_STORE(NV)                                                                             \
-    bool whole = rows == GEMM_R && cols == 16 * NV;                                                \
+    bool whole = rows == GEMM_R && cols == 16 * NV && epilogue != GEMM_SAMPLER;                    \
     _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                             \
         _Pragma("unroll") for (int v = 0; v < NV; v++) if (r < rows)                               \
-        {                                                                                          \
-            __global float *out = c + (size_t)r * ldc;                                             \
-            float16 y = alpha * acc[r][v];                                                         \
-            __global const float *ep = GEMM_EP_ROW(i0 + r) + j0 + 16 * v;                         \
-            if (whole) {                                                                           \
-                if (epilogue == GEMM_MASK)                                                         \
-                    y = GEMM_MASKED16(y, vload16(0, ep));                                          \
-                if (beta != 0.0f)                                                                  \
-                    y += beta * vload16(v, out);                                                   \
-                if (epilogue == GEMM_BIAS || epilogue == GEMM_BIAS_RELU)                           \
-                    y = GEMM_EPILOGUE(y, vload16(0, ep));                                          \
-                vstore16(y, v, out);                                                               \
-            } else {                                                                               \
-                float part[16];                                                                    \
-                vstore16(y, 0, part);                                                              \
-                for (int q = 0; q < 16 && 16 * v + q < cols; q++) {                                \
-                    __global float *o = out + 16 * v + q;                                          \
-                    float p = epilogue == GEMM_MASK ? GEMM_MASKED(part[q], ep[q]) : part[q];       \
-                    float e = beta != 0.0f ? p + beta * *o : p;                                    \
-                    *o = epilogue && epilogue != GEMM_MASK ? GEMM_EPILOGUE(e, ep[q]) : e;          \
-                }                                                                                  \
+    {                                                                                              \
+        __global float *out = c + (size_t)r * ldc;                                                 \
+        float16 y = alpha * acc[r][v];                                                             \
+        __global const float *ep = GEMM_EP_ROW(i0 + r) + j0 + 16 * v;                              \
+        if (whole) {                                                                               \
+            if (epilogue == GEMM_MASK)                                                             \
+                y = GEMM_MASKED16(y, vload16(0, ep));                                              \
+            if (beta != 0.0f)                                                                      \
+                y += beta * vload16(v, out);                                                       \
+            if (epilogue == GEMM_BIAS || epilogue == GEMM_BIAS_RELU)                               \
+                y = GEMM_EPILOGUE(y, vload16(0, ep));                                              \
+            vstore16(y, v, out);                                                                   \
+        } else if (epilogue == GEMM_SAMPLER) {                                                     \
+            gemm_store_sampler(y, out + 16 * v, ep, eps + (size_t)(i0 + r) * n + j0 + 16 * v,      \
+                               cols - 16 * v, n, s_beta, s_noise);                                 \
+        } else {                                                                                   \
+            float part[16];                                                                        \
+            vstore16(y, 0, part);                                                                  \
+            for (int q = 0; q < 16 && 16 * v + q < cols; q++) {                                    \
+                __global float *o = out + 16 * v + q;                                              \
+                float p = epilogue == GEMM_MASK ? GEMM_MASKED(part[q], ep[q]) : part[q];           \
+                float e = beta != 0.0f ? p + beta * *o : p;                                        \
+                *o = epilogue && epilogue != GEMM_MASK ? GEMM_EPILOGUE(e, ep[q]) : e;              \
             }                                                                                      \
-        }
+        }                                                                                          \
+    }
 
 // Stores the column sums of a *_sum kernel's block (blocks of the first row only) to
 // bias[bias_off + j], added to what is there for GEMM_COLSUM_ADD.
@@ -123,30 +159,38 @@ float16 edge_row16(const __global float *row, int q0, int cols)
             }                                                                                      \
         }
 
-#define GEMM_KERNEL(NAME, A_AT, NV, SUM)                                                           \
-    __kernel void NAME(int m, int n, int k, float alpha, float beta,                               \
-                       __global const float *restrict a, ulong a_off, int lda, ulong a_stride,     \
-                       __global const float *restrict b, ulong b_off, int ldb, ulong b_stride,     \
-                       __global float *restrict c, ulong c_off, int ldc, ulong c_stride,           \
-                       __global float *bias, ulong bias_off, int epilogue)                         \
+// One block of C at row i0 and column j0: the body of every product kernel. a, b and c are at
+// their product's start; bt, when ldbt > 0 and the block is one of the first row (NN only,
+// CAN_STORE), receives B's columns j0.. as rows, B^T (n, k) with rows ldbt apart: the transposed
+// copy of a layer's weight that its backward's input gradient reads, made as the forward product
+// reads the weight (the same floats: the same bits as transpose_tiles). eps, s_beta, s_noise:
+// GEMM_SAMPLER's operands.
+#define GEMM_BLOCK(NAME, A_AT, NV, SUM, CAN_STORE)                                                 \
+    void NAME(int j0, int i0, int m, int n, int k, float alpha, float beta,                        \
+              __global const float *restrict a, int lda, __global const float *restrict b,         \
+              int ldb, __global float *restrict c, int ldc, __global float *bias, ulong bias_off,  \
+              int epilogue, __global float *bt, int ldbt, __global const float *eps, float s_beta, \
+              float s_noise)                                                                       \
     {                                                                                              \
-        int j0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * GEMM_R;            \
-        if (i0 >= m || j0 >= n)                                                                    \
-            return;                                                                                \
-        size_t p = get_global_id(2);                                                               \
-        a += a_off + p * a_stride;                                                                 \
-        b += b_off + p * b_stride + j0;                                                            \
-        c += c_off + p * c_stride + (size_t)i0 * ldc + j0;                                         \
+        b += j0;                                                                                   \
+        c += (size_t)i0 * ldc + j0;                                                                \
         int rows = min(GEMM_R, m - i0), cols = min(16 * NV, n - j0);                               \
         bool whole_block = rows == GEMM_R && cols == 16 * NV;                                      \
+        bool store = CAN_STORE && ldbt > 0 && i0 == 0;                                             \
+        if (store)                                                                                 \
+            bt += (size_t)j0 * ldbt;                                                               \
         float16 acc[GEMM_R][NV], colsum[NV];                                                       \
-        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                        \
-            _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (float16)0.0f;             \
-        _Pragma("unroll") for (int v = 0; v < NV; v++) colsum[v] = (float16)0.0f;                 \
-        if (whole_block) {                                                                         \
-            GEMM_LOOP(A_AT, NV, ROW_WHOLE, LOAD_WHOLE, SUM)                                        \
+        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                         \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (float16)0.0f;              \
+        _Pragma("unroll") for (int v = 0; v < NV; v++) colsum[v] = (float16)0.0f;                  \
+        if (whole_block && !store) {                                                               \
+            GEMM_LOOP(A_AT, NV, ROW_WHOLE, LOAD_WHOLE, SUM, 0)                                     \
+        } else if (!store) {                                                                       \
+            GEMM_LOOP(A_AT, NV, ROW_EDGE, LOAD_EDGE, SUM, 0)                                       \
+        } else if (whole_block) {                                                                  \
+            GEMM_LOOP(A_AT, NV, ROW_WHOLE, LOAD_WHOLE, SUM, CAN_STORE)                             \
         } else {                                                                                   \
-            GEMM_LOOP(A_AT, NV, ROW_EDGE, LOAD_EDGE, SUM)                                          \
+            GEMM_LOOP(A_AT, NV, ROW_EDGE, LOAD_EDGE, SUM, CAN_STORE)                               \
         }                                                                                          \
         GEMM_STORE(NV)                                                                             \
         if (SUM) {                                                                                 \
@@ -154,36 +198,119 @@ float16 edge_row16(const __global float *row, int q0, int cols)
         }                                                                                          \
     }
 
-GEMM_KERNEL(gemm_nn_32, A_NN, 2, 0)
-GEMM_KERNEL(gemm_tn_32, A_TN, 2, 0)
-GEMM_KERNEL(gemm_nn_16, A_NN, 1, 0)
-GEMM_KERNEL(gemm_tn_16, A_TN, 1, 0)
-GEMM_KERNEL(gemm_tn_32_sum, A_TN, 2, 1)
-GEMM_KERNEL(gemm_tn_16_sum, A_TN, 1, 1)
+GEMM_BLOCK(gemm_block_nn_32, A_NN, 2, 0, 1)
+GEMM_BLOCK(gemm_block_nn_16, A_NN, 1, 0, 1)
+GEMM_BLOCK(gemm_block_tn_32, A_TN, 2, 0, 0)
+GEMM_BLOCK(gemm_block_tn_16, A_TN, 1, 0, 0)
+GEMM_BLOCK(gemm_block_tn_32_sum, A_TN, 2, 1, 0)
+GEMM_BLOCK(gemm_block_tn_16_sum, A_TN, 1, 1, 0)
+
+#define GEMM_KERNEL(NAME, BLOCK, NV)                                                               \
+    __kernel void NAME(int m, int n, int k, float alpha, float beta,                               \
+                       __global const float *restrict a, ulong a_off, int lda, ulong a_stride,     \
+                       __global const float *restrict b, ulong b_off, int ldb, ulong b_stride,     \
+                       __global float *restrict c, ulong c_off, int ldc, ulong c_stride,           \
+                       __global float *bias, ulong bias_off, int epilogue, __global float *bt,     \
+                       ulong bt_off, int ldbt)                                                     \
+    {                                                                                              \
+        int j0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * GEMM_R;             \
+        if (i0 >= m || j0 >= n)                                                                    \
+            return;                                                                                \
+        size_t p = get_global_id(2);                                                               \
+        BLOCK(j0, i0, m, n, k, alpha, beta, a + a_off + p * a_stride, lda,                         \
+              b + b_off + p * b_stride, ldb, c + c_off + p * c_stride, ldc, bias, bias_off,        \
+              epilogue, bt + bt_off, ldbt, 0, 0.0f, 0.0f);                                         \
+    }
+
+GEMM_KERNEL(gemm_nn_32, gemm_block_nn_32, 2)
+GEMM_KERNEL(gemm_tn_32, gemm_block_tn_32, 2)
+GEMM_KERNEL(gemm_nn_16, gemm_block_nn_16, 1)
+GEMM_KERNEL(gemm_tn_16, gemm_block_tn_16, 1)
+GEMM_KERNEL(gemm_tn_32_sum, gemm_block_tn_32_sum, 2)
+GEMM_KERNEL(gemm_tn_16_sum, gemm_block_tn_16_sum, 1)
+
+// The Gaussian head's product and the sample in one launch: C (m, n) = A B + bias (ml, n = 2
+// latent <= 32, one column of blocks; B^T kept as the product kernels keep it), then each block's
+// rows through reparameterize_row (sampler.cl), which reads the ml its block just stored: z, eps
+// and the KL as the reparameterize kernel writes them. Range: (1, row blocks).
+__kernel void gemm_nn_reparameterize(int m, int n, int k, __global const float *restrict a,
+                                     ulong a_off, int lda, __global const float *restrict b,
+                                     ulong b_off, int ldb, __global float *restrict c, ulong c_off,
+                                     int ldc, __global float *bias, ulong bias_off,
+                                     __global float *bt, ulong bt_off, int ldbt, __global float *z,
+                                     __global float *eps, __global float *kl, int kl_offset,
+                                     int row0, uint seed_lo, uint seed_hi, uint step_lo,
+                                     uint step_hi, uint stream, float noise_scale)
+{
+    int i0 = (int)get_global_id(1) * GEMM_R;
+    if (i0 >= m)
+        return;
+    gemm_block_nn_32(0, i0, m, n, k, 1.0f, 0.0f, a + a_off, lda, b + b_off, ldb, c + c_off, ldc,
+                     bias, bias_off, GEMM_BIAS, bt + bt_off, ldbt, 0, 0.0f, 0.0f);
+    for (int r = i0; r < min(i0 + GEMM_R, m); r++)
+        reparameterize_row(r, c + c_off, z, eps, kl, kl_offset, row0, n / 2, seed_lo, seed_hi,
+                           step_lo, step_hi, stream, noise_scale);
+}
+
+// A layer's backward in one launch: product 0, its weight and bias gradients C0 (m0, n0) = A0^T
+// B0 + beta0 C0 with B0's column sums (gemm_tn_32_sum's), and product 1, its input gradient C1
+// (m1, n1) = A1 B1 + beta1 C1 with epilogue1 (none, GEMM_MASK, or GEMM_SAMPLER with eps, s_beta,
+// s_noise). Both read dy, neither what the other writes. The same blocks as the kernels of each,
+// so the same bits. Range: (groups0 + the groups of product 1) x GEMM_G, work-groups of GEMM_G
+// blocks down one column of blocks; cblocks0 and cblocks1 each product's columns of blocks.
+__kernel __attribute__((reqd_work_group_size(GEMM_G, 1, 1))) void
+gemm_pair(int groups0, int cblocks0, int cblocks1, int m0, int n0, int k0, float beta0,
+          __global const float *restrict a0, ulong a0_off, int lda0,
+          __global const float *restrict b0, ulong b0_off, int ldb0, __global float *restrict c0,
+          ulong c0_off, int ldc0, __global float *bias0, ulong bias0_off, int epilogue0, int m1,
+          int n1, int k1, float beta1, __global const float *restrict a1, ulong a1_off, int lda1,
+          __global const float *restrict b1, ulong b1_off, int ldb1, __global float *restrict c1,
+          ulong c1_off, int ldc1, __global float *bias1, ulong bias1_off, int epilogue1,
+          __global const float *eps, float s_beta, float s_noise)
+{
+    int g = (int)get_group_id(0), lid = (int)get_local_id(0);
+    if (g < groups0) {
+        int j0 = g % cblocks0 * 32, i0 = (g / cblocks0 * GEMM_G + lid) * GEMM_R;
+        if (i0 < m0)
+            gemm_block_tn_32_sum(j0, i0, m0, n0, k0, 1.0f, beta0, a0 + a0_off, lda0, b0 + b0_off,
+                                 ldb0, c0 + c0_off, ldc0, bias0, bias0_off, epilogue0, 0, 0, 0,
+                                 0.0f, 0.0f);
+        return;
+    }
+    g -= groups0;
+    int j0 = g % cblocks1 * 32, i0 = (g / cblocks1 * GEMM_G + lid) * GEMM_R;
+    if (i0 < m1)
+        gemm_block_nn_32(j0, i0, m1, n1, k1, 1.0f, beta1, a1 + a1_off, lda1, b1 + b1_off, ldb1,
+                         c1 + c1_off, ldc1, bias1, bias1_off, epilogue1, 0, 0, eps, s_beta,
+                         s_noise);
+}
 
 // C (m, n) = A B with the epilogue, A's rows gathered from a data set of bytes: row i is image
 // index[start + i] of data ((count, k) bytes) / 255, the batch gather_images (data.cl) would
 // write; the blocks of the first column of blocks also store those rows into x (m, k), so the
 // gather's launch and its pass over the batch join the first layer's product, to the same bits
 // (the same floats, multiplied in the same order). Range: (column blocks, row blocks).
-#define A_GATHER(i, kk) ((float)arow[(i) - i0][kk] * (1.0f / 255.0f))
+#define A_GATHER(i, kk) ((float)arow[(i)-i0][kk] * (1.0f / 255.0f))
 
 #define GEMM_GATHER_KERNEL(NAME, NV)                                                               \
     __kernel void NAME(int m, int n, int k, __global const uchar *restrict data,                   \
-                       __global const int *restrict index, int start,                              \
-                       __global float *restrict x, __global const float *restrict b,               \
-                       ulong b_off, int ldb, __global float *restrict c, ulong c_off, int ldc,     \
-                       __global float *bias, ulong bias_off, int epilogue)                         \
+                       __global const int *restrict index, int start, __global float *restrict x,  \
+                       __global const float *restrict b, ulong b_off, int ldb,                     \
+                       __global float *restrict c, ulong c_off, int ldc, __global float *bias,     \
+                       ulong bias_off, int epilogue)                                               \
     {                                                                                              \
-        int j0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * GEMM_R;            \
+        int j0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * GEMM_R;             \
         if (i0 >= m || j0 >= n)                                                                    \
             return;                                                                                \
-        float alpha = 1.0f, beta = 0.0f;                                                           \
+        float alpha = 1.0f, beta = 0.0f, s_beta = 0.0f, s_noise = 0.0f;                            \
+        __global const float *eps = 0;                                                             \
+        __global float *bt = 0;                                                                    \
+        int ldbt = 0;                                                                              \
         int rows = min(GEMM_R, m - i0), cols = min(16 * NV, n - j0);                               \
         bool whole_block = rows == GEMM_R && cols == 16 * NV;                                      \
         __global const uchar *arow[GEMM_R];                                                        \
-        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) arow[r] =                              \
-            data + (size_t)index[start + i0 + min(r, rows - 1)] * (size_t)k;                      \
+        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) arow[r] =                               \
+            data + (size_t)index[start + i0 + min(r, rows - 1)] * (size_t)k;                       \
         if (j0 == 0)                                                                               \
             for (int r = 0; r < rows; r++) {                                                       \
                 __global float *dst = x + (size_t)(i0 + r) * k;                                    \
@@ -197,12 +324,12 @@ GEMM_KERNEL(gemm_tn_16_sum, A_TN, 1, 1)
         b += b_off + j0;                                                                           \
         c += c_off + (size_t)i0 * ldc + j0;                                                        \
         float16 acc[GEMM_R][NV], colsum[NV];                                                       \
-        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                        \
-            _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (float16)0.0f;             \
+        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                         \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (float16)0.0f;              \
         if (whole_block) {                                                                         \
-            GEMM_LOOP(A_GATHER, NV, ROW_WHOLE, LOAD_WHOLE, 0)                                      \
+            GEMM_LOOP(A_GATHER, NV, ROW_WHOLE, LOAD_WHOLE, 0, 0)                                   \
         } else {                                                                                   \
-            GEMM_LOOP(A_GATHER, NV, ROW_EDGE, LOAD_EDGE, 0)                                        \
+            GEMM_LOOP(A_GATHER, NV, ROW_EDGE, LOAD_EDGE, 0, 0)                                     \
         }                                                                                          \
         GEMM_STORE(NV)                                                                             \
     }
@@ -216,23 +343,24 @@ GEMM_GATHER_KERNEL(gemm_nn_16_gather, 1)
 // into local memory, then multiply from there. Items past the last row copy and wait, and store
 // nothing. Range: (column blocks, row blocks rounded up to GEMM_G, batch), work-groups (1, GEMM_G,
 // 1).
-#define GEMM_KT 64
-#define GEMM_G 8
 #define GEMM_GROWS (GEMM_G * GEMM_R)
 #define A_PACKED_NN(r, kk) a[(size_t)(i0 + min((r), rows - 1)) * lda + k0 + (kk)]
-#define A_PACKED_TN(r, kk) at[(kk) * GEMM_GROWS + lid * GEMM_R + (r)]
+#define A_PACKED_TN(r, kk) at[(kk)*GEMM_GROWS + lid * GEMM_R + (r)]
 
 #define GEMM_PACKED_KERNEL(NAME, TA, A_AT)                                                         \
-    __kernel __attribute__((reqd_work_group_size(1, GEMM_G, 1))) void NAME(                       \
+    __kernel __attribute__((reqd_work_group_size(1, GEMM_G, 1))) void NAME(                        \
         int m, int n, int k, float alpha, float beta, __global const float *restrict a,            \
         ulong a_off, int lda, ulong a_stride, __global const float *restrict b, ulong b_off,       \
-        int ldb, ulong b_stride, __global float *restrict c, ulong c_off, int ldc,                 \
-        ulong c_stride, __global float *bias, ulong bias_off, int epilogue)                        \
+        int ldb, ulong b_stride, __global float *restrict c, ulong c_off, int ldc, ulong c_stride, \
+        __global float *bias, ulong bias_off, int epilogue, __global float *bt_, ulong bt_off,     \
+        int ldbt)                                                                                  \
     {                                                                                              \
+        __global const float *eps = 0;                                                             \
+        float s_beta = 0.0f, s_noise = 0.0f;                                                       \
         __local float16 bt[GEMM_KT * 2];                                                           \
         __local float at[TA ? GEMM_KT * GEMM_GROWS : 1];                                           \
         int lid = (int)get_local_id(1);                                                            \
-        int j0 = (int)get_global_id(0) * 32, i0 = (int)get_global_id(1) * GEMM_R;                 \
+        int j0 = (int)get_global_id(0) * 32, i0 = (int)get_global_id(1) * GEMM_R;                  \
         int g0 = (int)get_group_id(1) * GEMM_GROWS;                                                \
         size_t p = get_global_id(2);                                                               \
         a += a_off + p * a_stride;                                                                 \
@@ -241,19 +369,19 @@ GEMM_GATHER_KERNEL(gemm_nn_16_gather, 1)
         int rows = clamp(m - i0, 0, GEMM_R), cols = min(32, n - j0);                               \
         int span = min(GEMM_GROWS, m - g0);                                                        \
         float16 acc[GEMM_R][2];                                                                    \
-        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) acc[r][0] = acc[r][1] = 0.0f;          \
+        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) acc[r][0] = acc[r][1] = 0.0f;           \
         for (int k0 = 0; k0 < k; k0 += GEMM_KT) {                                                  \
             int kt = min(GEMM_KT, k - k0);                                                         \
             barrier(CLK_LOCAL_MEM_FENCE);                                                          \
             for (int kk = lid; kk < kt; kk += GEMM_G) {                                            \
                 const __global float *bk = b + (size_t)(k0 + kk) * ldb;                            \
-                bt[2 * kk] = cols == 32 ? vload16(0, bk) : edge_row16(bk, 0, cols);               \
-                bt[2 * kk + 1] = cols == 32 ? vload16(1, bk) : edge_row16(bk, 16, cols);          \
+                bt[2 * kk] = cols == 32 ? vload16(0, bk) : edge_row16(bk, 0, cols);                \
+                bt[2 * kk + 1] = cols == 32 ? vload16(1, bk) : edge_row16(bk, 16, cols);           \
                 if (TA) {                                                                          \
                     const __global float *ak = a + (size_t)(k0 + kk) * lda + g0;                   \
                     __local float *dst = at + kk * GEMM_GROWS;                                     \
                     if (span == GEMM_GROWS) {                                                      \
-                        _Pragma("unroll") for (int q = 0; q < GEMM_GROWS / 16; q++)               \
+                        _Pragma("unroll") for (int q = 0; q < GEMM_GROWS / 16; q++)                \
                             vstore16(vload16(q, ak), q, dst);                                      \
                     } else {                                                                       \
                         for (int q = 0; q < GEMM_GROWS; q++)                                       \
@@ -265,7 +393,7 @@ GEMM_GATHER_KERNEL(gemm_nn_16_gather, 1)
             if (rows > 0) {                                                                        \
                 for (int kk = 0; kk < kt; kk++) {                                                  \
                     float16 b0 = bt[2 * kk], b1 = bt[2 * kk + 1];                                  \
-                    _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                            \
+                    _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                             \
                     {                                                                              \
                         float16 x = (float16)A_AT(r, kk);                                          \
                         acc[r][0] = fma(x, b0, acc[r][0]);                                         \
@@ -283,8 +411,8 @@ GEMM_PACKED_KERNEL(gemm_nn_packed, 0, A_PACKED_NN)
 GEMM_PACKED_KERNEL(gemm_tn_packed, 1, A_PACKED_TN)
 
 // C (m, n) = alpha (the sum of the parts products P_p (m, n), p < parts, at p m n in partial)
-// + beta C, then the epilogue: the second pass of a product split over k (own_gemm in src/runtime/cl_runtime.c), the parts
-// added in order. Range: (n, m).
+// + beta C, then the epilogue: the second pass of a product split over k (own_gemm in
+// src/runtime/cl_runtime.c), the parts added in order. Range: (n, m).
 __kernel void gemm_sum_parts(__global const float *partial, int parts, int m, int n, float alpha,
                              float beta, __global float *c, ulong c_off, int ldc,
                              __global const float *bias, ulong bias_off, int epilogue)

@@ -4,15 +4,12 @@
 // ml (rows, 2 latent) = [mu | logvar] -> z = mu + noise_scale * exp(logvar / 2) * eps, eps (rows,
 // latent) ~ N(0, I) from Philox counter ((row0 + r) * latent + k, step, stream), row0 the pass's
 // first row within its step's batch (micro-batches draw the batch's noise); kl[kl_offset + r] =
-// KL(N(mu, exp(logvar)) || N(0, I)) summed over the latent dimensions. Range: (rows).
-__kernel void reparameterize(__global const float *ml, __global float *z, __global float *eps,
-                             __global float *kl, int kl_offset, int row0, int rows, int latent,
-                             uint seed_lo, uint seed_hi, uint step_lo, uint step_hi, uint stream,
-                             float noise_scale)
+// KL(N(mu, exp(logvar)) || N(0, I)) summed over the latent dimensions. Range: (rows). Row r is
+// reparameterize_row, which cl/gemm.cl's gemm_nn_reparameterize also calls.
+void reparameterize_row(int r, __global const float *ml, __global float *z, __global float *eps,
+                        __global float *kl, int kl_offset, int row0, int latent, uint seed_lo,
+                        uint seed_hi, uint step_lo, uint step_hi, uint stream, float noise_scale)
 {
-    int r = get_global_id(0);
-    if (r >= rows)
-        return;
     uint2 key = (uint2)(seed_lo, seed_hi);
     float sum = 0.0f;
     for (int k = 0; k < latent; k++) {
@@ -26,6 +23,17 @@ __kernel void reparameterize(__global const float *ml, __global float *z, __glob
         sum += 1.0f + logvar - mu * mu - exp(logvar);
     }
     kl[kl_offset + r] = -0.5f * sum;
+}
+
+__kernel void reparameterize(__global const float *ml, __global float *z, __global float *eps,
+                             __global float *kl, int kl_offset, int row0, int rows, int latent,
+                             uint seed_lo, uint seed_hi, uint step_lo, uint step_hi, uint stream,
+                             float noise_scale)
+{
+    int r = get_global_id(0);
+    if (r < rows)
+        reparameterize_row(r, ml, z, eps, kl, kl_offset, row0, latent, seed_lo, seed_hi, step_lo,
+                           step_hi, stream, noise_scale);
 }
 
 // dz (rows, latent), ml, eps -> dml (rows, 2 latent): the gradient through the sample plus

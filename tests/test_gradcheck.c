@@ -169,11 +169,12 @@ static void run_case(const struct gc_case *c)
                      "case %s: parameter part %d of %zu bytes", c->name, i,
                      vae.params.start[i + 1] - vae.params.start[i]);
     }
-    rt.max_alloc = max_alloc;
-    // The memory train refuses a model by, before allocating: what vae_create then allocates.
+    // The memory train refuses a model by, before allocating: what vae_create then allocates
+    // (planned for the same device: what fits one allocation depends on max_alloc).
     size_t largest;
     const char *largest_name;
     size_t planned = vae_device_bytes(&vae, &rt, c->max_rows, &largest, &largest_name);
+    rt.max_alloc = max_alloc;
     size_t used = rt.allocated - allocated - (rt.gemm_temp_bytes - scratch);
     tu_check(planned == used, "case %s: vae_device_bytes %zu = bytes vae_create allocated %zu",
              c->name, planned, used);

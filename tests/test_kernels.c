@@ -3,6 +3,7 @@
 // relative error it saw and its tolerance; output buffers carry guard cells past the end (and
 // before an offset) that must come back untouched.
 #include <math.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "optimizer.h"
 #include "philox.h"
 #include "ref_model.h"
+#include "sampler.h"
 #include "sampler.h"
 #include "test_util.h"
 
@@ -788,6 +790,234 @@ static void test_gemm_fused(bool colsum, int m, int n, int k, float beta, bool a
     clReleaseMemObject(da);
     clReleaseMemObject(db);
     clReleaseMemObject(dmask);
+}
+
+// n random floats in [-1, 1] uploaded (host copy in *host, freed by the caller).
+static cl_mem random_buffer(size_t n, float **host, const char *name)
+{
+    *host = tu_alloc(n, sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        (*host)[i] = rng_range(-1.0, 1.0);
+    return tu_upload(&rt, *host, n * sizeof(float), name);
+}
+
+// The device buffer's n floats from offset off equal the other's, bit for bit.
+static void same_bits(cl_mem got, cl_mem want, size_t off, size_t n, const char *fmt, ...)
+{
+    float *g = tu_alloc(off + n, sizeof(float)), *w = tu_alloc(off + n, sizeof(float));
+    tu_download(&rt, got, g, (off + n) * sizeof(float));
+    tu_download(&rt, want, w, (off + n) * sizeof(float));
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    tu_check(memcmp(g + off, w + off, n * sizeof(float)) == 0, "%s", what);
+    free(g);
+    free(w);
+}
+
+// The fused step's products (clvae's kernels) against the launches they replace, bit for bit:
+// those are checked against double references above. A layer's forward keeping W^T (ep.wt) gives
+// the same y and exactly the transpose; gemm_pair gives what clrt_gemm_tn_colsum and then
+// clrt_gemm_masked (or plain clrt_gemm with beta) give, or with the sampler's epilogue what the
+// dz product then reparameterize_backward give; gemm_nn_reparameterize what the head's product
+// then reparameterize give. Odd sizes: edge blocks in every direction.
+static void test_fused_step(int rows, int in, int out, bool mask, float beta1, bool accumulate)
+{
+    bool saved = rt.own_gemm; // clvae's kernels on any device (k here is small: see main)
+    rt.own_gemm = true;
+    float *hx, *hw, *hb, *hdy, *hm;
+    size_t nw = (size_t)in * out + out; // W (in, out) then the bias
+    cl_mem x = random_buffer((size_t)rows * in, &hx, "x");
+    cl_mem w = random_buffer(nw, &hw, "W");
+    cl_mem dy = random_buffer((size_t)rows * out, &hdy, "dy");
+    cl_mem m = random_buffer((size_t)rows * in, &hm, "mask");
+    cl_mem grads0 = random_buffer(nw, &hb, "grads");
+    struct clrt_mat mx = {x, 0, (size_t)in}, mw = {w, 0, (size_t)out};
+    float *zero = tu_alloc((size_t)rows * in + (size_t)in * out + nw, sizeof(float));
+    cl_mem y1 = tu_upload(&rt, zero, (size_t)rows * out * sizeof(float), "y1");
+    cl_mem y2 = tu_upload(&rt, zero, (size_t)rows * out * sizeof(float), "y2");
+    cl_mem wt1 = tu_upload(&rt, zero, (size_t)in * out * sizeof(float), "wt1");
+    cl_mem wt2 = tu_upload(&rt, zero, (size_t)in * out * sizeof(float), "wt2");
+    // The forward keeping W^T, against the product and transpose_tiles.
+    tu_check(clrt_gemm_keeps_wt(&rt, (size_t)rows, (size_t)out, (size_t)in, mx, mw),
+             "%dx%dx%d: clvae's kernels keep W^T in the forward launch", rows, out, in);
+    struct clrt_epilogue ep = {.bias = {w, (size_t)in * out, 0}, .relu = true};
+    clrt_gemm_bias(&rt, (size_t)rows, (size_t)out, (size_t)in, mx, mw,
+                   (struct clrt_mat){y1, 0, (size_t)out}, &ep);
+    ep.wt = (struct clrt_mat){wt2, 0, (size_t)in};
+    clrt_gemm_bias(&rt, (size_t)rows, (size_t)out, (size_t)in, mx, mw,
+                   (struct clrt_mat){y2, 0, (size_t)out}, &ep);
+    cl_kernel t = clrt_kernel(&rt, "transpose_tiles");
+    int src = 0, dst = 0;
+    KARG(t, 0, w);
+    KARG(t, 1, src);
+    KARG(t, 2, wt1);
+    KARG(t, 3, dst);
+    KARG(t, 4, in);
+    KARG(t, 5, out);
+    size_t tg[2] = {((size_t)out + 15) / 16, ((size_t)in + 15) / 16};
+    clrt_launch(&rt, t, 2, tg, NULL);
+    clReleaseKernel(t);
+    same_bits(y2, y1, 0, (size_t)rows * out, "%dx%dx%d forward keeping W^T: y bit for bit", rows,
+              out, in);
+    same_bits(wt2, wt1, 0, (size_t)in * out,
+              "%dx%dx%d forward keeping W^T: W^T equals transpose_tiles'", rows, out, in);
+
+    // gemm_pair: dW, db and dx in one launch against the two launches.
+    cl_mem g[2], dx[2];
+    for (int run = 0; run < 2; run++) {
+        g[run] = tu_upload(&rt, hb, nw * sizeof(float), "grads");
+        dx[run] = tu_upload(&rt, hm, (size_t)rows * in * sizeof(float), "dx");
+        struct clrt_mat mdy = {dy, 0, (size_t)out}, mg = {g[run], 0, (size_t)out},
+                        msum = {g[run], (size_t)in * out, 1}, mdx = {dx[run], 0, (size_t)in},
+                        mt = {wt1, 0, (size_t)in}, mmask = {m, 0, (size_t)in};
+        struct clrt_epilogue em = {.bias = mmask, .kind = CLRT_EPILOGUE_MASK};
+        if (run == 0) {
+            tu_check(clrt_gemm_tn_colsum(&rt, (size_t)in, (size_t)out, (size_t)rows, mx, mdy,
+                                         accumulate ? 1.0f : 0.0f, mg, msum, accumulate),
+                     "%dx%dx%d: the weight gradient in one launch", in, out, rows);
+            if (mask)
+                clrt_gemm_masked(&rt, (size_t)rows, (size_t)in, (size_t)out, mdy, mt, beta1, mdx,
+                                 mmask);
+            else
+                clrt_gemm(&rt, false, false, (size_t)rows, (size_t)in, (size_t)out, 1.0f, mdy, mt,
+                          beta1, mdx);
+            continue;
+        }
+        struct clrt_pair pair = {.m0 = (size_t)in,
+                                 .n0 = (size_t)out,
+                                 .k0 = (size_t)rows,
+                                 .a0 = mx,
+                                 .b0 = mdy,
+                                 .c0 = mg,
+                                 .colsum = msum,
+                                 .accumulate = accumulate,
+                                 .m1 = (size_t)rows,
+                                 .n1 = (size_t)in,
+                                 .k1 = (size_t)out,
+                                 .a1 = mdy,
+                                 .b1 = mt,
+                                 .c1 = mdx,
+                                 .beta1 = beta1,
+                                 .ep1 = mask ? &em : NULL};
+        tu_check(clrt_gemm_pair(&rt, &pair), "%dx%dx%d: gemm_pair runs", rows, in, out);
+    }
+    same_bits(g[1], g[0], 0, nw, "gemm_pair %d rows, %d in, %d out%s: dW and db bit for bit", rows,
+              in, out, accumulate ? ", accumulated" : "");
+    same_bits(dx[1], dx[0], 0, (size_t)rows * in,
+              "gemm_pair %d rows, %d in, %d out, %s, beta %g: dx bit for bit", rows, in, out,
+              mask ? "masked" : "plain", (double)beta1);
+
+    // The sampler's epilogue: dz (rows, in = latent) = dy W^T, then dml.
+    int latent = in;
+    float *hml, *heps;
+    cl_mem ml = random_buffer((size_t)rows * 2 * latent, &hml, "ml");
+    cl_mem eps = random_buffer((size_t)rows * latent, &heps, "eps");
+    cl_mem dz = tu_upload(&rt, zero, (size_t)rows * latent * sizeof(float), "dz");
+    cl_mem dml[2];
+    for (int run = 0; run < 2; run++)
+        dml[run] = tu_upload(&rt, zero, (size_t)rows * 2 * latent * sizeof(float), "dml");
+    float bs = 0.37f, ns = 0.9f;
+    struct clrt_mat mdy = {dy, 0, (size_t)out}, mt = {wt1, 0, (size_t)in};
+    clrt_gemm(&rt, false, false, (size_t)rows, (size_t)in, (size_t)out, 1.0f, mdy, mt, 0.0f,
+              (struct clrt_mat){dz, 0, (size_t)latent});
+    cl_kernel k = clrt_kernel(&rt, "reparameterize_backward");
+    KARG(k, 0, dz);
+    KARG(k, 1, ml);
+    KARG(k, 2, eps);
+    KARG(k, 3, dml[0]);
+    KARG(k, 4, rows);
+    KARG(k, 5, latent);
+    KARG(k, 6, bs);
+    KARG(k, 7, ns);
+    size_t global = (size_t)rows;
+    clrt_launch(&rt, k, 1, &global, NULL);
+    clReleaseKernel(k);
+    cl_mem g2 = tu_upload(&rt, hb, nw * sizeof(float), "grads");
+    struct clrt_epilogue es = {.kind = CLRT_EPILOGUE_SAMPLER,
+                               .bias = {ml, 0, (size_t)2 * latent},
+                               .eps = eps,
+                               .beta_scale = bs,
+                               .noise_scale = ns};
+    struct clrt_pair ps = {.m0 = (size_t)in,
+                           .n0 = (size_t)out,
+                           .k0 = (size_t)rows,
+                           .a0 = mx,
+                           .b0 = mdy,
+                           .c0 = {g2, 0, (size_t)out},
+                           .colsum = {g2, (size_t)in * out, 1},
+                           .m1 = (size_t)rows,
+                           .n1 = (size_t)in,
+                           .k1 = (size_t)out,
+                           .a1 = mdy,
+                           .b1 = mt,
+                           .c1 = {dml[1], 0, (size_t)2 * latent},
+                           .ep1 = &es};
+    tu_check(clrt_gemm_pair(&rt, &ps), "gemm_pair with the sampler's epilogue runs");
+    same_bits(dml[1], dml[0], 0, (size_t)rows * 2 * latent,
+              "gemm_pair %d rows, latent %d: the sampler's epilogue writes "
+              "reparameterize_backward's dml bit for bit",
+              rows, latent);
+
+    // gemm_nn_reparameterize: the head (n = 2 latent2 <= 32) and the sample.
+    int latent2 = out / 2 > 16 ? 16 : (out / 2 > 0 ? out / 2 : 1), n2 = 2 * latent2;
+    float *hw2;
+    cl_mem w2 = random_buffer((size_t)in * n2 + n2, &hw2, "W head");
+    struct clrt_mat mw2 = {w2, 0, (size_t)n2};
+    struct clrt_epilogue eh = {.bias = {w2, (size_t)in * n2, 0}};
+    cl_mem mlh[2], z[2], e2[2], kl[2],
+        wth = tu_upload(&rt, zero, (size_t)in * n2 * sizeof(float), "wt");
+    for (int run = 0; run < 2; run++) {
+        mlh[run] = tu_upload(&rt, zero, (size_t)rows * n2 * sizeof(float), "ml");
+        z[run] = tu_upload(&rt, zero, (size_t)rows * latent2 * sizeof(float), "z");
+        e2[run] = tu_upload(&rt, zero, (size_t)rows * latent2 * sizeof(float), "eps");
+        kl[run] = tu_upload(&rt, zero, ((size_t)rows + 3) * sizeof(float), "kl");
+    }
+    struct clrt_reparam rp = {.z = z[1],
+                              .eps = e2[1],
+                              .kl = kl[1],
+                              .kl_offset = 3,
+                              .row0 = 5,
+                              .seed = 0x123456789ull,
+                              .step = 77,
+                              .stream = 2,
+                              .noise_scale = 0.8f};
+    eh.wt = (struct clrt_mat){wth, 0, (size_t)in};
+    tu_check(clrt_gemm_bias_reparameterize(&rt, (size_t)rows, (size_t)n2, (size_t)in, mx, mw2,
+                                           (struct clrt_mat){mlh[1], 0, (size_t)n2}, &eh, &rp),
+             "gemm_nn_reparameterize runs for %d x %d", rows, n2);
+    eh.wt = (struct clrt_mat){0};
+    clrt_gemm_bias(&rt, (size_t)rows, (size_t)n2, (size_t)in, mx, mw2,
+                   (struct clrt_mat){mlh[0], 0, (size_t)n2}, &eh);
+    struct sampler sp;
+    sampler_create(&sp, &rt, latent2);
+    struct sampler_buffers sb = {.ml = mlh[0], .z = z[0], .eps = e2[0]};
+    struct sampler_noise noise = {.seed = rp.seed,
+                                  .step = rp.step,
+                                  .stream = rp.stream,
+                                  .scale = rp.noise_scale,
+                                  .row0 = rp.row0};
+    sampler_forward(&sp, &sb, rows, &noise, kl[0], 3);
+    sampler_release(&sp);
+    same_bits(mlh[1], mlh[0], 0, (size_t)rows * n2,
+              "gemm_nn_reparameterize %dx%dx%d: ml bit for bit", rows, n2, in);
+    same_bits(z[1], z[0], 0, (size_t)rows * latent2,
+              "gemm_nn_reparameterize %dx%dx%d: z bit for bit", rows, n2, in);
+    same_bits(e2[1], e2[0], 0, (size_t)rows * latent2,
+              "gemm_nn_reparameterize %dx%dx%d: eps bit for bit", rows, n2, in);
+    same_bits(kl[1], kl[0], 3, (size_t)rows, "gemm_nn_reparameterize %dx%dx%d: kl bit for bit",
+              rows, n2, in);
+    cl_mem all[] = {x,    w,      dy,     m,    grads0, y1,    y2,     wt1,    wt2,  g[0],
+                    g[1], dx[0],  dx[1],  ml,   eps,    dz,    dml[0], dml[1], g2,   w2,
+                    wth,  mlh[0], mlh[1], z[0], z[1],   e2[0], e2[1],  kl[0],  kl[1]};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        clReleaseMemObject(all[i]);
+    float *hosts[] = {hx, hw, hb, hdy, hm, hml, heps, hw2, zero};
+    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++)
+        free(hosts[i]);
+    rt.own_gemm = saved;
 }
 
 // gather_images: data (count, dim) random bytes, index a random permutation of count, rows images
@@ -1662,6 +1892,12 @@ int main(void)
 
     test_philox_known_answers();
     test_normals();
+
+    // The fused step: odd shapes (edge blocks), one column block, several; masked and not.
+    test_fused_step(37, 13, 45, true, 0.0f, false);
+    test_fused_step(9, 10, 128, false, 1.0f, true);
+    test_fused_step(256, 20, 33, true, 0.0f, true);
+    test_fused_step(5, 3, 7, false, 0.0f, false);
 
     test_bias_forward(false, 37, 53, 101, NULL);
     test_bias_forward(false, 37, 53, 0, local2);

@@ -56,21 +56,44 @@ struct layer_tensor {
     size_t stride[4], base;
 };
 
+// What the model may ask one layer's backward to fold into the store of its input gradient: the
+// sampler's backward (clrt_epilogue's CLRT_EPILOGUE_SAMPLER, into c instead of dx). A kind that
+// can sets applied; otherwise the model runs it after.
+struct layer_dx_fold {
+    struct clrt_epilogue ep;
+    struct clrt_mat c;
+    bool applied;
+};
+
+// What the model may ask the Gaussian head's forward to fold into its product's launch: the
+// sampler's forward (clrt_gemm_bias_reparameterize). A kind that can sets applied; otherwise the
+// model runs it after.
+struct layer_y_fold {
+    struct clrt_reparam sample;
+    bool applied;
+};
+
 // What every layer shares on the device (vae_create makes it): the runtime, and the scratch the
 // layers take in turn (the queue is in order).
 struct layer_ctx {
     struct clrt *rt;
-    bool cpu;            // the device is a CPU, where some passes take a form of their own
-    cl_mem weights_t;    // one layer's weights transposed, for its input gradient (n_weights_t)
-    cl_mem bias_partial; // the bias gradients' partial column sums (layer_bias_parts)
-    size_t bias_work;    // work-items a column reduction should fill (rt->reduce_work)
-    cl_mem splitk;       // split-K weight gradients' parts (layer_splitk_parts), or NULL
+    bool cpu;         // the device is a CPU, where some passes take a form of their own
+    cl_mem weights_t; // one layer's weights transposed, for its input gradient (n_weights_t)
+    // Each dense layer's weights transposed, at its weight_t (n_weights_kept): kept from its
+    // forward product (clrt_gemm_keeps_wt) for its backward, else made there.
+    cl_mem weights_kept;
+    cl_mem bias_partial;           // the bias gradients' partial column sums (layer_bias_parts)
+    size_t bias_work;              // work-items a column reduction should fill (rt->reduce_work)
+    cl_mem splitk;                 // split-K weight gradients' parts (layer_splitk_parts), or NULL
+    struct layer_dx_fold *dx_fold; // set by the model for one layer's backward, else NULL
+    struct layer_y_fold *y_fold;   // set by the model for the Gaussian head's forward, else NULL
 };
 
 // What the layout of a model counts as its layers are laid out in turn.
 struct layer_plan {
-    size_t n_params;    // parameters so far: the next layer's start in the flat buffer
-    size_t n_weights_t; // floats of layer_ctx.weights_t: the most any layer that takes dx needs
+    size_t n_params;       // parameters so far: the next layer's start in the flat buffer
+    size_t n_weights_t;    // floats of layer_ctx.weights_t: the most any layer that takes dx needs
+    size_t n_weights_kept; // floats of layer_ctx.weights_kept: the next layer's weight_t
 };
 
 // A device buffer of the layer's own, (rows, floats): named "<layer> <what>" in messages; created
@@ -101,6 +124,7 @@ struct layer {
     // The layer's parameters start at weight in the flat buffer (its weight first); bias is its
     // bias's offset there.
     size_t weight, bias;
+    size_t weight_t; // its transposed weight's offset in layer_ctx.weights_kept, if it keeps one
     // Where they live on the device: the part of the model's parameters and gradients holding the
     // layer and the offsets within it.
     struct {

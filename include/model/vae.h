@@ -73,7 +73,7 @@ size_t vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_
 // Whether two descriptions are the same architecture (in_dim aside).
 bool vae_same_layers(const struct vae_config *a, const struct vae_config *b);
 
-#define VAE_MAX_OWNED (2 * CLRT_MAX_PARTS + 12 + (2 + LAYER_MAX_BUFFERS) * VAE_MAX_LAYERS)
+#define VAE_MAX_OWNED (2 * CLRT_MAX_PARTS + 14 + (2 + LAYER_MAX_BUFFERS) * VAE_MAX_LAYERS)
 
 struct vae {
     struct vae_config cfg;
@@ -90,7 +90,7 @@ struct vae {
     // What the layers share on the device: the runtime and the scratch (layer.h). Its weights_t
     // holds n_weights_t floats, the most any layer below the top takes.
     struct layer_ctx ctx;
-    size_t n_weights_t;
+    size_t n_weights_t, n_weights_kept;
     // Activations for max_rows images: x input, ml = [mu | logvar], z sample, eps its noise,
     // logits (rows, out_dim: the likelihood's parameters) and their gradients; hidden layers'
     // outputs live in layer[i].y.

@@ -51,7 +51,7 @@ struct clrt {
     // Products run clvae's own kernels (cl/gemm.cl) rather than CLBlast's: on PoCL's CPU device,
     // where they are several times faster, unless CLVAE_GEMM says clblast (or clvae, anywhere).
     bool own_gemm;
-    cl_kernel gemm_kernels[10], gemm_sum; // created on first use
+    cl_kernel gemm_kernels[12], gemm_sum; // created on first use
     bool profiling; // the queue records events; launches and products are timed
     long launches;  // kernels and CLBlast products enqueued through clrt_launch and clrt_gemm
     // Seconds the host spent in those enqueue calls (a product's arguments and enqueue, a
@@ -236,18 +236,32 @@ void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, 
 // added, then max(0, .) when relu (CLRT_EPILOGUE_BIAS); or the product is zeroed where bias (m, n,
 // rows c.ld apart) is not above 0, before beta C is added (CLRT_EPILOGUE_MASK, a ReLU's mask); or,
 // for clrt_gemm_tn_colsum, bias[bias.offset + j] is set to (or, COLSUM_ADD, added) B's column sum
-// over k.
+// over k; or (CLRT_EPILOGUE_SAMPLER, clrt_gemm_pair's input gradient) the product is the sampler's
+// dz and C receives its dml as cl/sampler.cl's reparameterize_backward writes it, bias being ml
+// (rows c.ld apart) and eps, beta_scale and noise_scale that kernel's operands.
 enum clrt_epilogue_kind {
     CLRT_EPILOGUE_BIAS,
     CLRT_EPILOGUE_MASK,
     CLRT_EPILOGUE_COLSUM,
-    CLRT_EPILOGUE_COLSUM_ADD
+    CLRT_EPILOGUE_COLSUM_ADD,
+    CLRT_EPILOGUE_SAMPLER
 };
 struct clrt_epilogue {
     struct clrt_mat bias; // its ld is not used
     bool relu;
     enum clrt_epilogue_kind kind;
+    // B^T (n, k), rows wt.ld apart, stored by the product as it reads B (mem NULL: not), where
+    // clrt_gemm_keeps_wt says it can.
+    struct clrt_mat wt;
+    cl_mem eps; // CLRT_EPILOGUE_SAMPLER's
+    float beta_scale, noise_scale;
 };
+
+// Whether clrt_gemm_bias of these operands runs one launch of clvae's kernels that can store B^T
+// (the epilogue's wt) as it reads B: a layer's forward then keeps its transposed weight for its
+// backward, with no launch of its own. The same answer for the same arguments.
+bool clrt_gemm_keeps_wt(const struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                        struct clrt_mat b);
 
 // C (m, n) = A B, and with clvae's kernels (rt->own_gemm) the epilogue ep folded into the same
 // launch: then true. Through CLBlast the product alone: false, and the caller applies ep.
@@ -283,6 +297,40 @@ void clrt_gemm_masked(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt
 bool clrt_gemm_tn_colsum(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                          struct clrt_mat b, float beta, struct clrt_mat c, struct clrt_mat colsum,
                          bool accumulate);
+
+// The Gaussian sampler's forward (cl/sampler.cl's reparameterize) on the product's rows: z, eps
+// (rows, n / 2) and kl[kl_offset + r], Philox keyed as there.
+struct clrt_reparam {
+    cl_mem z, eps, kl;
+    int kl_offset, row0;
+    uint64_t seed, step;
+    uint32_t stream;
+    float noise_scale;
+};
+// The Gaussian head: ml (m, n = 2 latent, c.ld = n) = A B + bias (ep: its bias, and wt as
+// clrt_gemm_bias keeps it), then the sample from it, in one launch of clvae's kernels: true. False,
+// with nothing enqueued, where one launch cannot (CLBlast, parts, packed, n over 32).
+bool clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                                   struct clrt_mat b, struct clrt_mat c,
+                                   const struct clrt_epilogue *ep, const struct clrt_reparam *s);
+
+// A layer's backward as one launch of clvae's kernels (cl/gemm.cl's gemm_pair): its weight and bias
+// gradients, c0 = a0^T b0 + (accumulate: c0) (m0, n0 over k0 rows) with colsum = (+=) b0's column
+// sums, as clrt_gemm_tn_colsum; and its input gradient c1 = a1 b1 + beta1 c1 (m1, n1, k1) with the
+// epilogue ep1 (NULL, CLRT_EPILOGUE_MASK or CLRT_EPILOGUE_SAMPLER). Neither reads what the other
+// writes. The same bits as the two products apart.
+struct clrt_pair {
+    size_t m0, n0, k0;
+    struct clrt_mat a0, b0, c0, colsum;
+    bool accumulate;
+    size_t m1, n1, k1;
+    struct clrt_mat a1, b1, c1;
+    float beta1;
+    const struct clrt_epilogue *ep1;
+};
+// True when so; false, with nothing enqueued, where one launch cannot do it (CLBlast, a product
+// clvae's kernels split over k or run packed).
+bool clrt_gemm_pair(struct clrt *rt, const struct clrt_pair *p);
 
 // C_i (m, n) = A_i^T B_i for i < batch: A_i (k, m) at a.offset + i a_stride, B_i (k, n) at
 // b.offset + i b_stride, C_i at c.offset + i c_stride (beta 0; CLBlastSgemmStridedBatched unless

@@ -60,8 +60,12 @@ static int dense_layout(struct layer *l, struct layer_plan *plan, char *why)
     l->bias = l->weight + (size_t)l->in * (size_t)l->out;
     l->wgrad_m = (size_t)l->in, l->wgrad_n = (size_t)l->out, l->wgrad_k = 1;
     plan->n_params = l->bias + (size_t)l->out;
-    if (l->needs_dx && (size_t)l->in * (size_t)l->out > plan->n_weights_t)
-        plan->n_weights_t = (size_t)l->in * (size_t)l->out;
+    if (l->needs_dx) { // its own transposed weight, kept from the forward product (or the scratch)
+        l->weight_t = plan->n_weights_kept;
+        plan->n_weights_kept += (size_t)l->in * (size_t)l->out;
+        if ((size_t)l->in * (size_t)l->out > plan->n_weights_t)
+            plan->n_weights_t = (size_t)l->in * (size_t)l->out;
+    }
     return 0;
 }
 
@@ -105,20 +109,45 @@ void dense_bias_forward(const struct layer_ctx *ctx, const struct layer *l, int 
     clrt_launch(ctx->rt, k, 2, global, NULL);
 }
 
-void dense_product_bias(const struct layer_ctx *ctx, const struct layer *l, size_t m, size_t n,
-                        size_t k, struct clrt_mat a)
+// y = a W + b (+ ReLU) with the bias in the product where clvae's kernels run it; keep: W^T stored
+// at l->weight_t in ctx->weights_kept as the product reads W, where it can (dense_wt_kept).
+static void dense_product(const struct layer_ctx *ctx, const struct layer *l, size_t m, size_t n,
+                          size_t k, struct clrt_mat a, bool keep)
 {
     struct clrt_epilogue ep = {.bias = {l->dev.params, l->dev.bias, 0}, .relu = l->relu};
-    if (!clrt_gemm_bias(ctx->rt, m, n, k, a, mat(l->dev.params, l->dev.weight, n), mat(l->y, 0, n),
-                        &ep))
+    struct clrt_mat w = mat(l->dev.params, l->dev.weight, n);
+    if (keep && ctx->weights_kept && clrt_gemm_keeps_wt(ctx->rt, m, n, k, a, w))
+        ep.wt = mat(ctx->weights_kept, l->weight_t, k);
+    struct layer_y_fold *fold = ctx->y_fold;
+    if (fold && !l->relu &&
+        clrt_gemm_bias_reparameterize(ctx->rt, m, n, k, a, w, mat(l->y, 0, n), &ep,
+                                      &fold->sample)) {
+        fold->applied = true;
+        return;
+    }
+    if (!clrt_gemm_bias(ctx->rt, m, n, k, a, w, mat(l->y, 0, n), &ep))
         dense_bias_forward(ctx, l, (int)m, (int)n);
 }
 
-// y (rows, out) = x W + b, then ReLU if the layer has it.
+void dense_product_bias(const struct layer_ctx *ctx, const struct layer *l, size_t m, size_t n,
+                        size_t k, struct clrt_mat a)
+{
+    dense_product(ctx, l, m, n, k, a, false);
+}
+
+// Whether the forward product of rows left W^T in the layer's place (the same test as there).
+static bool dense_wt_kept(const struct layer_ctx *ctx, const struct layer *l, int rows)
+{
+    size_t in = (size_t)l->in, out = (size_t)l->out;
+    return ctx->weights_kept && clrt_gemm_keeps_wt(ctx->rt, (size_t)rows, out, in, mat(l->x, 0, in),
+                                                   mat(l->dev.params, l->dev.weight, out));
+}
+
+// y (rows, out) = x W + b, then ReLU if the layer has it; W^T kept when a layer below takes dx.
 static void dense_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)
 {
     size_t in = (size_t)l->in;
-    dense_product_bias(ctx, l, (size_t)rows, (size_t)l->out, in, mat(l->x, 0, in));
+    dense_product(ctx, l, (size_t)rows, (size_t)l->out, in, mat(l->x, 0, in), l->needs_dx);
 }
 
 // dense_forward with x gathered in the product (clrt_gemm_bias_gathered), the bias and ReLU
@@ -177,14 +206,15 @@ void dense_bias_backward(const struct layer_ctx *ctx, const struct layer *l, int
 
 // Refreshed every backward pass, so backward always sees the current parameters however they
 // were set.
-void dense_transpose_weight(const struct layer_ctx *ctx, const struct layer *l, int rows, int cols)
+static void dense_transpose_weight_into(const struct layer_ctx *ctx, const struct layer *l,
+                                        int rows, int cols, cl_mem out, int dst)
 {
     cl_kernel k = l->kernel[DENSE_K_TRANSPOSE];
-    int src = (int)l->dev.weight, dst = 0;
+    int src = (int)l->dev.weight;
     cl_uint a = 0;
     KARG(k, a++, l->dev.params);
     KARG(k, a++, src);
-    KARG(k, a++, ctx->weights_t);
+    KARG(k, a++, out);
     KARG(k, a++, dst);
     KARG(k, a++, rows);
     KARG(k, a++, cols);
@@ -192,6 +222,11 @@ void dense_transpose_weight(const struct layer_ctx *ctx, const struct layer *l, 
     if (ctx->cpu) // transpose_tiles: a work-item a 16 x 16 tile
         global[0] = (global[0] + 15) / 16, global[1] = (global[1] + 15) / 16;
     clrt_launch(ctx->rt, k, 2, global, NULL);
+}
+
+void dense_transpose_weight(const struct layer_ctx *ctx, const struct layer *l, int rows, int cols)
+{
+    dense_transpose_weight_into(ctx, l, rows, cols, ctx->weights_t, 0);
 }
 
 void dense_weight_grad(const struct layer_ctx *ctx, const struct layer *l, int rows,
@@ -229,16 +264,47 @@ static void dense_backward(const struct layer_ctx *ctx, const struct layer *l, i
                            bool accumulate)
 {
     size_t in = (size_t)l->in, out = (size_t)l->out;
-    if (l->needs_dx)
-        dense_transpose_weight(ctx, l, l->in, l->out);
+    // W^T: the layer's own, kept by the forward or made here, or the shared scratch.
+    struct clrt_mat dy = mat(l->dy, 0, out), dx = mat(l->dx, 0, in), x = mat(l->x, 0, in),
+                    wt = ctx->weights_kept ? mat(ctx->weights_kept, l->weight_t, in)
+                                           : mat(ctx->weights_t, 0, in);
+    if (l->needs_dx && !dense_wt_kept(ctx, l, rows))
+        dense_transpose_weight_into(ctx, l, l->in, l->out, wt.mem, (int)wt.offset);
+    // The gradients and the input gradient in one launch, the model's fold (the sampler's
+    // backward) in the latter's store.
+    struct layer_dx_fold *fold = ctx->dx_fold;
+    struct clrt_epilogue mask = {.bias = x, .kind = CLRT_EPILOGUE_MASK};
+    struct clrt_pair pair = {.m0 = in,
+                             .n0 = out,
+                             .k0 = (size_t)rows,
+                             .a0 = x,
+                             .b0 = dy,
+                             .c0 = mat(l->dev.grads, l->dev.weight, out),
+                             .colsum = mat(l->dev.grads, l->dev.bias, 1),
+                             .accumulate = accumulate,
+                             .m1 = (size_t)rows,
+                             .n1 = in,
+                             .k1 = out,
+                             .a1 = dy,
+                             .b1 = wt,
+                             .c1 = fold ? fold->c : dx,
+                             .beta1 = !fold && l->dx_accumulate ? 1.0f : 0.0f,
+                             .ep1 = fold         ? &fold->ep
+                                    : l->mask_dx ? &mask
+                                                 : NULL};
+    if (l->needs_dx && !(l->relu && !l->dy_masked) && layer_bias_parts(ctx, rows, l->out) == 1 &&
+        layer_splitk_parts(ctx->rt, l->wgrad_m, l->wgrad_n, (size_t)rows * l->wgrad_k) == 1 &&
+        clrt_gemm_pair(ctx->rt, &pair)) {
+        if (fold)
+            fold->applied = true;
+        return;
+    }
     if (!dense_grads_fused(ctx, l, rows, accumulate)) {
         dense_bias_backward(ctx, l, rows, l->out, accumulate);
         dense_weight_grad(ctx, l, rows, mat(l->x, 0, in), mat(l->dy, 0, out), accumulate);
     }
     if (!l->needs_dx)
         return;
-    struct clrt_mat dy = mat(l->dy, 0, out), wt = mat(ctx->weights_t, 0, in),
-                    dx = mat(l->dx, 0, in);
     float beta = l->dx_accumulate ? 1.0f : 0.0f;
     if (l->mask_dx)
         clrt_gemm_masked(ctx->rt, (size_t)rows, in, out, dy, wt, beta, dx, mat(l->x, 0, in));

@@ -190,11 +190,14 @@ static int add_layer(struct vae *vae, struct layer_spec spec, const char *name,
                         .relu = relu,
                         .needs_dx = vae->n_layers > 0};
     snprintf(l->name, sizeof l->name, "%s", name);
-    struct layer_plan plan = {.n_params = vae->n_params, .n_weights_t = vae->n_weights_t};
+    struct layer_plan plan = {.n_params = vae->n_params,
+                              .n_weights_t = vae->n_weights_t,
+                              .n_weights_kept = vae->n_weights_kept};
     if (l->ops->layout(l, &plan, why))
         return -1;
     vae->n_params = plan.n_params;
     vae->n_weights_t = plan.n_weights_t;
+    vae->n_weights_kept = plan.n_weights_kept;
     vae->n_layers++;
     return 0;
 }
@@ -386,6 +389,19 @@ static bool room_to_own(struct vae *vae, int n, const char *name, struct clvae_e
     return false;
 }
 
+// n, or 1 for a buffer the model creates whether or not a layer uses it.
+static size_t one_at_least(size_t n)
+{
+    return n ? n : 1;
+}
+
+// Floats of the layers' kept transposed weights (layer_ctx.weights_kept): none when they would
+// not fit one allocation (the layers then transpose into the shared scratch in their backward).
+static size_t kept_floats(const struct vae *vae, const struct clrt *rt)
+{
+    return vae->n_weights_kept * sizeof(float) <= rt->max_alloc ? vae->n_weights_kept : 0;
+}
+
 // A device buffer of rows x cols floats that the model owns and releases.
 static cl_mem own(struct vae *vae, size_t rows, size_t cols, const char *name,
                   struct clvae_error *err)
@@ -536,8 +552,9 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
     size_t sizes[3 + (1 + LAYER_MAX_BUFFERS) * VAE_MAX_LAYERS] = {rows * d * f, rows * 2 * z * f,
                                                                   out};
     int n = 3;
-    size_t total = 2 * layout->n_params * f + layout->n_weights_t * f + 2 * sizes[0] +
-                   2 * sizes[1] + 2 * out + 3 * rows * z * f;
+    size_t total = 2 * layout->n_params * f +
+                   (one_at_least(layout->n_weights_t) + kept_floats(layout, rt)) * f +
+                   2 * sizes[0] + 2 * sizes[1] + 2 * out + 3 * rows * z * f;
     for (int i = 0; i < layout->n_layers; i++) {
         const struct layer *l = &layout->layer[i];
         widest = (size_t)l->out > widest ? (size_t)l->out : widest;
@@ -588,7 +605,10 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
     size_t rows = (size_t)max_rows, d = (size_t)cfg->in_dim, z = (size_t)cfg->latent;
     if (vae_plan_parts(vae, rt, source, err) || own_parts(vae, &vae->params, "parameters", err) ||
         own_parts(vae, &vae->grads, "gradients", err) ||
-        !(vae->ctx.weights_t = own(vae, vae->n_weights_t, 1, "transposed weights", err)))
+        !(vae->ctx.weights_t =
+              own(vae, one_at_least(vae->n_weights_t), 1, "transposed weights", err)) ||
+        (kept_floats(vae, rt) && !(vae->ctx.weights_kept = own(vae, kept_floats(vae, rt), 1,
+                                                               "layers' transposed weights", err))))
         return -1;
     place_layers(vae);
     size_t before = rt->allocated;
@@ -708,15 +728,29 @@ static int gather_batch(struct vae *vae, int rows)
 
 void vae_forward(struct vae *vae, const struct vae_pass *pass)
 {
-    for (int i = gather_batch(vae, pass->rows); i < vae->n_encoder; i++)
+    // The sample taken in the Gaussian head's launch where its kind can.
+    struct layer_y_fold fold = {.sample = {.z = vae->z,
+                                           .eps = vae->eps,
+                                           .kl = pass->kl,
+                                           .kl_offset = pass->offset,
+                                           .row0 = pass->noise_row0,
+                                           .seed = pass->seed,
+                                           .step = pass->step,
+                                           .stream = pass->stream,
+                                           .noise_scale = pass->noise_scale}};
+    for (int i = gather_batch(vae, pass->rows); i < vae->n_encoder; i++) {
+        vae->ctx.y_fold = i == vae->n_encoder - 1 ? &fold : NULL;
         vae->layer[i].ops->forward(&vae->ctx, &vae->layer[i], pass->rows);
+    }
+    vae->ctx.y_fold = NULL;
     struct sampler_buffers sb = sampler_buffers_of(vae);
     struct sampler_noise noise = {.seed = pass->seed,
                                   .step = pass->step,
                                   .stream = pass->stream,
                                   .scale = pass->noise_scale,
                                   .row0 = pass->noise_row0};
-    sampler_forward(&vae->sampler, &sb, pass->rows, &noise, pass->kl, pass->offset);
+    if (!fold.applied)
+        sampler_forward(&vae->sampler, &sb, pass->rows, &noise, pass->kl, pass->offset);
     vae_decode(vae, pass->rows);
     struct likelihood_buffers lb = {
         .out = vae->logits, .x = vae->x, .dout = vae->dlogits, .terms = vae->terms};
@@ -726,11 +760,24 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass)
 
 void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
 {
-    for (int i = vae->n_layers - 1; i >= vae->n_encoder; i--)
+    // The sampler's backward folded into the store of dz by the decoder's first layer, where its
+    // kind can (not with --free-bits: its means are over all the rows).
+    int z = vae->cfg.latent;
+    struct layer_dx_fold fold = {.ep = {.kind = CLRT_EPILOGUE_SAMPLER,
+                                        .bias = {vae->ml, 0, (size_t)2 * z},
+                                        .eps = vae->eps,
+                                        .beta_scale = beta * pass->grad_scale,
+                                        .noise_scale = pass->noise_scale},
+                                 .c = {vae->dml, 0, (size_t)2 * z}};
+    for (int i = vae->n_layers - 1; i >= vae->n_encoder; i--) {
+        vae->ctx.dx_fold = i == vae->n_encoder && pass->free_bits <= 0 ? &fold : NULL;
         vae->layer[i].ops->backward(&vae->ctx, &vae->layer[i], pass->rows, pass->accumulate);
+    }
+    vae->ctx.dx_fold = NULL;
     struct sampler_buffers sb = sampler_buffers_of(vae);
-    sampler_backward(&vae->sampler, &sb, pass->rows, pass->noise_scale, beta * pass->grad_scale,
-                     pass->free_bits);
+    if (!fold.applied)
+        sampler_backward(&vae->sampler, &sb, pass->rows, pass->noise_scale, beta * pass->grad_scale,
+                         pass->free_bits);
     for (int i = vae->n_encoder - 1; i >= 0; i--)
         vae->layer[i].ops->backward(&vae->ctx, &vae->layer[i], pass->rows, pass->accumulate);
 }

@@ -1347,13 +1347,26 @@ static void epilogue_args(cl_kernel kern, cl_uint i, const struct clrt_epilogue 
     static const cl_int kinds[] = {[CLRT_EPILOGUE_BIAS] = 1,
                                    [CLRT_EPILOGUE_MASK] = 3,
                                    [CLRT_EPILOGUE_COLSUM] = 4,
-                                   [CLRT_EPILOGUE_COLSUM_ADD] = 5};
+                                   [CLRT_EPILOGUE_COLSUM_ADD] = 5,
+                                   [CLRT_EPILOGUE_SAMPLER] = 6};
     cl_mem mem = ep ? ep->bias.mem : any;
     cl_ulong off = ep ? ep->bias.offset : 0;
     cl_int kind = !ep ? 0 : ep->kind == CLRT_EPILOGUE_BIAS && ep->relu ? 2 : kinds[ep->kind];
     KARG(kern, i++, mem);
     KARG(kern, i++, off);
     KARG(kern, i++, kind);
+}
+
+// Sets the arguments of B^T's copy (buffer, offset, leading dimension; 0: none) from index i.
+static void wt_args(cl_kernel kern, cl_uint i, const struct clrt_epilogue *ep, cl_mem any)
+{
+    bool keep = ep && ep->wt.mem;
+    cl_mem mem = keep ? ep->wt.mem : any;
+    cl_ulong off = keep ? ep->wt.offset : 0;
+    cl_int ld = keep ? (cl_int)ep->wt.ld : 0;
+    KARG(kern, i++, mem);
+    KARG(kern, i++, off);
+    KARG(kern, i++, ld);
 }
 
 // Sets an operand's arguments (buffer, offset, leading dimension, batch stride) of a cl/gemm.cl
@@ -1409,6 +1422,7 @@ static void gemm_blocks(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, 
     i = operand_args(*kern, i, b, b_stride);
     i = operand_args(*kern, i, c, c_stride);
     epilogue_args(*kern, i, ep, c.mem);
+    wt_args(*kern, i + 3, packed ? NULL : ep, c.mem);
     // A work-group of up to 8 blocks down one column of blocks: on a CPU they run on one core
     // one after another, sharing B's columns in its cache (the packed kernels: exactly 8).
     size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 && !packed ? blocks : 8;
@@ -1529,6 +1543,145 @@ bool clrt_gemm_bias(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_m
     char label[48];
     gemm_label(label, sizeof label, false, false, m, n, k);
     own_gemm(rt, false, m, n, k, 1.0f, a, 0, b, 0, 0.0f, c, 0, 1, ep, label);
+    return true;
+}
+
+// Whether one launch of clvae's plain (not packed) kernels runs C (m, n) = op(A) B.
+static bool own_one_launch(const struct clrt *rt, bool ta, size_t m, size_t n, size_t k,
+                           struct clrt_mat a, struct clrt_mat b, struct clrt_mat c)
+{
+    return rt->own_gemm && m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && a.ld <= INT_MAX &&
+           b.ld <= INT_MAX && c.ld <= INT_MAX && own_parts(rt, m, n, k) == 1 &&
+           !gemm_packed(ta, n, a, b);
+}
+
+bool clrt_gemm_keeps_wt(const struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                        struct clrt_mat b)
+{
+    return own_one_launch(rt, false, m, n, k, a, b, (struct clrt_mat){0}) && k <= INT_MAX;
+}
+
+// Sets the arguments of one product of gemm_pair from index i: m, n, k, beta, the operands
+// (buffer, offset, leading dimension) and the epilogue; returns the index after them.
+static cl_uint pair_args(cl_kernel kern, cl_uint i, size_t m, size_t n, size_t k, float beta,
+                         const struct clrt_mat *x, const struct clrt_epilogue *ep, cl_mem any)
+{
+    cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k;
+    KARG(kern, i++, im);
+    KARG(kern, i++, in);
+    KARG(kern, i++, ik);
+    KARG(kern, i++, beta);
+    for (int j = 0; j < 3; j++) {
+        cl_ulong off = x[j].offset;
+        cl_int ld = (cl_int)x[j].ld;
+        KARG(kern, i++, x[j].mem);
+        KARG(kern, i++, off);
+        KARG(kern, i++, ld);
+    }
+    epilogue_args(kern, i, ep, any);
+    return i + 3;
+}
+
+bool clrt_gemm_pair(struct clrt *rt, const struct clrt_pair *p)
+{
+    if (!own_one_launch(rt, true, p->m0, p->n0, p->k0, p->a0, p->b0, p->c0) ||
+        !own_one_launch(rt, false, p->m1, p->n1, p->k1, p->a1, p->b1, p->c1))
+        return false;
+    double t0 = host_now();
+    cl_kernel *kern = &rt->gemm_kernels[10];
+    if (!*kern)
+        *kern = clrt_kernel(rt, "gemm_pair");
+    size_t cb0 = (p->n0 + 31) / 32, cb1 = (p->n1 + 31) / 32;
+    size_t rg0 = (p->m0 + GEMM_ROWS * 8 - 1) / (GEMM_ROWS * 8);
+    size_t rg1 = (p->m1 + GEMM_ROWS * 8 - 1) / (GEMM_ROWS * 8);
+    cl_int groups0 = (cl_int)(cb0 * rg0), icb0 = (cl_int)cb0, icb1 = (cl_int)cb1;
+    struct clrt_epilogue sums = {
+        .bias = p->colsum, .kind = p->accumulate ? CLRT_EPILOGUE_COLSUM_ADD : CLRT_EPILOGUE_COLSUM};
+    struct clrt_mat x0[3] = {p->a0, p->b0, p->c0}, x1[3] = {p->a1, p->b1, p->c1};
+    const struct clrt_epilogue *ep1 = p->ep1;
+    bool sampler = ep1 && ep1->kind == CLRT_EPILOGUE_SAMPLER;
+    cl_mem eps = sampler ? ep1->eps : p->c1.mem;
+    cl_float s_beta = sampler ? ep1->beta_scale : 0.0f, s_noise = sampler ? ep1->noise_scale : 0.0f;
+    cl_uint i = 0;
+    KARG(*kern, i++, groups0);
+    KARG(*kern, i++, icb0);
+    KARG(*kern, i++, icb1);
+    i = pair_args(*kern, i, p->m0, p->n0, p->k0, p->accumulate ? 1.0f : 0.0f, x0, &sums, p->c0.mem);
+    i = pair_args(*kern, i, p->m1, p->n1, p->k1, p->beta1, x1, ep1, p->c1.mem);
+    KARG(*kern, i++, eps);
+    KARG(*kern, i++, s_beta);
+    KARG(*kern, i++, s_noise);
+    size_t global = ((size_t)groups0 + cb1 * rg1) * 8, local = 8;
+    cl_event ev = NULL;
+    rt->launches++;
+    CL_CHECK(clEnqueueNDRangeKernel(rt->queue, *kern, 1, NULL, &global, &local, 0, NULL,
+                                    rt->profiling ? &ev : NULL));
+    rt->enqueue_seconds += host_now() - t0;
+    if (ev) {
+        char label[48];
+        snprintf(label, sizeof label, "gemm TN %zux%zux%zu+NN %zux%zux%zu", p->m0, p->n0, p->k0,
+                 p->m1, p->n1, p->k1);
+        prof_record(
+            rt, ev,
+            prof_slot(rt, label,
+                      2.0 * ((double)p->m0 * p->n0 * p->k0 + (double)p->m1 * p->n1 * p->k1)));
+    }
+    return true;
+}
+
+bool clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                                   struct clrt_mat b, struct clrt_mat c,
+                                   const struct clrt_epilogue *ep, const struct clrt_reparam *s)
+{
+    if (!own_one_launch(rt, false, m, n, k, a, b, c) || n > 32 || n % 2 || c.ld != n)
+        return false;
+    double t0 = host_now();
+    cl_kernel *kern = &rt->gemm_kernels[11];
+    if (!*kern)
+        *kern = clrt_kernel(rt, "gemm_nn_reparameterize");
+    cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k;
+    cl_uint i = 0;
+    KARG(*kern, i++, im);
+    KARG(*kern, i++, in);
+    KARG(*kern, i++, ik);
+    struct clrt_mat x[3] = {a, b, c};
+    for (int j = 0; j < 3; j++) {
+        cl_ulong off = x[j].offset;
+        cl_int ld = (cl_int)x[j].ld;
+        KARG(*kern, i++, x[j].mem);
+        KARG(*kern, i++, off);
+        KARG(*kern, i++, ld);
+    }
+    cl_ulong bias_off = ep->bias.offset;
+    KARG(*kern, i++, ep->bias.mem);
+    KARG(*kern, i++, bias_off);
+    wt_args(*kern, i, ep, c.mem);
+    i += 3;
+    cl_uint seed_lo = (cl_uint)s->seed, seed_hi = (cl_uint)(s->seed >> 32);
+    cl_uint step_lo = (cl_uint)s->step, step_hi = (cl_uint)(s->step >> 32);
+    KARG(*kern, i++, s->z);
+    KARG(*kern, i++, s->eps);
+    KARG(*kern, i++, s->kl);
+    KARG(*kern, i++, s->kl_offset);
+    KARG(*kern, i++, s->row0);
+    KARG(*kern, i++, seed_lo);
+    KARG(*kern, i++, seed_hi);
+    KARG(*kern, i++, step_lo);
+    KARG(*kern, i++, step_hi);
+    KARG(*kern, i++, s->stream);
+    KARG(*kern, i++, s->noise_scale);
+    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
+    size_t global[2] = {1, (blocks + group - 1) / group * group}, local[2] = {1, group};
+    cl_event ev = NULL;
+    rt->launches++;
+    CL_CHECK(clEnqueueNDRangeKernel(rt->queue, *kern, 2, NULL, global, local, 0, NULL,
+                                    rt->profiling ? &ev : NULL));
+    rt->enqueue_seconds += host_now() - t0;
+    if (ev) {
+        char label[48];
+        snprintf(label, sizeof label, "gemm NN %zux%zux%zu + sample", m, n, k);
+        prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)m * n * k));
+    }
     return true;
 }
 
