@@ -835,7 +835,9 @@ static void test_fused_step(int rows, int in, int out, bool mask, float beta1, b
     cl_mem m = random_buffer((size_t)rows * in, &hm, "mask");
     cl_mem grads0 = random_buffer(nw, &hb, "grads");
     struct clrt_mat mx = {x, 0, (size_t)in}, mw = {w, 0, (size_t)out};
-    float *zero = tu_alloc((size_t)rows * in + (size_t)in * out + nw, sizeof(float));
+    // Every buffer below starts from these zeros: the largest is rows x max(out, 2 in, 32) + 3.
+    size_t wide = (size_t)(out > 2 * in ? out : 2 * in) + 32 + (size_t)in * out + nw;
+    float *zero = tu_alloc((size_t)(rows + 3) * wide, sizeof(float));
     cl_mem y1 = tu_upload(&rt, zero, (size_t)rows * out * sizeof(float), "y1");
     cl_mem y2 = tu_upload(&rt, zero, (size_t)rows * out * sizeof(float), "y2");
     cl_mem wt1 = tu_upload(&rt, zero, (size_t)in * out * sizeof(float), "wt1");
