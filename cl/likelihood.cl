@@ -138,11 +138,30 @@ __kernel void bce_logits_grad(__global const float *logits, __global const float
     bernoulli_pixel(logits, x, dlogits, terms, (size_t)r, j, dim, channels, scale);
 }
 
-// A likelihood's kernel and row_sum on a CPU in one launch: a work-group a row, a work-item a
+// The sum of a row of n floats in 16 lanes (lane u the floats at u, u + 16, ...), the lanes then
+// added pairwise (8 + 8, 4 + 4, 2 + 2, 1 + 1), then the last n % 16 floats in order: 16
+// independent adds a step where a plain loop waits on each add (a row of 784 took a quarter of
+// the likelihood's kernel so). tests/test_kernels.c repeats the order on the host.
+float row_sum16(__global const float *row, int n)
+{
+    float16 acc = (float16)0.0f;
+    int q = 0;
+    for (; q + 16 <= n; q += 16)
+        acc += vload16(0, row + q);
+    float8 h8 = acc.lo + acc.hi;
+    float4 h4 = h8.lo + h8.hi;
+    float2 h2 = h4.lo + h4.hi;
+    float sum = h2.x + h2.y;
+    for (; q < n; q++)
+        sum += row[q];
+    return sum;
+}
+
+// A likelihood's kernel and its row sums on a CPU in one launch: a work-group a row, a work-item a
 // pixel (local size dim), which PoCL vectorises across pixels as it does the pixel kernel; then,
-// after the barrier, the first item adds the row's terms in order into rec[rec_offset + r], the
-// sum row_sum makes with one item a row (the same bits). The same arguments as the pixel kernel,
-// then rec and rec_offset. Range: (rows dim), work-groups of dim.
+// after the barrier, the first item adds the row's terms (row_sum16) into rec[rec_offset + r]. The
+// same arguments as the pixel kernel, then rec and rec_offset. Range: (rows dim), work-groups of
+// dim.
 #define LIKELIHOOD_ROWS_KERNEL(NAME, PIXEL)                                                        \
     __kernel void NAME(__global const float *out, __global const float *x, __global float *dout,   \
                        __global float *terms, int rows, int dim, int channels, float scale,        \
@@ -152,13 +171,8 @@ __kernel void bce_logits_grad(__global const float *logits, __global const float
         if (j < dim && r < rows)                                                                   \
             PIXEL(out, x, dout, terms, (size_t)r, j, dim, channels, scale);                        \
         barrier(CLK_GLOBAL_MEM_FENCE);                                                             \
-        if (j == 0 && r < rows) {                                                                  \
-            __global const float *row = terms + (size_t)r * dim;                                   \
-            float sum = 0.0f;                                                                      \
-            for (int q = 0; q < dim; q++)                                                          \
-                sum += row[q];                                                                     \
-            rec[rec_offset + r] = sum;                                                             \
-        }                                                                                          \
+        if (j == 0 && r < rows)                                                                    \
+            rec[rec_offset + r] = row_sum16(terms + (size_t)r * dim, dim);                         \
     }
 
 LIKELIHOOD_ROWS_KERNEL(bce_logits_grad_rows, bernoulli_pixel)

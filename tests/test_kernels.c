@@ -16,7 +16,6 @@
 #include "philox.h"
 #include "ref_model.h"
 #include "sampler.h"
-#include "sampler.h"
 #include "test_util.h"
 
 #define GUARD 37 // guard cells (holding TU_SENTINEL) after (and before offsets into) every output
@@ -1359,15 +1358,34 @@ static void test_likelihood_rows(const char *name, cl_mem out, cl_mem x, int row
         exact[i] = want_dout[i];
     snprintf(what, sizeof what, "%s (%dx%d): gradient = the pixel kernel's", name, rows, dim);
     tu_compare(what, dout, exact, NULL, n_out, 0.0, 0.0);
+    double *sums = tu_alloc((size_t)rows, sizeof(double)),
+           *mags = tu_alloc((size_t)rows, sizeof(double));
     for (int r = 0; r < rows; r++) {
-        float sum = 0.0f;
-        for (int j = 0; j < dim; j++)
-            sum += want_terms[(size_t)r * dim + j];
+        const float *row = want_terms + (size_t)r * dim;
+        float lane[16] = {0}; // cl/likelihood.cl's row_sum16, in its order
+        int q = 0;
+        for (; q + 16 <= dim; q += 16)
+            for (int u = 0; u < 16; u++)
+                lane[u] += row[q + u];
+        for (int width = 8; width >= 1; width /= 2)
+            for (int u = 0; u < width; u++)
+                lane[u] = lane[u] + lane[u + width];
+        float sum = lane[0];
+        for (; q < dim; q++)
+            sum += row[q];
         exact[r] = sum;
+        for (int j = 0; j < dim; j++)
+            sums[r] += row[j], mags[r] += fabs(row[j]);
     }
-    snprintf(what, sizeof what, "%s (%dx%d, rec offset %d): rec = the terms summed in order", name,
-             rows, dim, rec_offset);
+    snprintf(what, sizeof what,
+             "%s (%dx%d, rec offset %d): rec = the terms summed in row_sum16's order", name, rows,
+             dim, rec_offset);
     tu_compare(what, rec + rec_offset, exact, NULL, (size_t)rows, 0.0, 0.0);
+    snprintf(what, sizeof what, "%s (%dx%d): rec against the double sum, rel to the sum of |terms|",
+             name, rows, dim);
+    tu_compare(what, rec + rec_offset, sums, mags, (size_t)rows, 0.0, 1e-6);
+    free(sums);
+    free(mags);
     tu_check(!tu_changed(dout, n_out, n_out + GUARD) && !tu_changed(terms, n, n + GUARD) &&
                  !tu_changed(rec, 0, (size_t)rec_offset) &&
                  !tu_changed(rec, (size_t)rec_offset + rows, n_rec),
