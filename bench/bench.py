@@ -13,7 +13,7 @@ A peer whose module (jax, tinygrad) no python here imports gets a venv of its ow
 `python3 -m venv` and `pip install` from PyPI (bench/.venv-jax: jax jaxlib optax;
 bench/.venv-tinygrad: tinygrad numpy); if that fails the bench says what to install and exits 2.
 
-Usage: python3 bench/bench.py [--model mlp|conv] [--epochs N] [--rounds R] [--device-args "..."]
+Usage: python3 bench/bench.py [--model mlp|conv|res] [--epochs N] [--rounds R] [--device-args "..."]
                               [--peer torch,jax,tinygrad] [--jax-loop scan|python]
                               [--tinygrad-dev CL|CPU] [--data DIR] [--no-torch] [--exe CLVAE]
        python3 bench/bench.py --gpu-table [--epochs N] [--exe CLVAE] [--device-args "..."]
@@ -50,6 +50,7 @@ REFERENCE_DIR = next((d for d in (os.path.join(os.path.dirname(ROOT), "shared", 
                      os.path.join(os.path.dirname(ROOT), "shared", "reference"))
 REFERENCE = os.path.join(REFERENCE_DIR, "torch_vae.py")
 CONV_REFERENCE = os.path.join(REFERENCE_DIR, "torch_conv_vae.py")
+RES_REFERENCE = os.path.join(REFERENCE_DIR, "torch_resvae.py")
 JAX_REFERENCE = os.path.join(REFERENCE_DIR, "jax_vae.py")
 TINYGRAD_REFERENCE = os.path.join(REFERENCE_DIR, "tinygrad_vae.py")
 DATA = "/usr/share/datasets/fashion-mnist"   # clvae's and every reference's default
@@ -61,11 +62,16 @@ PEERS = {
     "tinygrad": ("tinygrad, numpy", ["tinygrad", "numpy"],
                  os.path.join(ROOT, "bench", ".venv-tinygrad")),
 }
-# What each model is, for clvae and for its PyTorch reference.
+# What each model is, for clvae and for its PyTorch reference (which takes the same options), and
+# its batch.
+RES_ARGS = ["--encoder", "conv:32:3:1:1,res:32,conv:64,res:64,conv:128,res:128,dense:256",
+            "--latent", "32", "--likelihood", "logistic", "--batch", "64"]
 MODELS = {
-    "mlp": ("default model 784-128-10", [], REFERENCE),
+    "mlp": ("default model 784-128-10", [], REFERENCE, 256),
     "conv": ("conv reference 1x28x28-conv32-conv64-256-10",
-             ["--encoder", "conv:32,conv:64,dense:256", "--latent", "10"], CONV_REFERENCE),
+             ["--encoder", "conv:32,conv:64,dense:256", "--latent", "10"], CONV_REFERENCE, 256),
+    "res": ("residual model conv32-res32-conv64-res64-conv128-res128-256-32, logistic (issue 22's "
+            "benchmark, for --data icons-11)", RES_ARGS, RES_REFERENCE, 64),
 }
 N_TRAIN = 60000
 
@@ -175,7 +181,8 @@ def peer_command(name, py, model, epochs, a):
     env = dict(os.environ)
     if name == "torch":
         reference = MODELS[model][2]
-        return [py, reference, "--epochs", str(epochs), "--data", a.data], env
+        extra = MODELS[model][1] + ["--threads", "2"] if model == "res" else []
+        return [py, reference, "--epochs", str(epochs), "--data", a.data] + extra, env
     if name == "jax":
         env.setdefault("JAX_PLATFORMS", "cpu")   # no probing for accelerators
         return [py, JAX_REFERENCE, "--epochs", str(epochs), "--data", a.data, "--model", model,
@@ -311,7 +318,8 @@ def main():
     ap.add_argument("--no-profile", action="store_true",
                     help="skip the one-epoch --profile pass that counts launches per step")
     ap.add_argument("--model", choices=sorted(MODELS), default="mlp",
-                    help="the default MLP or the conv reference architecture")
+                    help="the default MLP, the conv reference architecture, or issue 22's residual "
+                         "model (give --data /tmp/icons-11)")
     ap.add_argument("--gpu-table", action="store_true",
                     help="issue 8's table on a GPU: every batch size and width against PyTorch "
                          "--device cuda (--epochs per run, the first dropped)")
@@ -332,20 +340,24 @@ def main():
     if a.gpu_table:
         gpu_table(exe, a.epochs, a.device_args.split())
         return
-    what, model_args, reference = MODELS[a.model]
+    what, model_args, reference, batch = MODELS[a.model]
     if a.ranks:
-        print("bench: %s, %s, batch 256, %d rounds of %d epochs; machine: %s, %d cores"
-              % (exe, what, a.rounds, a.epochs, platform_cpu(), os.cpu_count()))
+        print("bench: %s, %s, batch %d, %d rounds of %d epochs; machine: %s, %d cores"
+              % (exe, what, batch, a.rounds, a.epochs, platform_cpu(), os.cpu_count()))
         ranks_table(exe, [int(x) for x in a.ranks.split(",")], a.epochs, a.rounds,
                     model_args + a.device_args.split())
         return
     extra = model_args + ["--data", a.data] + a.device_args.split()
-    print("bench: %s, %d rounds of %d epochs, %s, batch 256" % (exe, a.rounds, a.epochs, what))
+    print("bench: %s, %d rounds of %d epochs, %s, batch %d" % (exe, a.rounds, a.epochs, what,
+                                                               batch))
     print("bench: machine: %s, %d cores" % (platform_cpu(), os.cpu_count()))
 
     # Each peer's python (a venv made for jax or tinygrad if none here imports it).
     pythons, labels = {}, {}
     for name in peers:
+        if name == "jax" and a.model == "res":
+            print("bench: jax_vae.py has no residual model: jax left out of --model res")
+            continue
         if name == "tinygrad" and a.model != "mlp":
             print("bench: tinygrad_vae.py has the MLP only: tinygrad left out of --model %s"
                   % a.model)

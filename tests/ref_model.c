@@ -10,16 +10,32 @@
 // A conv's or deconv's numbers after its channels (layer_spec.arg), as layer_conv.c has them.
 enum { KERNEL, STRIDE, PAD };
 
+// ref_set_labels'.
+static const int *ref_labels;
+
+void ref_set_labels(const int *labels)
+{
+    ref_labels = labels;
+}
+
 // Dense: y = x W + b, W (in, out) at params + l->weight, b at params + l->bias; ReLU if l->relu.
+// With classes, x is each row's input and its one-hot class concatenated, as torch.nn.Linear(in +
+// classes, out) of torch.cat([x, one_hot]): W has in + classes rows.
 static void ref_dense(const struct layer *l, const double *params, const double *x, int rows,
                       double *y, double *margin)
 {
+    if (l->classes && !ref_labels) {
+        fprintf(stderr, "ref_model: %s takes classes but no labels were set\n", l->name);
+        exit(1);
+    }
     for (int r = 0; r < rows; r++) {
         for (int o = 0; o < l->out; o++) {
             const double *w = params + l->weight + (size_t)o;
             double a = params[l->bias + o];
-            for (int i = 0; i < l->in; i++)
-                a += w[(size_t)i * l->out] * x[(size_t)r * l->in + i];
+            for (int i = 0; i < l->in + l->classes; i++) {
+                double xi = i < l->in ? x[(size_t)r * l->in + i] : i - l->in == ref_labels[r];
+                a += w[(size_t)i * l->out] * xi;
+            }
             if (l->relu) {
                 if (margin && fabs(a) < *margin)
                     *margin = fabs(a);
@@ -113,15 +129,142 @@ static void ref_deconv_layer(const struct layer *l, const double *params, const 
     ref_bias_relu(l, params, rows, y, margin);
 }
 
+void ref_group_norm(const double *gamma, const double *beta, const double *x, int rows, int hw,
+                    int c, int groups, double *y, double *stats, double *margin)
+{
+    int cg = c / groups;
+    double m = (double)hw * cg;
+    for (int n = 0; n < rows; n++)
+        for (int g = 0; g < groups; g++) {
+            double sum = 0.0, sq = 0.0;
+            for (int p = 0; p < hw; p++)
+                for (int k = g * cg; k < (g + 1) * cg; k++)
+                    sum += x[((size_t)n * hw + p) * c + k];
+            double mean = sum / m;
+            for (int p = 0; p < hw; p++)
+                for (int k = g * cg; k < (g + 1) * cg; k++) {
+                    double d = x[((size_t)n * hw + p) * c + k] - mean;
+                    sq += d * d;
+                }
+            double rstd = 1.0 / sqrt(sq / m + 1e-5);
+            if (stats)
+                stats[((size_t)n * groups + g) * 2] = mean,
+                                                 stats[((size_t)n * groups + g) * 2 + 1] = rstd;
+            for (int p = 0; p < hw; p++)
+                for (int k = g * cg; k < (g + 1) * cg; k++) {
+                    size_t i = ((size_t)n * hw + p) * c + k;
+                    double a = (x[i] - mean) * rstd * gamma[k] + beta[k];
+                    if (margin && fabs(a) < *margin)
+                        *margin = fabs(a);
+                    y[i] = a > 0.0 ? a : 0.0;
+                }
+        }
+}
+
+void ref_group_norm_backward(const double *gamma, const double *x, const double *dg, int rows,
+                             int hw, int c, int groups, double *dx, double *dgamma, double *dbeta)
+{
+    int cg = c / groups;
+    double m = (double)hw * cg;
+    size_t n_all = (size_t)rows * hw * c;
+    double *y = tu_alloc(n_all, sizeof(double)),
+           *stats = tu_alloc((size_t)rows * groups * 2, sizeof(double));
+    double *zero = tu_alloc((size_t)c, sizeof(double));
+    ref_group_norm(gamma, zero, x, rows, hw, c, groups, y, stats, NULL);
+    for (int k = 0; k < c; k++)
+        dgamma[k] = dbeta[k] = 0.0;
+    for (int n = 0; n < rows; n++)
+        for (int g = 0; g < groups; g++) {
+            double mean = stats[((size_t)n * groups + g) * 2];
+            double rstd = stats[((size_t)n * groups + g) * 2 + 1], s1 = 0.0, s2 = 0.0;
+            for (int p = 0; p < hw; p++)
+                for (int k = g * cg; k < (g + 1) * cg; k++) {
+                    size_t i = ((size_t)n * hw + p) * c + k;
+                    double xhat = (x[i] - mean) * rstd;
+                    s1 += gamma[k] * dg[i];
+                    s2 += gamma[k] * dg[i] * xhat;
+                    dgamma[k] += dg[i] * xhat;
+                    dbeta[k] += dg[i];
+                }
+            for (int p = 0; p < hw; p++)
+                for (int k = g * cg; k < (g + 1) * cg; k++) {
+                    size_t i = ((size_t)n * hw + p) * c + k;
+                    double xhat = (x[i] - mean) * rstd;
+                    dx[i] = rstd * (gamma[k] * dg[i] - s1 / m - xhat * s2 / m);
+                }
+        }
+    free(y);
+    free(stats);
+    free(zero);
+}
+
+void ref_up_backward(const double *dy, int rows, int h, int w, int c, int f, double *dx)
+{
+    memset(dx, 0, (size_t)rows * h * w * c * sizeof *dx);
+    for (int n = 0; n < rows; n++)
+        for (int oy = 0; oy < h * f; oy++)
+            for (int ox = 0; ox < w * f; ox++)
+                for (int k = 0; k < c; k++)
+                    dx[(((size_t)n * h + oy / f) * w + ox / f) * c + k] +=
+                        dy[(((size_t)n * h * f + oy) * w * f + ox) * c + k];
+}
+
+// A 3x3/1/1 convolution C to C with bias and no ReLU, its weight at params + weight in conv's
+// layout and its bias after, by ref_conv on a layer of those numbers.
+static void ref_conv3(const struct layer *l, size_t weight, size_t bias, const double *params,
+                      const double *x, int rows, double *y)
+{
+    struct layer c = *l;
+    c.spec.arg[KERNEL] = 3, c.spec.arg[STRIDE] = 1, c.spec.arg[PAD] = 1;
+    c.weight = weight, c.bias = bias, c.relu = false;
+    c.out_shape = l->in_shape, c.out = l->in;
+    ref_conv(&c, params, x, rows, y);
+    ref_bias_relu(&c, params, rows, y, NULL);
+}
+
+// The residual block res:C:G, from torch_resvae.py's definition: h = conv1(relu(gn1(x))),
+// y = x + conv2(relu(gn2(h))). Its parameters from l->weight: conv1's weight (9 C, C) and bias,
+// conv2's, gn1's scale and shift, gn2's (layer_res.c's layout).
+static void ref_res(const struct layer *l, const double *params, const double *x, int rows,
+                    double *y, double *margin)
+{
+    int c = l->in_shape.c, hw = l->in_shape.h * l->in_shape.w, groups = l->spec.arg[0];
+    size_t w = (size_t)9 * c * c, n = (size_t)rows * l->in;
+    size_t w1 = l->weight, b1 = w1 + w, w2 = b1 + c, b2 = w2 + w, g1 = b2 + c, s1 = g1 + c;
+    size_t g2 = s1 + c, s2 = g2 + c;
+    double *r = tu_alloc(n, sizeof(double)), *h = tu_alloc(n, sizeof(double));
+    ref_group_norm(params + g1, params + s1, x, rows, hw, c, groups, r, NULL, margin);
+    ref_conv3(l, w1, b1, params, r, rows, h);
+    ref_group_norm(params + g2, params + s2, h, rows, hw, c, groups, r, NULL, margin);
+    ref_conv3(l, w2, b2, params, r, rows, y);
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
+    free(r);
+    free(h);
+}
+
+// Nearest-neighbour upsampling by F: y[n, oy, ox, c] = x[n, oy / F, ox / F, c].
+static void ref_up(const struct layer *l, const double *params, const double *x, int rows,
+                   double *y, double *margin)
+{
+    (void)params, (void)margin;
+    int f = l->spec.units, c = l->in_shape.c, h = l->in_shape.h, w = l->in_shape.w;
+    for (int n = 0; n < rows; n++)
+        for (int oy = 0; oy < h * f; oy++)
+            for (int ox = 0; ox < w * f; ox++)
+                for (int k = 0; k < c; k++)
+                    y[(((size_t)n * h * f + oy) * w * f + ox) * c + k] =
+                        x[(((size_t)n * h + oy / f) * w + ox / f) * c + k];
+}
+
 // Every layer kind's reference, by the kind's name: a new kind adds its row.
 static const struct {
     const char *kind;
     void (*forward)(const struct layer *l, const double *params, const double *x, int rows,
                     double *y, double *margin);
 } refs[] = {
-    {"dense", ref_dense},
-    {"conv", ref_conv_layer},
-    {"deconv", ref_deconv_layer},
+    {"dense", ref_dense}, {"conv", ref_conv_layer}, {"deconv", ref_deconv_layer},
+    {"res", ref_res},     {"up", ref_up},
 };
 
 void ref_layer_forward(const struct layer *l, const double *params, const double *x, int rows,

@@ -10,6 +10,10 @@
 void ref_layer_forward(const struct layer *l, const double *params, const double *x, int rows,
                        double *y, double *margin);
 
+// The classes of the rows the passes below take (a conditional model's; rows of a batch from 0),
+// borrowed until the next call; NULL: none.
+void ref_set_labels(const int *labels);
+
 // x (rows, in_dim) -> ml (rows, 2 latent) = [mean | logvar] through the encoder.
 void ref_encode(const struct vae *vae, const double *params, const double *x, int rows, double *ml,
                 double *margin);
@@ -17,6 +21,23 @@ void ref_encode(const struct vae *vae, const double *params, const double *x, in
 // z (rows, latent) -> logits (rows, in_dim) through the decoder.
 void ref_decode(const struct vae *vae, const double *params, const double *z, int rows,
                 double *logits, double *margin);
+
+// Group normalisation with groups groups of c / groups channels, then ReLU, by its definition:
+// per image and group (its channels at every pixel of x (rows, hw, c)) the mean and the biased
+// variance; y = relu(gamma_k (x - mean) / sqrt(var + 1e-5) + beta_k); stats (rows, groups, 2) =
+// mean and 1 / sqrt(var + 1e-5) when not NULL; *margin lowered as ref_layer_forward's.
+void ref_group_norm(const double *gamma, const double *beta, const double *x, int rows, int hw,
+                    int c, int groups, double *y, double *stats, double *margin);
+
+// Its way back before the ReLU, from dg (rows, hw, c), the gradient of gamma xhat + beta: dx =
+// rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) per image and group with dxhat = gamma dg;
+// dgamma (c) = the sums of dg xhat, dbeta (c) those of dg.
+void ref_group_norm_backward(const double *gamma, const double *x, const double *dg, int rows,
+                             int hw, int c, int groups, double *dx, double *dgamma, double *dbeta);
+
+// Nearest-neighbour upsampling's way back: dx (rows, h, w, c) = the sums of dy (rows, h f, w f, c)
+// over each pixel's f x f copies.
+void ref_up_backward(const double *dy, int rows, int h, int w, int c, int f, double *dx);
 
 // -log p(t | logit l) of the Bernoulli likelihood: the binary cross-entropy on a logit.
 double ref_bernoulli_nll(double l, double t);

@@ -112,7 +112,8 @@ def encode(tensors, metadata, x):
 
 def items(metadata, side):
     """side's layer list as (kind, numbers): ("dense", [N]), ("conv", [C, K, S, P]),
-    ("deconv", [C, K, S, P]), ("reshape", [C, H, W]); format version 1 is all dense."""
+    ("deconv", [C, K, S, P]), ("res", [C, G]), ("up", [F]), ("reshape", [C, H, W]); format
+    version 1 is all dense."""
     if metadata["format_version"] == "1":
         return [("dense", [w]) for w in layers(metadata, side)]
     out = []
@@ -136,6 +137,39 @@ def deconv(h, w, b, stride, pad):
     return full[:, pad:pad + oh, pad:pad + ow] + b.astype(np.float64)
 
 
+def conv3(h, w, b):
+    """PyTorch's Conv2d 3x3, stride 1, padding 1 on channel-last h (n, H, W, C) with weight w
+    (OC, C, 3, 3)."""
+    n, ih, iw, _ = h.shape
+    padded = np.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = np.zeros((n, ih, iw, w.shape[0]))
+    for ky in range(3):
+        for kx in range(3):
+            out += np.einsum("nyxi,oi->nyxo", padded[:, ky:ky + ih, kx:kx + iw],
+                             w[:, :, ky, kx].astype(np.float64))
+    return out + b.astype(np.float64)
+
+
+def group_norm_relu(h, gamma, beta, groups):
+    """relu(GroupNorm(groups, C)(h)) on channel-last h (n, H, W, C), eps 1e-5."""
+    n, ih, iw, c = h.shape
+    g = h.reshape(n, ih * iw, groups, c // groups)
+    mean = g.mean(axis=(1, 3), keepdims=True)
+    var = ((g - mean) ** 2).mean(axis=(1, 3), keepdims=True)
+    x = ((g - mean) / np.sqrt(var + 1e-5)).reshape(n, ih, iw, c)
+    return np.maximum(x * gamma.astype(np.float64) + beta.astype(np.float64), 0.0)
+
+
+def res_block(h, tensors, name, groups):
+    """res:C:G: h + conv2(relu(gn2(conv1(relu(gn1(h)))))), PyTorch's tensor names."""
+    t = lambda part: tensors[f"{name}.{part}"]  # noqa: E731
+    r = conv3(group_norm_relu(h, t("gn1.weight"), t("gn1.bias"), groups), t("conv1.weight"),
+              t("conv1.bias"))
+    r = conv3(group_norm_relu(r, t("gn2.weight"), t("gn2.bias"), groups), t("conv2.weight"),
+              t("conv2.bias"))
+    return h + r
+
+
 def decode_logits(tensors, metadata, z):
     """z (n, latent) -> logits (n, in_dim) through the decoder's layers, images channel-last; the
     output layer is dense from a flat vector, else the transpose of the first encoder layer when
@@ -151,6 +185,10 @@ def decode_logits(tensors, metadata, z):
         index += 1
         if kind == "dense":
             h = np.maximum(linear(h.reshape(len(h), -1), tensors, name), 0.0)
+        elif kind == "res":
+            h = res_block(h, tensors, name, v[1])
+        elif kind == "up":
+            h = h.repeat(v[0], axis=1).repeat(v[0], axis=2)
         else:
             assert kind == "deconv", kind
             h = np.maximum(deconv(h, tensors[name + ".weight"], tensors[name + ".bias"], v[2], v[3]),

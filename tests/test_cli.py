@@ -247,7 +247,7 @@ def test_usage():
     # before anything is written.
     bad_layers = ["conv:0", "conv:8:0", "conv:8:4:0", "conv", "conv:", "conv:8:4:2:1:9", "pool:3",
                   "conv:a", "conv:-8", "dense:0", "", "conv:8,,dense:4", "reshape:4x4",
-                  ",".join(["conv:2:3:1:1"] * 9)]
+                  ",".join(["conv:2:3:1:1"] * 9), "conv:6,res:6:4", "conv:8,res:8:2:1", "up:0"]
     for v in bad_layers:
         usage_error(f"--encoder {v!r}", ["--encoder", v], ["--encoder"])
     for v in ["deconv:0", "reshape:0x4x4", "reshape:4x4x", "dense:4,"]:
@@ -268,6 +268,12 @@ def test_usage():
          ["--decoder", "281474976710656"]),
         (["--encoder", "conv:4", "--decoder", "dense:16,reshape:1x4x4,deconv:65536:65536:65536:0"],
          ["--decoder", "decoder.1", "more than 2^31 - 1 values"]),
+        (["--encoder", "conv:4,res:8"], ["--encoder", "encoder.1", "keeps its channels"]),
+        (["--encoder", "conv:4,up:2,conv:4,dense:4"], ["--encoder", "up:2", "give --decoder"]),
+        (["--encoder", "conv:4", "--decoder", "dense:16,reshape:1x4x4,up:65536"],
+         ["--decoder", "decoder.1", "more than 2^31 - 1 values"]),
+        (["--encoder", "conv:4", "--decoder", "dense:16,reshape:16x1x1,res:16,up:4096,res:16"],
+         ["--decoder", "decoder.3", "columns", "more than 2^31 - 1 values"]),
     ]
     for extra, mentions in shapes:
         usage_error(" ".join(extra), extra, mentions)

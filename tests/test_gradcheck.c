@@ -18,7 +18,7 @@
 #include "vae.h"
 
 #define MAX_ROWS 80
-#define MAX_WIDTH 128
+#define MAX_WIDTH 512
 #define FD_STEP 1e-6
 #define GRAD_ATOL 2e-4
 #define GRAD_RTOL 2e-3
@@ -59,6 +59,22 @@ static struct ref_result ref_forward(const struct vae *vae, const double *params
     }
     res.loss = total / rows;
     return res;
+}
+
+// Row r's class in a conditional case (cfg.classes): every class, in an order that is not the
+// rows'.
+static int case_label(int r, int classes)
+{
+    return (r * 5 + 2) % classes;
+}
+
+// A conditional model's labels of rows [first, first + rows) on the device (vae_set_labels).
+static void set_case_labels(struct vae *vae, int first, int rows)
+{
+    int labels[MAX_ROWS];
+    for (int r = 0; r < rows && vae->cfg.classes; r++)
+        labels[r] = case_label(first + r, vae->cfg.classes);
+    vae_set_labels(vae, labels, rows);
 }
 
 // One gradient check configuration.
@@ -208,10 +224,10 @@ static void run_case(const struct gc_case *c)
     char encoder[128], decoder[128];
     vae_format_layers(vae.cfg.encoder, vae.cfg.n_encoder, encoder, sizeof encoder);
     vae_format_layers(vae.cfg.decoder, vae.cfg.n_decoder, decoder, sizeof decoder);
-    printf("case %s: in %d, encoder %s, decoder %s, latent %d, %s, rows %d of %d, noise %g, "
-           "beta %g, %zu parameters\n",
-           c->name, dim, encoder, decoder, latent, likelihood_name(c->cfg.likelihood), rows,
-           c->max_rows, c->noise_scale, c->beta, n);
+    printf("case %s: in %d, encoder %s, decoder %s, latent %d, %d classes, %s, rows %d of %d, "
+           "noise %g, beta %g, %zu parameters\n",
+           c->name, dim, encoder, decoder, latent, cfg.classes, likelihood_name(c->cfg.likelihood),
+           rows, c->max_rows, c->noise_scale, c->beta, n);
 
     float *params = tu_alloc(n, sizeof(float));
     float *grads = tu_alloc(n, sizeof(float));
@@ -246,6 +262,7 @@ static void run_case(const struct gc_case *c)
     for (int first = 0; first < rows; first += micro) {
         int part = rows - first < micro ? rows - first : micro;
         tu_write(&rt, vae.x, x + (size_t)first * dim, (size_t)part * dim * sizeof(float));
+        set_case_labels(&vae, first, part);
         struct vae_pass pass = {
             .rows = part,
             .seed = c->seed,
@@ -269,6 +286,10 @@ static void run_case(const struct gc_case *c)
                                  (size_t)rows * sizeof(float), got_kl, 0, NULL, NULL));
     clrt_parts_read(&rt, &vae.grads, grads, true);
 
+    int labels[MAX_ROWS];
+    for (int r = 0; r < rows && cfg.classes; r++)
+        labels[r] = case_label(r, cfg.classes);
+    ref_set_labels(cfg.classes ? labels : NULL);
     struct ref_result ref = ref_forward(&vae, p, xd, eps, rows, c->noise_scale, c->beta);
     double rec_err = 0.0, kl_err = 0.0;
     for (int r = 0; r < rows; r++) {
@@ -349,6 +370,7 @@ static void check_layer_lists(const struct gc_case *cases, size_t n_cases)
         {"dense:7,dense:5", "dense:7,dense:5"},
         {"conv:32,conv:64:3,dense:256", "conv:32:4:2:1,conv:64:3:2:1,dense:256"},
         {"dense:392,reshape:8x7x7,deconv:4:3:1:1", "dense:392,reshape:8x7x7,deconv:4:3:1:1"},
+        {"conv:16:3:1:1,res:16,res:16:4,up:3", "conv:16:3:1:1,res:16:8,res:16:4,up:3"},
     };
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
         struct vae_config a = {.latent = 2}, b = {.latent = 2};
@@ -396,6 +418,7 @@ static void check_dx_accumulate(const struct gc_case *c)
     for (int i = 0; i < rows * dim; i++)
         x[i] = (float)philox_uniform(c->seed, (uint32_t)i, 2, PHILOX_STREAM_INIT);
     tu_write(&rt, vae.x, x, (size_t)rows * dim * sizeof(float));
+    set_case_labels(&vae, 0, rows);
     cl_mem rec = tu_buffer(&rt, (size_t)rows * sizeof(float), "rec");
     cl_mem kl = tu_buffer(&rt, (size_t)rows * sizeof(float), "kl");
     struct vae_pass pass = {.rows = rows,
@@ -448,6 +471,11 @@ static void check_dx_accumulate(const struct gc_case *c)
 #define CONV6                                                                                      \
     .cfg = {.in_dim = 36, .channels = 1, .height = 6, .width = 6, .latent = 2},                    \
     .encoder = "conv:3:4:2:1,conv:2:3:1:1,dense:4"
+
+// Cases R and RM's model: 5x7 images through conv 3x3/1 (6 channels), res:6:3, dense 4, latent 3.
+#define RES57                                                                                      \
+    .cfg = {.in_dim = 35, .channels = 1, .height = 5, .width = 7, .latent = 3},                    \
+    .encoder = "conv:6:3:1:1,res:6:3,dense:4"
 
 int main(void)
 {
@@ -587,6 +615,82 @@ int main(void)
          .offset = 1,
          .seed = 61,
          .step = 3,
+         .noise_scale = 1.0f,
+         .beta = 1.0f,
+         .dx_accumulate = true},
+        // R: a residual block on odd images (1x5x7: conv 3x3/1 to 6 channels, res:6:3, dense 4),
+        // its mirror in the decoder (dense 210 reshaped to 6x5x7, res:6:3, the output deconv).
+        {.name = "R",
+         RES57,
+         .max_rows = 3,
+         .rows = 3,
+         .offset = 1,
+         .seed = 71,
+         .step = 3,
+         .noise_scale = 1.0f,
+         .beta = 1.0f,
+         .dx_accumulate = true},
+        // RM: case R in micro-batches of 3 and 2 rows (every gradient of the block added over the
+        // passes).
+        {.name = "RM",
+         RES57,
+         .max_rows = 3,
+         .rows = 5,
+         .offset = 2,
+         .seed = 73,
+         .step = 5,
+         .noise_scale = 1.0f,
+         .beta = 0.9f,
+         .micro = 3},
+        // U: upsampling by 3 in both halves, under the discretised logistic: 1x3x9 images through
+        // conv 3x3/1 (2 channels), up:3 (to 2x9x27), conv 3x3/3 (3 channels, to 3x3x9), dense 4;
+        // back through dense 6 reshaped to 2x1x3, up:3, res:2:2 (groups of one channel) and
+        // res:2:1 (one group), the output deconv 3x3/1.
+        {.name = "U",
+         .cfg = {.in_dim = 27,
+                 .channels = 1,
+                 .height = 3,
+                 .width = 9,
+                 .latent = 2,
+                 .likelihood = LIKELIHOOD_LOGISTIC},
+         .encoder = "conv:2:3:1:1,up:3,conv:3:3:3:0,dense:4",
+         .decoder = "dense:6,reshape:2x1x3,up:3,res:2:2,res:2:1",
+         .max_rows = 3,
+         .rows = 3,
+         .seed = 79,
+         .step = 2,
+         .noise_scale = 1.0f,
+         .beta = 1.0f,
+         .dx_accumulate = true},
+        // Y: case A conditional on 3 classes (--conditional): the one-hot class beside the
+        // encoder's features at the Gaussian head and beside z at the decoder's first layer, in
+        // micro-batches of 4 and 3 rows (the class rows' gradients summed over them).
+        {.name = "Y",
+         .cfg = {.in_dim = 12,
+                 .n_encoder = 2,
+                 .n_decoder = 2,
+                 .encoder = {DENSE(7), DENSE(5)},
+                 .decoder = {DENSE(5), DENSE(7)},
+                 .latent = 3,
+                 .classes = 3},
+         .max_rows = 4,
+         .rows = 7,
+         .offset = 1,
+         .seed = 17,
+         .step = 3,
+         .noise_scale = 1.0f,
+         .beta = 0.8f,
+         .micro = 4,
+         .dx_accumulate = true},
+        // YC: case C's convolutions conditional on 4 classes: the class beside the flattened
+        // features at the head, and beside z at the mirrored decoder's dense layer.
+        {.name = "YC",
+         .cfg = {.in_dim = 36, .channels = 1, .height = 6, .width = 6, .latent = 2, .classes = 4},
+         .encoder = "conv:3:4:2:1,conv:2:3:1:1,dense:4",
+         .max_rows = 5,
+         .rows = 5,
+         .seed = 71,
+         .step = 2,
          .noise_scale = 1.0f,
          .beta = 1.0f,
          .dx_accumulate = true},

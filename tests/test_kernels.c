@@ -464,6 +464,196 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int 
     clReleaseMemObject(dcols);
 }
 
+// group_norm_forward and group_norm_backward (cl/res.cl) on random images (rows, H, W, C) in G
+// groups, with work-groups of local items, against ref_group_norm and ref_group_norm_backward:
+// y = relu(gn(x)) and the statistics, then from a random dg (masked by y > 0, as the block gives
+// it) dx plus skip, added to what dx held when acc, and gx = dg xhat (whose column sums are the
+// scale's gradient: the sums of gx against dgamma). The scale and shift sit at offsets in the
+// parameters. Guard cells after every output.
+static void test_group_norm(int rows, int H, int W, int C, int G, size_t local, bool acc)
+{
+    int hw = H * W, gamma_at = 5, beta_at = 5 + C + 3;
+    size_t n = (size_t)rows * hw * C, n_stats = (size_t)rows * G * 2, n_params = beta_at + C;
+    float *x = tu_alloc(n, sizeof(float)), *dg = tu_alloc(n, sizeof(float));
+    float *params = tu_alloc(n_params, sizeof(float)), *skip = tu_alloc(n, sizeof(float));
+    float *y = tu_alloc(n + GUARD, sizeof(float)),
+          *stats = tu_alloc(n_stats + GUARD, sizeof(float));
+    float *dx = tu_alloc(n + GUARD, sizeof(float)), *gx = tu_alloc(n + GUARD, sizeof(float));
+    double *xd = tu_alloc(n, sizeof(double)), *gamma = tu_alloc((size_t)C, sizeof(double));
+    double *beta = tu_alloc((size_t)C, sizeof(double)), *want = tu_alloc(n, sizeof(double));
+    double *want_stats = tu_alloc(n_stats, sizeof(double)), *dgd = tu_alloc(n, sizeof(double));
+    double *want_dx = tu_alloc(n, sizeof(double)), *want_gx = tu_alloc(n, sizeof(double));
+    double *dgamma = tu_alloc((size_t)C, sizeof(double)),
+           *dbeta = tu_alloc((size_t)C, sizeof(double));
+    for (size_t i = 0; i < n; i++) // an offset and a spread of their own in each channel
+        x[i] = rng_range(-1.0, 1.0) * (1.0f + (float)(i % C)) + 0.3f * (float)(i % C), xd[i] = x[i];
+    for (size_t i = 0; i < n_params; i++)
+        params[i] = rng_range(-1.5, 1.5);
+    for (int k = 0; k < C; k++)
+        gamma[k] = params[gamma_at + k], beta[k] = params[beta_at + k];
+    ref_group_norm(gamma, beta, xd, rows, hw, C, G, want, want_stats, NULL);
+    for (size_t i = 0; i < n; i++) {
+        dg[i] = want[i] > 0.0 ? rng_range(-1.0, 1.0) : 0.0f, dgd[i] = dg[i];
+        skip[i] = rng_range(-1.0, 1.0);
+        dx[i] = rng_range(-1.0, 1.0);
+    }
+    ref_group_norm_backward(gamma, xd, dgd, rows, hw, C, G, want_dx, dgamma, dbeta);
+    for (size_t i = 0; i < n; i++)
+        want_dx[i] += skip[i] + (acc ? dx[i] : 0.0);
+    tu_fill_guard(y, 0, n + GUARD);
+    tu_fill_guard(stats, 0, n_stats + GUARD);
+    tu_fill_guard(dx, n, n + GUARD);
+    tu_fill_guard(gx, 0, n + GUARD);
+    cl_mem d_x = tu_upload(&rt, x, n * sizeof(float), "x");
+    cl_mem d_params = tu_upload(&rt, params, n_params * sizeof(float), "params");
+    cl_mem d_y = tu_upload(&rt, y, (n + GUARD) * sizeof(float), "y");
+    cl_mem d_stats = tu_upload(&rt, stats, (n_stats + GUARD) * sizeof(float), "stats");
+    cl_mem d_dg = tu_upload(&rt, dg, n * sizeof(float), "dg");
+    cl_mem d_skip = tu_upload(&rt, skip, n * sizeof(float), "skip");
+    cl_mem d_dx = tu_upload(&rt, dx, (n + GUARD) * sizeof(float), "dx");
+    cl_mem d_gx = tu_upload(&rt, gx, (n + GUARD) * sizeof(float), "gx");
+    size_t global = (size_t)rows * G * local;
+    float eps = 1e-5f;
+    cl_kernel k = clrt_kernel(&rt, "group_norm_forward");
+    cl_uint a = 0;
+    KARG(k, a++, d_x);
+    KARG(k, a++, d_y);
+    KARG(k, a++, d_stats);
+    KARG(k, a++, d_params);
+    KARG(k, a++, gamma_at);
+    KARG(k, a++, beta_at);
+    KARG(k, a++, hw);
+    KARG(k, a++, C);
+    KARG(k, a++, G);
+    KARG(k, a++, eps);
+    KARG_LOCAL(k, a++, local * sizeof(float));
+    clrt_launch(&rt, k, 1, &global, &local);
+    clReleaseKernel(k);
+    int write_dx = 1, add_skip = 1, add = acc;
+    k = clrt_kernel(&rt, "group_norm_backward");
+    a = 0;
+    KARG(k, a++, d_dg);
+    KARG(k, a++, d_x);
+    KARG(k, a++, d_stats);
+    KARG(k, a++, d_params);
+    KARG(k, a++, gamma_at);
+    KARG(k, a++, d_gx);
+    KARG(k, a++, d_dx);
+    KARG(k, a++, write_dx);
+    KARG(k, a++, d_skip);
+    KARG(k, a++, add_skip);
+    KARG(k, a++, add);
+    KARG(k, a++, hw);
+    KARG(k, a++, C);
+    KARG(k, a++, G);
+    KARG_LOCAL(k, a++, local * sizeof(float));
+    clrt_launch(&rt, k, 1, &global, &local);
+    clReleaseKernel(k);
+    tu_download(&rt, d_y, y, (n + GUARD) * sizeof(float));
+    tu_download(&rt, d_stats, stats, (n_stats + GUARD) * sizeof(float));
+    tu_download(&rt, d_dx, dx, (n + GUARD) * sizeof(float));
+    tu_download(&rt, d_gx, gx, (n + GUARD) * sizeof(float));
+    char what[160];
+    snprintf(what, sizeof what, "group_norm_forward (%d of %dx%dx%d, %d groups, local %zu)", rows,
+             C, H, W, G, local);
+    tu_compare(what, y, want, NULL, n, 2e-5, 2e-5);
+    tu_check(!tu_changed(y, n, n + GUARD), "%s: guard cells", what);
+    snprintf(what, sizeof what, "group_norm_forward statistics (%d of %dx%dx%d, %d groups)", rows,
+             C, H, W, G);
+    tu_compare(what, stats, want_stats, NULL, n_stats, 1e-5, 1e-5);
+    tu_check(!tu_changed(stats, n_stats, n_stats + GUARD), "%s: guard cells", what);
+    snprintf(what, sizeof what, "group_norm_backward dx (%d of %dx%dx%d, %d groups, local %zu%s)",
+             rows, C, H, W, G, local, acc ? ", adding" : "");
+    tu_compare(what, dx, want_dx, NULL, n, 2e-5, 2e-5);
+    tu_check(!tu_changed(dx, n, n + GUARD), "%s: guard cells", what);
+    // gx's column sums against the scale's gradient.
+    float *sums = tu_alloc((size_t)C, sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        sums[i % C] += gx[i];
+    snprintf(what, sizeof what, "group_norm_backward gx's column sums (%d of %dx%dx%d)", rows, C, H,
+             W);
+    tu_compare(what, sums, dgamma, NULL, (size_t)C, 1e-4, 1e-4);
+    tu_check(!tu_changed(gx, n, n + GUARD), "%s: guard cells", what);
+    free(sums);
+    cl_mem mems[] = {d_x, d_params, d_y, d_stats, d_dg, d_skip, d_dx, d_gx};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        clReleaseMemObject(mems[i]);
+    void *host[] = {x,     dg,   params, skip,       y,   stats,   dx,      gx,     xd,
+                    gamma, beta, want,   want_stats, dgd, want_dx, want_gx, dgamma, dbeta};
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+        free(host[i]);
+}
+
+// up_forward and up_backward (cl/up.cl) on random images (rows, H, W, C) by F: exact copies, and
+// the sums over each pixel's F x F copies (added to dx when acc) to 1e-6, guard cells after both.
+static void test_up(int rows, int H, int W, int C, int F, int acc)
+{
+    size_t n = (size_t)rows * H * W * C, m = n * F * F;
+    float *x = tu_alloc(n + GUARD, sizeof(float)), *y = tu_alloc(m + GUARD, sizeof(float));
+    double *want_y = tu_alloc(m, sizeof(double)), *want_x = tu_alloc(n, sizeof(double));
+    double *dyd = tu_alloc(m, sizeof(double));
+    for (size_t i = 0; i < n; i++)
+        x[i] = rng_range(-1.0, 1.0);
+    for (int r = 0; r < rows; r++)
+        for (int oy = 0; oy < H * F; oy++)
+            for (int ox = 0; ox < W * F; ox++)
+                for (int c = 0; c < C; c++)
+                    want_y[(((size_t)r * H * F + oy) * W * F + ox) * C + c] =
+                        x[(((size_t)r * H + oy / F) * W + ox / F) * C + c];
+    tu_fill_guard(x, n, n + GUARD);
+    tu_fill_guard(y, 0, m + GUARD);
+    cl_mem d_x = tu_upload(&rt, x, (n + GUARD) * sizeof(float), "x");
+    cl_mem d_y = tu_upload(&rt, y, (m + GUARD) * sizeof(float), "y");
+    cl_kernel k = clrt_kernel(&rt, "up_forward");
+    cl_uint a = 0;
+    KARG(k, a++, d_x);
+    KARG(k, a++, d_y);
+    KARG(k, a++, rows);
+    KARG(k, a++, H);
+    KARG(k, a++, W);
+    KARG(k, a++, C);
+    KARG(k, a++, F);
+    size_t global[2] = {(size_t)W * F * C, (size_t)rows * H * F};
+    clrt_launch(&rt, k, 2, global, NULL);
+    clReleaseKernel(k);
+    tu_download(&rt, d_y, y, (m + GUARD) * sizeof(float));
+    char what[160];
+    snprintf(what, sizeof what, "up_forward (%d of %dx%dx%d by %d)", rows, C, H, W, F);
+    tu_compare(what, y, want_y, NULL, m, 0.0, 0.0);
+    tu_check(!tu_changed(y, m, m + GUARD), "%s: guard cells", what);
+    for (size_t i = 0; i < m; i++)
+        y[i] = rng_range(-1.0, 1.0), dyd[i] = y[i];
+    tu_write(&rt, d_y, y, m * sizeof(float));
+    ref_up_backward(dyd, rows, H, W, C, F, want_x);
+    for (size_t i = 0; i < n; i++)
+        want_x[i] += acc ? x[i] : 0.0;
+    k = clrt_kernel(&rt, "up_backward");
+    a = 0;
+    KARG(k, a++, d_y);
+    KARG(k, a++, d_x);
+    KARG(k, a++, rows);
+    KARG(k, a++, H);
+    KARG(k, a++, W);
+    KARG(k, a++, C);
+    KARG(k, a++, F);
+    KARG(k, a++, acc);
+    size_t back[2] = {(size_t)W * C, (size_t)rows * H};
+    clrt_launch(&rt, k, 2, back, NULL);
+    clReleaseKernel(k);
+    tu_download(&rt, d_x, x, (n + GUARD) * sizeof(float));
+    snprintf(what, sizeof what, "up_backward (%d of %dx%dx%d by %d%s)", rows, C, H, W, F,
+             acc ? ", adding" : "");
+    tu_compare(what, x, want_x, NULL, n, 1e-6, 1e-6);
+    tu_check(!tu_changed(x, n, n + GUARD), "%s: guard cells", what);
+    clReleaseMemObject(d_x);
+    clReleaseMemObject(d_y);
+    free(x);
+    free(y);
+    free(want_y);
+    free(want_x);
+    free(dyd);
+}
+
 // A product of clrt_gemm (batch 1) or clrt_gemm_tn_batched (batch > 1; alpha 1, beta 0) through
 // clvae's kernels (own) or CLBlast, against a double reference: C_p (m, n) = alpha op(A_p) B_p +
 // beta C_p, operands at offsets with leading dimensions wider than the matrices, and guard cells
@@ -1948,6 +2138,17 @@ int main(void)
     test_im2col(2, 3, 9, 7, 5, 2, 0, 0);
     test_im2col(1, 2, 10, 7, 4, 3, 2, 0);
     test_im2col(2, 19, 6, 5, 3, 1, 1, 1);
+
+    // Group normalisation: groups of one channel (G = C) and one group (G 1), odd sizes and
+    // batches, a work-item a group (a CPU's) and work-groups of 4 and 64.
+    test_group_norm(3, 5, 7, 6, 3, 1, false);
+    test_group_norm(5, 3, 3, 6, 6, 4, true);
+    test_group_norm(1, 7, 5, 5, 1, 64, false);
+    test_group_norm(7, 1, 1, 4, 2, 1, true);
+    test_group_norm(2, 9, 11, 32, 8, 64, true);
+    test_up(3, 5, 7, 6, 3, 0);
+    test_up(2, 1, 3, 5, 2, 1);
+    test_up(1, 4, 4, 1, 1, 1);
     // Rows of whole 16-byte chunks, of fewer than 16 bytes, and with a shorter last chunk.
     test_gather_images(50, 32, 5, 17, NULL, 1);
     test_gather_images(40, 7, 0, 40, local2, 1);

@@ -22,6 +22,10 @@ struct iwae {
     int k, group;
     cl_mem log_w; // (group, k): log p(x|z) + log p(z) - log q(z|x) of each image's samples
     cl_kernel k_sample, k_log_likelihood, k_logsumexp;
+    // A conditional model's: each image's class by its number in the data set (first_image + i),
+    // borrowed, set by the caller after iwae_create; the samples decode as their image's class.
+    const int32_t *labels;
+    int *row_labels; // (vae->max_rows) the classes of the samples decoded at once
 };
 
 // Sizes group to max(1, min(vae->max_rows, max_log_weights / k)) images and creates log_w.

@@ -40,6 +40,11 @@ int dataset_read_split(const char *dir, const struct ckpt_meta *meta, const char
 
 void dataset_free(struct dataset *d);
 
+// For a model conditional on its classes (meta->cfg.classes): 0 when every image of d has a class
+// of the model's, else -1 naming d's source and model (CLVAE_EXIT_DATA). 0 for any other model.
+int dataset_check_labels(const struct dataset *d, const struct ckpt_meta *meta, const char *model,
+                         struct clvae_error *err);
+
 // Names for the n classes of IDX labels of dir, as dataset_read_test gives them, into *names
 // (malloc'd). 0, or -1 with err (CLVAE_EXIT_DATA) when DIR/classes.txt exists but is not a
 // regular file or cannot be read.

@@ -34,7 +34,8 @@ const char *checkpoint_binarize_name(int mode);
 // likelihood, and how a PNG folder was read (background, test split, class names); versions 1 and
 // 2 load as one channel, the Bernoulli likelihood, white, 0.1 and no classes.
 struct ckpt_meta {
-    struct vae_config cfg; // in_dim == image_rows * image_cols * channels; cfg.likelihood
+    struct vae_config cfg; // in_dim == image_rows * image_cols * channels; cfg.likelihood;
+                           // cfg.classes n_classes for a conditional model ("conditional": "1")
     int image_rows, image_cols, channels;
     uint8_t background[3]; // under transparent pixels of PNG images
     double test_split;     // the fraction a PNG folder without test/ held out

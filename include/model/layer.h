@@ -77,22 +77,23 @@ struct layer_y_fold {
 // layers take in turn (the queue is in order).
 struct layer_ctx {
     struct clrt *rt;
-    bool cpu;         // the device is a CPU, where some passes take a form of their own
-    cl_mem weights_t; // one layer's weights transposed, for its input gradient (n_weights_t)
+    bool cpu;            // the device is a CPU, where some passes take a form of their own
+    cl_mem weights_t;    // one layer's weights transposed, for its input gradient (n_weights_t)
     // Each dense layer's weights transposed, at its weight_t (n_weights_kept): kept from its
     // forward product (clrt_gemm_keeps_wt) for its backward, else made there.
     cl_mem weights_kept;
-    cl_mem bias_partial;           // the bias gradients' partial column sums (layer_bias_parts)
-    size_t bias_work;              // work-items a column reduction should fill (rt->reduce_work)
-    cl_mem splitk;                 // split-K weight gradients' parts (layer_splitk_parts), or NULL
+    cl_mem bias_partial; // the bias gradients' partial column sums (layer_bias_parts)
+    size_t bias_work;    // work-items a column reduction should fill (rt->reduce_work)
+    cl_mem splitk;       // split-K weight gradients' parts (layer_splitk_parts), or NULL
+    cl_mem labels;       // (rows) ints: each image's class, for layers with classes (condition.h)
     struct layer_dx_fold *dx_fold; // set by the model for one layer's backward, else NULL
     struct layer_y_fold *y_fold;   // set by the model for the Gaussian head's forward, else NULL
 };
 
 // What the layout of a model counts as its layers are laid out in turn.
 struct layer_plan {
-    size_t n_params;       // parameters so far: the next layer's start in the flat buffer
-    size_t n_weights_t;    // floats of layer_ctx.weights_t: the most any layer that takes dx needs
+    size_t n_params;    // parameters so far: the next layer's start in the flat buffer
+    size_t n_weights_t; // floats of layer_ctx.weights_t: the most any layer that takes dx needs
     size_t n_weights_kept; // floats of layer_ctx.weights_kept: the next layer's weight_t
 };
 
@@ -116,6 +117,9 @@ struct layer {
     bool gaussian_head; // y is [mean | logvar]: the checkpoint names the halves mean and logvar
     bool needs_dx;      // a layer below takes dx
     bool dx_accumulate; // backward adds into dx: x feeds another layer too (a skip connection)
+    // A dense layer's one-hot class inputs after its in (--conditional; condition.h): its weight
+    // has in + classes rows, the last classes of them picked by ctx->labels. 0: none.
+    int classes;
     // The ReLU mask of dy folded into a neighbour's product (vae_create, where both kinds have
     // fold_relu and clvae's products run): mask_dx, the layer above masks its dx by x > 0 as it
     // stores it; dy_masked, this layer's dy arrives so masked and its bias gradient may come

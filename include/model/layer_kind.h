@@ -57,4 +57,15 @@ void dense_weight_grad(const struct layer_ctx *ctx, const struct layer *l, int r
 void dense_init_uniform(const struct layer *l, size_t end, int fan_in, uint64_t seed,
                         float *params);
 
+// The conv kind (layer_conv.c), whose forward and backward a block of convolutions (res) runs on
+// copies of its layer holding a part's offsets and buffers; its kernels after dense's, and its
+// buffers: the columns (its im2col of x) and their gradient, which may be one buffer (backward
+// reads the columns for the weight gradient before it writes their gradient).
+extern const struct layer_ops conv_ops;
+enum { CONV_K_IM2COL = DENSE_KERNELS, CONV_K_COL2IM, CONV_KERNELS };
+enum { CONV_COLS, CONV_DCOLS };
+// The columns of conv l, buffer[CONV_COLS] = im2col(l->x): what conv's backward reads, for a
+// caller whose columns held another's since the forward pass.
+void conv_im2col(const struct layer_ctx *ctx, const struct layer *l, int rows);
+
 #endif

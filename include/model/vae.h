@@ -23,6 +23,8 @@
 #define VAE_MAX_LAYERS (2 * VAE_MAX_HIDDEN + 2)
 // The longest text vae_format_layers writes for a list (8 of "deconv:65536:65536:65536:65536,").
 #define VAE_LAYERS_TEXT_MAX 256
+// The most classes a conditional model takes (vae_config.classes).
+#define VAE_MAX_CLASSES LAYER_MAX_NUMBER
 // The most parameters a model has: the kernels index them with int.
 #define VAE_MAX_PARAMS LAYER_MAX_PARAMS
 
@@ -38,6 +40,10 @@ struct vae_config {
     int n_encoder, n_decoder;
     struct layer_spec encoder[VAE_MAX_HIDDEN], decoder[VAE_MAX_HIDDEN];
     int latent;
+    // --conditional: the number of classes whose one-hot is concatenated to the encoder's flat
+    // features before the Gaussian head and to z at the decoder's input, whose first layer must
+    // be dense (condition.h); 0: an unconditional model.
+    int classes;
 };
 
 // "512,256" (--hidden, the dense shorthand) -> the encoder's dense layers and the decoder their
@@ -70,7 +76,7 @@ int vae_parse_layers(const char *option, const char *text, struct layer_spec *sp
 // list's text fits VAE_LAYERS_TEXT_MAX). Returns the length of the whole text, as snprintf.
 size_t vae_format_layers(const struct layer_spec *specs, int n, char *buf, size_t len);
 
-// Whether two descriptions are the same architecture (in_dim aside).
+// Whether two descriptions are the same layers (in_dim and classes aside).
 bool vae_same_layers(const struct vae_config *a, const struct vae_config *b);
 
 #define VAE_MAX_OWNED (2 * CLRT_MAX_PARTS + 14 + (2 + LAYER_MAX_BUFFERS) * VAE_MAX_LAYERS)
@@ -105,6 +111,9 @@ struct vae {
     struct sampler sampler;
     struct likelihood likelihood;
     cl_kernel k_gather;
+    // With cfg.classes: each row's class (max_rows ints, ctx.labels) and its gather kernel.
+    cl_mem labels;
+    cl_kernel k_gather_labels;
     // vae_gather's batch, gathered by the next vae_forward (in the first layer's product where
     // its kind can: layer_ops.forward_gathered); data NULL when none waits.
     struct {
@@ -177,6 +186,14 @@ void vae_gather(struct vae *vae, const struct clrt_parts *data, cl_mem index, in
 // The batch vae_gather left, into x now by gather_images (not folded into the first layer), for a
 // caller that changes x before vae_forward (--binarize); nothing when none waits.
 void vae_gather_now(struct vae *vae);
+
+// A conditional model's (cfg.classes) labels of the rows vae_gather takes: labels[index[start + r]]
+// for r < rows, from labels (count) ints on the device. Nothing for an unconditional model.
+void vae_gather_labels(struct vae *vae, cl_mem labels, cl_mem index, int start, int rows);
+
+// A conditional model's labels of rows 0 .. rows - 1 from the host (each below cfg.classes): for
+// images or draws of given classes. Nothing for an unconditional model.
+void vae_set_labels(struct vae *vae, const int *labels, int rows);
 
 // "784-128-10": the layer widths of cfg, for messages.
 void vae_describe(const struct vae_config *cfg, char *buf, size_t len);

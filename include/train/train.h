@@ -31,7 +31,8 @@ struct train_options {
     // How a folder of images is read (--channels, --background, --image-size, --crop,
     // --test-split, --skip-bad-images, --no-cache); seed and progress are the run's.
     struct image_folder_options folder;
-    bool flip; // --flip: random horizontal flips of training images (include/data/augment.h)
+    bool conditional; // --conditional: model.classes from the data's labels (vae.h)
+    bool flip;        // --flip: random horizontal flips of training images (include/data/augment.h)
     uint64_t seed;
     bool quiet;
     bool profile;            // time every kernel and GEMM on the device, print the table at the end

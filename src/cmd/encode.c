@@ -215,7 +215,7 @@ int encode_main(int argc, char **argv, struct clvae_error *err)
     struct vae *vae = &model.vae;
     const struct ckpt_meta *meta = &model.ckpt.meta;
     if (dataset_read_split(opt.data_dir, meta, opt.model, opt.train, &data, err) ||
-        atomic_file_open(&out, opt.out, err) ||
+        dataset_check_labels(&data, meta, opt.model, err) || atomic_file_open(&out, opt.out, err) ||
         (opt.elbo && iwae_create(&iw, vae, opt.k, EVAL_LOG_WEIGHTS, err)))
         goto done;
     const struct image_set *set = &data.test;
@@ -237,6 +237,8 @@ int encode_main(int argc, char **argv, struct clvae_error *err)
         !(bound_buf = clrt_buffer(&model.rt, (size_t)n * sizeof(float), "IWAE bounds", err)))
         goto done;
     clrt_parts_write(&model.rt, &images, set->pixels, true);
+    if (meta->cfg.classes)
+        iw.labels = set->labels;
     clrt_write(&model.rt, index, 0, (size_t)n * sizeof(int), identity, true);
     struct columns c = {.latent = meta->cfg.latent, .label = set->labels != NULL, .elbo = opt.elbo};
     c.count = 2 * c.latent + c.label + 2 * c.elbo;
@@ -252,6 +254,8 @@ int encode_main(int argc, char **argv, struct clvae_error *err)
     for (int start = 0; start < n; start += chunk) {
         int rows = n - start < chunk ? n - start : chunk;
         vae_gather(vae, &images, index, start, rows);
+        if (meta->cfg.classes) // each image's own class (dataset_check_labels)
+            vae_set_labels(vae, set->labels + start, rows);
         eval_binarize(&model, index, start, rows);
         // eval's noise: stream EVAL, the batch's first image as the step (eval_images).
         struct vae_pass pass = {.rows = rows,

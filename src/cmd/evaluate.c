@@ -39,6 +39,8 @@ int iwae_create(struct iwae *iw, struct vae *vae, int k, size_t max_log_weights,
     if (!(iw->log_w =
               clrt_buffer(vae->rt, group * (size_t)k * sizeof(float), "IWAE log-weights", err)))
         return -1;
+    if (vae->cfg.classes)
+        iw->row_labels = xmalloc((size_t)vae->max_rows * sizeof *iw->row_labels);
     iw->k_sample = clrt_kernel(vae->rt, "iwae_sample");
     iw->k_log_likelihood = clrt_kernel(vae->rt, "iwae_log_likelihood");
     iw->k_logsumexp = clrt_kernel(vae->rt, "iwae_logsumexp");
@@ -51,6 +53,7 @@ void iwae_release(struct iwae *iw)
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         clrt_release_kernel(kernels[i]);
     clrt_release_buffer(iw->log_w);
+    free(iw->row_labels);
     memset(iw, 0, sizeof *iw);
 }
 
@@ -83,6 +86,11 @@ void iwae_log_weights(struct iwae *iw, int image0, int images, uint64_t first_im
         size_t global = (size_t)rows;
         clrt_launch(vae->rt, kern, 1, &global, NULL);
 
+        if (iw->row_labels) { // sample first + j is of image image0 + (first + j) / k
+            for (int j = 0; j < rows; j++)
+                iw->row_labels[j] = iw->labels[base + (uint64_t)((first + j) / k)];
+            vae_set_labels(vae, iw->row_labels, rows);
+        }
         vae_decode(vae, rows);
 
         kern = iw->k_log_likelihood;
@@ -310,6 +318,10 @@ static void print_eval_banner(const struct eval_options *opt, const struct model
            "per image, seed %llu\n",
            n, test->width, test->height, test->channels, path,
            likelihood_name(meta->cfg.likelihood), opt->k, (unsigned long long)opt->seed);
+    if (meta->cfg.classes)
+        printf("clvae: conditional on %d classes: the bounds are of log p(x | y), y each image's "
+               "label\n",
+               meta->cfg.classes);
     fflush(stdout);
 }
 
@@ -333,6 +345,8 @@ static void eval_images(struct model_io *model, struct eval_run *run, struct iwa
     for (int start = 0; start < n; start += vae->max_rows) {
         int rows = n - start < vae->max_rows ? n - start : vae->max_rows;
         vae_gather(vae, &run->data, run->index, start, rows);
+        if (iw->labels)
+            vae_set_labels(vae, iw->labels + start, rows);
         eval_binarize(model, run->index, start, rows);
         // The ELBO's noise: stream EVAL as in training's evaluation, the batch's first image as
         // the step; the batch size is fixed, so each image's noise depends on the seed alone.
@@ -434,11 +448,14 @@ int eval_main(int argc, char **argv, struct clvae_error *err)
         return -1;
     const struct ckpt_meta *meta = &model.ckpt.meta;
     if (dataset_read_test(opt.data_dir, meta, opt.model, &data, err) ||
+        dataset_check_labels(&data, meta, opt.model, err) ||
         eval_count(&opt, &data.test, data.source, &n, err) ||
         (opt.csv && atomic_file_open(&csv, opt.csv, err)) ||
         iwae_create(&iw, &model.vae, opt.k, EVAL_LOG_WEIGHTS, err) ||
         eval_run_setup(&run, &model.rt, &data.test, n, err))
         goto done;
+    if (meta->cfg.classes)
+        iw.labels = data.test.labels;
     print_eval_banner(&opt, &model, &data.test, n, data.source);
     host = xmalloc(3 * (size_t)n * sizeof(float));
     float *rec = host, *kl = host + n, *bound = host + 2 * (size_t)n;

@@ -24,6 +24,7 @@
 // The options of the image subcommands; each uses the ones its usage lists.
 struct image_options {
     const char *model, *out, *data, *each, *raw;
+    const char *class_text; // --class NAME|INDEX, for a conditional model; NULL: not given
     const char *platform, *device;
     int n, cols, from, to, steps;
     bool images;
@@ -39,7 +40,9 @@ static const char *const usage_generate =
     "training seed, the first 64 are those of the samples_epochNNN.png grids. --each writes one\n"
     "PNG per image into DIR (grey or RGB as the model's images); --raw writes each pixel's mean\n"
     "under the model's likelihood, in [0, 1], as little-endian float32 (n, height, width,\n"
-    "channels). Defaults: -n 64, --seed 1, --temperature 1, --cols sqrt(n).\n";
+    "channels). Defaults: -n 64, --seed 1, --temperature 1, --cols sqrt(n).\n"
+    "A conditional model (train --conditional) decodes every draw as --class NAME|INDEX, or by\n"
+    "default the classes in turn, a row each (then -n defaults to a row of --cols 8 a class).\n";
 static const char *const usage_reconstruct =
     "usage: clvae reconstruct --model FILE [--data DIR] [-n 32] [--cols C] -o recon.png\n"
     "                         [--platform N --device N]\n"
@@ -47,13 +50,16 @@ static const char *const usage_reconstruct =
     "The first n test images of DIR (default /usr/share/datasets/fashion-mnist: IDX files, or a\n"
     "PNG folder read as training read it), each followed by its reconstruction from the\n"
     "posterior mean; an -n past the test set is an error. Defaults: -n 32 (all the test\n"
-    "images when there are fewer), --cols 8 (4 pairs a row).\n";
+    "images when there are fewer), --cols 8 (4 pairs a row). A conditional model takes each\n"
+    "image's class from DIR's labels.\n";
 static const char *const usage_interpolate =
     "usage: clvae interpolate --model FILE --from I --to J [--steps 10] [--data DIR] -o walk.png\n"
     "                         [--platform N --device N]\n"
     "\n"
     "A straight walk in latent space from the posterior mean of test image I to that of test\n"
-    "image J: test image I, the decoded steps (both ends included), test image J, in one row.\n";
+    "image J: test image I, the decoded steps (both ends included), test image J, in one row.\n"
+    "A conditional model encodes each end with its class and decodes the first half of the walk\n"
+    "as I's class, the second as J's; --class NAME|INDEX decodes all of it as that class.\n";
 static const char *const usage_scatter =
     "usage: clvae scatter --model FILE [--data DIR] [-n N] [--images] -o latent.png\n"
     "                     [--platform N --device N]\n"
@@ -77,7 +83,8 @@ static const char *const usage_manifold =
     "\n"
     "For a 2-dimensional latent: an n x n grid of decoded images over the inverse normal CDF of a\n"
     "regular grid in (0, 1)^2. For a larger latent: one row per latent dimension, n images\n"
-    "walking that dimension from -R to R (default 3) with the others at the prior mean 0.\n";
+    "walking that dimension from -R to R (default 3) with the others at the prior mean 0.\n"
+    "A conditional model needs --class NAME|INDEX: the class every image is decoded as.\n";
 
 // Parses the options of subcommand name; usage is its help text. 1: --help was given (usage
 // printed); 0: options parsed; -1: a bad command line.
@@ -93,7 +100,8 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
         OPT_RAW,
         OPT_COLS,
         OPT_RANGE,
-        OPT_IMAGES
+        OPT_IMAGES,
+        OPT_CLASS
     };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},
@@ -109,6 +117,7 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
         {"cols", required_argument, NULL, OPT_COLS},
         {"range", required_argument, NULL, OPT_RANGE},
         {"images", no_argument, NULL, OPT_IMAGES},
+        {"class", required_argument, NULL, OPT_CLASS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -138,6 +147,7 @@ static int parse_image_options(int argc, char **argv, const char *name, const ch
         case OPT_RAW: o->raw = optarg; break;
         case OPT_COLS: rc = cli_parse_int("--cols", optarg, 1, 1000, &o->cols, err); break;
         case OPT_IMAGES: o->images = true; break;
+        case OPT_CLASS: o->class_text = optarg; break;
         case OPT_RANGE:
             rc = cli_parse_double("--range", optarg, 0.0, true, 100.0, &o->range, err);
             break;
@@ -171,10 +181,48 @@ static size_t image_dim(const struct model_io *m)
     return (size_t)m->vae.cfg.in_dim;
 }
 
+// The class --class names (a class name of the model, or its index) into *cls; -1 when the model
+// is not conditional or has no such class, one line naming it and the model's classes
+// (CLVAE_EXIT_USAGE). Not given: *cls -1.
+static int resolve_class(const struct model_io *m, const struct image_options *o, int *cls,
+                         struct clvae_error *err)
+{
+    const struct ckpt_meta *meta = &m->ckpt.meta;
+    *cls = -1;
+    if (!o->class_text)
+        return 0;
+    if (!meta->cfg.classes)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "--class %s: the model %s is not conditional (trained without "
+                          "--conditional)",
+                          o->class_text, o->model);
+    for (int k = 0; k < meta->n_classes; k++)
+        if (strcmp(meta->class_names[k], o->class_text) == 0)
+            return *cls = k, 0;
+    char *end;
+    errno = 0;
+    long k = strtol(o->class_text, &end, 10);
+    if (o->class_text[0] && *end == '\0' && errno == 0 && k >= 0 && k < meta->n_classes &&
+        isdigit((unsigned char)o->class_text[0]))
+        return *cls = (int)k, 0;
+    char names[512];
+    size_t used = 0;
+    names[0] = '\0';
+    for (int i = 0; i < meta->n_classes && used < sizeof names - 64; i++)
+        used += (size_t)snprintf(names + used, sizeof names - used, "%s%d '%s'", i ? ", " : "", i,
+                                 meta->class_names[i]);
+    if (used >= sizeof names - 64)
+        snprintf(names + used, sizeof names - used, ", ...");
+    return clvae_fail(err, CLVAE_EXIT_USAGE,
+                      "--class %s: no such class of the model %s; its %d classes are %s",
+                      o->class_text, o->model, meta->n_classes, names);
+}
+
 // z (rows, latent) on the host -> the decoded images' pixel means (rows, in_dim) in [0, 1] into
-// mean (unless NULL) and as bytes into pixels (unless NULL), CHUNK_ROWS at a time.
-static void decode_images(struct model_io *m, const float *z, int rows, float *mean,
-                          uint8_t *pixels)
+// mean (unless NULL) and as bytes into pixels (unless NULL), CHUNK_ROWS at a time; a conditional
+// model's as the classes labels (rows) say.
+static void decode_images(struct model_io *m, const float *z, const int *labels, int rows,
+                          float *mean, uint8_t *pixels)
 {
     size_t latent = (size_t)m->vae.cfg.latent, dim = image_dim(m);
     size_t out_dim = (size_t)m->vae.out_dim;
@@ -184,6 +232,8 @@ static void decode_images(struct model_io *m, const float *z, int rows, float *m
         int n = rows - start < CHUNK_ROWS ? rows - start : CHUNK_ROWS;
         clrt_write(&m->rt, m->vae.z, 0, (size_t)n * latent * sizeof(float),
                    z + (size_t)start * latent, false);
+        if (labels)
+            vae_set_labels(&m->vae, labels + start, n);
         vae_decode(&m->vae, n);
         clrt_read(&m->rt, m->vae.logits, 0, (size_t)n * out_dim * sizeof(float), out, true);
         likelihood_mean(m->vae.cfg.likelihood, out, n, (int)dim, m->vae.cfg.channels, chunk);
@@ -232,12 +282,17 @@ static int check_grid(const struct model_io *m, const struct image_options *o, c
                       (long long)height, PNG_GRID_MAX_SIDE);
 }
 
-// DIR's test images for the model, with at least count of them.
+// DIR's test images for the model, with at least count of them (and their classes for a
+// conditional model).
 static int load_test_images(const struct image_options *o, const struct model_io *m, uint32_t count,
                             struct dataset *data, struct clvae_error *err)
 {
     if (dataset_read_test(o->data, &m->ckpt.meta, o->model, data, err))
         return -1;
+    if (dataset_check_labels(data, &m->ckpt.meta, o->model, err)) {
+        dataset_free(data);
+        return -1;
+    }
     if (count > data->test.count) {
         clvae_fail(err, CLVAE_EXIT_USAGE, "-n %u: %s holds only %u test images", count,
                    data->source, data->test.count);
@@ -266,6 +321,13 @@ static int encode_means(struct model_io *m, const struct image_set *test, const 
         return -1;
     }
     clrt_write(&m->rt, m->vae.x, 0, (size_t)count * dim * sizeof(float), scaled, true);
+    if (m->vae.cfg.classes) {
+        int *labels = xmalloc((size_t)count * sizeof *labels);
+        for (int i = 0; i < count; i++)
+            labels[i] = test->labels[indices[i]];
+        vae_set_labels(&m->vae, labels, count);
+        free(labels);
+    }
     struct vae_pass pass = {.rows = count, .stream = PHILOX_STREAM_EVAL, .rec = rec, .kl = kl};
     vae_forward(&m->vae, &pass);
     float *ml = xmalloc((size_t)count * 2 * latent * sizeof(float));
@@ -307,15 +369,24 @@ int generate_main(int argc, char **argv, struct clvae_error *err)
     char counted[32] = "";
     snprintf(counted, sizeof counted, "-n %d", o.n);
     bool n_given = o.n > 0;
-    if (o.n == 0)
-        o.n = 64;
-    if (o.each && mkdir(o.each, 0777) != 0 && errno != EEXIST)
-        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: cannot create directory: %s", o.each,
-                          strerror(errno));
     struct model_io m;
+    int cls;
     if (model_io_open(&m, o.model, o.platform, o.device, CHUNK_ROWS, err))
         return -1;
-    int cols = o.cols ? o.cols : (int)ceil(sqrt((double)o.n));
+    if (resolve_class(&m, &o, &cls, err)) {
+        model_io_close(&m);
+        return -1;
+    }
+    // A conditional model's draws without --class: the classes in turn, a row of cols each.
+    int classes = m.vae.cfg.classes, in_turn = classes && cls < 0;
+    if (o.n == 0)
+        o.n = in_turn ? (o.cols ? o.cols : 8) * (classes < 100000 / 8 ? classes : 1) : 64;
+    int cols = o.cols ? o.cols : in_turn ? 8 : (int)ceil(sqrt((double)o.n));
+    if (o.each && mkdir(o.each, 0777) != 0 && errno != EEXIST) {
+        model_io_close(&m);
+        return clvae_fail(err, CLVAE_EXIT_OUTPUT, "%s: cannot create directory: %s", o.each,
+                          strerror(errno));
+    }
     if (o.out &&
         check_grid(&m, &o, n_given ? counted : NULL, o.n, (o.n + cols - 1) / cols, cols, 2, err)) {
         model_io_close(&m);
@@ -326,9 +397,16 @@ int generate_main(int argc, char **argv, struct clvae_error *err)
     float *z = xmalloc((size_t)o.n * latent * sizeof(float));
     for (size_t i = 0; i < (size_t)o.n * latent; i++)
         z[i] = (float)(o.temperature * philox_normal(o.seed, (uint32_t)i, 0, PHILOX_STREAM_GRID));
+    int *labels = NULL;
+    if (classes) {
+        labels = xmalloc((size_t)o.n * sizeof *labels);
+        for (int i = 0; i < o.n; i++)
+            labels[i] = cls >= 0 ? cls : i / cols % classes;
+    }
     float *mean = xmalloc((size_t)o.n * dim * sizeof(float));
     uint8_t *pixels = xmalloc((size_t)o.n * dim);
-    decode_images(&m, z, o.n, mean, pixels);
+    decode_images(&m, z, labels, o.n, mean, pixels);
+    free(labels);
     int status = 0;
     if (o.out)
         status = write_tiles(&m, o.out, pixels, o.n, cols, 2, err);
@@ -381,9 +459,18 @@ int reconstruct_main(int argc, char **argv, struct clvae_error *err)
         float *x = xmalloc((size_t)o.n * dim * sizeof(float));
         uint8_t *decoded = xmalloc((size_t)o.n * dim);
         uint8_t *tiles = xmalloc(2 * (size_t)o.n * dim);
-        status = encode_means(&m, test, indices, o.n, mu, x, err);
+        int *labels = NULL;
+        if (status == 0 && m.vae.cfg.classes) {
+            labels = xmalloc((size_t)o.n * sizeof *labels);
+            memcpy(labels, test->labels, (size_t)o.n * sizeof *labels);
+        }
+        if (status == 0 && o.class_text)
+            status = clvae_fail(err, CLVAE_EXIT_USAGE,
+                                "--class: reconstruct takes each test image's own class");
+        if (status == 0)
+            status = encode_means(&m, test, indices, o.n, mu, x, err);
         if (status == 0) {
-            decode_images(&m, mu, o.n, NULL, decoded);
+            decode_images(&m, mu, labels, o.n, NULL, decoded);
             for (size_t i = 0; i < (size_t)o.n; i++) {
                 memcpy(tiles + 2 * i * dim, test->pixels + i * dim, dim);
                 memcpy(tiles + (2 * i + 1) * dim, decoded + i * dim, dim);
@@ -391,6 +478,7 @@ int reconstruct_main(int argc, char **argv, struct clvae_error *err)
             status = write_tiles(&m, o.out, tiles, 2 * o.n, o.cols ? o.cols : 8, 2, err);
         }
         free(indices);
+        free(labels);
         free(mu);
         free(x);
         free(decoded);
@@ -429,8 +517,10 @@ int interpolate_main(int argc, char **argv, struct clvae_error *err)
             err, CLVAE_EXIT_USAGE, "--%s %d: no such test image (%s holds %u, numbered from 0)",
             o.from > o.to ? "from" : "to", o.from > o.to ? o.from : o.to, data.source, test->count);
     size_t latent = (size_t)m.vae.cfg.latent, dim = image_dim(&m);
-    int ends[2] = {o.from, o.to};
+    int ends[2] = {o.from, o.to}, cls = -1;
     float *mu = xmalloc(2 * latent * sizeof *mu); // latent: up to the checkpoint's limit
+    if (status == 0)
+        status = resolve_class(&m, &o, &cls, err);
     if (status == 0)
         status = encode_means(&m, test, ends, 2, mu, NULL, err);
     if (status == 0) {
@@ -440,10 +530,16 @@ int interpolate_main(int argc, char **argv, struct clvae_error *err)
             for (size_t k = 0; k < latent; k++)
                 z[(size_t)s * latent + k] = (1.0f - t) * mu[k] + t * mu[latent + k];
         }
-        int n = o.steps + 2;
+        int n = o.steps + 2, *labels = NULL;
+        if (m.vae.cfg.classes) { // --class's, or I's in the first half of the walk, J's after
+            labels = xmalloc((size_t)o.steps * sizeof *labels);
+            for (int s = 0; s < o.steps; s++)
+                labels[s] = cls >= 0 ? cls : test->labels[2 * s < o.steps ? o.from : o.to];
+        }
         uint8_t *tiles = xmalloc((size_t)n * dim);
         memcpy(tiles, test->pixels + (size_t)o.from * dim, dim);
-        decode_images(&m, z, o.steps, NULL, tiles + dim);
+        decode_images(&m, z, labels, o.steps, NULL, tiles + dim);
+        free(labels);
         memcpy(tiles + (size_t)(n - 1) * dim, test->pixels + (size_t)o.to * dim, dim);
         status = write_tiles(&m, o.out, tiles, n, n, 2, err);
         free(z);
@@ -495,8 +591,18 @@ int manifold_main(int argc, char **argv, struct clvae_error *err)
     if (o.n == 0)
         o.n = 20;
     struct model_io m;
+    int cls;
     if (model_io_open(&m, o.model, o.platform, o.device, CHUNK_ROWS, err))
         return -1;
+    if (resolve_class(&m, &o, &cls, err) ||
+        (m.vae.cfg.classes && cls < 0 &&
+         clvae_fail(err, CLVAE_EXIT_USAGE,
+                    "manifold: the model %s is conditional: give --class NAME|INDEX, the class "
+                    "to decode as",
+                    o.model))) {
+        model_io_close(&m);
+        return -1;
+    }
     int latent = m.vae.cfg.latent;
     size_t dim = image_dim(&m);
     // One row a latent dimension (n x n for two), checked as a grid: then rows * n is an int.
@@ -521,7 +627,14 @@ int manifold_main(int argc, char **argv, struct clvae_error *err)
             }
         }
     uint8_t *tiles = xmalloc((size_t)count * dim);
-    decode_images(&m, z, count, NULL, tiles);
+    int *labels = NULL;
+    if (cls >= 0) {
+        labels = xmalloc((size_t)count * sizeof *labels);
+        for (int i = 0; i < count; i++)
+            labels[i] = cls;
+    }
+    decode_images(&m, z, labels, count, NULL, tiles);
+    free(labels);
     int status = write_tiles(&m, o.out, tiles, count, o.n, latent == 2 ? 0 : 2, err);
     free(z);
     free(tiles);
@@ -597,6 +710,7 @@ static int scatter_axes(const float *mu, int n, int latent, double *xs, double *
 static int scatter_thumbs(struct model_io *m, const float *mu, int n, double *xs, double *ys,
                           int *cls, uint8_t **thumbs)
 {
+    int *labels = m->vae.cfg.classes ? xmalloc((size_t)n * sizeof *labels) : NULL;
     int latent = m->vae.cfg.latent;
     int step = (n + SCATTER_MAX_THUMBS - 1) / SCATTER_MAX_THUMBS, k = (n + step - 1) / step;
     float *z = xmalloc((size_t)k * latent * sizeof *z);
@@ -605,9 +719,12 @@ static int scatter_thumbs(struct model_io *m, const float *mu, int n, double *xs
         xs[i] = xs[i * step], ys[i] = ys[i * step];
         if (cls)
             cls[i] = cls[i * step];
+        if (labels) // a conditional model's images carry labels: cls holds them
+            labels[i] = cls[i];
     }
     *thumbs = xmalloc((size_t)k * image_dim(m));
-    decode_images(m, z, k, NULL, *thumbs);
+    decode_images(m, z, labels, k, NULL, *thumbs);
+    free(labels);
     free(z);
     return k;
 }
@@ -631,6 +748,10 @@ int scatter_main(int argc, char **argv, struct clvae_error *err)
         return -1;
     if (load_test_images(&o, &m, (uint32_t)o.n, &data, err))
         goto done;
+    if (o.class_text) {
+        clvae_fail(err, CLVAE_EXIT_USAGE, "--class: scatter takes each test image's own class");
+        goto done;
+    }
     if (!o.n && test->count > SCATTER_MAX_POINTS) {
         clvae_fail(err, CLVAE_EXIT_USAGE,
                    "scatter: %s holds %u test images, more than %d points: give -n", data.source,

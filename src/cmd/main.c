@@ -7,6 +7,7 @@
 #include "dist.h"
 #include "error.h"
 #include "evaluate.h"
+#include "export.h"
 #include "images.h"
 #include "train_cmd.h"
 #include "tune.h"
@@ -35,6 +36,7 @@ static const struct command commands[] = {
     {"encode", "each image's posterior mean and log-variance (and bounds) to .npy or .csv",
      encode_main},
     {"tune", "find the fastest GEMM parameters for a model on this device", tune_main},
+    {"export", "a trained model's decoder or encoder as an ONNX file", export_main},
     {"scatter", "the test images' latent means, coloured by class", scatter_main},
     {"plot", "the learning curves of a metrics.csv", plot_main},
 };
@@ -43,7 +45,7 @@ static void print_usage(FILE *out)
 {
     fprintf(out, "usage: clvae <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n  clvae --help, clvae --version, clvae <command> --help\n");
 }
 

@@ -416,14 +416,15 @@ static const struct option_row rows[] = {
      .resume = RESUME_MODEL,
      .help = "layers, e.g. conv:32,conv:64,dense:256: dense:N, or\n"
              "conv:C[:K[:S[:P]]] (C channels, kernel K, stride S, padding P;\n"
-             "4, 2, 1 unless given)"},
+             "4, 2, 1 unless given), res:C[:G] (a residual block, G groups\n"
+             "of group normalisation, 8 unless given), up:F (upsampling)"},
     {.name = "--decoder",
      .arg = "LIST",
      .type = VALUE_TEXT,
      AT(decoder),
      .resume = RESUME_MODEL,
-     .help = "dense:N, deconv:C[:K[:S[:P]]], reshape:CxHxW; the output layer\n"
-             "follows  [the encoder's mirror]"},
+     .help = "dense:N, deconv:C[:K[:S[:P]]], conv:..., res:C[:G], up:F,\n"
+             "reshape:CxHxW; the output layer follows  [the encoder's mirror]"},
     {.name = "--latent",
      .letter = 'z',
      .arg = "N",
@@ -433,6 +434,13 @@ static const struct option_row rows[] = {
      .max = 4096,
      .resume = RESUME_MODEL,
      .help = "latent dimensions                             [{}]"},
+    {.name = "--conditional",
+     .type = VALUE_FLAG,
+     AT(opt.conditional),
+     .resume = RESUME_SAME,
+     .help = "a class-conditional VAE: each image's one-hot class beside the\n"
+             "encoder's features and beside z (the data's labels: class\n"
+             "folders or IDX label files; the decoder's first layer dense)"},
     {.name = "--beta",
      .arg = "X",
      .type = VALUE_DOUBLE,
@@ -557,9 +565,10 @@ static void print_row(FILE *out, const struct option_row *r, const struct comman
     snprintf(left, sizeof left, "  %c%c%c --%s%s%s", r->letter ? '-' : ' ',
              r->letter ? r->letter : ' ', r->letter ? ',' : ' ', r->name + 2, r->arg ? " " : "",
              r->arg ? r->arg : "");
-    // At least one space before the text, two after an option that runs past the column.
+    // At least two spaces before the text (help2man and clvae_help.py read a single one as part
+    // of the option), the text in column 21 when the option leaves room.
     int used = (int)strlen(left);
-    fprintf(out, "%s%*s", left, used < 21 ? 21 - used : 2, "");
+    fprintf(out, "%s%*s", left, used < 20 ? 21 - used : 2, "");
     for (const char *p = r->help; *p; p++) {
         if (p[0] == '{' && p[1] == '}') {
             show_value(r, defaults, value, sizeof value);
@@ -733,6 +742,7 @@ static void options_of_checkpoint(const struct ckpt_meta *m, struct train_option
     o->folder.test_split = m->test_split;
     o->folder.crop = m->crop;
     o->flip = m->flip;
+    o->conditional = m->cfg.classes > 0;
     o->batch = m->batch;
     o->lr = m->lr;
     o->optimizer = m->optimizer;

@@ -184,6 +184,27 @@ int dataset_read_split(const char *dir, const struct ckpt_meta *meta, const char
     return rc;
 }
 
+// A conditional model's test images need their classes, each one of the model's: -1 naming
+// the data (CLVAE_EXIT_DATA) when not so.
+int dataset_check_labels(const struct dataset *data, const struct ckpt_meta *meta,
+                         const char *model, struct clvae_error *err)
+{
+    if (!meta->cfg.classes)
+        return 0;
+    if (!data->test.labels)
+        return clvae_fail(err, CLVAE_EXIT_DATA,
+                          "%s: the model %s is conditional and takes each image's class, but "
+                          "these images have no labels (IDX t10k-labels-idx1-ubyte[.gz], or class "
+                          "folders)",
+                          data->source, model);
+    for (uint32_t i = 0; i < data->test.count; i++)
+        if (data->test.labels[i] < 0 || data->test.labels[i] >= meta->cfg.classes)
+            return clvae_fail(err, CLVAE_EXIT_DATA,
+                              "%s: image %u has class %d, and the model %s has %d classes",
+                              data->source, i, data->test.labels[i], model, meta->cfg.classes);
+    return 0;
+}
+
 void dataset_free(struct dataset *d)
 {
     free(d->test.pixels);

@@ -291,6 +291,10 @@ static int check_meta(const struct ckpt_meta *m, char *why)
     if (m->channels == 2) {
         return bad(why, "channels 2: clvae's images have 1 or 3");
     }
+    if (cfg->classes != 0 && cfg->classes != m->n_classes) {
+        return bad(why, "a model conditional on %d classes lists %d class names", cfg->classes,
+                   m->n_classes);
+    }
     if ((int64_t)m->image_rows * m->image_cols * m->channels != cfg->in_dim) {
         return bad(why, "in_dim %d is not image_rows x image_cols x channels (%d x %d x %d)",
                    cfg->in_dim, m->image_rows, m->image_cols, m->channels);
@@ -402,6 +406,13 @@ static bool add_image_options(cJSON *md, const struct ckpt_meta *m)
            (!m->flip || add_string(md, "flip", "1"));
 }
 
+// "conditional": "1" for a model conditional on its "classes" (--conditional), only then: an
+// unconditional checkpoint is what it always was.
+static bool add_conditional(cJSON *md, const struct ckpt_meta *m)
+{
+    return m->cfg.classes == 0 || add_string(md, "conditional", "1");
+}
+
 static const char *const binarize_names[] = {"none", "dynamic", "static"};
 
 int checkpoint_parse_binarize(const char *option, const char *name, int *mode,
@@ -460,12 +471,12 @@ static bool add_metadata(cJSON *root, const struct ckpt_meta *m)
         add_string(md, "background", "%d,%d,%d", m->background[0], m->background[1],
                    m->background[2]) &&
         add_shortest(md, "test_split", m->test_split) && add_classes(md, m) &&
-        add_image_options(md, m) && add_string(md, "encoder", "%s", encoder) &&
-        add_string(md, "decoder", "%s", decoder) && add_string(md, "latent", "%d", m->cfg.latent) &&
-        add_string(md, "batch", "%d", m->batch) && add_string(md, "lr", "%.17g", m->lr) &&
-        add_string(md, "beta", "%.17g", m->beta) && add_schedule(md, m) &&
-        add_string(md, "seed", "%" PRIu64, m->seed) && add_string(md, "epoch", "%d", m->epoch) &&
-        add_string(md, "step", "%" PRId64, m->step) &&
+        add_image_options(md, m) && add_conditional(md, m) &&
+        add_string(md, "encoder", "%s", encoder) && add_string(md, "decoder", "%s", decoder) &&
+        add_string(md, "latent", "%d", m->cfg.latent) && add_string(md, "batch", "%d", m->batch) &&
+        add_string(md, "lr", "%.17g", m->lr) && add_string(md, "beta", "%.17g", m->beta) &&
+        add_schedule(md, m) && add_string(md, "seed", "%" PRIu64, m->seed) &&
+        add_string(md, "epoch", "%d", m->epoch) && add_string(md, "step", "%" PRId64, m->step) &&
         add_string(md, "epoch_step", "%d", m->epoch_step) &&
         add_string(md, "optimizer", "%s", optimizer ? optimizer->name : "none");
     for (int i = 0; ok && optimizer && i < optimizer->n_hyper; i++) {
@@ -856,6 +867,23 @@ static int meta_image_options(const cJSON *md, struct ckpt_meta *m, char *why)
     return 0;
 }
 
+// The optional "conditional" (add_conditional): the model takes the one-hot of its classes, whose
+// names "classes" must then list.
+static int meta_conditional(const cJSON *md, struct ckpt_meta *m, char *why)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(md, "conditional");
+    const char *v = item && cJSON_IsString(item) ? item->valuestring : NULL;
+    if (item && (!v || (strcmp(v, "0") != 0 && strcmp(v, "1") != 0))) {
+        return bad(why, "__metadata__: conditional '%.64s' is neither 0 nor 1", v ? v : "?");
+    }
+    bool on = v && strcmp(v, "1") == 0;
+    if (on && m->n_classes == 0) {
+        return bad(why, "__metadata__: conditional is 1 but no classes are listed");
+    }
+    m->cfg.classes = on ? m->n_classes : 0;
+    return 0;
+}
+
 // The optional schedule keys (add_schedule); absent: the defaults.
 static int meta_schedule(const cJSON *md, struct ckpt_meta *m, char *why)
 {
@@ -966,7 +994,7 @@ static int parse_meta(const cJSON *md, struct ckpt_meta *m, char *why)
         }
         if (meta_background(md, m->background, why) ||
             meta_double(md, "test_split", &m->test_split, why) || meta_classes(md, m, why) ||
-            meta_image_options(md, m, why)) {
+            meta_image_options(md, m, why) || meta_conditional(md, m, why)) {
             return -1;
         }
     }

@@ -11,7 +11,7 @@
 
 // Every kind, in the order an item's name is tried and messages list them. A new kind is its
 // module (src/model/layer_KIND.c, defining KIND_ops) and its name in this line.
-#define LAYER_KINDS(X) X(dense) X(conv) X(deconv) X(reshape)
+#define LAYER_KINDS(X) X(dense) X(conv) X(deconv) X(res) X(up) X(reshape)
 
 #define DECLARE(name) extern const struct layer_ops name##_ops;
 #define ROW(name) &name##_ops,
@@ -94,8 +94,9 @@ int layer_bias_parts(const struct layer_ctx *ctx, int rows, int n)
 int layer_splitk_parts(const struct clrt *rt, size_t m, size_t n, size_t k)
 {
     size_t tiles = ((m + 31) / 32) * ((n + 31) / 32);
-    // (clvae's products on a CPU set no work-groups to fill: they split by cache themselves.)
-    if (rt->splitk_min_k == 0 || tiles >= rt->splitk_groups)
+    // (clvae's products on a CPU set no work-groups to fill: they split by cache themselves; a
+    // layer without weights, up, has no product.)
+    if (rt->splitk_min_k == 0 || tiles == 0 || tiles >= rt->splitk_groups)
         return 1;
     size_t want = (rt->splitk_groups + tiles - 1) / tiles, most = k / rt->splitk_min_k;
     size_t parts = want < most ? want : most;

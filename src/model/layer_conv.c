@@ -15,14 +15,13 @@
 // The numbers of an item after its channels, in spec.arg.
 enum { KERNEL, STRIDE, PAD };
 
-// The kernels after dense's (dense_create) in l->kernel.
-enum { K_IM2COL = DENSE_KERNELS, K_COL2IM, CONV_KERNELS };
+// The kernels after dense's (dense_create) in l->kernel, and the columns and their gradient in
+// l->buffer: layer_kind.h's, for res.
+enum { K_IM2COL = CONV_K_IM2COL, K_COL2IM = CONV_K_COL2IM };
 _Static_assert(CONV_KERNELS <= LAYER_MAX_KERNELS, "conv's kernels fit a layer");
+enum { COLS = CONV_COLS, DCOLS = CONV_DCOLS };
 
-// The columns and their gradient in l->buffer.
-enum { COLS, DCOLS };
-
-extern const struct layer_ops conv_ops, deconv_ops;
+extern const struct layer_ops deconv_ops;
 
 // Both kinds' items. A bad deconv item is refused in conv's words, as it always was.
 static int conv_parse(const char *option, const char *item, const char *numbers,
@@ -285,6 +284,11 @@ static void columns(const struct layer_ctx *ctx, const struct layer *l, int whic
 static size_t conv_kkc(const struct layer *l)
 {
     return (size_t)l->spec.arg[KERNEL] * l->spec.arg[KERNEL] * l->in_shape.c;
+}
+
+void conv_im2col(const struct layer_ctx *ctx, const struct layer *l, int rows)
+{
+    columns(ctx, l, K_IM2COL, l->x, l->buffer[COLS].mem, rows, l->in_shape, l->out_shape, false);
 }
 
 static void conv_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "condition.h"
 #include "layer_kind.h"
 #include "philox.h"
 
@@ -57,7 +58,7 @@ static int dense_layout(struct layer *l, struct layer_plan *plan, char *why)
     l->out = l->spec.units;
     l->out_shape = (struct layer_shape){.c = l->out, .h = 1, .w = 1};
     l->weight = plan->n_params;
-    l->bias = l->weight + (size_t)l->in * (size_t)l->out;
+    l->bias = l->weight + ((size_t)l->in + (size_t)l->classes) * (size_t)l->out;
     l->wgrad_m = (size_t)l->in, l->wgrad_n = (size_t)l->out, l->wgrad_k = 1;
     plan->n_params = l->bias + (size_t)l->out;
     if (l->needs_dx) { // its own transposed weight, kept from the forward product (or the scratch)
@@ -81,18 +82,22 @@ void dense_init_uniform(const struct layer *l, size_t end, int fan_in, uint64_t 
 // PyTorch's nn.Linear default: weight and bias uniform in +-1/sqrt(in).
 static void dense_init(const struct layer *l, uint64_t seed, float *params)
 {
-    dense_init_uniform(l, l->bias + (size_t)l->out, l->in, seed, params);
+    dense_init_uniform(l, l->bias + (size_t)l->out, l->in + l->classes, seed, params);
 }
 
 void dense_create(const struct layer_ctx *ctx, struct layer *l)
 {
     cl_kernel *k = l->kernel;
-    k[DENSE_K_FORWARD] = clrt_kernel(ctx->rt, l->relu ? "bias_relu_forward" : "bias_forward");
+    // A layer with classes takes its ReLU after their rows (condition_forward).
+    bool relu = l->relu && !l->classes;
+    k[DENSE_K_FORWARD] = clrt_kernel(ctx->rt, relu ? "bias_relu_forward" : "bias_forward");
     k[DENSE_K_BIAS_BACKWARD] = clrt_kernel(ctx->rt, "bias_backward");
     k[DENSE_K_BIAS_BACKWARD_ROWS] = clrt_kernel(ctx->rt, "bias_backward_rows");
     k[DENSE_K_BIAS_BACKWARD_SUM] = clrt_kernel(ctx->rt, "bias_backward_sum");
     if (l->needs_dx)
         k[DENSE_K_TRANSPOSE] = clrt_kernel(ctx->rt, ctx->cpu ? "transpose_tiles" : "transpose");
+    if (l->classes)
+        condition_create(ctx, l);
 }
 
 void dense_bias_forward(const struct layer_ctx *ctx, const struct layer *l, int rows, int n)
@@ -119,7 +124,7 @@ static void dense_product(const struct layer_ctx *ctx, const struct layer *l, si
     if (keep && ctx->weights_kept && clrt_gemm_keeps_wt(ctx->rt, m, n, k, a, w))
         ep.wt = mat(ctx->weights_kept, l->weight_t, k);
     struct layer_y_fold *fold = ctx->y_fold;
-    if (fold && !l->relu &&
+    if (fold && !l->relu && !l->classes &&
         clrt_gemm_bias_reparameterize(ctx->rt, m, n, k, a, w, mat(l->y, 0, n), &ep,
                                       &fold->sample)) {
         fold->applied = true;
@@ -143,11 +148,19 @@ static bool dense_wt_kept(const struct layer_ctx *ctx, const struct layer *l, in
                                                    mat(l->dev.params, l->dev.weight, out));
 }
 
-// y (rows, out) = x W + b, then ReLU if the layer has it; W^T kept when a layer below takes dx.
+// y (rows, out) = x W + b, then ReLU if the layer has it; with classes, the class rows of W
+// added before the ReLU (condition_forward).
 static void dense_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)
 {
     size_t in = (size_t)l->in;
-    dense_product(ctx, l, (size_t)rows, (size_t)l->out, in, mat(l->x, 0, in), l->needs_dx);
+    if (!l->classes) {
+        dense_product(ctx, l, (size_t)rows, (size_t)l->out, in, mat(l->x, 0, in), l->needs_dx);
+        return;
+    }
+    struct layer linear = *l;
+    linear.relu = false;
+    dense_product(ctx, &linear, (size_t)rows, (size_t)l->out, in, mat(l->x, 0, in), l->needs_dx);
+    condition_forward(ctx, l, rows);
 }
 
 // dense_forward with x gathered in the product (clrt_gemm_bias_gathered), the bias and ReLU
@@ -156,6 +169,8 @@ static bool dense_forward_gathered(const struct layer_ctx *ctx, const struct lay
                                    const struct clrt_gather *g)
 {
     size_t n = (size_t)l->out;
+    if (l->classes) // never the first layer: the model does not lay one out so
+        return false;
     struct clrt_epilogue ep = {.bias = {l->dev.params, l->dev.bias, 0}, .relu = l->relu};
     return clrt_gemm_bias_gathered(ctx->rt, (size_t)rows, n, (size_t)l->in, g,
                                    mat(l->dev.params, l->dev.weight, n), mat(l->y, 0, n), &ep);
@@ -297,12 +312,16 @@ static void dense_backward(const struct layer_ctx *ctx, const struct layer *l, i
         clrt_gemm_pair(ctx->rt, &pair)) {
         if (fold)
             fold->applied = true;
+        if (l->classes)
+            condition_backward(ctx, l, rows, accumulate);
         return;
     }
     if (!dense_grads_fused(ctx, l, rows, accumulate)) {
         dense_bias_backward(ctx, l, rows, l->out, accumulate);
         dense_weight_grad(ctx, l, rows, mat(l->x, 0, in), mat(l->dy, 0, out), accumulate);
     }
+    if (l->classes)
+        condition_backward(ctx, l, rows, accumulate);
     if (!l->needs_dx)
         return;
     float beta = l->dx_accumulate ? 1.0f : 0.0f;
@@ -316,8 +335,10 @@ static void dense_backward(const struct layer_ctx *ctx, const struct layer *l, i
 static int dense_pair(const struct layer *l, const char *name, int out, size_t col0,
                       struct layer_tensor *t)
 {
-    t[0] = (struct layer_tensor){
-        .ndim = 2, .shape = {out, l->in}, .stride = {1, (size_t)l->out}, .base = l->weight + col0};
+    t[0] = (struct layer_tensor){.ndim = 2,
+                                 .shape = {out, l->in + l->classes},
+                                 .stride = {1, (size_t)l->out},
+                                 .base = l->weight + col0};
     snprintf(t[0].name, sizeof t[0].name, "%s.weight", name);
     t[1] = (struct layer_tensor){.ndim = 1, .shape = {out}, .stride = {1}, .base = l->bias + col0};
     snprintf(t[1].name, sizeof t[1].name, "%s.bias", name);

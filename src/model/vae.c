@@ -171,9 +171,10 @@ bool vae_same_layers(const struct vae_config *a, const struct vae_config *b)
 // below VAE_MAX_PARAMS): the layout stops past it, so that the sum never wraps.
 #define PARAMS_CEILING ((size_t)1 << 62)
 
-// Appends a layer of spec taking input of shape in, named name, and lays it out.
+// Appends a layer of spec taking input of shape in (and classes one-hot inputs beside it: a dense
+// layer of a conditional model), named name, and lays it out.
 static int add_layer(struct vae *vae, struct layer_spec spec, const char *name,
-                     struct layer_shape in, bool relu, char *why)
+                     struct layer_shape in, bool relu, int classes, char *why)
 {
     if (vae->n_layers == VAE_MAX_LAYERS)
         return snprintf(why, CLVAE_ERROR_MAX, "more than %d layers", VAE_MAX_LAYERS), -1;
@@ -188,6 +189,7 @@ static int add_layer(struct vae *vae, struct layer_spec spec, const char *name,
                         .in = in.c * in.h * in.w,
                         .in_shape = in,
                         .relu = relu,
+                        .classes = classes,
                         .needs_dx = vae->n_layers > 0};
     snprintf(l->name, sizeof l->name, "%s", name);
     struct layer_plan plan = {.n_params = vae->n_params,
@@ -208,10 +210,11 @@ static struct layer_shape last_shape(const struct vae *vae)
     return vae->layer[vae->n_layers - 1].out_shape;
 }
 
-// Lays out specs[0 .. n) from shape *shape (updated), naming the layers prefix.i; an item that is
-// no layer (a reshape) gives the shape after it.
+// Lays out specs[0 .. n) from shape *shape (updated), naming the layers prefix.i, the first of
+// them taking classes one-hot inputs too; an item that is no layer (a reshape) gives the shape
+// after it.
 static int add_layers(struct vae *vae, const struct layer_spec *specs, int n, const char *prefix,
-                      struct layer_shape *shape, char *why)
+                      struct layer_shape *shape, int classes, char *why)
 {
     char name[24];
     for (int i = 0, index = 0; i < n; i++) {
@@ -221,8 +224,8 @@ static int add_layers(struct vae *vae, const struct layer_spec *specs, int n, co
                 return -1;
             continue;
         }
-        snprintf(name, sizeof name, "%s.%d", prefix, index++);
-        if (add_layer(vae, *s, name, *shape, true, why))
+        snprintf(name, sizeof name, "%s.%d", prefix, index);
+        if (add_layer(vae, *s, name, *shape, true, index++ == 0 ? classes : 0, why))
             return -1;
         *shape = last_shape(vae);
     }
@@ -289,20 +292,25 @@ static int check_config(const struct vae_config *cfg, char *why)
                -1;
     if (cfg->latent < 1 || cfg->latent > INT32_MAX / 2)
         return snprintf(why, CLVAE_ERROR_MAX, "latent %d is out of range", cfg->latent), -1;
+    if (cfg->classes < 0 || cfg->classes > VAE_MAX_CLASSES)
+        return snprintf(why, CLVAE_ERROR_MAX, "%d classes: a conditional model takes 1 to %d",
+                        cfg->classes, VAE_MAX_CLASSES),
+               -1;
     return 0;
 }
 
 // The output layer from a decoder whose output is an image: the first encoder layer's way back to
-// the image when the first item laid it out and that is one layer giving an image (a conv's
-// transpose), else a deconv of the kind's defaults (4x4, stride 2, padding 1). Its units are the
-// caller's.
+// the image when the first item laid it out and that is one layer giving an image of another kind
+// (a conv's transpose; a kind that mirrors to its own, res, keeps its channels and cannot give
+// the output's), else a deconv of the kind's defaults (4x4, stride 2, padding 1). Its units are
+// the caller's.
 static struct layer_spec output_from_image(const struct vae *vae, const struct vae_config *cfg,
                                            int n_enc)
 {
     struct layer_spec items[LAYER_MAX_MIRROR];
     if (n_enc > 0 && cfg->encoder[0].kind->layout &&
         vae->layer[0].ops->mirror(&vae->layer[0], items) == 1 && items[0].kind->layout &&
-        items[0].kind->gives == LAYER_GIVES_IMAGE)
+        items[0].kind->gives == LAYER_GIVES_IMAGE && items[0].kind != vae->layer[0].ops)
         return items[0];
     return layer_spec_of("deconv", 0);
 }
@@ -332,10 +340,10 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
         vae->cfg.channels = cfg->in_dim;
     }
     struct layer_shape shape = image;
-    int rc = add_layers(vae, cfg->encoder, cfg->n_encoder, "encoder", &shape, why);
+    int rc = add_layers(vae, cfg->encoder, cfg->n_encoder, "encoder", &shape, 0, why);
     int n_enc = vae->n_layers;
     struct layer_spec head = layer_spec_of("dense", 2 * cfg->latent);
-    if (rc == 0 && (rc = add_layer(vae, head, "mean+logvar", shape, false, why)) == 0)
+    if (rc == 0 && (rc = add_layer(vae, head, "mean+logvar", shape, false, cfg->classes, why)) == 0)
         vae->layer[vae->n_layers - 1].gaussian_head = true;
     vae->n_encoder = vae->n_layers;
     if (rc == 0 && cfg->n_decoder == 0) {
@@ -346,8 +354,19 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
             rc = mirror_decoder(vae, n_enc, why);
     }
     shape = (struct layer_shape){.c = cfg->latent, .h = 1, .w = 1};
+    if (rc == 0 && cfg->classes && vae->cfg.n_decoder > 0 &&
+        vae->cfg.decoder[0].kind != LAYER_DENSE) {
+        char item[64];
+        vae->cfg.decoder[0].kind->format(&vae->cfg.decoder[0], item, sizeof item);
+        snprintf(why, CLVAE_ERROR_MAX,
+                 "--conditional concatenates the class to z at the decoder's input, whose first "
+                 "layer must then be dense, not %s",
+                 item);
+        rc = -1;
+    }
     if (rc == 0)
-        rc = add_layers(vae, vae->cfg.decoder, vae->cfg.n_decoder, "decoder", &shape, why);
+        rc = add_layers(vae, vae->cfg.decoder, vae->cfg.n_decoder, "decoder", &shape, cfg->classes,
+                        why);
     // The output layer: dense to the image, or, from an image, the transpose of the first encoder
     // layer (else deconv:C:4:2:1), which must land on the image's size.
     if (rc == 0) {
@@ -357,7 +376,7 @@ int vae_layout(struct vae *vae, const struct vae_config *cfg, const char *option
             out = output_from_image(vae, cfg, n_enc);
             out.units = image.c * per_value;
         }
-        rc = add_layer(vae, out, "output", shape, false, why);
+        rc = add_layer(vae, out, "output", shape, false, 0, why);
         struct layer_shape got = rc == 0 ? last_shape(vae) : image;
         if (rc == 0 && shape.spatial && (!image.spatial || got.h != image.h || got.w != image.w)) {
             snprintf(why, CLVAE_ERROR_MAX,
@@ -554,7 +573,8 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
     int n = 3;
     size_t total = 2 * layout->n_params * f +
                    (one_at_least(layout->n_weights_t) + kept_floats(layout, rt)) * f +
-                   2 * sizes[0] + 2 * sizes[1] + 2 * out + 3 * rows * z * f;
+                   2 * sizes[0] +
+                   2 * sizes[1] + 2 * out + 3 * rows * z * f;
     for (int i = 0; i < layout->n_layers; i++) {
         const struct layer *l = &layout->layer[i];
         widest = (size_t)l->out > widest ? (size_t)l->out : widest;
@@ -568,6 +588,8 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
         }
     }
     total += (rt->reduce_work + widest) * f; // bias_partial
+    if (layout->cfg.classes)
+        total += rows * sizeof(int); // labels
     total += splitk_floats(layout, rt, max_rows) * f;
     static const char *const names[3] = {"input batch", "mean and log-variance", "decoder output"};
     *largest = 0;
@@ -607,8 +629,9 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         own_parts(vae, &vae->grads, "gradients", err) ||
         !(vae->ctx.weights_t =
               own(vae, one_at_least(vae->n_weights_t), 1, "transposed weights", err)) ||
-        (kept_floats(vae, rt) && !(vae->ctx.weights_kept = own(vae, kept_floats(vae, rt), 1,
-                                                               "layers' transposed weights", err))))
+        (kept_floats(vae, rt) &&
+         !(vae->ctx.weights_kept =
+               own(vae, kept_floats(vae, rt), 1, "layers' transposed weights", err))))
         return -1;
     place_layers(vae);
     size_t before = rt->allocated;
@@ -622,12 +645,16 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         !(vae->dlogits = own(vae, rows, (size_t)vae->out_dim, "decoder output gradient", err)) ||
         !(vae->terms = own(vae, rows, d, "per-pixel losses", err)) || wire_layers(vae, rows, err))
         return -1;
+    // int and float are both 4 bytes on every OpenCL device, so own() sizes the labels too.
+    if (cfg->classes && !(vae->labels = own(vae, rows, 1, "class labels", err)))
+        return -1;
     // The bias gradients' partial column sums: layer_bias_parts keeps parts * n within
     // bias_work + n.
     struct layer_ctx *ctx = &vae->ctx;
     ctx->rt = rt;
     ctx->cpu = rt->device_type & CL_DEVICE_TYPE_CPU;
     ctx->bias_work = rt->reduce_work;
+    ctx->labels = vae->labels;
     size_t widest = 0;
     for (int i = 0; i < vae->n_layers; i++)
         widest = (size_t)vae->layer[i].out > widest ? (size_t)vae->layer[i].out : widest;
@@ -662,6 +689,8 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
     sampler_create(&vae->sampler, rt, cfg->latent);
     likelihood_create(&vae->likelihood, rt, cfg->likelihood, vae->cfg.in_dim, vae->cfg.channels);
     vae->k_gather = clrt_kernel(rt, "gather_images");
+    if (cfg->classes)
+        vae->k_gather_labels = clrt_kernel(rt, "condition_gather");
     return 0;
 }
 
@@ -674,6 +703,8 @@ void vae_release(struct vae *vae)
     likelihood_release(&vae->likelihood);
     clrt_release_kernel(vae->k_gather);
     vae->k_gather = NULL;
+    clrt_release_kernel(vae->k_gather_labels);
+    vae->k_gather_labels = NULL;
     for (int i = 0; i < vae->n_owned; i++)
         clrt_release_buffer(vae->owned[i]);
     vae->n_owned = 0;
@@ -776,8 +807,8 @@ void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
     vae->ctx.dx_fold = NULL;
     struct sampler_buffers sb = sampler_buffers_of(vae);
     if (!fold.applied)
-        sampler_backward(&vae->sampler, &sb, pass->rows, pass->noise_scale, beta * pass->grad_scale,
-                         pass->free_bits);
+        sampler_backward(&vae->sampler, &sb, pass->rows, pass->noise_scale,
+                         beta * pass->grad_scale, pass->free_bits);
     for (int i = vae->n_encoder - 1; i >= 0; i--)
         vae->layer[i].ops->backward(&vae->ctx, &vae->layer[i], pass->rows, pass->accumulate);
 }
@@ -785,6 +816,26 @@ void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
 void vae_gather_now(struct vae *vae)
 {
     gather_batch(vae, -1); // no pass of -1 rows: never folded into the first layer
+}
+
+void vae_gather_labels(struct vae *vae, cl_mem labels, cl_mem index, int start, int rows)
+{
+    if (!vae->cfg.classes || rows < 1)
+        return;
+    cl_kernel k = vae->k_gather_labels;
+    cl_uint a = 0;
+    KARG(k, a++, labels);
+    KARG(k, a++, index);
+    KARG(k, a++, start);
+    KARG(k, a++, vae->labels);
+    size_t global = (size_t)rows;
+    clrt_launch(vae->rt, k, 1, &global, NULL);
+}
+
+void vae_set_labels(struct vae *vae, const int *labels, int rows)
+{
+    if (vae->cfg.classes && rows > 0)
+        clrt_write(vae->rt, vae->labels, 0, (size_t)rows * sizeof(int), labels, true);
 }
 
 void vae_gather(struct vae *vae, const struct clrt_parts *data, cl_mem index, int start, int rows)

@@ -1450,6 +1450,8 @@ static size_t own_parts(const struct clrt *rt, size_t m, size_t n, size_t k)
     size_t parts = bytes / rt->splitk_bytes, most = k / rt->splitk_min_k;
     parts = parts < most ? parts : most;
     parts = parts < 64 ? parts : 64;
+    if (parts < 2) // k below 2 splitk_min_k (a conv's 9 C over many rows): whole
+        return 1;
     // Up to half as many again, if that divides k: no part of leftover rows, one launch fewer.
     for (size_t q = parts; q <= parts + parts / 2 && q <= most && q <= 64; q++)
         if (k % q == 0)

@@ -98,6 +98,76 @@ static int load_idx(struct run *run, const char *dir, struct data_info *info,
     return 0;
 }
 
+// A folder's labels for --conditional (the training set's twice with --flip: its mirror after it),
+// refused naming dir when it has no class folders.
+static int take_folder_labels(const char *dir, struct image_folder *f, bool flip,
+                              struct data_info *info, struct clvae_error *err)
+{
+    if (f->n_classes == 0)
+        return clvae_fail(err, CLVAE_EXIT_DATA,
+                          "%s: --conditional needs each image's class, and the images are not "
+                          "in class folders (DIR/CLASS/*.png, or DIR/train/CLASS and "
+                          "DIR/test/CLASS)",
+                          dir);
+    size_t n = f->train.count, copies = flip ? 2 : 1;
+    info->train_labels = xmalloc(copies * n * sizeof(int32_t));
+    for (size_t c = 0; c < copies; c++)
+        memcpy(info->train_labels + c * n, f->train.labels, n * sizeof(int32_t));
+    info->n_train_labels = copies * n;
+    info->test_labels = f->test.labels;
+    f->test.labels = NULL;
+    return 0;
+}
+
+// The IDX label file name beside DIR's images (train or t10k) into labels (count of them, one
+// for each of count images), as int32; --conditional's, refused by name when missing.
+static int read_idx_labels(const char *dir, const char *name, uint32_t count, int32_t **labels,
+                           struct clvae_error *err)
+{
+    char path[4096];
+    struct clvae_error missing;
+    if (idx_find(dir, name, path, sizeof path, &missing))
+        return clvae_fail(err, CLVAE_EXIT_DATA,
+                          "%s: --conditional needs each image's class, and there is no %s[.gz] "
+                          "beside the images",
+                          dir, name);
+    struct idx_images lab;
+    if (idx_read_labels(path, &lab, err))
+        return -1;
+    int rc = 0;
+    if (lab.count != count)
+        rc =
+            clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u labels for %u images", path, lab.count, count);
+    else {
+        *labels = xmalloc((size_t)count * sizeof **labels);
+        for (uint32_t i = 0; i < count; i++)
+            (*labels)[i] = lab.pixels[i];
+    }
+    idx_free(&lab);
+    return rc;
+}
+
+// --conditional on IDX files: the training and test labels, the classes those of the training
+// labels (0 to the largest), named as the commands name them (dataset_idx_class_names).
+static int load_idx_labels(const char *dir, struct data_info *info, struct clvae_error *err)
+{
+    if (read_idx_labels(dir, "train-labels-idx1-ubyte", info->n_train, &info->train_labels, err) ||
+        read_idx_labels(dir, "t10k-labels-idx1-ubyte", info->n_test, &info->test_labels, err))
+        return -1;
+    int n = 0;
+    for (uint32_t i = 0; i < info->n_train; i++)
+        n = info->train_labels[i] + 1 > n ? info->train_labels[i] + 1 : n;
+    for (uint32_t i = 0; i < info->n_test; i++)
+        if (info->test_labels[i] >= n)
+            return clvae_fail(err, CLVAE_EXIT_DATA,
+                              "%s: test image %u has class %d, but the training labels have "
+                              "classes 0 to %d",
+                              dir, i, info->test_labels[i], n - 1);
+    info->n_classes = n;
+    info->n_train_labels = info->n_train;
+    return dataset_idx_class_names(dir, n, &info->class_names, err);
+}
+
 // DIR as a folder of PNG images (image_folder.h), uploaded as bytes.
 static int load_folder(struct run *run, const char *dir, const struct train_options *opt,
                        struct data_info *info, struct clvae_error *err)
@@ -124,10 +194,11 @@ static int load_folder(struct run *run, const char *dir, const struct train_opti
                                .from_cache = f.from_cache};
     memcpy(info->cache_path, f.cache_path, sizeof info->cache_path);
     f.class_names = NULL;
+    int rc = opt->conditional ? take_folder_labels(dir, &f, opt->flip, info, err) : 0;
     f.n_classes = 0;
-    int rc = 0;
     uint32_t most = opt->flip ? (uint32_t)INT32_MAX / 2 : (uint32_t)INT32_MAX;
-    if (image > (size_t)INT32_MAX / 4 || tr->count > most || te->count > (uint32_t)INT32_MAX)
+    if (rc == 0 &&
+        (image > (size_t)INT32_MAX / 4 || tr->count > most || te->count > (uint32_t)INT32_MAX))
         rc =
             clvae_fail(err, CLVAE_EXIT_DATA, "%s: %u images of %ux%ux%u is more than clvae handles",
                        dir, tr->count, tr->width, tr->height, tr->channels);
@@ -170,7 +241,10 @@ int load_data(struct run *run, const struct train_options *opt, struct data_info
               struct clvae_error *err)
 {
     if (dataset_is_idx(opt->data_dir))
-        return check_idx_options(opt, err) || load_idx(run, opt->data_dir, info, err) ? -1 : 0;
+        return check_idx_options(opt, err) || load_idx(run, opt->data_dir, info, err) ||
+                       (opt->conditional && load_idx_labels(opt->data_dir, info, err))
+                   ? -1
+                   : 0;
     return load_folder(run, opt->data_dir, opt, info, err);
 }
 
@@ -187,8 +261,8 @@ void run_release(struct run *run)
 {
     clrt_parts_release(&run->train_data);
     clrt_parts_release(&run->test_data);
-    cl_mem mems[] = {run->train_index, run->test_index, run->train_rec,
-                     run->train_kl,    run->test_rec,   run->test_kl};
+    cl_mem mems[] = {run->train_index, run->test_index, run->train_rec,    run->train_kl,
+                     run->test_rec,    run->test_kl,    run->train_labels, run->test_labels};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         clrt_release_buffer(mems[i]);
     free(run->host_rec);
@@ -217,6 +291,13 @@ int run_setup(struct run *run, const struct data_info *data, struct clvae_error 
     run->test_index =
         run->train_index ? upload(run, identity, nte * sizeof(int), "test order", err) : NULL;
     free(identity);
+    if (data->train_labels && run->test_index) {
+        size_t bytes = data->n_train_labels * sizeof(int32_t);
+        if (!(run->train_labels = upload(run, data->train_labels, bytes, "training labels", err)) ||
+            !(run->test_labels =
+                  upload(run, data->test_labels, nte * sizeof(int32_t), "test labels", err)))
+            return -1;
+    }
     if (!run->test_index ||
         !(run->train_rec = upload(run, NULL, ntr * sizeof(float), "training losses", err)) ||
         !(run->train_kl = upload(run, NULL, ntr * sizeof(float), "training KL terms", err)) ||

@@ -127,6 +127,7 @@ void evaluate(struct run *run, const struct train_options *opt, int epoch, doubl
     for (int start = lo; start < hi; start += chunk) {
         int rows = hi - start < chunk ? hi - start : chunk;
         vae_gather(run->vae, &run->test_data, run->test_index, start, rows);
+        vae_gather_labels(run->vae, run->test_labels, run->test_index, start, rows);
         if (opt->binarize) { // once, with a fixed key: the same test images every epoch
             vae_gather_now(run->vae);
             sampler_binarize(&run->vae->sampler, run->vae->x, rows, run->dim, run->test_index,
@@ -256,6 +257,7 @@ static bool train_step(struct trainer *t, int start, int rows)
     for (int first = lo; first < hi; first += run->micro) {
         int part = hi - first < run->micro ? hi - first : run->micro;
         vae_gather(run->vae, &run->train_data, run->train_index, start + first, part);
+        vae_gather_labels(run->vae, run->train_labels, run->train_index, start + first, part);
         if (opt->binarize) {
             vae_gather_now(run->vae);
             sampler_binarize(&run->vae->sampler, run->vae->x, part, run->dim, run->train_index,

@@ -71,9 +71,10 @@ static void to_bytes(const float *mean, size_t n, uint8_t *bytes)
         bytes[i] = (uint8_t)lrintf(fminf(fmaxf(mean[i], 0.0f), 1.0f) * 255.0f);
 }
 
-// OUT/samples_epochNNN.png (decoded fixed prior draws) and OUT/reconstructions_epochNNN.png
-// (test images, each followed by its reconstruction from the posterior mean): each pixel the
-// likelihood's mean, grey or RGB as the images are.
+// OUT/samples_epochNNN.png (decoded fixed prior draws; a conditional model's of the classes in
+// turn, a row each) and OUT/reconstructions_epochNNN.png (test images, each followed by its
+// reconstruction from the posterior mean): each pixel the likelihood's mean, grey or RGB as the
+// images are.
 static int write_images(struct run *run, const struct train_options *opt, int epoch,
                         struct clvae_error *err)
 {
@@ -86,6 +87,12 @@ static int write_images(struct run *run, const struct train_options *opt, int ep
     char path[4200];
     int status = 0;
 
+    if (vae->cfg.classes) {
+        int labels[GRID_SAMPLES];
+        for (int i = 0; i < GRID_SAMPLES; i++)
+            labels[i] = i / GRID_COLS % vae->cfg.classes;
+        vae_set_labels(vae, labels, GRID_SAMPLES);
+    }
     vae_sample_prior(vae, GRID_SAMPLES, opt->seed, 0, PHILOX_STREAM_GRID);
     vae_decode(vae, GRID_SAMPLES);
     clrt_read(run->rt, vae->logits, 0, GRID_SAMPLES * out_dim * sizeof(float), out, true);
@@ -99,6 +106,7 @@ static int write_images(struct run *run, const struct train_options *opt, int ep
         // The loss buffers' first rows are free once the evaluation has been read back.
         int pairs = run->n_test < GRID_PAIRS ? run->n_test : GRID_PAIRS;
         vae_gather(run->vae, &run->test_data, run->test_index, 0, pairs);
+        vae_gather_labels(run->vae, run->test_labels, run->test_index, 0, pairs);
         struct vae_pass pass = {.rows = pairs,
                                 .seed = opt->seed,
                                 .stream = PHILOX_STREAM_EVAL,
@@ -230,8 +238,11 @@ void print_banner(const struct trainer *t)
     if (rt->tuning_source[0])
         printf("clvae: CLBlast's GEMM parameters from clvae tune: %s\n", rt->tuning_source);
     const struct data_info *data = &t->data;
-    printf("clvae: model %s, %zu parameters, %s likelihood\n", shape, t->vae.n_params,
+    printf("clvae: model %s, %zu parameters, %s likelihood", shape, t->vae.n_params,
            likelihood_name(t->cfg.likelihood));
+    if (t->cfg.classes)
+        printf(", conditional on %d classes", t->cfg.classes);
+    printf("\n");
     printf("clvae: data %s: %d training and %d test images%s of %dx%d, %d channel%s",
            t->opt.data_dir, run->n_train, run->n_test,
            data->folder ? (data->test_folder ? " (test/ folder)" : " (seeded split)") : "",

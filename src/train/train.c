@@ -177,6 +177,28 @@ static void catch_signals(struct trainer *t)
     sigaction(SIGTERM, &stop, &t->old_term);
 }
 
+// --conditional's classes: at most VAE_MAX_CLASSES, and a resumed model's, by name.
+static int check_classes(const struct trainer *t, struct clvae_error *err)
+{
+    const struct train_options *opt = &t->opt;
+    const struct data_info *data = &t->data;
+    const struct ckpt_meta *rm = &t->resume.meta;
+    if (data->n_classes > VAE_MAX_CLASSES)
+        return clvae_fail(err, CLVAE_EXIT_DATA, "%s: %d classes; --conditional takes at most %d",
+                          opt->data_dir, data->n_classes, VAE_MAX_CLASSES);
+    if (!opt->resume_path)
+        return 0;
+    bool same = rm->n_classes == data->n_classes;
+    for (int i = 0; same && i < data->n_classes; i++)
+        same = strcmp(rm->class_names[i], data->class_names[i]) == 0;
+    if (!same)
+        return clvae_fail(err, CLVAE_EXIT_DATA,
+                          "%s: the checkpoint's model is conditional on %d classes that are not "
+                          "the %d classes of %s",
+                          opt->resume_path, rm->n_classes, data->n_classes, opt->data_dir);
+    return 0;
+}
+
 // The device and the data on it, checked against the checkpoint resumed; t->cfg, the
 // architecture laid out on the data's image size.
 static int open_data(struct trainer *t, struct clvae_error *err)
@@ -201,7 +223,10 @@ static int open_data(struct trainer *t, struct clvae_error *err)
                 "clvae: warning: --batch %d is larger than the training set (%u images): the "
                 "whole set is one batch an epoch\n",
                 opt->batch, data->n_train);
+    if (opt->conditional && check_classes(t, err))
+        return -1;
     t->cfg = opt->model;
+    t->cfg.classes = opt->conditional ? data->n_classes : 0;
     t->cfg.in_dim = (int)(data->height * data->width * data->channels);
     t->cfg.channels = (int)data->channels;
     t->cfg.height = (int)data->height;
@@ -345,6 +370,8 @@ static int train_close(struct trainer *t, int status, struct clvae_error *err)
     for (int i = 0; t->data.class_names && i < t->data.n_classes; i++)
         free(t->data.class_names[i]);
     free(t->data.class_names);
+    free(t->data.train_labels);
+    free(t->data.test_labels);
     checkpoint_free(&t->resume);
     sigaction(SIGINT, &t->old_int, NULL);
     sigaction(SIGTERM, &t->old_term, NULL);

@@ -43,6 +43,7 @@ struct run {
     struct clrt_parts train_data, test_data; // (count, dim) bytes, in parts of whole images when
                                              // larger than the largest allocation
     cl_mem train_index, test_index;          // (count) ints: this epoch's order; the identity
+    cl_mem train_labels, test_labels; // (count) ints: each image's class (--conditional); or NULL
     cl_mem train_rec, train_kl, test_rec, test_kl; // per-image losses of the current epoch
     float *host_rec, *host_kl;                     // (n_train) read back as the epoch goes
     float *host_test_rec, *host_test_kl;
@@ -61,8 +62,12 @@ struct run {
 struct data_info {
     uint32_t n_train, n_test, height, width, channels;
     int n_classes;
-    char **class_names; // owned: a PNG folder's class names
-    uint64_t skipped;   // files --skip-bad-images left out
+    char **class_names; // owned: a PNG folder's class names (IDX files' with --conditional)
+    // Owned, with --conditional: each image's class, n_train_labels of them (the training set's
+    // twice with --flip, as its images are on the device) and n_test.
+    int32_t *train_labels, *test_labels;
+    size_t n_train_labels;
+    uint64_t skipped; // files --skip-bad-images left out
     bool folder, test_folder;
     bool from_cache; // a folder's decoded images came from the cache at cache_path
     char cache_path[IMAGE_FOLDER_CACHE_PATH];
