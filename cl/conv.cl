@@ -24,20 +24,41 @@ __kernel void conv_im2col(__global const float *img, __global float *cols, int r
             int y = gy * S - P + ky;
             for (int kx = 0; kx < K; kx++, dst += C) {
                 int x = gx * S - P + kx;
+                int c = 0; // 16 channels a copy where there are
                 if (y >= 0 && y < H && x >= 0 && x < W) {
                     __global const float *src = img + ((n * H + y) * W + x) * C;
-                    for (int c = 0; c < C; c++)
+                    for (; c + 16 <= C; c += 16)
+                        vstore16(vload16(0, src + c), 0, dst + c);
+                    for (; c < C; c++)
                         dst[c] = src[c];
                 } else {
-                    for (int c = 0; c < C; c++)
+                    for (; c + 16 <= C; c += 16)
+                        vstore16((float16)0.0f, 0, dst + c);
+                    for (; c < C; c++)
                         dst[c] = 0.0f;
                 }
             }
         }
 }
 
-
 #define COL2IM_CHANNELS 16 // channels a work-item of conv_col2im sums
+
+// The kernel positions that read pixel (y, x) of image n, in a fixed order: body with src at
+// their entries of channel c0 in cols.
+#define COL2IM_WALK(...)                                                                           \
+    for (int ky = ky0; ky < K; ky += S) {                                                          \
+        int gy = (y + P - ky) / S;                                                                 \
+        if (gy < 0 || gy >= GH)                                                                    \
+            continue;                                                                              \
+        for (int kx = kx0; kx < K; kx += S) {                                                      \
+            int gx = (x + P - kx) / S;                                                             \
+            if (gx < 0 || gx >= GW)                                                                \
+                continue;                                                                          \
+            __global const float *src =                                                            \
+                cols + ((n * GH + gy) * GW + gx) * kkc + (ky * K + kx) * C + c0;                   \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+    }
 
 // The adjoint of conv_im2col: img (rows, H, W, C) = for each pixel the sum of the cols entries
 // im2col reads from it (overwritten, or added to when acc: a layer whose input feeds two). Each
@@ -58,25 +79,18 @@ __kernel void conv_col2im(__global const float *cols, __global float *img, int r
     size_t n = py / H;
     int ky0 = (y + P) % S;
     for (int x = 0; x < W; x++) {
+        int kx0 = (x + P) % S;
+        __global float *out = img + (py * W + x) * C + c0;
+        if (nc == 16) { // the same adds, the 16 channels as one vector
+            float16 sum = 0.0f;
+            COL2IM_WALK(sum += vload16(0, src);)
+            vstore16(acc ? vload16(0, out) + sum : sum, 0, out);
+            continue;
+        }
         float sum[COL2IM_CHANNELS];
         for (int c = 0; c < COL2IM_CHANNELS; c++)
             sum[c] = 0.0f;
-        int kx0 = (x + P) % S;
-        for (int ky = ky0; ky < K; ky += S) {
-            int gy = (y + P - ky) / S;
-            if (gy < 0 || gy >= GH)
-                continue;
-            for (int kx = kx0; kx < K; kx += S) {
-                int gx = (x + P - kx) / S;
-                if (gx < 0 || gx >= GW)
-                    continue;
-                __global const float *src =
-                    cols + ((n * GH + gy) * GW + gx) * kkc + (ky * K + kx) * C + c0;
-                for (int c = 0; c < nc; c++)
-                    sum[c] += src[c];
-            }
-        }
-        __global float *out = img + (py * W + x) * C + c0;
+        COL2IM_WALK(for (int c = 0; c < nc; c++) sum[c] += src[c];)
         for (int c = 0; c < nc; c++)
             out[c] = acc ? out[c] + sum[c] : sum[c];
     }

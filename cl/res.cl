@@ -11,6 +11,26 @@ size_t gn_at(int e, int g, int CG, int C)
     return (size_t)(e / CG) * C + g * CG + e % CG;
 }
 
+// Runs the statements for each value of group g that this item takes, in the order of e: at its
+// offset from the image's first value, ch its channel. With one item (a CPU) as nested loops over
+// pixels and channels, with no division a value: gn_at's two cost more than the adds (3.7 ms for
+// the forward of 64 images of 32x32x32, against 0.6 ms without); the same values in the same order.
+#define GN_FOR(...)                                                                                \
+    if (lsize == 1) {                                                                              \
+        for (int px = 0; px < HW; px++)                                                            \
+            for (int cc = 0; cc < CG; cc++) {                                                      \
+                int ch = g * CG + cc;                                                              \
+                size_t at = (size_t)px * C + ch;                                                   \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+    } else {                                                                                       \
+        for (int e = lid; e < M; e += lsize) {                                                     \
+            int ch = g * CG + e % CG;                                                              \
+            size_t at = gn_at(e, g, CG, C);                                                        \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+    }
+
 // Statistics and output of x (rows, H, W, C): stats[(n G + g) 2] = the group's mean, [.. + 1] =
 // 1 / sqrt(var + eps) (the biased variance, by two passes: the mean, then the squares about it);
 // y = relu(gamma_c (x - mean) / sqrt(var + eps) + beta_c), gamma and beta (C) at params + gamma,
@@ -25,21 +45,13 @@ __kernel void group_norm_forward(__global const float *x, __global float *y,
     size_t base = (size_t)n * HW * C;
     __global const float *xi = x + base;
     float sum = 0.0f;
-    for (int e = lid; e < M; e += lsize)
-        sum += xi[gn_at(e, g, CG, C)];
+    GN_FOR(sum += xi[at];)
     float mean = work_group_sum(partial, sum) / (float)M;
     float sq = 0.0f;
-    for (int e = lid; e < M; e += lsize) {
-        float d = xi[gn_at(e, g, CG, C)] - mean;
-        sq += d * d;
-    }
+    GN_FOR(float d = xi[at] - mean; sq += d * d;)
     float rstd = 1.0f / sqrt(work_group_sum(partial, sq) / (float)M + eps);
-    for (int e = lid; e < M; e += lsize) {
-        size_t at = gn_at(e, g, CG, C);
-        int c = g * CG + e % CG;
-        float v = (xi[at] - mean) * rstd * params[gamma + c] + params[beta + c];
-        y[base + at] = fmax(v, 0.0f);
-    }
+    GN_FOR(float v = (xi[at] - mean) * rstd * params[gamma + ch] + params[beta + ch];
+           y[base + at] = fmax(v, 0.0f);)
     if (lid == 0) {
         stats[(size_t)grp * 2] = mean;
         stats[(size_t)grp * 2 + 1] = rstd;
@@ -63,27 +75,17 @@ __kernel void group_norm_backward(__global const float *dg, __global const float
     size_t base = (size_t)n * HW * C;
     float mean = stats[(size_t)grp * 2], rstd = stats[(size_t)grp * 2 + 1];
     float s1 = 0.0f, s2 = 0.0f;
-    for (int e = lid; e < M; e += lsize) {
-        size_t at = base + gn_at(e, g, CG, C);
-        float xhat = (x[at] - mean) * rstd, d = dg[at];
-        float dxhat = params[gamma + g * CG + e % CG] * d;
-        s1 += dxhat;
-        s2 += dxhat * xhat;
-        gx[at] = d * xhat;
-    }
+    x += base, dg += base, gx += base, dx += base, skip += base;
+    GN_FOR(float xhat = (x[at] - mean) * rstd; float d = dg[at];
+           float dxhat = params[gamma + ch] * d; s1 += dxhat; s2 += dxhat * xhat;
+           gx[at] = d * xhat;)
     float m1 = work_group_sum(partial, s1) / (float)M;
     float m2 = work_group_sum(partial, s2) / (float)M;
     if (!write_dx)
         return;
-    for (int e = lid; e < M; e += lsize) {
-        size_t at = base + gn_at(e, g, CG, C);
-        float xhat = (x[at] - mean) * rstd;
-        float dxhat = params[gamma + g * CG + e % CG] * dg[at];
-        float v = rstd * (dxhat - m1 - xhat * m2);
-        if (add_skip)
-            v += skip[at];
-        dx[at] = acc ? dx[at] + v : v;
-    }
+    GN_FOR(float xhat = (x[at] - mean) * rstd; float dxhat = params[gamma + ch] * dg[at];
+           float v = rstd * (dxhat - m1 - xhat * m2); if (add_skip) v += skip[at];
+           dx[at] = acc ? dx[at] + v : v;)
 }
 
 // y (n) += x (n): the skip connection's sum. Range: (n).

@@ -232,15 +232,20 @@ static void test_transpose(bool tiles, int rows, int cols, int src_off, int dst_
     clReleaseKernel(k);
 }
 
-// One bias gradient pass as dense_bias_backward enqueues it: bias_backward (a work-item a column)
-// or, sweep, bias_backward_rows (a work-item a part, row by row), in `parts` parts, then
+// One bias gradient pass as dense_bias_backward enqueues it: bias_backward (kind 0, a work-item a
+// column), bias_backward_rows (kind 1, the sweep: a work-item a part, row by row) or
+// bias_backward16 (kind 2, a CPU's: a work-item 16 columns), in `parts` parts, then
 // bias_backward_sum when the parts wrote partial sums (several parts; or the sweep adding to
 // grads). dy and grads are updated in place.
-static void launch_bias_backward(bool sweep, bool relu, int rows, int n, int offset, int parts,
+static const char *const bias_kernels[3] = {"bias_backward", "bias_backward_rows",
+                                            "bias_backward16"};
+
+static void launch_bias_backward(int kind, bool relu, int rows, int n, int offset, int parts,
                                  bool accumulate, float *dy, const float *y, float *grads,
                                  size_t n_grads, float *partial, size_t n_partial)
 {
-    cl_kernel k = clrt_kernel(&rt, sweep ? "bias_backward_rows" : "bias_backward");
+    bool sweep = kind == 1;
+    cl_kernel k = clrt_kernel(&rt, bias_kernels[kind]);
     cl_kernel k_sum = clrt_kernel(&rt, "bias_backward_sum");
     size_t count = (size_t)rows * n;
     cl_mem ddy = tu_upload(&rt, dy, (count + GUARD) * sizeof(float), "dy");
@@ -262,7 +267,8 @@ static void launch_bias_backward(bool sweep, bool relu, int rows, int n, int off
     KARG(k, arg++, rows);
     KARG(k, arg++, n);
     KARG(k, arg++, per_part);
-    size_t global[2] = {sweep ? (size_t)parts : (size_t)n, (size_t)parts};
+    size_t columns = kind == 2 ? ((size_t)n + 15) / 16 : (size_t)n;
+    size_t global[2] = {sweep ? (size_t)parts : columns, (size_t)parts};
     clrt_launch(&rt, k, sweep ? 1 : 2, global, NULL);
     if (!direct) {
         arg = 0;
@@ -272,7 +278,7 @@ static void launch_bias_backward(bool sweep, bool relu, int rows, int n, int off
         KARG(k_sum, arg++, offset);
         KARG(k_sum, arg++, acc);
         KARG(k_sum, arg++, n);
-        size_t columns = (size_t)n;
+        columns = (size_t)n;
         clrt_launch(&rt, k_sum, 1, &columns, NULL);
     }
     tu_download(&rt, ddy, dy, (count + GUARD) * sizeof(float));
@@ -290,7 +296,7 @@ static void launch_bias_backward(bool sweep, bool relu, int rows, int n, int off
 // into grads + offset, by both kernels: the column sums in double (relative to the sums of |dy|),
 // added to grads' values when accumulate, and dy masked in place when relu (exact); the row sweep
 // equal to the column walk bit for bit. Every other cell of grads and of the partial sums' (parts,
-// n) must keep its value.
+// n) must keep its value. bias_backward16 equal to bias_backward bit for bit too.
 static void test_bias_backward(bool relu, int rows, int n, int offset, int parts, bool accumulate)
 {
     size_t count = (size_t)rows * n, n_grads = (size_t)offset + n + GUARD;
@@ -319,24 +325,24 @@ static void test_bias_backward(bool relu, int rows, int n, int offset, int parts
             scale[j] += fabs(want_dy[(size_t)r * n + j]);
         }
     }
-    for (int sweep = 0; sweep < 2; sweep++) {
-        const char *kind = sweep ? "bias_backward_rows" : "bias_backward";
+    for (int k = 0; k < 3; k++) {
+        const char *kind = bias_kernels[k];
         memcpy(dy, dy0, (count + GUARD) * sizeof(float));
         memcpy(grads, grads0, n_grads * sizeof(float));
         tu_fill_guard(partial, 0, n_partial);
-        launch_bias_backward(sweep, relu, rows, n, offset, parts, accumulate, dy, y, grads, n_grads,
+        launch_bias_backward(k, relu, rows, n, offset, parts, accumulate, dy, y, grads, n_grads,
                              partial, n_partial);
         char what[160];
         snprintf(what, sizeof what,
                  "%s%s (%dx%d, offset %d, %d parts%s): column sums, rel to sum |dy|", kind,
                  relu ? " relu" : "", rows, n, offset, parts, accumulate ? ", accumulated" : "");
         tu_compare(what, grads + offset, want, scale, (size_t)n, 0.0, 1e-5);
-        if (sweep) {
+        if (k > 0) {
             double *exact = tu_alloc((size_t)n, sizeof(double));
             for (int j = 0; j < n; j++)
                 exact[j] = column[j];
-            snprintf(what, sizeof what, "bias_backward_rows (%dx%d, %d parts%s) = bias_backward",
-                     rows, n, parts, accumulate ? ", accumulated" : "");
+            snprintf(what, sizeof what, "%s (%dx%d, %d parts%s) = bias_backward", kind, rows, n,
+                     parts, accumulate ? ", accumulated" : "");
             tu_compare(what, grads + offset, exact, NULL, (size_t)n, 0.0, 0.0);
             free(exact);
         } else {
@@ -2119,6 +2125,8 @@ int main(void)
     test_bias_backward(true, 37, 53, 101, 1, true);
     test_bias_backward(true, 129, 7, 5, 5, false);
     test_bias_backward(true, 1001, 33, 3, 13, true);
+    test_bias_backward(true, 300, 32, 7, 1, true); // bias_backward16: whole vectors only
+    test_bias_backward(false, 65, 48, 0, 3, false);
     test_bias_backward(true, 70, 1024, 2, 1, false);
     test_bias_backward(true, 70, 1024, 2, 1, true);
     test_bias_backward(false, 301, 2048, 0, 3, true);
@@ -2138,6 +2146,7 @@ int main(void)
     test_im2col(2, 3, 9, 7, 5, 2, 0, 0);
     test_im2col(1, 2, 10, 7, 4, 3, 2, 0);
     test_im2col(2, 19, 6, 5, 3, 1, 1, 1);
+    test_im2col(2, 32, 5, 6, 3, 1, 1, 1); // whole vectors of 16 channels
 
     // Group normalisation: groups of one channel (G = C) and one group (G 1), odd sizes and
     // batches, a work-item a group (a CPU's) and work-groups of 4 and 64.

@@ -91,7 +91,7 @@ void dense_create(const struct layer_ctx *ctx, struct layer *l)
     // A layer with classes takes its ReLU after their rows (condition_forward).
     bool relu = l->relu && !l->classes;
     k[DENSE_K_FORWARD] = clrt_kernel(ctx->rt, relu ? "bias_relu_forward" : "bias_forward");
-    k[DENSE_K_BIAS_BACKWARD] = clrt_kernel(ctx->rt, "bias_backward");
+    k[DENSE_K_BIAS_BACKWARD] = clrt_kernel(ctx->rt, ctx->cpu ? "bias_backward16" : "bias_backward");
     k[DENSE_K_BIAS_BACKWARD_ROWS] = clrt_kernel(ctx->rt, "bias_backward_rows");
     k[DENSE_K_BIAS_BACKWARD_SUM] = clrt_kernel(ctx->rt, "bias_backward_sum");
     if (l->needs_dx)
@@ -203,7 +203,8 @@ void dense_bias_backward(const struct layer_ctx *ctx, const struct layer *l, int
     KARG(k, a++, rows);
     KARG(k, a++, n);
     KARG(k, a++, per_part);
-    size_t global[2] = {sweep ? (size_t)parts : (size_t)n, (size_t)parts};
+    size_t columns = ctx->cpu ? ((size_t)n + 15) / 16 : (size_t)n; // bias_backward16's 16 a item
+    size_t global[2] = {sweep ? (size_t)parts : columns, (size_t)parts};
     clrt_launch(ctx->rt, k, sweep ? 1 : 2, global, NULL);
     if (direct)
         return;
@@ -215,7 +216,7 @@ void dense_bias_backward(const struct layer_ctx *ctx, const struct layer *l, int
     KARG(k, a++, dbias);
     KARG(k, a++, acc);
     KARG(k, a++, n);
-    size_t columns = (size_t)n;
+    columns = (size_t)n;
     clrt_launch(ctx->rt, k, 1, &columns, NULL);
 }
 
