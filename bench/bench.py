@@ -73,7 +73,9 @@ MODELS = {
     "res": ("residual model conv32-res32-conv64-res64-conv128-res128-256-32, logistic (issue 22's "
             "benchmark, for --data icons-11)", RES_ARGS, RES_REFERENCE, 64),
 }
-N_TRAIN = 60000
+N_TRAIN = 60000  # training images an epoch: Fashion-MNIST's until clvae_run reads the data's
+
+
 
 
 def run_measured(cmd, env=None):
@@ -162,7 +164,13 @@ def clvae_run(exe, epochs, extra, env=None):
         out, _, rss = run_measured([exe, "train", "--epochs", str(epochs), "--out", out_dir]
                                    + extra, env)
         with open(os.path.join(out_dir, "metrics.csv")) as f:
-            seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+            rows = list(csv.DictReader(f))
+    seconds = [float(row["seconds"]) for row in rows]
+    # The data's training images (icons-11: 5,187), for every img/s column, from the banner.
+    global N_TRAIN
+    n = re.search(r": ([0-9]+) training and [0-9]+ test images", out)
+    if n:
+        N_TRAIN = int(n.group(1))
     m = re.search(r"first training step done ([0-9.]+) s", out)
     return seconds, float(m.group(1)) if m else float("nan"), rss
 
