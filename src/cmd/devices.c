@@ -9,7 +9,10 @@
 
 int devices_main(int argc, char **argv, struct clvae_error *err)
 {
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    bool help = false; // --help anywhere, as every other command takes it
+    for (int i = 1; i < argc; i++)
+        help = help || !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+    if (help) {
         printf("usage: clvae devices [--verbose]\n\nLists every OpenCL platform and device with "
                "the indices that --platform and --device take; --verbose adds each\n"
                "device's version, driver and limits and what clvae will use there.\n");

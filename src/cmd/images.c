@@ -34,7 +34,8 @@ struct image_options {
 
 static const char *const usage_generate =
     "usage: clvae generate --model FILE [-n 64] [--seed S] [--temperature T] [--cols C]\n"
-    "                      [-o grid.png] [--each DIR] [--raw FILE] [--platform N --device N]\n"
+    "                      [-o grid.png] [--each DIR] [--raw FILE] [--class NAME|INDEX]\n"
+    "                      [--platform N --device N]\n"
     "\n"
     "Decodes n draws of z ~ N(0, T^2 I) into a grid. The draws depend only on the seed: with the\n"
     "training seed, the first 64 are those of the samples_epochNNN.png grids. --each writes one\n"
@@ -54,7 +55,7 @@ static const char *const usage_reconstruct =
     "image's class from DIR's labels.\n";
 static const char *const usage_interpolate =
     "usage: clvae interpolate --model FILE --from I --to J [--steps 10] [--data DIR] -o walk.png\n"
-    "                         [--platform N --device N]\n"
+    "                         [--class NAME|INDEX] [--platform N --device N]\n"
     "\n"
     "A straight walk in latent space from the posterior mean of test image I to that of test\n"
     "image J: test image I, the decoded steps (both ends included), test image J, in one row.\n"
@@ -78,8 +79,8 @@ static const char *const usage_plot =
     "The learning curves of a metrics.csv that clvae train wrote (also one a resumed run\n"
     "appended to): negative ELBO, reconstruction and KL against epoch, train and test.\n";
 static const char *const usage_manifold =
-    "usage: clvae manifold --model FILE [-n 20] [--range R] -o manifold.png [--platform N --device "
-    "N]\n"
+    "usage: clvae manifold --model FILE [-n 20] [--range R] -o manifold.png [--class NAME|INDEX]\n"
+    "                      [--platform N --device N]\n"
     "\n"
     "For a 2-dimensional latent: an n x n grid of decoded images over the inverse normal CDF of a\n"
     "regular grid in (0, 1)^2. For a larger latent: one row per latent dimension, n images\n"
