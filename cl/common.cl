@@ -45,16 +45,42 @@ float work_group_sum(__local float *partial, float value)
     return total;
 }
 
-// log(1 + e) for e in [0, 1], as 2 atanh(s) with s = e / (2 + e) <= 1/3: the series in s^2 <= 1/9
-// stops at s^13, leaving an error below 1e-8. PoCL turns log() and native_log() into scalar
-// library calls (11 ns an element, half of the loss kernel's time); this vectorises everywhere.
-float log1p_unit(float e)
-{
-    float s = e / (2.0f + e), s2 = s * s;
-    float series = 1.0f / 11.0f + s2 * (1.0f / 13.0f);
-    series = 1.0f / 9.0f + s2 * series;
-    series = 1.0f / 7.0f + s2 * series;
-    series = 1.0f / 5.0f + s2 * series;
-    series = 1.0f / 3.0f + s2 * series;
-    return 2.0f * s * (1.0f + s2 * series);
-}
+// exp(v) for v <= 0 from arithmetic alone: v = n ln 2 + r with |r| <= ln 2 / 2, n rounded to the
+// nearest by adding and taking away 1.5 2^23, ln 2 in two parts (Cody and Waite: the first's 16
+// bits times n <= 126 exact), exp(r) by its series to r^7 (relative error below 1e-8 before
+// rounding), times 2^n made in the exponent's bits; 0 below -87, where exp(v) leaves the normal
+// floats. And log(1 + e) for e in [0, 1], as 2 atanh(s) with s = e / (2 + e) <= 1/3: the series
+// in s^2 <= 1/9 stops at s^13, leaving an error below 1e-8. PoCL turns exp(), native_exp() and
+// log() (and rint, floor and fma) into scalar library calls, most of a loss kernel's time; these
+// vectorise everywhere, and a float16 of them computes in each lane what the float one does (the
+// same operations: the Bernoulli likelihood's vector kernel has the pixel kernel's bits).
+#define DEFINE_EXP_LOG1P(T, IT, CONVERT_INT, AS_FLOAT)                                             \
+    T exp_nonpositive_##T(T v)                                                                     \
+    {                                                                                              \
+        T n = (fmax(v, (T)-87.0f) * 1.44269504f + 12582912.0f) - 12582912.0f;                      \
+        T r = (v - n * 0.693145752f) - n * 1.42860677e-6f;                                         \
+        T p = 1.0f / 720.0f + r * (1.0f / 5040.0f);                                                \
+        p = 1.0f / 120.0f + r * p;                                                                 \
+        p = 1.0f / 24.0f + r * p;                                                                  \
+        p = 1.0f / 6.0f + r * p;                                                                   \
+        p = 0.5f + r * p;                                                                          \
+        p = 1.0f + r * p;                                                                          \
+        p = 1.0f + r * p;                                                                          \
+        T y = p * AS_FLOAT((CONVERT_INT(n) + 127) << 23);                                          \
+        return v < -87.0f ? (T)0.0f : y;                                                           \
+    }                                                                                              \
+    T log1p_unit_##T(T e)                                                                          \
+    {                                                                                              \
+        T s = e / (2.0f + e), s2 = s * s;                                                          \
+        T series = 1.0f / 11.0f + s2 * (1.0f / 13.0f);                                             \
+        series = 1.0f / 9.0f + s2 * series;                                                        \
+        series = 1.0f / 7.0f + s2 * series;                                                        \
+        series = 1.0f / 5.0f + s2 * series;                                                        \
+        series = 1.0f / 3.0f + s2 * series;                                                        \
+        return 2.0f * s * (1.0f + s2 * series);                                                    \
+    }
+
+DEFINE_EXP_LOG1P(float, int, convert_int, as_float)
+DEFINE_EXP_LOG1P(float16, int16, convert_int16, as_float16)
+#define exp_nonpositive exp_nonpositive_float
+#define log1p_unit log1p_unit_float

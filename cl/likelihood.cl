@@ -18,11 +18,11 @@
 
 // -log p(t | l) = max(l, 0) - l t + log(1 + exp(-|l|)) for a Bernoulli with logit l and target t
 // in [0, 1] (the binary cross-entropy), stable for every l. Training and eval's IWAE both call it.
-// native_exp: the loss needs absolute accuracy only, and the precise exp is a scalar library call
-// on PoCL.
+// exp_nonpositive and log1p_unit: common.cl's arithmetic, which vectorises, where exp() and log()
+// are scalar library calls on PoCL.
 float bernoulli_nll(float l, float t)
 {
-    return fmax(l, 0.0f) - l * t + log1p_unit(native_exp(-fabs(l)));
+    return fmax(l, 0.0f) - l * t + log1p_unit(exp_nonpositive(-fabs(l)));
 }
 
 // log(1 + exp(v)), stable for every v.
@@ -118,8 +118,8 @@ void bernoulli_pixel(__global const float *logits, __global const float *x, __gl
 {
     size_t i = r * dim + j;
     float l = logits[i], t = x[i];
-    float e = native_exp(-fabs(l));
-    terms[i] = bernoulli_nll(l, t);
+    float e = exp_nonpositive(-fabs(l));
+    terms[i] = fmax(l, 0.0f) - l * t + log1p_unit(e); // bernoulli_nll's
     dlogits[i] = scale * ((l >= 0.0f ? 1.0f : e) / (1.0f + e) - t);
 }
 
@@ -177,6 +177,43 @@ float row_sum16(__global const float *row, int n)
 
 LIKELIHOOD_ROWS_KERNEL(bce_logits_grad_rows, bernoulli_pixel)
 LIKELIHOOD_ROWS_KERNEL(logistic_nll_grad_rows, logistic_pixel)
+
+// bce_logits_grad_rows on a CPU: a work-item a row, 16 pixels at once as float16 (bernoulli_pixel's
+// operations in each lane, common.cl's exp and log1p in their float16 form: the same terms and
+// gradient), the lanes' running sums row_sum16's lanes (the same row sums); the pixels past the
+// last 16 as bernoulli_pixel, added after as row_sum16 adds its tail. Nothing here is a library
+// call or a barrier, so the whole row runs in vector registers: PoCL ran bce_logits_grad_rows's
+// exp as a scalar call a pixel. Range: (rows).
+__kernel void bce_logits_grad_rows16(__global const float *logits, __global const float *x,
+                                     __global float *dlogits, __global float *terms, int rows,
+                                     int dim, int channels, float scale, __global float *rec,
+                                     int rec_offset)
+{
+    int r = get_global_id(0);
+    if (r >= rows)
+        return;
+    size_t base = (size_t)r * dim;
+    float16 acc = 0.0f;
+    int q = 0;
+    for (; q + 16 <= dim; q += 16) {
+        size_t i = base + q;
+        float16 l = vload16(0, logits + i), t = vload16(0, x + i);
+        float16 e = exp_nonpositive_float16(-fabs(l));
+        float16 term = fmax(l, 0.0f) - l * t + log1p_unit_float16(e);
+        vstore16(term, 0, terms + i);
+        vstore16(scale * ((l >= 0.0f ? (float16)1.0f : e) / (1.0f + e) - t), 0, dlogits + i);
+        acc += term;
+    }
+    float8 h8 = acc.lo + acc.hi;
+    float4 h4 = h8.lo + h8.hi;
+    float2 h2 = h4.lo + h4.hi;
+    float sum = h2.x + h2.y;
+    for (; q < dim; q++) {
+        bernoulli_pixel(logits, x, dlogits, terms, (size_t)r, q, dim, channels, scale);
+        sum += terms[base + q];
+    }
+    rec[rec_offset + r] = sum;
+}
 
 // terms (rows, dim) -> out[out_offset + r] = the sum of row r. One work-group a row; partial holds
 // one float per work-item (a power of two: 1 on CPUs, where a plain loop is fastest).

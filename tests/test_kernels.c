@@ -1511,10 +1511,11 @@ static void test_likelihood_rows(const char *name, cl_mem out, cl_mem x, int row
                                  const float *want_dout, size_t n_out, int rec_offset)
 {
     cl_kernel k = clrt_kernel(&rt, name);
+    bool row_items = strstr(name, "rows16") != NULL; // a work-item a row, no work-group to fit
     size_t kernel_max, n = (size_t)rows * dim, n_rec = (size_t)rec_offset + rows + GUARD;
     CL_CHECK(clGetKernelWorkGroupInfo(k, rt.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kernel_max,
                                       &kernel_max, NULL));
-    if (!(rt.device_type & CL_DEVICE_TYPE_CPU) || (size_t)dim > kernel_max) {
+    if (!row_items && (!(rt.device_type & CL_DEVICE_TYPE_CPU) || (size_t)dim > kernel_max)) {
         printf("%s (%dx%d): skipped, a CPU's kernel (rows within a work-group)\n", name, rows, dim);
         clReleaseKernel(k);
         return;
@@ -1539,8 +1540,8 @@ static void test_likelihood_rows(const char *name, cl_mem out, cl_mem x, int row
     KARG(k, a++, scale);
     KARG(k, a++, d_rec);
     KARG(k, a++, rec_offset);
-    size_t global = n, local = (size_t)dim;
-    clrt_launch(&rt, k, 1, &global, &local);
+    size_t global = row_items ? (size_t)rows : n, local = (size_t)dim;
+    clrt_launch(&rt, k, 1, &global, row_items ? NULL : &local);
     tu_download(&rt, d_dout, dout, (n_out + GUARD) * sizeof(float));
     tu_download(&rt, d_terms, terms, (n + GUARD) * sizeof(float));
     tu_download(&rt, d_rec, rec, n_rec * sizeof(float));
@@ -1702,9 +1703,12 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
                  !tu_changed(rec, (size_t)rec_offset + rows, n_rec),
              "bce_logits_grad (%dx%d, local %zu): guard cells of dlogits and rec", rows, dim,
              local);
-    if (local == 1)
+    if (local == 1) { // the CPU kernels of a launch, against the pixel kernel
         test_likelihood_rows("bce_logits_grad_rows", dl, dx, rows, dim, channels, grad_scale, terms,
                              dlogits, n, rec_offset);
+        test_likelihood_rows("bce_logits_grad_rows16", dl, dx, rows, dim, channels, grad_scale,
+                             terms, dlogits, n, rec_offset);
+    }
     free(logits);
     free(x);
     free(dlogits);

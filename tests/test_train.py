@@ -135,7 +135,7 @@ def main():
               f"({'clvae' if own else 'CLBlast'} products)",
               p.returncode == 0 and m is not None and m.group(1) == want,
               f"exit {p.returncode}; stdout {p.stdout[-600:]!r}")
-        fused = "bce_logits_grad_rows" if own else "bias_backward"
+        fused = "bce_logits_grad_rows16" if own else "bias_backward"
         check(f"--profile: the table lists {fused} and the 256x128x784 product",
               re.search(rf"^{fused} +\d+", p.stdout, re.M) is not None
               and "gemm NN 256x128x784" in p.stdout, f"{p.stdout[-1500:]!r}")

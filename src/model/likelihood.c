@@ -134,7 +134,10 @@ void likelihood_create(struct likelihood *lh, struct clrt *rt, enum likelihood_k
     lh->reduce_local = rt->device_type & CL_DEVICE_TYPE_CPU ? 1 : pow2_at_most(kernel_max, 256);
     // On a CPU, where the row sums are one item's loop, the pixels and the sums in one launch
     // when a row fits a work-group (the same bits: cl/likelihood.cl).
-    if (lh->reduce_local == 1) {
+    if (lh->reduce_local == 1 && kind == LIKELIHOOD_BERNOULLI) { // a row an item, 16 pixels a step
+        lh->k_rows = clrt_kernel(rt, "bce_logits_grad_rows16");
+        lh->row_items = true;
+    } else if (lh->reduce_local == 1) {
         lh->k_rows = clrt_kernel(rt, kinds[kind].rows_kernel);
         if ((size_t)dim > clrt_kernel_max_group(rt, lh->k_rows)) {
             clrt_release_kernel(lh->k_rows);
@@ -169,7 +172,10 @@ void likelihood_forward(const struct likelihood *lh, const struct likelihood_buf
         KARG(k, a++, rec);
         KARG(k, a++, offset);
         size_t global = (size_t)rows * (size_t)dim, local = (size_t)dim;
-        clrt_launch(lh->rt, k, 1, &global, &local);
+        if (lh->row_items)
+            clrt_launch(lh->rt, k, 1, (size_t[]){(size_t)rows}, NULL);
+        else
+            clrt_launch(lh->rt, k, 1, &global, &local);
         return;
     }
     size_t pixels[2] = {(size_t)dim, (size_t)rows};
