@@ -11,16 +11,29 @@ void reparameterize_row(int r, __global const float *ml, __global float *z, __gl
                         uint seed_hi, uint step_lo, uint step_hi, uint stream, float noise_scale)
 {
     uint2 key = (uint2)(seed_lo, seed_hi);
+    __global const float *mrow = ml + (size_t)r * 2 * latent;
     float sum = 0.0f;
-    for (int k = 0; k < latent; k++) {
-        float mu = ml[(size_t)r * 2 * latent + k];
-        float logvar = ml[(size_t)r * 2 * latent + latent + k];
-        uint ctr = (uint)((row0 + r) * latent + k);
-        float e = philox_normal((uint4)(ctr, step_lo, step_hi, stream), key);
-        size_t i = (size_t)r * latent + k;
-        eps[i] = e;
-        z[i] = mu + noise_scale * exp(0.5f * logvar) * e;
-        sum += 1.0f + logvar - mu * mu - exp(logvar);
+    for (int k0 = 0; k0 < latent; k0 += 16) { // 16 dimensions at once (philox_normal16)
+        int n = min(16, latent - k0);
+        float a[16], b[16];
+        for (int q = 0; q < 16; q++) {
+            a[q] = q < n ? mrow[k0 + q] : 0.0f;
+            b[q] = q < n ? mrow[latent + k0 + q] : 0.0f;
+        }
+        float16 mu = vload16(0, a), logvar = vload16(0, b);
+        float16 e = philox_normal16((uint)((row0 + r) * latent + k0), step_lo, step_hi, stream, key);
+        float16 zz = mu + noise_scale * exp(0.5f * logvar) * e;
+        float16 t = 1.0f + logvar - mu * mu - exp(logvar);
+        float ze[16], ee[16], te[16];
+        vstore16(zz, 0, ze);
+        vstore16(e, 0, ee);
+        vstore16(t, 0, te);
+        size_t i = (size_t)r * latent + k0;
+        for (int q = 0; q < n; q++) {
+            eps[i + q] = ee[q];
+            z[i + q] = ze[q];
+            sum += te[q]; // in the order of the dimensions
+        }
     }
     kl[kl_offset + r] = -0.5f * sum;
 }

@@ -77,8 +77,8 @@ struct layer_y_fold {
 // layers take in turn (the queue is in order).
 struct layer_ctx {
     struct clrt *rt;
-    bool cpu;            // the device is a CPU, where some passes take a form of their own
-    cl_mem weights_t;    // one layer's weights transposed, for its input gradient (n_weights_t)
+    bool cpu;         // the device is a CPU, where some passes take a form of their own
+    cl_mem weights_t; // one layer's weights transposed, for its input gradient (n_weights_t)
     // Each dense layer's weights transposed, at its weight_t (n_weights_kept): kept from its
     // forward product (clrt_gemm_keeps_wt) for its backward, else made there.
     cl_mem weights_kept;
@@ -92,8 +92,8 @@ struct layer_ctx {
 
 // What the layout of a model counts as its layers are laid out in turn.
 struct layer_plan {
-    size_t n_params;    // parameters so far: the next layer's start in the flat buffer
-    size_t n_weights_t; // floats of layer_ctx.weights_t: the most any layer that takes dx needs
+    size_t n_params;       // parameters so far: the next layer's start in the flat buffer
+    size_t n_weights_t;    // floats of layer_ctx.weights_t: the most any layer that takes dx needs
     size_t n_weights_kept; // floats of layer_ctx.weights_kept: the next layer's weight_t
 };
 

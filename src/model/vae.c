@@ -573,8 +573,7 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
     int n = 3;
     size_t total = 2 * layout->n_params * f +
                    (one_at_least(layout->n_weights_t) + kept_floats(layout, rt)) * f +
-                   2 * sizes[0] +
-                   2 * sizes[1] + 2 * out + 3 * rows * z * f;
+                   2 * sizes[0] + 2 * sizes[1] + 2 * out + 3 * rows * z * f;
     for (int i = 0; i < layout->n_layers; i++) {
         const struct layer *l = &layout->layer[i];
         widest = (size_t)l->out > widest ? (size_t)l->out : widest;
@@ -629,9 +628,8 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         own_parts(vae, &vae->grads, "gradients", err) ||
         !(vae->ctx.weights_t =
               own(vae, one_at_least(vae->n_weights_t), 1, "transposed weights", err)) ||
-        (kept_floats(vae, rt) &&
-         !(vae->ctx.weights_kept =
-               own(vae, kept_floats(vae, rt), 1, "layers' transposed weights", err))))
+        (kept_floats(vae, rt) && !(vae->ctx.weights_kept = own(vae, kept_floats(vae, rt), 1,
+                                                               "layers' transposed weights", err))))
         return -1;
     place_layers(vae);
     size_t before = rt->allocated;
@@ -807,8 +805,8 @@ void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
     vae->ctx.dx_fold = NULL;
     struct sampler_buffers sb = sampler_buffers_of(vae);
     if (!fold.applied)
-        sampler_backward(&vae->sampler, &sb, pass->rows, pass->noise_scale,
-                         beta * pass->grad_scale, pass->free_bits);
+        sampler_backward(&vae->sampler, &sb, pass->rows, pass->noise_scale, beta * pass->grad_scale,
+                         pass->free_bits);
     for (int i = vae->n_encoder - 1; i >= 0; i--)
         vae->layer[i].ops->backward(&vae->ctx, &vae->layer[i], pass->rows, pass->accumulate);
 }
