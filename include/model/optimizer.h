@@ -81,6 +81,7 @@ struct optimizer {
     struct clrt_parts state[OPTIMIZER_MAX_STATE]; // cfg.kind->n_state, parted as the parameters,
                                                   // zero at the start
     cl_kernel kernel;
+    int values_per_item; // the kernel's: 16 on a CPU (adam_update16), else 1
     struct clrt *rt;
     // --clip-grad (optimizer_clip_create): the norm's bound, 0 for none; the work-groups' sums of
     // squares (CLIP_GROUPS a part) and [scale, norm].
