@@ -2,9 +2,16 @@
 // MLP one epoch (a callback stops a 2-epoch run), then checks clvae_sample against `clvae generate
 // --raw`, clvae_encode, clvae_elbo and clvae_iwae against `clvae encode --elbo` (bit for bit),
 // clvae_reconstruct and clvae_decode against each other, the ELBO's mean against `clvae eval`, and
-// that bad arguments, a missing file and a bad device come back as statuses with messages.
+// that bad arguments, a missing file and a bad device come back as statuses with messages. A
+// second run of this program (--fault) makes every kernel launch fail (this file's
+// clEnqueueNDRangeKernel takes the place of the driver's) to check that the failure, which ends
+// the clvae program, comes back from the library as a status and leaves the device closable.
+#define _GNU_SOURCE // RTLD_NEXT
+#define CL_TARGET_OPENCL_VERSION 120
 #include <clvae.h>
 
+#include <CL/cl.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -106,6 +113,63 @@ static void write_idx(const char *path, const unsigned char *head, size_t head_l
         die("%s: cannot write", path);
 }
 
+// Set: every kernel launch fails as a driver's out of resources would.
+static int fail_launches;
+
+cl_int clEnqueueNDRangeKernel(cl_command_queue queue, cl_kernel kernel, cl_uint dims,
+                              const size_t *offset, const size_t *global, const size_t *local,
+                              cl_uint n_events, const cl_event *events, cl_event *event)
+{
+    typedef cl_int (*launch_fn)(cl_command_queue, cl_kernel, cl_uint, const size_t *,
+                                const size_t *, const size_t *, cl_uint, const cl_event *,
+                                cl_event *);
+    static launch_fn real;
+    if (fail_launches)
+        return CL_OUT_OF_RESOURCES;
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueNDRangeKernel");
+    return real(queue, kernel, dims, offset, global, local, n_events, events, event);
+}
+
+// --fault CKPT: a failed launch inside clvae_encode is its status; the device is then broken
+// (its calls refused, closing works), and a device opened afresh works. Ends with _exit: what the
+// trapped call had allocated is not reclaimed (clvae.h), which LeakSanitizer must not count.
+static int fault_run(const char *ckpt)
+{
+    struct clvae_status st;
+    struct clvae_device *dev;
+    struct clvae_model *model;
+    if (clvae_device_open(NULL, NULL, &dev, &st) || clvae_model_load(dev, ckpt, &model, &st))
+        die("--fault: %s", st.message);
+    float x[784] = {0}, mean[10], out[784];
+    fail_launches = 1;
+    int rc = clvae_encode(model, x, 1, NULL, mean, NULL, &st);
+    fail_launches = 0;
+    check(rc == CLVAE_STATUS_DEVICE &&
+              strstr(st.message, "clEnqueueNDRangeKernel failed: CL_OUT_OF_RESOURCES"),
+          "a failed launch in clvae_encode: status %d, \"%s\" (the program exits with it)", rc,
+          st.message);
+    rc = clvae_sample(model, 1, 1, 1.0, -1, out, &st);
+    check(rc == CLVAE_STATUS_FAILURE && strstr(st.message, "failed part-way"),
+          "the device is broken: clvae_sample refused, %d, \"%s\"", rc, st.message);
+    rc = clvae_model_load(dev, ckpt, &model, &st);
+    check(rc == CLVAE_STATUS_FAILURE, "clvae_model_load onto the broken device refused: %d", rc);
+    clvae_model_close(model);
+    clvae_device_close(dev);
+    rc = clvae_device_open(NULL, NULL, &dev, &st);
+    if (rc == 0)
+        rc = clvae_model_load(dev, ckpt, &model, &st);
+    if (rc == 0)
+        rc = clvae_encode(model, x, 1, NULL, mean, NULL, &st);
+    check(rc == 0 && isfinite(mean[0]), "a device opened afresh encodes: %d %s", rc, st.message);
+    if (rc == 0) {
+        clvae_model_close(model);
+        clvae_device_close(dev);
+    }
+    fflush(stdout);
+    _exit(failures ? 1 : 0);
+}
+
 static int epochs_seen;
 static struct clvae_epoch last_epoch;
 
@@ -117,8 +181,10 @@ static int stop_after_first(const struct clvae_epoch *e, void *user)
     return 1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--fault") == 0)
+        return fault_run(argv[2]);
     const char *prog = getenv("CLVAE");
     if (!prog)
         die("CLVAE (the clvae program) is not set");
@@ -306,6 +372,17 @@ int main(void)
 
     clvae_model_close(model);
     clvae_device_close(dev);
+
+    // The failure that ends the program, inside a library call (a run of its own).
+    char self[512];
+    ssize_t n_self = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n_self < 0)
+        die("/proc/self/exe: cannot read");
+    self[n_self] = '\0';
+    fflush(stdout);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "'%s' --fault '%s'", self, ckpt_path);
+    check(system(cmd) == 0, "%s: every check passed", cmd);
     run("rm -rf '%s'", tmp);
     free(sample), free(decoded), free(gen), free(pixels), free(x), free(npy), free(enc);
     free(mean), free(logvar), free(elbo), free(iwae), free(csv), free(recon), free(again);
