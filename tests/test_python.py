@@ -11,6 +11,7 @@ Run by meson test with CLVAE (the program), CLVAE_LIBRARY (the built libclvae.so
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -118,6 +119,45 @@ def main():
                      lambda: model.sample(4, cls=1))
         model.close()
         expect_error("a closed model", clvae.STATUS_USAGE, lambda: model.sample(4))
+
+        # A conditional model: classes through clvae.train, Model, encode and sample.
+        cdata = os.path.join(tmp, "cdata")
+        os.makedirs(cdata)
+        labels = [i % 4 for i in range(n)]
+        for name, blob in (("train-images-idx3-ubyte.gz", cli.TRAIN_GZ),
+                           ("t10k-images-idx3-ubyte", cli.TEST_IMAGES),
+                           ("train-labels-idx1-ubyte",
+                            struct.pack(">II", 0x801, cli.N_TRAIN) +
+                            bytes(i % 4 for i in range(cli.N_TRAIN))),
+                           ("t10k-labels-idx1-ubyte", struct.pack(">II", 0x801, n) +
+                            bytes(labels)),
+                           ("classes.txt", b"zero\none\ntwo\nthree\n")):
+            with open(os.path.join(cdata, name), "wb") as f:
+                f.write(blob)
+        cpath = os.path.join(tmp, "c.safetensors")
+        clvae.train(data=cdata, out_dir=os.path.join(tmp, "cout"), checkpoint=cpath, epochs=1,
+                    batch=32, hidden="16", latent=3, conditional=True)
+        with clvae.Model.load(cpath) as cm:
+            check(f"a conditional model: {cm.classes} classes {cm.class_names}",
+                  cm.classes == 4 and cm.class_names == ["zero", "one", "two", "three"])
+            for cls, extra in ((None, []), (2, ["--class", "two"])):
+                run([prog, "generate", "--model", cpath, "-n", "20", "--seed", "5", "--raw", raw]
+                    + extra)
+                check(f"conditional sample(20, seed=5, cls={cls}) == clvae generate "
+                      f"{' '.join(extra) or '(the classes in turn)'} --raw, bit for bit",
+                      cm.sample(20, seed=5, cls=cls).tobytes() == open(raw, "rb").read())
+            run([prog, "encode", "--model", cpath, "--data", cdata, "--elbo", "-k", "3",
+                 "--seed", "2", "-o", npy])
+            enc = np.load(npy)  # mu (3), logvar (3), label, neg_elbo, neg_iwae
+            cmean, clogvar = cm.encode(x, cls=labels)
+            check("conditional encode(x, cls=labels), iwae(k=3) == clvae encode's columns",
+                  cmean.tobytes() == enc[:, :3].tobytes() and
+                  clogvar.tobytes() == enc[:, 3:6].tobytes() and
+                  cm.iwae(x, k=3, seed=2, cls=labels).tobytes() == enc[:, 8].copy().tobytes())
+            expect_error("a conditional model's encode without classes", clvae.STATUS_USAGE,
+                         lambda: cm.encode(x))
+            expect_error("a class out of range", clvae.STATUS_USAGE,
+                         lambda: cm.sample(2, cls=4))
 
         # pip install ./python into a venv over Debian's numpy, offline; the docs' example there.
         venv = os.path.join(tmp, "venv")
