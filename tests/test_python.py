@@ -76,6 +76,15 @@ def main():
               "written", [m["epoch"] for m in history] == [1, 2] and len(seen) == 2 and
               os.path.isfile(model_path) and all(np.isfinite(m["test_rec"]) for m in seen),
               f"{history}")
+        same_path = os.path.join(tmp, "same.safetensors")
+        clvae.train(data=data, out_dir=os.path.join(tmp, "out1"), checkpoint=same_path, epochs=1,
+                    batch=32, hidden="16", latent=2, seed=3, likelihood="logistic")
+        cli_path = os.path.join(tmp, "cli.safetensors")
+        run([prog, "train", "--data", data, "--out", os.path.join(tmp, "out3"), "--save",
+             cli_path, "--epochs", "1", "--batch", "32", "--hidden", "16", "--latent", "2",
+             "--seed", "3", "--likelihood", "logistic", "--quiet"])
+        check("clvae.train's checkpoint == clvae train's for the same options, byte for byte",
+              open(same_path, "rb").read() == open(cli_path, "rb").read())
         expect_error("clvae.train on a missing directory", clvae.STATUS_DATA,
                      lambda: clvae.train(data=os.path.join(tmp, "nothing"), epochs=1,
                                          out_dir=os.path.join(tmp, "out2")))

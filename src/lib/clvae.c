@@ -107,8 +107,8 @@ struct open_args {
 static int open_device(void *p, struct clvae_error *err)
 {
     struct open_args *a = p;
-    if ((a->platform && clrt_parse_selector("platform", a->platform, err)) ||
-        (a->device && clrt_parse_selector("device", a->device, err)))
+    if ((a->platform && clrt_parse_selector("--platform", a->platform, err)) ||
+        (a->device && clrt_parse_selector("--device", a->device, err)))
         return -1;
     if (clrt_open(&a->dev->rt, a->platform, a->device, false, err) ||
         clrt_build(&a->dev->rt, err)) {
@@ -557,8 +557,8 @@ static int run_train(void *p, struct clvae_error *err)
     if (!o->data || !o->data[0] || !o->out_dir || !o->out_dir[0])
         return clvae_fail(err, CLVAE_EXIT_USAGE, "%s: empty path",
                           !o->data || !o->data[0] ? "data" : "out_dir");
-    if ((o->platform && clrt_parse_selector("platform", o->platform, err)) ||
-        (o->device && clrt_parse_selector("device", o->device, err)))
+    if ((o->platform && clrt_parse_selector("--platform", o->platform, err)) ||
+        (o->device && clrt_parse_selector("--device", o->device, err)))
         return -1;
     if (o->likelihood && likelihood_parse("likelihood", o->likelihood, &opt.model.likelihood, err))
         return -1;
