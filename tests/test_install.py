@@ -4,7 +4,9 @@ in bin/ runs from there (clvae devices, a one-epoch train and a generate on a sm
 manual page per command of `clvae --help` in share/man/man1 that man renders without a warning,
 the bash completion (sourced, and its function called as bash calls it: `clvae tr<TAB>`, `clvae
 train --lik<TAB>`, `clvae train --likelihood <TAB>`) and the zsh completion in the places bash and
-zsh look, README and LICENSE in share/doc/clvae. Every option each command's --help shows must be
+zsh look, README and LICENSE in share/doc/clvae; libclvae.so with its soname links, clvae.h alone
+and clvae.pc, and docs/examples/sample.c built by `pkg-config --cflags --libs clvae` against the
+DESTDIR, its samples those of `clvae generate`. Every option each command's --help shows must be
 offered by both completions, and every value they offer must be one the command accepts.
 
 Run by meson test with MESON, BUILD_ROOT, SOURCE_ROOT, CLVAE (the built binary) and MAN_PAGES (1
@@ -57,12 +59,17 @@ def describe(p):
            f"stderr {p.stderr[-2000:]!r}"
 
 
-def options_of(build):
-    """prefix, bindir, datadir, mandir of the build (meson introspect)."""
+def build_options(build):
+    """The build's options by name (meson introspect)."""
     p = sh([os.environ["MESON"], "introspect", build, "--buildoptions"])
     if p.returncode != 0:
         sys.exit(f"install: meson introspect: {p.stderr}")
-    opts = {o["name"]: o["value"] for o in json.loads(p.stdout)}
+    return {o["name"]: o["value"] for o in json.loads(p.stdout)}
+
+
+def options_of(build):
+    """prefix, bindir, datadir, mandir of the build."""
+    opts = build_options(build)
     return opts["prefix"], opts["bindir"], opts["datadir"], opts["mandir"]
 
 
@@ -280,6 +287,64 @@ def check_values(clvae, bash, commands):
                   p.returncode == 2 and option in p.stderr, describe(p))
 
 
+def check_library(destdir, root, opts):
+    """libclvae as a -dev package lays it out: the versioned library with its soname links, the
+    one public header, the pkg-config file; its ABI names under CLVAE_0."""
+    libdir, includedir = os.path.join(root, opts["libdir"]), os.path.join(root, opts["includedir"])
+    names = sorted(n for n in os.listdir(libdir) if n.startswith("libclvae")) \
+        if os.path.isdir(libdir) else []
+    check(f"{opts['libdir']}: libclvae.so -> libclvae.so.0 -> libclvae.so.0.1.0",
+          names == ["libclvae.so", "libclvae.so.0", "libclvae.so.0.1.0"] and
+          os.readlink(os.path.join(libdir, "libclvae.so")) == "libclvae.so.0" and
+          os.readlink(os.path.join(libdir, "libclvae.so.0")) == "libclvae.so.0.1.0", f"{names}")
+    headers = sorted(os.listdir(includedir)) if os.path.isdir(includedir) else []
+    check(f"{opts['includedir']}: clvae.h alone", headers == ["clvae.h"], f"{headers}")
+    check("pkgconfig/clvae.pc installed",
+          os.path.isfile(os.path.join(libdir, "pkgconfig", "clvae.pc")), libdir)
+    if shutil.which("objdump"):
+        p = sh(["objdump", "-T", os.path.join(libdir, "libclvae.so.0.1.0")])
+        public = sorted(line.split()[-1] for line in p.stdout.splitlines()
+                        if " CLVAE_0 " in line and line.split()[-1].startswith("clvae_"))
+        declared = sorted(set(re.findall(r"\b(clvae_[a-z_]+)\(",
+                                         open(os.path.join(includedir, "clvae.h")).read())))
+        check(f"objdump -T: the {len(declared)} functions of clvae.h, and they alone, under "
+              "CLVAE_0", public == declared and public, f"CLVAE_0 {public}, clvae.h {declared}")
+    return libdir
+
+
+def check_example(clvae, destdir, libdir, sanitize, model, tmp):
+    """docs/examples/sample.c built with `pkg-config --cflags --libs clvae` against DESTDIR, run:
+    its samples are `clvae generate`'s for the same seed, float for float and PNG for PNG."""
+    env = {"PKG_CONFIG_PATH": os.path.join(libdir, "pkgconfig"),
+           "PKG_CONFIG_SYSROOT_DIR": destdir}
+    p = sh(["pkg-config", "--cflags", "--libs", "clvae"], env=env)
+    if not check("pkg-config --cflags --libs clvae (PKG_CONFIG_PATH, _SYSROOT_DIR at DESTDIR)",
+                 p.returncode == 0 and "-lclvae" in p.stdout, describe(p)):
+        return
+    flags = shlex.split(p.stdout)
+    if sanitize != "none":  # the library's sanitizer runtime must come first in the program,
+        # and the drivers' modules stay mapped for LeakSanitizer as in every test program
+        flags += [f"-fsanitize={sanitize}", "-Wl,--export-dynamic-symbol=dlclose",
+                  os.path.join(os.environ["SOURCE_ROOT"], "tests", "keep_modules.c")]
+    example = os.path.join(os.environ["SOURCE_ROOT"], "docs", "examples", "sample.c")
+    program = os.path.join(tmp, "sample")
+    p = sh([os.environ.get("CC", "cc"), "-std=c11", "-Wall", "-Wextra", "-Werror", example,
+            "-o", program] + flags)
+    if not check("cc docs/examples/sample.c $(pkg-config --cflags --libs clvae): builds with no "
+                 "warning", p.returncode == 0 and not p.stderr, describe(p)):
+        return
+    out = {k: os.path.join(tmp, f"{k}.{ext}") for k, ext in
+           (("png", "png"), ("raw", "raw"), ("gen_png", "png"), ("gen_raw", "raw"))}
+    p = sh([program, model, "5", out["png"], out["raw"]])
+    q = sh([clvae, "generate", "--model", model, "-n", "64", "--seed", "5", "-o", out["gen_png"],
+            "--raw", out["gen_raw"]])
+    same = p.returncode == 0 and q.returncode == 0 and all(
+        open(out[a], "rb").read() == open(out[b], "rb").read()
+        for a, b in (("raw", "gen_raw"), ("png", "gen_png")))
+    check("the example's 64 samples (seed 5) == clvae generate -n 64 --seed 5's --raw and PNG",
+          same, describe(p) + " / " + describe(q))
+
+
 def check_runs(clvae, tmp):
     p = sh([clvae, "--version"])
     check("installed clvae --version", p.returncode == 0 and p.stdout.startswith("clvae "),
@@ -303,6 +368,7 @@ def check_runs(clvae, tmp):
     p = sh([clvae, "generate", "--model", model, "-n", "4", "-o", grid])
     check("installed clvae generate: a grid from the checkpoint",
           p.returncode == 0 and os.path.isfile(grid), describe(p))
+    return model
 
 
 def main():
@@ -321,8 +387,12 @@ def main():
                      describe(p)):
             print(f"{passed} passed, {failed} failed")
             return 1
+        opts = build_options(build)
         prefix, bindir, datadir, mandir = options_of(build)
         root = destdir + prefix
+        # The installed program finds libclvae.so.0 where the system would (a Debian libdir).
+        libdir = check_library(destdir, root, opts)
+        os.environ["LD_LIBRARY_PATH"] = libdir
         check(f"every file under DESTDIR{prefix}", sorted(os.listdir(destdir)) ==
               [prefix.strip("/").split("/")[0]], f"{os.listdir(destdir)}")
         built_clvae = os.environ["CLVAE"]
@@ -337,7 +407,8 @@ def main():
         bash = check_bash(completions, commands, built, tmp)
         check_zsh(os.path.join(root, datadir, "zsh", "site-functions", "_clvae"), built, tmp)
         check_values(clvae, bash, commands)
-        check_runs(clvae, tmp)
+        model = check_runs(clvae, tmp)
+        check_example(clvae, destdir, libdir, opts["b_sanitize"], model, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))

@@ -1,4 +1,4 @@
-// Tests of the importance-weighted bound (src/cmd/evaluate.c, cl/iwae.cl) on the OpenCL device:
+// Tests of the importance-weighted bound (src/model/iwae.c, cl/iwae.cl) on the OpenCL device:
 // (a) the log-weights log p(x|z) + log p(z) - log q(z|x) against a double-precision C reference
 //     that draws the same Philox noise, across chunks and image groups, and the stable logsumexp
 //     on extreme inputs (spreads of 1e4, values that would overflow or underflow exp, -inf, NaN);

@@ -2,6 +2,8 @@
 #ifndef CLVAE_ERROR_H
 #define CLVAE_ERROR_H
 
+#include <setjmp.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 // Exit statuses, documented in README.md ("Exit status").
@@ -37,8 +39,27 @@ int clvae_fail_listing(struct clvae_error *err, int status, const char *reason,
 // Prints "clvae: <msg>" on stderr.
 void clvae_print_error(const struct clvae_error *err);
 
-// Checked host allocation: exits with CLVAE_EXIT_FAILURE and the caller's file:line when out of
-// memory.
+// A failure that ends the program (an unexpected OpenCL failure, host memory exhausted): with no
+// trap set on this thread, prints "clvae: <msg>" on stderr and exits with status; with one
+// (clvae_trap_set: libclvae's entry points, src/lib/clvae.c), fills the trap's err as clvae_fail
+// would and longjmps to its jump with 1.
+_Noreturn void clvae_fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+struct clvae_trap {
+    jmp_buf jump;
+    struct clvae_error err;
+};
+
+// Sets (or with NULL clears) this thread's trap; returns the one it replaces.
+struct clvae_trap *clvae_trap_set(struct clvae_trap *trap);
+
+// This thread's quiet flag: set, the engine's own notes on stderr (a kernel build's log, a warning
+// that the decoded images are not cached) are left out. Off unless set.
+bool clvae_quiet(void);
+void clvae_set_quiet(bool quiet);
+
+// Checked host allocation: clvae_fatal with CLVAE_EXIT_FAILURE and the caller's file:line when out
+// of memory.
 void *clvae_malloc_check(size_t size, const char *file, int line);
 void *clvae_calloc_check(size_t count, size_t size, const char *file, int line);
 #define xmalloc(size) clvae_malloc_check((size), __FILE__, __LINE__)

@@ -12,6 +12,14 @@
 #include "schedule.h"
 #include "vae.h"
 
+// An epoch's figures: its line on stdout, its row of metrics.csv, what on_epoch receives.
+struct epoch_row {
+    int epoch;
+    double rec, kl, test_rec, test_kl; // means per image, nats
+    double seconds, images_per_second;
+    double beta, lr; // in force: the epoch's beta, its last step's learning rate
+};
+
 struct train_options {
     const char *platform, *device; // index or name; NULL: $CLVAE_PLATFORM/DEVICE, the default
     const char *data_dir, *out_dir;
@@ -41,6 +49,12 @@ struct train_options {
     const char *resume_path; // continue from this training checkpoint; NULL: start afresh
     // The first option given that applies to PNG folders alone, refused for IDX files; NULL: none.
     const char *png_only_option;
+    // Called after each epoch's outputs (metrics.csv, images, checkpoint) are written, with the
+    // epoch's figures and on_epoch_user; non-zero stops the run there (train_run returns 0).
+    // NULL: none (the command line's).
+    int (*on_epoch)(const struct epoch_row *row, void *user);
+    void *on_epoch_user;
+    bool keep_signals; // leave SIGINT and SIGTERM to the caller (libclvae's callers own them)
 };
 
 // Where --save FILE keeps the checkpoint of the epoch with the lowest test loss: FILE with
@@ -59,10 +73,10 @@ int train_make_dirs(const char *dir, struct clvae_error *err);
 void train_defaults(struct train_options *opt);
 
 // Trains, evaluates after every epoch, writes OUT/metrics.csv, the image grids and, with
-// save_path, a checkpoint. resume: the checkpoint of opt->resume_path, whose options opt holds
-// already (src/cmd/train.c), to carry on from; train_run frees it. NULL: a fresh start. SIGINT or
-// SIGTERM finish the current step, write the checkpoint and return CLVAE_EXIT_INTERRUPTED; a
-// second signal ends the process at once.
+// save_path, a checkpoint (or stops after the epoch on_epoch says to). resume: the checkpoint of
+// opt->resume_path, whose options opt holds already (src/cmd/train.c), to carry on from; train_run
+// frees it. NULL: a fresh start. SIGINT or SIGTERM finish the current step, write the checkpoint
+// and return CLVAE_EXIT_INTERRUPTED; a second signal ends the process at once.
 int train_run(const struct train_options *opt, struct ckpt *resume, struct clvae_error *err);
 
 #endif

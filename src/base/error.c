@@ -57,24 +57,55 @@ void clvae_print_error(const struct clvae_error *err)
     fprintf(stderr, "clvae: %s\n", err->msg);
 }
 
+static _Thread_local struct clvae_trap *trap_;
+static _Thread_local bool quiet_;
+
+_Noreturn void clvae_fatal(int status, const char *fmt, ...)
+{
+    char msg[CLVAE_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (trap_) {
+        clvae_fail(&trap_->err, status, "%s", msg);
+        longjmp(trap_->jump, 1);
+    }
+    fprintf(stderr, "clvae: %s\n", msg);
+    exit(status);
+}
+
+struct clvae_trap *clvae_trap_set(struct clvae_trap *trap)
+{
+    struct clvae_trap *old = trap_;
+    trap_ = trap;
+    return old;
+}
+
+bool clvae_quiet(void)
+{
+    return quiet_;
+}
+
+void clvae_set_quiet(bool quiet)
+{
+    quiet_ = quiet;
+}
+
 void *clvae_malloc_check(size_t size, const char *file, int line)
 {
     void *p = malloc(size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "clvae: out of host memory allocating %zu bytes (%s:%d)\n", size, file,
-                line);
-        exit(CLVAE_EXIT_FAILURE);
-    }
+    if (!p)
+        clvae_fatal(CLVAE_EXIT_FAILURE, "out of host memory allocating %zu bytes (%s:%d)", size,
+                    file, line);
     return p;
 }
 
 void *clvae_calloc_check(size_t count, size_t size, const char *file, int line)
 {
     void *p = calloc(count ? count : 1, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "clvae: out of host memory allocating %zu x %zu bytes (%s:%d)\n", count,
-                size, file, line);
-        exit(CLVAE_EXIT_FAILURE);
-    }
+    if (!p)
+        clvae_fatal(CLVAE_EXIT_FAILURE, "out of host memory allocating %zu x %zu bytes (%s:%d)",
+                    count, size, file, line);
     return p;
 }

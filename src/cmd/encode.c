@@ -256,7 +256,7 @@ int encode_main(int argc, char **argv, struct clvae_error *err)
         vae_gather(vae, &images, index, start, rows);
         if (meta->cfg.classes) // each image's own class (dataset_check_labels)
             vae_set_labels(vae, set->labels + start, rows);
-        eval_binarize(&model, index, start, rows);
+        model_io_binarize(meta, vae, index, start, rows);
         // eval's noise: stream EVAL, the batch's first image as the step (eval_images).
         struct vae_pass pass = {.rows = rows,
                                 .seed = opt.seed,

@@ -19,7 +19,7 @@
 #include "plot.h"
 #include "png_grid.h"
 
-#define CHUNK_ROWS 1024 // images decoded at once
+#define CHUNK_ROWS MODEL_IO_DECODE_ROWS // images decoded at once
 
 // The options of the image subcommands; each uses the ones its usage lists.
 struct image_options {
@@ -219,33 +219,11 @@ static int resolve_class(const struct model_io *m, const struct image_options *o
                       o->class_text, o->model, meta->n_classes, names);
 }
 
-// z (rows, latent) on the host -> the decoded images' pixel means (rows, in_dim) in [0, 1] into
-// mean (unless NULL) and as bytes into pixels (unless NULL), CHUNK_ROWS at a time; a conditional
-// model's as the classes labels (rows) say.
+// z (rows, latent) -> the pixel means into mean and as bytes into pixels (model_io_decode).
 static void decode_images(struct model_io *m, const float *z, const int *labels, int rows,
                           float *mean, uint8_t *pixels)
 {
-    size_t latent = (size_t)m->vae.cfg.latent, dim = image_dim(m);
-    size_t out_dim = (size_t)m->vae.out_dim;
-    float *out = xmalloc((size_t)CHUNK_ROWS * out_dim * sizeof(float));
-    float *chunk = xmalloc((size_t)CHUNK_ROWS * dim * sizeof(float));
-    for (int start = 0; start < rows; start += CHUNK_ROWS) {
-        int n = rows - start < CHUNK_ROWS ? rows - start : CHUNK_ROWS;
-        clrt_write(&m->rt, m->vae.z, 0, (size_t)n * latent * sizeof(float),
-                   z + (size_t)start * latent, false);
-        if (labels)
-            vae_set_labels(&m->vae, labels + start, n);
-        vae_decode(&m->vae, n);
-        clrt_read(&m->rt, m->vae.logits, 0, (size_t)n * out_dim * sizeof(float), out, true);
-        likelihood_mean(m->vae.cfg.likelihood, out, n, (int)dim, m->vae.cfg.channels, chunk);
-        size_t first = (size_t)start * dim, count = (size_t)n * dim;
-        if (mean)
-            memcpy(mean + first, chunk, count * sizeof(float));
-        for (size_t i = 0; pixels && i < count; i++)
-            pixels[first + i] = (uint8_t)lrintf(fminf(fmaxf(chunk[i], 0.0f), 1.0f) * 255.0f);
-    }
-    free(out);
-    free(chunk);
+    model_io_decode(&m->vae, z, labels, rows, mean, pixels);
 }
 
 // Writes tiles (n images of the model's size and channels) as a grid of cols a row.
@@ -396,8 +374,7 @@ int generate_main(int argc, char **argv, struct clvae_error *err)
     const struct ckpt_meta *meta = &m.ckpt.meta;
     size_t latent = (size_t)meta->cfg.latent, dim = (size_t)meta->cfg.in_dim;
     float *z = xmalloc((size_t)o.n * latent * sizeof(float));
-    for (size_t i = 0; i < (size_t)o.n * latent; i++)
-        z[i] = (float)(o.temperature * philox_normal(o.seed, (uint32_t)i, 0, PHILOX_STREAM_GRID));
+    model_io_prior(z, (size_t)o.n * latent, o.seed, o.temperature);
     int *labels = NULL;
     if (classes) {
         labels = xmalloc((size_t)o.n * sizeof *labels);

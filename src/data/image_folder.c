@@ -1173,7 +1173,7 @@ static void cache_store(const struct scan *s, struct image_folder *out,
     struct clvae_error err;
     if (image_cache_write(out->cache_path, key, out, s->warnings, &err) == 0)
         out->cache_written = true;
-    else
+    else if (!clvae_quiet())
         fprintf(stderr, "clvae: warning: %s; the decoded images are not cached\n", err.msg);
 }
 

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli_value.h"
 #include "condition.h"
 #include "layer_kind.h"
 #include "philox.h"

@@ -125,11 +125,11 @@ void clrt_check(int status, const char *call, const char *file, int line)
         return;
     // Only the function's name: the argument list is noise in a one-line message.
     int len = (int)strcspn(call, "(");
-    fprintf(stderr, "clvae: %.*s failed: %s (%d) at %s:%d\n", len, call, clrt_error_name(status),
-            status, file, line);
-    exit(status == CL_MEM_OBJECT_ALLOCATION_FAILURE || status == CL_OUT_OF_RESOURCES
-             ? CLVAE_EXIT_DEVICE
-             : CLVAE_EXIT_FAILURE);
+    clvae_fatal(status == CL_MEM_OBJECT_ALLOCATION_FAILURE || status == CL_OUT_OF_RESOURCES
+                    ? CLVAE_EXIT_DEVICE
+                    : CLVAE_EXIT_FAILURE,
+                "%.*s failed: %s (%d) at %s:%d", len, call, clrt_error_name(status), status, file,
+                line);
 }
 
 static const char *device_type_name(cl_device_type type)
@@ -964,7 +964,8 @@ int clrt_build(struct clrt *rt, struct clvae_error *err)
     char *log = xcalloc(len + 1, 1);
     clGetProgramBuildInfo(rt->program, rt->device, CL_PROGRAM_BUILD_LOG, len, log, NULL);
     // The log is the point of the message, so it goes to stderr whole; err gets the summary.
-    fprintf(stderr, "%s\n", log);
+    if (!clvae_quiet())
+        fprintf(stderr, "%s\n", log);
     free(log);
     return clvae_fail(err, CLVAE_EXIT_DEVICE,
                       "building the OpenCL kernels (%zu files from cl/) for %s failed: %s; the "
@@ -996,11 +997,9 @@ cl_kernel clrt_kernel(struct clrt *rt, const char *name)
 {
     cl_int status;
     cl_kernel kernel = clCreateKernel(rt->program, name, &status);
-    if (status != CL_SUCCESS) {
-        fprintf(stderr, "clvae: clCreateKernel(\"%s\") failed: %s\n", name,
-                clrt_error_name(status));
-        exit(CLVAE_EXIT_FAILURE);
-    }
+    if (status != CL_SUCCESS)
+        clvae_fatal(CLVAE_EXIT_FAILURE, "clCreateKernel(\"%s\") failed: %s", name,
+                    clrt_error_name(status));
     return kernel;
 }
 
@@ -1470,9 +1469,8 @@ static void grow_gemm_temp(struct clrt *rt, size_t bytes, size_t m, size_t n, si
 {
     struct clvae_error err;
     if (clrt_reserve_gemm_temp(rt, bytes, &err)) {
-        fprintf(stderr, "clvae: the %zux%zux%zu matrix product: %s\n", m, n, k, err.msg);
         clFinish(rt->queue);
-        exit(err.status);
+        clvae_fatal(err.status, "the %zux%zux%zu matrix product: %s", m, n, k, err.msg);
     }
 }
 
@@ -1484,13 +1482,11 @@ static void own_gemm(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, flo
                      const struct clrt_epilogue *ep, const char *label)
 {
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX || a.ld > INT_MAX || b.ld > INT_MAX ||
-        c.ld > INT_MAX) {
-        fprintf(stderr,
-                "clvae: the %zux%zux%zu matrix product is too large for clvae's kernels "
-                "(sizes up to 2^31 - 1); CLVAE_GEMM=clblast runs it through CLBlast\n",
-                m, n, k);
-        exit(CLVAE_EXIT_DEVICE);
-    }
+        c.ld > INT_MAX)
+        clvae_fatal(CLVAE_EXIT_DEVICE,
+                    "the %zux%zux%zu matrix product is too large for clvae's kernels (sizes up "
+                    "to 2^31 - 1); CLVAE_GEMM=clblast runs it through CLBlast",
+                    m, n, k);
     size_t parts = batch == 1 ? own_parts(rt, m, n, k) : 1;
     if (parts == 1) {
         gemm_blocks(rt, ta, m, n, k, alpha, a, a_stride, b, b_stride, beta, c, c_stride, batch, ep,

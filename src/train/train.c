@@ -278,7 +278,8 @@ static int train_open(struct trainer *t, const struct train_options *given, stru
         opt->quiet = true;
     if (t->run.ranks > 1)
         clrt_prefer_gpu(dist_local_rank()); // a node's ranks on its GPUs in turn
-    catch_signals(t);
+    if (!opt->keep_signals)
+        catch_signals(t);
     if (opt->save_path && train_best_path(opt->save_path, t->best_path, sizeof t->best_path))
         return clvae_fail(err, CLVAE_EXIT_USAGE, "--save %s: the path is too long", opt->save_path);
     t->run.rt = &t->rt;
@@ -306,7 +307,8 @@ static int diverged(struct trainer *t, int epoch, double test_loss, struct clvae
                       save ? ", keeping " : "", save ? save : "");
 }
 
-// One epoch: training, the test set's loss, the line, metrics.csv, the images, the checkpoint.
+// One epoch: training, the test set's loss, the line, metrics.csv, the images, the checkpoint;
+// then on_epoch. 0, 1 when on_epoch stops the run, or -1 with err.
 static int train_one_epoch(struct trainer *t, int epoch, struct clvae_error *err)
 {
     const struct train_options *opt = &t->opt;
@@ -350,6 +352,8 @@ static int train_one_epoch(struct trainer *t, int epoch, struct clvae_error *err
                           opt->save_path ? "; checkpoint written to " : "",
                           opt->save_path ? opt->save_path : "");
     t->collective = false;
+    if (opt->on_epoch && opt->on_epoch(&row, opt->on_epoch_user))
+        return 1; // stopped by the caller: the run ends well
     return 0;
 }
 
@@ -373,8 +377,10 @@ static int train_close(struct trainer *t, int status, struct clvae_error *err)
     free(t->data.train_labels);
     free(t->data.test_labels);
     checkpoint_free(&t->resume);
-    sigaction(SIGINT, &t->old_int, NULL);
-    sigaction(SIGTERM, &t->old_term, NULL);
+    if (!t->opt.keep_signals) {
+        sigaction(SIGINT, &t->old_int, NULL);
+        sigaction(SIGTERM, &t->old_term, NULL);
+    }
     return status;
 }
 
@@ -419,6 +425,8 @@ int train_run(const struct train_options *given, struct ckpt *resume, struct clv
     }
     for (int epoch = t->start_epoch; status == 0 && epoch <= t->opt.epochs; epoch++)
         status = train_one_epoch(t, epoch, err);
+    if (status > 0) // on_epoch stopped the run
+        status = 0;
     if (status)
         stop_others(t, err);
     if (status == 0 && t->opt.profile && t->root) {

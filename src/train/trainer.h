@@ -113,13 +113,6 @@ struct epoch_result {
 };
 
 // One epoch's line of metrics.csv and of the output.
-struct epoch_row {
-    int epoch;
-    double rec, kl, test_rec, test_kl; // means per image, nats
-    double seconds, images_per_second;
-    double beta, lr; // in force: the epoch's beta, its last step's learning rate
-};
-
 // train.c
 const char *model_source(const struct train_options *opt);
 int step_rows(const struct train_options *opt, uint32_t n_train);
