@@ -72,8 +72,8 @@ static void check_model(const struct vae *vae)
             if (l->buffer[b].floats > INT32_MAX)
                 abort();
         struct layer_tensor t[LAYER_MAX_TENSORS];
-        int n = l->ops->tensors(l, t);
-        if (n < 1 || n > LAYER_MAX_TENSORS)
+        int n = l->ops->tensors(l, t); // none for a kind without parameters (up:F)
+        if (n < 0 || n > LAYER_MAX_TENSORS)
             abort();
         for (int k = 0; k < n; k++) {
             size_t elements = 1;
