@@ -22,6 +22,25 @@ __kernel void bias_relu_forward(__global float *y, __global const float *params,
     y[i] = fmax(y[i] + params[bias + j], 0.0f);
 }
 
+// Column j of dy's rows [first, last) summed in row order into o[j] (added to it when accumulate),
+// dy masked by the ReLU in place first when relu: a work-item of bias_backward, and the columns of
+// bias_backward16 past its last whole 16.
+void bias_column(__global float *dy, __global const float *y, int relu, __global float *o,
+                 int accumulate, int first, int last, int n, int j)
+{
+    float sum = 0.0f;
+    for (int r = first; r < last; r++) {
+        size_t i = (size_t)r * n + j;
+        float g = dy[i];
+        if (relu) {
+            g = y[i] > 0.0f ? g : 0.0f;
+            dy[i] = g;
+        }
+        sum += g;
+    }
+    o[j] = accumulate ? o[j] + sum : sum;
+}
+
 // The bias gradient as a two-pass column reduction that uses the whole device. Pass one: part p
 // of `parts` sums rows [p R, min((p + 1) R, rows)) of column j of dy (rows, n), R = rows_per_part,
 // masking dy by the ReLU in place first when relu (y (rows, n) the layer's output); neighbouring
@@ -37,18 +56,8 @@ __kernel void bias_backward(__global float *dy, __global const float *y, int rel
     if (j >= n)
         return;
     int first = p * rows_per_part, last = min(rows, first + rows_per_part);
-    float sum = 0.0f;
-    for (int r = first; r < last; r++) {
-        size_t i = (size_t)r * n + j;
-        float g = dy[i];
-        if (relu) {
-            g = y[i] > 0.0f ? g : 0.0f;
-            dy[i] = g;
-        }
-        sum += g;
-    }
-    size_t at = (size_t)out_offset + (size_t)p * n + j;
-    out[at] = accumulate ? out[at] + sum : sum;
+    bias_column(dy, y, relu, out + (size_t)out_offset + (size_t)p * n, accumulate, first, last, n,
+                j);
 }
 
 // bias_backward on a CPU: a work-item takes 16 neighbouring columns as one float16, each lane the
@@ -79,19 +88,8 @@ __kernel void bias_backward16(__global float *dy, __global const float *y, int r
         vstore16(accumulate ? vload16(0, o + j0) + sum : sum, 0, o + j0);
         return;
     }
-    for (int j = j0; j < n; j++) {
-        float sum = 0.0f;
-        for (int r = first; r < last; r++) {
-            size_t i = (size_t)r * n + j;
-            float g = dy[i];
-            if (relu) {
-                g = y[i] > 0.0f ? g : 0.0f;
-                dy[i] = g;
-            }
-            sum += g;
-        }
-        o[j] = accumulate ? o[j] + sum : sum;
-    }
+    for (int j = j0; j < n; j++)
+        bias_column(dy, y, relu, o, accumulate, first, last, n, j);
 }
 
 // Pass one on a CPU when dy's rows are a multiple of 4 KiB apart (n a multiple of 1024): the
