@@ -2288,6 +2288,7 @@ int main(void)
         test_gemm_gathered(50, 784, 5, 37, 128, true);
         test_gemm_gathered(40, 7, 0, 40, 16, false);
         test_gemm_gathered(20, 33, 3, 5, 10, true);
+        test_gemm_gathered(60, 790, 7, 48, 200, false); // whole blocks, 7 columns of blocks
     }
 
     test_reparameterize(23, 7, 5, 0, 7, 3, PHILOX_STREAM_TRAIN, 1.0f);
