@@ -62,6 +62,73 @@
         _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = fma(x, brow[v], acc[r][v]);     \
     }
 
+// Which row of blocks of a product of m rows stores the transposed copy of B's rows 16 chunk ..
+// 16 chunk + 15 (see GEMM_BLOCK): chunks spread over the work-groups of GEMM_G row blocks first,
+// so that no group does more than its share.
+int gemm_bt_owner(int chunk, int m)
+{
+    int blocks = (m + GEMM_R - 1) / GEMM_R, groups = (blocks + GEMM_G - 1) / GEMM_G;
+    return (chunk % groups * GEMM_G + chunk / groups % GEMM_G) % blocks;
+}
+
+// Whether row block rb of a product of m rows stores any chunk of B^T (k rows of B).
+bool gemm_bt_owns(int rb, int m, int k)
+{
+    for (int chunk = 0; chunk < (k + 15) / 16; chunk++)
+        if (gemm_bt_owner(chunk, m) == rb)
+            return true;
+    return false;
+}
+
+// One stage of transpose16: for each pair of rows i, i + d (i & d clear), the block of lanes
+// with bit d set in row i swapped with the block with bit d clear in row i + d.
+#define TRANSPOSE_STAGE(t, d, lo, hi)                                                              \
+    _Pragma("unroll") for (int i = 0; i < 16; i++) if (!(i & (d)))                                 \
+    {                                                                                              \
+        float16 a = t[i], b = t[i + (d)];                                                          \
+        t[i] = shuffle2(a, b, lo);                                                                 \
+        t[i + (d)] = shuffle2(a, b, hi);                                                           \
+    }
+
+// t (16 rows of 16) transposed in place: four stages of 16 two-vector shuffles.
+void transpose16(float16 *t)
+{
+    TRANSPOSE_STAGE(t, 8, ((uint16)(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)),
+                    ((uint16)(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31)))
+    TRANSPOSE_STAGE(t, 4, ((uint16)(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27)),
+                    ((uint16)(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31)))
+    TRANSPOSE_STAGE(t, 2, ((uint16)(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29)),
+                    ((uint16)(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31)))
+    TRANSPOSE_STAGE(t, 1, ((uint16)(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30)),
+                    ((uint16)(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31)))
+}
+
+// Rows kb .. kb + count - 1 of a block's columns of B (tile[v][q]: the v-th 16 columns of row kb
+// + q) stored as columns of B^T (bt at the block's first column, rows ldbt apart): whole 16 x 16
+// tiles transposed in registers and stored 16 floats at once (a float at a time: 120 us of the
+// 256x784x128 product's 300), a partial tile a float at a time.
+void gemm_store_bt(float16 (*tile)[16], __global float *bt, int ldbt, int kb, int count, int cols)
+{
+    for (int v = 0; v * 16 < cols; v++) {
+        __global float *dst = bt + (size_t)(16 * v) * ldbt + kb;
+        int width = min(16, cols - 16 * v);
+        if (count == 16) {
+            float16 t[16];
+            _Pragma("unroll") for (int q = 0; q < 16; q++) t[q] = tile[v][q];
+            transpose16(t);
+            for (int j = 0; j < width; j++)
+                vstore16(t[j], 0, dst + (size_t)j * ldbt);
+        } else {
+            for (int q = 0; q < count; q++) {
+                float part[16];
+                vstore16(tile[v][q], 0, part);
+                for (int j = 0; j < width; j++)
+                    dst[(size_t)j * ldbt + q] = part[j];
+            }
+        }
+    }
+}
+
 // The k loop of one block from row K0 of B: ROW(r) the row of op(A) that block row r reads,
 // LOAD_B(v, bk) the v-th 16 floats of B's row bk.
 #define GEMM_LOOP(A_AT, NV, ROW, LOAD_B, SUM, STORE, K0)                                           \
@@ -69,14 +136,15 @@
         const __global float *bk = b + (size_t)kk * ldb;                                           \
         float16 brow[NV];                                                                          \
         _Pragma("unroll") for (int v = 0; v < NV; v++) brow[v] = LOAD_B(v, bk);                    \
-        if (STORE)                                                                                 \
-            _Pragma("unroll") for (int v = 0; v < NV; v++)                                         \
-            {                                                                                      \
-                float part[16];                                                                    \
-                vstore16(brow[v], 0, part);                                                        \
-                for (int q = 0; q < 16 && 16 * v + q < cols; q++)                                  \
-                    bt[(size_t)(16 * v + q) * ldbt + kk] = part[q];                                \
+        if (STORE) {                                                                               \
+            if (kk % 16 == 0)                                                                      \
+                own = gemm_bt_owner(kk / 16, m) == i0 / GEMM_R;                                    \
+            if (own) {                                                                             \
+                _Pragma("unroll") for (int v = 0; v < NV; v++) tile[v][kk % 16] = brow[v];         \
+                if (kk % 16 == 15 || kk == k - 1)                                                  \
+                    gemm_store_bt(tile, bt, ldbt, kk / 16 * 16, kk % 16 + 1, cols);                \
             }                                                                                      \
+        }                                                                                          \
         if (SUM)                                                                                   \
             _Pragma("unroll") for (int v = 0; v < NV; v++) colsum[v] += brow[v];                   \
         GEMM_FMA_ROWS(NV, brow, A_AT(ROW(r), kk))                                                  \
@@ -183,11 +251,12 @@ void gemm_store_sampler(float16 y, __global float *out, __global const float *ml
         }
 
 // One block of C at row i0 and column j0: the body of every product kernel. a, b and c are at
-// their product's start; bt, when ldbt > 0 and the block is one of the first row (NN only,
-// CAN_STORE), receives B's columns j0.. as rows, B^T (n, k) with rows ldbt apart: the transposed
-// copy of a layer's weight that its backward's input gradient reads, made as the forward product
-// reads the weight (the same floats: the same bits as transpose_tiles). eps, s_beta, s_noise:
-// GEMM_SAMPLER's operands.
+// their product's start; bt, when ldbt > 0 (NN only, CAN_STORE), receives B's columns j0.. as
+// rows, B^T (n, k) with rows ldbt apart: the transposed copy of a layer's weight that its
+// backward's input gradient reads, made as the forward product reads the weight (the same floats:
+// the same bits as transpose_tiles), each 16 rows of k by the block gemm_bt_owner names (the
+// first row of blocks alone: 6% slower, 256x784x128). eps, s_beta, s_noise: GEMM_SAMPLER's
+// operands.
 #define GEMM_BLOCK(NAME, A_AT, NV, SUM, CAN_STORE)                                                 \
     void NAME(int j0, int i0, int m, int n, int k, float alpha, float beta,                        \
               __global const float *restrict a, int lda, __global const float *restrict b,         \
@@ -199,7 +268,8 @@ void gemm_store_sampler(float16 y, __global float *out, __global const float *ml
         c += (size_t)i0 * ldc + j0;                                                                \
         int rows = min(GEMM_R, m - i0), cols = min(16 * NV, n - j0);                               \
         bool whole_block = rows == GEMM_R && cols == 16 * NV;                                      \
-        bool store = CAN_STORE && ldbt > 0 && i0 == 0;                                             \
+        bool store = CAN_STORE && ldbt > 0 && gemm_bt_owns(i0 / GEMM_R, m, k), own = false;        \
+        float16 tile[2][16];                                                                       \
         if (store)                                                                                 \
             bt += (size_t)j0 * ldbt;                                                               \
         float16 acc[GEMM_R][NV], colsum[NV];                                                       \
@@ -331,6 +401,8 @@ gemm_pair(int groups0, int cblocks0, int cblocks1, int m0, int n0, int k0, float
         __global const float *eps = 0;                                                             \
         __global float *bt = 0;                                                                    \
         int ldbt = 0;                                                                              \
+        bool own = false; /* GEMM_LOOP's transposed store, unused here */                          \
+        float16(*tile)[16] = 0;                                                                    \
         int rows = min(GEMM_R, m - i0), cols = min(16 * NV, n - j0);                               \
         bool whole_block = rows == GEMM_R && cols == 16 * NV;                                      \
         __global const uchar *arow[GEMM_R];                                                        \

@@ -2160,6 +2160,9 @@ int main(void)
     test_fused_step(9, 10, 128, false, 1.0f, true);
     test_fused_step(256, 20, 33, true, 0.0f, true);
     test_fused_step(5, 3, 7, false, 0.0f, false);
+    // W^T's 16-row chunks spread over row blocks and work-groups (whole and partial chunks).
+    test_fused_step(200, 100, 70, true, 0.0f, false);
+    test_fused_step(9, 128, 40, false, 1.0f, false);
 
     test_bias_forward(false, 37, 53, 101, NULL);
     test_bias_forward(false, 37, 53, 0, local2);
