@@ -1012,6 +1012,50 @@ static void same_bits(cl_mem got, cl_mem want, size_t off, size_t n, const char 
     free(w);
 }
 
+// gemm_sum_parts16 (a CPU's sum of a split product's parts) against gemm_sum_parts, bit for bit:
+// parts of m x n at p m n, C (rows ldc apart, at an offset) with alpha, beta and each epilogue.
+static void test_sum_parts16(int parts, int m, int n, float alpha, float beta, int epilogue)
+{
+    int ldc = n + 3, c_off = 5, bias_off = 2;
+    size_t nc = (size_t)c_off + (size_t)m * ldc, nb = (size_t)bias_off + (size_t)m * ldc;
+    float *hp, *hc, *hb;
+    cl_mem dp = random_buffer((size_t)parts * m * n, &hp, "parts");
+    cl_mem dc = random_buffer(nc, &hc, "C"), dc16 = tu_upload(&rt, hc, nc * sizeof(float), "C16");
+    cl_mem db = random_buffer(nb, &hb, "bias");
+    const char *names[2] = {"gemm_sum_parts", "gemm_sum_parts16"};
+    cl_mem out[2] = {dc, dc16};
+    for (int v = 0; v < 2; v++) {
+        cl_kernel k = clrt_kernel(&rt, names[v]);
+        cl_ulong co = (cl_ulong)c_off, bo = (cl_ulong)bias_off;
+        cl_uint a = 0;
+        KARG(k, a++, dp);
+        KARG(k, a++, parts);
+        KARG(k, a++, m);
+        KARG(k, a++, n);
+        KARG(k, a++, alpha);
+        KARG(k, a++, beta);
+        KARG(k, a++, out[v]);
+        KARG(k, a++, co);
+        KARG(k, a++, ldc);
+        KARG(k, a++, db);
+        KARG(k, a++, bo);
+        KARG(k, a++, epilogue);
+        size_t global[2] = {v ? ((size_t)n + 15) / 16 : (size_t)n, (size_t)m};
+        clrt_launch(&rt, k, 2, global, NULL);
+    }
+    same_bits(dc16, dc, 0, nc,
+              "gemm_sum_parts16 (%d parts of %dx%d, alpha %g beta %g, epilogue %d) = "
+              "gemm_sum_parts bit for bit, guard cells too",
+              parts, m, n, (double)alpha, (double)beta, epilogue);
+    clReleaseMemObject(dp);
+    clReleaseMemObject(dc);
+    clReleaseMemObject(dc16);
+    clReleaseMemObject(db);
+    free(hp);
+    free(hc);
+    free(hb);
+}
+
 // The fused step's products (clvae's kernels) against the launches they replace, bit for bit:
 // those are checked against double references above. A layer's forward keeping W^T (ep.wt) gives
 // the same y and exactly the transpose; gemm_pair gives what clrt_gemm_tn_colsum and then
@@ -2156,6 +2200,10 @@ int main(void)
     test_normals();
 
     // The fused step: odd shapes (edge blocks), one column block, several; masked and not.
+    for (int ep = 0; ep <= 3; ep++) // none, bias, bias and ReLU, mask
+        test_sum_parts16(7, 13, 45, 0.5f, ep % 2 ? 1.0f : 0.0f, ep);
+    test_sum_parts16(28, 64, 512, 1.0f, 0.0f, 0);
+    test_sum_parts16(3, 5, 7, 1.0f, 1.0f, 1);
     test_fused_step(37, 13, 45, true, 0.0f, false);
     test_fused_step(9, 10, 128, false, 1.0f, true);
     test_fused_step(256, 20, 33, true, 0.0f, true);

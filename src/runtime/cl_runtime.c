@@ -1804,8 +1804,10 @@ static void gemm_split(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, f
         clrt_gemm(rt, ta, false, m, n, rest, 1.0f, a, b, 0.0f, part);
         parts++;
     }
+    // On a CPU 16 columns a work-item (gemm_sum_parts16: the same bits).
+    bool cpu = rt->device_type & CL_DEVICE_TYPE_CPU;
     if (!rt->gemm_sum)
-        rt->gemm_sum = clrt_kernel(rt, "gemm_sum_parts");
+        rt->gemm_sum = clrt_kernel(rt, cpu ? "gemm_sum_parts16" : "gemm_sum_parts");
     cl_int ip = (cl_int)parts, im = (cl_int)m, in = (cl_int)n, ldc = (cl_int)c.ld;
     cl_ulong co = c.offset;
     cl_uint i = 0;
@@ -1819,7 +1821,7 @@ static void gemm_split(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, f
     KARG(rt->gemm_sum, i++, co);
     KARG(rt->gemm_sum, i++, ldc);
     epilogue_args(rt->gemm_sum, i, ep, c.mem);
-    size_t global[2] = {n, m};
+    size_t global[2] = {cpu ? (n + 15) / 16 : n, m};
     clrt_launch(rt, rt->gemm_sum, 2, global, NULL);
 }
 
