@@ -8,13 +8,15 @@
 // the index arithmetic, integer divisions that PoCL does not vectorise, is paid once per GW K K C
 // floats, and a one-channel image costs no more work-items than a wide one (with a work-item
 // per kernel position and row, the conv reference's 28x28x1 input took 2.57 ms a batch on PoCL
-// on 2 cores, 0.67 ms this way; its 14x14x32 layer 0.9-1.6 ms, 0.67). Range: (rows GH).
+// on 2 cores, 0.67 ms this way; its 14x14x32 layer 0.9-1.6 ms, 0.67). Images first .. first +
+// rows - 1 of img, their rows of cols (a slice of the batch). Range: (rows GH).
 __kernel void conv_im2col(__global const float *img, __global float *cols, int rows, int C, int H,
-                          int W, int GH, int GW, int K, int S, int P)
+                          int W, int GH, int GW, int K, int S, int P, int first)
 {
-    size_t r = get_global_id(0); // (n, gy)
+    size_t r = get_global_id(0); // (n, gy) of the images first .. first + rows - 1
     if (r >= (size_t)rows * GH)
         return;
+    r += (size_t)first * GH;
     int gy = (int)(r % GH);
     size_t n = r / GH;
     int kkc = K * K * C;
@@ -67,14 +69,15 @@ __kernel void conv_im2col(__global const float *img, __global float *cols, int r
 // Only every S-th kernel row and column can reach a pixel, so the loops step by S from the first
 // that does ((y + P) mod S). The conv reference's 14x14x32 image took 1.14 ms a batch this way on
 // PoCL on 2 cores (1.6 with a work-item a pixel), its 28x28x1 output 1.45 (2.9). Range:
-// (ceil(C / COL2IM_CHANNELS), rows H).
+// (ceil(C / COL2IM_CHANNELS), rows H), for images first .. first + rows - 1 as im2col's.
 __kernel void conv_col2im(__global const float *cols, __global float *img, int rows, int C, int H,
-                          int W, int GH, int GW, int K, int S, int P, int acc)
+                          int W, int GH, int GW, int K, int S, int P, int acc, int first)
 {
     int c0 = get_global_id(0) * COL2IM_CHANNELS;
-    size_t py = get_global_id(1); // (n, y)
+    size_t py = get_global_id(1); // (n, y) of the images first .. first + rows - 1
     if (c0 >= C || py >= (size_t)rows * H)
         return;
+    py += (size_t)first * H;
     int nc = min(COL2IM_CHANNELS, C - c0), kkc = K * K * C, y = (int)(py % H);
     size_t n = py / H;
     int ky0 = (y + P) % S;

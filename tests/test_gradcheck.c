@@ -91,6 +91,7 @@ struct gc_case {
     size_t reduce_work; // forces rt.reduce_work (bias gradients in several parts); 0: the device's
     size_t splitk_groups, splitk_min_k; // force split-K weight gradients; 0: the device's
     size_t max_alloc;   // forces rt.max_alloc while the model is made: parameters in several parts
+    size_t slice_bytes; // forces rt.slice_bytes (conv layers' batches in slices); 0: the device's
     bool dx_accumulate; // also check that every layer's backward adds into dx when told to
 };
 
@@ -169,6 +170,9 @@ static void run_case(const struct gc_case *c)
     size_t splitk_groups = rt.splitk_groups, splitk_min_k = rt.splitk_min_k;
     if (c->splitk_groups)
         rt.splitk_groups = c->splitk_groups, rt.splitk_min_k = c->splitk_min_k;
+    size_t slice_bytes = rt.slice_bytes;
+    if (c->slice_bytes)
+        rt.slice_bytes = c->slice_bytes;
     size_t allocated = rt.allocated, scratch = rt.gemm_temp_bytes;
     cl_ulong max_alloc = rt.max_alloc;
     if (c->max_alloc)
@@ -345,6 +349,7 @@ static void run_case(const struct gc_case *c)
 
     rt.reduce_min = reduce_min;
     rt.splitk_groups = splitk_groups, rt.splitk_min_k = splitk_min_k;
+    rt.slice_bytes = slice_bytes;
     clReleaseMemObject(rec);
     clReleaseMemObject(kl);
     vae_release(&vae);
@@ -543,6 +548,20 @@ int main(void)
          .step = 4,
          .noise_scale = 1.0f,
          .beta = 1.0f,
+         .dx_accumulate = true},
+        // CS: case C with every conv layer's batch in slices of one image (rt.slice_bytes 1, where
+        // clvae's kernels run the products): im2col, col2im and the products beside them a slice
+        // at a time.
+        {.name = "CS",
+         CONV6,
+         .max_rows = 3,
+         .rows = 3,
+         .offset = 1,
+         .seed = 41,
+         .step = 4,
+         .noise_scale = 1.0f,
+         .beta = 1.0f,
+         .slice_bytes = 1,
          .dx_accumulate = true},
         // K: case M's micro-batches (40 and 30 rows) with every weight gradient split-K, in up to
         // 16 parts of at least 4 rows and the rows left over as one more.

@@ -37,10 +37,11 @@ void dense_create(const struct layer_ctx *ctx, struct layer *l);
 // For a layer whose y and dy are (rows, n) with n = out_shape.c channels a row:
 // y += bias, then ReLU when l->relu. Range: rows x n.
 void dense_bias_forward(const struct layer_ctx *ctx, const struct layer *l, int rows, int n);
-// y (m, n) = a (m, k) W + bias, then ReLU when l->relu: one launch where clvae's kernels run the
-// product (the bias and ReLU its epilogue), else the product and dense_bias_forward.
+// y (m, n, from row row0) = a (m, k) W + bias, then ReLU when l->relu: one launch where clvae's
+// kernels run the product (the bias and ReLU its epilogue), else (row0 0 only) the product and
+// dense_bias_forward.
 void dense_product_bias(const struct layer_ctx *ctx, const struct layer *l, size_t m, size_t n,
-                        size_t k, struct clrt_mat a);
+                        size_t k, struct clrt_mat a, size_t row0);
 // dy masked by the ReLU in place; db (n) (+)= its column sums.
 void dense_bias_backward(const struct layer_ctx *ctx, const struct layer *l, int rows, int n,
                          bool accumulate);

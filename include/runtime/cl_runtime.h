@@ -44,9 +44,12 @@ struct clrt {
     // split by work-groups), and the fewest rows a part takes.
     size_t splitk_groups, splitk_min_k;
     size_t splitk_bytes; // and the most bytes of both operands' rows a part takes (0: no limit)
-    size_t allocated;    // bytes of device memory created through clrt_buffer
-    cl_mem gemm_temp;    // products' scratch (CLBlast's, or clvae's parts over k), shared by every
-                         // product (the queue is in order)
+    // The columns of a slice of a conv layer's batch (layer_conv.c: about 4 MiB on a CPU, where
+    // clvae's kernels run the products; 0: the batch at once).
+    size_t slice_bytes;
+    size_t allocated; // bytes of device memory created through clrt_buffer
+    cl_mem gemm_temp; // products' scratch (CLBlast's, or clvae's parts over k), shared by every
+                      // product (the queue is in order)
     size_t gemm_temp_bytes;
     // Products run clvae's own kernels (cl/gemm.cl) rather than CLBlast's: on PoCL's CPU device,
     // where they are several times faster, unless CLVAE_GEMM says clblast (or clvae, anywhere).
@@ -231,6 +234,10 @@ struct clrt_mat {
 // naming the product and the size).
 void clrt_gemm(struct clrt *rt, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
                struct clrt_mat a, struct clrt_mat b, float beta, struct clrt_mat c);
+
+// Whether clvae's kernels run C (m, n, k) = op(A) B as one product, not split over k (own_parts):
+// then its rows in slices give the same bits as all of them at once.
+bool clrt_gemm_unsplit(const struct clrt *rt, size_t m, size_t n, size_t k);
 
 // What follows a product in the same kernel (cl/gemm.cl): column j gets bias[bias.offset + j]
 // added, then max(0, .) when relu (CLRT_EPILOGUE_BIAS); or the product is zeroed where bias (m, n,

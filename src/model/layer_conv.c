@@ -249,17 +249,18 @@ static void conv_create(const struct layer_ctx *ctx, struct layer *l)
     l->kernel[K_COL2IM] = clrt_kernel(ctx->rt, "conv_col2im");
 }
 
-// im2col (which K_IM2COL) or col2im (K_COL2IM) between img, an image of shape, and cols over the
-// grid of the conv that shape is the input of (for a conv) or the output of (a deconv); col2im adds
-// to what img holds when acc.
+// im2col (which K_IM2COL) or col2im (K_COL2IM) between images first .. first + count - 1 of img,
+// an image of shape, and their rows of cols over the grid of the conv that shape is the input of
+// (for a conv) or the output of (a deconv); col2im adds to what img holds when acc.
 static void columns(const struct layer_ctx *ctx, const struct layer *l, int which, cl_mem from,
-                    cl_mem to, int rows, struct layer_shape img, struct layer_shape grid, bool acc)
+                    cl_mem to, int first, int count, struct layer_shape img,
+                    struct layer_shape grid, bool acc)
 {
     cl_kernel k = l->kernel[which];
     cl_uint a = 0;
     KARG(k, a++, from);
     KARG(k, a++, to);
-    KARG(k, a++, rows);
+    KARG(k, a++, count);
     KARG(k, a++, img.c);
     KARG(k, a++, img.h);
     KARG(k, a++, img.w);
@@ -273,11 +274,30 @@ static void columns(const struct layer_ctx *ctx, const struct layer *l, int whic
         int add = acc;
         KARG(k, a++, add);
     }
+    KARG(k, a++, first);
     // A work-item of conv_im2col writes one grid row; one of conv_col2im sums COL2IM_CHANNELS
     // (16) channels of one image row (cl/conv.cl).
-    size_t global[2] = {im2col ? (size_t)rows * grid.h : ((size_t)img.c + 15) / 16,
-                        im2col ? 1 : (size_t)rows * img.h};
+    size_t global[2] = {im2col ? (size_t)count * grid.h : ((size_t)img.c + 15) / 16,
+                        im2col ? 1 : (size_t)count * img.h};
     clrt_launch(ctx->rt, k, 2, global, NULL);
+}
+
+// Images a slice of the batch takes through a product that writes or reads columns and the pass
+// over them that reads or wrote them (col2im, im2col), so that the second finds the columns in the
+// cache (rt->slice_bytes of them, about): the product over the batch's positions has m rows (m /
+// rows an image) of n columns over k, and an image cols floats of columns. The whole batch where
+// rt->slice_bytes is 0 (devices other than CPUs), or where clvae's kernels would not run each
+// slice's product as one, unsplit, as they run the whole one (so that slices give the same bits).
+static int slice_images(const struct layer_ctx *ctx, int rows, size_t m, size_t n, size_t k,
+                        size_t cols)
+{
+    size_t per = cols * sizeof(float), bytes = ctx->rt->slice_bytes;
+    size_t images = per ? bytes / per : (size_t)rows;
+    images = images < 1 ? 1 : images;
+    if (bytes == 0 || images >= (size_t)rows || !clrt_gemm_unsplit(ctx->rt, m, n, k) ||
+        !clrt_gemm_unsplit(ctx->rt, m / (size_t)rows * images, n, k))
+        return rows;
+    return (int)images;
 }
 
 // K K C: a column's values for a conv of l's input.
@@ -288,32 +308,44 @@ static size_t conv_kkc(const struct layer *l)
 
 void conv_im2col(const struct layer_ctx *ctx, const struct layer *l, int rows)
 {
-    columns(ctx, l, K_IM2COL, l->x, l->buffer[COLS].mem, rows, l->in_shape, l->out_shape, false);
+    columns(ctx, l, K_IM2COL, l->x, l->buffer[COLS].mem, 0, rows, l->in_shape, l->out_shape, false);
 }
 
 static void conv_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)
 {
-    size_t m = (size_t)rows * l->out_shape.h * l->out_shape.w, n = (size_t)l->out_shape.c;
+    size_t grid = (size_t)l->out_shape.h * l->out_shape.w, n = (size_t)l->out_shape.c;
     size_t kkc = conv_kkc(l);
     cl_mem cols = l->buffer[COLS].mem;
-    columns(ctx, l, K_IM2COL, l->x, cols, rows, l->in_shape, l->out_shape, false);
-    dense_product_bias(ctx, l, m, n, kkc, mat(cols, 0, kkc));
+    int step = slice_images(ctx, rows, (size_t)rows * grid, n, kkc, grid * kkc);
+    for (int first = 0; first < rows; first += step) {
+        int count = rows - first < step ? rows - first : step;
+        size_t row0 = (size_t)first * grid;
+        columns(ctx, l, K_IM2COL, l->x, cols, first, count, l->in_shape, l->out_shape, false);
+        dense_product_bias(ctx, l, (size_t)count * grid, n, kkc, mat(cols, row0 * kkc, kkc), row0);
+    }
 }
 
 static void conv_backward(const struct layer_ctx *ctx, const struct layer *l, int rows,
                           bool accumulate)
 {
-    size_t m = (size_t)rows * l->out_shape.h * l->out_shape.w, n = (size_t)l->out_shape.c;
-    size_t kkc = conv_kkc(l);
+    size_t grid = (size_t)l->out_shape.h * l->out_shape.w, n = (size_t)l->out_shape.c;
+    size_t m = (size_t)rows * grid, kkc = conv_kkc(l);
     cl_mem cols = l->buffer[COLS].mem, dcols = l->buffer[DCOLS].mem;
     dense_bias_backward(ctx, l, (int)m, (int)n, accumulate);
     dense_weight_grad(ctx, l, rows, mat(cols, 0, kkc), mat(l->dy, 0, n), accumulate);
     if (!l->needs_dx)
         return;
     dense_transpose_weight(ctx, l, (int)kkc, (int)n);
-    clrt_gemm(ctx->rt, false, false, m, kkc, n, 1.0f, mat(l->dy, 0, n), mat(ctx->weights_t, 0, kkc),
-              0.0f, mat(dcols, 0, kkc));
-    columns(ctx, l, K_COL2IM, dcols, l->dx, rows, l->in_shape, l->out_shape, l->dx_accumulate);
+    int step = slice_images(ctx, rows, m, kkc, n, grid * kkc);
+    for (int first = 0; first < rows; first += step) {
+        int count = rows - first < step ? rows - first : step;
+        size_t row0 = (size_t)first * grid;
+        clrt_gemm(ctx->rt, false, false, (size_t)count * grid, kkc, n, 1.0f,
+                  mat(l->dy, row0 * n, n), mat(ctx->weights_t, 0, kkc), 0.0f,
+                  mat(dcols, row0 * kkc, kkc));
+        columns(ctx, l, K_COL2IM, dcols, l->dx, first, count, l->in_shape, l->out_shape,
+                l->dx_accumulate);
+    }
 }
 
 // K K OC: a column's values for a deconv to l's output.
@@ -324,29 +356,46 @@ static size_t deconv_kko(const struct layer *l)
 
 static void deconv_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)
 {
-    size_t m = (size_t)rows * l->in_shape.h * l->in_shape.w, ic = (size_t)l->in_shape.c;
+    size_t grid = (size_t)l->in_shape.h * l->in_shape.w, ic = (size_t)l->in_shape.c;
     size_t kko = deconv_kko(l);
     cl_mem cols = l->buffer[COLS].mem;
-    clrt_gemm(ctx->rt, false, false, m, kko, ic, 1.0f, mat(l->x, 0, ic),
-              mat(l->dev.params, l->dev.weight, kko), 0.0f, mat(cols, 0, kko));
-    columns(ctx, l, K_COL2IM, cols, l->y, rows, l->out_shape, l->in_shape, false);
+    int step = slice_images(ctx, rows, (size_t)rows * grid, kko, ic, grid * kko);
+    for (int first = 0; first < rows; first += step) {
+        int count = rows - first < step ? rows - first : step;
+        size_t row0 = (size_t)first * grid;
+        clrt_gemm(ctx->rt, false, false, (size_t)count * grid, kko, ic, 1.0f,
+                  mat(l->x, row0 * ic, ic), mat(l->dev.params, l->dev.weight, kko), 0.0f,
+                  mat(cols, row0 * kko, kko));
+        columns(ctx, l, K_COL2IM, cols, l->y, first, count, l->out_shape, l->in_shape, false);
+    }
     dense_bias_forward(ctx, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c);
 }
 
 static void deconv_backward(const struct layer_ctx *ctx, const struct layer *l, int rows,
                             bool accumulate)
 {
-    size_t m = (size_t)rows * l->in_shape.h * l->in_shape.w, ic = (size_t)l->in_shape.c;
+    size_t grid = (size_t)l->in_shape.h * l->in_shape.w, ic = (size_t)l->in_shape.c;
     size_t kko = deconv_kko(l);
     cl_mem dcols = l->buffer[DCOLS].mem;
     dense_bias_backward(ctx, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c, accumulate);
-    columns(ctx, l, K_IM2COL, l->dy, dcols, rows, l->out_shape, l->in_shape, false);
-    dense_weight_grad(ctx, l, rows, mat(l->x, 0, ic), mat(dcols, 0, kko), accumulate);
-    if (!l->needs_dx)
+    if (!l->needs_dx) {
+        columns(ctx, l, K_IM2COL, l->dy, dcols, 0, rows, l->out_shape, l->in_shape, false);
+        dense_weight_grad(ctx, l, rows, mat(l->x, 0, ic), mat(dcols, 0, kko), accumulate);
         return;
+    }
+    // The input gradient first, a slice at a time after its columns (the weight gradient reads
+    // x and the columns, which the input gradient does not write).
     dense_transpose_weight(ctx, l, (int)ic, (int)kko);
-    clrt_gemm(ctx->rt, false, false, m, ic, kko, 1.0f, mat(dcols, 0, kko),
-              mat(ctx->weights_t, 0, ic), l->dx_accumulate ? 1.0f : 0.0f, mat(l->dx, 0, ic));
+    int step = slice_images(ctx, rows, (size_t)rows * grid, ic, kko, grid * kko);
+    for (int first = 0; first < rows; first += step) {
+        int count = rows - first < step ? rows - first : step;
+        size_t row0 = (size_t)first * grid;
+        columns(ctx, l, K_IM2COL, l->dy, dcols, first, count, l->out_shape, l->in_shape, false);
+        clrt_gemm(ctx->rt, false, false, (size_t)count * grid, ic, kko, 1.0f,
+                  mat(dcols, row0 * kko, kko), mat(ctx->weights_t, 0, ic),
+                  l->dx_accumulate ? 1.0f : 0.0f, mat(l->dx, row0 * ic, ic));
+    }
+    dense_weight_grad(ctx, l, rows, mat(l->x, 0, ic), mat(dcols, 0, kko), accumulate);
 }
 
 // The bias (channels), after the weight.

@@ -114,10 +114,11 @@ void dense_bias_forward(const struct layer_ctx *ctx, const struct layer *l, int 
     clrt_launch(ctx->rt, k, 2, global, NULL);
 }
 
-// y = a W + b (+ ReLU) with the bias in the product where clvae's kernels run it; keep: W^T stored
-// at l->weight_t in ctx->weights_kept as the product reads W, where it can (dense_wt_kept).
+// y (from row row0) = a W + b (+ ReLU) with the bias in the product where clvae's kernels run it
+// (row0 0 elsewhere); keep: W^T stored at l->weight_t in ctx->weights_kept as the product reads W,
+// where it can (dense_wt_kept).
 static void dense_product(const struct layer_ctx *ctx, const struct layer *l, size_t m, size_t n,
-                          size_t k, struct clrt_mat a, bool keep)
+                          size_t k, struct clrt_mat a, bool keep, size_t row0)
 {
     struct clrt_epilogue ep = {.bias = {l->dev.params, l->dev.bias, 0}, .relu = l->relu};
     struct clrt_mat w = mat(l->dev.params, l->dev.weight, n);
@@ -125,19 +126,19 @@ static void dense_product(const struct layer_ctx *ctx, const struct layer *l, si
         ep.wt = mat(ctx->weights_kept, l->weight_t, k);
     struct layer_y_fold *fold = ctx->y_fold;
     if (fold && !l->relu && !l->classes &&
-        clrt_gemm_bias_reparameterize(ctx->rt, m, n, k, a, w, mat(l->y, 0, n), &ep,
+        clrt_gemm_bias_reparameterize(ctx->rt, m, n, k, a, w, mat(l->y, row0 * n, n), &ep,
                                       &fold->sample)) {
         fold->applied = true;
         return;
     }
-    if (!clrt_gemm_bias(ctx->rt, m, n, k, a, w, mat(l->y, 0, n), &ep))
+    if (!clrt_gemm_bias(ctx->rt, m, n, k, a, w, mat(l->y, row0 * n, n), &ep))
         dense_bias_forward(ctx, l, (int)m, (int)n);
 }
 
 void dense_product_bias(const struct layer_ctx *ctx, const struct layer *l, size_t m, size_t n,
-                        size_t k, struct clrt_mat a)
+                        size_t k, struct clrt_mat a, size_t row0)
 {
-    dense_product(ctx, l, m, n, k, a, false);
+    dense_product(ctx, l, m, n, k, a, false, row0);
 }
 
 // Whether the forward product of rows left W^T in the layer's place (the same test as there).
@@ -154,12 +155,12 @@ static void dense_forward(const struct layer_ctx *ctx, const struct layer *l, in
 {
     size_t in = (size_t)l->in;
     if (!l->classes) {
-        dense_product(ctx, l, (size_t)rows, (size_t)l->out, in, mat(l->x, 0, in), l->needs_dx);
+        dense_product(ctx, l, (size_t)rows, (size_t)l->out, in, mat(l->x, 0, in), l->needs_dx, 0);
         return;
     }
     struct layer linear = *l;
     linear.relu = false;
-    dense_product(ctx, &linear, (size_t)rows, (size_t)l->out, in, mat(l->x, 0, in), l->needs_dx);
+    dense_product(ctx, &linear, (size_t)rows, (size_t)l->out, in, mat(l->x, 0, in), l->needs_dx, 0);
     condition_forward(ctx, l, rows);
 }
 

@@ -661,6 +661,10 @@ static void plan_work(struct clrt *rt, const struct env_settings *env)
     rt->splitk_bytes = cpu && rt->own_gemm ? (size_t)1 << 20 : 0;
     if (rt->splitk_bytes)
         rt->splitk_groups = 0;
+    // A product that writes (or reads) a conv's columns and col2im (or im2col) over them a slice
+    // of the batch at a time, the columns still in the cache (the conv reference's 12544x512x64
+    // product with its 25.7 MB of columns: 6.0 ms at once, 5.0 in four slices).
+    rt->slice_bytes = cpu && rt->own_gemm ? (size_t)4 << 20 : 0;
 }
 
 int clrt_open(struct clrt *rt, const char *platform_sel, const char *device_sel, bool profiling,
@@ -1542,6 +1546,11 @@ bool clrt_gemm_bias(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_m
     gemm_label(label, sizeof label, false, false, m, n, k);
     own_gemm(rt, false, m, n, k, 1.0f, a, 0, b, 0, 0.0f, c, 0, 1, ep, label);
     return true;
+}
+
+bool clrt_gemm_unsplit(const struct clrt *rt, size_t m, size_t n, size_t k)
+{
+    return rt->own_gemm && own_parts(rt, m, n, k) == 1;
 }
 
 // Whether one launch of clvae's plain (not packed) kernels runs C (m, n) = op(A) B.
