@@ -285,7 +285,8 @@ static void columns(const struct layer_ctx *ctx, const struct layer *l, int whic
 // Images a slice of the batch takes through a product that writes or reads columns and the pass
 // over them that reads or wrote them (col2im, im2col), so that the second finds the columns in the
 // cache (rt->slice_bytes of them, about): the product over the batch's positions has m rows (m /
-// rows an image) of n columns over k, and an image cols floats of columns. The whole batch where
+// rows an image) of n columns over k, and an image cols floats of columns (more, up to the batch,
+// where a slice of fewer, or the last slice, would split the product). The whole batch where
 // rt->slice_bytes is 0 (devices other than CPUs), or where clvae's kernels would not run each
 // slice's product as one, unsplit, as they run the whole one (so that slices give the same bits).
 static int slice_images(const struct layer_ctx *ctx, int rows, size_t m, size_t n, size_t k,
@@ -294,9 +295,17 @@ static int slice_images(const struct layer_ctx *ctx, int rows, size_t m, size_t 
     size_t per = cols * sizeof(float), bytes = ctx->rt->slice_bytes;
     size_t images = per ? bytes / per : (size_t)rows;
     images = images < 1 ? 1 : images;
-    if (bytes == 0 || images >= (size_t)rows || !clrt_gemm_unsplit(ctx->rt, m, n, k) ||
-        !clrt_gemm_unsplit(ctx->rt, m / (size_t)rows * images, n, k))
+    if (bytes == 0 || images >= (size_t)rows || !clrt_gemm_unsplit(ctx->rt, m, n, k))
         return rows;
+    // More images where a slice's product, or the last slice's (the images left over), would be
+    // split over k (a narrow one over a long k).
+    size_t grid = m / (size_t)rows;
+    for (; images < (size_t)rows; images++) {
+        size_t last = (size_t)rows % images;
+        if (clrt_gemm_unsplit(ctx->rt, grid * images, n, k) &&
+            (last == 0 || clrt_gemm_unsplit(ctx->rt, grid * last, n, k)))
+            break;
+    }
     return (int)images;
 }
 
