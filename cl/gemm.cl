@@ -105,8 +105,7 @@ void transpose16(float16 *t)
 
 // Rows kb .. kb + count - 1 of a block's columns of B (tile[v][q]: the v-th 16 columns of row kb
 // + q) stored as columns of B^T (bt at the block's first column, rows ldbt apart): whole 16 x 16
-// tiles transposed in registers and stored 16 floats at once (a float at a time: 120 us of the
-// 256x784x128 product's 300), a partial tile a float at a time.
+// tiles transposed in registers and stored 16 floats at once, a partial tile a float at a time.
 void gemm_store_bt(float16 (*tile)[16], __global float *bt, int ldbt, int kb, int count, int cols)
 {
     for (int v = 0; v * 16 < cols; v++) {

@@ -477,6 +477,11 @@ static void check_dx_accumulate(const struct gc_case *c)
     .cfg = {.in_dim = 36, .channels = 1, .height = 6, .width = 6, .latent = 2},                    \
     .encoder = "conv:3:4:2:1,conv:2:3:1:1,dense:4"
 
+// Case C's batch and draws (case CS runs it again in slices).
+#define CASE_C_RUN                                                                                 \
+    .max_rows = 3, .rows = 3, .offset = 1, .seed = 41, .step = 4, .noise_scale = 1.0f,             \
+    .beta = 1.0f, .dx_accumulate = true
+
 // Cases R and RM's model: 5x7 images through conv 3x3/1 (6 channels), res:6:3, dense 4, latent 3.
 #define RES57                                                                                      \
     .cfg = {.in_dim = 35, .channels = 1, .height = 5, .width = 7, .latent = 3},                    \
@@ -539,30 +544,11 @@ int main(void)
         // C: convolutions on 6x6 images, the decoder their mirror: conv 4x4/2 (3 channels, to
         // 3x3), conv 3x3/1 (2 channels, odd, padding at the edges), dense 4; back through dense
         // 4, dense 18 reshaped to 2x3x3, deconv 3x3/1 to 3 channels, the output deconv 4x4/2.
-        {.name = "C",
-         CONV6,
-         .max_rows = 3,
-         .rows = 3,
-         .offset = 1,
-         .seed = 41,
-         .step = 4,
-         .noise_scale = 1.0f,
-         .beta = 1.0f,
-         .dx_accumulate = true},
+        {.name = "C", CONV6, CASE_C_RUN},
         // CS: case C with every conv layer's batch in slices of one image (rt.slice_bytes 1, where
         // clvae's kernels run the products): im2col, col2im and the products beside them a slice
         // at a time.
-        {.name = "CS",
-         CONV6,
-         .max_rows = 3,
-         .rows = 3,
-         .offset = 1,
-         .seed = 41,
-         .step = 4,
-         .noise_scale = 1.0f,
-         .beta = 1.0f,
-         .slice_bytes = 1,
-         .dx_accumulate = true},
+        {.name = "CS", CONV6, CASE_C_RUN, .slice_bytes = 1},
         // K: case M's micro-batches (40 and 30 rows) with every weight gradient split-K, in up to
         // 16 parts of at least 4 rows and the rows left over as one more.
         {.name = "K",

@@ -387,22 +387,20 @@ static void deconv_backward(const struct layer_ctx *ctx, const struct layer *l, 
     size_t kko = deconv_kko(l);
     cl_mem dcols = l->buffer[DCOLS].mem;
     dense_bias_backward(ctx, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c, accumulate);
-    if (!l->needs_dx) {
-        columns(ctx, l, K_IM2COL, l->dy, dcols, 0, rows, l->out_shape, l->in_shape, false);
-        dense_weight_grad(ctx, l, rows, mat(l->x, 0, ic), mat(dcols, 0, kko), accumulate);
-        return;
-    }
-    // The input gradient first, a slice at a time after its columns (the weight gradient reads
-    // x and the columns, which the input gradient does not write).
-    dense_transpose_weight(ctx, l, (int)ic, (int)kko);
-    int step = slice_images(ctx, rows, (size_t)rows * grid, ic, kko, grid * kko);
+    // The columns of dy and, when the layer has one, the input gradient from them a slice at a
+    // time; then the weight gradient (it reads x and the columns, which neither writes).
+    bool dx = l->needs_dx;
+    if (dx)
+        dense_transpose_weight(ctx, l, (int)ic, (int)kko);
+    int step = dx ? slice_images(ctx, rows, (size_t)rows * grid, ic, kko, grid * kko) : rows;
     for (int first = 0; first < rows; first += step) {
         int count = rows - first < step ? rows - first : step;
         size_t row0 = (size_t)first * grid;
         columns(ctx, l, K_IM2COL, l->dy, dcols, first, count, l->out_shape, l->in_shape, false);
-        clrt_gemm(ctx->rt, false, false, (size_t)count * grid, ic, kko, 1.0f,
-                  mat(dcols, row0 * kko, kko), mat(ctx->weights_t, 0, ic),
-                  l->dx_accumulate ? 1.0f : 0.0f, mat(l->dx, row0 * ic, ic));
+        if (dx)
+            clrt_gemm(ctx->rt, false, false, (size_t)count * grid, ic, kko, 1.0f,
+                      mat(dcols, row0 * kko, kko), mat(ctx->weights_t, 0, ic),
+                      l->dx_accumulate ? 1.0f : 0.0f, mat(l->dx, row0 * ic, ic));
     }
     dense_weight_grad(ctx, l, rows, mat(l->x, 0, ic), mat(dcols, 0, kko), accumulate);
 }

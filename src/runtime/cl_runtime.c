@@ -1557,9 +1557,8 @@ bool clrt_gemm_unsplit(const struct clrt *rt, size_t m, size_t n, size_t k)
 static bool own_one_launch(const struct clrt *rt, bool ta, size_t m, size_t n, size_t k,
                            struct clrt_mat a, struct clrt_mat b, struct clrt_mat c)
 {
-    return rt->own_gemm && m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && a.ld <= INT_MAX &&
-           b.ld <= INT_MAX && c.ld <= INT_MAX && own_parts(rt, m, n, k) == 1 &&
-           !gemm_packed(ta, n, a, b);
+    return clrt_gemm_unsplit(rt, m, n, k) && m <= INT_MAX && n <= INT_MAX && k <= INT_MAX &&
+           a.ld <= INT_MAX && b.ld <= INT_MAX && c.ld <= INT_MAX && !gemm_packed(ta, n, a, b);
 }
 
 bool clrt_gemm_keeps_wt(const struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
