@@ -9,9 +9,11 @@
 // floats, and a one-channel image costs no more work-items than a wide one (with a work-item
 // per kernel position and row, the conv reference's 28x28x1 input took 2.57 ms a batch on PoCL
 // on 2 cores, 0.67 ms this way; its 14x14x32 layer 0.9-1.6 ms, 0.67). Images first .. first +
-// rows - 1 of img, their rows of cols (a slice of the batch). Range: (rows GH).
+// rows - 1 of img (a slice of the batch), their rows of cols, which holds the columns of images
+// base on: 0 (the batch's, each image's at its place) or first (the slice's own, from the start:
+// a buffer a slice reuses stays in the cache). Range: (rows GH).
 __kernel void conv_im2col(__global const float *img, __global float *cols, int rows, int C, int H,
-                          int W, int GH, int GW, int K, int S, int P, int first)
+                          int W, int GH, int GW, int K, int S, int P, int first, int base)
 {
     size_t r = get_global_id(0); // (n, gy) of the images first .. first + rows - 1
     if (r >= (size_t)rows * GH)
@@ -20,7 +22,7 @@ __kernel void conv_im2col(__global const float *img, __global float *cols, int r
     int gy = (int)(r % GH);
     size_t n = r / GH;
     int kkc = K * K * C;
-    __global float *dst = cols + r * GW * (size_t)kkc;
+    __global float *dst = cols + (r - (size_t)base * GH) * GW * (size_t)kkc;
     for (int gx = 0; gx < GW; gx++)
         for (int ky = 0; ky < K; ky++) {
             int y = gy * S - P + ky;
@@ -46,7 +48,7 @@ __kernel void conv_im2col(__global const float *img, __global float *cols, int r
 #define COL2IM_CHANNELS 16 // channels a work-item of conv_col2im sums
 
 // The kernel positions that read pixel (y, x) of image n, in a fixed order: body with src at
-// their entries of channel c0 in cols.
+// their entries of channel c0 in cols (which starts at image base's).
 #define COL2IM_WALK(...)                                                                           \
     for (int ky = ky0; ky < K; ky += S) {                                                          \
         int gy = (y + P - ky) / S;                                                                 \
@@ -57,7 +59,7 @@ __kernel void conv_im2col(__global const float *img, __global float *cols, int r
             if (gx < 0 || gx >= GW)                                                                \
                 continue;                                                                          \
             __global const float *src =                                                            \
-                cols + ((n * GH + gy) * GW + gx) * kkc + (ky * K + kx) * C + c0;                   \
+                cols + (((n - base) * GH + gy) * GW + gx) * kkc + (ky * K + kx) * C + c0;          \
             __VA_ARGS__                                                                            \
         }                                                                                          \
     }
@@ -69,9 +71,10 @@ __kernel void conv_im2col(__global const float *img, __global float *cols, int r
 // Only every S-th kernel row and column can reach a pixel, so the loops step by S from the first
 // that does ((y + P) mod S). The conv reference's 14x14x32 image took 1.14 ms a batch this way on
 // PoCL on 2 cores (1.6 with a work-item a pixel), its 28x28x1 output 1.45 (2.9). Range:
-// (ceil(C / COL2IM_CHANNELS), rows H), for images first .. first + rows - 1 as im2col's.
+// (ceil(C / COL2IM_CHANNELS), rows H), for images first .. first + rows - 1, cols from image base
+// on, as im2col's.
 __kernel void conv_col2im(__global const float *cols, __global float *img, int rows, int C, int H,
-                          int W, int GH, int GW, int K, int S, int P, int acc, int first)
+                          int W, int GH, int GW, int K, int S, int P, int acc, int first, int base)
 {
     int c0 = get_global_id(0) * COL2IM_CHANNELS;
     size_t py = get_global_id(1); // (n, y) of the images first .. first + rows - 1

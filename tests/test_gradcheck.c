@@ -635,6 +635,19 @@ int main(void)
          .noise_scale = 1.0f,
          .beta = 1.0f,
          .dx_accumulate = true},
+        // RS: case R with every convolution's batch in slices of one image (the block's
+        // forward reusing the start of its columns buffer for each slice, as a CPU runs it).
+        {.name = "RS",
+         RES57,
+         .max_rows = 3,
+         .rows = 3,
+         .offset = 1,
+         .seed = 71,
+         .step = 3,
+         .noise_scale = 1.0f,
+         .beta = 1.0f,
+         .dx_accumulate = true,
+         .slice_bytes = 1},
         // RM: case R in micro-batches of 3 and 2 rows (every gradient of the block added over the
         // passes).
         {.name = "RM",

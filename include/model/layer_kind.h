@@ -68,5 +68,8 @@ enum { CONV_COLS, CONV_DCOLS };
 // The columns of conv l, buffer[CONV_COLS] = im2col(l->x): what conv's backward reads, for a
 // caller whose columns held another's since the forward pass.
 void conv_im2col(const struct layer_ctx *ctx, const struct layer *l, int rows);
+// conv_ops.forward without keeping the columns for the backward (a caller that makes them again
+// with conv_im2col): each slice of the batch reuses the start of the columns buffer.
+void conv_forward_unkept(const struct layer_ctx *ctx, const struct layer *l, int rows);
 
 #endif

@@ -251,9 +251,12 @@ static void conv_create(const struct layer_ctx *ctx, struct layer *l)
 
 // im2col (which K_IM2COL) or col2im (K_COL2IM) between images first .. first + count - 1 of img,
 // an image of shape, and their rows of cols over the grid of the conv that shape is the input of
-// (for a conv) or the output of (a deconv); col2im adds to what img holds when acc.
+// (for a conv) or the output of (a deconv); col2im adds to what img holds when acc. cols holds
+// the batch's columns, each image's at its place (own false), or the slice's own from its start
+// (own: a buffer every slice reuses stays in the cache, where a slice's place in the batch's
+// columns, 25.7 MB in the conv reference, is memory the cache has not held since the last step).
 static void columns(const struct layer_ctx *ctx, const struct layer *l, int which, cl_mem from,
-                    cl_mem to, int first, int count, struct layer_shape img,
+                    cl_mem to, int first, int count, bool own, struct layer_shape img,
                     struct layer_shape grid, bool acc)
 {
     cl_kernel k = l->kernel[which];
@@ -275,6 +278,8 @@ static void columns(const struct layer_ctx *ctx, const struct layer *l, int whic
         KARG(k, a++, add);
     }
     KARG(k, a++, first);
+    int base = own ? first : 0;
+    KARG(k, a++, base);
     // A work-item of conv_im2col writes one grid row; one of conv_col2im sums COL2IM_CHANNELS
     // (16) channels of one image row (cl/conv.cl).
     size_t global[2] = {im2col ? (size_t)count * grid.h : ((size_t)img.c + 15) / 16,
@@ -317,10 +322,13 @@ static size_t conv_kkc(const struct layer *l)
 
 void conv_im2col(const struct layer_ctx *ctx, const struct layer *l, int rows)
 {
-    columns(ctx, l, K_IM2COL, l->x, l->buffer[COLS].mem, 0, rows, l->in_shape, l->out_shape, false);
+    columns(ctx, l, K_IM2COL, l->x, l->buffer[COLS].mem, 0, rows, false, l->in_shape, l->out_shape,
+            false);
 }
 
-static void conv_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)
+// y = im2col(x) W + b a slice at a time, the columns kept for the backward (each slice's at its
+// place in the batch's) or not (every slice's at the buffer's start).
+static void forward_slices(const struct layer_ctx *ctx, const struct layer *l, int rows, bool keep)
 {
     size_t grid = (size_t)l->out_shape.h * l->out_shape.w, n = (size_t)l->out_shape.c;
     size_t kkc = conv_kkc(l);
@@ -329,9 +337,21 @@ static void conv_forward(const struct layer_ctx *ctx, const struct layer *l, int
     for (int first = 0; first < rows; first += step) {
         int count = rows - first < step ? rows - first : step;
         size_t row0 = (size_t)first * grid;
-        columns(ctx, l, K_IM2COL, l->x, cols, first, count, l->in_shape, l->out_shape, false);
-        dense_product_bias(ctx, l, (size_t)count * grid, n, kkc, mat(cols, row0 * kkc, kkc), row0);
+        columns(ctx, l, K_IM2COL, l->x, cols, first, count, !keep, l->in_shape, l->out_shape,
+                false);
+        dense_product_bias(ctx, l, (size_t)count * grid, n, kkc,
+                           mat(cols, keep ? row0 * kkc : 0, kkc), row0);
     }
+}
+
+static void conv_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)
+{
+    forward_slices(ctx, l, rows, true);
+}
+
+void conv_forward_unkept(const struct layer_ctx *ctx, const struct layer *l, int rows)
+{
+    forward_slices(ctx, l, rows, false);
 }
 
 static void conv_backward(const struct layer_ctx *ctx, const struct layer *l, int rows,
@@ -350,9 +370,8 @@ static void conv_backward(const struct layer_ctx *ctx, const struct layer *l, in
         int count = rows - first < step ? rows - first : step;
         size_t row0 = (size_t)first * grid;
         clrt_gemm(ctx->rt, false, false, (size_t)count * grid, kkc, n, 1.0f,
-                  mat(l->dy, row0 * n, n), mat(ctx->weights_t, 0, kkc), 0.0f,
-                  mat(dcols, row0 * kkc, kkc));
-        columns(ctx, l, K_COL2IM, dcols, l->dx, first, count, l->in_shape, l->out_shape,
+                  mat(l->dy, row0 * n, n), mat(ctx->weights_t, 0, kkc), 0.0f, mat(dcols, 0, kkc));
+        columns(ctx, l, K_COL2IM, dcols, l->dx, first, count, true, l->in_shape, l->out_shape,
                 l->dx_accumulate);
     }
 }
@@ -374,8 +393,8 @@ static void deconv_forward(const struct layer_ctx *ctx, const struct layer *l, i
         size_t row0 = (size_t)first * grid;
         clrt_gemm(ctx->rt, false, false, (size_t)count * grid, kko, ic, 1.0f,
                   mat(l->x, row0 * ic, ic), mat(l->dev.params, l->dev.weight, kko), 0.0f,
-                  mat(cols, row0 * kko, kko));
-        columns(ctx, l, K_COL2IM, cols, l->y, first, count, l->out_shape, l->in_shape, false);
+                  mat(cols, 0, kko));
+        columns(ctx, l, K_COL2IM, cols, l->y, first, count, true, l->out_shape, l->in_shape, false);
     }
     dense_bias_forward(ctx, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c);
 }
@@ -396,7 +415,8 @@ static void deconv_backward(const struct layer_ctx *ctx, const struct layer *l, 
     for (int first = 0; first < rows; first += step) {
         int count = rows - first < step ? rows - first : step;
         size_t row0 = (size_t)first * grid;
-        columns(ctx, l, K_IM2COL, l->dy, dcols, first, count, l->out_shape, l->in_shape, false);
+        columns(ctx, l, K_IM2COL, l->dy, dcols, first, count, false, l->out_shape, l->in_shape,
+                false);
         if (dx)
             clrt_gemm(ctx->rt, false, false, (size_t)count * grid, ic, kko, 1.0f,
                       mat(dcols, row0 * kko, kko), mat(ctx->weights_t, 0, ic),

@@ -293,11 +293,12 @@ static void res_forward(const struct layer_ctx *ctx, const struct layer *l, int 
 {
     cl_mem r1 = l->buffer[R1].mem, h = l->buffer[H].mem, r2 = l->buffer[R2].mem;
     gn_forward(ctx, l, 0, l->x, r1, rows);
+    // (The backward makes each convolution's columns again: none kept.)
     struct layer conv1 = part_conv(l, 0, r1, h, NULL, NULL);
-    conv_ops.forward(ctx, &conv1, rows);
+    conv_forward_unkept(ctx, &conv1, rows);
     gn_forward(ctx, l, 1, h, r2, rows);
     struct layer conv2 = part_conv(l, 1, r2, l->y, NULL, NULL);
-    conv_ops.forward(ctx, &conv2, rows);
+    conv_forward_unkept(ctx, &conv2, rows);
     cl_kernel k = l->kernel[K_ADD];
     int n = rows * l->out;
     cl_uint a = 0;
