@@ -195,6 +195,9 @@ struct layer_ops {
     int (*tensors)(const struct layer *l, struct layer_tensor *t);
     // Releases what create made; safe on a layer create never saw.
     void (*release)(struct layer *l);
+    // The images buffer b holds for passes of up to max_rows on rt, fewer where the kind uses it a
+    // slice of the batch at a time (0: never used); NULL: max_rows, every buffer.
+    size_t (*buffer_images)(const struct layer *l, int b, const struct clrt *rt, int max_rows);
 };
 
 // The dense kind: --hidden's shorthand, the Gaussian head and a flat output layer are dense

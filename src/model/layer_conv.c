@@ -294,24 +294,36 @@ static void columns(const struct layer_ctx *ctx, const struct layer *l, int whic
 // where a slice of fewer, or the last slice, would split the product). The whole batch where
 // rt->slice_bytes is 0 (devices other than CPUs), or where clvae's kernels would not run each
 // slice's product as one, unsplit, as they run the whole one (so that slices give the same bits).
-static int slice_images(const struct layer_ctx *ctx, int rows, size_t m, size_t n, size_t k,
-                        size_t cols)
+static int slice_images(const struct clrt *rt, int rows, size_t m, size_t n, size_t k, size_t cols)
 {
-    size_t per = cols * sizeof(float), bytes = ctx->rt->slice_bytes;
+    size_t per = cols * sizeof(float), bytes = rt->slice_bytes;
     size_t images = per ? bytes / per : (size_t)rows;
     images = images < 1 ? 1 : images;
-    if (bytes == 0 || images >= (size_t)rows || !clrt_gemm_unsplit(ctx->rt, m, n, k))
+    if (bytes == 0 || images >= (size_t)rows || !clrt_gemm_unsplit(rt, m, n, k))
         return rows;
     // More images where a slice's product, or the last slice's (the images left over), would be
     // split over k (a narrow one over a long k).
     size_t grid = m / (size_t)rows;
     for (; images < (size_t)rows; images++) {
         size_t last = (size_t)rows % images;
-        if (clrt_gemm_unsplit(ctx->rt, grid * images, n, k) &&
-            (last == 0 || clrt_gemm_unsplit(ctx->rt, grid * last, n, k)))
+        if (clrt_gemm_unsplit(rt, grid * images, n, k) &&
+            (last == 0 || clrt_gemm_unsplit(rt, grid * last, n, k)))
             break;
     }
     return (int)images;
+}
+
+// The most images a slice_images slice takes over batches of 1 .. max_rows images (grid rows of
+// the product an image): what a buffer that holds one slice at a time needs.
+static size_t most_slice_images(const struct clrt *rt, int max_rows, size_t grid, size_t n,
+                                size_t k, size_t cols)
+{
+    size_t most = 1;
+    for (int rows = 1; rows <= max_rows && most < (size_t)max_rows; rows++) {
+        size_t images = (size_t)slice_images(rt, rows, (size_t)rows * grid, n, k, cols);
+        most = images > most ? images : most;
+    }
+    return most;
 }
 
 // K K C: a column's values for a conv of l's input.
@@ -333,7 +345,7 @@ static void forward_slices(const struct layer_ctx *ctx, const struct layer *l, i
     size_t grid = (size_t)l->out_shape.h * l->out_shape.w, n = (size_t)l->out_shape.c;
     size_t kkc = conv_kkc(l);
     cl_mem cols = l->buffer[COLS].mem;
-    int step = slice_images(ctx, rows, (size_t)rows * grid, n, kkc, grid * kkc);
+    int step = slice_images(ctx->rt, rows, (size_t)rows * grid, n, kkc, grid * kkc);
     for (int first = 0; first < rows; first += step) {
         int count = rows - first < step ? rows - first : step;
         size_t row0 = (size_t)first * grid;
@@ -365,7 +377,7 @@ static void conv_backward(const struct layer_ctx *ctx, const struct layer *l, in
     if (!l->needs_dx)
         return;
     dense_transpose_weight(ctx, l, (int)kkc, (int)n);
-    int step = slice_images(ctx, rows, m, kkc, n, grid * kkc);
+    int step = slice_images(ctx->rt, rows, m, kkc, n, grid * kkc);
     for (int first = 0; first < rows; first += step) {
         int count = rows - first < step ? rows - first : step;
         size_t row0 = (size_t)first * grid;
@@ -387,7 +399,7 @@ static void deconv_forward(const struct layer_ctx *ctx, const struct layer *l, i
     size_t grid = (size_t)l->in_shape.h * l->in_shape.w, ic = (size_t)l->in_shape.c;
     size_t kko = deconv_kko(l);
     cl_mem cols = l->buffer[COLS].mem;
-    int step = slice_images(ctx, rows, (size_t)rows * grid, kko, ic, grid * kko);
+    int step = slice_images(ctx->rt, rows, (size_t)rows * grid, kko, ic, grid * kko);
     for (int first = 0; first < rows; first += step) {
         int count = rows - first < step ? rows - first : step;
         size_t row0 = (size_t)first * grid;
@@ -411,7 +423,7 @@ static void deconv_backward(const struct layer_ctx *ctx, const struct layer *l, 
     bool dx = l->needs_dx;
     if (dx)
         dense_transpose_weight(ctx, l, (int)ic, (int)kko);
-    int step = dx ? slice_images(ctx, rows, (size_t)rows * grid, ic, kko, grid * kko) : rows;
+    int step = dx ? slice_images(ctx->rt, rows, (size_t)rows * grid, ic, kko, grid * kko) : rows;
     for (int first = 0; first < rows; first += step) {
         int count = rows - first < step ? rows - first : step;
         size_t row0 = (size_t)first * grid;
@@ -423,6 +435,29 @@ static void deconv_backward(const struct layer_ctx *ctx, const struct layer *l, 
                       l->dx_accumulate ? 1.0f : 0.0f, mat(l->dx, row0 * ic, ic));
     }
     dense_weight_grad(ctx, l, rows, mat(l->x, 0, ic), mat(dcols, 0, kko), accumulate);
+}
+
+// A conv's column gradient holds a slice of the batch at a time (conv_backward), and nothing
+// without an input gradient; its columns the batch's, for the weight gradient.
+static size_t conv_buffer_images(const struct layer *l, int b, const struct clrt *rt, int max_rows)
+{
+    if (b != DCOLS)
+        return (size_t)max_rows;
+    if (!l->needs_dx)
+        return 0;
+    size_t grid = (size_t)l->out_shape.h * l->out_shape.w, kkc = conv_kkc(l);
+    return most_slice_images(rt, max_rows, grid, kkc, (size_t)l->out_shape.c, grid * kkc);
+}
+
+// A deconv's columns hold a slice of the batch at a time (deconv_forward); their gradient the
+// batch's, for the weight gradient.
+static size_t deconv_buffer_images(const struct layer *l, int b, const struct clrt *rt,
+                                   int max_rows)
+{
+    if (b != COLS)
+        return (size_t)max_rows;
+    size_t grid = (size_t)l->in_shape.h * l->in_shape.w, kko = deconv_kko(l);
+    return most_slice_images(rt, max_rows, grid, kko, (size_t)l->in_shape.c, grid * kko);
 }
 
 // The bias (channels), after the weight.
@@ -477,6 +512,7 @@ const struct layer_ops conv_ops = {
     .backward = conv_backward,
     .tensors = conv_tensors,
     .release = layer_release_kernels,
+    .buffer_images = conv_buffer_images,
 };
 
 // (No describe: the banner has always left a deconv of an encoder out.)
@@ -496,4 +532,5 @@ const struct layer_ops deconv_ops = {
     .backward = deconv_backward,
     .tensors = deconv_tensors,
     .release = layer_release_kernels,
+    .buffer_images = deconv_buffer_images,
 };

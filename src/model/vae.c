@@ -447,6 +447,12 @@ static int own_parts(struct vae *vae, struct clrt_parts *p, const char *name,
 // Every layer's x, y, dx, dy: the model's x, ml, z and logits at the ends, buffers of its own
 // between; and the buffers its kind laid out. Each layer's x is the y of the one before (no layer
 // takes another's dy twice, so none adds into its dx).
+// The images buffer b of l holds for passes of up to rows (its kind's buffer_images).
+static size_t buffer_images(const struct layer *l, int b, const struct clrt *rt, size_t rows)
+{
+    return l->ops->buffer_images ? l->ops->buffer_images(l, b, rt, (int)rows) : rows;
+}
+
 static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
 {
     for (int i = 0; i < vae->n_layers; i++) {
@@ -466,9 +472,10 @@ static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
         }
         for (int b = 0; b < l->n_buffers; b++) {
             struct layer_buffer *buf = &l->buffer[b];
+            size_t images = buffer_images(l, b, vae->rt, rows);
             char name[64];
             snprintf(name, sizeof name, "%s %s", l->name, buf->what);
-            if (buf->floats && !(buf->mem = own(vae, rows, buf->floats, name, err)))
+            if (buf->floats && images && !(buf->mem = own(vae, images, buf->floats, name, err)))
                 return -1;
         }
         if (i == 0)
@@ -582,7 +589,7 @@ size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max
             total += 2 * rows * (size_t)l->out * f;
         }
         for (int b = 0; b < l->n_buffers; b++) {
-            sizes[n++] = rows * l->buffer[b].floats * f;
+            sizes[n++] = buffer_images(l, b, rt, rows) * l->buffer[b].floats * f;
             total += sizes[n - 1];
         }
     }
