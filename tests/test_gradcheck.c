@@ -482,6 +482,11 @@ static void check_dx_accumulate(const struct gc_case *c)
     .max_rows = 3, .rows = 3, .offset = 1, .seed = 41, .step = 4, .noise_scale = 1.0f,             \
     .beta = 1.0f, .dx_accumulate = true
 
+// Case R's batch and draws (case RS runs it again in slices).
+#define CASE_R_RUN                                                                                 \
+    .max_rows = 3, .rows = 3, .offset = 1, .seed = 71, .step = 3, .noise_scale = 1.0f,             \
+    .beta = 1.0f, .dx_accumulate = true
+
 // Cases R and RM's model: 5x7 images through conv 3x3/1 (6 channels), res:6:3, dense 4, latent 3.
 #define RES57                                                                                      \
     .cfg = {.in_dim = 35, .channels = 1, .height = 5, .width = 7, .latent = 3},                    \
@@ -625,29 +630,10 @@ int main(void)
          .dx_accumulate = true},
         // R: a residual block on odd images (1x5x7: conv 3x3/1 to 6 channels, res:6:3, dense 4),
         // its mirror in the decoder (dense 210 reshaped to 6x5x7, res:6:3, the output deconv).
-        {.name = "R",
-         RES57,
-         .max_rows = 3,
-         .rows = 3,
-         .offset = 1,
-         .seed = 71,
-         .step = 3,
-         .noise_scale = 1.0f,
-         .beta = 1.0f,
-         .dx_accumulate = true},
+        {.name = "R", RES57, CASE_R_RUN},
         // RS: case R with every convolution's batch in slices of one image (the block's
         // forward reusing the start of its columns buffer for each slice, as a CPU runs it).
-        {.name = "RS",
-         RES57,
-         .max_rows = 3,
-         .rows = 3,
-         .offset = 1,
-         .seed = 71,
-         .step = 3,
-         .noise_scale = 1.0f,
-         .beta = 1.0f,
-         .dx_accumulate = true,
-         .slice_bytes = 1},
+        {.name = "RS", RES57, CASE_R_RUN, .slice_bytes = 1},
         // RM: case R in micro-batches of 3 and 2 rows (every gradient of the block added over the
         // passes).
         {.name = "RM",
