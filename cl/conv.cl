@@ -11,7 +11,7 @@
 // on 2 cores, 0.67 ms this way; its 14x14x32 layer 0.9-1.6 ms, 0.67). Images first .. first +
 // rows - 1 of img (a slice of the batch), their rows of cols, which holds the columns of images
 // base on: 0 (the batch's, each image's at its place) or first (the slice's own, from the start:
-// a buffer a slice reuses stays in the cache). Range: (rows GH).
+// a buffer every slice reuses, which holds one slice). Range: (rows GH).
 __kernel void conv_im2col(__global const float *img, __global float *cols, int rows, int C, int H,
                           int W, int GH, int GW, int K, int S, int P, int first, int base)
 {

@@ -444,15 +444,15 @@ static int own_parts(struct vae *vae, struct clrt_parts *p, const char *name,
     return 0;
 }
 
-// Every layer's x, y, dx, dy: the model's x, ml, z and logits at the ends, buffers of its own
-// between; and the buffers its kind laid out. Each layer's x is the y of the one before (no layer
-// takes another's dy twice, so none adds into its dx).
 // The images buffer b of l holds for passes of up to rows (its kind's buffer_images).
 static size_t buffer_images(const struct layer *l, int b, const struct clrt *rt, size_t rows)
 {
     return l->ops->buffer_images ? l->ops->buffer_images(l, b, rt, (int)rows) : rows;
 }
 
+// Every layer's x, y, dx, dy: the model's x, ml, z and logits at the ends, buffers of its own
+// between; and the buffers its kind laid out. Each layer's x is the y of the one before (no layer
+// takes another's dy twice, so none adds into its dx).
 static int wire_layers(struct vae *vae, size_t rows, struct clvae_error *err)
 {
     for (int i = 0; i < vae->n_layers; i++) {
