@@ -1,5 +1,5 @@
 // Functions every kernel file may use (built first): counter-based random numbers, a work-group
-// sum, and log(1 + e) on [0, 1].
+// sum, and exp, log and expm1 from arithmetic that vectorises.
 //
 // Counter-based random numbers: Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as
 // 1, 2, 3", SC 2011). Every draw is a pure function of (key, counter), so any work-item can draw
@@ -67,19 +67,25 @@ float work_group_sum(__local float *partial, float value)
     return total;
 }
 
-// exp(v) for v <= 0 from arithmetic alone: v = n ln 2 + r with |r| <= ln 2 / 2, n rounded to the
-// nearest by adding and taking away 1.5 2^23, ln 2 in two parts (Cody and Waite: the first's 16
-// bits times n <= 126 exact), exp(r) by its series to r^7 (relative error below 1e-8 before
-// rounding), times 2^n made in the exponent's bits; 0 below -87, where exp(v) leaves the normal
-// floats. And log(1 + e) for e in [0, 1], as 2 atanh(s) with s = e / (2 + e) <= 1/3: the series
-// in s^2 <= 1/9 stops at s^13, leaving an error below 1e-8. PoCL turns exp(), native_exp() and
-// log() (and rint, floor and fma) into scalar library calls, most of a loss kernel's time; these
+// exp, log and expm1 from arithmetic alone, where PoCL turns exp(), native_exp(), log() and
+// expm1() (and rint, floor and fma) into scalar library calls, most of a loss kernel's time; these
 // vectorise everywhere, and a float16 of them computes in each lane what the float one does (the
-// same operations: the Bernoulli likelihood's vector kernel has the pixel kernel's bits).
-#define DEFINE_EXP_LOG1P(T, IT, CONVERT_INT, AS_FLOAT)                                             \
-    T exp_nonpositive_##T(T v)                                                                     \
+// same operations: each likelihood's vector kernel has its pixel kernel's bits).
+//
+// exp_arith(v) for v <= 88: v = n ln 2 + r with |r| <= ln 2 / 2, n rounded to the nearest by
+// adding and taking away 1.5 2^23, ln 2 in two parts (Cody and Waite: the first's 16 bits times
+// |n| <= 127 exact), exp(r) by its series to r^7 (relative error below 1e-8 before rounding), times
+// 2^n made in the exponent's bits; 0 below -87, where exp(v) leaves the normal floats.
+// log1p_unit(e), log(1 + e) for e in [-0.3, 1], as 2 atanh(s) with s = e / (2 + e), |s| <= 1/3:
+// the series in s^2 <= 1/9 stops at s^13, leaving an error below 1e-8.
+// log_arith(y) for a normal y > 0: y = 2^k m with m in [sqrt(1/2), sqrt(2)) from the float's
+// bits, k ln 2 (in the two parts) + log1p_unit(m - 1), m - 1 exact.
+// expm1_arith(v), exp(v) - 1 for v <= 88 without cancellation near 0: the series to v^9 where
+// |v| < ln 2 / 2 (relative error below 1e-9), exp_arith(v) - 1 beyond (at most 4 ulp there).
+#define DEFINE_ARITH(T, IT, CONVERT_INT, CONVERT_T, AS_FLOAT, AS_INT)                              \
+    T exp_arith_##T(T v)                                                                           \
     {                                                                                              \
-        T n = (fmax(v, (T)-87.0f) * 1.44269504f + 12582912.0f) - 12582912.0f;                      \
+        T n = (clamp(v, (T)-87.0f, (T)88.0f) * 1.44269504f + 12582912.0f) - 12582912.0f;           \
         T r = (v - n * 0.693145752f) - n * 1.42860677e-6f;                                         \
         T p = 1.0f / 720.0f + r * (1.0f / 5040.0f);                                                \
         p = 1.0f / 120.0f + r * p;                                                                 \
@@ -100,9 +106,33 @@ float work_group_sum(__local float *partial, float value)
         series = 1.0f / 5.0f + s2 * series;                                                        \
         series = 1.0f / 3.0f + s2 * series;                                                        \
         return 2.0f * s * (1.0f + s2 * series);                                                    \
+    }                                                                                              \
+    T log_arith_##T(T y)                                                                           \
+    {                                                                                              \
+        IT bits = AS_INT(y);                                                                       \
+        IT k = ((bits >> 23) & 0xff) - 127;                                                        \
+        T m = AS_FLOAT((bits & 0x7fffff) | 0x3f800000);                                            \
+        IT big = m > 1.41421356f;                                                                  \
+        m = big ? m * 0.5f : m;                                                                    \
+        T kf = CONVERT_T(big ? k + 1 : k);                                                         \
+        return kf * 0.693145752f + (kf * 1.42860677e-6f + log1p_unit_##T(m - 1.0f));               \
+    }                                                                                              \
+    T expm1_arith_##T(T v)                                                                         \
+    {                                                                                              \
+        T p = 1.0f / 40320.0f + v * (1.0f / 362880.0f);                                            \
+        p = 1.0f / 5040.0f + v * p;                                                                \
+        p = 1.0f / 720.0f + v * p;                                                                 \
+        p = 1.0f / 120.0f + v * p;                                                                 \
+        p = 1.0f / 24.0f + v * p;                                                                  \
+        p = 1.0f / 6.0f + v * p;                                                                   \
+        p = 0.5f + v * p;                                                                          \
+        T series = v + v * (v * p);                                                                \
+        return fabs(v) < 0.34657359f ? series : exp_arith_##T(v) - 1.0f;                           \
     }
 
-DEFINE_EXP_LOG1P(float, int, convert_int, as_float)
-DEFINE_EXP_LOG1P(float16, int16, convert_int16, as_float16)
-#define exp_nonpositive exp_nonpositive_float
+DEFINE_ARITH(float, int, convert_int, convert_float, as_float, as_int)
+DEFINE_ARITH(float16, int16, convert_int16, convert_float16, as_float16, as_int16)
+#define exp_arith exp_arith_float
 #define log1p_unit log1p_unit_float
+#define log_arith log_arith_float
+#define expm1_arith expm1_arith_float

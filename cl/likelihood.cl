@@ -18,24 +18,11 @@
 
 // -log p(t | l) = max(l, 0) - l t + log(1 + exp(-|l|)) for a Bernoulli with logit l and target t
 // in [0, 1] (the binary cross-entropy), stable for every l. Training and eval's IWAE both call it.
-// exp_nonpositive and log1p_unit: common.cl's arithmetic, which vectorises, where exp() and log()
-// are scalar library calls on PoCL.
+// exp_arith and log1p_unit: common.cl's arithmetic, which vectorises, where exp() and log() are
+// scalar library calls on PoCL.
 float bernoulli_nll(float l, float t)
 {
-    return fmax(l, 0.0f) - l * t + log1p_unit(exp_nonpositive(-fabs(l)));
-}
-
-// log(1 + exp(v)), stable for every v.
-float softplus(float v)
-{
-    return fmax(v, 0.0f) + log1p(exp(-fabs(v)));
-}
-
-// 1 / (1 + exp(-v)), stable for every v.
-float sigmoid(float v)
-{
-    float e = exp(-fabs(v));
-    return v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    return fmax(l, 0.0f) - l * t + log1p_unit(exp_arith(-fabs(l)));
 }
 
 // -log P(x) of the logistic with location mu and log-scale u (clamped to the range above)
@@ -44,36 +31,44 @@ float sigmoid(float v)
 // (level 0: P = sigmoid(a); level 255: P = 1 - sigmoid(b)). The difference is taken as
 // sigmoid(a) sigmoid(-b) (1 - exp(b - a)), so its log is
 //   -softplus(-a) - softplus(b) + log(-expm1(-(a - b)))
-// with no cancellation however narrow or wide the bin is against s. *dmu, *du: the derivatives.
-float logistic_nll(float mu, float u, float x, float *dmu, float *du)
-{
-    bool clamped = u < LOGISTIC_MIN_LOG_SCALE || u > LOGISTIC_MAX_LOG_SCALE;
-    u = clamp(u, LOGISTIC_MIN_LOG_SCALE, LOGISTIC_MAX_LOG_SCALE);
-    float inv = exp(-u), c = x - mu;
-    float a = inv * (c + LOGISTIC_HALF_BIN), b = inv * (c - LOGISTIC_HALF_BIN);
-    bool low = x<LOGISTIC_HALF_BIN, high = x> 1.0f - LOGISTIC_HALF_BIN;
-    float nll = 0.0f, g_mu = 0.0f, g_u = 0.0f;
-    if (!high) { // the CDF's upper end below +inf: -log sigmoid(a)
-        float sa = sigmoid(-a);
-        nll += softplus(-a);
-        g_mu += inv * sa;
-        g_u += a * sa;
+// with no cancellation however narrow or wide the bin is against s; softplus(v) = max(v, 0) +
+// log(1 + exp(-|v|)), sigmoid(v) = 1 / (1 + exp(-v)) from exp(-|v|) either side. *dmu, *du: the
+// derivatives. For T float and float16 (logistic_nll_float, logistic_nll_float16): each term is
+// added or not by a select, the same operations in each lane, and the exp, log and expm1 are
+// common.cl's arithmetic (PoCL made the library calls of the pixel kernel most of a training step
+// of a small conv model), so the vector kernel has the pixel kernel's bits.
+#define DEFINE_LOGISTIC_NLL(T, IT)                                                                 \
+    T logistic_nll_##T(T mu, T u, T x, T *dmu, T *du)                                              \
+    {                                                                                              \
+        T uc = clamp(u, (T)LOGISTIC_MIN_LOG_SCALE, (T)LOGISTIC_MAX_LOG_SCALE);                     \
+        T inv = exp_arith_##T(-uc), c = x - mu;                                                    \
+        T a = inv * (c + LOGISTIC_HALF_BIN), b = inv * (c - LOGISTIC_HALF_BIN);                    \
+        T ea = exp_arith_##T(-fabs(a)), eb = exp_arith_##T(-fabs(b));                              \
+        T d = 2.0f * LOGISTIC_HALF_BIN * inv;                                                      \
+        /* the CDF's upper end below +inf (not level 255): -log sigmoid(a) = softplus(-a) */       \
+        T sa = a <= 0.0f ? (T)1.0f / (1.0f + ea) : ea / (1.0f + ea); /* sigmoid(-a) */             \
+        T upper = fmax(-a, 0.0f) + log1p_unit_##T(ea);                                             \
+        /* the lower end above -inf (not level 0): -log sigmoid(-b) = softplus(b) */               \
+        T sb = b >= 0.0f ? (T)1.0f / (1.0f + eb) : eb / (1.0f + eb); /* sigmoid(b) */              \
+        T lower = fmax(b, 0.0f) + log1p_unit_##T(eb);                                              \
+        /* both: the bin's width, -log(1 - exp(-d)), d = a - b */                                  \
+        T width = -log_arith_##T(-expm1_arith_##T(-d)), g_width = d / expm1_arith_##T(d);          \
+        IT high = x > 1.0f - LOGISTIC_HALF_BIN, low = x < LOGISTIC_HALF_BIN;                       \
+        T nll = high ? (T)0.0f : upper;                                                            \
+        T g_mu = high ? (T)0.0f : inv * sa, g_u = high ? (T)0.0f : a * sa;                         \
+        nll = low ? nll : nll + lower;                                                             \
+        g_mu = low ? g_mu : g_mu - inv * sb;                                                       \
+        g_u = low ? g_u : g_u - b * sb;                                                            \
+        nll = low || high ? nll : nll + width;                                                     \
+        g_u = low || high ? g_u : g_u + g_width;                                                   \
+        *dmu = g_mu;                                                                               \
+        *du = u < LOGISTIC_MIN_LOG_SCALE || u > LOGISTIC_MAX_LOG_SCALE ? (T)0.0f : g_u;            \
+        return nll;                                                                                \
     }
-    if (!low) { // the lower end above -inf: -log sigmoid(-b)
-        float sb = sigmoid(b);
-        nll += softplus(b);
-        g_mu -= inv * sb;
-        g_u -= b * sb;
-    }
-    if (!low && !high) { // the bin's width: -log(1 - exp(-d)), d = a - b
-        float d = 2.0f * LOGISTIC_HALF_BIN * inv;
-        nll -= log(-expm1(-d));
-        g_u += d / expm1(d);
-    }
-    *dmu = g_mu;
-    *du = clamped ? 0.0f : g_u;
-    return nll;
-}
+
+DEFINE_LOGISTIC_NLL(float, int)
+DEFINE_LOGISTIC_NLL(float16, int16)
+#define logistic_nll logistic_nll_float
 
 // Pixel j's negative log-likelihood of x under the decoder output row out (kind: LIKELIHOOD_*;
 // channels: the image's, which the logistic's layout needs).
@@ -118,7 +113,7 @@ void bernoulli_pixel(__global const float *logits, __global const float *x, __gl
 {
     size_t i = r * dim + j;
     float l = logits[i], t = x[i];
-    float e = exp_nonpositive(-fabs(l));
+    float e = exp_arith(-fabs(l));
     terms[i] = fmax(l, 0.0f) - l * t + log1p_unit(e); // bernoulli_nll's
     dlogits[i] = scale * ((l >= 0.0f ? 1.0f : e) / (1.0f + e) - t);
 }
@@ -126,7 +121,7 @@ void bernoulli_pixel(__global const float *logits, __global const float *x, __gl
 // logits, x (rows, dim) -> terms = bernoulli_nll, each pixel's binary cross-entropy, and
 // dlogits = scale * (sigmoid(l) - x). Range: (dim, rows). The row sums are row_sum's: summing
 // here, in a loop per work-item, kept PoCL from vectorising across pixels (2.4 ms a batch against
-// 0.5 ms for the two kernels); the *_rows kernels below fuse them another way. (channels: not
+// 0.5 ms for the two kernels); the *_rows16 kernels below fuse them another way. (channels: not
 // needed here; every likelihood's kernel takes the same arguments.)
 __kernel void bce_logits_grad(__global const float *logits, __global const float *x,
                               __global float *dlogits, __global float *terms, int rows, int dim,
@@ -138,52 +133,24 @@ __kernel void bce_logits_grad(__global const float *logits, __global const float
     bernoulli_pixel(logits, x, dlogits, terms, (size_t)r, j, dim, channels, scale);
 }
 
-// The sum of a row of n floats in 16 lanes (lane u the floats at u, u + 16, ...), the lanes then
-// added pairwise (8 + 8, 4 + 4, 2 + 2, 1 + 1), then the last n % 16 floats in order: 16
-// independent adds a step where a plain loop waits on each add (a row of 784 took a quarter of
-// the likelihood's kernel so). tests/test_kernels.c repeats the order on the host.
-float row_sum16(__global const float *row, int n)
+// The sum of the 16 lanes of a row's running sums (lane u the values at u, u + 16, ...): pairwise,
+// 8 + 8, 4 + 4, 2 + 2, 1 + 1. The *_rows16 kernels then add the row's last dim % 16 values in
+// order: 16 independent adds a step where a plain loop waits on each add (a row of 784 took a
+// quarter of the likelihood's kernel so). tests/test_kernels.c repeats the order on the host.
+float sum_lanes16(float16 acc)
 {
-    float16 acc = (float16)0.0f;
-    int q = 0;
-    for (; q + 16 <= n; q += 16)
-        acc += vload16(0, row + q);
     float8 h8 = acc.lo + acc.hi;
     float4 h4 = h8.lo + h8.hi;
     float2 h2 = h4.lo + h4.hi;
-    float sum = h2.x + h2.y;
-    for (; q < n; q++)
-        sum += row[q];
-    return sum;
+    return h2.x + h2.y;
 }
 
-// A likelihood's kernel and its row sums on a CPU in one launch: a work-group a row, a work-item a
-// pixel (local size dim), which PoCL vectorises across pixels as it does the pixel kernel; then,
-// after the barrier, the first item adds the row's terms (row_sum16) into rec[rec_offset + r]. The
-// same arguments as the pixel kernel, then rec and rec_offset. Range: (rows dim), work-groups of
-// dim.
-#define LIKELIHOOD_ROWS_KERNEL(NAME, PIXEL)                                                        \
-    __kernel void NAME(__global const float *out, __global const float *x, __global float *dout,   \
-                       __global float *terms, int rows, int dim, int channels, float scale,        \
-                       __global float *rec, int rec_offset)                                        \
-    {                                                                                              \
-        int j = get_local_id(0), r = get_group_id(0);                                              \
-        if (j < dim && r < rows)                                                                   \
-            PIXEL(out, x, dout, terms, (size_t)r, j, dim, channels, scale);                        \
-        barrier(CLK_GLOBAL_MEM_FENCE);                                                             \
-        if (j == 0 && r < rows)                                                                    \
-            rec[rec_offset + r] = row_sum16(terms + (size_t)r * dim, dim);                         \
-    }
-
-LIKELIHOOD_ROWS_KERNEL(bce_logits_grad_rows, bernoulli_pixel)
-LIKELIHOOD_ROWS_KERNEL(logistic_nll_grad_rows, logistic_pixel)
-
-// bce_logits_grad_rows on a CPU: a work-item a row, 16 pixels at once as float16 (bernoulli_pixel's
-// operations in each lane, common.cl's exp and log1p in their float16 form: the same terms and
-// gradient), the lanes' running sums row_sum16's lanes (the same row sums); the pixels past the
-// last 16 as bernoulli_pixel, added after as row_sum16 adds its tail. Nothing here is a library
-// call or a barrier, so the whole row runs in vector registers: PoCL ran bce_logits_grad_rows's
-// exp as a scalar call a pixel. Range: (rows).
+// bce_logits_grad and each row's sum in one launch on a CPU: a work-item a row, 16 pixels at once
+// as float16 (bernoulli_pixel's operations in each lane, common.cl's exp and log1p in their float16
+// form: the same terms and gradient), summed in lanes (sum_lanes16); the pixels past the last 16
+// as bernoulli_pixel, added after in order. Nothing here is a library call or a barrier, so the
+// whole row runs in vector registers: PoCL ran the pixel kernel's exp as a scalar call a pixel.
+// Range: (rows).
 __kernel void bce_logits_grad_rows16(__global const float *logits, __global const float *x,
                                      __global float *dlogits, __global float *terms, int rows,
                                      int dim, int channels, float scale, __global float *rec,
@@ -198,18 +165,62 @@ __kernel void bce_logits_grad_rows16(__global const float *logits, __global cons
     for (; q + 16 <= dim; q += 16) {
         size_t i = base + q;
         float16 l = vload16(0, logits + i), t = vload16(0, x + i);
-        float16 e = exp_nonpositive_float16(-fabs(l));
+        float16 e = exp_arith_float16(-fabs(l));
         float16 term = fmax(l, 0.0f) - l * t + log1p_unit_float16(e);
         vstore16(term, 0, terms + i);
         vstore16(scale * ((l >= 0.0f ? (float16)1.0f : e) / (1.0f + e) - t), 0, dlogits + i);
         acc += term;
     }
-    float8 h8 = acc.lo + acc.hi;
-    float4 h4 = h8.lo + h8.hi;
-    float2 h2 = h4.lo + h4.hi;
-    float sum = h2.x + h2.y;
+    float sum = sum_lanes16(acc);
     for (; q < dim; q++) {
         bernoulli_pixel(logits, x, dlogits, terms, (size_t)r, q, dim, channels, scale);
+        sum += terms[base + q];
+    }
+    rec[rec_offset + r] = sum;
+}
+
+// logistic_nll_grad and each row's sum in one launch on a CPU: a work-item a row, 16 values at
+// once as float16 (their means and log-scales gathered from the pixels' 2C outputs,
+// logistic_nll_float16 in each lane: the pixel kernel's terms and gradient), summed as
+// bce_logits_grad_rows16 sums. Range: (rows).
+__kernel void logistic_nll_grad_rows16(__global const float *out, __global const float *x,
+                                       __global float *dout, __global float *terms, int rows,
+                                       int dim, int channels, float scale, __global float *rec,
+                                       int rec_offset)
+{
+    int r = get_global_id(0);
+    if (r >= rows)
+        return;
+    size_t base = (size_t)r * dim;
+    __global const float *row = out + 2 * base;
+    __global float *drow = dout + 2 * base;
+    float16 acc = 0.0f;
+    int q = 0, c = 0, m0 = 0; // value q's channel, and its mean's place in the row (2C a pixel)
+    for (; q + 16 <= dim; q += 16) {
+        int m[16];
+        float mu[16], u[16], dmu[16], du[16];
+        for (int l = 0; l < 16; l++) {
+            m[l] = m0 + c;
+            mu[l] = row[m[l]];
+            u[l] = row[m[l] + channels];
+            if (++c == channels)
+                c = 0, m0 += 2 * channels;
+        }
+        float16 gmu, gu;
+        float16 term = logistic_nll_float16(vload16(0, mu), vload16(0, u), vload16(0, x + base + q),
+                                            &gmu, &gu);
+        vstore16(term, 0, terms + base + q);
+        vstore16(scale * gmu, 0, dmu);
+        vstore16(scale * gu, 0, du);
+        for (int l = 0; l < 16; l++) {
+            drow[m[l]] = dmu[l];
+            drow[m[l] + channels] = du[l];
+        }
+        acc += term;
+    }
+    float sum = sum_lanes16(acc);
+    for (; q < dim; q++) {
+        logistic_pixel(out, x, dout, terms, (size_t)r, q, dim, channels, scale);
         sum += terms[base + q];
     }
     rec[rec_offset + r] = sum;

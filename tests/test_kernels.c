@@ -1576,24 +1576,16 @@ static void test_reparameterize_backward(int rows, int latent, float beta_scale,
     clReleaseKernel(k);
 }
 
-// A likelihood's *_rows kernel (its pixels and row_sum's sums in one launch, on CPUs) on the
-// inputs the pixel kernel had: terms and dout bit for bit what the pixel kernel wrote (want_terms,
-// want_dout, n_out floats), rec[rec_offset + r] the row's terms added in order as row_sum adds them
-// with one item a row (the same bits); guard cells after all three.
+// A likelihood's *_rows16 kernel (its values and each row's sum in one launch, a work-item a row:
+// the CPUs' kernel) on the inputs the pixel kernel had: terms and dout bit for bit what the pixel
+// kernel wrote (want_terms, want_dout, n_out floats), rec[rec_offset + r] the row's terms added in
+// the kernel's order (16 lanes, sum_lanes16, the tail); guard cells after all three.
 static void test_likelihood_rows(const char *name, cl_mem out, cl_mem x, int rows, int dim,
                                  int channels, float scale, const float *want_terms,
                                  const float *want_dout, size_t n_out, int rec_offset)
 {
     cl_kernel k = clrt_kernel(&rt, name);
-    bool row_items = strstr(name, "rows16") != NULL; // a work-item a row, no work-group to fit
-    size_t kernel_max, n = (size_t)rows * dim, n_rec = (size_t)rec_offset + rows + GUARD;
-    CL_CHECK(clGetKernelWorkGroupInfo(k, rt.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kernel_max,
-                                      &kernel_max, NULL));
-    if (!row_items && (!(rt.device_type & CL_DEVICE_TYPE_CPU) || (size_t)dim > kernel_max)) {
-        printf("%s (%dx%d): skipped, a CPU's kernel (rows within a work-group)\n", name, rows, dim);
-        clReleaseKernel(k);
-        return;
-    }
+    size_t n = (size_t)rows * dim, n_rec = (size_t)rec_offset + rows + GUARD;
     float *dout = tu_alloc(n_out + GUARD, sizeof(float)),
           *terms = tu_alloc(n + GUARD, sizeof(float));
     float *rec = tu_alloc(n_rec, sizeof(float));
@@ -1614,8 +1606,8 @@ static void test_likelihood_rows(const char *name, cl_mem out, cl_mem x, int row
     KARG(k, a++, scale);
     KARG(k, a++, d_rec);
     KARG(k, a++, rec_offset);
-    size_t global = row_items ? (size_t)rows : n, local = (size_t)dim;
-    clrt_launch(&rt, k, 1, &global, row_items ? NULL : &local);
+    size_t global = (size_t)rows;
+    clrt_launch(&rt, k, 1, &global, NULL);
     tu_download(&rt, d_dout, dout, (n_out + GUARD) * sizeof(float));
     tu_download(&rt, d_terms, terms, (n + GUARD) * sizeof(float));
     tu_download(&rt, d_rec, rec, n_rec * sizeof(float));
@@ -1633,7 +1625,7 @@ static void test_likelihood_rows(const char *name, cl_mem out, cl_mem x, int row
            *mags = tu_alloc((size_t)rows, sizeof(double));
     for (int r = 0; r < rows; r++) {
         const float *row = want_terms + (size_t)r * dim;
-        float lane[16] = {0}; // cl/likelihood.cl's row_sum16, in its order
+        float lane[16] = {0}; // cl/likelihood.cl's order: 16 lanes, sum_lanes16, the tail
         int q = 0;
         for (; q + 16 <= dim; q += 16)
             for (int u = 0; u < 16; u++)
@@ -1649,7 +1641,7 @@ static void test_likelihood_rows(const char *name, cl_mem out, cl_mem x, int row
             sums[r] += row[j], mags[r] += fabs(row[j]);
     }
     snprintf(what, sizeof what,
-             "%s (%dx%d, rec offset %d): rec = the terms summed in row_sum16's order", name, rows,
+             "%s (%dx%d, rec offset %d): rec = the terms summed in sum_lanes16's order", name, rows,
              dim, rec_offset);
     tu_compare(what, rec + rec_offset, exact, NULL, (size_t)rows, 0.0, 0.0);
     snprintf(what, sizeof what, "%s (%dx%d): rec against the double sum, rel to the sum of |terms|",
@@ -1778,8 +1770,6 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
              "bce_logits_grad (%dx%d, local %zu): guard cells of dlogits and rec", rows, dim,
              local);
     if (local == 1) { // the CPU kernels of a launch, against the pixel kernel
-        test_likelihood_rows("bce_logits_grad_rows", dl, dx, rows, dim, channels, grad_scale, terms,
-                             dlogits, n, rec_offset);
         test_likelihood_rows("bce_logits_grad_rows16", dl, dx, rows, dim, channels, grad_scale,
                              terms, dlogits, n, rec_offset);
     }
@@ -1871,7 +1861,7 @@ static void test_logistic(int rows, int pixels, int channels, float grad_scale)
     tu_compare(what, dout, want_d, scale_d, n_out, 0.0, 1e-4);
     tu_check(!tu_changed(dout, n_out, n_out + GUARD) && !tu_changed(terms, n, n + GUARD),
              "logistic_nll_grad (%d images of %dx%d): guard cells", rows, pixels, channels);
-    test_likelihood_rows("logistic_nll_grad_rows", d_out, d_x, rows, dim, channels, grad_scale,
+    test_likelihood_rows("logistic_nll_grad_rows16", d_out, d_x, rows, dim, channels, grad_scale,
                          terms, dout, n_out, 2);
     free(out);
     free(x);
@@ -2393,6 +2383,7 @@ int main(void)
 
     test_logistic(7, 13, 3, 1.0f / 7.0f);
     test_logistic(3, 300, 1, 1.0f);
+    test_logistic(2, 32, 3, 0.5f); // rows of whole vectors: no tail
     test_likelihood_mean();
 
     test_optimizer("adam", 0.0, 1001, 1e-3f, 5, 1);

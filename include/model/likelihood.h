@@ -40,8 +40,7 @@ struct likelihood {
     struct clrt *rt;
     int dim, channels; // values an image, and channels a pixel (interleaved, channel fastest)
     cl_kernel k_forward, k_row_sum;
-    cl_kernel k_rows;    // both in one launch (CPUs, a row within a work-group), or NULL
-    bool row_items;      // k_rows takes a work-item a row (bce_logits_grad_rows16)
+    cl_kernel k_rows;    // both in one launch, a work-item a row (CPUs), or NULL
     size_t reduce_local; // work-group size of the row sums (a power of two; 1 on CPUs)
 };
 

@@ -48,14 +48,15 @@ static const struct {
     // (out, x, dout, terms, rows, dim, channels, scale) -> terms (rows, dim) each pixel's
     // negative log-likelihood, and dout = scale * its gradient in out. Range: (dim, rows).
     const char *kernel;
-    // The same with row_sum's sums into (rec, rec_offset), a work-group a row (on CPUs).
-    const char *rows_kernel;
+    // The same and each row's sum into rec[rec_offset + r] in one launch, a work-item a row taking
+    // 16 values a step (on CPUs: the same bits).
+    const char *rows16_kernel;
     // Pixel j's expected value in [0, 1] from out, an image's decoder outputs.
     float (*mean)(const float *out, int j, int channels);
 } kinds[] = {
-    [LIKELIHOOD_BERNOULLI] = {"bernoulli", 1, false, "bce_logits_grad", "bce_logits_grad_rows",
+    [LIKELIHOOD_BERNOULLI] = {"bernoulli", 1, false, "bce_logits_grad", "bce_logits_grad_rows16",
                               bernoulli_pixel_mean},
-    [LIKELIHOOD_LOGISTIC] = {"logistic", 2, true, "logistic_nll_grad", "logistic_nll_grad_rows",
+    [LIKELIHOOD_LOGISTIC] = {"logistic", 2, true, "logistic_nll_grad", "logistic_nll_grad_rows16",
                              logistic_pixel_mean},
 };
 
@@ -132,18 +133,10 @@ void likelihood_create(struct likelihood *lh, struct clrt *rt, enum likelihood_k
     // A CPU runs a work-group's items one after another: one item a row, no barriers. A GPU
     // wants the row spread over a work-group.
     lh->reduce_local = rt->device_type & CL_DEVICE_TYPE_CPU ? 1 : pow2_at_most(kernel_max, 256);
-    // On a CPU, where the row sums are one item's loop, the pixels and the sums in one launch
-    // when a row fits a work-group (the same bits: cl/likelihood.cl).
-    if (lh->reduce_local == 1 && kind == LIKELIHOOD_BERNOULLI) { // a row an item, 16 pixels a step
-        lh->k_rows = clrt_kernel(rt, "bce_logits_grad_rows16");
-        lh->row_items = true;
-    } else if (lh->reduce_local == 1) {
-        lh->k_rows = clrt_kernel(rt, kinds[kind].rows_kernel);
-        if ((size_t)dim > clrt_kernel_max_group(rt, lh->k_rows)) {
-            clrt_release_kernel(lh->k_rows);
-            lh->k_rows = NULL;
-        }
-    }
+    // On a CPU, where the row sums are one item's loop, the values and the sums in one launch, a
+    // row an item (the same bits: cl/likelihood.cl).
+    if (lh->reduce_local == 1)
+        lh->k_rows = clrt_kernel(rt, kinds[kind].rows16_kernel);
 }
 
 void likelihood_release(struct likelihood *lh)
@@ -171,11 +164,7 @@ void likelihood_forward(const struct likelihood *lh, const struct likelihood_buf
     if (lh->k_rows) {
         KARG(k, a++, rec);
         KARG(k, a++, offset);
-        size_t global = (size_t)rows * (size_t)dim, local = (size_t)dim;
-        if (lh->row_items)
-            clrt_launch(lh->rt, k, 1, (size_t[]){(size_t)rows}, NULL);
-        else
-            clrt_launch(lh->rt, k, 1, &global, &local);
+        clrt_launch(lh->rt, k, 1, (size_t[]){(size_t)rows}, NULL);
         return;
     }
     size_t pixels[2] = {(size_t)dim, (size_t)rows};
