@@ -1796,7 +1796,8 @@ static void test_bce(int rows, int dim, size_t local, int rec_offset, float grad
 // logistic_nll_grad on out (rows, 2 dim) and x (rows, dim) of 8-bit levels for images of channels
 // channels: each pixel's term and the gradients of both outputs against ref_logistic_nll, with
 // guard cells after terms and dout. Levels include 0 and 255 (the tails); locations lie in and
-// beside [0, 1]; log-scales span -9 (below the clamp) to 3, some pixels sit 40 scales off.
+// beside [0, 1]; log-scales span -9 (below the clamp) to 3, and some 10 to 17 (a bin a few
+// millionths of the scale, some above the clamp); some pixels sit 40 scales off.
 static void test_logistic(int rows, int pixels, int channels, float grad_scale)
 {
     cl_kernel k = clrt_kernel(&rt, "logistic_nll_grad");
@@ -1818,7 +1819,11 @@ static void test_logistic(int rows, int pixels, int channels, float grad_scale)
         for (int j = 0; j < dim; j++) {
             int p = j / channels, c = j % channels;
             size_t m = (size_t)r * 2 * dim + (size_t)p * 2 * channels + (size_t)c;
-            float u = rng_uniform() < 0.1 ? rng_range(-9.0, -7.0) : rng_range(-6.0, 3.0);
+            double pick =
+                rng_uniform(); // below the clamp, in the range, wide (some above the clamp)
+            float u = pick < 0.1    ? rng_range(-9.0, -7.0)
+                      : pick < 0.15 ? rng_range(10.0, 17.0)
+                                    : rng_range(-6.0, 3.0);
             float mu = rng_range(-0.2, 1.2), xi = x[(size_t)r * dim + j];
             if (rng_uniform() < 0.1) // far in a tail
                 mu = xi + (rng_uniform() < 0.5 ? -40.0f : 40.0f) * expf(u);
@@ -1826,9 +1831,11 @@ static void test_logistic(int rows, int pixels, int channels, float grad_scale)
             double dmu, du;
             want_t[(size_t)r * dim + j] = ref_logistic_nll(mu, u, xi, &dmu, &du);
             want_d[m] = grad_scale * dmu, want_d[m + channels] = grad_scale * du;
-            // The gradient's size: terms of 1 / s (mean) and of a (log-scale) that cancel.
+            // The gradient's size: terms of 1 / s (mean) and of a (log-scale) that cancel. At
+            // wide scales (a bin a few millionths of s) d mean is the difference of two terms of
+            // about inv / 2 each, which float keeps to a few of their ulps.
             double inv = exp(-fmin(fmax(u, -7.0), 15.0));
-            scale_d[m] = fabs(grad_scale) * (fabs(dmu) + 1e-3 * inv);
+            scale_d[m] = fabs(grad_scale) * (fabs(dmu) + (u > 9.0f ? 1.0 : 1e-3) * inv);
             scale_d[m + channels] = fabs(grad_scale) * (fabs(du) + 1.0);
         }
     }
