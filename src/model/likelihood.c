@@ -49,7 +49,7 @@ static const struct {
     // negative log-likelihood, and dout = scale * its gradient in out. Range: (dim, rows).
     const char *kernel;
     // The same and each row's sum into rec[rec_offset + r] in one launch, a work-item a row taking
-    // 16 values a step (on CPUs: the same bits).
+    // 16 values a step (on CPUs: the same bits), or NULL: the kernel and row_sum there too.
     const char *rows16_kernel;
     // Pixel j's expected value in [0, 1] from out, an image's decoder outputs.
     float (*mean)(const float *out, int j, int channels);
@@ -135,7 +135,7 @@ void likelihood_create(struct likelihood *lh, struct clrt *rt, enum likelihood_k
     lh->reduce_local = rt->device_type & CL_DEVICE_TYPE_CPU ? 1 : pow2_at_most(kernel_max, 256);
     // On a CPU, where the row sums are one item's loop, the values and the sums in one launch, a
     // row an item (the same bits: cl/likelihood.cl).
-    if (lh->reduce_local == 1)
+    if (lh->reduce_local == 1 && kinds[kind].rows16_kernel)
         lh->k_rows = clrt_kernel(rt, kinds[kind].rows16_kernel);
 }
 
