@@ -145,6 +145,17 @@ float sum_lanes16(float16 acc)
     return h2.x + h2.y;
 }
 
+// The end of a *_rows16 kernel (acc its lanes' sums, q the first value no vector took): the lanes
+// added (sum_lanes16), then the values from q on one at a time through PIXEL, in order, the sum
+// into rec[rec_offset + r].
+#define ROWS16_TAIL(PIXEL, OUT, DOUT)                                                              \
+    float sum = sum_lanes16(acc);                                                                  \
+    for (; q < dim; q++) {                                                                         \
+        PIXEL(OUT, x, DOUT, terms, (size_t)r, q, dim, channels, scale);                            \
+        sum += terms[base + q];                                                                    \
+    }                                                                                              \
+    rec[rec_offset + r] = sum;
+
 // bce_logits_grad and each row's sum in one launch on a CPU: a work-item a row, 16 pixels at once
 // as float16 (bernoulli_pixel's operations in each lane, common.cl's exp and log1p in their float16
 // form: the same terms and gradient), summed in lanes (sum_lanes16); the pixels past the last 16
@@ -171,12 +182,7 @@ __kernel void bce_logits_grad_rows16(__global const float *logits, __global cons
         vstore16(scale * ((l >= 0.0f ? (float16)1.0f : e) / (1.0f + e) - t), 0, dlogits + i);
         acc += term;
     }
-    float sum = sum_lanes16(acc);
-    for (; q < dim; q++) {
-        bernoulli_pixel(logits, x, dlogits, terms, (size_t)r, q, dim, channels, scale);
-        sum += terms[base + q];
-    }
-    rec[rec_offset + r] = sum;
+    ROWS16_TAIL(bernoulli_pixel, logits, dlogits)
 }
 
 // logistic_nll_grad and each row's sum in one launch on a CPU: a work-item a row, 16 values at
@@ -218,12 +224,7 @@ __kernel void logistic_nll_grad_rows16(__global const float *out, __global const
         }
         acc += term;
     }
-    float sum = sum_lanes16(acc);
-    for (; q < dim; q++) {
-        logistic_pixel(out, x, dout, terms, (size_t)r, q, dim, channels, scale);
-        sum += terms[base + q];
-    }
-    rec[rec_offset + r] = sum;
+    ROWS16_TAIL(logistic_pixel, out, dout)
 }
 
 // terms (rows, dim) -> out[out_offset + r] = the sum of row r. One work-group a row; partial holds
