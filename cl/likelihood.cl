@@ -35,8 +35,8 @@ float bernoulli_nll(float l, float t)
 // log(1 + exp(-|v|)), sigmoid(v) = 1 / (1 + exp(-v)) from exp(-|v|) either side. *dmu, *du: the
 // derivatives. For T float and float16 (logistic_nll_float, logistic_nll_float16): each term is
 // added or not by a select, the same operations in each lane, and the exp, log and expm1 are
-// common.cl's arithmetic (PoCL made the library calls of the pixel kernel most of a training step
-// of a small conv model), so the vector kernel has the pixel kernel's bits.
+// common.cl's arithmetic (PoCL's library calls in the pixel kernel took a third of a small conv
+// model's epoch), so the vector kernel has the pixel kernel's bits.
 #define DEFINE_LOGISTIC_NLL(T, IT)                                                                 \
     T logistic_nll_##T(T mu, T u, T x, T *dmu, T *du)                                              \
     {                                                                                              \

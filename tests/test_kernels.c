@@ -1819,8 +1819,8 @@ static void test_logistic(int rows, int pixels, int channels, float grad_scale)
         for (int j = 0; j < dim; j++) {
             int p = j / channels, c = j % channels;
             size_t m = (size_t)r * 2 * dim + (size_t)p * 2 * channels + (size_t)c;
-            double pick =
-                rng_uniform(); // below the clamp, in the range, wide (some above the clamp)
+            // Below the clamp, in the range, or wide (some above the clamp).
+            double pick = rng_uniform();
             float u = pick < 0.1    ? rng_range(-9.0, -7.0)
                       : pick < 0.15 ? rng_range(10.0, 17.0)
                                     : rng_range(-6.0, 3.0);
