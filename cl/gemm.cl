@@ -287,8 +287,8 @@ void gemm_store_sampler(float16 y, __global float *out, __global const float *ml
         _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                         \
             _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (float16)0.0f;              \
         _Pragma("unroll") for (int v = 0; v < NV; v++) colsum[v] = (float16)0.0f;                  \
-        /* B's rows kk < kw are loaded whole even where the block ends before 16 NV columns: */   \
-        /* the loads run on into row kk + 1, inside B, and fill lanes no store reads. */             \
+        /* B's rows kk < kw are loaded whole even where the block ends before 16 NV columns: */    \
+        /* the loads run on into row kk + 1, inside B, and fill lanes no store reads. */           \
         int kw = cols == 16 * NV ? k : max(0, k - (16 * NV - cols + ldb - 1) / ldb);               \
         if (rows == GEMM_R && !store) {                                                            \
             GEMM_LOOP(A_AT, NV, ROW_WHOLE, LOAD_WHOLE, SUM, 0, 0, kw)                              \
