@@ -341,15 +341,19 @@ GEMM_KERNEL(gemm_tn_16_sum, gemm_block_tn_16_sum, 1)
 // The Gaussian head's product and the sample in one launch: C (m, n) = A B + bias (ml, n = 2
 // latent <= 32, one column of blocks; B^T kept as the product kernels keep it), then each block's
 // rows through reparameterize_row (sampler.cl), which reads the ml its block just stored: z, eps
-// and the KL as the reparameterize kernel writes them. Range: (1, row blocks).
-__kernel void gemm_nn_reparameterize(int m, int n, int k, __global const float *restrict a,
-                                     ulong a_off, int lda, __global const float *restrict b,
-                                     ulong b_off, int ldb, __global float *restrict c, ulong c_off,
-                                     int ldc, __global float *bias, ulong bias_off,
-                                     __global float *bt, ulong bt_off, int ldbt, __global float *z,
-                                     __global float *eps, __global float *kl, int kl_offset,
-                                     int row0, uint seed_lo, uint seed_hi, uint step_lo,
-                                     uint step_hi, uint stream, float noise_scale)
+// and the KL as the reparameterize kernel writes them. With n2 > 0, the decoder's first product
+// follows on the same rows of z, which the block just wrote: C2 (m, n2) = z B2 with epilogue2 (and
+// B2^T kept at bt2 when ldbt2 > 0), its blocks of 32 columns in turn, each as gemm_nn_32 runs it
+// (the same bits). Range: (1, row blocks).
+__kernel void gemm_nn_reparameterize(
+    int m, int n, int k, __global const float *restrict a, ulong a_off, int lda,
+    __global const float *restrict b, ulong b_off, int ldb, __global float *restrict c, ulong c_off,
+    int ldc, __global float *bias, ulong bias_off, __global float *bt, ulong bt_off, int ldbt,
+    __global float *z, __global float *eps, __global float *kl, int kl_offset, int row0,
+    uint seed_lo, uint seed_hi, uint step_lo, uint step_hi, uint stream, float noise_scale, int n2,
+    __global const float *restrict b2, ulong b2_off, int ldb2, __global float *restrict c2,
+    ulong c2_off, int ldc2, __global float *bias2, ulong bias2_off, int epilogue2,
+    __global float *bt2, ulong bt2_off, int ldbt2)
 {
     int i0 = (int)get_global_id(1) * GEMM_R;
     if (i0 >= m)
@@ -359,6 +363,9 @@ __kernel void gemm_nn_reparameterize(int m, int n, int k, __global const float *
     for (int r = i0; r < min(i0 + GEMM_R, m); r++)
         reparameterize_row(r, c + c_off, z, eps, kl, kl_offset, row0, n / 2, seed_lo, seed_hi,
                            step_lo, step_hi, stream, noise_scale);
+    for (int j0 = 0; j0 < n2; j0 += 32)
+        gemm_block_nn_32(j0, i0, m, n2, n / 2, 1.0f, 0.0f, z, n / 2, b2 + b2_off, ldb2, c2 + c2_off,
+                         ldc2, bias2, bias2_off, epilogue2, bt2 + bt2_off, ldbt2, 0, 0.0f, 0.0f);
 }
 
 // A layer's backward in one launch: product 0, its weight and bias gradients C0 (m0, n0) = A0^T

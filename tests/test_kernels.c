@@ -1280,12 +1280,44 @@ static void test_fused_step(int rows, int in, int out, bool mask, float beta1, b
               "gemm_nn_reparameterize %dx%dx%d: eps bit for bit", rows, n2, in);
     same_bits(kl[1], kl[0], 3, (size_t)rows, "gemm_nn_reparameterize %dx%dx%d: kl bit for bit",
               rows, n2, in);
-    cl_mem all[] = {x,    w,      dy,     m,    grads0, y1,    y2,     wt1,    wt2,  g[0],
-                    g[1], dx[0],  dx[1],  ml,   eps,    dz,    dml[0], dml[1], g2,   w2,
-                    wth,  mlh[0], mlh[1], z[0], z[1],   e2[0], e2[1],  kl[0],  kl[1]};
+
+    // The same launch with the decoder's first product on z (latent2 -> out, bias and ReLU, W^T
+    // kept): what clrt_gemm_bias gives on the z above, and the same z.
+    float *hw3;
+    cl_mem w3 = random_buffer((size_t)latent2 * out + out, &hw3, "W decoder");
+    cl_mem y3[2], wt3[2], z3 = tu_upload(&rt, zero, (size_t)rows * latent2 * sizeof(float), "z");
+    for (int run = 0; run < 2; run++) {
+        y3[run] = tu_upload(&rt, zero, (size_t)rows * out * sizeof(float), "y");
+        wt3[run] = tu_upload(&rt, zero, (size_t)latent2 * out * sizeof(float), "wt");
+    }
+    struct clrt_epilogue e3 = {.bias = {w3, (size_t)latent2 * out, 0}, .relu = true};
+    rp.z = z3;
+    rp.next = (struct clrt_z_product){
+        .n = (size_t)out, .b = {w3, 0, (size_t)out}, .c = {y3[1], 0, (size_t)out}, .ep = e3};
+    rp.next.ep.wt = (struct clrt_mat){wt3[1], 0, (size_t)latent2};
+    tu_check(clrt_gemm_bias_reparameterize(&rt, (size_t)rows, (size_t)n2, (size_t)in, mx, mw2,
+                                           (struct clrt_mat){mlh[1], 0, (size_t)n2}, &eh, &rp) == 2,
+             "gemm_nn_reparameterize runs %d x %d with the product %d x %d after it", rows, n2,
+             rows, out);
+    e3.wt = (struct clrt_mat){wt3[0], 0, (size_t)latent2};
+    clrt_gemm_bias(&rt, (size_t)rows, (size_t)out, (size_t)latent2,
+                   (struct clrt_mat){z[0], 0, (size_t)latent2},
+                   (struct clrt_mat){w3, 0, (size_t)out}, (struct clrt_mat){y3[0], 0, (size_t)out},
+                   &e3);
+    same_bits(z3, z[0], 0, (size_t)rows * latent2,
+              "gemm_nn_reparameterize %dx%dx%d with the next product: z bit for bit", rows, n2, in);
+    same_bits(y3[1], y3[0], 0, (size_t)rows * out,
+              "gemm_nn_reparameterize %dx%dx%d: the next product %dx%dx%d bit for bit", rows, n2,
+              in, rows, out, latent2);
+    same_bits(wt3[1], wt3[0], 0, (size_t)latent2 * out,
+              "gemm_nn_reparameterize %dx%dx%d: the next product's W^T bit for bit", rows, n2, in);
+    cl_mem all[] = {x,     w,     dy,    m,      grads0, y1,     y2,     wt1,    wt2,
+                    g[0],  g[1],  dx[0], dx[1],  ml,     eps,    dz,     dml[0], dml[1],
+                    g2,    w2,    wth,   mlh[0], mlh[1], z[0],   z[1],   e2[0],  e2[1],
+                    kl[0], kl[1], w3,    y3[0],  y3[1],  wt3[0], wt3[1], z3};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         clReleaseMemObject(all[i]);
-    float *hosts[] = {hx, hw, hb, hdy, hm, hml, heps, hw2, zero};
+    float *hosts[] = {hx, hw, hb, hdy, hm, hml, heps, hw2, hw3, zero};
     for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++)
         free(hosts[i]);
     rt.own_gemm = saved;

@@ -66,11 +66,13 @@ struct layer_dx_fold {
 };
 
 // What the model may ask the Gaussian head's forward to fold into its product's launch: the
-// sampler's forward (clrt_gemm_bias_reparameterize). A kind that can sets applied; otherwise the
-// model runs it after.
+// sampler's forward (clrt_gemm_bias_reparameterize), and with next (a dense layer without classes
+// whose x is sample.z) that layer's forward. A kind that can sets applied (and next_applied);
+// otherwise the model runs them after.
 struct layer_y_fold {
     struct clrt_reparam sample;
-    bool applied;
+    const struct layer *next;
+    bool applied, next_applied;
 };
 
 // What every layer shares on the device (vae_create makes it): the runtime, and the scratch the

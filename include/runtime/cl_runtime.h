@@ -305,21 +305,33 @@ bool clrt_gemm_tn_colsum(struct clrt *rt, size_t m, size_t n, size_t k, struct c
                          struct clrt_mat b, float beta, struct clrt_mat c, struct clrt_mat colsum,
                          bool accumulate);
 
+// A product C (m, n) = z B with its epilogue (bias, ReLU, wt as clrt_gemm_bias keeps it) whose A
+// is the sample z (m, latent, rows latent apart) the Gaussian head's launch writes: the decoder's
+// first layer; n 0: none.
+struct clrt_z_product {
+    size_t n;
+    struct clrt_mat b, c;
+    struct clrt_epilogue ep;
+};
+
 // The Gaussian sampler's forward (cl/sampler.cl's reparameterize) on the product's rows: z, eps
-// (rows, n / 2) and kl[kl_offset + r], Philox keyed as there.
+// (rows, n / 2) and kl[kl_offset + r], Philox keyed as there; then the product next, if any.
 struct clrt_reparam {
     cl_mem z, eps, kl;
     int kl_offset, row0;
     uint64_t seed, step;
     uint32_t stream;
     float noise_scale;
+    struct clrt_z_product next;
 };
 // The Gaussian head: ml (m, n = 2 latent, c.ld = n) = A B + bias (ep: its bias, and wt as
-// clrt_gemm_bias keeps it), then the sample from it, in one launch of clvae's kernels: true. False,
-// with nothing enqueued, where one launch cannot (CLBlast, parts, packed, n over 32).
-bool clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
-                                   struct clrt_mat b, struct clrt_mat c,
-                                   const struct clrt_epilogue *ep, const struct clrt_reparam *s);
+// clrt_gemm_bias keeps it), then the sample from it, in one launch of clvae's kernels; then
+// s->next on the same rows in that launch where one launch of clvae's kernels runs it alone (the
+// same bits as clrt_gemm_bias). 2 with s->next, 1 without it; 0, with nothing enqueued, where one
+// launch cannot run the head (CLBlast, parts, packed, n over 32).
+int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                                  struct clrt_mat b, struct clrt_mat c,
+                                  const struct clrt_epilogue *ep, const struct clrt_reparam *s);
 
 // A layer's backward as one launch of clvae's kernels (cl/gemm.cl's gemm_pair): its weight and bias
 // gradients, c0 = a0^T b0 + (accumulate: c0) (m0, n0 over k0 rows) with colsum = (+=) b0's column

@@ -114,22 +114,47 @@ void dense_bias_forward(const struct layer_ctx *ctx, const struct layer *l, int 
     clrt_launch(ctx->rt, k, 2, global, NULL);
 }
 
+// The epilogue of the layer's forward product: its bias and ReLU, and W^T kept (keep) where the
+// product can (clrt_gemm_keeps_wt).
+static struct clrt_epilogue dense_epilogue(const struct layer_ctx *ctx, const struct layer *l,
+                                           size_t m, size_t n, size_t k, struct clrt_mat a,
+                                           bool keep)
+{
+    struct clrt_epilogue ep = {.bias = {l->dev.params, l->dev.bias, 0}, .relu = l->relu};
+    if (keep && ctx->weights_kept &&
+        clrt_gemm_keeps_wt(ctx->rt, m, n, k, a, mat(l->dev.params, l->dev.weight, n)))
+        ep.wt = mat(ctx->weights_kept, l->weight_t, k);
+    return ep;
+}
+
 // y (from row row0) = a W + b (+ ReLU) with the bias in the product where clvae's kernels run it
 // (row0 0 elsewhere); keep: W^T stored at l->weight_t in ctx->weights_kept as the product reads W,
-// where it can (dense_wt_kept).
+// where it can (dense_wt_kept). The Gaussian head folds in ctx->y_fold where it can: the sample,
+// and the next layer's forward as dense_forward runs it.
 static void dense_product(const struct layer_ctx *ctx, const struct layer *l, size_t m, size_t n,
                           size_t k, struct clrt_mat a, bool keep, size_t row0)
 {
-    struct clrt_epilogue ep = {.bias = {l->dev.params, l->dev.bias, 0}, .relu = l->relu};
+    struct clrt_epilogue ep = dense_epilogue(ctx, l, m, n, k, a, keep);
     struct clrt_mat w = mat(l->dev.params, l->dev.weight, n);
-    if (keep && ctx->weights_kept && clrt_gemm_keeps_wt(ctx->rt, m, n, k, a, w))
-        ep.wt = mat(ctx->weights_kept, l->weight_t, k);
     struct layer_y_fold *fold = ctx->y_fold;
-    if (fold && !l->relu && !l->classes &&
-        clrt_gemm_bias_reparameterize(ctx->rt, m, n, k, a, w, mat(l->y, row0 * n, n), &ep,
-                                      &fold->sample)) {
-        fold->applied = true;
-        return;
+    if (fold && !l->relu && !l->classes) {
+        struct clrt_reparam s = fold->sample;
+        const struct layer *d = fold->next;
+        if (d && row0 == 0 && d->ops == LAYER_DENSE && !d->classes && d->x == s.z &&
+            2 * (size_t)d->in == n) {
+            size_t dn = (size_t)d->out, din = (size_t)d->in;
+            s.next = (struct clrt_z_product){
+                .n = dn,
+                .b = mat(d->dev.params, d->dev.weight, dn),
+                .c = mat(d->y, 0, dn),
+                .ep = dense_epilogue(ctx, d, m, dn, din, mat(d->x, 0, din), d->needs_dx)};
+        }
+        int done =
+            clrt_gemm_bias_reparameterize(ctx->rt, m, n, k, a, w, mat(l->y, row0 * n, n), &ep, &s);
+        fold->applied = done > 0;
+        fold->next_applied = done == 2;
+        if (done)
+            return;
     }
     if (!clrt_gemm_bias(ctx->rt, m, n, k, a, w, mat(l->y, row0 * n, n), &ep))
         dense_bias_forward(ctx, l, (int)m, (int)n);

@@ -728,6 +728,13 @@ static struct sampler_buffers sampler_buffers_of(const struct vae *vae)
         .ml = vae->ml, .dml = vae->dml, .z = vae->z, .dz = vae->dz, .eps = vae->eps};
 }
 
+// The decoder's layers from layer first on, forward.
+static void decode_from(struct vae *vae, int first, int rows)
+{
+    for (int i = first; i < vae->n_layers; i++)
+        vae->layer[i].ops->forward(&vae->ctx, &vae->layer[i], rows);
+}
+
 // The batch vae_gather left (if any): into x by gather_images, a launch a part of the data set,
 // or, when the data set is one buffer and the first layer's kind can, in its forward product.
 // Returns the first layer still to run forward.
@@ -764,8 +771,10 @@ static int gather_batch(struct vae *vae, int rows)
 
 void vae_forward(struct vae *vae, const struct vae_pass *pass)
 {
-    // The sample taken in the Gaussian head's launch where its kind can.
-    struct layer_y_fold fold = {.sample = {.z = vae->z,
+    // The sample taken in the Gaussian head's launch where its kind can, and the decoder's first
+    // layer's forward there too where both kinds can.
+    struct layer_y_fold fold = {.next = &vae->layer[vae->n_encoder],
+                                .sample = {.z = vae->z,
                                            .eps = vae->eps,
                                            .kl = pass->kl,
                                            .kl_offset = pass->offset,
@@ -787,7 +796,7 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass)
                                   .row0 = pass->noise_row0};
     if (!fold.applied)
         sampler_forward(&vae->sampler, &sb, pass->rows, &noise, pass->kl, pass->offset);
-    vae_decode(vae, pass->rows);
+    decode_from(vae, fold.next_applied ? vae->n_encoder + 1 : vae->n_encoder, pass->rows);
     struct likelihood_buffers lb = {
         .out = vae->logits, .x = vae->x, .dout = vae->dlogits, .terms = vae->terms};
     likelihood_forward(&vae->likelihood, &lb, pass->rows, pass->rec, pass->offset,
@@ -872,8 +881,7 @@ void vae_describe(const struct vae_config *cfg, char *buf, size_t len)
 
 void vae_decode(struct vae *vae, int rows)
 {
-    for (int i = vae->n_encoder; i < vae->n_layers; i++)
-        vae->layer[i].ops->forward(&vae->ctx, &vae->layer[i], rows);
+    decode_from(vae, vae->n_encoder, rows);
 }
 
 void vae_sample_prior(struct vae *vae, int rows, uint64_t seed, uint64_t step, uint32_t stream)

@@ -1635,12 +1635,15 @@ bool clrt_gemm_pair(struct clrt *rt, const struct clrt_pair *p)
     return true;
 }
 
-bool clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
-                                   struct clrt_mat b, struct clrt_mat c,
-                                   const struct clrt_epilogue *ep, const struct clrt_reparam *s)
+int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                                  struct clrt_mat b, struct clrt_mat c,
+                                  const struct clrt_epilogue *ep, const struct clrt_reparam *s)
 {
     if (!own_one_launch(rt, false, m, n, k, a, b, c) || n > 32 || n % 2 || c.ld != n)
-        return false;
+        return 0;
+    const struct clrt_z_product *p = &s->next;
+    struct clrt_mat z = {s->z, 0, n / 2};
+    bool next = p->n > 0 && own_one_launch(rt, false, m, p->n, n / 2, z, p->b, p->c);
     double t0 = host_now();
     cl_kernel *kern = &rt->gemm_kernels[11];
     if (!*kern)
@@ -1676,6 +1679,19 @@ bool clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k
     KARG(*kern, i++, step_hi);
     KARG(*kern, i++, s->stream);
     KARG(*kern, i++, s->noise_scale);
+    // The next product's n (0: none), B and C (buffer, offset, leading dimension), epilogue, wt.
+    cl_int n2 = next ? (cl_int)p->n : 0;
+    KARG(*kern, i++, n2);
+    struct clrt_mat y[2] = {next ? p->b : b, next ? p->c : c};
+    for (int j = 0; j < 2; j++) {
+        cl_ulong off = y[j].offset;
+        cl_int ld = (cl_int)y[j].ld;
+        KARG(*kern, i++, y[j].mem);
+        KARG(*kern, i++, off);
+        KARG(*kern, i++, ld);
+    }
+    epilogue_args(*kern, i, next ? &p->ep : NULL, c.mem);
+    wt_args(*kern, i + 3, next ? &p->ep : NULL, c.mem);
     size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
     size_t global[2] = {1, (blocks + group - 1) / group * group}, local[2] = {1, group};
     cl_event ev = NULL;
@@ -1685,10 +1701,13 @@ bool clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k
     rt->enqueue_seconds += host_now() - t0;
     if (ev) {
         char label[48];
-        snprintf(label, sizeof label, "gemm NN %zux%zux%zu + sample", m, n, k);
-        prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)m * n * k));
+        int len = snprintf(label, sizeof label, "gemm NN %zux%zux%zu + sample", m, n, k);
+        if (next && len > 0 && (size_t)len < sizeof label)
+            snprintf(label + len, sizeof label - (size_t)len, " + %zux%zux%zu", m, p->n, n / 2);
+        double flops = 2.0 * (double)m * n * k + (next ? 2.0 * (double)m * p->n * (n / 2) : 0.0);
+        prof_record(rt, ev, prof_slot(rt, label, flops));
     }
-    return true;
+    return next ? 2 : 1;
 }
 
 bool clrt_gemm_bias_gathered(struct clrt *rt, size_t m, size_t n, size_t k,
