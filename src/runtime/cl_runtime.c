@@ -1372,15 +1372,24 @@ static void wt_args(cl_kernel kern, cl_uint i, const struct clrt_epilogue *ep, c
     KARG(kern, i++, ld);
 }
 
-// Sets an operand's arguments (buffer, offset, leading dimension, batch stride) of a cl/gemm.cl
-// kernel from index i; returns the index after them.
-static cl_uint operand_args(cl_kernel kern, cl_uint i, struct clrt_mat x, size_t stride)
+// Sets a matrix's arguments (buffer, offset, leading dimension) from index i; returns the index
+// after them.
+static cl_uint mat_args(cl_kernel kern, cl_uint i, struct clrt_mat x)
 {
-    cl_ulong off = x.offset, st = stride;
+    cl_ulong off = x.offset;
     cl_int ld = (cl_int)x.ld;
     KARG(kern, i++, x.mem);
     KARG(kern, i++, off);
     KARG(kern, i++, ld);
+    return i;
+}
+
+// Sets an operand's arguments (buffer, offset, leading dimension, batch stride) of a cl/gemm.cl
+// kernel from index i; returns the index after them.
+static cl_uint operand_args(cl_kernel kern, cl_uint i, struct clrt_mat x, size_t stride)
+{
+    cl_ulong st = stride;
+    i = mat_args(kern, i, x);
     KARG(kern, i++, st);
     return i;
 }
@@ -1577,13 +1586,8 @@ static cl_uint pair_args(cl_kernel kern, cl_uint i, size_t m, size_t n, size_t k
     KARG(kern, i++, in);
     KARG(kern, i++, ik);
     KARG(kern, i++, beta);
-    for (int j = 0; j < 3; j++) {
-        cl_ulong off = x[j].offset;
-        cl_int ld = (cl_int)x[j].ld;
-        KARG(kern, i++, x[j].mem);
-        KARG(kern, i++, off);
-        KARG(kern, i++, ld);
-    }
+    for (int j = 0; j < 3; j++)
+        i = mat_args(kern, i, x[j]);
     epilogue_args(kern, i, ep, any);
     return i + 3;
 }
@@ -1654,13 +1658,8 @@ int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k,
     KARG(*kern, i++, in);
     KARG(*kern, i++, ik);
     struct clrt_mat x[3] = {a, b, c};
-    for (int j = 0; j < 3; j++) {
-        cl_ulong off = x[j].offset;
-        cl_int ld = (cl_int)x[j].ld;
-        KARG(*kern, i++, x[j].mem);
-        KARG(*kern, i++, off);
-        KARG(*kern, i++, ld);
-    }
+    for (int j = 0; j < 3; j++)
+        i = mat_args(*kern, i, x[j]);
     cl_ulong bias_off = ep->bias.offset;
     KARG(*kern, i++, ep->bias.mem);
     KARG(*kern, i++, bias_off);
@@ -1683,13 +1682,8 @@ int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k,
     cl_int n2 = next ? (cl_int)p->n : 0;
     KARG(*kern, i++, n2);
     struct clrt_mat y[2] = {next ? p->b : b, next ? p->c : c};
-    for (int j = 0; j < 2; j++) {
-        cl_ulong off = y[j].offset;
-        cl_int ld = (cl_int)y[j].ld;
-        KARG(*kern, i++, y[j].mem);
-        KARG(*kern, i++, off);
-        KARG(*kern, i++, ld);
-    }
+    for (int j = 0; j < 2; j++)
+        i = mat_args(*kern, i, y[j]);
     epilogue_args(*kern, i, next ? &p->ep : NULL, c.mem);
     wt_args(*kern, i + 3, next ? &p->ep : NULL, c.mem);
     size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
