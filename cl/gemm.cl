@@ -287,14 +287,13 @@ void gemm_store_sampler(float16 y, __global float *out, __global const float *ml
         _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                         \
             _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (float16)0.0f;              \
         _Pragma("unroll") for (int v = 0; v < NV; v++) colsum[v] = (float16)0.0f;                  \
-        /* B's rows kk < kw are loaded whole even where the block ends before 16 NV columns: */    \
-        /* the loads run on into row kk + 1, inside B, and fill lanes no store reads. */           \
-        int kw = cols == 16 * NV ? k : max(0, k - (16 * NV - cols + ldb - 1) / ldb);               \
-        if (rows == GEMM_R && !store) {                                                            \
+        /* A block of whole rows loads B's rows kk < kw whole even where it ends before 16 NV */   \
+        /* columns: the loads run on into row kk + 1, inside B, and fill lanes no store reads. */  \
+        int kw = rows < GEMM_R     ? 0                                                             \
+                 : cols == 16 * NV ? k                                                             \
+                                   : max(0, k - (16 * NV - cols + ldb - 1) / ldb);                 \
+        if (!store) {                                                                              \
             GEMM_LOOP(A_AT, NV, ROW_WHOLE, LOAD_WHOLE, SUM, 0, 0, kw)                              \
-            GEMM_LOOP(A_AT, NV, ROW_WHOLE, LOAD_EDGE, SUM, 0, kw, k)                               \
-        } else if (!store) {                                                                       \
-            GEMM_LOOP(A_AT, NV, ROW_EDGE, LOAD_WHOLE, SUM, 0, 0, kw)                               \
             GEMM_LOOP(A_AT, NV, ROW_EDGE, LOAD_EDGE, SUM, 0, kw, k)                                \
         } else if (whole_block) {                                                                  \
             GEMM_LOOP_STORING(A_AT, NV, ROW_WHOLE, LOAD_WHOLE, SUM)                                \
@@ -358,14 +357,20 @@ __kernel void gemm_nn_reparameterize(
     int i0 = (int)get_global_id(1) * GEMM_R;
     if (i0 >= m)
         return;
-    gemm_block_nn_32(0, i0, m, n, k, 1.0f, 0.0f, a + a_off, lda, b + b_off, ldb, c + c_off, ldc,
-                     bias, bias_off, GEMM_BIAS, bt + bt_off, ldbt, 0, 0.0f, 0.0f);
-    for (int r = i0; r < min(i0 + GEMM_R, m); r++)
-        reparameterize_row(r, c + c_off, z, eps, kl, kl_offset, row0, n / 2, seed_lo, seed_hi,
-                           step_lo, step_hi, stream, noise_scale);
-    for (int j0 = 0; j0 < n2; j0 += 32)
-        gemm_block_nn_32(j0, i0, m, n2, n / 2, 1.0f, 0.0f, z, n / 2, b2 + b2_off, ldb2, c2 + c2_off,
-                         ldc2, bias2, bias2_off, epilogue2, bt2 + bt2_off, ldbt2, 0, 0.0f, 0.0f);
+    // One call of the block for both products (compilers that inline it, llvmpipe's, take
+    // minutes a copy): the head's block, the sample of its rows, then the next product's blocks.
+    for (int j0 = -32; j0 < n2; j0 += 32) {
+        bool head = j0 < 0;
+        gemm_block_nn_32(max(j0, 0), i0, m, head ? n : n2, head ? k : n / 2, 1.0f, 0.0f,
+                         head ? a + a_off : z, head ? lda : n / 2, head ? b + b_off : b2 + b2_off,
+                         head ? ldb : ldb2, head ? c + c_off : c2 + c2_off, head ? ldc : ldc2,
+                         head ? bias : bias2, head ? bias_off : bias2_off,
+                         head ? GEMM_BIAS : epilogue2, head ? bt + bt_off : bt2 + bt2_off,
+                         head ? ldbt : ldbt2, 0, 0.0f, 0.0f);
+        for (int r = i0; head && r < min(i0 + GEMM_R, m); r++)
+            reparameterize_row(r, c + c_off, z, eps, kl, kl_offset, row0, n / 2, seed_lo, seed_hi,
+                               step_lo, step_hi, stream, noise_scale);
+    }
 }
 
 // A layer's backward in one launch: product 0, its weight and bias gradients C0 (m0, n0) = A0^T
