@@ -16,10 +16,11 @@
 // a work-group's items as a loop, and a barrier splits that loop and spills what each item holds,
 // which is why CLBlast's kernels reach 30-70 GFLOP/s there and these 120-300 (2 cores with
 // AVX-512). A block that reaches past the last row reads that row again and stores only its own
-// rows; one that reaches past the last column loads B's rows whole all the same, running on into
-// the next row (lanes past the last column are never stored), up to the rows where that would
-// leave B: those it reads element by element, zeros beyond (every row so, the head's 256x20x128
-// ran at 45-48 us against 30-31; the same bits).
+// rows, reading B element by element, zeros past the last column; a block of whole rows that
+// reaches past the last column loads B's rows whole all the same, running on into the next row
+// (lanes past the last column are never stored), up to the rows where that would leave B, which
+// it too reads element by element (every row so, the head's 256x20x128 ran at 45-48 us against
+// 30-31; the same bits).
 //
 // Rows of an operand a multiple of 4 KiB apart (a leading dimension a multiple of 1024 floats:
 // widths 1024, 2048, 4096) all fall in the same cache sets, so a block's walk down B's 32 columns
