@@ -4,13 +4,23 @@
 # including the conv model and the two-part bias reduction, IWAE, PCA; the gradient check and
 # epoch times with clvae's own products as well as CLBlast's), the widest model whole and in parts,
 # the launches per step and the host's share of a step (issue 24), and issue 8's table
-# against PyTorch --device cuda (bench/bench.py --gpu-table). Output goes to $OUT (default
-# gpu-out/). Without a GPU it fails cleanly at the first step.
+# against PyTorch --device cuda (bench/bench.py --gpu-table). The runs write into
+# /tmp/clvae-gpu-check; their text (logs, tables, metrics.csv; no images or checkpoints) comes back
+# as one archive, $OUT/gpu-check.tgz (default gpu-out/), also when the script is stopped part way
+# (the device tool returns at most 8 files from $OUT). Without a GPU it fails cleanly at the first
+# step. On the GPU machine, after `tar xJf .gpux/gpu.tar.xz` (what bench/gpu_bundle.sh packed):
 #   bash bench/gpu_check.sh [EPOCHS]
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-out=${OUT:-gpu-out}
-mkdir -p "$out"
+out=/tmp/clvae-gpu-check
+dest=${OUT:-gpu-out}
+rm -rf "$out" && mkdir -p "$out" "$dest" || exit 1
+pack() {
+    (cd "$out" && find . -type f -size -900k ! -name '*.png' ! -name '*.safetensors' |
+        tar czf "$dest/gpu-check.tgz" -T -)
+}
+trap pack EXIT
+trap 'exit 143' TERM INT
 [ -f .gpu/env.sh ] || { echo "gpu_check.sh: no .gpu/ here: run bench/gpu_bundle.sh first" >&2; exit 1; }
 source .gpu/env.sh
 {
@@ -23,14 +33,14 @@ grep -q "platform .*NVIDIA" "$out/devices.txt" || { echo "gpu_check.sh: no NVIDI
 export CLVAE_PLATFORM=nvidia
 status=0
 for t in test_kernels test_gradcheck test_iwae test_pca; do
-    timeout 300 ".gpu/bin/$t" > "$out/$t.txt" 2>&1
+    timeout 300 stdbuf -oL ".gpu/bin/$t" > "$out/$t.txt" 2>&1
     rc=$?
     echo "$t: exit $rc, $(tail -n 1 "$out/$t.txt")"
     [ $rc -eq 0 ] || status=1
 done
 # clvae's own products (cl/gemm.cl, the CPU default) on the GPU: correct, and how fast against
 # CLBlast's, the GPU default, on the default model and the conv reference.
-CLVAE_GEMM=clvae timeout 300 .gpu/bin/test_gradcheck > "$out/test_gradcheck_clvae_gemm.txt" 2>&1
+CLVAE_GEMM=clvae timeout 300 stdbuf -oL .gpu/bin/test_gradcheck > "$out/test_gradcheck_clvae_gemm.txt" 2>&1
 rc=$?
 echo "test_gradcheck with CLVAE_GEMM=clvae: exit $rc, $(tail -n 1 "$out/test_gradcheck_clvae_gemm.txt")"
 [ $rc -eq 0 ] || status=1
@@ -41,9 +51,9 @@ for engine in clblast clvae; do
             2>&1 | grep '^epoch' | sed "s/^/CLVAE_GEMM=$engine ${model:-default model}: /"
     done
 done | tee "$out/engines.txt"
-# The widest model of issue 8's table, whole and with its parameters in 1 GiB parts (as on a device
+# The widest model of issue 8's table, whole and with its parameters in 2 GiB parts (as on a device
 # whose largest allocation is smaller): an epoch each, the same losses.
-for limit in "" 1G; do
+for limit in "" 2G; do
     CLVAE_MAX_ALLOC=$limit timeout 300 "$CLVAE" train --hidden 16384,16384 --batch 1024 --epochs 1 \
         --out "$out/wide$limit" > "$out/wide$limit.txt" 2>&1
     echo "--hidden 16384,16384${limit:+, CLVAE_MAX_ALLOC=$limit}: exit $?"

@@ -6,16 +6,17 @@
 // params -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps), where step_size = lr / (1 - b1^t) and
 // inv_sqrt_bc2 = 1 / sqrt(1 - b2^t) come from the host. Range: (n).
 
-// One update of the values at i (float or float16 T, through LOAD and STORE), the parameter first
-// multiplied by what SCALE says (AdamW's "* decay"; nothing for Adam).
-#define ADAM_STEP(T, LOAD, STORE, SCALE)                                                           \
+// One update of the values at i (float or float16 T, through LOAD and STORE): the parameter is
+// first multiplied by decay, AdamW's decoupled weight decay 1 - lr weight_decay (1 for Adam,
+// exact).
+#define ADAM_STEP(T, LOAD, STORE)                                                                  \
     {                                                                                              \
         T g = LOAD(grads);                                                                         \
         T mi = beta1 * LOAD(m) + one_minus_beta1 * g;                                              \
         T vi = beta2 * LOAD(v) + one_minus_beta2 * g * g;                                          \
         STORE(mi, m);                                                                              \
         STORE(vi, v);                                                                              \
-        T p = LOAD(params) SCALE;                                                                  \
+        T p = LOAD(params) * decay;                                                                \
         STORE(p - step_size * mi / (sqrt(vi) * inv_sqrt_bc2 + eps), params);                       \
     }
 #define LOAD1(x) x[i]
@@ -23,40 +24,36 @@
 #define LOAD16(x) vload16(0, x + i)
 #define STORE16(y, x) vstore16((y), 0, x + i)
 
-// The update kernels: NAME a work-item a value, NAME16 (a CPU's) 16 values as one float16, the same
-// operations in each lane (sqrt and division correctly rounded in both: the same bits), which
-// PoCL ran as a scalar loop in NAME (107 us against 47 for the default model's 205,604).
-// Range: (n), and ((n + 15) / 16).
-#define ADAM_KERNELS(NAME, SCALE, ...)                                                             \
-    __kernel void NAME(__global float *params, __global const float *grads, __global float *m,     \
-                       __global float *v, int n, float beta1, float one_minus_beta1, float beta2,  \
-                       float one_minus_beta2, float eps, float step_size,                          \
-                       float inv_sqrt_bc2 __VA_ARGS__)                                             \
-    {                                                                                              \
-        int i = get_global_id(0);                                                                  \
-        if (i < n)                                                                                 \
-            ADAM_STEP(float, LOAD1, STORE1, SCALE)                                                 \
-    }                                                                                              \
-    __kernel void NAME##16(__global float *params, __global const float *grads,                    \
-                           __global float *m, __global float *v, int n, float beta1,               \
-                           float one_minus_beta1, float beta2, float one_minus_beta2, float eps,   \
-                           float step_size, float inv_sqrt_bc2 __VA_ARGS__)                        \
-    {                                                                                              \
-        int i = get_global_id(0) * 16;                                                             \
-        if (i + 16 <= n) {                                                                         \
-            ADAM_STEP(float16, LOAD16, STORE16, SCALE)                                             \
-            return;                                                                                \
-        }                                                                                          \
-        for (; i < n; i++)                                                                         \
-            ADAM_STEP(float, LOAD1, STORE1, SCALE)                                                 \
+// The update of Adam and AdamW (torch.optim.AdamW: params *= decay first, then Adam's step with
+// the same arguments; Adam passes decay 1, so AdamW with weight decay 0 runs the very same code
+// and gives the same bits on every device: NVIDIA's compiler gave the two kernels this once
+// was different bits). adam_update takes a value a work-item, adam_update16 (a CPU's) 16
+// as one float16, the same operations in each lane (on PoCL sqrt and division correctly rounded
+// in both: the same bits), which PoCL ran as a scalar loop in adam_update (107 us against 47 for
+// the default model's 205,604). Range: (n), and ((n + 15) / 16).
+__kernel void adam_update(__global float *params, __global const float *grads, __global float *m,
+                          __global float *v, int n, float beta1, float one_minus_beta1, float beta2,
+                          float one_minus_beta2, float eps, float step_size, float inv_sqrt_bc2,
+                          float decay)
+{
+    int i = get_global_id(0);
+    if (i < n)
+        ADAM_STEP(float, LOAD1, STORE1)
+}
+
+__kernel void adam_update16(__global float *params, __global const float *grads, __global float *m,
+                            __global float *v, int n, float beta1, float one_minus_beta1,
+                            float beta2, float one_minus_beta2, float eps, float step_size,
+                            float inv_sqrt_bc2, float decay)
+{
+    int i = get_global_id(0) * 16;
+    if (i + 16 <= n) {
+        ADAM_STEP(float16, LOAD16, STORE16)
+        return;
     }
-
-ADAM_KERNELS(adam_update, , )
-
-// AdamW (Loshchilov and Hutter, 2019) as torch.optim.AdamW: params *= decay, the decoupled weight
-// decay's 1 - lr weight_decay from the host, first; then adam_update's step with the same
-// arguments. Range: (n).
-ADAM_KERNELS(adamw_update, *decay, , float decay)
+    for (; i < n; i++)
+        ADAM_STEP(float, LOAD1, STORE1)
+}
 
 // --clip-grad (src/model/optimizer.c, optimizer_clip): the gradient's global norm over all its
 // parts in three launches, no read-back. Sums are in a fixed order, so a run repeats bit for bit.

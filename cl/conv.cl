@@ -49,7 +49,7 @@ __kernel void conv_im2col(__global const float *img, __global float *cols, int r
 
 // The kernel positions that read pixel (y, x) of image n, in a fixed order: body with src at
 // their entries of channel c0 in cols (which starts at image base's).
-#define COL2IM_WALK(...)                                                                           \
+#define COL2IM_WALK(body)                                                                          \
     for (int ky = ky0; ky < K; ky += S) {                                                          \
         int gy = (y + P - ky) / S;                                                                 \
         if (gy < 0 || gy >= GH)                                                                    \
@@ -60,7 +60,7 @@ __kernel void conv_im2col(__global const float *img, __global float *cols, int r
                 continue;                                                                          \
             __global const float *src =                                                            \
                 cols + (((n - base) * GH + gy) * GW + gx) * kkc + (ky * K + kx) * C + c0;          \
-            __VA_ARGS__                                                                            \
+            body                                                                                   \
         }                                                                                          \
     }
 

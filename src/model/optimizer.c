@@ -30,9 +30,12 @@ static cl_uint adam_args(const struct optimizer *o, cl_kernel k, cl_uint a, int6
     return a;
 }
 
+// Adam's, then the decay 1 (cl/adam.cl's one kernel serves both kinds).
 static void adam_scalars(const struct optimizer *o, cl_kernel k, cl_uint a, int64_t t, double lr)
 {
-    adam_args(o, k, a, t, lr);
+    a = adam_args(o, k, a, t, lr);
+    const float no_decay = 1.0f;
+    KARG(k, a++, no_decay);
 }
 
 // Adam's, then the decoupled decay's factor 1 - lr weight_decay, in double and then rounded to a
@@ -73,7 +76,7 @@ static const struct optimizer_kind adamw = {
     .state = {"m", "v"},
     .state_title = {"first moments", "second moments"},
     .state_summary = "two moments",
-    .kernel = "adamw_update",
+    .kernel = "adam_update",
     .scalars = adamw_scalars,
 };
 

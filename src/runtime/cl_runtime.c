@@ -1026,16 +1026,28 @@ cl_mem clrt_buffer(struct clrt *rt, size_t bytes, const char *name, struct clvae
     cl_int status;
     cl_mem mem = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, bytes, NULL, &status);
     if (status == CL_SUCCESS) {
-        // Drivers allocate lazily; touching the buffer makes a failure show up here, named. In
-        // fills of at most 1 GiB: NVIDIA's driver fails a fill of 2^31 bytes or more with
-        // CL_INVALID_COMMAND_QUEUE (pyopencl works around the same).
+        // Drivers allocate lazily; touching the buffer makes a failure show up here, named. Fills
+        // of at most 1 GiB reach only the first 2 GiB: NVIDIA's driver (580) fails fills of 2^31
+        // bytes or more (pyopencl works around the same), and 1 GiB fills of a 2.25 GB buffer
+        // with CL_INVALID_COMMAND_QUEUE; the rest is written from zeros on the host.
         const cl_uchar zero = 0;
-        const size_t chunk = (size_t)1 << 30;
-        for (size_t at = 0; at < bytes && status == CL_SUCCESS; at += chunk)
+        const size_t fill_end = (size_t)1 << 31, fill_chunk = (size_t)1 << 30;
+        const size_t chunk = (size_t)1 << 26;
+        size_t filled = bytes < fill_end ? bytes : fill_end;
+        for (size_t at = 0; at < filled && status == CL_SUCCESS; at += fill_chunk)
             status = clEnqueueFillBuffer(rt->queue, mem, &zero, 1, at,
-                                         bytes - at < chunk ? bytes - at : chunk, 0, NULL, NULL);
-        if (status == CL_SUCCESS)
-            status = clFinish(rt->queue);
+                                         filled - at < fill_chunk ? filled - at : fill_chunk, 0,
+                                         NULL, NULL);
+        void *zeros = bytes > filled ? calloc(1, chunk) : NULL;
+        if (bytes > filled && !zeros)
+            clvae_fatal(CLVAE_EXIT_FAILURE, "out of host memory zeroing device buffer '%s'", name);
+        for (size_t at = filled; at < bytes && status == CL_SUCCESS; at += chunk)
+            status =
+                clEnqueueWriteBuffer(rt->queue, mem, CL_FALSE, at,
+                                     bytes - at < chunk ? bytes - at : chunk, zeros, 0, NULL, NULL);
+        cl_int finished = clFinish(rt->queue);
+        status = status == CL_SUCCESS ? finished : status;
+        free(zeros);
         if (status != CL_SUCCESS)
             clReleaseMemObject(mem);
     }

@@ -278,7 +278,7 @@ void print_banner(const struct trainer *t)
     for (size_t i = 0; i < sizeof split / sizeof split[0]; i++)
         any = any || split[i]->n > 1;
     if (any) {
-        printf("clvae: larger than %s's largest allocation (%llu bytes):", rt->device_name,
+        printf("clvae: larger than %s (%llu bytes):", rt->max_alloc_name,
                (unsigned long long)rt->max_alloc);
         const char *sep = " ";
         for (size_t i = 0; i < sizeof split / sizeof split[0]; i++)
