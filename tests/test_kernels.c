@@ -2242,6 +2242,40 @@ static void test_clip_norm(int n, int n_parts, double max_norm)
     free(want);
 }
 
+// clrt_buffer's zeroing of a buffer past 2^31 bytes (fills below, host writes above: NVIDIA's fills
+// fail past 2^31), where the device allows one: the buffer comes back zero at the fill's last
+// bytes, across the 2^31 boundary and at the end.
+static void test_buffer_past_2gib(void)
+{
+    const size_t bytes = ((size_t)1 << 31) + ((size_t)1 << 26) + 4100;
+    if (rt.max_alloc < bytes || rt.global_mem / 2 < bytes) {
+        printf("kernels: a buffer of %zu bytes: the device allows no such buffer, skipped\n",
+               bytes);
+        return;
+    }
+    struct clvae_error err;
+    cl_mem mem = clrt_buffer(&rt, bytes, "past 2 GiB", &err);
+    tu_check(mem != NULL, "a buffer of %zu bytes (past 2^31) allocates%s%s", bytes, mem ? "" : ": ",
+             mem ? "" : err.msg);
+    if (!mem)
+        return;
+    size_t at[3] = {((size_t)1 << 31) - 4096, ((size_t)1 << 31) + ((size_t)1 << 26) - 4096,
+                    bytes - 8192};
+    unsigned char got[8192];
+    int nonzero = 0;
+    for (int i = 0; i < 3; i++) {
+        CL_CHECK(
+            clEnqueueReadBuffer(rt.queue, mem, CL_TRUE, at[i], sizeof got, got, 0, NULL, NULL));
+        for (size_t j = 0; j < sizeof got; j++)
+            nonzero += got[j] != 0;
+    }
+    tu_check(nonzero == 0,
+             "a buffer of %zu bytes is zero across 2^31 and at its end (%d bytes not)", bytes,
+             nonzero);
+    clrt_release_buffer(mem);
+    rt.allocated -= bytes;
+}
+
 int main(void)
 {
     tu_init("test_kernels");
@@ -2439,6 +2473,7 @@ int main(void)
     test_adam16(1001, 1.0f);
     test_adam16(4096, 0.99f);
     test_adam16(7, 0.99f);
+    test_buffer_past_2gib();
 
     clrt_close(&rt);
     return tu_summary();
