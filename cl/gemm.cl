@@ -414,9 +414,9 @@ gemm_pair(int groups0, int cblocks0, int cblocks1, int m0, int n0, int k0, float
 // (the same floats, multiplied in the same order). Whole blocks convert 16 bytes of each row at
 // once (a byte at a time: 440-500 us for 256x128x784, 340-400 so) into local memory (abuf, a
 // work-item's share of a work-group of at most 8 items down the rows), from which each product
-// broadcasts its value by a load: from the lanes of a register the broadcasts were permutes, on
-// the port of one of an Intel core's two FMA units (410-421 against 324-337 us a step on a
-// Sapphire Rapids Xeon, 2026-12-04). Range: (column blocks, row blocks), work-groups of at most 8
+// broadcasts its value by a load: from the lanes of a register the broadcasts are permutes, which
+// run on the port of one of an Intel core's two FMA units (410-421 against 324-337 us a step on a
+// Sapphire Rapids Xeon, 2026-12-04; the same on an AMD EPYC). Range: (column blocks, row blocks), work-groups of at most 8
 // row blocks.
 #define A_GATHER(i, kk) ((float)arow[(i)-i0][kk] * (1.0f / 255.0f))
 
