@@ -11,7 +11,10 @@
 // on 2 cores, 0.67 ms this way; its 14x14x32 layer 0.9-1.6 ms, 0.67). Images first .. first +
 // rows - 1 of img (a slice of the batch), their rows of cols, which holds the columns of images
 // base on: 0 (the batch's, each image's at its place) or first (the slice's own, from the start:
-// a buffer every slice reuses, which holds one slice). Range: (rows GH).
+// a buffer every slice reuses, which holds one slice). A kernel row wholly inside the image is
+// one run of K C floats in img and in cols, copied as one (1,087-1,158 against 1,200-1,255 us a
+// call for the conv reference, three alternating pairs on a 2-core Xeon, 2026-12-04). Range:
+// (rows GH).
 __kernel void conv_im2col(__global const float *img, __global float *cols, int rows, int C, int H,
                           int W, int GH, int GW, int K, int S, int P, int first, int base)
 {
@@ -25,7 +28,20 @@ __kernel void conv_im2col(__global const float *img, __global float *cols, int r
     __global float *dst = cols + (r - (size_t)base * GH) * GW * (size_t)kkc;
     for (int gx = 0; gx < GW; gx++)
         for (int ky = 0; ky < K; ky++) {
-            int y = gy * S - P + ky;
+            int y = gy * S - P + ky, x0 = gx * S - P;
+            if (y >= 0 && y < H && x0 >= 0 && x0 + K <= W) {
+                // The kernel row inside the image: its K pixels' K C floats are one run in img.
+                __global const float *src = img + ((n * H + y) * W + x0) * C;
+                int q = 0, run = K * C;
+                for (; q + 16 <= run; q += 16)
+                    vstore16(vload16(0, src + q), 0, dst + q);
+                for (; q + 4 <= run; q += 4)
+                    vstore4(vload4(0, src + q), 0, dst + q);
+                for (; q < run; q++)
+                    dst[q] = src[q];
+                dst += run;
+                continue;
+            }
             for (int kx = 0; kx < K; kx++, dst += C) {
                 int x = gx * S - P + kx;
                 int c = 0; // 16 channels a copy where there are
