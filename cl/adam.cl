@@ -26,9 +26,9 @@
 
 // The update of Adam and AdamW (torch.optim.AdamW: params *= decay first, then Adam's step with
 // the same arguments; Adam passes decay 1, so AdamW with weight decay 0 runs the very same code
-// and gives the same bits on every device: NVIDIA's compiler gave the two kernels this once
-// was different bits). adam_update takes a value a work-item, adam_update16 (a CPU's) 16
-// as one float16, the same operations in each lane (on PoCL sqrt and division correctly rounded
+// and gives the same bits on every device; as two kernels, one for each, NVIDIA's compiler gave
+// them different bits). adam_update takes a value a work-item, adam_update16 (a CPU's) 16 as one
+// float16, the same operations in each lane (on PoCL sqrt and division correctly rounded
 // in both: the same bits), which PoCL ran as a scalar loop in adam_update (107 us against 47 for
 // the default model's 205,604). Range: (n), and ((n + 15) / 16).
 __kernel void adam_update(__global float *params, __global const float *grads, __global float *m,

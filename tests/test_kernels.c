@@ -2048,8 +2048,6 @@ static void test_optimizer(const char *name, double wd, int n, float lr, int ste
     free(scale);
 }
 
-// AdamW with weight decay 0 and Adam, each from the same parameters on the same gradients for steps
-// steps: the same parameters and moments, bit for bit.
 // adam_update16 (a CPU's: 16 values a work-item) against adam_update (a work-item a value) on the
 // same values with the weight decay's factor decay (1: Adam), bit for bit: parameters and both
 // moments after one step, n with a tail past the last 16.
@@ -2094,6 +2092,8 @@ static void test_adam16(int n, float decay)
         free(h[b]);
 }
 
+// AdamW with weight decay 0 and Adam, each from the same parameters on the same gradients for steps
+// steps: the same parameters and moments, bit for bit.
 static void test_adamw_no_decay(int n, float lr, int steps)
 {
     struct clvae_error err;
