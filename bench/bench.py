@@ -17,6 +17,7 @@ Usage: python3 bench/bench.py [--model mlp|conv|res] [--epochs N] [--rounds R] [
                               [--peer torch,jax,tinygrad] [--jax-loop scan|python]
                               [--tinygrad-dev CL|CPU] [--data DIR] [--no-torch] [--exe CLVAE]
        python3 bench/bench.py --gpu-table [--epochs N] [--exe CLVAE] [--device-args "..."]
+                              [--icons DIR] [--rows WORDS]
        python3 bench/bench.py --ranks 1,2 [--model mlp|conv] [--epochs N] [--rounds R]
 (--gpu-table: the table of issue 8 on an NVIDIA GPU, clvae against PyTorch --device cuda.
  --ranks: data-parallel training under mpirun, each rank count in turn: the step time split into
@@ -225,15 +226,22 @@ GPU_TABLE = [
 ]
 
 
-def gpu_table(exe, epochs, device_args):
+def gpu_table(exe, epochs, device_args, icons=None, only=None):
     """Issue 8's table on a GPU: clvae (on the device device_args picks, default the first GPU)
     and PyTorch with --device cuda, alternating row by row on one machine; prints img/s and the
-    ratio. A row that fails prints its error and goes on."""
+    ratio. With icons (an icons-11 folder), a last row for issue 22's residual model on it against
+    torch_resvae.py. only: words, the rows whose label has one of them (all when None). A row that
+    fails prints its error and goes on."""
     py = torch_python()
     print("| workload | clvae img/s | PyTorch img/s | clvae / PyTorch |")
     print("| --- | --- | --- | --- |")
-    for label, ours, theirs in GPU_TABLE:
-        reference = CONV_REFERENCE if theirs is None else REFERENCE
+    rows = [(label, ours, theirs, CONV_REFERENCE if theirs is None else REFERENCE)
+            for label, ours, theirs in GPU_TABLE]
+    if icons:
+        rows.append(("residual model, icons-11, batch 64", RES_ARGS + ["--data", icons],
+                     RES_ARGS + ["--data", icons], RES_REFERENCE))
+    rows = [r for r in rows if not only or any(w in r[0] for w in only)]
+    for label, ours, theirs, reference in rows:
         try:
             seconds, _, _ = clvae_run(exe, epochs, ours + device_args)
             ips = N_TRAIN / statistics.median(seconds[1:] or seconds)
@@ -249,7 +257,8 @@ def gpu_table(exe, epochs, device_args):
                 tips = N_TRAIN / statistics.median(t[1:] or t)
             except SystemExit as e:
                 print(f"bench: torch {label}: {e}", file=sys.stderr)
-        cell = lambda v: f"{v / 1e3:,.0f} k" if v else "failed"  # noqa: E731
+        cell = lambda v: (f"{v / 1e3:,.0f} k" if v >= 1e5 else f"{v / 1e3:,.2f} k") if v \
+            else "failed"  # noqa: E731
         ratio = f"{ips / tips:.2f}" if ips and tips else "-"
         print(f"| {label} | {cell(ips)} | {cell(tips) if py else 'no torch'} | {ratio} |")
         sys.stdout.flush()
@@ -325,6 +334,12 @@ def main():
                     help="Fashion-MNIST IDX files, for clvae and every peer [%s]" % DATA)
     ap.add_argument("--no-profile", action="store_true",
                     help="skip the one-epoch --profile pass that counts launches per step")
+    ap.add_argument("--icons", default=None,
+                    help="--gpu-table: an icons-11 folder (../shared/data/make_icons.py), for a "
+                         "row of issue 22's residual model")
+    ap.add_argument("--rows", default=None,
+                    help="--gpu-table: comma list of words; only the rows whose label has one "
+                         "(e.g. 'batch 256,residual')")
     ap.add_argument("--model", choices=sorted(MODELS), default="mlp",
                     help="the default MLP, the conv reference architecture, or issue 22's residual "
                          "model (give --data /tmp/icons-11)")
@@ -346,7 +361,8 @@ def main():
         ap.error("--epochs: at least 2 (each run's first epoch is dropped)")
     exe = a.exe or build()
     if a.gpu_table:
-        gpu_table(exe, a.epochs, a.device_args.split())
+        gpu_table(exe, a.epochs, a.device_args.split(), a.icons,
+                  a.rows.split(",") if a.rows else None)
         return
     what, model_args, reference, batch = MODELS[a.model]
     if a.ranks:

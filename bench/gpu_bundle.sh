@@ -6,9 +6,17 @@
 # the DejaVu font; then packs .gpu/ into .gpux/gpu.tar.xz (40 MB: .gpu/ itself, 62 MiB, with
 # the tracked tree passes the 64 MiB a device run carries). Run from the project's root; then one
 # device run with carry [".gpux"]: `tar xJf .gpux/gpu.tar.xz && bash bench/gpu_check.sh`.
+# With ICONS11, an icons-11 folder (../shared/data/make_icons.py; 10 MB, 8 MB packed), it goes into
+# .gpu/data/icons-11, for issue 22's residual model in gpu_check.sh.
+#   bash bench/gpu_bundle.sh [ICONS11]
 set -euo pipefail
 [ -f meson.build ] || { echo "gpu_bundle.sh: run it from the project's root" >&2; exit 1; }
+icons=${1:-}
+[ -z "$icons" ] || [ -d "$icons/train" ] ||
+    { echo "gpu_bundle.sh: $icons: not an icons-11 folder (no train/ in it)" >&2; exit 1; }
 bash ../shared/gpu/bundle.sh
+# torch_resvae.py decodes 16-bit PNGs with make_icons.py, from ../data beside its folder.
+[ -z "$icons" ] || { cp -r "$icons" .gpu/data/icons-11 && cp ../shared/data/make_icons.py .gpu/data/; }
 for lib in $(ldd build-gpu/clvae | awk '$3 ~ /^\// {print $3}'); do
     case "$(basename "$lib")" in
     # glibc's, and the C++ runtime a newer image has newer (the driver may need its version).

@@ -8,13 +8,17 @@
 # /tmp/clvae-gpu-check; their text (logs, tables, metrics.csv; no images or checkpoints) comes back
 # as one archive, $OUT/gpu-check.tgz (default gpu-out/), also when the script is stopped part way
 # (the device tool returns at most 8 files from $OUT). Without a GPU it fails cleanly at the first
-# step. On the GPU machine, after `tar xJf .gpux/gpu.tar.xz` (what bench/gpu_bundle.sh packed):
-#   bash bench/gpu_check.sh [EPOCHS]
+# step. With .gpu/data/icons-11 (gpu_bundle.sh ICONS11), issue 22's residual model joins the launches
+# and the table. On the GPU machine, after `tar xJf .gpux/gpu.tar.xz` (what gpu_bundle.sh packed):
+#   bash bench/gpu_check.sh [EPOCHS [SECTION...]]
+# SECTION: tests, engines, wide, launches, table (all five when none is named), or table=WORDS for
+# the table's rows whose label has one of WORDS (comma list, bench.py --rows): a short run when the
+# device time is short.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 out=/tmp/clvae-gpu-check
 dest=${OUT:-gpu-out}
-rm -rf "$out" && mkdir -p "$out" "$dest" || exit 1
+rm -rf "$out" && mkdir -p "$out" "$dest" && dest=$(cd "$dest" && pwd) || exit 1
 pack() {
     (cd "$out" && find . -type f -size -900k ! -name '*.png' ! -name '*.safetensors' |
         tar czf "$dest/gpu-check.tgz" -T -)
@@ -31,8 +35,16 @@ source .gpu/env.sh
 cat "$out/devices.txt"
 grep -q "platform .*NVIDIA" "$out/devices.txt" || { echo "gpu_check.sh: no NVIDIA platform" >&2; exit 1; }
 export CLVAE_PLATFORM=nvidia
+epochs=${1:-3}
+shift $(($# > 0 ? 1 : 0))
+sections=" ${*:-tests engines wide launches table} "
+want() { [[ $sections == *" $1 "* || $sections == *" $1="* ]]; }
+icons=.gpu/data/icons-11
+[ -d $icons ] || icons=
+res_model="--encoder conv:32:3:1:1,res:32,conv:64,res:64,conv:128,res:128,dense:256 --latent 32
+    --likelihood logistic --batch 64 --data $icons"
 status=0
-for t in test_kernels test_gradcheck test_iwae test_pca; do
+want tests && for t in test_kernels test_gradcheck test_iwae test_pca; do
     timeout 300 stdbuf -oL ".gpu/bin/$t" > "$out/$t.txt" 2>&1
     rc=$?
     echo "$t: exit $rc, $(tail -n 1 "$out/$t.txt")"
@@ -40,6 +52,7 @@ for t in test_kernels test_gradcheck test_iwae test_pca; do
 done
 # clvae's own products (cl/gemm.cl, the CPU default) on the GPU: correct, and how fast against
 # CLBlast's, the GPU default, on the default model and the conv reference.
+if want engines; then
 CLVAE_GEMM=clvae timeout 300 stdbuf -oL .gpu/bin/test_gradcheck > "$out/test_gradcheck_clvae_gemm.txt" 2>&1
 rc=$?
 echo "test_gradcheck with CLVAE_GEMM=clvae: exit $rc, $(tail -n 1 "$out/test_gradcheck_clvae_gemm.txt")"
@@ -51,31 +64,39 @@ for engine in clblast clvae; do
             2>&1 | grep '^epoch' | sed "s/^/CLVAE_GEMM=$engine ${model:-default model}: /"
     done
 done | tee "$out/engines.txt"
+fi
 # The widest model of issue 8's table, whole and with its parameters in 2 GiB parts (as on a device
 # whose largest allocation is smaller): an epoch each, the same losses.
-for limit in "" 2G; do
-    CLVAE_MAX_ALLOC=$limit timeout 300 "$CLVAE" train --hidden 16384,16384 --batch 1024 --epochs 1 \
-        --out "$out/wide$limit" > "$out/wide$limit.txt" 2>&1
+want wide && for limit in "" 2G; do
+    log=$out/wide-${limit:-whole}.txt
+    CLVAE_MAX_ALLOC=$limit timeout 150 "$CLVAE" train --hidden 16384,16384 --batch 1024 --epochs 1 \
+        --out "$out/wide-${limit:-whole}" > "$log" 2>&1
     echo "--hidden 16384,16384${limit:+, CLVAE_MAX_ALLOC=$limit}: exit $?"
-    grep -E '^epoch|larger than' "$out/wide$limit.txt" || tail -n 2 "$out/wide$limit.txt"
+    grep -E '^epoch|larger than|first training step' "$log" || tail -n 2 "$log"
 done | tee "$out/wide.txt"
 # Launches per training step and the host's share of the wall time (clvae train --profile: the
 # launch count and the "host enqueue calls" row), the default model and the conv reference at two
-# batches, for the table beside issue 8's (issue 24: a step's launches bound small batches).
-{
+# batches, for the table beside issue 8's (issue 24: a step's launches bound small batches), and
+# issue 22's residual model on icons-11 at its batch of 64.
+want launches && {
     echo "| model | batch | launches per step | host enqueue us a launch | host share of wall |"
     echo "| --- | --- | --- | --- | --- |"
-    for model in "" "--encoder conv:32,conv:64,dense:256 --latent 10"; do
+    for model in "" "--encoder conv:32,conv:64,dense:256 --latent 10" ${icons:+"$res_model"}; do
         for batch in 256 4096; do
+            [[ $model == *res:* ]] && { [ $batch = 256 ] || continue; batch=64; }
             # shellcheck disable=SC2086 # the model's options are words
-            prof=$(timeout 300 "$CLVAE" train --epochs 1 --batch "$batch" $model --profile \
+            prof=$(timeout 300 "$CLVAE" train --epochs 1 $model --batch "$batch" --profile \
                 --out "$out/profile" 2>&1)
             launches=$(sed -n 's/^clvae: \([0-9.]*\) launches per training step.*/\1/p' <<<"$prof")
             host=$(awk '/^host enqueue calls/ {print $(NF-7) " | " $(NF-6)}' <<<"$prof")
-            echo "| ${model:-default} | $batch | ${launches:-?} | ${host:-? | ?} |"
+            label=${model:-default}
+            [[ $model == *res:* ]] && label="residual model, icons-11"
+            echo "$prof" > "$out/profile-$(tr -c 'a-z0-9\n' - <<<"${label%%,*}" | cut -c1-24)-$batch.txt"
+            echo "| $label | $batch | ${launches:-?} | ${host:-? | ?} |"
         done
     done
 } | tee "$out/launches.md"
-timeout 900 python3 bench/bench.py --gpu-table --epochs "${1:-3}" --exe "$CLVAE" \
-    2>"$out/bench-errors.txt" | tee "$out/gpu-table.md"
+rows=$(sed -n 's/.* table=\([^ ]*\) .*/\1/p' <<<"$sections")
+want table && timeout 900 python3 bench/bench.py --gpu-table --epochs "$epochs" --exe "$CLVAE" \
+    ${icons:+--icons "$icons"} ${rows:+--rows "$rows"} 2>"$out/bench-errors.txt" | tee "$out/gpu-table.md"
 exit $status

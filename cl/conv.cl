@@ -61,6 +61,28 @@ __kernel void conv_im2col(__global const float *img, __global float *cols, int r
         }
 }
 
+// conv_im2col for GPUs: a work-item a float of cols, so that neighbouring work-items write
+// neighbouring floats (and read neighbouring channels). conv_im2col's work-item a grid row wrote
+// from addresses GW K K C floats apart: on an NVIDIA H200 the residual model's 32x32x32 3x3 layers
+// took 3.0 ms a call that way, 83% of its step. Range: (GW K K C, rows GH); the same arguments
+// and the same values as conv_im2col.
+__kernel void conv_im2col_items(__global const float *img, __global float *cols, int rows, int C,
+                                int H, int W, int GH, int GW, int K, int S, int P, int first,
+                                int base)
+{
+    size_t i = get_global_id(0), r = get_global_id(1);
+    int kkc = K * K * C;
+    if (i >= (size_t)GW * kkc || r >= (size_t)rows * GH)
+        return;
+    r += (size_t)first * GH;
+    int gy = (int)(r % GH), gx = (int)(i / kkc), q = (int)(i % kkc);
+    size_t n = r / GH;
+    int c = q % C, kx = q / C % K, ky = q / (C * K);
+    int y = gy * S - P + ky, x = gx * S - P + kx;
+    cols[(r - (size_t)base * GH) * GW * kkc + i] =
+        y >= 0 && y < H && x >= 0 && x < W ? img[((n * H + y) * W + x) * C + c] : 0.0f;
+}
+
 #define COL2IM_CHANNELS 16 // channels a work-item of conv_col2im sums
 
 // The kernel positions that read pixel (y, x) of image n, in a fixed order: body with src at

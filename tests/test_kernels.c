@@ -381,7 +381,8 @@ static void test_bias_backward(bool relu, int rows, int n, int offset, int parts
 // both outputs. grid h x w is the conv's output: (H + 2P - K) / S + 1. In two slices of the
 // images; with own, each slice's columns at the start of the buffer (base = first), gathered on
 // the host after each slice (im2col) or written there before it (col2im).
-static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int acc, bool own)
+static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int acc, bool own,
+                        bool items)
 {
     int GH = (H + 2 * P - K) / S + 1, GW = (W + 2 * P - K) / S + 1, kkc = K * K * C;
     size_t n_img = (size_t)rows * H * W * C, n_cols = (size_t)rows * GH * GW * kkc;
@@ -410,7 +411,8 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int 
                         }
     cl_mem dimg = tu_upload(&rt, img, (n_img + GUARD) * sizeof(float), "img");
     cl_mem dcols = tu_upload(&rt, cols, (n_cols + GUARD) * sizeof(float), "cols");
-    const char *names[2] = {"conv_im2col", "conv_col2im"};
+    // im2col a work-item a grid row (CPUs) or a float (items: GPUs).
+    const char *names[2] = {items ? "conv_im2col_items" : "conv_im2col", "conv_col2im"};
     for (int pass = 0; pass < 2; pass++) {
         cl_kernel k = clrt_kernel(&rt, names[pass]);
         // In two slices of the images (the first rows / 2, then the rest), as a CPU runs them.
@@ -439,7 +441,12 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int 
             KARG(k, a++, base);
             size_t global[2] = {pass == 0 ? (size_t)count * GH : ((size_t)C + 15) / 16,
                                 pass == 0 ? 1 : (size_t)count * H};
-            clrt_launch(&rt, k, 2, global, NULL);
+            if (pass == 0 && items) {
+                global[0] = (size_t)GW * kkc;
+                global[1] = (size_t)count * GH;
+            }
+            size_t local[2] = {64, 1};
+            clrt_launch(&rt, k, 2, global, pass == 0 && items ? local : NULL);
             if (own && pass == 0) {
                 tu_download(&rt, dcols, seen, (n_cols + GUARD) * sizeof(float));
                 memcpy(cols + at, seen, slice * sizeof(float));
@@ -451,8 +458,8 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int 
         if (pass == 0) {
             if (!own)
                 tu_download(&rt, dcols, cols, (n_cols + GUARD) * sizeof(float));
-            snprintf(what, sizeof what, "conv_im2col (%d of %dx%dx%d, K %d S %d P %d%s)", rows, C,
-                     H, W, K, S, P, own ? ", slices at the start" : "");
+            snprintf(what, sizeof what, "%s (%d of %dx%dx%d, K %d S %d P %d%s)", names[0], rows,
+                     C, H, W, K, S, P, own ? ", slices at the start" : "");
             tu_compare(what, cols, want_cols, NULL, n_cols, 0.0, 0.0);
             if (own)
                 tu_check(!tu_changed(seen, most, n_cols + GUARD), "%s: cells past the slices",
@@ -2332,15 +2339,16 @@ int main(void)
     test_transpose(true, 70, 1024, 0, 9, NULL);
 
     // The common 4x4/2 pad 1; odd channels and sizes with a 3x3/1; a kernel wider than the
-    // stride with no padding; stride 3.
-    for (int own = 0; own < 2; own++) {
-        test_im2col(3, 1, 8, 8, 4, 2, 1, 0, own);
-        test_im2col(2, 5, 7, 9, 3, 1, 1, 0, own);
-        test_im2col(2, 3, 9, 7, 5, 2, 0, 0, own);
-        test_im2col(1, 2, 10, 7, 4, 3, 2, 0, own);
-        test_im2col(2, 19, 6, 5, 3, 1, 1, 1, own);
-        test_im2col(2, 32, 5, 6, 3, 1, 1, 1, own); // whole vectors of 16 channels
-    }
+    // stride with no padding; stride 3; im2col a work-item a row and a work-item a float.
+    for (int items = 0; items < 2; items++)
+        for (int own = 0; own < 2; own++) {
+            test_im2col(3, 1, 8, 8, 4, 2, 1, 0, own, items);
+            test_im2col(2, 5, 7, 9, 3, 1, 1, 0, own, items);
+            test_im2col(2, 3, 9, 7, 5, 2, 0, 0, own, items);
+            test_im2col(1, 2, 10, 7, 4, 3, 2, 0, own, items);
+            test_im2col(2, 19, 6, 5, 3, 1, 1, 1, own, items);
+            test_im2col(2, 32, 5, 6, 3, 1, 1, 1, own, items); // whole vectors of 16 channels
+        }
 
     // Group normalisation: groups of one channel (G = C) and one group (G 1), odd sizes and
     // batches, a work-item a group (a CPU's) and work-groups of 4 and 64.

@@ -245,7 +245,8 @@ static void deconv_init(const struct layer *l, uint64_t seed, float *params)
 static void conv_create(const struct layer_ctx *ctx, struct layer *l)
 {
     dense_create(ctx, l);
-    l->kernel[K_IM2COL] = clrt_kernel(ctx->rt, "conv_im2col");
+    // A work-item a grid row on CPUs, a float on GPUs (cl/conv.cl).
+    l->kernel[K_IM2COL] = clrt_kernel(ctx->rt, ctx->cpu ? "conv_im2col" : "conv_im2col_items");
     l->kernel[K_COL2IM] = clrt_kernel(ctx->rt, "conv_col2im");
 }
 
@@ -280,11 +281,14 @@ static void columns(const struct layer_ctx *ctx, const struct layer *l, int whic
     KARG(k, a++, first);
     int base = own ? first : 0;
     KARG(k, a++, base);
-    // A work-item of conv_im2col writes one grid row; one of conv_col2im sums COL2IM_CHANNELS
-    // (16) channels of one image row (cl/conv.cl).
-    size_t global[2] = {im2col ? (size_t)count * grid.h : ((size_t)img.c + 15) / 16,
-                        im2col ? 1 : (size_t)count * img.h};
-    clrt_launch(ctx->rt, k, 2, global, NULL);
+    // A work-item of conv_im2col writes one grid row, one of conv_im2col_items one float; one of
+    // conv_col2im sums COL2IM_CHANNELS (16) channels of one image row (cl/conv.cl).
+    size_t kkc = (size_t)l->spec.arg[KERNEL] * l->spec.arg[KERNEL] * img.c;
+    size_t global[2] = {im2col ? (ctx->cpu ? (size_t)count * grid.h : grid.w * kkc)
+                               : ((size_t)img.c + 15) / 16,
+                        im2col ? (ctx->cpu ? 1 : (size_t)count * grid.h) : (size_t)count * img.h};
+    size_t items_local[2] = {64, 1};
+    clrt_launch(ctx->rt, k, 2, global, im2col && !ctx->cpu ? items_local : NULL);
 }
 
 // Images a slice of the batch takes through a product that writes or reads columns and the pass
