@@ -13,7 +13,8 @@
 #   bash bench/gpu_check.sh [EPOCHS [SECTION...]]
 # SECTION: tests, engines, wide, launches, table (all five when none is named), or table=WORDS for
 # the table's rows whose label has one of WORDS (comma list, bench.py --rows): a short run when the
-# device time is short.
+# device time is short; and seeds[=N], not among the default five (minutes): issue 22's residual
+# model against its reference over N seeds each (bench/seeds.py).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 out=/tmp/clvae-gpu-check
@@ -96,6 +97,14 @@ want launches && {
         done
     done
 } | tee "$out/launches.md"
+# Issue 22's accuracy over many seeds (bench/seeds.py): the residual model on icons-11, clvae
+# against torch_resvae.py --device cuda, seeds=N of each (default 8), 30 epochs, 6 runs at a time.
+nseeds=$(sed -n 's/.* seeds=\([0-9]*\) .*/\1/p' <<<"$sections")
+if want seeds && [ -n "$icons" ]; then
+    timeout 1200 python3 bench/seeds.py --exe "$CLVAE" --data "$icons" --device cuda \
+        --seeds "${nseeds:-8}" --jobs 6 --out "$out/seeds" | tee "$out/seeds.md"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
 rows=$(sed -n 's/.* table=\([^ ]*\) .*/\1/p' <<<"$sections")
 want table && timeout 900 python3 bench/bench.py --gpu-table --epochs "$epochs" --exe "$CLVAE" \
     ${icons:+--icons "$icons"} ${rows:+--rows "$rows"} 2>"$out/bench-errors.txt" | tee "$out/gpu-table.md"
