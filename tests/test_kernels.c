@@ -458,8 +458,8 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int 
         if (pass == 0) {
             if (!own)
                 tu_download(&rt, dcols, cols, (n_cols + GUARD) * sizeof(float));
-            snprintf(what, sizeof what, "%s (%d of %dx%dx%d, K %d S %d P %d%s)", names[0], rows,
-                     C, H, W, K, S, P, own ? ", slices at the start" : "");
+            snprintf(what, sizeof what, "%s (%d of %dx%dx%d, K %d S %d P %d%s)", names[0], rows, C,
+                     H, W, K, S, P, own ? ", slices at the start" : "");
             tu_compare(what, cols, want_cols, NULL, n_cols, 0.0, 0.0);
             if (own)
                 tu_check(!tu_changed(seen, most, n_cols + GUARD), "%s: cells past the slices",
