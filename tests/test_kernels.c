@@ -374,6 +374,64 @@ static void test_bias_backward(bool relu, int rows, int n, int offset, int parts
     free(scale);
 }
 
+// conv_col2im_items (GPUs) against conv_col2im (CPUs) on the same random columns and image, with
+// and without acc: the same kernel positions added in the same order, so the same floats, bit for
+// bit (a GPU's conv layers then compute what a CPU's do).
+static void test_col2im_same(int rows, int C, int H, int W, int K, int S, int P)
+{
+    int GH = (H + 2 * P - K) / S + 1, GW = (W + 2 * P - K) / S + 1, kkc = K * K * C;
+    size_t n_img = (size_t)rows * H * W * C, n_cols = (size_t)rows * GH * GW * kkc;
+    float *img = tu_alloc(n_img, sizeof(float)), *cols = tu_alloc(n_cols, sizeof(float));
+    float *got[2] = {tu_alloc(n_img, sizeof(float)), tu_alloc(n_img, sizeof(float))};
+    double *want = tu_alloc(n_img, sizeof(double));
+    for (size_t i = 0; i < n_cols; i++)
+        cols[i] = rng_range(-1.0, 1.0);
+    for (size_t i = 0; i < n_img; i++)
+        img[i] = rng_range(-1.0, 1.0);
+    cl_mem dcols = tu_upload(&rt, cols, n_cols * sizeof(float), "cols");
+    for (int acc = 0; acc < 2; acc++) {
+        for (int items = 0; items < 2; items++) {
+            cl_mem dimg = tu_upload(&rt, img, n_img * sizeof(float), "img");
+            cl_kernel k = clrt_kernel(&rt, items ? "conv_col2im_items" : "conv_col2im");
+            cl_uint a = 0;
+            int first = 0, base = 0;
+            KARG(k, a++, dcols);
+            KARG(k, a++, dimg);
+            KARG(k, a++, rows);
+            KARG(k, a++, C);
+            KARG(k, a++, H);
+            KARG(k, a++, W);
+            KARG(k, a++, GH);
+            KARG(k, a++, GW);
+            KARG(k, a++, K);
+            KARG(k, a++, S);
+            KARG(k, a++, P);
+            KARG(k, a++, acc);
+            KARG(k, a++, first);
+            KARG(k, a++, base);
+            size_t global[2] = {items ? (size_t)W * C : ((size_t)C + 15) / 16, (size_t)rows * H};
+            size_t local[2] = {64, 1};
+            clrt_launch(&rt, k, 2, global, items ? local : NULL);
+            tu_download(&rt, dimg, got[items], n_img * sizeof(float));
+            clReleaseKernel(k);
+            clReleaseMemObject(dimg);
+        }
+        for (size_t i = 0; i < n_img; i++)
+            want[i] = got[0][i];
+        char what[160];
+        snprintf(what, sizeof what,
+                 "conv_col2im_items = conv_col2im bit for bit (%d of %dx%dx%d, K %d S %d P %d%s)",
+                 rows, C, H, W, K, S, P, acc ? ", adding" : "");
+        tu_compare(what, got[1], want, NULL, n_img, 0.0, 0.0);
+    }
+    clReleaseMemObject(dcols);
+    free(img);
+    free(cols);
+    free(got[0]);
+    free(got[1]);
+    free(want);
+}
+
 // conv_im2col on random images (rows, H, W, C) against the definition, then conv_col2im of random
 // columns against its adjoint's definition (each cols entry added to the pixel im2col read it
 // from; with acc, added to the image im2col read, as a layer whose input feeds two adds its
@@ -411,8 +469,9 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int 
                         }
     cl_mem dimg = tu_upload(&rt, img, (n_img + GUARD) * sizeof(float), "img");
     cl_mem dcols = tu_upload(&rt, cols, (n_cols + GUARD) * sizeof(float), "cols");
-    // im2col a work-item a grid row (CPUs) or a float (items: GPUs).
-    const char *names[2] = {items ? "conv_im2col_items" : "conv_im2col", "conv_col2im"};
+    // A work-item a grid row or 16 channels of an image row (CPUs), or a float (items: GPUs).
+    const char *names[2] = {items ? "conv_im2col_items" : "conv_im2col",
+                            items ? "conv_col2im_items" : "conv_col2im"};
     for (int pass = 0; pass < 2; pass++) {
         cl_kernel k = clrt_kernel(&rt, names[pass]);
         // In two slices of the images (the first rows / 2, then the rest), as a CPU runs them.
@@ -441,12 +500,12 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int 
             KARG(k, a++, base);
             size_t global[2] = {pass == 0 ? (size_t)count * GH : ((size_t)C + 15) / 16,
                                 pass == 0 ? 1 : (size_t)count * H};
-            if (pass == 0 && items) {
-                global[0] = (size_t)GW * kkc;
-                global[1] = (size_t)count * GH;
+            if (items) {
+                global[0] = pass == 0 ? (size_t)GW * kkc : (size_t)W * C;
+                global[1] = (size_t)count * (pass == 0 ? GH : H);
             }
             size_t local[2] = {64, 1};
-            clrt_launch(&rt, k, 2, global, pass == 0 && items ? local : NULL);
+            clrt_launch(&rt, k, 2, global, items ? local : NULL);
             if (own && pass == 0) {
                 tu_download(&rt, dcols, seen, (n_cols + GUARD) * sizeof(float));
                 memcpy(cols + at, seen, slice * sizeof(float));
@@ -487,8 +546,8 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int 
                                 }
         } else {
             tu_download(&rt, dimg, img, (n_img + GUARD) * sizeof(float));
-            snprintf(what, sizeof what, "conv_col2im (%d of %dx%dx%d, K %d S %d P %d%s%s)", rows, C,
-                     H, W, K, S, P, acc ? ", adding" : "", own ? ", slices at the start" : "");
+            snprintf(what, sizeof what, "%s (%d of %dx%dx%d, K %d S %d P %d%s%s)", names[1], rows,
+                     C, H, W, K, S, P, acc ? ", adding" : "", own ? ", slices at the start" : "");
             tu_compare(what, img, want_img, NULL, n_img, 1e-6, 0.0);
             tu_check(!tu_changed(img, n_img, n_img + GUARD), "%s: guard cells", what);
         }
@@ -2349,6 +2408,9 @@ int main(void)
             test_im2col(2, 19, 6, 5, 3, 1, 1, 1, own, items);
             test_im2col(2, 32, 5, 6, 3, 1, 1, 1, own, items); // whole vectors of 16 channels
         }
+    // Both col2im kernels: 16 channels as a vector and 3 channels one at a time, 4x4/2 and 3x3/1.
+    test_col2im_same(3, 35, 7, 6, 4, 2, 1);
+    test_col2im_same(2, 3, 9, 8, 3, 1, 1);
 
     // Group normalisation: groups of one channel (G = C) and one group (G 1), odd sizes and
     // batches, a work-item a group (a CPU's) and work-groups of 4 and 64.

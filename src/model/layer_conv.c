@@ -247,7 +247,7 @@ static void conv_create(const struct layer_ctx *ctx, struct layer *l)
     dense_create(ctx, l);
     // A work-item a grid row on CPUs, a float on GPUs (cl/conv.cl).
     l->kernel[K_IM2COL] = clrt_kernel(ctx->rt, ctx->cpu ? "conv_im2col" : "conv_im2col_items");
-    l->kernel[K_COL2IM] = clrt_kernel(ctx->rt, "conv_col2im");
+    l->kernel[K_COL2IM] = clrt_kernel(ctx->rt, ctx->cpu ? "conv_col2im" : "conv_col2im_items");
 }
 
 // im2col (which K_IM2COL) or col2im (K_COL2IM) between images first .. first + count - 1 of img,
@@ -281,14 +281,18 @@ static void columns(const struct layer_ctx *ctx, const struct layer *l, int whic
     KARG(k, a++, first);
     int base = own ? first : 0;
     KARG(k, a++, base);
-    // A work-item of conv_im2col writes one grid row, one of conv_im2col_items one float; one of
-    // conv_col2im sums COL2IM_CHANNELS (16) channels of one image row (cl/conv.cl).
+    // On a CPU a work-item of conv_im2col writes one grid row, one of conv_col2im sums
+    // COL2IM_CHANNELS (16) channels of one image row; on a GPU a work-item of conv_im2col_items
+    // or conv_col2im_items writes one float, of the columns or of the image (cl/conv.cl).
     size_t kkc = (size_t)l->spec.arg[KERNEL] * l->spec.arg[KERNEL] * img.c;
-    size_t global[2] = {im2col ? (ctx->cpu ? (size_t)count * grid.h : grid.w * kkc)
-                               : ((size_t)img.c + 15) / 16,
-                        im2col ? (ctx->cpu ? 1 : (size_t)count * grid.h) : (size_t)count * img.h};
+    size_t global[2] = {im2col ? (size_t)count * grid.h : ((size_t)img.c + 15) / 16,
+                        im2col ? 1 : (size_t)count * img.h};
+    if (!ctx->cpu) {
+        global[0] = im2col ? grid.w * kkc : (size_t)img.w * img.c;
+        global[1] = (size_t)count * (im2col ? grid.h : img.h);
+    }
     size_t items_local[2] = {64, 1};
-    clrt_launch(ctx->rt, k, 2, global, im2col && !ctx->cpu ? items_local : NULL);
+    clrt_launch(ctx->rt, k, 2, global, ctx->cpu ? NULL : items_local);
 }
 
 // Images a slice of the batch takes through a product that writes or reads columns and the pass
