@@ -297,7 +297,8 @@ def devices_listing():
 def test_environment(small):
     """CLVAE_PLATFORM and CLVAE_DEVICE follow --platform's and --device's rules (an index from 0
     to 1000, or a part of a name): numbers that atoi wrapped to 0 (2^31, 2^32, 10^20) are refused
-    naming the variable, as are bad CLVAE_MAX_ALLOC, CLVAE_GEMM and CLVAE_CLBLAST_TUNING values;
+    naming the variable, as are bad CLVAE_MAX_ALLOC, CLVAE_GEMM, CLVAE_CLBLAST_TUNING and
+    CLVAE_KERNELS values;
     a device nobody chose is called the default device, never CLVAE_DEVICE."""
     for var in ("CLVAE_PLATFORM", "CLVAE_DEVICE"):
         for bad, says in (("2147483648", "out of range"), ("4294967296", "out of range"),
@@ -314,7 +315,8 @@ def test_environment(small):
         expect(f"CLVAE_MAX_ALLOC={bad!r}: exit 2 naming the variable", r, cli.EXIT_USAGE,
                ["CLVAE_MAX_ALLOC", bad], out=out)
     for var, bad in (("CLVAE_GEMM", "CLBLAST"), ("CLVAE_CLBLAST_TUNING", "on"),
-                     ("CLVAE_CLBLAST_TUNING", "0")):
+                     ("CLVAE_CLBLAST_TUNING", "0"), ("CLVAE_KERNELS", "GPU"),
+                     ("CLVAE_KERNELS", "fpga")):
         out = cli.fresh_out()
         r = cli.run(train_args(small, out), env={var: bad})
         expect(f"{var}={bad}: exit 2 naming the variable", r, cli.EXIT_USAGE, [var, bad], out=out)

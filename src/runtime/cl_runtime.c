@@ -242,6 +242,12 @@ static void print_device_details(FILE *out, cl_platform_id platform, cl_device_i
             (unsigned long long)(local_mem / 1024), align, doubles ? "yes" : "no",
             images ? "yes" : "no");
     bool cpu = type & CL_DEVICE_TYPE_CPU;
+    const char *kernels_env = getenv("CLVAE_KERNELS"), *plan = "";
+    if (kernels_env && (!strcmp(kernels_env, "cpu") || !strcmp(kernels_env, "gpu"))) {
+        cpu = !strcmp(kernels_env, "cpu");
+        plan = cpu ? " a CPU's kernels and plan (CLVAE_KERNELS=cpu);"
+                   : " a GPU's kernels and plan (CLVAE_KERNELS=gpu);";
+    }
     char pname[128] = "";
     platform_string(platform, CL_PLATFORM_NAME, pname, sizeof pname);
     int tuned = tuning_lines(name, NULL, first);
@@ -259,10 +265,10 @@ static void print_device_details(FILE *out, cl_platform_id platform, cl_device_i
         products = "CLBlast, as on every device but PoCL's CPU device";
     const char *limit_env = getenv("CLVAE_MAX_ALLOC");
     fprintf(out,
-            "    clvae uses: matrix products by %s; bias gradients in %s; row sums in "
+            "    clvae uses:%s matrix products by %s; bias gradients in %s; row sums in "
             "work-groups of %s; buffers larger than the largest allocation%s in parts; CLBlast "
             "parameters %s%s%s%s\n",
-            products,
+            plan, products,
             cpu ? "parts filling 1024 work-items a compute unit (one pass below 2^18 elements)"
                 : "parts filling 256 work-items a compute unit",
             cpu ? "1 (a CPU runs them one after another)" : "up to 256 (a power of two)",
@@ -413,6 +419,7 @@ static int choose(const char *given, const char *option, const char *variable, c
 // What the environment sets besides the device, read and checked before any device is looked at.
 struct env_settings {
     const char *gemm;             // CLVAE_GEMM: "clblast", "clvae", or NULL (the default)
+    const char *kernels;          // CLVAE_KERNELS: "cpu", "gpu", or NULL (the device's type)
     unsigned long long max_alloc; // CLVAE_MAX_ALLOC in bytes, or 0 (unset)
     const char *max_alloc_text;   // as given
 };
@@ -455,6 +462,13 @@ static int read_env_settings(struct env_settings *env, struct clvae_error *err)
                           "products; unset, clvae on PoCL's CPU device and CLBlast elsewhere)",
                           engine);
     env->gemm = engine && *engine ? engine : NULL;
+    const char *kernels = getenv("CLVAE_KERNELS");
+    if (kernels && *kernels && strcmp(kernels, "cpu") != 0 && strcmp(kernels, "gpu") != 0)
+        return clvae_fail(err, CLVAE_EXIT_USAGE,
+                          "CLVAE_KERNELS='%.64s': expected cpu or gpu (whose kernel variants and "
+                          "work plan clvae runs; unset, those of the device's type)",
+                          kernels);
+    env->kernels = kernels && *kernels ? kernels : NULL;
     const char *tuning = getenv("CLVAE_CLBLAST_TUNING");
     if (tuning && *tuning && strcmp(tuning, "off") != 0)
         return clvae_fail(err, CLVAE_EXIT_USAGE,
@@ -619,6 +633,11 @@ static void read_device(struct clrt *rt, const struct env_settings *env)
     device_string(rt->device, CL_DEVICE_NAME, rt->device_name, sizeof rt->device_name);
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_TYPE, sizeof rt->device_type, &rt->device_type,
                              NULL));
+    // CLVAE_KERNELS: a CPU's kernel variants and work plan on a GPU, or a GPU's on a CPU (the
+    // tests run a GPU's on PoCL), wherever clvae decides by the device's type.
+    if (env->kernels)
+        rt->device_type =
+            strcmp(env->kernels, "gpu") == 0 ? CL_DEVICE_TYPE_GPU : CL_DEVICE_TYPE_CPU;
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof rt->global_mem,
                              &rt->global_mem, NULL));
     CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof rt->max_alloc,
