@@ -58,6 +58,12 @@ CLVAE_GEMM=clvae timeout 300 stdbuf -oL .gpu/bin/test_gradcheck > "$out/test_gra
 rc=$?
 echo "test_gradcheck with CLVAE_GEMM=clvae: exit $rc, $(tail -n 1 "$out/test_gradcheck_clvae_gemm.txt")"
 [ $rc -eq 0 ] || status=1
+# A CPU's kernel variants and work plan on the GPU (CLVAE_KERNELS=cpu): each kernel of cl/ built
+# by NVIDIA's compiler and right there, as the tests run a GPU's plan on PoCL.
+CLVAE_KERNELS=cpu timeout 300 stdbuf -oL .gpu/bin/test_gradcheck > "$out/test_gradcheck_cpu_plan.txt" 2>&1
+rc=$?
+echo "test_gradcheck with CLVAE_KERNELS=cpu: exit $rc, $(tail -n 1 "$out/test_gradcheck_cpu_plan.txt")"
+[ $rc -eq 0 ] || status=1
 for engine in clblast clvae; do
     for model in "" "--encoder conv:32,conv:64,dense:256 --latent 10"; do
         # shellcheck disable=SC2086 # the model's options are words
