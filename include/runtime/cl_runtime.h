@@ -29,7 +29,7 @@ struct clrt {
     cl_program program;
     int platform_index, device_index;
     char platform_name[128], device_name[128];
-    char tuning_source[4200]; // the `clvae tune` file applied, or ""
+    char tuning_source[4200];   // the `clvae tune` file applied, or ""
     cl_device_type device_type; // what clvae plans for: the device's, or $CLVAE_KERNELS's type
     cl_ulong global_mem;
     cl_ulong max_alloc; // the device's largest allocation, or $CLVAE_MAX_ALLOC when that is less
