@@ -374,6 +374,22 @@ static void test_bias_backward(bool relu, int rows, int n, int offset, int parts
     free(scale);
 }
 
+// The arguments of the im2col and col2im kernels (cl/conv.cl): from, to, shape (rows, C, H, W,
+// GH, GW, K, S, P), acc (col2im's; -1 for im2col, which has none), first and base.
+static void columns_args(cl_kernel k, cl_mem from, cl_mem to, const int shape[9], int acc,
+                         int first, int base)
+{
+    cl_uint a = 0;
+    KARG(k, a++, from);
+    KARG(k, a++, to);
+    for (int i = 0; i < 9; i++)
+        KARG(k, a++, shape[i]);
+    if (acc >= 0)
+        KARG(k, a++, acc);
+    KARG(k, a++, first);
+    KARG(k, a++, base);
+}
+
 // conv_col2im_items (GPUs) against conv_col2im (CPUs) on the same random columns and image, with
 // and without acc: the same kernel positions added in the same order, so the same floats, bit for
 // bit (a GPU's conv layers then compute what a CPU's do).
@@ -393,22 +409,8 @@ static void test_col2im_same(int rows, int C, int H, int W, int K, int S, int P)
         for (int items = 0; items < 2; items++) {
             cl_mem dimg = tu_upload(&rt, img, n_img * sizeof(float), "img");
             cl_kernel k = clrt_kernel(&rt, items ? "conv_col2im_items" : "conv_col2im");
-            cl_uint a = 0;
-            int first = 0, base = 0;
-            KARG(k, a++, dcols);
-            KARG(k, a++, dimg);
-            KARG(k, a++, rows);
-            KARG(k, a++, C);
-            KARG(k, a++, H);
-            KARG(k, a++, W);
-            KARG(k, a++, GH);
-            KARG(k, a++, GW);
-            KARG(k, a++, K);
-            KARG(k, a++, S);
-            KARG(k, a++, P);
-            KARG(k, a++, acc);
-            KARG(k, a++, first);
-            KARG(k, a++, base);
+            int shape[9] = {rows, C, H, W, GH, GW, K, S, P};
+            columns_args(k, dcols, dimg, shape, acc, 0, 0);
             size_t global[2] = {items ? (size_t)W * C : ((size_t)C + 15) / 16, (size_t)rows * H};
             size_t local[2] = {64, 1};
             clrt_launch(&rt, k, 2, global, items ? local : NULL);
@@ -477,27 +479,13 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int 
         // In two slices of the images (the first rows / 2, then the rest), as a CPU runs them.
         for (int first = 0, count = rows > 1 ? rows / 2 : rows; first < rows;
              first += count, count = rows - first) {
-            cl_uint a = 0;
             cl_mem from = pass == 0 ? dimg : dcols, to = pass == 0 ? dcols : dimg;
             size_t per = (size_t)GH * GW * kkc, at = (size_t)first * per, slice = count * per;
             int base = own ? first : 0;
             if (own && pass == 1)
                 tu_write(&rt, dcols, cols + at, slice * sizeof(float));
-            KARG(k, a++, from);
-            KARG(k, a++, to);
-            KARG(k, a++, count);
-            KARG(k, a++, C);
-            KARG(k, a++, H);
-            KARG(k, a++, W);
-            KARG(k, a++, GH);
-            KARG(k, a++, GW);
-            KARG(k, a++, K);
-            KARG(k, a++, S);
-            KARG(k, a++, P);
-            if (pass == 1)
-                KARG(k, a++, acc);
-            KARG(k, a++, first);
-            KARG(k, a++, base);
+            int shape[9] = {count, C, H, W, GH, GW, K, S, P};
+            columns_args(k, from, to, shape, pass == 1 ? acc : -1, first, base);
             size_t global[2] = {pass == 0 ? (size_t)count * GH : ((size_t)C + 15) / 16,
                                 pass == 0 ? 1 : (size_t)count * H};
             if (items) {

@@ -452,23 +452,31 @@ static int read_max_alloc(unsigned long long *bytes, struct clvae_error *err)
 
 // CLVAE_GEMM, CLVAE_MAX_ALLOC and CLVAE_CLBLAST_TUNING: a value they do not take is a usage error
 // naming the variable.
+// *value = $name when it is a or b, NULL when unset or empty; another value exits 2 naming the
+// variable, what it chooses (what) and the two it takes.
+static int env_choice(const char *name, const char *a, const char *b, const char *what,
+                      const char **value, struct clvae_error *err)
+{
+    const char *v = getenv(name);
+    if (v && *v && strcmp(v, a) != 0 && strcmp(v, b) != 0)
+        return clvae_fail(err, CLVAE_EXIT_USAGE, "%s='%.64s': expected %s or %s (%s)", name, v, a,
+                          b, what);
+    *value = v && *v ? v : NULL;
+    return 0;
+}
+
 static int read_env_settings(struct env_settings *env, struct clvae_error *err)
 {
     *env = (struct env_settings){.max_alloc_text = getenv("CLVAE_MAX_ALLOC")};
-    const char *engine = getenv("CLVAE_GEMM");
-    if (engine && *engine && strcmp(engine, "clblast") != 0 && strcmp(engine, "clvae") != 0)
-        return clvae_fail(err, CLVAE_EXIT_USAGE,
-                          "CLVAE_GEMM='%.64s': expected clblast or clvae (which runs the matrix "
-                          "products; unset, clvae on PoCL's CPU device and CLBlast elsewhere)",
-                          engine);
-    env->gemm = engine && *engine ? engine : NULL;
-    const char *kernels = getenv("CLVAE_KERNELS");
-    if (kernels && *kernels && strcmp(kernels, "cpu") != 0 && strcmp(kernels, "gpu") != 0)
-        return clvae_fail(err, CLVAE_EXIT_USAGE,
-                          "CLVAE_KERNELS='%.64s': expected cpu or gpu (whose kernel variants and "
-                          "work plan clvae runs; unset, those of the device's type)",
-                          kernels);
-    env->kernels = kernels && *kernels ? kernels : NULL;
+    if (env_choice("CLVAE_GEMM", "clblast", "clvae",
+                   "which runs the matrix products; unset, clvae on PoCL's CPU device and CLBlast "
+                   "elsewhere",
+                   &env->gemm, err) ||
+        env_choice("CLVAE_KERNELS", "cpu", "gpu",
+                   "whose kernel variants and work plan clvae runs; unset, those of the device's "
+                   "type",
+                   &env->kernels, err))
+        return -1;
     const char *tuning = getenv("CLVAE_CLBLAST_TUNING");
     if (tuning && *tuning && strcmp(tuning, "off") != 0)
         return clvae_fail(err, CLVAE_EXIT_USAGE,
