@@ -416,8 +416,8 @@ gemm_pair(int groups0, int cblocks0, int cblocks1, int m0, int n0, int k0, float
 // work-item's share of a work-group of at most 8 items down the rows), from which each product
 // broadcasts its value by a load: from the lanes of a register the broadcasts are permutes, which
 // run on the port of one of an Intel core's two FMA units (410-421 against 324-337 us a step on a
-// Sapphire Rapids Xeon, 2026-12-04; the same on an AMD EPYC). Range: (column blocks, row blocks), work-groups of at most 8
-// row blocks.
+// Sapphire Rapids Xeon, 2026-12-04; the same on an AMD EPYC). Range: (column blocks, row
+// blocks), work-groups of at most 8 row blocks.
 #define A_GATHER(i, kk) ((float)arow[(i)-i0][kk] * (1.0f / 255.0f))
 
 #define GEMM_GATHER_KERNEL(NAME, NV)                                                               \
@@ -461,7 +461,7 @@ gemm_pair(int groups0, int cblocks0, int cblocks1, int m0, int n0, int k0, float
         float16 acc[GEMM_R][NV], colsum[NV];                                                       \
         _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                         \
             _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (float16)0.0f;              \
-        __local float(*av)[16] = abuf[get_local_id(1) % 8];                                    \
+        __local float(*av)[16] = abuf[get_local_id(1) % 8];                                        \
         if (whole_block) {                                                                         \
             for (int kq = 0; kq + 16 <= k; kq += 16) {                                             \
                 _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) vstore16(                       \

@@ -284,15 +284,16 @@ static void columns(const struct layer_ctx *ctx, const struct layer *l, int whic
     // On a CPU a work-item of conv_im2col writes one grid row, one of conv_col2im sums
     // COL2IM_CHANNELS (16) channels of one image row; on a GPU a work-item of conv_im2col_items
     // or conv_col2im_items writes one float, of the columns or of the image (cl/conv.cl).
-    size_t kkc = (size_t)l->spec.arg[KERNEL] * l->spec.arg[KERNEL] * img.c;
-    size_t global[2] = {im2col ? (size_t)count * grid.h : ((size_t)img.c + 15) / 16,
-                        im2col ? 1 : (size_t)count * img.h};
-    if (!ctx->cpu) {
-        global[0] = im2col ? grid.w * kkc : (size_t)img.w * img.c;
-        global[1] = (size_t)count * (im2col ? grid.h : img.h);
+    size_t rows = (size_t)count * (im2col ? grid.h : img.h); // grid rows or image rows
+    if (ctx->cpu) {
+        size_t global[2] = {im2col ? rows : ((size_t)img.c + 15) / 16, im2col ? 1 : rows};
+        clrt_launch(ctx->rt, k, 2, global, NULL);
+    } else {
+        size_t kkc = (size_t)l->spec.arg[KERNEL] * l->spec.arg[KERNEL] * img.c;
+        size_t global[2] = {im2col ? grid.w * kkc : (size_t)img.w * img.c, rows};
+        size_t local[2] = {64, 1};
+        clrt_launch(ctx->rt, k, 2, global, local);
     }
-    size_t items_local[2] = {64, 1};
-    clrt_launch(ctx->rt, k, 2, global, ctx->cpu ? NULL : items_local);
 }
 
 // Images a slice of the batch takes through a product that writes or reads columns and the pass

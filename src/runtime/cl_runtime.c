@@ -450,8 +450,6 @@ static int read_max_alloc(unsigned long long *bytes, struct clvae_error *err)
     return 0;
 }
 
-// CLVAE_GEMM, CLVAE_MAX_ALLOC and CLVAE_CLBLAST_TUNING: a value they do not take is a usage error
-// naming the variable.
 // *value = $name when it is a or b, NULL when unset or empty; another value exits 2 naming the
 // variable, what it chooses (what) and the two it takes.
 static int env_choice(const char *name, const char *a, const char *b, const char *what,
@@ -465,6 +463,8 @@ static int env_choice(const char *name, const char *a, const char *b, const char
     return 0;
 }
 
+// CLVAE_GEMM, CLVAE_KERNELS, CLVAE_MAX_ALLOC and CLVAE_CLBLAST_TUNING: a value they do not take
+// is a usage error naming the variable.
 static int read_env_settings(struct env_settings *env, struct clvae_error *err)
 {
     *env = (struct env_settings){.max_alloc_text = getenv("CLVAE_MAX_ALLOC")};
