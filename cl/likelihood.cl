@@ -147,7 +147,9 @@ float sum_lanes16(float16 acc)
 
 // The end of a *_rows16 kernel (acc its lanes' sums, q the first value no vector took): the lanes
 // added (sum_lanes16), then the values from q on one at a time through PIXEL, in order, the sum
-// into rec[rec_offset + r].
+// into rec[rec_offset + r]. The *_rows16 kernels keep the terms of their vectors in registers
+// (only the row's sum is wanted): terms holds just these last values (storing every term cost the
+// default model's kernel 146 us a step against 131).
 #define ROWS16_TAIL(PIXEL, OUT, DOUT)                                                              \
     float sum = sum_lanes16(acc);                                                                  \
     for (; q < dim; q++) {                                                                         \
@@ -178,7 +180,6 @@ __kernel void bce_logits_grad_rows16(__global const float *logits, __global cons
         float16 l = vload16(0, logits + i), t = vload16(0, x + i);
         float16 e = exp_arith_float16(-fabs(l));
         float16 term = fmax(l, 0.0f) - l * t + log1p_unit_float16(e);
-        vstore16(term, 0, terms + i);
         vstore16(scale * ((l >= 0.0f ? (float16)1.0f : e) / (1.0f + e) - t), 0, dlogits + i);
         acc += term;
     }
@@ -215,7 +216,6 @@ __kernel void logistic_nll_grad_rows16(__global const float *out, __global const
         float16 gmu, gu;
         float16 term = logistic_nll_float16(vload16(0, mu), vload16(0, u), vload16(0, x + base + q),
                                             &gmu, &gu);
-        vstore16(term, 0, terms + base + q);
         vstore16(scale * gmu, 0, dmu);
         vstore16(scale * gu, 0, du);
         for (int l = 0; l < 16; l++) {

@@ -20,6 +20,12 @@ struct clrt_prof {
 #define CLRT_MAX_PROF 64
 #define CLRT_MAX_PENDING 4096
 
+#define CLRT_HUGE_BYTES ((size_t)2 << 20)       // a huge page (x86-64, arm64 with 4 KiB pages)
+#define CLRT_HOST_OWN_BYTES ((size_t)4 << 20)   // host buffers this large get a mapping each
+#define CLRT_HOST_CHUNK_BYTES ((size_t)8 << 20) // the chunks smaller host buffers share
+
+struct host_chunk;
+
 // One context, one in-order queue, one program holding every kernel of cl/.
 struct clrt {
     cl_platform_id platform;
@@ -48,6 +54,11 @@ struct clrt {
     // clvae's kernels run the products; 0: the batch at once).
     size_t slice_bytes;
     size_t allocated; // bytes of device memory created through clrt_buffer
+    // The device's memory is the host's (a CPU device with unified memory: PoCL's): clrt_buffer
+    // puts buffers in host memory on transparent huge pages, the smaller ones side by side in
+    // host_chunk (the one being filled).
+    bool host_memory;
+    struct host_chunk *host_chunk;
     cl_mem gemm_temp; // products' scratch (CLBlast's, or clvae's parts over k), shared by every
                       // product (the queue is in order)
     size_t gemm_temp_bytes;
@@ -148,7 +159,9 @@ cl_kernel clrt_kernel(struct clrt *rt, const char *name);
 size_t clrt_kernel_max_group(const struct clrt *rt, cl_kernel k);
 
 // Creates a device buffer of bytes, named in any error ("training set (47040000 bytes)"); checks
-// the device's limits first and forces the allocation so that a failure shows up here.
+// the device's limits first and forces the allocation so that a failure shows up here. Where the
+// device's memory is the host's (rt->host_memory), it lives in host memory on transparent huge
+// pages.
 cl_mem clrt_buffer(struct clrt *rt, size_t bytes, const char *name, struct clvae_error *err);
 
 // One array stored as several device buffers, each within the largest allocation: part i holds

@@ -48,8 +48,9 @@ static const struct {
     // (out, x, dout, terms, rows, dim, channels, scale) -> terms (rows, dim) each pixel's
     // negative log-likelihood, and dout = scale * its gradient in out. Range: (dim, rows).
     const char *kernel;
-    // The same and each row's sum into rec[rec_offset + r] in one launch, a work-item a row taking
-    // 16 values a step (on CPUs: the same bits), or NULL: the kernel and row_sum there too.
+    // The same gradient and each row's sum into rec[rec_offset + r] in one launch, a work-item a
+    // row taking 16 values a step (on CPUs: the same bits), terms left unwritten but for each
+    // row's last values, or NULL: the kernel and row_sum there too.
     const char *rows16_kernel;
     // Pixel j's expected value in [0, 1] from out, an image's decoder outputs.
     float (*mean)(const float *out, int j, int channels);
