@@ -6,14 +6,14 @@
 // params -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps), where step_size = lr / (1 - b1^t) and
 // inv_sqrt_bc2 = 1 / sqrt(1 - b2^t) come from the host. Range: (n).
 
-// One update of the values at i (float or float16 T, through LOAD and STORE): the parameter is
-// first multiplied by decay, AdamW's decoupled weight decay 1 - lr weight_decay (1 for Adam,
-// exact).
-#define ADAM_STEP(T, LOAD, STORE)                                                                  \
+// One update of the values at i (float or float16 T, through LOAD and STORE) with gradient G: the
+// parameter is first multiplied by decay, AdamW's decoupled weight decay 1 - lr weight_decay (1 for
+// Adam, exact).
+#define ADAM_STEP(T, G, LOAD, STORE)                                                               \
     {                                                                                              \
-        T g = LOAD(grads);                                                                         \
-        T mi = beta1 * LOAD(m) + one_minus_beta1 * g;                                              \
-        T vi = beta2 * LOAD(v) + one_minus_beta2 * g * g;                                          \
+        T gi = (G);                                                                                \
+        T mi = beta1 * LOAD(m) + one_minus_beta1 * gi;                                             \
+        T vi = beta2 * LOAD(v) + one_minus_beta2 * gi * gi;                                        \
         STORE(mi, m);                                                                              \
         STORE(vi, v);                                                                              \
         T p = LOAD(params) * decay;                                                                \
@@ -23,6 +23,28 @@
 #define STORE1(y, x) x[i] = (y)
 #define LOAD16(x) vload16(0, x + i)
 #define STORE16(y, x) vstore16((y), 0, x + i)
+// The step's scalars from h: beta1, 1 - beta1, beta2, 1 - beta2, eps, step_size, inv_sqrt_bc2,
+// decay, as the kernels below take them.
+#define ADAM_SCALARS(h)                                                                            \
+    float beta1 = (h).s0, one_minus_beta1 = (h).s1, beta2 = (h).s2, one_minus_beta2 = (h).s3;      \
+    float eps = (h).s4, step_size = (h).s5, inv_sqrt_bc2 = (h).s6, decay = (h).s7;
+
+// The step on the 16 values at params, m, v with gradient g, and on one: what adam_update16 does
+// there (it calls them), which cl/gemm.cl's gemm_tn_sum_adam calls as the gradient is made.
+void adam_values16(float16 g, __global float *params, __global float *m, __global float *v,
+                   float8 h)
+{
+    ADAM_SCALARS(h)
+    int i = 0;
+    ADAM_STEP(float16, g, LOAD16, STORE16)
+}
+
+void adam_value(float g, __global float *params, __global float *m, __global float *v, float8 h)
+{
+    ADAM_SCALARS(h)
+    int i = 0;
+    ADAM_STEP(float, g, LOAD1, STORE1)
+}
 
 // The update of Adam and AdamW (torch.optim.AdamW: params *= decay first, then Adam's step with
 // the same arguments; Adam passes decay 1, so AdamW with weight decay 0 runs the very same code
@@ -38,7 +60,7 @@ __kernel void adam_update(__global float *params, __global const float *grads, _
 {
     int i = get_global_id(0);
     if (i < n)
-        ADAM_STEP(float, LOAD1, STORE1)
+        ADAM_STEP(float, grads[i], LOAD1, STORE1)
 }
 
 __kernel void adam_update16(__global float *params, __global const float *grads, __global float *m,
@@ -46,13 +68,15 @@ __kernel void adam_update16(__global float *params, __global const float *grads,
                             float beta2, float one_minus_beta2, float eps, float step_size,
                             float inv_sqrt_bc2, float decay)
 {
+    float8 h = (float8)(beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size,
+                        inv_sqrt_bc2, decay);
     int i = get_global_id(0) * 16;
     if (i + 16 <= n) {
-        ADAM_STEP(float16, LOAD16, STORE16)
+        adam_values16(vload16(0, grads + i), params + i, m + i, v + i, h);
         return;
     }
     for (; i < n; i++)
-        ADAM_STEP(float, LOAD1, STORE1)
+        adam_value(grads[i], params + i, m + i, v + i, h);
 }
 
 // --clip-grad (src/model/optimizer.c, optimizer_clip): the gradient's global norm over all its

@@ -41,6 +41,7 @@
 #define GEMM_COLSUM 4
 #define GEMM_COLSUM_ADD 5
 #define GEMM_SAMPLER 6
+#define GEMM_COLSUM_ADAM 7 // the *_sum blocks: Adam's step on the gradient and the column sums
 
 // y with the epilogue applied; b the bias of y's column(s), or the mask of y's element(s).
 #define GEMM_EPILOGUE(y, b)                                                                        \
@@ -249,7 +250,8 @@ void gemm_store_sampler(float16 y, __global float *out, __global const float *ml
     }
 
 // Stores the column sums of a *_sum kernel's block (blocks of the first row only) to
-// bias[bias_off + j], added to what is there for GEMM_COLSUM_ADD.
+// bias[bias_off + j], added to what is there for GEMM_COLSUM_ADD; for GEMM_COLSUM_ADAM, Adam's
+// step on the parameter there (ap, am, av the parameters and moments, laid out as the gradients).
 #define GEMM_STORE_COLSUM(NV)                                                                      \
     if (i0 == 0)                                                                                   \
         _Pragma("unroll") for (int v = 0; v < NV; v++)                                             \
@@ -257,10 +259,34 @@ void gemm_store_sampler(float16 y, __global float *out, __global const float *ml
             float part[16];                                                                        \
             vstore16(colsum[v], 0, part);                                                          \
             for (int q = 0; q < 16 && 16 * v + q < cols; q++) {                                    \
-                __global float *o = bias + bias_off + j0 + 16 * v + q;                             \
-                *o = epilogue == GEMM_COLSUM_ADD ? *o + part[q] : part[q];                         \
+                size_t at = bias_off + j0 + 16 * v + q;                                            \
+                __global float *o = bias + at;                                                     \
+                if (epilogue == GEMM_COLSUM_ADAM)                                                  \
+                    adam_value(part[q], ap + at, am + at, av + at, h);                             \
+                else                                                                               \
+                    *o = epilogue == GEMM_COLSUM_ADD ? *o + part[q] : part[q];                     \
             }                                                                                      \
         }
+
+// GEMM_COLSUM_ADAM's store of a block: Adam's step (adam_values16, adam_value of cl/adam.cl, with
+// its scalars h) on the parameters and moments at the block's gradients (ap, am, av laid out as
+// the gradients, C at c_index), each gradient as GEMM_STORE would store it (alpha 1, beta 0),
+// rather than the gradient itself: the step that adam_update16 takes after the product, to the
+// same bits.
+#define GEMM_STORE_ADAM(NV)                                                                        \
+    _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                             \
+        _Pragma("unroll") for (int v = 0; v < NV; v++) if (r < rows)                               \
+    {                                                                                              \
+        size_t at = c_index + (size_t)(i0 + r) * ldc + j0 + 16 * v;                                \
+        if (cols == 16 * NV) {                                                                     \
+            adam_values16(acc[r][v], ap + at, am + at, av + at, h);                                \
+        } else {                                                                                   \
+            float part[16];                                                                        \
+            vstore16(acc[r][v], 0, part);                                                          \
+            for (int q = 0; q < 16 && 16 * v + q < cols; q++)                                      \
+                adam_value(part[q], ap + at + q, am + at + q, av + at + q, h);                     \
+        }                                                                                          \
+    }
 
 // One block of C at row i0 and column j0: the body of every product kernel. a, b and c are at
 // their product's start; bt, when ldbt > 0 (NN only, CAN_STORE), receives B's columns j0.. as
@@ -268,13 +294,14 @@ void gemm_store_sampler(float16 y, __global float *out, __global const float *ml
 // backward's input gradient reads, made as the forward product reads the weight (the same floats:
 // the same bits as transpose_tiles), each 16 rows of k by the block gemm_bt_owner names (the
 // first row of blocks alone, a float at a time: 394 us against 350 for 256x784x128). eps, s_beta,
-// s_noise: GEMM_SAMPLER's operands.
+// s_noise: GEMM_SAMPLER's operands; ap, am, av, h, c_index: GEMM_COLSUM_ADAM's (the *_sum blocks).
 #define GEMM_BLOCK(NAME, A_AT, NV, SUM, CAN_STORE)                                                 \
     void NAME(int j0, int i0, int m, int n, int k, float alpha, float beta,                        \
               __global const float *restrict a, int lda, __global const float *restrict b,         \
               int ldb, __global float *restrict c, int ldc, __global float *bias, ulong bias_off,  \
               int epilogue, __global float *bt, int ldbt, __global const float *eps, float s_beta, \
-              float s_noise)                                                                       \
+              float s_noise, __global float *ap, __global float *am, __global float *av, float8 h, \
+              ulong c_index)                                                                       \
     {                                                                                              \
         b += j0;                                                                                   \
         c += (size_t)i0 * ldc + j0;                                                                \
@@ -301,7 +328,11 @@ void gemm_store_sampler(float16 y, __global float *out, __global const float *ml
         } else {                                                                                   \
             GEMM_LOOP_STORING(A_AT, NV, ROW_EDGE, LOAD_EDGE, SUM)                                  \
         }                                                                                          \
-        GEMM_STORE(NV)                                                                             \
+        if (SUM && epilogue == GEMM_COLSUM_ADAM) {                                                 \
+            GEMM_STORE_ADAM(NV)                                                                    \
+        } else {                                                                                   \
+            GEMM_STORE(NV)                                                                         \
+        }                                                                                          \
         if (SUM) {                                                                                 \
             GEMM_STORE_COLSUM(NV)                                                                  \
         }                                                                                          \
@@ -328,7 +359,7 @@ GEMM_BLOCK(gemm_block_tn_16_sum, A_TN, 1, 1, 0)
         size_t p = get_global_id(2);                                                               \
         BLOCK(j0, i0, m, n, k, alpha, beta, a + a_off + p * a_stride, lda,                         \
               b + b_off + p * b_stride, ldb, c + c_off + p * c_stride, ldc, bias, bias_off,        \
-              epilogue, bt + bt_off, ldbt, 0, 0.0f, 0.0f);                                         \
+              epilogue, bt + bt_off, ldbt, 0, 0.0f, 0.0f, 0, 0, 0, (float8)0.0f, 0);               \
     }
 
 GEMM_KERNEL(gemm_nn_32, gemm_block_nn_32, 2)
@@ -367,7 +398,7 @@ __kernel void gemm_nn_reparameterize(
                          head ? ldb : ldb2, head ? c + c_off : c2 + c2_off, head ? ldc : ldc2,
                          head ? bias : bias2, head ? bias_off : bias2_off,
                          head ? GEMM_BIAS : epilogue2, head ? bt + bt_off : bt2 + bt2_off,
-                         head ? ldbt : ldbt2, 0, 0.0f, 0.0f);
+                         head ? ldbt : ldbt2, 0, 0.0f, 0.0f, 0, 0, 0, (float8)0.0f, 0);
         for (int r = i0; head && r < min(i0 + GEMM_R, m); r++)
             reparameterize_row(r, c + c_off, z, eps, kl, kl_offset, row0, n / 2, seed_lo, seed_hi,
                                step_lo, step_hi, stream, noise_scale);
@@ -396,7 +427,7 @@ gemm_pair(int groups0, int cblocks0, int cblocks1, int m0, int n0, int k0, float
         if (i0 < m0)
             gemm_block_tn_32_sum(j0, i0, m0, n0, k0, 1.0f, beta0, a0 + a0_off, lda0, b0 + b0_off,
                                  ldb0, c0 + c0_off, ldc0, bias0, bias0_off, epilogue0, 0, 0, 0,
-                                 0.0f, 0.0f);
+                                 0.0f, 0.0f, 0, 0, 0, (float8)0.0f, 0);
         return;
     }
     g -= groups0;
@@ -404,7 +435,48 @@ gemm_pair(int groups0, int cblocks0, int cblocks1, int m0, int n0, int k0, float
     if (i0 < m1)
         gemm_block_nn_32(j0, i0, m1, n1, k1, 1.0f, beta1, a1 + a1_off, lda1, b1 + b1_off, ldb1,
                          c1 + c1_off, ldc1, bias1, bias1_off, epilogue1, 0, 0, eps, s_beta,
-                         s_noise);
+                         s_noise, 0, 0, 0, (float8)0.0f, 0);
+}
+
+// The last launch of a training step with Adam: the first layer's weight and bias gradients,
+// C (m, n) = A^T B and B's column sums (n > 16: gemm_tn_32_sum's blocks, work-groups of GEMM_G
+// blocks down one column of blocks, groups0 of them), taking Adam's step on their parameters as
+// each block finishes them (GEMM_COLSUM_ADAM) rather than storing them, and, in the work-groups
+// past those, adam_update16's step, 16 values at a time, a run of them a work-item, on every other
+// parameter, values [0, lo) and [hi, count), whose gradients the launches before finished. C is the gradients at
+// c_off (the bias's at bias_off); params, m1, m2 the parameters and moments laid out as they are;
+// h the step's scalars (adam_values16). The gradient of those two is never stored: the same bits
+// as the product, then adam_update16, in one launch and one pass over the parameters fewer.
+// Range: (groups0 + the Adam groups) x GEMM_G.
+__kernel __attribute__((reqd_work_group_size(GEMM_G, 1, 1))) void
+gemm_tn_sum_adam(int groups0, int cblocks, int m, int n, int k, __global const float *restrict a,
+                 ulong a_off, int lda, __global const float *restrict b, ulong b_off, int ldb,
+                 __global float *restrict grads, ulong c_off, int ldc, ulong bias_off,
+                 __global float *params, __global float *m1, __global float *m2, float8 h, int lo,
+                 int hi, int count)
+{
+    int g = (int)get_group_id(0), lid = (int)get_local_id(0);
+    if (g < groups0) {
+        int j0 = g % cblocks * 32, i0 = (g / cblocks * GEMM_G + lid) * GEMM_R;
+        if (i0 < m)
+            gemm_block_tn_32_sum(j0, i0, m, n, k, 1.0f, 0.0f, a + a_off, lda, b + b_off, ldb,
+                                 grads + c_off, ldc, grads, bias_off, GEMM_COLSUM_ADAM, 0, 0, 0,
+                                 0.0f, 0.0f, params, m1, m2, h, c_off);
+        return;
+    }
+    // Chunks of 16 values (the last of each run shorter), a run of them an item.
+    int items = ((int)get_num_groups(0) - groups0) * GEMM_G;
+    int item = (g - groups0) * GEMM_G + lid, before = (lo + 15) / 16;
+    int chunks = before + (count - hi + 15) / 16, per = (chunks + items - 1) / items;
+    for (int q = item * per; q < min(chunks, (item + 1) * per); q++) {
+        int i = q < before ? 16 * q : hi + 16 * (q - before), end = q < before ? lo : count;
+        if (i + 16 <= end) {
+            adam_values16(vload16(0, grads + i), params + i, m1 + i, m2 + i, h);
+            continue;
+        }
+        for (; i < end; i++)
+            adam_value(grads[i], params + i, m1 + i, m2 + i, h);
+    }
 }
 
 // C (m, n) = A B with the epilogue, A's rows gathered from a data set of bytes: row i is image

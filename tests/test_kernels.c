@@ -2159,6 +2159,85 @@ static void test_adam16(int n, float decay)
         free(h[b]);
 }
 
+// The first layer's weight gradient with Adam's step folded in (clrt_gemm_tn_colsum_adam) against
+// clrt_gemm_tn_colsum and then adam_update16 over every value, bit for bit: parameters and both
+// moments of count = before + m n + n + after values, the product's gradients (W at before, rows
+// n apart, its bias after it) at the run in the middle, the others' gradients given. The fused
+// launch stores no gradient: the gradients after it are those before it.
+static void test_gemm_tn_adam(int m, int n, int k, int before, int after, float decay)
+{
+    size_t lo = (size_t)before, count = lo + (size_t)m * n + (size_t)n + (size_t)after;
+    size_t lda = (size_t)m + 3, ldb = (size_t)n + 5, na = 2 + (size_t)k * lda,
+           nb = 4 + (size_t)k * ldb;
+    float *a = tu_alloc(na, sizeof(float)), *b = tu_alloc(nb, sizeof(float));
+    float *h[4], *out[2][4]; // params, grads, m, v; as each run leaves them
+    for (size_t i = 0; i < na; i++)
+        a[i] = rng_range(-1.0, 1.0);
+    for (size_t i = 0; i < nb; i++)
+        b[i] = rng_range(-1.0, 1.0);
+    for (int q = 0; q < 4; q++) {
+        h[q] = tu_alloc(count, sizeof(float));
+        for (size_t i = 0; i < count; i++)
+            h[q][i] = q == 3 ? rng_range(0.0, 1e-2) : rng_range(-1.0, 1.0); // v >= 0
+        for (int run = 0; run < 2; run++)
+            out[run][q] = tu_alloc(count, sizeof(float));
+    }
+    float f[8] = {0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 1e-3f, 1.37f, decay};
+    cl_mem da = tu_upload(&rt, a, na * sizeof(float), "A");
+    cl_mem db = tu_upload(&rt, b, nb * sizeof(float), "B");
+    struct clrt_mat ma = {da, 2, lda}, mb = {db, 4, ldb};
+    bool fused = false;
+    for (int run = 0; run < 2; run++) { // the product and adam_update16, then the fused launch
+        cl_mem d[4];
+        for (int q = 0; q < 4; q++)
+            d[q] = tu_upload(&rt, h[q], count * sizeof(float), "Adam operand");
+        struct clrt_mat dw = {d[1], lo, (size_t)n}, dbias = {d[1], lo + (size_t)m * n, 1};
+        if (run == 0) {
+            tu_check(clrt_gemm_tn_colsum(&rt, (size_t)m, (size_t)n, (size_t)k, ma, mb, 0.0f, dw,
+                                         dbias, false),
+                     "clrt_gemm_tn_colsum %dx%dx%d runs in one launch", m, n, k);
+            cl_kernel kern = clrt_kernel(&rt, "adam_update16");
+            cl_uint arg = 0;
+            for (int q = 0; q < 4; q++)
+                KARG(kern, arg++, d[q]);
+            int in = (int)count;
+            KARG(kern, arg++, in);
+            for (int j = 0; j < 8; j++)
+                KARG(kern, arg++, f[j]);
+            size_t global = (count + 15) / 16;
+            clrt_launch(&rt, kern, 1, &global, NULL);
+            clReleaseKernel(kern);
+        } else {
+            struct clrt_adam adam = {.params = d[0], .m = d[2], .v = d[3], .count = count};
+            memcpy(adam.scalars.s, f, sizeof f);
+            fused = clrt_gemm_tn_colsum_adam(&rt, (size_t)m, (size_t)n, (size_t)k, ma, mb, dw,
+                                             dbias, &adam);
+        }
+        for (int q = 0; q < 4; q++) {
+            tu_download(&rt, d[q], out[run][q], count * sizeof(float));
+            clReleaseMemObject(d[q]);
+        }
+    }
+    tu_check(fused, "clrt_gemm_tn_colsum_adam %dx%dx%d runs in one launch", m, n, k);
+    const char *names[4] = {"parameters", "", "first moments", "second moments"};
+    for (int q = 0; q < 4; q += q == 0 ? 2 : 1)
+        tu_check(memcmp(out[0][q], out[1][q], count * sizeof(float)) == 0,
+                 "gemm TN %dx%dx%d + Adam (values %d, %zu, %d; decay %g): %s equal the product "
+                 "then adam_update16's bit for bit",
+                 m, n, k, before, (size_t)m * n + (size_t)n, after, (double)decay, names[q]);
+    tu_check(memcmp(out[1][1], h[1], count * sizeof(float)) == 0,
+             "gemm TN %dx%dx%d + Adam: the gradients are left as they were", m, n, k);
+    for (int q = 0; q < 4; q++) {
+        free(h[q]);
+        free(out[0][q]);
+        free(out[1][q]);
+    }
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    free(a);
+    free(b);
+}
+
 // AdamW with weight decay 0 and Adam, each from the same parameters on the same gradients for steps
 // steps: the same parameters and moments, bit for bit.
 static void test_adamw_no_decay(int n, float lr, int steps)
@@ -2544,6 +2623,15 @@ int main(void)
     test_adam16(1001, 1.0f);
     test_adam16(4096, 0.99f);
     test_adam16(7, 0.99f);
+    if (rt.own_gemm) {
+        test_gemm_tn_adam(45, 75, 37, 21, 19, 1.0f);    // partial blocks, values on both sides
+        test_gemm_tn_adam(784, 128, 64, 0, 1027, 1.0f); // the default model's first layer
+        test_gemm_tn_adam(9, 33, 300, 5, 0, 0.99f);     // one column past 32, nothing after
+        struct clrt_mat none = {0};
+        struct clrt_adam adam = {.count = 1000};
+        tu_check(!clrt_gemm_tn_colsum_adam(&rt, 8, 16, 8, none, none, none, none, &adam),
+                 "clrt_gemm_tn_colsum_adam declines 16 columns (gemm_tn_16_sum's)");
+    }
     test_buffer_past_2gib();
 
     clrt_close(&rt);

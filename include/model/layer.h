@@ -65,6 +65,14 @@ struct layer_dx_fold {
     bool applied;
 };
 
+// What the trainer may ask the first layer's backward, the step's last launch, to fold into its
+// weight gradient's launch: the optimizer's step on every parameter (clrt_gemm_tn_colsum_adam). A
+// kind that can sets applied; otherwise the trainer runs the step after.
+struct layer_step_fold {
+    struct clrt_adam adam;
+    bool applied;
+};
+
 // What the model may ask the Gaussian head's forward to fold into its product's launch: the
 // sampler's forward (clrt_gemm_bias_reparameterize), and with next (a dense layer without classes
 // whose x is sample.z) that layer's forward. A kind that can sets applied (and next_applied);
@@ -90,6 +98,7 @@ struct layer_ctx {
     cl_mem labels;       // (rows) ints: each image's class, for layers with classes (condition.h)
     struct layer_dx_fold *dx_fold; // set by the model for one layer's backward, else NULL
     struct layer_y_fold *y_fold;   // set by the model for the Gaussian head's forward, else NULL
+    struct layer_step_fold *step_fold; // set by the model for the first layer's backward, or NULL
 };
 
 // What the layout of a model counts as its layers are laid out in turn.

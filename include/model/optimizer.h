@@ -14,6 +14,7 @@
 
 #define OPTIMIZER_MAX_STATE 2 // state buffers a kind keeps (Adam's two moments)
 #define OPTIMIZER_MAX_HYPER 4
+#define OPTIMIZER_MAX_SCALARS 16 // a step kernel's scalar arguments
 
 struct optimizer;
 
@@ -36,10 +37,13 @@ struct optimizer_kind {
     const char *state[OPTIMIZER_MAX_STATE];       // "m": checkpoint tensors optimizer.m.<name>
     const char *state_title[OPTIMIZER_MAX_STATE]; // "first moments": buffer names, messages
     const char *state_summary;                    // all of them: "two moments"
-    // The step kernel, taking (params, grads, state..., n, then what scalars sets); scalars sets
-    // those from argument a on for update t (1, 2, ...) at learning rate lr.
+    // The step kernel, taking (params, grads, state..., n, then the scalars); scalars writes
+    // those of update t (1, 2, ...) at learning rate lr into out and returns how many.
     const char *kernel;
-    void (*scalars)(const struct optimizer *o, cl_kernel k, cl_uint a, int64_t t, double lr);
+    int (*scalars)(const struct optimizer *o, int64_t t, double lr, float *out);
+    // Its step also folds into the first layer's weight gradient (clrt_gemm_tn_colsum_adam:
+    // Adam's, state m and v, 8 scalars).
+    bool foldable;
 };
 
 // The kinds clvae has, NULL-terminated; the first is the default.
@@ -113,5 +117,12 @@ void optimizer_clip(struct optimizer *o, const struct clrt_parts *grads);
 // state; enqueued, not waited for.
 void optimizer_step(struct optimizer *o, const struct clrt_parts *params,
                     const struct clrt_parts *grads, int64_t t, double lr);
+
+// Update t at learning rate lr as a fold into the step's last launch (layer.h's layer_step_fold)
+// rather than optimizer_step: true with *adam filled where the kind can (Adam's step), without
+// --clip-grad (its norm needs the whole gradient first) and with the parameters in one buffer;
+// false otherwise (then optimizer_step).
+bool optimizer_fold(const struct optimizer *o, const struct clrt_parts *params, int64_t t,
+                    double lr, struct clrt_adam *adam);
 
 #endif

@@ -168,6 +168,9 @@ struct vae_pass {
     bool accumulate;  // vae_backward adds to vae->grads: a later micro-batch of one step
     float free_bits;  // --free-bits: no KL gradient for a latent dimension whose mean KL over the
                       // pass's rows is below it (sampler_backward); 0: none
+    // The optimizer's step, for vae_backward to fold into the first layer's weight gradient where
+    // its kind can (it then sets applied); NULL: none.
+    struct layer_step_fold *step_fold;
 };
 
 // x (rows, in_dim) -> ml, z, logits, per-image reconstruction and KL losses, and dlogits.

@@ -65,7 +65,7 @@ struct clrt {
     // Products run clvae's own kernels (cl/gemm.cl) rather than CLBlast's: on PoCL's CPU device,
     // where they are several times faster, unless CLVAE_GEMM says clblast (or clvae, anywhere).
     bool own_gemm;
-    cl_kernel gemm_kernels[12], gemm_sum; // created on first use
+    cl_kernel gemm_kernels[13], gemm_sum; // created on first use
     bool profiling; // the queue records events; launches and products are timed
     long launches;  // kernels and CLBlast products enqueued through clrt_launch and clrt_gemm
     // Seconds the host spent in those enqueue calls (a product's arguments and enqueue, a
@@ -317,6 +317,27 @@ void clrt_gemm_masked(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt
 bool clrt_gemm_tn_colsum(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                          struct clrt_mat b, float beta, struct clrt_mat c, struct clrt_mat colsum,
                          bool accumulate);
+
+// Adam's step to fold into a weight gradient's launch (clrt_gemm_tn_colsum_adam): the parameters
+// and both moments, one buffer each laid out as the gradients, count values; the step's scalars
+// as cl/adam.cl's adam_values16 takes them (beta1, 1 - beta1, beta2, 1 - beta2, eps, step size,
+// 1 / sqrt(1 - beta2^t), decay).
+struct clrt_adam {
+    cl_mem params, m, v;
+    cl_float8 scalars;
+    size_t count;
+};
+
+// clrt_gemm_tn_colsum's product (not accumulating) and Adam's step in one launch of clvae's
+// kernels (cl/gemm.cl's gemm_tn_sum_adam), the step of a training step: the gradients of C (m, n)
+// and of colsum (n), which must be one run of values ([c.offset, colsum.offset + n), rows n
+// apart), are not stored but stepped on as they are made; every other value of the gradients
+// (its gradient finished by the launches before) is stepped on in the same launch. The same bits
+// as the product and then the optimizer's kernel. True when so; false, with nothing enqueued,
+// where one launch cannot do it (as clrt_gemm_tn_colsum, or n of 16 or less).
+bool clrt_gemm_tn_colsum_adam(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
+                              struct clrt_mat b, struct clrt_mat c, struct clrt_mat colsum,
+                              const struct clrt_adam *adam);
 
 // A product C (m, n) = z B with its epilogue (bias, ReLU, wt as clrt_gemm_bias keeps it) whose A
 // is the sample z (m, latent, rows latent apart) the Gaussian head's launch writes: the decoder's

@@ -286,7 +286,8 @@ void dense_weight_grad(const struct layer_ctx *ctx, const struct layer *l, int r
 
 // dW and db in the weight gradient's launch (clrt_gemm_tn_colsum), when dy needs no mask here
 // (no ReLU, or masked by the layer above) and the bias gradient would be one sum over the rows
-// (layer_bias_parts): the same bits, a launch and a pass over dy fewer. False when not so.
+// (layer_bias_parts): the same bits, a launch and a pass over dy fewer; with the optimizer's step
+// folded in too where the trainer asks (ctx->step_fold). False when not so.
 static bool dense_grads_fused(const struct layer_ctx *ctx, const struct layer *l, int rows,
                               bool accumulate)
 {
@@ -294,9 +295,18 @@ static bool dense_grads_fused(const struct layer_ctx *ctx, const struct layer *l
     if ((l->relu && !l->dy_masked) || layer_bias_parts(ctx, rows, l->out) > 1 ||
         layer_splitk_parts(ctx->rt, l->wgrad_m, l->wgrad_n, (size_t)rows * l->wgrad_k) > 1)
         return false;
-    return clrt_gemm_tn_colsum(ctx->rt, in, out, (size_t)rows, mat(l->x, 0, in), mat(l->dy, 0, out),
-                               accumulate ? 1.0f : 0.0f, mat(l->dev.grads, l->dev.weight, out),
-                               mat(l->dev.grads, l->dev.bias, 1), accumulate);
+    struct clrt_mat x = mat(l->x, 0, in), dy = mat(l->dy, 0, out),
+                    dw = mat(l->dev.grads, l->dev.weight, out),
+                    db = mat(l->dev.grads, l->dev.bias, 1);
+    struct layer_step_fold *fold = ctx->step_fold;
+    // Not with classes: their gradient (condition_backward) comes after.
+    if (fold && !accumulate && !l->classes &&
+        clrt_gemm_tn_colsum_adam(ctx->rt, in, out, (size_t)rows, x, dy, dw, db, &fold->adam)) {
+        fold->applied = true;
+        return true;
+    }
+    return clrt_gemm_tn_colsum(ctx->rt, in, out, (size_t)rows, x, dy, accumulate ? 1.0f : 0.0f, dw,
+                               db, accumulate);
 }
 
 // dy masked by the ReLU, then db, dW (in, out) = x^T dy (added to the gradients when

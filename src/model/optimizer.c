@@ -7,44 +7,38 @@
 
 enum { HYPER_BETA1, HYPER_BETA2, HYPER_EPS, HYPER_WEIGHT_DECAY };
 
-// Adam's kernel arguments after the buffers: betas, 1 - betas, eps, and the bias corrections,
-// computed in double on the host (beta^t for large t underflows gracefully; 1.0f - 0.999f in
-// float is 1.3e-5 off 0.001, and PyTorch's moments use the exact value). Returns the next index.
-static cl_uint adam_args(const struct optimizer *o, cl_kernel k, cl_uint a, int64_t t, double lr)
+// Adam's scalars (cl/adam.cl) but the last: betas, 1 - betas, eps, and the bias corrections,
+// computed in double on the host (beta^t for large t underflows gracefully; 1.0f - 0.999f in float
+// is 1.3e-5 off 0.001, and PyTorch's moments use the exact value).
+static void adam_common(const struct optimizer *o, int64_t t, double lr, float *out)
 {
     const double *h = o->cfg.hyper;
     double bc1 = 1.0 - pow(h[HYPER_BETA1], (double)t);
     double bc2 = 1.0 - pow(h[HYPER_BETA2], (double)t);
-    float b1 = (float)h[HYPER_BETA1], b2 = (float)h[HYPER_BETA2], eps = (float)h[HYPER_EPS];
-    float one_minus_b1 = (float)(1.0 - h[HYPER_BETA1]);
-    float one_minus_b2 = (float)(1.0 - h[HYPER_BETA2]);
-    float step_size = (float)(lr / bc1);
-    float inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-    KARG(k, a++, b1);
-    KARG(k, a++, one_minus_b1);
-    KARG(k, a++, b2);
-    KARG(k, a++, one_minus_b2);
-    KARG(k, a++, eps);
-    KARG(k, a++, step_size);
-    KARG(k, a++, inv_sqrt_bc2);
-    return a;
+    out[0] = (float)h[HYPER_BETA1];
+    out[1] = (float)(1.0 - h[HYPER_BETA1]);
+    out[2] = (float)h[HYPER_BETA2];
+    out[3] = (float)(1.0 - h[HYPER_BETA2]);
+    out[4] = (float)h[HYPER_EPS];
+    out[5] = (float)(lr / bc1);        // the step size
+    out[6] = (float)(1.0 / sqrt(bc2)); // 1 / sqrt of the second moment's correction
 }
 
 // Adam's, then the decay 1 (cl/adam.cl's one kernel serves both kinds).
-static void adam_scalars(const struct optimizer *o, cl_kernel k, cl_uint a, int64_t t, double lr)
+static int adam_scalars(const struct optimizer *o, int64_t t, double lr, float *out)
 {
-    a = adam_args(o, k, a, t, lr);
-    const float no_decay = 1.0f;
-    KARG(k, a++, no_decay);
+    adam_common(o, t, lr, out);
+    out[7] = 1.0f;
+    return 8;
 }
 
 // Adam's, then the decoupled decay's factor 1 - lr weight_decay, in double and then rounded to a
 // float, as PyTorch's param.mul_(1 - lr * weight_decay) computes it.
-static void adamw_scalars(const struct optimizer *o, cl_kernel k, cl_uint a, int64_t t, double lr)
+static int adamw_scalars(const struct optimizer *o, int64_t t, double lr, float *out)
 {
-    a = adam_args(o, k, a, t, lr);
-    float decay = (float)(1.0 - lr * o->cfg.hyper[HYPER_WEIGHT_DECAY]);
-    KARG(k, a++, decay);
+    adam_common(o, t, lr, out);
+    out[7] = (float)(1.0 - lr * o->cfg.hyper[HYPER_WEIGHT_DECAY]);
+    return 8;
 }
 
 // Kingma and Ba (2015), as torch.optim.Adam: PyTorch's defaults for the betas and eps, which clvae
@@ -60,6 +54,7 @@ static const struct optimizer_kind adam = {
     .state_summary = "two moments",
     .kernel = "adam_update",
     .scalars = adam_scalars,
+    .foldable = true,
 };
 
 // Decoupled weight decay (Loshchilov and Hutter, 2019), as torch.optim.AdamW with its default
@@ -78,6 +73,7 @@ static const struct optimizer_kind adamw = {
     .state_summary = "two moments",
     .kernel = "adam_update",
     .scalars = adamw_scalars,
+    .foldable = true,
 };
 
 const struct optimizer_kind *const optimizer_kinds[] = {&adam, &adamw, NULL};
@@ -251,7 +247,10 @@ void optimizer_step(struct optimizer *o, const struct clrt_parts *params,
         optimizer_clip(o, grads);
     cl_kernel k = o->kernel;
     int n_state = o->cfg.kind->n_state;
-    o->cfg.kind->scalars(o, k, (cl_uint)(3 + n_state), t, lr);
+    float scalars[OPTIMIZER_MAX_SCALARS];
+    int n_scalars = o->cfg.kind->scalars(o, t, lr, scalars);
+    for (int s = 0; s < n_scalars; s++)
+        KARG(k, (cl_uint)(3 + n_state + s), scalars[s]);
     for (int i = 0; i < params->n; i++) {
         int n = (int)((params->start[i + 1] - params->start[i]) / sizeof(float));
         cl_uint a = 0;
@@ -263,4 +262,20 @@ void optimizer_step(struct optimizer *o, const struct clrt_parts *params,
         size_t global = ((size_t)n + (size_t)o->values_per_item - 1) / (size_t)o->values_per_item;
         clrt_launch(o->rt, k, 1, &global, NULL);
     }
+}
+
+bool optimizer_fold(const struct optimizer *o, const struct clrt_parts *params, int64_t t,
+                    double lr, struct clrt_adam *adam)
+{
+    if (!o->cfg.kind->foldable || o->clip > 0 || params->n != 1)
+        return false;
+    float scalars[OPTIMIZER_MAX_SCALARS];
+    if (o->cfg.kind->scalars(o, t, lr, scalars) != 8)
+        return false;
+    *adam = (struct clrt_adam){.params = params->mem[0],
+                               .m = o->state[0].mem[0],
+                               .v = o->state[1].mem[0],
+                               .count = (size_t)o->n};
+    memcpy(adam->scalars.s, scalars, sizeof adam->scalars.s);
+    return true;
 }

@@ -823,8 +823,11 @@ void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
     if (!fold.applied)
         sampler_backward(&vae->sampler, &sb, pass->rows, pass->noise_scale, beta * pass->grad_scale,
                          pass->free_bits);
-    for (int i = vae->n_encoder - 1; i >= 0; i--)
+    for (int i = vae->n_encoder - 1; i >= 0; i--) {
+        vae->ctx.step_fold = i == 0 ? pass->step_fold : NULL; // the pass's last launch
         vae->layer[i].ops->backward(&vae->ctx, &vae->layer[i], pass->rows, pass->accumulate);
+    }
+    vae->ctx.step_fold = NULL;
 }
 
 void vae_gather_now(struct vae *vae)

@@ -254,6 +254,11 @@ static bool train_step(struct trainer *t, int start, int rows)
     int lo, hi;
     slice(rows, run->rank, run->ranks, &lo, &hi);
     float beta = (float)schedule_beta(&t->sched, t->prog.epoch);
+    double lr = schedule_lr(&t->sched, run->step);
+    // One pass and one rank: the optimizer's step in the pass's last launch where it can.
+    struct layer_step_fold fold = {0};
+    bool folding = run->ranks == 1 && hi - lo <= run->micro &&
+                   optimizer_fold(&t->optimizer, &run->vae->params, run->step + 1, lr, &fold.adam);
     for (int first = lo; first < hi; first += run->micro) {
         int part = hi - first < run->micro ? hi - first : run->micro;
         vae_gather(run->vae, &run->train_data, run->train_index, start + first, part);
@@ -276,13 +281,15 @@ static bool train_step(struct trainer *t, int start, int rows)
                                 .grad_scale = 1.0f / (float)rows,
                                 .noise_row0 = first,
                                 .accumulate = first > lo,
-                                .free_bits = (float)opt->free_bits};
+                                .free_bits = (float)opt->free_bits,
+                                .step_fold = folding ? &fold : NULL};
         vae_forward(run->vae, &pass);
         vae_backward(run->vae, &pass, beta);
     }
     bool stopping = exchange_gradients(run, hi > lo, train_stop_requested);
-    double lr = schedule_lr(&t->sched, run->step);
-    optimizer_step(&t->optimizer, &run->vae->params, &run->vae->grads, ++run->step, lr);
+    run->step++;
+    if (!fold.applied)
+        optimizer_step(&t->optimizer, &run->vae->params, &run->vae->grads, run->step, lr);
     return stopping;
 }
 
