@@ -110,6 +110,26 @@ def torch_python():
     return module_python("torch")
 
 
+def torch_blas_warning(py):
+    """A line saying so when py's PyTorch multiplies on the reference BLAS (Debian's libblas3 with
+    no optimised BLAS installed: several times slower than OpenBLAS), else None."""
+    code = ("import torch; torch.ones(2, 2) @ torch.ones(2, 2); "
+            "print(open('/proc/self/maps').read())")
+    p = subprocess.run([py, "-c", code], capture_output=True, text=True)
+    return blas_warning(p.stdout) if p.returncode == 0 else None
+
+
+def blas_warning(maps):
+    """torch_blas_warning's judgement on a process's /proc/PID/maps text."""
+    libs = sorted(set(re.findall(r"/\S*(?:blas|mkl|blis)\S*", maps)))
+    reference = [l for l in libs if re.search(r"/blas/libblas\.so", l)]
+    if not reference or any(re.search(r"libopenblas|mkl|blis", os.path.basename(l)) for l in libs):
+        return None
+    return ("bench: PyTorch's matrix products run on the reference BLAS (%s), several times "
+            "slower than OpenBLAS: its times are not PyTorch's usual (Debian: apt-get install "
+            "libopenblas0-pthread)" % ", ".join(reference))
+
+
 def module_python(module, extra=()):
     """The first of this Python, /usr/bin/python3, python3 on PATH and extra that imports
     module, or None."""
@@ -392,6 +412,9 @@ def main():
                 print("bench: PyTorch is not importable: torch left out (Debian: python3-torch "
                       "libopenblas0-pthread)")
                 continue
+            warning = torch_blas_warning(py)
+            if warning:
+                print(warning)
         else:
             py = peer_python(name, a.jax_venv if name == "jax" else a.tinygrad_venv)
         pythons[name] = py
