@@ -2,7 +2,8 @@
 // optimizer_kinds (src/model/optimizer.c): its name, its hyper-parameters, its state buffers (one
 // value a parameter each, parted as the parameters are; also the checkpoint's tensors), and its
 // step kernel. One launch a part updates every parameter (one launch unless the parameters are in
-// parts, vae.h). The step counter and the learning rate are the trainer's: a step is told both.
+// parts, vae.h), or, where optimizer_fold says so, the step's last launch does (layer.h's
+// layer_step_fold). The step counter and the learning rate are the trainer's: a step is told both.
 #ifndef CLVAE_OPTIMIZER_H
 #define CLVAE_OPTIMIZER_H
 
