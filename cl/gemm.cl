@@ -443,10 +443,11 @@ gemm_pair(int groups0, int cblocks0, int cblocks1, int m0, int n0, int k0, float
 // blocks down one column of blocks, groups0 of them), taking Adam's step on their parameters as
 // each block finishes them (GEMM_COLSUM_ADAM) rather than storing them, and, in the work-groups
 // past those, adam_update16's step, 16 values at a time, a run of them a work-item, on every other
-// parameter, values [0, lo) and [hi, count), whose gradients the launches before finished. C is the gradients at
-// c_off (the bias's at bias_off); params, m1, m2 the parameters and moments laid out as they are;
-// h the step's scalars (adam_values16). The gradient of those two is never stored: the same bits
-// as the product, then adam_update16, in one launch and one pass over the parameters fewer.
+// parameter, values [0, lo) and [hi, count), whose gradients the launches before finished. C is
+// the gradients at c_off (the bias's at bias_off); params, m1, m2 the parameters and moments laid
+// out as they are; h the step's scalars (adam_values16). The gradient of those two is never
+// stored: the same bits as the product, then adam_update16, in one launch and one pass over the
+// parameters fewer.
 // Range: (groups0 + the Adam groups) x GEMM_G.
 __kernel __attribute__((reqd_work_group_size(GEMM_G, 1, 1))) void
 gemm_tn_sum_adam(int groups0, int cblocks, int m, int n, int k, __global const float *restrict a,

@@ -2115,6 +2115,22 @@ static void test_optimizer(const char *name, double wd, int n, float lr, int ste
     free(scale);
 }
 
+// One launch of adam_update (wide: adam_update16) on d (params, grads, m, v) of n values with the
+// scalars f (beta1, 1 - beta1, beta2, 1 - beta2, eps, step size, inv_sqrt_bc2, decay).
+static void launch_adam(bool wide, cl_mem d[4], int n, const float f[8])
+{
+    cl_kernel k = clrt_kernel(&rt, wide ? "adam_update16" : "adam_update");
+    cl_uint a = 0;
+    for (int b = 0; b < 4; b++)
+        KARG(k, a++, d[b]);
+    KARG(k, a++, n);
+    for (int j = 0; j < 8; j++)
+        KARG(k, a++, f[j]);
+    size_t global = wide ? ((size_t)n + 15) / 16 : (size_t)n;
+    clrt_launch(&rt, k, 1, &global, NULL);
+    clReleaseKernel(k);
+}
+
 // adam_update16 (a CPU's: 16 values a work-item) against adam_update (a work-item a value) on the
 // same values with the weight decay's factor decay (1: Adam), bit for bit: parameters and both
 // moments after one step, n with a tail past the last 16.
@@ -2129,27 +2145,16 @@ static void test_adam16(int n, float decay)
     static float got[2][3][4096]; // n <= 4096
     memset(got, 0, sizeof got);
     for (int wide = 0; wide < 2; wide++) {
-        char kname[48];
-        snprintf(kname, sizeof kname, "adam_update%s", wide ? "16" : "");
-        cl_kernel k = clrt_kernel(&rt, kname);
         cl_mem d[4];
         for (int b = 0; b < 4; b++)
             d[b] = tu_upload(&rt, h[b], (size_t)n * sizeof(float), "adam operand");
         float f[8] = {0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 1e-3f, 1.37f, decay};
-        cl_uint a = 0;
-        for (int b = 0; b < 4; b++)
-            KARG(k, a++, d[b]);
-        KARG(k, a++, n);
-        for (int j = 0; j < 8; j++)
-            KARG(k, a++, f[j]);
-        size_t global = wide ? ((size_t)n + 15) / 16 : (size_t)n;
-        clrt_launch(&rt, k, 1, &global, NULL);
+        launch_adam(wide, d, n, f);
         int which[3] = {0, 2, 3}; // params, m, v
         for (int b = 0; b < 3; b++)
             tu_download(&rt, d[which[b]], got[wide][b], (size_t)n * sizeof(float));
         for (int b = 0; b < 4; b++)
             clReleaseMemObject(d[b]);
-        clReleaseKernel(k);
     }
     tu_check(memcmp(got[0], got[1], sizeof got[0]) == 0,
              "adam_update16 (n %d, decay %g) equals adam_update bit for bit: parameters and both "
@@ -2196,17 +2201,7 @@ static void test_gemm_tn_adam(int m, int n, int k, int before, int after, float 
             tu_check(clrt_gemm_tn_colsum(&rt, (size_t)m, (size_t)n, (size_t)k, ma, mb, 0.0f, dw,
                                          dbias, false),
                      "clrt_gemm_tn_colsum %dx%dx%d runs in one launch", m, n, k);
-            cl_kernel kern = clrt_kernel(&rt, "adam_update16");
-            cl_uint arg = 0;
-            for (int q = 0; q < 4; q++)
-                KARG(kern, arg++, d[q]);
-            int in = (int)count;
-            KARG(kern, arg++, in);
-            for (int j = 0; j < 8; j++)
-                KARG(kern, arg++, f[j]);
-            size_t global = (count + 15) / 16;
-            clrt_launch(&rt, kern, 1, &global, NULL);
-            clReleaseKernel(kern);
+            launch_adam(true, d, (int)count, f);
         } else {
             struct clrt_adam adam = {.params = d[0], .m = d[2], .v = d[3], .count = count};
             memcpy(adam.scalars.s, f, sizeof f);

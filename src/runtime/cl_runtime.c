@@ -1377,7 +1377,8 @@ static void prof_record(struct clrt *rt, cl_event ev, int slot)
 
 // Enqueues one of cl/gemm.cl's product kernels over global (and local) in dims dimensions: the
 // launch counted, the host's time since t0 (its arguments set) added to enqueue_seconds, and under
-// profiling its event recorded under label at flops a call.
+// profiling its event recorded under label at flops a call (callers format label only then: the
+// step's launches pay no formatting).
 static void enqueue_product(struct clrt *rt, cl_kernel kern, cl_uint dims, const size_t *global,
                             const size_t *local, double t0, const char *label, double flops)
 {
@@ -1769,8 +1770,9 @@ bool clrt_gemm_tn_colsum_adam(struct clrt *rt, size_t m, size_t n, size_t k, str
     KARG(*kern, i++, ihi);
     KARG(*kern, i++, icount);
     size_t global = groups * 8, local = 8;
-    char label[48];
-    snprintf(label, sizeof label, "gemm TN %zux%zux%zu + Adam", m, n, k);
+    char label[48] = "";
+    if (rt->profiling)
+        snprintf(label, sizeof label, "gemm TN %zux%zux%zu + Adam", m, n, k);
     enqueue_product(rt, *kern, 1, &global, &local, t0, label, 2.0 * (double)m * n * k);
     return true;
 }
@@ -1827,9 +1829,10 @@ bool clrt_gemm_pair(struct clrt *rt, const struct clrt_pair *p)
     KARG(*kern, i++, s_beta);
     KARG(*kern, i++, s_noise);
     size_t global = ((size_t)groups0 + cb1 * rg1) * 8, local = 8;
-    char label[48];
-    snprintf(label, sizeof label, "gemm TN %zux%zux%zu+NN %zux%zux%zu", p->m0, p->n0, p->k0, p->m1,
-             p->n1, p->k1);
+    char label[48] = "";
+    if (rt->profiling)
+        snprintf(label, sizeof label, "gemm TN %zux%zux%zu+NN %zux%zux%zu", p->m0, p->n0, p->k0,
+                 p->m1, p->n1, p->k1);
     enqueue_product(rt, *kern, 1, &global, &local, t0, label,
                     2.0 * ((double)p->m0 * p->n0 * p->k0 + (double)p->m1 * p->n1 * p->k1));
     return true;
@@ -1884,8 +1887,9 @@ int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k,
     wt_args(*kern, i + 3, next ? &p->ep : NULL, c.mem);
     size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
     size_t global[2] = {1, (blocks + group - 1) / group * group}, local[2] = {1, group};
-    char label[48];
-    int len = snprintf(label, sizeof label, "gemm NN %zux%zux%zu + sample", m, n, k);
+    char label[48] = "";
+    int len =
+        rt->profiling ? snprintf(label, sizeof label, "gemm NN %zux%zux%zu + sample", m, n, k) : 0;
     if (next && len > 0 && (size_t)len < sizeof label)
         snprintf(label + len, sizeof label - (size_t)len, " + %zux%zux%zu", m, p->n, n / 2);
     double flops = 2.0 * (double)m * n * k + (next ? 2.0 * (double)m * p->n * (n / 2) : 0.0);
@@ -1926,8 +1930,9 @@ bool clrt_gemm_bias_gathered(struct clrt *rt, size_t m, size_t n, size_t k,
     size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
     size_t global[2] = {(n + width - 1) / width, (blocks + group - 1) / group * group};
     size_t local[2] = {1, group};
-    char label[48];
-    snprintf(label, sizeof label, "gemm NN %zux%zux%zu gathered", m, n, k);
+    char label[48] = "";
+    if (rt->profiling)
+        snprintf(label, sizeof label, "gemm NN %zux%zux%zu gathered", m, n, k);
     enqueue_product(rt, *kern, 2, global, local, t0, label, 2.0 * (double)m * n * k);
     return true;
 }
