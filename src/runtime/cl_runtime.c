@@ -1002,8 +1002,15 @@ int clrt_build(struct clrt *rt, struct clvae_error *err)
     // adam_update16 went from 131 to about 770 us a step in epochs 4-7 of the default model on
     // PoCL (2026-12-04), a third more time an epoch. Values that small move nothing: the same
     // 2-epoch checkpoints as without the flag.
-    status = clBuildProgram(rt->program, 1, &rt->device, "-cl-std=CL1.2 -cl-denorms-are-zero", NULL,
-                            NULL);
+    // On PoCL's CPU device the products' k loops prefetch their operands' rows 16 ahead
+    // (cl/gemm.cl). PoCL compiles to the CPU's own code, where __builtin_prefetch is an
+    // instruction; rusticl's translation to SPIR-V rejects it (llvm.prefetch), and GPUs run
+    // CLBlast's products.
+    bool prefetch = rt->host_memory && own_gemm_default(rt->platform_name, true);
+    status = clBuildProgram(rt->program, 1, &rt->device,
+                            prefetch ? "-cl-std=CL1.2 -cl-denorms-are-zero -DCLVAE_PREFETCH=16"
+                                     : "-cl-std=CL1.2 -cl-denorms-are-zero",
+                            NULL, NULL);
     if (status == CL_SUCCESS)
         return 0;
     size_t len = 0;
