@@ -86,14 +86,14 @@ __kernel void conv_im2col_items(__global const float *img, __global float *cols,
 #define COL2IM_CHANNELS 16 // channels a work-item of conv_col2im sums
 
 // The kernel positions that read pixel (y, x) of image n, in a fixed order: body with src at
-// their entries of channel c0 in cols (which starts at image base's).
+// their entries of channel c0 in cols (which starts at image base's). Only every S-th kernel row
+// and column can reach a pixel, from the first that does, ky0 = (y + P) mod S (kx0 likewise), whose
+// grid row is gy0 = (y + P) / S; each later one's is one less (y + P - ky is a multiple of S).
 #define COL2IM_WALK(body)                                                                          \
-    for (int ky = ky0; ky < K; ky += S) {                                                          \
-        int gy = (y + P - ky) / S;                                                                 \
+    for (int ky = ky0, gy = gy0; ky < K; ky += S, gy--) {                                         \
         if (gy < 0 || gy >= GH)                                                                    \
             continue;                                                                              \
-        for (int kx = kx0; kx < K; kx += S) {                                                      \
-            int gx = (x + P - kx) / S;                                                             \
+        for (int kx = kx0, gx = gx0; kx < K; kx += S, gx--) {                                     \
             if (gx < 0 || gx >= GW)                                                                \
                 continue;                                                                          \
             __global const float *src =                                                            \
@@ -106,11 +106,12 @@ __kernel void conv_im2col_items(__global const float *img, __global float *cols,
 // im2col reads from it (overwritten, or added to when acc: a layer whose input feeds two). Each
 // work-item gathers COL2IM_CHANNELS channels of the W pixels of one image row (n, y), each over
 // the kernel positions that read it, in a fixed order: no atomics, the same result every run.
-// Only every S-th kernel row and column can reach a pixel, so the loops step by S from the first
-// that does ((y + P) mod S). The conv reference's 14x14x32 image took 1.14 ms a batch this way on
-// PoCL on 2 cores (1.6 with a work-item a pixel), its 28x28x1 output 1.45 (2.9). Range:
-// (ceil(C / COL2IM_CHANNELS), rows H), for images first .. first + rows - 1, cols from image base
-// on, as im2col's.
+// The conv reference's 14x14x32 image took 1.14 ms a batch this way on PoCL on 2 cores (1.6 with
+// a work-item a pixel), its 28x28x1 output 1.45 (2.9). Counting the walk's grid positions down
+// instead of dividing each by S (an integer division is tens of cycles), and one channel
+// summed in a register, took the conv reference's col2im time of an epoch from 2.42-2.58 to
+// 1.63-1.74 s (`--profile`, two pairs of runs alternating, 2-core Xeon, 2026-12-05). Range: (ceil(C / COL2IM_CHANNELS), rows H), for images first .. first + rows - 1,
+// cols from image base on, as im2col's.
 __kernel void conv_col2im(__global const float *cols, __global float *img, int rows, int C, int H,
                           int W, int GH, int GW, int K, int S, int P, int acc, int first, int base)
 {
@@ -121,22 +122,28 @@ __kernel void conv_col2im(__global const float *cols, __global float *img, int r
     py += (size_t)first * H;
     int nc = min(COL2IM_CHANNELS, C - c0), kkc = K * K * C, y = (int)(py % H);
     size_t n = py / H;
-    int ky0 = (y + P) % S;
-    for (int x = 0; x < W; x++) {
-        int kx0 = (x + P) % S;
+    int ky0 = (y + P) % S, gy0 = (y + P) / S;
+    // kx0 and gx0 of pixel x, stepped along the row: (x + P) mod S and (x + P) / S.
+    for (int x = 0, kx0 = P % S, gx0 = P / S; x < W; x++) {
         __global float *out = img + (py * W + x) * C + c0;
         if (nc == 16) { // the same adds, the 16 channels as one vector
             float16 sum = 0.0f;
             COL2IM_WALK(sum += vload16(0, src);)
             vstore16(acc ? vload16(0, out) + sum : sum, 0, out);
-            continue;
+        } else if (nc == 1) {
+            float sum = 0.0f;
+            COL2IM_WALK(sum += src[0];)
+            out[0] = acc ? out[0] + sum : sum;
+        } else {
+            float sum[COL2IM_CHANNELS];
+            for (int c = 0; c < COL2IM_CHANNELS; c++)
+                sum[c] = 0.0f;
+            COL2IM_WALK(for (int c = 0; c < nc; c++) sum[c] += src[c];)
+            for (int c = 0; c < nc; c++)
+                out[c] = acc ? out[c] + sum[c] : sum[c];
         }
-        float sum[COL2IM_CHANNELS];
-        for (int c = 0; c < COL2IM_CHANNELS; c++)
-            sum[c] = 0.0f;
-        COL2IM_WALK(for (int c = 0; c < nc; c++) sum[c] += src[c];)
-        for (int c = 0; c < nc; c++)
-            out[c] = acc ? out[c] + sum[c] : sum[c];
+        if (++kx0 == S)
+            kx0 = 0, gx0++;
     }
 }
 
@@ -156,7 +163,7 @@ __kernel void conv_col2im_items(__global const float *cols, __global float *img,
     py += (size_t)first * H;
     int x = (int)(i / C), c0 = (int)(i % C), kkc = K * K * C, y = (int)(py % H);
     size_t n = py / H;
-    int ky0 = (y + P) % S, kx0 = (x + P) % S;
+    int ky0 = (y + P) % S, kx0 = (x + P) % S, gy0 = (y + P) / S, gx0 = (x + P) / S;
     float sum = 0.0f;
     COL2IM_WALK(sum += src[0];)
     __global float *out = img + py * W * C + i;

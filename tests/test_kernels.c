@@ -2483,9 +2483,12 @@ int main(void)
             test_im2col(2, 19, 6, 5, 3, 1, 1, 1, own, items);
             test_im2col(2, 32, 5, 6, 3, 1, 1, 1, own, items); // whole vectors of 16 channels
         }
-    // Both col2im kernels: 16 channels as a vector and 3 channels one at a time, 4x4/2 and 3x3/1.
+    // Both col2im kernels: 16 channels as a vector and 3 channels one at a time, 4x4/2 and 3x3/1;
+    // one channel (a register's sum), stride 3 with padding 2, and 5x5/1 with padding above S.
     test_col2im_same(3, 35, 7, 6, 4, 2, 1);
     test_col2im_same(2, 3, 9, 8, 3, 1, 1);
+    test_col2im_same(2, 1, 10, 7, 4, 3, 2);
+    test_col2im_same(1, 17, 6, 9, 5, 1, 2);
 
     // Group normalisation: groups of one channel (G = C) and one group (G 1), odd sizes and
     // batches, a work-item a group (a CPU's) and work-groups of 4 and 64.
