@@ -90,10 +90,10 @@ __kernel void conv_im2col_items(__global const float *img, __global float *cols,
 // and column can reach a pixel, from the first that does, ky0 = (y + P) mod S (kx0 likewise), whose
 // grid row is gy0 = (y + P) / S; each later one's is one less (y + P - ky is a multiple of S).
 #define COL2IM_WALK(body)                                                                          \
-    for (int ky = ky0, gy = gy0; ky < K; ky += S, gy--) {                                         \
+    for (int ky = ky0, gy = gy0; ky < K; ky += S, gy--) {                                          \
         if (gy < 0 || gy >= GH)                                                                    \
             continue;                                                                              \
-        for (int kx = kx0, gx = gx0; kx < K; kx += S, gx--) {                                     \
+        for (int kx = kx0, gx = gx0; kx < K; kx += S, gx--) {                                      \
             if (gx < 0 || gx >= GW)                                                                \
                 continue;                                                                          \
             __global const float *src =                                                            \
@@ -108,10 +108,11 @@ __kernel void conv_im2col_items(__global const float *img, __global float *cols,
 // the kernel positions that read it, in a fixed order: no atomics, the same result every run.
 // The conv reference's 14x14x32 image took 1.14 ms a batch this way on PoCL on 2 cores (1.6 with
 // a work-item a pixel), its 28x28x1 output 1.45 (2.9). Counting the walk's grid positions down
-// instead of dividing each by S (an integer division is tens of cycles), and one channel
-// summed in a register, took the conv reference's col2im time of an epoch from 2.42-2.58 to
-// 1.63-1.74 s (`--profile`, two pairs of runs alternating, 2-core Xeon, 2026-12-05). Range: (ceil(C / COL2IM_CHANNELS), rows H), for images first .. first + rows - 1,
-// cols from image base on, as im2col's.
+// instead of dividing each by S (an integer division is tens of cycles), and one channel summed
+// in a register, took the conv reference's col2im time of an epoch from 2.42-2.58 to 1.63-1.74 s
+// (`--profile`, two pairs of runs alternating, 2-core Xeon, 2026-12-05). Range: (ceil(C /
+// COL2IM_CHANNELS), rows H), for images first .. first + rows - 1, cols from image base on, as
+// im2col's.
 __kernel void conv_col2im(__global const float *cols, __global float *img, int rows, int C, int H,
                           int W, int GH, int GW, int K, int S, int P, int acc, int first, int base)
 {
