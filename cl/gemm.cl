@@ -579,6 +579,197 @@ gemm_tn_sum_adam(int groups0, int cblocks, int m, int n, int k, __global const f
 GEMM_GATHER_KERNEL(gemm_nn_32_gather, 2)
 GEMM_GATHER_KERNEL(gemm_nn_16_gather, 1)
 
+// Convolution products on the image itself (src/model/layer_conv.c, where clvae's kernels run the
+// products): op(A)'s row or column i is row i of conv_im2col's columns (cl/conv.cl: grid position
+// (n, gy, gx), column (ky, kx, c) = img[n, gy S - P + ky, gx S - P + kx, c]), read from img (rows,
+// H, W, C) where it lies and from zeros (at least C floats of 0) where it is padding, as
+// conv_im2col writes it. The same multiply-adds in the same order as the product over the
+// columns: the same bits, without the columns' pass over memory or their buffer (the residual
+// model's 3x3 convolutions wrote 75 MB of columns a batch of 64). GEMM_CONV_ARGS: the image and
+// the convolution.
+#define GEMM_CONV_ARGS                                                                             \
+    __global const float *restrict img, __global const float *restrict zeros, int C, int H, int W, \
+        int GH, int GW, int K, int S, int P
+
+// The k loop of a gemm_nn_conv block over one kernel position's C columns: arow[r] the pixel's
+// C values that row r reads, bs B's first row of that position.
+#define GEMM_CONV_LOOP(NV, LOAD_B)                                                                 \
+    for (int q = 0; q < C; q++) {                                                                  \
+        const __global float *bk = bs + (size_t)q * ldb;                                           \
+        float16 brow[NV];                                                                          \
+        _Pragma("unroll") for (int v = 0; v < NV; v++) brow[v] = LOAD_B(v, bk);                    \
+        GEMM_FMA_ROWS(NV, brow, arow[r][q])                                                        \
+    }
+
+// A conv's forward: C (m grid positions, n) = im2col(img) B with the epilogue (GEMM_BIAS,
+// GEMM_BIAS_RELU or none), k = K K C, as gemm_nn_32 (_16) runs it over the columns. Range: (column
+// blocks, row blocks).
+#define GEMM_CONV_KERNEL(NAME, NV)                                                                 \
+    __kernel void NAME(int m, int n, GEMM_CONV_ARGS, __global const float *restrict b,             \
+                       ulong b_off, int ldb, __global float *restrict c, ulong c_off, int ldc,     \
+                       __global float *bias, ulong bias_off, int epilogue)                         \
+    {                                                                                              \
+        int j0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * GEMM_R;             \
+        if (i0 >= m || j0 >= n)                                                                    \
+            return;                                                                                \
+        float alpha = 1.0f, beta = 0.0f, s_beta = 0.0f, s_noise = 0.0f;                            \
+        __global const float *eps = 0;                                                             \
+        int rows = min(GEMM_R, m - i0), cols = min(16 * NV, n - j0);                               \
+        b += b_off + j0;                                                                           \
+        c += c_off + (size_t)i0 * ldc + j0;                                                        \
+        /* Each row's grid position: its image's first row (n H), and its window's corner. */     \
+        size_t first[GEMM_R];                                                                      \
+        int top[GEMM_R], left[GEMM_R];                                                             \
+        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                         \
+        {                                                                                          \
+            int pos = i0 + min(r, rows - 1), cell = pos / GW;                                      \
+            left[r] = pos % GW * S - P, top[r] = cell % GH * S - P;                                \
+            first[r] = (size_t)(cell / GH) * H;                                                    \
+        }                                                                                          \
+        float16 acc[GEMM_R][NV];                                                                   \
+        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                         \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (float16)0.0f;              \
+        for (int ky = 0; ky < K; ky++)                                                             \
+            for (int kx = 0; kx < K; kx++) {                                                       \
+                const __global float *arow[GEMM_R];                                                \
+                _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                 \
+                {                                                                                  \
+                    int y = top[r] + ky, x = left[r] + kx;                                         \
+                    arow[r] = y >= 0 && y < H && x >= 0 && x < W                                   \
+                                  ? img + ((first[r] + y) * W + x) * C                             \
+                                  : zeros;                                                         \
+                }                                                                                  \
+                const __global float *bs = b + (size_t)((ky * K + kx) * C) * ldb;                  \
+                if (cols == 16 * NV) {                                                             \
+                    GEMM_CONV_LOOP(NV, LOAD_WHOLE)                                                 \
+                } else {                                                                           \
+                    GEMM_CONV_LOOP(NV, LOAD_EDGE)                                                  \
+                }                                                                                  \
+            }                                                                                      \
+        GEMM_STORE(NV)                                                                             \
+    }
+
+GEMM_CONV_KERNEL(gemm_nn_conv_32, 2)
+GEMM_CONV_KERNEL(gemm_nn_conv_16, 1)
+
+// The k loop of a gemm_tn_conv block: positions pos .. end - 1, the block's 8 columns of each
+// (kernel position ky, kx; channels c0 ..) from img, or from zeros where padding.
+#define GEMM_CONV_TN_LOOP(NV, LOAD_B)                                                              \
+    for (int gx = pos % GW, cell = pos / GW, gy = cell % GH, image = cell / GH; pos < end;) {      \
+        int run = min(GW - gx, end - pos), y = gy * S - P + ky;                                    \
+        bool inside = y >= 0 && y < H;                                                             \
+        const __global float *line = img + (((size_t)image * H + (inside ? y : 0)) * W) * C + c0; \
+        for (int stop = pos + run; pos < stop; pos++, gx++) {                                      \
+            int x = gx * S - P + kx;                                                               \
+            const __global float *av = inside && x >= 0 && x < W ? line + (size_t)x * C : zeros;   \
+            const __global float *bk = b + (size_t)pos * ldb;                                      \
+            float16 brow[NV];                                                                      \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) brow[v] = LOAD_B(v, bk);                \
+            GEMM_FMA_ROWS(NV, brow, av[r])                                                         \
+        }                                                                                          \
+        gx = 0;                                                                                    \
+        if (++gy == GH)                                                                            \
+            gy = 0, image++;                                                                       \
+    }
+
+// A conv's weight gradient: C (m = K K C, n) = im2col(img)^T B + beta C over k grid positions,
+// product p of the batch (dimension 2) over positions pos0 + p pos_step .., B's rows the same
+// positions (dy's, rows ldb apart, its position 0 at b_off), C at c_off + p c_stride: as gemm_tn_32
+// (_16) runs it over the columns, a product or a part of one split over k. C a multiple of 8, so
+// that a block's 8 rows are channels of one kernel position. Range: (column blocks, m / 8,
+// products).
+#define GEMM_CONV_TN_KERNEL(NAME, NV)                                                              \
+    __kernel void NAME(int m, int n, int k, float beta, GEMM_CONV_ARGS, int pos0, int pos_step,    \
+                       __global const float *restrict b, ulong b_off, int ldb,                     \
+                       __global float *restrict c, ulong c_off, int ldc, ulong c_stride)           \
+    {                                                                                              \
+        int j0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * GEMM_R;             \
+        if (i0 >= m || j0 >= n)                                                                    \
+            return;                                                                                \
+        float alpha = 1.0f, s_beta = 0.0f, s_noise = 0.0f;                                         \
+        __global const float *eps = 0;                                                             \
+        __global float *bias = 0;                                                                  \
+        ulong bias_off = 0;                                                                        \
+        int epilogue = 0, rows = GEMM_R, cols = min(16 * NV, n - j0);                              \
+        int seg = i0 / C, c0 = i0 % C, ky = seg / K, kx = seg % K;                                 \
+        size_t p = get_global_id(2);                                                               \
+        int pos = pos0 + (int)p * pos_step, end = pos + k;                                         \
+        b += b_off + j0;                                                                           \
+        c += c_off + p * c_stride + (size_t)i0 * ldc + j0;                                         \
+        float16 acc[GEMM_R][NV];                                                                   \
+        _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)                                         \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (float16)0.0f;              \
+        if (cols == 16 * NV) {                                                                     \
+            GEMM_CONV_TN_LOOP(NV, LOAD_WHOLE)                                                      \
+        } else {                                                                                   \
+            GEMM_CONV_TN_LOOP(NV, LOAD_EDGE)                                                       \
+        }                                                                                          \
+        GEMM_STORE(NV)                                                                             \
+    }
+
+GEMM_CONV_TN_KERNEL(gemm_tn_conv_32, 2)
+GEMM_CONV_TN_KERNEL(gemm_tn_conv_16, 1)
+
+// A stride-1 conv's input gradient on the image: dx (m pixels of rows H W, C) (+)= col2im(dy
+// W^T), dy (rows GH GW, OC) and W^T (OC, K K C; rows ldwt apart, at wt_off): for each pixel the
+// kernel positions that read it in conv_col2im's order, each position's column of dy W^T summed
+// over OC as gemm_nn_32 sums it (from 0, in order) and then added to the pixel's sum as col2im
+// adds it: the same bits as that product and col2im, without the product's columns (9 times the
+// image). A block: 8 pixels, 16 channels; a pixel's position outside the grid is worked and not
+// added (its rows of dy: the first). Range: (ceil(C / 16), ceil(m / 8)).
+__kernel void gemm_conv_dx(int m, int C, __global const float *restrict dy, int OC, int H, int W,
+                           int GH, int GW, int K, int P, __global const float *restrict wt,
+                           ulong wt_off, int ldwt, __global float *restrict dx, int acc)
+{
+    int c0 = (int)get_global_id(0) * 16, i0 = (int)get_global_id(1) * GEMM_R;
+    if (i0 >= m || c0 >= C)
+        return;
+    int rows = min(GEMM_R, m - i0), cols = min(16, C - c0);
+    // Each pixel's image (its first grid row, n GH) and place, plus P: the grid position of
+    // kernel position (ky, kx) is (y + P - ky, x + P - kx).
+    int first[GEMM_R], py[GEMM_R], px[GEMM_R];
+    _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)
+    {
+        int pix = i0 + min(r, rows - 1), line = pix / W;
+        px[r] = pix % W + P, py[r] = line % H + P, first[r] = line / H * GH;
+    }
+    float16 sum[GEMM_R];
+    _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) sum[r] = (float16)0.0f;
+    wt += wt_off + c0;
+    for (int ky = 0; ky < K; ky++)
+        for (int kx = 0; kx < K; kx++) {
+            const __global float *arow[GEMM_R];
+            bool valid[GEMM_R];
+            _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)
+            {
+                int gy = py[r] - ky, gx = px[r] - kx;
+                valid[r] = gy >= 0 && gy < GH && gx >= 0 && gx < GW;
+                arow[r] = dy + (valid[r] ? ((size_t)(first[r] + gy) * GW + gx) * OC : 0);
+            }
+            const __global float *bs = wt + (ky * K + kx) * C;
+            float16 part[GEMM_R];
+            _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) part[r] = (float16)0.0f;
+            for (int o = 0; o < OC; o++) {
+                const __global float *bk = bs + (size_t)o * ldwt;
+                float16 brow = cols == 16 ? vload16(0, bk) : edge_row16(bk, 0, cols);
+                _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) part[r] =
+                    fma((float16)arow[r][o], brow, part[r]);
+            }
+            _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) if (valid[r]) sum[r] += part[r];
+        }
+    for (int r = 0; r < rows; r++) {
+        __global float *out = dx + (size_t)(i0 + r) * C + c0;
+        if (cols == 16) {
+            vstore16(acc ? vload16(0, out) + sum[r] : sum[r], 0, out);
+            continue;
+        }
+        float lane[16];
+        vstore16(sum[r], 0, lane);
+        for (int q = 0; q < cols; q++)
+            out[q] = acc ? out[q] + lane[q] : lane[q];
+    }
+}
+
 // The packed products (see the top): a work-group of GEMM_G blocks, all 32 columns wide, down one
 // column of blocks; every GEMM_KT rows of k its items copy B's rows (zeros past the last column)
 // and, for A^T, A's rows for the group's GEMM_G x GEMM_R rows of C (the last row again past m)

@@ -634,6 +634,15 @@ int main(void)
         // RS: case R with every convolution's batch in slices of one image (the block's
         // forward reusing the start of its columns buffer for each slice, as a CPU runs it).
         {.name = "RS", RES57, CASE_R_RUN, .slice_bytes = 1},
+        // RD: residual blocks of 8 channels, whose convolutions clvae's kernels run on the image
+        // (no columns: clrt_conv_direct) where they run the products: 5x7 images through conv
+        // 3x3/1 (8 channels), res:8:2, conv 3x3/2 (8 channels, to 3x4: forward and weight
+        // gradient on the image, input gradient through col2im), dense 4; back through dense 96
+        // reshaped to 8x3x4, the deconv, res:8:2 and the output deconv.
+        {.name = "RD",
+         .cfg = {.in_dim = 35, .channels = 1, .height = 5, .width = 7, .latent = 3},
+         .encoder = "conv:8:3:1:1,res:8:2,conv:8:3:2:1,dense:4",
+         CASE_R_RUN},
         // RM: case R in micro-batches of 3 and 2 rows (every gradient of the block added over the
         // passes).
         {.name = "RM",

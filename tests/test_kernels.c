@@ -434,6 +434,150 @@ static void test_col2im_same(int rows, int C, int H, int W, int K, int S, int P)
     free(want);
 }
 
+// One float array downloaded as doubles (want's form for a bit-for-bit tu_compare).
+static double *download_doubles(cl_mem mem, size_t n)
+{
+    float *f = tu_alloc(n, sizeof(float));
+    double *d = tu_alloc(n, sizeof(double));
+    tu_download(&rt, mem, f, n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        d[i] = f[i];
+    free(f);
+    return d;
+}
+
+// A device copy of n floats of host, its name what.
+static cl_mem upload_floats(const float *host, size_t n, const char *what)
+{
+    return tu_upload(&rt, host, n * sizeof(float), what);
+}
+
+// The conv products that read the image (clrt_conv_forward, clrt_conv_weight_grad and, at stride
+// 1, clrt_conv_input_grad) against what they stand for, bit for bit: conv_im2col's columns
+// through clrt_gemm_bias (bias, and ReLU when relu), clrt_gemm's TN product (beta 0 and 1: in
+// parts where clvae's kernels split it), and the NN product into the columns then conv_col2im
+// (overwriting, and adding to dx); the forward also against its definition in double precision.
+// rows images of H x W x C, OC output channels, kernel K, stride S, padding P.
+static void test_conv_direct(int rows, int C, int H, int W, int K, int S, int P, int OC, bool relu)
+{
+    int GH = (H + 2 * P - K) / S + 1, GW = (W + 2 * P - K) / S + 1;
+    size_t kkc = (size_t)K * K * C, pos = (size_t)rows * GH * GW, n_img = (size_t)rows * H * W * C;
+    size_t n_w = kkc * OC, n_y = pos * OC;
+    char shape[96];
+    snprintf(shape, sizeof shape, "%d of %dx%dx%d, K %d S %d P %d, %d channels out%s", rows, H, W,
+             C, K, S, P, OC, relu ? ", ReLU" : "");
+    if (!tu_check(clrt_conv_direct(&rt, pos, (size_t)OC, kkc, C),
+                  "clrt_conv_direct takes the conv (%s)", shape))
+        return;
+    float *img = tu_alloc(n_img, sizeof(float)), *params = tu_alloc(n_w + OC, sizeof(float));
+    float *dy = tu_alloc(n_y, sizeof(float)), *g0 = tu_alloc(n_w, sizeof(float));
+    float *wt = tu_alloc(n_w, sizeof(float)), *x0 = tu_alloc(n_img, sizeof(float));
+    for (size_t i = 0; i < n_img; i++)
+        img[i] = rng_range(-1.0, 1.0), x0[i] = rng_range(-1.0, 1.0);
+    for (size_t i = 0; i < n_w + OC; i++)
+        params[i] = rng_range(-0.2, 0.2);
+    for (size_t i = 0; i < n_y; i++)
+        dy[i] = rng_range(-1.0, 1.0);
+    for (size_t i = 0; i < n_w; i++)
+        g0[i] = rng_range(-1.0, 1.0);
+    for (size_t q = 0; q < kkc; q++)
+        for (int o = 0; o < OC; o++)
+            wt[(size_t)o * kkc + q] = params[q * OC + o];
+    cl_mem dimg = upload_floats(img, n_img, "img"), dparams = upload_floats(params, n_w + OC, "w");
+    cl_mem ddy = upload_floats(dy, n_y, "dy"), dwt = upload_floats(wt, n_w, "wt");
+    cl_mem dcols = tu_buffer(&rt, pos * kkc * sizeof(float), "cols");
+    cl_mem out[2] = {tu_buffer(&rt, n_y * sizeof(float), "y"),
+                     tu_buffer(&rt, n_y * sizeof(float), "y direct")};
+    int dims[9] = {rows, C, H, W, GH, GW, K, S, P};
+    cl_kernel im2col = clrt_kernel(&rt, "conv_im2col");
+    columns_args(im2col, dimg, dcols, dims, -1, 0, 0);
+    size_t grid_rows = (size_t)rows * GH;
+    clrt_launch(&rt, im2col, 1, &grid_rows, NULL);
+    clReleaseKernel(im2col);
+    struct clrt_conv g = {dimg, C, H, W, GH, GW, K, S, P};
+    struct clrt_epilogue ep = {.bias = {dparams, n_w, 0}, .relu = relu};
+    struct clrt_mat w = {dparams, 0, (size_t)OC};
+    clrt_gemm_bias(&rt, pos, OC, kkc, (struct clrt_mat){dcols, 0, kkc}, w,
+                   (struct clrt_mat){out[0], 0, (size_t)OC}, &ep);
+    clrt_conv_forward(&rt, pos, OC, &g, w, (struct clrt_mat){out[1], 0, (size_t)OC}, &ep);
+    double *want = download_doubles(out[0], n_y);
+    float *got = tu_alloc(n_y > n_w ? n_y : n_w, sizeof(float)); // (y, then dw)
+    tu_download(&rt, out[1], got, n_y * sizeof(float));
+    char what[192];
+    snprintf(what, sizeof what, "clrt_conv_forward = im2col, then the product, bit for bit (%s)",
+             shape);
+    tu_compare(what, got, want, NULL, n_y, 0.0, 0.0);
+    // The definition: bias + the sum over the window, padding 0; to 1e-6 of the terms' magnitude.
+    double *scale = tu_alloc(n_y, sizeof(double));
+    for (size_t p = 0; p < pos; p++) {
+        int gx = (int)(p % GW), gy = (int)(p / GW % GH), n = (int)(p / GW / GH);
+        for (int o = 0; o < OC; o++) {
+            double sum = params[n_w + o], mag = fabs(sum);
+            for (int ky = 0; ky < K; ky++)
+                for (int kx = 0; kx < K; kx++)
+                    for (int c = 0; c < C; c++) {
+                        int y = gy * S - P + ky, x = gx * S - P + kx;
+                        if (y < 0 || y >= H || x < 0 || x >= W)
+                            continue;
+                        double t = (double)img[(((size_t)n * H + y) * W + x) * C + c] *
+                                   params[((size_t)(ky * K + kx) * C + c) * OC + o];
+                        sum += t, mag += fabs(t);
+                    }
+            want[p * OC + o] = relu && sum < 0.0 ? 0.0 : sum;
+            scale[p * OC + o] = mag;
+        }
+    }
+    snprintf(what, sizeof what, "clrt_conv_forward against the definition (%s)", shape);
+    tu_compare(what, got, want, scale, n_y, 1e-6, 1e-6);
+    free(want);
+    for (int beta = 0; beta < 2; beta++) {
+        cl_mem grads[2] = {upload_floats(g0, n_w, "dw"), upload_floats(g0, n_w, "dw direct")};
+        clrt_gemm(&rt, true, false, kkc, OC, pos, 1.0f, (struct clrt_mat){dcols, 0, kkc},
+                  (struct clrt_mat){ddy, 0, (size_t)OC}, (float)beta,
+                  (struct clrt_mat){grads[0], 0, (size_t)OC});
+        clrt_conv_weight_grad(&rt, kkc, OC, pos, &g, (struct clrt_mat){ddy, 0, (size_t)OC},
+                              (float)beta, (struct clrt_mat){grads[1], 0, (size_t)OC});
+        want = download_doubles(grads[0], n_w);
+        tu_download(&rt, grads[1], got, n_w * sizeof(float));
+        snprintf(what, sizeof what, "clrt_conv_weight_grad = im2col^T dy%s, bit for bit (%s; %s)",
+                 beta ? " + dw" : "", shape,
+                 clrt_gemm_unsplit(&rt, kkc, OC, pos) ? "one product" : "in parts");
+        tu_compare(what, got, want, NULL, n_w, 0.0, 0.0);
+        free(want);
+        clReleaseMemObject(grads[0]);
+        clReleaseMemObject(grads[1]);
+    }
+    for (int acc = 0; S == 1 && acc < 2; acc++) {
+        cl_mem dx[2] = {upload_floats(x0, n_img, "dx"), upload_floats(x0, n_img, "dx direct")};
+        clrt_gemm(&rt, false, false, pos, kkc, OC, 1.0f, (struct clrt_mat){ddy, 0, (size_t)OC},
+                  (struct clrt_mat){dwt, 0, kkc}, 0.0f, (struct clrt_mat){dcols, 0, kkc});
+        cl_kernel col2im = clrt_kernel(&rt, "conv_col2im");
+        columns_args(col2im, dcols, dx[0], dims, acc, 0, 0);
+        size_t global[2] = {((size_t)C + 15) / 16, (size_t)rows * H};
+        clrt_launch(&rt, col2im, 2, global, NULL);
+        clReleaseKernel(col2im);
+        struct clrt_conv gd = {ddy, C, H, W, GH, GW, K, S, P};
+        clrt_conv_input_grad(&rt, (size_t)rows * H * W, OC, &gd, (struct clrt_mat){dwt, 0, kkc},
+                             dx[1], acc);
+        want = download_doubles(dx[0], n_img);
+        float *gx = tu_alloc(n_img, sizeof(float));
+        tu_download(&rt, dx[1], gx, n_img * sizeof(float));
+        snprintf(what, sizeof what, "clrt_conv_input_grad = col2im(dy W^T)%s, bit for bit (%s)",
+                 acc ? " added" : "", shape);
+        tu_compare(what, gx, want, NULL, n_img, 0.0, 0.0);
+        free(gx);
+        free(want);
+        clReleaseMemObject(dx[0]);
+        clReleaseMemObject(dx[1]);
+    }
+    const cl_mem mems[] = {dimg, dparams, ddy, dwt, dcols, out[0], out[1]};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        clReleaseMemObject(mems[i]);
+    void *hosts[] = {img, params, dy, g0, wt, x0, got, scale};
+    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++)
+        free(hosts[i]);
+}
+
 // conv_im2col on random images (rows, H, W, C) against the definition, then conv_col2im of random
 // columns against its adjoint's definition (each cols entry added to the pixel im2col read it
 // from; with acc, added to the image im2col read, as a layer whose input feeds two adds its
@@ -2489,6 +2633,19 @@ int main(void)
     test_col2im_same(2, 3, 9, 8, 3, 1, 1);
     test_col2im_same(2, 1, 10, 7, 4, 3, 2);
     test_col2im_same(1, 17, 6, 9, 5, 1, 2);
+
+    // The conv products on the image (clvae's kernels only): odd images, a partial column block
+    // (20, 33 and 17 channels out), 16 wide (16 out), channels not a multiple of 16 (8, 24: the
+    // input gradient's edge), 5x5 with padding 2, strides 2 and 3 (no input gradient), and 61x61
+    // x 32, whose weight gradient clvae's kernels split in 4 parts and a position left over.
+    if (rt.own_gemm) {
+        test_conv_direct(2, 8, 5, 7, 3, 1, 1, 20, true);
+        test_conv_direct(3, 16, 6, 5, 3, 1, 1, 16, false);
+        test_conv_direct(2, 24, 9, 8, 5, 1, 2, 33, true);
+        test_conv_direct(2, 32, 7, 9, 4, 2, 1, 40, false);
+        test_conv_direct(2, 8, 10, 7, 3, 3, 0, 17, true);
+        test_conv_direct(1, 32, 61, 61, 3, 1, 1, 32, false);
+    }
 
     // Group normalisation: groups of one channel (G = C) and one group (G 1), odd sizes and
     // batches, a work-item a group (a CPU's) and work-groups of 4 and 64.

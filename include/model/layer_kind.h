@@ -71,5 +71,9 @@ void conv_im2col(const struct layer_ctx *ctx, const struct layer *l, int rows);
 // conv_ops.forward without keeping the columns for the backward (a caller that makes them again
 // with conv_im2col): each slice of the batch reuses the start of the columns buffer.
 void conv_forward_unkept(const struct layer_ctx *ctx, const struct layer *l, int rows);
+// Whether every pass of conv l over 1 .. max_rows images reads its input itself in its forward and
+// weight gradient (and, with dx, in its input gradient too): then it makes no columns and needs no
+// buffer for them (clrt_conv_direct).
+bool conv_direct_always(const struct clrt *rt, const struct layer *l, int max_rows, bool dx);
 
 #endif

@@ -65,7 +65,9 @@ struct clrt {
     // Products run clvae's own kernels (cl/gemm.cl) rather than CLBlast's: on PoCL's CPU device,
     // where they are several times faster, unless CLVAE_GEMM says clblast (or clvae, anywhere).
     bool own_gemm;
-    cl_kernel gemm_kernels[13], gemm_sum; // created on first use
+    cl_kernel gemm_kernels[18], gemm_sum; // created on first use
+    cl_mem zeros; // zeros_floats of 0: the padding the conv products read (clrt_conv_forward)
+    size_t zeros_floats;
     bool profiling; // the queue records events; launches and products are timed
     long launches;  // kernels and CLBlast products enqueued through clrt_launch and clrt_gemm
     // Seconds the host spent in those enqueue calls (a product's arguments and enqueue, a
@@ -398,6 +400,37 @@ void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct 
 void clrt_gemm_split(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                      struct clrt_mat b, float beta, struct clrt_mat c, size_t parts,
                      cl_mem scratch);
+
+// A convolution for the products that read its image in place of its im2col columns (cl/gemm.cl's
+// gemm_*_conv*, clvae's kernels only): img (rows, h, w, c), channel-last, and a grid of gh x gw
+// positions of a k x k kernel with stride s and padding p over it (for clrt_conv_input_grad, img
+// is dy over the grid and c the channels of the conv's input).
+struct clrt_conv {
+    cl_mem img;
+    int c, h, w, gh, gw, k, s, p;
+};
+
+// Whether the three below run a conv of positions grid positions (its batch's), n output
+// channels and kkc = k k c values a column with the same bits as the products over its columns:
+// clvae's kernels, c a multiple of 8, and every product clrt_gemm would run over the columns one
+// that these run alike (a forward unsplit over k, a weight gradient as clrt_gemm splits it).
+bool clrt_conv_direct(const struct clrt *rt, size_t positions, size_t n, size_t kkc, int c);
+
+// C (m positions, n) = im2col(img) B with the epilogue ep (bias and ReLU; no wt), as clrt_gemm_bias
+// runs it over the columns, where clrt_conv_direct says so.
+void clrt_conv_forward(struct clrt *rt, size_t m, size_t n, const struct clrt_conv *g,
+                       struct clrt_mat b, struct clrt_mat c, const struct clrt_epilogue *ep);
+
+// C (m = k k c, n) = im2col(img)^T B + beta C over k positions (B: dy, k rows), as clrt_gemm runs
+// it over the columns (in parts where it splits it), where clrt_conv_direct says so.
+void clrt_conv_weight_grad(struct clrt *rt, size_t m, size_t n, size_t k, const struct clrt_conv *g,
+                           struct clrt_mat b, float beta, struct clrt_mat c);
+
+// A stride-1 conv's input gradient: dx (m pixels, c) = (acc: +=) col2im(dy W^T), g->img being dy
+// (its rows gh gw positions, n channels) and wt W^T (n, k k c): the same bits as clrt_gemm's
+// product into the columns (unsplit) and cl/conv.cl's conv_col2im, in one launch, no columns.
+void clrt_conv_input_grad(struct clrt *rt, size_t m, size_t n, const struct clrt_conv *g,
+                          struct clrt_mat wt, cl_mem dx, bool acc);
 
 // Makes rt's CLBlast scratch at least bytes, up front, so that a device too small says so before
 // any work. 0, or -1 with err (CLVAE_EXIT_DEVICE) naming the buffer and its size.

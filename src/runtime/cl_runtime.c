@@ -1127,6 +1127,7 @@ void clrt_close(struct clrt *rt)
         clReleaseKernel(rt->gemm_sum);
     if (rt->gemm_temp)
         clReleaseMemObject(rt->gemm_temp);
+    clrt_release_buffer(rt->zeros);
     for (int i = 0; i < rt->n_pending; i++)
         clReleaseEvent(rt->pending[i]);
     if (rt->program)
@@ -1992,6 +1993,9 @@ void clrt_gemm_tn_batched(struct clrt *rt, size_t m, size_t n, size_t k, struct 
         prof_record(rt, ev, prof_slot(rt, label, 2.0 * (double)batch * m * n * k));
 }
 
+static void sum_parts(struct clrt *rt, cl_mem scratch, size_t parts, size_t m, size_t n,
+                      float alpha, float beta, struct clrt_mat c, const struct clrt_epilogue *ep);
+
 // C = alpha op(A) B + beta C (then ep) over k in parts: parts products of k / parts rows each
 // (a strided batch into scratch), the rows left over as one more, then gemm_sum_parts adds
 // them in order. scratch holds parts + 1 products of m x n.
@@ -2019,6 +2023,14 @@ static void gemm_split(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, f
         clrt_gemm(rt, ta, false, m, n, rest, 1.0f, a, b, 0.0f, part);
         parts++;
     }
+    sum_parts(rt, scratch, parts, m, n, alpha, beta, c, ep);
+}
+
+// C (m, n) = alpha (the sum of the parts products of m x n in scratch, in order) + beta C, then
+// the epilogue: the second pass of a product split over k.
+static void sum_parts(struct clrt *rt, cl_mem scratch, size_t parts, size_t m, size_t n,
+                      float alpha, float beta, struct clrt_mat c, const struct clrt_epilogue *ep)
+{
     // On a CPU 16 columns a work-item (gemm_sum_parts16: the same bits).
     bool cpu = rt->device_type & CL_DEVICE_TYPE_CPU;
     if (!rt->gemm_sum)
@@ -2069,4 +2081,161 @@ size_t clrt_kernel_max_group(const struct clrt *rt, cl_kernel k)
     CL_CHECK(clGetKernelWorkGroupInfo(k, rt->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof most, &most,
                                       NULL));
     return most;
+}
+
+// rt->zeros, at least floats of them (the padding the conv products read), made or grown here:
+// the program stops, naming the buffer, where the device cannot hold it.
+static cl_mem conv_zeros(struct clrt *rt, size_t floats)
+{
+    if (rt->zeros_floats >= floats)
+        return rt->zeros;
+    struct clvae_error err;
+    cl_mem mem = clrt_buffer(rt, floats * sizeof(float), "convolution padding", &err);
+    if (!mem) {
+        clFinish(rt->queue);
+        clvae_fatal(err.status, "%s", err.msg);
+    }
+    clrt_release_buffer(rt->zeros); // (queued products that read it keep it until they finish)
+    rt->zeros = mem, rt->zeros_floats = floats;
+    return mem;
+}
+
+// Sets a conv product's GEMM_CONV_ARGS (cl/gemm.cl) from index i; returns the index after them.
+static cl_uint conv_args(struct clrt *rt, cl_kernel kern, cl_uint i, const struct clrt_conv *g)
+{
+    cl_mem zeros = conv_zeros(rt, (size_t)g->c);
+    KARG(kern, i++, g->img);
+    KARG(kern, i++, zeros);
+    const int *shape[8] = {&g->c, &g->h, &g->w, &g->gh, &g->gw, &g->k, &g->s, &g->p};
+    for (int q = 0; q < 8; q++)
+        KARG(kern, i++, *shape[q]);
+    return i;
+}
+
+// The kernel at rt->gemm_kernels[slot], created on first use.
+static cl_kernel gemm_kernel(struct clrt *rt, int slot, const char *name)
+{
+    if (!rt->gemm_kernels[slot])
+        rt->gemm_kernels[slot] = clrt_kernel(rt, name);
+    return rt->gemm_kernels[slot];
+}
+
+bool clrt_conv_direct(const struct clrt *rt, size_t positions, size_t n, size_t kkc, int c)
+{
+    if (!rt->own_gemm || c % 8 != 0 || positions > INT_MAX || n > INT_MAX || kkc > INT_MAX ||
+        own_parts(rt, positions, n, kkc) > 1)
+        return false;
+    // The weight gradient's parts over the positions, and the rows left over as one product
+    // more, which clrt_gemm would split again only were it long (then: not here).
+    size_t parts = own_parts(rt, kkc, n, positions), rest = positions % parts;
+    return parts == 1 || rest == 0 || own_parts(rt, kkc, n, rest) == 1;
+}
+
+void clrt_conv_forward(struct clrt *rt, size_t m, size_t n, const struct clrt_conv *g,
+                       struct clrt_mat b, struct clrt_mat c, const struct clrt_epilogue *ep)
+{
+    double t0 = host_now();
+    size_t width = n > 16 ? 32 : 16, k = (size_t)g->k * g->k * g->c;
+    cl_kernel kern =
+        gemm_kernel(rt, 13 + (width == 16), width == 16 ? "gemm_nn_conv_16" : "gemm_nn_conv_32");
+    cl_int im = (cl_int)m, in = (cl_int)n;
+    cl_uint i = 0;
+    KARG(kern, i++, im);
+    KARG(kern, i++, in);
+    i = conv_args(rt, kern, i, g);
+    i = mat_args(kern, i, b);
+    i = mat_args(kern, i, c);
+    epilogue_args(kern, i, ep, c.mem);
+    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
+    size_t global[2] = {(n + width - 1) / width, (blocks + group - 1) / group * group};
+    size_t local[2] = {1, group};
+    char label[48] = "";
+    if (rt->profiling)
+        snprintf(label, sizeof label, "gemm NN %zux%zux%zu conv", m, n, k);
+    enqueue_product(rt, kern, 2, global, local, t0, label, 2.0 * (double)m * n * k);
+}
+
+// count products (dimension 2) of gemm_tn_conv: C_p (m, n) = im2col(img)^T B + beta C_p over k
+// positions from pos0 + p step, C_p at c.offset + p c_stride.
+static void conv_tn(struct clrt *rt, size_t m, size_t n, size_t k, const struct clrt_conv *g,
+                    size_t pos0, size_t step, size_t count, struct clrt_mat b, float beta,
+                    struct clrt_mat c, size_t c_stride, const char *label)
+{
+    double t0 = host_now();
+    size_t width = n > 16 ? 32 : 16;
+    cl_kernel kern =
+        gemm_kernel(rt, 15 + (width == 16), width == 16 ? "gemm_tn_conv_16" : "gemm_tn_conv_32");
+    cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k, p0 = (cl_int)pos0, ps = (cl_int)step;
+    cl_uint i = 0;
+    KARG(kern, i++, im);
+    KARG(kern, i++, in);
+    KARG(kern, i++, ik);
+    KARG(kern, i++, beta);
+    i = conv_args(rt, kern, i, g);
+    KARG(kern, i++, p0);
+    KARG(kern, i++, ps);
+    i = mat_args(kern, i, b);
+    i = operand_args(kern, i, c, c_stride);
+    size_t blocks = m / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
+    size_t global[3] = {(n + width - 1) / width, (blocks + group - 1) / group * group, count};
+    size_t local[3] = {1, group, 1};
+    enqueue_product(rt, kern, 3, global, local, t0, label, 2.0 * (double)m * n * k * count);
+}
+
+void clrt_conv_weight_grad(struct clrt *rt, size_t m, size_t n, size_t k, const struct clrt_conv *g,
+                           struct clrt_mat b, float beta, struct clrt_mat c)
+{
+    char label[48] = "";
+    size_t parts = own_parts(rt, m, n, k);
+    if (parts == 1) {
+        if (rt->profiling)
+            snprintf(label, sizeof label, "gemm TN %zux%zux%zu conv", m, n, k);
+        conv_tn(rt, m, n, k, g, 0, 0, 1, b, beta, c, 0, label);
+        return;
+    }
+    // As own_gemm splits the product over the columns: parts of k / parts positions into
+    // rt->gemm_temp, the positions left over as one more, then their sum.
+    grow_gemm_temp(rt, (parts + 1) * m * n * sizeof(float), m, n, k);
+    size_t chunk = k / parts, rest = k - chunk * parts, mn = m * n;
+    struct clrt_mat part = {rt->gemm_temp, 0, n};
+    if (rt->profiling)
+        snprintf(label, sizeof label, "gemm TN %zux%zux%zu conv in %zu", m, n, k, parts);
+    conv_tn(rt, m, n, chunk, g, 0, chunk, parts, b, 0.0f, part, mn, label);
+    if (rest) {
+        part.offset = parts * mn;
+        if (rt->profiling)
+            snprintf(label, sizeof label, "gemm TN %zux%zux%zu conv", m, n, rest);
+        conv_tn(rt, m, n, rest, g, parts * chunk, 0, 1, b, 0.0f, part, 0, label);
+        parts++;
+    }
+    sum_parts(rt, rt->gemm_temp, parts, m, n, 1.0f, beta, c, NULL);
+}
+
+void clrt_conv_input_grad(struct clrt *rt, size_t m, size_t n, const struct clrt_conv *g,
+                          struct clrt_mat wt, cl_mem dx, bool acc)
+{
+    double t0 = host_now();
+    cl_kernel kern = gemm_kernel(rt, 17, "gemm_conv_dx");
+    cl_int im = (cl_int)m, oc = (cl_int)n, add = acc, ldwt = (cl_int)wt.ld;
+    cl_ulong wt_off = wt.offset;
+    cl_uint i = 0;
+    KARG(kern, i++, im);
+    KARG(kern, i++, g->c);
+    KARG(kern, i++, g->img);
+    KARG(kern, i++, oc);
+    const int *shape[6] = {&g->h, &g->w, &g->gh, &g->gw, &g->k, &g->p};
+    for (int q = 0; q < 6; q++)
+        KARG(kern, i++, *shape[q]);
+    KARG(kern, i++, wt.mem);
+    KARG(kern, i++, wt_off);
+    KARG(kern, i++, ldwt);
+    KARG(kern, i++, dx);
+    KARG(kern, i++, add);
+    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS;
+    size_t global[2] = {((size_t)g->c + 15) / 16, blocks};
+    char label[48] = "";
+    size_t k = (size_t)g->k * g->k * g->c;
+    if (rt->profiling)
+        snprintf(label, sizeof label, "conv dx %zux%zux%zu", m, k, n);
+    enqueue_product(rt, kern, 2, global, NULL, t0, label, 2.0 * (double)m * k * n);
 }
