@@ -693,6 +693,58 @@ static void test_im2col(int rows, int C, int H, int W, int K, int S, int P, int 
     clReleaseMemObject(dcols);
 }
 
+// The buffers of test_group_norm's launches.
+struct gn_buffers {
+    cl_mem x, params, y, stats, dg, skip, dx, gx;
+};
+
+// group_norm_forward then group_norm_backward (dx written, skip added, added to dx when acc) with
+// work-groups of local items, or with chains (local 0) their CPU kernels, GN_CHAINS groups an item.
+static void gn_run(const struct gn_buffers *b, size_t local, int rows, int hw, int C, int G,
+                   int gamma_at, int beta_at, bool acc)
+{
+    bool chains = local == 0;
+    size_t global = chains ? (size_t)rows * ((G + 7) / 8) : (size_t)rows * G * local;
+    float eps = 1e-5f;
+    cl_kernel k = clrt_kernel(&rt, chains ? "group_norm_forward_chains" : "group_norm_forward");
+    cl_uint a = 0;
+    KARG(k, a++, b->x);
+    KARG(k, a++, b->y);
+    KARG(k, a++, b->stats);
+    KARG(k, a++, b->params);
+    KARG(k, a++, gamma_at);
+    KARG(k, a++, beta_at);
+    KARG(k, a++, hw);
+    KARG(k, a++, C);
+    KARG(k, a++, G);
+    KARG(k, a++, eps);
+    if (!chains)
+        KARG_LOCAL(k, a++, local * sizeof(float));
+    clrt_launch(&rt, k, 1, &global, chains ? NULL : &local);
+    clReleaseKernel(k);
+    int write_dx = 1, add_skip = 1, add = acc;
+    k = clrt_kernel(&rt, chains ? "group_norm_backward_chains" : "group_norm_backward");
+    a = 0;
+    KARG(k, a++, b->dg);
+    KARG(k, a++, b->x);
+    KARG(k, a++, b->stats);
+    KARG(k, a++, b->params);
+    KARG(k, a++, gamma_at);
+    KARG(k, a++, b->gx);
+    KARG(k, a++, b->dx);
+    KARG(k, a++, write_dx);
+    KARG(k, a++, b->skip);
+    KARG(k, a++, add_skip);
+    KARG(k, a++, add);
+    KARG(k, a++, hw);
+    KARG(k, a++, C);
+    KARG(k, a++, G);
+    if (!chains)
+        KARG_LOCAL(k, a++, local * sizeof(float));
+    clrt_launch(&rt, k, 1, &global, chains ? NULL : &local);
+    clReleaseKernel(k);
+}
+
 // group_norm_forward and group_norm_backward (cl/res.cl) on random images (rows, H, W, C) in G
 // groups, with work-groups of local items, against ref_group_norm and ref_group_norm_backward:
 // y = relu(gn(x)) and the statistics, then from a random dg (masked by y > 0, as the block gives
@@ -738,51 +790,19 @@ static void test_group_norm(int rows, int H, int W, int C, int G, size_t local, 
     tu_fill_guard(stats, 0, n_stats + GUARD);
     tu_fill_guard(dx, n, n + GUARD);
     tu_fill_guard(gx, 0, n + GUARD);
-    cl_mem d_x = tu_upload(&rt, x, n * sizeof(float), "x");
-    cl_mem d_params = tu_upload(&rt, params, n_params * sizeof(float), "params");
-    cl_mem d_y = tu_upload(&rt, y, (n + GUARD) * sizeof(float), "y");
-    cl_mem d_stats = tu_upload(&rt, stats, (n_stats + GUARD) * sizeof(float), "stats");
-    cl_mem d_dg = tu_upload(&rt, dg, n * sizeof(float), "dg");
-    cl_mem d_skip = tu_upload(&rt, skip, n * sizeof(float), "skip");
-    cl_mem d_dx = tu_upload(&rt, dx, (n + GUARD) * sizeof(float), "dx");
-    cl_mem d_gx = tu_upload(&rt, gx, (n + GUARD) * sizeof(float), "gx");
-    size_t global = (size_t)rows * G * local;
-    float eps = 1e-5f;
-    cl_kernel k = clrt_kernel(&rt, "group_norm_forward");
-    cl_uint a = 0;
-    KARG(k, a++, d_x);
-    KARG(k, a++, d_y);
-    KARG(k, a++, d_stats);
-    KARG(k, a++, d_params);
-    KARG(k, a++, gamma_at);
-    KARG(k, a++, beta_at);
-    KARG(k, a++, hw);
-    KARG(k, a++, C);
-    KARG(k, a++, G);
-    KARG(k, a++, eps);
-    KARG_LOCAL(k, a++, local * sizeof(float));
-    clrt_launch(&rt, k, 1, &global, &local);
-    clReleaseKernel(k);
-    int write_dx = 1, add_skip = 1, add = acc;
-    k = clrt_kernel(&rt, "group_norm_backward");
-    a = 0;
-    KARG(k, a++, d_dg);
-    KARG(k, a++, d_x);
-    KARG(k, a++, d_stats);
-    KARG(k, a++, d_params);
-    KARG(k, a++, gamma_at);
-    KARG(k, a++, d_gx);
-    KARG(k, a++, d_dx);
-    KARG(k, a++, write_dx);
-    KARG(k, a++, d_skip);
-    KARG(k, a++, add_skip);
-    KARG(k, a++, add);
-    KARG(k, a++, hw);
-    KARG(k, a++, C);
-    KARG(k, a++, G);
-    KARG_LOCAL(k, a++, local * sizeof(float));
-    clrt_launch(&rt, k, 1, &global, &local);
-    clReleaseKernel(k);
+    float *dx0 = tu_alloc(n + GUARD, sizeof(float)); // dx before the launches
+    memcpy(dx0, dx, (n + GUARD) * sizeof(float));
+    struct gn_buffers b = {.x = tu_upload(&rt, x, n * sizeof(float), "x"),
+                           .params = tu_upload(&rt, params, n_params * sizeof(float), "params"),
+                           .y = tu_upload(&rt, y, (n + GUARD) * sizeof(float), "y"),
+                           .stats =
+                               tu_upload(&rt, stats, (n_stats + GUARD) * sizeof(float), "stats"),
+                           .dg = tu_upload(&rt, dg, n * sizeof(float), "dg"),
+                           .skip = tu_upload(&rt, skip, n * sizeof(float), "skip"),
+                           .dx = tu_upload(&rt, dx, (n + GUARD) * sizeof(float), "dx"),
+                           .gx = tu_upload(&rt, gx, (n + GUARD) * sizeof(float), "gx")};
+    cl_mem d_y = b.y, d_stats = b.stats, d_dx = b.dx, d_gx = b.gx;
+    gn_run(&b, local, rows, hw, C, G, gamma_at, beta_at, acc);
     tu_download(&rt, d_y, y, (n + GUARD) * sizeof(float));
     tu_download(&rt, d_stats, stats, (n_stats + GUARD) * sizeof(float));
     tu_download(&rt, d_dx, dx, (n + GUARD) * sizeof(float));
@@ -809,7 +829,30 @@ static void test_group_norm(int rows, int H, int W, int C, int G, size_t local, 
     tu_compare(what, sums, dgamma, NULL, (size_t)C, 1e-4, 1e-4);
     tu_check(!tu_changed(gx, n, n + GUARD), "%s: guard cells", what);
     free(sums);
-    cl_mem mems[] = {d_x, d_params, d_y, d_stats, d_dg, d_skip, d_dx, d_gx};
+    if (local == 1) { // the CPU's kernels: the same sums in the same order, the same bits
+        cl_mem outs[4] = {b.y, b.stats, b.dx, b.gx};
+        const float *firsts[4] = {y, stats, dx, gx};
+        const size_t counts[4] = {n, n_stats, n, n};
+        const char *names[4] = {"y", "statistics", "dx", "gx"};
+        tu_write(&rt, b.dx, dx0, (n + GUARD) * sizeof(float));
+        gn_run(&b, 0, rows, hw, C, G, gamma_at, beta_at, acc);
+        for (int i = 0; i < 4; i++) {
+            float *got = tu_alloc(counts[i], sizeof(float));
+            double *first = tu_alloc(counts[i], sizeof(double));
+            tu_download(&rt, outs[i], got, counts[i] * sizeof(float));
+            for (size_t j = 0; j < counts[i]; j++)
+                first[j] = firsts[i][j];
+            snprintf(what, sizeof what,
+                     "group_norm_*_chains %s = with one item a group, bit for bit (%d of "
+                     "%dx%dx%d, %d groups%s)",
+                     names[i], rows, C, H, W, G, acc ? ", adding" : "");
+            tu_compare(what, got, first, NULL, counts[i], 0.0, 0.0);
+            free(got);
+            free(first);
+        }
+    }
+    free(dx0);
+    cl_mem mems[] = {b.x, b.params, b.y, b.stats, b.dg, b.skip, b.dx, b.gx};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         clReleaseMemObject(mems[i]);
     void *host[] = {x,     dg,   params, skip,       y,   stats,   dx,      gx,     xd,
@@ -2648,12 +2691,17 @@ int main(void)
     }
 
     // Group normalisation: groups of one channel (G = C) and one group (G 1), odd sizes and
-    // batches, a work-item a group (a CPU's) and work-groups of 4 and 64.
+    // batches, a work-item a group (against the CPU's kernels too) and work-groups of 4 and 64.
     test_group_norm(3, 5, 7, 6, 3, 1, false);
     test_group_norm(5, 3, 3, 6, 6, 4, true);
     test_group_norm(1, 7, 5, 5, 1, 64, false);
     test_group_norm(7, 1, 1, 4, 2, 1, true);
     test_group_norm(2, 9, 11, 32, 8, 64, true);
+    // One item a group also against the CPU's kernels (8 groups an item): 10 groups (an item of
+    // 8, one of 2), groups of one channel over two items, one group.
+    test_group_norm(2, 4, 5, 20, 10, 1, true);
+    test_group_norm(3, 3, 6, 16, 16, 1, false);
+    test_group_norm(2, 5, 3, 8, 1, 1, false);
     test_up(3, 5, 7, 6, 3, 0);
     test_up(2, 1, 3, 5, 2, 1);
     test_up(1, 4, 4, 1, 1, 1);

@@ -167,8 +167,11 @@ static void res_create(const struct layer_ctx *ctx, struct layer *l)
     conv_ops.create(ctx, &conv);
     for (int i = 0; i < CONV_KERNELS; i++)
         l->kernel[i] = conv.kernel[i];
-    l->kernel[K_GN_FORWARD] = clrt_kernel(ctx->rt, "group_norm_forward");
-    l->kernel[K_GN_BACKWARD] = clrt_kernel(ctx->rt, "group_norm_backward");
+    // On a CPU a work-item takes GN_CHAINS groups of an image (cl/res.cl).
+    l->kernel[K_GN_FORWARD] =
+        clrt_kernel(ctx->rt, ctx->cpu ? "group_norm_forward_chains" : "group_norm_forward");
+    l->kernel[K_GN_BACKWARD] =
+        clrt_kernel(ctx->rt, ctx->cpu ? "group_norm_backward_chains" : "group_norm_backward");
     l->kernel[K_ADD] = clrt_kernel(ctx->rt, "res_add");
 }
 
@@ -193,15 +196,32 @@ static struct layer part_conv(const struct layer *l, int which, cl_mem x, cl_mem
     return c;
 }
 
-// A GN work-group's items: 1 on a CPU (a plain loop), else a power of two up to 256.
+#define GN_CHAINS 8 // cl/res.cl's: the groups a work-item of the CPU's kernels takes
+
+// A GN work-group's items on a GPU: a power of two up to 256.
 static size_t gn_local(const struct layer_ctx *ctx, cl_kernel k)
 {
-    if (ctx->cpu)
-        return 1;
     size_t most = clrt_kernel_max_group(ctx->rt, k), local = 1;
     while (local * 2 <= most && local * 2 <= 256)
         local *= 2;
     return local;
+}
+
+// Launches a GN kernel whose arguments but the last are set, at a: on a CPU, a work-item for
+// each GN_CHAINS groups of an image; elsewhere a work-group of gn_local items each group, the last
+// argument their local memory.
+static void gn_launch(const struct layer_ctx *ctx, const struct layer *l, cl_kernel k, cl_uint a,
+                      int rows)
+{
+    size_t g = (size_t)l->spec.arg[GROUPS];
+    if (ctx->cpu) {
+        size_t global = (size_t)rows * ((g + GN_CHAINS - 1) / GN_CHAINS), one = 1;
+        clrt_launch(ctx->rt, k, 1, &global, &one);
+        return;
+    }
+    size_t local = gn_local(ctx, k), global = (size_t)rows * g * local;
+    KARG_LOCAL(k, a, local * sizeof(float));
+    clrt_launch(ctx->rt, k, 1, &global, &local);
 }
 
 // The offsets of gn number which (0, 1)'s scale and shift on the device, and its statistics.
@@ -222,7 +242,6 @@ static void gn_forward(const struct layer_ctx *ctx, const struct layer *l, int w
     cl_mem stats;
     gn_args(l, which, &gamma, &beta, &stats);
     float eps = GN_EPS;
-    size_t local = gn_local(ctx, k), global = (size_t)rows * g * local;
     cl_uint a = 0;
     KARG(k, a++, x);
     KARG(k, a++, y);
@@ -234,8 +253,7 @@ static void gn_forward(const struct layer_ctx *ctx, const struct layer *l, int w
     KARG(k, a++, c);
     KARG(k, a++, g);
     KARG(k, a++, eps);
-    KARG_LOCAL(k, a++, local * sizeof(float));
-    clrt_launch(ctx->rt, k, 1, &global, &local);
+    gn_launch(ctx, l, k, a, rows);
 }
 
 // The scale's or shift's gradient (at offset in the gradients) (+)= the column sums of d (rows H
@@ -267,7 +285,6 @@ static void gn_backward(const struct layer_ctx *ctx, const struct layer *l, int 
     gn_args(l, which, &gamma, &beta, &stats);
     int write_dx = dx != NULL, add_skip = skip != NULL, add = acc;
     cl_mem dx_arg = write_dx ? dx : gx, skip_arg = add_skip ? skip : gx; // (unread when unused)
-    size_t local = gn_local(ctx, k), global = (size_t)rows * g * local;
     cl_uint a = 0;
     KARG(k, a++, dy);
     KARG(k, a++, x);
@@ -283,8 +300,7 @@ static void gn_backward(const struct layer_ctx *ctx, const struct layer *l, int 
     KARG(k, a++, hw);
     KARG(k, a++, c);
     KARG(k, a++, g);
-    KARG_LOCAL(k, a++, local * sizeof(float));
-    clrt_launch(ctx->rt, k, 1, &global, &local);
+    gn_launch(ctx, l, k, a, rows);
     gn_column_sums(ctx, l, gx, NULL, which ? p.g2 : p.g1, rows, accumulate);
 }
 
