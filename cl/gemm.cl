@@ -715,60 +715,75 @@ GEMM_CONV_TN_KERNEL(gemm_tn_conv_16, 1)
 // kernel positions that read it in conv_col2im's order, each position's column of dy W^T summed
 // over OC as gemm_nn_32 sums it (from 0, in order) and then added to the pixel's sum as col2im
 // adds it: the same bits as that product and col2im, without the product's columns (9 times the
-// image). A block: 8 pixels, 16 channels; a pixel's position outside the grid is worked and not
-// added (its rows of dy: the first). Range: (ceil(C / 16), ceil(m / 8)).
-__kernel void gemm_conv_dx(int m, int C, __global const float *restrict dy, int OC, int H, int W,
-                           int GH, int GW, int K, int P, __global const float *restrict wt,
-                           ulong wt_off, int ldwt, __global float *restrict dx, int acc)
-{
-    int c0 = (int)get_global_id(0) * 16, i0 = (int)get_global_id(1) * GEMM_R;
-    if (i0 >= m || c0 >= C)
-        return;
-    int rows = min(GEMM_R, m - i0), cols = min(16, C - c0);
-    // Each pixel's image (its first grid row, n GH) and place, plus P: the grid position of
-    // kernel position (ky, kx) is (y + P - ky, x + P - kx).
-    int first[GEMM_R], py[GEMM_R], px[GEMM_R];
-    _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)
-    {
-        int pix = i0 + min(r, rows - 1), line = pix / W;
-        px[r] = pix % W + P, py[r] = line % H + P, first[r] = line / H * GH;
+// image). A block: R pixels, 16 NV channels (R NV 16-float sums and as many partial ones in
+// registers); a pixel's position outside the grid is worked and not added (its rows of dy: the
+// first). Range: (ceil(C / (16 NV)), ceil(m / R)).
+#define GEMM_CONV_DX_KERNEL(NAME, R, NV)                                                           \
+    __kernel void NAME(int m, int C, __global const float *restrict dy, int OC, int H, int W,      \
+                       int GH, int GW, int K, int P, __global const float *restrict wt,            \
+                       ulong wt_off, int ldwt, __global float *restrict dx, int acc)               \
+    {                                                                                              \
+        int c0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * R;                 \
+        if (i0 >= m || c0 >= C)                                                                    \
+            return;                                                                                \
+        int rows = min(R, m - i0), cols = min(16 * NV, C - c0);                                    \
+        /* Each pixel's image (its first grid row, n GH) and place, plus P: the grid position */  \
+        /* of kernel position (ky, kx) is (y + P - ky, x + P - kx). */                            \
+        int first[R], py[R], px[R];                                                                \
+        _Pragma("unroll") for (int r = 0; r < R; r++)                                              \
+        {                                                                                          \
+            int pix = i0 + min(r, rows - 1), line = pix / W;                                       \
+            px[r] = pix % W + P, py[r] = line % H + P, first[r] = line / H * GH;                   \
+        }                                                                                          \
+        float16 sum[R][NV];                                                                        \
+        _Pragma("unroll") for (int r = 0; r < R; r++)                                              \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) sum[r][v] = (float16)0.0f;              \
+        wt += wt_off + c0;                                                                         \
+        for (int ky = 0; ky < K; ky++)                                                             \
+            for (int kx = 0; kx < K; kx++) {                                                       \
+                const __global float *arow[R];                                                     \
+                bool valid[R];                                                                     \
+                _Pragma("unroll") for (int r = 0; r < R; r++)                                      \
+                {                                                                                  \
+                    int gy = py[r] - ky, gx = px[r] - kx;                                          \
+                    valid[r] = gy >= 0 && gy < GH && gx >= 0 && gx < GW;                           \
+                    arow[r] = dy + (valid[r] ? ((size_t)(first[r] + gy) * GW + gx) * OC : 0);      \
+                }                                                                                  \
+                const __global float *bs = wt + (ky * K + kx) * C;                                 \
+                float16 part[R][NV];                                                               \
+                _Pragma("unroll") for (int r = 0; r < R; r++)                                      \
+                    _Pragma("unroll") for (int v = 0; v < NV; v++) part[r][v] = (float16)0.0f;     \
+                for (int o = 0; o < OC; o++) {                                                     \
+                    const __global float *bk = bs + (size_t)o * ldwt;                              \
+                    float16 brow[NV];                                                              \
+                    _Pragma("unroll") for (int v = 0; v < NV; v++) brow[v] =                       \
+                        cols == 16 * NV ? vload16(v, bk) : edge_row16(bk, 16 * v, cols);           \
+                    _Pragma("unroll") for (int r = 0; r < R; r++)                                  \
+                    {                                                                              \
+                        float16 a = (float16)arow[r][o];                                           \
+                        _Pragma("unroll") for (int v = 0; v < NV; v++) part[r][v] =                \
+                            fma(a, brow[v], part[r][v]);                                           \
+                    }                                                                              \
+                }                                                                                  \
+                _Pragma("unroll") for (int r = 0; r < R; r++) if (valid[r])                        \
+                    _Pragma("unroll") for (int v = 0; v < NV; v++) sum[r][v] += part[r][v];        \
+            }                                                                                      \
+        for (int r = 0; r < rows; r++)                                                             \
+            for (int v = 0; v < NV; v++) {                                                         \
+                __global float *out = dx + (size_t)(i0 + r) * C + c0 + 16 * v;                     \
+                if (cols == 16 * NV) {                                                             \
+                    vstore16(acc ? vload16(0, out) + sum[r][v] : sum[r][v], 0, out);               \
+                    continue;                                                                      \
+                }                                                                                  \
+                float lane[16];                                                                    \
+                vstore16(sum[r][v], 0, lane);                                                      \
+                for (int q = 0; q < 16 && 16 * v + q < cols; q++)                                  \
+                    out[q] = acc ? out[q] + lane[q] : lane[q];                                     \
+            }                                                                                      \
     }
-    float16 sum[GEMM_R];
-    _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) sum[r] = (float16)0.0f;
-    wt += wt_off + c0;
-    for (int ky = 0; ky < K; ky++)
-        for (int kx = 0; kx < K; kx++) {
-            const __global float *arow[GEMM_R];
-            bool valid[GEMM_R];
-            _Pragma("unroll") for (int r = 0; r < GEMM_R; r++)
-            {
-                int gy = py[r] - ky, gx = px[r] - kx;
-                valid[r] = gy >= 0 && gy < GH && gx >= 0 && gx < GW;
-                arow[r] = dy + (valid[r] ? ((size_t)(first[r] + gy) * GW + gx) * OC : 0);
-            }
-            const __global float *bs = wt + (ky * K + kx) * C;
-            float16 part[GEMM_R];
-            _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) part[r] = (float16)0.0f;
-            for (int o = 0; o < OC; o++) {
-                const __global float *bk = bs + (size_t)o * ldwt;
-                float16 brow = cols == 16 ? vload16(0, bk) : edge_row16(bk, 0, cols);
-                _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) part[r] =
-                    fma((float16)arow[r][o], brow, part[r]);
-            }
-            _Pragma("unroll") for (int r = 0; r < GEMM_R; r++) if (valid[r]) sum[r] += part[r];
-        }
-    for (int r = 0; r < rows; r++) {
-        __global float *out = dx + (size_t)(i0 + r) * C + c0;
-        if (cols == 16) {
-            vstore16(acc ? vload16(0, out) + sum[r] : sum[r], 0, out);
-            continue;
-        }
-        float lane[16];
-        vstore16(sum[r], 0, lane);
-        for (int q = 0; q < cols; q++)
-            out[q] = acc ? out[q] + lane[q] : lane[q];
-    }
-}
+
+GEMM_CONV_DX_KERNEL(gemm_conv_dx, 8, 1)
+GEMM_CONV_DX_KERNEL(gemm_conv_dx_32, 4, 2)
 
 // The packed products (see the top): a work-group of GEMM_G blocks, all 32 columns wide, down one
 // column of blocks; every GEMM_KT rows of k its items copy B's rows (zeros past the last column)

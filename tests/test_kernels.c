@@ -2678,13 +2678,15 @@ int main(void)
     test_col2im_same(1, 17, 6, 9, 5, 1, 2);
 
     // The conv products on the image (clvae's kernels only): odd images, a partial column block
-    // (20, 33 and 17 channels out), 16 wide (16 out), channels not a multiple of 16 (8, 24: the
-    // input gradient's edge), 5x5 with padding 2, strides 2 and 3 (no input gradient), and 61x61
-    // x 32, whose weight gradient clvae's kernels split in 4 parts and a position left over.
+    // (20, 33, 24 and 17 channels out), 16 wide (16 out), input channels not a multiple of 16 (8,
+    // 24) or of 32 (40: the input gradient's edges), 5x5 with padding 2, strides 2 and 3 (no
+    // input gradient), and 61x61 x 32, whose weight gradient clvae's kernels split in 4 parts and
+    // a position left over.
     if (rt.own_gemm) {
         test_conv_direct(2, 8, 5, 7, 3, 1, 1, 20, true);
         test_conv_direct(3, 16, 6, 5, 3, 1, 1, 16, false);
         test_conv_direct(2, 24, 9, 8, 5, 1, 2, 33, true);
+        test_conv_direct(2, 40, 5, 7, 3, 1, 1, 24, false); // 32 channels a block, and 8
         test_conv_direct(2, 32, 7, 9, 4, 2, 1, 40, false);
         test_conv_direct(2, 8, 10, 7, 3, 3, 0, 17, true);
         test_conv_direct(1, 32, 61, 61, 3, 1, 1, 32, false);

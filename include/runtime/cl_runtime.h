@@ -65,7 +65,7 @@ struct clrt {
     // Products run clvae's own kernels (cl/gemm.cl) rather than CLBlast's: on PoCL's CPU device,
     // where they are several times faster, unless CLVAE_GEMM says clblast (or clvae, anywhere).
     bool own_gemm;
-    cl_kernel gemm_kernels[18], gemm_sum; // created on first use
+    cl_kernel gemm_kernels[19], gemm_sum; // created on first use
     cl_mem zeros; // zeros_floats of 0: the padding the conv products read (clrt_conv_forward)
     size_t zeros_floats;
     bool profiling; // the queue records events; launches and products are timed

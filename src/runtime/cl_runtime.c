@@ -2215,7 +2215,11 @@ void clrt_conv_input_grad(struct clrt *rt, size_t m, size_t n, const struct clrt
                           struct clrt_mat wt, cl_mem dx, bool acc)
 {
     double t0 = host_now();
-    cl_kernel kern = gemm_kernel(rt, 17, "gemm_conv_dx");
+    // Blocks of 4 pixels x 32 channels where there are 32 (two vector loads of W^T a step for
+    // 8 fused multiply-adds; 8 x 16 takes one for 8), else 8 x 16.
+    bool wide = g->c >= 32;
+    size_t rows = wide ? 4 : GEMM_ROWS, width = wide ? 32 : 16;
+    cl_kernel kern = gemm_kernel(rt, 17 + wide, wide ? "gemm_conv_dx_32" : "gemm_conv_dx");
     cl_int im = (cl_int)m, oc = (cl_int)n, add = acc, ldwt = (cl_int)wt.ld;
     cl_ulong wt_off = wt.offset;
     cl_uint i = 0;
@@ -2231,8 +2235,7 @@ void clrt_conv_input_grad(struct clrt *rt, size_t m, size_t n, const struct clrt
     KARG(kern, i++, ldwt);
     KARG(kern, i++, dx);
     KARG(kern, i++, add);
-    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS;
-    size_t global[2] = {((size_t)g->c + 15) / 16, blocks};
+    size_t global[2] = {((size_t)g->c + width - 1) / width, (m + rows - 1) / rows};
     char label[48] = "";
     size_t k = (size_t)g->k * g->k * g->c;
     if (rt->profiling)
