@@ -1905,6 +1905,17 @@ int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k,
     return next ? 2 : 1;
 }
 
+// Enqueues a product kernel of blocks of 8 rows x width columns over C (m, n) through
+// enqueue_product: work-groups of up to 8 blocks down one column of blocks.
+static void enqueue_row_blocks(struct clrt *rt, cl_kernel kern, size_t m, size_t n, size_t width,
+                               double t0, const char *label, double flops)
+{
+    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
+    size_t global[2] = {(n + width - 1) / width, (blocks + group - 1) / group * group};
+    size_t local[2] = {1, group};
+    enqueue_product(rt, kern, 2, global, local, t0, label, flops);
+}
+
 bool clrt_gemm_bias_gathered(struct clrt *rt, size_t m, size_t n, size_t k,
                              const struct clrt_gather *g, struct clrt_mat b, struct clrt_mat c,
                              const struct clrt_epilogue *ep)
@@ -1935,13 +1946,10 @@ bool clrt_gemm_bias_gathered(struct clrt *rt, size_t m, size_t n, size_t k,
     KARG(*kern, i++, c_off);
     KARG(*kern, i++, ldc);
     epilogue_args(*kern, i, ep, c.mem);
-    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
-    size_t global[2] = {(n + width - 1) / width, (blocks + group - 1) / group * group};
-    size_t local[2] = {1, group};
     char label[48] = "";
     if (rt->profiling)
         snprintf(label, sizeof label, "gemm NN %zux%zux%zu gathered", m, n, k);
-    enqueue_product(rt, *kern, 2, global, local, t0, label, 2.0 * (double)m * n * k);
+    enqueue_row_blocks(rt, *kern, m, n, width, t0, label, 2.0 * (double)m * n * k);
     return true;
 }
 
@@ -2146,13 +2154,10 @@ void clrt_conv_forward(struct clrt *rt, size_t m, size_t n, const struct clrt_co
     i = mat_args(kern, i, b);
     i = mat_args(kern, i, c);
     epilogue_args(kern, i, ep, c.mem);
-    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
-    size_t global[2] = {(n + width - 1) / width, (blocks + group - 1) / group * group};
-    size_t local[2] = {1, group};
     char label[48] = "";
     if (rt->profiling)
         snprintf(label, sizeof label, "gemm NN %zux%zux%zu conv", m, n, k);
-    enqueue_product(rt, kern, 2, global, local, t0, label, 2.0 * (double)m * n * k);
+    enqueue_row_blocks(rt, kern, m, n, width, t0, label, 2.0 * (double)m * n * k);
 }
 
 // count products (dimension 2) of gemm_tn_conv: C_p (m, n) = im2col(img)^T B + beta C_p over k
