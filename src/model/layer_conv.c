@@ -373,7 +373,8 @@ static bool conv_direct(const struct clrt *rt, const struct layer *l, int rows)
 static bool conv_direct_dx(const struct clrt *rt, const struct layer *l, int rows)
 {
     size_t positions = (size_t)rows * l->out_shape.h * l->out_shape.w;
-    return l->spec.arg[STRIDE] == 1 && conv_direct(rt, l, rows) &&
+    size_t pixels = (size_t)rows * l->in_shape.h * l->in_shape.w; // (its kernel counts in int)
+    return l->spec.arg[STRIDE] == 1 && pixels <= INT32_MAX && conv_direct(rt, l, rows) &&
            clrt_gemm_unsplit(rt, positions, l->wgrad_m, (size_t)l->out_shape.c);
 }
 
