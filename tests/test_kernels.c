@@ -698,6 +698,16 @@ struct gn_buffers {
     cl_mem x, params, y, stats, dg, skip, dx, gx;
 };
 
+// Launches GN kernel k (its arguments before a set) over global items, work-groups of local items
+// with their local memory the last argument, or (local 0) the CPU's kernels' items; releases it.
+static void gn_launch_test(cl_kernel k, cl_uint a, size_t local, size_t global)
+{
+    if (local)
+        KARG_LOCAL(k, a, local * sizeof(float));
+    clrt_launch(&rt, k, 1, &global, local ? &local : NULL);
+    clReleaseKernel(k);
+}
+
 // group_norm_forward then group_norm_backward (dx written, skip added, added to dx when acc) with
 // work-groups of local items, or with chains (local 0) their CPU kernels, GN_CHAINS groups an item.
 static void gn_run(const struct gn_buffers *b, size_t local, int rows, int hw, int C, int G,
@@ -718,10 +728,7 @@ static void gn_run(const struct gn_buffers *b, size_t local, int rows, int hw, i
     KARG(k, a++, C);
     KARG(k, a++, G);
     KARG(k, a++, eps);
-    if (!chains)
-        KARG_LOCAL(k, a++, local * sizeof(float));
-    clrt_launch(&rt, k, 1, &global, chains ? NULL : &local);
-    clReleaseKernel(k);
+    gn_launch_test(k, a, local, global);
     int write_dx = 1, add_skip = 1, add = acc;
     k = clrt_kernel(&rt, chains ? "group_norm_backward_chains" : "group_norm_backward");
     a = 0;
@@ -739,10 +746,7 @@ static void gn_run(const struct gn_buffers *b, size_t local, int rows, int hw, i
     KARG(k, a++, hw);
     KARG(k, a++, C);
     KARG(k, a++, G);
-    if (!chains)
-        KARG_LOCAL(k, a++, local * sizeof(float));
-    clrt_launch(&rt, k, 1, &global, chains ? NULL : &local);
-    clReleaseKernel(k);
+    gn_launch_test(k, a, local, global);
 }
 
 // group_norm_forward and group_norm_backward (cl/res.cl) on random images (rows, H, W, C) in G
