@@ -174,6 +174,7 @@ static void run_case(const struct gc_case *c)
     if (c->slice_bytes)
         rt.slice_bytes = c->slice_bytes;
     size_t allocated = rt.allocated, scratch = rt.gemm_temp_bytes;
+    size_t zeros = rt.zeros_floats * sizeof(float); // (the runtime's, as the scratch is)
     cl_ulong max_alloc = rt.max_alloc;
     if (c->max_alloc)
         rt.max_alloc = c->max_alloc;
@@ -195,7 +196,8 @@ static void run_case(const struct gc_case *c)
     const char *largest_name;
     size_t planned = vae_device_bytes(&vae, &rt, c->max_rows, &largest, &largest_name);
     rt.max_alloc = max_alloc;
-    size_t used = rt.allocated - allocated - (rt.gemm_temp_bytes - scratch);
+    size_t used = rt.allocated - allocated - (rt.gemm_temp_bytes - scratch) -
+                  (rt.zeros_floats * sizeof(float) - zeros);
     tu_check(planned == used, "case %s: vae_device_bytes %zu = bytes vae_create allocated %zu",
              c->name, planned, used);
     if (c->reduce_work && !c->max_alloc) { // (with max_alloc: to keep the partial sums small)

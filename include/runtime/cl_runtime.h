@@ -426,6 +426,10 @@ void clrt_conv_forward(struct clrt *rt, size_t m, size_t n, const struct clrt_co
 void clrt_conv_weight_grad(struct clrt *rt, size_t m, size_t n, size_t k, const struct clrt_conv *g,
                            struct clrt_mat b, float beta, struct clrt_mat c);
 
+// Makes rt->zeros at least floats of 0 (the padding the conv products read: a conv's input
+// channels), up front. 0, or -1 with err (CLVAE_EXIT_DEVICE) naming the buffer and its size.
+int clrt_reserve_zeros(struct clrt *rt, size_t floats, struct clvae_error *err);
+
 // A stride-1 conv's input gradient: dx (m pixels, c) = (acc: +=) col2im(dy W^T), g->img being dy
 // (its rows gh gw positions, n channels) and wt W^T (n, k k c): the same bits as clrt_gemm's
 // product into the columns (unsplit) and cl/conv.cl's conv_col2im, in one launch, no columns.

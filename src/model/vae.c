@@ -566,6 +566,19 @@ static void place_layers(struct vae *vae)
     }
 }
 
+// Floats of the zeros a conv product reads for the padding (clrt_reserve_zeros): the most channels
+// an image layer takes in, where clvae's kernels run the products; none elsewhere. The runtime's,
+// as its products' scratch is: not in vae_device_bytes (a few KiB).
+static size_t conv_zero_floats(const struct vae *layout, const struct clrt *rt)
+{
+    size_t most = 0;
+    for (int i = 0; rt->own_gemm && i < layout->n_layers; i++) {
+        const struct layer_shape *in = &layout->layer[i].in_shape;
+        most = in->spatial && (size_t)in->c > most ? (size_t)in->c : most;
+    }
+    return most;
+}
+
 size_t vae_device_bytes(const struct vae *layout, const struct clrt *rt, int max_rows,
                         size_t *largest, const char **largest_name)
 {
@@ -684,7 +697,8 @@ int vae_create(struct vae *vae, struct clrt *rt, const struct vae_config *cfg, i
         t = clrt_gemm_temp_size(rt, false, false, rows, in, out, out, in, in);
         temp = t > temp ? t : temp;
     }
-    if (clrt_reserve_gemm_temp(rt, temp, err))
+    if (clrt_reserve_gemm_temp(rt, temp, err) ||
+        clrt_reserve_zeros(rt, conv_zero_floats(vae, rt), err))
         return -1;
     vae->activation_bytes = rt->allocated - before;
 

@@ -2091,21 +2091,32 @@ size_t clrt_kernel_max_group(const struct clrt *rt, cl_kernel k)
     return most;
 }
 
-// rt->zeros, at least floats of them (the padding the conv products read), made or grown here:
-// the program stops, naming the buffer, where the device cannot hold it.
-static cl_mem conv_zeros(struct clrt *rt, size_t floats)
+int clrt_reserve_zeros(struct clrt *rt, size_t floats, struct clvae_error *err)
 {
     if (rt->zeros_floats >= floats)
-        return rt->zeros;
+        return 0;
+    cl_mem mem = clrt_buffer(rt, floats * sizeof(float), "convolution padding", err);
+    if (!mem)
+        return -1;
+    // (Queued products that read the old buffer keep it until they finish.)
+    if (rt->zeros) {
+        clReleaseMemObject(rt->zeros);
+        rt->allocated -= rt->zeros_floats * sizeof(float);
+    }
+    rt->zeros = mem, rt->zeros_floats = floats;
+    return 0;
+}
+
+// rt->zeros, at least floats of them: as reserved (vae_create), or made here for a caller that
+// did not reserve them; the program stops, naming the buffer, where the device cannot hold it.
+static cl_mem conv_zeros(struct clrt *rt, size_t floats)
+{
     struct clvae_error err;
-    cl_mem mem = clrt_buffer(rt, floats * sizeof(float), "convolution padding", &err);
-    if (!mem) {
+    if (clrt_reserve_zeros(rt, floats, &err)) {
         clFinish(rt->queue);
         clvae_fatal(err.status, "%s", err.msg);
     }
-    clrt_release_buffer(rt->zeros); // (queued products that read it keep it until they finish)
-    rt->zeros = mem, rt->zeros_floats = floats;
-    return mem;
+    return rt->zeros;
 }
 
 // Sets a conv product's GEMM_CONV_ARGS (cl/gemm.cl) from index i; returns the index after them.
