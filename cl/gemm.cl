@@ -710,42 +710,67 @@ GEMM_CONV_KERNEL(gemm_nn_conv_16, 1)
 GEMM_CONV_TN_KERNEL(gemm_tn_conv_32, 2)
 GEMM_CONV_TN_KERNEL(gemm_tn_conv_16, 1)
 
-// A stride-1 conv's input gradient on the image: dx (m pixels of rows H W, C) (+)= col2im(dy
-// W^T), dy (rows GH GW, OC) and W^T (OC, K K C; rows ldwt apart, at wt_off): for each pixel the
-// kernel positions that read it in conv_col2im's order, each position's column of dy W^T summed
-// over OC as gemm_nn_32 sums it (from 0, in order) and then added to the pixel's sum as col2im
-// adds it: the same bits as that product and col2im, without the product's columns (9 times the
-// image). A block: R pixels, 16 NV channels (R NV 16-float sums and as many partial ones in
-// registers); a pixel's position outside the grid is worked and not added (its rows of dy: the
-// first). Range: (ceil(C / (16 NV)), ceil(m / R)).
+// A conv's input gradient on the image: dx (m pixels of rows H W, C) (+)= col2im(dy W^T), dy (rows
+// GH GW, OC) and W^T (OC, K K C; rows ldwt apart, at wt_off): for each pixel the kernel positions
+// that read it in conv_col2im's order, each position's column of dy W^T summed over OC as
+// gemm_nn_32 sums it (from 0, in order) and then added to the pixel's sum as col2im adds it: the
+// same bits as that product and col2im, without the product's columns (K K / S S times the
+// image). A transposed conv's forward is the same sum (dy its input, W^T its weight). A block: R
+// pixels, 16 NV channels (R NV 16-float sums and as many partial ones in registers). At stride 1
+// a block's pixels are R in a row of the batch's; at stride S, R of one image row whose x are
+// alike mod S (read by the same kernel positions, the walk's ky0, kx0 on), every S-th. A pixel's
+// position outside the grid is worked and not added (its rows of dy: the first). Range: (ceil(C /
+// (16 NV)), ceil(m / R) at stride 1, else m / W lines x S x ceil(ceil(W / S) / R)).
 #define GEMM_CONV_DX_KERNEL(NAME, R, NV)                                                           \
     __kernel void NAME(int m, int C, __global const float *restrict dy, int OC, int H, int W,      \
-                       int GH, int GW, int K, int P, __global const float *restrict wt,            \
+                       int GH, int GW, int K, int S, int P, __global const float *restrict wt,     \
                        ulong wt_off, int ldwt, __global float *restrict dx, int acc)               \
     {                                                                                              \
-        int c0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * R;                 \
-        if (i0 >= m || c0 >= C)                                                                    \
-            return;                                                                                \
-        int rows = min(R, m - i0), cols = min(16 * NV, C - c0);                                    \
-        /* Each pixel's image (its first grid row, n GH) and place, plus P: the grid position */  \
-        /* of kernel position (ky, kx) is (y + P - ky, x + P - kx). */                            \
-        int first[R], py[R], px[R];                                                                \
-        _Pragma("unroll") for (int r = 0; r < R; r++)                                              \
-        {                                                                                          \
-            int pix = i0 + min(r, rows - 1), line = pix / W;                                       \
-            px[r] = pix % W + P, py[r] = line % H + P, first[r] = line / H * GH;                   \
+        int c0 = (int)get_global_id(0) * 16 * NV, rows, ky0 = 0, kx0 = 0;                         \
+        size_t block = get_global_id(1), line;                                                     \
+        /* Each pixel's place in dx, its image's first grid row (n GH) and the grid position */   \
+        /* of the walk's first kernel position (ky0, kx0); a position ty, tx steps on is ty, tx */ \
+        /* grid rows and columns before it (y + P - ky is a multiple of S). */                    \
+        int at[R], first[R], gy0[R], gx0[R];                                                       \
+        if (S == 1) {                                                                              \
+            int i0 = (int)block * R;                                                               \
+            if (i0 >= m || c0 >= C)                                                                \
+                return;                                                                            \
+            rows = min(R, m - i0);                                                                 \
+            _Pragma("unroll") for (int r = 0; r < R; r++)                                          \
+            {                                                                                      \
+                int pix = i0 + min(r, rows - 1), ln = pix / W;                                     \
+                at[r] = pix, gx0[r] = pix % W + P, gy0[r] = ln % H + P, first[r] = ln / H * GH;    \
+            }                                                                                      \
+        } else {                                                                                   \
+            int per = (W + S - 1) / S, chunks = (per + R - 1) / R;                                 \
+            line = block / ((size_t)S * chunks);                                                   \
+            int phase = (int)(block / chunks % S), j0 = (int)(block % chunks) * R;                 \
+            int count = (W - phase + S - 1) / S; /* pixels of the phase in a row */               \
+            if (line >= (size_t)(m / W) || j0 >= count || c0 >= C)                                 \
+                return;                                                                            \
+            rows = min(R, count - j0);                                                             \
+            int y = (int)(line % H);                                                               \
+            ky0 = (y + P) % S, kx0 = (phase + P) % S;                                              \
+            _Pragma("unroll") for (int r = 0; r < R; r++)                                          \
+            {                                                                                      \
+                int x = phase + S * (j0 + min(r, rows - 1));                                       \
+                at[r] = (int)line * W + x, gy0[r] = (y + P - ky0) / S;                             \
+                gx0[r] = (x + P - kx0) / S, first[r] = (int)(line / H) * GH;                       \
+            }                                                                                      \
         }                                                                                          \
         float16 sum[R][NV];                                                                        \
         _Pragma("unroll") for (int r = 0; r < R; r++)                                              \
             _Pragma("unroll") for (int v = 0; v < NV; v++) sum[r][v] = (float16)0.0f;              \
         wt += wt_off + c0;                                                                         \
-        for (int ky = 0; ky < K; ky++)                                                             \
-            for (int kx = 0; kx < K; kx++) {                                                       \
+        int cols = min(16 * NV, C - c0);                                                           \
+        for (int ky = ky0, ty = 0; ky < K; ky += S, ty++)                                          \
+            for (int kx = kx0, tx = 0; kx < K; kx += S, tx++) {                                    \
                 const __global float *arow[R];                                                     \
                 bool valid[R];                                                                     \
                 _Pragma("unroll") for (int r = 0; r < R; r++)                                      \
                 {                                                                                  \
-                    int gy = py[r] - ky, gx = px[r] - kx;                                          \
+                    int gy = gy0[r] - ty, gx = gx0[r] - tx;                                        \
                     valid[r] = gy >= 0 && gy < GH && gx >= 0 && gx < GW;                           \
                     arow[r] = dy + (valid[r] ? ((size_t)(first[r] + gy) * GW + gx) * OC : 0);      \
                 }                                                                                  \
@@ -770,7 +795,7 @@ GEMM_CONV_TN_KERNEL(gemm_tn_conv_16, 1)
             }                                                                                      \
         for (int r = 0; r < rows; r++)                                                             \
             for (int v = 0; v < NV; v++) {                                                         \
-                __global float *out = dx + (size_t)(i0 + r) * C + c0 + 16 * v;                     \
+                __global float *out = dx + (size_t)at[r] * C + c0 + 16 * v;                        \
                 if (cols == 16 * NV) {                                                             \
                     vstore16(acc ? vload16(0, out) + sum[r][v] : sum[r][v], 0, out);               \
                     continue;                                                                      \

@@ -18,7 +18,7 @@
 #include "vae.h"
 
 #define MAX_ROWS 80
-#define MAX_WIDTH 512
+#define MAX_WIDTH 1024
 #define FD_STEP 1e-6
 #define GRAD_ATOL 2e-4
 #define GRAD_RTOL 2e-3
@@ -638,12 +638,20 @@ int main(void)
         {.name = "RS", RES57, CASE_R_RUN, .slice_bytes = 1},
         // RD: residual blocks of 8 channels, whose convolutions clvae's kernels run on the image
         // (no columns: clrt_conv_direct) where they run the products: 5x7 images through conv
-        // 3x3/1 (8 channels), res:8:2, conv 3x3/2 (8 channels, to 3x4: forward and weight
-        // gradient on the image, input gradient through col2im), dense 4; back through dense 96
-        // reshaped to 8x3x4, the deconv, res:8:2 and the output deconv.
+        // 3x3/1 (8 channels), res:8:2, conv 3x3/2 (8 channels, to 3x4: its input gradient at
+        // stride 2 on the image too), dense 4; back through dense 96 reshaped to 8x3x4, the
+        // deconv (8 channels: through columns), res:8:2 and the output deconv.
         {.name = "RD",
          .cfg = {.in_dim = 35, .channels = 1, .height = 5, .width = 7, .latent = 3},
          .encoder = "conv:8:3:1:1,res:8:2,conv:8:3:2:1,dense:4",
+         CASE_R_RUN},
+        // SD: a deconv whose forward clvae's kernels run on its input (16 channels out: no
+        // columns) and a stride-2 conv's input gradient on the image: 5x7 images through conv
+        // 3x3/1 and 3x3/2 (16 channels each, to 3x4), dense 4; back through dense 192 reshaped to
+        // 16x3x4, the deconv 3x3/2 to 16x5x7 and the output deconv.
+        {.name = "SD",
+         .cfg = {.in_dim = 35, .channels = 1, .height = 5, .width = 7, .latent = 3},
+         .encoder = "conv:16:3:1:1,conv:16:3:2:1,dense:4",
          CASE_R_RUN},
         // RM: case R in micro-batches of 3 and 2 rows (every gradient of the block added over the
         // passes).

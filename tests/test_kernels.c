@@ -547,7 +547,7 @@ static void test_conv_direct(int rows, int C, int H, int W, int K, int S, int P,
         clReleaseMemObject(grads[0]);
         clReleaseMemObject(grads[1]);
     }
-    for (int acc = 0; S == 1 && acc < 2; acc++) {
+    for (int acc = 0; acc < 2; acc++) {
         cl_mem dx[2] = {upload_floats(x0, n_img, "dx"), upload_floats(x0, n_img, "dx direct")};
         clrt_gemm(&rt, false, false, pos, kkc, OC, 1.0f, (struct clrt_mat){ddy, 0, (size_t)OC},
                   (struct clrt_mat){dwt, 0, kkc}, 0.0f, (struct clrt_mat){dcols, 0, kkc});
@@ -2683,9 +2683,11 @@ int main(void)
 
     // The conv products on the image (clvae's kernels only): odd images, a partial column block
     // (20, 33, 24 and 17 channels out), 16 wide (16 out), input channels not a multiple of 16 (8,
-    // 24) or of 32 (40: the input gradient's edges), 5x5 with padding 2, strides 2 and 3 (no
-    // input gradient), and 61x61 x 32, whose weight gradient clvae's kernels split in 4 parts and
-    // a position left over.
+    // 24) or of 32 (40: the input gradient's edges), 5x5 with padding 2, strides 2 and 3 (the
+    // input gradient's blocks of a row's every S-th pixel: odd widths, a row of fewer such pixels
+    // than a block, padding above the stride, a stride above the kernel, whose pixels some no
+    // kernel position reads), and 61x61 x 32, whose weight gradient clvae's kernels split in 4
+    // parts and a position left over.
     if (rt.own_gemm) {
         test_conv_direct(2, 8, 5, 7, 3, 1, 1, 20, true);
         test_conv_direct(3, 16, 6, 5, 3, 1, 1, 16, false);
@@ -2693,6 +2695,9 @@ int main(void)
         test_conv_direct(2, 40, 5, 7, 3, 1, 1, 24, false); // 32 channels a block, and 8
         test_conv_direct(2, 32, 7, 9, 4, 2, 1, 40, false);
         test_conv_direct(2, 8, 10, 7, 3, 3, 0, 17, true);
+        test_conv_direct(3, 32, 9, 19, 4, 2, 1, 64, false);
+        test_conv_direct(2, 16, 11, 13, 5, 2, 3, 24, true);
+        test_conv_direct(2, 8, 8, 11, 2, 3, 1, 16, false);
         test_conv_direct(1, 32, 61, 61, 3, 1, 1, 32, false);
     }
 

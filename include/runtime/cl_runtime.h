@@ -430,9 +430,10 @@ void clrt_conv_weight_grad(struct clrt *rt, size_t m, size_t n, size_t k, const 
 // channels), up front. 0, or -1 with err (CLVAE_EXIT_DEVICE) naming the buffer and its size.
 int clrt_reserve_zeros(struct clrt *rt, size_t floats, struct clvae_error *err);
 
-// A stride-1 conv's input gradient: dx (m pixels, c) = (acc: +=) col2im(dy W^T), g->img being dy
-// (its rows gh gw positions, n channels) and wt W^T (n, k k c): the same bits as clrt_gemm's
-// product into the columns (unsplit) and cl/conv.cl's conv_col2im, in one launch, no columns.
+// A conv's input gradient: dx (m pixels, c) = (acc: +=) col2im(dy W^T), g->img being dy (its rows
+// gh gw positions, n channels) and wt W^T (n, k k c): the same bits as clrt_gemm's product into
+// the columns (unsplit) and cl/conv.cl's conv_col2im, in one launch, no columns (clvae's kernels
+// only; m in int). A transposed conv's forward too: g->img its input, wt its weight.
 void clrt_conv_input_grad(struct clrt *rt, size_t m, size_t n, const struct clrt_conv *g,
                           struct clrt_mat wt, cl_mem dx, bool acc);
 

@@ -341,17 +341,19 @@ static size_t conv_kkc(const struct layer *l)
     return (size_t)l->spec.arg[KERNEL] * l->spec.arg[KERNEL] * l->in_shape.c;
 }
 
-// Conv l as the products that read an image in place of its columns see it: img its input (x, or
-// for the input gradient dy, whose channels are then the output's).
-static struct clrt_conv conv_geometry(const struct layer *l, cl_mem img)
+// The conv of l's kernel from image to grid (a conv's input and output; a deconv's output and
+// input) as the products that read an image in place of its columns see it: img x, or for an
+// input gradient (a deconv's forward) dy (x), whose channels are then the grid's.
+static struct clrt_conv conv_geometry(const struct layer *l, cl_mem img, struct layer_shape image,
+                                      struct layer_shape grid)
 {
     const int *a = l->spec.arg;
     return (struct clrt_conv){.img = img,
-                              .c = l->in_shape.c,
-                              .h = l->in_shape.h,
-                              .w = l->in_shape.w,
-                              .gh = l->out_shape.h,
-                              .gw = l->out_shape.w,
+                              .c = image.c,
+                              .h = image.h,
+                              .w = image.w,
+                              .gh = grid.h,
+                              .gw = grid.w,
                               .k = a[KERNEL],
                               .s = a[STRIDE],
                               .p = a[PAD]};
@@ -368,14 +370,22 @@ static bool conv_direct(const struct clrt *rt, const struct layer *l, int rows)
            clrt_conv_direct(rt, positions, (size_t)l->out_shape.c, l->wgrad_m, l->in_shape.c);
 }
 
-// Whether its input gradient over rows images does too (clrt_conv_input_grad): stride 1, and the
-// product into the columns one that clvae's kernels run unsplit (so that col2im's sums are theirs).
+// Whether col2im(A B) over rows images of a grid of the conv that image (of C channels) is the
+// input of, A (positions, k) and B (k, K K C), runs on the image (clrt_conv_input_grad): a product
+// into the columns that clvae's kernels run unsplit (so that col2im's sums are theirs) and pixels
+// in int (the kernel counts them so).
+static bool col2im_direct(const struct clrt *rt, int rows, struct layer_shape image,
+                          struct layer_shape grid, size_t k, size_t kkc)
+{
+    size_t positions = (size_t)rows * grid.h * grid.w, pixels = (size_t)rows * image.h * image.w;
+    return pixels <= INT32_MAX && clrt_gemm_unsplit(rt, positions, kkc, k);
+}
+
+// Whether conv l's input gradient over rows images does (its forward and weight gradient too).
 static bool conv_direct_dx(const struct clrt *rt, const struct layer *l, int rows)
 {
-    size_t positions = (size_t)rows * l->out_shape.h * l->out_shape.w;
-    size_t pixels = (size_t)rows * l->in_shape.h * l->in_shape.w; // (its kernel counts in int)
-    return l->spec.arg[STRIDE] == 1 && pixels <= INT32_MAX && conv_direct(rt, l, rows) &&
-           clrt_gemm_unsplit(rt, positions, l->wgrad_m, (size_t)l->out_shape.c);
+    return conv_direct(rt, l, rows) &&
+           col2im_direct(rt, rows, l->in_shape, l->out_shape, (size_t)l->out_shape.c, l->wgrad_m);
 }
 
 bool conv_direct_always(const struct clrt *rt, const struct layer *l, int max_rows, bool dx)
@@ -402,7 +412,7 @@ static void forward_slices(const struct layer_ctx *ctx, const struct layer *l, i
     size_t kkc = conv_kkc(l);
     cl_mem cols = l->buffer[COLS].mem;
     if (conv_direct(ctx->rt, l, rows)) {
-        struct clrt_conv g = conv_geometry(l, l->x);
+        struct clrt_conv g = conv_geometry(l, l->x, l->in_shape, l->out_shape);
         struct clrt_epilogue ep = {.bias = {l->dev.params, l->dev.bias, 0}, .relu = l->relu};
         clrt_conv_forward(ctx->rt, (size_t)rows * grid, n, &g, mat(l->dev.params, l->dev.weight, n),
                           mat(l->y, 0, n), &ep);
@@ -437,7 +447,7 @@ static void conv_backward(const struct layer_ctx *ctx, const struct layer *l, in
     cl_mem cols = l->buffer[COLS].mem, dcols = l->buffer[DCOLS].mem;
     dense_bias_backward(ctx, l, (int)m, (int)n, accumulate);
     if (conv_direct(ctx->rt, l, rows)) {
-        struct clrt_conv g = conv_geometry(l, l->x);
+        struct clrt_conv g = conv_geometry(l, l->x, l->in_shape, l->out_shape);
         clrt_conv_weight_grad(ctx->rt, kkc, n, m, &g, mat(l->dy, 0, n), accumulate ? 1.0f : 0.0f,
                               mat(l->dev.grads, l->dev.weight, n));
     } else {
@@ -447,7 +457,7 @@ static void conv_backward(const struct layer_ctx *ctx, const struct layer *l, in
         return;
     dense_transpose_weight(ctx, l, (int)kkc, (int)n);
     if (conv_direct_dx(ctx->rt, l, rows)) {
-        struct clrt_conv g = conv_geometry(l, l->dy);
+        struct clrt_conv g = conv_geometry(l, l->dy, l->in_shape, l->out_shape);
         clrt_conv_input_grad(ctx->rt, (size_t)rows * l->in_shape.h * l->in_shape.w, n, &g,
                              mat(ctx->weights_t, 0, kkc), l->dx, l->dx_accumulate);
         return;
@@ -469,11 +479,36 @@ static size_t deconv_kko(const struct layer *l)
     return (size_t)l->spec.arg[KERNEL] * l->spec.arg[KERNEL] * l->out_shape.c;
 }
 
+// Whether deconv l's forward over rows images reads its input in place of writing columns
+// (clrt_conv_input_grad): col2im_direct, and 16 output channels or more (the kernel's blocks are
+// 16 channels wide: a deconv to 1 or 6 channels leaves most of their lanes idle).
+static bool deconv_direct(const struct clrt *rt, const struct layer *l, int rows)
+{
+    return l->out_shape.c >= 16 &&
+           col2im_direct(rt, rows, l->out_shape, l->in_shape, (size_t)l->in_shape.c, deconv_kko(l));
+}
+
+static bool deconv_direct_always(const struct clrt *rt, const struct layer *l, int max_rows)
+{
+    for (int rows = 1; rows <= max_rows; rows++)
+        if (!deconv_direct(rt, l, rows))
+            return false;
+    return max_rows > 0;
+}
+
 static void deconv_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)
 {
     size_t grid = (size_t)l->in_shape.h * l->in_shape.w, ic = (size_t)l->in_shape.c;
     size_t kko = deconv_kko(l);
     cl_mem cols = l->buffer[COLS].mem;
+    if (deconv_direct(ctx->rt, l, rows)) {
+        // The conv whose adjoint this is: its input is y, its grid x.
+        struct clrt_conv g = conv_geometry(l, l->x, l->out_shape, l->in_shape);
+        clrt_conv_input_grad(ctx->rt, (size_t)rows * l->out_shape.h * l->out_shape.w, ic, &g,
+                             mat(l->dev.params, l->dev.weight, kko), l->y, false);
+        dense_bias_forward(ctx, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c);
+        return;
+    }
     int step = slice_images(ctx->rt, rows, (size_t)rows * grid, kko, ic, grid * kko);
     for (int first = 0; first < rows; first += step) {
         int count = rows - first < step ? rows - first : step;
@@ -527,13 +562,15 @@ static size_t conv_buffer_images(const struct layer *l, int b, const struct clrt
     return most_slice_images(rt, max_rows, grid, kkc, (size_t)l->out_shape.c, grid * kkc);
 }
 
-// A deconv's columns hold a slice of the batch at a time (deconv_forward); their gradient the
-// batch's, for the weight gradient.
+// A deconv's columns hold a slice of the batch at a time (deconv_forward), none where it reads its
+// input; their gradient the batch's, for the weight gradient.
 static size_t deconv_buffer_images(const struct layer *l, int b, const struct clrt *rt,
                                    int max_rows)
 {
     if (b != COLS)
         return (size_t)max_rows;
+    if (deconv_direct_always(rt, l, max_rows))
+        return 0; // (the forward reads its input: no columns)
     size_t grid = (size_t)l->in_shape.h * l->in_shape.w, kko = deconv_kko(l);
     return most_slice_images(rt, max_rows, grid, kko, (size_t)l->in_shape.c, grid * kko);
 }

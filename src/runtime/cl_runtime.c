@@ -2017,7 +2017,7 @@ static void gemm_split(struct clrt *rt, bool ta, size_t m, size_t n, size_t k, f
     size_t a_step = ta ? chunk * a.ld : chunk, b_step = chunk * b.ld;
     struct clrt_mat part = {scratch, 0, n};
     if (rt->own_gemm) {
-        char part_label[48];
+        char part_label[72];
         snprintf(part_label, sizeof part_label, "%s in %zu", label, parts);
         gemm_blocks(rt, ta, m, n, chunk, 1.0f, a, a_step, b, b_step, 0.0f, part, mn, parts, NULL,
                     part_label, 2.0 * (double)m * n * chunk * parts);
@@ -2243,18 +2243,23 @@ void clrt_conv_input_grad(struct clrt *rt, size_t m, size_t n, const struct clrt
     KARG(kern, i++, g->c);
     KARG(kern, i++, g->img);
     KARG(kern, i++, oc);
-    const int *shape[6] = {&g->h, &g->w, &g->gh, &g->gw, &g->k, &g->p};
-    for (int q = 0; q < 6; q++)
+    const int *shape[7] = {&g->h, &g->w, &g->gh, &g->gw, &g->k, &g->s, &g->p};
+    for (int q = 0; q < 7; q++)
         KARG(kern, i++, *shape[q]);
     KARG(kern, i++, wt.mem);
     KARG(kern, i++, wt_off);
     KARG(kern, i++, ldwt);
     KARG(kern, i++, dx);
     KARG(kern, i++, add);
-    size_t global[2] = {((size_t)g->c + width - 1) / width, (m + rows - 1) / rows};
+    // At stride S a block's pixels are one row's, every S-th (the kernel's comment).
+    size_t s = (size_t)g->s, chunks = (((size_t)g->w + s - 1) / s + rows - 1) / rows;
+    size_t blocks = s == 1 ? (m + rows - 1) / rows : m / (size_t)g->w * s * chunks;
+    size_t global[2] = {((size_t)g->c + width - 1) / width, blocks};
     char label[48] = "";
     size_t k = (size_t)g->k * g->k * g->c;
     if (rt->profiling)
         snprintf(label, sizeof label, "conv dx %zux%zux%zu", m, k, n);
-    enqueue_product(rt, kern, 2, global, NULL, t0, label, 2.0 * (double)m * k * n);
+    // The product it stands for: the grid's positions (a pixel's when the stride is 1) x k x n.
+    double positions = (double)(m / ((size_t)g->h * g->w)) * g->gh * g->gw;
+    enqueue_product(rt, kern, 2, global, NULL, t0, label, 2.0 * positions * k * n);
 }
