@@ -142,15 +142,15 @@ __kernel void bias_backward_sum(__global const float *partial, int parts, __glob
     grads[dbias + j] = accumulate ? grads[dbias + j] + sum : sum;
 }
 
-// dst (cols, rows) at dst_off = the transpose of src (rows, cols) at src_off: an element a
-// work-item, which a GPU reads coalesced. Range: (cols, rows).
+// dst (cols, rows; its rows ldd apart) at dst_off = the transpose of src (rows, cols) at src_off:
+// an element a work-item, which a GPU reads coalesced. Range: (cols, rows).
 __kernel void transpose(__global const float *src, int src_off, __global float *dst, int dst_off,
-                        int rows, int cols)
+                        int rows, int cols, int ldd)
 {
     int c = get_global_id(0), r = get_global_id(1);
     if (c >= cols || r >= rows)
         return;
-    dst[dst_off + (size_t)c * rows + r] = src[src_off + (size_t)r * cols + c];
+    dst[dst_off + (size_t)c * ldd + r] = src[src_off + (size_t)r * cols + c];
 }
 
 // The same on a CPU: a work-item a 16 x 16 tile, read as 16 rows of 16 and written as 16 rows of
@@ -159,7 +159,7 @@ __kernel void transpose(__global const float *src, int src_off, __global float *
 // ms in tiles, and 784x128 55 against 19 us, on PoCL on 2 cores. Range: (ceil(cols / 16),
 // ceil(rows / 16)).
 __kernel void transpose_tiles(__global const float *src, int src_off, __global float *dst,
-                              int dst_off, int rows, int cols)
+                              int dst_off, int rows, int cols, int ldd)
 {
     int c0 = get_global_id(0) * 16, r0 = get_global_id(1) * 16;
     if (c0 >= cols || r0 >= rows)
@@ -175,11 +175,11 @@ __kernel void transpose_tiles(__global const float *src, int src_off, __global f
                                   tile[5][j], tile[6][j], tile[7][j], tile[8][j], tile[9][j],
                                   tile[10][j], tile[11][j], tile[12][j], tile[13][j],
                                   tile[14][j], tile[15][j]);
-            vstore16(v, 0, dst + (size_t)(c0 + j) * rows + r0);
+            vstore16(v, 0, dst + (size_t)(c0 + j) * ldd + r0);
         }
     } else {
         for (int i = r0; i < min(rows, r0 + 16); i++)
             for (int j = c0; j < min(cols, c0 + 16); j++)
-                dst[(size_t)j * rows + i] = src[(size_t)i * cols + j];
+                dst[(size_t)j * ldd + i] = src[(size_t)i * cols + j];
     }
 }

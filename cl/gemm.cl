@@ -716,48 +716,44 @@ GEMM_CONV_TN_KERNEL(gemm_tn_conv_16, 1)
 // gemm_nn_32 sums it (from 0, in order) and then added to the pixel's sum as col2im adds it: the
 // same bits as that product and col2im, without the product's columns (K K / S S times the
 // image). A transposed conv's forward is the same sum (dy its input, W^T its weight). A block: R
-// pixels, 16 NV channels (R NV 16-float sums and as many partial ones in registers). At stride 1
-// a block's pixels are R in a row of the batch's; at stride S, R of one image row whose x are
-// alike mod S (read by the same kernel positions, the walk's ky0, kx0 on), every S-th. A pixel's
-// position outside the grid is worked and not added (its rows of dy: the first). Range: (ceil(C /
-// (16 NV)), ceil(m / R) at stride 1, else m / W lines x S x ceil(ceil(W / S) / R)).
+// pixels, 16 NV channels (R NV 16-float sums and as many partial ones in registers). Its pixels
+// are R of one class (y mod S, x mod S) of the batch's pixels, in order (at stride 1 the one class
+// is every pixel): read by the same kernel positions, the walk's from ky0, kx0 on. The classes'
+// blocks one after another. A pixel's position outside the grid is worked and not added (its
+// rows of dy: the first). Range: (ceil(C / (16 NV)), the classes' ceil(pixels / R) summed).
 #define GEMM_CONV_DX_KERNEL(NAME, R, NV)                                                           \
     __kernel void NAME(int m, int C, __global const float *restrict dy, int OC, int H, int W,      \
                        int GH, int GW, int K, int S, int P, __global const float *restrict wt,     \
                        ulong wt_off, int ldwt, __global float *restrict dx, int acc)               \
     {                                                                                              \
-        int c0 = (int)get_global_id(0) * 16 * NV, rows, ky0 = 0, kx0 = 0;                         \
-        size_t block = get_global_id(1), line;                                                     \
+        int c0 = (int)get_global_id(0) * 16 * NV;                                                  \
+        if (c0 >= C)                                                                               \
+            return;                                                                                \
+        /* The block's class (cy, cx): hc x wc pixels an image, count in the batch. */            \
+        int images = m / (H * W), cy = 0, cx = 0, hc = 0, wc = 0, count = 0;                       \
+        size_t block = get_global_id(1);                                                           \
+        for (int q = 0; q < S * S; q++) {                                                          \
+            cy = q / S, cx = q % S;                                                                \
+            hc = (H - cy + S - 1) / S, wc = (W - cx + S - 1) / S, count = images * hc * wc;        \
+            size_t blocks = ((size_t)count + R - 1) / R;                                           \
+            if (block < blocks)                                                                    \
+                break;                                                                             \
+            block -= blocks, count = 0;                                                            \
+        }                                                                                          \
+        int j0 = (int)block * R;                                                                   \
+        if (j0 >= count)                                                                           \
+            return;                                                                                \
+        int rows = min(R, count - j0), ky0 = (cy + P) % S, kx0 = (cx + P) % S;                     \
         /* Each pixel's place in dx, its image's first grid row (n GH) and the grid position */   \
         /* of the walk's first kernel position (ky0, kx0); a position ty, tx steps on is ty, tx */ \
         /* grid rows and columns before it (y + P - ky is a multiple of S). */                    \
         int at[R], first[R], gy0[R], gx0[R];                                                       \
-        if (S == 1) {                                                                              \
-            int i0 = (int)block * R;                                                               \
-            if (i0 >= m || c0 >= C)                                                                \
-                return;                                                                            \
-            rows = min(R, m - i0);                                                                 \
-            _Pragma("unroll") for (int r = 0; r < R; r++)                                          \
-            {                                                                                      \
-                int pix = i0 + min(r, rows - 1), ln = pix / W;                                     \
-                at[r] = pix, gx0[r] = pix % W + P, gy0[r] = ln % H + P, first[r] = ln / H * GH;    \
-            }                                                                                      \
-        } else {                                                                                   \
-            int per = (W + S - 1) / S, chunks = (per + R - 1) / R;                                 \
-            line = block / ((size_t)S * chunks);                                                   \
-            int phase = (int)(block / chunks % S), j0 = (int)(block % chunks) * R;                 \
-            int count = (W - phase + S - 1) / S; /* pixels of the phase in a row */               \
-            if (line >= (size_t)(m / W) || j0 >= count || c0 >= C)                                 \
-                return;                                                                            \
-            rows = min(R, count - j0);                                                             \
-            int y = (int)(line % H);                                                               \
-            ky0 = (y + P) % S, kx0 = (phase + P) % S;                                              \
-            _Pragma("unroll") for (int r = 0; r < R; r++)                                          \
-            {                                                                                      \
-                int x = phase + S * (j0 + min(r, rows - 1));                                       \
-                at[r] = (int)line * W + x, gy0[r] = (y + P - ky0) / S;                             \
-                gx0[r] = (x + P - kx0) / S, first[r] = (int)(line / H) * GH;                       \
-            }                                                                                      \
+        _Pragma("unroll") for (int r = 0; r < R; r++)                                              \
+        {                                                                                          \
+            int j = j0 + min(r, rows - 1), n = j / (hc * wc), t = j % (hc * wc);                   \
+            int y = cy + S * (t / wc), x = cx + S * (t % wc);                                      \
+            at[r] = (n * H + y) * W + x, first[r] = n * GH;                                        \
+            gy0[r] = (y + P - ky0) / S, gx0[r] = (x + P - kx0) / S;                                \
         }                                                                                          \
         float16 sum[R][NV];                                                                        \
         _Pragma("unroll") for (int r = 0; r < R; r++)                                              \

@@ -646,12 +646,13 @@ int main(void)
          .encoder = "conv:8:3:1:1,res:8:2,conv:8:3:2:1,dense:4",
          CASE_R_RUN},
         // SD: a deconv whose forward clvae's kernels run on its input (16 channels out: no
-        // columns) and a stride-2 conv's input gradient on the image: 5x7 images through conv
-        // 3x3/1 and 3x3/2 (16 channels each, to 3x4), dense 4; back through dense 192 reshaped to
-        // 16x3x4, the deconv 3x3/2 to 16x5x7 and the output deconv.
+        // columns) and a stride-2 conv's input gradient on the image, both reading their weights
+        // with rows 16 floats further apart than their 256 (K K C = 4 x 4 x 16): 6x8 images
+        // through conv 3x3/1 and 4x4/2 (16 channels each, to 3x4), dense 4; back through dense
+        // 192 reshaped to 16x3x4, the deconv 4x4/2 to 16x6x8 and the output deconv.
         {.name = "SD",
-         .cfg = {.in_dim = 35, .channels = 1, .height = 5, .width = 7, .latent = 3},
-         .encoder = "conv:16:3:1:1,conv:16:3:2:1,dense:4",
+         .cfg = {.in_dim = 48, .channels = 1, .height = 6, .width = 8, .latent = 3},
+         .encoder = "conv:16:3:1:1,conv:16:4:2:1,dense:4",
          CASE_R_RUN},
         // RM: case R in micro-batches of 3 and 2 rows (every gradient of the block added over the
         // passes).

@@ -187,17 +187,19 @@ static void test_bias_forward(bool relu, int rows, int n, int offset, const size
 }
 
 // transpose (an element a work-item) or, tiles, transpose_tiles (a 16 x 16 tile a work-item): src
-// (rows, cols) at src_off -> dst (cols, rows) at dst_off; exact, and the cells of dst before
-// dst_off and after the matrix keep their values.
-static void test_transpose(bool tiles, int rows, int cols, int src_off, int dst_off,
+// (rows, cols) at src_off -> dst (cols, rows; rows + gap apart) at dst_off; exact, and the cells
+// of dst before dst_off, between its rows and after the matrix keep their values.
+static void test_transpose(bool tiles, int rows, int cols, int src_off, int dst_off, int gap,
                            const size_t *local)
 {
     const char *name = tiles ? "transpose_tiles" : "transpose";
     cl_kernel k = clrt_kernel(&rt, name);
+    int ldd = rows + gap;
     size_t count = (size_t)rows * cols, n_src = (size_t)src_off + count;
-    size_t n_dst = (size_t)dst_off + count + GUARD;
+    size_t span = (size_t)cols * ldd, n_dst = (size_t)dst_off + span + GUARD;
     float *src = tu_alloc(n_src, sizeof(float)), *dst = tu_alloc(n_dst, sizeof(float));
     double *want = tu_alloc(count, sizeof(double));
+    float *got = tu_alloc(count, sizeof(float));
     for (size_t i = 0; i < n_src; i++)
         src[i] = rng_range(-1.0, 1.0);
     tu_fill_guard(dst, 0, n_dst);
@@ -212,21 +214,29 @@ static void test_transpose(bool tiles, int rows, int cols, int src_off, int dst_
     KARG(k, 3, dst_off);
     KARG(k, 4, rows);
     KARG(k, 5, cols);
+    KARG(k, 6, ldd);
     size_t global[2] = {(size_t)cols, (size_t)rows};
     if (tiles)
         global[0] = (global[0] + 15) / 16, global[1] = (global[1] + 15) / 16;
     clrt_launch(&rt, k, 2, global, local);
     tu_download(&rt, ddst, dst, n_dst * sizeof(float));
+    bool gaps_kept =
+        !tu_changed(dst, 0, (size_t)dst_off) && !tu_changed(dst, (size_t)dst_off + span, n_dst);
+    for (int c = 0; c < cols; c++) {
+        const float *row = dst + dst_off + (size_t)c * ldd;
+        memcpy(got + (size_t)c * rows, row, (size_t)rows * sizeof(float));
+        gaps_kept =
+            gaps_kept && !tu_changed(dst, (size_t)(row - dst) + rows, (size_t)(row - dst) + ldd);
+    }
     char what[160];
-    snprintf(what, sizeof what, "%s (%dx%d, offsets %d -> %d, local %s)", name, rows, cols, src_off,
-             dst_off, local ? "8x4" : "driver's");
-    tu_compare(what, dst + dst_off, want, NULL, count, 0.0, 0.0);
-    tu_check(!tu_changed(dst, 0, (size_t)dst_off) &&
-                 !tu_changed(dst, (size_t)dst_off + count, n_dst),
-             "%s (%dx%d): guard cells", name, rows, cols);
+    snprintf(what, sizeof what, "%s (%dx%d, offsets %d -> %d, rows %d apart, local %s)", name, rows,
+             cols, src_off, dst_off, ldd, local ? "8x4" : "driver's");
+    tu_compare(what, got, want, NULL, count, 0.0, 0.0);
+    tu_check(gaps_kept, "%s (%dx%d, rows %d apart): guard cells", name, rows, cols, ldd);
     free(src);
     free(dst);
     free(want);
+    free(got);
     clReleaseMemObject(dsrc);
     clReleaseMemObject(ddst);
     clReleaseKernel(k);
@@ -1373,6 +1383,7 @@ static void test_fused_step(int rows, int in, int out, bool mask, float beta1, b
     KARG(t, 3, dst);
     KARG(t, 4, in);
     KARG(t, 5, out);
+    KARG(t, 6, in);
     size_t tg[2] = {((size_t)out + 15) / 16, ((size_t)in + 15) / 16};
     clrt_launch(&rt, t, 2, tg, NULL);
     clReleaseKernel(t);
@@ -2655,13 +2666,17 @@ int main(void)
     test_bias_backward(true, 70, 1024, 2, 1, true);
     test_bias_backward(false, 301, 2048, 0, 3, true);
 
-    test_transpose(false, 37, 53, 11, 5, NULL);
-    test_transpose(false, 13, 3, 0, 17, local2);
-    // Tiles: whole ones, edges right and below, fewer rows or columns than a tile, 1024 wide.
-    test_transpose(true, 37, 53, 11, 5, NULL);
-    test_transpose(true, 13, 3, 0, 17, local2);
-    test_transpose(true, 64, 48, 3, 0, NULL);
-    test_transpose(true, 70, 1024, 0, 9, NULL);
+    test_transpose(false, 37, 53, 11, 5, 0, NULL);
+    test_transpose(false, 13, 3, 0, 17, 0, local2);
+    test_transpose(false, 29, 6, 2, 3, 7, NULL);
+    // Tiles: whole ones, edges right and below, fewer rows or columns than a tile, 1024 wide; rows
+    // of the transpose further apart than its width.
+    test_transpose(true, 37, 53, 11, 5, 0, NULL);
+    test_transpose(true, 13, 3, 0, 17, 0, local2);
+    test_transpose(true, 64, 48, 3, 0, 0, NULL);
+    test_transpose(true, 70, 1024, 0, 9, 0, NULL);
+    test_transpose(true, 512, 40, 0, 4, 16, NULL); // (a conv's W^T for clrt_conv_input_grad)
+    test_transpose(true, 37, 21, 1, 0, 3, NULL);
 
     // The common 4x4/2 pad 1; odd channels and sizes with a 3x3/1; a kernel wider than the
     // stride with no padding; stride 3; im2col a work-item a row and a work-item a float.

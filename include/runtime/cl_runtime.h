@@ -430,6 +430,11 @@ void clrt_conv_weight_grad(struct clrt *rt, size_t m, size_t n, size_t k, const 
 // channels), up front. 0, or -1 with err (CLVAE_EXIT_DEVICE) naming the buffer and its size.
 int clrt_reserve_zeros(struct clrt *rt, size_t floats, struct clvae_error *err);
 
+// dst = src, rows of cols floats each (the matrices' own leading dimensions): one enqueue, counted
+// and profiled as a launch.
+void clrt_copy_rows(struct clrt *rt, struct clrt_mat src, struct clrt_mat dst, size_t rows,
+                    size_t cols);
+
 // A conv's input gradient: dx (m pixels, c) = (acc: +=) col2im(dy W^T), g->img being dy (its rows
 // gh gw positions, n channels) and wt W^T (n, k k c): the same bits as clrt_gemm's product into
 // the columns (unsplit) and cl/conv.cl's conv_col2im, in one launch, no columns (clvae's kernels

@@ -249,7 +249,7 @@ void dense_bias_backward(const struct layer_ctx *ctx, const struct layer *l, int
 // Refreshed every backward pass, so backward always sees the current parameters however they
 // were set.
 static void dense_transpose_weight_into(const struct layer_ctx *ctx, const struct layer *l,
-                                        int rows, int cols, cl_mem out, int dst)
+                                        int rows, int cols, cl_mem out, int dst, int ldd)
 {
     cl_kernel k = l->kernel[DENSE_K_TRANSPOSE];
     int src = (int)l->dev.weight;
@@ -260,6 +260,7 @@ static void dense_transpose_weight_into(const struct layer_ctx *ctx, const struc
     KARG(k, a++, dst);
     KARG(k, a++, rows);
     KARG(k, a++, cols);
+    KARG(k, a++, ldd);
     size_t global[2] = {(size_t)cols, (size_t)rows};
     if (ctx->cpu) // transpose_tiles: a work-item a 16 x 16 tile
         global[0] = (global[0] + 15) / 16, global[1] = (global[1] + 15) / 16;
@@ -268,7 +269,13 @@ static void dense_transpose_weight_into(const struct layer_ctx *ctx, const struc
 
 void dense_transpose_weight(const struct layer_ctx *ctx, const struct layer *l, int rows, int cols)
 {
-    dense_transpose_weight_into(ctx, l, rows, cols, ctx->weights_t, 0);
+    dense_transpose_weight_into(ctx, l, rows, cols, ctx->weights_t, 0, rows);
+}
+
+void dense_transpose_weight_ld(const struct layer_ctx *ctx, const struct layer *l, int rows,
+                               int cols, int ldd)
+{
+    dense_transpose_weight_into(ctx, l, rows, cols, ctx->weights_t, 0, ldd);
 }
 
 void dense_weight_grad(const struct layer_ctx *ctx, const struct layer *l, int rows,
@@ -321,7 +328,7 @@ static void dense_backward(const struct layer_ctx *ctx, const struct layer *l, i
                     wt = ctx->weights_kept ? mat(ctx->weights_kept, l->weight_t, in)
                                            : mat(ctx->weights_t, 0, in);
     if (l->needs_dx && !dense_wt_kept(ctx, l, rows))
-        dense_transpose_weight_into(ctx, l, l->in, l->out, wt.mem, (int)wt.offset);
+        dense_transpose_weight_into(ctx, l, l->in, l->out, wt.mem, (int)wt.offset, (int)wt.ld);
     // The gradients and the input gradient in one launch, the model's fold (the sampler's
     // backward) in the latter's store.
     struct layer_dx_fold *fold = ctx->dx_fold;

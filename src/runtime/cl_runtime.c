@@ -1452,6 +1452,22 @@ void clrt_profile_print(struct clrt *rt, FILE *out, double wall_seconds)
             wall_seconds > 0 ? 100.0 * rt->enqueue_seconds / wall_seconds : 0.0);
 }
 
+void clrt_copy_rows(struct clrt *rt, struct clrt_mat src, struct clrt_mat dst, size_t rows,
+                    size_t cols)
+{
+    size_t f = sizeof(float), src_origin[3] = {src.offset * f, 0, 0};
+    size_t dst_origin[3] = {dst.offset * f, 0, 0}, region[3] = {cols * f, rows, 1};
+    cl_event ev = NULL;
+    rt->launches++;
+    double t0 = host_now();
+    CL_CHECK(clEnqueueCopyBufferRect(rt->queue, src.mem, dst.mem, src_origin, dst_origin, region,
+                                     src.ld * f, 0, dst.ld * f, 0, 0, NULL,
+                                     rt->profiling ? &ev : NULL));
+    rt->enqueue_seconds += host_now() - t0;
+    if (ev)
+        prof_record(rt, ev, prof_slot(rt, "copy rows", 0));
+}
+
 void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *global,
                  const size_t *local)
 {
@@ -2251,9 +2267,13 @@ void clrt_conv_input_grad(struct clrt *rt, size_t m, size_t n, const struct clrt
     KARG(kern, i++, ldwt);
     KARG(kern, i++, dx);
     KARG(kern, i++, add);
-    // At stride S a block's pixels are one row's, every S-th (the kernel's comment).
-    size_t s = (size_t)g->s, chunks = (((size_t)g->w + s - 1) / s + rows - 1) / rows;
-    size_t blocks = s == 1 ? (m + rows - 1) / rows : m / (size_t)g->w * s * chunks;
+    // A block's pixels are of one class (y mod S, x mod S) of the batch's (the kernel's comment).
+    size_t s = (size_t)g->s, images = m / ((size_t)g->h * g->w), blocks = 0;
+    for (size_t cy = 0; cy < s; cy++)
+        for (size_t cx = 0; cx < s; cx++) {
+            size_t hc = ((size_t)g->h - cy + s - 1) / s, wc = ((size_t)g->w - cx + s - 1) / s;
+            blocks += (images * hc * wc + rows - 1) / rows;
+        }
     size_t global[2] = {((size_t)g->c + width - 1) / width, blocks};
     char label[48] = "";
     size_t k = (size_t)g->k * g->k * g->c;
