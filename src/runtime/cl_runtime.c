@@ -2280,6 +2280,6 @@ void clrt_conv_input_grad(struct clrt *rt, size_t m, size_t n, const struct clrt
     if (rt->profiling)
         snprintf(label, sizeof label, "conv dx %zux%zux%zu", m, k, n);
     // The product it stands for: the grid's positions (a pixel's when the stride is 1) x k x n.
-    double positions = (double)(m / ((size_t)g->h * g->w)) * g->gh * g->gw;
+    double positions = (double)images * g->gh * g->gw;
     enqueue_product(rt, kern, 2, global, NULL, t0, label, 2.0 * positions * k * n);
 }
