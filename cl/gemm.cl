@@ -601,18 +601,18 @@ GEMM_GATHER_KERNEL(gemm_nn_16_gather, 1)
         GEMM_FMA_ROWS(NV, brow, arow[r][q])                                                        \
     }
 
-// A conv's forward: C (m grid positions, n) = im2col(img) B with the epilogue (GEMM_BIAS,
-// GEMM_BIAS_RELU or none), k = K K C, as gemm_nn_32 (_16) runs it over the columns. Range: (column
-// blocks, row blocks).
+// A conv's forward: C (m grid positions, n) = im2col(img) B + beta C with the epilogue (GEMM_BIAS,
+// GEMM_BIAS_RELU or none), k = K K C, as gemm_nn_32 (_16) runs it over the columns (a transposed
+// conv's input gradient too: img its dy, B its W^T). Range: (column blocks, row blocks).
 #define GEMM_CONV_KERNEL(NAME, NV)                                                                 \
     __kernel void NAME(int m, int n, GEMM_CONV_ARGS, __global const float *restrict b,             \
-                       ulong b_off, int ldb, __global float *restrict c, ulong c_off, int ldc,     \
-                       __global float *bias, ulong bias_off, int epilogue)                         \
+                       ulong b_off, int ldb, float beta, __global float *restrict c, ulong c_off,  \
+                       int ldc, __global float *bias, ulong bias_off, int epilogue)                \
     {                                                                                              \
         int j0 = (int)get_global_id(0) * 16 * NV, i0 = (int)get_global_id(1) * GEMM_R;             \
         if (i0 >= m || j0 >= n)                                                                    \
             return;                                                                                \
-        float alpha = 1.0f, beta = 0.0f, s_beta = 0.0f, s_noise = 0.0f;                            \
+        float alpha = 1.0f, s_beta = 0.0f, s_noise = 0.0f;                                         \
         __global const float *eps = 0;                                                             \
         int rows = min(GEMM_R, m - i0), cols = min(16 * NV, n - j0);                               \
         b += b_off + j0;                                                                           \

@@ -654,6 +654,19 @@ int main(void)
          .cfg = {.in_dim = 48, .channels = 1, .height = 6, .width = 8, .latent = 3},
          .encoder = "conv:16:3:1:1,conv:16:4:2:1,dense:4",
          CASE_R_RUN},
+        // SM: case SD in micro-batches of 3 and 2 rows (the deconv's weight gradient on dy,
+        // added to over the passes through its transpose).
+        {.name = "SM",
+         .cfg = {.in_dim = 48, .channels = 1, .height = 6, .width = 8, .latent = 3},
+         .encoder = "conv:16:3:1:1,conv:16:4:2:1,dense:4",
+         .max_rows = 3,
+         .rows = 5,
+         .offset = 2,
+         .seed = 101,
+         .step = 5,
+         .noise_scale = 1.0f,
+         .beta = 0.9f,
+         .micro = 3},
         // RM: case R in micro-batches of 3 and 2 rows (every gradient of the block added over the
         // passes).
         {.name = "RM",

@@ -509,7 +509,7 @@ static void test_conv_direct(int rows, int C, int H, int W, int K, int S, int P,
     struct clrt_mat w = {dparams, 0, (size_t)OC};
     clrt_gemm_bias(&rt, pos, OC, kkc, (struct clrt_mat){dcols, 0, kkc}, w,
                    (struct clrt_mat){out[0], 0, (size_t)OC}, &ep);
-    clrt_conv_forward(&rt, pos, OC, &g, w, (struct clrt_mat){out[1], 0, (size_t)OC}, &ep);
+    clrt_conv_forward(&rt, pos, OC, &g, w, 0.0f, (struct clrt_mat){out[1], 0, (size_t)OC}, &ep);
     double *want = download_doubles(out[0], n_y);
     float *got = tu_alloc(n_y > n_w ? n_y : n_w, sizeof(float)); // (y, then dw)
     tu_download(&rt, out[1], got, n_y * sizeof(float));
@@ -540,6 +540,22 @@ static void test_conv_direct(int rows, int C, int H, int W, int K, int S, int P,
     snprintf(what, sizeof what, "clrt_conv_forward against the definition (%s)", shape);
     tu_compare(what, got, want, scale, n_y, 1e-6, 1e-6);
     free(want);
+    // Added to C, no epilogue (a deconv's input gradient, added into dx): as clrt_gemm adds.
+    float *c0 = tu_alloc(n_y, sizeof(float));
+    for (size_t i = 0; i < n_y; i++)
+        c0[i] = rng_range(-1.0, 1.0);
+    cl_mem added[2] = {upload_floats(c0, n_y, "C"), upload_floats(c0, n_y, "C direct")};
+    clrt_gemm(&rt, false, false, pos, OC, kkc, 1.0f, (struct clrt_mat){dcols, 0, kkc}, w, 1.0f,
+              (struct clrt_mat){added[0], 0, (size_t)OC});
+    clrt_conv_forward(&rt, pos, OC, &g, w, 1.0f, (struct clrt_mat){added[1], 0, (size_t)OC}, NULL);
+    want = download_doubles(added[0], n_y);
+    tu_download(&rt, added[1], got, n_y * sizeof(float));
+    snprintf(what, sizeof what, "clrt_conv_forward + C = im2col, then the product + C (%s)", shape);
+    tu_compare(what, got, want, NULL, n_y, 0.0, 0.0);
+    free(want);
+    free(c0);
+    clReleaseMemObject(added[0]);
+    clReleaseMemObject(added[1]);
     for (int beta = 0; beta < 2; beta++) {
         cl_mem grads[2] = {upload_floats(g0, n_w, "dw"), upload_floats(g0, n_w, "dw direct")};
         clrt_gemm(&rt, true, false, kkc, OC, pos, 1.0f, (struct clrt_mat){dcols, 0, kkc},

@@ -45,8 +45,13 @@ void dense_product_bias(const struct layer_ctx *ctx, const struct layer *l, size
 // dy masked by the ReLU in place; db (n) (+)= its column sums.
 void dense_bias_backward(const struct layer_ctx *ctx, const struct layer *l, int rows, int n,
                          bool accumulate);
+// dst (cols, rows; rows dst.ld apart) = the transpose of src (rows, cols; contiguous), through
+// l's transpose kernel (offsets in int).
+void dense_transpose(const struct layer_ctx *ctx, const struct layer *l, struct clrt_mat src,
+                     int rows, int cols, struct clrt_mat dst);
 // ctx->weights_t = W^T (cols, rows) of W (rows, cols) at l->weight: the scratch every layer's
-// input gradient uses in turn (the queue is in order).
+// input gradient uses in turn (the queue is in order). Refreshed every backward pass, so backward
+// always sees the current parameters however they were set.
 void dense_transpose_weight(const struct layer_ctx *ctx, const struct layer *l, int rows, int cols);
 // The same with W^T's rows ldd (>= rows) apart.
 void dense_transpose_weight_ld(const struct layer_ctx *ctx, const struct layer *l, int rows,

@@ -416,10 +416,11 @@ struct clrt_conv {
 // that these run alike (a forward unsplit over k, a weight gradient as clrt_gemm splits it).
 bool clrt_conv_direct(const struct clrt *rt, size_t positions, size_t n, size_t kkc, int c);
 
-// C (m positions, n) = im2col(img) B with the epilogue ep (bias and ReLU; no wt), as clrt_gemm_bias
-// runs it over the columns, where clrt_conv_direct says so.
+// C (m positions, n) = im2col(img) B + beta C with the epilogue ep (bias and ReLU, or NULL; no wt),
+// as clrt_gemm_bias (clrt_gemm) runs it over the columns, where clrt_conv_direct says so.
 void clrt_conv_forward(struct clrt *rt, size_t m, size_t n, const struct clrt_conv *g,
-                       struct clrt_mat b, struct clrt_mat c, const struct clrt_epilogue *ep);
+                       struct clrt_mat b, float beta, struct clrt_mat c,
+                       const struct clrt_epilogue *ep);
 
 // C (m = k k c, n) = im2col(img)^T B + beta C over k positions (B: dy, k rows), as clrt_gemm runs
 // it over the columns (in parts where it splits it), where clrt_conv_direct says so.

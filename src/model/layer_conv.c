@@ -240,8 +240,8 @@ static int deconv_layout(struct layer *l, struct layer_plan *plan, char *why)
     l->out_shape = (struct layer_shape){.c = s->units, .h = (int)oh, .w = (int)ow, .spatial = true};
     size_t kko = (size_t)kernel * kernel * s->units;
     lay_out_params(l, plan, (size_t)in->c, kko, (size_t)in->h * in->w * kko);
-    if (direct_ld(kko) != kko) // (the forward's copy of W for clrt_conv_input_grad)
-        reserve_weights_t(plan, (size_t)in->c * direct_ld(kko));
+    // The forward's copy of W for clrt_conv_input_grad; the backward's dW^T.
+    reserve_weights_t(plan, (size_t)in->c * direct_ld(kko));
     l->wgrad_m = (size_t)in->c, l->wgrad_n = kko, l->wgrad_k = (size_t)in->h * in->w;
     return 0;
 }
@@ -437,7 +437,7 @@ static void forward_slices(const struct layer_ctx *ctx, const struct layer *l, i
         struct clrt_conv g = conv_geometry(l, l->x, l->in_shape, l->out_shape);
         struct clrt_epilogue ep = {.bias = {l->dev.params, l->dev.bias, 0}, .relu = l->relu};
         clrt_conv_forward(ctx->rt, (size_t)rows * grid, n, &g, mat(l->dev.params, l->dev.weight, n),
-                          mat(l->y, 0, n), &ep);
+                          0.0f, mat(l->y, 0, n), &ep);
         return;
     }
     int step = slice_images(ctx->rt, rows, (size_t)rows * grid, n, kkc, grid * kkc);
@@ -512,14 +512,6 @@ static bool deconv_direct(const struct clrt *rt, const struct layer *l, int rows
            col2im_direct(rt, rows, l->out_shape, l->in_shape, (size_t)l->in_shape.c, deconv_kko(l));
 }
 
-static bool deconv_direct_always(const struct clrt *rt, const struct layer *l, int max_rows)
-{
-    for (int rows = 1; rows <= max_rows; rows++)
-        if (!deconv_direct(rt, l, rows))
-            return false;
-    return max_rows > 0;
-}
-
 static void deconv_forward(const struct layer_ctx *ctx, const struct layer *l, int rows)
 {
     size_t grid = (size_t)l->in_shape.h * l->in_shape.w, ic = (size_t)l->in_shape.c;
@@ -552,6 +544,49 @@ static void deconv_forward(const struct layer_ctx *ctx, const struct layer *l, i
     dense_bias_forward(ctx, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c);
 }
 
+// Whether deconv l's backward over rows images reads dy in place of its columns, im2col(dy): its
+// input gradient im2col(dy) W^T as a conv's forward over dy (clrt_conv_forward: dy's channels a
+// multiple of 8, the product unsplit), its weight gradient x^T im2col(dy)
+// as the transpose of a conv's weight gradient, im2col(dy)^T x (clrt_conv_weight_grad: the parts
+// clrt_gemm would split it in, each value's multiply-adds in the same order): the same bits.
+static bool deconv_direct_back(const struct clrt *rt, const struct layer *l, int rows)
+{
+    size_t positions = (size_t)rows * l->in_shape.h * l->in_shape.w;
+    return layer_splitk_parts(rt, l->wgrad_m, l->wgrad_n, (size_t)rows * l->wgrad_k) == 1 &&
+           clrt_conv_direct(rt, positions, (size_t)l->in_shape.c, deconv_kko(l), l->out_shape.c);
+}
+
+// Whether deconv l's forward (back: its backward) takes the direct path at every batch of 1 ..
+// max_rows images: then it keeps no columns (of dy) at all.
+static bool deconv_direct_always(const struct clrt *rt, const struct layer *l, int max_rows,
+                                 bool back)
+{
+    for (int rows = 1; rows <= max_rows; rows++)
+        if (!(back ? deconv_direct_back(rt, l, rows) : deconv_direct(rt, l, rows)))
+            return false;
+    return max_rows > 0;
+}
+
+// deconv_backward where deconv_direct_back says so; dW^T in the transposed weights' scratch (with
+// dW's transpose first when adding to it: the sum's last add, as clrt_gemm adds, C + the sum).
+static void deconv_backward_direct(const struct layer_ctx *ctx, const struct layer *l, int rows,
+                                   bool accumulate)
+{
+    size_t ic = (size_t)l->in_shape.c, kko = deconv_kko(l);
+    size_t m = (size_t)rows * l->in_shape.h * l->in_shape.w;
+    struct clrt_conv g = conv_geometry(l, l->dy, l->out_shape, l->in_shape);
+    struct clrt_mat wt = mat(ctx->weights_t, 0, ic), dw = mat(l->dev.grads, l->dev.weight, kko);
+    if (l->needs_dx) {
+        dense_transpose_weight(ctx, l, (int)ic, (int)kko);
+        clrt_conv_forward(ctx->rt, m, ic, &g, wt, l->dx_accumulate ? 1.0f : 0.0f, mat(l->dx, 0, ic),
+                          NULL);
+    }
+    if (accumulate)
+        dense_transpose(ctx, l, dw, (int)ic, (int)kko, wt);
+    clrt_conv_weight_grad(ctx->rt, kko, ic, m, &g, mat(l->x, 0, ic), accumulate ? 1.0f : 0.0f, wt);
+    dense_transpose(ctx, l, wt, (int)kko, (int)ic, dw);
+}
+
 static void deconv_backward(const struct layer_ctx *ctx, const struct layer *l, int rows,
                             bool accumulate)
 {
@@ -559,6 +594,10 @@ static void deconv_backward(const struct layer_ctx *ctx, const struct layer *l, 
     size_t kko = deconv_kko(l);
     cl_mem dcols = l->buffer[DCOLS].mem;
     dense_bias_backward(ctx, l, rows * l->out_shape.h * l->out_shape.w, l->out_shape.c, accumulate);
+    if (deconv_direct_back(ctx->rt, l, rows)) {
+        deconv_backward_direct(ctx, l, rows, accumulate);
+        return;
+    }
     // The columns of dy and, when the layer has one, the input gradient from them a slice at a
     // time; then the weight gradient (it reads x and the columns, which neither writes).
     bool dx = l->needs_dx;
@@ -594,13 +633,14 @@ static size_t conv_buffer_images(const struct layer *l, int b, const struct clrt
 }
 
 // A deconv's columns hold a slice of the batch at a time (deconv_forward), none where it reads its
-// input; their gradient the batch's, for the weight gradient.
+// input; their gradient (im2col(dy)) the batch's, for the weight gradient, none where its
+// backward reads dy.
 static size_t deconv_buffer_images(const struct layer *l, int b, const struct clrt *rt,
                                    int max_rows)
 {
     if (b != COLS)
-        return (size_t)max_rows;
-    if (deconv_direct_always(rt, l, max_rows))
+        return deconv_direct_always(rt, l, max_rows, true) ? 0 : (size_t)max_rows;
+    if (deconv_direct_always(rt, l, max_rows, false))
         return 0; // (the forward reads its input: no columns)
     size_t grid = (size_t)l->in_shape.h * l->in_shape.w, kko = deconv_kko(l);
     return most_slice_images(rt, max_rows, grid, kko, (size_t)l->in_shape.c, grid * kko);

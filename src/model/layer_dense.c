@@ -246,18 +246,16 @@ void dense_bias_backward(const struct layer_ctx *ctx, const struct layer *l, int
     clrt_launch(ctx->rt, k, 1, &columns, NULL);
 }
 
-// Refreshed every backward pass, so backward always sees the current parameters however they
-// were set.
-static void dense_transpose_weight_into(const struct layer_ctx *ctx, const struct layer *l,
-                                        int rows, int cols, cl_mem out, int dst, int ldd)
+void dense_transpose(const struct layer_ctx *ctx, const struct layer *l, struct clrt_mat src,
+                     int rows, int cols, struct clrt_mat dst)
 {
     cl_kernel k = l->kernel[DENSE_K_TRANSPOSE];
-    int src = (int)l->dev.weight;
+    int src_off = (int)src.offset, dst_off = (int)dst.offset, ldd = (int)dst.ld;
     cl_uint a = 0;
-    KARG(k, a++, l->dev.params);
-    KARG(k, a++, src);
-    KARG(k, a++, out);
-    KARG(k, a++, dst);
+    KARG(k, a++, src.mem);
+    KARG(k, a++, src_off);
+    KARG(k, a++, dst.mem);
+    KARG(k, a++, dst_off);
     KARG(k, a++, rows);
     KARG(k, a++, cols);
     KARG(k, a++, ldd);
@@ -269,13 +267,14 @@ static void dense_transpose_weight_into(const struct layer_ctx *ctx, const struc
 
 void dense_transpose_weight(const struct layer_ctx *ctx, const struct layer *l, int rows, int cols)
 {
-    dense_transpose_weight_into(ctx, l, rows, cols, ctx->weights_t, 0, rows);
+    dense_transpose_weight_ld(ctx, l, rows, cols, rows);
 }
 
 void dense_transpose_weight_ld(const struct layer_ctx *ctx, const struct layer *l, int rows,
                                int cols, int ldd)
 {
-    dense_transpose_weight_into(ctx, l, rows, cols, ctx->weights_t, 0, ldd);
+    dense_transpose(ctx, l, mat(l->dev.params, l->dev.weight, (size_t)cols), rows, cols,
+                    mat(ctx->weights_t, 0, (size_t)ldd));
 }
 
 void dense_weight_grad(const struct layer_ctx *ctx, const struct layer *l, int rows,
@@ -328,7 +327,7 @@ static void dense_backward(const struct layer_ctx *ctx, const struct layer *l, i
                     wt = ctx->weights_kept ? mat(ctx->weights_kept, l->weight_t, in)
                                            : mat(ctx->weights_t, 0, in);
     if (l->needs_dx && !dense_wt_kept(ctx, l, rows))
-        dense_transpose_weight_into(ctx, l, l->in, l->out, wt.mem, (int)wt.offset, (int)wt.ld);
+        dense_transpose(ctx, l, mat(l->dev.params, l->dev.weight, out), l->in, l->out, wt);
     // The gradients and the input gradient in one launch, the model's fold (the sampler's
     // backward) in the latter's store.
     struct layer_dx_fold *fold = ctx->dx_fold;

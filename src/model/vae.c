@@ -567,14 +567,17 @@ static void place_layers(struct vae *vae)
 }
 
 // Floats of the zeros a conv product reads for the padding (clrt_reserve_zeros): the most channels
-// an image layer takes in, where clvae's kernels run the products; none elsewhere. The runtime's,
-// as its products' scratch is: not in vae_device_bytes (a few KiB).
+// an image layer takes in or gives out (a deconv's backward reads dy so), where clvae's kernels run
+// the products; none elsewhere. The runtime's, as its products' scratch is: not in
+// vae_device_bytes (a few KiB).
 static size_t conv_zero_floats(const struct vae *layout, const struct clrt *rt)
 {
     size_t most = 0;
     for (int i = 0; rt->own_gemm && i < layout->n_layers; i++) {
-        const struct layer_shape *in = &layout->layer[i].in_shape;
+        const struct layer_shape *in = &layout->layer[i].in_shape,
+                                 *out = &layout->layer[i].out_shape;
         most = in->spatial && (size_t)in->c > most ? (size_t)in->c : most;
+        most = out->spatial && (size_t)out->c > most ? (size_t)out->c : most;
     }
     return most;
 }

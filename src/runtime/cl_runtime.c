@@ -2167,7 +2167,8 @@ bool clrt_conv_direct(const struct clrt *rt, size_t positions, size_t n, size_t 
 }
 
 void clrt_conv_forward(struct clrt *rt, size_t m, size_t n, const struct clrt_conv *g,
-                       struct clrt_mat b, struct clrt_mat c, const struct clrt_epilogue *ep)
+                       struct clrt_mat b, float beta, struct clrt_mat c,
+                       const struct clrt_epilogue *ep)
 {
     double t0 = host_now();
     size_t width = n > 16 ? 32 : 16, k = (size_t)g->k * g->k * g->c;
@@ -2179,6 +2180,7 @@ void clrt_conv_forward(struct clrt *rt, size_t m, size_t n, const struct clrt_co
     KARG(kern, i++, in);
     i = conv_args(rt, kern, i, g);
     i = mat_args(kern, i, b);
+    KARG(kern, i++, beta);
     i = mat_args(kern, i, c);
     epilogue_args(kern, i, ep, c.mem);
     char label[48] = "";
