@@ -494,6 +494,11 @@ static void check_dx_accumulate(const struct gc_case *c)
     .cfg = {.in_dim = 35, .channels = 1, .height = 5, .width = 7, .latent = 3},                    \
     .encoder = "conv:6:3:1:1,res:6:3,dense:4"
 
+// Cases SD and SM's model: 6x8 images through conv 3x3/1 and 4x4/2 (16 channels), dense 4.
+#define DIRECT68                                                                                   \
+    .cfg = {.in_dim = 48, .channels = 1, .height = 6, .width = 8, .latent = 3},                    \
+    .encoder = "conv:16:3:1:1,conv:16:4:2:1,dense:4"
+
 int main(void)
 {
     tu_init("test_gradcheck");
@@ -640,7 +645,8 @@ int main(void)
         // (no columns: clrt_conv_direct) where they run the products: 5x7 images through conv
         // 3x3/1 (8 channels), res:8:2, conv 3x3/2 (8 channels, to 3x4: its input gradient at
         // stride 2 on the image too), dense 4; back through dense 96 reshaped to 8x3x4, the
-        // deconv (8 channels: through columns), res:8:2 and the output deconv.
+        // deconv (8 channels: its forward through columns, its backward on dy), res:8:2 and the
+        // output deconv.
         {.name = "RD",
          .cfg = {.in_dim = 35, .channels = 1, .height = 5, .width = 7, .latent = 3},
          .encoder = "conv:8:3:1:1,res:8:2,conv:8:3:2:1,dense:4",
@@ -650,15 +656,11 @@ int main(void)
         // with rows 16 floats further apart than their 256 (K K C = 4 x 4 x 16): 6x8 images
         // through conv 3x3/1 and 4x4/2 (16 channels each, to 3x4), dense 4; back through dense
         // 192 reshaped to 16x3x4, the deconv 4x4/2 to 16x6x8 and the output deconv.
-        {.name = "SD",
-         .cfg = {.in_dim = 48, .channels = 1, .height = 6, .width = 8, .latent = 3},
-         .encoder = "conv:16:3:1:1,conv:16:4:2:1,dense:4",
-         CASE_R_RUN},
+        {.name = "SD", DIRECT68, CASE_R_RUN},
         // SM: case SD in micro-batches of 3 and 2 rows (the deconv's weight gradient on dy,
         // added to over the passes through its transpose).
         {.name = "SM",
-         .cfg = {.in_dim = 48, .channels = 1, .height = 6, .width = 8, .latent = 3},
-         .encoder = "conv:16:3:1:1,conv:16:4:2:1,dense:4",
+         DIRECT68,
          .max_rows = 3,
          .rows = 5,
          .offset = 2,
