@@ -410,12 +410,21 @@ static bool conv_direct_dx(const struct clrt *rt, const struct layer *l, int row
            col2im_direct(rt, rows, l->in_shape, l->out_shape, (size_t)l->out_shape.c, l->wgrad_m);
 }
 
+// The most images of a pass over 1 .. max_rows images that conv l (dx: its input gradient too)
+// runs through columns rather than on the image: what its columns buffers need hold (0: none).
+// The conv reference's second conv runs passes of 41-83 images through columns, 84-256 on the
+// image (its forward product over the columns would be split).
+static int conv_columns_rows(const struct clrt *rt, const struct layer *l, int max_rows, bool dx)
+{
+    for (int rows = max_rows; rows > 0; rows--)
+        if (!(dx ? conv_direct_dx(rt, l, rows) : conv_direct(rt, l, rows)))
+            return rows;
+    return 0;
+}
+
 bool conv_direct_always(const struct clrt *rt, const struct layer *l, int max_rows, bool dx)
 {
-    for (int rows = 1; rows <= max_rows; rows++)
-        if (!(dx ? conv_direct_dx(rt, l, rows) : conv_direct(rt, l, rows)))
-            return false;
-    return max_rows > 0;
+    return max_rows > 0 && conv_columns_rows(rt, l, max_rows, dx) == 0;
 }
 
 void conv_im2col(const struct layer_ctx *ctx, const struct layer *l, int rows)
@@ -556,15 +565,15 @@ static bool deconv_direct_back(const struct clrt *rt, const struct layer *l, int
            clrt_conv_direct(rt, positions, (size_t)l->in_shape.c, deconv_kko(l), l->out_shape.c);
 }
 
-// Whether deconv l's forward (back: its backward) takes the direct path at every batch of 1 ..
-// max_rows images: then it keeps no columns (of dy) at all.
-static bool deconv_direct_always(const struct clrt *rt, const struct layer *l, int max_rows,
-                                 bool back)
+// The most images of a pass over 1 .. max_rows images whose forward (back: backward) deconv l runs
+// through columns (of dy) rather than on its input (dy): what its buffers need hold (0: none).
+static int deconv_columns_rows(const struct clrt *rt, const struct layer *l, int max_rows,
+                               bool back)
 {
-    for (int rows = 1; rows <= max_rows; rows++)
+    for (int rows = max_rows; rows > 0; rows--)
         if (!(back ? deconv_direct_back(rt, l, rows) : deconv_direct(rt, l, rows)))
-            return false;
-    return max_rows > 0;
+            return rows;
+    return 0;
 }
 
 // deconv_backward where deconv_direct_back says so; dW^T in the transposed weights' scratch (with
@@ -618,32 +627,32 @@ static void deconv_backward(const struct layer_ctx *ctx, const struct layer *l, 
 }
 
 // A conv's column gradient holds a slice of the batch at a time (conv_backward), and nothing
-// without an input gradient; its columns the batch's, for the weight gradient; neither where the
-// products read the image.
+// without an input gradient; its columns the batch's, for the weight gradient; each only for the
+// passes that do not read the image (conv_columns_rows).
 static size_t conv_buffer_images(const struct layer *l, int b, const struct clrt *rt, int max_rows)
 {
-    if (conv_direct_always(rt, l, max_rows, b == DCOLS && l->needs_dx))
-        return 0; // (the products read the image: no columns)
     if (b != DCOLS)
-        return (size_t)max_rows;
-    if (!l->needs_dx)
-        return 0;
+        return (size_t)conv_columns_rows(rt, l, max_rows, false);
+    int rows = l->needs_dx ? conv_columns_rows(rt, l, max_rows, true) : 0;
+    if (rows == 0)
+        return 0; // (no input gradient, or the products read the image: no columns)
     size_t grid = (size_t)l->out_shape.h * l->out_shape.w, kkc = conv_kkc(l);
-    return most_slice_images(rt, max_rows, grid, kkc, (size_t)l->out_shape.c, grid * kkc);
+    return most_slice_images(rt, rows, grid, kkc, (size_t)l->out_shape.c, grid * kkc);
 }
 
-// A deconv's columns hold a slice of the batch at a time (deconv_forward), none where it reads its
-// input; their gradient (im2col(dy)) the batch's, for the weight gradient, none where its
-// backward reads dy.
+// A deconv's columns hold a slice of the batch at a time (deconv_forward), their gradient
+// (im2col(dy)) the batch's, for the weight gradient; each only for the passes that do not read
+// the input or dy (deconv_columns_rows).
 static size_t deconv_buffer_images(const struct layer *l, int b, const struct clrt *rt,
                                    int max_rows)
 {
     if (b != COLS)
-        return deconv_direct_always(rt, l, max_rows, true) ? 0 : (size_t)max_rows;
-    if (deconv_direct_always(rt, l, max_rows, false))
+        return (size_t)deconv_columns_rows(rt, l, max_rows, true);
+    int rows = deconv_columns_rows(rt, l, max_rows, false);
+    if (rows == 0)
         return 0; // (the forward reads its input: no columns)
     size_t grid = (size_t)l->in_shape.h * l->in_shape.w, kko = deconv_kko(l);
-    return most_slice_images(rt, max_rows, grid, kko, (size_t)l->in_shape.c, grid * kko);
+    return most_slice_images(rt, rows, grid, kko, (size_t)l->in_shape.c, grid * kko);
 }
 
 // The bias (channels), after the weight.
