@@ -53,9 +53,6 @@ void dense_transpose(const struct layer_ctx *ctx, const struct layer *l, struct 
 // input gradient uses in turn (the queue is in order). Refreshed every backward pass, so backward
 // always sees the current parameters however they were set.
 void dense_transpose_weight(const struct layer_ctx *ctx, const struct layer *l, int rows, int cols);
-// The same with W^T's rows ldd (>= rows) apart.
-void dense_transpose_weight_ld(const struct layer_ctx *ctx, const struct layer *l, int rows,
-                               int cols, int ldd);
 // dW (wgrad_m, wgrad_n) at l->weight in the gradients (+)= a^T b over rows x l->wgrad_k rows of a
 // (.., wgrad_m) and b (.., wgrad_n): one product, or, when that alone would leave the device idle
 // (layer_splitk_parts), clrt_gemm_split's parts of the rows into ctx->splitk and their sum.

@@ -427,8 +427,9 @@ void clrt_conv_forward(struct clrt *rt, size_t m, size_t n, const struct clrt_co
 void clrt_conv_weight_grad(struct clrt *rt, size_t m, size_t n, size_t k, const struct clrt_conv *g,
                            struct clrt_mat b, float beta, struct clrt_mat c);
 
-// Makes rt->zeros at least floats of 0 (the padding the conv products read: a conv's input
-// channels), up front. 0, or -1 with err (CLVAE_EXIT_DEVICE) naming the buffer and its size.
+// Makes rt->zeros at least floats of 0 (the padding the conv products read: the channels of the
+// image they read, a conv's input or a deconv's dy), up front. 0, or -1 with err
+// (CLVAE_EXIT_DEVICE) naming the buffer and its size.
 int clrt_reserve_zeros(struct clrt *rt, size_t floats, struct clvae_error *err);
 
 // dst = src, rows of cols floats each (the matrices' own leading dimensions): one enqueue, counted

@@ -487,11 +487,11 @@ static void conv_backward(const struct layer_ctx *ctx, const struct layer *l, in
     if (!l->needs_dx)
         return;
     if (conv_direct_dx(ctx->rt, l, rows)) {
-        size_t ld = direct_ld(kkc);
-        dense_transpose_weight_ld(ctx, l, (int)kkc, (int)n, (int)ld);
+        struct clrt_mat wt = mat(ctx->weights_t, 0, direct_ld(kkc));
+        dense_transpose(ctx, l, mat(l->dev.params, l->dev.weight, n), (int)kkc, (int)n, wt);
         struct clrt_conv g = conv_geometry(l, l->dy, l->in_shape, l->out_shape);
-        clrt_conv_input_grad(ctx->rt, (size_t)rows * l->in_shape.h * l->in_shape.w, n, &g,
-                             mat(ctx->weights_t, 0, ld), l->dx, l->dx_accumulate);
+        clrt_conv_input_grad(ctx->rt, (size_t)rows * l->in_shape.h * l->in_shape.w, n, &g, wt,
+                             l->dx, l->dx_accumulate);
         return;
     }
     dense_transpose_weight(ctx, l, (int)kkc, (int)n);

@@ -267,14 +267,8 @@ void dense_transpose(const struct layer_ctx *ctx, const struct layer *l, struct 
 
 void dense_transpose_weight(const struct layer_ctx *ctx, const struct layer *l, int rows, int cols)
 {
-    dense_transpose_weight_ld(ctx, l, rows, cols, rows);
-}
-
-void dense_transpose_weight_ld(const struct layer_ctx *ctx, const struct layer *l, int rows,
-                               int cols, int ldd)
-{
     dense_transpose(ctx, l, mat(l->dev.params, l->dev.weight, (size_t)cols), rows, cols,
-                    mat(ctx->weights_t, 0, (size_t)ldd));
+                    mat(ctx->weights_t, 0, (size_t)rows));
 }
 
 void dense_weight_grad(const struct layer_ctx *ctx, const struct layer *l, int rows,

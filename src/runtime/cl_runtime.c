@@ -1387,6 +1387,15 @@ static void prof_record(struct clrt *rt, cl_event ev, int slot)
 // launch counted, the host's time since t0 (its arguments set) added to enqueue_seconds, and under
 // profiling its event recorded under label at flops a call (callers format label only then: the
 // step's launches pay no formatting).
+// The host's time since t0 to the enqueue time, and the command's event (when profiling) to
+// profile entry label.
+static void enqueued(struct clrt *rt, double t0, cl_event ev, const char *label, double flops)
+{
+    rt->enqueue_seconds += host_now() - t0;
+    if (ev)
+        prof_record(rt, ev, prof_slot(rt, label, flops));
+}
+
 static void enqueue_product(struct clrt *rt, cl_kernel kern, cl_uint dims, const size_t *global,
                             const size_t *local, double t0, const char *label, double flops)
 {
@@ -1394,9 +1403,21 @@ static void enqueue_product(struct clrt *rt, cl_kernel kern, cl_uint dims, const
     rt->launches++;
     CL_CHECK(clEnqueueNDRangeKernel(rt->queue, kern, dims, NULL, global, local, 0, NULL,
                                     rt->profiling ? &ev : NULL));
-    rt->enqueue_seconds += host_now() - t0;
-    if (ev)
-        prof_record(rt, ev, prof_slot(rt, label, flops));
+    enqueued(rt, t0, ev, label, flops);
+}
+
+void clrt_copy_rows(struct clrt *rt, struct clrt_mat src, struct clrt_mat dst, size_t rows,
+                    size_t cols)
+{
+    double t0 = host_now();
+    size_t f = sizeof(float), src_origin[3] = {src.offset * f, 0, 0};
+    size_t dst_origin[3] = {dst.offset * f, 0, 0}, region[3] = {cols * f, rows, 1};
+    cl_event ev = NULL;
+    rt->launches++;
+    CL_CHECK(clEnqueueCopyBufferRect(rt->queue, src.mem, dst.mem, src_origin, dst_origin, region,
+                                     src.ld * f, 0, dst.ld * f, 0, 0, NULL,
+                                     rt->profiling ? &ev : NULL));
+    enqueued(rt, t0, ev, "copy rows", 0);
 }
 
 void clrt_profile_collect(struct clrt *rt)
@@ -1450,22 +1471,6 @@ void clrt_profile_print(struct clrt *rt, FILE *out, double wall_seconds)
             "host enqueue calls", rt->launches, 1e3 * rt->enqueue_seconds,
             rt->launches ? 1e6 * rt->enqueue_seconds / (double)rt->launches : 0.0,
             wall_seconds > 0 ? 100.0 * rt->enqueue_seconds / wall_seconds : 0.0);
-}
-
-void clrt_copy_rows(struct clrt *rt, struct clrt_mat src, struct clrt_mat dst, size_t rows,
-                    size_t cols)
-{
-    size_t f = sizeof(float), src_origin[3] = {src.offset * f, 0, 0};
-    size_t dst_origin[3] = {dst.offset * f, 0, 0}, region[3] = {cols * f, rows, 1};
-    cl_event ev = NULL;
-    rt->launches++;
-    double t0 = host_now();
-    CL_CHECK(clEnqueueCopyBufferRect(rt->queue, src.mem, dst.mem, src_origin, dst_origin, region,
-                                     src.ld * f, 0, dst.ld * f, 0, 0, NULL,
-                                     rt->profiling ? &ev : NULL));
-    rt->enqueue_seconds += host_now() - t0;
-    if (ev)
-        prof_record(rt, ev, prof_slot(rt, "copy rows", 0));
 }
 
 void clrt_launch(struct clrt *rt, cl_kernel kernel, cl_uint dims, const size_t *global,
