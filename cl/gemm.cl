@@ -391,40 +391,84 @@ GEMM_KERNEL(gemm_tn_16, gemm_block_tn_16, 1)
 GEMM_KERNEL(gemm_tn_32_sum, gemm_block_tn_32_sum, 2)
 GEMM_KERNEL(gemm_tn_16_sum, gemm_block_tn_16_sum, 1)
 
+// One product of the chain after the Gaussian head's sample in gemm_nn_reparameterize: C (m, n) =
+// A B with the epilogue, B^T kept at bt when ldbt > 0, A the rows of the product before (z for
+// the first). n 0: none, and none after it.
+#define GEMM_CHAIN_ARGS(i)                                                                         \
+    int n##i, __global const float *restrict b##i, ulong b##i##_off, int ldb##i,                   \
+        __global float *restrict c##i, ulong c##i##_off, int ldc##i, __global float *bias##i,      \
+        ulong bias##i##_off, int epilogue##i, __global float *bt##i, ulong bt##i##_off, int ldbt##i
+
 // The Gaussian head's product and the sample in one launch: C (m, n) = A B + bias (ml, n = 2
 // latent <= 32, one column of blocks; B^T kept as the product kernels keep it), then each block's
 // rows through reparameterize_row (sampler.cl), which reads the ml its block just stored: z, eps
-// and the KL as the reparameterize kernel writes them. With n2 > 0, the decoder's first product
-// follows on the same rows of z, which the block just wrote: C2 (m, n2) = z B2 with epilogue2 (and
-// B2^T kept at bt2 when ldbt2 > 0), its blocks of 32 columns in turn, each as gemm_nn_32 runs it
-// (the same bits). Range: (1, row blocks).
+// and the KL as the reparameterize kernel writes them. Then up to three products on the same
+// rows, each reading what the one before just wrote (the decoder's dense layers, z first: C2 =
+// z B2, C3 = C2 B3, C4 = C3 B4, GEMM_CHAIN_ARGS), their blocks of 32 columns in turn, each as
+// gemm_nn_32 runs it; and with lik a LIKELIHOOD_* kind (-1: none), the last product's rows (the
+// decoder's output) through that likelihood's *_rows16 row (likelihood_row16: its gradient into
+// ldout, each row's sum into lrec[lrec_offset + r]), as the kernel of it runs them. The same bits
+// as the launches of each; a block's rows stay in its core's cache from one product to the next
+// (the default model's head, decoder, output and likelihood: one launch for four, 457-467 against
+// 511-550 us for the output product and the likelihood alone). Range: (1, row blocks).
 __kernel void gemm_nn_reparameterize(
     int m, int n, int k, __global const float *restrict a, ulong a_off, int lda,
     __global const float *restrict b, ulong b_off, int ldb, __global float *restrict c, ulong c_off,
     int ldc, __global float *bias, ulong bias_off, __global float *bt, ulong bt_off, int ldbt,
     __global float *z, __global float *eps, __global float *kl, int kl_offset, int row0,
-    uint seed_lo, uint seed_hi, uint step_lo, uint step_hi, uint stream, float noise_scale, int n2,
-    __global const float *restrict b2, ulong b2_off, int ldb2, __global float *restrict c2,
-    ulong c2_off, int ldc2, __global float *bias2, ulong bias2_off, int epilogue2,
-    __global float *bt2, ulong bt2_off, int ldbt2)
+    uint seed_lo, uint seed_hi, uint step_lo, uint step_hi, uint stream, float noise_scale,
+    GEMM_CHAIN_ARGS(2), GEMM_CHAIN_ARGS(3), GEMM_CHAIN_ARGS(4), int lik,
+    __global const float *restrict lx, __global float *ldout, __global float *lterms, int ldim,
+    int lchannels, float lscale, __global float *lrec, int lrec_offset)
 {
     int i0 = (int)get_global_id(1) * GEMM_R;
     if (i0 >= m)
         return;
-    // One call of the block for both products (compilers that inline it, llvmpipe's, take
-    // minutes a copy): the head's block, the sample of its rows, then the next product's blocks.
-    for (int j0 = -32; j0 < n2; j0 += 32) {
-        bool head = j0 < 0;
-        gemm_block_nn_32(max(j0, 0), i0, m, head ? n : n2, head ? k : n / 2, 1.0f, 0.0f,
-                         head ? a + a_off : z, head ? lda : n / 2, head ? b + b_off : b2 + b2_off,
-                         head ? ldb : ldb2, head ? c + c_off : c2 + c2_off, head ? ldc : ldc2,
-                         head ? bias : bias2, head ? bias_off : bias2_off,
-                         head ? GEMM_BIAS : epilogue2, head ? bt + bt_off : bt2 + bt2_off,
-                         head ? ldbt : ldbt2, 0, 0.0f, 0.0f, 0, 0, 0, (float8)0.0f, 0);
-        for (int r = i0; head && r < min(i0 + GEMM_R, m); r++)
+    // One call of the block for every product (compilers that inline it, llvmpipe's, take
+    // minutes a copy): stage 0 the head, then the sample of its rows; stages 1-3 the chain.
+    __global const float *sa = a + a_off;
+    int sk = k, slda = lda;
+    __global float *last = c + c_off;
+    for (int st = 0; st < 4; st++) {
+        int sn = st == 0 ? n : st == 1 ? n2 : st == 2 ? n3 : n4;
+        if (sn == 0)
+            break;
+        __global const float *sb = st == 0   ? b + b_off
+                                   : st == 1 ? b2 + b2_off
+                                   : st == 2 ? b3 + b3_off
+                                             : b4 + b4_off;
+        __global float *sc = st == 0   ? c + c_off
+                             : st == 1 ? c2 + c2_off
+                             : st == 2 ? c3 + c3_off
+                                       : c4 + c4_off;
+        __global float *sbias = st == 0 ? bias : st == 1 ? bias2 : st == 2 ? bias3 : bias4;
+        __global float *sbt = st == 0   ? bt + bt_off
+                              : st == 1 ? bt2 + bt2_off
+                              : st == 2 ? bt3 + bt3_off
+                                        : bt4 + bt4_off;
+        int sldb = st == 0 ? ldb : st == 1 ? ldb2 : st == 2 ? ldb3 : ldb4;
+        int sldc = st == 0 ? ldc : st == 1 ? ldc2 : st == 2 ? ldc3 : ldc4;
+        int sldbt = st == 0 ? ldbt : st == 1 ? ldbt2 : st == 2 ? ldbt3 : ldbt4;
+        int sep = st == 0 ? GEMM_BIAS : st == 1 ? epilogue2 : st == 2 ? epilogue3 : epilogue4;
+        ulong sbias_off = st == 0   ? bias_off
+                          : st == 1 ? bias2_off
+                          : st == 2 ? bias3_off
+                                    : bias4_off;
+        for (int j0 = 0; j0 < sn; j0 += 32)
+            gemm_block_nn_32(j0, i0, m, sn, sk, 1.0f, 0.0f, sa, slda, sb, sldb, sc, sldc, sbias,
+                             sbias_off, sep, sbt, sldbt, 0, 0.0f, 0.0f, 0, 0, 0, (float8)0.0f, 0);
+        for (int r = i0; st == 0 && r < min(i0 + GEMM_R, m); r++)
             reparameterize_row(r, c + c_off, z, eps, kl, kl_offset, row0, n / 2, seed_lo, seed_hi,
                                step_lo, step_hi, stream, noise_scale);
+        // The next product reads these rows (z after the head).
+        sa = st == 0 ? z : sc;
+        slda = st == 0 ? n / 2 : sldc;
+        sk = st == 0 ? n / 2 : sn;
+        last = sc;
     }
+    for (int r = i0; lik >= 0 && r < min(i0 + GEMM_R, m); r++)
+        likelihood_row16(lik, r, last, lx, ldout, lterms, ldim, lchannels, lscale, lrec,
+                         lrec_offset);
 }
 
 // A layer's backward in one launch: product 0, its weight and bias gradients C0 (m0, n0) = A0^T

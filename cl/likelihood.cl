@@ -163,15 +163,11 @@ float sum_lanes16(float16 acc)
 // form: the same terms and gradient), summed in lanes (sum_lanes16); the pixels past the last 16
 // as bernoulli_pixel, added after in order. Nothing here is a library call or a barrier, so the
 // whole row runs in vector registers: PoCL ran the pixel kernel's exp as a scalar call a pixel.
-// Range: (rows).
-__kernel void bce_logits_grad_rows16(__global const float *logits, __global const float *x,
-                                     __global float *dlogits, __global float *terms, int rows,
-                                     int dim, int channels, float scale, __global float *rec,
-                                     int rec_offset)
+// bce_row16 is row r.
+void bce_row16(int r, __global const float *logits, __global const float *x,
+               __global float *dlogits, __global float *terms, int dim, int channels, float scale,
+               __global float *rec, int rec_offset)
 {
-    int r = get_global_id(0);
-    if (r >= rows)
-        return;
     size_t base = (size_t)r * dim;
     float16 acc = 0.0f;
     int q = 0;
@@ -186,18 +182,25 @@ __kernel void bce_logits_grad_rows16(__global const float *logits, __global cons
     ROWS16_TAIL(bernoulli_pixel, logits, dlogits)
 }
 
+// bce_row16, a row a work-item. Range: (rows).
+__kernel void bce_logits_grad_rows16(__global const float *logits, __global const float *x,
+                                     __global float *dlogits, __global float *terms, int rows,
+                                     int dim, int channels, float scale, __global float *rec,
+                                     int rec_offset)
+{
+    int r = get_global_id(0);
+    if (r < rows)
+        bce_row16(r, logits, x, dlogits, terms, dim, channels, scale, rec, rec_offset);
+}
+
 // logistic_nll_grad and each row's sum in one launch on a CPU: a work-item a row, 16 values at
 // once as float16 (their means and log-scales gathered from the pixels' 2C outputs,
 // logistic_nll_float16 in each lane: the pixel kernel's terms and gradient), summed as
-// bce_logits_grad_rows16 sums. Range: (rows).
-__kernel void logistic_nll_grad_rows16(__global const float *out, __global const float *x,
-                                       __global float *dout, __global float *terms, int rows,
-                                       int dim, int channels, float scale, __global float *rec,
-                                       int rec_offset)
+// bce_logits_grad_rows16 sums. logistic_row16 is row r.
+void logistic_row16(int r, __global const float *out, __global const float *x, __global float *dout,
+                    __global float *terms, int dim, int channels, float scale, __global float *rec,
+                    int rec_offset)
 {
-    int r = get_global_id(0);
-    if (r >= rows)
-        return;
     size_t base = (size_t)r * dim;
     __global const float *row = out + 2 * base;
     __global float *drow = dout + 2 * base;
@@ -225,6 +228,29 @@ __kernel void logistic_nll_grad_rows16(__global const float *out, __global const
         acc += term;
     }
     ROWS16_TAIL(logistic_pixel, out, dout)
+}
+
+// logistic_row16, a row a work-item. Range: (rows).
+__kernel void logistic_nll_grad_rows16(__global const float *out, __global const float *x,
+                                       __global float *dout, __global float *terms, int rows,
+                                       int dim, int channels, float scale, __global float *rec,
+                                       int rec_offset)
+{
+    int r = get_global_id(0);
+    if (r < rows)
+        logistic_row16(r, out, x, dout, terms, dim, channels, scale, rec, rec_offset);
+}
+
+// Row r of the *_rows16 kernel of likelihood kind (LIKELIHOOD_*), as that kernel runs it: the
+// decoder's chain in the Gaussian head's launch (gemm_nn_reparameterize) ends with its rows.
+void likelihood_row16(int kind, int r, __global const float *out, __global const float *x,
+                      __global float *dout, __global float *terms, int dim, int channels,
+                      float scale, __global float *rec, int rec_offset)
+{
+    if (kind == LIKELIHOOD_BERNOULLI)
+        bce_row16(r, out, x, dout, terms, dim, channels, scale, rec, rec_offset);
+    else
+        logistic_row16(r, out, x, dout, terms, dim, channels, scale, rec, rec_offset);
 }
 
 // terms (rows, dim) -> out[out_offset + r] = the sum of row r. One work-group a row; partial holds

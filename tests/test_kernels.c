@@ -1564,9 +1564,9 @@ static void test_fused_step(int rows, int in, int out, bool mask, float beta1, b
     }
     struct clrt_epilogue e3 = {.bias = {w3, (size_t)latent2 * out, 0}, .relu = true};
     rp.z = z3;
-    rp.next = (struct clrt_z_product){
+    rp.next[0] = (struct clrt_z_product){
         .n = (size_t)out, .b = {w3, 0, (size_t)out}, .c = {y3[1], 0, (size_t)out}, .ep = e3};
-    rp.next.ep.wt = (struct clrt_mat){wt3[1], 0, (size_t)latent2};
+    rp.next[0].ep.wt = (struct clrt_mat){wt3[1], 0, (size_t)latent2};
     tu_check(clrt_gemm_bias_reparameterize(&rt, (size_t)rows, (size_t)n2, (size_t)in, mx, mw2,
                                            (struct clrt_mat){mlh[1], 0, (size_t)n2}, &eh, &rp) == 2,
              "gemm_nn_reparameterize runs %d x %d with the product %d x %d after it", rows, n2,
@@ -1590,6 +1590,120 @@ static void test_fused_step(int rows, int in, int out, bool mask, float beta1, b
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         clReleaseMemObject(all[i]);
     float *hosts[] = {hx, hw, hb, hdy, hm, hml, heps, hw2, hw3, zero};
+    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++)
+        free(hosts[i]);
+    rt.own_gemm = saved;
+}
+
+// gemm_nn_reparameterize's chain: the head (in -> 2 latent) and the sample, the decoder's layers
+// z -> hidden (bias and ReLU) -> the output (bias; dim x likelihood_outputs values), both keeping
+// W^T, and the likelihood's rows (kind LIKELIHOOD_*, channels a pixel) in one launch, against the
+// head's launch alone, clrt_gemm_bias for each layer and the likelihood's *_rows16 kernel: every
+// buffer bit for bit. Targets k / 255, 0 and 1 among them (the logistic's edge bins).
+static void test_head_chain(int rows, int in, int latent, int hidden, int dim, int channels,
+                            int kind)
+{
+    bool saved = rt.own_gemm;
+    rt.own_gemm = true;
+    int n2 = 2 * latent, nout = dim * (kind == 1 ? 2 : 1);
+    float *hx, *hh, *hd, *ho, *ht = tu_alloc((size_t)rows * dim, sizeof(float));
+    cl_mem x = random_buffer((size_t)rows * in, &hx, "x");
+    cl_mem wh = random_buffer((size_t)in * n2 + n2, &hh, "W head");
+    cl_mem wd = random_buffer((size_t)latent * hidden + hidden, &hd, "W decoder");
+    cl_mem wo = random_buffer((size_t)hidden * nout + nout, &ho, "W output");
+    for (size_t i = 0; i < (size_t)rows * dim; i++)
+        ht[i] = (float)(rng_range(0.0, 256.0) > 255.0 ? 255 : (int)rng_range(0.0, 256.0)) / 255.0f;
+    cl_mem t = tu_upload(&rt, ht, (size_t)rows * dim * sizeof(float), "targets");
+    size_t most = (size_t)(rows + 3) * (size_t)(nout + hidden + n2 + in);
+    float *zero = tu_alloc(most, sizeof(float));
+    // Per run: ml, z, eps, kl, W^T of the three layers, the decoder's y, the output, its
+    // gradient, the terms, the row sums.
+    enum { ML, Z, EPS, KL, WTH, WTD, WTO, H, OUT, DOUT, TERMS, REC, NBUF };
+    size_t floats[NBUF] = {(size_t)rows * n2,     (size_t)rows * latent, (size_t)rows * latent,
+                           (size_t)rows + 3,      (size_t)in * n2,       (size_t)latent * hidden,
+                           (size_t)hidden * nout, (size_t)rows * hidden, (size_t)rows * nout,
+                           (size_t)rows * nout,   (size_t)rows * dim,    (size_t)rows + 3};
+    cl_mem b[2][NBUF];
+    for (int run = 0; run < 2; run++)
+        for (int j = 0; j < NBUF; j++)
+            b[run][j] = tu_upload(&rt, zero, floats[j] * sizeof(float), "buffer");
+    float scale = 0.75f;
+    for (int run = 0; run < 2; run++) {
+        cl_mem *o = b[run];
+        struct clrt_reparam rp = {.z = o[Z],
+                                  .eps = o[EPS],
+                                  .kl = o[KL],
+                                  .kl_offset = 3,
+                                  .row0 = 1,
+                                  .seed = 99,
+                                  .step = 5,
+                                  .stream = 0,
+                                  .noise_scale = 1.0f};
+        struct clrt_epilogue eh = {.bias = {wh, (size_t)in * n2, 0}, .wt = {o[WTH], 0, (size_t)in}};
+        struct clrt_epilogue ed = {.bias = {wd, (size_t)latent * hidden, 0},
+                                   .relu = true,
+                                   .wt = {o[WTD], 0, (size_t)latent}};
+        struct clrt_epilogue eo = {.bias = {wo, (size_t)hidden * nout, 0},
+                                   .wt = {o[WTO], 0, (size_t)hidden}};
+        struct clrt_mat mh = {o[H], 0, (size_t)hidden}, mo = {o[OUT], 0, (size_t)nout};
+        struct clrt_mat mwd = {wd, 0, (size_t)hidden}, mwo = {wo, 0, (size_t)nout};
+        if (run == 0) {
+            rp.next[0] = (struct clrt_z_product){.n = (size_t)hidden, .b = mwd, .c = mh, .ep = ed};
+            rp.next[1] = (struct clrt_z_product){.n = (size_t)nout, .b = mwo, .c = mo, .ep = eo};
+            rp.lik = (struct clrt_rows_likelihood){.on = true,
+                                                   .kind = kind,
+                                                   .x = t,
+                                                   .dout = o[DOUT],
+                                                   .terms = o[TERMS],
+                                                   .rec = o[REC],
+                                                   .dim = dim,
+                                                   .channels = channels,
+                                                   .rec_offset = 3,
+                                                   .scale = scale};
+        }
+        int done = clrt_gemm_bias_reparameterize(&rt, (size_t)rows, (size_t)n2, (size_t)in,
+                                                 (struct clrt_mat){x, 0, (size_t)in},
+                                                 (struct clrt_mat){wh, 0, (size_t)n2},
+                                                 (struct clrt_mat){o[ML], 0, (size_t)n2}, &eh, &rp);
+        tu_check(done == (run == 0 ? 3 : 1),
+                 "the head's launch %dx%dx%d runs %d products after the sample (%d)", rows, n2, in,
+                 run == 0 ? 2 : 0, done - 1);
+        if (run == 0)
+            continue;
+        clrt_gemm_bias(&rt, (size_t)rows, (size_t)hidden, (size_t)latent,
+                       (struct clrt_mat){o[Z], 0, (size_t)latent}, mwd, mh, &ed);
+        clrt_gemm_bias(&rt, (size_t)rows, (size_t)nout, (size_t)hidden, mh, mwo, mo, &eo);
+        cl_kernel k =
+            clrt_kernel(&rt, kind == 1 ? "logistic_nll_grad_rows16" : "bce_logits_grad_rows16");
+        int a = 0, off = 3;
+        KARG(k, a++, o[OUT]);
+        KARG(k, a++, t);
+        KARG(k, a++, o[DOUT]);
+        KARG(k, a++, o[TERMS]);
+        KARG(k, a++, rows);
+        KARG(k, a++, dim);
+        KARG(k, a++, channels);
+        KARG(k, a++, scale);
+        KARG(k, a++, o[REC]);
+        KARG(k, a++, off);
+        clrt_launch(&rt, k, 1, (size_t[]){(size_t)rows}, NULL);
+        clrt_release_kernel(k);
+    }
+    static const char *const names[NBUF] = {
+        "ml",         "z",         "eps",    "kl",           "head W^T", "decoder W^T",
+        "output W^T", "decoder y", "output", "its gradient", "terms",    "row sums"};
+    for (int j = 0; j < NBUF; j++)
+        same_bits(b[0][j], b[1][j], 0, floats[j],
+                  "the head's chain (%d rows, %d -> %d -> %d -> %d, likelihood %d, %d channels): "
+                  "%s bit for bit",
+                  rows, in, latent, hidden, nout, kind, channels, names[j]);
+    for (int run = 0; run < 2; run++)
+        for (int j = 0; j < NBUF; j++)
+            clReleaseMemObject(b[run][j]);
+    cl_mem ins[] = {x, wh, wd, wo, t};
+    for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++)
+        clReleaseMemObject(ins[i]);
+    float *hosts[] = {hx, hh, hd, ho, ht, zero};
     for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++)
         free(hosts[i]);
     rt.own_gemm = saved;
@@ -2665,6 +2779,12 @@ int main(void)
     // W^T's 16-row chunks spread over row blocks and work-groups (whole and partial chunks).
     test_fused_step(200, 100, 70, true, 0.0f, false);
     test_fused_step(9, 128, 40, false, 1.0f, false);
+    // The head's launch through the decoder to the likelihood: odd rows and widths (edge blocks,
+    // a row's last dim % 16 values), a batch of 256 as the default model's, each likelihood.
+    test_head_chain(37, 13, 5, 45, 45, 1, 0);
+    test_head_chain(256, 40, 10, 128, 784, 1, 0);
+    test_head_chain(19, 24, 16, 33, 75, 3, 1);
+    test_head_chain(8, 7, 1, 16, 48, 3, 1);
 
     test_bias_forward(false, 37, 53, 101, NULL);
     test_bias_forward(false, 37, 53, 0, local2);

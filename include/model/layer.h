@@ -74,13 +74,16 @@ struct layer_step_fold {
 };
 
 // What the model may ask the Gaussian head's forward to fold into its product's launch: the
-// sampler's forward (clrt_gemm_bias_reparameterize), and with next (a dense layer without classes
-// whose x is sample.z) that layer's forward. A kind that can sets applied (and next_applied);
-// otherwise the model runs them after.
+// sampler's forward (clrt_gemm_bias_reparameterize), and after it the layers next (dense layers
+// without classes, the first's x sample.z, each next's x the y of the one before; NULL after the
+// last), then the likelihood lik on the last one's y (where lik.on). A kind that can sets
+// applied, next_applied (how many of next) and lik_applied; otherwise the model runs them after.
 struct layer_y_fold {
     struct clrt_reparam sample;
-    const struct layer *next;
-    bool applied, next_applied;
+    const struct layer *next[CLRT_CHAIN];
+    struct clrt_rows_likelihood lik;
+    bool applied, lik_applied;
+    int next_applied;
 };
 
 // What every layer shares on the device (vae_create makes it): the runtime, and the scratch the

@@ -61,4 +61,11 @@ void likelihood_release(struct likelihood *lh);
 void likelihood_forward(const struct likelihood *lh, const struct likelihood_buffers *b, int rows,
                         cl_mem rec, int offset, float grad_scale);
 
+// likelihood_forward's launch as the Gaussian head's launch takes it at the end of the decoder's
+// chain (clrt_gemm_bias_reparameterize), the same bits: off where the likelihood runs no *_rows16
+// kernel (not a CPU).
+struct clrt_rows_likelihood likelihood_rows_fold(const struct likelihood *lh,
+                                                 const struct likelihood_buffers *b, cl_mem rec,
+                                                 int offset, float grad_scale);
+
 #endif

@@ -12,7 +12,7 @@
 
 // Device time of one kernel or one GEMM shape, summed over a run (clvae train --profile).
 struct clrt_prof {
-    char label[48];
+    char label[96];
     double seconds, flops; // flops: per call, 0 for kernels that are not products
     long calls;
 };
@@ -341,30 +341,49 @@ bool clrt_gemm_tn_colsum_adam(struct clrt *rt, size_t m, size_t n, size_t k, str
                               struct clrt_mat b, struct clrt_mat c, struct clrt_mat colsum,
                               const struct clrt_adam *adam);
 
-// A product C (m, n) = z B with its epilogue (bias, ReLU, wt as clrt_gemm_bias keeps it) whose A
-// is the sample z (m, latent, rows latent apart) the Gaussian head's launch writes: the decoder's
-// first layer; n 0: none.
+// Products the Gaussian head's launch may run after the sample (clrt_reparam's next).
+#define CLRT_CHAIN 3
+
+// A product C (m, n) = A B with its epilogue (bias, ReLU, wt as clrt_gemm_bias keeps it) on the
+// rows the Gaussian head's launch has just written: A the sample z (m, latent, rows latent apart)
+// for the first (the decoder's first layer), the C of the one before for the others; n 0: none.
 struct clrt_z_product {
     size_t n;
     struct clrt_mat b, c;
     struct clrt_epilogue ep;
 };
 
+// A likelihood's *_rows16 kernel (cl/likelihood.cl) on the rows of the last product of a
+// clrt_reparam's chain, its out, where on: kind cl/likelihood.cl's LIKELIHOOD_*, x the targets
+// (rows, dim), dout the gradient (out's layout), terms its scratch, rec[rec_offset + r] each row's
+// sum; the kernel's arguments (src/model/likelihood.c).
+struct clrt_rows_likelihood {
+    bool on;
+    int kind;
+    cl_mem x, dout, terms, rec;
+    int dim, channels, rec_offset;
+    float scale;
+};
+
 // The Gaussian sampler's forward (cl/sampler.cl's reparameterize) on the product's rows: z, eps
-// (rows, n / 2) and kl[kl_offset + r], Philox keyed as there; then the product next, if any.
+// (rows, n / 2) and kl[kl_offset + r], Philox keyed as there; then the products next, in order,
+// up to the first of n 0, and then lik.
 struct clrt_reparam {
     cl_mem z, eps, kl;
     int kl_offset, row0;
     uint64_t seed, step;
     uint32_t stream;
     float noise_scale;
-    struct clrt_z_product next;
+    struct clrt_z_product next[CLRT_CHAIN];
+    struct clrt_rows_likelihood lik;
 };
 // The Gaussian head: ml (m, n = 2 latent, c.ld = n) = A B + bias (ep: its bias, and wt as
-// clrt_gemm_bias keeps it), then the sample from it, in one launch of clvae's kernels; then
-// s->next on the same rows in that launch where one launch of clvae's kernels runs it alone (the
-// same bits as clrt_gemm_bias). 2 with s->next, 1 without it; 0, with nothing enqueued, where one
-// launch cannot run the head (CLBlast, parts, packed, n over 32).
+// clrt_gemm_bias keeps it), then the sample from it, in one launch of clvae's kernels; then in
+// that launch the products s->next in order, as far as one launch of clvae's kernels runs each
+// alone (the same bits as clrt_gemm_bias), and s->lik where every one of them ran (on the last
+// one's C, which must then be its whole rows: offset 0, ld n). 1 + the products of s->next that
+// ran; 0, with nothing enqueued, where one launch cannot run the head (CLBlast, parts, packed, n
+// over 32).
 int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                                   struct clrt_mat b, struct clrt_mat c,
                                   const struct clrt_epilogue *ep, const struct clrt_reparam *s);

@@ -139,20 +139,30 @@ static void dense_product(const struct layer_ctx *ctx, const struct layer *l, si
     struct layer_y_fold *fold = ctx->y_fold;
     if (fold && !l->relu && !l->classes) {
         struct clrt_reparam s = fold->sample;
-        const struct layer *d = fold->next;
-        if (d && row0 == 0 && d->ops == LAYER_DENSE && !d->classes && d->x == s.z &&
-            2 * (size_t)d->in == n) {
-            size_t dn = (size_t)d->out, din = (size_t)d->in;
-            s.next = (struct clrt_z_product){
+        cl_mem x = s.z;
+        size_t in = n / 2;
+        int filled = 0, asked = 0;
+        while (asked < CLRT_CHAIN && fold->next[asked])
+            asked++;
+        for (; filled < asked && row0 == 0; filled++) {
+            const struct layer *d = fold->next[filled];
+            if (d->ops != LAYER_DENSE || d->classes || d->x != x || (size_t)d->in != in)
+                break;
+            size_t dn = (size_t)d->out;
+            s.next[filled] = (struct clrt_z_product){
                 .n = dn,
                 .b = mat(d->dev.params, d->dev.weight, dn),
                 .c = mat(d->y, 0, dn),
-                .ep = dense_epilogue(ctx, d, m, dn, din, mat(d->x, 0, din), d->needs_dx)};
+                .ep = dense_epilogue(ctx, d, m, dn, in, mat(d->x, 0, in), d->needs_dx)};
+            x = d->y, in = dn;
         }
+        // The likelihood only on the last of the model's layers.
+        s.lik = filled == asked && filled > 0 ? fold->lik : (struct clrt_rows_likelihood){0};
         int done =
             clrt_gemm_bias_reparameterize(ctx->rt, m, n, k, a, w, mat(l->y, row0 * n, n), &ep, &s);
         fold->applied = done > 0;
-        fold->next_applied = done == 2;
+        fold->next_applied = done > 0 ? done - 1 : 0;
+        fold->lik_applied = s.lik.on && done - 1 == filled;
         if (done)
             return;
     }

@@ -148,6 +148,25 @@ void likelihood_release(struct likelihood *lh)
     *lh = (struct likelihood){0};
 }
 
+struct clrt_rows_likelihood likelihood_rows_fold(const struct likelihood *lh,
+                                                 const struct likelihood_buffers *b, cl_mem rec,
+                                                 int offset, float grad_scale)
+{
+    if (!lh->k_rows)
+        return (struct clrt_rows_likelihood){0};
+    // cl/likelihood.cl's LIKELIHOOD_* are enum likelihood_kind's values.
+    return (struct clrt_rows_likelihood){.on = true,
+                                         .kind = (int)lh->kind,
+                                         .x = b->x,
+                                         .dout = b->dout,
+                                         .terms = b->terms,
+                                         .rec = rec,
+                                         .dim = lh->dim,
+                                         .channels = lh->channels,
+                                         .rec_offset = offset,
+                                         .scale = grad_scale};
+}
+
 void likelihood_forward(const struct likelihood *lh, const struct likelihood_buffers *b, int rows,
                         cl_mem rec, int offset, float grad_scale)
 {

@@ -788,10 +788,12 @@ static int gather_batch(struct vae *vae, int rows)
 
 void vae_forward(struct vae *vae, const struct vae_pass *pass)
 {
-    // The sample taken in the Gaussian head's launch where its kind can, and the decoder's first
-    // layer's forward there too where both kinds can.
-    struct layer_y_fold fold = {.next = &vae->layer[vae->n_encoder],
-                                .sample = {.z = vae->z,
+    // The sample taken in the Gaussian head's launch where its kind can, and the decoder's layers
+    // (up to CLRT_CHAIN) there too as far as their kinds can, then the likelihood where they all
+    // did.
+    struct likelihood_buffers lb = {
+        .out = vae->logits, .x = vae->x, .dout = vae->dlogits, .terms = vae->terms};
+    struct layer_y_fold fold = {.sample = {.z = vae->z,
                                            .eps = vae->eps,
                                            .kl = pass->kl,
                                            .kl_offset = pass->offset,
@@ -800,6 +802,12 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass)
                                            .step = pass->step,
                                            .stream = pass->stream,
                                            .noise_scale = pass->noise_scale}};
+    int decoder = vae->n_layers - vae->n_encoder;
+    for (int i = 0; i < CLRT_CHAIN && i < decoder; i++)
+        fold.next[i] = &vae->layer[vae->n_encoder + i];
+    if (decoder <= CLRT_CHAIN)
+        fold.lik =
+            likelihood_rows_fold(&vae->likelihood, &lb, pass->rec, pass->offset, pass->grad_scale);
     for (int i = gather_batch(vae, pass->rows); i < vae->n_encoder; i++) {
         vae->ctx.y_fold = i == vae->n_encoder - 1 ? &fold : NULL;
         vae->layer[i].ops->forward(&vae->ctx, &vae->layer[i], pass->rows);
@@ -813,11 +821,10 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass)
                                   .row0 = pass->noise_row0};
     if (!fold.applied)
         sampler_forward(&vae->sampler, &sb, pass->rows, &noise, pass->kl, pass->offset);
-    decode_from(vae, fold.next_applied ? vae->n_encoder + 1 : vae->n_encoder, pass->rows);
-    struct likelihood_buffers lb = {
-        .out = vae->logits, .x = vae->x, .dout = vae->dlogits, .terms = vae->terms};
-    likelihood_forward(&vae->likelihood, &lb, pass->rows, pass->rec, pass->offset,
-                       pass->grad_scale);
+    decode_from(vae, vae->n_encoder + fold.next_applied, pass->rows);
+    if (!fold.lik_applied)
+        likelihood_forward(&vae->likelihood, &lb, pass->rows, pass->rec, pass->offset,
+                           pass->grad_scale);
 }
 
 void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)

@@ -1867,15 +1867,33 @@ bool clrt_gemm_pair(struct clrt *rt, const struct clrt_pair *p)
     return true;
 }
 
+// How many of s->next, in order, the head's launch runs: each while one launch of clvae's kernels
+// runs it alone, reading the rows the one before wrote (z first, latent = n / 2 wide).
+static int chain_length(const struct clrt *rt, size_t m, size_t latent,
+                        const struct clrt_reparam *s)
+{
+    struct clrt_mat a = {s->z, 0, latent};
+    size_t k = latent;
+    int count = 0;
+    for (; count < CLRT_CHAIN && s->next[count].n > 0; count++) {
+        const struct clrt_z_product *p = &s->next[count];
+        if (!own_one_launch(rt, false, m, p->n, k, a, p->b, p->c))
+            break;
+        a = p->c, k = p->n;
+    }
+    return count;
+}
+
 int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                                   struct clrt_mat b, struct clrt_mat c,
                                   const struct clrt_epilogue *ep, const struct clrt_reparam *s)
 {
     if (!own_one_launch(rt, false, m, n, k, a, b, c) || n > 32 || n % 2 || c.ld != n)
         return 0;
-    const struct clrt_z_product *p = &s->next;
-    struct clrt_mat z = {s->z, 0, n / 2};
-    bool next = p->n > 0 && own_one_launch(rt, false, m, p->n, n / 2, z, p->b, p->c);
+    int chain = chain_length(rt, m, n / 2, s), asked = 0;
+    while (asked < CLRT_CHAIN && s->next[asked].n > 0)
+        asked++;
+    bool lik = s->lik.on && chain == asked && chain > 0;
     double t0 = host_now();
     cl_kernel *kern = &rt->gemm_kernels[11];
     if (!*kern)
@@ -1906,24 +1924,54 @@ int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k,
     KARG(*kern, i++, step_hi);
     KARG(*kern, i++, s->stream);
     KARG(*kern, i++, s->noise_scale);
-    // The next product's n (0: none), B and C (buffer, offset, leading dimension), epilogue, wt.
-    cl_int n2 = next ? (cl_int)p->n : 0;
-    KARG(*kern, i++, n2);
-    struct clrt_mat y[2] = {next ? p->b : b, next ? p->c : c};
-    for (int j = 0; j < 2; j++)
-        i = mat_args(*kern, i, y[j]);
-    epilogue_args(*kern, i, next ? &p->ep : NULL, c.mem);
-    wt_args(*kern, i + 3, next ? &p->ep : NULL, c.mem);
-    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
-    size_t global[2] = {1, (blocks + group - 1) / group * group}, local[2] = {1, group};
-    char label[48] = "";
+    // Each product of the chain: its n (0: none), B and C (buffer, offset, leading dimension),
+    // epilogue, wt; the head's own buffers stand in for those not run.
+    char label[96] = "";
     int len =
         rt->profiling ? snprintf(label, sizeof label, "gemm NN %zux%zux%zu + sample", m, n, k) : 0;
-    if (next && len > 0 && (size_t)len < sizeof label)
-        snprintf(label + len, sizeof label - (size_t)len, " + %zux%zux%zu", m, p->n, n / 2);
-    double flops = 2.0 * (double)m * n * k + (next ? 2.0 * (double)m * p->n * (n / 2) : 0.0);
+    double flops = 2.0 * (double)m * n * k;
+    size_t pk = n / 2;
+    for (int q = 0; q < CLRT_CHAIN; q++) {
+        const struct clrt_z_product *p = q < chain ? &s->next[q] : NULL;
+        cl_int pn = p ? (cl_int)p->n : 0;
+        KARG(*kern, i++, pn);
+        struct clrt_mat y[2] = {p ? p->b : b, p ? p->c : c};
+        for (int j = 0; j < 2; j++)
+            i = mat_args(*kern, i, y[j]);
+        epilogue_args(*kern, i, p ? &p->ep : NULL, c.mem);
+        wt_args(*kern, i + 3, p ? &p->ep : NULL, c.mem);
+        i += 6;
+        if (!p)
+            continue;
+        flops += 2.0 * (double)m * p->n * pk;
+        if (len > 0 && (size_t)len < sizeof label)
+            len += snprintf(label + len, sizeof label - (size_t)len, " + %zux%zux%zu", m, p->n, pk);
+        pk = p->n;
+    }
+    // The likelihood's arguments (the head's C standing in for its buffers when none).
+    cl_int kind = lik ? s->lik.kind : -1;
+    cl_mem lbuf[4] = {s->lik.x, s->lik.dout, s->lik.terms, s->lik.rec};
+    for (int j = 0; j < 4; j++)
+        lbuf[j] = lik ? lbuf[j] : c.mem;
+    KARG(*kern, i++, kind);
+    for (int j = 0; j < 3; j++)
+        KARG(*kern, i++, lbuf[j]);
+    KARG(*kern, i++, s->lik.dim);
+    KARG(*kern, i++, s->lik.channels);
+    KARG(*kern, i++, s->lik.scale);
+    KARG(*kern, i++, lbuf[3]);
+    KARG(*kern, i++, s->lik.rec_offset);
+    if (lik && len > 0 && (size_t)len < sizeof label)
+        snprintf(label + len, sizeof label - (size_t)len, " + likelihood");
+    // Work-groups of up to 8 row blocks; one a row block where the chain goes past the decoder's
+    // first layer: each then carries a share of the step that a group of 8 would leave unevenly
+    // split between 2 cores at a batch of 96 rows (12 blocks).
+    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
+    if (chain > 1)
+        group = 1;
+    size_t global[2] = {1, (blocks + group - 1) / group * group}, local[2] = {1, group};
     enqueue_product(rt, *kern, 2, global, local, t0, label, flops);
-    return next ? 2 : 1;
+    return 1 + chain;
 }
 
 // Enqueues a product kernel of blocks of 8 rows x width columns over C (m, n) through
