@@ -1308,7 +1308,13 @@ static void same_bits(cl_mem got, cl_mem want, size_t off, size_t n, const char 
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    tu_check(memcmp(g + off, w + off, n * sizeof(float)) == 0, "%s", what);
+    size_t i = 0;
+    while (i < n && memcmp(g + off + i, w + off + i, sizeof(float)) == 0)
+        i++;
+    if (i < n) // where it first differs, for the report
+        fprintf(stderr, "  float %zu of %zu: %.9g against %.9g\n", i, n, (double)g[off + i],
+                (double)w[off + i]);
+    tu_check(i == n, "%s", what);
     free(g);
     free(w);
 }
@@ -1603,6 +1609,11 @@ static void test_fused_step(int rows, int in, int out, bool mask, float beta1, b
 static void test_head_chain(int rows, int in, int latent, int hidden, int dim, int channels,
                             int kind)
 {
+    if (clrt_chain_most(&rt) < 2) {
+        printf("the head's chain: the device runs one product after the sample at most, "
+               "skipped\n");
+        return;
+    }
     bool saved = rt.own_gemm;
     rt.own_gemm = true;
     int n2 = 2 * latent, nout = dim * (kind == 1 ? 2 : 1);

@@ -377,13 +377,20 @@ struct clrt_reparam {
     struct clrt_z_product next[CLRT_CHAIN];
     struct clrt_rows_likelihood lik;
 };
+// How many products after the sample the Gaussian head's launch runs at most on the device:
+// CLRT_CHAIN on PoCL's CPU device, 1 elsewhere. A work-item of the chain walks every column of
+// its rows' products one after another, and Mesa's rusticl (llvmpipe) ends a kernel's loops after
+// 65535 iterations without an error (see own_gemm_default): the default model's output product
+// in the chain came out wrong there from its 14th column block on.
+int clrt_chain_most(const struct clrt *rt);
+
 // The Gaussian head: ml (m, n = 2 latent, c.ld = n) = A B + bias (ep: its bias, and wt as
 // clrt_gemm_bias keeps it), then the sample from it, in one launch of clvae's kernels; then in
 // that launch the products s->next in order, as far as one launch of clvae's kernels runs each
-// alone (the same bits as clrt_gemm_bias), and s->lik where every one of them ran (on the last
-// one's C, which must then be its whole rows: offset 0, ld n). 1 + the products of s->next that
-// ran; 0, with nothing enqueued, where one launch cannot run the head (CLBlast, parts, packed, n
-// over 32).
+// alone (the same bits as clrt_gemm_bias) and clrt_chain_most allows, and s->lik where every one
+// of them ran (on the last one's C, which must then be its whole rows: offset 0, ld n). 1 + the
+// products of s->next that ran; 0, with nothing enqueued, where one launch cannot run the head
+// (CLBlast, parts, packed, n over 32).
 int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                                   struct clrt_mat b, struct clrt_mat c,
                                   const struct clrt_epilogue *ep, const struct clrt_reparam *s);

@@ -1867,15 +1867,21 @@ bool clrt_gemm_pair(struct clrt *rt, const struct clrt_pair *p)
     return true;
 }
 
+int clrt_chain_most(const struct clrt *rt)
+{
+    return rt->host_memory && own_gemm_default(rt->platform_name, true) ? CLRT_CHAIN : 1;
+}
+
 // How many of s->next, in order, the head's launch runs: each while one launch of clvae's kernels
-// runs it alone, reading the rows the one before wrote (z first, latent = n / 2 wide).
+// runs it alone, reading the rows the one before wrote (z first, latent = n / 2 wide), up to
+// clrt_chain_most.
 static int chain_length(const struct clrt *rt, size_t m, size_t latent,
                         const struct clrt_reparam *s)
 {
     struct clrt_mat a = {s->z, 0, latent};
     size_t k = latent;
-    int count = 0;
-    for (; count < CLRT_CHAIN && s->next[count].n > 0; count++) {
+    int count = 0, most = clrt_chain_most(rt);
+    for (; count < most && s->next[count].n > 0; count++) {
         const struct clrt_z_product *p = &s->next[count];
         if (!own_one_launch(rt, false, m, p->n, k, a, p->b, p->c))
             break;
