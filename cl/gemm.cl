@@ -407,10 +407,15 @@ GEMM_KERNEL(gemm_tn_16_sum, gemm_block_tn_16_sum, 1)
 // z B2, C3 = C2 B3, C4 = C3 B4, GEMM_CHAIN_ARGS), their blocks of 32 columns in turn, each as
 // gemm_nn_32 runs it; and with lik a LIKELIHOOD_* kind (-1: none), the last product's rows (the
 // decoder's output) through that likelihood's *_rows16 row (likelihood_row16: its gradient into
-// ldout, each row's sum into lrec[lrec_offset + r]), as the kernel of it runs them. The same bits
-// as the launches of each; a block's rows stay in its core's cache from one product to the next
-// (the default model's head, decoder, output and likelihood: one launch for four, 457-467 against
-// 511-550 us for the output product and the likelihood alone). Range: (1, row blocks).
+// ldout, each row's sum into lrec[lrec_offset + r]), as the kernel of it runs them. With n1 > 0,
+// first the encoder's first layer on the gathered batch: each block's rows, images
+// gindex[gstart + i] of gdata ((count, gk) bytes) / 255, into gx (m, gk) as gemm_nn_32_gather
+// stores them, and C1 (m, n1) = gx B1 with epilogue1 as that kernel computes it (the same floats
+// in the same order): the head's A (k = n1; a and lda unused). The same bits as the launches of
+// each; a block's rows
+// stay in its core's cache from one product to the next (the default model's head, decoder,
+// output and likelihood: one launch for four, 457-467 against 511-550 us for the output product
+// and the likelihood alone). Range: (1, row blocks).
 __kernel void gemm_nn_reparameterize(
     int m, int n, int k, __global const float *restrict a, ulong a_off, int lda,
     __global const float *restrict b, ulong b_off, int ldb, __global float *restrict c, ulong c_off,
@@ -419,38 +424,66 @@ __kernel void gemm_nn_reparameterize(
     uint seed_lo, uint seed_hi, uint step_lo, uint step_hi, uint stream, float noise_scale,
     GEMM_CHAIN_ARGS(2), GEMM_CHAIN_ARGS(3), GEMM_CHAIN_ARGS(4), int lik,
     __global const float *restrict lx, __global float *ldout, __global float *lterms, int ldim,
-    int lchannels, float lscale, __global float *lrec, int lrec_offset)
+    int lchannels, float lscale, __global float *lrec, int lrec_offset, GEMM_CHAIN_ARGS(1), int gk,
+    __global const uchar *restrict gdata, __global const int *restrict gindex, int gstart,
+    __global float *gx)
 {
     int i0 = (int)get_global_id(1) * GEMM_R;
     if (i0 >= m)
         return;
+    for (int r = i0; n1 > 0 && r < min(i0 + GEMM_R, m); r++) {
+        __global const uchar *src = gdata + (size_t)gindex[gstart + r] * (size_t)gk;
+        __global float *dst = gx + (size_t)r * gk;
+        int q = 0;
+        for (; q + 16 <= gk; q += 16)
+            vstore16(convert_float16(vload16(0, src + q)) * (1.0f / 255.0f), 0, dst + q);
+        for (; q < gk; q++)
+            dst[q] = (float)src[q] * (1.0f / 255.0f);
+    }
     // One call of the block for every product (compilers that inline it, llvmpipe's, take
-    // minutes a copy): stage 0 the head, then the sample of its rows; stages 1-3 the chain.
-    __global const float *sa = a + a_off;
-    int sk = k, slda = lda;
+    // minutes a copy): stage -1 the first layer, stage 0 the head, then the sample of its rows;
+    // stages 1-3 the chain.
+    __global const float *sa = n1 > 0 ? gx : a + a_off;
+    int sk = n1 > 0 ? gk : k, slda = n1 > 0 ? gk : lda;
     __global float *last = c + c_off;
-    for (int st = 0; st < 4; st++) {
-        int sn = st == 0 ? n : st == 1 ? n2 : st == 2 ? n3 : n4;
+    for (int st = n1 > 0 ? -1 : 0; st < 4; st++) {
+        int sn = st == -1 ? n1 : st == 0 ? n : st == 1 ? n2 : st == 2 ? n3 : n4;
         if (sn == 0)
             break;
-        __global const float *sb = st == 0   ? b + b_off
+        __global const float *sb = st == -1  ? b1 + b1_off
+                                   : st == 0 ? b + b_off
                                    : st == 1 ? b2 + b2_off
                                    : st == 2 ? b3 + b3_off
                                              : b4 + b4_off;
-        __global float *sc = st == 0   ? c + c_off
+        __global float *sc = st == -1  ? c1 + c1_off
+                             : st == 0 ? c + c_off
                              : st == 1 ? c2 + c2_off
                              : st == 2 ? c3 + c3_off
                                        : c4 + c4_off;
-        __global float *sbias = st == 0 ? bias : st == 1 ? bias2 : st == 2 ? bias3 : bias4;
-        __global float *sbt = st == 0   ? bt + bt_off
+        __global float *sbias = st == -1  ? bias1
+                                : st == 0 ? bias
+                                : st == 1 ? bias2
+                                : st == 2 ? bias3
+                                          : bias4;
+        __global float *sbt = st == -1  ? bt1 + bt1_off
+                              : st == 0 ? bt + bt_off
                               : st == 1 ? bt2 + bt2_off
                               : st == 2 ? bt3 + bt3_off
                                         : bt4 + bt4_off;
-        int sldb = st == 0 ? ldb : st == 1 ? ldb2 : st == 2 ? ldb3 : ldb4;
-        int sldc = st == 0 ? ldc : st == 1 ? ldc2 : st == 2 ? ldc3 : ldc4;
-        int sldbt = st == 0 ? ldbt : st == 1 ? ldbt2 : st == 2 ? ldbt3 : ldbt4;
-        int sep = st == 0 ? GEMM_BIAS : st == 1 ? epilogue2 : st == 2 ? epilogue3 : epilogue4;
-        ulong sbias_off = st == 0   ? bias_off
+        int sldb = st == -1 ? ldb1 : st == 0 ? ldb : st == 1 ? ldb2 : st == 2 ? ldb3 : ldb4;
+        int sldc = st == -1 ? ldc1 : st == 0 ? ldc : st == 1 ? ldc2 : st == 2 ? ldc3 : ldc4;
+        int sldbt = st == -1  ? ldbt1
+                    : st == 0 ? ldbt
+                    : st == 1 ? ldbt2
+                    : st == 2 ? ldbt3
+                              : ldbt4;
+        int sep = st == -1  ? epilogue1
+                  : st == 0 ? GEMM_BIAS
+                  : st == 1 ? epilogue2
+                  : st == 2 ? epilogue3
+                            : epilogue4;
+        ulong sbias_off = st == -1  ? bias1_off
+                          : st == 0 ? bias_off
                           : st == 1 ? bias2_off
                           : st == 2 ? bias3_off
                                     : bias4_off;

@@ -1605,9 +1605,11 @@ static void test_fused_step(int rows, int in, int out, bool mask, float beta1, b
 // z -> hidden (bias and ReLU) -> the output (bias; dim x likelihood_outputs values), both keeping
 // W^T, and the likelihood's rows (kind LIKELIHOOD_*, channels a pixel) in one launch, against the
 // head's launch alone, clrt_gemm_bias for each layer and the likelihood's *_rows16 kernel: every
-// buffer bit for bit. Targets k / 255, 0 and 1 among them (the logistic's edge bins).
+// buffer bit for bit. Targets k / 255, 0 and 1 among them (the logistic's edge bins). With image
+// > 0 the head's input is a first layer's (image bytes -> in, bias and ReLU) on rows gathered
+// from a data set of bytes in the same launch, against clrt_gemm_bias_gathered: x and its y too.
 static void test_head_chain(int rows, int in, int latent, int hidden, int dim, int channels,
-                            int kind)
+                            int kind, int image)
 {
     if (clrt_chain_most(&rt) < 2) {
         printf("the head's chain: the device runs one product after the sample at most, "
@@ -1625,15 +1627,36 @@ static void test_head_chain(int rows, int in, int latent, int hidden, int dim, i
     for (size_t i = 0; i < (size_t)rows * dim; i++)
         ht[i] = (float)(rng_range(0.0, 256.0) > 255.0 ? 255 : (int)rng_range(0.0, 256.0)) / 255.0f;
     cl_mem t = tu_upload(&rt, ht, (size_t)rows * dim * sizeof(float), "targets");
-    size_t most = (size_t)(rows + 3) * (size_t)(nout + hidden + n2 + in);
+    // The first layer's data set: 2 rows + 5 images, rows of them from image start on.
+    int count = 2 * rows + 5, start = 3, *hidx = tu_alloc((size_t)(start + rows), sizeof(int));
+    unsigned char *hdata = tu_alloc((size_t)count * (size_t)(image > 0 ? image : 1), 1);
+    for (size_t i = 0; i < (size_t)count * (size_t)image; i++)
+        hdata[i] = (unsigned char)rng_range(0.0, 256.0);
+    for (int i = 0; i < start + rows; i++)
+        hidx[i] = (int)rng_range(0.0, (double)count) % count;
+    cl_mem data = tu_upload(&rt, hdata, (size_t)count * (size_t)(image > 0 ? image : 1), "data");
+    cl_mem index = tu_upload(&rt, hidx, (size_t)(start + rows) * sizeof(int), "index");
+    float *h1;
+    cl_mem w1 = random_buffer((size_t)(image > 0 ? image : 1) * in + in, &h1, "W first");
+    size_t most = (size_t)(rows + 3) * (size_t)(nout + hidden + n2 + in + image);
     float *zero = tu_alloc(most, sizeof(float));
     // Per run: ml, z, eps, kl, W^T of the three layers, the decoder's y, the output, its
-    // gradient, the terms, the row sums.
-    enum { ML, Z, EPS, KL, WTH, WTD, WTO, H, OUT, DOUT, TERMS, REC, NBUF };
-    size_t floats[NBUF] = {(size_t)rows * n2,     (size_t)rows * latent, (size_t)rows * latent,
-                           (size_t)rows + 3,      (size_t)in * n2,       (size_t)latent * hidden,
-                           (size_t)hidden * nout, (size_t)rows * hidden, (size_t)rows * nout,
-                           (size_t)rows * nout,   (size_t)rows * dim,    (size_t)rows + 3};
+    // gradient, the terms, the row sums; the gathered x and the first layer's y.
+    enum { ML, Z, EPS, KL, WTH, WTD, WTO, H, OUT, DOUT, TERMS, REC, XF, Y1, NBUF };
+    size_t floats[NBUF] = {(size_t)rows * n2,
+                           (size_t)rows * latent,
+                           (size_t)rows * latent,
+                           (size_t)rows + 3,
+                           (size_t)in * n2,
+                           (size_t)latent * hidden,
+                           (size_t)hidden * nout,
+                           (size_t)rows * hidden,
+                           (size_t)rows * nout,
+                           (size_t)rows * nout,
+                           (size_t)rows * dim,
+                           (size_t)rows + 3,
+                           (size_t)rows * (size_t)(image > 0 ? image : 1),
+                           (size_t)rows * in};
     cl_mem b[2][NBUF];
     for (int run = 0; run < 2; run++)
         for (int j = 0; j < NBUF; j++)
@@ -1658,6 +1681,24 @@ static void test_head_chain(int rows, int in, int latent, int hidden, int dim, i
                                    .wt = {o[WTO], 0, (size_t)hidden}};
         struct clrt_mat mh = {o[H], 0, (size_t)hidden}, mo = {o[OUT], 0, (size_t)nout};
         struct clrt_mat mwd = {wd, 0, (size_t)hidden}, mwo = {wo, 0, (size_t)nout};
+        struct clrt_mat head_x = {x, 0, (size_t)in}, y1 = {o[Y1], 0, (size_t)in};
+        struct clrt_epilogue e1 = {.bias = {w1, (size_t)image * in, 0}, .relu = true};
+        struct clrt_gather g = {.data = data, .index = index, .x = o[XF], .start = start};
+        if (image > 0) {
+            head_x = y1;
+            if (run == 0)
+                rp.first = (struct clrt_first_product){.on = true,
+                                                       .g = g,
+                                                       .n = (size_t)in,
+                                                       .k = (size_t)image,
+                                                       .b = {w1, 0, (size_t)in},
+                                                       .c = y1,
+                                                       .ep = e1};
+            else
+                tu_check(clrt_gemm_bias_gathered(&rt, (size_t)rows, (size_t)in, (size_t)image, &g,
+                                                 (struct clrt_mat){w1, 0, (size_t)in}, y1, &e1),
+                         "the gathered product %dx%dx%d runs", rows, in, image);
+        }
         if (run == 0) {
             rp.next[0] = (struct clrt_z_product){.n = (size_t)hidden, .b = mwd, .c = mh, .ep = ed};
             rp.next[1] = (struct clrt_z_product){.n = (size_t)nout, .b = mwo, .c = mo, .ep = eo};
@@ -1672,8 +1713,7 @@ static void test_head_chain(int rows, int in, int latent, int hidden, int dim, i
                                                    .rec_offset = 3,
                                                    .scale = scale};
         }
-        int done = clrt_gemm_bias_reparameterize(&rt, (size_t)rows, (size_t)n2, (size_t)in,
-                                                 (struct clrt_mat){x, 0, (size_t)in},
+        int done = clrt_gemm_bias_reparameterize(&rt, (size_t)rows, (size_t)n2, (size_t)in, head_x,
                                                  (struct clrt_mat){wh, 0, (size_t)n2},
                                                  (struct clrt_mat){o[ML], 0, (size_t)n2}, &eh, &rp);
         tu_check(done == (run == 0 ? 3 : 1),
@@ -1700,23 +1740,29 @@ static void test_head_chain(int rows, int in, int latent, int hidden, int dim, i
         clrt_launch(&rt, k, 1, (size_t[]){(size_t)rows}, NULL);
         clrt_release_kernel(k);
     }
-    static const char *const names[NBUF] = {
-        "ml",         "z",         "eps",    "kl",           "head W^T", "decoder W^T",
-        "output W^T", "decoder y", "output", "its gradient", "terms",    "row sums"};
+    static const char *const names[NBUF] = {"ml",         "z",
+                                            "eps",        "kl",
+                                            "head W^T",   "decoder W^T",
+                                            "output W^T", "decoder y",
+                                            "output",     "its gradient",
+                                            "terms",      "row sums",
+                                            "gathered x", "first layer's y"};
     for (int j = 0; j < NBUF; j++)
         same_bits(b[0][j], b[1][j], 0, floats[j],
-                  "the head's chain (%d rows, %d -> %d -> %d -> %d, likelihood %d, %d channels): "
-                  "%s bit for bit",
-                  rows, in, latent, hidden, nout, kind, channels, names[j]);
+                  "the head's chain (%d rows, %d bytes -> %d -> %d -> %d -> %d, likelihood %d, %d "
+                  "channels): %s bit for bit",
+                  rows, image, in, latent, hidden, nout, kind, channels, names[j]);
     for (int run = 0; run < 2; run++)
         for (int j = 0; j < NBUF; j++)
             clReleaseMemObject(b[run][j]);
-    cl_mem ins[] = {x, wh, wd, wo, t};
+    cl_mem ins[] = {x, wh, wd, wo, t, data, index, w1};
     for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++)
         clReleaseMemObject(ins[i]);
-    float *hosts[] = {hx, hh, hd, ho, ht, zero};
+    float *hosts[] = {hx, hh, hd, ho, ht, zero, h1};
     for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++)
         free(hosts[i]);
+    free(hidx);
+    free(hdata);
     rt.own_gemm = saved;
 }
 
@@ -2792,10 +2838,14 @@ int main(void)
     test_fused_step(9, 128, 40, false, 1.0f, false);
     // The head's launch through the decoder to the likelihood: odd rows and widths (edge blocks,
     // a row's last dim % 16 values), a batch of 256 as the default model's, each likelihood.
-    test_head_chain(37, 13, 5, 45, 45, 1, 0);
-    test_head_chain(256, 40, 10, 128, 784, 1, 0);
-    test_head_chain(19, 24, 16, 33, 75, 3, 1);
-    test_head_chain(8, 7, 1, 16, 48, 3, 1);
+    test_head_chain(37, 13, 5, 45, 45, 1, 0, 0);
+    test_head_chain(256, 40, 10, 128, 784, 1, 0, 0);
+    test_head_chain(19, 24, 16, 33, 75, 3, 1, 0);
+    test_head_chain(8, 7, 1, 16, 48, 3, 1, 0);
+    // With the first layer on the gathered batch: the default model's shapes, and odd ones (a
+    // row's bytes not a multiple of 16, edge blocks).
+    test_head_chain(256, 128, 10, 128, 784, 1, 0, 784);
+    test_head_chain(37, 45, 5, 33, 75, 3, 1, 75);
 
     test_bias_forward(false, 37, 53, 101, NULL);
     test_bias_forward(false, 37, 53, 0, local2);

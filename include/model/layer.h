@@ -78,11 +78,15 @@ struct layer_step_fold {
 // without classes, the first's x sample.z, each next's x the y of the one before; NULL after the
 // last), then the likelihood lik on the last one's y (where lik.on). A kind that can sets
 // applied, next_applied (how many of next) and lik_applied; otherwise the model runs them after.
+// With head (the Gaussian head, whose x is the first layer's y), the first layer's gathered
+// forward may run the head's launch itself, its own product first in it: then it sets
+// first_applied too, and the head's forward is not run.
 struct layer_y_fold {
     struct clrt_reparam sample;
     const struct layer *next[CLRT_CHAIN];
     struct clrt_rows_likelihood lik;
-    bool applied, lik_applied;
+    const struct layer *head;
+    bool applied, lik_applied, first_applied;
     int next_applied;
 };
 

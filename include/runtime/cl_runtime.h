@@ -365,9 +365,21 @@ struct clrt_rows_likelihood {
     float scale;
 };
 
+// The encoder's first layer ahead of the Gaussian head in its launch, where on: the rows g
+// gathers (k bytes an image) into g.x as clrt_gemm_bias_gathered stores them, then C (m, n) = x B
+// with ep (bias, ReLU; no wt) as it computes them: the head's A (the head's a is then c, and its
+// k n).
+struct clrt_first_product {
+    bool on;
+    struct clrt_gather g;
+    size_t n, k;
+    struct clrt_mat b, c;
+    struct clrt_epilogue ep;
+};
+
 // The Gaussian sampler's forward (cl/sampler.cl's reparameterize) on the product's rows: z, eps
 // (rows, n / 2) and kl[kl_offset + r], Philox keyed as there; then the products next, in order,
-// up to the first of n 0, and then lik.
+// up to the first of n 0, and then lik; first before the head's product.
 struct clrt_reparam {
     cl_mem z, eps, kl;
     int kl_offset, row0;
@@ -376,6 +388,7 @@ struct clrt_reparam {
     float noise_scale;
     struct clrt_z_product next[CLRT_CHAIN];
     struct clrt_rows_likelihood lik;
+    struct clrt_first_product first;
 };
 // How many products after the sample the Gaussian head's launch runs at most on the device:
 // CLRT_CHAIN on PoCL's CPU device, 1 elsewhere. A work-item of the chain walks every column of
@@ -388,9 +401,10 @@ int clrt_chain_most(const struct clrt *rt);
 // clrt_gemm_bias keeps it), then the sample from it, in one launch of clvae's kernels; then in
 // that launch the products s->next in order, as far as one launch of clvae's kernels runs each
 // alone (the same bits as clrt_gemm_bias) and clrt_chain_most allows, and s->lik where every one
-// of them ran (on the last one's C, which must then be its whole rows: offset 0, ld n). 1 + the
-// products of s->next that ran; 0, with nothing enqueued, where one launch cannot run the head
-// (CLBlast, parts, packed, n over 32).
+// of them ran (on the last one's C, which must then be its whole rows: offset 0, ld n); and
+// s->first before the head, where on. 1 + the products of s->next that ran; 0, with nothing
+// enqueued, where one launch cannot run the head, or s->first where on (CLBlast, parts, packed, n
+// over 32, clrt_chain_most under 2).
 int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                                   struct clrt_mat b, struct clrt_mat c,
                                   const struct clrt_epilogue *ep, const struct clrt_reparam *s);

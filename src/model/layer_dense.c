@@ -127,45 +127,60 @@ static struct clrt_epilogue dense_epilogue(const struct layer_ctx *ctx, const st
     return ep;
 }
 
+// The Gaussian head l's product over rows m (a its x, ep its epilogue) in the sample's launch,
+// fold->next after it as far as their kinds and the device allow and fold->lik where all of them
+// ran, and first (where on) before it: fold's applied flags set. False, with nothing enqueued,
+// where the launch cannot run (then neither has run).
+static bool head_launch(const struct layer_ctx *ctx, const struct layer *l, size_t m,
+                        struct clrt_mat a, const struct clrt_epilogue *ep,
+                        struct layer_y_fold *fold, const struct clrt_first_product *first)
+{
+    size_t n = (size_t)l->out, k = (size_t)l->in;
+    struct clrt_reparam s = fold->sample;
+    cl_mem x = s.z;
+    size_t in = n / 2;
+    int filled = 0, asked = 0;
+    while (asked < CLRT_CHAIN && fold->next[asked])
+        asked++;
+    for (; filled < asked; filled++) {
+        const struct layer *d = fold->next[filled];
+        if (d->ops != LAYER_DENSE || d->classes || d->x != x || (size_t)d->in != in)
+            break;
+        size_t dn = (size_t)d->out;
+        s.next[filled] = (struct clrt_z_product){
+            .n = dn,
+            .b = mat(d->dev.params, d->dev.weight, dn),
+            .c = mat(d->y, 0, dn),
+            .ep = dense_epilogue(ctx, d, m, dn, in, mat(d->x, 0, in), d->needs_dx)};
+        x = d->y, in = dn;
+    }
+    // The likelihood only on the last of the model's layers.
+    s.lik = filled == asked && filled > 0 ? fold->lik : (struct clrt_rows_likelihood){0};
+    if (first)
+        s.first = *first;
+    int done = clrt_gemm_bias_reparameterize(ctx->rt, m, n, k, a,
+                                             mat(l->dev.params, l->dev.weight, n),
+                                             mat(l->y, 0, n), ep, &s);
+    fold->applied = done > 0;
+    fold->first_applied = done > 0 && first && first->on;
+    fold->next_applied = done > 0 ? done - 1 : 0;
+    fold->lik_applied = s.lik.on && done - 1 == filled;
+    return done > 0;
+}
+
 // y (from row row0) = a W + b (+ ReLU) with the bias in the product where clvae's kernels run it
 // (row0 0 elsewhere); keep: W^T stored at l->weight_t in ctx->weights_kept as the product reads W,
 // where it can (dense_wt_kept). The Gaussian head folds in ctx->y_fold where it can: the sample,
-// and the next layer's forward as dense_forward runs it.
+// and the decoder's layers and the likelihood as head_launch runs them.
 static void dense_product(const struct layer_ctx *ctx, const struct layer *l, size_t m, size_t n,
                           size_t k, struct clrt_mat a, bool keep, size_t row0)
 {
     struct clrt_epilogue ep = dense_epilogue(ctx, l, m, n, k, a, keep);
     struct clrt_mat w = mat(l->dev.params, l->dev.weight, n);
     struct layer_y_fold *fold = ctx->y_fold;
-    if (fold && !l->relu && !l->classes) {
-        struct clrt_reparam s = fold->sample;
-        cl_mem x = s.z;
-        size_t in = n / 2;
-        int filled = 0, asked = 0;
-        while (asked < CLRT_CHAIN && fold->next[asked])
-            asked++;
-        for (; filled < asked && row0 == 0; filled++) {
-            const struct layer *d = fold->next[filled];
-            if (d->ops != LAYER_DENSE || d->classes || d->x != x || (size_t)d->in != in)
-                break;
-            size_t dn = (size_t)d->out;
-            s.next[filled] = (struct clrt_z_product){
-                .n = dn,
-                .b = mat(d->dev.params, d->dev.weight, dn),
-                .c = mat(d->y, 0, dn),
-                .ep = dense_epilogue(ctx, d, m, dn, in, mat(d->x, 0, in), d->needs_dx)};
-            x = d->y, in = dn;
-        }
-        // The likelihood only on the last of the model's layers.
-        s.lik = filled == asked && filled > 0 ? fold->lik : (struct clrt_rows_likelihood){0};
-        int done =
-            clrt_gemm_bias_reparameterize(ctx->rt, m, n, k, a, w, mat(l->y, row0 * n, n), &ep, &s);
-        fold->applied = done > 0;
-        fold->next_applied = done > 0 ? done - 1 : 0;
-        fold->lik_applied = s.lik.on && done - 1 == filled;
-        if (done)
-            return;
-    }
+    if (fold && !fold->applied && !l->relu && !l->classes && row0 == 0 &&
+        head_launch(ctx, l, m, a, &ep, fold, NULL))
+        return;
     if (!clrt_gemm_bias(ctx->rt, m, n, k, a, w, mat(l->y, row0 * n, n), &ep))
         dense_bias_forward(ctx, l, (int)m, (int)n);
 }
@@ -208,8 +223,22 @@ static bool dense_forward_gathered(const struct layer_ctx *ctx, const struct lay
     if (l->classes) // never the first layer: the model does not lay one out so
         return false;
     struct clrt_epilogue ep = {.bias = {l->dev.params, l->dev.bias, 0}, .relu = l->relu};
-    return clrt_gemm_bias_gathered(ctx->rt, (size_t)rows, n, (size_t)l->in, g,
-                                   mat(l->dev.params, l->dev.weight, n), mat(l->y, 0, n), &ep);
+    struct clrt_mat w = mat(l->dev.params, l->dev.weight, n), y = mat(l->y, 0, n);
+    // The Gaussian head right after this layer (ctx->y_fold's head): both in its launch, where
+    // the head's kind is this one and the launch can run them.
+    struct layer_y_fold *fold = ctx->y_fold;
+    const struct layer *h = fold ? fold->head : NULL;
+    if (h && h->ops == LAYER_DENSE && !h->relu && !h->classes && h->x == l->y &&
+        h->in == l->out) {
+        size_t hn = (size_t)h->out, hk = (size_t)h->in;
+        struct clrt_mat ha = mat(h->x, 0, hk);
+        struct clrt_epilogue hep = dense_epilogue(ctx, h, (size_t)rows, hn, hk, ha, h->needs_dx);
+        struct clrt_first_product first = {
+            .on = true, .g = *g, .n = n, .k = (size_t)l->in, .b = w, .c = y, .ep = ep};
+        if (head_launch(ctx, h, (size_t)rows, ha, &hep, fold, &first))
+            return true;
+    }
+    return clrt_gemm_bias_gathered(ctx->rt, (size_t)rows, n, (size_t)l->in, g, w, y, &ep);
 }
 
 // In layer_bias_parts parts, summed again when there are several: a column reduction that fills a

@@ -753,9 +753,10 @@ static void decode_from(struct vae *vae, int first, int rows)
 }
 
 // The batch vae_gather left (if any): into x by gather_images, a launch a part of the data set,
-// or, when the data set is one buffer and the first layer's kind can, in its forward product.
-// Returns the first layer still to run forward.
-static int gather_batch(struct vae *vae, int rows)
+// or, when the data set is one buffer and the first layer's kind can, in its forward product
+// (and with it the Gaussian head's launch where fold's head asks and the kinds can). Returns the
+// first layer still to run forward.
+static int gather_batch(struct vae *vae, int rows, struct layer_y_fold *fold)
 {
     const struct clrt_parts *data = vae->gather.data;
     if (!data)
@@ -764,9 +765,15 @@ static int gather_batch(struct vae *vae, int rows)
     const struct layer *l = &vae->layer[0];
     struct clrt_gather g = {
         .data = data->mem[0], .index = vae->gather.index, .x = vae->x, .start = vae->gather.start};
-    if (data->n == 1 && rows == vae->gather.rows && l->ops->forward_gathered &&
-        l->ops->forward_gathered(&vae->ctx, l, rows, &g))
-        return 1;
+    // The head right after the first layer: the kinds may run both and the head's launch here.
+    fold->head = vae->n_encoder == 2 ? &vae->layer[1] : NULL;
+    vae->ctx.y_fold = fold;
+    bool done = data->n == 1 && rows == vae->gather.rows && l->ops->forward_gathered &&
+                l->ops->forward_gathered(&vae->ctx, l, rows, &g);
+    vae->ctx.y_fold = NULL;
+    fold->head = NULL;
+    if (done)
+        return fold->first_applied ? 2 : 1;
     cl_kernel k = vae->k_gather;
     int dim = vae->cfg.in_dim, n = vae->gather.rows;
     KARG(k, 3, vae->gather.index);
@@ -808,7 +815,7 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass)
     if (decoder <= CLRT_CHAIN)
         fold.lik =
             likelihood_rows_fold(&vae->likelihood, &lb, pass->rec, pass->offset, pass->grad_scale);
-    for (int i = gather_batch(vae, pass->rows); i < vae->n_encoder; i++) {
+    for (int i = gather_batch(vae, pass->rows, &fold); i < vae->n_encoder; i++) {
         vae->ctx.y_fold = i == vae->n_encoder - 1 ? &fold : NULL;
         vae->layer[i].ops->forward(&vae->ctx, &vae->layer[i], pass->rows);
     }
@@ -856,7 +863,8 @@ void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
 
 void vae_gather_now(struct vae *vae)
 {
-    gather_batch(vae, -1); // no pass of -1 rows: never folded into the first layer
+    struct layer_y_fold none = {0};
+    gather_batch(vae, -1, &none); // no pass of -1 rows: never folded into the first layer
 }
 
 void vae_gather_labels(struct vae *vae, cl_mem labels, cl_mem index, int start, int rows)

@@ -1894,7 +1894,12 @@ int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k,
                                   struct clrt_mat b, struct clrt_mat c,
                                   const struct clrt_epilogue *ep, const struct clrt_reparam *s)
 {
+    const struct clrt_first_product *f = &s->first;
     if (!own_one_launch(rt, false, m, n, k, a, b, c) || n > 32 || n % 2 || c.ld != n)
+        return 0;
+    if (f->on && (clrt_chain_most(rt) < 2 || f->n != k || f->g.start < 0 ||
+                  !own_one_launch(rt, false, m, f->n, f->k, (struct clrt_mat){f->g.x, 0, f->k},
+                                  f->b, f->c)))
         return 0;
     int chain = chain_length(rt, m, n / 2, s), asked = 0;
     while (asked < CLRT_CHAIN && s->next[asked].n > 0)
@@ -1933,9 +1938,13 @@ int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k,
     // Each product of the chain: its n (0: none), B and C (buffer, offset, leading dimension),
     // epilogue, wt; the head's own buffers stand in for those not run.
     char label[96] = "";
-    int len =
-        rt->profiling ? snprintf(label, sizeof label, "gemm NN %zux%zux%zu + sample", m, n, k) : 0;
-    double flops = 2.0 * (double)m * n * k;
+    int len = 0;
+    if (rt->profiling && f->on)
+        len = snprintf(label, sizeof label, "gemm NN %zux%zux%zu gathered + ", m, f->n, f->k);
+    if (rt->profiling && len >= 0 && (size_t)len < sizeof label)
+        len += snprintf(label + len, sizeof label - (size_t)len, "%s%zux%zux%zu + sample",
+                        f->on ? "" : "gemm NN ", m, n, k);
+    double flops = 2.0 * (double)m * n * k + (f->on ? 2.0 * (double)m * f->n * f->k : 0.0);
     size_t pk = n / 2;
     for (int q = 0; q < CLRT_CHAIN; q++) {
         const struct clrt_z_product *p = q < chain ? &s->next[q] : NULL;
@@ -1967,13 +1976,30 @@ int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k,
     KARG(*kern, i++, s->lik.scale);
     KARG(*kern, i++, lbuf[3]);
     KARG(*kern, i++, s->lik.rec_offset);
+    // The first layer: its n (0: none), B, C, epilogue, no wt; k and the gather.
+    cl_int fn = f->on ? (cl_int)f->n : 0, fk = (cl_int)f->k;
+    struct clrt_mat fm[2] = {f->on ? f->b : b, f->on ? f->c : c};
+    KARG(*kern, i++, fn);
+    for (int j = 0; j < 2; j++)
+        i = mat_args(*kern, i, fm[j]);
+    epilogue_args(*kern, i, f->on ? &f->ep : NULL, c.mem);
+    wt_args(*kern, i + 3, NULL, c.mem);
+    i += 6;
+    cl_mem gbuf[3] = {f->g.data, f->g.index, f->g.x};
+    for (int j = 0; j < 3; j++)
+        gbuf[j] = f->on ? gbuf[j] : c.mem;
+    KARG(*kern, i++, fk);
+    KARG(*kern, i++, gbuf[0]);
+    KARG(*kern, i++, gbuf[1]);
+    KARG(*kern, i++, f->g.start);
+    KARG(*kern, i++, gbuf[2]);
     if (lik && len > 0 && (size_t)len < sizeof label)
         snprintf(label + len, sizeof label - (size_t)len, " + likelihood");
     // Work-groups of up to 8 row blocks; one a row block where the chain goes past the decoder's
     // first layer: each then carries a share of the step that a group of 8 would leave unevenly
     // split between 2 cores at a batch of 96 rows (12 blocks).
     size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS, group = blocks < 8 ? blocks : 8;
-    if (chain > 1)
+    if (chain > 1 || f->on)
         group = 1;
     size_t global[2] = {1, (blocks + group - 1) / group * group}, local[2] = {1, group};
     enqueue_product(rt, *kern, 2, global, local, t0, label, flops);
