@@ -158,9 +158,8 @@ static bool head_launch(const struct layer_ctx *ctx, const struct layer *l, size
     s.lik = filled == asked && filled > 0 ? fold->lik : (struct clrt_rows_likelihood){0};
     if (first)
         s.first = *first;
-    int done = clrt_gemm_bias_reparameterize(ctx->rt, m, n, k, a,
-                                             mat(l->dev.params, l->dev.weight, n),
-                                             mat(l->y, 0, n), ep, &s);
+    int done = clrt_gemm_bias_reparameterize(
+        ctx->rt, m, n, k, a, mat(l->dev.params, l->dev.weight, n), mat(l->y, 0, n), ep, &s);
     fold->applied = done > 0;
     fold->first_applied = done > 0 && first && first->on;
     fold->next_applied = done > 0 ? done - 1 : 0;
@@ -228,8 +227,7 @@ static bool dense_forward_gathered(const struct layer_ctx *ctx, const struct lay
     // the head's kind is this one and the launch can run them.
     struct layer_y_fold *fold = ctx->y_fold;
     const struct layer *h = fold ? fold->head : NULL;
-    if (h && h->ops == LAYER_DENSE && !h->relu && !h->classes && h->x == l->y &&
-        h->in == l->out) {
+    if (h && h->ops == LAYER_DENSE && !h->relu && !h->classes && h->x == l->y && h->in == l->out) {
         size_t hn = (size_t)h->out, hk = (size_t)h->in;
         struct clrt_mat ha = mat(h->x, 0, hk);
         struct clrt_epilogue hep = dense_epilogue(ctx, h, (size_t)rows, hn, hk, ha, h->needs_dx);
