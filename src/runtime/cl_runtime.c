@@ -1897,9 +1897,9 @@ int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k,
     const struct clrt_first_product *f = &s->first;
     if (!own_one_launch(rt, false, m, n, k, a, b, c) || n > 32 || n % 2 || c.ld != n)
         return 0;
-    if (f->on && (clrt_chain_most(rt) < 2 || f->n != k || f->g.start < 0 ||
-                  !own_one_launch(rt, false, m, f->n, f->k, (struct clrt_mat){f->g.x, 0, f->k},
-                                  f->b, f->c)))
+    if (f->on &&
+        (clrt_chain_most(rt) < 2 || f->n != k || f->g.start < 0 ||
+         !own_one_launch(rt, false, m, f->n, f->k, (struct clrt_mat){f->g.x, 0, f->k}, f->b, f->c)))
         return 0;
     int chain = chain_length(rt, m, n / 2, s), asked = 0;
     while (asked < CLRT_CHAIN && s->next[asked].n > 0)
