@@ -400,11 +400,12 @@ int clrt_chain_most(const struct clrt *rt);
 // The Gaussian head: ml (m, n = 2 latent, c.ld = n) = A B + bias (ep: its bias, and wt as
 // clrt_gemm_bias keeps it), then the sample from it, in one launch of clvae's kernels; then in
 // that launch the products s->next in order, as far as one launch of clvae's kernels runs each
-// alone (the same bits as clrt_gemm_bias) and clrt_chain_most allows, and s->lik where every one
-// of them ran (on the last one's C, which must then be its whole rows: offset 0, ld n); and
-// s->first before the head, where on. 1 + the products of s->next that ran; 0, with nothing
-// enqueued, where one launch cannot run the head, or s->first where on (CLBlast, parts, packed, n
-// over 32, clrt_chain_most under 2).
+// alone (the same bits as clrt_gemm_bias), clrt_chain_most allows and, past the first, their
+// weights stay in a core's cache (512 KiB at most), and s->lik where every one of them ran (on
+// the last one's C, which must then be its whole rows: offset 0, ld n); and s->first before the
+// head, where on. 1 + the products of s->next that ran; 0, with nothing enqueued, where one launch
+// cannot run the head, or s->first where on (CLBlast, parts, packed, n over 32, clrt_chain_most
+// under 2, a first weight over 512 KiB).
 int clrt_gemm_bias_reparameterize(struct clrt *rt, size_t m, size_t n, size_t k, struct clrt_mat a,
                                   struct clrt_mat b, struct clrt_mat c,
                                   const struct clrt_epilogue *ep, const struct clrt_reparam *s);
