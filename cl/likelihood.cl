@@ -182,17 +182,6 @@ void bce_row16(int r, __global const float *logits, __global const float *x,
     ROWS16_TAIL(bernoulli_pixel, logits, dlogits)
 }
 
-// bce_row16, a row a work-item. Range: (rows).
-__kernel void bce_logits_grad_rows16(__global const float *logits, __global const float *x,
-                                     __global float *dlogits, __global float *terms, int rows,
-                                     int dim, int channels, float scale, __global float *rec,
-                                     int rec_offset)
-{
-    int r = get_global_id(0);
-    if (r < rows)
-        bce_row16(r, logits, x, dlogits, terms, dim, channels, scale, rec, rec_offset);
-}
-
 // logistic_nll_grad and each row's sum in one launch on a CPU: a work-item a row, 16 values at
 // once as float16 (their means and log-scales gathered from the pixels' 2C outputs,
 // logistic_nll_float16 in each lane: the pixel kernel's terms and gradient), summed as
@@ -230,16 +219,19 @@ void logistic_row16(int r, __global const float *out, __global const float *x, _
     ROWS16_TAIL(logistic_pixel, out, dout)
 }
 
-// logistic_row16, a row a work-item. Range: (rows).
-__kernel void logistic_nll_grad_rows16(__global const float *out, __global const float *x,
-                                       __global float *dout, __global float *terms, int rows,
-                                       int dim, int channels, float scale, __global float *rec,
-                                       int rec_offset)
-{
-    int r = get_global_id(0);
-    if (r < rows)
-        logistic_row16(r, out, x, dout, terms, dim, channels, scale, rec, rec_offset);
-}
+// A *_rows16 kernel: ROW (bce_row16, logistic_row16), a row a work-item. Range: (rows).
+#define ROWS16_KERNEL(NAME, ROW)                                                                   \
+    __kernel void NAME(__global const float *out, __global const float *x, __global float *dout,   \
+                       __global float *terms, int rows, int dim, int channels, float scale,       \
+                       __global float *rec, int rec_offset)                                        \
+    {                                                                                              \
+        int r = get_global_id(0);                                                                  \
+        if (r < rows)                                                                              \
+            ROW(r, out, x, dout, terms, dim, channels, scale, rec, rec_offset);                    \
+    }
+
+ROWS16_KERNEL(bce_logits_grad_rows16, bce_row16)
+ROWS16_KERNEL(logistic_nll_grad_rows16, logistic_row16)
 
 // Row r of the *_rows16 kernel of likelihood kind (LIKELIHOOD_*), as that kernel runs it: the
 // decoder's chain in the Gaussian head's launch (gemm_nn_reparameterize) ends with its rows.
