@@ -1638,8 +1638,6 @@ static void test_head_chain(int rows, int in, int latent, int hidden, int dim, i
     cl_mem index = tu_upload(&rt, hidx, (size_t)(start + rows) * sizeof(int), "index");
     float *h1;
     cl_mem w1 = random_buffer((size_t)(image > 0 ? image : 1) * in + in, &h1, "W first");
-    size_t most = (size_t)(rows + 3) * (size_t)(nout + hidden + n2 + in + image);
-    float *zero = tu_alloc(most, sizeof(float));
     // Per run: ml, z, eps, kl, W^T of the three layers, the decoder's y, the output, its
     // gradient, the terms, the row sums; the gathered x and the first layer's y.
     enum { ML, Z, EPS, KL, WTH, WTD, WTO, H, OUT, DOUT, TERMS, REC, XF, Y1, NBUF };
@@ -1657,6 +1655,10 @@ static void test_head_chain(int rows, int in, int latent, int hidden, int dim, i
                            (size_t)rows + 3,
                            (size_t)rows * (size_t)(image > 0 ? image : 1),
                            (size_t)rows * in};
+    size_t most = 0; // every buffer starts from zeros
+    for (int j = 0; j < NBUF; j++)
+        most = floats[j] > most ? floats[j] : most;
+    float *zero = tu_alloc(most, sizeof(float));
     cl_mem b[2][NBUF];
     for (int run = 0; run < 2; run++)
         for (int j = 0; j < NBUF; j++)
