@@ -391,6 +391,17 @@ GEMM_KERNEL(gemm_tn_16, gemm_block_tn_16, 1)
 GEMM_KERNEL(gemm_tn_32_sum, gemm_block_tn_32_sum, 2)
 GEMM_KERNEL(gemm_tn_16_sum, gemm_block_tn_16_sum, 1)
 
+// Bytes from .. to - 1 of an image's row src as floats / 255 into dst, 16 at once where they fit
+// (see gemm_nn_32_gather): the gathered products' x, the floats gather_images (data.cl) writes.
+void gather_floats(__global const uchar *src, __global float *dst, int from, int to)
+{
+    int q = from;
+    for (; q + 16 <= to; q += 16)
+        vstore16(convert_float16(vload16(0, src + q)) * (1.0f / 255.0f), 0, dst + q);
+    for (; q < to; q++)
+        dst[q] = (float)src[q] * (1.0f / 255.0f);
+}
+
 // One product of the chain after the Gaussian head's sample in gemm_nn_reparameterize: C (m, n) =
 // A B with the epilogue, B^T kept at bt when ldbt > 0, A the rows of the product before (z for
 // the first). n 0: none, and none after it.
@@ -412,10 +423,9 @@ GEMM_KERNEL(gemm_tn_16_sum, gemm_block_tn_16_sum, 1)
 // gindex[gstart + i] of gdata ((count, gk) bytes) / 255, into gx (m, gk) as gemm_nn_32_gather
 // stores them, and C1 (m, n1) = gx B1 with epilogue1 as that kernel computes it (the same floats
 // in the same order): the head's A (k = n1; a and lda unused). The same bits as the launches of
-// each; a block's rows
-// stay in its core's cache from one product to the next (the default model's head, decoder,
-// output and likelihood: one launch for four, 457-467 against 511-550 us for the output product
-// and the likelihood alone). Range: (1, row blocks).
+// each; a block's rows stay in its core's cache from one product to the next (the default
+// model's head, decoder, output and likelihood: one launch for four, 457-467 against 511-550 us
+// for the output product and the likelihood alone). Range: (1, row blocks).
 __kernel void gemm_nn_reparameterize(
     int m, int n, int k, __global const float *restrict a, ulong a_off, int lda,
     __global const float *restrict b, ulong b_off, int ldb, __global float *restrict c, ulong c_off,
@@ -431,74 +441,36 @@ __kernel void gemm_nn_reparameterize(
     int i0 = (int)get_global_id(1) * GEMM_R;
     if (i0 >= m)
         return;
-    for (int r = i0; n1 > 0 && r < min(i0 + GEMM_R, m); r++) {
-        __global const uchar *src = gdata + (size_t)gindex[gstart + r] * (size_t)gk;
-        __global float *dst = gx + (size_t)r * gk;
-        int q = 0;
-        for (; q + 16 <= gk; q += 16)
-            vstore16(convert_float16(vload16(0, src + q)) * (1.0f / 255.0f), 0, dst + q);
-        for (; q < gk; q++)
-            dst[q] = (float)src[q] * (1.0f / 255.0f);
-    }
-    // One call of the block for every product (compilers that inline it, llvmpipe's, take
-    // minutes a copy): stage -1 the first layer, stage 0 the head, then the sample of its rows;
-    // stages 1-3 the chain.
+    for (int r = i0; n1 > 0 && r < min(i0 + GEMM_R, m); r++)
+        gather_floats(gdata + (size_t)gindex[gstart + r] * (size_t)gk, gx + (size_t)r * gk, 0, gk);
+    // Each stage's operands, the first layer's first: stage 0 the head (then the sample of its
+    // rows), stages 1-3 the chain. One call of the block for every product (compilers that
+    // inline it, llvmpipe's, take minutes a copy).
+    __global const float *sb[5] = {b1 + b1_off, b + b_off, b2 + b2_off, b3 + b3_off, b4 + b4_off};
+    __global float *sc[5] = {c1 + c1_off, c + c_off, c2 + c2_off, c3 + c3_off, c4 + c4_off};
+    __global float *sbias[5] = {bias1, bias, bias2, bias3, bias4};
+    __global float *sbt[5] = {bt1 + bt1_off, bt + bt_off, bt2 + bt2_off, bt3 + bt3_off,
+                              bt4 + bt4_off};
+    ulong sbias_off[5] = {bias1_off, bias_off, bias2_off, bias3_off, bias4_off};
+    int sn[5] = {n1, n, n2, n3, n4}, sldb[5] = {ldb1, ldb, ldb2, ldb3, ldb4};
+    int sldc[5] = {ldc1, ldc, ldc2, ldc3, ldc4}, sldbt[5] = {ldbt1, ldbt, ldbt2, ldbt3, ldbt4};
+    int sep[5] = {epilogue1, GEMM_BIAS, epilogue2, epilogue3, epilogue4};
     __global const float *sa = n1 > 0 ? gx : a + a_off;
-    int sk = n1 > 0 ? gk : k, slda = n1 > 0 ? gk : lda;
-    __global float *last = c + c_off;
-    for (int st = n1 > 0 ? -1 : 0; st < 4; st++) {
-        int sn = st == -1 ? n1 : st == 0 ? n : st == 1 ? n2 : st == 2 ? n3 : n4;
-        if (sn == 0)
-            break;
-        __global const float *sb = st == -1  ? b1 + b1_off
-                                   : st == 0 ? b + b_off
-                                   : st == 1 ? b2 + b2_off
-                                   : st == 2 ? b3 + b3_off
-                                             : b4 + b4_off;
-        __global float *sc = st == -1  ? c1 + c1_off
-                             : st == 0 ? c + c_off
-                             : st == 1 ? c2 + c2_off
-                             : st == 2 ? c3 + c3_off
-                                       : c4 + c4_off;
-        __global float *sbias = st == -1  ? bias1
-                                : st == 0 ? bias
-                                : st == 1 ? bias2
-                                : st == 2 ? bias3
-                                          : bias4;
-        __global float *sbt = st == -1  ? bt1 + bt1_off
-                              : st == 0 ? bt + bt_off
-                              : st == 1 ? bt2 + bt2_off
-                              : st == 2 ? bt3 + bt3_off
-                                        : bt4 + bt4_off;
-        int sldb = st == -1 ? ldb1 : st == 0 ? ldb : st == 1 ? ldb2 : st == 2 ? ldb3 : ldb4;
-        int sldc = st == -1 ? ldc1 : st == 0 ? ldc : st == 1 ? ldc2 : st == 2 ? ldc3 : ldc4;
-        int sldbt = st == -1  ? ldbt1
-                    : st == 0 ? ldbt
-                    : st == 1 ? ldbt2
-                    : st == 2 ? ldbt3
-                              : ldbt4;
-        int sep = st == -1  ? epilogue1
-                  : st == 0 ? GEMM_BIAS
-                  : st == 1 ? epilogue2
-                  : st == 2 ? epilogue3
-                            : epilogue4;
-        ulong sbias_off = st == -1  ? bias1_off
-                          : st == 0 ? bias_off
-                          : st == 1 ? bias2_off
-                          : st == 2 ? bias3_off
-                                    : bias4_off;
-        for (int j0 = 0; j0 < sn; j0 += 32)
-            gemm_block_nn_32(j0, i0, m, sn, sk, 1.0f, 0.0f, sa, slda, sb, sldb, sc, sldc, sbias,
-                             sbias_off, sep, sbt, sldbt, 0, 0.0f, 0.0f, 0, 0, 0, (float8)0.0f, 0);
-        for (int r = i0; st == 0 && r < min(i0 + GEMM_R, m); r++)
+    int sk = n1 > 0 ? gk : k, slda = n1 > 0 ? gk : lda, s = n1 > 0 ? 0 : 1;
+    for (; s < 5 && sn[s] > 0; s++) {
+        for (int j0 = 0; j0 < sn[s]; j0 += 32)
+            gemm_block_nn_32(j0, i0, m, sn[s], sk, 1.0f, 0.0f, sa, slda, sb[s], sldb[s], sc[s],
+                             sldc[s], sbias[s], sbias_off[s], sep[s], sbt[s], sldbt[s], 0, 0.0f,
+                             0.0f, 0, 0, 0, (float8)0.0f, 0);
+        for (int r = i0; s == 1 && r < min(i0 + GEMM_R, m); r++)
             reparameterize_row(r, c + c_off, z, eps, kl, kl_offset, row0, n / 2, seed_lo, seed_hi,
                                step_lo, step_hi, stream, noise_scale);
         // The next product reads these rows (z after the head).
-        sa = st == 0 ? z : sc;
-        slda = st == 0 ? n / 2 : sldc;
-        sk = st == 0 ? n / 2 : sn;
-        last = sc;
+        sa = s == 1 ? z : sc[s];
+        slda = s == 1 ? n / 2 : sldc[s];
+        sk = s == 1 ? n / 2 : sn[s];
     }
+    __global float *last = sc[s - 1]; // the last product's C: the decoder's output
     for (int r = i0; lik >= 0 && r < min(i0 + GEMM_R, m); r++)
         likelihood_row16(lik, r, last, lx, ldout, lterms, ldim, lchannels, lscale, lrec,
                          lrec_offset);
@@ -618,15 +590,8 @@ gemm_tn_sum_adam(int groups0, int cblocks, int m, int n, int k, __global const f
             int blocks = (n + 16 * NV - 1) / (16 * NV),                                            \
                 span = ((k + blocks - 1) / blocks + 15) & ~15;                                     \
             int from = min(k, j0 / (16 * NV) * span), to = min(k, from + span);                    \
-            for (int r = 0; r < rows; r++) {                                                       \
-                __global float *dst = x + (size_t)(i0 + r) * k;                                    \
-                int q = from;                                                                      \
-                for (; q + 16 <= to; q += 16)                                                      \
-                    vstore16(convert_float16(vload16(0, arow[r] + q)) * (1.0f / 255.0f), 0,        \
-                             dst + q);                                                             \
-                for (; q < to; q++)                                                                \
-                    dst[q] = (float)arow[r][q] * (1.0f / 255.0f);                                  \
-            }                                                                                      \
+            for (int r = 0; r < rows; r++)                                                         \
+                gather_floats(arow[r], x + (size_t)(i0 + r) * k, from, to);                        \
         }                                                                                          \
         b += b_off + j0;                                                                           \
         c += c_off + (size_t)i0 * ldc + j0;                                                        \

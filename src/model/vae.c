@@ -754,8 +754,8 @@ static void decode_from(struct vae *vae, int first, int rows)
 
 // The batch vae_gather left (if any): into x by gather_images, a launch a part of the data set,
 // or, when the data set is one buffer and the first layer's kind can, in its forward product
-// (and with it the Gaussian head's launch where fold's head asks and the kinds can). Returns the
-// first layer still to run forward.
+// (and with it the Gaussian head's launch, with fold, where the kinds can). Returns the first
+// layer still to run forward.
 static int gather_batch(struct vae *vae, int rows, struct layer_y_fold *fold)
 {
     const struct clrt_parts *data = vae->gather.data;
@@ -765,15 +765,12 @@ static int gather_batch(struct vae *vae, int rows, struct layer_y_fold *fold)
     const struct layer *l = &vae->layer[0];
     struct clrt_gather g = {
         .data = data->mem[0], .index = vae->gather.index, .x = vae->x, .start = vae->gather.start};
-    // The head right after the first layer: the kinds may run both and the head's launch here.
-    fold->head = vae->n_encoder == 2 ? &vae->layer[1] : NULL;
-    vae->ctx.y_fold = fold;
+    vae->ctx.y_fold = fold; // (its head: the first layer's kind may run the head's launch here)
     bool done = data->n == 1 && rows == vae->gather.rows && l->ops->forward_gathered &&
                 l->ops->forward_gathered(&vae->ctx, l, rows, &g);
     vae->ctx.y_fold = NULL;
-    fold->head = NULL;
     if (done)
-        return fold->first_applied ? 2 : 1;
+        return fold && fold->first_applied ? 2 : 1;
     cl_kernel k = vae->k_gather;
     int dim = vae->cfg.in_dim, n = vae->gather.rows;
     KARG(k, 3, vae->gather.index);
@@ -809,6 +806,8 @@ void vae_forward(struct vae *vae, const struct vae_pass *pass)
                                            .step = pass->step,
                                            .stream = pass->stream,
                                            .noise_scale = pass->noise_scale}};
+    // The head right after the first layer: the first layer's kind may run the head's launch.
+    fold.head = vae->n_encoder == 2 ? &vae->layer[1] : NULL;
     int decoder = vae->n_layers - vae->n_encoder;
     for (int i = 0; i < CLRT_CHAIN && i < decoder; i++)
         fold.next[i] = &vae->layer[vae->n_encoder + i];
@@ -863,8 +862,7 @@ void vae_backward(struct vae *vae, const struct vae_pass *pass, float beta)
 
 void vae_gather_now(struct vae *vae)
 {
-    struct layer_y_fold none = {0};
-    gather_batch(vae, -1, &none); // no pass of -1 rows: never folded into the first layer
+    gather_batch(vae, -1, NULL); // no pass of -1 rows: never folded into the first layer
 }
 
 void vae_gather_labels(struct vae *vae, cl_mem labels, cl_mem index, int start, int rows)
